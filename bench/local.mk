@@ -1,0 +1,1 @@
+# bench/: benchmarks that print figures (never part of make check's verdict).

@@ -1,0 +1,1 @@
+# kernels/cuda/: the CUDA backend (cuBLAS + our kernels), built when configure finds nvcc.

@@ -1,0 +1,1 @@
+# net/: the Kademlia DHT (sans-I/O core and its glue).

@@ -1,0 +1,1 @@
+# net/: identity, wire envelopes, transport.

@@ -1,0 +1,1 @@
+# peers/: swarmd, swarmctl and what a node does.

@@ -1,0 +1,90 @@
+#include "sw.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct sw_allocator alloc_cur = {malloc, realloc, free};
+
+void
+sw_alloc_set(const struct sw_allocator *a)
+{
+    if (a)
+        alloc_cur = *a;
+    else
+        alloc_cur = (struct sw_allocator){malloc, realloc, free};
+}
+
+void *
+sw_malloc(size_t size)
+{
+    return alloc_cur.malloc(size ? size : 1);
+}
+
+void *
+sw_calloc(size_t n, size_t size)
+{
+    void *p;
+
+    if (size && n > SIZE_MAX / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p = sw_malloc(n * size);
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+void *
+sw_realloc(void *p, size_t size)
+{
+    return alloc_cur.realloc(p, size ? size : 1);
+}
+
+void
+sw_free(void *p)
+{
+    int saved = errno;
+
+    if (p)
+        alloc_cur.free(p);
+    errno = saved;
+}
+
+char *
+sw_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = sw_malloc(n);
+
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+void *
+sw_malloc_big(size_t size)
+{
+    void *p = NULL;
+    int rc;
+
+    size = (size + 63) & ~(size_t)63;
+    if (size == 0)
+        size = 64;
+    rc = posix_memalign(&p, 64, size);
+    if (rc != 0) {
+        errno = rc;
+        return NULL;
+    }
+    memset(p, 0, size); /* pre-fault: touch every page now, not in the hot loop */
+    return p;
+}
+
+void
+sw_free_big(void *p)
+{
+    int saved = errno;
+
+    free(p);
+    errno = saved;
+}

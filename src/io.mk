@@ -1,0 +1,1 @@
+# src/ input and output: safetensors, JSON config, token data.
