@@ -116,7 +116,7 @@ struct sw_kernels {
     /* dgu[N,2F] = ... (written) */
     void (*swiglu_backward)(float *dgu, const float *dout, const float *gu, int N, int F);
 
-    /* out[n] = inp1[n] + inp2[n] */
+    /* out[n] = inp1[n] + inp2[n]; out may alias inp1 or inp2 */
     void (*residual_forward)(float *out, const float *inp1, const float *inp2, size_t n);
     /* dinp1 += dout; dinp2 += dout */
     void (*residual_backward)(float *dinp1, float *dinp2, const float *dout, size_t n);

@@ -1,3 +1,16 @@
 # src/: the trainer core (no networking).
 noinst_LIBRARIES += libswcore.a
 libswcore_a_SOURCES = src/sw.h src/err.h src/err.c src/log.h src/log.c src/alloc.h src/alloc.c
+libswcore_a_SOURCES += src/cfg.h src/cfg.c src/model.h src/model.c \
+	src/stage.h src/stage.c src/optim.h src/optim.c
+libswcore_a_SOURCES += src/sim.h src/sim.c
+
+dist_man_MANS += man/swarmsim.1
+bin_PROGRAMS += swarmsim
+swarmsim_SOURCES = src/swarmsim.c
+swarmsim_LDADD = $(sw_core_ldadd)
+
+check_PROGRAMS += tests/test_stage
+TESTS += tests/test_stage
+tests_test_stage_SOURCES = tests/test_stage.c tests/tap.h
+tests_test_stage_LDADD = $(sw_core_ldadd)
