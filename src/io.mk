@@ -3,7 +3,7 @@ libswcore_a_SOURCES += src/safetensors.h src/safetensors.c src/hfconfig.h src/hf
 	src/data.h src/data.c
 
 # These tests need only libswcore.a and jansson.
-sw_io_ldadd = libswcore.a $(JANSSON_LIBS) -lm -lpthread
+sw_io_ldadd = libswcore.a libswbase.a $(JANSSON_LIBS) -lm -lpthread
 
 check_PROGRAMS += tests/test_safetensors tests/test_hfconfig tests/test_data \
 	tests/fuzz/fuzz_safetensors_replay
