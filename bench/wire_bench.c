@@ -1,13 +1,16 @@
 /*
  * wire_bench.c - signed + verified tensor messages against raw ZeroMQ.
  *
- *   bench/wire_bench [--reps N] [--mib-per-rep M] [--threads T]
+ *   bench/wire_bench [--reps N] [--mib-per-rep M] [--threads T] [--piece-kib K]
  *
  * Two processes over tcp loopback.  For 1, 8 and 64 MiB messages it times,
  * in the same run: raw ZeroMQ (one frame, zero-copy send, nothing checked),
  * the signed path (sw_transport: tree hash + Ed25519 on send; signature,
- * replay window, tree hash and NaN/Inf check on receipt; 64 MiB travels as
- * four 16 MiB frames), and one plain BLAKE2b pass over the same bytes.  Each
+ * replay window, tree hash and NaN/Inf check on receipt), and one plain
+ * BLAKE2b pass over the same bytes.  The signed path sends a tensor as
+ * TENSOR pieces of --piece-kib KiB (default 2048, at most 16 MiB), each
+ * signed: the sender hashes piece k+1 while ZeroMQ sends piece k and the
+ * receiver hashes piece k while piece k+1 arrives.  Each
  * figure is the median of --reps repetitions of --mib-per-rep MiB (the
  * receiver acknowledges the last message of a repetition).  Then small
  * signed request round trips per second, then LAST the signed/raw
@@ -36,6 +39,7 @@
 
 static uint8_t run[32];
 static int quit_flag;
+static uint64_t piece = 2u << 20;
 static uint64_t rx_bytes;
 
 /* ---- receiver (child) ---- */
@@ -203,7 +207,6 @@ static double
 signed_rep(uv_loop_t *loop, struct sw_transport *t, const char *ep, const uint8_t *buf,
            size_t size, int count)
 {
-    uint64_t piece = SW_WIRE_MAX_PAYLOAD;
     uint8_t body[512];
     double t0 = sw_now_s();
 
@@ -257,8 +260,11 @@ main(int argc, char **argv)
             mib = SW_MAX(64, val);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = val;
+        else if (!strcmp(argv[i], "--piece-kib") && i + 1 < argc)
+            piece = (uint64_t)SW_MAX(4, SW_MIN(16384, val)) << 10;
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--mib-per-rep M] [--threads T]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--mib-per-rep M] [--threads T] [--piece-kib K]\n",
+                    argv[0]);
             return 2;
         }
         i++;
@@ -282,8 +288,8 @@ main(int argc, char **argv)
     for (size_t i = 0; i < sizes[2] / 4; i++)
         ((float *)buf)[i] = (float)(i % 4093) * 1e-3f;
 
-    printf("wire_bench: %d reps x %d MiB per size, hash threads %d, tcp loopback\n", reps, mib,
-           threads);
+    printf("wire_bench: %d reps x %d MiB per size, hash threads %d, signed pieces %llu KiB, "
+           "tcp loopback\n", reps, mib, threads, (unsigned long long)(piece >> 10));
     /* raw ZeroMQ */
     ctx = zmq_ctx_new();
     z = zmq_socket(ctx, ZMQ_DEALER);

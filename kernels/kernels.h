@@ -30,6 +30,7 @@
  *       [gate_proj; up_proj]).
  *   Grouped KV heads follow Hugging Face's repeat_kv: query head h attends
  *       with key/value head h / (NH / NKV).
+ *   Shapes: HS is even and NH % NKV == 0 (sw_model_config_check enforces it).
  *   RoPE is Hugging Face's rotate_half over split halves: for i < HS/2,
  *       y[i]      = x[i] * cos[t,i] - x[i + HS/2] * sin[t,i]
  *       y[i+HS/2] = x[i + HS/2] * cos[t,i] + x[i] * sin[t,i]
@@ -71,7 +72,9 @@ struct sw_kernels {
     int (*memset0)(void *p, size_t bytes);
     int (*sync)(void);          /* wait for queued work; returns last_error() */
     int (*last_error)(void);    /* 0 or the first -SW_E* since the last call */
-    int (*set_threads)(int n);  /* CPU: OpenMP + BLAS threads; CUDA: no-op */
+    /* CPU: OpenMP threads; GEMMs are split over them (OpenBLAS itself stays
+     * single-threaded, so the two never oversubscribe).  CUDA: no-op. */
+    int (*set_threads)(int n);
     int (*set_math)(enum sw_math m); /* -SW_ENOTSUP where the mode is unavailable */
 
     /* ---- ops ---- */

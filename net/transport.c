@@ -1,0 +1,977 @@
+/*
+ * transport.c - ROUTER/DEALER sockets under uv_poll.  Contracts are in
+ * transport.h.
+ *
+ * Every socket is a struct sock.  Outgoing messages are built as complete
+ * multipart zmq_msg_t arrays (struct out_msg) and queued on their socket;
+ * sock_drain() both sends what ZeroMQ accepts and receives what is there,
+ * looping on ZMQ_EVENTS until nothing moves (ZMQ_FD is edge-triggered).
+ * Payloads are shared by reference (struct payload_ref) between zmq_msg_t
+ * (zmq_msg_init_data, no copy) and the request that may retry them.
+ */
+#include "sw.h"
+
+#include "transport.h"
+
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#define DRAIN_BUDGET 64   /* messages received per socket per drain */
+#define TICK_MS 10
+#define MAX_PARTS 4       /* routing id + envelope + signature + payload */
+#define MAX_DEALERS 1024
+
+struct payload_ref {
+    atomic_int refs;
+    void *data;
+    size_t len;
+    sw_payload_free_cb *free_cb;
+    void *free_arg;
+    uint8_t hash[SW_WIRE_HASH_BYTES];
+};
+
+struct out_msg {
+    struct out_msg *next;
+    int nparts, sent;              /* parts handed to ZeroMQ so far */
+    zmq_msg_t parts[MAX_PARTS];
+};
+
+struct sock {
+    struct sw_transport *t;
+    void *z;
+    uv_poll_t poll;
+    bool router, closing, draining, again, more_input;
+    char endpoint[SW_TRANSPORT_MAX_ENDPOINT];
+    struct out_msg *qhead, *qtail;
+    size_t qlen;
+    uint64_t last_used;
+    int pending;                   /* requests waiting on this DEALER */
+    struct sock *next;             /* DEALER list */
+};
+
+struct req {
+    struct req *next;
+    uint64_t rid;
+    struct sock *dealer;
+    uint32_t type;
+    uint8_t *body;
+    size_t body_len;
+    struct payload_ref *pl;        /* NULL: no payload */
+    uint64_t deadline, timeout_ms;
+    int retries_left;
+    sw_transport_response_cb *cb;
+    void *arg;
+};
+
+struct handler {
+    uint32_t type;
+    sw_transport_handler_cb *cb;
+    void *arg;
+};
+
+struct sw_transport {
+    uv_loop_t *loop;
+    void *ctx;
+    bool own_ctx, closing;
+    struct sw_wire wire;
+    struct sw_transport_opts o;
+    struct sock *router;           /* NULL until bound */
+    struct sock *dealers;
+    size_t n_dealers;
+    struct req *reqs;
+    size_t n_reqs;
+    uint64_t next_rid;
+    struct handler *handlers;
+    size_t n_handlers;
+    uv_timer_t tick;
+    uv_idle_t idle;
+    int open_handles;
+    sw_transport_close_cb *close_cb;
+    void *close_arg;
+    uint8_t env[SW_WIRE_MAX_ENVELOPE]; /* scratch for sealing */
+};
+
+static void sock_drain(struct sock *s);
+static void idle_cb(uv_idle_t *h);
+
+/* ---- payload references ---- */
+
+static void
+payload_unref(struct payload_ref *p)
+{
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) {
+        if (p->free_cb)
+            p->free_cb(p->data, p->free_arg);
+        sw_free(p);
+    }
+}
+
+static void
+zmq_free_cb(void *data, void *hint)
+{
+    payload_unref(hint);
+}
+
+static void
+free_user_payload(void *data, void *arg)
+{
+    sw_free(data);
+}
+
+/* Take the caller's payload: a reference holding it (one ref), or NULL with *err. */
+static struct payload_ref *
+payload_take(const struct sw_payload *in, size_t max, int *err)
+{
+    struct payload_ref *p = NULL;
+
+    *err = 0;
+    if (!in || in->len == 0) {
+        if (in && in->free_cb)
+            in->free_cb((void *)in->data, in->free_arg);
+        return NULL;
+    }
+    if (in->len > max) {
+        *err = -SW_ETOOBIG;
+        goto fail;
+    }
+    p = sw_calloc(1, sizeof(*p));
+    if (!p) {
+        *err = -SW_ENOMEM;
+        goto fail;
+    }
+    atomic_init(&p->refs, 1);
+    p->len = in->len;
+    if (in->free_cb) {
+        p->data = (void *)in->data;
+        p->free_cb = in->free_cb;
+        p->free_arg = in->free_arg;
+    } else {
+        p->data = sw_malloc(in->len);
+        if (!p->data) {
+            sw_free(p);
+            *err = -SW_ENOMEM;
+            return NULL;
+        }
+        memcpy(p->data, in->data, in->len);
+        p->free_cb = free_user_payload;
+    }
+    if (in->hash)
+        memcpy(p->hash, in->hash, SW_WIRE_HASH_BYTES);
+    else
+        sw_wire_payload_hash(p->hash, p->data, p->len);
+    return p;
+fail:
+    if (in->free_cb)
+        in->free_cb((void *)in->data, in->free_arg);
+    return NULL;
+}
+
+/* ---- outgoing messages ---- */
+
+static void
+out_free(struct out_msg *m)
+{
+    for (int i = m->sent; i < m->nparts; i++)
+        zmq_msg_close(&m->parts[i]);
+    sw_free(m);
+}
+
+/*
+ * Seal and build [route]?[env][sig][payload]? for socket s.  On success the
+ * message holds its own reference to pl.
+ */
+static int
+out_build(struct sw_transport *t, const struct sw_transport_route *route, uint32_t type,
+          uint64_t rid, const void *body, size_t body_len, struct payload_ref *pl,
+          struct out_msg **out)
+{
+    uint8_t sig[SW_WIRE_SIG_BYTES];
+    struct out_msg *m;
+    size_t env_len;
+    int err, k = 0;
+
+    err = sw_wire_seal(&t->wire, type, rid, body, body_len, pl ? pl->hash : NULL,
+                       pl ? pl->len : 0, t->env, sizeof(t->env), &env_len, sig);
+    if (err < 0)
+        return err;
+    m = sw_calloc(1, sizeof(*m));
+    if (!m)
+        return -SW_ENOMEM;
+    if (route) {
+        if (zmq_msg_init_size(&m->parts[k], route->len) != 0)
+            goto nomem;
+        memcpy(zmq_msg_data(&m->parts[k]), route->id, route->len);
+        m->nparts = ++k;
+    }
+    if (zmq_msg_init_size(&m->parts[k], env_len) != 0)
+        goto nomem;
+    memcpy(zmq_msg_data(&m->parts[k]), t->env, env_len);
+    m->nparts = ++k;
+    if (zmq_msg_init_size(&m->parts[k], sizeof(sig)) != 0)
+        goto nomem;
+    memcpy(zmq_msg_data(&m->parts[k]), sig, sizeof(sig));
+    m->nparts = ++k;
+    if (pl) {
+        atomic_fetch_add(&pl->refs, 1);
+        if (zmq_msg_init_data(&m->parts[k], pl->data, pl->len, zmq_free_cb, pl) != 0) {
+            payload_unref(pl);
+            goto nomem;
+        }
+        m->nparts = ++k;
+    }
+    *out = m;
+    return 0;
+nomem:
+    out_free(m);
+    return -SW_ENOMEM;
+}
+
+static void
+sock_enqueue(struct sock *s, struct out_msg *m)
+{
+    m->next = NULL;
+    if (s->qtail)
+        s->qtail->next = m;
+    else
+        s->qhead = m;
+    s->qtail = m;
+    s->qlen++;
+}
+
+/* Hand queued messages to ZeroMQ; returns how many went out completely. */
+static int
+sock_flush(struct sock *s)
+{
+    int sent = 0;
+
+    while (s->qhead) {
+        struct out_msg *m = s->qhead;
+
+        while (m->sent < m->nparts) {
+            int flags = ZMQ_DONTWAIT | (m->sent + 1 < m->nparts ? ZMQ_SNDMORE : 0);
+
+            if (zmq_msg_send(&m->parts[m->sent], s->z, flags) < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                    return sent; /* HWM: wait for POLLOUT */
+                /* EHOSTUNREACH (peer gone) or worse: drop the message */
+                SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "cannot send to '%s': %s",
+                                   s->router ? "router peer" : s->endpoint, zmq_strerror(errno));
+                break;
+            }
+            m->sent++;
+        }
+        s->qhead = m->next;
+        if (!s->qhead)
+            s->qtail = NULL;
+        s->qlen--;
+        out_free(m);
+        sent++;
+    }
+    return sent;
+}
+
+/* ---- receiving ---- */
+
+static struct handler *
+handler_find(struct sw_transport *t, uint32_t type)
+{
+    for (size_t i = 0; i < t->n_handlers; i++)
+        if (t->handlers[i].type == type)
+            return &t->handlers[i];
+    return NULL;
+}
+
+static struct req *
+req_unlink(struct sw_transport *t, uint64_t rid, struct sock *dealer)
+{
+    for (struct req **pp = &t->reqs; *pp; pp = &(*pp)->next) {
+        struct req *r = *pp;
+
+        if (r->rid == rid && (!dealer || r->dealer == dealer)) {
+            *pp = r->next;
+            t->n_reqs--;
+            if (r->dealer)
+                r->dealer->pending--;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void
+req_free(struct req *r)
+{
+    payload_unref(r->pl);
+    sw_free(r->body);
+    sw_free(r);
+}
+
+/* Verify and dispatch one received multipart message. */
+static void
+dispatch(struct sock *s, zmq_msg_t *parts, int n)
+{
+    struct sw_transport *t = s->t;
+    struct sw_transport_msg m;
+    struct sw_wire_tensor tensor;
+    int base = s->router ? 1 : 0;
+    zmq_msg_t *env, *sig, *pl;
+
+    if (n < base + 2 || n > base + 3) {
+        sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED);
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    if (s->router) {
+        if (zmq_msg_size(&parts[0]) > SW_TRANSPORT_MAX_ROUTE)
+            return;
+        m.route.len = zmq_msg_size(&parts[0]);
+        memcpy(m.route.id, zmq_msg_data(&parts[0]), m.route.len);
+    }
+    env = &parts[base];
+    sig = &parts[base + 1];
+    pl = n == base + 3 ? &parts[base + 2] : NULL;
+    if (pl && zmq_msg_size(pl) == 0) {
+        sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED); /* empty payload frame */
+        return;
+    }
+    if (sw_wire_open(&t->wire, zmq_msg_data(env), zmq_msg_size(env), zmq_msg_data(sig),
+                     zmq_msg_size(sig), pl ? zmq_msg_size(pl) : 0, &m.hdr) < 0)
+        return;
+    if (pl) {
+        m.payload = zmq_msg_data(pl);
+        m.payload_len = zmq_msg_size(pl);
+        if (sw_wire_check_payload(&t->wire, &m.hdr, m.payload, m.payload_len) < 0)
+            return;
+    }
+    if (m.hdr.type == SW_MSG_TENSOR) {
+        if (sw_wire_tensor_unpack(m.hdr.body, m.hdr.body_len, &tensor) < 0) {
+            sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED);
+            return;
+        }
+        if (sw_wire_tensor_check(&t->wire, &tensor, m.payload, m.payload_len) < 0)
+            return;
+        m.tensor = &tensor;
+    }
+    m.route.rid = m.hdr.rid;
+    if (s->router) {
+        struct handler *h = handler_find(t, m.hdr.type);
+
+        if (!h || !h->cb) {
+            sw_wire_count_drop(&t->wire, SW_WIRE_DROP_TYPE);
+            return;
+        }
+        h->cb(t, &m, h->arg);
+    } else {
+        struct req *r = m.hdr.rid ? req_unlink(t, m.hdr.rid, s) : NULL;
+
+        if (!r) {
+            sw_wire_count_drop(&t->wire, SW_WIRE_DROP_UNMATCHED);
+            return;
+        }
+        s->last_used = uv_now(t->loop);
+        r->cb(t, 0, &m, r->arg);
+        req_free(r);
+    }
+}
+
+/* Receive one multipart message; false when there was none. */
+static bool
+sock_recv_one(struct sock *s)
+{
+    zmq_msg_t parts[MAX_PARTS], extra;
+    int n = 0, more = 1, too_many = 0;
+
+    while (more) {
+        zmq_msg_t *p = n < MAX_PARTS ? &parts[n] : &extra;
+
+        zmq_msg_init(p);
+        if (zmq_msg_recv(p, s->z, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(p);
+            if (n == 0)
+                return false;
+            break; /* cannot happen: parts of a message arrive together */
+        }
+        more = zmq_msg_more(p);
+        if (n < MAX_PARTS) {
+            n++;
+        } else {
+            too_many = 1;
+            zmq_msg_close(p);
+        }
+    }
+    if (too_many)
+        sw_wire_count_drop(&s->t->wire, SW_WIRE_DROP_MALFORMED);
+    else
+        dispatch(s, parts, n);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    return true;
+}
+
+/* ---- the drain loop ---- */
+
+static void
+sock_drain(struct sock *s)
+{
+    int budget = DRAIN_BUDGET;
+
+    if (s->draining) {
+        s->again = true;
+        return;
+    }
+    s->draining = true;
+    s->more_input = false;
+    do {
+        s->again = false;
+        while (!s->closing) {
+            int ev = 0;
+            size_t sz = sizeof(ev);
+            bool progress = false;
+
+            if (zmq_getsockopt(s->z, ZMQ_EVENTS, &ev, &sz) != 0)
+                break;
+            if ((ev & ZMQ_POLLOUT) && s->qhead && sock_flush(s) > 0)
+                progress = true;
+            if (ev & ZMQ_POLLIN) {
+                if (budget-- <= 0) {
+                    /* finish on the next loop iteration: fairness */
+                    s->more_input = true;
+                    uv_idle_start(&s->t->idle, idle_cb);
+                    break;
+                }
+                if (sock_recv_one(s))
+                    progress = true;
+            }
+            if (!progress)
+                break;
+        }
+    } while (s->again && !s->closing);
+    s->draining = false;
+}
+
+static void
+poll_cb(uv_poll_t *h, int status, int events)
+{
+    sock_drain(h->data);
+}
+
+/* ---- sockets ---- */
+
+/* One of t's uv handles is closed; the last one frees t. */
+static void
+transport_handle_gone(struct sw_transport *t)
+{
+    if (--t->open_handles == 0 && t->closing) {
+        sw_transport_close_cb *cb = t->close_cb;
+        void *arg = t->close_arg;
+
+        sw_free(t->handlers);
+        sw_wire_release(&t->wire);
+        if (t->own_ctx)
+            zmq_ctx_term(t->ctx);
+        sw_free(t);
+        if (cb)
+            cb(arg);
+    }
+}
+
+static void
+sock_closed_cb(uv_handle_t *h)
+{
+    struct sock *s = h->data;
+    struct sw_transport *t = s->t;
+
+    while (s->qhead) {
+        struct out_msg *m = s->qhead;
+        s->qhead = m->next;
+        out_free(m);
+    }
+    zmq_close(s->z);
+    sw_free(s);
+    transport_handle_gone(t);
+}
+
+static void
+sock_close(struct sock *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    uv_close((uv_handle_t *)&s->poll, sock_closed_cb);
+}
+
+static int
+sock_new(struct sw_transport *t, int type, struct sock **out)
+{
+    struct sock *s;
+    int fd, zero = 0, one = 1, err;
+    int64_t maxmsg = (int64_t)SW_MAX(t->wire.max_payload, (size_t)SW_WIRE_MAX_ENVELOPE);
+    size_t sz = sizeof(fd);
+
+    s = sw_calloc(1, sizeof(*s));
+    if (!s)
+        return -SW_ENOMEM;
+    s->t = t;
+    s->router = type == ZMQ_ROUTER;
+    s->z = zmq_socket(t->ctx, type);
+    if (!s->z) {
+        err = -errno;
+        sw_free(s);
+        return err;
+    }
+    zmq_setsockopt(s->z, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(s->z, ZMQ_SNDHWM, &t->o.hwm, sizeof(t->o.hwm));
+    zmq_setsockopt(s->z, ZMQ_RCVHWM, &t->o.hwm, sizeof(t->o.hwm));
+    zmq_setsockopt(s->z, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    if (s->router)
+        zmq_setsockopt(s->z, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+    if (zmq_getsockopt(s->z, ZMQ_FD, &fd, &sz) != 0 || uv_poll_init(t->loop, &s->poll, fd) < 0) {
+        err = -SW_EIO;
+        zmq_close(s->z);
+        sw_free(s);
+        return err;
+    }
+    s->poll.data = s;
+    t->open_handles++;
+    uv_poll_start(&s->poll, UV_READABLE, poll_cb);
+    s->last_used = uv_now(t->loop);
+    *out = s;
+    return 0;
+}
+
+static bool
+endpoint_ok(const char *ep)
+{
+    size_t n = strnlen(ep, SW_TRANSPORT_MAX_ENDPOINT);
+
+    return n < SW_TRANSPORT_MAX_ENDPOINT &&
+           (!strncmp(ep, "tcp://", 6) || !strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9));
+}
+
+static int
+dealer_get(struct sw_transport *t, const char *endpoint, struct sock **out)
+{
+    struct sock *s;
+    int err;
+
+    if (!endpoint_ok(endpoint))
+        return -SW_EINVAL;
+    for (s = t->dealers; s; s = s->next) {
+        if (!s->closing && strcmp(s->endpoint, endpoint) == 0) {
+            *out = s;
+            return 0;
+        }
+    }
+    if (t->n_dealers >= MAX_DEALERS)
+        return -SW_EAGAIN;
+    if ((err = sock_new(t, ZMQ_DEALER, &s)) < 0)
+        return err;
+    snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint);
+    if (zmq_connect(s->z, endpoint) != 0) {
+        err = -errno;
+        sw_log(SW_LOG_WARN, "cannot connect to '%s': %s", endpoint, zmq_strerror(errno));
+        sock_close(s);
+        return err;
+    }
+    s->next = t->dealers;
+    t->dealers = s;
+    t->n_dealers++;
+    *out = s;
+    return 0;
+}
+
+static void
+dealer_remove(struct sw_transport *t, struct sock *s)
+{
+    for (struct sock **pp = &t->dealers; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            t->n_dealers--;
+            break;
+        }
+    }
+    sock_close(s);
+}
+
+/* ---- timers ---- */
+
+static void
+idle_cb(uv_idle_t *h)
+{
+    struct sw_transport *t = h->data;
+    bool more = false;
+
+    uv_idle_stop(h);
+    if (t->router && t->router->more_input)
+        sock_drain(t->router);
+    for (struct sock *s = t->dealers; s; s = s->next)
+        if (s->more_input)
+            sock_drain(s);
+    if (t->router && t->router->more_input)
+        more = true;
+    for (struct sock *s = t->dealers; s; s = s->next)
+        more = more || s->more_input;
+    if (more && !t->closing)
+        uv_idle_start(h, idle_cb);
+}
+
+static int
+req_send(struct sw_transport *t, struct req *r)
+{
+    struct out_msg *m;
+    int err;
+
+    if ((err = out_build(t, NULL, r->type, r->rid, r->body, r->body_len, r->pl, &m)) < 0)
+        return err;
+    sock_enqueue(r->dealer, m);
+    r->deadline = uv_now(t->loop) + r->timeout_ms;
+    r->dealer->last_used = uv_now(t->loop);
+    sock_drain(r->dealer);
+    return 0;
+}
+
+static void
+req_link(struct sw_transport *t, struct req *r)
+{
+    r->next = t->reqs;
+    t->reqs = r;
+    t->n_reqs++;
+    r->dealer->pending++;
+}
+
+static void
+tick_cb(uv_timer_t *h)
+{
+    struct sw_transport *t = h->data;
+    uint64_t now = uv_now(t->loop);
+    struct req *expired = NULL;
+
+    /*
+     * Unlink the expired requests first: a retry's send drains its socket,
+     * which may run callbacks that change t->reqs.
+     */
+    for (struct req **pp = &t->reqs; *pp;) {
+        struct req *r = *pp;
+
+        if (r->deadline > now) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        t->n_reqs--;
+        r->dealer->pending--;
+        r->next = expired;
+        expired = r;
+    }
+    while (expired) {
+        struct req *r = expired;
+
+        expired = r->next;
+        if (!t->closing && r->retries_left > 0) {
+            struct sock *d = r->dealer;
+
+            r->retries_left--;
+            if (!d->closing || dealer_get(t, d->endpoint, &d) == 0) {
+                r->dealer = d;
+                req_link(t, r); /* before sending: the answer may come during the drain */
+                if (req_send(t, r) == 0)
+                    continue;   /* r may already be answered and freed */
+                req_unlink(t, r->rid, r->dealer);
+            }
+        }
+        if (r->dealer->pending == 0 && !r->dealer->closing) {
+            sw_log(SW_LOG_INFO, "no answer from '%s': closing the connection", r->dealer->endpoint);
+            dealer_remove(t, r->dealer);
+        }
+        r->cb(t, t->closing ? -SW_ECANCELED : -SW_ETIMEDOUT, NULL, r->arg);
+        req_free(r);
+    }
+    if (t->closing)
+        return;
+    for (struct sock *s = t->dealers, *next; s; s = next) {
+        next = s->next;
+        /* idle, or stuck behind a full queue that long: the peer is gone */
+        if (s->pending == 0 && now - s->last_used >= t->o.idle_ms)
+            dealer_remove(t, s);
+    }
+}
+
+static void
+handle_closed_cb(uv_handle_t *h)
+{
+    transport_handle_gone(h->data); /* the timer and the idle count one each */
+}
+
+/* ---- public API ---- */
+
+static void
+default_ping(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    if (m->route.rid && sw_transport_reply(t, &m->route, SW_MSG_PONG, NULL, 0, NULL) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "cannot answer ping");
+}
+
+int
+sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_identity *id,
+                 const uint8_t run[SW_WIRE_RUN_BYTES], const struct sw_transport_opts *opts)
+{
+    struct sw_wire_opts wo = {0};
+    struct sw_transport *t;
+    int err;
+
+    t = sw_calloc(1, sizeof(*t));
+    if (!t)
+        return -SW_ENOMEM;
+    if (opts)
+        t->o = *opts;
+    if (t->o.hwm <= 0)
+        t->o.hwm = 64;
+    if (!t->o.max_queue)
+        t->o.max_queue = 256;
+    if (!t->o.idle_ms)
+        t->o.idle_ms = 60000;
+    wo.max_payload = t->o.max_payload;
+    wo.max_senders = t->o.max_senders;
+    if ((err = sw_wire_init(&t->wire, id, run, &wo)) < 0) {
+        sw_free(t);
+        return err;
+    }
+    t->loop = loop;
+    t->ctx = t->o.zmq_ctx;
+    if (!t->ctx) {
+        t->ctx = zmq_ctx_new();
+        t->own_ctx = true;
+        if (!t->ctx) {
+            sw_wire_release(&t->wire);
+            sw_free(t);
+            return -SW_ENOMEM;
+        }
+    }
+    t->next_rid = ((uint64_t)uv_hrtime() << 16) | 1;
+    uv_timer_init(loop, &t->tick);
+    t->tick.data = t;
+    uv_idle_init(loop, &t->idle);
+    t->idle.data = t;
+    t->open_handles = 2;
+    uv_timer_start(&t->tick, tick_cb, TICK_MS, TICK_MS);
+    t->handlers = sw_malloc(sizeof(*t->handlers));
+    if (t->handlers) {
+        t->handlers[0] = (struct handler){SW_MSG_PING, default_ping, NULL};
+        t->n_handlers = 1;
+    }
+    *out = t;
+    return 0;
+}
+
+int
+sw_transport_bind(struct sw_transport *t, const char *endpoint, char *actual, size_t actual_len)
+{
+    struct sock *s;
+    int err;
+
+    if (t->router || t->closing || !endpoint_ok(endpoint))
+        return -SW_EINVAL;
+    if ((err = sock_new(t, ZMQ_ROUTER, &s)) < 0)
+        return err;
+    if (zmq_bind(s->z, endpoint) != 0) {
+        err = -errno;
+        sw_log(SW_LOG_ERROR, "cannot bind '%s': %s", endpoint, zmq_strerror(errno));
+        sock_close(s);
+        return err;
+    }
+    if (actual) {
+        size_t n = actual_len;
+
+        if (zmq_getsockopt(s->z, ZMQ_LAST_ENDPOINT, actual, &n) != 0) {
+            err = -errno;
+            sock_close(s);
+            return err;
+        }
+    }
+    t->router = s;
+    return 0;
+}
+
+int
+sw_transport_on(struct sw_transport *t, uint32_t type, sw_transport_handler_cb *cb, void *arg)
+{
+    struct handler *h = handler_find(t, type), *nh;
+
+    if (type == 0 || type > SW_MSG_TYPE_MAX)
+        return -SW_EINVAL;
+    if (h) {
+        h->cb = cb;
+        h->arg = arg;
+        return 0;
+    }
+    nh = sw_realloc(t->handlers, (t->n_handlers + 1) * sizeof(*nh));
+    if (!nh)
+        return -SW_ENOMEM;
+    t->handlers = nh;
+    nh[t->n_handlers++] = (struct handler){type, cb, arg};
+    return 0;
+}
+
+int
+sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type,
+                     const void *body, size_t body_len, const struct sw_payload *payload,
+                     uint64_t timeout_ms, int retries, sw_transport_response_cb *cb, void *arg)
+{
+    struct payload_ref *pl;
+    struct sock *d;
+    struct req *r;
+    int err;
+
+    pl = payload_take(payload, t->wire.max_payload, &err);
+    if (err < 0)
+        return err;
+    if (t->closing || !cb) {
+        err = -SW_EINVAL;
+        goto out_unref;
+    }
+    if ((err = dealer_get(t, endpoint, &d)) < 0)
+        goto out_unref;
+    if (d->qlen >= t->o.max_queue) {
+        err = -SW_EAGAIN;
+        goto out_unref;
+    }
+    r = sw_calloc(1, sizeof(*r));
+    if (!r || (body_len && !(r->body = sw_malloc(body_len)))) {
+        sw_free(r);
+        err = -SW_ENOMEM;
+        goto out_unref;
+    }
+    if (body_len)
+        memcpy(r->body, body, body_len);
+    r->body_len = body_len;
+    r->rid = t->next_rid++;
+    if (r->rid == 0)
+        r->rid = t->next_rid++;
+    r->dealer = d;
+    r->type = type;
+    r->pl = pl;
+    r->timeout_ms = timeout_ms ? timeout_ms : 5000;
+    r->retries_left = retries;
+    r->cb = cb;
+    r->arg = arg;
+    req_link(t, r); /* before sending: the answer may come during the drain */
+    if ((err = req_send(t, r)) < 0) {
+        req_unlink(t, r->rid, d);
+        req_free(r);
+        return err;
+    }
+    return 0; /* r may already be answered and freed */
+out_unref:
+    payload_unref(pl);
+    return err;
+}
+
+static int
+send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route *route,
+        uint32_t type, uint64_t rid, const void *body, size_t body_len,
+        const struct sw_payload *payload)
+{
+    struct payload_ref *pl;
+    struct out_msg *m;
+    int err;
+
+    pl = payload_take(payload, t->wire.max_payload, &err);
+    if (err < 0)
+        return err;
+    if (s->qlen >= t->o.max_queue) {
+        err = -SW_EAGAIN;
+        goto out;
+    }
+    if ((err = out_build(t, route, type, rid, body, body_len, pl, &m)) < 0)
+        goto out;
+    sock_enqueue(s, m);
+    s->last_used = uv_now(t->loop);
+    sock_drain(s);
+out:
+    payload_unref(pl);
+    return err;
+}
+
+int
+sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, const void *body,
+                  size_t body_len, const struct sw_payload *payload)
+{
+    struct sock *d;
+    int err;
+
+    err = t->closing ? -SW_ECLOSED : dealer_get(t, endpoint, &d);
+    if (err < 0) {
+        int e2;
+
+        payload_unref(payload_take(payload, 0, &e2)); /* runs the caller's free_cb */
+        return err;
+    }
+    return send_on(t, d, NULL, type, 0, body, body_len, payload);
+}
+
+int
+sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *route, uint32_t type,
+                   const void *body, size_t body_len, const struct sw_payload *payload)
+{
+    if (!t->router || t->closing || route->rid == 0 || route->len == 0 ||
+        route->len > SW_TRANSPORT_MAX_ROUTE) {
+        int e2;
+
+        payload_unref(payload_take(payload, 0, &e2)); /* runs the caller's free_cb */
+        return t->closing ? -SW_ECLOSED : -SW_EINVAL;
+    }
+    return send_on(t, t->router, route, type, route->rid, body, body_len, payload);
+}
+
+struct sw_wire *
+sw_transport_wire(struct sw_transport *t)
+{
+    return &t->wire;
+}
+
+size_t
+sw_transport_pending(const struct sw_transport *t)
+{
+    return t->n_reqs;
+}
+
+size_t
+sw_transport_peers(const struct sw_transport *t)
+{
+    return t->n_dealers;
+}
+
+void
+sw_transport_close(struct sw_transport *t, sw_transport_close_cb *cb, void *arg)
+{
+    if (t->closing)
+        return;
+    t->closing = true;
+    t->close_cb = cb;
+    t->close_arg = arg;
+    while (t->reqs) {
+        struct req *r = t->reqs;
+
+        t->reqs = r->next;
+        t->n_reqs--;
+        r->dealer->pending--;
+        r->cb(t, -SW_ECANCELED, NULL, r->arg);
+        req_free(r);
+    }
+    uv_timer_stop(&t->tick);
+    uv_idle_stop(&t->idle);
+    while (t->dealers) {
+        struct sock *s = t->dealers;
+
+        t->dealers = s->next;
+        sock_close(s);
+    }
+    t->n_dealers = 0;
+    if (t->router)
+        sock_close(t->router);
+    uv_close((uv_handle_t *)&t->tick, handle_closed_cb);
+    uv_close((uv_handle_t *)&t->idle, handle_closed_cb);
+}

@@ -1,0 +1,166 @@
+/*
+ * transport.h - signed messages over ZeroMQ, driven by a libuv loop.
+ *
+ * Sockets.  One ROUTER per node, bound with sw_transport_bind, receives
+ * requests and one-way messages; one DEALER per remote endpoint, created on
+ * first use, sends them and receives the responses.  Endpoints are
+ * tcp://host:port, ipc://path or inproc://name (inproc needs the peers to
+ * share a ZeroMQ context: pass opts.zmq_ctx).  Every frame goes through
+ * net/wire.h: a message that fails any check is dropped, counted in
+ * sw_transport_wire(t)->stats and logged at a limited rate; nothing a remote
+ * sends reaches a handler unverified.  Frames on the wire (the ROUTER adds
+ * and strips the routing id): [envelope][signature][payload]?
+ *
+ * Loop.  Each socket's ZMQ_FD sits under a uv_poll.  ZMQ_FD is
+ * edge-triggered, so after every wake-up and after every send the socket's
+ * ZMQ_EVENTS are drained until neither POLLIN nor a sendable POLLOUT is left;
+ * a socket that still has input after a budget of messages is finished on
+ * the next loop iteration (a uv_idle), so one busy peer cannot starve the
+ * others or the loop.  One uv_timer (10 ms) runs request timeouts and closes
+ * DEALERs idle for opts.idle_ms.
+ *
+ * Requests.  sw_transport_request sends a message with a fresh non-zero
+ * request id and calls its callback exactly once: with the verified response
+ * (the first message on that DEALER carrying the id), -SW_ETIMEDOUT after the
+ * timeout of the last try, or -SW_ECANCELED when the transport closes.  A
+ * retry is a new envelope (new sequence number, same request id and payload),
+ * so the receiver's replay window does not eat it; handlers must therefore be
+ * idempotent per (sender, rid).  When a request's last try times out and no
+ * other request waits on that DEALER, the DEALER is closed (the peer is
+ * presumed gone; the next request reconnects).
+ *
+ * Back-pressure.  SNDHWM/RCVHWM are opts.hwm messages.  When ZeroMQ refuses
+ * a message (HWM reached) it waits in a per-socket queue and goes out on
+ * POLLOUT; when that queue holds opts.max_queue messages the send functions
+ * return -SW_EAGAIN and the caller must wait (nothing blocks, so no
+ * deadlock).  ROUTER_MANDATORY is on: a reply to a vanished peer is dropped,
+ * never blocks.  ZMQ_MAXMSGSIZE is max(max_payload, SW_WIRE_MAX_ENVELOPE):
+ * ZeroMQ cuts a connection that sends a bigger frame.
+ *
+ * Payloads.  A payload is handed over as struct sw_payload.  With a free_cb
+ * the bytes are not copied: they go to zmq_msg_init_data and free_cb runs
+ * once ZeroMQ and every retry are done with them, possibly on a ZeroMQ I/O
+ * thread.  Without a free_cb the transport copies them once before returning.
+ * A received payload (m->payload) is valid only during the callback.  Payloads
+ * of type SW_MSG_TENSOR are also decoded and checked (geometry, NaN/Inf) by
+ * the transport before the handler runs; other types carrying tensors call
+ * sw_wire_tensor_check themselves.
+ *
+ * Threading: everything runs on the loop thread, except payload free_cb as
+ * said.  Ownership: sw_transport_new allocates; sw_transport_close starts an
+ * asynchronous close that frees the transport once its handles are closed
+ * (run the loop until then); the identity and loop are borrowed and must
+ * outlive it.
+ */
+#ifndef SW_TRANSPORT_H
+#define SW_TRANSPORT_H
+
+#include "sw.h"
+
+#include <uv.h>
+
+#include "identity.h"
+#include "wire.h"
+
+#define SW_TRANSPORT_MAX_ROUTE 256 /* ZeroMQ routing ids are at most 255 bytes */
+#define SW_TRANSPORT_MAX_ENDPOINT 256
+
+struct sw_transport;
+
+struct sw_transport_opts {
+    void *zmq_ctx;         /* shared ZeroMQ context; NULL: the transport owns one */
+    size_t max_payload;    /* bytes per payload frame; 0: SW_WIRE_MAX_PAYLOAD */
+    int hwm;               /* ZMQ_SNDHWM/RCVHWM in messages; 0: 64 */
+    size_t max_queue;      /* messages queued per socket beyond the HWM; 0: 256 */
+    uint64_t idle_ms;      /* close DEALERs idle this long; 0: 60000 */
+    size_t max_senders;    /* sequence windows (struct sw_wire_opts); 0: default */
+};
+
+/* Where a request came from, to answer it (copyable: answers may come later). */
+struct sw_transport_route {
+    uint8_t id[SW_TRANSPORT_MAX_ROUTE];
+    size_t len;
+    uint64_t rid; /* request id, 0 for one-way messages */
+};
+
+/* A verified message, valid during the callback only. */
+struct sw_transport_msg {
+    struct sw_wire_hdr hdr;            /* hdr.body/body_len: the type's body map */
+    const void *payload;               /* NULL when hdr.payload_len is 0 */
+    size_t payload_len;
+    const struct sw_wire_tensor *tensor; /* decoded body of SW_MSG_TENSOR, else NULL */
+    struct sw_transport_route route;   /* on the ROUTER side; len 0 on a DEALER */
+};
+
+typedef void sw_payload_free_cb(void *data, void *arg);
+
+/* An outgoing payload (see "Payloads"). */
+struct sw_payload {
+    const void *data;
+    size_t len;
+    sw_payload_free_cb *free_cb; /* NULL: copied before the call returns */
+    void *free_arg;
+    const uint8_t *hash;         /* precomputed sw_wire_payload_hash, or NULL */
+};
+
+/* A request or one-way message arrived on the ROUTER. */
+typedef void sw_transport_handler_cb(struct sw_transport *t, const struct sw_transport_msg *m,
+                                     void *arg);
+/* A request finished: status 0 with m, or -SW_ETIMEDOUT/-SW_ECANCELED with m NULL. */
+typedef void sw_transport_response_cb(struct sw_transport *t, int status,
+                                      const struct sw_transport_msg *m, void *arg);
+typedef void sw_transport_close_cb(void *arg);
+
+/* Allocate a transport on loop for identity id in run; opts may be NULL. */
+int sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_identity *id,
+                     const uint8_t run[SW_WIRE_RUN_BYTES],
+                     const struct sw_transport_opts *opts) SW_WARN_UNUSED;
+
+/*
+ * Bind the ROUTER (once; "tcp://127.0.0.1:*" picks a free port).  The
+ * endpoint peers should use goes to actual (ZMQ_LAST_ENDPOINT) when not NULL.
+ */
+int sw_transport_bind(struct sw_transport *t, const char *endpoint, char *actual,
+                      size_t actual_len) SW_WARN_UNUSED;
+
+/*
+ * Handle messages of type on the ROUTER (one handler per type, replacing the
+ * previous one; NULL removes).  PING is answered with PONG by default.
+ */
+int sw_transport_on(struct sw_transport *t, uint32_t type, sw_transport_handler_cb *cb,
+                    void *arg) SW_WARN_UNUSED;
+
+/*
+ * Send a request of type with body (one encoded msgpack map, copied; NULL/0
+ * for {}) and optional payload to endpoint; cb gets the response.  timeout_ms
+ * per try, retries extra tries.  On error nothing was sent, cb will not run,
+ * and the payload's free_cb has already run.
+ */
+int sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type,
+                         const void *body, size_t body_len, const struct sw_payload *payload,
+                         uint64_t timeout_ms, int retries, sw_transport_response_cb *cb,
+                         void *arg) SW_WARN_UNUSED;
+
+/* A one-way message (request id 0) to endpoint's ROUTER. */
+int sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type,
+                      const void *body, size_t body_len,
+                      const struct sw_payload *payload) SW_WARN_UNUSED;
+
+/* Answer a request received on the ROUTER (route->rid must be non-zero). */
+int sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *route,
+                       uint32_t type, const void *body, size_t body_len,
+                       const struct sw_payload *payload) SW_WARN_UNUSED;
+
+/* The wire context: own key, counters (stats.drops[reason]). */
+struct sw_wire *sw_transport_wire(struct sw_transport *t);
+
+/* Requests waiting for a response. */
+size_t sw_transport_pending(const struct sw_transport *t);
+
+/* DEALER connections open now (one per remote endpoint in use). */
+size_t sw_transport_peers(const struct sw_transport *t);
+
+/* Close: cancel requests, close sockets; cb (may be NULL) runs when freed. */
+void sw_transport_close(struct sw_transport *t, sw_transport_close_cb *cb, void *arg);
+
+#endif

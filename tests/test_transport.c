@@ -1,0 +1,595 @@
+/*
+ * test_transport.c - the transport, in one process and across three.
+ *
+ * In process (one loop, tcp loopback): PING/PONG, a request nobody handles
+ * times out and its connection is dropped, an 8 MiB tensor goes through
+ * without a copy, a NaN tensor is dropped, back-pressure returns -SW_EAGAIN
+ * instead of blocking.
+ *
+ * Across processes: a server process binds tcp://127.0.0.1:*; this process
+ * (the client) exchanges signed requests and 8 and 32 MiB tensors with it
+ * while a third process sends it garbage, forged, replayed, wrong-run,
+ * oversize and non-finite messages; the server's drop counters move and it
+ * keeps serving the client.  Every child is killed and reaped, also on
+ * failure (alarm + SIGKILL).
+ */
+#include "sw.h"
+
+#include "identity.h"
+#include "tap.h"
+#include "transport.h"
+#include "wire.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define T_STATS 1024 /* test-only: server replies its drop counters */
+#define T_QUIT 1025  /* test-only: server replies and exits */
+#define T_NOBODY 1026
+
+static uint8_t run[32];
+static pid_t children[2];
+
+static void
+kill_children(void)
+{
+    for (int i = 0; i < 2; i++) {
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    }
+}
+
+static void
+on_alarm(int sig)
+{
+    static const char msg[] = "Bail out! timed out\n";
+
+    kill_children();
+    if (write(1, msg, sizeof(msg) - 1) < 0)
+        _exit(2);
+    _exit(1);
+}
+
+/* ---- synchronous request helper ---- */
+
+struct waiter {
+    int done, status;
+    uint32_t type;
+    uint8_t sender[32];
+    uint8_t body[4096];
+    size_t body_len;
+};
+
+static void
+wait_cb(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct waiter *w = arg;
+
+    w->done = 1;
+    w->status = status;
+    if (m) {
+        w->type = m->hdr.type;
+        memcpy(w->sender, m->hdr.sender, 32);
+        w->body_len = SW_MIN(m->hdr.body_len, sizeof(w->body));
+        memcpy(w->body, m->hdr.body, w->body_len);
+    }
+}
+
+static int
+sync_request(uv_loop_t *loop, struct sw_transport *t, const char *ep, uint32_t type,
+             const void *body, size_t body_len, const struct sw_payload *pl, uint64_t timeout_ms,
+             int retries, struct waiter *w)
+{
+    int err;
+
+    memset(w, 0, sizeof(*w));
+    err = sw_transport_request(t, ep, type, body, body_len, pl, timeout_ms, retries, wait_cb, w);
+    if (err < 0)
+        return err;
+    while (!w->done)
+        uv_run(loop, UV_RUN_ONCE);
+    return w->status;
+}
+
+/* Read u64 "n" (ACK) or "err" from a body; -1 when absent. */
+static int64_t
+body_u64(const uint8_t *body, size_t len, const char *key)
+{
+    msgpack_unpacked up;
+    int64_t v = -1;
+
+    if (sw_wire_unpack(body, len, &up) < 0)
+        return -1;
+    if (up.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t i = 0; i < up.data.via.map.size; i++)
+            if (sw_wire_key_is(&up.data.via.map.ptr[i].key, key))
+                v = (int64_t)up.data.via.map.ptr[i].val.via.i64;
+    msgpack_unpacked_destroy(&up);
+    return v;
+}
+
+static size_t
+ack_body(uint8_t *buf, size_t cap, int64_t err, uint64_t n)
+{
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+
+    sw_wire_buf_init(&b, buf, cap);
+    sw_wire_buf_packer(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "err", 3);
+    msgpack_pack_int64(&pk, err);
+    msgpack_pack_str_with_body(&pk, "n", 1);
+    msgpack_pack_uint64(&pk, n);
+    return b.len;
+}
+
+/* ---- server handlers (used in process and by the server child) ---- */
+
+static int quit_flag;
+
+static void
+on_ping(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    if (sw_transport_reply(t, &m->route, SW_MSG_PONG, NULL, 0, NULL) < 0)
+        tap_diag("reply failed");
+}
+
+static void
+on_tensor(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    uint8_t body[64];
+    size_t n = ack_body(body, sizeof(body), m->tensor ? 0 : -SW_EMSG, m->payload_len);
+
+    if (m->route.rid && sw_transport_reply(t, &m->route, SW_MSG_ACK, body, n, NULL) < 0)
+        tap_diag("reply failed");
+}
+
+static void
+on_stats(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    const struct sw_wire_stats *st = &sw_transport_wire(t)->stats;
+    uint8_t body[512];
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+
+    sw_wire_buf_init(&b, body, sizeof(body));
+    sw_wire_buf_packer(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "accepted", 8);
+    msgpack_pack_uint64(&pk, st->accepted);
+    msgpack_pack_str_with_body(&pk, "drops", 5);
+    msgpack_pack_array(&pk, SW_WIRE_DROP__COUNT);
+    for (int i = 0; i < SW_WIRE_DROP__COUNT; i++)
+        msgpack_pack_uint64(&pk, st->drops[i]);
+    if (sw_transport_reply(t, &m->route, SW_MSG_ACK, body, b.len, NULL) < 0)
+        tap_diag("reply failed");
+}
+
+static void
+on_quit(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    if (sw_transport_reply(t, &m->route, SW_MSG_ACK, NULL, 0, NULL) < 0)
+        tap_diag("reply failed");
+    quit_flag = 1;
+}
+
+static int
+register_server(struct sw_transport *t)
+{
+    if (sw_transport_on(t, SW_MSG_PING, on_ping, NULL) < 0 ||
+        sw_transport_on(t, SW_MSG_TENSOR, on_tensor, NULL) < 0 ||
+        sw_transport_on(t, T_STATS, on_stats, NULL) < 0 ||
+        sw_transport_on(t, T_QUIT, on_quit, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- tensors ---- */
+
+static int frees;
+
+static void
+count_free(void *data, void *arg)
+{
+    __atomic_fetch_add(&frees, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The caller keeps zero-copy payloads alive until free_cb ran: wait for it. */
+static int
+wait_frees(int n)
+{
+    for (int i = 0; i < 300 && __atomic_load_n(&frees, __ATOMIC_SEQ_CST) < n; i++)
+        uv_sleep(10);
+    return __atomic_load_n(&frees, __ATOMIC_SEQ_CST) == n;
+}
+
+static size_t
+tensor_body(uint8_t *buf, size_t cap, uint64_t rows, uint64_t cols, uint64_t off)
+{
+    struct sw_wire_tensor d = {.name = "act", .tag = 1, .dtype = SW_WIRE_F32, .ndim = 2,
+                               .shape = {rows, cols}, .off = off};
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+
+    sw_wire_buf_init(&b, buf, cap);
+    sw_wire_buf_packer(&pk, &b);
+    if (sw_wire_tensor_pack(&pk, &d) < 0)
+        return 0;
+    return b.len;
+}
+
+/* Send a rows x 1024 f32 tensor in pieces of at most 16 MiB; 0 when all were acked. */
+static int
+send_tensor(uv_loop_t *loop, struct sw_transport *t, const char *ep, float *x, uint64_t rows,
+            uint64_t timeout_ms)
+{
+    uint64_t total = rows * 1024 * 4, piece = SW_WIRE_MAX_PAYLOAD;
+    uint8_t body[512];
+    struct waiter w;
+
+    for (uint64_t off = 0; off < total; off += piece) {
+        size_t n = (size_t)SW_MIN(piece, total - off);
+        size_t bl = tensor_body(body, sizeof(body), rows, 1024, off);
+        struct sw_payload pl = {.data = (uint8_t *)x + off, .len = n, .free_cb = count_free};
+        int err = sync_request(loop, t, ep, SW_MSG_TENSOR, body, bl, &pl, timeout_ms, 0, &w);
+
+        if (err < 0 || w.type != SW_MSG_ACK || body_u64(w.body, w.body_len, "err") != 0 ||
+            body_u64(w.body, w.body_len, "n") != (int64_t)n) {
+            tap_diag("tensor piece at %llu: %s", (unsigned long long)off, sw_strerror(err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- part 1: one process ---- */
+
+static void
+closed_cb(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void
+test_in_process(void)
+{
+    struct sw_identity ida, idb;
+    struct sw_transport *a = NULL, *b = NULL;
+    struct sw_transport_opts ob = {.hwm = 4, .max_queue = 8, .idle_ms = 300};
+    uv_loop_t loop;
+    char ep[256];
+    struct waiter w;
+    int err, closed = 0;
+    size_t n = 8u << 20;
+    float *x;
+
+    uv_loop_init(&loop);
+    if (sw_identity_generate(&ida) < 0 || sw_identity_generate(&idb) < 0 ||
+        sw_transport_new(&a, &loop, &ida, run, NULL) < 0 ||
+        sw_transport_new(&b, &loop, &idb, run, &ob) < 0 ||
+        sw_transport_bind(a, "tcp://127.0.0.1:*", ep, sizeof(ep)) < 0 || register_server(a) < 0) {
+        tap_ok(0, "set up two transports");
+        return;
+    }
+    tap_ok(strncmp(ep, "tcp://127.0.0.1:", 16) == 0, "bound to an ephemeral port (%s)", ep);
+
+    err = sync_request(&loop, b, ep, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
+    tap_ok(err == 0 && w.type == SW_MSG_PONG && memcmp(w.sender, ida.pk, 32) == 0,
+           "PING gets a PONG signed by the server (%s)", sw_strerror(err));
+
+    err = sync_request(&loop, b, ep, T_NOBODY, NULL, 0, NULL, 100, 1, &w);
+    tap_ok(err == -SW_ETIMEDOUT, "request of an unhandled type times out after a retry (%s)",
+           sw_strerror(err));
+    tap_ok(sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_TYPE] == 2,
+           "both tries counted as unhandled type at the server");
+    tap_ok(sw_transport_pending(b) == 0, "no request left pending");
+
+    x = sw_malloc_big(n);
+    for (size_t i = 0; i < n / 4; i++)
+        x[i] = (float)(i % 1000) * 1e-3f;
+    frees = 0;
+    tap_ok(send_tensor(&loop, b, ep, x, n / 4096, 10000) == 0, "8 MiB tensor acked");
+    tap_ok(wait_frees(1), "zero-copy payload freed once");
+
+    x[12345] = NAN;
+    {
+        uint64_t before = sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_NONFINITE];
+
+        err = send_tensor(&loop, b, ep, x, n / 4096, 300); /* times out: no ACK */
+        tap_ok(err < 0 && sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_NONFINITE] == before + 1,
+               "tensor with a NaN is dropped as nonfinite");
+    }
+    if (!wait_frees(2))
+        tap_diag("payload not released");
+    sw_free_big(x);
+
+    /* back-pressure: nobody listens on this endpoint; sends fill HWM + queue, then EAGAIN */
+    {
+        int ok = 0, eagain = 0;
+
+        for (int i = 0; i < 100; i++) {
+            err = sw_transport_send(b, "tcp://127.0.0.1:1", SW_MSG_PING, NULL, 0, NULL);
+            if (err == 0)
+                ok++;
+            else if (err == -SW_EAGAIN) {
+                eagain = 1;
+                break;
+            }
+        }
+        tap_ok(eagain && ok >= 8 && ok <= 4 + 8 + 4,
+               "back-pressure: -SW_EAGAIN after %d queued sends, nothing blocks", ok);
+    }
+    {
+        size_t before = sw_transport_peers(b);
+        double t0 = sw_now_s();
+
+        while (sw_transport_peers(b) > 0 && sw_now_s() - t0 < 3)
+            uv_run(&loop, UV_RUN_ONCE);
+        /* the server's connection was already closed when the NaN request timed out */
+        tap_ok(before == 1 && sw_transport_peers(b) == 0,
+               "a connection stuck behind a full queue is closed after idle_ms");
+        err = sync_request(&loop, b, ep, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
+        tap_ok(err == 0, "a new request reconnects (%s)", sw_strerror(err));
+    }
+
+    sw_transport_close(a, closed_cb, &closed);
+    sw_transport_close(b, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tap_ok(closed == 2 && uv_loop_close(&loop) == 0, "both transports closed, loop empty");
+    sw_identity_release(&ida);
+    sw_identity_release(&idb);
+}
+
+/* ---- part 2: three processes ---- */
+
+static int
+server_main(int fd)
+{
+    struct sw_identity id;
+    struct sw_transport *t;
+    uv_loop_t loop;
+    char ep[256];
+    int closed = 0;
+
+    alarm(60);
+    sw_log_level = SW_LOG_ERROR;
+    uv_loop_init(&loop);
+    if (sw_identity_generate(&id) < 0 || sw_transport_new(&t, &loop, &id, run, NULL) < 0 ||
+        sw_transport_bind(t, "tcp://127.0.0.1:*", ep, sizeof(ep)) < 0 || register_server(t) < 0)
+        return 1;
+    if (write(fd, ep, sizeof(ep)) != (ssize_t)sizeof(ep))
+        return 1;
+    close(fd);
+    while (!quit_flag)
+        uv_run(&loop, UV_RUN_ONCE);
+    sw_transport_close(t, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    sw_identity_release(&id);
+    return closed == 1 ? 0 : 1;
+}
+
+static void
+zsend(void *z, const void *a, size_t na, const void *b, size_t nb, const void *c, size_t nc)
+{
+    zmq_send(z, a, na, b ? ZMQ_SNDMORE : 0);
+    if (b)
+        zmq_send(z, b, nb, c ? ZMQ_SNDMORE : 0);
+    if (c)
+        zmq_send(z, c, nc, 0);
+}
+
+/* The attacker: a raw ZeroMQ DEALER that sends everything the server must drop. */
+static int
+attacker_main(const char *ep)
+{
+    static uint8_t env[SW_WIRE_MAX_ENVELOPE], big[SW_WIRE_MAX_ENVELOPE + 4000];
+    uint8_t sig[64], other_run[32], body[512], h[32];
+    struct sw_identity id;
+    struct sw_wire w, wr;
+    size_t n, bl;
+    int linger = 2000;
+    void *ctx, *z, *z2;
+    float bad[256];
+
+    alarm(60);
+    sw_log_level = SW_LOG_NONE;
+    memset(other_run, 0x77, sizeof(other_run));
+    if (sw_identity_generate(&id) < 0 || sw_wire_init(&w, &id, run, NULL) < 0 ||
+        sw_wire_init(&wr, &id, other_run, NULL) < 0)
+        return 1;
+    ctx = zmq_ctx_new();
+    z = zmq_socket(ctx, ZMQ_DEALER);
+    zmq_setsockopt(z, ZMQ_LINGER, &linger, sizeof(linger));
+    if (zmq_connect(z, ep) != 0)
+        return 1;
+
+    zsend(z, "hello", 5, NULL, 0, NULL, 0);                              /* one frame */
+    zsend(z, "\xc1garbage", 8, sig, 64, NULL, 0);                         /* bad msgpack */
+    memset(big, 0x90, sizeof(big));
+    zsend(z, big, sizeof(big), sig, 64, NULL, 0);                         /* envelope too big */
+    for (int i = 0; i < 6; i++)                                           /* six frames */
+        zmq_send(z, "x", 1, i < 5 ? ZMQ_SNDMORE : 0);
+    if (sw_wire_seal(&w, SW_MSG_PING, 1, NULL, 0, NULL, 0, env, sizeof(env), &n, sig) == 0) {
+        zsend(z, env, n, sig, 64, NULL, 0);                               /* valid */
+        zsend(z, env, n, sig, 64, NULL, 0);                               /* replayed */
+    }
+    if (sw_wire_seal(&w, SW_MSG_PING, 2, NULL, 0, NULL, 0, env, sizeof(env), &n, sig) == 0) {
+        sig[0] ^= 1;
+        zsend(z, env, n, sig, 64, NULL, 0);                               /* forged */
+    }
+    if (sw_wire_seal(&wr, SW_MSG_PING, 3, NULL, 0, NULL, 0, env, sizeof(env), &n, sig) == 0)
+        zsend(z, env, n, sig, 64, NULL, 0);                               /* other run */
+    for (int i = 0; i < 256; i++)
+        bad[i] = (float)i;
+    bad[77] = INFINITY;
+    bl = tensor_body(body, sizeof(body), 16, 16, 0);
+    sw_wire_payload_hash(h, bad, sizeof(bad));
+    if (sw_wire_seal(&w, SW_MSG_TENSOR, 4, body, bl, h, sizeof(bad), env, sizeof(env), &n,
+                     sig) == 0)
+        zsend(z, env, n, sig, 64, bad, sizeof(bad));                      /* Inf */
+    bad[77] = 1.0f;
+    if (sw_wire_seal(&w, SW_MSG_TENSOR, 5, body, bl, h, sizeof(bad), env, sizeof(env), &n,
+                     sig) == 0)
+        zsend(z, env, n, sig, 64, bad, sizeof(bad));                      /* hash mismatch */
+
+    /* a frame over ZMQ_MAXMSGSIZE on its own connection: ZeroMQ cuts it */
+    z2 = zmq_socket(ctx, ZMQ_DEALER);
+    zmq_setsockopt(z2, ZMQ_LINGER, &linger, sizeof(linger));
+    if (zmq_connect(z2, ep) == 0) {
+        size_t over = SW_WIRE_MAX_PAYLOAD + 1;
+        uint8_t *p = sw_calloc(1, over);
+
+        if (p && sw_wire_seal(&w, SW_MSG_PING, 6, NULL, 0, NULL, 0, env, sizeof(env), &n, sig) == 0)
+            zsend(z2, env, n, sig, 64, p, over);
+        sw_free(p);
+    }
+    uv_sleep(300);
+    zmq_close(z);
+    zmq_close(z2);
+    zmq_ctx_term(ctx);
+    sw_wire_release(&w);
+    sw_wire_release(&wr);
+    sw_identity_release(&id);
+    return 0;
+}
+
+static int
+get_stats(uv_loop_t *loop, struct sw_transport *t, const char *ep, uint64_t *drops,
+          uint64_t *accepted)
+{
+    struct waiter w;
+    msgpack_unpacked up;
+    int err = sync_request(loop, t, ep, T_STATS, NULL, 0, NULL, 2000, 0, &w);
+
+    if (err < 0)
+        return err;
+    if (sw_wire_unpack(w.body, w.body_len, &up) < 0)
+        return -SW_EMSG;
+    for (uint32_t i = 0; i < up.data.via.map.size; i++) {
+        const msgpack_object_kv *kv = &up.data.via.map.ptr[i];
+
+        if (sw_wire_key_is(&kv->key, "accepted"))
+            *accepted = kv->val.via.u64;
+        else if (sw_wire_key_is(&kv->key, "drops") && kv->val.type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t j = 0; j < kv->val.via.array.size && j < SW_WIRE_DROP__COUNT; j++)
+                drops[j] = kv->val.via.array.ptr[j].via.u64;
+    }
+    msgpack_unpacked_destroy(&up);
+    return 0;
+}
+
+static void
+test_three_processes(void)
+{
+    struct sw_identity id;
+    struct sw_transport *t;
+    uv_loop_t loop;
+    char ep[256];
+    int fds[2], status, pings = 0, closed = 0, err;
+    uint64_t drops[SW_WIRE_DROP__COUNT] = {0}, accepted = 0;
+    struct waiter w;
+    float *x;
+    size_t n = 32u << 20;
+
+    /* fork before this process makes any ZeroMQ context */
+    if (pipe(fds) != 0)
+        return;
+    fflush(stdout);
+    children[0] = fork();
+    if (children[0] == 0) {
+        close(fds[0]);
+        _exit(server_main(fds[1]));
+    }
+    close(fds[1]);
+    if (read(fds[0], ep, sizeof(ep)) != (ssize_t)sizeof(ep)) {
+        tap_ok(0, "server process started");
+        return;
+    }
+    close(fds[0]);
+    tap_ok(1, "server process listens on %s", ep);
+    fflush(stdout);
+    children[1] = fork();
+    if (children[1] == 0)
+        _exit(attacker_main(ep));
+
+    uv_loop_init(&loop);
+    if (sw_identity_generate(&id) < 0 || sw_transport_new(&t, &loop, &id, run, NULL) < 0) {
+        tap_ok(0, "client transport");
+        return;
+    }
+    x = sw_malloc_big(n);
+    for (size_t i = 0; i < n / 4; i++)
+        x[i] = (float)(i % 977) * 0.25f;
+    /* serve the client while the attacker works */
+    for (int i = 0; i < 20; i++)
+        if (sync_request(&loop, t, ep, SW_MSG_PING, NULL, 0, NULL, 3000, 1, &w) == 0 &&
+            w.type == SW_MSG_PONG)
+            pings++;
+    tap_ok(pings == 20, "20 signed PINGs answered (%d)", pings);
+    frees = 0;
+    tap_ok(send_tensor(&loop, t, ep, x, (8u << 20) / 4096, 10000) == 0, "8 MiB tensor acked");
+    tap_ok(send_tensor(&loop, t, ep, x, n / 4096, 10000) == 0, "32 MiB tensor (2 frames) acked");
+
+    waitpid(children[1], &status, 0);
+    children[1] = 0;
+    tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "attacker process finished");
+    for (int i = 0; i < 50; i++) {
+        err = get_stats(&loop, t, ep, drops, &accepted);
+        if (err == 0 && drops[SW_WIRE_DROP_HASH] >= 1)
+            break;
+        uv_sleep(20);
+    }
+    tap_ok(err == 0, "server reports its counters");
+    tap_ok(drops[SW_WIRE_DROP_MALFORMED] >= 3, "garbage counted as malformed (%llu)",
+           (unsigned long long)drops[SW_WIRE_DROP_MALFORMED]);
+    tap_ok(drops[SW_WIRE_DROP_TOOBIG] >= 1, "oversize envelope counted as toobig");
+    tap_ok(drops[SW_WIRE_DROP_REPLAY] == 1, "replay counted");
+    tap_ok(drops[SW_WIRE_DROP_SIG] == 1, "forged signature counted");
+    tap_ok(drops[SW_WIRE_DROP_RUN] == 1, "wrong run counted");
+    tap_ok(drops[SW_WIRE_DROP_NONFINITE] == 1, "Inf tensor counted");
+    tap_ok(drops[SW_WIRE_DROP_HASH] == 1, "payload hash mismatch counted");
+
+    pings = 0;
+    for (int i = 0; i < 5; i++)
+        if (sync_request(&loop, t, ep, SW_MSG_PING, NULL, 0, NULL, 3000, 0, &w) == 0)
+            pings++;
+    tap_ok(pings == 5 && send_tensor(&loop, t, ep, x, (8u << 20) / 4096, 10000) == 0,
+           "server still serves the client after the attack");
+
+    err = sync_request(&loop, t, ep, T_QUIT, NULL, 0, NULL, 3000, 0, &w);
+    waitpid(children[0], &status, 0);
+    children[0] = 0;
+    tap_ok(err == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "server process exits cleanly");
+    sw_transport_close(t, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    tap_ok(wait_frees(4), "every zero-copy payload released once (%d)", frees);
+    sw_free_big(x);
+    sw_identity_release(&id);
+}
+
+int
+main(void)
+{
+    signal(SIGALRM, on_alarm);
+    signal(SIGPIPE, SIG_IGN);
+    alarm(50);
+    sw_log_level = SW_LOG_ERROR;
+    memset(run, 0x42, sizeof(run));
+    if (sw_identity_global_init() < 0)
+        return 1;
+    test_three_processes(); /* first: forks before any ZeroMQ context exists */
+    test_in_process();
+    kill_children();
+    return tap_done();
+}

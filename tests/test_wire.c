@@ -1,0 +1,440 @@
+/*
+ * test_wire.c - envelopes: round trip, the tree hash, and one test per drop
+ * reason, each checking that its counter moved (and only its counter).
+ */
+#define _GNU_SOURCE /* memmem */
+#include "sw.h"
+
+#include "identity.h"
+#include "tap.h"
+#include "wire.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+static struct sw_identity alice, mallory;
+static struct sw_wire wa, wb; /* wa sends as alice, wb receives */
+static uint8_t run[32];
+static uint8_t env[SW_WIRE_MAX_ENVELOPE];
+static size_t env_len;
+static uint8_t sig[64];
+
+/* Open with wb and check the code and that exactly drops[reason] moved. */
+static void
+expect_drop(const void *e, size_t elen, const void *s, size_t slen, size_t plen, int reason,
+            const char *what)
+{
+    struct sw_wire_stats before = wb.stats;
+    struct sw_wire_hdr h;
+    int err = sw_wire_open(&wb, e, elen, s, slen, plen, &h);
+    int moved = 1;
+
+    for (int r = 0; r < SW_WIRE_DROP__COUNT; r++)
+        if (wb.stats.drops[r] != before.drops[r] + (r == reason))
+            moved = 0;
+    tap_ok(err == sw_wire_drop_code(reason) && moved && wb.stats.accepted == before.accepted,
+           "%s: dropped as %s (%s)", what, sw_wire_drop_name(reason), sw_strerror(err));
+}
+
+static void
+seal_simple(uint32_t type, const void *payload, size_t plen)
+{
+    uint8_t h[32];
+    int err;
+
+    sw_wire_payload_hash(h, payload, plen);
+    err = sw_wire_seal(&wa, type, 7, NULL, 0, h, plen, env, sizeof(env), &env_len, sig);
+    if (err < 0)
+        tap_diag("seal: %s", sw_strerror(err));
+}
+
+/* An envelope with arbitrary key/values, signed by alice: for the field tests. */
+enum { K_DROP = 1, K_DUP = 2, K_EXTRA = 4, K_SEQSTR = 8, K_V2 = 16, K_RUNSHORT = 32 };
+
+static size_t
+craft(uint8_t *out, size_t cap, int mode, const char *drop_key)
+{
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    uint8_t h[32];
+    const char *keys[] = {"v", "t", "run", "from", "seq", "rid", "plen", "phash", "body"};
+    int n = 9;
+
+    sw_wire_payload_hash(h, NULL, 0);
+    sw_wire_buf_init(&b, out, cap);
+    sw_wire_buf_packer(&pk, &b);
+    if (mode & K_DROP)
+        n--;
+    if (mode & (K_DUP | K_EXTRA))
+        n++;
+    msgpack_pack_map(&pk, (size_t)n);
+    for (int i = 0; i < 9; i++) {
+        const char *k = keys[i];
+
+        if ((mode & K_DROP) && strcmp(k, drop_key) == 0)
+            continue;
+        msgpack_pack_str_with_body(&pk, k, strlen(k));
+        if (!strcmp(k, "v"))
+            msgpack_pack_uint32(&pk, (mode & K_V2) ? 2 : 1);
+        else if (!strcmp(k, "t"))
+            msgpack_pack_uint32(&pk, SW_MSG_PING);
+        else if (!strcmp(k, "run"))
+            msgpack_pack_bin_with_body(&pk, run, (mode & K_RUNSHORT) ? 31 : 32);
+        else if (!strcmp(k, "from"))
+            msgpack_pack_bin_with_body(&pk, alice.pk, 32);
+        else if (!strcmp(k, "seq") && (mode & K_SEQSTR))
+            msgpack_pack_str_with_body(&pk, "12", 2);
+        else if (!strcmp(k, "seq"))
+            msgpack_pack_uint64(&pk, wa.next_seq++);
+        else if (!strcmp(k, "rid") || !strcmp(k, "plen"))
+            msgpack_pack_uint64(&pk, 0);
+        else if (!strcmp(k, "phash"))
+            msgpack_pack_bin_with_body(&pk, h, 32);
+        else
+            msgpack_pack_map(&pk, 0);
+    }
+    if (mode & K_DUP) {
+        msgpack_pack_str_with_body(&pk, "rid", 3);
+        msgpack_pack_uint64(&pk, 1);
+    }
+    if (mode & K_EXTRA) {
+        msgpack_pack_str_with_body(&pk, "xtra", 4);
+        msgpack_pack_uint64(&pk, 1);
+    }
+    if (sw_identity_sign(&alice, sig, out, b.len) < 0)
+        tap_diag("sign failed");
+    return b.len;
+}
+
+static void
+test_roundtrip(void)
+{
+    uint8_t body[256], payload[3000], h[32];
+    struct sw_wire_buf b;
+    struct sw_wire_hdr hdr;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    int err;
+
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (uint8_t)(i * 7);
+    sw_wire_buf_init(&b, body, sizeof(body));
+    sw_wire_buf_packer(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "key", 3);
+    msgpack_pack_bin_with_body(&pk, "0123456789abcdef0123456789abcdef", 32);
+    msgpack_pack_str_with_body(&pk, "n", 1);
+    msgpack_pack_uint64(&pk, 42);
+    sw_wire_payload_hash(h, payload, sizeof(payload));
+    err = sw_wire_seal(&wa, 300, 99, body, b.len, h, sizeof(payload), env, sizeof(env), &env_len,
+                       sig);
+    tap_ok(err == 0 && env_len < 400, "seal with a body (%zu bytes)", env_len);
+    err = sw_wire_open(&wb, env, env_len, sig, 64, sizeof(payload), &hdr);
+    tap_ok(err == 0, "open (%s)", sw_strerror(err));
+    tap_ok(hdr.type == 300 && hdr.rid == 99 && hdr.payload_len == sizeof(payload) &&
+               memcmp(hdr.sender, alice.pk, 32) == 0 && memcmp(hdr.run, run, 32) == 0 &&
+               hdr.version == SW_WIRE_VERSION,
+           "header fields survive the round trip");
+    tap_ok(hdr.body_len == b.len && memcmp(hdr.body, body, b.len) == 0,
+           "body bytes are returned verbatim");
+    tap_ok(sw_wire_check_payload(&wb, &hdr, payload, sizeof(payload)) == 0, "payload verifies");
+    err = sw_wire_unpack(hdr.body, hdr.body_len, &up);
+    tap_ok(err == 0 && up.data.type == MSGPACK_OBJECT_MAP && up.data.via.map.size == 2 &&
+               up.data.via.map.ptr[1].val.via.u64 == 42,
+           "body decodes with sw_wire_unpack");
+    msgpack_unpacked_destroy(&up);
+    tap_ok(wb.stats.accepted == 1 && wa.stats.sealed == 1, "accepted and sealed counters");
+
+    /* empty body and no payload */
+    seal_simple(SW_MSG_PING, NULL, 0);
+    err = sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr);
+    tap_ok(err == 0 && hdr.body_len == 1 && hdr.body[0] == 0x80, "empty body is {}");
+
+    /* seal refuses a body that is not a map */
+    tap_ok(sw_wire_seal(&wa, 5, 0, "\x93\x01\x02\x03", 4, NULL, 0, env, sizeof(env), &env_len,
+                        sig) == -SW_EINVAL,
+           "seal refuses a body that is not one map");
+    tap_ok(sw_wire_seal(&wa, 5, 0, "\x81\xa1" "a", 3, NULL, 0, env, sizeof(env), &env_len, sig) ==
+               -SW_EINVAL,
+           "seal refuses a truncated body");
+}
+
+static void
+test_tree_hash(void)
+{
+    size_t len = 9 * SW_WIRE_CHUNK + 12345; /* 4-lane groups and single chunks */
+    uint8_t *p = sw_malloc(len), h1[32], h2[32], ref[32], d[32], hdr[16];
+    crypto_generichash_state st;
+
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(i ^ (i >> 9));
+    crypto_generichash_init(&st, NULL, 0, 32);
+    for (int i = 0; i < 8; i++) {
+        hdr[i] = (uint8_t)((uint64_t)len >> (8 * i));
+        hdr[8 + i] = (uint8_t)((uint64_t)SW_WIRE_CHUNK >> (8 * i));
+    }
+    crypto_generichash_update(&st, hdr, 16);
+    for (size_t off = 0; off < len; off += SW_WIRE_CHUNK) {
+        crypto_generichash(d, 32, p + off, SW_MIN((size_t)SW_WIRE_CHUNK, len - off), NULL, 0);
+        crypto_generichash_update(&st, d, 32);
+    }
+    crypto_generichash_final(&st, ref, 32);
+    sw_wire_set_hash_threads(1);
+    sw_wire_payload_hash(h1, p, len);
+    sw_wire_set_hash_threads(2);
+    sw_wire_payload_hash(h2, p, len);
+    sw_wire_set_hash_threads(1);
+    tap_ok(memcmp(h1, ref, 32) == 0, "tree hash matches its definition");
+    tap_ok(memcmp(h1, h2, 32) == 0, "threaded tree hash equals the sequential one");
+    sw_free(p);
+}
+
+static void
+test_drops(void)
+{
+    uint8_t buf[SW_WIRE_MAX_ENVELOPE + 16], payload[64];
+    struct sw_wire_hdr hdr;
+    struct sw_wire wc;
+    size_t n;
+
+    memset(payload, 1, sizeof(payload));
+
+    /* TOOBIG */
+    memset(buf, 0, sizeof(buf));
+    expect_drop(buf, SW_WIRE_MAX_ENVELOPE + 1, sig, 64, 0, SW_WIRE_DROP_TOOBIG,
+                "envelope over 64 KiB");
+    seal_simple(SW_MSG_PING, NULL, 0);
+    expect_drop(env, env_len, sig, 64, SW_WIRE_MAX_PAYLOAD + 1, SW_WIRE_DROP_TOOBIG,
+                "payload over the frame limit");
+
+    /* MALFORMED */
+    expect_drop("\xc1garbage", 8, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "garbage bytes");
+    seal_simple(SW_MSG_PING, NULL, 0);
+    expect_drop(env, env_len - 1, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "truncated envelope");
+    expect_drop(env, env_len, sig, 63, 0, SW_WIRE_DROP_MALFORMED, "63-byte signature frame");
+    memcpy(buf, env, env_len);
+    buf[env_len] = 0xc0;
+    expect_drop(buf, env_len + 1, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "trailing bytes");
+    n = craft(buf, sizeof(buf), K_DROP, "seq");
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "missing key 'seq'");
+    n = craft(buf, sizeof(buf), K_DROP, "body");
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "missing key 'body'");
+    n = craft(buf, sizeof(buf), K_DUP, NULL);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "duplicate key 'rid'");
+    n = craft(buf, sizeof(buf), K_EXTRA, NULL);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "unknown key 'xtra' (signed)");
+    n = craft(buf, sizeof(buf), K_SEQSTR, NULL);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "mistyped 'seq' (str)");
+    n = craft(buf, sizeof(buf), K_RUNSHORT, NULL);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "31-byte run id");
+    n = craft(buf, sizeof(buf), K_V2, NULL);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "unknown version 2");
+    n = craft(buf, sizeof(buf), 0, NULL);
+    tap_ok(sw_wire_open(&wb, buf, n, sig, 64, 0, &hdr) == 0, "the crafted envelope itself is valid");
+    /* a map32 claiming 2^32-1 entries: refused before msgpack-c allocates */
+    expect_drop("\xdf\xff\xff\xff\xff\xa1v\x01", 8, sig, 64, 0, SW_WIRE_DROP_MALFORMED,
+                "map32 with an impossible count");
+    memset(buf, 0x91, 40); /* 40 nested arrays */
+    buf[40] = 0x01;
+    expect_drop(buf, 41, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "nesting deeper than 16");
+    expect_drop("\xd4\x01\x02", 3, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "ext type");
+
+    /* RUN */
+    {
+        uint8_t other[32];
+
+        memset(other, 0xee, 32);
+        if (sw_wire_init(&wc, &mallory, other, NULL) == 0) {
+            uint8_t h[32];
+
+            sw_wire_payload_hash(h, NULL, 0);
+            if (sw_wire_seal(&wc, SW_MSG_PING, 0, NULL, 0, h, 0, env, sizeof(env), &env_len,
+                             sig) < 0)
+                tap_diag("seal failed");
+            expect_drop(env, env_len, sig, 64, 0, SW_WIRE_DROP_RUN, "other run id");
+            sw_wire_release(&wc);
+        }
+    }
+
+    /* LENGTH */
+    seal_simple(SW_MSG_TENSOR, payload, sizeof(payload));
+    expect_drop(env, env_len, sig, 64, sizeof(payload) - 4, SW_WIRE_DROP_LENGTH,
+                "payload frame shorter than plen");
+
+    /* SIG */
+    seal_simple(SW_MSG_PING, NULL, 0);
+    sig[10] ^= 0x40;
+    expect_drop(env, env_len, sig, 64, 0, SW_WIRE_DROP_SIG, "flipped signature bit");
+    seal_simple(SW_MSG_PING, NULL, 0);
+    env[env_len - 8] ^= 1; /* last byte of phash: well-formed, wrong empty-payload hash */
+    expect_drop(env, env_len, sig, 64, 0, SW_WIRE_DROP_HASH, "empty payload with a wrong phash");
+    seal_simple(SW_MSG_PING, NULL, 0);
+    {
+        uint8_t *rid = memmem(env, env_len, "\xa3rid\x07", 5);
+
+        if (rid)
+            rid[4] = 0x08; /* rid 7 -> 8: still well-formed, no longer what alice signed */
+        expect_drop(env, env_len, sig, 64, 0, SW_WIRE_DROP_SIG, "changed request id");
+    }
+    {
+        /* mallory claims to be alice: signs with her own key */
+        size_t m = craft(buf, sizeof(buf), 0, NULL);
+
+        if (sw_identity_sign(&mallory, sig, buf, m) < 0)
+            tap_diag("sign failed");
+        expect_drop(buf, m, sig, 64, 0, SW_WIRE_DROP_SIG, "forged sender key");
+    }
+
+    /* REPLAY and STALE */
+    seal_simple(SW_MSG_PING, NULL, 0);
+    tap_ok(sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr) == 0, "first delivery accepted");
+    expect_drop(env, env_len, sig, 64, 0, SW_WIRE_DROP_REPLAY, "same envelope again");
+    {
+        uint8_t old_env[512], old_sig[64];
+        size_t old_len;
+
+        seal_simple(SW_MSG_PING, NULL, 0); /* kept back, delivered late */
+        memcpy(old_env, env, env_len);
+        memcpy(old_sig, sig, 64);
+        old_len = env_len;
+        seal_simple(SW_MSG_PING, NULL, 0);
+        tap_ok(sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr) == 0, "newer sequence accepted");
+        tap_ok(sw_wire_open(&wb, old_env, old_len, old_sig, 64, 0, &hdr) == 0,
+               "older sequence inside the window accepted once");
+        expect_drop(old_env, old_len, old_sig, 64, 0, SW_WIRE_DROP_REPLAY,
+                    "...and refused the second time");
+        seal_simple(SW_MSG_PING, NULL, 0);
+        memcpy(old_env, env, env_len);
+        memcpy(old_sig, sig, 64);
+        old_len = env_len;
+        wa.next_seq += 100;
+        seal_simple(SW_MSG_PING, NULL, 0);
+        tap_ok(sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr) == 0, "jump ahead by 100");
+        expect_drop(old_env, old_len, old_sig, 64, 0, SW_WIRE_DROP_STALE,
+                    "sequence 100 behind the newest (window 64)");
+    }
+
+    /* HASH */
+    seal_simple(SW_MSG_TENSOR, payload, sizeof(payload));
+    if (sw_wire_open(&wb, env, env_len, sig, 64, sizeof(payload), &hdr) == 0) {
+        struct sw_wire_stats before = wb.stats;
+        int err;
+
+        payload[5] ^= 1;
+        err = sw_wire_check_payload(&wb, &hdr, payload, sizeof(payload));
+        tap_ok(err == -SW_EHASH && wb.stats.drops[SW_WIRE_DROP_HASH] ==
+                                       before.drops[SW_WIRE_DROP_HASH] + 1,
+               "changed payload byte: dropped as hash");
+    } else {
+        tap_ok(0, "open for the hash test");
+    }
+}
+
+static void
+test_tensor(void)
+{
+    struct sw_wire_tensor t = {.name = "model.layers.0.mlp.up_proj.weight", .tag = 5,
+                               .dtype = SW_WIRE_F32, .ndim = 2, .shape = {4, 8}, .off = 0};
+    struct sw_wire_tensor u;
+    uint8_t body[512];
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    float x[32];
+    uint16_t y[32];
+    uint64_t before;
+
+    for (int i = 0; i < 32; i++) {
+        x[i] = (float)i * 0.5f;
+        y[i] = 0x3f80; /* 1.0 in bf16 */
+    }
+    sw_wire_buf_init(&b, body, sizeof(body));
+    sw_wire_buf_packer(&pk, &b);
+    tap_ok(sw_wire_tensor_pack(&pk, &t) == 0 && sw_wire_tensor_unpack(body, b.len, &u) == 0 &&
+               strcmp(u.name, t.name) == 0 && u.ndim == 2 && u.shape[1] == 8 && u.tag == 5 &&
+               u.dtype == SW_WIRE_F32,
+           "tensor descriptor round trip");
+    tap_ok(sw_wire_tensor_check(&wb, &u, x, sizeof(x)) == 0, "finite f32 tensor accepted");
+    tap_ok(sw_wire_tensor_check(&wb, &u, x, 64) == 0, "first piece accepted");
+    u.off = 64;
+    tap_ok(sw_wire_tensor_check(&wb, &u, x, 64) == 0, "second piece accepted");
+    before = wb.stats.drops[SW_WIRE_DROP_MALFORMED];
+    u.off = 96;
+    tap_ok(sw_wire_tensor_check(&wb, &u, x, 64) == -SW_EMSG &&
+               wb.stats.drops[SW_WIRE_DROP_MALFORMED] == before + 1,
+           "piece past the end: malformed");
+    u.off = 0;
+    before = wb.stats.drops[SW_WIRE_DROP_NONFINITE];
+    x[17] = NAN;
+    tap_ok(sw_wire_tensor_check(&wb, &u, x, sizeof(x)) == -SW_ENONFINITE &&
+               wb.stats.drops[SW_WIRE_DROP_NONFINITE] == before + 1,
+           "NaN in f32: dropped as nonfinite");
+    x[17] = INFINITY;
+    tap_ok(sw_wire_tensor_check(&wb, &u, x, sizeof(x)) == -SW_ENONFINITE &&
+               wb.stats.drops[SW_WIRE_DROP_NONFINITE] == before + 2,
+           "Inf in f32: dropped as nonfinite");
+    u.dtype = SW_WIRE_BF16;
+    tap_ok(sw_wire_tensor_check(&wb, &u, y, sizeof(y)) == 0, "finite bf16 accepted");
+    y[31] = 0xff80; /* -Inf */
+    tap_ok(sw_wire_tensor_check(&wb, &u, y, sizeof(y)) == -SW_ENONFINITE, "-Inf in bf16 dropped");
+    tap_ok(sw_wire_tensor_unpack("\x85\xa4name\xa0\xa3tag\x00\xa5" "dtype\xa3" "f64\xa5shape\x91\x01"
+                                 "\xa3off\x00",
+                                 34, &u) == -SW_EMSG,
+           "unknown dtype f64 refused");
+}
+
+static void
+test_eviction(void)
+{
+    struct sw_wire_opts o = {.max_senders = 2};
+    struct sw_identity ids[3];
+    struct sw_wire ws[3], rx;
+    struct sw_wire_hdr h;
+    int ok = 1;
+
+    if (sw_wire_init(&rx, &alice, run, &o) < 0)
+        ok = 0;
+    for (int i = 0; i < 3; i++) {
+        if (sw_identity_generate(&ids[i]) < 0 || sw_wire_init(&ws[i], &ids[i], run, NULL) < 0) {
+            ok = 0;
+            continue;
+        }
+        for (int r = 0; r < 3; r++) {
+            if (sw_wire_seal(&ws[i], SW_MSG_PING, 0, NULL, 0, NULL, 0, env, sizeof(env), &env_len,
+                             sig) < 0 ||
+                sw_wire_open(&rx, env, env_len, sig, 64, 0, &h) < 0)
+                ok = 0;
+        }
+    }
+    tap_ok(ok && rx.stats.accepted == 9, "a full sender table forgets the oldest sender");
+    for (int i = 0; i < 3; i++) {
+        sw_wire_release(&ws[i]);
+        sw_identity_release(&ids[i]);
+    }
+    sw_wire_release(&rx);
+}
+
+int
+main(void)
+{
+    uint8_t seed[32];
+
+    sw_log_level = SW_LOG_ERROR; /* the drops below are expected */
+    memset(run, 0x5a, sizeof(run));
+    memset(seed, 1, sizeof(seed));
+    if (sw_identity_from_seed(&alice, seed) < 0 || sw_identity_generate(&mallory) < 0 ||
+        sw_wire_init(&wa, &alice, run, NULL) < 0 || sw_wire_init(&wb, &mallory, run, NULL) < 0) {
+        printf("Bail out! cannot set up identities\n");
+        return 1;
+    }
+    test_roundtrip();
+    test_tree_hash();
+    test_drops();
+    test_tensor();
+    test_eviction();
+    sw_wire_release(&wa);
+    sw_wire_release(&wb);
+    sw_identity_release(&alice);
+    sw_identity_release(&mallory);
+    return tap_done();
+}
