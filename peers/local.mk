@@ -1,1 +1,36 @@
 # peers/: swarmd, swarmctl and what a node does.
+sw_peers_cppflags = $(AM_CPPFLAGS) $(ZMQ_CFLAGS) $(SODIUM_CFLAGS) $(UV_CFLAGS) $(MSGPACK_CFLAGS) \
+	$(INIH_CFLAGS)
+sw_peers_ldadd = libswpeers.a $(sw_net_ldadd) $(sw_core_ldadd) $(INIH_LIBS)
+
+noinst_LIBRARIES += libswpeers.a
+libswpeers_a_SOURCES = peers/manifest.h peers/manifest.c peers/proto.h peers/proto.c \
+	peers/route.h peers/route.c peers/status.h peers/status.c peers/metrics.h peers/metrics.c \
+	peers/node.h peers/node.c
+libswpeers_a_CPPFLAGS = $(sw_peers_cppflags)
+
+bin_PROGRAMS += swarmd swarmctl
+swarmd_SOURCES = peers/swarmd.c
+swarmd_CPPFLAGS = $(sw_peers_cppflags)
+swarmd_LDADD = $(sw_peers_ldadd)
+swarmctl_SOURCES = peers/swarmctl.c
+swarmctl_CPPFLAGS = $(sw_peers_cppflags)
+swarmctl_LDADD = $(sw_peers_ldadd)
+
+check_PROGRAMS += tests/test_manifest tests/test_peers_route tests/test_peers_foreign
+tests_test_manifest_SOURCES = tests/test_manifest.c tests/tap.h
+tests_test_manifest_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_manifest_LDADD = $(sw_peers_ldadd)
+tests_test_peers_route_SOURCES = tests/test_peers_route.c tests/tap.h
+tests_test_peers_route_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_peers_route_LDADD = $(sw_peers_ldadd)
+
+sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0310-replicas.sh tests/t0320-stage-auto.sh \
+	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh
+TESTS += tests/test_manifest tests/test_peers_route $(sw_peers_tests)
+EXTRA_DIST += $(sw_peers_tests) tests/peers-lib.sh tests/check_status_json.py \
+	scripts/swarm-demo.sh bench/swarm_bench.sh tests/test_peers_foreign.c
+dist_man_MANS += man/swarmd.1 man/swarmctl.1 man/swarm.conf.5
+tests_test_peers_foreign_SOURCES = tests/test_peers_foreign.c
+tests_test_peers_foreign_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_peers_foreign_LDADD = $(sw_peers_ldadd)

@@ -4,7 +4,9 @@
 #include "sw.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -64,6 +66,8 @@ sw_sim_release(struct sw_sim *sim)
         sw_optim_release(&sim->opts[s]);
         sw_stage_release(&sim->stages[s]);
     }
+    sw_checkfree_replica_release(&sim->reps[0]);
+    sw_checkfree_replica_release(&sim->reps[1]);
     sw_free(sim->stages);
     sw_free(sim->opts);
     sw_free_big(sim->x);
@@ -97,16 +101,55 @@ forward_all(struct sw_sim *sim, const int32_t *inputs, const int32_t *targets, f
     return 0;
 }
 
+/* One call of a microbatch's route: stage s runs parts into slot. */
+struct hop {
+    int s, slot;
+    unsigned parts;
+};
+
+/* Hop i of a microbatch's route: 0..S-1 whole (S hops), or CheckFree+'s
+ * swapped one (S + 2 hops): embed of 0, blocks of 1, blocks of 0 (its
+ * second slot), 2..S-3, blocks of S-1, blocks of S-2, head of S-1 (its
+ * second slot). */
+static struct hop
+hop_at(int S, bool swapped, int i)
+{
+    if (!swapped)
+        return (struct hop){i, 0, SW_PART_ALL};
+    if (i == 0)
+        return (struct hop){0, 0, SW_PART_EMBED};
+    if (i == 1)
+        return (struct hop){1, 0, SW_PART_ALL};
+    if (i == 2)
+        return (struct hop){0, 1, SW_PART_BLOCKS};
+    if (i < S - 1)
+        return (struct hop){i - 1, 0, SW_PART_ALL}; /* stages 2..S-3 at hops 3..S-2 */
+    if (i == S - 1)
+        return (struct hop){S - 1, 0, SW_PART_BLOCKS};
+    if (i == S)
+        return (struct hop){S - 2, 0, SW_PART_ALL};
+    return (struct hop){S - 1, 1, SW_PART_HEAD};
+}
+
 int
 sw_sim_forward_backward(struct sw_sim *sim, const int32_t *inputs, const int32_t *targets,
                         float loss_scale, float *loss)
 {
-    int err;
+    bool swapped = sim->swap && (sim->micro & 1);
+    int n = swapped ? sim->S + 2 : sim->S, err;
 
-    if ((err = forward_all(sim, inputs, targets, loss)) < 0)
-        return err;
-    for (int s = sim->S - 1; s >= 0; s--) {
-        err = sw_stage_backward(&sim->stages[s], 0, sim->dx, sim->dx, loss_scale);
+    sim->micro++;
+    for (int i = 0; i < n; i++) {
+        struct hop h = hop_at(sim->S, swapped, i);
+        /* x is read (copied to the backend) before x_out is written */
+        err = sw_stage_forward(&sim->stages[h.s], h.slot, h.parts, inputs, sim->x, targets,
+                               sim->x, loss);
+        if (err < 0)
+            return err;
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        struct hop h = hop_at(sim->S, swapped, i);
+        err = sw_stage_backward(&sim->stages[h.s], h.slot, sim->dx, sim->dx, loss_scale);
         if (err < 0)
             return err;
     }
@@ -138,6 +181,11 @@ sw_sim_step(struct sw_sim *sim, const int32_t *inputs, const int32_t *targets, f
             return err;
         }
     }
+    if (sim->swap)
+        for (int i = 0; i < 2; i++)
+            if ((err = sw_checkfree_replica_refresh(&sim->reps[i],
+                                                    &sim->stages[i == 0 ? 0 : sim->S - 1])) < 0)
+                return err;
     sim->step++;
     return 0;
 }
@@ -315,5 +363,263 @@ sw_sim_import(struct sw_sim *sim, const char *path)
 out:
     sw_free(host);
     sw_safetensors_close(&st);
+    return err;
+}
+
+/* ---- CheckFree, CheckFree+ and checkpoints in process ---- */
+
+int
+sw_sim_enable_swap(struct sw_sim *sim)
+{
+    int ends[2] = {0, sim->S - 1}, err = 0;
+    float *host = NULL;
+
+    if (sim->S < 4 || sim->cfg.tied) {
+        sw_log(SW_LOG_ERROR, "checkfree+ needs at least 4 stages and an untied LM head (have %d "
+                             "stage(s)%s)", sim->S, sim->cfg.tied ? ", tied head" : "");
+        return -SW_ECONFIG;
+    }
+    if (sim->swap)
+        return 0;
+    /* stages 0 and S-1 run twice in a swapped microbatch: 2 activation slots */
+    for (int i = 0; i < 2; i++) {
+        struct sw_stage *st = &sim->stages[ends[i]];
+        size_t n = st->lay.numel;
+
+        if (!(host = sw_malloc(n * sizeof(float))))
+            return -SW_ENOMEM;
+        if ((err = sw_stage_get_params(st, host)) < 0)
+            goto out;
+        sw_stage_release(st);
+        if ((err = sw_stage_init(st, sim->k, &sim->cfg, sim->S, ends[i], sim->B, sim->T, 2, 0)) <
+                0 ||
+            (err = sw_stage_set_params(st, host)) < 0)
+            goto out;
+        sw_free(host);
+        host = NULL;
+    }
+    if ((err = sw_checkfree_replica_init(&sim->reps[0], &sim->stages[0], SW_CF_REPLICA_EMBED)) <
+            0 ||
+        (err = sw_checkfree_replica_init(&sim->reps[1], &sim->stages[sim->S - 1],
+                                         SW_CF_REPLICA_HEAD)) < 0)
+        goto out;
+    sim->swap = true;
+out:
+    sw_free(host);
+    return err;
+}
+
+/* n floats of NaN at backend pointer p */
+static int
+fill_nan(const struct sw_kernels *k, float *p, size_t n)
+{
+    float *h = sw_malloc(n * sizeof(float));
+    int err;
+
+    if (!h)
+        return -SW_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        h[i] = NAN;
+    err = k->copy_h2d(p, h, n * sizeof(float));
+    sw_free(h);
+    return err < 0 ? err : k->sync();
+}
+
+int
+sw_sim_lose_stage(struct sw_sim *sim, int s)
+{
+    struct sw_stage *st = &sim->stages[s];
+    struct sw_optim *o = &sim->opts[s];
+    int err;
+
+    SW_ASSERT(s >= 0 && s < sim->S);
+    if ((err = fill_nan(sim->k, st->params, st->lay.numel)) < 0 ||
+        (err = fill_nan(sim->k, o->m, o->numel)) < 0 || (err = fill_nan(sim->k, o->v, o->numel)) < 0)
+        return err;
+    o->t = 0;
+    o->lr_mult = NAN;
+    o->last_norm = o->last_norm_clipped = NAN;
+    if (sim->swap && s == 1)
+        return fill_nan(sim->k, sim->reps[0].data, sim->reps[0].numel);
+    if (sim->swap && s == sim->S - 2)
+        return fill_nan(sim->k, sim->reps[1].data, sim->reps[1].numel);
+    return 0;
+}
+
+int
+sw_sim_rebuild(struct sw_sim *sim, int s, enum sw_checkfree_rule rule, bool plus,
+               const struct sw_checkfree_config *cc, uint64_t seed)
+{
+    struct sw_stage *st = sim->stages;
+    int S = sim->S, err;
+
+    SW_ASSERT(s >= 0 && s < S);
+    if (plus && !sim->swap) {
+        sw_log(SW_LOG_ERROR, "checkfree+ rebuild of stage %d without the swapped route", s);
+        return -SW_EINVAL;
+    }
+    if (plus && (s == 0 || s == S - 1)) {
+        /* boundary: the partner's blocks and the exact replica */
+        int partner = s == 0 ? 1 : S - 2;
+        if ((err = sw_checkfree_copy_blocks(&st[s], &st[partner])) < 0 ||
+            (err = sw_checkfree_replica_restore(&sim->reps[s == 0 ? 0 : 1], &st[s])) < 0)
+            return err;
+        return sw_checkfree_reset_optim(&sim->opts[s], cc->lr_bump);
+    }
+    if (plus && (s == 1 || s == S - 2)) {
+        /* partner: the boundary stage's blocks back, and a fresh replica */
+        int owner = s == 1 ? 0 : S - 1;
+        if ((err = sw_checkfree_copy_blocks(&st[s], &st[owner])) < 0 ||
+            (err = sw_checkfree_replica_refresh(&sim->reps[s == 1 ? 0 : 1], &st[owner])) < 0)
+            return err;
+        return sw_checkfree_reset_optim(&sim->opts[s], cc->lr_bump);
+    }
+    return sw_checkfree_rebuild(&st[s], &sim->opts[s], rule, s > 0 ? &st[s - 1] : NULL,
+                                s > 0 ? &sim->opts[s - 1] : NULL, s + 1 < S ? &st[s + 1] : NULL,
+                                s + 1 < S ? &sim->opts[s + 1] : NULL, cc, seed);
+}
+
+int
+sw_sim_snapshot_init(struct sw_sim_snapshot *snap, const struct sw_sim *sim)
+{
+    memset(snap, 0, sizeof(*snap));
+    snap->S = sim->S;
+    snap->params = sw_calloc((size_t)sim->S, sizeof(float *));
+    snap->m = sw_calloc((size_t)sim->S, sizeof(float *));
+    snap->v = sw_calloc((size_t)sim->S, sizeof(float *));
+    snap->t = sw_calloc((size_t)sim->S, sizeof(int));
+    snap->lr_mult = sw_calloc((size_t)sim->S, sizeof(float));
+    if (!snap->params || !snap->m || !snap->v || !snap->t || !snap->lr_mult)
+        goto out_free;
+    for (int s = 0; s < sim->S; s++) {
+        size_t bytes = sim->stages[s].lay.numel * sizeof(float);
+        snap->params[s] = sw_malloc_big(bytes);
+        snap->m[s] = sw_malloc_big(bytes);
+        snap->v[s] = sw_malloc_big(bytes);
+        if (!snap->params[s] || !snap->m[s] || !snap->v[s])
+            goto out_free;
+        snap->bytes += 3 * bytes;
+    }
+    return 0;
+out_free:
+    sw_sim_snapshot_release(snap);
+    return -SW_ENOMEM;
+}
+
+void
+sw_sim_snapshot_release(struct sw_sim_snapshot *snap)
+{
+    for (int s = 0; s < snap->S; s++) {
+        if (snap->params)
+            sw_free_big(snap->params[s]);
+        if (snap->m)
+            sw_free_big(snap->m[s]);
+        if (snap->v)
+            sw_free_big(snap->v[s]);
+    }
+    sw_free(snap->params);
+    sw_free(snap->m);
+    sw_free(snap->v);
+    sw_free(snap->t);
+    sw_free(snap->lr_mult);
+    memset(snap, 0, sizeof(*snap));
+}
+
+int
+sw_sim_snapshot_save(struct sw_sim_snapshot *snap, const struct sw_sim *sim)
+{
+    int err;
+
+    SW_ASSERT(snap->S == sim->S);
+    for (int s = 0; s < sim->S; s++) {
+        const struct sw_optim *o = &sim->opts[s];
+        size_t bytes = o->numel * sizeof(float);
+
+        if ((err = sim->k->copy_d2h(snap->params[s], sim->stages[s].params, bytes)) < 0 ||
+            (err = sim->k->copy_d2h(snap->m[s], o->m, bytes)) < 0 ||
+            (err = sim->k->copy_d2h(snap->v[s], o->v, bytes)) < 0)
+            return err;
+        snap->t[s] = o->t;
+        snap->lr_mult[s] = o->lr_mult;
+    }
+    snap->step = sim->step;
+    snap->valid = true;
+    return sim->k->sync();
+}
+
+int
+sw_sim_snapshot_load(struct sw_sim *sim, const struct sw_sim_snapshot *snap)
+{
+    int err;
+
+    SW_ASSERT(snap->S == sim->S && snap->valid);
+    for (int s = 0; s < sim->S; s++) {
+        struct sw_optim *o = &sim->opts[s];
+        size_t bytes = o->numel * sizeof(float);
+
+        if ((err = sim->k->copy_h2d(sim->stages[s].params, snap->params[s], bytes)) < 0 ||
+            (err = sim->k->copy_h2d(o->m, snap->m[s], bytes)) < 0 ||
+            (err = sim->k->copy_h2d(o->v, snap->v[s], bytes)) < 0)
+            return err;
+        o->t = snap->t[s];
+        o->lr_mult = snap->lr_mult[s];
+    }
+    sim->step = snap->step;
+    if ((err = sim->k->sync()) < 0)
+        return err;
+    if (sim->swap)
+        for (int i = 0; i < 2; i++)
+            if ((err = sw_checkfree_replica_refresh(&sim->reps[i],
+                                                    &sim->stages[i == 0 ? 0 : sim->S - 1])) < 0)
+                return err;
+    return 0;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int
+sw_sim_time_stages(struct sw_sim *sim, const int32_t *inputs, const int32_t *targets, int reps,
+                   double *fwd, double *bwd)
+{
+    double *tf = sw_calloc((size_t)reps * sim->S, sizeof(double));
+    double *tb = sw_calloc((size_t)reps * sim->S, sizeof(double));
+    float loss;
+    int err = -SW_ENOMEM;
+
+    SW_ASSERT(reps >= 1);
+    if (!tf || !tb)
+        goto out;
+    for (int r = 0; r < reps; r++) {
+        for (int s = 0; s < sim->S; s++) {
+            double t0 = sw_now_s();
+            err = sw_stage_forward(&sim->stages[s], 0, SW_PART_ALL, inputs, sim->x, targets,
+                                   sim->x, &loss);
+            if (err < 0 || (err = sim->k->sync()) < 0)
+                goto out;
+            tf[(size_t)s * reps + r] = sw_now_s() - t0;
+        }
+        for (int s = sim->S - 1; s >= 0; s--) {
+            double t0 = sw_now_s();
+            err = sw_stage_backward(&sim->stages[s], 0, sim->dx, sim->dx, 1.0f);
+            if (err < 0 || (err = sim->k->sync()) < 0)
+                goto out;
+            tb[(size_t)s * reps + r] = sw_now_s() - t0;
+        }
+    }
+    for (int s = 0; s < sim->S; s++) {
+        qsort(tf + (size_t)s * reps, (size_t)reps, sizeof(double), cmp_double);
+        qsort(tb + (size_t)s * reps, (size_t)reps, sizeof(double), cmp_double);
+        fwd[s] = tf[(size_t)s * reps + reps / 2];
+        bwd[s] = tb[(size_t)s * reps + reps / 2];
+    }
+    err = 0;
+out:
+    sw_free(tf);
+    sw_free(tb);
     return err;
 }

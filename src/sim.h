@@ -17,6 +17,7 @@
 #ifndef SW_SIM_H
 #define SW_SIM_H
 
+#include "checkfree.h"
 #include "optim.h"
 #include "stage.h"
 
@@ -29,6 +30,29 @@ struct sw_sim {
     float *x;                /* host [N, C]: the boundary activation in flight */
     float *dx;               /* host [N, C]: its gradient */
     int step;                /* steps taken */
+    /* CheckFree+ (sw_sim_enable_swap): odd microbatches (counted over the
+     * run, so M = 1 alternates steps) run the blocks of stage 1 before those
+     * of stage 0 and those of S-1 before those of S-2; the embedding stays
+     * first and the head last.  Stages 0 and S-1 then hold 2 activation
+     * slots (slot 0: the first call of a microbatch, slot 1: the second).
+     * reps[0] is stage 1's replica of the embedding, reps[1] stage S-2's of
+     * the final norm and LM head, refreshed after every update. */
+    bool swap;
+    uint64_t micro;          /* microbatches run through sw_sim_forward_backward */
+    struct sw_checkfree_replica reps[2];
+};
+
+/* A host copy of every stage's parameters and AdamW state (m, v, t,
+ * lr_mult) and the step counter: what a checkpoint holds (the caller adds
+ * the data cursor).  Allocated once for a sim, reused by every save. */
+struct sw_sim_snapshot {
+    int S;
+    float **params, **m, **v; /* [S] x [numel of stage s] host */
+    int *t;                   /* [S] */
+    float *lr_mult;           /* [S] */
+    int step;
+    bool valid;               /* something was saved */
+    size_t bytes;             /* total bytes of params + m + v */
 };
 
 int sw_sim_init(struct sw_sim *sim, const struct sw_kernels *k, const struct sw_model_config *c,
@@ -58,6 +82,39 @@ int sw_sim_logits(struct sw_sim *sim, float *host) SW_WARN_UNUSED;
 
 /* Copy every stage's parameters from src (same model, any S, B, T). */
 int sw_sim_copy_params(struct sw_sim *dst, const struct sw_sim *src) SW_WARN_UNUSED;
+
+/* CheckFree+: turn on the swapped route of odd microbatches and the
+ * replicas (see struct sw_sim).  Needs S >= 4 (so that stage 1 and S-2 are
+ * distinct partners) and an untied head; -SW_ECONFIG (logged) otherwise.
+ * Call before training; parameters are kept. */
+int sw_sim_enable_swap(struct sw_sim *sim) SW_WARN_UNUSED;
+
+/* Simulate the loss of stage s: its parameters and AdamW moments become
+ * NaN (and its CheckFree+ replica, if it holds one), so that anything a
+ * recovery forgets to rebuild shows up in the loss. */
+int sw_sim_lose_stage(struct sw_sim *sim, int s) SW_WARN_UNUSED;
+
+/* Rebuild stage s from its neighbours with rule (checkfree.h).  Under
+ * CheckFree+ (plus = true): a lost boundary stage (0 or S-1) copies its
+ * partner's (1 or S-2) blocks and takes the exact replica; a lost partner
+ * copies the boundary stage's blocks back and refreshes its replica; any
+ * other stage uses rule.  Fresh AdamW state and lr_mult = cc->lr_bump on s
+ * only.  -SW_ELOST when the rule cannot rebuild s (boundary stage without
+ * plus, or a missing neighbour). */
+int sw_sim_rebuild(struct sw_sim *sim, int s, enum sw_checkfree_rule rule, bool plus,
+                   const struct sw_checkfree_config *cc, uint64_t seed) SW_WARN_UNUSED;
+
+int sw_sim_snapshot_init(struct sw_sim_snapshot *snap, const struct sw_sim *sim) SW_WARN_UNUSED;
+void sw_sim_snapshot_release(struct sw_sim_snapshot *snap);
+/* Copy the state into / out of the snapshot (out: replicas refreshed). */
+int sw_sim_snapshot_save(struct sw_sim_snapshot *snap, const struct sw_sim *sim) SW_WARN_UNUSED;
+int sw_sim_snapshot_load(struct sw_sim *sim, const struct sw_sim_snapshot *snap) SW_WARN_UNUSED;
+
+/* Time (seconds, median of reps) of the forward and of the backward of one
+ * microbatch through each stage: fwd[S], bwd[S].  Gradients are left
+ * dirty (call before training or zero them). */
+int sw_sim_time_stages(struct sw_sim *sim, const int32_t *inputs, const int32_t *targets,
+                       int reps, double *fwd, double *bwd) SW_WARN_UNUSED;
 
 /* Export to dir/model.safetensors + dir/config.json (dir is created). */
 int sw_sim_export(const struct sw_sim *sim, const char *dir) SW_WARN_UNUSED;

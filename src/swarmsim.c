@@ -17,13 +17,17 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cfg.h"
+#include "checkfree.h"
 #include "data.h"
+#include "failsim.h"
 #include "hfconfig.h"
 #include "sim.h"
 
@@ -40,6 +44,14 @@ struct train_opts {
     unsigned long long seed;
     float lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, val_frac, temperature;
     int warmup, eval_every, val_batches, threads, sample_tokens, log_every, dump_config;
+    /* failures and recovery (issue 3; src/failsim.h, src/checkfree.h) */
+    float fail_rate, step_seconds, lr_bump, redundant_factor, ckpt_save_s, ckpt_load_s;
+    float rebuild_s;
+    unsigned long long fail_seed;
+    char fail_schedule[4096];
+    char recovery[32];
+    char cf_weights[16];
+    int max_iters;
 };
 
 #define T struct train_opts
@@ -73,6 +85,18 @@ static const struct sw_cfg_entry train_tab[] = {
     SW_CFG_FLOAT(T, "temperature", temperature, 0.8, 0, 10, "sampling temperature (0: greedy)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
     SW_CFG_BOOL(T, "dump-config", dump_config, 0, "print the options in effect and exit"),
+    SW_CFG_FLOAT(T, "fail-rate", fail_rate, 0, 0, 1, "simulated failures per stage per hour (0: none)"),
+    SW_CFG_FLOAT(T, "step-seconds", step_seconds, 30, 1e-6, 1e9, "simulated seconds of one failure-free step"),
+    SW_CFG_U64(T, "fail-seed", fail_seed, 1, "seed of the failure schedule"),
+    SW_CFG_STR(T, "fail-schedule", fail_schedule, "", "replay this failure schedule file instead of drawing one"),
+    SW_CFG_STR(T, "recovery", recovery, "none", "none, checkfree, checkfree+, copy, uniform, random, checkpoint:N or redundant"),
+    SW_CFG_FLOAT(T, "lr-bump", lr_bump, 1.1, 0, 100, "learning-rate multiplier of a rebuilt stage"),
+    SW_CFG_STR(T, "cf-weights", cf_weights, "preclip", "CheckFree neighbour weights: preclip or clipped gradient norms"),
+    SW_CFG_FLOAT(T, "rebuild-seconds", rebuild_s, 0.01, 0, 1e9, "simulated time of one stage rebuild (fixed, so runs replay exactly)"),
+    SW_CFG_FLOAT(T, "redundant-factor", redundant_factor, 0, 0, 100, "step-time factor of redundant computation (0: measure)"),
+    SW_CFG_FLOAT(T, "ckpt-save-seconds", ckpt_save_s, -1, -1, 1e9, "simulated stall of a checkpoint save (-1: measure)"),
+    SW_CFG_FLOAT(T, "ckpt-load-seconds", ckpt_load_s, -1, -1, 1e9, "simulated time of a checkpoint reload (-1: measure)"),
+    SW_CFG_INT(T, "max-iters", max_iters, 0, 0, 100000000, "stop after this many executed steps, rollbacks included (0: 4 x --steps)"),
 };
 #undef T
 
@@ -248,6 +272,397 @@ out:
     return err;
 }
 
+/* ---- failures and recovery ---- */
+
+enum recovery {
+    REC_NONE,
+    REC_CHECKFREE,
+    REC_CHECKFREE_PLUS,
+    REC_COPY,
+    REC_UNIFORM,
+    REC_RANDOM,
+    REC_CHECKPOINT,
+    REC_REDUNDANT,
+};
+
+/* What the failure simulator and the recovery strategy of one run hold. */
+struct recov {
+    enum recovery kind;
+    const char *name;
+    int ckpt_every;                  /* checkpoint:N */
+    struct sw_checkfree_config cc;
+    struct sw_failsim fs;
+    bool have_fs;
+    double step_s;                   /* simulated seconds of one step (factor included) */
+    double factor;                   /* redundant computation's step-time factor */
+    double save_s, load_s, write_s;  /* checkpoint costs, simulated seconds */
+    double rebuild_s;                /* simulated time of one rebuild */
+    struct sw_sim_snapshot snap;
+    bool have_snap;
+    struct sw_data_cursor snap_cur;
+    long next_slot;                  /* failures of earlier slots are handled */
+    FILE *events;
+    uint64_t seed;
+    int n_fail, n_rebuilt, n_skipped, n_fallback, n_rollback, n_absorbed, n_ckpt;
+    long lost_steps;                 /* steps redone after rollbacks */
+};
+
+static int
+parse_recovery(const char *s, struct recov *r)
+{
+    static const struct {
+        const char *name;
+        enum recovery kind;
+    } tab[] = {{"none", REC_NONE},       {"checkfree", REC_CHECKFREE}, {"checkfree+", REC_CHECKFREE_PLUS},
+               {"copy", REC_COPY},       {"uniform", REC_UNIFORM},     {"random", REC_RANDOM},
+               {"redundant", REC_REDUNDANT}};
+    char *end;
+    long n;
+
+    for (size_t i = 0; i < SW_ARRAY_SIZE(tab); i++) {
+        if (!strcmp(s, tab[i].name)) {
+            r->kind = tab[i].kind;
+            r->name = tab[i].name;
+            return 0;
+        }
+    }
+    if (!strncmp(s, "checkpoint:", 11)) {
+        errno = 0;
+        n = strtol(s + 11, &end, 10);
+        if (errno == 0 && end != s + 11 && *end == '\0' && n >= 1 && n <= 100000000) {
+            r->kind = REC_CHECKPOINT;
+            r->name = "checkpoint";
+            r->ckpt_every = (int)n;
+            return 0;
+        }
+    }
+    fprintf(stderr,
+            "%s: --recovery: want none, checkfree, checkfree+, copy, uniform, random, "
+            "checkpoint:N (N >= 1) or redundant, got '%s'\n",
+            prog, s);
+    return -SW_ECONFIG;
+}
+
+SW_PRINTF(7, 8) static void
+event(struct recov *r, long iter, int step, double simt, int stage, const char *kind,
+      const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    printf("s:%d event:%s stage:%d t:%.4fh %s\n", step, kind, stage, simt / 3600.0, detail);
+    if (r->events) {
+        fprintf(r->events, "%ld,%d,%.6f,%d,%s,\"%s\"\n", iter, step, simt / 3600.0, stage, kind,
+                detail);
+        fflush(r->events);
+    }
+}
+
+/* The stages a rebuild of s reads from, into src[]; returns how many. */
+static int
+rebuild_sources(const struct recov *r, int S, int s, int *src)
+{
+    if (r->kind == REC_CHECKFREE_PLUS) {
+        if (s == 0 || s == 1 || s == S - 2 || s == S - 1) {
+            src[0] = s == 0 ? 1 : s == 1 ? 0 : s == S - 2 ? S - 1 : S - 2;
+            return 1;
+        }
+    }
+    switch (r->kind) {
+    case REC_RANDOM:
+        return 0;
+    case REC_COPY:
+        src[0] = s - 1;
+        return 1;
+    default:
+        src[0] = s - 1;
+        src[1] = s + 1;
+        return 2;
+    }
+}
+
+static enum sw_checkfree_rule
+rule_of(enum recovery kind)
+{
+    switch (kind) {
+    case REC_UNIFORM:
+        return SW_CF_UNIFORM;
+    case REC_COPY:
+        return SW_CF_COPY_PREV;
+    case REC_RANDOM:
+        return SW_CF_RANDOM;
+    default:
+        return SW_CF_CHECKFREE;
+    }
+}
+
+/* Apply the failures of the slots up to simulated time *simt, then recover
+ * by r's strategy.  -SW_ELOST when the run must stop. */
+static int
+handle_failures(struct sw_sim *sim, struct sw_data *data, struct recov *r, long iter,
+                double *simt)
+{
+    int S = sim->S, step = sim->step, nlost = 0, err = 0;
+    long slot1 = sw_failsim_slot_at(&r->fs, *simt);
+    bool *lost;
+    char names[256] = "";
+
+    if (slot1 <= r->next_slot)
+        return 0;
+    if (!(lost = sw_calloc((size_t)S, sizeof(*lost))))
+        return -SW_ENOMEM;
+    for (long k = r->next_slot; k < slot1; k++) {
+        for (int s = 0; s < S; s++) {
+            if (!sw_failsim_fails(&r->fs, k, s))
+                continue;
+            r->n_fail++;
+            event(r, iter, step, *simt, s, "fail", "slot %ld (t %.4fh)", k,
+                  k * r->fs.step_seconds / 3600.0);
+            lost[s] = true;
+        }
+    }
+    r->next_slot = slot1;
+    for (int s = 0; s < S; s++) {
+        if (lost[s]) {
+            nlost++;
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%d",
+                     nlost > 1 ? "," : "", s);
+        }
+    }
+    if (nlost == 0)
+        goto out;
+
+    switch (r->kind) {
+    case REC_NONE:
+        sw_log(SW_LOG_ERROR, "stage(s) %s lost at step %d (simulated %.3f h) and --recovery none: "
+                             "stopping", names, step, *simt / 3600.0);
+        event(r, iter, step, *simt, -1, "stop", "lost stage(s) %s, no recovery", names);
+        err = -SW_ELOST;
+        goto out;
+    case REC_REDUNDANT:
+        for (int s = 0; s < S; s++) {
+            if (!lost[s])
+                continue;
+            r->n_absorbed++;
+            event(r, iter, step, *simt, s, "absorbed", "%s",
+                  lost[(s + S - 1) % S] ? "its predecessor (holder of the redundant copy) was lost "
+                                          "too: Bamboo would restart; counted as absorbed"
+                                        : "predecessor's redundant copy takes over, no progress lost");
+        }
+        goto out;
+    case REC_CHECKPOINT: {
+        int back = step - r->snap.step;
+        for (int s = 0; s < S; s++)
+            if (lost[s] && (err = sw_sim_lose_stage(sim, s)) < 0)
+                goto out;
+        if ((err = sw_sim_snapshot_load(sim, &r->snap)) < 0)
+            goto out;
+        sw_data_cursor_set(data, &r->snap_cur);
+        *simt += r->load_s;
+        r->n_rollback++;
+        r->lost_steps += back;
+        event(r, iter, step, *simt, -1, "rollback", "stage(s) %s lost: every stage back to step %d "
+              "(%d steps lost), reload %.3f s", names, r->snap.step, back, r->load_s);
+        goto out;
+    }
+    default:
+        break;
+    }
+
+    /* rebuild strategies: plain rules cannot rebuild a boundary stage */
+    for (int s = 0; s < S; s++) {
+        if (lost[s] && r->kind != REC_CHECKFREE_PLUS && r->kind != REC_RANDOM &&
+            (s == 0 || s == S - 1)) {
+            lost[s] = false;
+            r->n_skipped++;
+            event(r, iter, step, *simt, s, "skip", "%s cannot rebuild boundary stage %d: failure "
+                  "ignored (as in the paper)", r->name, s);
+        }
+    }
+    for (int s = 0; s < S; s++)
+        if (lost[s] && (err = sw_sim_lose_stage(sim, s)) < 0)
+            goto out;
+    for (int s = 0; s < S; s++) {
+        int src[2], n;
+        bool fallback = false;
+        double t0, dt;
+        float wp, wn;
+
+        if (!lost[s])
+            continue;
+        n = rebuild_sources(r, S, s, src);
+        for (int i = 0; i < n; i++)
+            fallback |= lost[src[i]];
+        wp = s > 0 ? sw_checkfree_weight(&sim->opts[s - 1], r->cc.clipped_norm) : 0;
+        wn = s + 1 < S ? sw_checkfree_weight(&sim->opts[s + 1], r->cc.clipped_norm) : 0;
+        t0 = sw_now_s();
+        if (fallback)
+            err = sw_sim_rebuild(sim, s, SW_CF_RANDOM, false, &r->cc,
+                                 r->seed ^ ((uint64_t)iter << 16) ^ (uint64_t)s);
+        else
+            err = sw_sim_rebuild(sim, s, rule_of(r->kind), r->kind == REC_CHECKFREE_PLUS, &r->cc,
+                                 r->seed ^ ((uint64_t)iter << 16) ^ (uint64_t)s);
+        if (err < 0)
+            goto out;
+        dt = sw_now_s() - t0; /* reported; the clock takes the fixed rebuild_s */
+        *simt += r->rebuild_s;
+        if (fallback) {
+            r->n_fallback++;
+            event(r, iter, step, *simt, s, "fallback", "a stage %s reads from was lost too: random "
+                  "re-initialisation (%.1f ms)", r->name, dt * 1e3);
+        } else {
+            r->n_rebuilt++;
+            if (r->kind == REC_CHECKFREE ||
+                (r->kind == REC_CHECKFREE_PLUS && s > 1 && s < S - 2))
+                event(r, iter, step, *simt, s, "rebuild", "%s from stages %d and %d, weights %.4g "
+                      "and %.4g (%s), lr x%.2f (%.1f ms)", r->name, s - 1, s + 1, wp, wn,
+                      r->cc.clipped_norm ? "clipped" : "pre-clip", r->cc.lr_bump, dt * 1e3);
+            else if (n == 1)
+                event(r, iter, step, *simt, s, "rebuild", "%s from stage %d, lr x%.2f (%.1f ms)",
+                      r->name, src[0], r->cc.lr_bump, dt * 1e3);
+            else
+                event(r, iter, step, *simt, s, "rebuild", "%s, lr x%.2f (%.1f ms)", r->name,
+                      r->cc.lr_bump, dt * 1e3);
+        }
+    }
+    /* replicas follow their owners, rebuilt or not */
+    if (sim->swap)
+        for (int i = 0; i < 2; i++)
+            if ((err = sw_checkfree_replica_refresh(&sim->reps[i],
+                                                    &sim->stages[i == 0 ? 0 : S - 1])) < 0)
+                goto out;
+out:
+    sw_free(lost);
+    return err;
+}
+
+/* Redundant computation (Bamboo): each stage also runs its successor's
+ * forward (the last stage stage 0's: a ring).  In a pipeline the step time
+ * follows the slowest stage, so the factor is
+ *   max_s(f_s + b_s + f_{s+1}) / max_s(f_s + b_s)
+ * with f, b the measured forward and backward of one microbatch. */
+static int
+measure_redundant(struct sw_sim *sim, struct sw_data *data, int32_t *in, int32_t *tg,
+                  double *factor)
+{
+    int S = sim->S, err;
+    double *f = sw_calloc((size_t)S, sizeof(double)), *b = sw_calloc((size_t)S, sizeof(double));
+    double base = 0, red = 0, sbase = 0, sred = 0;
+    struct sw_data_cursor cur;
+
+    if (!f || !b) {
+        err = -SW_ENOMEM;
+        goto out;
+    }
+    sw_data_cursor_get(data, &cur);
+    if ((err = sw_data_next_batch(data, in, tg, sim->B, sim->T)) < 0)
+        goto out;
+    sw_data_cursor_set(data, &cur); /* the run's data stream is not touched */
+    if ((err = sw_sim_time_stages(sim, in, tg, 7, f, b)) < 0 || (err = sw_sim_zero_grad(sim)) < 0)
+        goto out;
+    for (int s = 0; s < S; s++) {
+        double own = f[s] + b[s], extra = S > 1 ? f[(s + 1) % S] : 0;
+        base = fmax(base, own);
+        red = fmax(red, own + extra);
+        sbase += own;
+        sred += own + extra;
+        sw_log(SW_LOG_INFO, "stage %d: forward %.2f ms, backward %.2f ms", s, f[s] * 1e3,
+               b[s] * 1e3);
+    }
+    *factor = base > 0 ? red / base : 1.0;
+    sw_log(SW_LOG_INFO, "redundant computation: step-time factor %.3f (slowest stage; %.3f summed "
+                        "over stages)", *factor, sbase > 0 ? sred / sbase : 1.0);
+out:
+    sw_free(f);
+    sw_free(b);
+    return err;
+}
+
+/* Checkpoint costs on this engine: the snapshot (a copy of params, m, v to
+ * host memory: the only stall, DESIGN.md "Checkpoints"), the write with
+ * fdatasync that runs behind training, and the reload (read the file back,
+ * copy into the stages). */
+static int
+measure_checkpoint(struct sw_sim *sim, struct recov *r, const char *dir)
+{
+    char path[4200];
+    double t0, save = 1e30;
+    FILE *f;
+    int fd, err = 0;
+
+    for (int i = 0; i < 3; i++) {
+        t0 = sw_now_s();
+        if ((err = sw_sim_snapshot_save(&r->snap, sim)) < 0)
+            return err;
+        save = fmin(save, sw_now_s() - t0);
+    }
+    snprintf(path, sizeof(path), "%s/ckpt-probe.bin", dir);
+    t0 = sw_now_s();
+    if (!(f = fopen(path, "wb")))
+        goto fail;
+    for (int s = 0; s < sim->S; s++) {
+        size_t n = sim->stages[s].lay.numel;
+        if (fwrite(r->snap.params[s], sizeof(float), n, f) != n ||
+            fwrite(r->snap.m[s], sizeof(float), n, f) != n ||
+            fwrite(r->snap.v[s], sizeof(float), n, f) != n)
+            goto fail_close;
+    }
+    if (fflush(f) != 0 || (fd = fileno(f)) < 0 || fdatasync(fd) < 0)
+        goto fail_close;
+    fclose(f);
+    r->write_s = sw_now_s() - t0;
+    t0 = sw_now_s();
+    if (!(f = fopen(path, "rb")))
+        goto fail;
+    for (int s = 0; s < sim->S; s++) {
+        size_t n = sim->stages[s].lay.numel;
+        if (fread(r->snap.params[s], sizeof(float), n, f) != n ||
+            fread(r->snap.m[s], sizeof(float), n, f) != n ||
+            fread(r->snap.v[s], sizeof(float), n, f) != n)
+            goto fail_close;
+    }
+    fclose(f);
+    if ((err = sw_sim_snapshot_load(sim, &r->snap)) < 0)
+        return err;
+    r->load_s = sw_now_s() - t0;
+    r->save_s = save;
+    remove(path);
+    return 0;
+fail_close:
+    fclose(f);
+fail:
+    err = errno ? -errno : -SW_EIO;
+    sw_log(SW_LOG_ERROR, "checkpoint probe '%s': %s", path, sw_strerror(err));
+    remove(path);
+    return err;
+}
+
+static int
+write_summary(const char *dir, const struct train_opts *o, const struct recov *r,
+              const struct sw_sim *sim, long iter, double simt, float last_val, int err)
+{
+    char path[4200];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/summary.txt", dir);
+    if (!(f = fopen(path, "w")))
+        return -errno;
+    fprintf(f, "recovery %s\nckpt_every %d\nfail_rate %g\nstep_seconds %g\nfail_seed %llu\n"
+               "seed %llu\nstages %d\nsteps %d\nstep_reached %d\niters %ld\nsim_hours %.6f\n"
+               "final_val %.6f\nfailures %d\nrebuilt %d\nskipped %d\nfallback %d\nrollbacks %d\n"
+               "lost_steps %ld\nabsorbed %d\ncheckpoints %d\nstep_factor %.4f\nckpt_save_s %.6f\n"
+               "ckpt_write_s %.6f\nckpt_load_s %.6f\nlr_bump %g\ncf_weights %s\nstatus %s\n",
+            r->name, r->ckpt_every, o->fail_rate, o->step_seconds, o->fail_seed, o->seed, sim->S,
+            o->steps, sim->step, iter, simt / 3600.0, last_val, r->n_fail, r->n_rebuilt,
+            r->n_skipped, r->n_fallback, r->n_rollback, r->lost_steps, r->n_absorbed, r->n_ckpt,
+            r->factor, r->save_s, r->write_s, r->load_s, r->cc.lr_bump,
+            r->cc.clipped_norm ? "clipped" : "preclip", err < 0 ? "stopped" : "done");
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
 /* ---- train ---- */
 
 static int
@@ -259,14 +674,18 @@ cmd_train(int argc, char **argv)
     const struct sw_kernels *k;
     struct sw_data data;
     struct sw_sim sim;
+    struct recov rec;
     int32_t *in = NULL, *tg = NULL;
-    FILE *csv = NULL;
+    FILE *csv = NULL, *valcsv = NULL;
     char path[4200];
     int err, T, nval;
     size_t N;
-    double t0, tokens = 0;
-    bool have_data = false, have_sim = false;
+    long iter = 0, max_iters;
+    double t0, tokens = 0, simt = 0;
+    float last_val = NAN;
+    bool have_data = false, have_sim = false, failures;
 
+    memset(&rec, 0, sizeof(rec));
     sw_cfg_defaults(train_tab, SW_ARRAY_SIZE(train_tab), &o);
     err = sw_cfg_getopt(train_tab, SW_ARRAY_SIZE(train_tab), &o, argc, argv, 1, prog);
     if (err == -SW_ECANCELED) {
@@ -292,12 +711,43 @@ cmd_train(int argc, char **argv)
         fprintf(stderr, "%s: train needs --data PATH (a text file, a folder or a list)\n", prog);
         return 2;
     }
+    if (parse_recovery(o.recovery, &rec) < 0)
+        return 2;
+    sw_checkfree_config_default(&rec.cc);
+    rec.cc.lr_bump = o.lr_bump;
+    if (!strcmp(o.cf_weights, "clipped")) {
+        rec.cc.clipped_norm = true;
+    } else if (strcmp(o.cf_weights, "preclip") != 0) {
+        fprintf(stderr, "%s: --cf-weights: want preclip or clipped, got '%s'\n", prog,
+                o.cf_weights);
+        return 2;
+    }
+    rec.seed = o.seed;
+    rec.factor = 1.0;
+    rec.rebuild_s = o.rebuild_s;
     if (model_from_opts(o.preset, o.config, &c) < 0)
         return 2;
     T = o.seq_len ? o.seq_len : c.seq_len;
     if (T > c.seq_len) {
         fprintf(stderr, "%s: --seq-len %d exceeds the model's seq_len %d\n", prog, T, c.seq_len);
         return 2;
+    }
+    failures = o.fail_rate > 0 || o.fail_schedule[0];
+    if (failures || rec.kind != REC_NONE) {
+        /* every rebuild maps blocks one to one: refuse uneven cuts up front */
+        int l0, l1, m0, m1;
+        for (int s = 0; s + 1 < o.stages && rec.kind != REC_CHECKPOINT &&
+                        rec.kind != REC_REDUNDANT && rec.kind != REC_NONE; s++) {
+            sw_model_partition(&c, o.stages, s, &l0, &l1);
+            sw_model_partition(&c, o.stages, s + 1, &m0, &m1);
+            if (l1 - l0 != m1 - m0) {
+                fprintf(stderr, "%s: --recovery %s rebuilds a stage block by block from its "
+                                "neighbours: %d layers over %d stages give stage %d %d block(s) "
+                                "and stage %d %d; pick a stage count that divides the layers\n",
+                        prog, o.recovery, c.n_layers, o.stages, s, l1 - l0, s + 1, m1 - m0);
+                return 2;
+            }
+        }
     }
     if (setup_backend(o.device, o.math, o.threads, &k) < 0)
         return 2;
@@ -317,6 +767,8 @@ cmd_train(int argc, char **argv)
     if ((err = sw_sim_init(&sim, k, &c, o.stages, o.batch, T, o.micro, &oc, o.seed)) < 0)
         goto out;
     have_sim = true;
+    if (rec.kind == REC_CHECKFREE_PLUS && (err = sw_sim_enable_swap(&sim)) < 0)
+        goto out;
     N = (size_t)o.batch * T;
     in = sw_malloc(N * o.micro * sizeof(*in));
     tg = sw_malloc(N * o.micro * sizeof(*tg));
@@ -337,7 +789,21 @@ cmd_train(int argc, char **argv)
     fprintf(csv, "step,loss,lr,tokens_per_s,val_loss");
     for (int s = 0; s < o.stages; s++)
         fprintf(csv, ",norm%d", s);
-    fprintf(csv, "\n");
+    fprintf(csv, ",iter,sim_hours\n");
+    snprintf(path, sizeof(path), "%s/val.csv", o.out);
+    if (!(valcsv = fopen(path, "w"))) {
+        err = -errno;
+        sw_log(SW_LOG_ERROR, "cannot create '%s': %s", path, sw_strerror(err));
+        goto out;
+    }
+    fprintf(valcsv, "iter,step,sim_hours,val_loss\n");
+    snprintf(path, sizeof(path), "%s/events.csv", o.out);
+    if (!(rec.events = fopen(path, "w"))) {
+        err = -errno;
+        sw_log(SW_LOG_ERROR, "cannot create '%s': %s", path, sw_strerror(err));
+        goto out;
+    }
+    fprintf(rec.events, "iter,step,sim_hours,stage,event,detail\n");
     nval = (int)SW_MIN((size_t)o.val_batches, sw_data_val_nbatches(&data, o.batch, T));
     sw_log(SW_LOG_INFO,
            "model: d_model %d, %d layers, %d heads (%d kv), ffn %d, vocab %d, %.2fM params; "
@@ -347,11 +813,67 @@ cmd_train(int argc, char **argv)
     sw_log(SW_LOG_INFO, "data: %zu train tokens, %zu validation tokens (%d validation batches)",
            sw_data_split_len(&data, SW_DATA_TRAIN), sw_data_split_len(&data, SW_DATA_VAL), nval);
 
-    t0 = sw_now_s();
-    for (int step = 0; step < o.steps; step++) {
-        float lr = sw_lr_at(&oc, step), loss, val = NAN;
-        double t1 = sw_now_s(), dt;
+    /* failure schedule and the costs of the strategy */
+    if (o.fail_schedule[0])
+        err = sw_failsim_load(&rec.fs, o.fail_schedule, o.stages);
+    else
+        err = sw_failsim_init(&rec.fs, o.stages, o.fail_rate, o.step_seconds, o.fail_seed);
+    if (err < 0)
+        goto out;
+    rec.have_fs = true;
+    if (rec.kind == REC_REDUNDANT) {
+        if (o.redundant_factor > 0)
+            rec.factor = o.redundant_factor;
+        else if ((err = measure_redundant(&sim, &data, in, tg, &rec.factor)) < 0)
+            goto out;
+    }
+    rec.step_s = o.step_seconds * rec.factor;
+    if (rec.kind == REC_CHECKPOINT) {
+        if ((err = sw_sim_snapshot_init(&rec.snap, &sim)) < 0)
+            goto out;
+        rec.have_snap = true;
+        if ((err = measure_checkpoint(&sim, &rec, o.out)) < 0)
+            goto out;
+        sw_log(SW_LOG_INFO, "checkpoint of %.1f MB: snapshot %.2f ms, write+fdatasync %.2f ms, "
+                            "reload %.2f ms (measured)", rec.snap.bytes / 1e6, rec.save_s * 1e3,
+               rec.write_s * 1e3, rec.load_s * 1e3);
+        /* the write runs behind training; only what it overruns N steps stalls */
+        rec.save_s += fmax(0.0, rec.write_s - rec.ckpt_every * rec.step_s);
+        if (o.ckpt_save_s >= 0)
+            rec.save_s = o.ckpt_save_s;
+        if (o.ckpt_load_s >= 0)
+            rec.load_s = o.ckpt_load_s;
+        rec.snap.valid = false;
+    }
+    if (failures)
+        sw_log(SW_LOG_INFO, "failures: %s, %g per stage per hour, step %g s simulated (p = %.3g "
+                            "per stage per step), recovery %s",
+               rec.fs.replay ? o.fail_schedule : "drawn", rec.fs.rate, rec.fs.step_seconds,
+               rec.fs.p, o.recovery);
 
+    max_iters = o.max_iters ? o.max_iters : 4L * o.steps;
+    t0 = sw_now_s();
+    while (sim.step < o.steps) {
+        int step = sim.step;
+        float lr = sw_lr_at(&oc, step), loss, val = NAN;
+        double t1, dt;
+
+        if (iter >= max_iters) {
+            sw_log(SW_LOG_ERROR, "stopping after %ld executed steps at step %d of %d: failures "
+                                 "outpace progress", iter, step, o.steps);
+            event(&rec, iter, step, simt, -1, "stop", "after %ld executed steps", iter);
+            err = -SW_ELOST;
+            goto out;
+        }
+        if (rec.kind == REC_CHECKPOINT && step % rec.ckpt_every == 0 &&
+            !(rec.snap.valid && rec.snap.step == step)) {
+            if ((err = sw_sim_snapshot_save(&rec.snap, &sim)) < 0)
+                goto out;
+            sw_data_cursor_get(&data, &rec.snap_cur);
+            simt += rec.save_s;
+            rec.n_ckpt++;
+        }
+        t1 = sw_now_s();
         for (int m = 0; m < o.micro; m++)
             if ((err = sw_data_next_batch(&data, in + m * N, tg + m * N, o.batch, T)) < 0)
                 goto out;
@@ -359,7 +881,9 @@ cmd_train(int argc, char **argv)
             goto out;
         dt = sw_now_s() - t1;
         tokens += (double)N * o.micro;
-        if ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || step + 1 == o.steps) {
+        simt += rec.step_s;
+        iter++;
+        if ((o.eval_every > 0 && iter % o.eval_every == 0) || sim.step == o.steps) {
             double sum = 0;
             for (int b = 0; b < nval; b++) {
                 float l;
@@ -370,24 +894,35 @@ cmd_train(int argc, char **argv)
             }
             val = nval > 0 ? (float)(sum / nval) : NAN;
         }
-        if (step % o.log_every == 0 || step + 1 == o.steps) {
+        if (step % o.log_every == 0 || sim.step == o.steps) {
             printf("s:%d trl:%.4f lr:%.2e norm:", step, loss, lr);
             for (int s = 0; s < o.stages; s++)
                 printf("%s%.3f", s ? "," : "", sim.opts[s].last_norm);
             printf(" tok/s:%.0f\n", (double)N * o.micro / dt);
         }
-        if (!isnan(val))
+        if (!isnan(val)) {
             printf("s:%d val:%.4f\n", step, val);
+            fprintf(valcsv, "%ld,%d,%.6f,%.6f\n", iter, step, simt / 3600.0, val);
+            fflush(valcsv);
+            last_val = val;
+        }
         fflush(stdout);
         fprintf(csv, "%d,%.6f,%.6e,%.1f,", step, loss, lr, (double)N * o.micro / dt);
         if (!isnan(val))
             fprintf(csv, "%.6f", val);
         for (int s = 0; s < o.stages; s++)
             fprintf(csv, ",%.6f", sim.opts[s].last_norm);
-        fprintf(csv, "\n");
+        fprintf(csv, ",%ld,%.6f\n", iter, simt / 3600.0);
+        if (failures && (err = handle_failures(&sim, &data, &rec, iter, &simt)) < 0)
+            goto out;
     }
-    sw_log(SW_LOG_INFO, "trained %d steps in %.1f s (%.0f tokens/s)", o.steps, sw_now_s() - t0,
-           tokens / (sw_now_s() - t0));
+    sw_log(SW_LOG_INFO, "trained %d steps (%ld executed) in %.1f s (%.0f tokens/s)", o.steps,
+           iter, sw_now_s() - t0, tokens / (sw_now_s() - t0));
+    if (failures || rec.kind != REC_NONE)
+        sw_log(SW_LOG_INFO, "simulated %.3f h: %d failure(s), %d rebuilt, %d skipped, %d "
+                            "fallback(s), %d rollback(s) (%ld steps redone), %d absorbed",
+               simt / 3600.0, rec.n_fail, rec.n_rebuilt, rec.n_skipped, rec.n_fallback,
+               rec.n_rollback, rec.lost_steps, rec.n_absorbed);
     if ((err = sw_sim_export(&sim, o.out)) < 0)
         goto out;
     sw_log(SW_LOG_INFO, "exported '%s/model.safetensors' and '%s/config.json'", o.out, o.out);
@@ -398,6 +933,24 @@ cmd_train(int argc, char **argv)
 out:
     if (csv && fclose(csv) != 0 && err == 0)
         err = -errno;
+    if (valcsv && fclose(valcsv) != 0 && err == 0)
+        err = -errno;
+    if (rec.events && fclose(rec.events) != 0 && err == 0)
+        err = -errno;
+    if (rec.have_fs && csv) {
+        int e2;
+        snprintf(path, sizeof(path), "%s/failures.txt", o.out);
+        if ((e2 = sw_failsim_save(&rec.fs, path, sw_failsim_slot_at(&rec.fs, simt) + 1)) < 0 &&
+            err == 0)
+            err = e2;
+        if ((e2 = write_summary(o.out, &o, &rec, &sim, iter, simt, last_val, err)) < 0 &&
+            err == 0)
+            err = e2;
+    }
+    if (rec.have_fs)
+        sw_failsim_release(&rec.fs);
+    if (rec.have_snap)
+        sw_sim_snapshot_release(&rec.snap);
     sw_free(in);
     sw_free(tg);
     if (have_sim)

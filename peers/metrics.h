@@ -1,0 +1,26 @@
+/*
+ * metrics.h - a minimal HTTP/1.0 server on the libuv loop that answers
+ * "GET /metrics" with Prometheus text exposition (version 0.0.4) filled by
+ * a callback, 404 on any other path, 400 on anything that is not a GET.
+ * One response per connection; requests above 8 KiB or slower than 5 s are
+ * cut.  Threading: the loop thread.
+ */
+#ifndef SW_METRICS_H
+#define SW_METRICS_H
+
+#include "sw.h"
+
+#include <uv.h>
+
+/* Write the exposition into buf (len bytes); bytes written or -SW_ERANGE. */
+typedef int sw_metrics_fill_cb(void *arg, char *buf, size_t len);
+
+struct sw_metrics;
+
+/* Listen on "HOST:PORT" (IPv4 or IPv6 literal, or "localhost"). */
+int sw_metrics_start(struct sw_metrics **out, uv_loop_t *loop, const char *hostport,
+                     sw_metrics_fill_cb *fill, void *arg) SW_WARN_UNUSED;
+/* Stop listening; frees itself once its handles are closed. */
+void sw_metrics_close(struct sw_metrics *m);
+
+#endif

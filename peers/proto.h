@@ -1,0 +1,64 @@
+/*
+ * proto.h - the peers/ messages (types 512-1023; swarm-protocol(7), PEER
+ * MESSAGES) and small helpers to build and read their msgpack bodies.
+ *
+ * Bodies are decoded strictly: sw_proto_only() refuses a key that the type
+ * does not know, sw_proto_get_*() a missing or mistyped one.  Callers count
+ * refusals as malformed drops (sw_wire_count_drop).
+ *
+ * Two run ids are used.  The lobby (run id of 32 zero bytes) carries only
+ * MANIFEST_GET/MANIFEST, so that a newcomer who knows nothing but an address
+ * can learn the manifest and from it the run id; everything else travels on
+ * the run's own transport, so a node of another run is dropped by net/wire.h
+ * before any handler sees it.
+ */
+#ifndef SW_PROTO_H
+#define SW_PROTO_H
+
+#include "sw.h"
+
+#include <msgpack.h>
+
+#include "wire.h"
+
+enum sw_peer_msg {
+    SW_MSG_MANIFEST_GET = 512, /* lobby request {} */
+    SW_MSG_MANIFEST = 513,     /* {manifest: bin, owner: bin32, sig: bin64, ep: str} */
+    SW_MSG_ANNOUNCE = 514,     /* one-way to the bootstrap: a stage record (see node.h) */
+    SW_MSG_DIR_GET = 516,      /* request {} */
+    SW_MSG_DIR = 517,          /* {now_ms, step, nodes: [record...]} */
+    SW_MSG_STATE_GET = 518,    /* request {stage, which, off, n} */
+    SW_MSG_STATE = 519,        /* {err, step, t, lr_mult, numel, off, n}; payload floats */
+    SW_MSG_PREPARE = 520,      /* request {step} */
+    SW_MSG_READY = 521,        /* {step, ok} */
+    SW_MSG_GO = 522,           /* one-way {step, plan: [[pk...] per stage]} */
+    SW_MSG_FWD = 524,          /* one-way {step, mb, route: [ep...]}; payload x f32 + targets i32 */
+    SW_MSG_BWD = 526,          /* one-way {step, mb, route}; payload dx f32 */
+    SW_MSG_GRAD = 528,         /* one-way {step, stage, count, loss, hash}; payload grads f32 */
+};
+
+#define SW_PROTO_EP_MAX 128
+
+/* The run id of the lobby: 32 zero bytes. */
+extern const uint8_t sw_proto_lobby_run[32];
+
+const msgpack_object *sw_proto_get(const msgpack_object *map, const char *key);
+/* True when map is a map whose keys are all in keys[] (NULL-terminated), once each. */
+bool sw_proto_only(const msgpack_object *map, const char *const *keys);
+int sw_proto_get_u64(const msgpack_object *map, const char *key, uint64_t *v) SW_WARN_UNUSED;
+int sw_proto_get_f64(const msgpack_object *map, const char *key, double *v) SW_WARN_UNUSED;
+int sw_proto_get_bool(const msgpack_object *map, const char *key, bool *v) SW_WARN_UNUSED;
+/* bin of exactly n bytes (n 0: any length, *len set) */
+int sw_proto_get_bin(const msgpack_object *map, const char *key, const uint8_t **p, size_t *len)
+    SW_WARN_UNUSED;
+/* str copied into buf (NUL-terminated, printable ASCII, < cap bytes) */
+int sw_proto_get_str(const msgpack_object *map, const char *key, char *buf, size_t cap)
+    SW_WARN_UNUSED;
+int sw_proto_str(const msgpack_object *o, char *buf, size_t cap) SW_WARN_UNUSED;
+bool sw_proto_is_uint(const msgpack_object *o);
+
+void sw_proto_pack_key(msgpack_packer *pk, const char *k);
+void sw_proto_pack_str(msgpack_packer *pk, const char *s);
+void sw_proto_pack_bin(msgpack_packer *pk, const void *p, size_t n);
+
+#endif

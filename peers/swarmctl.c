@@ -1,0 +1,539 @@
+/*
+ * swarmctl - look at a swarm run, and sign its manifest.
+ *
+ *   swarmctl status   --peer ADDR [--json] [--watch SECONDS]
+ *   swarmctl peers    --peer ADDR [--json]
+ *   swarmctl manifest --peer ADDR
+ *   swarmctl manifest sign  --run FILE --key DIR
+ *   swarmctl manifest check --run FILE [--owner HEX]
+ *   swarmctl manifest keys
+ *   swarmctl key --key DIR
+ *
+ * Exit status of status/peers/manifest --peer: 0 healthy, 1 degraded (a
+ * stage empty or stalled), 2 unreachable (or the peer's manifest does not
+ * verify), 3 usage.  The JSON of `status --json` is documented in
+ * swarmctl(1); its keys only ever grow.
+ */
+#include "sw.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "manifest.h"
+#include "node.h"
+#include "proto.h"
+#include "status.h"
+#include "transport.h"
+
+#define EXIT_USAGE 3
+
+struct opts {
+    char peer[256];
+    char run[4096];
+    char key[4096];
+    char owner[80];
+    int json;
+    float watch;
+    int timeout_ms;
+    char log_level[16];
+};
+
+#define T struct opts
+static const struct sw_cfg_entry tab[] = {
+    SW_CFG_STR(T, "peer", peer, "tcp://127.0.0.1:7400", "lobby endpoint of the bootstrap or of any node"),
+    SW_CFG_BOOL(T, "json", json, 0, "print JSON (see swarmctl(1))"),
+    SW_CFG_FLOAT(T, "watch", watch, 0, 0, 86400, "print again every SECONDS (0: once)"),
+    SW_CFG_STR(T, "owner", owner, "", "expected owner key (64 hex digits)"),
+    SW_CFG_STR(T, "run", run, "", "manifest file (sign, check)"),
+    SW_CFG_STR(T, "key", key, "", "key directory (sign, key)"),
+    SW_CFG_INT(T, "timeout-ms", timeout_ms, 2000, 100, 600000, "per request"),
+    SW_CFG_STR(T, "log-level", log_level, "warn", "debug, info, warn or error"),
+};
+#undef T
+
+static const char *prog = "swarmctl";
+
+struct client {
+    uv_loop_t loop;
+    struct sw_identity id;
+    struct sw_transport *lobby, *tr;
+    struct sw_manifest man;
+    bool have_man;
+    uint8_t owner[32], sig[64];
+    char ep[SW_PROTO_EP_MAX], boot[SW_PROTO_EP_MAX];
+    /* directory */
+    struct sw_peer_rec recs[SW_NODE_MAX_NODES];
+    int nrec;
+    uint64_t run_step;
+    int status;
+    bool done;
+};
+
+static void
+on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"manifest", "owner", "sig", "ep", "boot", NULL};
+    struct client *c = arg;
+    msgpack_unpacked u;
+    const uint8_t *b, *o, *s;
+    size_t bl = 0, ol = 32, sl = 64;
+    char why[512];
+
+    (void)t;
+    c->done = true;
+    c->status = status;
+    if (status < 0)
+        return;
+    msgpack_unpacked_init(&u);
+    if (sw_wire_unpack(m->hdr.body, m->hdr.body_len, &u) < 0 || !sw_proto_only(&u.data, keys) ||
+        sw_proto_get_bin(&u.data, "manifest", &b, &bl) < 0 ||
+        sw_proto_get_bin(&u.data, "owner", &o, &ol) < 0 ||
+        sw_proto_get_bin(&u.data, "sig", &s, &sl) < 0 ||
+        sw_proto_get_str(&u.data, "ep", c->ep, sizeof(c->ep)) < 0 ||
+        sw_proto_get_str(&u.data, "boot", c->boot, sizeof(c->boot)) < 0) {
+        fprintf(stderr, "%s: malformed manifest reply\n", prog);
+        c->status = -SW_EMSG;
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    if (sw_manifest_parse(&c->man, "manifest from peer", b, bl, why, sizeof(why)) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, why);
+        c->status = -SW_ECONFIG;
+    } else {
+        c->have_man = true;
+        memcpy(c->owner, o, 32);
+        memcpy(c->sig, s, 64);
+        if (!sw_manifest_verify(c->owner, c->man.run_id, c->sig)) {
+            fprintf(stderr, "%s: the peer's manifest signature does not verify\n", prog);
+            c->status = -SW_ESIG;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+static void
+on_dir(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"step", "boot", "nodes", NULL};
+    struct client *c = arg;
+    msgpack_unpacked u;
+    const msgpack_object *nodes;
+    uint64_t now = sw_now_ms();
+
+    (void)t;
+    c->done = true;
+    c->status = status;
+    if (status < 0)
+        return;
+    msgpack_unpacked_init(&u);
+    c->nrec = 0;
+    if (sw_wire_unpack(m->hdr.body, m->hdr.body_len, &u) < 0 || !sw_proto_only(&u.data, keys) ||
+        sw_proto_get_u64(&u.data, "step", &c->run_step) < 0 ||
+        !(nodes = sw_proto_get(&u.data, "nodes")) || nodes->type != MSGPACK_OBJECT_ARRAY) {
+        c->status = -SW_EMSG;
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    for (uint32_t i = 0; i < nodes->via.array.size && c->nrec < SW_NODE_MAX_NODES; i++) {
+        if (sw_status_rec_unpack(&nodes->via.array.ptr[i], &c->recs[c->nrec], true,
+                                 c->man.stages, now) < 0) {
+            c->status = -SW_EMSG;
+            break;
+        }
+        c->nrec++;
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+static int
+wait_done(struct client *c)
+{
+    while (!c->done)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    c->done = false;
+    return c->status;
+}
+
+static void
+on_closed(void *arg)
+{
+    (void)arg;
+}
+
+static int
+client_open(struct client *c, const struct opts *o)
+{
+    int err;
+
+    memset(c, 0, sizeof(*c));
+    uv_loop_init(&c->loop);
+    if ((err = sw_identity_global_init()) < 0 || (err = sw_identity_generate(&c->id)) < 0 ||
+        (err = sw_transport_new(&c->lobby, &c->loop, &c->id, sw_proto_lobby_run, NULL)) < 0)
+        return err;
+    if ((err = sw_transport_request(c->lobby, o->peer, SW_MSG_MANIFEST_GET, NULL, 0, NULL,
+                                    (uint64_t)o->timeout_ms, 1, on_manifest, c)) < 0)
+        return err;
+    if ((err = wait_done(c)) < 0)
+        return err;
+    if (o->owner[0]) {
+        uint8_t want[32];
+        if (strlen(o->owner) != 64 || sw_hex_decode(want, 32, o->owner) < 0) {
+            fprintf(stderr, "%s: --owner: want 64 hex digits\n", prog);
+            return -SW_ECONFIG;
+        }
+        if (sodium_memcmp(want, c->owner, 32)) {
+            fprintf(stderr, "%s: the run is signed by another owner\n", prog);
+            return -SW_EPERM;
+        }
+    }
+    return sw_transport_new(&c->tr, &c->loop, &c->id, c->man.run_id, NULL);
+}
+
+static int
+client_dir(struct client *c, const struct opts *o)
+{
+    int err = sw_transport_request(c->tr, c->boot[0] ? c->boot : c->ep, SW_MSG_DIR_GET, NULL, 0,
+                                   NULL, (uint64_t)o->timeout_ms, 1, on_dir, c);
+    return err < 0 ? err : wait_done(c);
+}
+
+static void
+client_close(struct client *c)
+{
+    if (c->tr)
+        sw_transport_close(c->tr, on_closed, NULL);
+    if (c->lobby)
+        sw_transport_close(c->lobby, on_closed, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c->loop);
+    if (c->have_man)
+        sw_manifest_release(&c->man);
+    sw_identity_release(&c->id);
+}
+
+static void
+json_num(double v, bool null_if_negative)
+{
+    if ((null_if_negative && v < 0) || !isfinite(v))
+        printf("null");
+    else
+        printf("%.6g", v);
+}
+
+static const char *health_names[] = {"healthy", "degraded", "unreachable"};
+
+static int
+print_status(struct client *c, const struct opts *o)
+{
+    const struct sw_manifest *m = &c->man;
+    struct sw_stage_summary *sum = sw_calloc((size_t)m->stages, sizeof(*sum));
+    uint64_t now = sw_now_ms();
+    char run[65], owner[65], key[65];
+    double tps = 0;
+    int health;
+    bool finished = c->run_step >= (uint64_t)m->steps;
+
+    if (!sum)
+        return SW_HEALTH_UNREACHABLE;
+    health = sw_status_summarize(c->recs, c->nrec, m->stages, c->run_step, m->steps, now, sum);
+    for (int s = 0; s < m->stages; s++)
+        if (sum[s].nodes && (s == 0 || sum[s].tps < tps))
+            tps = sum[s].tps;
+    sw_identity_hex(run, m->run_id, 32);
+    sw_identity_hex(owner, c->owner, 32);
+    if (o->json) {
+        printf("{\"version\":1,\"run\":{\"id\":\"%s\",\"name\":\"%s\",\"owner\":\"%s\","
+               "\"stages\":%d,\"steps\":%d,\"step\":%llu,\"loss\":",
+               run, m->name, owner, m->stages, m->steps, (unsigned long long)c->run_step);
+        json_num(sum[m->stages - 1].loss, true);
+        printf(",\"tokens_per_s\":%.1f,\"nodes\":%d,\"health\":\"%s\",\"finished\":%s,"
+               "\"bootstrap\":\"%s\"},\"stages\":[",
+               tps, c->nrec, health_names[health], finished ? "true" : "false", c->boot);
+        for (int s = 0; s < m->stages; s++) {
+            const struct sw_stage_summary *x = &sum[s];
+            printf("%s{\"stage\":%d,\"nodes\":%d,\"state\":\"%s\",\"step\":", s ? "," : "", s,
+                   x->nodes, x->state);
+            if (x->nodes)
+                printf("%llu", (unsigned long long)x->step);
+            else
+                printf("null");
+            printf(",\"loss\":");
+            json_num(x->loss, true);
+            printf(",\"tokens_per_s\":%.1f,\"capacity\":%.1f,\"last_heard_s\":", x->tps, x->cap);
+            json_num(x->last_heard_s, true);
+            printf(",\"recoveries\":%llu,\"bottleneck\":%s}", (unsigned long long)x->recoveries,
+                   x->bottleneck ? "true" : "false");
+        }
+        printf("],\"peers\":[");
+        for (int i = 0; i < c->nrec; i++) {
+            const struct sw_peer_rec *r = &c->recs[i];
+            printf("%s{\"key\":\"%s\",\"endpoint\":\"%s\",\"stage\":%d,\"state\":\"%s\","
+                   "\"step\":%llu,\"loss\":",
+                   i ? "," : "", sw_identity_hex(key, r->pk, 32), r->ep, r->stage,
+                   sw_status_state_name(r->state), (unsigned long long)r->step);
+            json_num(r->loss, true);
+            printf(",\"tokens_per_s\":%.1f,\"capacity\":%.1f,\"grad_norm\":%.6g,\"hash\":\"%s\","
+                   "\"last_heard_s\":%.3f,\"recoveries\":%llu}",
+                   r->tps, r->cap, r->norm, r->hash, (double)(now - r->heard_ms) / 1000.0,
+                   (unsigned long long)r->recoveries);
+        }
+        printf("]}\n");
+    } else {
+        printf("run %.16s \"%s\"  step %llu/%d  %s  %d nodes  %.0f tokens/s",
+               run, m->name, (unsigned long long)c->run_step, m->steps,
+               finished ? "finished" : health_names[health], c->nrec, tps);
+        if (sum[m->stages - 1].loss >= 0)
+            printf("  loss %.4f", sum[m->stages - 1].loss);
+        printf("\n%-6s %-5s %-8s %-8s %-9s %-11s %-10s %-5s %s\n", "STAGE", "NODES", "STATE",
+               "STEP", "LOSS", "TOKENS/S", "HEARD", "RECOV", "");
+        for (int s = 0; s < m->stages; s++) {
+            const struct sw_stage_summary *x = &sum[s];
+            char step[24] = "-", loss[24] = "-", heard[24] = "-";
+            if (x->nodes)
+                snprintf(step, sizeof(step), "%llu", (unsigned long long)x->step);
+            if (x->loss >= 0)
+                snprintf(loss, sizeof(loss), "%.4f", x->loss);
+            if (x->last_heard_s >= 0)
+                snprintf(heard, sizeof(heard), "%.1fs ago", x->last_heard_s);
+            printf("%-6d %-5d %-8s %-8s %-9s %-11.0f %-10s %-5llu %s\n", s, x->nodes, x->state,
+                   step, loss, x->tps, heard, (unsigned long long)x->recoveries,
+                   x->bottleneck ? "<- bottleneck" : "");
+        }
+    }
+    fflush(stdout);
+    sw_free(sum);
+    return health;
+}
+
+static void
+print_peers(struct client *c, const struct opts *o)
+{
+    uint64_t now = sw_now_ms();
+    char key[65];
+
+    if (o->json)
+        printf("[");
+    else
+        printf("%-16s %-5s %-9s %-8s %-10s %-17s %s\n", "KEY", "STAGE", "STATE", "STEP",
+               "TOKENS/S", "PARAMS", "ENDPOINT");
+    for (int i = 0; i < c->nrec; i++) {
+        const struct sw_peer_rec *r = &c->recs[i];
+        sw_identity_hex(key, r->pk, 32);
+        if (o->json)
+            printf("%s{\"key\":\"%s\",\"endpoint\":\"%s\",\"stage\":%d,\"state\":\"%s\","
+                   "\"step\":%llu,\"tokens_per_s\":%.1f,\"hash\":\"%s\",\"last_heard_s\":%.3f}",
+                   i ? "," : "", key, r->ep, r->stage, sw_status_state_name(r->state),
+                   (unsigned long long)r->step, r->tps, r->hash,
+                   (double)(now - r->heard_ms) / 1000.0);
+        else
+            printf("%.16s %-5d %-9s %-8llu %-10.0f %-17s %s\n", key, r->stage,
+                   sw_status_state_name(r->state), (unsigned long long)r->step, r->tps, r->hash,
+                   r->ep);
+    }
+    if (o->json)
+        printf("]\n");
+    fflush(stdout);
+}
+
+static int
+cmd_remote(const char *cmd, const struct opts *o)
+{
+    int rc = SW_HEALTH_OK;
+
+    for (;;) {
+        struct client c;
+        int err = client_open(&c, o);
+        if (err >= 0 && strcmp(cmd, "manifest") != 0)
+            err = client_dir(&c, o);
+        if (err < 0) {
+            if (o->json && !strcmp(cmd, "status"))
+                printf("{\"version\":1,\"run\":null,\"health\":\"unreachable\",\"error\":\"%s\"}\n",
+                       sw_strerror(err));
+            else
+                fprintf(stderr, "%s: cannot reach '%s': %s\n", prog, o->peer, sw_strerror(err));
+            rc = SW_HEALTH_UNREACHABLE;
+        } else if (!strcmp(cmd, "status")) {
+            rc = print_status(&c, o);
+        } else if (!strcmp(cmd, "peers")) {
+            print_peers(&c, o);
+        } else {
+            char run[65], owner[65];
+            printf("# run %s\n# owner %s\n# bootstrap %s\n", sw_identity_hex(run, c.man.run_id, 32),
+                   sw_identity_hex(owner, c.owner, 32), c.boot);
+            fwrite(c.man.bytes, 1, c.man.len, stdout);
+        }
+        client_close(&c);
+        if (o->watch <= 0)
+            break;
+        usleep((useconds_t)(o->watch * 1e6));
+        if (!o->json)
+            printf("\n");
+    }
+    return rc;
+}
+
+static int
+cmd_sign(const struct opts *o)
+{
+    struct sw_manifest m;
+    struct sw_identity id;
+    char why[512], text[512], path[4200];
+    uint8_t sig[64];
+    FILE *f;
+    int err;
+
+    if (!o->run[0] || !o->key[0]) {
+        fprintf(stderr, "%s: manifest sign needs --run FILE and --key DIR\n", prog);
+        return EXIT_USAGE;
+    }
+    if (sw_manifest_load(&m, o->run, why, sizeof(why)) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, why);
+        return 1;
+    }
+    if ((err = sw_identity_global_init()) < 0 || (err = sw_identity_load_or_create(&id, o->key)) < 0) {
+        sw_manifest_release(&m);
+        return 1;
+    }
+    err = sw_manifest_sign(&id, m.run_id, sig);
+    if (err == 0)
+        err = sw_manifest_sig_format(text, sizeof(text), id.pk, sig);
+    snprintf(path, sizeof(path), "%s.sig", o->run);
+    if (err == 0 && (!(f = fopen(path, "w")) || fputs(text, f) < 0 || fclose(f) != 0))
+        err = -SW_EIO;
+    if (err == 0) {
+        char run[65], owner[65];
+        printf("signed '%s'\nrun %s\nowner %s\n", path, sw_identity_hex(run, m.run_id, 32),
+               sw_identity_hex(owner, id.pk, 32));
+    } else {
+        fprintf(stderr, "%s: cannot write '%s': %s\n", prog, path, sw_strerror(err));
+    }
+    sw_identity_release(&id);
+    sw_manifest_release(&m);
+    return err == 0 ? 0 : 1;
+}
+
+static int
+cmd_check(const struct opts *o)
+{
+    struct sw_manifest m;
+    uint8_t want[32], owner[32], sig[64];
+    char why[512];
+    int err;
+
+    if (!o->run[0]) {
+        fprintf(stderr, "%s: manifest check needs --run FILE\n", prog);
+        return EXIT_USAGE;
+    }
+    if (sw_manifest_load(&m, o->run, why, sizeof(why)) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, why);
+        return 1;
+    }
+    if (o->owner[0] && (strlen(o->owner) != 64 || sw_hex_decode(want, 32, o->owner) < 0)) {
+        fprintf(stderr, "%s: --owner: want 64 hex digits\n", prog);
+        sw_manifest_release(&m);
+        return EXIT_USAGE;
+    }
+    if ((err = sw_identity_global_init()) == 0)
+        err = sw_manifest_check_sigfile(&m, o->run, o->owner[0] ? want : NULL, owner, sig);
+    if (err == 0) {
+        char run[65], oh[65];
+        printf("ok: run %s, owner %s\n", sw_identity_hex(run, m.run_id, 32),
+               sw_identity_hex(oh, owner, 32));
+        sw_manifest_dump(&m, stdout);
+    }
+    sw_manifest_release(&m);
+    return err == 0 ? 0 : 1;
+}
+
+static int
+cmd_key(const struct opts *o)
+{
+    struct sw_identity id;
+    char hex[65];
+
+    if (!o->key[0]) {
+        fprintf(stderr, "%s: key needs --key DIR\n", prog);
+        return EXIT_USAGE;
+    }
+    if (sw_identity_global_init() < 0 || sw_identity_load_or_create(&id, o->key) < 0)
+        return 1;
+    printf("%s\n", sw_identity_hex(hex, id.pk, 32));
+    sw_identity_release(&id);
+    return 0;
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: swarmctl status   [--peer ADDR] [--json] [--watch SECONDS]\n"
+               "       swarmctl peers    [--peer ADDR] [--json]\n"
+               "       swarmctl manifest [--peer ADDR]\n"
+               "       swarmctl manifest sign --run FILE --key DIR\n"
+               "       swarmctl manifest check --run FILE [--owner HEX]\n"
+               "       swarmctl manifest keys\n"
+               "       swarmctl key --key DIR\n\n"
+               "Looks at a swarm run; see swarmctl(1).  Exit status: 0 healthy, 1 degraded,\n"
+               "2 unreachable, 3 usage.\n\noptions:\n");
+    sw_cfg_help(tab, SW_ARRAY_SIZE(tab), f);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct opts o;
+    const char *cmd, *sub = NULL;
+    int first = 2, err;
+
+    sw_log_set_prog(prog);
+    sw_log_parse_level("warn");
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("swarmctl (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+        return 0;
+    }
+    cmd = argv[1];
+    if (!strcmp(cmd, "manifest") && argc > 2 && argv[2][0] != '-') {
+        sub = argv[2];
+        first = 3;
+    }
+    sw_cfg_defaults(tab, SW_ARRAY_SIZE(tab), &o);
+    err = sw_cfg_getopt(tab, SW_ARRAY_SIZE(tab), &o, argc, argv, first, prog);
+    if (err == -SW_ECANCELED) {
+        usage(stdout);
+        return 0;
+    }
+    if (err < 0)
+        return EXIT_USAGE;
+    if (err < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[err]);
+        return EXIT_USAGE;
+    }
+    if (sw_log_parse_level(o.log_level) < 0) {
+        fprintf(stderr, "%s: --log-level: want debug, info, warn or error\n", prog);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "peers") || (!strcmp(cmd, "manifest") && !sub))
+        return cmd_remote(cmd, &o);
+    if (!strcmp(cmd, "manifest") && !strcmp(sub, "sign"))
+        return cmd_sign(&o);
+    if (!strcmp(cmd, "manifest") && !strcmp(sub, "check"))
+        return cmd_check(&o);
+    if (!strcmp(cmd, "manifest") && !strcmp(sub, "keys")) {
+        sw_manifest_keys(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "key"))
+        return cmd_key(&o);
+    fprintf(stderr, "%s: unknown command '%s%s%s' (see --help)\n", prog, cmd, sub ? " " : "",
+            sub ? sub : "");
+    return EXIT_USAGE;
+}

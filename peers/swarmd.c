@@ -1,0 +1,119 @@
+/*
+ * swarmd - a node of a swarm run.
+ *
+ *   swarmd bootstrap --run FILE --listen tcp://HOST:PORT [--owner HEX]
+ *   swarmd join --peer tcp://HOST:PORT [--stage auto|N] [--listen ...] [--data PATH]
+ *               [--device auto|cpu|cuda] [--threads N] [--owner HEX] [--metrics HOST:PORT]
+ *
+ * Options come from one table (src/cfg.h), which prints --help; swarmd(1)
+ * lists the same.  Exit codes: enum sw_node_exit (node.h).
+ */
+#include "sw.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "node.h"
+
+#define T struct sw_node_opts
+static const struct sw_cfg_entry boot_tab[] = {
+    SW_CFG_STR(T, "run", run, "", "the signed manifest (FILE.sig beside it)"),
+    SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:7400", "endpoint nodes and swarmctl reach (the lobby)"),
+    SW_CFG_STR(T, "owner", owner, "", "refuse a manifest not signed by this key (64 hex digits)"),
+    SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
+    SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT"),
+    SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
+};
+static const struct sw_cfg_entry join_tab[] = {
+    SW_CFG_STR(T, "peer", peer, "", "endpoint of the bootstrap or of any node of the run"),
+    SW_CFG_STR(T, "stage", stage, "auto", "auto or a stage number"),
+    SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:*", "this node's lobby endpoint (* picks a port)"),
+    SW_CFG_STR(T, "data", data, "", "training data for stage 0 (default: the manifest's [data] path)"),
+    SW_CFG_STR(T, "device", device, "auto", "auto, cpu or cuda"),
+    SW_CFG_INT(T, "threads", threads, 0, 0, 1024, "CPU threads (0: all cores)"),
+    SW_CFG_STR(T, "owner", owner, "", "refuse a run whose manifest is not signed by this key (64 hex digits)"),
+    SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
+    SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT"),
+    SW_CFG_BOOL(T, "exit-at-end", exit_at_end, 1, "exit once the manifest's steps are done"),
+    SW_CFG_INT(T, "linger-ms", linger_ms, 1500, 0, 600000, "wait after the last step before exiting"),
+    SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
+};
+#undef T
+
+static const char *prog = "swarmd";
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: swarmd bootstrap --run FILE --listen tcp://HOST:PORT [options]\n"
+            "       swarmd join --peer tcp://HOST:PORT [--stage auto|N] [options]\n"
+            "       swarmd --help | --version\n\n"
+            "A node of a swarm run: 'bootstrap' seeds the run (serves the signed manifest and\n"
+            "the directory of stages, trains nothing); 'join' trains one pipeline stage.\n"
+            "'swarmd COMMAND --help' lists a command's options; see swarmd(1).\n\n"
+            "exit status: 0 done or left on a signal, 1 runtime failure, 2 usage, 3 manifest\n"
+            "refused, 4 peer unreachable, 5 stage lost (needs recovery)\n");
+}
+
+static int
+run_cmd(const char *cmd, const struct sw_cfg_entry *tab, size_t n, int argc, char **argv)
+{
+    struct sw_node_opts o;
+    int err;
+
+    memset(&o, 0, sizeof(o));
+    sw_cfg_defaults(tab, n, &o);
+    snprintf(o.mode, sizeof(o.mode), "%s", cmd);
+    snprintf(o.device, sizeof(o.device), "cpu");
+    snprintf(o.stage, sizeof(o.stage), "auto");
+    sw_cfg_defaults(tab, n, &o);
+    err = sw_cfg_getopt(tab, n, &o, argc, argv, 1, prog);
+    if (err == -SW_ECANCELED) {
+        printf("usage: swarmd %s [options]\n\n", cmd);
+        sw_cfg_help(tab, n, stdout);
+        return 0;
+    }
+    if (err < 0)
+        return SW_EXIT_USAGE;
+    if (err < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[err]);
+        return SW_EXIT_USAGE;
+    }
+    if (sw_log_parse_level(o.log_level) < 0) {
+        fprintf(stderr, "%s: --log-level: want debug, info, warn or error\n", prog);
+        return SW_EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "bootstrap") && !o.run[0]) {
+        fprintf(stderr, "%s: bootstrap needs --run FILE\n", prog);
+        return SW_EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "join") && !o.peer[0]) {
+        fprintf(stderr, "%s: join needs --peer tcp://HOST:PORT\n", prog);
+        return SW_EXIT_USAGE;
+    }
+    return sw_node_main(&o);
+}
+
+int
+main(int argc, char **argv)
+{
+    sw_log_set_prog(prog);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? SW_EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("swarmd (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "bootstrap"))
+        return run_cmd("bootstrap", boot_tab, SW_ARRAY_SIZE(boot_tab), argc - 1, argv + 1);
+    if (!strcmp(argv[1], "join"))
+        return run_cmd("join", join_tab, SW_ARRAY_SIZE(join_tab), argc - 1, argv + 1);
+    fprintf(stderr, "%s: unknown command '%s' (bootstrap or join; see --help)\n", prog, argv[1]);
+    return SW_EXIT_USAGE;
+}

@@ -1,0 +1,11 @@
+# src/: CheckFree recovery math and the failure simulator (issue 3).
+libswcore_a_SOURCES += src/checkfree.h src/checkfree.c src/failsim.h src/failsim.c
+
+check_PROGRAMS += tests/test_checkfree
+TESTS += tests/test_checkfree tests/t0300-checkfree-sim.sh
+tests_test_checkfree_SOURCES = tests/test_checkfree.c tests/tap.h
+tests_test_checkfree_LDADD = $(sw_core_ldadd)
+
+EXTRA_DIST += tests/t0300-checkfree-sim.sh scripts/checkfree-study.sh scripts/checkfree-table.sh \
+	scripts/plot.sh \
+	docs/checkfree-study.md

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Validate `swarmctl status --json` against the schema documented in swarmctl(1).
+
+usage: check_status_json.py FILE [EXPECTED_HEALTH]
+"""
+import json
+import sys
+
+HEX64 = set("0123456789abcdef")
+
+
+def fail(msg):
+    print("# schema: " + msg)
+    sys.exit(1)
+
+
+def want(obj, key, types, nullable=False):
+    if key not in obj:
+        fail("missing key %r" % key)
+    v = obj[key]
+    if v is None and nullable:
+        return v
+    if isinstance(v, bool) and bool not in types:
+        fail("%r: bool where %s wanted" % (key, types))
+    if not isinstance(v, types):
+        fail("%r: %r is not %s" % (key, v, types))
+    return v
+
+
+def main():
+    d = json.load(open(sys.argv[1]))
+    num = (int, float)
+    if want(d, "version", (int,)) != 1:
+        fail("version is not 1")
+    run = want(d, "run", (dict,))
+    rid = want(run, "id", (str,))
+    if len(rid) != 64 or set(rid) - HEX64:
+        fail("run.id is not 64 hex digits")
+    want(run, "name", (str,))
+    owner = want(run, "owner", (str,))
+    if len(owner) != 64 or set(owner) - HEX64:
+        fail("run.owner is not 64 hex digits")
+    S = want(run, "stages", (int,))
+    steps = want(run, "steps", (int,))
+    step = want(run, "step", (int,))
+    want(run, "loss", num, nullable=True)
+    want(run, "tokens_per_s", num)
+    want(run, "nodes", (int,))
+    health = want(run, "health", (str,))
+    if health not in ("healthy", "degraded"):
+        fail("run.health %r" % health)
+    want(run, "finished", (bool,))
+    want(run, "bootstrap", (str,))
+    if not 0 <= step <= steps:
+        fail("run.step out of range")
+    stages = want(d, "stages", (list,))
+    if len(stages) != S:
+        fail("%d stage rows for %d stages" % (len(stages), S))
+    bott = 0
+    for i, s in enumerate(stages):
+        if want(s, "stage", (int,)) != i:
+            fail("stage rows out of order")
+        n = want(s, "nodes", (int,))
+        st = want(s, "state", (str,))
+        if st not in ("ok", "empty", "stalled", "syncing", "done"):
+            fail("stage state %r" % st)
+        if (n == 0) != (st in ("empty",) or (st == "done" and n == 0)):
+            fail("stage %d: %d nodes but state %r" % (i, n, st))
+        want(s, "step", (int,), nullable=(n == 0))
+        want(s, "loss", num, nullable=True)
+        want(s, "tokens_per_s", num)
+        want(s, "capacity", num)
+        want(s, "last_heard_s", num, nullable=(n == 0))
+        want(s, "recoveries", (int,))
+        bott += want(s, "bottleneck", (bool,))
+    if bott > 1:
+        fail("more than one bottleneck")
+    peers = want(d, "peers", (list,))
+    for p in peers:
+        k = want(p, "key", (str,))
+        if len(k) != 64 or set(k) - HEX64:
+            fail("peer key")
+        want(p, "endpoint", (str,))
+        if not 0 <= want(p, "stage", (int,)) < S:
+            fail("peer stage")
+        if want(p, "state", (str,)) not in ("syncing", "training", "leaving", "done"):
+            fail("peer state")
+        want(p, "step", (int,))
+        want(p, "loss", num, nullable=True)
+        want(p, "tokens_per_s", num)
+        want(p, "capacity", num)
+        want(p, "grad_norm", num)
+        want(p, "hash", (str,))
+        want(p, "last_heard_s", num)
+        want(p, "recoveries", (int,))
+    if len(sys.argv) > 2 and health != sys.argv[2]:
+        fail("health %r, want %r" % (health, sys.argv[2]))
+    print("# status JSON valid: %d stages, %d peers, step %d, health %s" % (S, len(peers), step, health))
+
+
+main()

@@ -1,0 +1,119 @@
+# peers-lib.sh - shared by the t03NN swarm tests (sourced).
+#
+# Every process started with start_bg is killed by the EXIT trap, test
+# failure or not; ports are ephemeral (the bootstrap binds tcp://127.0.0.1:*
+# and prints the port it got).
+set -u
+BUILD=${TEST_BUILDDIR:-$(pwd)}
+SWARMD=$BUILD/swarmd
+SWARMCTL=$BUILD/swarmctl
+SWARMSIM=$BUILD/swarmsim
+PY=${PYTHON3:-python3}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/swarm-t03.XXXXXX")
+PIDS=""
+n_test=0
+n_fail=0
+
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    sleep 0.2
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    if [ "$n_fail" -eq 0 ]; then rm -rf "$TMP"; else echo "# logs kept in $TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ok() { # ok COND_EXIT_STATUS DESCRIPTION
+    n_test=$((n_test + 1))
+    if [ "$1" -eq 0 ]; then echo "ok $n_test - $2"; else echo "not ok $n_test - $2"; n_fail=$((n_fail + 1)); fi
+}
+
+diag_file() { sed 's/^/# /' "$1" | tail -n "${2:-20}"; }
+
+start_bg() { # start_bg LOG CMD...: run in the background, remember the pid
+    local log=$1; shift
+    "$@" >"$log" 2>&1 &
+    PIDS="$PIDS $!"
+    LAST_PID=$!
+}
+
+# write_manifest FILE STEPS STAGES [extra ini lines]
+write_manifest() {
+    cat >"$1" <<EOT
+[run]
+name = t03
+stages = $3
+steps = $2
+seed = 1337
+
+[model]
+preset = tiny
+
+[batch]
+size = 4
+micro = 4
+seq_len = 32
+
+[optim]
+lr = 3e-3
+warmup = 5
+
+[data]
+path = $DATA
+EOT
+    if [ $# -gt 3 ]; then printf '%s\n' "$4" >>"$1"; fi
+}
+
+DATA=$TMP/corpus.txt
+# a small fixed English text: the test corpus of the data tests if present, else fortunes
+for f in "${TEST_SRCDIR:-}/data/tiny.txt" /usr/share/games/fortunes/art; do
+    if [ -f "$f" ]; then cat "$f" >"$DATA"; break; fi
+done
+if [ ! -s "$DATA" ]; then
+    awk 'BEGIN { for (i = 0; i < 3000; i++) printf "the quick brown fox %d jumps over the lazy dog.\n", i }' >"$DATA"
+fi
+
+# start_boot MANIFEST [extra options]: sets BOOT (its lobby endpoint)
+start_boot() {
+    local m=$1; shift
+    start_bg "$TMP/boot.log" "$SWARMD" bootstrap --run "$m" --listen 'tcp://127.0.0.1:*' "$@"
+    BOOT_PID=$LAST_PID
+    BOOT=""
+    for _ in $(seq 100); do
+        BOOT=$(sed -n 's/^listening //p' "$TMP/boot.log")
+        [ -n "$BOOT" ] && break
+        sleep 0.05
+    done
+}
+
+# start_node LOG STAGE [options]: sets NODE_PID
+start_node() {
+    local log=$1 st=$2; shift 2
+    start_bg "$log" "$SWARMD" join --peer "$BOOT" --stage "$st" --threads 1 "$@"
+    NODE_PID=$LAST_PID
+}
+
+# wait_pid PID SECONDS: 0 when it exited in time (its status in WAIT_RC)
+wait_pid() {
+    local i
+    for i in $(seq $(($2 * 10))); do
+        if ! kill -0 "$1" 2>/dev/null; then wait "$1"; WAIT_RC=$?; return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# wait_for SECONDS CMD...: poll until CMD succeeds
+wait_for() {
+    local t=$1 i; shift
+    for i in $(seq $((t * 10))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# losses LOG: the trl values of a last-stage log, one a line
+losses() { sed -n 's/.*trl:\([0-9.]*\).*/\1/p' "$1"; }

@@ -1,0 +1,41 @@
+#!/bin/sh
+# t0340: swarmctl status --json follows its documented schema (swarmctl(1));
+# exit status 0 healthy, 1 degraded (a stage empty), 2 unreachable; a node
+# leaves cleanly on SIGTERM; swarmd --metrics serves Prometheus text.
+. "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
+echo "1..9"
+CHECK="$PY ${TEST_SRCDIR:-$(dirname "$0")}/check_status_json.py"
+write_manifest "$TMP/run.conf" 100000 4
+"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+start_boot "$TMP/run.conf"
+MPORT=$((20000 + $$ % 20000))
+for s in 0 1 2 3; do
+    if [ $s -eq 3 ]; then start_node "$TMP/n$s.log" $s --metrics "127.0.0.1:$MPORT"
+    else start_node "$TMP/n$s.log" $s; fi
+    eval "P$s=\$NODE_PID"
+done
+wait_for 30 sh -c "\"$SWARMCTL\" status --peer \"$BOOT\" --json | grep -q '\"step\":[1-9]'"
+"$SWARMCTL" status --peer "$BOOT" --json >"$TMP/s.json"; rc=$?
+[ $rc -eq 0 ]; ok $? "status exits 0 on a healthy run"
+$CHECK "$TMP/s.json" healthy; ok $? "status --json follows the schema (healthy)"
+"$SWARMCTL" status --peer "$BOOT" >"$TMP/s.txt"; rc=$?
+diag_file "$TMP/s.txt" 6
+[ $rc -eq 0 ] && grep -q '^3 ' "$TMP/s.txt"; ok $? "status table has one row per stage"
+"$PY" - "$MPORT" >"$TMP/metrics.txt" <<'EOT'
+import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())
+EOT
+grep -q '^swarm_node_loss [0-9]' "$TMP/metrics.txt" && grep -q '^# TYPE swarm_node_step counter' "$TMP/metrics.txt"
+ok $? "--metrics serves Prometheus text"
+kill -TERM "$P2"
+wait_pid "$P2" 15 && [ "$WAIT_RC" -eq 0 ] && grep -q "left the run" "$TMP/n2.log"
+ok $? "a node leaves cleanly on SIGTERM"
+wait_for 10 sh -c "\"$SWARMCTL\" status --peer \"$BOOT\" >/dev/null; [ \$? -eq 1 ]"
+"$SWARMCTL" status --peer "$BOOT" --json >"$TMP/d.json"; rc=$?
+[ $rc -eq 1 ]; ok $? "status exits 1 when a stage is empty"
+$CHECK "$TMP/d.json" degraded && grep -q '"stage":2,"nodes":0,"state":"empty"' "$TMP/d.json"
+ok $? "status --json shows the empty stage (degraded)"
+kill -TERM "$BOOT_PID"; wait_pid "$BOOT_PID" 10
+"$SWARMCTL" status --peer "$BOOT" --timeout-ms 300 --json >"$TMP/u.json"; rc=$?
+[ $rc -eq 2 ]; ok $? "status exits 2 when the peer is unreachable"
+grep -q '"health":"unreachable"' "$TMP/u.json"; ok $? "unreachable JSON says so"
