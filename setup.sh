@@ -1,7 +1,7 @@
 #!/bin/sh
 # setup.sh - one command from a fresh Debian 12 machine to a running swarm.
 #
-#   ./setup.sh          install what is missing, build, run the demo (main job)
+#   ./setup.sh          install what is missing, build, run the demo swarm (main job)
 #   ./setup.sh check    install what is missing, build, run `make check`
 #   ./setup.sh build    install what is missing and build only
 #
@@ -70,5 +70,5 @@ check)
     make -C "$build" -j"$jobs" check
     exit $? ;;
 demo)
-    exec "$top/scripts/demo.sh" "$build" ;;
+    exec "$top/scripts/swarm-demo.sh" "$build" "${DEMO_STEPS:-300}" ;;
 esac
