@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "data.h"
+#include "dhtnode.h"
 #include "manifest.h"
 #include "metrics.h"
 #include "node.h"
@@ -33,6 +35,7 @@ struct prep_slot {
     uint8_t pk[32];
     char ep[EP];
     int stage;
+    double w;             /* advertised capacity (tokens/s), for the plan */
     bool ok, answered;
 };
 
@@ -45,7 +48,7 @@ struct node {
     struct sw_manifest man;
     uint8_t owner[32], sig[64];
     struct sw_transport *lobby, *tr;
-    char lobby_ep[EP], ep[EP], boot_ep[EP];
+    char lobby_ep[EP], ep[EP], boot_ep[EP], peer_ep[EP];
     bool boot;
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
@@ -55,12 +58,18 @@ struct node {
     uint64_t stop_ms, done_ms;
     int nclose;
 
-    /* directory: the bootstrap's table, or a node's last copy of it */
+    /* discovery: the DHT node, and the last scan of the stage keys */
+    struct sw_dhtnode *dht;
+    struct sw_status_scan scan;
+    bool have_scan;
     struct sw_peer_rec dir[SW_NODE_MAX_NODES];
     int ndir;
-    bool dir_pending, dir_ok;
-    uint64_t dir_req_ms;
-    uint64_t last_announce, run_step;
+    bool dir_ok;
+    uint64_t scan_ms, run_step;
+    uint64_t pub_seq, pub_ms, pub_step, step_changed_ms;
+    int pub_state;
+    bool leaving, left_done;
+    uint64_t leave_ms;
 
     /* training */
     int stage, S, M, B, T, C;
@@ -75,6 +84,7 @@ struct node {
     uint64_t step;        /* steps completed */
     bool in_step, go;
     int nrep, myidx, n_own, n_bwd;
+    int *mb_node;         /* [M] this step: index of the node of our stage serving each */
     uint8_t rep_pk[SW_NODE_MAX_REPLICAS][32];
     char rep_ep[SW_NODE_MAX_REPLICAS][EP];
     bool *fwd_done, *bwd_done, *have_dx;
@@ -222,7 +232,7 @@ self_rec(const struct node *n, struct sw_peer_rec *r)
     r->recoveries = n->recoveries;
 }
 
-/* ---- the bootstrap's directory ---- */
+/* ---- discovery (the DHT) ---- */
 
 static struct sw_peer_rec *
 dir_find(struct node *n, const uint8_t *pk)
@@ -231,98 +241,6 @@ dir_find(struct node *n, const uint8_t *pk)
         if (!memcmp(n->dir[i].pk, pk, 32))
             return &n->dir[i];
     return NULL;
-}
-
-static void
-dir_remove(struct node *n, struct sw_peer_rec *r)
-{
-    int i = (int)(r - n->dir);
-    memmove(&n->dir[i], &n->dir[i + 1], (size_t)(n->ndir - i - 1) * sizeof(*r));
-    n->ndir--;
-}
-
-static void
-on_announce(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
-{
-    struct node *n = arg;
-    msgpack_unpacked u;
-    struct sw_peer_rec r, *old;
-    uint64_t now = sw_now_ms();
-    char who[13];
-
-    (void)t;
-    msgpack_unpacked_init(&u);
-    if (sw_wire_unpack(m->hdr.body, m->hdr.body_len, &u) < 0 ||
-        sw_status_rec_unpack(&u.data, &r, false, n->S, now) < 0) {
-        drop_malformed(n, &u, m->hdr.type);
-        return;
-    }
-    msgpack_unpacked_destroy(&u);
-    memcpy(r.pk, m->hdr.sender, 32); /* the envelope's verified signer */
-    old = dir_find(n, r.pk);
-    if (r.state == SW_NODE_LEAVING) {
-        if (old) {
-            sw_log(SW_LOG_INFO, "node %s left stage %d", short_pk(who, r.pk), old->stage);
-            dir_remove(n, old);
-        }
-        return;
-    }
-    r.heard_ms = now;
-    r.step_ms = old && old->step == r.step ? old->step_ms : now;
-    if (!old) {
-        if (n->ndir == SW_NODE_MAX_NODES) {
-            SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "directory full: %d nodes", n->ndir);
-            return;
-        }
-        old = &n->dir[n->ndir++];
-        sw_log(SW_LOG_INFO, "node %s joined stage %d at %s", short_pk(who, r.pk), r.stage, r.ep);
-    }
-    *old = r;
-    if (r.step > n->run_step)
-        n->run_step = r.step;
-}
-
-static void
-dir_expire(struct node *n)
-{
-    uint64_t now = sw_now_ms();
-    char who[13];
-
-    for (int i = 0; i < n->ndir;) {
-        if (now - n->dir[i].heard_ms > SW_NODE_RECORD_TTL_MS) {
-            sw_log(SW_LOG_WARN, "node %s of stage %d not heard for %d ms: dropped",
-                   short_pk(who, n->dir[i].pk), n->dir[i].stage, SW_NODE_RECORD_TTL_MS);
-            dir_remove(n, &n->dir[i]);
-        } else {
-            i++;
-        }
-    }
-}
-
-static void
-on_dir_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
-{
-    struct node *n = arg;
-    static struct body b;
-    uint64_t now = sw_now_ms();
-    int cnt = 0;
-
-    if (m->route.rid == 0)
-        return;
-    body_init(&b);
-    msgpack_pack_map(&b.pk, 3);
-    sw_proto_pack_key(&b.pk, "step");
-    msgpack_pack_uint64(&b.pk, n->run_step);
-    sw_proto_pack_key(&b.pk, "boot");
-    sw_proto_pack_str(&b.pk, n->boot_ep);
-    sw_proto_pack_key(&b.pk, "nodes");
-    for (int i = 0; i < n->ndir; i++)
-        cnt += now - n->dir[i].heard_ms <= SW_NODE_RECORD_TTL_MS;
-    msgpack_pack_array(&b.pk, (size_t)cnt);
-    for (int i = 0; i < n->ndir; i++)
-        if (now - n->dir[i].heard_ms <= SW_NODE_RECORD_TTL_MS)
-            sw_status_rec_pack(&b.pk, &n->dir[i], true, now);
-    reply_msg(n, t, &m->route, SW_MSG_DIR, &b, NULL, 0);
 }
 
 /* ---- lobby ---- */
@@ -350,66 +268,118 @@ on_manifest_get(struct sw_transport *t, const struct sw_transport_msg *m, void *
     reply_msg(n, t, &m->route, SW_MSG_MANIFEST, &b, NULL, 0);
 }
 
-/* ---- directory on a node ---- */
+/* ---- discovery on a node ---- */
 
 static void
-on_dir_reply(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+on_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info *info)
 {
-    static const char *const keys[] = {"step", "boot", "nodes", NULL};
     struct node *n = arg;
-    msgpack_unpacked u;
-    const msgpack_object *nodes;
-    uint64_t now = sw_now_ms(), step;
-    int cnt = 0;
 
-    (void)t;
-    n->dir_pending = false;
-    if (status < 0) {
-        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "bootstrap '%s' does not answer: %s", n->boot_ep,
+    (void)info;
+    if (status == -SW_ECANCELED)
+        return;
+    if (status < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot publish the stage record: %s",
                            sw_strerror(status));
+    else
+        sw_log(SW_LOG_DEBUG, "stage record stored on %u nodes", n_stored);
+    if (n->leaving)
+        n->left_done = true;
+}
+
+/* Publishes this node's stage record (state given, ttl_s) in the DHT. */
+static void
+publish(struct node *n, int state, uint32_t ttl_s)
+{
+    static uint8_t val[1024];
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    struct sw_dht_record r;
+    struct sw_peer_rec me;
+    uint64_t now = sw_now_ms(), wall = (uint64_t)time(NULL) * 1000;
+    int err;
+
+    if (!n->dht)
         return;
+    self_rec(n, &me);
+    me.state = state;
+    if (n->step != n->pub_step) {
+        n->pub_step = n->step;
+        n->step_changed_ms = now;
     }
-    if (!open_body(n, m, &u, keys))
+    sw_wire_buf_init(&b, val, sizeof(val));
+    sw_wire_buf_packer(&pk, &b);
+    sw_status_rec_pack(&pk, &me, ttl_s, now - n->step_changed_ms);
+    if (b.overflow)
         return;
-    nodes = sw_proto_get(&u.data, "nodes");
-    if (sw_proto_get_u64(&u.data, "step", &step) < 0 || !nodes ||
-        nodes->type != MSGPACK_OBJECT_ARRAY) {
-        drop_malformed(n, &u, m->hdr.type);
-        return;
-    }
-    for (uint32_t i = 0; i < nodes->via.array.size && cnt < SW_NODE_MAX_NODES; i++) {
-        if (sw_status_rec_unpack(&nodes->via.array.ptr[i], &n->dir[cnt], true, n->S, now) < 0) {
-            drop_malformed(n, &u, m->hdr.type);
-            n->ndir = 0;
-            return;
-        }
-        cnt++;
-    }
-    n->ndir = cnt;
-    n->run_step = step;
-    n->dir_ok = true;
-    msgpack_unpacked_destroy(&u);
+    /* a higher seq replaces the last record, also across restarts with the same key */
+    n->pub_seq = SW_MAX(n->pub_seq + 1, wall);
+    memset(&r, 0, sizeof(r));
+    sw_status_stage_key(r.key, n->man.run_id, n->stage);
+    r.seq = n->pub_seq;
+    r.ttl_s = ttl_s;
+    r.val = val;
+    r.val_len = b.len;
+    sw_dht_record_sign(&r, n->id.sk);
+    if ((err = sw_dhtnode_put(n->dht, &r, on_put, n)) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot publish the stage record: %s",
+                           sw_strerror(err));
+    n->pub_ms = now;
+    n->pub_state = state;
 }
 
 static void
 announce(struct node *n)
 {
-    static struct body b;
-    struct sw_peer_rec r;
+    publish(n, n->state, SW_NODE_RECORD_TTL_S);
+}
 
-    self_rec(n, &r);
-    body_init(&b);
-    sw_status_rec_pack(&b.pk, &r, false, 0);
-    send_msg(n, n->boot_ep, SW_MSG_ANNOUNCE, &b, NULL, 0);
-    if (n->dir_pending && sw_now_ms() - n->dir_req_ms > 3000)
-        n->dir_pending = false; /* a lost answer must not freeze the table */
-    if (!n->dir_pending &&
-        sw_transport_request(n->tr, n->boot_ep, SW_MSG_DIR_GET, NULL, 0, NULL, 1000, 0,
-                             on_dir_reply, n) == 0) {
-        n->dir_pending = true;
-        n->dir_req_ms = sw_now_ms();
+static void
+on_scan(void *arg, int status, const struct sw_peer_rec *recs, int cnt, uint64_t max_step)
+{
+    struct node *n = arg;
+    char who[13];
+
+    if (status == -SW_ECANCELED || n->closing)
+        return;
+    if (status < 0) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot read the stages from the DHT: %s",
+                           sw_strerror(status));
+        return;
     }
-    n->last_announce = sw_now_ms();
+    if (n->boot) {
+        /* the operator's log: who came and went */
+        for (int i = 0; i < cnt; i++)
+            if (!dir_find(n, recs[i].pk))
+                sw_log(SW_LOG_INFO, "node %s joined stage %d at %s", short_pk(who, recs[i].pk),
+                       recs[i].stage, recs[i].ep);
+        for (int i = 0; i < n->ndir; i++) {
+            bool still = false;
+            for (int j = 0; j < cnt && !still; j++)
+                still = !memcmp(recs[j].pk, n->dir[i].pk, 32);
+            if (!still)
+                sw_log(SW_LOG_INFO, "node %s of stage %d left or expired",
+                       short_pk(who, n->dir[i].pk), n->dir[i].stage);
+        }
+    }
+    memcpy(n->dir, recs, (size_t)cnt * sizeof(*recs));
+    n->ndir = cnt;
+    if (max_step > n->run_step)
+        n->run_step = max_step;
+    n->dir_ok = true;
+}
+
+static void
+scan(struct node *n)
+{
+    int err;
+
+    if (!n->have_scan || n->scan.pending)
+        return;
+    n->scan_ms = sw_now_ms();
+    if ((err = sw_status_scan_start(&n->scan, on_scan, n)) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot read the stages from the DHT: %s",
+                           sw_strerror(err));
 }
 
 /* ---- training: buffers ---- */
@@ -423,6 +393,7 @@ train_alloc(struct node *n)
     n->bwd_done = sw_calloc(M, sizeof(bool));
     n->have_dx = sw_calloc(M, sizeof(bool));
     n->losses = sw_calloc(M, sizeof(float));
+    n->mb_node = sw_calloc(M, sizeof(int));
     n->dx = sw_malloc_big(M * NC * sizeof(float));
     n->routes = sw_calloc(M * (size_t)n->S, EP);
     n->xbuf = sw_malloc_big(NC * sizeof(float));
@@ -430,7 +401,7 @@ train_alloc(struct node *n)
     n->in_all = sw_malloc(M * n->N * sizeof(int32_t));
     n->tg_all = sw_malloc(M * n->N * sizeof(int32_t));
     n->gsum = sw_malloc_big(n->st.lay.numel * sizeof(float));
-    if (!n->fwd_done || !n->bwd_done || !n->have_dx || !n->losses || !n->dx || !n->routes ||
+    if (!n->fwd_done || !n->bwd_done || !n->have_dx || !n->losses || !n->mb_node || !n->dx || !n->routes ||
         !n->xbuf || !n->msgbuf || !n->in_all || !n->tg_all || !n->gsum)
         return -SW_ENOMEM;
     return 0;
@@ -443,6 +414,7 @@ train_free(struct node *n)
     sw_free(n->bwd_done);
     sw_free(n->have_dx);
     sw_free(n->losses);
+    sw_free(n->mb_node);
     sw_free_big(n->dx);
     sw_free(n->routes);
     sw_free_big(n->xbuf);
@@ -693,9 +665,9 @@ try_backward(struct node *n)
 
     if (!n->go || n->own_done)
         return;
-    for (int m = n->myidx; m < n->M; m += n->nrep) {
+    for (int m = 0; m < n->M; m++) {
         double t0;
-        if (n->bwd_done[m])
+        if (n->mb_node[m] != n->myidx || n->bwd_done[m])
             continue;
         if (!n->fwd_done[m] || (n->stage < n->S - 1 && !n->have_dx[m]))
             return; /* hold later microbatches: gradients accumulate in order */
@@ -909,8 +881,9 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     struct node *n = arg;
     msgpack_unpacked u;
     const msgpack_object *plan, *mine;
-    int *counts = NULL, err;
+    int *counts = NULL, *assign = NULL, err;
     char (*eps)[EP] = NULL;
+    double *w = NULL;
     uint64_t step;
 
     (void)t;
@@ -930,7 +903,9 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     }
     counts = sw_calloc((size_t)n->S, sizeof(int));
     eps = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, EP);
-    if (!counts || !eps)
+    w = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, sizeof(double));
+    assign = sw_calloc((size_t)n->S * (size_t)n->M, sizeof(int));
+    if (!counts || !eps || !w || !assign)
         goto out_bad;
     n->myidx = -1;
     for (int s = 0; s < n->S; s++) {
@@ -940,12 +915,13 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
             goto out_bad;
         counts[s] = (int)a->via.array.size;
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            static const char *const nk[] = {"pk", "ep", NULL};
+            static const char *const nk[] = {"pk", "ep", "w", NULL};
             const msgpack_object *e = &a->via.array.ptr[i];
             const uint8_t *pk;
             size_t pl = 32;
             if (!sw_proto_only(e, nk) || sw_proto_get_bin(e, "pk", &pk, &pl) < 0 ||
-                sw_proto_get_str(e, "ep", eps[s * SW_NODE_MAX_REPLICAS + i], EP) < 0)
+                sw_proto_get_str(e, "ep", eps[s * SW_NODE_MAX_REPLICAS + i], EP) < 0 ||
+                sw_proto_get_f64(e, "w", &w[s * SW_NODE_MAX_REPLICAS + i]) < 0)
                 goto out_bad;
             if (s == n->stage) {
                 memcpy(n->rep_pk[i], pk, 32);
@@ -954,6 +930,7 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
                     n->myidx = (int)i;
             }
         }
+        sw_route_assign(n->M, counts[s], &w[s * SW_NODE_MAX_REPLICAS], &assign[s * n->M]);
     }
     mine = NULL;
     (void)mine;
@@ -963,7 +940,11 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         goto out;
     }
     n->nrep = counts[n->stage];
-    n->n_own = sw_route_owned(n->M, n->nrep, n->myidx);
+    n->n_own = 0;
+    for (int mb = 0; mb < n->M; mb++) {
+        n->mb_node[mb] = assign[n->stage * n->M + mb];
+        n->n_own += n->mb_node[mb] == n->myidx;
+    }
     n->go = true;
     n->in_step = true;
     n->t_go = sw_now_s();
@@ -976,10 +957,12 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
                 fail(n, err, "data");
                 goto out;
             }
-        for (int mb = n->myidx; mb < n->M; mb += n->nrep) {
+        for (int mb = 0; mb < n->M; mb++) {
+            if (n->mb_node[mb] != n->myidx)
+                continue;
             for (int s = 0; s < n->S; s++)
                 snprintf(route_ep(n, mb, s), EP, "%s",
-                         eps[s * SW_NODE_MAX_REPLICAS + sw_route_node_for(mb, counts[s])]);
+                         eps[s * SW_NODE_MAX_REPLICAS + assign[s * n->M + mb]]);
             err = forward_one(n, mb, NULL, n->in_all + (size_t)mb * n->N,
                               n->tg_all + (size_t)mb * n->N);
             if (err < 0) {
@@ -995,6 +978,8 @@ out_bad:
 out:
     sw_free(counts);
     sw_free(eps);
+    sw_free(w);
+    sw_free(assign);
 }
 
 /* ---- PREPARE / READY ---- */
@@ -1098,11 +1083,14 @@ lead_go(struct node *n)
         for (int i = 0; i < n->nprep && k < cnt[s]; i++) {
             if (n->prep[i].stage != s || !n->prep[i].ok)
                 continue;
-            msgpack_pack_map(&b.pk, 2);
+            msgpack_pack_map(&b.pk, 3);
             sw_proto_pack_key(&b.pk, "pk");
             sw_proto_pack_bin(&b.pk, n->prep[i].pk, 32);
             sw_proto_pack_key(&b.pk, "ep");
             sw_proto_pack_str(&b.pk, n->prep[i].ep);
+            sw_proto_pack_key(&b.pk, "w");
+            msgpack_pack_double(&b.pk, isfinite(n->prep[i].w) && n->prep[i].w > 0
+                                           ? n->prep[i].w : 0.0);
             k++;
         }
     }
@@ -1160,7 +1148,7 @@ lead_tick(struct node *n)
     if (!(have = sw_calloc((size_t)n->S, sizeof(bool))))
         return;
     for (int i = 0; i < n->ndir; i++)
-        if (n->dir[i].state <= SW_NODE_TRAINING && now - n->dir[i].heard_ms < SW_NODE_RECORD_TTL_MS)
+        if (n->dir[i].state <= SW_NODE_TRAINING)
             have[n->dir[i].stage] = true;
     for (int s = n->S - 1; s >= 0; s--)
         if (!have[s])
@@ -1189,6 +1177,7 @@ lead_tick(struct node *n)
         memcpy(p->pk, n->dir[i].pk, 32);
         snprintf(p->ep, EP, "%s", n->dir[i].ep);
         p->stage = n->dir[i].stage;
+        p->w = n->dir[i].cap;
         p->ok = p->answered = false;
         n->nprep++;
     }
@@ -1543,6 +1532,10 @@ shutdown_all(struct node *n)
     uv_close((uv_handle_t *)&n->sigterm, on_handle_closed);
     if (n->metrics)
         sw_metrics_close(n->metrics);
+    if (n->dht) {
+        sw_dhtnode_close(n->dht); /* before its transport (dhtnode.h) */
+        n->dht = NULL;
+    }
     if (n->tr) {
         n->nclose++;
         sw_transport_close(n->tr, on_closed, n);
@@ -1553,17 +1546,24 @@ shutdown_all(struct node *n)
     }
 }
 
+/*
+ * Announces the departure: a "leaving" record with a short ttl replaces this
+ * node's record on the nodes that store it; the tick shuts down once the put
+ * is done or after SW_NODE_LEAVE_WAIT_MS.
+ */
 static void
 leave(struct node *n)
 {
-    if (n->have_stage) {
-        int st = n->state;
-        n->state = SW_NODE_LEAVING;
-        announce(n);
-        n->state = st;
+    if (n->leaving)
+        return;
+    n->leaving = true;
+    n->leave_ms = sw_now_ms();
+    if (n->have_stage && n->dht) {
+        publish(n, SW_NODE_LEAVING, SW_NODE_LEAVE_TTL_S);
         sw_log(SW_LOG_INFO, "left the run at step %llu", (unsigned long long)n->step);
+    } else {
+        n->left_done = true;
     }
-    shutdown_all(n);
 }
 
 static void
@@ -1572,9 +1572,17 @@ on_tick(uv_timer_t *h)
     struct node *n = h->data;
     uint64_t now = sw_now_ms();
 
+    if (n->closing)
+        return;
     if (n->boot) {
-        dir_expire(n);
         if (n->stopping)
+            shutdown_all(n);
+        else if (now - n->scan_ms >= SW_NODE_BOOT_SCAN_MS)
+            scan(n);
+        return;
+    }
+    if (n->leaving) {
+        if (n->left_done || now - n->leave_ms > SW_NODE_LEAVE_WAIT_MS)
             shutdown_all(n);
         return;
     }
@@ -1583,8 +1591,10 @@ on_tick(uv_timer_t *h)
             leave(n);
         return;
     }
-    if (now - n->last_announce >= SW_NODE_ANNOUNCE_MS)
+    if (now - n->pub_ms >= SW_NODE_PUBLISH_MS || n->state != n->pub_state)
         announce(n);
+    if (now - n->scan_ms >= SW_NODE_SCAN_MS)
+        scan(n);
     sync_tick(n);
     lead_tick(n);
     if (n->state == SW_NODE_DONE && n->o.exit_at_end &&
@@ -1648,6 +1658,7 @@ on_manifest_reply(struct sw_transport *t, int status, const struct sw_transport_
         sw_proto_get_bin(&u.data, "manifest", &bytes, &blen) < 0 ||
         sw_proto_get_bin(&u.data, "owner", &owner, &olen) < 0 ||
         sw_proto_get_bin(&u.data, "sig", &sig, &slen) < 0 ||
+        sw_proto_get_str(&u.data, "ep", n->peer_ep, sizeof(n->peer_ep)) < 0 ||
         sw_proto_get_str(&u.data, "boot", n->boot_ep, sizeof(n->boot_ep)) < 0) {
         msgpack_unpacked_destroy(&u);
         sw_log(SW_LOG_ERROR, "malformed manifest reply from '%s'", n->o.peer);
@@ -1813,6 +1824,69 @@ metrics_fill(void *arg, char *buf, size_t len)
     return (int)off;
 }
 
+/* The DHT node on the run transport, and the scan of the stage keys. */
+static int
+dht_start(struct node *n)
+{
+    struct sw_dht_params p;
+    int err;
+
+    sw_dht_params_default(&p);
+    p.rpc_timeout_ms = SW_NODE_DHT_RPC_MS;
+    p.questionable_ms = SW_NODE_DHT_QUESTIONABLE_MS;
+    if ((err = sw_dhtnode_new(&n->dht, n->loop, n->tr, n->ep, &p)) < 0) {
+        sw_log(SW_LOG_ERROR, "cannot start the DHT node: %s", sw_strerror(err));
+        return SW_EXIT_FAIL;
+    }
+    if (sw_status_scan_init(&n->scan, n->dht, n->man.run_id, n->S) < 0)
+        return SW_EXIT_FAIL;
+    n->have_scan = true;
+    return 0;
+}
+
+struct join_wait {
+    bool done;
+    int status;
+    size_t found;
+};
+
+static void
+on_dht_joined(void *arg, int status, const struct sw_dht_contact *c, size_t cnt,
+              const struct sw_dht_lookup_info *info)
+{
+    struct join_wait *w = arg;
+
+    (void)c;
+    (void)info;
+    w->done = true;
+    w->status = status;
+    w->found = cnt;
+}
+
+/* Joins the DHT through the bootstrap's run endpoint (and the peer's, when another). */
+static int
+dht_join(struct node *n)
+{
+    const char *eps[2] = {n->boot_ep, n->peer_ep};
+    struct join_wait w = {false, 0, 0};
+    size_t cnt = n->peer_ep[0] && strcmp(n->peer_ep, n->boot_ep) ? 2 : 1;
+    int err;
+
+    if ((err = sw_dhtnode_bootstrap(n->dht, eps, cnt, on_dht_joined, &w)) < 0) {
+        sw_log(SW_LOG_ERROR, "cannot join the DHT: %s", sw_strerror(err));
+        return SW_EXIT_FAIL;
+    }
+    while (!w.done)
+        uv_run(n->loop, UV_RUN_ONCE);
+    if (w.status < 0) {
+        sw_log(SW_LOG_ERROR, "cannot join the DHT through '%s': %s", n->boot_ep,
+               sw_strerror(w.status));
+        return SW_EXIT_NOPEER;
+    }
+    sw_log(SW_LOG_INFO, "joined the DHT through %s (%zu nodes near us)", n->boot_ep, w.found);
+    return 0;
+}
+
 static int
 node_run(struct node *n)
 {
@@ -1872,13 +1946,12 @@ node_run(struct node *n)
     }
     if (n->boot)
         snprintf(n->boot_ep, sizeof(n->boot_ep), "%s", n->ep);
-    if (sw_transport_on(n->lobby, SW_MSG_MANIFEST_GET, on_manifest_get, n) < 0 ||
-        sw_transport_on(n->tr, SW_MSG_DIR_GET, on_dir_get, n) < 0)
+    if (sw_transport_on(n->lobby, SW_MSG_MANIFEST_GET, on_manifest_get, n) < 0)
         return SW_EXIT_FAIL;
+    if ((err = dht_start(n)) != 0)
+        return err;
     if (n->boot) {
         char rh[65], oh[65];
-        if (sw_transport_on(n->tr, SW_MSG_ANNOUNCE, on_announce, n) < 0)
-            return SW_EXIT_FAIL;
         sw_log(SW_LOG_INFO, "bootstrap of run %s (owner %s) on %s (run transport %s)",
                sw_identity_hex(rh, n->man.run_id, 32), sw_identity_hex(oh, n->owner, 32),
                n->lobby_ep, n->ep);
@@ -1895,7 +1968,9 @@ node_run(struct node *n)
             return SW_EXIT_FAIL;
         sw_log(SW_LOG_INFO, "joined run %s through %s; lobby %s, run transport %s",
                sw_identity_hex(rh, n->man.run_id, 32), n->o.peer, n->lobby_ep, n->ep);
-        /* stage choice: fetch the table (after a random delay for auto) */
+        if ((err = dht_join(n)) != 0)
+            return err;
+        /* stage choice: read the stages (after a random delay for auto) */
         if (!strcmp(n->o.stage, "auto")) {
             uint64_t until = sw_now_ms() + 100 + randombytes_uniform(400);
             while (sw_now_ms() < until)
@@ -1903,21 +1978,16 @@ node_run(struct node *n)
         }
         n->stage = 0;
         {
-            /* fetch the table without announcing: this node has no stage yet */
-            uint64_t until = sw_now_ms() + 20000, next = 0;
+            /* a first scan, without publishing: this node has no stage yet */
+            uint64_t until = sw_now_ms() + 20000;
             n->dir_ok = false;
             while (!n->dir_ok && sw_now_ms() < until) {
-                if (!n->dir_pending && sw_now_ms() >= next) {
-                    if (sw_transport_request(n->tr, n->boot_ep, SW_MSG_DIR_GET, NULL, 0, NULL,
-                                             1000, 0, on_dir_reply, n) == 0)
-                        n->dir_pending = true;
-                    next = sw_now_ms() + 500;
-                }
-                uv_run(n->loop, UV_RUN_NOWAIT);
-                uv_sleep(5);
+                if (!n->scan.pending)
+                    scan(n);
+                uv_run(n->loop, UV_RUN_ONCE);
             }
             if (!n->dir_ok) {
-                sw_log(SW_LOG_ERROR, "bootstrap '%s' does not answer", n->boot_ep);
+                sw_log(SW_LOG_ERROR, "cannot read the stages from the DHT");
                 return SW_EXIT_NOPEER;
             }
         }
@@ -1973,6 +2043,8 @@ sw_node_main(const struct sw_node_opts *o)
         if (n->tick.data)
             shutdown_all(n);
         else {
+            if (n->dht)
+                sw_dhtnode_close(n->dht);
             if (n->tr) {
                 n->nclose++;
                 sw_transport_close(n->tr, on_closed, n);
@@ -1986,6 +2058,8 @@ sw_node_main(const struct sw_node_opts *o)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    if (n->have_scan)
+        sw_status_scan_release(&n->scan);
     train_free(n);
     if (n->have_data)
         sw_data_release(&n->data);

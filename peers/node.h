@@ -1,5 +1,5 @@
 /*
- * node.h - what a swarmd process does: the bootstrap (directory and
+ * node.h - what a swarmd process does: the bootstrap (DHT seed and
  * manifest seed) and the training node (join, sync, train, leave).
  *
  * Transports.  Each process binds two ROUTERs: the lobby at the address the
@@ -7,19 +7,29 @@
  * transport on an ephemeral port of the same host (everything else, under
  * the run id, so nodes of other runs are dropped by net/wire.h).
  *
- * Directory.  A node announces itself to the bootstrap every
- * SW_NODE_ANNOUNCE_MS with a stage record {stage, ep, state, step, tps, cap,
- * loss, norm, hash, recoveries} signed by the envelope; the bootstrap keeps
- * it for SW_NODE_RECORD_TTL_MS (its own clock: no clock sync) under the key
- * H(run, "stage", k) and hands the whole table out on DIR_GET.  Nodes fetch
- * the table as often as they announce.
+ * Discovery (the DHT).  Every process, the bootstrap included, runs a DHT
+ * node (net/dhtnode.h) on its run transport; a joining node learns the
+ * bootstrap's run endpoint with the manifest and joins the DHT through it.
+ * A node publishes its stage record (status.h) under H(run, "stage", k)
+ * with a ttl of SW_NODE_RECORD_TTL_S, again every SW_NODE_PUBLISH_MS and at
+ * once when its state changes; on leaving it publishes state "leaving" with
+ * a ttl of SW_NODE_LEAVE_TTL_S, which replaces its record on the nodes that
+ * store it (a node killed outright drops out when its record expires).
+ * Every SW_NODE_SCAN_MS (the bootstrap: SW_NODE_BOOT_SCAN_MS) a process gets
+ * the S stage keys (struct sw_status_scan) and keeps the result as its table
+ * of the run: stage choice, the leader's plan, state copies, metrics and
+ * swarmctl all read it.  The highest step any record showed is the run's
+ * step as far as this process knows.
  *
  * Steps (the step barrier).  The leader is the stage-0 node with the lowest
  * public key.  For step s it sends PREPARE(s) to every node in the table; a
  * node answers READY once it holds the state after step s-1 (deferring the
  * answer while it finishes s-1 or copies a replica's state).  The leader
  * then sends GO(s, plan) to the ready nodes: per stage, their keys in key
- * order.  Microbatch m goes to node m mod n of each stage (route.h); stage-0
+ * order with the capacity each advertised in its stage record.  Every node
+ * derives from those the same assignment of microbatches to the nodes of
+ * each stage (sw_route_assign: weighted by capacity, round robin when the
+ * capacities are equal or unknown); stage-0
  * nodes draw all M microbatches from the data stream (so that every replica
  * keeps the same cursor), run their own ones forward and send FWD along the
  * route; the last stage computes the loss and sends BWD back along the
@@ -39,8 +49,14 @@
 
 #include "sw.h"
 
-#define SW_NODE_ANNOUNCE_MS 500
-#define SW_NODE_RECORD_TTL_MS 5000
+#define SW_NODE_RECORD_TTL_S 10        /* stage record ttl */
+#define SW_NODE_PUBLISH_MS 3000         /* refresh, well inside the ttl */
+#define SW_NODE_LEAVE_TTL_S 2           /* the "leaving" record */
+#define SW_NODE_LEAVE_WAIT_MS 1500      /* at most, for that put to finish */
+#define SW_NODE_SCAN_MS 500             /* a node reads the stage keys */
+#define SW_NODE_BOOT_SCAN_MS 1000       /* the bootstrap does (logs, metrics) */
+#define SW_NODE_DHT_RPC_MS 1000         /* DHT request timeout */
+#define SW_NODE_DHT_QUESTIONABLE_MS 5000 /* DHT contacts silent this long are pinged */
 #define SW_NODE_STALL_MS 30000
 #define SW_NODE_MAX_NODES 128
 #define SW_NODE_MAX_REPLICAS 16

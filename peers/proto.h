@@ -8,7 +8,8 @@
  *
  * Two run ids are used.  The lobby (run id of 32 zero bytes) carries only
  * MANIFEST_GET/MANIFEST, so that a newcomer who knows nothing but an address
- * can learn the manifest and from it the run id; everything else travels on
+ * can learn the manifest and from it the run id and the bootstrap's run
+ * endpoint (where it joins the DHT); everything else, the DHT included, travels on
  * the run's own transport, so a node of another run is dropped by net/wire.h
  * before any handler sees it.
  */
@@ -23,10 +24,8 @@
 
 enum sw_peer_msg {
     SW_MSG_MANIFEST_GET = 512, /* lobby request {} */
-    SW_MSG_MANIFEST = 513,     /* {manifest: bin, owner: bin32, sig: bin64, ep: str} */
-    SW_MSG_ANNOUNCE = 514,     /* one-way to the bootstrap: a stage record (see node.h) */
-    SW_MSG_DIR_GET = 516,      /* request {} */
-    SW_MSG_DIR = 517,          /* {now_ms, step, nodes: [record...]} */
+    SW_MSG_MANIFEST = 513,     /* {manifest: bin, owner: bin32, sig: bin64, ep: str, boot: str} */
+    /* 514-517 were ANNOUNCE, DIR_GET and DIR: stage records now live in the DHT (status.h) */
     SW_MSG_STATE_GET = 518,    /* request {stage, which, off, n} */
     SW_MSG_STATE = 519,        /* {err, step, t, lr_mult, numel, off, n}; payload floats */
     SW_MSG_PREPARE = 520,      /* request {step} */

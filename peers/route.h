@@ -16,12 +16,19 @@
 int sw_route_choose_stage(int S, const int *nodes, const double *cap);
 
 /*
- * Node (index into the stage's nodes sorted by public key) serving
- * microbatch m at a stage of n nodes: round robin, m mod n.  With nodes of
- * equal speed this is the least-loaded choice and, being a function of m
- * alone, every node knows in advance which microbatches it owns and so can
- * accumulate them in microbatch order.
+ * Which node (index into the stage's nodes sorted by public key) serves
+ * each microbatch at a stage of n nodes with advertised throughputs w[n]
+ * (the leader's GO carries them, so every node computes the same out[M]):
+ * the first min(M, n) microbatches go one to each node, every later one to
+ * the node that would finish it first, (load + 1) / w smallest, ties to the
+ * lower index.  With equal throughputs, or any unknown (<= 0, not finite),
+ * this is round robin, m mod n (sw_route_node_for).  Being known to all
+ * before the step starts, it lets every node accumulate the microbatches it
+ * owns in microbatch order.
  */
+void sw_route_assign(int M, int n, const double *w, int *out);
+
+/* Round robin: node serving microbatch m at a stage of n nodes. */
 static inline int
 sw_route_node_for(int m, int n)
 {

@@ -4,14 +4,16 @@
 #include "sw.h"
 
 #include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "node.h"
 #include "status.h"
 
-static const char *const rec_keys[] = {"pk", "ep", "stage", "state", "step", "tps", "cap", "loss",
-                                       "norm", "hash", "rec", "age", "step_age", NULL};
+static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
+                                       "tps", "cap", "loss", "norm", "hash", "rec", NULL};
 
 const char *
 sw_status_state_name(int state)
@@ -21,17 +23,26 @@ sw_status_state_name(int state)
 }
 
 void
-sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, bool dir_form, uint64_t now)
+sw_status_stage_key(uint8_t key[32], const uint8_t run[32], int stage)
 {
-    msgpack_pack_map(pk, dir_form ? 13 : 10);
-    if (dir_form) {
-        sw_proto_pack_key(pk, "pk");
-        sw_proto_pack_bin(pk, r->pk, 32);
-        sw_proto_pack_key(pk, "age");
-        msgpack_pack_uint64(pk, now - r->heard_ms);
-        sw_proto_pack_key(pk, "step_age");
-        msgpack_pack_uint64(pk, now - r->step_ms);
-    }
+    crypto_generichash_state h;
+    uint8_t le[4] = {(uint8_t)stage, (uint8_t)(stage >> 8), (uint8_t)(stage >> 16),
+                     (uint8_t)(stage >> 24)};
+
+    crypto_generichash_init(&h, NULL, 0, 32);
+    crypto_generichash_update(&h, run, 32);
+    crypto_generichash_update(&h, (const uint8_t *)"stage", 5);
+    crypto_generichash_update(&h, le, 4);
+    crypto_generichash_final(&h, key, 32);
+}
+
+void
+sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl_s,
+                   uint64_t step_age_ms)
+{
+    msgpack_pack_map(pk, 13);
+    sw_proto_pack_key(pk, "ver");
+    msgpack_pack_uint32(pk, SW_STATUS_REC_VERSION);
     sw_proto_pack_key(pk, "ep");
     sw_proto_pack_str(pk, r->ep);
     sw_proto_pack_key(pk, "stage");
@@ -40,6 +51,10 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, bool dir_for
     msgpack_pack_uint32(pk, (uint32_t)r->state);
     sw_proto_pack_key(pk, "step");
     msgpack_pack_uint64(pk, r->step);
+    sw_proto_pack_key(pk, "step_age");
+    msgpack_pack_uint64(pk, step_age_ms);
+    sw_proto_pack_key(pk, "ttl");
+    msgpack_pack_uint32(pk, ttl_s);
     sw_proto_pack_key(pk, "tps");
     msgpack_pack_double(pk, r->tps);
     sw_proto_pack_key(pk, "cap");
@@ -55,29 +70,21 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, bool dir_for
 }
 
 int
-sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, bool dir_form, int S,
+sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint32_t ttl_left_s,
                      uint64_t now)
 {
-    uint64_t u, stage, state, age = 0, sage = 0;
-    size_t len = 32;
-    const uint8_t *p;
+    uint64_t u, ver, stage, state, sage, ttl, age;
     char hash[40];
 
-    memset(r, 0, sizeof(*r));
     if (!sw_proto_only(o, rec_keys))
         return -SW_EMSG;
-    if (dir_form) {
-        if (sw_proto_get_bin(o, "pk", &p, &len) < 0 || sw_proto_get_u64(o, "age", &age) < 0 ||
-            sw_proto_get_u64(o, "step_age", &sage) < 0)
-            return -SW_EMSG;
-        memcpy(r->pk, p, 32);
-    } else if (sw_proto_get(o, "pk") || sw_proto_get(o, "age") || sw_proto_get(o, "step_age")) {
-        return -SW_EMSG;
-    }
-    if (sw_proto_get_str(o, "ep", r->ep, sizeof(r->ep)) < 0 ||
+    if (sw_proto_get_u64(o, "ver", &ver) < 0 || ver != SW_STATUS_REC_VERSION ||
+        sw_proto_get_str(o, "ep", r->ep, sizeof(r->ep)) < 0 ||
         sw_proto_get_u64(o, "stage", &stage) < 0 || stage >= (uint64_t)S ||
         sw_proto_get_u64(o, "state", &state) < 0 || state > SW_NODE_DONE ||
-        sw_proto_get_u64(o, "step", &r->step) < 0 || sw_proto_get_f64(o, "tps", &r->tps) < 0 ||
+        sw_proto_get_u64(o, "step", &r->step) < 0 ||
+        sw_proto_get_u64(o, "step_age", &sage) < 0 || sw_proto_get_u64(o, "ttl", &ttl) < 0 ||
+        sw_proto_get_f64(o, "tps", &r->tps) < 0 ||
         sw_proto_get_f64(o, "cap", &r->cap) < 0 || sw_proto_get_f64(o, "loss", &r->loss) < 0 ||
         sw_proto_get_f64(o, "norm", &r->norm) < 0 ||
         sw_proto_get_str(o, "hash", hash, sizeof(hash)) < 0 ||
@@ -89,8 +96,142 @@ sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, bool dir_fo
     r->stage = (int)stage;
     r->state = (int)state;
     r->recoveries = u;
+    /* seconds since publication, as far as the DHT's rounded ttl tells */
+    age = ttl > ttl_left_s ? (ttl - ttl_left_s) * 1000 : 0;
     r->heard_ms = now - SW_MIN(age, now);
-    r->step_ms = now - SW_MIN(sage, now);
+    r->step_ms = r->heard_ms - SW_MIN(sage, r->heard_ms);
+    return 0;
+}
+
+int
+sw_status_rec_from_dht(const struct sw_dht_record *d, int stage, int S, uint64_t now,
+                       struct sw_peer_rec *r)
+{
+    msgpack_unpacked u;
+    int err;
+
+    memset(r, 0, sizeof(*r));
+    msgpack_unpacked_init(&u);
+    err = sw_wire_unpack(d->val, d->val_len, &u);
+    if (err == 0)
+        err = sw_status_rec_unpack(&u.data, r, S, d->ttl_s, now);
+    msgpack_unpacked_destroy(&u);
+    if (err < 0)
+        return -SW_EMSG;
+    if (r->stage != stage)
+        return -SW_EMSG; /* published under another stage's key */
+    memcpy(r->pk, d->pub, 32);
+    return 0;
+}
+
+/* ---- scan ---- */
+
+int
+sw_status_scan_init(struct sw_status_scan *sc, struct sw_dhtnode *dht, const uint8_t run[32],
+                    int S)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->dht = dht;
+    sc->S = S;
+    sc->keys = sw_calloc((size_t)S, sizeof(*sc->keys));
+    sc->slots = sw_calloc((size_t)S, sizeof(*sc->slots));
+    if (!sc->keys || !sc->slots) {
+        sw_status_scan_release(sc);
+        return -SW_ENOMEM;
+    }
+    for (int s = 0; s < S; s++) {
+        sw_status_stage_key(sc->keys[s], run, s);
+        sc->slots[s].sc = sc;
+        sc->slots[s].stage = s;
+    }
+    return 0;
+}
+
+void
+sw_status_scan_release(struct sw_status_scan *sc)
+{
+    sw_free(sc->keys);
+    sw_free(sc->slots);
+    sc->keys = NULL;
+    sc->slots = NULL;
+}
+
+static int
+cmp_rec(const void *a, const void *b)
+{
+    const struct sw_peer_rec *x = a, *y = b;
+    if (x->stage != y->stage)
+        return x->stage - y->stage;
+    return memcmp(x->pk, y->pk, 32);
+}
+
+static void
+on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
+            const struct sw_dht_lookup_info *info)
+{
+    struct sw_status_scan_slot *slot = arg;
+    struct sw_status_scan *sc = slot->sc;
+    uint64_t now = sw_now_ms();
+
+    (void)info;
+    if (status < 0 && sc->status == 0)
+        sc->status = status;
+    for (size_t i = 0; status == 0 && i < n; i++) {
+        struct sw_peer_rec r;
+        int j;
+
+        if (sw_status_rec_from_dht(&recs[i], slot->stage, sc->S, now, &r) < 0) {
+            sc->bad++;
+            SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "dropped a malformed stage %d record",
+                               slot->stage);
+            continue;
+        }
+        if (r.step > sc->max_step)
+            sc->max_step = r.step;
+        if (r.state == SW_NODE_LEAVING)
+            continue;
+        for (j = 0; j < sc->n; j++)
+            if (!memcmp(sc->recs[j].pk, r.pk, 32))
+                break;
+        if (j < sc->n) {
+            if (r.heard_ms > sc->recs[j].heard_ms)
+                sc->recs[j] = r; /* the same key on two stages: keep the newer */
+        } else if (sc->n < SW_NODE_MAX_NODES) {
+            sc->recs[sc->n++] = r;
+        }
+    }
+    if (--sc->left > 0)
+        return;
+    sc->pending = false;
+    qsort(sc->recs, (size_t)sc->n, sizeof(sc->recs[0]), cmp_rec);
+    sc->cb(sc->arg, sc->status, sc->recs, sc->n, sc->max_step);
+}
+
+int
+sw_status_scan_start(struct sw_status_scan *sc, sw_status_scan_cb *cb, void *arg)
+{
+    int err;
+
+    if (sc->pending)
+        return -SW_EAGAIN;
+    sc->cb = cb;
+    sc->arg = arg;
+    sc->n = 0;
+    sc->status = 0;
+    sc->max_step = 0;
+    sc->left = sc->S;
+    sc->pending = true;
+    for (int s = 0; s < sc->S; s++) {
+        if ((err = sw_dhtnode_get(sc->dht, sc->keys[s], on_scan_get, &sc->slots[s])) < 0) {
+            /* the gets already started still report; count this one as done */
+            if (sc->status == 0)
+                sc->status = err;
+            if (--sc->left == 0) {
+                sc->pending = false;
+                return err;
+            }
+        }
+    }
     return 0;
 }
 

@@ -1,15 +1,22 @@
 /*
- * status.h - stage records (what a node announces, what the directory
- * returns) and the run summary that swarmctl status prints.
+ * status.h - stage records (what a node publishes in the DHT), the scan
+ * that reads a run's membership back from the DHT, and the run summary that
+ * swarmctl status prints.
  *
- * A record is a msgpack map (swarm-protocol(7), PEER MESSAGES):
- *   ep str, stage uint, state uint (0 syncing, 1 training, 2 leaving, 3 done),
- *   step uint (steps completed), tps float (tokens/s through the node),
- *   cap float (tokens/s of compute time), loss float (last stage; -1: none),
- *   norm float (pre-clip gradient norm), hash str (16 hex digits of the
+ * Discovery.  A node publishes one signed DHT record (net/dht.h) under the
+ * key H(run, "stage", k) = BLAKE2b-256(run id || "stage" || le32(k)) of its
+ * stage k; the DHT keeps one record per publisher (subkeys), so a get of
+ * that key lists the stage's nodes.  The record's value is a msgpack map
+ * (swarm-protocol(7), PEER MESSAGES, STAGE RECORDS):
+ *   ver uint (1), ep str (run endpoint), stage uint, state uint (0 syncing,
+ *   1 training, 2 leaving, 3 done), step uint (steps completed), step_age
+ *   uint (ms since step last changed, at publication), ttl uint (the ttl it
+ *   was published with, s), tps float (tokens/s through the node), cap float
+ *   (tokens/s of compute time), loss float (last stage; -1: none), norm
+ *   float (pre-clip gradient norm), hash str (16 hex digits of the
  *   parameters' BLAKE2b-256), rec uint (recoveries)
- * and in DIR replies also pk bin32, age uint (ms since heard), step_age uint
- * (ms since its step last changed).
+ * The publisher's key is the record's signer (no clock sync: the age of a
+ * record is its published ttl minus the ttl the DHT has left).
  */
 #ifndef SW_STATUS_H
 #define SW_STATUS_H
@@ -19,6 +26,8 @@
 #include <msgpack.h>
 #include <stdio.h>
 
+#include "dhtnode.h"
+#include "node.h"
 #include "proto.h"
 
 struct sw_peer_rec {
@@ -28,15 +37,60 @@ struct sw_peer_rec {
     uint64_t step, recoveries;
     double tps, cap, loss, norm;
     char hash[17];
-    uint64_t heard_ms;  /* local clock (DIR: now - age) */
-    uint64_t step_ms;   /* when step last changed */
+    uint64_t heard_ms;  /* local clock: when it was published */
+    uint64_t step_ms;   /* local clock: when its step last changed */
 };
 
-void sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, bool dir_form,
-                        uint64_t now);
-int sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, bool dir_form, int S,
+#define SW_STATUS_REC_VERSION 1
+
+/* The DHT key of stage k of a run. */
+void sw_status_stage_key(uint8_t key[32], const uint8_t run[32], int stage);
+/* Packs r's value as published with ttl_s; step_age_ms: since r->step changed. */
+void sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl_s,
+                        uint64_t step_age_ms);
+/* Reads a record's value (msgpack map above) into r; r->pk is left alone. */
+int sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint32_t ttl_left_s,
                          uint64_t now) SW_WARN_UNUSED;
+/* A DHT record found under the key of stage: checked and read into r (pk = publisher). */
+int sw_status_rec_from_dht(const struct sw_dht_record *d, int stage, int S, uint64_t now,
+                           struct sw_peer_rec *r) SW_WARN_UNUSED;
 const char *sw_status_state_name(int state);
+
+/*
+ * A scan: one DHT get per stage key, run in parallel; when all are done, cb
+ * gets the records of every node not leaving (one per publisher, sorted by
+ * stage then key), the highest step seen in any record (leaving ones
+ * included), and status 0, or the first get's error (-SW_ECANCELED when the
+ * DHT node was closed).  Records that fail to decode are dropped and
+ * counted in bad.  The caller owns the struct; one scan at a time.
+ */
+typedef void sw_status_scan_cb(void *arg, int status, const struct sw_peer_rec *recs, int n,
+                               uint64_t max_step);
+
+struct sw_status_scan_slot {
+    struct sw_status_scan *sc;
+    int stage;
+};
+
+struct sw_status_scan {
+    struct sw_dhtnode *dht;
+    int S;
+    uint8_t (*keys)[32];                   /* [S] */
+    struct sw_status_scan_slot *slots;     /* [S] */
+    struct sw_peer_rec recs[SW_NODE_MAX_NODES];
+    int n, left, status;
+    uint64_t max_step, bad;
+    bool pending;
+    sw_status_scan_cb *cb;
+    void *arg;
+};
+
+int sw_status_scan_init(struct sw_status_scan *sc, struct sw_dhtnode *dht, const uint8_t run[32],
+                        int S) SW_WARN_UNUSED;
+void sw_status_scan_release(struct sw_status_scan *sc);
+/* -SW_EAGAIN while a scan is pending, or the DHT's error at start. */
+int sw_status_scan_start(struct sw_status_scan *sc, sw_status_scan_cb *cb, void *arg)
+    SW_WARN_UNUSED;
 
 struct sw_stage_summary {
     int nodes;

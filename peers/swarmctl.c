@@ -13,6 +13,9 @@
  * stage empty or stalled), 2 unreachable (or the peer's manifest does not
  * verify), 3 usage.  The JSON of `status --json` is documented in
  * swarmctl(1); its keys only ever grow.
+ *
+ * status and peers join the run's DHT as a client that does not serve
+ * (net/dhtnode.h, no endpoint) and read the stage records (status.h).
  */
 #include "sw.h"
 
@@ -66,7 +69,10 @@ struct client {
     bool have_man;
     uint8_t owner[32], sig[64];
     char ep[SW_PROTO_EP_MAX], boot[SW_PROTO_EP_MAX];
-    /* directory */
+    /* the run's stages, read from the DHT */
+    struct sw_dhtnode *dht;
+    struct sw_status_scan scan;
+    bool have_scan;
     struct sw_peer_rec recs[SW_NODE_MAX_NODES];
     int nrec;
     uint64_t run_step;
@@ -117,37 +123,28 @@ on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m
 }
 
 static void
-on_dir(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
+          const struct sw_dht_lookup_info *info)
 {
-    static const char *const keys[] = {"step", "boot", "nodes", NULL};
     struct client *c = arg;
-    msgpack_unpacked u;
-    const msgpack_object *nodes;
-    uint64_t now = sw_now_ms();
 
-    (void)t;
+    (void)nodes;
+    (void)n;
+    (void)info;
     c->done = true;
     c->status = status;
-    if (status < 0)
-        return;
-    msgpack_unpacked_init(&u);
-    c->nrec = 0;
-    if (sw_wire_unpack(m->hdr.body, m->hdr.body_len, &u) < 0 || !sw_proto_only(&u.data, keys) ||
-        sw_proto_get_u64(&u.data, "step", &c->run_step) < 0 ||
-        !(nodes = sw_proto_get(&u.data, "nodes")) || nodes->type != MSGPACK_OBJECT_ARRAY) {
-        c->status = -SW_EMSG;
-        msgpack_unpacked_destroy(&u);
-        return;
-    }
-    for (uint32_t i = 0; i < nodes->via.array.size && c->nrec < SW_NODE_MAX_NODES; i++) {
-        if (sw_status_rec_unpack(&nodes->via.array.ptr[i], &c->recs[c->nrec], true,
-                                 c->man.stages, now) < 0) {
-            c->status = -SW_EMSG;
-            break;
-        }
-        c->nrec++;
-    }
-    msgpack_unpacked_destroy(&u);
+}
+
+static void
+on_scan(void *arg, int status, const struct sw_peer_rec *recs, int n, uint64_t max_step)
+{
+    struct client *c = arg;
+
+    c->done = true;
+    c->status = status;
+    memcpy(c->recs, recs, (size_t)n * sizeof(*recs));
+    c->nrec = n;
+    c->run_step = max_step;
 }
 
 static int
@@ -194,23 +191,46 @@ client_open(struct client *c, const struct opts *o)
     return sw_transport_new(&c->tr, &c->loop, &c->id, c->man.run_id, NULL);
 }
 
+/*
+ * Joins the run's DHT as a client that does not serve (no endpoint) through
+ * the bootstrap's run endpoint and the peer's, then reads every stage key.
+ */
 static int
 client_dir(struct client *c, const struct opts *o)
 {
-    int err = sw_transport_request(c->tr, c->boot[0] ? c->boot : c->ep, SW_MSG_DIR_GET, NULL, 0,
-                                   NULL, (uint64_t)o->timeout_ms, 1, on_dir, c);
-    return err < 0 ? err : wait_done(c);
+    const char *eps[2] = {c->boot[0] ? c->boot : c->ep, c->ep};
+    size_t n = c->boot[0] && strcmp(c->boot, c->ep) ? 2 : 1;
+    struct sw_dht_params p;
+    int err;
+
+    sw_dht_params_default(&p);
+    p.rpc_timeout_ms = (uint32_t)SW_MIN(o->timeout_ms, 2000);
+    if ((err = sw_dhtnode_new(&c->dht, &c->loop, c->tr, NULL, &p)) < 0)
+        return err;
+    if ((err = sw_status_scan_init(&c->scan, c->dht, c->man.run_id, c->man.stages)) < 0)
+        return err;
+    c->have_scan = true;
+    if ((err = sw_dhtnode_bootstrap(c->dht, eps, n, on_joined, c)) < 0 ||
+        (err = wait_done(c)) < 0)
+        return err;
+    if ((err = sw_status_scan_start(&c->scan, on_scan, c)) < 0)
+        return err;
+    return wait_done(c);
 }
 
 static void
 client_close(struct client *c)
 {
+    if (c->dht)
+        sw_dhtnode_close(c->dht); /* before its transport */
     if (c->tr)
         sw_transport_close(c->tr, on_closed, NULL);
     if (c->lobby)
         sw_transport_close(c->lobby, on_closed, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     uv_loop_close(&c->loop);
+    if (c->have_scan)
+        sw_status_scan_release(&c->scan);
     if (c->have_man)
         sw_manifest_release(&c->man);
     sw_identity_release(&c->id);

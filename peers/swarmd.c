@@ -51,7 +51,7 @@ usage(FILE *f)
             "       swarmd join --peer tcp://HOST:PORT [--stage auto|N] [options]\n"
             "       swarmd --help | --version\n\n"
             "A node of a swarm run: 'bootstrap' seeds the run (serves the signed manifest and\n"
-            "the directory of stages, trains nothing); 'join' trains one pipeline stage.\n"
+            "seeds the run's DHT, trains nothing); 'join' trains one pipeline stage.\n"
             "'swarmd COMMAND --help' lists a command's options; see swarmd(1).\n\n"
             "exit status: 0 done or left on a signal, 1 runtime failure, 2 usage, 3 manifest\n"
             "refused, 4 peer unreachable, 5 stage lost (needs recovery)\n");

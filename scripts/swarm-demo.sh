@@ -68,7 +68,7 @@ for s in 0 1 2 3; do
     "$BUILD/swarmd" join --peer "$BOOT" --stage auto --threads 1 --owner "$OWNER" \
         >"$DIR/node$s.log" 2>&1 &
     PIDS="$PIDS $!"
-    sleep 0.7 # let each one announce: auto then fills the stages in order
+    sleep 0.7 # let each one publish its DHT record: auto then fills the stages in order
 done
 while :; do
     sleep 3

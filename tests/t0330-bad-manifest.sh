@@ -48,12 +48,12 @@ rc=$?
 grep -q "not by the owner given with --owner" "$TMP/join-owner.log" && [ $rc -eq 3 ]
 ok $? "a node refuses a run signed by another owner than --owner"
 
-# another run (other seed: other run id) whose node announces to this bootstrap
+# another run (other seed: other run id) whose node tries to join this run's DHT
 write_manifest "$TMP/other.conf" 20 4
 sed -i 's/seed = 1337/seed = 7/' "$TMP/other.conf"
 "$SWARMCTL" manifest sign --run "$TMP/other.conf" --key "$TMP/other" >/dev/null 2>&1
 "$SWARMCTL" status --peer "$BOOT" --json >"$TMP/s1.json"
-# a node of the other run announces itself to our bootstrap's run transport
+# a node of the other run asks our bootstrap's run transport for DHT nodes
 OURS=$("$SWARMCTL" manifest --peer "$BOOT" | sed -n 's/^# bootstrap //p')
 timeout 10 "$BUILD/tests/test_peers_foreign" "$OURS" "$TMP/other.conf" >"$TMP/foreign.log" 2>&1
 rc=$?
@@ -61,4 +61,4 @@ diag_file "$TMP/foreign.log" 5
 [ $rc -eq 0 ]
 ok $? "a node of another run is ignored"
 "$SWARMCTL" peers --peer "$BOOT" --json | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin) == [] else 1)'
-ok $? "the directory lists no foreign node"
+ok $? "the DHT lists no foreign node"

@@ -1,7 +1,8 @@
 /*
- * test_peers_foreign - a node of another run talks to a run's bootstrap:
- * its ANNOUNCE must be dropped (wire "run" drop, never listed) and its
- * DIR_GET never answered.  Used by t0330-bad-manifest.sh.
+ * test_peers_foreign - a node of another run tries to join a run's DHT
+ * through the run's bootstrap: every request it sends (FIND_NODE) must be
+ * dropped by the wire (wrong run id), so its join times out with nobody
+ * answering and it can store nothing there.  Used by t0330-bad-manifest.sh.
  *
  *   test_peers_foreign RUN_ENDPOINT OTHER_MANIFEST
  * exit 0 when ignored, 1 when answered, 2 on usage or setup errors.
@@ -11,21 +12,26 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dhtnode.h"
 #include "manifest.h"
 #include "node.h"
 #include "proto.h"
 #include "status.h"
 #include "transport.h"
 
-static int result = -1;
+static int result = 1;
+static bool done;
 
 static void
-on_reply(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+on_joined(void *arg, int status, const struct sw_dht_contact *c, size_t n,
+          const struct sw_dht_lookup_info *info)
 {
-    (void)t;
-    (void)m;
     (void)arg;
+    (void)c;
+    (void)n;
+    (void)info;
     result = status;
+    done = true;
 }
 
 static void
@@ -40,10 +46,9 @@ main(int argc, char **argv)
     struct sw_manifest man;
     struct sw_identity id;
     struct sw_transport *tr;
-    struct sw_peer_rec r;
-    uint8_t buf[4096];
-    struct sw_wire_buf b;
-    msgpack_packer pk;
+    struct sw_dhtnode *dht;
+    struct sw_dht_params p;
+    const char *eps[1];
     uv_loop_t loop;
     char why[512];
 
@@ -54,24 +59,19 @@ main(int argc, char **argv)
         return 2;
     }
     uv_loop_init(&loop);
+    sw_dht_params_default(&p);
+    p.rpc_timeout_ms = 1500;
+    eps[0] = argv[1];
     if (sw_identity_global_init() < 0 || sw_identity_generate(&id) < 0 ||
-        sw_transport_new(&tr, &loop, &id, man.run_id, NULL) < 0)
+        sw_transport_new(&tr, &loop, &id, man.run_id, NULL) < 0 ||
+        sw_dhtnode_new(&dht, &loop, tr, NULL, &p) < 0 ||
+        sw_dhtnode_bootstrap(dht, eps, 1, on_joined, NULL) < 0)
         return 2;
-    memset(&r, 0, sizeof(r));
-    snprintf(r.ep, sizeof(r.ep), "tcp://127.0.0.1:9");
-    r.stage = 0;
-    r.state = SW_NODE_TRAINING;
-    r.loss = -1;
-    sw_wire_buf_init(&b, buf, sizeof(buf));
-    sw_wire_buf_packer(&pk, &b);
-    sw_status_rec_pack(&pk, &r, false, 0);
-    if (sw_transport_send(tr, argv[1], SW_MSG_ANNOUNCE, b.data, b.len, NULL) < 0 ||
-        sw_transport_request(tr, argv[1], SW_MSG_DIR_GET, NULL, 0, NULL, 1500, 0, on_reply,
-                             NULL) < 0)
-        return 2;
-    while (result == -1)
+    while (!done)
         uv_run(&loop, UV_RUN_ONCE);
-    printf("# DIR_GET from another run: %s\n", result == 0 ? "answered" : sw_strerror(result));
+    printf("# joining the DHT of another run: %s\n",
+           result == 0 ? "answered" : sw_strerror(result));
+    sw_dhtnode_close(dht);
     sw_transport_close(tr, on_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
