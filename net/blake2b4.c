@@ -7,6 +7,7 @@
 
 #include "blake2b4.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -127,6 +128,80 @@ blake2b4(uint8_t out[4][32], const uint8_t *const in[4], size_t len)
             memcpy(out[k] + 8 * i, &lanes[i][k], 8);
 }
 
+/*
+ * The same on eight lanes (AVX-512F): rotations are one vprorq each, and the
+ * eight blocks are read with gathers (lane k's word at in[k] - in[0] from
+ * in[0]) instead of a transpose.  About twice the 4-lane speed per core.
+ */
+#define TGT8 __attribute__((target("avx512f")))
+
+#define G8(a, b, c, d, x, y)                                                   \
+    do {                                                                       \
+        a = _mm512_add_epi64(_mm512_add_epi64(a, b), x);                       \
+        d = _mm512_ror_epi64(_mm512_xor_si512(d, a), 32);                      \
+        c = _mm512_add_epi64(c, d);                                            \
+        b = _mm512_ror_epi64(_mm512_xor_si512(b, c), 24);                      \
+        a = _mm512_add_epi64(_mm512_add_epi64(a, b), y);                       \
+        d = _mm512_ror_epi64(_mm512_xor_si512(d, a), 16);                      \
+        c = _mm512_add_epi64(c, d);                                            \
+        b = _mm512_ror_epi64(_mm512_xor_si512(b, c), 63);                      \
+    } while (0)
+
+TGT8 static void
+blake2b8(uint8_t out[8][32], const uint8_t *const in[8], size_t len)
+{
+    __m512i h[8], m[16], idx;
+    long long d[8];
+    uint64_t lanes[4][8];
+
+    for (int k = 0; k < 8; k++)
+        d[k] = (long long)((intptr_t)in[k] - (intptr_t)in[0]);
+    idx = _mm512_loadu_si512(d);
+    for (int i = 0; i < 8; i++)
+        h[i] = _mm512_set1_epi64((long long)iv[i]);
+    h[0] = _mm512_xor_si512(h[0], _mm512_set1_epi64(0x01010020));
+    for (size_t off = 0; off < len; off += 128) {
+        uint64_t t = off + 128;
+        __m512i v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3], v4 = h[4], v5 = h[5], v6 = h[6],
+                v7 = h[7];
+        __m512i v8 = _mm512_set1_epi64((long long)iv[0]), v9 = _mm512_set1_epi64((long long)iv[1]);
+        __m512i v10 = _mm512_set1_epi64((long long)iv[2]), v11 = _mm512_set1_epi64((long long)iv[3]);
+        __m512i v12 = _mm512_set1_epi64((long long)(iv[4] ^ t));
+        __m512i v13 = _mm512_set1_epi64((long long)iv[5]);
+        __m512i v14 = _mm512_set1_epi64((long long)(t == len ? ~iv[6] : iv[6]));
+        __m512i v15 = _mm512_set1_epi64((long long)iv[7]);
+
+        for (int j = 0; j < 16; j++)
+            m[j] = _mm512_i64gather_epi64(idx, (const void *)(in[0] + off + 8 * (size_t)j), 1);
+#pragma GCC unroll 12
+        for (int r = 0; r < 12; r++) {
+            const uint8_t *s = sigma[r];
+
+            G8(v0, v4, v8, v12, m[s[0]], m[s[1]]);
+            G8(v1, v5, v9, v13, m[s[2]], m[s[3]]);
+            G8(v2, v6, v10, v14, m[s[4]], m[s[5]]);
+            G8(v3, v7, v11, v15, m[s[6]], m[s[7]]);
+            G8(v0, v5, v10, v15, m[s[8]], m[s[9]]);
+            G8(v1, v6, v11, v12, m[s[10]], m[s[11]]);
+            G8(v2, v7, v8, v13, m[s[12]], m[s[13]]);
+            G8(v3, v4, v9, v14, m[s[14]], m[s[15]]);
+        }
+        h[0] = _mm512_xor_si512(h[0], _mm512_xor_si512(v0, v8));
+        h[1] = _mm512_xor_si512(h[1], _mm512_xor_si512(v1, v9));
+        h[2] = _mm512_xor_si512(h[2], _mm512_xor_si512(v2, v10));
+        h[3] = _mm512_xor_si512(h[3], _mm512_xor_si512(v3, v11));
+        h[4] = _mm512_xor_si512(h[4], _mm512_xor_si512(v4, v12));
+        h[5] = _mm512_xor_si512(h[5], _mm512_xor_si512(v5, v13));
+        h[6] = _mm512_xor_si512(h[6], _mm512_xor_si512(v6, v14));
+        h[7] = _mm512_xor_si512(h[7], _mm512_xor_si512(v7, v15));
+    }
+    for (int i = 0; i < 4; i++)
+        _mm512_storeu_si512(lanes[i], h[i]);
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < 4; i++)
+            memcpy(out[k] + 8 * i, &lanes[i][k], 8);
+}
+
 bool
 sw__blake2b4_available(void)
 {
@@ -145,6 +220,25 @@ sw__blake2b4_256(uint8_t out[4][32], const uint8_t *const in[4], size_t len)
     blake2b4(out, in, len);
 }
 
+
+bool
+sw__blake2b8_available(void)
+{
+    static int avail = -1;
+
+    if (avail < 0) {
+        __builtin_cpu_init();
+        avail = __builtin_cpu_supports("avx512f") && getenv("SW_NO_AVX512") == NULL ? 1 : 0;
+    }
+    return avail == 1;
+}
+
+void
+sw__blake2b8_256(uint8_t out[8][32], const uint8_t *const in[8], size_t len)
+{
+    blake2b8(out, in, len);
+}
+
 #else
 
 bool
@@ -157,6 +251,18 @@ void
 sw__blake2b4_256(uint8_t out[4][32], const uint8_t *const in[4], size_t len)
 {
     SW_ASSERT(!"sw__blake2b4_256 without AVX2");
+}
+
+bool
+sw__blake2b8_available(void)
+{
+    return false;
+}
+
+void
+sw__blake2b8_256(uint8_t out[8][32], const uint8_t *const in[8], size_t len)
+{
+    SW_ASSERT(!"sw__blake2b8_256 without AVX-512");
 }
 
 #endif

@@ -4,8 +4,10 @@
  *
  * Every socket is a struct sock.  Outgoing messages are built as complete
  * multipart zmq_msg_t arrays (struct out_msg) and queued on their socket;
- * sock_drain() both sends what ZeroMQ accepts and receives what is there,
- * looping on ZMQ_EVENTS until nothing moves (ZMQ_FD is edge-triggered).
+ * sock_drain() (from the loop: uv_poll, uv_idle) both sends what ZeroMQ
+ * accepts and receives what is there, looping on ZMQ_EVENTS until nothing
+ * moves (ZMQ_FD is edge-triggered); sock_kick() (from the send functions and
+ * retries) only sends, so that no callback runs inside an API call.
  * Payloads are shared by reference (struct payload_ref) between zmq_msg_t
  * (zmq_msg_init_data, no copy) and the request that may retry them.
  */
@@ -452,6 +454,39 @@ sock_drain(struct sock *s)
     s->draining = false;
 }
 
+/*
+ * After an API call queued a message: hand ZeroMQ what it takes, but read
+ * nothing.  No callback may run inside the call that started it: a caller
+ * that marks a request in flight once sw_transport_request returned 0 would
+ * otherwise miss an answer that came back (and was dispatched) during the
+ * call, and wait for it forever.  Sending can swallow ZMQ_FD's edge, so the
+ * last thing done is a ZMQ_EVENTS query; input found there is read on the
+ * next loop iteration (the uv_idle), like a drain that ran out of budget.
+ */
+static void
+sock_kick(struct sock *s)
+{
+    if (s->draining) {
+        s->again = true; /* the drain below us flushes before it returns */
+        return;
+    }
+    s->draining = true;
+    while (!s->closing) {
+        int ev = 0;
+        size_t sz = sizeof(ev);
+
+        if (zmq_getsockopt(s->z, ZMQ_EVENTS, &ev, &sz) != 0)
+            break;
+        if ((ev & ZMQ_POLLIN) && !s->more_input) {
+            s->more_input = true;
+            uv_idle_start(&s->t->idle, idle_cb);
+        }
+        if (!(ev & ZMQ_POLLOUT) || !s->qhead || sock_flush(s) == 0)
+            break;
+    }
+    s->draining = false;
+}
+
 static void
 poll_cb(uv_poll_t *h, int status, int events)
 {
@@ -629,7 +664,7 @@ req_send(struct sw_transport *t, struct req *r)
     sock_enqueue(r->dealer, m);
     r->deadline = uv_now(t->loop) + r->timeout_ms;
     r->dealer->last_used = uv_now(t->loop);
-    sock_drain(r->dealer);
+    sock_kick(r->dealer);
     return 0;
 }
 
@@ -650,8 +685,8 @@ tick_cb(uv_timer_t *h)
     struct req *expired = NULL;
 
     /*
-     * Unlink the expired requests first: a retry's send drains its socket,
-     * which may run callbacks that change t->reqs.
+     * Unlink the expired requests first: the callbacks below may start or
+     * finish other requests, which changes t->reqs.
      */
     for (struct req **pp = &t->reqs; *pp;) {
         struct req *r = *pp;
@@ -676,9 +711,9 @@ tick_cb(uv_timer_t *h)
             r->retries_left--;
             if (!d->closing || dealer_get(t, d->endpoint, &d) == 0) {
                 r->dealer = d;
-                req_link(t, r); /* before sending: the answer may come during the drain */
+                req_link(t, r);
                 if (req_send(t, r) == 0)
-                    continue;   /* r may already be answered and freed */
+                    continue;
                 req_unlink(t, r->rid, r->dealer);
             }
         }
@@ -857,13 +892,13 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
     r->retries_left = retries;
     r->cb = cb;
     r->arg = arg;
-    req_link(t, r); /* before sending: the answer may come during the drain */
+    req_link(t, r);
     if ((err = req_send(t, r)) < 0) {
         req_unlink(t, r->rid, d);
         req_free(r);
         return err;
     }
-    return 0; /* r may already be answered and freed */
+    return 0; /* cb runs from the loop, never before this returned */
 out_unref:
     payload_unref(pl);
     return err;
@@ -889,7 +924,7 @@ send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route 
         goto out;
     sock_enqueue(s, m);
     s->last_used = uv_now(t->loop);
-    sock_drain(s);
+    sock_kick(s);
 out:
     payload_unref(pl);
     return err;

@@ -22,7 +22,12 @@
  * Requests.  sw_transport_request sends a message with a fresh non-zero
  * request id and calls its callback exactly once: with the verified response
  * (the first message on that DEALER carrying the id), -SW_ETIMEDOUT after the
- * timeout of the last try, or -SW_ECANCELED when the transport closes.  A
+ * timeout of the last try, or -SW_ECANCELED when the transport closes.  The
+ * callback never runs before sw_transport_request has returned 0 (so the
+ * caller may mark the request in flight after the call): the send functions
+ * (request, send, reply) only queue and flush; every response and handler
+ * runs from the loop, except the -SW_ECANCELED ones, which run inside
+ * sw_transport_close.  A
  * retry is a new envelope (new sequence number, same request id and payload),
  * so the receiver's replay window does not eat it; handlers must therefore be
  * idempotent per (sender, rid).  When a request's last try times out and no

@@ -63,7 +63,8 @@
  * Payload tree hash: the payload is cut into SW_WIRE_CHUNK (256 KiB) chunks,
  * the last one shorter; d_i = BLAKE2b-256(chunk i); the hash is
  * BLAKE2b-256(le64(len) || le64(SW_WIRE_CHUNK) || d_0 || ... || d_{n-1}).
- * Chunks may be hashed on several threads (sw_wire_set_hash_threads).
+ * Chunks may be hashed on several threads (sw_wire_set_hash_threads), eight
+ * at a time on AVX-512F, four on AVX2 (net/blake2b4.h).
  *
  * Threading: a struct sw_wire is used by one thread at a time (the loop
  * thread of its transport).  sw_wire_payload_hash, sw_wire_unpack and the
@@ -89,7 +90,7 @@
 #ifndef SW_WIRE_MAX_PAYLOAD
 #define SW_WIRE_MAX_PAYLOAD (16u << 20) /* bytes of one payload frame */
 #endif
-#define SW_WIRE_CHUNK (256u << 10)      /* tree hash chunk: 4 fill the 4 AVX2 lanes at 1 MiB */
+#define SW_WIRE_CHUNK (256u << 10)      /* tree hash chunk: 8 fill the 8 AVX-512 lanes at 2 MiB */
 #define SW_WIRE_MAX_DEPTH 16            /* msgpack nesting inside an envelope */
 #define SW_WIRE_MAX_DIMS 8              /* tensor rank */
 #define SW_WIRE_MAX_NAME 256            /* tensor name bytes */

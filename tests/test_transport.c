@@ -12,6 +12,10 @@
  * oversize and non-finite messages; the server's drop counters move and it
  * keeps serving the client.  Every child is killed and reaped, also on
  * failure (alarm + SIGKILL).
+ *
+ * Stress (a server thread that answers late or never and restarts): every
+ * request's callback runs exactly once, in time, with its own answer, and
+ * never inside a sw_transport_request call (see test_stress).
  */
 #include "sw.h"
 
@@ -20,6 +24,7 @@
 #include "transport.h"
 #include "wire.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -578,6 +583,307 @@ test_three_processes(void)
     sw_identity_release(&id);
 }
 
+/* ---- part 3: many requests against a slow, lossy, restarting server ---- */
+
+/*
+ * The server runs on its own thread and loop (tcp, its own ZeroMQ context):
+ * it answers T_ECHO at once, late (a held route answered 0-80 ms later) or
+ * never, and every 500 ms it closes its transport, stays down 150 ms and
+ * binds the same endpoint again (same key: a restarted node).  The client,
+ * with HWM 2 and a queue of 4, keeps 48 requests in flight (timeouts 20-80
+ * ms, 0-3 retries), a tenth to an endpoint where nobody listens, and often
+ * sleeps without running its loop so that answers pile up in ZeroMQ.  Every
+ * accepted request must get exactly one callback, with its own answer, within
+ * its tries' time, and never from inside the sw_transport_request call that
+ * started it or another one: a caller that marks a request in flight after
+ * the call returned 0 (as swarmd's DIR_GET did) would otherwise wait forever.
+ */
+#define T_ECHO 1027
+#define ST_MAX 20000
+#define ST_HELD 256
+
+struct st_srv {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    struct sw_identity id;
+    struct sw_transport *t;
+    char ep[256];
+    int stop, ready, up_cycles;
+    uint64_t rng;
+    struct {
+        struct sw_transport_route route;
+        uint64_t due, n;
+    } held[ST_HELD];
+    int nheld;
+};
+
+static uint64_t
+st_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void
+st_answer(struct sw_transport *t, const struct sw_transport_route *route, uint64_t n)
+{
+    uint8_t body[64];
+    size_t bl = ack_body(body, sizeof(body), 0, n);
+
+    (void)!sw_transport_reply(t, route, SW_MSG_ACK, body, bl, NULL); /* EAGAIN: lost answer */
+}
+
+static void
+st_on_echo(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    struct st_srv *s = arg;
+    int64_t n = body_u64(m->hdr.body, m->hdr.body_len, "n");
+    uint64_t r = st_rand(&s->rng) % 8;
+
+    if (n < 0 || r == 0)
+        return; /* never answered */
+    if (r <= 3 && s->nheld < ST_HELD) {
+        s->held[s->nheld].route = m->route;
+        s->held[s->nheld].n = (uint64_t)n;
+        s->held[s->nheld].due = uv_now(&s->loop) + st_rand(&s->rng) % 81;
+        s->nheld++;
+        return;
+    }
+    st_answer(t, &m->route, (uint64_t)n);
+}
+
+static void
+st_srv_timer(uv_timer_t *h)
+{
+    struct st_srv *s = h->data;
+    uint64_t now = uv_now(&s->loop);
+
+    for (int i = 0; i < s->nheld;) {
+        if (s->t && s->held[i].due <= now) {
+            st_answer(s->t, &s->held[i].route, s->held[i].n);
+            s->held[i] = s->held[--s->nheld];
+        } else {
+            i++;
+        }
+    }
+}
+
+static void *
+st_srv_main(void *arg)
+{
+    struct st_srv *s = arg;
+    struct sw_transport_opts o = {.hwm = 2, .max_queue = 4, .idle_ms = 300};
+
+    uv_loop_init(&s->loop);
+    uv_timer_init(&s->loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, st_srv_timer, 2, 2);
+    while (!__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) {
+        uint64_t until;
+        int err = -1, closed = 0;
+
+        if (sw_transport_new(&s->t, &s->loop, &s->id, run, &o) < 0)
+            break;
+        /* the port may linger a moment after the previous close */
+        for (int i = 0; i < 100 && err < 0; i++) {
+            err = s->ep[0] ? sw_transport_bind(s->t, s->ep, NULL, 0)
+                           : sw_transport_bind(s->t, "tcp://127.0.0.1:*", s->ep, sizeof(s->ep));
+            if (err < 0)
+                uv_sleep(10);
+        }
+        if (err < 0 || sw_transport_on(s->t, T_ECHO, st_on_echo, s) < 0) {
+            sw_transport_close(s->t, NULL, NULL);
+            s->t = NULL;
+            break;
+        }
+        s->up_cycles++;
+        __atomic_store_n(&s->ready, 1, __ATOMIC_SEQ_CST);
+        until = sw_now_ms() + 500;
+        while (sw_now_ms() < until && !__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
+            uv_run(&s->loop, UV_RUN_ONCE);
+        s->nheld = 0; /* answers that die with the process */
+        sw_transport_close(s->t, closed_cb, &closed);
+        s->t = NULL;
+        while (!closed)
+            uv_run(&s->loop, UV_RUN_ONCE);
+        uv_sleep(150);
+    }
+    uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+    __atomic_store_n(&s->ready, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+struct st_req {
+    int accepted, calls, status, inside, wrong;
+    uint64_t t0, t1, bound;
+};
+
+static struct st_req st_reqs[ST_MAX];
+static int st_in_request, st_inflight, st_own;
+
+static void
+st_cb(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct st_req *q = arg;
+
+    if (st_in_request) {
+        q->inside++;
+        st_own += st_in_request == 1 + (int)(q - st_reqs); /* its own call: a lost "in flight" */
+    }
+    if (q->calls++ == 0) {
+        st_inflight--;
+        q->status = status;
+        q->t1 = sw_now_ms();
+        if (status == 0 && (!m || m->hdr.type != SW_MSG_ACK ||
+                            body_u64(m->hdr.body, m->hdr.body_len, "n") != q - st_reqs))
+            q->wrong++;
+        if (status != 0 && (m || (status != -SW_ETIMEDOUT && status != -SW_ECANCELED)))
+            q->wrong++;
+    }
+}
+
+static int
+st_issue(struct sw_transport *t, const char *ep, int i, uint64_t timeout_ms, int retries)
+{
+    uint8_t body[64];
+    size_t bl = ack_body(body, sizeof(body), 0, (uint64_t)i);
+    int err;
+
+    st_reqs[i].t0 = sw_now_ms();
+    st_reqs[i].bound = st_reqs[i].t0 + (uint64_t)(retries + 1) * (timeout_ms + 20) + 500;
+    st_in_request = 1 + i;
+    err = sw_transport_request(t, ep, T_ECHO, body, bl, NULL, timeout_ms, retries, st_cb,
+                               &st_reqs[i]);
+    st_in_request = 0;
+    if (err == 0) {
+        st_reqs[i].accepted = 1;
+        st_inflight++;
+    }
+    return err;
+}
+
+static void
+test_stress(void)
+{
+    static struct st_srv srv;
+    struct sw_identity id;
+    struct sw_transport *t;
+    struct sw_transport_opts o = {.hwm = 2, .max_queue = 4, .idle_ms = 200};
+    const char *dead = "tcp://127.0.0.1:1";
+    uv_loop_t loop;
+    pthread_t tid;
+    uint64_t rng = 0x9e3779b97f4a7c15ull, t_end;
+    int n = 0, accepted = 0, eagain = 0, other = 0, closed = 0;
+    int never = 0, twice = 0, inside = 0, wrong = 0, late = 0, ok = 0, timedout = 0, canceled = 0;
+    uint64_t worst = 0;
+
+    memset(&srv, 0, sizeof(srv));
+    memset(st_reqs, 0, sizeof(st_reqs));
+    srv.rng = 0x2545f4914f6cdd1dull;
+    if (sw_identity_generate(&srv.id) < 0 || sw_identity_generate(&id) < 0 ||
+        pthread_create(&tid, NULL, st_srv_main, &srv) != 0) {
+        tap_ok(0, "stress: server thread");
+        return;
+    }
+    while (!__atomic_load_n(&srv.ready, __ATOMIC_SEQ_CST))
+        uv_sleep(1);
+    uv_loop_init(&loop);
+    if (sw_transport_new(&t, &loop, &id, run, &o) < 0) {
+        tap_ok(0, "stress: client transport");
+        return;
+    }
+    /* 4 s of requests */
+    t_end = sw_now_ms() + 4000;
+    while (sw_now_ms() < t_end && n < ST_MAX - 200) {
+        while (st_inflight < 48 && n < ST_MAX - 200) {
+            uint64_t r = st_rand(&rng);
+            const char *ep = r % 10 == 0 ? dead : srv.ep;
+            int err = st_issue(t, ep, n, 20 + (r >> 8) % 61, (int)((r >> 16) % 4));
+
+            if (err == 0)
+                accepted++;
+            else if (err == -SW_EAGAIN)
+                eagain++;
+            else
+                other++;
+            n++;
+            if (err == -SW_EAGAIN)
+                break;
+        }
+        if (st_rand(&rng) % 4 == 0)
+            uv_sleep(2); /* answers pile up in ZeroMQ meanwhile */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    /* every accepted request ends within its bound (+ slack for this busy machine) */
+    t_end = sw_now_ms() + 3000;
+    while (st_inflight > 0 && sw_now_ms() < t_end)
+        uv_run(&loop, UV_RUN_ONCE);
+    /* then some that only the close can end */
+    for (int i = 0; i < 100; i++) {
+        int err = st_issue(t, i % 2 ? dead : srv.ep, n, 60000, 1);
+
+        if (err == 0) {
+            accepted++;
+            st_reqs[n].bound = UINT64_MAX;
+        } else if (err == -SW_EAGAIN) {
+            eagain++;
+        } else {
+            other++;
+        }
+        n++;
+    }
+    for (int i = 0; i < 20; i++)
+        uv_run(&loop, UV_RUN_NOWAIT), uv_sleep(1);
+    {
+        const struct sw_wire_stats *ws = &sw_transport_wire(t)->stats;
+
+        tap_diag("stress: client dropped %llu late answers (unmatched), %llu stale",
+                 (unsigned long long)ws->drops[SW_WIRE_DROP_UNMATCHED],
+                 (unsigned long long)ws->drops[SW_WIRE_DROP_STALE]);
+    }
+    sw_transport_close(t, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    for (int i = 0; i < n; i++) {
+        struct st_req *q = &st_reqs[i];
+
+        never += q->accepted && q->calls == 0;
+        twice += q->calls > (q->accepted ? 1 : 0); /* a refused request gets no callback */
+        inside += q->inside > 0;
+        wrong += q->wrong > 0;
+        if (q->calls) {
+            late += q->t1 > q->bound;
+            worst = SW_MAX(worst, q->t1 - q->t0);
+            ok += q->status == 0;
+            timedout += q->status == -SW_ETIMEDOUT;
+            canceled += q->status == -SW_ECANCELED;
+        }
+    }
+    tap_diag("stress: %d issued, %d accepted, %d EAGAIN, %d answered, %d timed out, %d canceled, "
+             "slowest %llu ms, server up %d times", n, accepted, eagain, ok, timedout, canceled,
+             (unsigned long long)worst, srv.up_cycles);
+    tap_ok(other == 0 && accepted > 1000 && eagain > 0,
+           "stress: requests accepted or refused with -SW_EAGAIN only");
+    tap_ok(never == 0 && twice == 0 && st_inflight == 0,
+           "stress: every accepted request called back exactly once (%d never, %d twice)", never,
+           twice);
+    tap_ok(late == 0, "stress: every callback within its tries' time (%d late)", late);
+    tap_ok(inside == 0, "stress: no callback ran inside sw_transport_request (%d did, %d in its own)",
+           inside, st_own);
+    tap_ok(wrong == 0 && ok > 100 && timedout > 100 && canceled > 0,
+           "stress: each answer matched its own request (%d wrong)", wrong);
+    tap_ok(closed == 1 && uv_loop_close(&loop) == 0, "stress: client closed, loop empty");
+
+    __atomic_store_n(&srv.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(tid, NULL);
+    sw_identity_release(&srv.id);
+    sw_identity_release(&id);
+}
+
 int
 main(void)
 {
@@ -590,6 +896,7 @@ main(void)
         return 1;
     test_three_processes(); /* first: forks before any ZeroMQ context exists */
     test_in_process();
+    test_stress();
     kill_children();
     return tap_done();
 }
