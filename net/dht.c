@@ -1024,6 +1024,10 @@ lookup_phase_done(struct sw_dht *d, struct lookup *lk)
     }
     if (answered == 0 && lk->kind != LK_GET)
         lookup_finish(d, lk, failed ? -SW_ETIMEDOUT : -SW_ENOENT);
+    else if (answered == 0 && failed > 0)
+        /* a get that asked and heard nobody: "no record" would be a guess,
+         * so say so (the local records, if any, still come with it) */
+        lookup_finish(d, lk, -SW_ETIMEDOUT);
     else
         lookup_finish(d, lk, 0);
 }

@@ -284,7 +284,9 @@ typedef void sw_dht_send_cb(void *arg, const struct sw_dht_contact *to, const st
 /* status 0 or a negative SW_E*; nodes sorted by distance to the target. */
 typedef void sw_dht_nodes_cb(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
                              const struct sw_dht_lookup_info *info);
-/* recs: newest record of every publisher found, sorted by publisher key. */
+/* recs: newest record of every publisher found, sorted by publisher key.
+ * status -SW_ETIMEDOUT when the get asked other nodes and none answered
+ * (recs then holds only what this node stores itself). */
 typedef void sw_dht_get_cb(void *arg, int status, const struct sw_dht_record *recs, size_t n,
                            const struct sw_dht_lookup_info *info);
 /* status 0 when at least one node (maybe this one) stored the record. */

@@ -213,9 +213,15 @@ client_dir(struct client *c, const struct opts *o)
     if ((err = sw_dhtnode_bootstrap(c->dht, eps, n, on_joined, c)) < 0 ||
         (err = wait_done(c)) < 0)
         return err;
-    if ((err = sw_status_scan_start(&c->scan, on_scan, c)) < 0)
-        return err;
-    return wait_done(c);
+    /* a scan in which some stage's get heard nobody is read again (a busy
+     * machine, a node that just left): up to 3 tries before giving up */
+    for (int tries = 0; tries < 3; tries++) {
+        if ((err = sw_status_scan_start(&c->scan, on_scan, c)) < 0)
+            return err;
+        if ((err = wait_done(c)) != -SW_ETIMEDOUT)
+            break;
+    }
+    return err;
 }
 
 static void
