@@ -19,12 +19,15 @@ for d in "$out"/runs/*_*_*; do
     # time to target: the first validation at or under it
     hit=$(awk -F, -v t="$target" 'NR > 1 && $4 != "" && $4 + 0 <= t {print $1, $3; exit}' "$d/val.csv")
     [ -n "$hit" ] || hit="- -"
-    awk -v name="$name" -v hit="$hit" '
+    seed=$(echo "$name" | cut -d_ -f3)
+    ref=$(awk '$1 == "final_val" {print $2}' "$out/runs/none_0_$seed/summary.txt" 2>/dev/null)
+    awk -v name="$name" -v hit="$hit" -v ref="${ref:-nan}" '
         {v[$1] = $2}
         END {
-            printf "%s %s %s %s %s %s %s %s %s %s %s %s\n", name, v["final_val"], v["failures"],
+            d = (ref != "nan" && v["final_val"] != "nan") ? sprintf("%.6f", v["final_val"] - ref) : "nan"
+            printf "%s %s %s %s %s %s %s %s %s %s %s %s %s\n", name, v["final_val"], v["failures"],
                 v["skipped"], v["fallback"], v["rollbacks"], v["lost_steps"], v["iters"],
-                v["sim_hours"], hit, v["status"], v["step_factor"]
+                v["sim_hours"], hit, v["status"], v["step_factor"], d
         }' "$d/summary.txt"
 done | awk -v target="$target" '
     {
@@ -36,22 +39,31 @@ done | awk -v target="$target" '
         iters[key] += $8; hours[key] += $9
         if ($10 != "-") { hitn[key]++; hiti[key] += $10; hith[key] += $11 }
         if ($12 != "done") stopped[key]++
+        if ($14 != "nan") { dv[key] += $14; dv2[key] += $14 * $14; nd[key]++ }
     }
     END {
         printf "Target validation loss: %.3f (no-failure mean + 0.10).  Means over seeds; ", target
         printf "steps and hours to target over the seeds that reached it.\n\n"
-        printf "| strategy | rate /h | seeds | final val (mean ± sd) | failures | skipped | fallback | rollbacks (steps redone) | executed steps | sim hours | reached | steps to target | hours to target |\n"
-        printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        printf "| strategy | rate /h | seeds | final val (mean ± sd) | Δ vs no failure, same seed (mean ± sd) | failures | skipped | fallback | rollbacks (steps redone) | executed steps | sim hours | reached | steps to target | hours to target |\n"
+        printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        rank["none"] = 0; rank["checkfree"] = 1; rank["checkfree+"] = 3; rank["copy"] = 4
+        rank["uniform"] = 5; rank["random"] = 6; rank["redundant"] = 8
         for (i = 1; i <= nk; i++) {
             k = order[i]; c = cnt[k]; split(k, f, "_")
             m = nv[k] ? sv[k] / nv[k] : 0
             sd = nv[k] > 1 ? sqrt((sv2[k] - nv[k] * m * m) / (nv[k] - 1) + 1e-12) : 0
-            printf "| %s%s | %s | %d | %s | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f | %.2f | %d/%d%s | %s | %s |\n",
+            r = (f[1] in rank) ? rank[f[1]] : 7
+            if (f[3] != "") r += 0.5
+            printf "%08.4f %03.1f ", f[2], r | "sort -k1,1 -k2,2n | cut -d\" \" -f3-"
+            dm = nd[k] ? dv[k] / nd[k] : 0
+            dsd = nd[k] > 1 ? sqrt((dv2[k] - nd[k] * dm * dm) / (nd[k] - 1) + 1e-12) : 0
+            printf "| %s%s | %s | %d | %s | %s | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f | %.2f | %d/%d%s | %s | %s |\n",
                 f[1], (f[3] != "" ? " (" f[3] ")" : ""), f[2], c,
                 nv[k] ? sprintf("%.4f ± %.4f", m, sd) : "-",
-                fails[k] / c, skip[k] / c, fb[k] / c, rb[k] / c, lost[k] / c, iters[k] / c,
+                nd[k] ? sprintf("%+.4f ± %.4f", dm, dsd) : "-", fails[k] / c, skip[k] / c, fb[k] / c, rb[k] / c, lost[k] / c, iters[k] / c,
                 hours[k] / c, hitn[k], c, (stopped[k] ? sprintf(", %d stopped", stopped[k]) : ""),
                 hitn[k] ? sprintf("%.0f", hiti[k] / hitn[k]) : "-",
-                hitn[k] ? sprintf("%.2f", hith[k] / hitn[k]) : "-"
+                hitn[k] ? sprintf("%.2f", hith[k] / hitn[k]) : "-" | "sort -k1,1 -k2,2n | cut -d\" \" -f3-"
         }
+        close("sort -k1,1 -k2,2n | cut -d\" \" -f3-")
     }'

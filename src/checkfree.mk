@@ -8,4 +8,5 @@ tests_test_checkfree_LDADD = $(sw_core_ldadd)
 
 EXTRA_DIST += tests/t0300-checkfree-sim.sh scripts/checkfree-study.sh scripts/checkfree-table.sh \
 	scripts/plot.sh \
-	docs/checkfree-study.md
+	docs/checkfree-study.md docs/checkfree-val-rate-0.05.png docs/checkfree-val-rate-0.10.png \
+	docs/checkfree-val-rate-0.16.png docs/checkfree-swap-cost.png
