@@ -151,8 +151,9 @@ main(int argc, char **argv)
     N = o.batch * o.seq_len;
     HS = c.d_model / c.n_heads;
     QKV = (c.n_heads + 2 * c.n_kv_heads) * HS;
-    x = sw_malloc_big((size_t)N * c.d_model * sizeof(float));
-    dx = sw_malloc_big((size_t)N * c.d_model * sizeof(float));
+    /* boundary buffers as a node has them: pinned on CUDA */
+    x = k->alloc_host((size_t)N * c.d_model * sizeof(float));
+    dx = k->alloc_host((size_t)N * c.d_model * sizeof(float));
     for (size_t i = 0; i < (size_t)N * c.d_model; i++) {
         x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
         dx[i] = (float)((i * 40503u) % 1000) / 1e6f;
@@ -219,8 +220,8 @@ main(int argc, char **argv)
     /* the pairs ran the GEMMs in the stage's own math mode (--math) */
     printf("ratio stage/GEMM (%s, median of %d interleaved pairs): %.2f\n", o.math, o.reps,
            median(pair, o.reps));
-    sw_free_big(x);
-    sw_free_big(dx);
+    k->free_host(x);
+    k->free_host(dx);
     sw_stage_release(&st);
     return 0;
 }

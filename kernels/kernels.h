@@ -66,6 +66,12 @@ struct sw_kernels {
     /* ---- memory of the backend ---- */
     void *(*alloc)(size_t bytes); /* zero-filled; NULL on failure */
     void (*free)(void *p);
+    /* host memory for what crosses between a stage and the network (the
+     * boundary activations and their gradients): page-locked (cudaMallocHost)
+     * on CUDA, so copies run at full PCIe speed; 64-byte aligned and
+     * pre-faulted on the CPU.  Zero-filled; NULL on failure. */
+    void *(*alloc_host)(size_t bytes);
+    void (*free_host)(void *p);
     int (*copy_h2d)(void *dst, const void *src, size_t bytes);
     int (*copy_d2h)(void *dst, const void *src, size_t bytes);
     int (*copy_d2d)(void *dst, const void *src, size_t bytes);

@@ -40,8 +40,8 @@ sw_sim_init(struct sw_sim *sim, const struct sw_kernels *k, const struct sw_mode
     sim->M = M;
     sim->stages = sw_calloc((size_t)S, sizeof(*sim->stages));
     sim->opts = sw_calloc((size_t)S, sizeof(*sim->opts));
-    sim->x = sw_malloc_big(NC * sizeof(float));
-    sim->dx = sw_malloc_big(NC * sizeof(float));
+    sim->x = k->alloc_host(NC * sizeof(float));
+    sim->dx = k->alloc_host(NC * sizeof(float));
     if (!sim->stages || !sim->opts || !sim->x || !sim->dx) {
         err = -SW_ENOMEM;
         goto out_release;
@@ -70,8 +70,10 @@ sw_sim_release(struct sw_sim *sim)
     sw_checkfree_replica_release(&sim->reps[1]);
     sw_free(sim->stages);
     sw_free(sim->opts);
-    sw_free_big(sim->x);
-    sw_free_big(sim->dx);
+    if (sim->k) {
+        sim->k->free_host(sim->x);
+        sim->k->free_host(sim->dx);
+    }
     memset(sim, 0, sizeof(*sim));
 }
 

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 
 cublasHandle_t sw__cuda_blas;
 enum sw_math sw__cuda_math = SW_MATH_FP32;
@@ -133,6 +134,30 @@ cuda_free(void *p)
         sw__cuda_ok(cudaFree(p), "cudaFree");
 }
 
+static void *
+cuda_alloc_host(size_t bytes)
+{
+    void *p = NULL;
+    cudaError_t e;
+
+    e = cudaMallocHost(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        sw_log(SW_LOG_ERROR, "cuda: cannot allocate %zu bytes of pinned host memory: %s", bytes,
+               cudaGetErrorString(e));
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void
+cuda_free_host(void *p)
+{
+    if (p)
+        sw__cuda_ok(cudaFreeHost(p), "cudaFreeHost");
+}
+
 static int
 cuda_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, const char *what)
 {
@@ -232,6 +257,8 @@ fill_table(struct sw_kernels *k)
     k->device = SW_DEVICE_CUDA;
     k->alloc = cuda_alloc;
     k->free = cuda_free;
+    k->alloc_host = cuda_alloc_host;
+    k->free_host = cuda_free_host;
     k->copy_h2d = cuda_copy_h2d;
     k->copy_d2h = cuda_copy_d2h;
     k->copy_d2d = cuda_copy_d2d;
