@@ -303,7 +303,8 @@ publish(struct node *n, int state, uint32_t ttl_s)
         return;
     self_rec(n, &me);
     me.state = state;
-    if (n->step != n->pub_step) {
+    if (n->step != n->pub_step || n->step_changed_ms == 0) {
+        /* the first record too: its step is as fresh as the node */
         n->pub_step = n->step;
         n->step_changed_ms = now;
     }
