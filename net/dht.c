@@ -4,6 +4,8 @@
  */
 #include "sw.h"
 
+#include "rng.h"
+
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,11 +135,7 @@ struct sw_dht {
 static uint64_t
 rng_next(struct sw_dht *d)
 {
-    uint64_t z = (d->rng += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return sw_splitmix64(&d->rng);
 }
 
 static void

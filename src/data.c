@@ -3,6 +3,8 @@
  */
 #include "sw.h"
 
+#include "rng.h"
+
 #include "data.h"
 #include "safetensors.h" /* sw__afile_* */
 
@@ -32,15 +34,6 @@ refuse(const char *file, int err, const char *fmt, ...)
 
 /* ---- PRNG: splitmix64 seeds xoshiro256** ---- */
 
-static uint64_t
-splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static inline uint64_t
 rotl(uint64_t x, int k)
@@ -80,7 +73,7 @@ sw_data_seed(struct sw_data *d, uint64_t seed)
     uint64_t x = seed;
 
     for (int i = 0; i < 4; i++)
-        d->cur.rng[i] = splitmix64(&x);
+        d->cur.rng[i] = sw_splitmix64(&x);
     d->cur.drawn = 0;
 }
 

@@ -3,6 +3,8 @@
  */
 #include "sw.h"
 
+#include "rng.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -42,14 +44,6 @@ sw_failsim_release(struct sw_failsim *fs)
     memset(fs, 0, sizeof(*fs));
 }
 
-static uint64_t
-mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static int
 ev_cmp(const struct sw_fail_event *a, const struct sw_fail_event *b)
@@ -76,7 +70,8 @@ sw_failsim_fails(const struct sw_failsim *fs, long slot, int stage)
     }
     if (fs->p <= 0)
         return false;
-    uint64_t h = mix64(mix64(fs->seed ^ 0xfa11ull) ^ mix64((uint64_t)slot * 1024u + (uint64_t)stage));
+    uint64_t h = sw_mix64(sw_mix64(fs->seed ^ 0xfa11ull) ^
+                          sw_mix64((uint64_t)slot * 1024u + (uint64_t)stage));
     double u = (double)(h >> 11) * (1.0 / 9007199254740992.0);
     return u < fs->p;
 }

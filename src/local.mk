@@ -1,7 +1,7 @@
 # src/: the trainer core (no networking).
 # libswbase.a: what every module uses (errors, logging, allocation); linked last.
 noinst_LIBRARIES += libswcore.a libswbase.a
-libswbase_a_SOURCES = src/sw.h src/err.h src/err.c src/log.h src/log.c src/alloc.h src/alloc.c
+libswbase_a_SOURCES = src/sw.h src/rng.h src/err.h src/err.c src/log.h src/log.c src/alloc.h src/alloc.c
 libswcore_a_SOURCES = src/cfg.h src/cfg.c src/model.h src/model.c \
 	src/stage.h src/stage.c src/optim.h src/optim.c
 libswcore_a_SOURCES += src/sim.h src/sim.c

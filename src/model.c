@@ -4,6 +4,8 @@
  */
 #include "sw.h"
 
+#include "rng.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -236,19 +238,11 @@ sw_model_flops_per_token(const struct sw_model_config *c, int T, int l0, int l1,
 
 /* ---- deterministic initialisation ---- */
 
-static uint64_t
-splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
+/* in (0, 1): never 0, so that log() in Box-Muller stays finite */
 static double
 uniform01(uint64_t *s)
 {
-    return ((splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    return ((sw_splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
 static uint64_t

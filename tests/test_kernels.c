@@ -20,6 +20,8 @@
  */
 #include "sw.h"
 
+#include "rng.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +45,7 @@ rng_seed(uint64_t s)
 static uint64_t
 rng_next(void)
 {
-    /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return sw_splitmix64(&rng_state);
 }
 
 /* uniform in [-1, 1) */
