@@ -4,6 +4,7 @@
  *   swarmsim train  [options]   train, print one line per step, export the model
  *   swarmsim eval   --model F --config J --data D --seq-len T --batch B [--grad-norms]
  *   swarmsim sample --model F [--config J] --prompt TEXT --tokens N
+ *   swarmsim checkpoint list|verify|export --dir DIR [--out OUT]   (src/ckptcli.h)
  *
  * Every option comes from one table per command (src/config.h), which also
  * prints --help and --dump-config; swarmsim(1) lists the same options.
@@ -14,6 +15,8 @@
  * and DIR/train.csv holds the same numbers.
  */
 #include "sw.h"
+
+#include "rng.h"
 
 #include <errno.h>
 #include <math.h>
@@ -26,6 +29,8 @@
 
 #include "cfg.h"
 #include "checkfree.h"
+#include "ckpt.h"
+#include "ckptcli.h"
 #include "data.h"
 #include "failsim.h"
 #include "hfconfig.h"
@@ -52,6 +57,10 @@ struct train_opts {
     char recovery[32];
     char cf_weights[16];
     int max_iters;
+    /* checkpoints (issue 7; src/ckpt.h) */
+    int ckpt_every, ckpt_keep;
+    char ckpt_dir[4096];
+    char resume[4096];
 };
 
 #define T struct train_opts
@@ -97,6 +106,10 @@ static const struct sw_cfg_entry train_tab[] = {
     SW_CFG_FLOAT(T, "ckpt-save-seconds", ckpt_save_s, -1, -1, 1e9, "simulated stall of a checkpoint save (-1: measure)"),
     SW_CFG_FLOAT(T, "ckpt-load-seconds", ckpt_load_s, -1, -1, 1e9, "simulated time of a checkpoint reload (-1: measure)"),
     SW_CFG_INT(T, "max-iters", max_iters, 0, 0, 100000000, "stop after this many executed steps, rollbacks included (0: 4 x --steps)"),
+    SW_CFG_INT(T, "ckpt-every", ckpt_every, 0, 0, 100000000, "save a checkpoint every N steps, behind training (0: never)"),
+    SW_CFG_STR(T, "ckpt-dir", ckpt_dir, "", "checkpoint folder (default: OUT/ckpt)"),
+    SW_CFG_INT(T, "ckpt-keep", ckpt_keep, 3, 0, 1000000, "keep the K newest checkpoints (0: all)"),
+    SW_CFG_STR(T, "resume", resume, "", "resume from the newest complete checkpoint in this folder (any stage count)"),
 };
 #undef T
 
@@ -132,6 +145,7 @@ usage(FILE *f)
             "       swarmsim eval --model FILE --config FILE --data PATH --seq-len T --batch B "
             "[--grad-norms]\n"
             "       swarmsim sample --model FILE [--config FILE] [--prompt TEXT] [--tokens N]\n"
+            "       swarmsim checkpoint list|verify|export --dir DIR [--out DIR] [--step N]\n"
             "       swarmsim --help | --version\n\n"
             "Trains a LLaMA-style model with all pipeline stages in one process.\n"
             "'swarmsim COMMAND --help' lists a command's options; see swarmsim(1).\n");
@@ -187,14 +201,6 @@ model_from_opts(const char *preset, const char *config, struct sw_model_config *
 
 /* ---- sampling ---- */
 
-static uint64_t
-rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Generate n tokens after prompt with a B=1 copy of the model; prints text. */
 static int
@@ -245,7 +251,7 @@ sample_text(const struct sw_sim *src, const char *prompt, int n, float temperatu
         } else {
             for (int v = 0; v < V; v++)
                 z += exp((row[v] - mx) / temperature);
-            r = (rng_next(&rng) >> 11) * (1.0 / 9007199254740992.0) * z;
+            r = sw_rng_uniform01(&rng) * z;
             for (next = 0; next < V - 1; next++) {
                 acc += exp((row[next] - mx) / temperature);
                 if (acc > r)
@@ -675,6 +681,8 @@ cmd_train(int argc, char **argv)
     struct sw_data data;
     struct sw_sim sim;
     struct recov rec;
+    struct sw_ckpt_saver saver;
+    bool have_saver = false;
     int32_t *in = NULL, *tg = NULL;
     FILE *csv = NULL, *valcsv = NULL;
     char path[4200];
@@ -769,6 +777,18 @@ cmd_train(int argc, char **argv)
     have_sim = true;
     if (rec.kind == REC_CHECKFREE_PLUS && (err = sw_sim_enable_swap(&sim)) < 0)
         goto out;
+    if (o.resume[0]) {
+        struct sw_ckpt ck;
+        if ((err = sw_ckpt_open(&ck, o.resume, -1)) < 0)
+            goto out;
+        err = sw_ckpt_load_sim(&ck, &sim, &data);
+        if (err == 0 && ck.run.seed != o.seed)
+            sw_log(SW_LOG_WARN, "resuming a run seeded %llu with --seed %llu",
+                   (unsigned long long)ck.run.seed, o.seed);
+        sw_ckpt_close(&ck);
+        if (err < 0)
+            goto out;
+    }
     N = (size_t)o.batch * T;
     in = sw_malloc(N * o.micro * sizeof(*in));
     tg = sw_malloc(N * o.micro * sizeof(*tg));
@@ -851,6 +871,13 @@ cmd_train(int argc, char **argv)
                rec.fs.replay ? o.fail_schedule : "drawn", rec.fs.rate, rec.fs.step_seconds,
                rec.fs.p, o.recovery);
 
+    if (o.ckpt_every > 0) {
+        if (!o.ckpt_dir[0])
+            snprintf(o.ckpt_dir, sizeof(o.ckpt_dir), "%s/ckpt", o.out);
+        if ((err = sw_ckpt_saver_init(&saver, &sim, o.ckpt_dir, o.ckpt_keep, &oc, o.seed)) < 0)
+            goto out;
+        have_saver = true;
+    }
     max_iters = o.max_iters ? o.max_iters : 4L * o.steps;
     t0 = sw_now_s();
     while (sim.step < o.steps) {
@@ -915,6 +942,24 @@ cmd_train(int argc, char **argv)
         fprintf(csv, ",%ld,%.6f\n", iter, simt / 3600.0);
         if (failures && (err = handle_failures(&sim, &data, &rec, iter, &simt)) < 0)
             goto out;
+        /* a skipped or failed save is logged by the saver; training goes on */
+        if (have_saver && sim.step % o.ckpt_every == 0 &&
+            sw_ckpt_saver_save(&saver, &sim, &data) < 0)
+            sw_log(SW_LOG_DEBUG, "checkpoint of step %d not queued", sim.step);
+    }
+    if (have_saver) {
+        if (sw_ckpt_saver_wait(&saver) < 0)
+            sw_log(SW_LOG_WARN, "the last checkpoint save failed; older ones are intact");
+        /* a final save that found both buffers busy is made now that they are free */
+        if (sim.step % o.ckpt_every == 0 && saver.last_step != sim.step) {
+            if (sw_ckpt_saver_save(&saver, &sim, &data) < 0 || sw_ckpt_saver_wait(&saver) < 0)
+                sw_log(SW_LOG_WARN, "the final checkpoint of step %d failed", sim.step);
+        }
+        sw_log(SW_LOG_INFO, "checkpoints: %d saved, %d skipped, %d failed, %d queued behind "
+                            "another; blocking %.2f ms mean, %.2f ms max; write %.1f ms mean",
+               saver.n_saved, saver.n_skipped, saver.n_failed, saver.n_queued_behind,
+               saver.sum_block_s * 1e3 / SW_MAX(1, saver.n_saved + saver.n_failed),
+               saver.max_block_s * 1e3, saver.sum_write_s * 1e3 / SW_MAX(1, saver.n_saved));
     }
     sw_log(SW_LOG_INFO, "trained %d steps (%ld executed) in %.1f s (%.0f tokens/s)", o.steps,
            iter, sw_now_s() - t0, tokens / (sw_now_s() - t0));
@@ -951,6 +996,8 @@ out:
         sw_failsim_release(&rec.fs);
     if (rec.have_snap)
         sw_sim_snapshot_release(&rec.snap);
+    if (have_saver)
+        sw_ckpt_saver_release(&saver);
     sw_free(in);
     sw_free(tg);
     if (have_sim)
@@ -1172,7 +1219,9 @@ main(int argc, char **argv)
         return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(argv[1], "sample"))
         return cmd_sample(argc - 1, argv + 1);
-    fprintf(stderr, "%s: unknown command '%s' (train, eval or sample; see --help)\n", prog,
+    if (!strcmp(argv[1], "checkpoint"))
+        return sw_ckptcli_main(argc - 1, argv + 1, prog);
+    fprintf(stderr, "%s: unknown command '%s' (train, eval, sample or checkpoint; see --help)\n", prog,
             argv[1]);
     return 2;
 }
