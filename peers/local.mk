@@ -17,7 +17,8 @@ swarmctl_SOURCES = peers/swarmctl.c
 swarmctl_CPPFLAGS = $(sw_peers_cppflags)
 swarmctl_LDADD = $(sw_peers_ldadd)
 
-check_PROGRAMS += tests/test_manifest tests/test_peers_route tests/test_peers_foreign
+check_PROGRAMS += tests/test_manifest tests/test_peers_route tests/test_peers_foreign \
+	tests/test_peers_rogue
 tests_test_manifest_SOURCES = tests/test_manifest.c tests/tap.h
 tests_test_manifest_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_manifest_LDADD = $(sw_peers_ldadd)
@@ -26,11 +27,15 @@ tests_test_peers_route_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_route_LDADD = $(sw_peers_ldadd)
 
 sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0310-replicas.sh tests/t0320-stage-auto.sh \
-	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh
+	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
+	tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh tests/t0380-rogue.sh
 TESTS += tests/test_manifest tests/test_peers_route $(sw_peers_tests)
 EXTRA_DIST += $(sw_peers_tests) tests/peers-lib.sh tests/check_status_json.py \
-	scripts/swarm-demo.sh bench/swarm_bench.sh tests/test_peers_foreign.c
+	scripts/swarm-demo.sh bench/swarm_bench.sh tests/test_peers_foreign.c tests/test_peers_rogue.c
 dist_man_MANS += man/swarmd.1 man/swarmctl.1 man/swarm.conf.5
 tests_test_peers_foreign_SOURCES = tests/test_peers_foreign.c
 tests_test_peers_foreign_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_foreign_LDADD = $(sw_peers_ldadd)
+tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c
+tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)

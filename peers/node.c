@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkfree.h"
 #include "data.h"
 #include "dhtnode.h"
 #include "manifest.h"
@@ -40,6 +41,38 @@ struct prep_slot {
 };
 
 enum { PH_IDLE = 0, PH_PREPARING, PH_RUNNING };
+
+/*
+ * What this process knows of another node's liveness: the version of its
+ * stage record and when it last changed (a live node publishes every
+ * pub_every ms), and, on the leader, its answers to pings.  Entries stay at
+ * their place (in-flight pings point at them).
+ */
+struct live {
+    struct node *n;
+    uint8_t pk[32];
+    bool used, dead, left, ping_busy;
+    int stage, ping_fails;
+    uint64_t seq, seq_ms, seen_ms, ping_ms;
+};
+
+struct ban {
+    uint8_t pk[32];
+    uint64_t until_ms;
+};
+
+/* A neighbour whose parameters a CheckFree rebuild fetches. */
+struct cf_src {
+    struct node *n;
+    int stage;
+    char ep[SW_PROTO_EP_MAX];
+    uint8_t pk[32];
+    size_t off, numel;
+    uint64_t step;
+    double norm;
+    bool busy, done;
+    float *buf;           /* host [numel] */
+};
 
 struct node {
     struct sw_node_opts o;
@@ -108,6 +141,7 @@ struct node {
     uint64_t recoveries, mismatches, tokens_total;
 
     bool prep_pending;
+    uint8_t prep_pk[32];  /* who sent the last PREPARE (the leader) */
     struct sw_transport_route prep_route;
     uint64_t prep_step;
 
@@ -124,6 +158,37 @@ struct node {
     uint64_t phase_ms, lead_step, wait_log_ms;
     int nprep, nwait;
     struct prep_slot prep[SW_NODE_MAX_NODES];
+    uint64_t lead_ver;    /* plan version of the running step (replans) */
+    bool paused;          /* a stage of the running step has no node left */
+
+    /* failures: liveness, bans, the plan of the step, what was sent in it */
+    int dead_ms, ban_ms, pub_every;
+    uint64_t lost_since_ms; /* check_lost: when the run first looked lost, 0 if not */
+    struct live live[2 * SW_NODE_MAX_NODES];
+    struct ban bans[SW_NODE_MAX_BANS];
+    uint64_t scan_ok_ms, deaths, bans_total, drop_banned, drop_unknown, drop_shape;
+    bool *seen_stage;     /* [S] a live node was there once (the run had it) */
+    uint64_t plan_step, plan_ver;
+    int *plan_cnt;        /* [S] */
+    uint8_t (*plan_pk)[32]; /* [S * SW_NODE_MAX_REPLICAS] */
+    char (*plan_ep)[EP];  /* [S * SW_NODE_MAX_REPLICAS] */
+    int *plan_assign;     /* [S, M] index into the stage's nodes */
+    uint8_t *xout;        /* [M, N*C*4 + N*4] FWD payloads sent this step */
+    float *dxout;         /* [M, N, C] BWD payloads sent this step */
+    bool *xout_ok, *dxout_ok;
+    uint64_t store_step;
+    uint64_t gver[SW_NODE_MAX_REPLICAS];
+
+    /* recovery (CheckFree) and the last recovery event */
+    bool trained;         /* was training once (a later copy is a catch-up) */
+    bool cf_active;
+    struct cf_src cf[2];
+    struct sw_stage cf_st[2];
+    bool cf_have_st[2];
+    uint64_t cf_t0_ms, cf_retry_ms, cf_bytes;
+    char rec_method[16], rec_from[2 * EP + 8];
+    uint64_t rec_bytes;
+    double rec_s;
 };
 
 static void
@@ -192,6 +257,8 @@ reply_msg(struct node *n, struct sw_transport *t, const struct sw_transport_rout
     return err;
 }
 
+static void ban(struct node *n, const uint8_t *pk, const char *why);
+
 static bool
 open_body(struct node *n, const struct sw_transport_msg *m, msgpack_unpacked *u,
           const char *const *keys)
@@ -202,6 +269,7 @@ open_body(struct node *n, const struct sw_transport_msg *m, msgpack_unpacked *u,
         sw_wire_count_drop(sw_transport_wire(n->tr), SW_WIRE_DROP_MALFORMED);
         SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped malformed message of type %u",
                            m->hdr.type);
+        ban(n, m->hdr.sender, "malformed message");
         return false;
     }
     return true;
@@ -241,6 +309,100 @@ dir_find(struct node *n, const uint8_t *pk)
         if (!memcmp(n->dir[i].pk, pk, 32))
             return &n->dir[i];
     return NULL;
+}
+
+/* ---- liveness and bans ---- */
+
+static struct live *
+live_find(struct node *n, const uint8_t *pk)
+{
+    for (size_t i = 0; i < SW_ARRAY_SIZE(n->live); i++)
+        if (n->live[i].used && !memcmp(n->live[i].pk, pk, 32))
+            return &n->live[i];
+    return NULL;
+}
+
+/* The entry of pk, created when new (NULL when the table is full). */
+static struct live *
+live_get(struct node *n, const uint8_t *pk)
+{
+    struct live *l = live_find(n, pk), *old = NULL;
+
+    if (l)
+        return l;
+    for (size_t i = 0; i < SW_ARRAY_SIZE(n->live); i++) {
+        struct live *x = &n->live[i];
+        if (!x->used) {
+            l = x;
+            break;
+        }
+        if (!x->ping_busy && (!old || x->seen_ms < old->seen_ms))
+            old = x;
+    }
+    if (!l)
+        l = old;
+    if (!l)
+        return NULL;
+    memset(l, 0, sizeof(*l));
+    l->n = n;
+    l->used = true;
+    memcpy(l->pk, pk, 32);
+    return l;
+}
+
+static bool
+is_banned(struct node *n, const uint8_t *pk)
+{
+    uint64_t now = sw_now_ms();
+
+    for (int i = 0; i < SW_NODE_MAX_BANS; i++)
+        if (n->bans[i].until_ms > now && !memcmp(n->bans[i].pk, pk, 32))
+            return true;
+    return false;
+}
+
+/* Ignore pk for ban_ms: it sent something no honest node sends. */
+static void
+ban(struct node *n, const uint8_t *pk, const char *why)
+{
+    uint64_t now = sw_now_ms();
+    struct ban *b = &n->bans[0];
+    char who[13];
+
+    if (n->ban_ms <= 0 || !memcmp(pk, n->id.pk, 32) || is_banned(n, pk))
+        return;
+    for (int i = 1; i < SW_NODE_MAX_BANS; i++)
+        if (n->bans[i].until_ms < b->until_ms)
+            b = &n->bans[i];
+    memcpy(b->pk, pk, 32);
+    b->until_ms = now + (uint64_t)n->ban_ms;
+    n->bans_total++;
+    sw_log(SW_LOG_WARN, "banned peer %s for %d s: %s", short_pk(who, pk), n->ban_ms / 1000, why);
+}
+
+/* A node the leader must plan without: dead, left, or banned. */
+static bool
+is_gone(struct node *n, const uint8_t *pk)
+{
+    struct live *l;
+
+    if (!memcmp(pk, n->id.pk, 32))
+        return false;
+    l = live_find(n, pk);
+    return is_banned(n, pk) || (l && (l->dead || l->left));
+}
+
+static void
+declare_dead(struct node *n, struct live *l, const char *why)
+{
+    char who[13];
+
+    if (l->dead || l->left)
+        return;
+    l->dead = true;
+    n->deaths++;
+    sw_log(SW_LOG_WARN, "node %s of stage %d declared dead: %s", short_pk(who, l->pk), l->stage,
+           why);
 }
 
 /* ---- lobby ---- */
@@ -348,6 +510,60 @@ on_scan(void *arg, int status, const struct sw_peer_rec *recs, int cnt, uint64_t
                            sw_strerror(status));
         return;
     }
+    {
+        /* liveness: a record whose version has not changed for dead_ms is a dead node's */
+        static struct sw_peer_rec alive[SW_NODE_MAX_NODES];
+        uint64_t now = sw_now_ms();
+        int k = 0;
+
+        for (int i = 0; i < n->scan.ngone; i++) {
+            struct live *l = live_find(n, n->scan.gone[i]);
+            if (l && !l->left && !l->dead) {
+                l->left = true;
+                sw_log(SW_LOG_INFO, "node %s of stage %d left", short_pk(who, l->pk), l->stage);
+            }
+        }
+        for (int i = 0; i < cnt; i++) {
+            struct live *l = live_get(n, recs[i].pk);
+            bool me = !memcmp(recs[i].pk, n->id.pk, 32);
+            if (l) {
+                if (!l->seq_ms) { /* first sight: trust the record's age */
+                    l->seq = recs[i].seq;
+                    l->seq_ms = recs[i].heard_ms;
+                } else if (recs[i].seq != l->seq) {
+                    l->seq = recs[i].seq;
+                    l->seq_ms = now;
+                    l->left = false;
+                    if (l->dead) {
+                        l->dead = false;
+                        l->ping_fails = 0;
+                        sw_log(SW_LOG_INFO, "node %s of stage %d is alive again",
+                               short_pk(who, l->pk), recs[i].stage);
+                    }
+                }
+                l->stage = recs[i].stage;
+                l->seen_ms = now;
+                if (!me && recs[i].state != SW_NODE_DONE && now - l->seq_ms > (uint64_t)n->dead_ms) {
+                    char why[64];
+                    snprintf(why, sizeof(why), "no record refresh for %llu ms",
+                             (unsigned long long)(now - l->seq_ms));
+                    declare_dead(n, l, why);
+                }
+                if (!me && (l->dead || l->left))
+                    continue;
+            }
+            if (!me && is_banned(n, recs[i].pk))
+                continue;
+            alive[k++] = recs[i];
+        }
+        recs = alive;
+        cnt = k;
+        n->scan_ok_ms = now;
+        if (n->seen_stage && n->state == SW_NODE_TRAINING)
+            for (int i = 0; i < cnt; i++)
+                if (recs[i].state == SW_NODE_TRAINING)
+                    n->seen_stage[recs[i].stage] = true;
+    }
     if (n->boot) {
         /* the operator's log: who came and went */
         for (int i = 0; i < cnt; i++)
@@ -402,8 +618,19 @@ train_alloc(struct node *n)
     n->in_all = sw_malloc(M * n->N * sizeof(int32_t));
     n->tg_all = sw_malloc(M * n->N * sizeof(int32_t));
     n->gsum = sw_malloc_big(n->st.lay.numel * sizeof(float));
+    n->seen_stage = sw_calloc((size_t)n->S, sizeof(bool));
+    n->plan_cnt = sw_calloc((size_t)n->S, sizeof(int));
+    n->plan_pk = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, 32);
+    n->plan_ep = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, EP);
+    n->plan_assign = sw_calloc((size_t)n->S * M, sizeof(int));
+    n->xout = sw_malloc_big(M * (NC * 4 + n->N * 4));
+    n->dxout = sw_malloc_big(M * NC * sizeof(float));
+    n->xout_ok = sw_calloc(M, sizeof(bool));
+    n->dxout_ok = sw_calloc(M, sizeof(bool));
     if (!n->fwd_done || !n->bwd_done || !n->have_dx || !n->losses || !n->mb_node || !n->dx || !n->routes ||
-        !n->xbuf || !n->msgbuf || !n->in_all || !n->tg_all || !n->gsum)
+        !n->xbuf || !n->msgbuf || !n->in_all || !n->tg_all || !n->gsum || !n->seen_stage ||
+        !n->plan_cnt || !n->plan_pk || !n->plan_ep || !n->plan_assign || !n->xout || !n->dxout ||
+        !n->xout_ok || !n->dxout_ok)
         return -SW_ENOMEM;
     return 0;
 }
@@ -423,6 +650,20 @@ train_free(struct node *n)
     sw_free(n->in_all);
     sw_free(n->tg_all);
     sw_free_big(n->gsum);
+    sw_free(n->seen_stage);
+    sw_free(n->plan_cnt);
+    sw_free(n->plan_pk);
+    sw_free(n->plan_ep);
+    sw_free(n->plan_assign);
+    sw_free_big(n->xout);
+    sw_free_big(n->dxout);
+    sw_free(n->xout_ok);
+    sw_free(n->dxout_ok);
+    for (int i = 0; i < 2; i++) {
+        sw_free_big(n->cf[i].buf);
+        if (n->cf_have_st[i])
+            sw_stage_release(&n->cf_st[i]);
+    }
     for (int i = 0; i < SW_NODE_MAX_REPLICAS; i++)
         sw_free_big(n->gbuf[i]);
     sw_free_big(n->sync_buf);
@@ -465,6 +706,7 @@ step_reset(struct node *n)
             memcpy(n->ghash[i], n->ghash[last], 32);
             n->gloss[i] = n->gloss[last];
             n->gstep[i] = n->gstep[last];
+            n->gver[i] = n->gver[last];
             n->ngot--;
         } else {
             i++;
@@ -571,7 +813,8 @@ try_finish_exchange(struct node *n)
     for (int r = 0; r < n->nrep; r++) {
         bool found = r == n->myidx;
         for (int i = 0; i < n->ngot && !found; i++)
-            found = n->gstep[i] == n->step && !memcmp(n->gpk[i], n->rep_pk[r], 32);
+            found = n->gstep[i] == n->step && n->gver[i] == n->plan_ver &&
+                    !memcmp(n->gpk[i], n->rep_pk[r], 32);
         if (!found)
             return;
     }
@@ -586,7 +829,8 @@ try_finish_exchange(struct node *n)
                     l += n->losses[m];
         } else {
             for (int i = 0; i < n->ngot; i++) {
-                if (n->gstep[i] == n->step && !memcmp(n->gpk[i], n->rep_pk[r], 32)) {
+                if (n->gstep[i] == n->step && n->gver[i] == n->plan_ver &&
+                    !memcmp(n->gpk[i], n->rep_pk[r], 32)) {
                     g = n->gbuf[i];
                     l = n->gloss[i];
                     if (sodium_memcmp(n->ghash[i], n->phash, 32) != 0) {
@@ -637,9 +881,11 @@ own_done(struct node *n)
             if (n->bwd_done[m])
                 loss += n->losses[m];
         body_init(&b);
-        msgpack_pack_map(&b.pk, 5);
+        msgpack_pack_map(&b.pk, 6);
         sw_proto_pack_key(&b.pk, "step");
         msgpack_pack_uint64(&b.pk, n->step);
+        sw_proto_pack_key(&b.pk, "ver");
+        msgpack_pack_uint64(&b.pk, n->plan_ver);
         sw_proto_pack_key(&b.pk, "stage");
         msgpack_pack_uint32(&b.pk, (uint32_t)n->stage);
         sw_proto_pack_key(&b.pk, "count");
@@ -658,10 +904,47 @@ own_done(struct node *n)
     try_finish_exchange(n);
 }
 
+/*
+ * The FWD (BWD) of microbatch m as stored when this node computed it, to the
+ * route's next (previous) stage: first sends and replays after a replan.
+ */
+static void
+send_fwd(struct node *n, int m, uint64_t step)
+{
+    static struct body b;
+    size_t len = n->N * n->C * 4 + n->N * 4;
+
+    body_init(&b);
+    msgpack_pack_map(&b.pk, 3);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, step);
+    sw_proto_pack_key(&b.pk, "mb");
+    msgpack_pack_uint32(&b.pk, (uint32_t)m);
+    sw_proto_pack_key(&b.pk, "route");
+    msgpack_pack_array(&b.pk, (size_t)n->S);
+    for (int s = 0; s < n->S; s++)
+        sw_proto_pack_str(&b.pk, route_ep(n, m, s));
+    send_msg(n, route_ep(n, m, n->stage + 1), SW_MSG_FWD, &b, n->xout + (size_t)m * len, len);
+}
+
+static void
+send_bwd(struct node *n, int m, uint64_t step)
+{
+    static struct body b;
+
+    body_init(&b);
+    msgpack_pack_map(&b.pk, 2);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, step);
+    sw_proto_pack_key(&b.pk, "mb");
+    msgpack_pack_uint32(&b.pk, (uint32_t)m);
+    send_msg(n, route_ep(n, m, n->stage - 1), SW_MSG_BWD, &b, n->dxout + (size_t)m * n->N * n->C,
+             n->N * n->C * sizeof(float));
+}
+
 static void
 try_backward(struct node *n)
 {
-    static struct body b;
     int err;
 
     if (!n->go || n->own_done)
@@ -686,14 +969,9 @@ try_backward(struct node *n)
         n->bwd_done[m] = true;
         n->n_bwd++;
         if (n->stage > 0) {
-            body_init(&b);
-            msgpack_pack_map(&b.pk, 2);
-            sw_proto_pack_key(&b.pk, "step");
-            msgpack_pack_uint64(&b.pk, n->step);
-            sw_proto_pack_key(&b.pk, "mb");
-            msgpack_pack_uint32(&b.pk, (uint32_t)m);
-            send_msg(n, route_ep(n, m, n->stage - 1), SW_MSG_BWD, &b, n->xbuf,
-                     n->N * n->C * sizeof(float));
+            memcpy(n->dxout + (size_t)m * n->N * n->C, n->xbuf, n->N * n->C * sizeof(float));
+            n->dxout_ok[m] = true;
+            send_bwd(n, m, n->step);
         }
     }
     if (n->n_bwd == n->n_own)
@@ -704,7 +982,6 @@ try_backward(struct node *n)
 static int
 forward_one(struct node *n, int m, const float *x_in, const int32_t *tokens, const int32_t *tg)
 {
-    static struct body b;
     float loss = 0;
     double t0 = sw_now_s();
     bool last = n->stage == n->S - 1;
@@ -724,19 +1001,81 @@ forward_one(struct node *n, int m, const float *x_in, const int32_t *tokens, con
     }
     memcpy(n->msgbuf, n->xbuf, n->N * n->C * sizeof(float));
     memcpy(n->msgbuf + n->N * n->C * sizeof(float), tg, n->N * sizeof(int32_t));
-    body_init(&b);
-    msgpack_pack_map(&b.pk, 3);
-    sw_proto_pack_key(&b.pk, "step");
-    msgpack_pack_uint64(&b.pk, n->step);
-    sw_proto_pack_key(&b.pk, "mb");
-    msgpack_pack_uint32(&b.pk, (uint32_t)m);
-    sw_proto_pack_key(&b.pk, "route");
-    msgpack_pack_array(&b.pk, (size_t)n->S);
-    for (int s = 0; s < n->S; s++)
-        sw_proto_pack_str(&b.pk, route_ep(n, m, s));
-    send_msg(n, route_ep(n, m, n->stage + 1), SW_MSG_FWD, &b, n->msgbuf,
-             n->N * n->C * sizeof(float) + n->N * sizeof(int32_t));
+    memcpy(n->xout + (size_t)m * (n->N * n->C * 4 + n->N * 4), n->msgbuf,
+           n->N * n->C * 4 + n->N * 4);
+    n->xout_ok[m] = true;
+    send_fwd(n, m, n->step);
     return 0;
+}
+
+/* ---- who may send what ---- */
+
+/* Index into plan_pk/plan_ep of the node serving microbatch m at stage s. */
+static int
+plan_idx(const struct node *n, int s, int m)
+{
+    return s * SW_NODE_MAX_REPLICAS + n->plan_assign[s * n->M + m];
+}
+
+static bool
+in_plan(const struct node *n, const uint8_t *pk)
+{
+    for (int s = 0; s < n->S; s++)
+        for (int i = 0; i < n->plan_cnt[s]; i++)
+            if (!memcmp(n->plan_pk[s * SW_NODE_MAX_REPLICAS + i], pk, 32))
+                return true;
+    return false;
+}
+
+/* The route of microbatch m from the plan of the step. */
+static void
+route_from_plan(struct node *n, int m)
+{
+    for (int s = 0; s < n->S; s++)
+        snprintf(route_ep(n, m, s), EP, "%s", n->plan_ep[plan_idx(n, s, m)]);
+}
+
+/* Refuses (and counts) a message from a banned peer. */
+static bool
+refuse_banned(struct node *n, const struct sw_transport_msg *m)
+{
+    if (memcmp(m->hdr.sender, n->id.pk, 32) && is_banned(n, m->hdr.sender)) {
+        n->drop_banned++;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Refuses (and counts) a message from no node of the run (not in the DHT's
+ * records nor in the plan).  Handlers of tensors check the contents first,
+ * so that a stranger sending bad ones is banned, not merely ignored.
+ */
+static bool
+refuse_unknown(struct node *n, const struct sw_transport_msg *m)
+{
+    if (memcmp(m->hdr.sender, n->id.pk, 32) && !live_find(n, m->hdr.sender) &&
+        !in_plan(n, m->hdr.sender)) {
+        n->drop_unknown++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped message %u from a peer that is not in the run",
+                           m->hdr.type);
+        return true;
+    }
+    return false;
+}
+
+/* A message no honest node sends: counted under reason, its sender banned. */
+static void
+reject(struct node *n, const struct sw_transport_msg *m, msgpack_unpacked *u, int reason,
+       const char *what)
+{
+    if (u)
+        msgpack_unpacked_destroy(u);
+    sw_wire_count_drop(sw_transport_wire(n->tr), reason);
+    if (reason == SW_WIRE_DROP_MALFORMED && strstr(what, "shape"))
+        n->drop_shape++;
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped %s", what);
+    ban(n, m->hdr.sender, what);
 }
 
 static void
@@ -754,28 +1093,50 @@ on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     (void)t;
     if (!n->have_stage || n->stage == 0 || n->syncing)
         return;
-    if (!open_body(n, m, &u, keys))
+    if (refuse_banned(n, m) || !open_body(n, m, &u, keys))
         return;
     route = sw_proto_get(&u.data, "route");
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 || sw_proto_get_u64(&u.data, "mb", &mb) < 0 ||
         mb >= (uint64_t)n->M || !route || route->type != MSGPACK_OBJECT_ARRAY ||
-        route->via.array.size != (uint32_t)n->S || m->payload_len != xbytes + n->N * 4 ||
-        !sw_wire_all_finite(SW_WIRE_F32, m->payload, xbytes)) {
-        drop_malformed(n, &u, m->hdr.type);
+        route->via.array.size != (uint32_t)n->S) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed forward");
         return;
     }
-    if (step != n->step || n->fwd_done[mb]) {
-        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped forward of step %llu mb %llu at step %llu",
-                           (unsigned long long)step, (unsigned long long)mb,
-                           (unsigned long long)n->step);
+    if (m->payload_len != xbytes + n->N * 4) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "forward of the wrong shape");
+        return;
+    }
+    if (!sw_wire_all_finite(SW_WIRE_F32, m->payload, xbytes)) {
+        reject(n, m, &u, SW_WIRE_DROP_NONFINITE, "forward with non-finite activations");
+        return;
+    }
+    if (refuse_unknown(n, m)) {
         msgpack_unpacked_destroy(&u);
         return;
     }
-    for (int s = 0; s < n->S; s++)
-        if (sw_proto_str(&route->via.array.ptr[s], route_ep(n, (int)mb, s), EP) < 0) {
-            drop_malformed(n, &u, m->hdr.type);
+    if (step != n->step || n->fwd_done[mb]) {
+        /* late, or a replay after a replan that this node does not need */
+        sw_log(SW_LOG_DEBUG, "dropped forward of step %llu mb %llu at step %llu",
+               (unsigned long long)step, (unsigned long long)mb, (unsigned long long)n->step);
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    if (n->go && n->plan_step == step) {
+        /* the plan says who sends it, and the route */
+        if (memcmp(m->hdr.sender, n->plan_pk[plan_idx(n, n->stage - 1, (int)mb)], 32)) {
+            msgpack_unpacked_destroy(&u);
+            if (!live_find(n, m->hdr.sender))
+                reject(n, m, NULL, SW_WIRE_DROP_MALFORMED, "forward from a node outside the plan");
             return;
         }
+        route_from_plan(n, (int)mb);
+    } else {
+        for (int s = 0; s < n->S; s++)
+            if (sw_proto_str(&route->via.array.ptr[s], route_ep(n, (int)mb, s), EP) < 0) {
+                reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed forward route");
+                return;
+            }
+    }
     msgpack_unpacked_destroy(&u);
     n->in_step = true;
     memcpy(n->xbuf, m->payload, xbytes);
@@ -783,7 +1144,7 @@ on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     memcpy(tg, (const uint8_t *)m->payload + xbytes, n->N * sizeof(int32_t));
     if ((err = forward_one(n, (int)mb, n->xbuf, NULL, tg)) < 0) {
         if (err == -SW_ERANGE) {
-            SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped forward with out-of-range targets");
+            reject(n, m, NULL, SW_WIRE_DROP_MALFORMED, "forward with out-of-range targets");
             return;
         }
         fail(n, err, "forward");
@@ -800,22 +1161,40 @@ on_bwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     msgpack_unpacked u;
     uint64_t step, mb;
     size_t xbytes = n->N * n->C * sizeof(float);
+    bool mine;
 
     (void)t;
     if (!n->have_stage || n->stage == n->S - 1 || n->syncing)
         return;
-    if (!open_body(n, m, &u, keys))
+    if (refuse_banned(n, m) || !open_body(n, m, &u, keys))
         return;
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 || sw_proto_get_u64(&u.data, "mb", &mb) < 0 ||
-        mb >= (uint64_t)n->M || m->payload_len != xbytes ||
-        !sw_wire_all_finite(SW_WIRE_F32, m->payload, xbytes)) {
-        drop_malformed(n, &u, m->hdr.type);
+        mb >= (uint64_t)n->M) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed backward");
+        return;
+    }
+    if (m->payload_len != xbytes) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "backward of the wrong shape");
+        return;
+    }
+    if (!sw_wire_all_finite(SW_WIRE_F32, m->payload, xbytes)) {
+        reject(n, m, &u, SW_WIRE_DROP_NONFINITE, "backward with non-finite gradients");
         return;
     }
     msgpack_unpacked_destroy(&u);
-    if (step != n->step || !n->fwd_done[mb] || n->have_dx[mb]) {
-        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped backward of step %llu mb %llu",
-                           (unsigned long long)step, (unsigned long long)mb);
+    if (refuse_unknown(n, m))
+        return;
+    /* after a replan the gradient may come before the input it belongs to */
+    mine = n->go && n->plan_step == step && n->mb_node[mb] == n->myidx;
+    if (step != n->step || n->have_dx[mb] || (!n->fwd_done[mb] && !mine)) {
+        sw_log(SW_LOG_DEBUG, "dropped backward of step %llu mb %llu", (unsigned long long)step,
+               (unsigned long long)mb);
+        return;
+    }
+    if (n->go && n->plan_step == step &&
+        memcmp(m->hdr.sender, n->plan_pk[plan_idx(n, n->stage + 1, (int)mb)], 32)) {
+        if (!live_find(n, m->hdr.sender))
+            reject(n, m, NULL, SW_WIRE_DROP_MALFORMED, "backward from a node outside the plan");
         return;
     }
     memcpy(n->dx + mb * n->N * n->C, m->payload, xbytes);
@@ -826,10 +1205,10 @@ on_bwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 static void
 on_grad(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
-    static const char *const keys[] = {"step", "stage", "count", "loss", "hash", NULL};
+    static const char *const keys[] = {"step", "ver", "stage", "count", "loss", "hash", NULL};
     struct node *n = arg;
     msgpack_unpacked u;
-    uint64_t step, stage, count;
+    uint64_t step, stage, count, ver;
     double loss;
     const uint8_t *h;
     size_t hl = 32, numel;
@@ -839,16 +1218,27 @@ on_grad(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     if (!n->have_stage || n->syncing)
         return;
     numel = n->st.lay.numel;
-    if (!open_body(n, m, &u, keys))
+    if (refuse_banned(n, m) || !open_body(n, m, &u, keys))
         return;
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "ver", &ver) < 0 ||
         sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
         sw_proto_get_u64(&u.data, "count", &count) < 0 ||
         sw_proto_get_f64(&u.data, "loss", &loss) < 0 ||
-        sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 || stage != (uint64_t)n->stage ||
-        m->payload_len != numel * sizeof(float) ||
-        !sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len)) {
-        drop_malformed(n, &u, m->hdr.type);
+        sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 || stage != (uint64_t)n->stage) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
+        return;
+    }
+    if (m->payload_len != numel * sizeof(float)) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "partial gradient of the wrong shape");
+        return;
+    }
+    if (!isfinite(loss) || !sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len)) {
+        reject(n, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
+        return;
+    }
+    if (refuse_unknown(n, m)) {
+        msgpack_unpacked_destroy(&u);
         return;
     }
     if (step < n->step || n->ngot >= SW_NODE_MAX_REPLICAS - 1) {
@@ -868,6 +1258,7 @@ on_grad(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     memcpy(n->ghash[slot], h, 32);
     n->gloss[slot] = loss;
     n->gstep[slot] = step;
+    n->gver[slot] = ver;
     if (slot == n->ngot)
         n->ngot++;
     msgpack_unpacked_destroy(&u);
@@ -875,77 +1266,240 @@ on_grad(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         try_finish_exchange(n);
 }
 
-static void
-on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
-{
-    static const char *const keys[] = {"step", "plan", NULL};
-    struct node *n = arg;
-    msgpack_unpacked u;
-    const msgpack_object *plan, *mine;
-    int *counts = NULL, *assign = NULL, err;
-    char (*eps)[EP] = NULL;
-    double *w = NULL;
-    uint64_t step;
+struct plan {
+    int *cnt;             /* [S] */
+    uint8_t (*pk)[32];    /* [S * SW_NODE_MAX_REPLICAS] */
+    char (*ep)[EP];
+    double *w;
+    int *assign;          /* [S, M] */
+};
 
-    (void)t;
-    if (!n->have_stage || n->syncing || n->state != SW_NODE_TRAINING)
-        return;
-    if (!open_body(n, m, &u, keys))
-        return;
-    plan = sw_proto_get(&u.data, "plan");
-    if (sw_proto_get_u64(&u.data, "step", &step) < 0 || !plan ||
-        plan->type != MSGPACK_OBJECT_ARRAY || plan->via.array.size != (uint32_t)n->S) {
-        drop_malformed(n, &u, m->hdr.type);
-        return;
+static void
+plan_free(struct plan *p)
+{
+    sw_free(p->cnt);
+    sw_free(p->pk);
+    sw_free(p->ep);
+    sw_free(p->w);
+    sw_free(p->assign);
+}
+
+static int
+plan_alloc(struct node *n, struct plan *p)
+{
+    size_t R = (size_t)n->S * SW_NODE_MAX_REPLICAS;
+
+    p->cnt = sw_calloc((size_t)n->S, sizeof(int));
+    p->pk = sw_calloc(R, 32);
+    p->ep = sw_calloc(R, EP);
+    p->w = sw_calloc(R, sizeof(double));
+    p->assign = sw_calloc((size_t)n->S * (size_t)n->M, sizeof(int));
+    if (!p->cnt || !p->pk || !p->ep || !p->w || !p->assign) {
+        plan_free(p);
+        return -SW_ENOMEM;
     }
-    if (step != n->step || n->go) {
-        msgpack_unpacked_destroy(&u);
-        return;
-    }
-    counts = sw_calloc((size_t)n->S, sizeof(int));
-    eps = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, EP);
-    w = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, sizeof(double));
-    assign = sw_calloc((size_t)n->S * (size_t)n->M, sizeof(int));
-    if (!counts || !eps || !w || !assign)
-        goto out_bad;
-    n->myidx = -1;
+    return 0;
+}
+
+/* Reads GO's plan: per stage [{pk, ep, w}...]; -SW_EMSG when malformed. */
+static int
+plan_parse(struct node *n, const msgpack_object *plan, struct plan *p)
+{
+    static const char *const nk[] = {"pk", "ep", "w", NULL};
+
+    if (plan->type != MSGPACK_OBJECT_ARRAY || plan->via.array.size != (uint32_t)n->S)
+        return -SW_EMSG;
     for (int s = 0; s < n->S; s++) {
         const msgpack_object *a = &plan->via.array.ptr[s];
         if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size == 0 ||
             a->via.array.size > SW_NODE_MAX_REPLICAS)
-            goto out_bad;
-        counts[s] = (int)a->via.array.size;
+            return -SW_EMSG;
+        p->cnt[s] = (int)a->via.array.size;
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            static const char *const nk[] = {"pk", "ep", "w", NULL};
             const msgpack_object *e = &a->via.array.ptr[i];
+            int k = s * SW_NODE_MAX_REPLICAS + (int)i;
             const uint8_t *pk;
             size_t pl = 32;
             if (!sw_proto_only(e, nk) || sw_proto_get_bin(e, "pk", &pk, &pl) < 0 ||
-                sw_proto_get_str(e, "ep", eps[s * SW_NODE_MAX_REPLICAS + i], EP) < 0 ||
-                sw_proto_get_f64(e, "w", &w[s * SW_NODE_MAX_REPLICAS + i]) < 0)
-                goto out_bad;
-            if (s == n->stage) {
-                memcpy(n->rep_pk[i], pk, 32);
-                snprintf(n->rep_ep[i], EP, "%s", eps[s * SW_NODE_MAX_REPLICAS + i]);
-                if (!memcmp(pk, n->id.pk, 32))
-                    n->myidx = (int)i;
-            }
+                sw_proto_get_str(e, "ep", p->ep[k], EP) < 0 ||
+                sw_proto_get_f64(e, "w", &p->w[k]) < 0)
+                return -SW_EMSG;
+            memcpy(p->pk[k], pk, 32);
         }
-        sw_route_assign(n->M, counts[s], &w[s * SW_NODE_MAX_REPLICAS], &assign[s * n->M]);
+        sw_route_assign(n->M, p->cnt[s], &p->w[s * SW_NODE_MAX_REPLICAS], &p->assign[s * n->M]);
     }
-    mine = NULL;
-    (void)mine;
+    return 0;
+}
+
+static void
+plan_install(struct node *n, const struct plan *p, uint64_t step, uint64_t ver)
+{
+    size_t R = (size_t)n->S * SW_NODE_MAX_REPLICAS;
+
+    memcpy(n->plan_cnt, p->cnt, (size_t)n->S * sizeof(int));
+    memcpy(n->plan_pk, p->pk, R * 32);
+    memcpy(n->plan_ep, p->ep, R * EP);
+    memcpy(n->plan_assign, p->assign, (size_t)n->S * n->M * sizeof(int));
+    n->plan_step = step;
+    n->plan_ver = ver;
+}
+
+/* This node's place in the installed plan: replicas, its microbatches. */
+static void
+plan_take(struct node *n)
+{
+    int s = n->stage;
+
+    n->myidx = -1;
+    n->nrep = n->plan_cnt[s];
+    for (int i = 0; i < n->nrep; i++) {
+        memcpy(n->rep_pk[i], n->plan_pk[s * SW_NODE_MAX_REPLICAS + i], 32);
+        snprintf(n->rep_ep[i], EP, "%s", n->plan_ep[s * SW_NODE_MAX_REPLICAS + i]);
+        if (!memcmp(n->rep_pk[i], n->id.pk, 32))
+            n->myidx = i;
+    }
+    n->n_own = n->n_bwd = 0;
+    for (int mb = 0; mb < n->M; mb++) {
+        n->mb_node[mb] = n->plan_assign[s * n->M + mb];
+        if (n->mb_node[mb] == n->myidx) {
+            n->n_own++;
+            n->n_bwd += n->bwd_done[mb];
+        }
+    }
+}
+
+/*
+ * A replan of step (ver > the installed one): the leader dropped a dead
+ * node, or gave an empty stage its newcomer.  For every microbatch this
+ * node served before and still serves, what it already sent to a neighbour
+ * that changed is sent again from the store (no recomputation, so the
+ * neighbours that already used it are not disturbed); microbatches it
+ * takes over are computed when their input (stage 0: the data) is there.
+ * replay_only: this node finished the step already and only resends.
+ */
+static void
+replan(struct node *n, const struct plan *p, uint64_t step, uint64_t ver, bool replay_only)
+{
+    int j = n->stage, err;
+    uint8_t *oldme = sw_calloc((size_t)n->M, 1), *chg_prev = sw_calloc((size_t)n->M, 1),
+            *chg_next = sw_calloc((size_t)n->M, 1);
+
+    if (!oldme || !chg_prev || !chg_next)
+        goto out;
+    for (int m = 0; m < n->M; m++) {
+        oldme[m] = !memcmp(n->plan_pk[plan_idx(n, j, m)], n->id.pk, 32);
+        if (j > 0)
+            chg_prev[m] = !!memcmp(n->plan_pk[plan_idx(n, j - 1, m)],
+                                   p->pk[(j - 1) * SW_NODE_MAX_REPLICAS + p->assign[(j - 1) * n->M + m]], 32);
+        if (j < n->S - 1)
+            chg_next[m] = !!memcmp(n->plan_pk[plan_idx(n, j + 1, m)],
+                                   p->pk[(j + 1) * SW_NODE_MAX_REPLICAS + p->assign[(j + 1) * n->M + m]], 32);
+    }
+    plan_install(n, p, step, ver);
+    for (int m = 0; m < n->M; m++) {
+        bool newme = !memcmp(n->plan_pk[plan_idx(n, j, m)], n->id.pk, 32);
+        if (!oldme[m] && !newme)
+            continue;
+        route_from_plan(n, m);
+        if (!oldme[m] || !newme)
+            continue;
+        if (chg_next[m] && n->xout_ok[m])
+            send_fwd(n, m, step);
+        if (chg_prev[m] && n->dxout_ok[m])
+            send_bwd(n, m, step);
+    }
+    if (replay_only)
+        goto out;
+    plan_take(n);
+    if (n->myidx < 0) {
+        /* planned out (thought dead): drop the step; a later PREPARE brings the state back */
+        sw_log(SW_LOG_WARN, "step %llu goes on without this node", (unsigned long long)step);
+        if ((err = sw_stage_zero_grad(&n->st)) < 0)
+            fail(n, err, "replan");
+        step_reset(n);
+        goto out;
+    }
+    n->own_done = false;
+    if (j == 0)
+        for (int m = 0; m < n->M; m++)
+            if (n->mb_node[m] == n->myidx && !n->fwd_done[m] &&
+                (err = forward_one(n, m, NULL, n->in_all + (size_t)m * n->N,
+                                   n->tg_all + (size_t)m * n->N)) < 0) {
+                fail(n, err, "forward");
+                goto out;
+            }
+    try_backward(n);
+out:
+    sw_free(oldme);
+    sw_free(chg_prev);
+    sw_free(chg_next);
+}
+
+static void
+on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"step", "ver", "plan", NULL};
+    struct node *n = arg;
+    msgpack_unpacked u;
+    const msgpack_object *plan;
+    struct plan p;
+    struct live *l;
+    uint64_t step, ver;
+    int err;
+
+    (void)t;
+    if (!n->have_stage || n->syncing || n->state != SW_NODE_TRAINING)
+        return;
+    if (refuse_banned(n, m))
+        return;
+    l = live_find(n, m->hdr.sender);
+    if (memcmp(m->hdr.sender, n->id.pk, 32) && memcmp(m->hdr.sender, n->prep_pk, 32) &&
+        (!l || l->stage != 0)) {
+        n->drop_unknown++; /* only a stage-0 node leads: the one that prepared, or one we know */
+        return;
+    }
+    if (!open_body(n, m, &u, keys))
+        return;
+    plan = sw_proto_get(&u.data, "plan");
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "ver", &ver) < 0 || !plan) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed plan");
+        return;
+    }
+    if (plan_alloc(n, &p) < 0) {
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    if (plan_parse(n, plan, &p) < 0) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed plan");
+        plan_free(&p);
+        return;
+    }
     msgpack_unpacked_destroy(&u);
+    if (step == n->step && n->go && ver > n->plan_ver) {
+        sw_log(SW_LOG_INFO, "step %llu planned again (version %llu)", (unsigned long long)step,
+               (unsigned long long)ver);
+        replan(n, &p, step, ver, false);
+        goto out;
+    }
+    if (step + 1 == n->step && !n->in_step && n->store_step == step && n->plan_step == step &&
+        ver > n->plan_ver) {
+        replan(n, &p, step, ver, true);
+        goto out;
+    }
+    if (step != n->step || n->go)
+        goto out;
+    plan_install(n, &p, step, ver);
+    memset(n->xout_ok, 0, (size_t)n->M * sizeof(bool));
+    memset(n->dxout_ok, 0, (size_t)n->M * sizeof(bool));
+    n->store_step = step;
+    plan_take(n);
     if (n->myidx < 0) {
         sw_log(SW_LOG_INFO, "step %llu goes on without this node", (unsigned long long)step);
         goto out;
     }
-    n->nrep = counts[n->stage];
-    n->n_own = 0;
-    for (int mb = 0; mb < n->M; mb++) {
-        n->mb_node[mb] = assign[n->stage * n->M + mb];
-        n->n_own += n->mb_node[mb] == n->myidx;
-    }
+    for (int mb = 0; mb < n->M; mb++)
+        route_from_plan(n, mb);
     n->go = true;
     n->in_step = true;
     n->t_go = sw_now_s();
@@ -961,9 +1515,6 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         for (int mb = 0; mb < n->M; mb++) {
             if (n->mb_node[mb] != n->myidx)
                 continue;
-            for (int s = 0; s < n->S; s++)
-                snprintf(route_ep(n, mb, s), EP, "%s",
-                         eps[s * SW_NODE_MAX_REPLICAS + assign[s * n->M + mb]]);
             err = forward_one(n, mb, NULL, n->in_all + (size_t)mb * n->N,
                               n->tg_all + (size_t)mb * n->N);
             if (err < 0) {
@@ -973,14 +1524,8 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         }
     }
     try_backward(n);
-    goto out;
-out_bad:
-    drop_malformed(n, &u, m->hdr.type);
 out:
-    sw_free(counts);
-    sw_free(eps);
-    sw_free(w);
-    sw_free(assign);
+    plan_free(&p);
 }
 
 /* ---- PREPARE / READY ---- */
@@ -995,15 +1540,29 @@ on_prepare(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     int err;
 
     (void)t;
-    if (m->route.rid == 0 || !n->have_stage)
+    if (m->route.rid == 0 || !n->have_stage || refuse_banned(n, m))
         return;
     if (!open_body(n, m, &u, keys))
         return;
     if (sw_proto_get_u64(&u.data, "step", &step) < 0) {
-        drop_malformed(n, &u, m->hdr.type);
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed prepare");
         return;
     }
     msgpack_unpacked_destroy(&u);
+    /* a leader this node has not read yet (it joined a moment ago) may ask, not disturb */
+    if ((n->in_step || n->go) && refuse_unknown(n, m))
+        return;
+    memcpy(n->prep_pk, m->hdr.sender, 32);
+    if ((n->in_step || n->go) && step > n->step) {
+        /* the step went on without this node (planned out): drop it and catch up */
+        sw_log(SW_LOG_WARN, "left behind at step %llu (the run is at %llu): dropping it",
+               (unsigned long long)n->step, (unsigned long long)step);
+        if ((err = sw_stage_zero_grad(&n->st)) < 0) {
+            fail(n, err, "restart");
+            return;
+        }
+        step_reset(n);
+    }
     if (n->in_step && step == n->step) {
         /* the leader gave up on this step: start it again */
         sw_log(SW_LOG_WARN, "step %llu restarted by the leader", (unsigned long long)step);
@@ -1050,32 +1609,31 @@ cmp_slot(const void *a, const void *b)
     return memcmp(x->pk, y->pk, 32);
 }
 
-static void
-lead_go(struct node *n)
+/* GO(lead_step, ver, plan) to the nodes planned (prep slots ok); false when a stage has none. */
+static bool
+lead_send_plan(struct node *n, uint64_t ver)
 {
     static struct body b;
     int *cnt = sw_calloc((size_t)n->S, sizeof(int));
 
     if (!cnt)
-        return;
+        return false;
     qsort(n->prep, (size_t)n->nprep, sizeof(n->prep[0]), cmp_slot);
     for (int i = 0; i < n->nprep; i++)
         if (n->prep[i].ok && cnt[n->prep[i].stage] < SW_NODE_MAX_REPLICAS)
             cnt[n->prep[i].stage]++;
     for (int s = 0; s < n->S; s++) {
         if (cnt[s] == 0) {
-            SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: stage %d has no ready node, waiting",
-                               (unsigned long long)n->lead_step, s);
-            n->phase = PH_IDLE;
-            n->phase_ms = sw_now_ms();
             sw_free(cnt);
-            return;
+            return false;
         }
     }
     body_init(&b);
-    msgpack_pack_map(&b.pk, 2);
+    msgpack_pack_map(&b.pk, 3);
     sw_proto_pack_key(&b.pk, "step");
     msgpack_pack_uint64(&b.pk, n->lead_step);
+    sw_proto_pack_key(&b.pk, "ver");
+    msgpack_pack_uint64(&b.pk, ver);
     sw_proto_pack_key(&b.pk, "plan");
     msgpack_pack_array(&b.pk, (size_t)n->S);
     for (int s = 0; s < n->S; s++) {
@@ -1098,10 +1656,25 @@ lead_go(struct node *n)
     for (int i = 0; i < n->nprep; i++)
         if (n->prep[i].ok)
             send_msg(n, n->prep[i].ep, SW_MSG_GO, &b, NULL, 0);
+    sw_free(cnt);
+    n->lead_ver = ver;
+    return true;
+}
+
+static void
+lead_go(struct node *n)
+{
+    if (!lead_send_plan(n, 0)) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: a stage has no ready node, waiting",
+                           (unsigned long long)n->lead_step);
+        n->phase = PH_IDLE;
+        n->phase_ms = sw_now_ms();
+        return;
+    }
     sw_log(SW_LOG_DEBUG, "step %llu: go", (unsigned long long)n->lead_step);
     n->phase = PH_RUNNING;
     n->phase_ms = sw_now_ms();
-    sw_free(cnt);
+    n->paused = false;
 }
 
 static void
@@ -1129,6 +1702,106 @@ on_ready(struct sw_transport *t, int status, const struct sw_transport_msg *m, v
 }
 
 static void
+on_pong(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct live *l = arg;
+    char why[64];
+
+    (void)t;
+    (void)m;
+    if (status == -SW_ECANCELED)
+        return;
+    l->ping_busy = false;
+    if (status == 0) {
+        l->ping_fails = 0;
+        return;
+    }
+    if (++l->ping_fails >= 2) {
+        snprintf(why, sizeof(why), "no answer to %d pings of %d ms", l->ping_fails,
+                 l->n->dead_ms / 3);
+        declare_dead(l->n, l, why);
+    }
+}
+
+/*
+ * While a step runs the leader pings its nodes (request timeouts: two
+ * unanswered pings make a node dead), drops the dead ones from the plan
+ * and gives a stage that lost its last node the first newcomer that is
+ * ready at the step (a rebuilt stage): GO again with a higher version.
+ */
+static void
+lead_watch(struct node *n)
+{
+    uint64_t now = sw_now_ms();
+    bool changed = false, *have;
+    int empty = -1;
+
+    for (int i = 0; i < n->nprep; i++) {
+        struct prep_slot *p = &n->prep[i];
+        struct live *l;
+        char who[13];
+        if (!p->ok || !memcmp(p->pk, n->id.pk, 32))
+            continue;
+        if (is_gone(n, p->pk)) {
+            p->ok = false;
+            changed = true;
+            sw_log(SW_LOG_WARN, "step %llu: node %s of stage %d is gone: planning without it",
+                   (unsigned long long)n->lead_step, short_pk(who, p->pk), p->stage);
+            continue;
+        }
+        if ((l = live_get(n, p->pk)) && !l->ping_busy && now - l->ping_ms >= SW_NODE_PING_MS) {
+            l->stage = p->stage;
+            l->ping_ms = now;
+            if (sw_transport_request(n->tr, p->ep, SW_MSG_PING, NULL, 0, NULL,
+                                     (uint64_t)n->dead_ms / 3, 0, on_pong, l) == 0)
+                l->ping_busy = true;
+        }
+    }
+    if (!(have = sw_calloc((size_t)n->S, sizeof(bool))))
+        return;
+    for (int i = 0; i < n->nprep; i++)
+        if (n->prep[i].ok)
+            have[n->prep[i].stage] = true;
+    for (int i = 0; i < n->ndir && n->nprep < SW_NODE_MAX_NODES; i++) {
+        const struct sw_peer_rec *r = &n->dir[i];
+        struct prep_slot *p = &n->prep[n->nprep];
+        char who[13];
+        if (have[r->stage] || r->state != SW_NODE_TRAINING || r->step != n->lead_step ||
+            is_gone(n, r->pk))
+            continue;
+        p->n = n;
+        memcpy(p->pk, r->pk, 32);
+        snprintf(p->ep, EP, "%s", r->ep);
+        p->stage = r->stage;
+        p->w = r->cap;
+        p->ok = p->answered = true;
+        n->nprep++;
+        have[r->stage] = true;
+        changed = true;
+        sw_log(SW_LOG_INFO, "step %llu: node %s serves the empty stage %d: planning it again",
+               (unsigned long long)n->lead_step, short_pk(who, r->pk), r->stage);
+    }
+    for (int s = n->S - 1; s >= 0; s--)
+        if (!have[s])
+            empty = s;
+    sw_free(have);
+    if (empty >= 0) {
+        if (!n->paused || now - n->wait_log_ms > 5000) {
+            sw_log(SW_LOG_WARN, "step %llu: stage %d has no node left: drivers paused until a "
+                   "node recovers it (swarmd join --stage auto)", (unsigned long long)n->lead_step,
+                   empty);
+            n->wait_log_ms = now;
+        }
+        n->paused = true;
+        return;
+    }
+    if (changed && lead_send_plan(n, n->lead_ver + 1)) {
+        n->paused = false;
+        n->phase_ms = now;
+    }
+}
+
+static void
 lead_tick(struct node *n)
 {
     static struct body b;
@@ -1136,13 +1809,52 @@ lead_tick(struct node *n)
     bool *have;
     int missing = -1;
 
-    if (n->phase == PH_RUNNING && now - n->phase_ms > SW_NODE_STALL_MS) {
+    if (n->phase == PH_RUNNING && !n->paused && now - n->phase_ms > SW_NODE_STALL_MS) {
         sw_log(SW_LOG_ERROR, "step %llu stalled for %d s: planning it again",
                (unsigned long long)n->lead_step, SW_NODE_STALL_MS / 1000);
         n->phase = PH_IDLE;
     }
     if (n->phase == PH_RUNNING && !n->in_step && n->step > n->lead_step)
         n->phase = PH_IDLE;
+    if (n->phase == PH_RUNNING && is_leader(n)) {
+        lead_watch(n);
+        return;
+    }
+    if (n->phase == PH_PREPARING) {
+        /* a node found dead or gone meanwhile: do not wait for its answer */
+        for (int i = 0; i < n->nprep && n->nwait > 0; i++) {
+            struct prep_slot *p = &n->prep[i];
+            if (!p->answered && is_gone(n, p->pk)) {
+                p->answered = true;
+                p->ok = false;
+                if (--n->nwait == 0)
+                    lead_go(n);
+            }
+        }
+        return;
+    }
+    if (n->phase == PH_IDLE && n->in_step && n->go && is_leader(n) &&
+        sw_now_s() - n->t_go > n->dead_ms / 1000.0) {
+        /* the leader died in a step: take the step over with its plan */
+        n->lead_step = n->step;
+        n->nprep = 0;
+        for (int s = 0; s < n->S; s++)
+            for (int i = 0; i < n->plan_cnt[s] && n->nprep < SW_NODE_MAX_NODES; i++) {
+                struct prep_slot *p = &n->prep[n->nprep++];
+                int k = s * SW_NODE_MAX_REPLICAS + i;
+                memset(p, 0, sizeof(*p));
+                p->n = n;
+                memcpy(p->pk, n->plan_pk[k], 32);
+                snprintf(p->ep, EP, "%s", n->plan_ep[k]);
+                p->stage = s;
+                p->ok = p->answered = true;
+            }
+        n->lead_ver = n->plan_ver;
+        n->phase = PH_RUNNING;
+        n->phase_ms = now;
+        sw_log(SW_LOG_WARN, "leading step %llu from now on", (unsigned long long)n->step);
+        return;
+    }
     if (n->phase != PH_IDLE || n->in_step || !is_leader(n) ||
         n->step >= (uint64_t)n->man.steps || now - n->phase_ms < 50)
         return;
@@ -1157,7 +1869,8 @@ lead_tick(struct node *n)
     sw_free(have);
     if (missing >= 0) {
         if (now - n->wait_log_ms > 5000) {
-            sw_log(SW_LOG_INFO, "waiting for a node on stage %d", missing);
+            sw_log(SW_LOG_INFO, "waiting for a node on stage %d%s", missing,
+                   n->step > 0 ? ": drivers paused" : "");
             n->wait_log_ms = now;
         }
         return;
@@ -1185,7 +1898,8 @@ lead_tick(struct node *n)
     n->nwait = n->nprep;
     for (int i = 0; i < n->nprep; i++) {
         if (sw_transport_request(n->tr, n->prep[i].ep, SW_MSG_PREPARE, b.b.data, b.b.len, NULL,
-                                 5000, 0, on_ready, &n->prep[i]) < 0) {
+                                 (uint64_t)SW_MAX(n->dead_ms, 5000), 0, on_ready,
+                                 &n->prep[i]) < 0) {
             n->prep[i].answered = true;
             n->nwait--;
         }
@@ -1231,7 +1945,7 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
     if (!err && ((err = n->k->copy_d2h(host, src + off, cnt * sizeof(float))) >= 0))
         err = n->k->sync();
     body_init(&b);
-    msgpack_pack_map(&b.pk, 7);
+    msgpack_pack_map(&b.pk, 8);
     sw_proto_pack_key(&b.pk, "err");
     msgpack_pack_int64(&b.pk, err < 0 ? err : 0);
     sw_proto_pack_key(&b.pk, "step");
@@ -1240,6 +1954,8 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
     msgpack_pack_uint64(&b.pk, (uint64_t)n->opt.t);
     sw_proto_pack_key(&b.pk, "lr_mult");
     msgpack_pack_double(&b.pk, n->opt.lr_mult);
+    sw_proto_pack_key(&b.pk, "norm");
+    msgpack_pack_double(&b.pk, isfinite(n->opt.last_norm) ? n->opt.last_norm : 0.0);
     sw_proto_pack_key(&b.pk, "numel");
     msgpack_pack_uint64(&b.pk, numel);
     sw_proto_pack_key(&b.pk, "off");
@@ -1284,6 +2000,17 @@ sync_done(struct node *n)
     step_reset(n);
     sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s)", n->stage, n->sync_ep,
            (unsigned long long)n->step, n->hash);
+    if (n->step > 0 && !n->trained) {
+        /* a newcomer's recovery of the first kind: the exact state of a live replica */
+        n->recoveries++;
+        snprintf(n->rec_method, sizeof(n->rec_method), "copy");
+        snprintf(n->rec_from, sizeof(n->rec_from), "%s", n->sync_ep);
+        n->rec_bytes = 3 * bytes;
+        n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
+        sw_log(SW_LOG_INFO, "recovery: stage %d method copy from %s: %llu bytes in %.0f ms, "
+               "step %llu", n->stage, n->sync_ep, (unsigned long long)n->rec_bytes,
+               n->rec_s * 1000, (unsigned long long)n->step);
+    }
     announce(n);
     answer_prepare(n);
 }
@@ -1291,7 +2018,8 @@ sync_done(struct node *n)
 static void
 on_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
 {
-    static const char *const keys[] = {"err", "step", "t", "lr_mult", "numel", "off", "n", NULL};
+    static const char *const keys[] = {"err",   "step", "t", "lr_mult", "norm",
+                                       "numel", "off",  "n", NULL};
     struct node *n = arg;
     msgpack_unpacked u;
     uint64_t step, tt, numel, off, cnt;
@@ -1369,6 +2097,334 @@ sync_request(struct node *n)
         n->sync_busy = true;
 }
 
+/* ---- recovery: CheckFree from both neighbours ---- */
+
+/*
+ * True when the empty stages (empty[S]) cannot be rebuilt by any node that
+ * joins: a boundary stage (plain CheckFree has no replica of the embedding
+ * or the head), or two adjacent stages (CheckFree needs both neighbours);
+ * why says which and what would recover them.
+ */
+static bool
+lost_for_good(const struct node *n, const bool *empty, char *why, size_t len)
+{
+    const char *ck = n->man.ckpt_every > 0 ? "a checkpoint (none is committed: swarmd keeps none "
+                                             "yet)"
+                                           : "a checkpoint (this run keeps none: [checkpoint] "
+                                             "every = 0)";
+
+    char list[256] = "";
+    size_t off = 0;
+    int nlost = 0;
+
+    for (int s = 0; s < n->S; s++)
+        if (empty[s] && off < sizeof(list)) {
+            int k = snprintf(list + off, sizeof(list) - off, "%s%d", nlost ? ", " : "", s);
+            off += k > 0 ? (size_t)k : 0;
+            nlost++;
+        }
+    for (int s = 0; s < n->S; s++) {
+        if (!empty[s])
+            continue;
+        if (s + 1 < n->S && empty[s + 1]) {
+            snprintf(why, len, "lost stage%s %s: stages %d and %d are adjacent and CheckFree "
+                     "rebuilds a stage from its two live neighbours; %s would recover them",
+                     nlost > 1 ? "s" : "", list, s, s + 1, ck);
+            return true;
+        }
+        if (s == 0 || s == n->S - 1) {
+            snprintf(why, len, "lost stage%s %s: stage %d owns the %s, which no neighbour holds; "
+                     "CheckFree+ (the partner's replica; recovery.mode = checkfree+, not served "
+                     "by swarmd yet) or %s would recover it", nlost > 1 ? "s" : "", list, s,
+                     s == 0 ? "embedding" : "final norm and LM head", ck);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void cf_request(struct cf_src *src);
+
+static void
+cf_abort(struct node *n, const char *why)
+{
+    sw_log(SW_LOG_WARN, "checkfree recovery of stage %d interrupted: %s; trying again", n->stage,
+           why);
+    n->cf_active = false;
+    n->cf_retry_ms = sw_now_ms() + 1000;
+}
+
+static void
+cf_finish(struct node *n)
+{
+    struct sw_checkfree_config cc;
+    struct sw_optim po, no;
+    char a[13], b[13];
+    int err = 0;
+
+    for (int i = 0; i < 2 && err >= 0; i++)
+        err = n->k->copy_h2d(n->cf_st[i].params, n->cf[i].buf, n->cf[i].numel * sizeof(float));
+    if (err >= 0)
+        err = n->k->sync();
+    memset(&po, 0, sizeof(po));
+    memset(&no, 0, sizeof(no));
+    po.last_norm = po.last_norm_clipped = (float)n->cf[0].norm;
+    no.last_norm = no.last_norm_clipped = (float)n->cf[1].norm;
+    sw_checkfree_config_default(&cc);
+    if (err >= 0)
+        err = sw_checkfree_rebuild(&n->st, &n->opt, SW_CF_CHECKFREE, &n->cf_st[0], &po,
+                                   &n->cf_st[1], &no, &cc, n->man.seed);
+    if (err >= 0)
+        err = sw_stage_zero_grad(&n->st);
+    n->cf_active = false;
+    for (int i = 0; i < 2; i++) {
+        sw_free_big(n->cf[i].buf);
+        n->cf[i].buf = NULL;
+        if (n->cf_have_st[i])
+            sw_stage_release(&n->cf_st[i]);
+        n->cf_have_st[i] = false;
+    }
+    if (err < 0) {
+        fail(n, err, "checkfree rebuild");
+        return;
+    }
+    /* the step in progress: the previous stage cannot finish it without this one */
+    n->step = n->cf[0].step;
+    if (n->step > n->run_step)
+        n->run_step = n->step;
+    params_hash(n);
+    n->syncing = false;
+    n->state = SW_NODE_TRAINING;
+    step_reset(n);
+    n->recoveries++;
+    snprintf(n->rec_method, sizeof(n->rec_method), "checkfree");
+    snprintf(n->rec_from, sizeof(n->rec_from), "%s,%s", n->cf[0].ep, n->cf[1].ep);
+    n->rec_bytes = n->cf_bytes;
+    n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
+    sw_log(SW_LOG_INFO,
+           "recovery: stage %d method checkfree from %s (stage %d, norm %.4f) and %s (stage %d, "
+           "norm %.4f): %llu bytes in %.0f ms; fresh AdamW, lr x %.2f, resuming at step %llu "
+           "(hash %s)",
+           n->stage, short_pk(a, n->cf[0].pk), n->cf[0].stage, n->cf[0].norm,
+           short_pk(b, n->cf[1].pk), n->cf[1].stage, n->cf[1].norm,
+           (unsigned long long)n->rec_bytes, n->rec_s * 1000, cc.lr_bump,
+           (unsigned long long)n->step, n->hash);
+    announce(n);
+    answer_prepare(n);
+}
+
+static void
+on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"err",   "step", "t", "lr_mult", "norm",
+                                       "numel", "off",  "n", NULL};
+    struct cf_src *src = arg;
+    struct node *n = src->n;
+    msgpack_unpacked u;
+    uint64_t step, tt, numel, off, cnt;
+    double lrm, norm;
+    const msgpack_object *e;
+    char why[EP + 128];
+
+    (void)t;
+    src->busy = false;
+    if (status == -SW_ECANCELED || !n->cf_active)
+        return;
+    if (status < 0) {
+        snprintf(why, sizeof(why), "stage %d at '%s': %s", src->stage, src->ep,
+                 sw_strerror(status));
+        cf_abort(n, why);
+        return;
+    }
+    if (!open_body(n, m, &u, keys))
+        return cf_abort(n, "malformed state piece");
+    e = sw_proto_get(&u.data, "err");
+    if (!e || (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+               e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) || e->via.i64 != 0 ||
+        sw_proto_get_u64(&u.data, "step", &step) < 0 || sw_proto_get_u64(&u.data, "t", &tt) < 0 ||
+        sw_proto_get_f64(&u.data, "lr_mult", &lrm) < 0 ||
+        sw_proto_get_f64(&u.data, "norm", &norm) < 0 ||
+        sw_proto_get_u64(&u.data, "numel", &numel) < 0 ||
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
+        numel != src->numel || off != src->off || cnt > numel - off ||
+        m->payload_len != cnt * sizeof(float) || !isfinite(norm) ||
+        !sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len)) {
+        msgpack_unpacked_destroy(&u);
+        snprintf(why, sizeof(why), "stage %d at '%s' refused or sent a bad piece", src->stage,
+                 src->ep);
+        cf_abort(n, why);
+        return;
+    }
+    msgpack_unpacked_destroy(&u);
+    if (off > 0 && step != src->step) {
+        /* the neighbour took a step meanwhile: its pieces must be of one step */
+        src->off = 0;
+        cf_request(src);
+        return;
+    }
+    src->step = step;
+    src->norm = norm;
+    memcpy(src->buf + off, m->payload, m->payload_len);
+    src->off += cnt;
+    n->cf_bytes += m->payload_len;
+    if (src->off < src->numel) {
+        cf_request(src);
+        return;
+    }
+    src->done = true;
+    if (n->cf[0].done && n->cf[1].done)
+        cf_finish(n);
+}
+
+/* The next piece of a neighbour's parameters (resumes at src->off). */
+static void
+cf_request(struct cf_src *src)
+{
+    static struct body b;
+    struct node *n = src->n;
+
+    body_init(&b);
+    msgpack_pack_map(&b.pk, 4);
+    sw_proto_pack_key(&b.pk, "stage");
+    msgpack_pack_uint32(&b.pk, (uint32_t)src->stage);
+    sw_proto_pack_key(&b.pk, "which");
+    msgpack_pack_uint32(&b.pk, 0);
+    sw_proto_pack_key(&b.pk, "off");
+    msgpack_pack_uint64(&b.pk, src->off);
+    sw_proto_pack_key(&b.pk, "n");
+    msgpack_pack_uint64(&b.pk, SW_MIN((size_t)SYNC_CHUNK, src->numel - src->off));
+    if (sw_transport_request(n->tr, src->ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL,
+                             (uint64_t)SW_MAX(n->dead_ms, 2000), 2, on_cf_state, src) == 0)
+        src->busy = true;
+    else
+        cf_abort(n, "cannot send a state request");
+}
+
+/* Fetches both neighbours' parameters at once; cf_finish rebuilds. */
+static void
+cf_start(struct node *n, const struct sw_peer_rec *prev, const struct sw_peer_rec *next)
+{
+    const struct sw_peer_rec *r[2] = {prev, next};
+    char a[13], b[13];
+    int err;
+
+    for (int i = 0; i < 2; i++) {
+        struct cf_src *src = &n->cf[i];
+        if (!n->cf_have_st[i]) {
+            if ((err = sw_stage_init(&n->cf_st[i], n->k, &n->man.model, n->S, r[i]->stage, 1, 1,
+                                     1, n->man.seed)) < 0) {
+                fail(n, err, "checkfree recovery");
+                return;
+            }
+            n->cf_have_st[i] = true;
+        }
+        src->n = n;
+        src->stage = r[i]->stage;
+        snprintf(src->ep, EP, "%s", r[i]->ep);
+        memcpy(src->pk, r[i]->pk, 32);
+        src->numel = n->cf_st[i].lay.numel;
+        src->off = 0;
+        src->done = src->busy = false;
+        if (!src->buf && !(src->buf = sw_malloc_big(src->numel * sizeof(float)))) {
+            fail(n, -SW_ENOMEM, "checkfree recovery");
+            return;
+        }
+    }
+    n->cf_active = true;
+    if (!n->cf_t0_ms)
+        n->cf_t0_ms = sw_now_ms();
+    n->cf_bytes = 0;
+    sw_log(SW_LOG_INFO, "recovering stage %d by checkfree from %s (stage %d, step %llu) and %s "
+           "(stage %d, step %llu)", n->stage, short_pk(a, prev->pk), prev->stage,
+           (unsigned long long)prev->step, short_pk(b, next->pk), next->stage,
+           (unsigned long long)next->step);
+    cf_request(&n->cf[0]);
+    if (n->cf_active)
+        cf_request(&n->cf[1]);
+}
+
+/*
+ * No live node of this stage to copy and the run has started: rebuild it
+ * from both neighbours when they are there, or stop with the reason.
+ */
+static void
+recover_tick(struct node *n)
+{
+    const struct sw_peer_rec *nb[2] = {NULL, NULL};
+    bool *empty = sw_calloc((size_t)n->S, sizeof(bool)), syncing = false;
+    char why[512];
+    uint64_t now = sw_now_ms();
+
+    if (!empty)
+        return;
+    for (int s = 0; s < n->S; s++)
+        empty[s] = true;
+    for (int i = 0; i < n->ndir; i++) {
+        const struct sw_peer_rec *r = &n->dir[i];
+        if (!memcmp(r->pk, n->id.pk, 32))
+            continue;
+        empty[r->stage] = false;
+        for (int k = 0; k < 2; k++)
+            if (r->stage == n->stage + (k ? 1 : -1)) {
+                if (r->state == SW_NODE_TRAINING && (!nb[k] || r->step > nb[k]->step))
+                    nb[k] = r;
+                syncing |= r->state == SW_NODE_SYNCING;
+            }
+    }
+    if (lost_for_good(n, empty, why, sizeof(why))) {
+        sw_log(SW_LOG_ERROR, "cannot recover stage %d at step %llu: %s", n->stage,
+               (unsigned long long)n->run_step, why);
+        n->exit_code = SW_EXIT_LOST;
+        n->stopping = true;
+        n->stop_ms = now;
+    } else if (nb[0] && nb[1] && n->man.recovery_mode <= SW_RECOVERY_CHECKFREE_PLUS) {
+        if (!n->cf_t0_ms)
+            n->cf_t0_ms = now;
+        cf_start(n, nb[0], nb[1]);
+    } else {
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d: waiting for its neighbours to be ready%s",
+                           n->stage, syncing ? " (one is syncing)" : "");
+        n->cf_retry_ms = now + 500;
+    }
+    sw_free(empty);
+}
+
+/* A running node: stop when a lost stage can never come back. */
+static void
+check_lost(struct node *n)
+{
+    bool *empty, any = false;
+    char why[512];
+    uint64_t now = sw_now_ms();
+
+    if (n->boot || !n->have_stage || n->state != SW_NODE_TRAINING || n->syncing || n->stopping ||
+        n->run_step >= (uint64_t)n->man.steps || !n->dir_ok || now - n->scan_ok_ms > 2000 ||
+        !(empty = sw_calloc((size_t)n->S, sizeof(bool))))
+        return;
+    for (int s = 0; s < n->S; s++)
+        empty[s] = n->seen_stage[s];
+    for (int i = 0; i < n->ndir; i++)
+        empty[n->dir[i].stage] = false;
+    for (int s = 0; s < n->S; s++)
+        any |= empty[s];
+    if (!any || !lost_for_good(n, empty, why, sizeof(why))) {
+        n->lost_since_ms = 0;
+    } else if (!n->lost_since_ms) {
+        /* one missed refresh on a loaded machine must not end a run: the
+         * loss has to last another dead_ms before everyone stops */
+        n->lost_since_ms = now;
+        sw_log(SW_LOG_WARN, "the run looks lost at step %llu: %s; stopping in %d ms unless "
+               "the stage comes back", (unsigned long long)n->step, why, n->dead_ms);
+    } else if (now - n->lost_since_ms >= (uint64_t)n->dead_ms) {
+        sw_log(SW_LOG_ERROR, "the run cannot go on at step %llu: %s; stopping",
+               (unsigned long long)n->step, why);
+        n->exit_code = SW_EXIT_LOST;
+        n->stopping = true;
+        n->stop_ms = now;
+    }
+    sw_free(empty);
+}
+
 /* Called from the tick while syncing: pick a replica, or start from the seed. */
 static void
 sync_tick(struct node *n)
@@ -1376,7 +2432,8 @@ sync_tick(struct node *n)
     const struct sw_peer_rec *src = NULL;
     uint64_t now = sw_now_ms();
 
-    if (!n->syncing || n->sync_busy || !n->dir_ok || now < n->sync_retry_ms)
+    if (!n->syncing || n->sync_busy || n->cf_active || !n->dir_ok || now < n->sync_retry_ms ||
+        now < n->cf_retry_ms)
         return;
     for (int i = 0; i < n->ndir; i++) {
         const struct sw_peer_rec *r = &n->dir[i];
@@ -1398,12 +2455,7 @@ sync_tick(struct node *n)
             return;
         }
         if (n->step == 0 && n->run_step > 0) {
-            sw_log(SW_LOG_ERROR,
-                   "stage %d has no live node to copy and the run is at step %llu: this stage "
-                   "needs recovery, which this node cannot do",
-                   n->stage, (unsigned long long)n->run_step);
-            n->exit_code = SW_EXIT_LOST;
-            n->stopping = true;
+            recover_tick(n);
             return;
         }
         n->sync_retry_ms = now + 1000;
@@ -1416,6 +2468,7 @@ sync_tick(struct node *n)
     snprintf(n->sync_ep, EP, "%s", src->ep);
     n->sync_which = 0;
     n->sync_off = 0;
+    n->cf_t0_ms = sw_now_ms();
     sw_log(SW_LOG_INFO, "copying stage %d from %s (step %llu)", n->stage, src->ep,
            (unsigned long long)src->step);
     sync_request(n);
@@ -1450,8 +2503,18 @@ choose_stage(struct node *n)
         cap[n->dir[i].stage] += n->dir[i].cap;
     }
     s = sw_route_choose_stage(n->S, cnt, cap);
-    sw_log(SW_LOG_INFO, "stage auto: chose stage %d (%d nodes there, %.0f tokens/s)", s, cnt[s],
-           cap[s]);
+    {
+        /* what the choice saw, stage by stage: "nodes/tokens-per-s" */
+        char seen[1024];
+        size_t off = 0;
+
+        seen[0] = '\0';
+        for (int i = 0; i < n->S && off < sizeof(seen); i++)
+            off += (size_t)snprintf(seen + off, sizeof(seen) - off, "%s%d/%.0f", i ? " " : "",
+                                    cnt[i], cap[i]);
+        sw_log(SW_LOG_INFO, "stage auto: chose stage %d (%d nodes there, %.0f tokens/s; saw %s)",
+               s, cnt[s], cap[s], seen);
+    }
     sw_free(cnt);
     sw_free(cap);
     return s;
@@ -1592,11 +2655,16 @@ on_tick(uv_timer_t *h)
             leave(n);
         return;
     }
-    if (now - n->pub_ms >= SW_NODE_PUBLISH_MS || n->state != n->pub_state)
+    if (n->state == SW_NODE_TRAINING)
+        n->trained = true;
+    if (now - n->pub_ms >= (uint64_t)n->pub_every || n->state != n->pub_state)
         announce(n);
     if (now - n->scan_ms >= SW_NODE_SCAN_MS)
         scan(n);
     sync_tick(n);
+    check_lost(n);
+    if (n->stopping)
+        return;
     lead_tick(n);
     if (n->state == SW_NODE_DONE && n->o.exit_at_end &&
         now - n->done_ms > (uint64_t)n->o.linger_ms)
@@ -1810,6 +2878,33 @@ metrics_fill(void *arg, char *buf, size_t len)
         OUT("# HELP swarm_node_param_mismatches_total Replica hash mismatches seen.\n"
             "# TYPE swarm_node_param_mismatches_total counter\n");
         OUT("swarm_node_param_mismatches_total %llu\n", (unsigned long long)n->mismatches);
+        OUT("# HELP swarm_node_recoveries_total Times this node rebuilt or copied its stage "
+            "into a running run.\n# TYPE swarm_node_recoveries_total counter\n");
+        OUT("swarm_node_recoveries_total %llu\n", (unsigned long long)n->recoveries);
+        if (n->rec_method[0]) {
+            OUT("# HELP swarm_node_last_recovery_bytes State bytes the last recovery fetched.\n"
+                "# TYPE swarm_node_last_recovery_bytes gauge\n");
+            OUT("swarm_node_last_recovery_bytes{method=\"%s\",from=\"%s\"} %llu\n",
+                n->rec_method, n->rec_from, (unsigned long long)n->rec_bytes);
+            OUT("# HELP swarm_node_last_recovery_seconds Duration of the last recovery.\n"
+                "# TYPE swarm_node_last_recovery_seconds gauge\n");
+            OUT("swarm_node_last_recovery_seconds{method=\"%s\"} %.3f\n", n->rec_method,
+                n->rec_s);
+        }
+        OUT("# HELP swarm_node_deaths_total Nodes this node declared dead.\n"
+            "# TYPE swarm_node_deaths_total counter\n");
+        OUT("swarm_node_deaths_total %llu\n", (unsigned long long)n->deaths);
+        OUT("# HELP swarm_node_bans_total Peers banned for a bad message.\n"
+            "# TYPE swarm_node_bans_total counter\n");
+        OUT("swarm_node_bans_total %llu\n", (unsigned long long)n->bans_total);
+        OUT("# HELP swarm_node_dropped_total Messages dropped by this node, by reason.\n"
+            "# TYPE swarm_node_dropped_total counter\n");
+        OUT("swarm_node_dropped_total{reason=\"banned\"} %llu\n",
+            (unsigned long long)n->drop_banned);
+        OUT("swarm_node_dropped_total{reason=\"unknown_sender\"} %llu\n",
+            (unsigned long long)n->drop_unknown);
+        OUT("swarm_node_dropped_total{reason=\"shape\"} %llu\n",
+            (unsigned long long)n->drop_shape);
     }
     if (w) {
         OUT("# HELP swarm_wire_dropped_total Messages dropped, by reason.\n"
@@ -1896,6 +2991,9 @@ node_run(struct node *n)
     int err, code = SW_EXIT_FAIL;
 
     n->boot = !strcmp(n->o.mode, "bootstrap");
+    n->dead_ms = n->o.dead_ms > 0 ? n->o.dead_ms : SW_NODE_DEAD_MS;
+    n->pub_every = SW_MIN(SW_NODE_PUBLISH_MS, n->dead_ms / 3);
+    n->ban_ms = n->o.ban_ms;
     if ((err = sw_identity_global_init()) < 0)
         return SW_EXIT_FAIL;
     if (n->o.key[0])

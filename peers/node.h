@@ -42,6 +42,30 @@
  * progress (the leader gave up on it after SW_NODE_STALL_MS) aborts and
  * restarts it.
  *
+ * Failures (swarmd(1), "Failures").  A node is dead after dead_ms (--dead-ms)
+ * without a new version of its stage record (records are refreshed every
+ * dead_ms / 3; a record seen for the first time is judged by its age), after
+ * two unanswered leader pings (every SW_NODE_PING_MS to the nodes of a
+ * running step, timeout dead_ms / 3), or at once when its record says
+ * "leaving"; dead nodes leave the table.  The leader then sends GO again for
+ * the running step with a higher version ("ver") and the dead node left
+ * out; every node keeps the FWD and BWD payloads it sent in the step (xout,
+ * dxout) and resends those whose neighbour changed, so that nothing is
+ * recomputed upstream and neighbours that already used a message are left
+ * alone (a node that already finished the step resends too, until the next
+ * step starts).  A stage with no node left pauses the step until a node of
+ * that stage is training at the step: a newcomer that found no replica to
+ * copy and both neighbours alive rebuilds the stage by CheckFree
+ * (src/checkfree.h: both neighbours' slabs fetched at once, their last
+ * pre-clip norms from STATE) and resumes the step its predecessor is in.
+ * A lost boundary stage or two adjacent lost stages cannot be rebuilt:
+ * every node stops with SW_EXIT_LOST and a message naming them.
+ *
+ * Hostile peers.  A malformed body, a tensor of the wrong shape or a
+ * non-finite one bans the sender for ban_ms (struct ban, local to the
+ * node); tensors must come from the node the plan names, and well-formed
+ * ones from strangers are dropped (counted) without a ban.
+ *
  * Threading: everything runs on the libuv loop thread, training included.
  */
 #ifndef SW_NODE_H
@@ -58,6 +82,10 @@
 #define SW_NODE_DHT_RPC_MS 1000         /* DHT request timeout */
 #define SW_NODE_DHT_QUESTIONABLE_MS 5000 /* DHT contacts silent this long are pinged */
 #define SW_NODE_STALL_MS 30000
+#define SW_NODE_DEAD_MS 3000            /* default --dead-ms */
+#define SW_NODE_PING_MS 500             /* the leader pings the nodes of a running step */
+#define SW_NODE_BAN_MS 60000            /* default --ban-ms */
+#define SW_NODE_MAX_BANS 64
 #define SW_NODE_MAX_NODES 128
 #define SW_NODE_MAX_REPLICAS 16
 
@@ -71,7 +99,8 @@ enum sw_node_exit {
     SW_EXIT_USAGE = 2,    /* bad command line */
     SW_EXIT_MANIFEST = 3, /* manifest refused: unsigned, wrong owner, malformed, out of range */
     SW_EXIT_NOPEER = 4,   /* the peer could not be reached */
-    SW_EXIT_LOST = 5,     /* the stage has no live node to copy and the run has started */
+    SW_EXIT_LOST = 5,     /* a stage is lost and nothing can rebuild it (adjacent stages,
+                             a boundary stage, no checkpoint): the run stops */
 };
 
 struct sw_node_opts {
@@ -89,6 +118,8 @@ struct sw_node_opts {
     char log_level[16];
     int linger_ms;        /* after the last step, before exiting */
     int exit_at_end;      /* join: exit once the manifest's steps are done */
+    int dead_ms;          /* silent this long: dead (0: SW_NODE_DEAD_MS) */
+    int ban_ms;           /* a peer that sent a bad message is ignored this long */
 };
 
 /* Run a swarmd process to its end; returns an exit code (enum sw_node_exit). */

@@ -121,6 +121,7 @@ sw_status_rec_from_dht(const struct sw_dht_record *d, int stage, int S, uint64_t
     if (r->stage != stage)
         return -SW_EMSG; /* published under another stage's key */
     memcpy(r->pk, d->pub, 32);
+    r->seq = d->seq;
     return 0;
 }
 
@@ -188,8 +189,11 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
         }
         if (r.step > sc->max_step)
             sc->max_step = r.step;
-        if (r.state == SW_NODE_LEAVING)
+        if (r.state == SW_NODE_LEAVING) {
+            if (sc->ngone < SW_NODE_MAX_NODES)
+                memcpy(sc->gone[sc->ngone++], r.pk, 32);
             continue;
+        }
         for (j = 0; j < sc->n; j++)
             if (!memcmp(sc->recs[j].pk, r.pk, 32))
                 break;
@@ -217,6 +221,7 @@ sw_status_scan_start(struct sw_status_scan *sc, sw_status_scan_cb *cb, void *arg
     sc->cb = cb;
     sc->arg = arg;
     sc->n = 0;
+    sc->ngone = 0;
     sc->status = 0;
     sc->max_step = 0;
     sc->left = sc->S;
@@ -253,8 +258,9 @@ sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_s
         for (int i = 0; i < n; i++) {
             const struct sw_peer_rec *r = &recs[i];
             double age = (double)(now - r->heard_ms) / 1000.0;
-            if (r->stage != s || r->state == SW_NODE_LEAVING)
-                continue;
+            if (r->stage != s || r->state == SW_NODE_LEAVING ||
+                (r->state != SW_NODE_DONE && now - r->heard_ms > SW_STATUS_STALE_MS))
+                continue; /* left, or dead: no refresh for too long */
             x->nodes++;
             if (r->step > x->step)
                 x->step = r->step;

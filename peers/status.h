@@ -37,6 +37,7 @@ struct sw_peer_rec {
     uint64_t step, recoveries;
     double tps, cap, loss, norm;
     char hash[17];
+    uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */
 };
@@ -60,7 +61,8 @@ const char *sw_status_state_name(int state);
  * A scan: one DHT get per stage key, run in parallel; when all are done, cb
  * gets the records of every node not leaving (one per publisher, sorted by
  * stage then key), the highest step seen in any record (leaving ones
- * included), and status 0, or the first get's error (-SW_ECANCELED when the
+ * included), and status 0 (the keys of the leaving ones are in sc->gone[],
+ * sc->ngone of them, until the next scan starts), or the first get's error (-SW_ECANCELED when the
  * DHT node was closed).  Records that fail to decode are dropped and
  * counted in bad.  The caller owns the struct; one scan at a time.
  */
@@ -78,7 +80,8 @@ struct sw_status_scan {
     uint8_t (*keys)[32];                   /* [S] */
     struct sw_status_scan_slot *slots;     /* [S] */
     struct sw_peer_rec recs[SW_NODE_MAX_NODES];
-    int n, left, status;
+    uint8_t gone[SW_NODE_MAX_NODES][32];   /* keys whose record says "leaving" */
+    int n, ngone, left, status;
     uint64_t max_step, bad;
     bool pending;
     sw_status_scan_cb *cb;
@@ -106,6 +109,15 @@ struct sw_stage_summary {
 enum sw_health { SW_HEALTH_OK = 0, SW_HEALTH_DEGRADED = 1, SW_HEALTH_UNREACHABLE = 2 };
 
 #define SW_STATUS_STALL_MS 30000
+/*
+ * A record older than this (as far as its rounded ttl tells) is a dead
+ * node's: swarmd refreshes its record every second by default and at
+ * least every 3 s (swarmd(1), --dead-ms), and ages come in whole seconds,
+ * so a live record reads at most 4 s old.  The summary leaves older records
+ * out, so that a stage whose nodes were killed shows empty before their
+ * records expire.
+ */
+#define SW_STATUS_STALE_MS 4500
 
 /* Fill sum[S] from the records; returns the health (finished runs are OK). */
 int sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_step,

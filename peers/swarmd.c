@@ -23,6 +23,7 @@ static const struct sw_cfg_entry boot_tab[] = {
     SW_CFG_STR(T, "owner", owner, "", "refuse a manifest not signed by this key (64 hex digits)"),
     SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
     SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT"),
+    SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead (record refresh every third of it)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
 static const struct sw_cfg_entry join_tab[] = {
@@ -37,6 +38,8 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT"),
     SW_CFG_BOOL(T, "exit-at-end", exit_at_end, 1, "exit once the manifest's steps are done"),
     SW_CFG_INT(T, "linger-ms", linger_ms, 1500, 0, 600000, "wait after the last step before exiting"),
+    SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead: no new record (refreshed every third of it) or no answer to two pings"),
+    SW_CFG_INT(T, "ban-ms", ban_ms, 60000, 0, 86400000, "how long a peer that sent a bad message is ignored"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
 #undef T
@@ -54,7 +57,7 @@ usage(FILE *f)
             "seeds the run's DHT, trains nothing); 'join' trains one pipeline stage.\n"
             "'swarmd COMMAND --help' lists a command's options; see swarmd(1).\n\n"
             "exit status: 0 done or left on a signal, 1 runtime failure, 2 usage, 3 manifest\n"
-            "refused, 4 peer unreachable, 5 stage lost (needs recovery)\n");
+            "refused, 4 peer unreachable, 5 a stage is lost and nothing can rebuild it\n");
 }
 
 static int

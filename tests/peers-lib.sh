@@ -117,3 +117,15 @@ wait_for() {
 
 # losses LOG: the trl values of a last-stage log, one a line
 losses() { sed -n 's/.*trl:\([0-9.]*\).*/\1/p' "$1"; }
+
+# now_ms: wall clock in milliseconds (for the failure tests' figures)
+now_ms() { date +%s%3N; }
+
+# last_step LOG: the highest step of a last-stage log (-1: none)
+last_step() { sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' "$1" | tail -n 1 | grep . || echo -1; }
+
+# wait_steps SECONDS LOG N: until LOG's last stage completed step N
+wait_steps() { wait_for "$1" sh -c "[ \$(sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' \"$2\" | tail -n 1 | grep . || echo -1) -ge $3 ]"; }
+
+# stage_state JSON_FILE STAGE: nodes and state of a stage in status --json
+stage_state() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["stages"][int(sys.argv[2])]; print(s["nodes"], s["state"])' "$1" "$2"; }

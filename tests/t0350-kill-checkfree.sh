@@ -1,0 +1,63 @@
+#!/bin/sh
+# t0350: kill -9 the node of a middle stage of a 4-stage run.  The leader
+# declares it dead within the detection bound and pauses the drivers;
+# swarmctl status shows the stage empty and the run degraded (exit 1).  A
+# newcomer started with --stage auto takes the empty stage and rebuilds it
+# by CheckFree from both neighbours (their parameters and gradient norms);
+# the step in progress resumes, and 20 steps later the loss is finite and
+# below its value at the failure.  The recovery is in the logs, in status
+# (RECOV) and in the newcomer's metrics.
+. "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
+echo "1..7"
+write_manifest "$TMP/run.conf" 100000 4
+"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+start_boot "$TMP/run.conf"
+for s in 0 1 2 3; do
+    start_node "$TMP/n$s.log" $s
+    eval "P$s=\$NODE_PID"
+done
+wait_steps 60 "$TMP/n3.log" 30
+kill -9 "$P2"
+t_kill=$(now_ms)
+fail_step=$(last_step "$TMP/n3.log")
+wait_for 15 grep -q "declared dead" "$TMP/n1.log"; rc=$?
+t_dead=$(now_ms)
+echo "# node of stage 2 killed after step $fail_step; declared dead by its neighbour after $((t_dead - t_kill)) ms"
+grep -h "declared dead\|no node left" "$TMP/n0.log" "$TMP/n1.log" | head -n 3 | sed 's/^/# /'
+[ $rc -eq 0 ] && [ $((t_dead - t_kill)) -le 6000 ]
+ok $? "the killed node is declared dead within 6 s"
+wait_for 15 sh -c "\"$SWARMCTL\" status --peer \"$BOOT\" >/dev/null; [ \$? -eq 1 ]"
+"$SWARMCTL" status --peer "$BOOT" --json >"$TMP/d.json"; rc=$?
+[ $rc -eq 1 ] && [ "$(stage_state "$TMP/d.json" 2)" = "0 empty" ] && grep -q '"health":"degraded"' "$TMP/d.json"
+ok $? "status shows stage 2 empty and the run degraded (exit $rc)"
+s_paused=$(last_step "$TMP/n3.log"); sleep 1
+[ "$(last_step "$TMP/n3.log")" = "$s_paused" ]
+ok $? "the drivers are paused (no step completes without stage 2)"
+MPORT=$((20000 + $$ % 20000 + 7))
+start_node "$TMP/new.log" auto --metrics "127.0.0.1:$MPORT"
+wait_for 30 grep -q "recovery: stage 2 method checkfree" "$TMP/new.log"; rc=$?
+grep -h "chose stage\|recovery:" "$TMP/new.log" | sed 's/^/# /'
+[ $rc -eq 0 ] && grep -q "chose stage 2" "$TMP/new.log"
+ok $? "a newcomer with --stage auto rebuilt stage 2 by CheckFree"
+wait_steps 60 "$TMP/n3.log" $((fail_step + 20))
+"$PY" - "$TMP/n3.log" "$fail_step" <<'EOT'
+import math, re, sys
+l = {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(sys.argv[1]).read(), re.M)}
+f = int(sys.argv[2])
+before = l.get(f); after = l.get(f + 20)
+print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
+sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
+EOT
+ok $? "training went on: 20 steps later the loss is finite and below its value at the failure"
+"$SWARMCTL" status --peer "$BOOT" --json >"$TMP/r.json"; rc=$?
+diag_file "$TMP/r.json" 3
+[ $rc -eq 0 ] && "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["stages"][2]["recoveries"] >= 1 else 1)' "$TMP/r.json"
+ok $? "status is healthy again and counts the recovery of stage 2"
+"$PY" - "$MPORT" >"$TMP/metrics.txt" <<'EOT'
+import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())
+EOT
+grep '^swarm_node_recover' "$TMP/metrics.txt" | sed 's/^/# /'
+grep -q '^swarm_node_recoveries_total 1' "$TMP/metrics.txt" &&
+    grep -q "swarm_node_last_recovery_bytes{method=\"checkfree\",from=.*} [1-9]" "$TMP/metrics.txt"
+ok $? "the newcomer's metrics show the recovery (method, bytes, duration)"
