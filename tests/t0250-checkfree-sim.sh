@@ -6,38 +6,9 @@
 # with a message naming the lost stage; a saved schedule replays the same
 # failures; checkpoint:N ends on the no-failure run's exact loss (a real
 # rollback of parameters, AdamW state and data cursor); uneven stage cuts
-# are refused.  Environment: TEST_BUILDDIR (swarmsim).
-builddir=${TEST_BUILDDIR:-.}
-swarmsim=$builddir/swarmsim
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-export OMP_NUM_THREADS OPENBLAS_NUM_THREADS
-if [ ! -x "$swarmsim" ]; then
-    echo "1..0 # SKIP $swarmsim not built"
-    exit 0
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/t0300.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'rm -rf "$tmp"; exit 1' HUP INT TERM
-if command -v timeout >/dev/null 2>&1; then
-    bounded() { timeout 120 "$@"; }
-else
-    bounded() { "$@"; }
-fi
-data=$tmp/text.txt
-i=0
-while [ $i -lt 40 ]; do
-    cat >>"$data" <<'TXT'
-It was the best of times, it was the worst of times, it was the age of wisdom,
-it was the age of foolishness, it was the epoch of belief, it was the epoch of
-incredulity, it was the season of Light, it was the season of Darkness.
-TXT
-    i=$((i + 1))
-done
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+# are refused.  Environment: TEST_BUILDDIR (swarmsim), TEST_SRCDIR.
+SIM_TEST=t0250
+. "${TEST_SRCDIR:-$(dirname "$0")}/sim-lib.sh"
 check() { if [ "$1" = 0 ]; then ok "$2"; else notok "$2"; fi; }
 val() { awk -v k="$2" '$1 == k {print $2}' "$1/summary.txt" 2>/dev/null; }
 
