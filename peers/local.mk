@@ -1,7 +1,8 @@
 # peers/: swarmd, swarmctl and what a node does.
 sw_peers_cppflags = $(AM_CPPFLAGS) $(ZMQ_CFLAGS) $(SODIUM_CFLAGS) $(UV_CFLAGS) $(MSGPACK_CFLAGS) \
 	$(INIH_CFLAGS)
-sw_peers_ldadd = libswpeers.a $(sw_net_ldadd) $(sw_core_ldadd) $(INIH_LIBS)
+sw_peers_ldadd = libswpeers.a libswckpt.a $(sw_net_ldadd) $(sw_core_ldadd) $(INIH_LIBS) \
+	$(SODIUM_LIBS)
 
 noinst_LIBRARIES += libswpeers.a
 libswpeers_a_SOURCES = peers/manifest.h peers/manifest.c peers/proto.h peers/proto.c \
@@ -13,7 +14,7 @@ bin_PROGRAMS += swarmd swarmctl
 swarmd_SOURCES = peers/swarmd.c
 swarmd_CPPFLAGS = $(sw_peers_cppflags)
 swarmd_LDADD = $(sw_peers_ldadd)
-swarmctl_SOURCES = peers/swarmctl.c
+swarmctl_SOURCES = peers/swarmctl.c src/ckptcli.h src/ckptcli.c
 swarmctl_CPPFLAGS = $(sw_peers_cppflags)
 swarmctl_LDADD = $(sw_peers_ldadd)
 
@@ -28,7 +29,9 @@ tests_test_peers_route_LDADD = $(sw_peers_ldadd)
 
 sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0310-replicas.sh tests/t0320-stage-auto.sh \
 	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
-	tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh tests/t0380-rogue.sh
+	tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh tests/t0380-rogue.sh \
+	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
+	tests/t0392-keeper-adjacent.sh
 TESTS += tests/test_manifest tests/test_peers_route $(sw_peers_tests)
 EXTRA_DIST += $(sw_peers_tests) tests/peers-lib.sh tests/check_status_json.py \
 	scripts/swarm-demo.sh bench/swarm_bench.sh tests/test_peers_foreign.c tests/test_peers_rogue.c

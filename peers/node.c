@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "checkfree.h"
+#include "ckpt.h"
 #include "data.h"
 #include "dhtnode.h"
 #include "manifest.h"
@@ -189,6 +190,38 @@ struct node {
     char rec_method[16], rec_from[2 * EP + 8];
     uint64_t rec_bytes;
     double rec_s;
+
+    /* checkpoints: the snapshot a keeper asked for (STATE_GET with snap) */
+    uint64_t snap_want;   /* snapshot the state when step reaches this (0: none) */
+    bool snap_have;
+    uint64_t snap_step;
+    int snap_t;
+    float snap_lrm, snap_norm, snap_normc;
+    float *snap_buf;      /* host [3, numel]: params, m, v */
+    bool ckpt_done;       /* --from-checkpoint: tried once */
+    bool lost_ck_logged;  /* check_lost: waiting for --from-checkpoint nodes, said so */
+
+    /* keeper mode (swarmd keeper) */
+    bool keeper;
+    struct kstage *kst;   /* [S] */
+    int kevery, kkeep;
+    char kdir[4096];
+    uint64_t ktarget, klast, kgen, kt0_ms, kwait_log_ms;
+    int nsaved;
+};
+
+/* The keeper's pull of one stage's state for the checkpoint of step ktarget. */
+struct kstage {
+    struct node *n;
+    int stage;
+    char ep[EP];
+    int which;
+    size_t off, numel;
+    bool busy, done, have_lay;
+    uint64_t gen, retry_ms;
+    float *buf;           /* host [3, numel] */
+    struct sw_stage_layout lay;
+    struct sw_ckpt_stage_state st;
 };
 
 static void
@@ -667,6 +700,15 @@ train_free(struct node *n)
     for (int i = 0; i < SW_NODE_MAX_REPLICAS; i++)
         sw_free_big(n->gbuf[i]);
     sw_free_big(n->sync_buf);
+    sw_free_big(n->snap_buf);
+    if (n->kst) {
+        for (int s = 0; s < n->S; s++) {
+            sw_free_big(n->kst[s].buf);
+            if (n->kst[s].have_lay)
+                sw_stage_layout_release(&n->kst[s].lay);
+        }
+        sw_free(n->kst);
+    }
 }
 
 static char *
@@ -738,6 +780,33 @@ answer_prepare(struct node *n)
 
 static void sync_start(struct node *n);
 
+/* The state after n->step steps into snap_buf: what a keeper's STATE_GET with
+ * snap reads, however far the node has gone on meanwhile. */
+static int
+snap_take(struct node *n)
+{
+    size_t numel = n->st.lay.numel, bytes = numel * sizeof(float);
+    int err;
+
+    if (!n->snap_buf && !(n->snap_buf = sw_malloc_big(3 * bytes)))
+        return -SW_ENOMEM;
+    n->snap_have = false;
+    if ((err = n->k->copy_d2h(n->snap_buf, n->st.params, bytes)) < 0 ||
+        (err = n->k->copy_d2h(n->snap_buf + numel, n->opt.m, bytes)) < 0 ||
+        (err = n->k->copy_d2h(n->snap_buf + 2 * numel, n->opt.v, bytes)) < 0 ||
+        (err = n->k->sync()) < 0)
+        return err;
+    n->snap_have = true;
+    n->snap_step = n->step;
+    n->snap_t = n->opt.t;
+    n->snap_lrm = n->opt.lr_mult;
+    n->snap_norm = isfinite(n->opt.last_norm) ? n->opt.last_norm : 0.0f;
+    n->snap_normc = isfinite(n->opt.last_norm_clipped) ? n->opt.last_norm_clipped : 0.0f;
+    sw_log(SW_LOG_DEBUG, "snapshot of stage %d at step %llu for a keeper", n->stage,
+           (unsigned long long)n->step);
+    return 0;
+}
+
 static int
 do_update(struct node *n, double loss_sum)
 {
@@ -772,6 +841,9 @@ do_update(struct node *n, double loss_sum)
     n->step++;
     if (n->step > n->run_step)
         n->run_step = n->step;
+    if (n->snap_want && n->snap_want == n->step && (err = snap_take(n)) < 0)
+        sw_log(SW_LOG_WARN, "step %llu: no snapshot for the keeper: %s",
+               (unsigned long long)n->step, sw_strerror(err));
     step_reset(n);
     if (n->step >= (uint64_t)n->man.steps) {
         sw_log(SW_LOG_INFO, "run finished: %d steps", n->man.steps);
@@ -1910,17 +1982,25 @@ lead_tick(struct node *n)
 
 /* ---- state copy ---- */
 
-static const char *const state_get_keys[] = {"stage", "which", "off", "n", NULL};
+static const char *const state_get_keys[] = {"stage", "which", "off", "n", "snap", NULL};
 
+/*
+ * STATE_GET {stage, which, off, n} reads the live state (a joining replica);
+ * with snap: S, a keeper's, the snapshot of the state after step S: taken
+ * now when the node is at S, armed (answer -EAGAIN, ask again) when it is
+ * not there yet, -ENOENT when it went past S without one.  A snap answer
+ * carries the clipped norm too ("normc").
+ */
 static void
 on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
     struct node *n = arg;
     static struct body b;
     msgpack_unpacked u;
-    uint64_t stage, which, off, cnt;
+    uint64_t stage, which, off, cnt, snap = 0, step = n->step;
     size_t numel;
     float *src, *host = NULL;
+    bool has_snap, from_snap = false;
     int err = 0;
 
     if (m->route.rid == 0 || !n->have_stage)
@@ -1928,34 +2008,62 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
     if (!open_body(n, m, &u, state_get_keys))
         return;
     numel = n->st.lay.numel;
+    has_snap = sw_proto_get(&u.data, "snap") != NULL;
     if (sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
         sw_proto_get_u64(&u.data, "which", &which) < 0 || which > 2 ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
-        cnt > SYNC_CHUNK) {
+        cnt > SYNC_CHUNK || (has_snap && (sw_proto_get_u64(&u.data, "snap", &snap) < 0 || !snap))) {
         drop_malformed(n, &u, m->hdr.type);
         return;
     }
     msgpack_unpacked_destroy(&u);
-    if (stage != (uint64_t)n->stage || n->syncing || n->state != SW_NODE_TRAINING ||
-        off > numel || cnt > numel - off)
+    if (stage != (uint64_t)n->stage || n->syncing || off > numel || cnt > numel - off ||
+        (n->state != SW_NODE_TRAINING && !(has_snap && n->state == SW_NODE_DONE)))
         err = -SW_EINVAL;
-    src = which == 0 ? n->st.params : which == 1 ? n->opt.m : n->opt.v;
+    if (!err && has_snap) {
+        if (!(n->snap_have && n->snap_step == snap) && n->step == snap)
+            err = snap_take(n);
+        if (err < 0) {
+            sw_log(SW_LOG_WARN, "snapshot for a keeper: %s", sw_strerror(err));
+        } else if (n->snap_have && n->snap_step == snap) {
+            from_snap = true;
+            step = snap;
+        } else if (n->step < snap) {
+            if (n->snap_want != snap)
+                sw_log(SW_LOG_DEBUG, "a keeper wants stage %d at step %llu", n->stage,
+                       (unsigned long long)snap);
+            n->snap_want = snap;
+            err = -SW_EAGAIN;
+        } else {
+            err = -SW_ENOENT;
+        }
+    }
     if (!err && !(host = sw_malloc(cnt * sizeof(float) + 1)))
         err = -SW_ENOMEM;
-    if (!err && ((err = n->k->copy_d2h(host, src + off, cnt * sizeof(float))) >= 0))
-        err = n->k->sync();
+    if (!err && from_snap) {
+        memcpy(host, n->snap_buf + which * numel + off, cnt * sizeof(float));
+    } else if (!err) {
+        src = which == 0 ? n->st.params : which == 1 ? n->opt.m : n->opt.v;
+        if ((err = n->k->copy_d2h(host, src + off, cnt * sizeof(float))) >= 0)
+            err = n->k->sync();
+    }
     body_init(&b);
-    msgpack_pack_map(&b.pk, 8);
+    msgpack_pack_map(&b.pk, has_snap ? 9 : 8);
     sw_proto_pack_key(&b.pk, "err");
     msgpack_pack_int64(&b.pk, err < 0 ? err : 0);
     sw_proto_pack_key(&b.pk, "step");
-    msgpack_pack_uint64(&b.pk, n->step);
+    msgpack_pack_uint64(&b.pk, step);
     sw_proto_pack_key(&b.pk, "t");
-    msgpack_pack_uint64(&b.pk, (uint64_t)n->opt.t);
+    msgpack_pack_uint64(&b.pk, (uint64_t)(from_snap ? n->snap_t : n->opt.t));
     sw_proto_pack_key(&b.pk, "lr_mult");
-    msgpack_pack_double(&b.pk, n->opt.lr_mult);
+    msgpack_pack_double(&b.pk, from_snap ? n->snap_lrm : n->opt.lr_mult);
     sw_proto_pack_key(&b.pk, "norm");
-    msgpack_pack_double(&b.pk, isfinite(n->opt.last_norm) ? n->opt.last_norm : 0.0);
+    msgpack_pack_double(&b.pk, from_snap ? n->snap_norm
+                               : isfinite(n->opt.last_norm) ? n->opt.last_norm : 0.0);
+    if (has_snap) {
+        sw_proto_pack_key(&b.pk, "normc");
+        msgpack_pack_double(&b.pk, from_snap ? n->snap_normc : 0.0);
+    }
     sw_proto_pack_key(&b.pk, "numel");
     msgpack_pack_uint64(&b.pk, numel);
     sw_proto_pack_key(&b.pk, "off");
@@ -1967,6 +2075,22 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
 }
 
 static void sync_request(struct node *n);
+
+/* Stage 0: the data cursor of step n->step, by replaying the stream from the seed. */
+static int
+data_replay(struct node *n)
+{
+    int err;
+
+    if (n->stage != 0)
+        return 0;
+    sw_data_seed(&n->data, n->man.seed);
+    for (uint64_t s = 0; s < n->step; s++)
+        for (int mb = 0; mb < n->M; mb++)
+            if ((err = sw_data_next_batch(&n->data, n->in_all, n->tg_all, n->B, n->T)) < 0)
+                return err;
+    return 0;
+}
 
 static void
 sync_done(struct node *n)
@@ -1984,15 +2108,9 @@ sync_done(struct node *n)
     n->opt.t = (int)n->sync_t;
     n->opt.lr_mult = n->sync_lrm;
     n->step = n->sync_step;
-    if (n->stage == 0) {
-        /* the data cursor of step s: replay the stream from the seed */
-        sw_data_seed(&n->data, n->man.seed);
-        for (uint64_t s = 0; s < n->step; s++)
-            for (int mb = 0; mb < n->M; mb++)
-                if ((err = sw_data_next_batch(&n->data, n->in_all, n->tg_all, n->B, n->T)) < 0) {
-                    fail(n, err, "data");
-                    return;
-                }
+    if ((err = data_replay(n)) < 0) {
+        fail(n, err, "data");
+        return;
     }
     params_hash(n);
     n->syncing = false;
@@ -2108,10 +2226,8 @@ sync_request(struct node *n)
 static bool
 lost_for_good(const struct node *n, const bool *empty, char *why, size_t len)
 {
-    const char *ck = n->man.ckpt_every > 0 ? "a checkpoint (none is committed: swarmd keeps none "
-                                             "yet)"
-                                           : "a checkpoint (this run keeps none: [checkpoint] "
-                                             "every = 0)";
+    const char *ck = "a keeper's checkpoint (swarmd keeper, and nodes started with "
+                     "--from-checkpoint DIR)";
 
     char list[256] = "";
     size_t off = 0;
@@ -2390,6 +2506,8 @@ recover_tick(struct node *n)
 }
 
 /* A running node: stop when a lost stage can never come back. */
+static int ckpt_newest(const struct node *n);
+
 static void
 check_lost(struct node *n)
 {
@@ -2409,6 +2527,16 @@ check_lost(struct node *n)
         any |= empty[s];
     if (!any || !lost_for_good(n, empty, why, sizeof(why))) {
         n->lost_since_ms = 0;
+        n->lost_ck_logged = false;
+    } else if (n->o.from_ckpt[0] && ckpt_newest(n) >= 0) {
+        /* a keeper's checkpoint rebuilds them: nodes started with
+         * --from-checkpoint take the empty stages; the step waits for them */
+        if (!n->lost_ck_logged) {
+            n->lost_ck_logged = true;
+            sw_log(SW_LOG_WARN, "at step %llu: %s; '%s' holds one: waiting for nodes started "
+                   "with --from-checkpoint", (unsigned long long)n->step, why, n->o.from_ckpt);
+        }
+        n->lost_since_ms = 0;
     } else if (!n->lost_since_ms) {
         /* one missed refresh on a loaded machine must not end a run: the
          * loss has to last another dead_ms before everyone stops */
@@ -2423,6 +2551,122 @@ check_lost(struct node *n)
         n->stop_ms = now;
     }
     sw_free(empty);
+}
+
+/* The newest committed step of the --from-checkpoint folder (no data read), -1 if none. */
+static int
+ckpt_newest(const struct node *n)
+{
+    struct sw_ckpt_entry *e = NULL;
+    int cnt = 0, best = -1;
+
+    if (!n->o.from_ckpt[0] || sw_ckpt_list(n->o.from_ckpt, false, &e, &cnt) < 0)
+        return -1;
+    for (int i = 0; i < cnt; i++)
+        if (e[i].status == 0 && e[i].step > best)
+            best = e[i].step;
+    sw_free(e);
+    return best;
+}
+
+/*
+ * swarmd join --from-checkpoint DIR: this stage's tensors (whatever the stage
+ * count at save time: read by global name), AdamW state and step from the
+ * newest clean checkpoint of DIR.
+ */
+static int
+ckpt_restore(struct node *n)
+{
+    const struct sw_model_config *a, *b = &n->man.model;
+    size_t numel = n->st.lay.numel, bytes = numel * sizeof(float);
+    struct sw_ckpt_stage_state st;
+    struct sw_ckpt ck;
+    float *buf = NULL;
+    double t0 = sw_now_s();
+    int err;
+
+    if ((err = sw_ckpt_open(&ck, n->o.from_ckpt, -1)) < 0) {
+        if (err == -SW_ENOENT && n->run_step == 0) {
+            sw_log(SW_LOG_INFO, "--from-checkpoint: no checkpoint in '%s' yet and the run has "
+                   "not started: the run seed's initialisation", n->o.from_ckpt);
+            return 1;
+        }
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: no clean checkpoint in '%s': %s",
+               n->o.from_ckpt, sw_strerror(err));
+        return err;
+    }
+    a = &ck.run.cfg;
+    if (a->vocab_size != b->vocab_size || a->d_model != b->d_model ||
+        a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
+        a->n_kv_heads != b->n_kv_heads || a->ffn_hidden != b->ffn_hidden || a->tied != b->tied) {
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: '%s' holds another model than the manifest's",
+               ck.path);
+        err = -SW_ECONFIG;
+    } else if (ck.run.seed != n->man.seed) {
+        sw_log(SW_LOG_WARN, "--from-checkpoint: '%s' was saved by a run of seed %llu, this "
+               "run's is %llu", ck.path, (unsigned long long)ck.run.seed,
+               (unsigned long long)n->man.seed);
+    }
+    if (!err && !(buf = sw_malloc_big(3 * bytes)))
+        err = -SW_ENOMEM;
+    if (!err)
+        err = sw_ckpt_read_stage(&ck, &n->st.lay, buf, buf + numel, buf + 2 * numel, &st);
+    if (!err && ((err = n->k->copy_h2d(n->st.params, buf, bytes)) < 0 ||
+                 (err = n->k->copy_h2d(n->opt.m, buf + numel, bytes)) < 0 ||
+                 (err = n->k->copy_h2d(n->opt.v, buf + 2 * numel, bytes)) < 0 ||
+                 (err = n->k->sync()) < 0 || (err = sw_stage_zero_grad(&n->st)) < 0))
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: cannot load the state: %s", sw_strerror(err));
+    sw_free_big(buf);
+    if (err < 0) {
+        sw_ckpt_close(&ck);
+        return err;
+    }
+    n->opt.t = st.t;
+    n->opt.lr_mult = st.lr_mult;
+    n->opt.last_norm = st.last_norm;
+    n->opt.last_norm_clipped = st.last_norm_clipped;
+    n->last_norm = st.last_norm;
+    n->step = (uint64_t)ck.run.step;
+    if (n->run_step > n->step) {
+        /* the run went on past the checkpoint and lost this stage (the
+         * others live): rejoin the step in progress, the lowest step a live
+         * node of another stage is at, with the checkpoint's older tensors
+         * (CheckFree cannot rebuild adjacent or boundary stages) */
+        uint64_t at = n->run_step;
+        for (int i = 0; i < n->ndir; i++)
+            if (n->dir[i].stage != n->stage && n->dir[i].state == SW_NODE_TRAINING &&
+                n->dir[i].step < at)
+                at = n->dir[i].step;
+        sw_log(SW_LOG_INFO, "recovery: stage %d method checkpoint: the tensors of step %llu, "
+               "resuming at step %llu", n->stage, (unsigned long long)n->step,
+               (unsigned long long)at);
+        n->step = at;
+        n->recoveries++;
+        snprintf(n->rec_method, sizeof(n->rec_method), "checkpoint");
+        snprintf(n->rec_from, sizeof(n->rec_from), "%.*s", (int)sizeof(n->rec_from) - 1, ck.path);
+        n->rec_bytes = 3 * bytes;
+        n->rec_s = sw_now_s() - t0;
+    }
+    if (n->step > n->run_step)
+        n->run_step = n->step;
+    if ((err = data_replay(n)) < 0) {
+        sw_ckpt_close(&ck);
+        return err;
+    }
+    params_hash(n);
+    n->syncing = false;
+    n->state = n->step >= (uint64_t)n->man.steps ? SW_NODE_DONE : SW_NODE_TRAINING;
+    if (n->state == SW_NODE_DONE)
+        n->done_ms = sw_now_ms();
+    step_reset(n);
+    sw_log(SW_LOG_INFO, "stage %d restored from checkpoint '%s': step %llu, AdamW t %d, "
+           "saved with %d stages, %zu bytes in %.0f ms (hash %s)", n->stage, ck.path,
+           (unsigned long long)n->step, n->opt.t, ck.run.S, 3 * bytes,
+           (sw_now_s() - t0) * 1000, n->hash);
+    sw_ckpt_close(&ck);
+    announce(n);
+    answer_prepare(n);
+    return 0;
 }
 
 /* Called from the tick while syncing: pick a replica, or start from the seed. */
@@ -2440,6 +2684,14 @@ sync_tick(struct node *n)
         if (r->stage == n->stage && r->state == SW_NODE_TRAINING && memcmp(r->pk, n->id.pk, 32) &&
             (!src || r->step > src->step))
             src = r;
+    }
+    if (!src && n->o.from_ckpt[0] && !n->ckpt_done) {
+        int err;
+        n->ckpt_done = true;
+        if ((err = ckpt_restore(n)) < 0)
+            fail(n, err, "--from-checkpoint");
+        if (err <= 0)
+            return;
     }
     if (!src) {
         if (n->run_step == 0 && !n->recoveries) {
@@ -2630,6 +2882,264 @@ leave(struct node *n)
     }
 }
 
+/* ---- keeper: checkpoints of the whole run (swarmd keeper) ---- */
+
+static void keeper_request(struct kstage *k);
+
+static void
+keeper_commit(struct node *n)
+{
+    struct sw_ckpt_stage_view *v = sw_calloc((size_t)n->S, sizeof(*v));
+    struct sw_ckpt_run run;
+    uint64_t bytes = 0;
+    double pull_s = (sw_now_ms() - n->kt0_ms) / 1000.0, t0 = sw_now_s(), write_s;
+    int err;
+
+    if (!v) {
+        sw_log(SW_LOG_ERROR, "checkpoint of step %llu: out of memory",
+               (unsigned long long)n->ktarget);
+        n->ktarget = 0;
+        return;
+    }
+    memset(&run, 0, sizeof(run));
+    run.step = (int)n->ktarget;
+    run.S = n->S;
+    run.seed = n->man.seed;
+    run.micro = n->ktarget * (uint64_t)n->M;
+    run.cfg = n->man.model;
+    run.oc = n->man.optim;
+    run.have_cursor = false;
+    for (int s = 0; s < n->S; s++) {
+        struct kstage *k = &n->kst[s];
+        v[s].lay = &k->lay;
+        v[s].params = k->buf;
+        v[s].m = k->buf + k->numel;
+        v[s].v = k->buf + 2 * k->numel;
+        v[s].st = k->st;
+        bytes += 3 * k->numel * sizeof(float);
+    }
+    err = sw_ckpt_save(n->kdir, &run, v, n->S, n->kkeep);
+    write_s = sw_now_s() - t0;
+    sw_free(v);
+    if (err < 0) {
+        sw_log(SW_LOG_ERROR, "checkpoint of step %llu into '%s' failed: %s; the older ones "
+               "are intact", (unsigned long long)n->ktarget, n->kdir, sw_strerror(err));
+    } else {
+        n->klast = n->ktarget;
+        n->nsaved++;
+        sw_log(SW_LOG_INFO, "checkpoint step %llu: %d stages, %llu bytes, collected in %.0f ms, "
+               "written in %.0f ms, into '%s' (keep %d)", (unsigned long long)n->ktarget, n->S,
+               (unsigned long long)bytes, pull_s * 1000, write_s * 1000, n->kdir, n->kkeep);
+        printf("checkpoint step:%llu bytes:%llu pull_ms:%.0f write_ms:%.0f\n",
+               (unsigned long long)n->ktarget, (unsigned long long)bytes, pull_s * 1000,
+               write_s * 1000);
+        fflush(stdout);
+    }
+    n->ktarget = 0;
+}
+
+static void
+on_kstate(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"err", "step", "t", "lr_mult", "norm", "normc",
+                                       "numel", "off", "n", NULL};
+    struct kstage *k = arg;
+    struct node *n = k->n;
+    msgpack_unpacked u;
+    const msgpack_object *e;
+    uint64_t step, tt, numel, off, cnt;
+    double lrm, norm, normc;
+    int64_t err;
+
+    (void)t;
+    k->busy = false;
+    if (status == -SW_ECANCELED || n->closing)
+        return;
+    if (k->gen != n->kgen || !n->ktarget)
+        return; /* an answer for an abandoned checkpoint */
+    if (status < 0) {
+        sw_log(SW_LOG_WARN, "checkpoint: stage %d from '%s' failed: %s; trying another node",
+               k->stage, k->ep, sw_strerror(status));
+        k->ep[0] = '\0';
+        k->retry_ms = sw_now_ms() + 200;
+        return;
+    }
+    if (!open_body(n, m, &u, keys))
+        return;
+    e = sw_proto_get(&u.data, "err");
+    if (!e || (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+               e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
+        sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "t", &tt) < 0 || sw_proto_get_f64(&u.data, "lr_mult", &lrm) < 0 ||
+        sw_proto_get_f64(&u.data, "norm", &norm) < 0 ||
+        sw_proto_get_f64(&u.data, "normc", &normc) < 0 ||
+        sw_proto_get_u64(&u.data, "numel", &numel) < 0 ||
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0) {
+        drop_malformed(n, &u, m->hdr.type);
+        k->ep[0] = '\0';
+        k->retry_ms = sw_now_ms() + 200;
+        return;
+    }
+    err = e->via.i64;
+    msgpack_unpacked_destroy(&u);
+    if (err != 0 && step > n->run_step && step <= (uint64_t)n->man.steps)
+        n->run_step = step;
+    if (err == -SW_EAGAIN) {
+        /* armed: the node snapshots when it gets there */
+        k->retry_ms = sw_now_ms() + 50;
+        return;
+    }
+    if (err == -SW_ENOENT) {
+        if (step > n->run_step)
+            n->run_step = step;
+        sw_log(SW_LOG_INFO, "checkpoint of step %llu missed: stage %d is at step %llu; aiming "
+               "later", (unsigned long long)n->ktarget, k->stage, (unsigned long long)step);
+        n->ktarget = 0;
+        return;
+    }
+    if (err != 0 || step != n->ktarget || numel != k->numel || off != k->off ||
+        cnt > numel - off || m->payload_len != cnt * sizeof(float) || (!cnt && off < numel)) {
+        sw_log(SW_LOG_WARN, "checkpoint: stage %d from '%s' refused or malformed (%s); trying "
+               "another node", k->stage, k->ep, err ? sw_strerror((int)err) : "bad piece");
+        k->ep[0] = '\0';
+        k->retry_ms = sw_now_ms() + 200;
+        return;
+    }
+    memcpy(k->buf + (size_t)k->which * k->numel + off, m->payload, m->payload_len);
+    k->st.t = (int)tt;
+    k->st.lr_mult = (float)lrm;
+    k->st.last_norm = (float)norm;
+    k->st.last_norm_clipped = (float)normc;
+    k->off += cnt;
+    if (k->off == k->numel) {
+        k->off = 0;
+        if (++k->which == 3) {
+            k->done = true;
+            for (int s = 0; s < n->S; s++)
+                if (!n->kst[s].done)
+                    return;
+            keeper_commit(n);
+            return;
+        }
+    }
+    keeper_request(k);
+}
+
+static void
+keeper_request(struct kstage *k)
+{
+    static struct body b;
+    struct node *n = k->n;
+
+    body_init(&b);
+    msgpack_pack_map(&b.pk, 5);
+    sw_proto_pack_key(&b.pk, "stage");
+    msgpack_pack_uint32(&b.pk, (uint32_t)k->stage);
+    sw_proto_pack_key(&b.pk, "which");
+    msgpack_pack_uint32(&b.pk, (uint32_t)k->which);
+    sw_proto_pack_key(&b.pk, "off");
+    msgpack_pack_uint64(&b.pk, k->off);
+    sw_proto_pack_key(&b.pk, "n");
+    msgpack_pack_uint64(&b.pk, SW_MIN((size_t)SYNC_CHUNK, k->numel - k->off));
+    sw_proto_pack_key(&b.pk, "snap");
+    msgpack_pack_uint64(&b.pk, n->ktarget);
+    k->gen = n->kgen;
+    if (sw_transport_request(n->tr, k->ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL, 5000, 1,
+                             on_kstate, k) == 0)
+        k->busy = true;
+    else
+        k->retry_ms = sw_now_ms() + 200;
+}
+
+static int
+keeper_init(struct node *n)
+{
+    if (!(n->kst = sw_calloc((size_t)n->S, sizeof(*n->kst))))
+        return -SW_ENOMEM;
+    for (int s = 0; s < n->S; s++) {
+        struct kstage *k = &n->kst[s];
+        int err;
+        k->n = n;
+        k->stage = s;
+        if ((err = sw_stage_layout_init(&k->lay, &n->man.model, n->S, s)) < 0)
+            return err;
+        k->have_lay = true;
+        k->numel = k->lay.numel;
+        if (!(k->buf = sw_malloc_big(3 * k->numel * sizeof(float))))
+            return -SW_ENOMEM;
+    }
+    return 0;
+}
+
+static void
+keeper_tick(struct node *n)
+{
+    uint64_t now = sw_now_ms(), steps = (uint64_t)n->man.steps;
+
+    if (now - n->scan_ms >= SW_NODE_SCAN_MS)
+        scan(n);
+    if (!n->dir_ok)
+        return;
+    if (!n->ktarget) {
+        uint64_t every = (uint64_t)n->kevery, t;
+        for (int s = 0; s < n->S; s++)
+            if (n->kst[s].busy)
+                return; /* the abandoned checkpoint's requests first */
+        if (n->klast >= steps) {
+            if (n->o.exit_at_end) {
+                sw_log(SW_LOG_INFO, "the run's last step is saved; %d checkpoints written",
+                       n->nsaved);
+                n->stopping = true;
+            }
+            return;
+        }
+        /* the next multiple of every past both the last saved step and the
+         * run's step (as far as scans and the nodes' answers tell) */
+        t = (SW_MAX(n->run_step, n->klast) + every) / every * every;
+        if (t > steps)
+            t = steps;
+        if (t <= n->klast)
+            return;
+        n->ktarget = t;
+        n->kgen++;
+        n->kt0_ms = now;
+        for (int s = 0; s < n->S; s++) {
+            struct kstage *k = &n->kst[s];
+            k->done = false;
+            k->which = 0;
+            k->off = 0;
+            k->retry_ms = 0;
+            k->ep[0] = '\0';
+        }
+        sw_log(SW_LOG_DEBUG, "checkpoint: aiming at step %llu (run at %llu)",
+               (unsigned long long)t, (unsigned long long)n->run_step);
+    }
+    for (int s = 0; s < n->S; s++) {
+        struct kstage *k = &n->kst[s];
+        if (k->done || k->busy || now < k->retry_ms)
+            continue;
+        if (!k->ep[0]) {
+            const struct sw_peer_rec *src = NULL;
+            for (int i = 0; i < n->ndir; i++) {
+                const struct sw_peer_rec *r = &n->dir[i];
+                if (r->stage == s && (r->state == SW_NODE_TRAINING || r->state == SW_NODE_DONE) &&
+                    (!src || r->step > src->step))
+                    src = r;
+            }
+            if (!src) {
+                if (now - n->kwait_log_ms > 5000) {
+                    n->kwait_log_ms = now;
+                    sw_log(SW_LOG_INFO, "checkpoint of step %llu: waiting for a node of stage %d",
+                           (unsigned long long)n->ktarget, s);
+                }
+                continue;
+            }
+            snprintf(k->ep, EP, "%s", src->ep);
+        }
+        keeper_request(k);
+    }
+}
+
 static void
 on_tick(uv_timer_t *h)
 {
@@ -2643,6 +3153,13 @@ on_tick(uv_timer_t *h)
             shutdown_all(n);
         else if (now - n->scan_ms >= SW_NODE_BOOT_SCAN_MS)
             scan(n);
+        return;
+    }
+    if (n->keeper) {
+        if (n->stopping)
+            shutdown_all(n);
+        else
+            keeper_tick(n);
         return;
     }
     if (n->leaving) {
@@ -2991,6 +3508,7 @@ node_run(struct node *n)
     int err, code = SW_EXIT_FAIL;
 
     n->boot = !strcmp(n->o.mode, "bootstrap");
+    n->keeper = !strcmp(n->o.mode, "keeper");
     n->dead_ms = n->o.dead_ms > 0 ? n->o.dead_ms : SW_NODE_DEAD_MS;
     n->pub_every = SW_MIN(SW_NODE_PUBLISH_MS, n->dead_ms / 3);
     n->ban_ms = n->o.ban_ms;
@@ -3056,6 +3574,25 @@ node_run(struct node *n)
                n->lobby_ep, n->ep);
         printf("listening %s\n", n->lobby_ep);
         fflush(stdout);
+    } else if (n->keeper) {
+        char rh[65];
+        n->kevery = n->o.ckpt_every > 0 ? n->o.ckpt_every : n->man.ckpt_every;
+        n->kkeep = n->o.ckpt_keep > 0 ? n->o.ckpt_keep : n->man.ckpt_keep;
+        snprintf(n->kdir, sizeof(n->kdir), "%s", n->o.ckpt_dir[0] ? n->o.ckpt_dir : n->man.ckpt_dir);
+        if (n->kevery <= 0 || !n->kdir[0]) {
+            sw_log(SW_LOG_ERROR, "keeper: give --every N and --dir DIR, or [checkpoint] every "
+                   "and dir in the manifest");
+            return SW_EXIT_USAGE;
+        }
+        if ((err = keeper_init(n)) < 0) {
+            sw_log(SW_LOG_ERROR, "keeper: %s", sw_strerror(err));
+            return SW_EXIT_FAIL;
+        }
+        sw_log(SW_LOG_INFO, "keeper of run %s through %s: a checkpoint every %d steps into "
+               "'%s' (keep %d)", sw_identity_hex(rh, n->man.run_id, 32), n->o.peer, n->kevery,
+               n->kdir, n->kkeep);
+        if ((err = dht_join(n)) != 0)
+            return err;
     } else {
         char rh[65];
         if (sw_transport_on(n->tr, SW_MSG_PREPARE, on_prepare, n) < 0 ||

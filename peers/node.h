@@ -61,6 +61,20 @@
  * A lost boundary stage or two adjacent lost stages cannot be rebuilt:
  * every node stops with SW_EXIT_LOST and a message naming them.
  *
+ * Checkpoints.  A keeper (mode "keeper") joins the DHT but serves no stage;
+ * every N steps it asks one node of each stage for its state after step s
+ * (STATE_GET with snap: s): a node at s copies params, m, v and scalars into
+ * a host snapshot at once, one before s when its update reaches s (answering
+ * -EAGAIN meanwhile), one past s answers -ENOENT and the keeper aims later.
+ * All stages in, it commits them with sw_ckpt_save (src/ckpt.h).  A node
+ * with --from-checkpoint DIR and no live replica of its stage restores the
+ * stage from DIR's newest clean checkpoint (resharded by tensor name): at
+ * the checkpoint's step when the run is restarting, or, when the run went
+ * on and lost the stage where CheckFree cannot rebuild it, with the
+ * checkpoint's tensors at the step in progress; survivors with
+ * --from-checkpoint and a committed checkpoint wait for such nodes rather
+ * than stop with SW_EXIT_LOST.
+ *
  * Hostile peers.  A malformed body, a tensor of the wrong shape or a
  * non-finite one bans the sender for ban_ms (struct ban, local to the
  * node); tensors must come from the node the plan names, and well-formed
@@ -104,7 +118,7 @@ enum sw_node_exit {
 };
 
 struct sw_node_opts {
-    char mode[16];        /* "bootstrap" or "join" */
+    char mode[16];        /* "bootstrap", "join" or "keeper" */
     char run[4096];       /* bootstrap: the manifest file (FILE.sig beside it) */
     char listen[256];     /* lobby endpoint */
     char peer[256];       /* join: a lobby endpoint */
@@ -120,6 +134,10 @@ struct sw_node_opts {
     int exit_at_end;      /* join: exit once the manifest's steps are done */
     int dead_ms;          /* silent this long: dead (0: SW_NODE_DEAD_MS) */
     int ban_ms;           /* a peer that sent a bad message is ignored this long */
+    char from_ckpt[4096]; /* join: restart the stage from this checkpoint folder ("": no) */
+    char ckpt_dir[4096];  /* keeper: checkpoint folder ("": the manifest's [checkpoint] dir) */
+    int ckpt_every;       /* keeper: steps between checkpoints (0: the manifest's) */
+    int ckpt_keep;        /* keeper: checkpoints kept (0: the manifest's) */
 };
 
 /* Run a swarmd process to its end; returns an exit code (enum sw_node_exit). */

@@ -8,6 +8,7 @@
  *   swarmctl manifest check --run FILE [--owner HEX]
  *   swarmctl manifest keys
  *   swarmctl key --key DIR
+ *   swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]
  *
  * Exit status of status/peers/manifest --peer: 0 healthy, 1 degraded (a
  * stage empty or stalled), 2 unreachable (or the peer's manifest does not
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "ckptcli.h"
 #include "manifest.h"
 #include "node.h"
 #include "proto.h"
@@ -502,7 +504,8 @@ usage(FILE *f)
                "       swarmctl manifest sign --run FILE --key DIR\n"
                "       swarmctl manifest check --run FILE [--owner HEX]\n"
                "       swarmctl manifest keys\n"
-               "       swarmctl key --key DIR\n\n"
+               "       swarmctl key --key DIR\n"
+               "       swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]\n\n"
                "Looks at a swarm run; see swarmctl(1).  Exit status: 0 healthy, 1 degraded,\n"
                "2 unreachable, 3 usage.\n\noptions:\n");
     sw_cfg_help(tab, SW_ARRAY_SIZE(tab), f);
@@ -527,6 +530,10 @@ main(int argc, char **argv)
         return 0;
     }
     cmd = argv[1];
+    if (!strcmp(cmd, "checkpoint")) { /* the same code as swarmsim checkpoint (ckptcli.h) */
+        err = sw_ckptcli_main(argc - 1, argv + 1, prog);
+        return err == 2 ? EXIT_USAGE : err;
+    }
     if (!strcmp(cmd, "manifest") && argc > 2 && argv[2][0] != '-') {
         sub = argv[2];
         first = 3;

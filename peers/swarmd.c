@@ -4,6 +4,8 @@
  *   swarmd bootstrap --run FILE --listen tcp://HOST:PORT [--owner HEX]
  *   swarmd join --peer tcp://HOST:PORT [--stage auto|N] [--listen ...] [--data PATH]
  *               [--device auto|cpu|cuda] [--threads N] [--owner HEX] [--metrics HOST:PORT]
+ *               [--from-checkpoint DIR]
+ *   swarmd keeper --peer tcp://HOST:PORT --dir DIR [--every N] [--keep K]
  *
  * Options come from one table (src/cfg.h), which prints --help; swarmd(1)
  * lists the same.  Exit codes: enum sw_node_exit (node.h).
@@ -40,6 +42,19 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_INT(T, "linger-ms", linger_ms, 1500, 0, 600000, "wait after the last step before exiting"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead: no new record (refreshed every third of it) or no answer to two pings"),
     SW_CFG_INT(T, "ban-ms", ban_ms, 60000, 0, 86400000, "how long a peer that sent a bad message is ignored"),
+    SW_CFG_STR(T, "from-checkpoint", from_ckpt, "", "start the stage from the newest clean checkpoint in DIR when no live replica has it"),
+    SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
+};
+static const struct sw_cfg_entry keeper_tab[] = {
+    SW_CFG_STR(T, "peer", peer, "", "endpoint of the bootstrap or of any node of the run"),
+    SW_CFG_STR(T, "dir", ckpt_dir, "", "checkpoint folder (default: the manifest's [checkpoint] dir)"),
+    SW_CFG_INT(T, "every", ckpt_every, 0, 0, 100000000, "steps between checkpoints (0: the manifest's [checkpoint] every)"),
+    SW_CFG_INT(T, "keep", ckpt_keep, 0, 0, 1000, "checkpoints kept (0: the manifest's [checkpoint] keep)"),
+    SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:*", "this keeper's lobby endpoint (* picks a port)"),
+    SW_CFG_STR(T, "owner", owner, "", "refuse a run whose manifest is not signed by this key (64 hex digits)"),
+    SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
+    SW_CFG_BOOL(T, "exit-at-end", exit_at_end, 1, "exit once the run's last step is saved"),
+    SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
 #undef T
@@ -52,9 +67,11 @@ usage(FILE *f)
     fprintf(f,
             "usage: swarmd bootstrap --run FILE --listen tcp://HOST:PORT [options]\n"
             "       swarmd join --peer tcp://HOST:PORT [--stage auto|N] [options]\n"
+            "       swarmd keeper --peer tcp://HOST:PORT --dir DIR [--every N] [options]\n"
             "       swarmd --help | --version\n\n"
             "A node of a swarm run: 'bootstrap' seeds the run (serves the signed manifest and\n"
-            "seeds the run's DHT, trains nothing); 'join' trains one pipeline stage.\n"
+            "seeds the run's DHT, trains nothing); 'join' trains one pipeline stage;\n"
+            "'keeper' saves checkpoints of the whole run, pulled from its nodes.\n"
             "'swarmd COMMAND --help' lists a command's options; see swarmd(1).\n\n"
             "exit status: 0 done or left on a signal, 1 runtime failure, 2 usage, 3 manifest\n"
             "refused, 4 peer unreachable, 5 a stage is lost and nothing can rebuild it\n");
@@ -92,8 +109,8 @@ run_cmd(const char *cmd, const struct sw_cfg_entry *tab, size_t n, int argc, cha
         fprintf(stderr, "%s: bootstrap needs --run FILE\n", prog);
         return SW_EXIT_USAGE;
     }
-    if (!strcmp(cmd, "join") && !o.peer[0]) {
-        fprintf(stderr, "%s: join needs --peer tcp://HOST:PORT\n", prog);
+    if ((!strcmp(cmd, "join") || !strcmp(cmd, "keeper")) && !o.peer[0]) {
+        fprintf(stderr, "%s: %s needs --peer tcp://HOST:PORT\n", prog, cmd);
         return SW_EXIT_USAGE;
     }
     return sw_node_main(&o);
@@ -117,6 +134,9 @@ main(int argc, char **argv)
         return run_cmd("bootstrap", boot_tab, SW_ARRAY_SIZE(boot_tab), argc - 1, argv + 1);
     if (!strcmp(argv[1], "join"))
         return run_cmd("join", join_tab, SW_ARRAY_SIZE(join_tab), argc - 1, argv + 1);
-    fprintf(stderr, "%s: unknown command '%s' (bootstrap or join; see --help)\n", prog, argv[1]);
+    if (!strcmp(argv[1], "keeper"))
+        return run_cmd("keeper", keeper_tab, SW_ARRAY_SIZE(keeper_tab), argc - 1, argv + 1);
+    fprintf(stderr, "%s: unknown command '%s' (bootstrap, join or keeper; see --help)\n", prog,
+            argv[1]);
     return SW_EXIT_USAGE;
 }

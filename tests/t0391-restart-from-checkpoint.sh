@@ -1,0 +1,87 @@
+#!/bin/sh
+# t0391: a whole run restarts from its keeper's checkpoint.  A 4-stage run
+# with a keeper (every 10 steps) is stopped entirely (every node, the
+# bootstrap and the keeper); a new bootstrap of the same manifest and four
+# nodes started with --from-checkpoint DIR restore their stages (parameters,
+# AdamW state, step, data position) from the newest clean checkpoint and
+# train on from its step: the first loss of the restarted run is the one the
+# stopped run printed at that step, bit for bit, and the run finishes.  The
+# same checkpoint restarts a 2-stage run (resharded by tensor name) whose
+# first loss matches to 1e-5 relative.
+. "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
+echo "1..6"
+STEPS=40
+write_manifest "$TMP/run.conf" $STEPS 4
+"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+start_boot "$TMP/run.conf"
+B1=$BOOT_PID
+start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 10 --keep 2
+KP=$LAST_PID
+for s in 0 1 2 3; do
+    start_node "$TMP/a$s.log" $s
+    eval "P$s=\$NODE_PID"
+done
+# step 20 (or 30, should the keeper miss 20 on a loaded machine)
+wait_for 60 grep -Eq "^checkpoint step:[23]0 " "$TMP/keeper.log"; rc=$?
+seen=$(sed -n 's/^checkpoint step:\([23]0\) .*/\1/p' "$TMP/keeper.log" | head -n 1)
+wait_steps 30 "$TMP/a3.log" $((${seen:-20} + 2))
+for p in $P0 $P1 $P2 $P3 $KP $B1; do kill "$p" 2>/dev/null; done
+all=0
+for p in $P0 $P1 $P2 $P3 $KP $B1; do wait_pid "$p" 20 || all=1; done
+grep "^checkpoint " "$TMP/keeper.log" | sed 's/^/# /'
+stopped=$(last_step "$TMP/a3.log")
+echo "# the first run stopped after step $stopped"
+[ $rc -eq 0 ] && [ $all -eq 0 ] && [ "$stopped" -lt $((STEPS - 1)) ]
+ok $? "the keeper saved step ${seen:-20}, then every process of the run stopped (at step $stopped)"
+CK=$("$SWARMCTL" checkpoint list --dir "$TMP/ckpt" | sed -n 's/^step-0*\([0-9][0-9]*\) committed.*/\1/p' | head -n 1)
+echo "# newest committed checkpoint: step $CK"
+"$SWARMCTL" checkpoint verify --dir "$TMP/ckpt" >/dev/null 2>&1 && [ -n "$CK" ] && [ "$CK" -ge 20 ]
+ok $? "the newest checkpoint (step $CK) is clean"
+
+# the whole run again, from the checkpoint
+start_boot "$TMP/run.conf"
+for s in 0 1 2 3; do
+    start_node "$TMP/b$s.log" $s --from-checkpoint "$TMP/ckpt"
+    eval "P$s=\$NODE_PID"
+done
+all=0
+for s in 0 1 2 3; do
+    eval "p=\$P$s"
+    if wait_pid "$p" 120 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; echo "# node $s did not finish"; diag_file "$TMP/b$s.log"; fi
+done
+grep -h "restored from checkpoint" "$TMP/b0.log" "$TMP/b3.log" | sed 's/.*info: /# /'
+n=$(grep -l "restored from checkpoint .*step $CK," "$TMP"/b[0-3].log | wc -l)
+[ $all -eq 0 ] && [ "$n" -eq 4 ] && [ "$(last_step "$TMP/b3.log")" -eq $((STEPS - 1)) ]
+ok $? "four new nodes restored their stages from step $CK and trained to the end"
+first=$(sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' "$TMP/b3.log" | head -n 1)
+a=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/a3.log")
+b=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/b3.log")
+echo "# loss at step $CK: stopped run $a, restarted run $b (first step of the restart: $first)"
+[ "$first" = "$CK" ] && [ -n "$a" ] && [ "$a" = "$b" ]
+ok $? "the restarted run goes on from step $CK with the stopped run's loss, bit for bit"
+$PY - "$TMP/a3.log" "$TMP/b3.log" <<'EOT'
+import re, sys
+def l(f): return {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.]+)", open(f).read(), re.M)}
+a, b = l(sys.argv[1]), l(sys.argv[2])
+common = sorted(set(a) & set(b))
+worst = max(abs(a[s] - b[s]) for s in common)
+print("# %d steps in both runs, max loss difference %.3g; last loss %.4f (step %d)" % (len(common), worst, b[max(b)], max(b)))
+sys.exit(0 if common and worst == 0 and b[max(b)] < a[min(a)] else 1)
+EOT
+ok $? "every step both runs took has the same loss; the loss kept falling"
+
+# resharded: the same checkpoint into a 2-stage run
+write_manifest "$TMP/run2.conf" $((CK + 2)) 2
+"$SWARMCTL" manifest sign --run "$TMP/run2.conf" --key "$TMP/owner" >/dev/null 2>&1
+start_boot "$TMP/run2.conf"
+for s in 0 1; do
+    start_node "$TMP/c$s.log" $s --from-checkpoint "$TMP/ckpt"
+    eval "P$s=\$NODE_PID"
+done
+all=0
+for p in $P0 $P1; do if wait_pid "$p" 60 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; fi; done
+c=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/c1.log")
+echo "# 2 stages from the 4-stage checkpoint: loss at step $CK $c (4 stages: $a)"
+[ $all -eq 0 ] && [ -n "$c" ] && grep -q "saved with 4 stages" "$TMP/c0.log" &&
+    $PY -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 1e-5 * abs(a) else 1)' "$a" "$c"
+ok $? "a 2-stage run restarts from the 4-stage checkpoint with the same loss (1e-5)"

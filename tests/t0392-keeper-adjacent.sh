@@ -1,0 +1,52 @@
+#!/bin/sh
+# t0392: two adjacent stages lost, recovered from the keeper's checkpoint.
+# A 4-stage run whose nodes were started with --from-checkpoint DIR (no
+# checkpoint yet: the run seed) beside a keeper saving into DIR every 10
+# steps; the nodes of stages 1 and 2 are killed with -9.  CheckFree cannot
+# rebuild them, but DIR holds a checkpoint: the survivors wait instead of
+# stopping, two newcomers started with --from-checkpoint DIR take stages 1
+# and 2 with the checkpoint's tensors and AdamW state and resume the step in
+# progress; 20 steps later the loss is finite and below its value at the
+# failure.
+. "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
+echo "1..4"
+write_manifest "$TMP/run.conf" 100000 4
+"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+start_boot "$TMP/run.conf"
+start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 10
+for s in 0 1 2 3; do
+    start_node "$TMP/n$s.log" $s --from-checkpoint "$TMP/ckpt"
+    eval "P$s=\$NODE_PID"
+done
+wait_for 60 grep -Eq "^checkpoint step:[12]0 " "$TMP/keeper.log"
+wait_steps 30 "$TMP/n3.log" 25
+kill -9 "$P1" "$P2"
+fail_step=$(last_step "$TMP/n3.log")
+echo "# stages 1 and 2 killed after step $fail_step"
+grep -h "seed's initialisation" "$TMP/n0.log" | head -n 1 | sed 's/.*info: /# /'
+grep "^checkpoint " "$TMP/keeper.log" | tail -n 2 | sed 's/^/# /'
+wait_for 20 grep -q "waiting for nodes started with --from-checkpoint" "$TMP/n0.log"; rc=$?
+grep -h "waiting for nodes started" "$TMP/n0.log" | head -n 1 | sed 's/.*warn: /# /'
+sleep 1
+kill -0 "$P0" 2>/dev/null && kill -0 "$P3" 2>/dev/null && [ $rc -eq 0 ]
+ok $? "the survivors see the adjacent loss, and wait for the checkpoint instead of stopping"
+start_node "$TMP/new1.log" 1 --from-checkpoint "$TMP/ckpt"
+start_node "$TMP/new2.log" 2 --from-checkpoint "$TMP/ckpt"
+wait_for 30 grep -q "recovery: stage 1 method checkpoint" "$TMP/new1.log"; r1=$?
+wait_for 30 grep -q "recovery: stage 2 method checkpoint" "$TMP/new2.log"; r2=$?
+grep -h "recovery:" "$TMP/new1.log" "$TMP/new2.log" | sed 's/.*info: /# /'
+[ $r1 -eq 0 ] && [ $r2 -eq 0 ]
+ok $? "two newcomers rebuilt stages 1 and 2 from the keeper's checkpoint"
+wait_steps 60 "$TMP/n3.log" $((fail_step + 20)); rc=$?
+[ $rc -eq 0 ] || { diag_file "$TMP/n0.log"; diag_file "$TMP/new1.log"; }
+"$PY" - "$TMP/n3.log" "$fail_step" <<'EOT'
+import math, re, sys
+l = {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(sys.argv[1]).read(), re.M)}
+f = int(sys.argv[2])
+before = l.get(f); after = l.get(f + 20)
+print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
+sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
+EOT
+ok $? "training went on: 20 steps later the loss is finite and below its value at the failure"
+"$SWARMCTL" status --peer "$BOOT" >/dev/null; rc=$?
+[ $rc -eq 0 ]; ok $? "status is healthy again (exit $rc)"
