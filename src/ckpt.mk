@@ -16,3 +16,9 @@ tests_test_ckpt_SOURCES = tests/test_ckpt.c tests/tap.h
 tests_test_ckpt_CPPFLAGS = $(AM_CPPFLAGS) $(SODIUM_CFLAGS)
 tests_test_ckpt_LDADD = $(sw_ckpt_ldadd)
 EXTRA_DIST += tests/t0260-ckpt-swarmsim.sh
+
+# bench/ckpt_bench: blocking share of a step, write throughput against dd, load times
+noinst_PROGRAMS += bench/ckpt_bench
+bench_ckpt_bench_SOURCES = bench/ckpt_bench.c
+bench_ckpt_bench_CPPFLAGS = $(AM_CPPFLAGS) $(SODIUM_CFLAGS)
+bench_ckpt_bench_LDADD = $(sw_ckpt_ldadd)
