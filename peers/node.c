@@ -644,9 +644,10 @@ train_alloc(struct node *n)
     n->have_dx = sw_calloc(M, sizeof(bool));
     n->losses = sw_calloc(M, sizeof(float));
     n->mb_node = sw_calloc(M, sizeof(int));
-    n->dx = sw_malloc_big(M * NC * sizeof(float));
+    /* what crosses to and from the network: pinned on CUDA (kernels.h) */
+    n->dx = n->k->alloc_host(M * NC * sizeof(float));
     n->routes = sw_calloc(M * (size_t)n->S, EP);
-    n->xbuf = sw_malloc_big(NC * sizeof(float));
+    n->xbuf = n->k->alloc_host(NC * sizeof(float));
     n->msgbuf = sw_malloc_big(NC * 4 + n->N * 4);
     n->in_all = sw_malloc(M * n->N * sizeof(int32_t));
     n->tg_all = sw_malloc(M * n->N * sizeof(int32_t));
@@ -656,8 +657,8 @@ train_alloc(struct node *n)
     n->plan_pk = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, 32);
     n->plan_ep = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, EP);
     n->plan_assign = sw_calloc((size_t)n->S * M, sizeof(int));
-    n->xout = sw_malloc_big(M * (NC * 4 + n->N * 4));
-    n->dxout = sw_malloc_big(M * NC * sizeof(float));
+    n->xout = n->k->alloc_host(M * (NC * 4 + n->N * 4));
+    n->dxout = n->k->alloc_host(M * NC * sizeof(float));
     n->xout_ok = sw_calloc(M, sizeof(bool));
     n->dxout_ok = sw_calloc(M, sizeof(bool));
     if (!n->fwd_done || !n->bwd_done || !n->have_dx || !n->losses || !n->mb_node || !n->dx || !n->routes ||
@@ -676,9 +677,13 @@ train_free(struct node *n)
     sw_free(n->have_dx);
     sw_free(n->losses);
     sw_free(n->mb_node);
-    sw_free_big(n->dx);
+    if (n->k) { /* set before train_alloc, which alone fills these */
+        n->k->free_host(n->dx);
+        n->k->free_host(n->xbuf);
+        n->k->free_host(n->xout);
+        n->k->free_host(n->dxout);
+    }
     sw_free(n->routes);
-    sw_free_big(n->xbuf);
     sw_free_big(n->msgbuf);
     sw_free(n->in_all);
     sw_free(n->tg_all);
@@ -688,8 +693,6 @@ train_free(struct node *n)
     sw_free(n->plan_pk);
     sw_free(n->plan_ep);
     sw_free(n->plan_assign);
-    sw_free_big(n->xout);
-    sw_free_big(n->dxout);
     sw_free(n->xout_ok);
     sw_free(n->dxout_ok);
     for (int i = 0; i < 2; i++) {
