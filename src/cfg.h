@@ -7,6 +7,9 @@
  * manifest parser with file:line in its errors), prints --help and
  * --dump-config, and is what the man pages list.
  *
+ * (STYLE.md calls this module "config"; the file is cfg.h because autoconf's
+ * config.h, which sw.h includes, would be shadowed by a src/config.h.)
+ *
  *   static const struct sw_cfg_entry tab[] = {
  *       SW_CFG_INT(struct x, "steps", steps, 100, 1, 1000000, "training steps"),
  *   };
