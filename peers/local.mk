@@ -42,3 +42,4 @@ tests_test_peers_foreign_LDADD = $(sw_peers_ldadd)
 tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c
 tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)
+EXTRA_DIST += bench/recovery_bench.sh
