@@ -16,6 +16,8 @@
  */
 #include "sw.h"
 
+#include "bench.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,20 +46,6 @@ static const struct sw_cfg_entry tab[] = {
     SW_CFG_STR(T, "dir", dir, "", "checkpoint folder (default: a new one under $TMPDIR or /tmp)"),
 };
 #undef T
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* seconds for dd to write `bytes` to dir/dd.bin with fdatasync; < 0 on failure */
 static double
@@ -127,8 +115,14 @@ main(int argc, char **argv)
     }
     if (err < 0 || err < argc)
         return 2;
-    if (sw_model_preset(o.preset, &c) < 0 || o.seq_len > c.seq_len) {
-        fprintf(stderr, "ckpt_bench: bad --preset or --seq-len\n");
+    if (sw_model_preset(o.preset, &c) < 0) {
+        fprintf(stderr, "ckpt_bench: unknown preset '%s' (one of %s)\n", o.preset,
+                sw_model_preset_names());
+        return 2;
+    }
+    if (o.seq_len > c.seq_len) {
+        fprintf(stderr, "ckpt_bench: --seq-len %d exceeds the preset's seq_len %d\n", o.seq_len,
+                c.seq_len);
         return 2;
     }
     if (!o.dir[0]) {
@@ -197,12 +191,12 @@ main(int argc, char **argv)
         }
         ratio[rep] = dd_s[rep] / write_s[rep];
     }
-    printf("training step: %.1f ms (median of %d)\n", median(step_s, o.reps) * 1e3, o.reps);
+    printf("training step: %.1f ms (median of %d)\n", bench_median(step_s, o.reps) * 1e3, o.reps);
     printf("save: blocking %.2f ms, write + fsync %.1f ms (%.0f MB/s); dd conv=fdatasync %.1f ms "
            "(%.0f MB/s)\n",
-           median(block_s, o.reps) * 1e3, median(write_s, o.reps) * 1e3,
-           state_bytes / median(write_s, o.reps) / 1e6, median(dd_s, o.reps) * 1e3,
-           state_bytes / median(dd_s, o.reps) / 1e6);
+           bench_median(block_s, o.reps) * 1e3, bench_median(write_s, o.reps) * 1e3,
+           state_bytes / bench_median(write_s, o.reps) / 1e6, bench_median(dd_s, o.reps) * 1e3,
+           state_bytes / bench_median(dd_s, o.reps) / 1e6);
     S2 = o.stages > 1 ? o.stages / 2 : 2;
     if (S2 > c.n_layers)
         S2 = 1;
@@ -214,12 +208,12 @@ main(int argc, char **argv)
     printf("load (verify every checksum) into %d stages: %.1f ms; resharded into %d stages: "
            "%.1f ms\n",
            o.stages, load_s * 1e3, S2, reshard_s * 1e3);
-    printf("save throughput / dd (median of %d pairs): %.2f\n", o.reps, median(ratio, o.reps));
+    printf("save throughput / dd (median of %d pairs): %.2f\n", o.reps, bench_median(ratio, o.reps));
     {
         double share[100];
         for (int i = 0; i < o.reps; i++)
             share[i] = block_s[i] / step_s[i];
-        printf("blocking time / training step (median): %.2f%%\n", 100.0 * median(share, o.reps));
+        printf("blocking time / training step (median): %.2f%%\n", 100.0 * bench_median(share, o.reps));
     }
     sw_ckpt_saver_release(&sv);
     sw_sim_release(&sim);

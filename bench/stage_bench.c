@@ -18,6 +18,8 @@
  */
 #include "sw.h"
 
+#include "bench.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -48,20 +50,6 @@ static const struct sw_cfg_entry tab[] = {
     SW_CFG_INT(T, "reps", reps, 5, 1, 1000, "timed repetitions (median reported)"),
 };
 #undef T
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* GEMM GFLOP/s over the shapes of one block: qkv, o, gate|up, down
  * (median of reps after one warm-up) */
@@ -96,7 +84,7 @@ gemm_gflops(const struct sw_kernels *k, bool use_cblas, int N, int C, int QKV, i
     k->free(a);
     k->free(w);
     k->free(o);
-    return flops / median(t, reps) / 1e9;
+    return flops / bench_median(t, reps) / 1e9;
 }
 
 int
@@ -188,7 +176,7 @@ main(int argc, char **argv)
                 openblas_set_num_threads(1);
         }
     }
-    sec = median(t, o.reps);
+    sec = bench_median(t, o.reps);
     stage_gf = fl / sec / 1e9;
     printf("stage fwd+bwd: %.1f ms/microbatch, %.0f tokens/s, %.1f GFLOP/s (median of %d)\n",
            sec * 1e3, N / sec, stage_gf, o.reps);
@@ -219,7 +207,7 @@ main(int argc, char **argv)
     }
     /* the pairs ran the GEMMs in the stage's own math mode (--math) */
     printf("ratio stage/GEMM (%s, median of %d interleaved pairs): %.2f\n", o.math, o.reps,
-           median(pair, o.reps));
+           bench_median(pair, o.reps));
     k->free_host(x);
     k->free_host(dx);
     sw_stage_release(&st);

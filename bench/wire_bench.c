@@ -27,6 +27,8 @@
  */
 #include "sw.h"
 
+#include "bench.h"
+
 #include "identity.h"
 #include "stage.h"
 #include "transport.h"
@@ -141,21 +143,6 @@ receiver_main(int fd)
 }
 
 /* ---- sender (parent) ---- */
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void
 nofree(void *data, void *hint)
@@ -301,8 +288,8 @@ auth_share(const struct sw_identity *id, int reps)
         fprintf(stderr, "auth share: a step failed\n");
     printf("stage (1 block, d_model 768, B*T 2048, 2 threads) fwd+bwd %.1f ms; authentication of "
            "its 2 tensors in + 2 out (%zu MiB each) %.2f ms: %.2f%% of compute\n",
-           median(ts, reps) * 1e3, bytes >> 20, median(ta, reps) * 1e3,
-           100.0 * median(ta, reps) / median(ts, reps));
+           bench_median(ts, reps) * 1e3, bytes >> 20, bench_median(ta, reps) * 1e3,
+           100.0 * bench_median(ta, reps) / bench_median(ts, reps));
     sw_wire_release(&tx);
     sw_wire_release(&rx);
     sw_stage_release(&st);
@@ -374,7 +361,7 @@ main(int argc, char **argv)
         raw_rep(z, buf, sizes[s], 1); /* warm-up */
         for (int r = 0; r < reps; r++)
             v[r] = raw_rep(z, buf, sizes[s], count);
-        raw_gbs[s] = median(v, reps);
+        raw_gbs[s] = bench_median(v, reps);
     }
     {
         char ack;
@@ -393,14 +380,14 @@ main(int argc, char **argv)
             crypto_generichash(h, 32, buf, sizes[s], NULL, 0);
             v[r] = (double)sizes[s] / (sw_now_s() - t0) / 1e9;
         }
-        b2_gbs[s] = median(v, reps);
+        b2_gbs[s] = bench_median(v, reps);
         for (int r = 0; r < reps; r++) {
             double t0 = sw_now_s();
 
             sw_wire_payload_hash(h, buf, sizes[s]);
             v[r] = (double)sizes[s] / (sw_now_s() - t0) / 1e9;
         }
-        tree_gbs[s] = median(v, reps);
+        tree_gbs[s] = bench_median(v, reps);
     }
 
     /* signed path */
@@ -414,7 +401,7 @@ main(int argc, char **argv)
         signed_rep(&loop, t, eps[1], buf, sizes[s], 1); /* warm-up */
         for (int r = 0; r < reps; r++)
             v[r] = signed_rep(&loop, t, eps[1], buf, sizes[s], count);
-        sig_gbs[s] = median(v, reps);
+        sig_gbs[s] = bench_median(v, reps);
     }
     for (int s = 0; s < 3; s++)
         printf("%3zu MiB  raw zmq %6.2f GB/s   signed %6.2f GB/s (%.2fx)   blake2b pass %5.2f GB/s"
@@ -431,7 +418,7 @@ main(int argc, char **argv)
             n++;
         v[r] = n / (sw_now_s() - t0);
     }
-    printf("small signed request round trips: %.0f /s\n", median(v, reps));
+    printf("small signed request round trips: %.0f /s\n", bench_median(v, reps));
     auth_share(&id, reps);
     printf("drops at sender: %llu\n", (unsigned long long)(sw_transport_wire(t)->stats.drops[0] +
                                                            sw_transport_wire(t)->stats.drops[1]));

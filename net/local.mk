@@ -34,7 +34,7 @@ tests_fuzz_fuzz_wire_replay_LDADD = $(sw_net_ldadd) $(sw_core_ldadd)
 
 # Benchmark (never part of make check): bench/wire_bench
 noinst_PROGRAMS += bench/wire_bench
-bench_wire_bench_SOURCES = bench/wire_bench.c
+bench_wire_bench_SOURCES = bench/wire_bench.c bench/bench.h
 bench_wire_bench_CPPFLAGS = $(sw_net_cppflags)
 bench_wire_bench_LDADD = $(sw_net_ldadd) $(sw_core_ldadd)
 

@@ -19,6 +19,6 @@ EXTRA_DIST += tests/t0260-ckpt-swarmsim.sh
 
 # bench/ckpt_bench: blocking share of a step, write throughput against dd, load times
 noinst_PROGRAMS += bench/ckpt_bench
-bench_ckpt_bench_SOURCES = bench/ckpt_bench.c
+bench_ckpt_bench_SOURCES = bench/ckpt_bench.c bench/bench.h
 bench_ckpt_bench_CPPFLAGS = $(AM_CPPFLAGS) $(SODIUM_CFLAGS)
 bench_ckpt_bench_LDADD = $(sw_ckpt_ldadd)
