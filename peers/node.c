@@ -2197,22 +2197,36 @@ on_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, v
     sync_request(n);
 }
 
+/*
+ * Body of a STATE_GET request: piece [off, off + SYNC_CHUNK) (clipped at
+ * numel) of slab `which` of `stage`; snap >= 0 asks for the state of that
+ * step (the keeper), < 0 for the live state.
+ */
+static void
+pack_state_get(struct body *b, int stage, int which, size_t off, size_t numel, int64_t snap)
+{
+    body_init(b);
+    msgpack_pack_map(&b->pk, snap >= 0 ? 5 : 4);
+    sw_proto_pack_key(&b->pk, "stage");
+    msgpack_pack_uint32(&b->pk, (uint32_t)stage);
+    sw_proto_pack_key(&b->pk, "which");
+    msgpack_pack_uint32(&b->pk, (uint32_t)which);
+    sw_proto_pack_key(&b->pk, "off");
+    msgpack_pack_uint64(&b->pk, off);
+    sw_proto_pack_key(&b->pk, "n");
+    msgpack_pack_uint64(&b->pk, SW_MIN((size_t)SYNC_CHUNK, numel - off));
+    if (snap >= 0) {
+        sw_proto_pack_key(&b->pk, "snap");
+        msgpack_pack_uint64(&b->pk, (uint64_t)snap);
+    }
+}
+
 static void
 sync_request(struct node *n)
 {
     static struct body b;
-    size_t total = n->st.lay.numel;
 
-    body_init(&b);
-    msgpack_pack_map(&b.pk, 4);
-    sw_proto_pack_key(&b.pk, "stage");
-    msgpack_pack_uint32(&b.pk, (uint32_t)n->stage);
-    sw_proto_pack_key(&b.pk, "which");
-    msgpack_pack_uint32(&b.pk, (uint32_t)n->sync_which);
-    sw_proto_pack_key(&b.pk, "off");
-    msgpack_pack_uint64(&b.pk, n->sync_off);
-    sw_proto_pack_key(&b.pk, "n");
-    msgpack_pack_uint64(&b.pk, SW_MIN((size_t)SYNC_CHUNK, total - n->sync_off));
+    pack_state_get(&b, n->stage, n->sync_which, n->sync_off, n->st.lay.numel, -1);
     if (sw_transport_request(n->tr, n->sync_ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL, 5000, 1,
                              on_state, n) == 0)
         n->sync_busy = true;
@@ -2402,16 +2416,7 @@ cf_request(struct cf_src *src)
     static struct body b;
     struct node *n = src->n;
 
-    body_init(&b);
-    msgpack_pack_map(&b.pk, 4);
-    sw_proto_pack_key(&b.pk, "stage");
-    msgpack_pack_uint32(&b.pk, (uint32_t)src->stage);
-    sw_proto_pack_key(&b.pk, "which");
-    msgpack_pack_uint32(&b.pk, 0);
-    sw_proto_pack_key(&b.pk, "off");
-    msgpack_pack_uint64(&b.pk, src->off);
-    sw_proto_pack_key(&b.pk, "n");
-    msgpack_pack_uint64(&b.pk, SW_MIN((size_t)SYNC_CHUNK, src->numel - src->off));
+    pack_state_get(&b, src->stage, 0, src->off, src->numel, -1);
     if (sw_transport_request(n->tr, src->ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL,
                              (uint64_t)SW_MAX(n->dead_ms, 2000), 2, on_cf_state, src) == 0)
         src->busy = true;
@@ -3034,18 +3039,7 @@ keeper_request(struct kstage *k)
     static struct body b;
     struct node *n = k->n;
 
-    body_init(&b);
-    msgpack_pack_map(&b.pk, 5);
-    sw_proto_pack_key(&b.pk, "stage");
-    msgpack_pack_uint32(&b.pk, (uint32_t)k->stage);
-    sw_proto_pack_key(&b.pk, "which");
-    msgpack_pack_uint32(&b.pk, (uint32_t)k->which);
-    sw_proto_pack_key(&b.pk, "off");
-    msgpack_pack_uint64(&b.pk, k->off);
-    sw_proto_pack_key(&b.pk, "n");
-    msgpack_pack_uint64(&b.pk, SW_MIN((size_t)SYNC_CHUNK, k->numel - k->off));
-    sw_proto_pack_key(&b.pk, "snap");
-    msgpack_pack_uint64(&b.pk, n->ktarget);
+    pack_state_get(&b, k->stage, k->which, k->off, k->numel, (int64_t)n->ktarget);
     k->gen = n->kgen;
     if (sw_transport_request(n->tr, k->ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL, 5000, 1,
                              on_kstate, k) == 0)
