@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "dht_codec.h"
+#include "wire.h"
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -181,101 +182,12 @@ sw_dht_msg_encode(const struct sw_dht_msg *m, uint8_t **out, size_t *len)
 
 /* ---- pre-scan ----------------------------------------------------------- */
 
-static uint64_t
-be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/*
- * Skips one object at *off.  Containers need at least one byte per element,
- * so a count larger than what remains is rejected before anything is
- * allocated.  Iterative over siblings, recursive over depth (bounded).
- */
-static bool
-scan_one(const uint8_t *p, size_t len, size_t *off, unsigned depth)
-{
-    size_t o = *off, need = 0, items = 0;
-    uint8_t b;
-    int w = 0;
-
-    if (o >= len)
-        return false;
-    b = p[o++];
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        /* fixint, nil, bool */
-    } else if (b <= 0x8f) {
-        items = 2 * (size_t)(b & 0x0f);
-    } else if (b <= 0x9f) {
-        items = b & 0x0f;
-    } else if (b <= 0xbf) {
-        need = b & 0x1f;
-    } else {
-        switch (b) {
-        case 0xc4: case 0xd9: w = 1; break; /* bin8, str8 */
-        case 0xc5: case 0xda: w = 2; break;
-        case 0xc6: case 0xdb: w = 4; break;
-        case 0xc7: w = 1; need = 1; break;  /* ext8: len, type */
-        case 0xc8: w = 2; need = 1; break;
-        case 0xc9: w = 4; need = 1; break;
-        case 0xca: need = 4; break;
-        case 0xcb: need = 8; break;
-        case 0xcc: case 0xd0: need = 1; break;
-        case 0xcd: case 0xd1: need = 2; break;
-        case 0xce: case 0xd2: need = 4; break;
-        case 0xcf: case 0xd3: need = 8; break;
-        case 0xd4: need = 2; break; /* fixext: type + data */
-        case 0xd5: need = 3; break;
-        case 0xd6: need = 5; break;
-        case 0xd7: need = 9; break;
-        case 0xd8: need = 17; break;
-        case 0xdc: case 0xdd: case 0xde: case 0xdf: {
-            int cw = (b == 0xdc || b == 0xde) ? 2 : 4;
-
-            if (len - o < (size_t)cw)
-                return false;
-            items = be(p + o, cw);
-            o += cw;
-            if (b >= 0xde)
-                items *= 2;
-            break;
-        }
-        default: /* 0xc1 never used */
-            return false;
-        }
-        if (w) {
-            if (len - o < (size_t)w)
-                return false;
-            need += be(p + o, w);
-            o += w;
-        }
-    }
-    if (need) {
-        if (len - o < need)
-            return false;
-        o += need;
-    }
-    if (items) {
-        if (depth == 0 || items > len - o)
-            return false;
-        for (size_t i = 0; i < items; i++)
-            if (!scan_one(p, len, &o, depth - 1))
-                return false;
-    }
-    *off = o;
-    return true;
-}
-
+/* The wire's bounded scanner (net/wire.h): every container's count must fit
+ * in the bytes left, so msgpack-c never allocates for a lying count. */
 bool
 sw_dht_msgpack_sane(const void *buf, size_t len, unsigned max_depth)
 {
-    size_t off = 0;
-
-    return scan_one(buf, len, &off, max_depth) && off == len;
+    return sw_wire_msgpack_check(buf, len, (int)max_depth) == 0;
 }
 
 /* ---- decoding ----------------------------------------------------------- */
