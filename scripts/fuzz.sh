@@ -44,8 +44,8 @@ done
 mkdir -p "$out/corpus"
 cflags="-g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
  -fno-omit-frame-pointer -I$top/src -I$top/net -I$top/kernels -I$top/peers -I$top/tests \
- $(pkg-config --cflags libsodium msgpack libzmq libuv)"
-libs="$(pkg-config --libs libsodium msgpack libzmq libuv) -lm -lpthread"
+ $(pkg-config --cflags libsodium msgpack libzmq libuv jansson)"
+libs="$(pkg-config --libs libsodium msgpack libzmq libuv jansson) -lm -lpthread"
 echo "building $out/fuzz_$name"
 # shellcheck disable=SC2086
 $CLANG $cflags -o "$out/fuzz_$name" "$src" $sources $libs

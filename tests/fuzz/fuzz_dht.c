@@ -21,9 +21,8 @@
  * aborts (an encoder/decoder mismatch).
  *
  * Build: make check builds it with tests/fuzz/replay.c; for real fuzzing
- *   clang -fsanitize=fuzzer,address,undefined -Isrc -Inet tests/fuzz/fuzz_dht.c \
- *       net/dht.c net/dht_codec.c src/err.c src/log.c src/alloc.c \
- *       $(pkg-config --cflags --libs msgpack libsodium)
+ * `scripts/fuzz.sh dht SECONDS`, which compiles it with
+ * fuzz-sources: net/dht.c net/dht_codec.c net/wire.c net/identity.c net/blake2b4.c
  * With -DSW_FUZZ_DHT_GEN it is instead a program that writes the seed corpus
  * into the directory named by its argument.
  */

@@ -6,6 +6,8 @@
  * opens every tensor is looked up by name and read as F32 when its dtype
  * converts, so the offsets the reader accepted are exercised too.  Any
  * crash, sanitizer report or leak is a bug; refusals are expected.
+ * `scripts/fuzz.sh safetensors SECONDS` compiles it with
+ * fuzz-sources: src/safetensors.c
  */
 #include "sw.h"
 
