@@ -112,11 +112,4 @@ int sw_stage_backward(struct sw_stage *st, int slot, const float *dx_out, float 
 int sw_stage_get_params(const struct sw_stage *st, float *host) SW_WARN_UNUSED;
 int sw_stage_set_params(struct sw_stage *st, const float *host) SW_WARN_UNUSED;
 
-/* Backend pointer of a tensor in a slab (params, grads, or an optimizer slab). */
-static inline float *
-sw_stage_tensor(const struct sw_stage *st, float *slab, const struct sw_tensor_info *t)
-{
-    return slab + t->offset;
-}
-
 #endif
