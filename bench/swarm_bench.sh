@@ -2,12 +2,17 @@
 # swarm_bench.sh BUILD_DIR [STEPS] [PRESET] - tokens/s of a 4-process swarm on
 # loopback (bootstrap + one node per stage, --threads 1 each) against
 # `swarmsim train` in one process with the same manifest, in the same run;
-# prints both and their ratio.  Not part of make check.
+# prints both, their ratio, and the largest relative difference between
+# the two loss curves.  Environment: DEVICE (auto, cpu or cuda: every node
+# and swarmsim; several nodes share one GPU), RECOVERY (checkfree or
+# checkfree+: the swapped route and the replicas).  Not part of make check.
 set -u
 BUILD=$(cd "${1:?usage: swarm_bench.sh BUILD_DIR [STEPS] [PRESET]}" && pwd)
 STEPS=${2:-30}
 PRESET=${3:-small}
 SIMTHREADS=${SIMTHREADS:-0}
+DEVICE=${DEVICE:-auto}
+RECOVERY=${RECOVERY:-checkfree}
 export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/swarm-bench.XXXXXX")
 PIDS=""
@@ -36,6 +41,8 @@ micro = 8
 seq_len = 128
 [optim]
 warmup = 5
+[recovery]
+mode = $RECOVERY
 [data]
 path = $DATA
 EOT
@@ -48,6 +55,7 @@ done
 NP=""
 for s in 0 1 2 3; do
     OMP_NUM_THREADS=1 "$BUILD/swarmd" join --peer "$BOOT" --stage $s --threads 1 --linger-ms 0 \
+        --device "$DEVICE" \
         >"$DIR/n$s.log" 2>&1 &
     NP="$NP $!"; PIDS="$PIDS $!"
 done
@@ -57,10 +65,16 @@ SW=$(sed -n 's/.*tok\/s:\([0-9]*\).*/\1/p' "$DIR/n3.log" | tail -n +4 |
      awk '{ s += 1 / $1; n++ } END { if (n) printf "%.0f", n / s; else print 0 }')
 OMP_NUM_THREADS=${SIMTHREADS#0} "$BUILD/swarmsim" train --preset $PRESET --stages 4 --steps $STEPS \
     --batch 8 --micro 8 --seq-len 128 --warmup 5 --data "$DATA" --threads $SIMTHREADS \
-    --sample-tokens 0 --eval-every 0 --out "$DIR/sim" --log-level warn >"$DIR/sim.log" 2>&1
+    --sample-tokens 0 --eval-every 0 --out "$DIR/sim" --log-level warn --device "$DEVICE" \
+    --recovery "$RECOVERY" >"$DIR/sim.log" 2>&1
 SIM=$(sed -n 's/.*tok\/s:\([0-9]*\).*/\1/p' "$DIR/sim.log" | tail -n +4 |
       awk '{ s += 1 / $1; n++ } END { if (n) printf "%.0f", n / s; else print 0 }')
-echo "preset $PRESET, 4 stages, batch 8 x 128 x 8 micro, $STEPS steps"
+echo "preset $PRESET, 4 stages, batch 8 x 128 x 8 micro, $STEPS steps, device $DEVICE, recovery $RECOVERY"
+grep -h 'stage 0 of' "$DIR/n0.log" | sed 's/.*info: /node 0: /'
 echo "swarm (4 processes, 1 thread each): $SW tokens/s"
 echo "swarmsim (1 process, threads ${SIMTHREADS}): $SIM tokens/s"
 awk -v a="$SW" -v b="$SIM" 'BEGIN { if (b > 0) printf "ratio swarm/swarmsim: %.3f\n", a / b }'
+sed -n 's/^s:[0-9]* trl:\([0-9.]*\).*/\1/p' "$DIR/n3.log" >"$DIR/l.swarm"
+tail -n +2 "$DIR/sim/train.csv" | cut -d, -f2 >"$DIR/l.sim"
+paste "$DIR/l.swarm" "$DIR/l.sim" | awk '{ d = ($1 - $2) / $2; if (d < 0) d = -d; if (d > m) m = d; n++ }
+    END { printf "loss curves: %d steps, largest relative difference swarm/swarmsim %.2g\n", n, m }'

@@ -7,7 +7,7 @@ sw_peers_ldadd = libswpeers.a libswckpt.a $(sw_net_ldadd) $(sw_core_ldadd) $(INI
 noinst_LIBRARIES += libswpeers.a
 libswpeers_a_SOURCES = peers/manifest.h peers/manifest.c peers/proto.h peers/proto.c \
 	peers/route.h peers/route.c peers/status.h peers/status.c peers/metrics.h peers/metrics.c \
-	peers/node.h peers/node.c
+	peers/node.h peers/node.c peers/ckptnet.h peers/ckptnet.c
 libswpeers_a_CPPFLAGS = $(sw_peers_cppflags)
 
 bin_PROGRAMS += swarmd swarmctl
@@ -19,20 +19,30 @@ swarmctl_CPPFLAGS = $(sw_peers_cppflags)
 swarmctl_LDADD = $(sw_peers_ldadd)
 
 check_PROGRAMS += tests/test_manifest tests/test_peers_route tests/test_peers_foreign \
-	tests/test_peers_rogue
+	tests/test_peers_rogue tests/test_ckptnet
 tests_test_manifest_SOURCES = tests/test_manifest.c tests/tap.h
 tests_test_manifest_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_manifest_LDADD = $(sw_peers_ldadd)
 tests_test_peers_route_SOURCES = tests/test_peers_route.c tests/tap.h
+tests_test_ckptnet_SOURCES = tests/test_ckptnet.c tests/tap.h
+tests_test_ckptnet_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_ckptnet_LDADD = $(sw_peers_ldadd)
 tests_test_peers_route_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_route_LDADD = $(sw_peers_ldadd)
+check_PROGRAMS += tests/test_status
+tests_test_status_SOURCES = tests/test_status.c tests/tap.h
+tests_test_status_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_status_LDADD = $(sw_peers_ldadd)
+TESTS += tests/test_status
 
-sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0310-replicas.sh tests/t0320-stage-auto.sh \
+sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh \
+	tests/t0310-replicas.sh tests/t0320-stage-auto.sh \
 	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
-	tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh tests/t0380-rogue.sh \
+	tests/t0355-kill-checkfree-plus.sh tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh \
+	tests/t0380-rogue.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
-	tests/t0392-keeper-adjacent.sh
-TESTS += tests/test_manifest tests/test_peers_route $(sw_peers_tests)
+	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0395-netns.sh
+TESTS += tests/test_manifest tests/test_peers_route tests/test_ckptnet $(sw_peers_tests)
 EXTRA_DIST += $(sw_peers_tests) tests/peers-lib.sh tests/check_status_json.py \
 	scripts/swarm-demo.sh bench/swarm_bench.sh tests/test_peers_foreign.c tests/test_peers_rogue.c
 dist_man_MANS += man/swarmd.1 man/swarmctl.1 man/swarm.conf.5

@@ -48,8 +48,8 @@ static const struct sw_cfg_entry recovery_tab[] = {
     SW_CFG_STR(M, "mode", recovery, "checkfree", "checkfree or checkfree+"),
 };
 static const struct sw_cfg_entry ckpt_tab[] = {
-    SW_CFG_INT(M, "every", ckpt_every, 0, 0, 100000000, "checkpoint every K steps (0: never)"),
-    SW_CFG_INT(M, "keep", ckpt_keep, 2, 1, 1000, "checkpoints kept"),
+    SW_CFG_INT(M, "every", ckpt_every, 0, 0, 100000000, "checkpoint every K steps (0: never); nodes with --ckpt-dir save their share every K steps"),
+    SW_CFG_INT(M, "keep", ckpt_keep, 2, 1, 1000, "checkpoints kept, by the keeper and in every node's --ckpt-dir"),
     SW_CFG_STR(M, "dir", ckpt_dir, "", "where keepers write checkpoints"),
     SW_CFG_BOOL(M, "async", ckpt_async, 1, "write on a worker thread"),
 };
@@ -178,6 +178,17 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
     }
     if (m->recovery_mode == SW_RECOVERY_CHECKFREE_PLUS && m->stages < 4) {
         snprintf(why, whylen, "recovery.mode checkfree+ needs at least 4 stages");
+        return -SW_ECONFIG;
+    }
+    if (m->recovery_mode == SW_RECOVERY_CHECKFREE_PLUS && c->tied) {
+        snprintf(why, whylen, "recovery.mode checkfree+ needs an untied LM head: stage S-2 keeps "
+                 "a replica of it");
+        return -SW_ECONFIG;
+    }
+    if (m->recovery_mode == SW_RECOVERY_CHECKFREE_PLUS &&
+        ((size_t)c->vocab_size * c->d_model + c->d_model) * 4 > (16u << 20)) {
+        snprintf(why, whylen, "recovery.mode checkfree+: the LM head replica (%zu bytes) exceeds "
+                 "the 16 MiB message payload", ((size_t)c->vocab_size * c->d_model + c->d_model) * 4);
         return -SW_ECONFIG;
     }
     sw_optim_config_default(&m->optim);

@@ -51,7 +51,7 @@ struct sw_manifest {
     int warmup;
     /* [recovery] */
     char recovery[16];
-    /* [checkpoint]: parsed and kept for the checkpoint keeper */
+    /* [checkpoint]: the keeper's defaults and the nodes' local saves (ckptnet.h) */
     int ckpt_every, ckpt_keep;
     char ckpt_dir[1024];
     int ckpt_async;

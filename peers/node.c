@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "checkfree.h"
 #include "ckpt.h"
+#include "ckptnet.h"
 #include "data.h"
 #include "dhtnode.h"
 #include "manifest.h"
@@ -55,6 +57,9 @@ struct live {
     bool used, dead, left, ping_busy;
     int stage, ping_fails;
     uint64_t seq, seq_ms, seen_ms, ping_ms;
+    uint64_t alive_ms;    /* last sign of life seen here (a new record, a pong); 0: none yet */
+    bool probe_busy;      /* a port probe is under way (probe_start) */
+    uint64_t probe_ms;
 };
 
 struct ban {
@@ -66,13 +71,30 @@ struct ban {
 struct cf_src {
     struct node *n;
     int stage;
+    int which;            /* STATE_GET slab: 0 params, 3 a CheckFree+ replica */
     char ep[SW_PROTO_EP_MAX];
     uint8_t pk[32];
-    size_t off, numel;
+    size_t off, numel;    /* off: the next piece to ask for */
+    size_t got;           /* floats received (pieces come in any order) */
+    int inflight;         /* requests of this generation in flight */
+    uint64_t gen;         /* bumped at every (re)start: older answers are ignored */
     uint64_t step;
     double norm;
-    bool busy, done;
+    bool busy, done, have_step;
     float *buf;           /* host [numel] */
+};
+
+/*
+ * One STATE_GET in flight (CheckFree fetch or replica copy): the request
+ * callback's argument, freed by it.  Up to SW_NODE_STATE_WINDOW of them per
+ * source; an answer whose gen is not its source's current one is dropped.
+ */
+struct piece_req {
+    struct node *n;
+    struct cf_src *src;   /* NULL: the replica copy (sync_*) */
+    uint64_t gen;
+    int which;
+    size_t off, cnt;
 };
 
 struct node {
@@ -121,9 +143,13 @@ struct node {
     int *mb_node;         /* [M] this step: index of the node of our stage serving each */
     uint8_t rep_pk[SW_NODE_MAX_REPLICAS][32];
     char rep_ep[SW_NODE_MAX_REPLICAS][EP];
+    /* per visit u = m + k*M: visit k of microbatch m to this stage (CheckFree+'s
+     * swapped route visits stages 0 and S-1 twice; V = 2 then, else 1) */
+    int V;
+    bool plus;            /* recovery.mode checkfree+: swapped route and replicas */
     bool *fwd_done, *bwd_done, *have_dx;
     float *losses;        /* [M] */
-    float *dx;            /* [M, N, C] gradients waiting for their turn */
+    float *dx;            /* [V*M, N, C] gradients waiting for their turn */
     char *routes;         /* [M, S, EP] */
     float *xbuf;          /* [N, C] */
     uint8_t *msgbuf;      /* [N*C*4 + N*4] x then targets */
@@ -146,9 +172,12 @@ struct node {
     struct sw_transport_route prep_route;
     uint64_t prep_step;
 
-    bool syncing, sync_busy;
-    int sync_which;
+    bool syncing, sync_busy, sync_have_step;
+    int sync_which;       /* with sync_off: the next piece to ask for */
     size_t sync_off;
+    size_t sync_got;      /* floats received of 3 * numel */
+    int sync_inflight;    /* requests of generation sync_gen in flight */
+    uint64_t sync_gen;
     uint64_t sync_step, sync_t;
     float sync_lrm;
     float *sync_buf;      /* host [3, numel] */
@@ -161,6 +190,8 @@ struct node {
     struct prep_slot prep[SW_NODE_MAX_NODES];
     uint64_t lead_ver;    /* plan version of the running step (replans) */
     bool paused;          /* a stage of the running step has no node left */
+    bool lead_takeover;   /* stage 0 rebuilt in a step whose leader died: plan it again */
+    uint64_t go_sent_ms;  /* the leader's last GO of the running step */
 
     /* failures: liveness, bans, the plan of the step, what was sent in it */
     int dead_ms, ban_ms, pub_every;
@@ -174,11 +205,24 @@ struct node {
     uint8_t (*plan_pk)[32]; /* [S * SW_NODE_MAX_REPLICAS] */
     char (*plan_ep)[EP];  /* [S * SW_NODE_MAX_REPLICAS] */
     int *plan_assign;     /* [S, M] index into the stage's nodes */
-    uint8_t *xout;        /* [M, N*C*4 + N*4] FWD payloads sent this step */
-    float *dxout;         /* [M, N, C] BWD payloads sent this step */
+    uint8_t *xout;        /* [V*M, N*C*4 + N*4] FWD payloads sent this step */
+    float *dxout;         /* [V*M, N, C] BWD payloads sent this step */
     bool *xout_ok, *dxout_ok;
+    /* FWDs (BWDs) of this step that came before its GO from a node this
+     * process does not know yet (a newcomer's first step): held, and used
+     * once the plan names their sender */
+    uint8_t *early;       /* [V*M, N*C*4 + N*4] held FWD payloads */
+    bool *early_ok, *early_dx;
+    uint8_t (*early_pk)[32], (*early_dxpk)[32];
     uint64_t store_step;
     uint64_t gver[SW_NODE_MAX_REPLICAS];
+
+    /* CheckFree+: the replica this node keeps as stage 1 (the embedding) or
+     * S-2 (final norm + LM head), pushed by the owner after each update */
+    float *rep_buf;       /* host [rep_numel] */
+    size_t rep_numel;
+    uint64_t rep_step, rep_sent, rep_got;
+    bool rep_have;
 
     /* recovery (CheckFree) and the last recovery event */
     bool trained;         /* was training once (a later copy is a catch-up) */
@@ -200,6 +244,11 @@ struct node {
     float *snap_buf;      /* host [3, numel]: params, m, v */
     bool ckpt_done;       /* --from-checkpoint: tried once */
     bool lost_ck_logged;  /* check_lost: waiting for --from-checkpoint nodes, said so */
+    struct sw_ckptnet *cn; /* local saves (--ckpt-dir) and the CKPT server; keeper's too */
+    struct sw_ckptnet_finder kfind; /* --from-checkpoint keeper: the keeper's record */
+    struct sw_ckptnet_pull *kpull; /* --from-checkpoint keeper: this stage being fetched */
+    float *kpull_buf;     /* host [3, numel] */
+    uint64_t kpub_ms, kpub_seq; /* keeper: its DHT record */
 
     /* keeper mode (swarmd keeper) */
     bool keeper;
@@ -222,7 +271,13 @@ struct kstage {
     float *buf;           /* host [3, numel] */
     struct sw_stage_layout lay;
     struct sw_ckpt_stage_state st;
+    bool snap_mode;       /* its nodes save nothing locally: STATE_GET with snap */
+    bool snap_logged;
+    bool have_pull;
+    struct sw_ckptnet_pull pull; /* from the nodes' local saves (ckptnet.h) */
 };
+
+static void ckpt_free(struct node *n);
 
 static void
 hex16(char out[17], const uint8_t *h)
@@ -331,6 +386,7 @@ self_rec(const struct node *n, struct sw_peer_rec *r)
     r->norm = n->last_norm;
     snprintf(r->hash, sizeof(r->hash), "%s", n->hash);
     r->recoveries = n->recoveries;
+    sw_status_rec_set_recovery(r, n->rec_method, n->rec_from, n->rec_bytes, n->rec_s);
 }
 
 /* ---- discovery (the DHT) ---- */
@@ -436,6 +492,107 @@ declare_dead(struct node *n, struct live *l, const char *why)
     n->deaths++;
     sw_log(SW_LOG_WARN, "node %s of stage %d declared dead: %s", short_pk(who, l->pk), l->stage,
            why);
+    /* out of the table now, not at the next scan: nothing copies from it,
+     * counts it, or takes its (possibly stale) step for the run's */
+    for (int i = 0; i < n->ndir; i++)
+        if (!memcmp(n->dir[i].pk, l->pk, 32)) {
+            memmove(&n->dir[i], &n->dir[i + 1], (size_t)(n->ndir - i - 1) * sizeof(n->dir[0]));
+            n->ndir--;
+            break;
+        }
+}
+
+/*
+ * The port probe: a TCP connect to a suspect node's run endpoint (its
+ * record is late, or a ping of the leader went unanswered).  The kernel
+ * accepts for a listening socket however busy the process is, so a refused
+ * connection means nothing listens there any more: the process is gone
+ * (killed, crashed) and the node is dead at once.  Anything else (connected,
+ * a timeout, another error, an endpoint that is not tcp://IP:PORT) proves
+ * nothing, and dead_ms and the pings decide as before.
+ */
+struct probe {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    uv_timer_t timer;
+    struct node *n;
+    uint8_t pk[32];
+    int open;             /* handles not closed yet */
+};
+
+static void
+on_probe_closed(uv_handle_t *h)
+{
+    struct probe *p = h->data;
+
+    if (--p->open == 0)
+        sw_free(p);
+}
+
+static void
+probe_end(struct probe *p)
+{
+    struct live *l = live_find(p->n, p->pk);
+
+    if (l)
+        l->probe_busy = false;
+    if (!uv_is_closing((uv_handle_t *)&p->timer)) {
+        uv_close((uv_handle_t *)&p->timer, on_probe_closed);
+        uv_close((uv_handle_t *)&p->tcp, on_probe_closed);
+    }
+}
+
+static void
+on_probe_connect(uv_connect_t *req, int status)
+{
+    struct probe *p = req->data;
+    struct live *l;
+
+    if (status == UV_ECONNREFUSED && !p->n->closing && (l = live_find(p->n, p->pk)))
+        declare_dead(p->n, l, "its port is closed");
+    probe_end(p);
+}
+
+static void
+on_probe_timer(uv_timer_t *h)
+{
+    probe_end(h->data); /* closing the tcp handle cancels the connect (UV_ECANCELED) */
+}
+
+static void
+probe_start(struct node *n, struct live *l, const char *ep)
+{
+    char host[64];
+    const char *colon = strrchr(ep, ':');
+    struct sockaddr_storage sa;
+    struct probe *p;
+    long port;
+
+    if (n->closing || l->probe_busy || l->dead || l->left || strncmp(ep, "tcp://", 6) || !colon ||
+        colon - (ep + 6) <= 0 || colon - (ep + 6) >= (long)sizeof(host))
+        return;
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - (ep + 6)), ep + 6);
+    port = strtol(colon + 1, NULL, 10);
+    if (port <= 0 || port > 65535 ||
+        (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) != 0 &&
+         uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) != 0))
+        return;
+    if (!(p = sw_calloc(1, sizeof(*p))))
+        return;
+    p->n = n;
+    memcpy(p->pk, l->pk, 32);
+    uv_tcp_init(n->loop, &p->tcp);
+    uv_timer_init(n->loop, &p->timer);
+    p->open = 2;
+    p->tcp.data = p->timer.data = p->req.data = p;
+    if (uv_tcp_connect(&p->req, &p->tcp, (struct sockaddr *)&sa, on_probe_connect) != 0) {
+        uv_close((uv_handle_t *)&p->timer, on_probe_closed);
+        uv_close((uv_handle_t *)&p->tcp, on_probe_closed);
+        return;
+    }
+    uv_timer_start(&p->timer, on_probe_timer, (uint64_t)n->dead_ms / 3, 0);
+    l->probe_busy = true;
+    l->probe_ms = sw_now_ms();
 }
 
 /* ---- lobby ---- */
@@ -565,7 +722,7 @@ on_scan(void *arg, int status, const struct sw_peer_rec *recs, int cnt, uint64_t
                     l->seq_ms = recs[i].heard_ms;
                 } else if (recs[i].seq != l->seq) {
                     l->seq = recs[i].seq;
-                    l->seq_ms = now;
+                    l->seq_ms = l->alive_ms = now;
                     l->left = false;
                     if (l->dead) {
                         l->dead = false;
@@ -581,6 +738,11 @@ on_scan(void *arg, int status, const struct sw_peer_rec *recs, int cnt, uint64_t
                     snprintf(why, sizeof(why), "no record refresh for %llu ms",
                              (unsigned long long)(now - l->seq_ms));
                     declare_dead(n, l, why);
+                } else if (!me && recs[i].state != SW_NODE_DONE &&
+                           now - l->seq_ms > (uint64_t)n->pub_every &&
+                           now - l->probe_ms >= SW_NODE_SCAN_MS) {
+                    /* a refresh is late: is the process still there? */
+                    probe_start(n, l, recs[i].ep);
                 }
                 if (!me && (l->dead || l->left))
                     continue;
@@ -637,34 +799,39 @@ scan(struct node *n)
 static int
 train_alloc(struct node *n)
 {
-    size_t NC = n->N * n->C, M = (size_t)n->M;
+    size_t NC = n->N * n->C, M = (size_t)n->M * (size_t)n->V;
 
     n->fwd_done = sw_calloc(M, sizeof(bool));
     n->bwd_done = sw_calloc(M, sizeof(bool));
     n->have_dx = sw_calloc(M, sizeof(bool));
-    n->losses = sw_calloc(M, sizeof(float));
-    n->mb_node = sw_calloc(M, sizeof(int));
+    n->losses = sw_calloc((size_t)n->M, sizeof(float));
+    n->mb_node = sw_calloc((size_t)n->M, sizeof(int));
     /* what crosses to and from the network: pinned on CUDA (kernels.h) */
     n->dx = n->k->alloc_host(M * NC * sizeof(float));
-    n->routes = sw_calloc(M * (size_t)n->S, EP);
+    n->routes = sw_calloc((size_t)n->M * (size_t)n->S, EP);
     n->xbuf = n->k->alloc_host(NC * sizeof(float));
     n->msgbuf = sw_malloc_big(NC * 4 + n->N * 4);
-    n->in_all = sw_malloc(M * n->N * sizeof(int32_t));
-    n->tg_all = sw_malloc(M * n->N * sizeof(int32_t));
+    n->in_all = sw_malloc((size_t)n->M * n->N * sizeof(int32_t));
+    n->tg_all = sw_malloc((size_t)n->M * n->N * sizeof(int32_t));
     n->gsum = sw_malloc_big(n->st.lay.numel * sizeof(float));
     n->seen_stage = sw_calloc((size_t)n->S, sizeof(bool));
     n->plan_cnt = sw_calloc((size_t)n->S, sizeof(int));
     n->plan_pk = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, 32);
     n->plan_ep = sw_calloc((size_t)n->S * SW_NODE_MAX_REPLICAS, EP);
-    n->plan_assign = sw_calloc((size_t)n->S * M, sizeof(int));
+    n->plan_assign = sw_calloc((size_t)n->S * (size_t)n->M, sizeof(int));
     n->xout = n->k->alloc_host(M * (NC * 4 + n->N * 4));
     n->dxout = n->k->alloc_host(M * NC * sizeof(float));
     n->xout_ok = sw_calloc(M, sizeof(bool));
     n->dxout_ok = sw_calloc(M, sizeof(bool));
+    n->early_ok = sw_calloc(M, sizeof(bool));
+    n->early_dx = sw_calloc(M, sizeof(bool));
+    n->early_pk = sw_calloc(M, 32);
+    n->early_dxpk = sw_calloc(M, 32);
     if (!n->fwd_done || !n->bwd_done || !n->have_dx || !n->losses || !n->mb_node || !n->dx || !n->routes ||
         !n->xbuf || !n->msgbuf || !n->in_all || !n->tg_all || !n->gsum || !n->seen_stage ||
         !n->plan_cnt || !n->plan_pk || !n->plan_ep || !n->plan_assign || !n->xout || !n->dxout ||
-        !n->xout_ok || !n->dxout_ok)
+        !n->xout_ok || !n->dxout_ok || !n->early_ok || !n->early_dx || !n->early_pk ||
+        !n->early_dxpk)
         return -SW_ENOMEM;
     return 0;
 }
@@ -695,6 +862,11 @@ train_free(struct node *n)
     sw_free(n->plan_assign);
     sw_free(n->xout_ok);
     sw_free(n->dxout_ok);
+    sw_free(n->early_ok);
+    sw_free(n->early_dx);
+    sw_free(n->early_pk);
+    sw_free(n->early_dxpk);
+    sw_free_big(n->early);
     for (int i = 0; i < 2; i++) {
         sw_free_big(n->cf[i].buf);
         if (n->cf_have_st[i])
@@ -704,6 +876,8 @@ train_free(struct node *n)
         sw_free_big(n->gbuf[i]);
     sw_free_big(n->sync_buf);
     sw_free_big(n->snap_buf);
+    ckpt_free(n);
+    sw_free_big(n->rep_buf);
     if (n->kst) {
         for (int s = 0; s < n->S; s++) {
             sw_free_big(n->kst[s].buf);
@@ -718,6 +892,82 @@ static char *
 route_ep(struct node *n, int mb, int s)
 {
     return n->routes + ((size_t)mb * n->S + s) * EP;
+}
+
+/*
+ * Routes.  A microbatch visits the stages hop by hop: hops 0..S-1 are stages
+ * 0..S-1 whole.  Under CheckFree+ every odd microbatch (counted across steps,
+ * step * M + m, as swarmsim counts them) takes the swapped route of S + 2
+ * hops (src/sim.c): 0 the embedding of stage 0, 1 stage 1, 2 the blocks of
+ * stage 0, 3..S-2 stages 2..S-3, S-1 the blocks of S-1, S stage S-2, S+1
+ * the final norm and head of S-1; so stage 1 learns to follow the embedding
+ * and stage S-2 to precede the head, and each can stand in for its boundary
+ * stage.  Stages 0 and S-1 see such a microbatch twice: visit k (0, 1) of
+ * microbatch m is u = m + k * M, its activation slot and its place in the
+ * per-visit arrays.
+ */
+static bool
+swapped(const struct node *n, uint64_t step, int m)
+{
+    return n->plus && ((step * (uint64_t)n->M + (uint64_t)m) & 1);
+}
+
+static int
+nhops(const struct node *n, uint64_t step, int m)
+{
+    return swapped(n, step, m) ? n->S + 2 : n->S;
+}
+
+/* Stage and parts of hop h. */
+static int
+hop_stage(const struct node *n, uint64_t step, int m, int h, unsigned *parts)
+{
+    int S = n->S, s;
+    unsigned p = SW_PART_ALL;
+
+    if (!swapped(n, step, m))
+        s = h;
+    else if (h == 0)
+        s = 0, p = SW_PART_EMBED;
+    else if (h == 1)
+        s = 1;
+    else if (h == 2)
+        s = 0, p = SW_PART_BLOCKS;
+    else if (h < S - 1)
+        s = h - 1;
+    else if (h == S - 1)
+        s = S - 1, p = SW_PART_BLOCKS;
+    else if (h == S)
+        s = S - 2;
+    else
+        s = S - 1, p = SW_PART_HEAD;
+    if (parts)
+        *parts = p;
+    return s;
+}
+
+/* How many times microbatch m visits this node's stage (1 or 2). */
+static int
+nvisits(const struct node *n, uint64_t step, int m)
+{
+    return swapped(n, step, m) && (n->stage == 0 || n->stage == n->S - 1) ? 2 : 1;
+}
+
+/* The hop of this stage's visit k to microbatch m. */
+static int
+visit_hop(const struct node *n, uint64_t step, int m, int k)
+{
+    int S = n->S, j = n->stage;
+
+    if (!swapped(n, step, m))
+        return j;
+    if (j == 0)
+        return k ? 2 : 0;
+    if (j == S - 1)
+        return k ? S + 1 : S - 1;
+    if (j == S - 2)
+        return S;
+    return j == 1 ? 1 : j + 1;
 }
 
 static void
@@ -735,9 +985,11 @@ params_hash(struct node *n)
 static void
 step_reset(struct node *n)
 {
-    memset(n->fwd_done, 0, (size_t)n->M * sizeof(bool));
-    memset(n->bwd_done, 0, (size_t)n->M * sizeof(bool));
-    memset(n->have_dx, 0, (size_t)n->M * sizeof(bool));
+    memset(n->fwd_done, 0, (size_t)n->M * n->V * sizeof(bool));
+    memset(n->bwd_done, 0, (size_t)n->M * n->V * sizeof(bool));
+    memset(n->have_dx, 0, (size_t)n->M * n->V * sizeof(bool));
+    memset(n->early_ok, 0, (size_t)n->M * n->V * sizeof(bool));
+    memset(n->early_dx, 0, (size_t)n->M * n->V * sizeof(bool));
     n->in_step = n->go = n->own_done = false;
     n->n_bwd = 0;
     /* keep partial gradients of replicas that are already at the next step */
@@ -810,12 +1062,95 @@ snap_take(struct node *n)
     return 0;
 }
 
+/*
+ * The CKPT_INFO_GET / CKPT_GET server of a training node, and its local
+ * saves into --ckpt-dir every [checkpoint] every steps (ckptnet.h).
+ */
+static int
+ckpt_serve_init(struct node *n)
+{
+    int err;
+
+    if (!(n->cn = sw_calloc(1, sizeof(*n->cn))))
+        return -SW_ENOMEM;
+    if ((err = sw_ckptnet_init(n->cn, n->loop, n->tr, &n->man.model, &n->man.optim, n->man.seed,
+                               n->S, n->M, n->man.steps, n->man.ckpt_every, n->man.ckpt_keep,
+                               n->keeper, n->keeper ? n->kdir : n->o.ckpt_dir, &n->step)) < 0)
+        return err;
+    if (!n->keeper && n->o.ckpt_dir[0])
+        sw_log(SW_LOG_INFO, n->man.ckpt_every > 0 ? "local checkpoints every %d steps into '%s' "
+               "(keep %d)" : "local checkpoints off: the manifest's [checkpoint] every is %d "
+               "('%s', keep %d)", n->man.ckpt_every, n->o.ckpt_dir, n->man.ckpt_keep);
+    return 0;
+}
+
+static void
+ckpt_free(struct node *n)
+{
+    for (int s = 0; n->kst && s < n->S; s++)
+        if (n->kst[s].have_pull) {
+            sw_ckptnet_pull_release(&n->kst[s].pull);
+            n->kst[s].have_pull = false;
+        }
+    if (n->cn)
+        sw_ckptnet_release(n->cn);
+    sw_free(n->cn);
+    if (n->kpull)
+        sw_ckptnet_pull_release(n->kpull);
+    sw_free(n->kpull);
+    sw_free_big(n->kpull_buf);
+    n->cn = NULL;
+    n->kpull = NULL;
+    n->kpull_buf = NULL;
+}
+
+/* After an update: this node's share of the stage into --ckpt-dir, when due.
+ * Blocks for the host copy only; a worker writes it. */
+static void
+local_save(struct node *n)
+{
+    size_t numel = n->st.lay.numel, bytes = numel * sizeof(float);
+    struct sw_ckpt_stage_state st;
+    double t0 = sw_now_s();
+    float *buf;
+    int err;
+
+    if (!n->cn || !sw_ckptnet_due(n->cn, n->step))
+        return;
+    if (!(buf = sw_ckptnet_save_begin(n->cn, &n->st.lay, n->stage, n->step, &err))) {
+        if (err != -SW_EAGAIN)
+            sw_log(SW_LOG_WARN, "local checkpoint of step %llu: %s", (unsigned long long)n->step,
+                   sw_strerror(err));
+        return;
+    }
+    if ((err = n->k->copy_d2h(buf, n->st.params, bytes)) < 0 ||
+        (err = n->k->copy_d2h(buf + numel, n->opt.m, bytes)) < 0 ||
+        (err = n->k->copy_d2h(buf + 2 * numel, n->opt.v, bytes)) < 0 ||
+        (err = n->k->sync()) < 0) {
+        sw_log(SW_LOG_WARN, "local checkpoint of step %llu: %s", (unsigned long long)n->step,
+               sw_strerror(err));
+        return;
+    }
+    st.t = n->opt.t;
+    st.lr_mult = n->opt.lr_mult;
+    st.last_norm = isfinite(n->opt.last_norm) ? n->opt.last_norm : 0.0f;
+    st.last_norm_clipped = isfinite(n->opt.last_norm_clipped) ? n->opt.last_norm_clipped : 0.0f;
+    if ((err = sw_ckptnet_save_queue(n->cn, &st, n->nrep, n->myidx, sw_now_s() - t0)) < 0)
+        sw_log(SW_LOG_WARN, "local checkpoint of step %llu: %s", (unsigned long long)n->step,
+               sw_strerror(err));
+}
+
+static void replica_push(struct node *n);
+
 static int
 do_update(struct node *n, double loss_sum)
 {
     float lr = sw_lr_at(&n->man.optim, (int)n->step);
     double now = sw_now_s(), dt;
-    int err;
+    int err, mine = 0;
+
+    for (int m = 0; m < n->M; m++)
+        mine += n->mb_node[m] == n->myidx;
 
     if ((err = sw_optim_update(&n->opt, &n->st, lr)) < 0) {
         sw_log(SW_LOG_ERROR, "step %llu: update failed: %s", (unsigned long long)n->step,
@@ -825,9 +1160,9 @@ do_update(struct node *n, double loss_sum)
     n->last_norm = n->opt.last_norm;
     dt = n->t_update > 0 ? now - n->t_update : now - n->t_go;
     n->t_update = now;
-    n->tps = dt > 0 ? (double)n->n_own * n->N / dt : 0;
+    n->tps = dt > 0 ? (double)mine * n->N / dt : 0;
     n->cap = n->t_compute > 0 ? n->tok_compute / n->t_compute : 0;
-    n->tokens_total += (uint64_t)n->n_own * n->N;
+    n->tokens_total += (uint64_t)mine * n->N;
     params_hash(n);
     if (n->stage == n->S - 1) {
         n->last_loss = loss_sum / n->M;
@@ -844,6 +1179,7 @@ do_update(struct node *n, double loss_sum)
     n->step++;
     if (n->step > n->run_step)
         n->run_step = n->step;
+    replica_push(n);
     if (n->snap_want && n->snap_want == n->step && (err = snap_take(n)) < 0)
         sw_log(SW_LOG_WARN, "step %llu: no snapshot for the keeper: %s",
                (unsigned long long)n->step, sw_strerror(err));
@@ -854,6 +1190,7 @@ do_update(struct node *n, double loss_sum)
         n->done_ms = sw_now_ms();
     }
     answer_prepare(n);
+    local_save(n);
     return 0;
 }
 
@@ -980,14 +1317,38 @@ own_done(struct node *n)
 }
 
 /*
- * The FWD (BWD) of microbatch m as stored when this node computed it, to the
- * route's next (previous) stage: first sends and replays after a replan.
+ * The FWD (BWD) of visit u as stored when this node computed it, to the
+ * next (previous) hop's node: first sends and replays after a replan.  The
+ * body names the hop the receiver runs.
  */
 static void
-send_fwd(struct node *n, int m, uint64_t step)
+send_fwd(struct node *n, int u, uint64_t step)
 {
     static struct body b;
     size_t len = n->N * n->C * 4 + n->N * 4;
+    int m = u % n->M, h = visit_hop(n, step, m, u / n->M) + 1;
+
+    body_init(&b);
+    msgpack_pack_map(&b.pk, 4);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, step);
+    sw_proto_pack_key(&b.pk, "mb");
+    msgpack_pack_uint32(&b.pk, (uint32_t)m);
+    sw_proto_pack_key(&b.pk, "hop");
+    msgpack_pack_uint32(&b.pk, (uint32_t)h);
+    sw_proto_pack_key(&b.pk, "route");
+    msgpack_pack_array(&b.pk, (size_t)n->S);
+    for (int s = 0; s < n->S; s++)
+        sw_proto_pack_str(&b.pk, route_ep(n, m, s));
+    send_msg(n, route_ep(n, m, hop_stage(n, step, m, h, NULL)), SW_MSG_FWD, &b,
+             n->xout + (size_t)u * len, len);
+}
+
+static void
+send_bwd(struct node *n, int u, uint64_t step)
+{
+    static struct body b;
+    int m = u % n->M, h = visit_hop(n, step, m, u / n->M) - 1;
 
     body_init(&b);
     msgpack_pack_map(&b.pk, 3);
@@ -995,91 +1356,88 @@ send_fwd(struct node *n, int m, uint64_t step)
     msgpack_pack_uint64(&b.pk, step);
     sw_proto_pack_key(&b.pk, "mb");
     msgpack_pack_uint32(&b.pk, (uint32_t)m);
-    sw_proto_pack_key(&b.pk, "route");
-    msgpack_pack_array(&b.pk, (size_t)n->S);
-    for (int s = 0; s < n->S; s++)
-        sw_proto_pack_str(&b.pk, route_ep(n, m, s));
-    send_msg(n, route_ep(n, m, n->stage + 1), SW_MSG_FWD, &b, n->xout + (size_t)m * len, len);
-}
-
-static void
-send_bwd(struct node *n, int m, uint64_t step)
-{
-    static struct body b;
-
-    body_init(&b);
-    msgpack_pack_map(&b.pk, 2);
-    sw_proto_pack_key(&b.pk, "step");
-    msgpack_pack_uint64(&b.pk, step);
-    sw_proto_pack_key(&b.pk, "mb");
-    msgpack_pack_uint32(&b.pk, (uint32_t)m);
-    send_msg(n, route_ep(n, m, n->stage - 1), SW_MSG_BWD, &b, n->dxout + (size_t)m * n->N * n->C,
-             n->N * n->C * sizeof(float));
+    sw_proto_pack_key(&b.pk, "hop");
+    msgpack_pack_uint32(&b.pk, (uint32_t)h);
+    send_msg(n, route_ep(n, m, hop_stage(n, step, m, h, NULL)), SW_MSG_BWD, &b,
+             n->dxout + (size_t)u * n->N * n->C, n->N * n->C * sizeof(float));
 }
 
 static void
 try_backward(struct node *n)
 {
+    size_t NC = n->N * n->C;
     int err;
 
     if (!n->go || n->own_done)
         return;
+    /* microbatches in order, a microbatch's visits from its last hop back */
     for (int m = 0; m < n->M; m++) {
-        double t0;
-        if (n->mb_node[m] != n->myidx || n->bwd_done[m])
+        if (n->mb_node[m] != n->myidx)
             continue;
-        if (!n->fwd_done[m] || (n->stage < n->S - 1 && !n->have_dx[m]))
-            return; /* hold later microbatches: gradients accumulate in order */
-        t0 = sw_now_s();
-        err = sw_stage_backward(&n->st, m, n->stage < n->S - 1 ? n->dx + (size_t)m * n->N * n->C
-                                                                : NULL,
-                                n->xbuf, 1.0f / n->M);
-        if (err >= 0)
-            err = n->k->sync();
-        if (err < 0) {
-            fail(n, err, "backward");
-            return;
-        }
-        n->t_compute += sw_now_s() - t0;
-        n->bwd_done[m] = true;
-        n->n_bwd++;
-        if (n->stage > 0) {
-            memcpy(n->dxout + (size_t)m * n->N * n->C, n->xbuf, n->N * n->C * sizeof(float));
-            n->dxout_ok[m] = true;
-            send_bwd(n, m, n->step);
+        for (int k = nvisits(n, n->step, m) - 1; k >= 0; k--) {
+            int u = m + k * n->M, h = visit_hop(n, n->step, m, k);
+            bool last = h == nhops(n, n->step, m) - 1;
+            double t0;
+
+            if (n->bwd_done[u])
+                continue;
+            if (!n->fwd_done[u] || (!last && (!n->have_dx[u] || n->early_dx[u])))
+                return; /* hold later ones: gradients accumulate in order */
+            t0 = sw_now_s();
+            err = sw_stage_backward(&n->st, u, last ? NULL : n->dx + (size_t)u * NC, n->xbuf,
+                                    1.0f / n->M);
+            if (err >= 0)
+                err = n->k->sync();
+            if (err < 0) {
+                fail(n, err, "backward");
+                return;
+            }
+            n->t_compute += sw_now_s() - t0;
+            n->bwd_done[u] = true;
+            n->n_bwd++;
+            if (h > 0) {
+                memcpy(n->dxout + (size_t)u * NC, n->xbuf, NC * sizeof(float));
+                n->dxout_ok[u] = true;
+                send_bwd(n, u, n->step);
+            }
         }
     }
     if (n->n_bwd == n->n_own)
         own_done(n);
 }
 
-/* Forward of microbatch m on this node: x_in (NULL on stage 0) and targets. */
+/* Forward of visit u on this node: x_in (NULL on the first hop), the
+ * tokens (stage 0) and the targets. */
 static int
-forward_one(struct node *n, int m, const float *x_in, const int32_t *tokens, const int32_t *tg)
+forward_one(struct node *n, int u, const float *x_in, const int32_t *tokens, const int32_t *tg)
 {
     float loss = 0;
     double t0 = sw_now_s();
-    bool last = n->stage == n->S - 1;
+    int m = u % n->M, h = visit_hop(n, n->step, m, u / n->M);
+    bool last = h == nhops(n, n->step, m) - 1;
+    size_t len = n->N * n->C * 4 + n->N * 4;
+    unsigned parts;
     int err;
 
-    err = sw_stage_forward(&n->st, m, SW_PART_ALL, tokens, x_in, tg, n->xbuf, &loss);
+    (void)hop_stage(n, n->step, m, h, &parts);
+    err = sw_stage_forward(&n->st, u, parts, tokens, x_in, tg, n->xbuf, &loss);
     if (err >= 0)
         err = n->k->sync();
     if (err < 0)
         return err;
     n->t_compute += sw_now_s() - t0;
-    n->tok_compute += (double)n->N;
-    n->fwd_done[m] = true;
+    if (u < n->M)
+        n->tok_compute += (double)n->N;
+    n->fwd_done[u] = true;
     if (last) {
         n->losses[m] = loss;
         return 0;
     }
     memcpy(n->msgbuf, n->xbuf, n->N * n->C * sizeof(float));
     memcpy(n->msgbuf + n->N * n->C * sizeof(float), tg, n->N * sizeof(int32_t));
-    memcpy(n->xout + (size_t)m * (n->N * n->C * 4 + n->N * 4), n->msgbuf,
-           n->N * n->C * 4 + n->N * 4);
-    n->xout_ok[m] = true;
-    send_fwd(n, m, n->step);
+    memcpy(n->xout + (size_t)u * len, n->msgbuf, len);
+    n->xout_ok[u] = true;
+    send_fwd(n, u, n->step);
     return 0;
 }
 
@@ -1156,27 +1514,32 @@ reject(struct node *n, const struct sw_transport_msg *m, msgpack_unpacked *u, in
 static void
 on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
-    static const char *const keys[] = {"step", "mb", "route", NULL};
+    static const char *const keys[] = {"step", "mb", "hop", "route", NULL};
     struct node *n = arg;
     msgpack_unpacked u;
     const msgpack_object *route;
-    uint64_t step, mb;
+    uint64_t step, mb, hop;
     size_t xbytes = n->N * n->C * sizeof(float);
     int32_t *tg;
-    int err;
+    int err, v;
+    bool planned;
 
     (void)t;
-    if (!n->have_stage || n->stage == 0 || n->syncing)
+    if (!n->have_stage || n->syncing)
         return;
     if (refuse_banned(n, m) || !open_body(n, m, &u, keys))
         return;
     route = sw_proto_get(&u.data, "route");
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 || sw_proto_get_u64(&u.data, "mb", &mb) < 0 ||
+        sw_proto_get_u64(&u.data, "hop", &hop) < 0 ||
         mb >= (uint64_t)n->M || !route || route->type != MSGPACK_OBJECT_ARRAY ||
-        route->via.array.size != (uint32_t)n->S) {
+        route->via.array.size != (uint32_t)n->S || hop == 0 ||
+        hop >= (uint64_t)nhops(n, step, (int)mb) ||
+        hop_stage(n, step, (int)mb, (int)hop, NULL) != n->stage) {
         reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed forward");
         return;
     }
+    v = (int)mb + (visit_hop(n, step, (int)mb, 0) == (int)hop ? 0 : n->M);
     if (m->payload_len != xbytes + n->N * 4) {
         reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "forward of the wrong shape");
         return;
@@ -1185,25 +1548,39 @@ on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         reject(n, m, &u, SW_WIRE_DROP_NONFINITE, "forward with non-finite activations");
         return;
     }
-    if (refuse_unknown(n, m)) {
-        msgpack_unpacked_destroy(&u);
-        return;
-    }
-    if (step != n->step || n->fwd_done[mb]) {
+    if (step != n->step || n->fwd_done[v]) {
         /* late, or a replay after a replan that this node does not need */
-        sw_log(SW_LOG_DEBUG, "dropped forward of step %llu mb %llu at step %llu",
-               (unsigned long long)step, (unsigned long long)mb, (unsigned long long)n->step);
+        if (!refuse_unknown(n, m))
+            sw_log(SW_LOG_DEBUG, "dropped forward of step %llu mb %llu at step %llu",
+                   (unsigned long long)step, (unsigned long long)mb, (unsigned long long)n->step);
         msgpack_unpacked_destroy(&u);
         return;
     }
-    if (n->go && n->plan_step == step) {
-        /* the plan says who sends it, and the route */
-        if (memcmp(m->hdr.sender, n->plan_pk[plan_idx(n, n->stage - 1, (int)mb)], 32)) {
-            msgpack_unpacked_destroy(&u);
-            if (!live_find(n, m->hdr.sender))
-                reject(n, m, NULL, SW_WIRE_DROP_MALFORMED, "forward from a node outside the plan");
+    planned = n->go && n->plan_step == step;
+    if (memcmp(m->hdr.sender, n->id.pk, 32) &&
+        (planned ? memcmp(m->hdr.sender,
+                          n->plan_pk[plan_idx(n, hop_stage(n, step, (int)mb, (int)hop - 1, NULL),
+                                              (int)mb)], 32)
+                 : !live_find(n, m->hdr.sender) && !in_plan(n, m->hdr.sender))) {
+        /* not (yet) from the node the plan names: a newcomer this node has
+         * not read from the DHT, or whose GO or replan is still on its way.
+         * Held until the next plan names its sender (early_take); a held
+         * one from a known node is not replaced by a stranger's */
+        size_t len = xbytes + n->N * 4;
+        msgpack_unpacked_destroy(&u);
+        if (n->early_ok[v] && live_find(n, n->early_pk[v]) && !live_find(n, m->hdr.sender))
             return;
-        }
+        if (!n->early && !(n->early = sw_malloc_big((size_t)n->M * n->V * len)))
+            return;
+        memcpy(n->early + (size_t)v * len, m->payload, len);
+        memcpy(n->early_pk[v], m->hdr.sender, 32);
+        n->early_ok[v] = true;
+        sw_log(SW_LOG_DEBUG, "forward of step %llu mb %llu held until a plan names its sender",
+               (unsigned long long)step, (unsigned long long)mb);
+        return;
+    }
+    if (planned) {
+        /* the plan says who sends it, and the route */
         route_from_plan(n, (int)mb);
     } else {
         for (int s = 0; s < n->S; s++)
@@ -1217,7 +1594,8 @@ on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     memcpy(n->xbuf, m->payload, xbytes);
     tg = (int32_t *)(n->msgbuf + xbytes);
     memcpy(tg, (const uint8_t *)m->payload + xbytes, n->N * sizeof(int32_t));
-    if ((err = forward_one(n, (int)mb, n->xbuf, NULL, tg)) < 0) {
+    if ((err = forward_one(n, v, n->xbuf, n->stage == 0 ? n->in_all + mb * n->N : NULL, tg)) <
+        0) {
         if (err == -SW_ERANGE) {
             reject(n, m, NULL, SW_WIRE_DROP_MALFORMED, "forward with out-of-range targets");
             return;
@@ -1231,23 +1609,27 @@ on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 static void
 on_bwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
-    static const char *const keys[] = {"step", "mb", NULL};
+    static const char *const keys[] = {"step", "mb", "hop", NULL};
     struct node *n = arg;
     msgpack_unpacked u;
-    uint64_t step, mb;
+    uint64_t step, mb, hop;
     size_t xbytes = n->N * n->C * sizeof(float);
-    bool mine;
+    bool mine, planned;
+    int v;
 
     (void)t;
-    if (!n->have_stage || n->stage == n->S - 1 || n->syncing)
+    if (!n->have_stage || n->syncing)
         return;
     if (refuse_banned(n, m) || !open_body(n, m, &u, keys))
         return;
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 || sw_proto_get_u64(&u.data, "mb", &mb) < 0 ||
-        mb >= (uint64_t)n->M) {
+        sw_proto_get_u64(&u.data, "hop", &hop) < 0 || mb >= (uint64_t)n->M ||
+        hop + 1 >= (uint64_t)nhops(n, step, (int)mb) ||
+        hop_stage(n, step, (int)mb, (int)hop, NULL) != n->stage) {
         reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed backward");
         return;
     }
+    v = (int)mb + (visit_hop(n, step, (int)mb, 0) == (int)hop ? 0 : n->M);
     if (m->payload_len != xbytes) {
         reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "backward of the wrong shape");
         return;
@@ -1257,24 +1639,38 @@ on_bwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         return;
     }
     msgpack_unpacked_destroy(&u);
-    if (refuse_unknown(n, m))
+    planned = n->go && n->plan_step == step;
+    if (planned &&
+        !memcmp(m->hdr.sender,
+                n->plan_pk[plan_idx(n, hop_stage(n, step, (int)mb, (int)hop + 1, NULL), (int)mb)],
+                32)) {
+        /* from the node the plan names; after a replan the gradient may
+         * come before the input it belongs to */
+        mine = n->mb_node[mb] == n->myidx;
+        if (step != n->step || (n->have_dx[v] && !n->early_dx[v]) || (!n->fwd_done[v] && !mine)) {
+            sw_log(SW_LOG_DEBUG, "dropped backward of step %llu mb %llu",
+                   (unsigned long long)step, (unsigned long long)mb);
+            return;
+        }
+        memcpy(n->dx + (size_t)v * n->N * n->C, m->payload, xbytes);
+        n->have_dx[v] = true;
+        n->early_dx[v] = false;
+        try_backward(n);
         return;
-    /* after a replan the gradient may come before the input it belongs to */
-    mine = n->go && n->plan_step == step && n->mb_node[mb] == n->myidx;
-    if (step != n->step || n->have_dx[mb] || (!n->fwd_done[mb] && !mine)) {
+    }
+    if (step == n->step && memcmp(m->hdr.sender, n->id.pk, 32) &&
+        (!n->have_dx[v] || (n->early_dx[v] && !(live_find(n, n->early_dxpk[v]) &&
+                                                !live_find(n, m->hdr.sender))))) {
+        /* not (yet) from the node the plan names (see on_fwd): held, not
+         * used (try_backward) until a plan names its sender */
+        memcpy(n->dx + (size_t)v * n->N * n->C, m->payload, xbytes);
+        memcpy(n->early_dxpk[v], m->hdr.sender, 32);
+        n->have_dx[v] = n->early_dx[v] = true;
+        return;
+    }
+    if (!refuse_unknown(n, m))
         sw_log(SW_LOG_DEBUG, "dropped backward of step %llu mb %llu", (unsigned long long)step,
                (unsigned long long)mb);
-        return;
-    }
-    if (n->go && n->plan_step == step &&
-        memcmp(m->hdr.sender, n->plan_pk[plan_idx(n, n->stage + 1, (int)mb)], 32)) {
-        if (!live_find(n, m->hdr.sender))
-            reject(n, m, NULL, SW_WIRE_DROP_MALFORMED, "backward from a node outside the plan");
-        return;
-    }
-    memcpy(n->dx + mb * n->N * n->C, m->payload, xbytes);
-    n->have_dx[mb] = true;
-    try_backward(n);
 }
 
 static void
@@ -1339,6 +1735,142 @@ on_grad(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     msgpack_unpacked_destroy(&u);
     if (step == n->step)
         try_finish_exchange(n);
+}
+
+/* ---- CheckFree+ replicas ---- */
+
+/* The tensors of replica kind 0 (the embedding, kept by stage 1) and 1 (the
+ * final norm and the LM head, kept by stage S-2), back to back. */
+static const char *const rep_names[2][2] = {{"model.embed_tokens.weight", NULL},
+                                            {"model.norm.weight", "lm_head.weight"}};
+
+/* The kind this node's stage keeps (partners) or owns (boundaries), or -1. */
+static int
+rep_kind(const struct node *n, bool owner)
+{
+    if (!n->plus)
+        return -1;
+    if (n->stage == (owner ? 0 : 1))
+        return 0;
+    if (n->stage == (owner ? n->S - 1 : n->S - 2))
+        return 1;
+    return -1;
+}
+
+static size_t
+rep_numel_of(const struct node *n, int kind)
+{
+    size_t vc = (size_t)n->man.model.vocab_size * n->man.model.d_model;
+
+    return kind == 0 ? vc : vc + (size_t)n->man.model.d_model;
+}
+
+/* Boundary stage, first node of the plan: the updated embedding (head) to
+ * every node of the partner stage; tagged with the steps it has taken. */
+static void
+replica_push(struct node *n)
+{
+    static struct body b;
+    int kind = rep_kind(n, true), partner, err = 0;
+    size_t numel, off = 0;
+
+    if (kind < 0 || n->myidx != 0)
+        return;
+    partner = kind == 0 ? 1 : n->S - 2;
+    numel = rep_numel_of(n, kind);
+    if (!n->rep_buf && !(n->rep_buf = sw_malloc_big(numel * sizeof(float)))) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "no memory for the checkfree+ replica");
+        return;
+    }
+    for (int i = 0; i < 2 && rep_names[kind][i] && err >= 0; i++) {
+        const struct sw_tensor_info *ti = sw_stage_layout_find_name(&n->st.lay, rep_names[kind][i]);
+        if (!ti || off + ti->numel > numel) {
+            err = -SW_EINVAL;
+            break;
+        }
+        err = n->k->copy_d2h(n->rep_buf + off, n->st.params + ti->offset,
+                             ti->numel * sizeof(float));
+        off += ti->numel;
+    }
+    if (err >= 0)
+        err = n->k->sync();
+    if (err < 0 || off != numel) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "checkfree+ replica of stage %d not sent: %s",
+                           n->stage, sw_strerror(err < 0 ? err : -SW_EINVAL));
+        return;
+    }
+    body_init(&b);
+    msgpack_pack_map(&b.pk, 2);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, n->step);
+    sw_proto_pack_key(&b.pk, "kind");
+    msgpack_pack_uint32(&b.pk, (uint32_t)kind);
+    for (int i = 0; i < n->plan_cnt[partner]; i++)
+        send_msg(n, n->plan_ep[partner * SW_NODE_MAX_REPLICAS + i], SW_MSG_REPLICA, &b,
+                 n->rep_buf, numel * sizeof(float));
+    n->rep_sent++;
+}
+
+/* True when pk serves stage s in the installed plan or the DHT's records. */
+static bool
+serves_stage(struct node *n, const uint8_t *pk, int s)
+{
+    struct live *l = live_find(n, pk);
+
+    if (l && !l->dead && l->stage == s)
+        return true;
+    for (int i = 0; i < n->plan_cnt[s]; i++)
+        if (!memcmp(n->plan_pk[s * SW_NODE_MAX_REPLICAS + i], pk, 32))
+            return true;
+    return false;
+}
+
+/* A partner keeps the newest replica its boundary stage pushed. */
+static void
+on_replica(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"step", "kind", NULL};
+    struct node *n = arg;
+    msgpack_unpacked u;
+    uint64_t step, kind;
+    int want = rep_kind(n, false);
+    size_t numel;
+
+    (void)t;
+    if (!n->have_stage || want < 0 || refuse_banned(n, m) || !open_body(n, m, &u, keys))
+        return;
+    numel = rep_numel_of(n, want);
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "kind", &kind) < 0 || kind != (uint64_t)want) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "malformed checkfree+ replica");
+        return;
+    }
+    if (m->payload_len != numel * sizeof(float)) {
+        reject(n, m, &u, SW_WIRE_DROP_MALFORMED, "checkfree+ replica of the wrong shape");
+        return;
+    }
+    if (!sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len)) {
+        reject(n, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite checkfree+ replica");
+        return;
+    }
+    msgpack_unpacked_destroy(&u);
+    if (!serves_stage(n, m->hdr.sender, want == 0 ? 0 : n->S - 1)) {
+        n->drop_unknown++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped a checkfree+ replica from a node that "
+                           "does not serve stage %d", want == 0 ? 0 : n->S - 1);
+        return;
+    }
+    if (n->rep_have && step <= n->rep_step)
+        return;
+    if (!n->rep_buf && !(n->rep_buf = sw_malloc_big(numel * sizeof(float))))
+        return;
+    memcpy(n->rep_buf, m->payload, m->payload_len);
+    n->rep_numel = numel;
+    n->rep_step = step;
+    n->rep_have = true;
+    n->rep_got++;
+    sw_log(SW_LOG_DEBUG, "replica of the %s at step %llu", want == 0 ? "embedding" : "head",
+           (unsigned long long)step);
 }
 
 struct plan {
@@ -1437,8 +1969,10 @@ plan_take(struct node *n)
     for (int mb = 0; mb < n->M; mb++) {
         n->mb_node[mb] = n->plan_assign[s * n->M + mb];
         if (n->mb_node[mb] == n->myidx) {
-            n->n_own++;
-            n->n_bwd += n->bwd_done[mb];
+            for (int k = 0; k < nvisits(n, n->step, mb); k++) {
+                n->n_own++;
+                n->n_bwd += n->bwd_done[mb + k * n->M];
+            }
         }
     }
 }
@@ -1452,23 +1986,23 @@ plan_take(struct node *n)
  * takes over are computed when their input (stage 0: the data) is there.
  * replay_only: this node finished the step already and only resends.
  */
+static void early_take(struct node *n);
+
 static void
 replan(struct node *n, const struct plan *p, uint64_t step, uint64_t ver, bool replay_only)
 {
-    int j = n->stage, err;
-    uint8_t *oldme = sw_calloc((size_t)n->M, 1), *chg_prev = sw_calloc((size_t)n->M, 1),
-            *chg_next = sw_calloc((size_t)n->M, 1);
+    int j = n->stage, S = n->S, err;
+    /* oldme[m]: this node served m; chg[m * S + s]: m's node of stage s changed */
+    uint8_t *oldme = sw_calloc((size_t)n->M, 1), *chg = sw_calloc((size_t)n->M * S, 1);
 
-    if (!oldme || !chg_prev || !chg_next)
+    if (!oldme || !chg)
         goto out;
     for (int m = 0; m < n->M; m++) {
         oldme[m] = !memcmp(n->plan_pk[plan_idx(n, j, m)], n->id.pk, 32);
-        if (j > 0)
-            chg_prev[m] = !!memcmp(n->plan_pk[plan_idx(n, j - 1, m)],
-                                   p->pk[(j - 1) * SW_NODE_MAX_REPLICAS + p->assign[(j - 1) * n->M + m]], 32);
-        if (j < n->S - 1)
-            chg_next[m] = !!memcmp(n->plan_pk[plan_idx(n, j + 1, m)],
-                                   p->pk[(j + 1) * SW_NODE_MAX_REPLICAS + p->assign[(j + 1) * n->M + m]], 32);
+        for (int s = 0; s < S; s++)
+            chg[m * S + s] = !!memcmp(n->plan_pk[plan_idx(n, s, m)],
+                                      p->pk[s * SW_NODE_MAX_REPLICAS + p->assign[s * n->M + m]],
+                                      32);
     }
     plan_install(n, p, step, ver);
     for (int m = 0; m < n->M; m++) {
@@ -1478,10 +2012,14 @@ replan(struct node *n, const struct plan *p, uint64_t step, uint64_t ver, bool r
         route_from_plan(n, m);
         if (!oldme[m] || !newme)
             continue;
-        if (chg_next[m] && n->xout_ok[m])
-            send_fwd(n, m, step);
-        if (chg_prev[m] && n->dxout_ok[m])
-            send_bwd(n, m, step);
+        for (int k = 0; k < nvisits(n, step, m); k++) {
+            int u = m + k * n->M, h = visit_hop(n, step, m, k);
+            if (h + 1 < nhops(n, step, m) && chg[m * S + hop_stage(n, step, m, h + 1, NULL)] &&
+                n->xout_ok[u])
+                send_fwd(n, u, step);
+            if (h > 0 && chg[m * S + hop_stage(n, step, m, h - 1, NULL)] && n->dxout_ok[u])
+                send_bwd(n, u, step);
+        }
     }
     if (replay_only)
         goto out;
@@ -1495,6 +2033,7 @@ replan(struct node *n, const struct plan *p, uint64_t step, uint64_t ver, bool r
         goto out;
     }
     n->own_done = false;
+    early_take(n);
     if (j == 0)
         for (int m = 0; m < n->M; m++)
             if (n->mb_node[m] == n->myidx && !n->fwd_done[m] &&
@@ -1506,8 +2045,52 @@ replan(struct node *n, const struct plan *p, uint64_t step, uint64_t ver, bool r
     try_backward(n);
 out:
     sw_free(oldme);
-    sw_free(chg_prev);
-    sw_free(chg_next);
+    sw_free(chg);
+}
+
+/* The step's plan is in: the FWDs and BWDs held for it (on_fwd, on_bwd)
+ * are used when the plan names their senders, dropped (counted) if not. */
+static void
+early_take(struct node *n)
+{
+    size_t NC = n->N * n->C, len = NC * 4 + n->N * 4;
+    int err;
+
+    for (int v = 0; v < n->M * n->V; v++) {
+        int m = v % n->M, k = v / n->M, h = visit_hop(n, n->step, m, k);
+        if (!n->early_dx[v])
+            continue;
+        n->early_dx[v] = false;
+        if (k >= nvisits(n, n->step, m) || h + 1 >= nhops(n, n->step, m) ||
+            memcmp(n->early_dxpk[v],
+                   n->plan_pk[plan_idx(n, hop_stage(n, n->step, m, h + 1, NULL), m)], 32)) {
+            n->have_dx[v] = false;
+            n->drop_unknown++;
+        }
+    }
+    for (int v = 0; v < n->M * n->V; v++) {
+        int m = v % n->M, k = v / n->M, h = visit_hop(n, n->step, m, k);
+        int32_t *tg = (int32_t *)(n->msgbuf + NC * 4);
+        if (!n->early_ok[v])
+            continue;
+        n->early_ok[v] = false;
+        if (k >= nvisits(n, n->step, m) || h == 0 || n->fwd_done[v] ||
+            n->mb_node[m] != n->myidx ||
+            memcmp(n->early_pk[v],
+                   n->plan_pk[plan_idx(n, hop_stage(n, n->step, m, h - 1, NULL), m)], 32)) {
+            n->drop_unknown++;
+            continue;
+        }
+        memcpy(n->xbuf, n->early + (size_t)v * len, NC * 4);
+        memcpy(tg, n->early + (size_t)v * len + NC * 4, n->N * 4);
+        err = forward_one(n, v, n->xbuf, n->stage == 0 ? n->in_all + (size_t)m * n->N : NULL, tg);
+        if (err == -SW_ERANGE) {
+            ban(n, n->early_pk[v], "forward with out-of-range targets");
+        } else if (err < 0) {
+            fail(n, err, "forward");
+            return;
+        }
+    }
 }
 
 static void
@@ -1565,8 +2148,8 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     if (step != n->step || n->go)
         goto out;
     plan_install(n, &p, step, ver);
-    memset(n->xout_ok, 0, (size_t)n->M * sizeof(bool));
-    memset(n->dxout_ok, 0, (size_t)n->M * sizeof(bool));
+    memset(n->xout_ok, 0, (size_t)n->M * n->V * sizeof(bool));
+    memset(n->dxout_ok, 0, (size_t)n->M * n->V * sizeof(bool));
     n->store_step = step;
     plan_take(n);
     if (n->myidx < 0) {
@@ -1598,6 +2181,7 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
             }
         }
     }
+    early_take(n);
     try_backward(n);
 out:
     plan_free(&p);
@@ -1733,6 +2317,7 @@ lead_send_plan(struct node *n, uint64_t ver)
             send_msg(n, n->prep[i].ep, SW_MSG_GO, &b, NULL, 0);
     sw_free(cnt);
     n->lead_ver = ver;
+    n->go_sent_ms = sw_now_ms();
     return true;
 }
 
@@ -1780,17 +2365,21 @@ static void
 on_pong(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
 {
     struct live *l = arg;
+    struct sw_peer_rec *r;
     char why[64];
 
     (void)t;
-    (void)m;
     if (status == -SW_ECANCELED)
         return;
     l->ping_busy = false;
     if (status == 0) {
         l->ping_fails = 0;
+        if (!memcmp(m->hdr.sender, l->pk, 32))
+            l->alive_ms = sw_now_ms();
         return;
     }
+    if (l->ping_fails == 0 && (r = dir_find(l->n, l->pk)))
+        probe_start(l->n, l, r->ep);
     if (++l->ping_fails >= 2) {
         snprintf(why, sizeof(why), "no answer to %d pings of %d ms", l->ping_fails,
                  l->n->dead_ms / 3);
@@ -1861,6 +2450,9 @@ lead_watch(struct node *n)
             empty = s;
     sw_free(have);
     if (empty >= 0) {
+        /* the node that recovers the stage shows up in a scan: look more often meanwhile */
+        if (now - n->scan_ms >= SW_NODE_SCAN_MS / 5)
+            scan(n);
         if (!n->paused || now - n->wait_log_ms > 5000) {
             sw_log(SW_LOG_WARN, "step %llu: stage %d has no node left: drivers paused until a "
                    "node recovers it (swarmd join --stage auto)", (unsigned long long)n->lead_step,
@@ -1873,7 +2465,73 @@ lead_watch(struct node *n)
     if (changed && lead_send_plan(n, n->lead_ver + 1)) {
         n->paused = false;
         n->phase_ms = now;
+    } else if (!changed && now - n->go_sent_ms >= 1000 && now - n->phase_ms < 10000) {
+        /* the same GO again, for a node that dropped it (one that had not
+         * read this leader's record yet): a node that has it ignores it */
+        (void)lead_send_plan(n, n->lead_ver);
     }
+}
+
+/*
+ * This node rebuilt stage 0 (CheckFree+, or a checkpoint) in a step whose
+ * leader died with the stage: some nodes may have finished the step, others
+ * are in it.  A PREPARE would restart these and leave those a step ahead,
+ * so plan the step again instead, as a replan: GO to every training node at
+ * the step or just past it, with a version no plan of the lost leader
+ * reached (the clock in ms); nodes in the step resend what the new node
+ * needs, nodes past it replay from their store, idle ones start it.
+ */
+static void
+lead_takeover(struct node *n)
+{
+    struct sw_peer_rec me;
+    const struct sw_peer_rec *seen = dir_find(n, n->id.pk);
+    uint64_t ver = sw_now_ms();
+
+    /* the others accept a GO from a stage-0 node they know: wait until
+     * this node's training record is in the DHT (they scan as often) */
+    if (!seen || seen->state != SW_NODE_TRAINING || seen->step != n->step) {
+        if (n->scan_ms + SW_NODE_SCAN_MS / 5 <= sw_now_ms())
+            scan(n);
+        return;
+    }
+    self_rec(n, &me);
+    memset(&n->prep[0], 0, sizeof(n->prep[0]));
+    n->prep[0].n = n;
+    memcpy(n->prep[0].pk, n->id.pk, 32);
+    snprintf(n->prep[0].ep, EP, "%s", n->ep);
+    n->prep[0].stage = n->stage;
+    n->prep[0].w = me.cap;
+    n->prep[0].ok = n->prep[0].answered = true;
+    n->nprep = 1;
+    for (int i = 0; i < n->ndir && n->nprep < SW_NODE_MAX_NODES; i++) {
+        const struct sw_peer_rec *r = &n->dir[i];
+        struct prep_slot *p = &n->prep[n->nprep];
+        if (!memcmp(r->pk, n->id.pk, 32) || r->state != SW_NODE_TRAINING ||
+            (r->step != n->step && r->step != n->step + 1) || is_gone(n, r->pk))
+            continue;
+        memset(p, 0, sizeof(*p));
+        p->n = n;
+        memcpy(p->pk, r->pk, 32);
+        snprintf(p->ep, EP, "%s", r->ep);
+        p->stage = r->stage;
+        p->w = r->cap;
+        p->ok = p->answered = true;
+        n->nprep++;
+    }
+    if (!lead_send_plan(n, ver)) {
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 2000, "step %llu: taking over the lost leader's step: "
+                           "a stage has no node at the step yet, waiting",
+                           (unsigned long long)n->lead_step);
+        return;
+    }
+    n->lead_takeover = false;
+    n->phase = PH_RUNNING;
+    n->phase_ms = sw_now_ms();
+    n->paused = false;
+    sw_log(SW_LOG_WARN, "step %llu: leading it from now on, in place of the lost leader "
+           "(planned again, version %llu)", (unsigned long long)n->lead_step,
+           (unsigned long long)ver);
 }
 
 static void
@@ -1952,6 +2610,10 @@ lead_tick(struct node *n)
     }
     n->lead_step = n->step;
     n->nprep = 0;
+    if (n->lead_takeover) {
+        lead_takeover(n);
+        return;
+    }
     body_init(&b);
     msgpack_pack_map(&b.pk, 1);
     sw_proto_pack_key(&b.pk, "step");
@@ -2013,13 +2675,20 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
     numel = n->st.lay.numel;
     has_snap = sw_proto_get(&u.data, "snap") != NULL;
     if (sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
-        sw_proto_get_u64(&u.data, "which", &which) < 0 || which > 2 ||
+        sw_proto_get_u64(&u.data, "which", &which) < 0 || which > 3 ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
         cnt > SYNC_CHUNK || (has_snap && (sw_proto_get_u64(&u.data, "snap", &snap) < 0 || !snap))) {
         drop_malformed(n, &u, m->hdr.type);
         return;
     }
     msgpack_unpacked_destroy(&u);
+    if (which == 3) {
+        /* CheckFree+: the replica this partner keeps, for its boundary stage's rebuild */
+        numel = n->rep_have && !has_snap ? n->rep_numel : 0;
+        step = n->rep_step;
+        if (!n->rep_have || has_snap)
+            err = -SW_ENOENT;
+    }
     if (stage != (uint64_t)n->stage || n->syncing || off > numel || cnt > numel - off ||
         (n->state != SW_NODE_TRAINING && !(has_snap && n->state == SW_NODE_DONE)))
         err = -SW_EINVAL;
@@ -2045,6 +2714,8 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
         err = -SW_ENOMEM;
     if (!err && from_snap) {
         memcpy(host, n->snap_buf + which * numel + off, cnt * sizeof(float));
+    } else if (!err && which == 3) {
+        memcpy(host, n->rep_buf + off, cnt * sizeof(float));
     } else if (!err) {
         src = which == 0 ? n->st.params : which == 1 ? n->opt.m : n->opt.v;
         if ((err = n->k->copy_d2h(host, src + off, cnt * sizeof(float))) >= 0)
@@ -2141,58 +2812,64 @@ on_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, v
 {
     static const char *const keys[] = {"err",   "step", "t", "lr_mult", "norm",
                                        "numel", "off",  "n", NULL};
-    struct node *n = arg;
+    struct piece_req *r = arg;
+    struct node *n = r->n;
     msgpack_unpacked u;
     uint64_t step, tt, numel, off, cnt;
     double lrm;
     const msgpack_object *e;
-    size_t total = n->st.lay.numel;
+    size_t total = n->st.lay.numel, want_off = r->off, want_cnt = r->cnt;
+    int which = r->which;
+    bool stale = status == -SW_ECANCELED || !n->sync_busy || r->gen != n->sync_gen;
 
     (void)t;
-    n->sync_busy = false;
-    if (status == -SW_ECANCELED)
+    sw_free(r);
+    if (stale)
         return;
+    n->sync_inflight--;
     if (status < 0) {
         sw_log(SW_LOG_WARN, "state copy from '%s' failed: %s", n->sync_ep, sw_strerror(status));
         n->sync_ep[0] = '\0';
+        n->sync_busy = false; /* sync_tick starts again; the answers in flight are stale */
         return;
     }
-    if (!open_body(n, m, &u, keys))
+    if (!open_body(n, m, &u, keys)) {
+        n->sync_busy = false;
         return;
+    }
     e = sw_proto_get(&u.data, "err");
     if (!e || (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER && e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
         e->via.i64 != 0 || sw_proto_get_u64(&u.data, "step", &step) < 0 ||
         sw_proto_get_u64(&u.data, "t", &tt) < 0 || sw_proto_get_f64(&u.data, "lr_mult", &lrm) < 0 ||
         sw_proto_get_u64(&u.data, "numel", &numel) < 0 ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
-        numel != total || off != n->sync_off || cnt > total - off ||
+        numel != total || off != want_off || cnt != want_cnt ||
         m->payload_len != cnt * sizeof(float)) {
         msgpack_unpacked_destroy(&u);
         sw_log(SW_LOG_WARN, "state copy from '%s' refused or malformed; trying again",
                n->sync_ep);
         n->sync_ep[0] = '\0';
+        n->sync_busy = false;
         return;
     }
     msgpack_unpacked_destroy(&u);
-    if (n->sync_which == 0 && off == 0) {
+    if (!n->sync_have_step) {
         n->sync_step = step;
+        n->sync_have_step = true;
     } else if (step != n->sync_step) {
-        /* the replica took a step meanwhile: start again */
-        n->sync_which = 0;
-        n->sync_off = 0;
+        /* the replica took a step meanwhile: every piece must be of one step, start again */
+        n->sync_busy = false;
         sync_request(n);
         return;
     }
     n->sync_t = tt;
     n->sync_lrm = (float)lrm;
-    memcpy(n->sync_buf + (size_t)n->sync_which * total + off, m->payload, m->payload_len);
-    n->sync_off += cnt;
-    if (n->sync_off == total) {
-        n->sync_off = 0;
-        if (++n->sync_which == 3) {
-            sync_done(n);
-            return;
-        }
+    memcpy(n->sync_buf + (size_t)which * total + off, m->payload, m->payload_len);
+    n->sync_got += cnt;
+    if (n->sync_got == 3 * total) {
+        n->sync_busy = false;
+        sync_done(n);
+        return;
     }
     sync_request(n);
 }
@@ -2221,15 +2898,47 @@ pack_state_get(struct body *b, int stage, int which, size_t off, size_t numel, i
     }
 }
 
+/*
+ * Keeps SW_NODE_STATE_WINDOW pieces of the replica's params, m and v in
+ * flight (answers may come in any order; on_state).  Called when idle
+ * (!sync_busy) it starts a copy afresh under a new generation.
+ */
 static void
 sync_request(struct node *n)
 {
     static struct body b;
+    size_t numel = n->st.lay.numel;
 
-    pack_state_get(&b, n->stage, n->sync_which, n->sync_off, n->st.lay.numel, -1);
-    if (sw_transport_request(n->tr, n->sync_ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL, 5000, 1,
-                             on_state, n) == 0)
+    if (!n->sync_busy) {
+        n->sync_gen++;
+        n->sync_which = 0;
+        n->sync_off = 0;
+        n->sync_got = 0;
+        n->sync_inflight = 0;
+        n->sync_have_step = false;
         n->sync_busy = true;
+    }
+    while (n->sync_inflight < SW_NODE_STATE_WINDOW && n->sync_which < 3) {
+        struct piece_req *r = sw_malloc(sizeof(*r));
+
+        if (r) {
+            *r = (struct piece_req){n, NULL, n->sync_gen, n->sync_which, n->sync_off,
+                                    SW_MIN((size_t)SYNC_CHUNK, numel - n->sync_off)};
+            pack_state_get(&b, n->stage, n->sync_which, n->sync_off, numel, -1);
+        }
+        if (!r || sw_transport_request(n->tr, n->sync_ep, SW_MSG_STATE_GET, b.b.data, b.b.len,
+                                       NULL, 5000, 1, on_state, r) < 0) {
+            sw_free(r);
+            if (!n->sync_inflight)
+                n->sync_busy = false; /* nothing in flight: sync_tick tries again */
+            return;
+        }
+        n->sync_inflight++;
+        if ((n->sync_off += r->cnt) == numel) {
+            n->sync_off = 0;
+            n->sync_which++;
+        }
+    }
 }
 
 /* ---- recovery: CheckFree from both neighbours ---- */
@@ -2265,11 +2974,11 @@ lost_for_good(const struct node *n, const bool *empty, char *why, size_t len)
                      nlost > 1 ? "s" : "", list, s, s + 1, ck);
             return true;
         }
-        if (s == 0 || s == n->S - 1) {
+        if ((s == 0 || s == n->S - 1) && !n->plus) {
             snprintf(why, len, "lost stage%s %s: stage %d owns the %s, which no neighbour holds; "
-                     "CheckFree+ (the partner's replica; recovery.mode = checkfree+, not served "
-                     "by swarmd yet) or %s would recover it", nlost > 1 ? "s" : "", list, s,
-                     s == 0 ? "embedding" : "final norm and LM head", ck);
+                     "CheckFree+ (its partner keeps a replica: a run signed with "
+                     "recovery.mode = checkfree+) or %s would recover it", nlost > 1 ? "s" : "",
+                     list, s, s == 0 ? "embedding" : "final norm and LM head", ck);
             return true;
         }
     }
@@ -2277,6 +2986,7 @@ lost_for_good(const struct node *n, const bool *empty, char *why, size_t len)
 }
 
 static void cf_request(struct cf_src *src);
+static void cf_src_restart(struct cf_src *src);
 
 static void
 cf_abort(struct node *n, const char *why)
@@ -2287,6 +2997,8 @@ cf_abort(struct node *n, const char *why)
     n->cf_retry_ms = sw_now_ms() + 1000;
 }
 
+static void cfp_finish(struct node *n);
+
 static void
 cf_finish(struct node *n)
 {
@@ -2294,6 +3006,11 @@ cf_finish(struct node *n)
     struct sw_optim po, no;
     char a[13], b[13];
     int err = 0;
+
+    if (n->plus && (n->stage <= 1 || n->stage >= n->S - 2)) {
+        cfp_finish(n);
+        return;
+    }
 
     for (int i = 0; i < 2 && err >= 0; i++)
         err = n->k->copy_h2d(n->cf_st[i].params, n->cf[i].buf, n->cf[i].numel * sizeof(float));
@@ -2351,18 +3068,22 @@ on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m
 {
     static const char *const keys[] = {"err",   "step", "t", "lr_mult", "norm",
                                        "numel", "off",  "n", NULL};
-    struct cf_src *src = arg;
-    struct node *n = src->n;
+    struct piece_req *r = arg;
+    struct cf_src *src = r->src;
+    struct node *n = r->n;
     msgpack_unpacked u;
     uint64_t step, tt, numel, off, cnt;
+    size_t want_off = r->off, want_cnt = r->cnt;
     double lrm, norm;
     const msgpack_object *e;
     char why[EP + 128];
+    bool stale = status == -SW_ECANCELED || !n->cf_active || r->gen != src->gen;
 
     (void)t;
-    src->busy = false;
-    if (status == -SW_ECANCELED || !n->cf_active)
+    sw_free(r);
+    if (stale)
         return;
+    src->busy = --src->inflight > 0;
     if (status < 0) {
         snprintf(why, sizeof(why), "stage %d at '%s': %s", src->stage, src->ep,
                  sw_strerror(status));
@@ -2379,7 +3100,7 @@ on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m
         sw_proto_get_f64(&u.data, "norm", &norm) < 0 ||
         sw_proto_get_u64(&u.data, "numel", &numel) < 0 ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
-        numel != src->numel || off != src->off || cnt > numel - off ||
+        numel != src->numel || off != want_off || cnt != want_cnt ||
         m->payload_len != cnt * sizeof(float) || !isfinite(norm) ||
         !sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len)) {
         msgpack_unpacked_destroy(&u);
@@ -2389,18 +3110,18 @@ on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m
         return;
     }
     msgpack_unpacked_destroy(&u);
-    if (off > 0 && step != src->step) {
+    n->cf_bytes += m->payload_len;
+    if (src->have_step && step != src->step) {
         /* the neighbour took a step meanwhile: its pieces must be of one step */
-        src->off = 0;
+        cf_src_restart(src);
         cf_request(src);
         return;
     }
     src->step = step;
+    src->have_step = true;
     src->norm = norm;
     memcpy(src->buf + off, m->payload, m->payload_len);
-    src->off += cnt;
-    n->cf_bytes += m->payload_len;
-    if (src->off < src->numel) {
+    if ((src->got += cnt) < src->numel) {
         cf_request(src);
         return;
     }
@@ -2409,19 +3130,45 @@ on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m
         cf_finish(n);
 }
 
-/* The next piece of a neighbour's parameters (resumes at src->off). */
+/*
+ * Keeps SW_NODE_STATE_WINDOW pieces of a neighbour's slab in flight, from
+ * src->off on; on_cf_state takes them in any order.
+ */
 static void
 cf_request(struct cf_src *src)
 {
     static struct body b;
     struct node *n = src->n;
 
-    pack_state_get(&b, src->stage, 0, src->off, src->numel, -1);
-    if (sw_transport_request(n->tr, src->ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL,
-                             (uint64_t)SW_MAX(n->dead_ms, 2000), 2, on_cf_state, src) == 0)
+    while (n->cf_active && src->inflight < SW_NODE_STATE_WINDOW && src->off < src->numel) {
+        struct piece_req *r = sw_malloc(sizeof(*r));
+
+        if (r) {
+            *r = (struct piece_req){n, src, src->gen, src->which, src->off,
+                                    SW_MIN((size_t)SYNC_CHUNK, src->numel - src->off)};
+            pack_state_get(&b, src->stage, src->which, src->off, src->numel, -1);
+        }
+        if (!r || sw_transport_request(n->tr, src->ep, SW_MSG_STATE_GET, b.b.data, b.b.len, NULL,
+                                       (uint64_t)SW_MAX(n->dead_ms, 2000), 2, on_cf_state,
+                                       r) < 0) {
+            sw_free(r);
+            cf_abort(n, "cannot send a state request");
+            return;
+        }
+        src->inflight++;
         src->busy = true;
-    else
-        cf_abort(n, "cannot send a state request");
+        src->off += r->cnt;
+    }
+}
+
+/* Forget what src fetched so far (a new start): answers in flight become stale. */
+static void
+cf_src_restart(struct cf_src *src)
+{
+    src->gen++;
+    src->off = src->got = 0;
+    src->inflight = 0;
+    src->done = src->busy = src->have_step = false;
 }
 
 /* Fetches both neighbours' parameters at once; cf_finish rebuilds. */
@@ -2434,6 +3181,10 @@ cf_start(struct node *n, const struct sw_peer_rec *prev, const struct sw_peer_re
 
     for (int i = 0; i < 2; i++) {
         struct cf_src *src = &n->cf[i];
+        /* built before the requests go out: sw_stage_init (parameters drawn
+         * from the seed) blocks the loop for a second on a CPU, and pieces
+         * piled up meanwhile can come out of the sender's sequence window
+         * (net/wire.h: dropped as stale, the request times out) */
         if (!n->cf_have_st[i]) {
             if ((err = sw_stage_init(&n->cf_st[i], n->k, &n->man.model, n->S, r[i]->stage, 1, 1,
                                      1, n->man.seed)) < 0) {
@@ -2442,13 +3193,13 @@ cf_start(struct node *n, const struct sw_peer_rec *prev, const struct sw_peer_re
             }
             n->cf_have_st[i] = true;
         }
+        src->numel = n->cf_st[i].lay.numel;
         src->n = n;
         src->stage = r[i]->stage;
+        src->which = 0;
         snprintf(src->ep, EP, "%s", r[i]->ep);
         memcpy(src->pk, r[i]->pk, 32);
-        src->numel = n->cf_st[i].lay.numel;
-        src->off = 0;
-        src->done = src->busy = false;
+        cf_src_restart(src);
         if (!src->buf && !(src->buf = sw_malloc_big(src->numel * sizeof(float)))) {
             fail(n, -SW_ENOMEM, "checkfree recovery");
             return;
@@ -2465,6 +3216,134 @@ cf_start(struct node *n, const struct sw_peer_rec *prev, const struct sw_peer_re
     cf_request(&n->cf[0]);
     if (n->cf_active)
         cf_request(&n->cf[1]);
+}
+
+/*
+ * CheckFree+ (recovery.mode checkfree+), arXiv 2506.15461 section 4.3: a
+ * lost boundary stage (0 or S-1) takes its partner's (1 or S-2) blocks, which
+ * the swapped route trained to stand in for its own, and the exact replica
+ * of the embedding (final norm and head) the partner keeps; a lost partner
+ * takes its boundary stage's blocks and gets the replica at the next push.
+ * Both: fresh AdamW, LR x 1.1, the step in progress (src/checkfree.h,
+ * sw_sim_rebuild).  cf[0] fetches the source stage's parameters, cf[1] the
+ * replica (STATE_GET which 3; nothing for a partner).
+ */
+static void
+cfp_start(struct node *n, const struct sw_peer_rec *r)
+{
+    bool boundary = n->stage == 0 || n->stage == n->S - 1;
+    char a[13];
+    int err;
+
+    if (!n->cf_have_st[0]) {
+        if ((err = sw_stage_init(&n->cf_st[0], n->k, &n->man.model, n->S, r->stage, 1, 1, 1,
+                                 n->man.seed)) < 0) {
+            fail(n, err, "checkfree+ recovery");
+            return;
+        }
+        n->cf_have_st[0] = true;
+    }
+    for (int i = 0; i < 2; i++) {
+        struct cf_src *src = &n->cf[i];
+
+        src->n = n;
+        src->stage = r->stage;
+        src->which = i ? 3 : 0;
+        snprintf(src->ep, EP, "%s", r->ep);
+        memcpy(src->pk, r->pk, 32);
+        src->numel = i == 0 ? n->cf_st[0].lay.numel
+                            : boundary ? rep_numel_of(n, n->stage == 0 ? 0 : 1) : 0;
+        cf_src_restart(src);
+        src->done = src->numel == 0;
+        if (src->numel && !src->buf && !(src->buf = sw_malloc_big(src->numel * sizeof(float)))) {
+            fail(n, -SW_ENOMEM, "checkfree+ recovery");
+            return;
+        }
+    }
+    n->cf_active = true;
+    if (!n->cf_t0_ms)
+        n->cf_t0_ms = sw_now_ms();
+    n->cf_bytes = 0;
+    sw_log(SW_LOG_INFO, "recovering stage %d by checkfree+ from %s (stage %d, step %llu): its "
+           "blocks%s", n->stage, short_pk(a, r->pk), r->stage, (unsigned long long)r->step,
+           boundary ? (n->stage == 0 ? " and the embedding replica" : " and the head replica")
+                    : "");
+    cf_request(&n->cf[0]);
+    if (n->cf_active && !n->cf[1].done)
+        cf_request(&n->cf[1]);
+}
+
+static void
+cfp_finish(struct node *n)
+{
+    struct sw_checkfree_config cc;
+    bool boundary = n->stage == 0 || n->stage == n->S - 1;
+    int kind = n->stage == 0 ? 0 : 1, err;
+    size_t off = 0;
+    char a[13];
+
+    sw_checkfree_config_default(&cc);
+    err = n->k->copy_h2d(n->cf_st[0].params, n->cf[0].buf, n->cf[0].numel * sizeof(float));
+    if (err >= 0)
+        err = n->k->sync();
+    if (err >= 0)
+        err = sw_checkfree_copy_blocks(&n->st, &n->cf_st[0]);
+    for (int i = 0; boundary && i < 2 && rep_names[kind][i] && err >= 0; i++) {
+        const struct sw_tensor_info *ti = sw_stage_layout_find_name(&n->st.lay, rep_names[kind][i]);
+        if (!ti || off + ti->numel > n->cf[1].numel) {
+            err = -SW_ESHAPE;
+            break;
+        }
+        err = n->k->copy_h2d(n->st.params + ti->offset, n->cf[1].buf + off,
+                             ti->numel * sizeof(float));
+        off += ti->numel;
+    }
+    if (err >= 0)
+        err = n->k->sync();
+    if (err >= 0)
+        err = sw_checkfree_reset_optim(&n->opt, cc.lr_bump);
+    if (err >= 0)
+        err = sw_stage_zero_grad(&n->st);
+    n->cf_active = false;
+    sw_free_big(n->cf[0].buf);
+    n->cf[0].buf = NULL;
+    if (n->cf_have_st[0])
+        sw_stage_release(&n->cf_st[0]);
+    n->cf_have_st[0] = false;
+    if (err < 0) {
+        fail(n, err, "checkfree+ rebuild");
+        return;
+    }
+    n->step = n->cf[0].step;
+    if (n->step > n->run_step)
+        n->run_step = n->step;
+    n->lead_takeover = n->stage == 0;
+    if (boundary && n->cf[1].step != n->step)
+        sw_log(SW_LOG_WARN, "the %s replica is of step %llu, its partner at step %llu: the "
+               "owner died before pushing its last update", kind == 0 ? "embedding" : "head",
+               (unsigned long long)n->cf[1].step, (unsigned long long)n->step);
+    if ((err = data_replay(n)) < 0) {
+        fail(n, err, "data");
+        return;
+    }
+    params_hash(n);
+    n->syncing = false;
+    n->state = SW_NODE_TRAINING;
+    step_reset(n);
+    n->recoveries++;
+    snprintf(n->rec_method, sizeof(n->rec_method), "checkfree+");
+    snprintf(n->rec_from, sizeof(n->rec_from), "%s", n->cf[0].ep);
+    n->rec_bytes = n->cf_bytes;
+    n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
+    sw_log(SW_LOG_INFO,
+           "recovery: stage %d method checkfree+ from %s (stage %d): its blocks%s, %llu bytes in "
+           "%.0f ms; fresh AdamW, lr x %.2f, resuming at step %llu (hash %s)",
+           n->stage, short_pk(a, n->cf[0].pk), n->cf[0].stage,
+           boundary ? (kind == 0 ? " and the embedding replica" : " and the head replica") : "",
+           (unsigned long long)n->rec_bytes, n->rec_s * 1000, cc.lr_bump,
+           (unsigned long long)n->step, n->hash);
+    announce(n);
+    answer_prepare(n);
 }
 
 /*
@@ -2501,6 +3380,18 @@ recover_tick(struct node *n)
         n->exit_code = SW_EXIT_LOST;
         n->stopping = true;
         n->stop_ms = now;
+    } else if (n->plus && (n->stage <= 1 || n->stage >= n->S - 2)) {
+        /* the source: stage 0 and S-2 look forward (1, S-1), 1 and S-1 back (0, S-2) */
+        const struct sw_peer_rec *src = nb[n->stage == 0 || n->stage == n->S - 2 ? 1 : 0];
+        if (src) {
+            if (!n->cf_t0_ms)
+                n->cf_t0_ms = now;
+            cfp_start(n, src);
+        } else {
+            SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d: waiting for its checkfree+ "
+                               "partner to be ready%s", n->stage, syncing ? " (it is syncing)" : "");
+            n->cf_retry_ms = now + 500;
+        }
     } else if (nb[0] && nb[1] && n->man.recovery_mode <= SW_RECOVERY_CHECKFREE_PLUS) {
         if (!n->cf_t0_ms)
             n->cf_t0_ms = now;
@@ -2514,11 +3405,13 @@ recover_tick(struct node *n)
 }
 
 /* A running node: stop when a lost stage can never come back. */
-static int ckpt_newest(const struct node *n);
+static int ckpt_newest(struct node *n);
+static bool ckpt_use_keeper(const struct node *n);
 
 static void
 check_lost(struct node *n)
 {
+    int nck;
     bool *empty, any = false;
     char why[512];
     uint64_t now = sw_now_ms();
@@ -2536,13 +3429,17 @@ check_lost(struct node *n)
     if (!any || !lost_for_good(n, empty, why, sizeof(why))) {
         n->lost_since_ms = 0;
         n->lost_ck_logged = false;
-    } else if (n->o.from_ckpt[0] && ckpt_newest(n) >= 0) {
+    } else if (n->o.from_ckpt[0] && (nck = ckpt_newest(n)) != -1) {
         /* a keeper's checkpoint rebuilds them: nodes started with
-         * --from-checkpoint take the empty stages; the step waits for them */
-        if (!n->lost_ck_logged) {
+         * --from-checkpoint take the empty stages; the step waits for them
+         * (-2: the keeper's record is being looked up) */
+        if (!n->lost_ck_logged && nck >= 0) {
             n->lost_ck_logged = true;
-            sw_log(SW_LOG_WARN, "at step %llu: %s; '%s' holds one: waiting for nodes started "
-                   "with --from-checkpoint", (unsigned long long)n->step, why, n->o.from_ckpt);
+            sw_log(SW_LOG_WARN, "at step %llu: %s; %s%s%s holds one (step %d): waiting for "
+                   "nodes started with --from-checkpoint", (unsigned long long)n->step, why,
+                   ckpt_use_keeper(n) ? "the keeper at " : "'",
+                   ckpt_use_keeper(n) ? n->kfind.ep : n->o.from_ckpt,
+                   ckpt_use_keeper(n) ? "" : "'", nck);
         }
         n->lost_since_ms = 0;
     } else if (!n->lost_since_ms) {
@@ -2561,13 +3458,32 @@ check_lost(struct node *n)
     sw_free(empty);
 }
 
-/* The newest committed step of the --from-checkpoint folder (no data read), -1 if none. */
+/*
+ * --from-checkpoint keeper, or a folder that does not exist on this machine:
+ * the stage comes from the keeper the DHT names, over the network.
+ */
+static bool
+ckpt_use_keeper(const struct node *n)
+{
+    struct stat sb;
+
+    return !strcmp(n->o.from_ckpt, "keeper") || (n->o.from_ckpt[0] && stat(n->o.from_ckpt, &sb));
+}
+
+/* The newest committed step of the --from-checkpoint folder (no data read)
+ * or of the keeper's record, -1 if none, -2 while the keeper is looked up. */
 static int
-ckpt_newest(const struct node *n)
+ckpt_newest(struct node *n)
 {
     struct sw_ckpt_entry *e = NULL;
     int cnt = 0, best = -1;
 
+    if (n->o.from_ckpt[0] && ckpt_use_keeper(n)) {
+        sw_ckptnet_find(&n->kfind, n->dht, n->man.run_id, 1000);
+        if (n->kfind.found && n->kfind.step > 0)
+            return (int)n->kfind.step;
+        return n->kfind.lookups ? -1 : -2;
+    }
     if (!n->o.from_ckpt[0] || sw_ckpt_list(n->o.from_ckpt, false, &e, &cnt) < 0)
         return -1;
     for (int i = 0; i < cnt; i++)
@@ -2578,9 +3494,143 @@ ckpt_newest(const struct node *n)
 }
 
 /*
+ * The state of a checkpoint (host buf [3, numel]: params, m, v; the stage's
+ * scalars; saved after ck_step steps with saved_S stages, from `from`) into
+ * this stage: at the checkpoint's step when the run restarts, at the step in
+ * progress when the run went on and lost this stage.
+ */
+static int
+ckpt_apply(struct node *n, const float *buf, const struct sw_ckpt_stage_state *st,
+           uint64_t ck_step, int saved_S, const char *from, double t0)
+{
+    size_t numel = n->st.lay.numel, bytes = numel * sizeof(float);
+    int err;
+
+    if ((err = n->k->copy_h2d(n->st.params, buf, bytes)) < 0 ||
+        (err = n->k->copy_h2d(n->opt.m, buf + numel, bytes)) < 0 ||
+        (err = n->k->copy_h2d(n->opt.v, buf + 2 * numel, bytes)) < 0 ||
+        (err = n->k->sync()) < 0 || (err = sw_stage_zero_grad(&n->st)) < 0) {
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: cannot load the state: %s", sw_strerror(err));
+        return err;
+    }
+    n->opt.t = st->t;
+    n->opt.lr_mult = st->lr_mult;
+    n->opt.last_norm = st->last_norm;
+    n->opt.last_norm_clipped = st->last_norm_clipped;
+    n->last_norm = st->last_norm;
+    n->step = ck_step;
+    if (n->run_step > n->step) {
+        /* the run went on past the checkpoint and lost this stage (the
+         * others live): rejoin the step in progress, the lowest step a live
+         * node of another stage is at, with the checkpoint's older tensors
+         * (CheckFree cannot rebuild adjacent or boundary stages) */
+        uint64_t at = n->run_step;
+        for (int i = 0; i < n->ndir; i++)
+            if (n->dir[i].stage != n->stage && n->dir[i].state == SW_NODE_TRAINING &&
+                n->dir[i].step < at && !is_gone(n, n->dir[i].pk))
+                at = n->dir[i].step;
+        sw_log(SW_LOG_INFO, "recovery: stage %d method checkpoint: the tensors of step %llu "
+               "from %s, resuming at step %llu", n->stage, (unsigned long long)n->step, from,
+               (unsigned long long)at);
+        n->step = at;
+        n->lead_takeover = n->stage == 0;
+        n->recoveries++;
+        snprintf(n->rec_method, sizeof(n->rec_method), "checkpoint");
+        snprintf(n->rec_from, sizeof(n->rec_from), "%.*s", (int)sizeof(n->rec_from) - 1, from);
+        n->rec_bytes = 3 * bytes;
+        n->rec_s = sw_now_s() - t0;
+    }
+    if (n->step > n->run_step)
+        n->run_step = n->step;
+    if ((err = data_replay(n)) < 0)
+        return err;
+    params_hash(n);
+    n->syncing = false;
+    n->state = n->step >= (uint64_t)n->man.steps ? SW_NODE_DONE : SW_NODE_TRAINING;
+    if (n->state == SW_NODE_DONE)
+        n->done_ms = sw_now_ms();
+    step_reset(n);
+    sw_log(SW_LOG_INFO, "stage %d restored from checkpoint %s: step %llu, AdamW t %d, "
+           "saved with %d stages, %zu bytes in %.0f ms (hash %s)", n->stage, from,
+           (unsigned long long)n->step, n->opt.t, saved_S, 3 * bytes,
+           (sw_now_s() - t0) * 1000, n->hash);
+    announce(n);
+    answer_prepare(n);
+    return 0;
+}
+
+/*
+ * --from-checkpoint keeper: this stage's tensors from the keeper the DHT
+ * names (CKPT_INFO_GET / CKPT_GET, ckptnet.h), over several ticks: returns
+ * 0 and leaves ckpt_done false while it runs (sync_tick calls again).
+ */
+static int
+ckpt_fetch(struct node *n)
+{
+    const char (*eps)[EP];
+    char from[EP + 16];
+    size_t numel = n->st.lay.numel;
+    int err;
+
+    n->ckpt_done = false;
+    if (!n->kpull) {
+        sw_ckptnet_find(&n->kfind, n->dht, n->man.run_id, 1000);
+        if (!n->kfind.found || !n->kfind.step) {
+            if (n->kfind.lookups < 4)
+                return 0; /* a keeper that just started may not be published yet */
+            n->ckpt_done = true;
+            if (n->run_step == 0) {
+                sw_log(SW_LOG_INFO, "--from-checkpoint: %s and the run has not started: the "
+                       "run seed's initialisation", n->kfind.found ? "the keeper holds no "
+                       "checkpoint yet" : "no keeper found");
+                return 1;
+            }
+            sw_log(SW_LOG_ERROR, "--from-checkpoint: %s", n->kfind.found ? "the keeper holds "
+                   "no checkpoint" : "no keeper found in the DHT");
+            return -SW_ENOENT;
+        }
+        if (!(n->kpull = sw_calloc(1, sizeof(*n->kpull))) ||
+            !(n->kpull_buf = sw_malloc_big(3 * numel * sizeof(float))) ||
+            (err = sw_ckptnet_pull_init(n->kpull, n->tr, &n->st.lay, n->stage, n->kpull_buf,
+                                        0)) < 0) {
+            n->ckpt_done = true;
+            return -SW_ENOMEM;
+        }
+        n->cf_t0_ms = sw_now_ms();
+        sw_log(SW_LOG_INFO, "--from-checkpoint: fetching stage %d from the keeper at %s "
+               "(newest checkpoint: step %llu)", n->stage, n->kfind.ep,
+               (unsigned long long)n->kfind.step);
+    }
+    eps = (const char (*)[EP])n->kfind.ep;
+    if ((err = sw_ckptnet_pull_tick(n->kpull, eps, 1)) == 0)
+        return 0;
+    n->ckpt_done = true;
+    if (err == 1) {
+        snprintf(from, sizeof(from), "keeper %s", n->kfind.ep);
+        sw_log(SW_LOG_INFO, "--from-checkpoint: stage %d of step %llu: %llu bytes from %s in "
+               "%llu ms", n->stage, (unsigned long long)n->kpull->step,
+               (unsigned long long)n->kpull->bytes, n->kfind.ep,
+               (unsigned long long)(sw_now_ms() - n->kpull->t0_ms));
+        err = ckpt_apply(n, n->kpull_buf, &n->kpull->st, n->kpull->step, n->kpull->saved_S, from,
+                         n->cf_t0_ms / 1000.0);
+    } else {
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: cannot fetch stage %d from the keeper at %s: %s",
+               n->stage, n->kfind.ep, sw_strerror(err));
+    }
+    sw_ckptnet_pull_release(n->kpull);
+    sw_free(n->kpull);
+    sw_free_big(n->kpull_buf);
+    n->kpull = NULL;
+    n->kpull_buf = NULL;
+    return err;
+}
+
+/*
  * swarmd join --from-checkpoint DIR: this stage's tensors (whatever the stage
  * count at save time: read by global name), AdamW state and step from the
- * newest clean checkpoint of DIR.
+ * newest clean checkpoint of DIR; --from-checkpoint keeper (or a DIR that
+ * does not exist here): from the keeper, over the network.  0 restored (or
+ * fetching), 1 no checkpoint and the run has not started, < 0 error.
  */
 static int
 ckpt_restore(struct node *n)
@@ -2590,9 +3640,12 @@ ckpt_restore(struct node *n)
     struct sw_ckpt_stage_state st;
     struct sw_ckpt ck;
     float *buf = NULL;
+    char from[4200];
     double t0 = sw_now_s();
     int err;
 
+    if (ckpt_use_keeper(n))
+        return ckpt_fetch(n);
     if ((err = sw_ckpt_open(&ck, n->o.from_ckpt, -1)) < 0) {
         if (err == -SW_ENOENT && n->run_step == 0) {
             sw_log(SW_LOG_INFO, "--from-checkpoint: no checkpoint in '%s' yet and the run has "
@@ -2619,62 +3672,15 @@ ckpt_restore(struct node *n)
         err = -SW_ENOMEM;
     if (!err)
         err = sw_ckpt_read_stage(&ck, &n->st.lay, buf, buf + numel, buf + 2 * numel, &st);
-    if (!err && ((err = n->k->copy_h2d(n->st.params, buf, bytes)) < 0 ||
-                 (err = n->k->copy_h2d(n->opt.m, buf + numel, bytes)) < 0 ||
-                 (err = n->k->copy_h2d(n->opt.v, buf + 2 * numel, bytes)) < 0 ||
-                 (err = n->k->sync()) < 0 || (err = sw_stage_zero_grad(&n->st)) < 0))
+    if (!err) {
+        snprintf(from, sizeof(from), "'%s'", ck.path);
+        err = ckpt_apply(n, buf, &st, (uint64_t)ck.run.step, ck.run.S, from, t0);
+    } else {
         sw_log(SW_LOG_ERROR, "--from-checkpoint: cannot load the state: %s", sw_strerror(err));
+    }
     sw_free_big(buf);
-    if (err < 0) {
-        sw_ckpt_close(&ck);
-        return err;
-    }
-    n->opt.t = st.t;
-    n->opt.lr_mult = st.lr_mult;
-    n->opt.last_norm = st.last_norm;
-    n->opt.last_norm_clipped = st.last_norm_clipped;
-    n->last_norm = st.last_norm;
-    n->step = (uint64_t)ck.run.step;
-    if (n->run_step > n->step) {
-        /* the run went on past the checkpoint and lost this stage (the
-         * others live): rejoin the step in progress, the lowest step a live
-         * node of another stage is at, with the checkpoint's older tensors
-         * (CheckFree cannot rebuild adjacent or boundary stages) */
-        uint64_t at = n->run_step;
-        for (int i = 0; i < n->ndir; i++)
-            if (n->dir[i].stage != n->stage && n->dir[i].state == SW_NODE_TRAINING &&
-                n->dir[i].step < at)
-                at = n->dir[i].step;
-        sw_log(SW_LOG_INFO, "recovery: stage %d method checkpoint: the tensors of step %llu, "
-               "resuming at step %llu", n->stage, (unsigned long long)n->step,
-               (unsigned long long)at);
-        n->step = at;
-        n->recoveries++;
-        snprintf(n->rec_method, sizeof(n->rec_method), "checkpoint");
-        snprintf(n->rec_from, sizeof(n->rec_from), "%.*s", (int)sizeof(n->rec_from) - 1, ck.path);
-        n->rec_bytes = 3 * bytes;
-        n->rec_s = sw_now_s() - t0;
-    }
-    if (n->step > n->run_step)
-        n->run_step = n->step;
-    if ((err = data_replay(n)) < 0) {
-        sw_ckpt_close(&ck);
-        return err;
-    }
-    params_hash(n);
-    n->syncing = false;
-    n->state = n->step >= (uint64_t)n->man.steps ? SW_NODE_DONE : SW_NODE_TRAINING;
-    if (n->state == SW_NODE_DONE)
-        n->done_ms = sw_now_ms();
-    step_reset(n);
-    sw_log(SW_LOG_INFO, "stage %d restored from checkpoint '%s': step %llu, AdamW t %d, "
-           "saved with %d stages, %zu bytes in %.0f ms (hash %s)", n->stage, ck.path,
-           (unsigned long long)n->step, n->opt.t, ck.run.S, 3 * bytes,
-           (sw_now_s() - t0) * 1000, n->hash);
     sw_ckpt_close(&ck);
-    announce(n);
-    answer_prepare(n);
-    return 0;
+    return err;
 }
 
 /* Called from the tick while syncing: pick a replica, or start from the seed. */
@@ -2745,6 +3751,70 @@ sync_start(struct node *n)
 
 /* ---- joining ---- */
 
+/* A record --stage auto may count: its node gave a sign of life seen here. */
+static bool
+auto_trusted(struct node *n, const struct sw_peer_rec *r)
+{
+    struct live *l = live_find(n, r->pk);
+
+    return l && l->alive_ms && !l->dead && !l->left;
+}
+
+/*
+ * --stage auto, before choosing: a stage record lives on for dead_ms after
+ * its node was killed, so a record is trusted only once its node gave a
+ * sign of life seen here (a new version of the record, or an answer to a
+ * ping).  Pings every record's node (on_pong: two unanswered pings of
+ * dead_ms / 3 make it dead) and scans until every record is trusted or its
+ * node dead; at most dead_ms and a scan (then on_scan has judged every
+ * record by its age).  A newcomer started at once after a kill thus waits
+ * about 2 dead_ms / 3, one started later only a round trip.
+ */
+static void
+auto_confirm(struct node *n)
+{
+    uint64_t t0 = sw_now_ms(), until = t0 + (uint64_t)n->dead_ms + SW_NODE_SCAN_MS, now;
+    int nwait = 0;
+
+    while ((now = sw_now_ms()) < until) {
+        nwait = 0;
+        for (int i = 0; i < n->ndir; i++) {
+            const struct sw_peer_rec *r = &n->dir[i];
+            struct live *l;
+            if (r->state > SW_NODE_TRAINING || !memcmp(r->pk, n->id.pk, 32) ||
+                !(l = live_get(n, r->pk)) || l->alive_ms || l->dead || l->left)
+                continue;
+            nwait++;
+            if (!l->probe_busy && now - l->probe_ms >= SW_NODE_SCAN_MS)
+                probe_start(n, l, r->ep);
+            if (!l->ping_busy) {
+                l->stage = r->stage;
+                l->ping_ms = now;
+                if (sw_transport_request(n->tr, r->ep, SW_MSG_PING, NULL, 0, NULL,
+                                         (uint64_t)n->dead_ms / 3, 0, on_pong, l) == 0)
+                    l->ping_busy = true;
+            }
+        }
+        if (!nwait)
+            break;
+        if (now - n->scan_ms >= SW_NODE_SCAN_MS)
+            scan(n);
+        uv_run(n->loop, UV_RUN_ONCE);
+    }
+    /* nodes found dead meanwhile leave the table now, not at the next scan */
+    {
+        int k = 0;
+        for (int i = 0; i < n->ndir; i++) {
+            struct live *l = live_find(n, n->dir[i].pk);
+            if (!l || !(l->dead || l->left))
+                n->dir[k++] = n->dir[i];
+        }
+        n->ndir = k;
+    }
+    sw_log(SW_LOG_DEBUG, "stage auto: records checked in %llu ms (%d unconfirmed)",
+           (unsigned long long)(sw_now_ms() - t0), nwait);
+}
+
 static int
 choose_stage(struct node *n)
 {
@@ -2756,8 +3826,10 @@ choose_stage(struct node *n)
         sw_free(cap);
         return 0;
     }
+    auto_confirm(n);
     for (int i = 0; i < n->ndir; i++) {
-        if (n->dir[i].state > SW_NODE_TRAINING || !memcmp(n->dir[i].pk, n->id.pk, 32))
+        if (n->dir[i].state > SW_NODE_TRAINING || !memcmp(n->dir[i].pk, n->id.pk, 32) ||
+            !auto_trusted(n, &n->dir[i]))
             continue;
         cnt[n->dir[i].stage]++;
         cap[n->dir[i].stage] += n->dir[i].cap;
@@ -2796,7 +3868,9 @@ stage_setup(struct node *n)
         return err;
     if (n->o.threads > 0)
         n->k->set_threads(n->o.threads);
-    if ((err = sw_stage_init(&n->st, n->k, &n->man.model, n->S, n->stage, n->B, n->T, n->M,
+    /* CheckFree+: stages 0 and S-1 hold two visits of a swapped microbatch */
+    if ((err = sw_stage_init(&n->st, n->k, &n->man.model, n->S, n->stage, n->B, n->T,
+                             n->M * (n->plus && (n->stage == 0 || n->stage == n->S - 1) ? 2 : 1),
                              n->man.seed)) < 0)
         return err;
     n->have_stage = true;
@@ -2893,6 +3967,74 @@ leave(struct node *n)
 /* ---- keeper: checkpoints of the whole run (swarmd keeper) ---- */
 
 static void keeper_request(struct kstage *k);
+static void keeper_commit(struct node *n);
+
+/* The keeper's DHT record (ckptnet.h): its endpoint and newest committed step. */
+static void
+keeper_publish(struct node *n)
+{
+    uint64_t wall = (uint64_t)time(NULL) * 1000;
+    int err;
+
+    if (!n->dht)
+        return;
+    n->kpub_seq = SW_MAX(n->kpub_seq + 1, wall);
+    n->kpub_ms = sw_now_ms();
+    if ((err = sw_ckptnet_publish(n->dht, n->man.run_id, n->id.sk, n->ep, n->klast,
+                                  n->kpub_seq)) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "cannot publish the keeper record: %s",
+                           sw_strerror(err));
+}
+
+/* One stage of the checkpoint of step ktarget from its nodes' local saves. */
+static void
+keeper_pull(struct node *n, struct kstage *k)
+{
+    static char eps[SW_NODE_MAX_REPLICAS][EP];
+    int ne = 0, err;
+
+    for (int i = 0; i < n->ndir && ne < SW_NODE_MAX_REPLICAS; i++) {
+        const struct sw_peer_rec *r = &n->dir[i];
+        if (r->stage == k->stage && (r->state == SW_NODE_TRAINING || r->state == SW_NODE_DONE))
+            snprintf(eps[ne++], EP, "%s", r->ep);
+    }
+    if (!ne && sw_now_ms() - n->kwait_log_ms > 5000) {
+        n->kwait_log_ms = sw_now_ms();
+        sw_log(SW_LOG_INFO, "checkpoint of step %llu: waiting for a node of stage %d",
+               (unsigned long long)n->ktarget, k->stage);
+    }
+    err = sw_ckptnet_pull_tick(&k->pull, (const char (*)[EP])eps, ne);
+    if (err == 0)
+        return;
+    if (err == 1) {
+        int from = 0;
+        for (int i = 0; i < k->pull.nsrc; i++)
+            from += k->pull.src[i].state == SW_CKPTNET_SRC_OK;
+        k->st = k->pull.st;
+        k->done = true;
+        sw_log(SW_LOG_INFO, "checkpoint step %llu: stage %d in from the local saves of %d "
+               "node%s: %d tensors from their files, %d from memory, %llu bytes",
+               (unsigned long long)n->ktarget, k->stage, from, from == 1 ? "" : "s",
+               k->pull.n_disk, k->pull.n_mem, (unsigned long long)k->pull.bytes);
+        for (int s = 0; s < n->S; s++)
+            if (!n->kst[s].done)
+                return;
+        keeper_commit(n);
+        return;
+    }
+    if (err == -SW_ENOTSUP) {
+        if (!k->snap_logged)
+            sw_log(SW_LOG_INFO, "checkpoint step %llu: the nodes of stage %d save nothing "
+                   "locally (no --ckpt-dir, or [checkpoint] every 0): asking one for a "
+                   "snapshot instead", (unsigned long long)n->ktarget, k->stage);
+        k->snap_logged = true;
+        k->snap_mode = true;
+        return;
+    }
+    sw_log(SW_LOG_INFO, "checkpoint of step %llu missed: no node of stage %d holds it (%s); "
+           "aiming later", (unsigned long long)n->ktarget, k->stage, sw_strerror(err));
+    n->ktarget = 0;
+}
 
 static void
 keeper_commit(struct node *n)
@@ -2935,6 +4077,8 @@ keeper_commit(struct node *n)
     } else {
         n->klast = n->ktarget;
         n->nsaved++;
+        sw_ckptnet_committed(n->cn);
+        keeper_publish(n);
         sw_log(SW_LOG_INFO, "checkpoint step %llu: %d stages, %llu bytes, collected in %.0f ms, "
                "written in %.0f ms, into '%s' (keep %d)", (unsigned long long)n->ktarget, n->S,
                (unsigned long long)bytes, pull_s * 1000, write_s * 1000, n->kdir, n->kkeep);
@@ -3065,6 +4209,15 @@ keeper_init(struct node *n)
         if (!(k->buf = sw_malloc_big(3 * k->numel * sizeof(float))))
             return -SW_ENOMEM;
     }
+    {
+        int err;
+        if ((err = ckpt_serve_init(n)) < 0)
+            return err;
+    }
+    n->klast = sw_ckptnet_newest(n->cn);
+    if (n->klast)
+        sw_log(SW_LOG_INFO, "keeper: '%s' holds step %llu already", n->kdir,
+               (unsigned long long)n->klast);
     return 0;
 }
 
@@ -3075,13 +4228,19 @@ keeper_tick(struct node *n)
 
     if (now - n->scan_ms >= SW_NODE_SCAN_MS)
         scan(n);
+    if (now - n->kpub_ms >= SW_CKPTNET_PUBLISH_MS)
+        keeper_publish(n);
     if (!n->dir_ok)
         return;
     if (!n->ktarget) {
         uint64_t every = (uint64_t)n->kevery, t;
-        for (int s = 0; s < n->S; s++)
-            if (n->kst[s].busy)
+        for (int s = 0; s < n->S; s++) {
+            struct kstage *k = &n->kst[s];
+            if (k->have_pull)
+                sw_ckptnet_pull_abandon(&k->pull);
+            if (k->busy || (k->have_pull && sw_ckptnet_pull_busy(&k->pull)))
                 return; /* the abandoned checkpoint's requests first */
+        }
         if (n->klast >= steps) {
             if (n->o.exit_at_end) {
                 sw_log(SW_LOG_INFO, "the run's last step is saved; %d checkpoints written",
@@ -3107,12 +4266,23 @@ keeper_tick(struct node *n)
             k->off = 0;
             k->retry_ms = 0;
             k->ep[0] = '\0';
+            /* from the nodes' local saves first (ckptnet.h) */
+            if (k->have_pull)
+                sw_ckptnet_pull_release(&k->pull);
+            k->have_pull = sw_ckptnet_pull_init(&k->pull, n->tr, &k->lay, s, k->buf, t) == 0;
+            k->snap_mode = !k->have_pull;
         }
         sw_log(SW_LOG_DEBUG, "checkpoint: aiming at step %llu (run at %llu)",
                (unsigned long long)t, (unsigned long long)n->run_step);
     }
     for (int s = 0; s < n->S; s++) {
         struct kstage *k = &n->kst[s];
+        if (!k->done && !k->snap_mode) {
+            keeper_pull(n, k);
+            if (!n->ktarget)
+                return; /* committed, or missed */
+            continue;
+        }
         if (k->done || k->busy || now < k->retry_ms)
             continue;
         if (!k->ep[0]) {
@@ -3546,6 +4716,8 @@ node_run(struct node *n)
     }
     n->S = n->man.stages;
     n->M = n->man.micro;
+    n->plus = n->man.recovery_mode == SW_RECOVERY_CHECKFREE_PLUS;
+    n->V = n->plus ? 2 : 1;
     n->B = n->man.batch;
     n->T = n->man.T;
     n->C = n->man.model.d_model;
@@ -3597,7 +4769,10 @@ node_run(struct node *n)
             sw_transport_on(n->tr, SW_MSG_FWD, on_fwd, n) < 0 ||
             sw_transport_on(n->tr, SW_MSG_BWD, on_bwd, n) < 0 ||
             sw_transport_on(n->tr, SW_MSG_GRAD, on_grad, n) < 0 ||
+            sw_transport_on(n->tr, SW_MSG_REPLICA, on_replica, n) < 0 ||
             sw_transport_on(n->tr, SW_MSG_STATE_GET, on_state_get, n) < 0)
+            return SW_EXIT_FAIL;
+        if (ckpt_serve_init(n) < 0)
             return SW_EXIT_FAIL;
         sw_log(SW_LOG_INFO, "joined run %s through %s; lobby %s, run transport %s",
                sw_identity_hex(rh, n->man.run_id, 32), n->o.peer, n->lobby_ep, n->ep);
@@ -3605,7 +4780,7 @@ node_run(struct node *n)
             return err;
         /* stage choice: read the stages (after a random delay for auto) */
         if (!strcmp(n->o.stage, "auto")) {
-            uint64_t until = sw_now_ms() + 100 + randombytes_uniform(400);
+            uint64_t until = sw_now_ms() + 50 + randombytes_uniform(250);
             while (sw_now_ms() < until)
                 uv_run(n->loop, UV_RUN_NOWAIT), uv_sleep(10);
         }

@@ -46,8 +46,19 @@
  * without a new version of its stage record (records are refreshed every
  * dead_ms / 3; a record seen for the first time is judged by its age), after
  * two unanswered leader pings (every SW_NODE_PING_MS to the nodes of a
- * running step, timeout dead_ms / 3), or at once when its record says
- * "leaving"; dead nodes leave the table.  The leader then sends GO again for
+ * running step, timeout dead_ms / 3), at once when its record says
+ * "leaving", or at once when a port probe is refused: a node whose record
+ * is late (no new version for dead_ms / 3) or that missed a ping gets a TCP
+ * connect to its run endpoint, which the kernel accepts however busy the
+ * process is, so a refusal means the process is gone (killed: detected in
+ * about a second on one host; a timeout or success proves nothing).  dead_ms
+ * stays the bound for what a probe cannot tell (a host cut off); it must
+ * exceed a loop stall (a compute step) on a loaded machine, where records
+ * are seen up to 2.5 s apart on 2 cores: hence 3 s.  Dead nodes leave the
+ * table.  A --stage auto newcomer counts a record only once its node gave a
+ * sign of life it saw itself (a new version, an answer to a ping), waiting
+ * at most dead_ms and a scan (auto_confirm), so that a node killed a moment
+ * ago does not hold its stage.  The leader then sends GO again for
  * the running step with a higher version ("ver") and the dead node left
  * out; every node keeps the FWD and BWD payloads it sent in the step (xout,
  * dxout) and resends those whose neighbour changed, so that nothing is
@@ -58,22 +69,47 @@
  * copy and both neighbours alive rebuilds the stage by CheckFree
  * (src/checkfree.h: both neighbours' slabs fetched at once, their last
  * pre-clip norms from STATE) and resumes the step its predecessor is in.
- * A lost boundary stage or two adjacent lost stages cannot be rebuilt:
- * every node stops with SW_EXIT_LOST and a message naming them.
+ * State transfers (CheckFree, replica copy) keep SW_NODE_STATE_WINDOW
+ * pieces of SYNC_CHUNK floats in flight per source, taken in any order;
+ * all must be of one step (a piece of another restarts that source under
+ * a new generation, older answers dropped).
+ * Under CheckFree+ (recovery.mode checkfree+) every odd microbatch takes
+ * the swapped route (node.c, "Routes": stages 0 and S-1 are visited twice,
+ * FWD and BWD name the hop), the first node of stage 0 (S-1) pushes the
+ * embedding (final norm + head) to the nodes of stage 1 (S-2) after every
+ * update (REPLICA), and a lost boundary stage is rebuilt from its partner's
+ * blocks and that replica, a lost partner from its boundary stage's blocks.
+ * Two adjacent lost stages (and a boundary stage without CheckFree+)
+ * cannot be rebuilt: every node stops with SW_EXIT_LOST and a message
+ * naming them.
  *
- * Checkpoints.  A keeper (mode "keeper") joins the DHT but serves no stage;
- * every N steps it asks one node of each stage for its state after step s
- * (STATE_GET with snap: s): a node at s copies params, m, v and scalars into
- * a host snapshot at once, one before s when its update reaches s (answering
- * -EAGAIN meanwhile), one past s answers -ENOENT and the keeper aims later.
- * All stages in, it commits them with sw_ckpt_save (src/ckpt.h).  A node
+ * Checkpoints (ckptnet.h).  A node with --ckpt-dir DIR saves, after every
+ * step that is a multiple of the manifest's [checkpoint] every (and after
+ * the last), its share of its stage into DIR: among the nodes of the stage
+ * in the plan of the step just done each tensor is written by exactly one
+ * (sw_ckptnet_assign, balanced by bytes); training blocks for a host copy
+ * of the whole stage only, a libuv worker writes and fsyncs (a save due
+ * while one is being written is skipped, logged).  A keeper (mode
+ * "keeper") joins the DHT but serves no stage; it publishes a keeper
+ * record (its endpoint and newest committed step) under H(run, "keeper").
+ * Every N steps it asks every node of every stage which tensors of step s
+ * they hold (CKPT_INFO_GET: written on disk, or the host copy in memory),
+ * pulls each tensor from a node that wrote it (CKPT_GET, pieces of 4 MiB,
+ * hash-checked), another replica when one vanished, and commits all
+ * stages together with sw_ckpt_save (src/ckpt.h).  A stage whose nodes
+ * save nothing locally falls back to STATE_GET with snap: s (a node at s
+ * copies params, m, v and scalars into a host snapshot at once, one before
+ * s when its update reaches s, answering -EAGAIN meanwhile, one past s
+ * answers -ENOENT and the keeper aims later).  The keeper answers
+ * CKPT_INFO_GET / CKPT_GET from its own committed checkpoints too.  A node
  * with --from-checkpoint DIR and no live replica of its stage restores the
- * stage from DIR's newest clean checkpoint (resharded by tensor name): at
- * the checkpoint's step when the run is restarting, or, when the run went
- * on and lost the stage where CheckFree cannot rebuild it, with the
- * checkpoint's tensors at the step in progress; survivors with
- * --from-checkpoint and a committed checkpoint wait for such nodes rather
- * than stop with SW_EXIT_LOST.
+ * stage from DIR's newest clean checkpoint (resharded by tensor name), or,
+ * with --from-checkpoint keeper (or a DIR absent on its machine), fetches
+ * it from the keeper the DHT names: at the checkpoint's step when the run
+ * is restarting, or, when the run went on and lost the stage where
+ * CheckFree cannot rebuild it, with the checkpoint's tensors at the step
+ * in progress; survivors with --from-checkpoint and a committed checkpoint
+ * wait for such nodes rather than stop with SW_EXIT_LOST.
  *
  * Hostile peers.  A malformed body, a tensor of the wrong shape or a
  * non-finite one bans the sender for ban_ms (struct ban, local to the
@@ -98,6 +134,7 @@
 #define SW_NODE_STALL_MS 30000
 #define SW_NODE_DEAD_MS 3000            /* default --dead-ms */
 #define SW_NODE_PING_MS 500             /* the leader pings the nodes of a running step */
+#define SW_NODE_STATE_WINDOW 8         /* STATE pieces (4 MiB) in flight per source */
 #define SW_NODE_BAN_MS 60000            /* default --ban-ms */
 #define SW_NODE_MAX_BANS 64
 #define SW_NODE_MAX_NODES 128
@@ -134,8 +171,10 @@ struct sw_node_opts {
     int exit_at_end;      /* join: exit once the manifest's steps are done */
     int dead_ms;          /* silent this long: dead (0: SW_NODE_DEAD_MS) */
     int ban_ms;           /* a peer that sent a bad message is ignored this long */
-    char from_ckpt[4096]; /* join: restart the stage from this checkpoint folder ("": no) */
-    char ckpt_dir[4096];  /* keeper: checkpoint folder ("": the manifest's [checkpoint] dir) */
+    char from_ckpt[4096]; /* join: restart the stage from this checkpoint folder, or "keeper"
+                             (or a folder absent here): from the keeper ("": no) */
+    char ckpt_dir[4096];  /* keeper: checkpoint folder ("": the manifest's [checkpoint] dir);
+                             join: folder of the local saves ("": none) */
     int ckpt_every;       /* keeper: steps between checkpoints (0: the manifest's) */
     int ckpt_keep;        /* keeper: checkpoints kept (0: the manifest's) */
 };

@@ -31,9 +31,15 @@ enum sw_peer_msg {
     SW_MSG_PREPARE = 520,      /* request {step} */
     SW_MSG_READY = 521,        /* {step, ok} */
     SW_MSG_GO = 522,           /* one-way {step, ver, plan: [[{pk, ep, w}...] per stage]} */
-    SW_MSG_FWD = 524,          /* one-way {step, mb, route: [ep...]}; payload x f32 + targets i32 */
-    SW_MSG_BWD = 526,          /* one-way {step, mb, route}; payload dx f32 */
+    SW_MSG_FWD = 524,          /* one-way {step, mb, hop, route: [ep...]}; payload x f32 + targets i32 */
+    SW_MSG_BWD = 526,          /* one-way {step, mb, hop}; payload dx f32 */
     SW_MSG_GRAD = 528,         /* one-way {step, ver, stage, count, loss, hash}; payload f32 */
+    SW_MSG_REPLICA = 530,      /* one-way {step, kind}; payload f32: CheckFree+ embedding/head */
+    /* checkpoints over the network (ckptnet.h) */
+    SW_MSG_CKPT_INFO_GET = 540, /* request {step, stage} */
+    SW_MSG_CKPT_INFO = 541,    /* {err, step, S, t, lr_mult, norm, normc, have: bin, mem: bool} */
+    SW_MSG_CKPT_GET = 542,     /* request {step, name, off, n} */
+    SW_MSG_CKPT = 543,         /* {err, step, name, off, n, length, hash: bin32}; payload bytes */
 };
 
 #define SW_PROTO_EP_MAX 128

@@ -13,13 +13,40 @@
 #include "status.h"
 
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
-                                       "tps", "cap", "loss", "norm", "hash", "rec", NULL};
+                                       "tps", "cap", "loss", "norm", "hash", "rec",
+                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", NULL};
 
 const char *
 sw_status_state_name(int state)
 {
     static const char *const names[] = {"syncing", "training", "leaving", "done"};
     return state >= 0 && state <= SW_NODE_DONE ? names[state] : "?";
+}
+
+/* Copies src into dst[cap] as sw_proto_str() accepts it: cut, and '_' for what it refuses. */
+static void
+copy_clean(char *dst, size_t cap, const char *src)
+{
+    size_t i;
+
+    for (i = 0; src && src[i] && i + 1 < cap; i++)
+        dst[i] = src[i] > ' ' && src[i] <= '~' ? src[i] : '_';
+    dst[i] = '\0';
+}
+
+void
+sw_status_rec_set_recovery(struct sw_peer_rec *r, const char *method, const char *from,
+                           uint64_t bytes, double seconds)
+{
+    if (!method || !method[0]) {
+        r->rec_method[0] = r->rec_from[0] = '\0';
+        r->rec_bytes = r->rec_ms = 0;
+        return;
+    }
+    copy_clean(r->rec_method, sizeof(r->rec_method), method);
+    copy_clean(r->rec_from, sizeof(r->rec_from), from && from[0] ? from : "-");
+    r->rec_bytes = bytes;
+    r->rec_ms = isfinite(seconds) && seconds > 0 ? (uint64_t)(seconds * 1000 + 0.5) : 0;
 }
 
 void
@@ -40,7 +67,9 @@ void
 sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl_s,
                    uint64_t step_age_ms)
 {
-    msgpack_pack_map(pk, 13);
+    bool rec = r->rec_method[0] != '\0';
+
+    msgpack_pack_map(pk, rec ? 17 : 13);
     sw_proto_pack_key(pk, "ver");
     msgpack_pack_uint32(pk, SW_STATUS_REC_VERSION);
     sw_proto_pack_key(pk, "ep");
@@ -67,6 +96,16 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
     sw_proto_pack_str(pk, r->hash[0] ? r->hash : "-");
     sw_proto_pack_key(pk, "rec");
     msgpack_pack_uint64(pk, r->recoveries);
+    if (rec) {
+        sw_proto_pack_key(pk, "rec_method");
+        sw_proto_pack_str(pk, r->rec_method);
+        sw_proto_pack_key(pk, "rec_from");
+        sw_proto_pack_str(pk, r->rec_from);
+        sw_proto_pack_key(pk, "rec_bytes");
+        msgpack_pack_uint64(pk, r->rec_bytes);
+        sw_proto_pack_key(pk, "rec_ms");
+        msgpack_pack_uint64(pk, r->rec_ms);
+    }
 }
 
 int
@@ -92,6 +131,18 @@ sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint
         return -SW_EMSG;
     if (!isfinite(r->tps) || !isfinite(r->cap) || !isfinite(r->loss) || !isfinite(r->norm))
         return -SW_EMSG;
+    /* the last recovery: optional (older records), but all four keys or none */
+    r->rec_method[0] = r->rec_from[0] = '\0';
+    r->rec_bytes = r->rec_ms = 0;
+    if (sw_proto_get(o, "rec_method") || sw_proto_get(o, "rec_from") ||
+        sw_proto_get(o, "rec_bytes") || sw_proto_get(o, "rec_ms")) {
+        if (sw_proto_get_str(o, "rec_method", r->rec_method, sizeof(r->rec_method)) < 0 ||
+            !r->rec_method[0] ||
+            sw_proto_get_str(o, "rec_from", r->rec_from, sizeof(r->rec_from)) < 0 ||
+            sw_proto_get_u64(o, "rec_bytes", &r->rec_bytes) < 0 ||
+            sw_proto_get_u64(o, "rec_ms", &r->rec_ms) < 0)
+            return -SW_EMSG;
+    }
     snprintf(r->hash, sizeof(r->hash), "%.16s", hash);
     r->stage = (int)stage;
     r->state = (int)state;

@@ -15,6 +15,15 @@
  *   (tokens/s of compute time), loss float (last stage; -1: none), norm
  *   float (pre-clip gradient norm), hash str (16 hex digits of the
  *   parameters' BLAKE2b-256), rec uint (recoveries)
+ * and, once the node has recovered its stage, its last recovery event (all
+ * four keys or none; records without them still parse):
+ *   rec_method str (< SW_STATUS_REC_METHOD_MAX: checkfree, checkfree+,
+ *   copy, checkpoint), rec_from str (the sources, comma-separated endpoints
+ *   or a checkpoint's name, < SW_STATUS_REC_FROM_MAX), rec_bytes uint
+ *   (bytes received), rec_ms uint (duration)
+ * Strings are printable ASCII without spaces, as sw_proto_str() checks;
+ * sw_status_rec_set_recovery() cuts and cleans what a node fills in, so
+ * that its own record always reads back.  Unknown keys are refused.
  * The publisher's key is the record's signer (no clock sync: the age of a
  * record is its published ttl minus the ttl the DHT has left).
  */
@@ -30,6 +39,9 @@
 #include "node.h"
 #include "proto.h"
 
+#define SW_STATUS_REC_METHOD_MAX 16 /* buffer, NUL included */
+#define SW_STATUS_REC_FROM_MAX 128  /* buffer, NUL included */
+
 struct sw_peer_rec {
     uint8_t pk[32];
     char ep[SW_PROTO_EP_MAX];
@@ -37,6 +49,10 @@ struct sw_peer_rec {
     uint64_t step, recoveries;
     double tps, cap, loss, norm;
     char hash[17];
+    /* the last recovery: rec_method[0] == '\0' when the node never recovered */
+    char rec_method[SW_STATUS_REC_METHOD_MAX];
+    char rec_from[SW_STATUS_REC_FROM_MAX];
+    uint64_t rec_bytes, rec_ms;
     uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */
@@ -56,6 +72,13 @@ int sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, 
 int sw_status_rec_from_dht(const struct sw_dht_record *d, int stage, int S, uint64_t now,
                            struct sw_peer_rec *r) SW_WARN_UNUSED;
 const char *sw_status_state_name(int state);
+/*
+ * Sets r's last recovery (method NULL or "": none): method and from are cut
+ * to fit and any character sw_proto_str() refuses becomes '_' (an empty
+ * from becomes "-"), so that the record packs into one that unpacks.
+ */
+void sw_status_rec_set_recovery(struct sw_peer_rec *r, const char *method, const char *from,
+                                uint64_t bytes, double seconds);
 
 /*
  * A scan: one DHT get per stage key, run in parallel; when all are done, cb

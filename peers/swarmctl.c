@@ -253,6 +253,51 @@ json_num(double v, bool null_if_negative)
         printf("%.6g", v);
 }
 
+/* A JSON string: records are printable ASCII (sw_proto_str), so only '"' and '\\' are escaped. */
+static void
+json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+/* A peer's "last_recovery": {method, from, bytes, seconds} or null. */
+static void
+json_last_recovery(const struct sw_peer_rec *r)
+{
+    if (!r->rec_method[0]) {
+        printf("null");
+        return;
+    }
+    printf("{\"method\":");
+    json_str(r->rec_method);
+    printf(",\"from\":");
+    json_str(r->rec_from);
+    printf(",\"bytes\":%llu,\"seconds\":%.3f}", (unsigned long long)r->rec_bytes,
+           (double)r->rec_ms / 1000.0);
+}
+
+/* "12.3 MB": bytes for a person */
+static const char *
+human_bytes(char *buf, size_t cap, uint64_t b)
+{
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)b;
+    int u = 0;
+
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
 static const char *health_names[] = {"healthy", "degraded", "unreachable"};
 
 static int
@@ -306,9 +351,11 @@ print_status(struct client *c, const struct opts *o)
                    sw_status_state_name(r->state), (unsigned long long)r->step);
             json_num(r->loss, true);
             printf(",\"tokens_per_s\":%.1f,\"capacity\":%.1f,\"grad_norm\":%.6g,\"hash\":\"%s\","
-                   "\"last_heard_s\":%.3f,\"recoveries\":%llu}",
+                   "\"last_heard_s\":%.3f,\"recoveries\":%llu,\"last_recovery\":",
                    r->tps, r->cap, r->norm, r->hash, (double)(now - r->heard_ms) / 1000.0,
                    (unsigned long long)r->recoveries);
+            json_last_recovery(r);
+            printf("}");
         }
         printf("]}\n");
     } else {
@@ -317,8 +364,8 @@ print_status(struct client *c, const struct opts *o)
                finished ? "finished" : health_names[health], c->nrec, tps);
         if (sum[m->stages - 1].loss >= 0)
             printf("  loss %.4f", sum[m->stages - 1].loss);
-        printf("\n%-6s %-5s %-8s %-8s %-9s %-11s %-10s %-5s %s\n", "STAGE", "NODES", "STATE",
-               "STEP", "LOSS", "TOKENS/S", "HEARD", "RECOV", "");
+        printf("\n%-6s %-5s %-8s %-8s %-9s %-11s %-11s %-10s %-5s %s\n", "STAGE", "NODES",
+               "STATE", "STEP", "LOSS", "TOKENS/S", "CAPACITY", "HEARD", "RECOV", "");
         for (int s = 0; s < m->stages; s++) {
             const struct sw_stage_summary *x = &sum[s];
             char step[24] = "-", loss[24] = "-", heard[24] = "-";
@@ -328,9 +375,26 @@ print_status(struct client *c, const struct opts *o)
                 snprintf(loss, sizeof(loss), "%.4f", x->loss);
             if (x->last_heard_s >= 0)
                 snprintf(heard, sizeof(heard), "%.1fs ago", x->last_heard_s);
-            printf("%-6d %-5d %-8s %-8s %-9s %-11.0f %-10s %-5llu %s\n", s, x->nodes, x->state,
-                   step, loss, x->tps, heard, (unsigned long long)x->recoveries,
-                   x->bottleneck ? "<- bottleneck" : "");
+            printf("%-6d %-5d %-8s %-8s %-9s %-11.0f %-11.0f %-10s %-5llu %s\n", s, x->nodes,
+                   x->state, step, loss, x->tps, x->cap, heard,
+                   (unsigned long long)x->recoveries, x->bottleneck ? "<- bottleneck" : "");
+        }
+        /* the last recovery of every node that had one (records sorted by stage) */
+        for (int i = 0, shown = 0; i < c->nrec; i++) {
+            const struct sw_peer_rec *r = &c->recs[i];
+            char bytes[32], dur[32];
+            if (!r->rec_method[0])
+                continue;
+            if (!shown++)
+                printf("recoveries (last per node):\n%-6s %-16s %-11s %-10s %-9s %s\n", "STAGE",
+                       "NODE", "METHOD", "BYTES", "DURATION", "FROM");
+            if (r->rec_ms < 1000)
+                snprintf(dur, sizeof(dur), "%llums", (unsigned long long)r->rec_ms);
+            else
+                snprintf(dur, sizeof(dur), "%.1fs", (double)r->rec_ms / 1000.0);
+            printf("%-6d %.16s %-11s %-10s %-9s %s\n", r->stage, sw_identity_hex(key, r->pk, 32),
+                   r->rec_method, human_bytes(bytes, sizeof(bytes), r->rec_bytes), dur,
+                   r->rec_from);
         }
     }
     fflush(stdout);

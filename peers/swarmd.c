@@ -4,7 +4,7 @@
  *   swarmd bootstrap --run FILE --listen tcp://HOST:PORT [--owner HEX]
  *   swarmd join --peer tcp://HOST:PORT [--stage auto|N] [--listen ...] [--data PATH]
  *               [--device auto|cpu|cuda] [--threads N] [--owner HEX] [--metrics HOST:PORT]
- *               [--from-checkpoint DIR]
+ *               [--from-checkpoint DIR|keeper] [--ckpt-dir DIR]
  *   swarmd keeper --peer tcp://HOST:PORT --dir DIR [--every N] [--keep K]
  *
  * Options come from one table (src/cfg.h), which prints --help; swarmd(1)
@@ -42,7 +42,8 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_INT(T, "linger-ms", linger_ms, 1500, 0, 600000, "wait after the last step before exiting"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead: no new record (refreshed every third of it) or no answer to two pings"),
     SW_CFG_INT(T, "ban-ms", ban_ms, 60000, 0, 86400000, "how long a peer that sent a bad message is ignored"),
-    SW_CFG_STR(T, "from-checkpoint", from_ckpt, "", "start the stage from the newest clean checkpoint in DIR when no live replica has it"),
+    SW_CFG_STR(T, "from-checkpoint", from_ckpt, "", "start the stage from the newest clean checkpoint in DIR, or from the run's keeper over the network ('keeper', or a DIR that does not exist here), when no live replica has it"),
+    SW_CFG_STR(T, "ckpt-dir", ckpt_dir, "", "save this node's share of its stage here every [checkpoint] every steps, for the keeper (default: no local saves)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
 static const struct sw_cfg_entry keeper_tab[] = {

@@ -92,7 +92,21 @@ def main():
         want(p, "grad_norm", num)
         want(p, "hash", (str,))
         want(p, "last_heard_s", num)
-        want(p, "recoveries", (int,))
+        nrec = want(p, "recoveries", (int,))
+        lr = want(p, "last_recovery", (dict,), nullable=True)
+        if lr is not None:
+            if set(lr) != {"method", "from", "bytes", "seconds"}:
+                fail("last_recovery keys %r" % sorted(lr))
+            m = want(lr, "method", (str,))
+            if not 0 < len(m) < 16 or not all("!" <= ch <= "~" for ch in m):
+                fail("last_recovery.method %r" % m)
+            f = want(lr, "from", (str,))
+            if not 0 < len(f) < 128 or not all("!" <= ch <= "~" for ch in f):
+                fail("last_recovery.from %r" % f)
+            if want(lr, "bytes", (int,)) < 0 or want(lr, "seconds", num) < 0:
+                fail("last_recovery: negative bytes or seconds")
+            if nrec < 1:
+                fail("a last_recovery but no recoveries")
     if len(sys.argv) > 2 and health != sys.argv[2]:
         fail("health %r, want %r" % (health, sys.argv[2]))
     print("# status JSON valid: %d stages, %d peers, step %d, health %s" % (S, len(peers), step, health))

@@ -17,10 +17,14 @@ done
 wait_for 30 sh -c "\"$SWARMCTL\" status --peer \"$BOOT\" --json | grep -q '\"step\":[1-9]'"
 "$SWARMCTL" status --peer "$BOOT" --json >"$TMP/s.json"; rc=$?
 [ $rc -eq 0 ]; ok $? "status exits 0 on a healthy run"
-$CHECK "$TMP/s.json" healthy; ok $? "status --json follows the schema (healthy)"
+$CHECK "$TMP/s.json" healthy &&
+    "$PY" -c 'import json,sys; p=json.load(open(sys.argv[1]))["peers"]; sys.exit(0 if p and all(x["last_recovery"] is None for x in p) else 1)' "$TMP/s.json"
+ok $? "status --json follows the schema (healthy; no last_recovery yet)"
 "$SWARMCTL" status --peer "$BOOT" >"$TMP/s.txt"; rc=$?
 diag_file "$TMP/s.txt" 6
-[ $rc -eq 0 ] && grep -q '^3 ' "$TMP/s.txt"; ok $? "status table has one row per stage"
+[ $rc -eq 0 ] && grep -q '^3 ' "$TMP/s.txt" && grep -q '^STAGE .* CAPACITY ' "$TMP/s.txt" &&
+    ! grep -q '^recoveries' "$TMP/s.txt"
+ok $? "status table has one row per stage, a capacity column and no recoveries"
 "$PY" - "$MPORT" >"$TMP/metrics.txt" <<'EOT'
 import sys, urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())

@@ -6,9 +6,10 @@
 # by CheckFree from both neighbours (their parameters and gradient norms);
 # the step in progress resumes, and 20 steps later the loss is finite and
 # below its value at the failure.  The recovery is in the logs, in status
-# (RECOV) and in the newcomer's metrics.
+# (RECOV, and the newcomer's last_recovery: method, sources, bytes,
+# duration) and in the newcomer's metrics.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
-echo "1..7"
+echo "1..9"
 write_manifest "$TMP/run.conf" 100000 4
 "$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
 start_boot "$TMP/run.conf"
@@ -53,6 +54,21 @@ ok $? "training went on: 20 steps later the loss is finite and below its value a
 diag_file "$TMP/r.json" 3
 [ $rc -eq 0 ] && "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["stages"][2]["recoveries"] >= 1 else 1)' "$TMP/r.json"
 ok $? "status is healthy again and counts the recovery of stage 2"
+"$PY" ${TEST_SRCDIR:-$(dirname "$0")}/check_status_json.py "$TMP/r.json" healthy &&
+"$PY" - "$TMP/r.json" <<'EOT'
+import json, sys
+d = json.load(open(sys.argv[1]))
+lr = [p["last_recovery"] for p in d["peers"] if p["stage"] == 2 and p["last_recovery"]]
+print("# stage 2 last_recovery: %s" % lr)
+sys.exit(0 if len(lr) == 1 and lr[0]["method"] == "checkfree" and lr[0]["bytes"] > 0 and
+         lr[0]["seconds"] > 0 and lr[0]["from"].count(",") == 1 else 1)
+EOT
+ok $? "status --json shows the newcomer's last recovery (checkfree, two sources, bytes > 0)"
+"$SWARMCTL" status --peer "$BOOT" >"$TMP/r.txt"
+diag_file "$TMP/r.txt" 12
+grep -q '^recoveries' "$TMP/r.txt" && grep -Eq '^2 +[0-9a-f]{16} +checkfree +[0-9.]+ [kMG]?B ' "$TMP/r.txt" &&
+    grep -q 'CAPACITY' "$TMP/r.txt"
+ok $? "the status table has a capacity column and lists the recovery"
 "$PY" - "$MPORT" >"$TMP/metrics.txt" <<'EOT'
 import sys, urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())

@@ -17,7 +17,7 @@ for s in 0 1 2 3; do
     eval "P$s=\$NODE_PID"
 done
 wait_steps 60 "$TMP/n3.log" 3
-EPS=$("$SWARMCTL" peers --peer "$BOOT" --json | "$PY" -c 'import json,sys; print(" ".join(p["endpoint"] for p in json.load(sys.stdin)))')
+EPS=$("$SWARMCTL" peers --peer "$BOOT" --json | "$PY" -c 'import json,sys; print(" ".join("%d=%s" % (p["stage"], p["endpoint"]) for p in json.load(sys.stdin)))')
 "$BUILD/tests/test_peers_rogue" "$TMP/run.conf" 2.5 $EPS >"$TMP/rogue.log" 2>&1; rc=$?
 rogue_end=$(last_step "$TMP/n3.log")
 cat "$TMP/rogue.log"

@@ -1,20 +1,23 @@
 #!/bin/sh
-# t0390: a keeper (swarmd keeper) beside a 4-stage run pulls every stage's
-# state (parameters, AdamW m/v/t, lr_mult, norms) at the same step boundary
-# every 8 steps and commits them as one checkpoint, keeping 2; it exits once
-# the run's last step is saved.  swarmctl checkpoint list/verify pass on it,
+# t0390: a keeper (swarmd keeper) beside a 4-stage run collects every
+# stage's state (parameters, AdamW m/v/t, lr_mult, norms) at the same step
+# boundary every 8 steps and commits them as one checkpoint, keeping 2; it
+# exits once the run's last step is saved.  The nodes save their stages
+# locally every 8 steps ([checkpoint] every, --ckpt-dir) and the keeper
+# pulls the tensors from those files over the network (CKPT_GET).  swarmctl checkpoint list/verify pass on it,
 # and its export loads in swarmsim eval with the loss of swarmsim train's own
 # model after the same steps (swarm and swarmsim agree to 1e-5 per step).
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
-echo "1..6"
+echo "1..7"
 STEPS=24
-write_manifest "$TMP/run.conf" $STEPS 4
+write_manifest "$TMP/run.conf" $STEPS 4 "[checkpoint]
+every = 8"
 "$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
 start_boot "$TMP/run.conf"
 start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 8 --keep 2
 KP=$LAST_PID
 for s in 0 1 2 3; do
-    start_node "$TMP/n$s.log" $s
+    start_node "$TMP/n$s.log" $s --ckpt-dir "$TMP/local-$s"
     eval "P$s=\$NODE_PID"
 done
 all=0
@@ -26,6 +29,11 @@ wait_pid "$KP" 30 && [ "$WAIT_RC" -eq 0 ] && [ $all -eq 0 ]; rc=$?
 grep "^checkpoint " "$TMP/keeper.log" | sed 's/^/# /'
 [ $rc -eq 0 ] || diag_file "$TMP/keeper.log"
 ok $rc "the run trained $STEPS steps and the keeper exited 0 after saving the last step"
+grep -h "in from the local saves" "$TMP/keeper.log" | tail -n 4 | sed 's/.*info: /# /'
+n_local=$(grep -c "step 24: stage . in from the local saves of 1 node" "$TMP/keeper.log")
+[ -f "$TMP/local-0/step-00000024/COMMIT" ] && [ -f "$TMP/local-3/step-00000024/COMMIT" ] &&
+    [ "$n_local" -eq 4 ]
+ok $? "every node saved step 24 locally and the keeper pulled all 4 stages from those saves"
 steps=$(sed -n 's/^checkpoint step:\([0-9]*\) .*/\1/p' "$TMP/keeper.log" | tr '\n' ' ')
 # a step a stage went past before the keeper's request reached it is skipped
 # (logged): on a loaded machine 8 or 16 may be missing, never 24

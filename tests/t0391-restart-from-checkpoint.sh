@@ -7,9 +7,11 @@
 # train on from its step: the first loss of the restarted run is the one the
 # stopped run printed at that step, bit for bit, and the run finishes.  The
 # same checkpoint restarts a 2-stage run (resharded by tensor name) whose
-# first loss matches to 1e-5 relative.
+# first loss matches to 1e-5 relative; and so does a 2-stage run whose
+# nodes, started with --from-checkpoint keeper, fetch their stages over the
+# network from a keeper serving that folder.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
-echo "1..6"
+echo "1..7"
 STEPS=40
 write_manifest "$TMP/run.conf" $STEPS 4
 "$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
@@ -85,3 +87,21 @@ echo "# 2 stages from the 4-stage checkpoint: loss at step $CK $c (4 stages: $a)
 [ $all -eq 0 ] && [ -n "$c" ] && grep -q "saved with 4 stages" "$TMP/c0.log" &&
     $PY -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 1e-5 * abs(a) else 1)' "$a" "$c"
 ok $? "a 2-stage run restarts from the 4-stage checkpoint with the same loss (1e-5)"
+
+# the same, over the network: a keeper of the 2-stage run serves the folder
+kill "$BOOT_PID" 2>/dev/null
+start_boot "$TMP/run2.conf"
+start_bg "$TMP/keeper2.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 1000
+for s in 0 1; do
+    start_node "$TMP/d$s.log" $s --from-checkpoint keeper
+    eval "P$s=\$NODE_PID"
+done
+all=0
+for p in $P0 $P1; do if wait_pid "$p" 60 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; fi; done
+d=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/d1.log")
+grep -h "restored from checkpoint" "$TMP/d0.log" | sed 's/.*info: /# /'
+echo "# 2 stages fetched from the keeper: loss at step $CK $d (4 stages: $a)"
+[ $all -eq 0 ] || { diag_file "$TMP/d0.log"; diag_file "$TMP/keeper2.log"; }
+[ $all -eq 0 ] && [ -n "$d" ] && grep -q "restored from checkpoint keeper .*saved with 4 stages" "$TMP/d0.log" &&
+    $PY -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 1e-5 * abs(a) else 1)' "$a" "$d"
+ok $? "a 2-stage run restarts from the keeper over the network (--from-checkpoint keeper), same loss"

@@ -9,8 +9,10 @@
  *   - a well-formed FWD from a key no node knows (stranger C).
  * The nodes must drop them all, ban A and B, and train on unaffected.
  *
- *   test_peers_rogue MANIFEST SECONDS ENDPOINT...
- * exit 0 after sending, 2 on usage or setup errors.
+ *   test_peers_rogue MANIFEST SECONDS STAGE=ENDPOINT...
+ * (the FWDs name the hop of that stage on the plain route, so that only
+ * their payload or their sender is wrong); exit 0 after sending, 2 on usage
+ * or setup errors.
  */
 #include "sw.h"
 
@@ -34,18 +36,20 @@ on_closed(void *arg)
 }
 
 static size_t
-fwd_body(uint8_t *buf, size_t cap, int S, const char *ep, uint64_t step)
+fwd_body(uint8_t *buf, size_t cap, int S, int hop, const char *ep, uint64_t step)
 {
     struct sw_wire_buf b;
     msgpack_packer pk;
 
     sw_wire_buf_init(&b, buf, cap);
     sw_wire_buf_packer(&pk, &b);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, 4);
     sw_proto_pack_key(&pk, "step");
     msgpack_pack_uint64(&pk, step);
     sw_proto_pack_key(&pk, "mb");
     msgpack_pack_uint32(&pk, 0);
+    sw_proto_pack_key(&pk, "hop");
+    msgpack_pack_uint32(&pk, (uint32_t)hop);
     sw_proto_pack_key(&pk, "route");
     msgpack_pack_array(&pk, (size_t)S);
     for (int s = 0; s < S; s++)
@@ -71,7 +75,7 @@ main(int argc, char **argv)
     uint64_t sent = 0;
 
     if (argc < 4) {
-        fprintf(stderr, "usage: test_peers_rogue MANIFEST SECONDS ENDPOINT...\n");
+        fprintf(stderr, "usage: test_peers_rogue MANIFEST SECONDS STAGE=ENDPOINT...\n");
         return 2;
     }
     if (sw_manifest_load(&man, argv[1], why, sizeof(why)) < 0) {
@@ -103,15 +107,21 @@ main(int argc, char **argv)
     zctx = zmq_ctx_new();
     for (int e = 0; e < neps; e++) {
         int linger = 0;
+        char *eq = strchr(argv[3 + e], '=');
+        if (!eq) {
+            fprintf(stderr, "test_peers_rogue: want STAGE=ENDPOINT, got '%s'\n", argv[3 + e]);
+            return 2;
+        }
         raw[e] = zmq_socket(zctx, ZMQ_DEALER);
         zmq_setsockopt(raw[e], ZMQ_LINGER, &linger, sizeof(linger));
-        if (zmq_connect(raw[e], argv[3 + e]) < 0)
+        if (zmq_connect(raw[e], eq + 1) < 0)
             return 2;
     }
     until = sw_now_s() + atof(argv[2]);
     while (sw_now_s() < until) {
         for (int e = 0; e < neps; e++) {
-            const char *ep = argv[3 + e];
+            const char *ep = strchr(argv[3 + e], '=') + 1;
+            int hop = atoi(argv[3 + e]);
             uint8_t junk[64];
             struct sw_payload pl = {good, xbytes, NULL, NULL, NULL};
             struct sw_payload pn = {nan, xbytes, NULL, NULL, NULL};
@@ -122,7 +132,7 @@ main(int argc, char **argv)
             zmq_send(raw[e], junk, 1 + randombytes_uniform(sizeof(junk)), ZMQ_SNDMORE);
             zmq_send(raw[e], junk, 64, ZMQ_DONTWAIT);
             /* forged: sealed by C, then "from" replaced by another key */
-            blen = fwd_body(body, sizeof(body), man.stages, ep, 0);
+            blen = fwd_body(body, sizeof(body), man.stages, hop, ep, 0);
             sw_wire_payload_hash(h, good, xbytes);
             if (sw_wire_seal(&wf, SW_MSG_FWD, 0, body, blen, h, xbytes, env, sizeof(env), &elen,
                              sig) == 0) {

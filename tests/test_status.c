@@ -1,0 +1,190 @@
+/*
+ * test_status - stage records (peers/status.h): a record round-trips with
+ * and without its last recovery, older records (no recovery keys) still
+ * parse, and malformed recovery values (too long, not printable, wrong
+ * type, partial, unknown or repeated keys) are refused.
+ *
+ * Malformed records are made by editing the unpacked object of a good one
+ * in place (its strings point into our own buffers), so that every case
+ * differs from a good record in exactly one place.
+ */
+#include "sw.h"
+
+#include <string.h>
+
+#include "status.h"
+#include "tap.h"
+
+#define S 4
+
+static uint8_t packed[2048];
+
+static void
+rec_fill(struct sw_peer_rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->ep, sizeof(r->ep), "tcp://127.0.0.1:40001");
+    r->stage = 2;
+    r->state = SW_NODE_TRAINING;
+    r->step = 37;
+    r->recoveries = 1;
+    r->tps = 1234.5;
+    r->cap = 2345.5;
+    r->loss = -1;
+    r->norm = 0.75;
+    snprintf(r->hash, sizeof(r->hash), "0123456789abcdef");
+}
+
+/* Packs r and unpacks it into u (the caller destroys u); 0 or -SW_EMSG. */
+static int
+pack_unpack(const struct sw_peer_rec *r, msgpack_unpacked *u)
+{
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+
+    sw_wire_buf_init(&b, packed, sizeof(packed));
+    sw_wire_buf_packer(&pk, &b);
+    sw_status_rec_pack(&pk, r, 10, 250);
+    msgpack_unpacked_init(u);
+    if (b.overflow)
+        return -SW_EMSG;
+    return sw_wire_unpack(packed, b.len, u);
+}
+
+static msgpack_object_kv *
+find_kv(msgpack_object *map, const char *key)
+{
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (sw_wire_key_is(&map->via.map.ptr[i].key, key))
+            return &map->via.map.ptr[i];
+    return NULL;
+}
+
+static void
+set_str(msgpack_object *o, const char *s)
+{
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.ptr = s;
+    o->via.str.size = (uint32_t)strlen(s);
+}
+
+static void
+set_uint(msgpack_object *o, uint64_t v)
+{
+    o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+    o->via.u64 = v;
+}
+
+enum edit { E_STR, E_UINT, E_NEG, E_DROP, E_RENAME, E_DUP };
+
+/* A good record with recovery, with one edit on key; true when unpack refuses it. */
+static bool
+refused(const char *what, const char *key, enum edit e, const char *s, uint64_t v)
+{
+    struct sw_peer_rec r, out;
+    msgpack_unpacked u;
+    msgpack_object_kv *kv;
+    int err;
+
+    rec_fill(&r);
+    sw_status_rec_set_recovery(&r, "checkfree", "tcp://127.0.0.1:40000,tcp://127.0.0.1:40002",
+                               123456, 1.5);
+    if (pack_unpack(&r, &u) < 0 || !(kv = find_kv(&u.data, key))) {
+        msgpack_unpacked_destroy(&u);
+        return tap_ok(0, "%s (cannot build the case)", what);
+    }
+    switch (e) {
+    case E_STR: set_str(&kv->val, s); break;
+    case E_UINT: set_uint(&kv->val, v); break;
+    case E_NEG:
+        kv->val.type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        kv->val.via.i64 = -(int64_t)v;
+        break;
+    case E_DROP: /* move the last pair here */
+        *kv = u.data.via.map.ptr[--u.data.via.map.size];
+        break;
+    case E_RENAME: set_str(&kv->key, s); break;
+    case E_DUP: /* the last pair (rec_ms) again in place of key */
+        *kv = u.data.via.map.ptr[u.data.via.map.size - 1];
+        break;
+    }
+    memset(&out, 0, sizeof(out));
+    err = sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+    msgpack_unpacked_destroy(&u);
+    return tap_ok(err == -SW_EMSG, "refused: %s", what);
+}
+
+int
+main(void)
+{
+    struct sw_peer_rec r, out;
+    msgpack_unpacked u;
+    char long_from[300], from127[SW_STATUS_REC_FROM_MAX + 1];
+    int err;
+
+    tap_plan(22);
+
+    /* a node that never recovered: the 13 keys of older records */
+    rec_fill(&r);
+    err = pack_unpack(&r, &u);
+    tap_ok(err == 0 && u.data.via.map.size == 13, "a record without recovery has 13 keys");
+    memset(&out, 0xa5, sizeof(out));
+    err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+    msgpack_unpacked_destroy(&u);
+    tap_ok(err == 0 && out.rec_method[0] == '\0' && out.rec_from[0] == '\0' &&
+               out.rec_bytes == 0 && out.rec_ms == 0 && out.step == 37 && out.stage == 2 &&
+               !strcmp(out.hash, r.hash),
+           "a record without recovery (an older one) parses, with no recovery");
+
+    /* a node that recovered */
+    sw_status_rec_set_recovery(&r, "checkfree", "tcp://127.0.0.1:40000,tcp://127.0.0.1:40002",
+                               123456789012ULL, 2.3456);
+    err = pack_unpack(&r, &u);
+    tap_ok(err == 0 && u.data.via.map.size == 17, "a record with recovery has 17 keys");
+    err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+    msgpack_unpacked_destroy(&u);
+    tap_ok(err == 0 && !strcmp(out.rec_method, "checkfree") &&
+               !strcmp(out.rec_from, "tcp://127.0.0.1:40000,tcp://127.0.0.1:40002") &&
+               out.rec_bytes == 123456789012ULL && out.rec_ms == 2346 && out.recoveries == 1,
+           "the last recovery round-trips (method, from, bytes, ms)");
+
+    /* what a node fills in is cut and cleaned, so that its record reads back */
+    for (size_t i = 0; i < sizeof(long_from) - 1; i++)
+        long_from[i] = i % 50 == 7 ? ' ' : i % 61 == 3 ? '\n' : (char)('a' + i % 26);
+    long_from[sizeof(long_from) - 1] = '\0';
+    sw_status_rec_set_recovery(&r, "check point\x7f-with-a-long-name", long_from, 1, -1);
+    tap_ok(strlen(r.rec_method) == SW_STATUS_REC_METHOD_MAX - 1 &&
+               strlen(r.rec_from) == SW_STATUS_REC_FROM_MAX - 1 &&
+               !strchr(r.rec_method, ' ') && !strchr(r.rec_from, ' ') &&
+               !strchr(r.rec_from, '\n') && r.rec_ms == 0,
+           "set_recovery cuts and cleans ('%s')", r.rec_method);
+    err = pack_unpack(&r, &u);
+    err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+    msgpack_unpacked_destroy(&u);
+    tap_ok(err == 0 && !strcmp(out.rec_from, r.rec_from) && !strcmp(out.rec_method, r.rec_method),
+           "a cut and cleaned recovery round-trips");
+    sw_status_rec_set_recovery(&r, "copy", "", 5, 0.25);
+    tap_ok(!strcmp(r.rec_from, "-") && r.rec_ms == 250, "an empty source reads '-'");
+    sw_status_rec_set_recovery(&r, NULL, "x", 5, 1);
+    tap_ok(!r.rec_method[0] && !r.rec_from[0] && !r.rec_bytes && !r.rec_ms,
+           "no method: no recovery");
+
+    /* malformed values */
+    memset(from127, 'f', sizeof(from127) - 1);
+    from127[sizeof(from127) - 1] = '\0';
+    refused("rec_method of 16 characters", "rec_method", E_STR, "checkfree-abcdef", 0);
+    refused("rec_from of 128 characters", "rec_from", E_STR, from127, 0);
+    refused("rec_method with a control character", "rec_method", E_STR, "check\001free", 0);
+    refused("rec_from with a space", "rec_from", E_STR, "tcp://a:1, tcp://b:2", 0);
+    refused("rec_from with a non-ASCII byte", "rec_from", E_STR, "tcp://h\xc3\xa9:1", 0);
+    refused("an empty rec_method", "rec_method", E_STR, "", 0);
+    refused("rec_bytes as a str", "rec_bytes", E_STR, "123", 0);
+    refused("rec_ms negative", "rec_ms", E_NEG, NULL, 5);
+    refused("rec_method as a uint", "rec_method", E_UINT, NULL, 7);
+    refused("rec_from as a uint", "rec_from", E_UINT, NULL, 7);
+    refused("rec_method without the other three (rec_ms dropped)", "rec_ms", E_DROP, NULL, 0);
+    refused("rec_bytes dropped", "rec_bytes", E_DROP, NULL, 0);
+    refused("an unknown key (rec_step)", "rec_ms", E_RENAME, "rec_step", 0);
+    refused("a repeated key (rec_ms twice)", "rec_bytes", E_DUP, NULL, 0);
+    return tap_done();
+}
