@@ -11,10 +11,12 @@
 #   detection   the first "declared dead" of a survivor (and the first
 #               "drivers paused" of the step leader),
 #   transfer+rebuild  the newcomer's "recovery: stage K method M from ...:
-#               B bytes in T ms" (T runs from its first request for the
-#               neighbours' parameters to the rebuilt stage; B/T is thus a
-#               lower bound of the transfer's throughput), and the timestamps
-#               of its "chose stage", "recovering stage" and "recovery:" lines,
+#               B bytes in T ms (transfer X ms, rebuild R ms)" (T runs from
+#               its first attempt, the set-up of the neighbours' stage copies
+#               included, to the rebuilt stage; X from its first request for
+#               the neighbours' parameters to their last piece; R the rebuild
+#               after it), and the timestamps of its "chose stage",
+#               "recovering stage" and "recovery:" lines,
 #   first step  the first step the last stage completes after the recovery
 #               (its step lines, seen by polling every 20 ms),
 # beside the time the signed wire path takes for B bytes (the "signed" figure
@@ -214,12 +216,15 @@ print("             drivers paused (stage left empty)     %s" % rel(paused))
 print("  newcomer:  chose its stage                       %s   %s" % (rel(chose), re.sub(r".*chose ", "chose ", chose[1]) if chose else ""))
 print("             started the transfer                  %s" % rel(start))
 print("             stage rebuilt (recovery line)         %s" % rel(rec))
-B = T = None
+B = T = X = R = None
 if rec:
     m = re.search(r"recovery: stage (\d+) method (\S+) .*: (\d+) bytes in (\d+) ms", rec[1])
     if m:
         st, meth, B, T = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
-        print("             stage %d method %s: %d bytes (%.1f MB) in %d ms (transfer + rebuild)" % (st, meth, B, B / 1e6, T))
+        print("             stage %d method %s: %d bytes (%.1f MB) in %d ms (set-up + transfer + rebuild)" % (st, meth, B, B / 1e6, T))
+    m = re.search(r"\(transfer (\d+) ms, rebuild (\d+) ms\)", rec[1])
+    if m:
+        X, R = int(m.group(1)), int(m.group(2))
 after = [s for s in steps if rec and s[1] >= rec[0]]
 fs = after[0] if after else None
 if fs:
@@ -234,7 +239,10 @@ if dead and start:
 if start:
     print("  newcomer start to transfer start %5d ms  (manifest, DHT join, records checked, stage set up)" % (start[0] - t_new))
 if T is not None:
-    print("  transfer + rebuild (T)          %6d ms" % T)
+    print("  set-up + transfer + rebuild (T) %6d ms" % T)
+if X is not None:
+    print("    of which transfer             %6d ms  (first piece asked for to last piece in)" % X)
+    print("    of which rebuild              %6d ms  (weighted average, fresh AdamW, hash)" % R)
 if fs and rec:
     print("  rebuild to first step           %6d ms" % (fs[1] - rec[0]))
     print("  total, kill to first step       %6d ms" % (fs[1] - t_kill))
@@ -243,6 +251,9 @@ if B and T:
     rec_gbs = B / (T / 1e3) / 1e9
     print()
     print("signed wire path (wire_bench, 64 MiB, signed): %.2f GB/s -> %d bytes in %.0f ms" % (wire_gbs, B, wire_ms))
-    print("recovery transfer (B / T, rebuild included):   %.2f GB/s" % rec_gbs)
-    print("ratio transfer/wire: %.2f" % (rec_gbs / wire_gbs))
+    print("recovery (B / T, set-up and rebuild included): %.2f GB/s, ratio to the wire path %.2f" % (rec_gbs, rec_gbs / wire_gbs))
+    if X:
+        x_gbs = B / (max(X, 1) / 1e3) / 1e9
+        print("state transfer alone (B / transfer):           %.2f GB/s" % x_gbs)
+        print("ratio transfer/wire: %.2f" % (x_gbs / wire_gbs))
 EOT

@@ -4,6 +4,7 @@
 #include "sw.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -228,9 +229,11 @@ struct node {
     bool trained;         /* was training once (a later copy is a catch-up) */
     bool cf_active;
     struct cf_src cf[2];
-    struct sw_stage cf_st[2];
+    struct sw_stage cf_st[2];    /* parameters-only views of what cf[] fetched */
     bool cf_have_st[2];
+    float *cf_dev[2];             /* their backend copies (not on the CPU) */
     uint64_t cf_t0_ms, cf_retry_ms, cf_bytes;
+    double cf_req_s, cf_got_s; /* first piece asked for, last piece in */
     char rec_method[16], rec_from[2 * EP + 8];
     uint64_t rec_bytes;
     double rec_s;
@@ -836,6 +839,8 @@ train_alloc(struct node *n)
     return 0;
 }
 
+static void cf_release(struct node *n);
+
 static void
 train_free(struct node *n)
 {
@@ -867,11 +872,8 @@ train_free(struct node *n)
     sw_free(n->early_pk);
     sw_free(n->early_dxpk);
     sw_free_big(n->early);
-    for (int i = 0; i < 2; i++) {
-        sw_free_big(n->cf[i].buf);
-        if (n->cf_have_st[i])
-            sw_stage_release(&n->cf_st[i]);
-    }
+    if (n->k)
+        cf_release(n);
     for (int i = 0; i < SW_NODE_MAX_REPLICAS; i++)
         sw_free_big(n->gbuf[i]);
     sw_free_big(n->sync_buf);
@@ -2647,6 +2649,46 @@ lead_tick(struct node *n)
 
 /* ---- state copy ---- */
 
+/*
+ * Buffers of STATE pieces (SYNC_CHUNK floats), reused: a fresh 4 MiB
+ * buffer costs a thousand page faults, which every piece would pay.  The
+ * transport's free_cb may run on a ZeroMQ thread (net/transport.h), hence
+ * the mutex; at most PIECE_POOL wait for reuse, the others are freed.
+ */
+#define PIECE_POOL 16
+static struct {
+    pthread_mutex_t mu;
+    void *buf[PIECE_POOL];
+    int n;
+} piece_pool = {PTHREAD_MUTEX_INITIALIZER, {NULL}, 0};
+
+static float *
+piece_get(void)
+{
+    void *p = NULL;
+
+    pthread_mutex_lock(&piece_pool.mu);
+    if (piece_pool.n > 0)
+        p = piece_pool.buf[--piece_pool.n];
+    pthread_mutex_unlock(&piece_pool.mu);
+    return p ? p : sw_malloc((size_t)SYNC_CHUNK * sizeof(float));
+}
+
+static void
+piece_put(void *data, void *arg)
+{
+    (void)arg;
+    if (!data)
+        return;
+    pthread_mutex_lock(&piece_pool.mu);
+    if (piece_pool.n < PIECE_POOL) {
+        piece_pool.buf[piece_pool.n++] = data;
+        data = NULL;
+    }
+    pthread_mutex_unlock(&piece_pool.mu);
+    sw_free(data);
+}
+
 static const char *const state_get_keys[] = {"stage", "which", "off", "n", "snap", NULL};
 
 /*
@@ -2710,7 +2752,7 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
             err = -SW_ENOENT;
         }
     }
-    if (!err && !(host = sw_malloc(cnt * sizeof(float) + 1)))
+    if (!err && !(host = piece_get()))
         err = -SW_ENOMEM;
     if (!err && from_snap) {
         memcpy(host, n->snap_buf + which * numel + off, cnt * sizeof(float));
@@ -2744,8 +2786,16 @@ on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg
     msgpack_pack_uint64(&b.pk, off);
     sw_proto_pack_key(&b.pk, "n");
     msgpack_pack_uint64(&b.pk, err < 0 ? 0 : cnt);
-    reply_msg(n, t, &m->route, SW_MSG_STATE, &b, host, err < 0 ? 0 : cnt * sizeof(float));
-    sw_free(host);
+    if (err < 0 || !cnt) {
+        reply_msg(n, t, &m->route, SW_MSG_STATE, &b, NULL, 0);
+        piece_put(host, NULL);
+    } else {
+        /* handed over, not copied: back to the pool once ZeroMQ sent it */
+        struct sw_payload p = {host, cnt * sizeof(float), piece_put, NULL, NULL};
+        if (!b.b.overflow && sw_transport_reply(t, &m->route, SW_MSG_STATE, b.b.data, b.b.len,
+                                                &p) < 0)
+            SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "cannot send a state piece");
+    }
 }
 
 static void sync_request(struct node *n);
@@ -2988,6 +3038,45 @@ lost_for_good(const struct node *n, const bool *empty, char *why, size_t len)
 static void cf_request(struct cf_src *src);
 static void cf_src_restart(struct cf_src *src);
 
+/* cf_st[i]: a parameters-only stage over what cf[i] fetched (src/stage.h,
+ * sw_stage_view_init); the CPU backend reads the host buffer itself, a GPU
+ * a device copy of it. */
+static int
+cf_view(struct node *n, int i)
+{
+    size_t bytes = n->cf[i].numel * sizeof(float);
+    float *p = n->cf[i].buf;
+    int err;
+
+    if (n->k != &sw_kernels_cpu) {
+        if (!(p = n->cf_dev[i] = n->k->alloc(bytes)))
+            return -SW_ENOMEM;
+        if ((err = n->k->copy_h2d(p, n->cf[i].buf, bytes)) < 0 || (err = n->k->sync()) < 0)
+            return err;
+    }
+    if ((err = sw_stage_view_init(&n->cf_st[i], n->k, &n->man.model, n->S, n->cf[i].stage, p)) <
+        0)
+        return err;
+    n->cf_have_st[i] = true;
+    return 0;
+}
+
+/* Frees what a rebuild fetched. */
+static void
+cf_release(struct node *n)
+{
+    for (int i = 0; i < 2; i++) {
+        if (n->cf_have_st[i])
+            sw_stage_release(&n->cf_st[i]);
+        n->cf_have_st[i] = false;
+        if (n->cf_dev[i])
+            n->k->free(n->cf_dev[i]);
+        n->cf_dev[i] = NULL;
+        sw_free(n->cf[i].buf);
+        n->cf[i].buf = NULL;
+    }
+}
+
 static void
 cf_abort(struct node *n, const char *why)
 {
@@ -3007,15 +3096,14 @@ cf_finish(struct node *n)
     char a[13], b[13];
     int err = 0;
 
+    n->cf_got_s = sw_now_s();
     if (n->plus && (n->stage <= 1 || n->stage >= n->S - 2)) {
         cfp_finish(n);
         return;
     }
 
     for (int i = 0; i < 2 && err >= 0; i++)
-        err = n->k->copy_h2d(n->cf_st[i].params, n->cf[i].buf, n->cf[i].numel * sizeof(float));
-    if (err >= 0)
-        err = n->k->sync();
+        err = cf_view(n, i);
     memset(&po, 0, sizeof(po));
     memset(&no, 0, sizeof(no));
     po.last_norm = po.last_norm_clipped = (float)n->cf[0].norm;
@@ -3027,13 +3115,7 @@ cf_finish(struct node *n)
     if (err >= 0)
         err = sw_stage_zero_grad(&n->st);
     n->cf_active = false;
-    for (int i = 0; i < 2; i++) {
-        sw_free_big(n->cf[i].buf);
-        n->cf[i].buf = NULL;
-        if (n->cf_have_st[i])
-            sw_stage_release(&n->cf_st[i]);
-        n->cf_have_st[i] = false;
-    }
+    cf_release(n);
     if (err < 0) {
         fail(n, err, "checkfree rebuild");
         return;
@@ -3053,11 +3135,12 @@ cf_finish(struct node *n)
     n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree from %s (stage %d, norm %.4f) and %s (stage %d, "
-           "norm %.4f): %llu bytes in %.0f ms; fresh AdamW, lr x %.2f, resuming at step %llu "
-           "(hash %s)",
+           "norm %.4f): %llu bytes in %.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, "
+           "lr x %.2f, resuming at step %llu (hash %s)",
            n->stage, short_pk(a, n->cf[0].pk), n->cf[0].stage, n->cf[0].norm,
            short_pk(b, n->cf[1].pk), n->cf[1].stage, n->cf[1].norm,
-           (unsigned long long)n->rec_bytes, n->rec_s * 1000, cc.lr_bump,
+           (unsigned long long)n->rec_bytes, n->rec_s * 1000,
+           (n->cf_got_s - n->cf_req_s) * 1000, (sw_now_s() - n->cf_got_s) * 1000, cc.lr_bump,
            (unsigned long long)n->step, n->hash);
     announce(n);
     answer_prepare(n);
@@ -3181,26 +3264,29 @@ cf_start(struct node *n, const struct sw_peer_rec *prev, const struct sw_peer_re
 
     for (int i = 0; i < 2; i++) {
         struct cf_src *src = &n->cf[i];
-        /* built before the requests go out: sw_stage_init (parameters drawn
-         * from the seed) blocks the loop for a second on a CPU, and pieces
-         * piled up meanwhile can come out of the sender's sequence window
-         * (net/wire.h: dropped as stale, the request times out) */
-        if (!n->cf_have_st[i]) {
-            if ((err = sw_stage_init(&n->cf_st[i], n->k, &n->man.model, n->S, r[i]->stage, 1, 1,
-                                     1, n->man.seed)) < 0) {
-                fail(n, err, "checkfree recovery");
-                return;
-            }
-            n->cf_have_st[i] = true;
+        struct sw_stage_layout lay;
+
+        /* nothing slow before the requests go out: pieces piled up while
+         * the loop is blocked can come out of the sender's sequence window
+         * (net/wire.h: dropped as stale, the request times out); the
+         * buffers are not pre-faulted either (the pieces touch them) */
+        if ((err = sw_stage_layout_init(&lay, &n->man.model, n->S, r[i]->stage)) < 0) {
+            fail(n, err, "checkfree recovery");
+            return;
         }
-        src->numel = n->cf_st[i].lay.numel;
+        if (src->buf && src->numel != lay.numel) {
+            sw_free(src->buf);
+            src->buf = NULL;
+        }
+        src->numel = lay.numel;
+        sw_stage_layout_release(&lay);
         src->n = n;
         src->stage = r[i]->stage;
         src->which = 0;
         snprintf(src->ep, EP, "%s", r[i]->ep);
         memcpy(src->pk, r[i]->pk, 32);
         cf_src_restart(src);
-        if (!src->buf && !(src->buf = sw_malloc_big(src->numel * sizeof(float)))) {
+        if (!src->buf && !(src->buf = sw_malloc(src->numel * sizeof(float) + 1))) {
             fail(n, -SW_ENOMEM, "checkfree recovery");
             return;
         }
@@ -3213,6 +3299,7 @@ cf_start(struct node *n, const struct sw_peer_rec *prev, const struct sw_peer_re
            "(stage %d, step %llu)", n->stage, short_pk(a, prev->pk), prev->stage,
            (unsigned long long)prev->step, short_pk(b, next->pk), next->stage,
            (unsigned long long)next->step);
+    n->cf_req_s = sw_now_s();
     cf_request(&n->cf[0]);
     if (n->cf_active)
         cf_request(&n->cf[1]);
@@ -3232,34 +3319,37 @@ static void
 cfp_start(struct node *n, const struct sw_peer_rec *r)
 {
     bool boundary = n->stage == 0 || n->stage == n->S - 1;
+    struct sw_stage_layout lay;
     char a[13];
     int err;
 
-    if (!n->cf_have_st[0]) {
-        if ((err = sw_stage_init(&n->cf_st[0], n->k, &n->man.model, n->S, r->stage, 1, 1, 1,
-                                 n->man.seed)) < 0) {
-            fail(n, err, "checkfree+ recovery");
-            return;
-        }
-        n->cf_have_st[0] = true;
+    if ((err = sw_stage_layout_init(&lay, &n->man.model, n->S, r->stage)) < 0) {
+        fail(n, err, "checkfree+ recovery");
+        return;
     }
     for (int i = 0; i < 2; i++) {
         struct cf_src *src = &n->cf[i];
+        size_t numel = i == 0 ? lay.numel : boundary ? rep_numel_of(n, n->stage == 0 ? 0 : 1) : 0;
 
         src->n = n;
         src->stage = r->stage;
         src->which = i ? 3 : 0;
         snprintf(src->ep, EP, "%s", r->ep);
         memcpy(src->pk, r->pk, 32);
-        src->numel = i == 0 ? n->cf_st[0].lay.numel
-                            : boundary ? rep_numel_of(n, n->stage == 0 ? 0 : 1) : 0;
+        if (src->buf && src->numel != numel) {
+            sw_free(src->buf);
+            src->buf = NULL;
+        }
+        src->numel = numel;
         cf_src_restart(src);
         src->done = src->numel == 0;
-        if (src->numel && !src->buf && !(src->buf = sw_malloc_big(src->numel * sizeof(float)))) {
+        if (src->numel && !src->buf && !(src->buf = sw_malloc(src->numel * sizeof(float)))) {
+            sw_stage_layout_release(&lay);
             fail(n, -SW_ENOMEM, "checkfree+ recovery");
             return;
         }
     }
+    sw_stage_layout_release(&lay);
     n->cf_active = true;
     if (!n->cf_t0_ms)
         n->cf_t0_ms = sw_now_ms();
@@ -3268,6 +3358,7 @@ cfp_start(struct node *n, const struct sw_peer_rec *r)
            "blocks%s", n->stage, short_pk(a, r->pk), r->stage, (unsigned long long)r->step,
            boundary ? (n->stage == 0 ? " and the embedding replica" : " and the head replica")
                     : "");
+    n->cf_req_s = sw_now_s();
     cf_request(&n->cf[0]);
     if (n->cf_active && !n->cf[1].done)
         cf_request(&n->cf[1]);
@@ -3283,9 +3374,7 @@ cfp_finish(struct node *n)
     char a[13];
 
     sw_checkfree_config_default(&cc);
-    err = n->k->copy_h2d(n->cf_st[0].params, n->cf[0].buf, n->cf[0].numel * sizeof(float));
-    if (err >= 0)
-        err = n->k->sync();
+    err = cf_view(n, 0);
     if (err >= 0)
         err = sw_checkfree_copy_blocks(&n->st, &n->cf_st[0]);
     for (int i = 0; boundary && i < 2 && rep_names[kind][i] && err >= 0; i++) {
@@ -3305,11 +3394,7 @@ cfp_finish(struct node *n)
     if (err >= 0)
         err = sw_stage_zero_grad(&n->st);
     n->cf_active = false;
-    sw_free_big(n->cf[0].buf);
-    n->cf[0].buf = NULL;
-    if (n->cf_have_st[0])
-        sw_stage_release(&n->cf_st[0]);
-    n->cf_have_st[0] = false;
+    cf_release(n);
     if (err < 0) {
         fail(n, err, "checkfree+ rebuild");
         return;
@@ -3337,10 +3422,12 @@ cfp_finish(struct node *n)
     n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree+ from %s (stage %d): its blocks%s, %llu bytes in "
-           "%.0f ms; fresh AdamW, lr x %.2f, resuming at step %llu (hash %s)",
+           "%.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, lr x %.2f, resuming at "
+           "step %llu (hash %s)",
            n->stage, short_pk(a, n->cf[0].pk), n->cf[0].stage,
            boundary ? (kind == 0 ? " and the embedding replica" : " and the head replica") : "",
-           (unsigned long long)n->rec_bytes, n->rec_s * 1000, cc.lr_bump,
+           (unsigned long long)n->rec_bytes, n->rec_s * 1000, (n->cf_got_s - n->cf_req_s) * 1000,
+           (sw_now_s() - n->cf_got_s) * 1000, cc.lr_bump,
            (unsigned long long)n->step, n->hash);
     announce(n);
     answer_prepare(n);
@@ -3684,6 +3771,8 @@ ckpt_restore(struct node *n)
 }
 
 /* Called from the tick while syncing: pick a replica, or start from the seed. */
+static int stage_seed(struct node *n);
+
 static void
 sync_tick(struct node *n)
 {
@@ -3710,6 +3799,11 @@ sync_tick(struct node *n)
     if (!src) {
         if (n->run_step == 0 && !n->recoveries) {
             /* the run has not started: every node agrees on the seed's initialisation */
+            int err;
+            if ((err = stage_seed(n)) < 0) {
+                fail(n, err, "initialisation");
+                return;
+            }
             n->syncing = false;
             n->state = SW_NODE_TRAINING;
             n->step = 0;
@@ -3852,6 +3946,26 @@ choose_stage(struct node *n)
     return s;
 }
 
+/*
+ * The run seed's initialisation of this stage (model.h), drawn only when
+ * the run starts with it: stage_setup leaves the parameters zero, since a
+ * node that copies or rebuilds its stage would throw the draw away (for a
+ * 50 MB stage, half a second before a recovery can start).
+ */
+static int
+stage_seed(struct node *n)
+{
+    float *host = sw_malloc(n->st.lay.numel * sizeof(float) + 1);
+    int err;
+
+    if (!host)
+        return -SW_ENOMEM;
+    sw_model_init_params(host, &n->st.lay, &n->man.model, n->man.seed);
+    err = sw_stage_set_params(&n->st, host);
+    sw_free(host);
+    return err;
+}
+
 static int
 stage_setup(struct node *n)
 {
@@ -3871,7 +3985,7 @@ stage_setup(struct node *n)
     /* CheckFree+: stages 0 and S-1 hold two visits of a swapped microbatch */
     if ((err = sw_stage_init(&n->st, n->k, &n->man.model, n->S, n->stage, n->B, n->T,
                              n->M * (n->plus && (n->stage == 0 || n->stage == n->S - 1) ? 2 : 1),
-                             n->man.seed)) < 0)
+                             SW_STAGE_NO_INIT)) < 0)
         return err;
     n->have_stage = true;
     if ((err = sw_optim_init(&n->opt, &n->man.optim, &n->st)) < 0)

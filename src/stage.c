@@ -167,7 +167,10 @@ sw_stage_init(struct sw_stage *st, const struct sw_kernels *k, const struct sw_m
     host = sw_malloc(SW_MAX(st->lay.numel, (size_t)T * HS) * sizeof(float));
     if (!host)
         goto out_release;
-    sw_model_init_params(host, &st->lay, c, seed);
+    if (seed == SW_STAGE_NO_INIT)
+        memset(host, 0, st->lay.numel * sizeof(float));
+    else
+        sw_model_init_params(host, &st->lay, c, seed);
     if ((err = K->copy_h2d(st->params, host, st->lay.numel * sizeof(float))) < 0)
         goto out_release;
     sw_rope_tables(host, host + (size_t)T * HS / 2, T, HS, c->rope_theta);
@@ -189,6 +192,11 @@ sw_stage_release(struct sw_stage *st)
 {
     if (!st->k)
         return;
+    if (st->view) {
+        sw_stage_layout_release(&st->lay);
+        memset(st, 0, sizeof(*st));
+        return;
+    }
     if (st->slots) {
         for (int i = 0; i < st->n_slots; i++) {
             K->free(st->slots[i].slab);
@@ -205,6 +213,23 @@ sw_stage_release(struct sw_stage *st)
     sw_free(st->host_losses);
     sw_stage_layout_release(&st->lay);
     memset(st, 0, sizeof(*st));
+}
+
+int
+sw_stage_view_init(struct sw_stage *st, const struct sw_kernels *k,
+                   const struct sw_model_config *c, int S, int s, float *params)
+{
+    int err;
+
+    memset(st, 0, sizeof(*st));
+    if ((err = sw_stage_layout_init(&st->lay, c, S, s)) < 0)
+        return err;
+    st->k = k;
+    st->cfg = *c;
+    st->nb = st->lay.l1 - st->lay.l0;
+    st->params = params;
+    st->view = true;
+    return 0;
 }
 
 int

@@ -71,6 +71,7 @@ struct sw_stage {
     int B, T, N, nb;      /* microbatch shape; N = B*T; nb = blocks */
     int n_slots;
     float *params;        /* [lay.numel] backend memory */
+    bool view;            /* sw_stage_view_init: params are the caller's, nothing else */
     float *grads;         /* [lay.numel] */
     float *rope_cos;      /* [T, HS/2] */
     float *rope_sin;
@@ -89,10 +90,20 @@ struct sw_stage {
     size_t act_bytes;     /* activation + scratch bytes, for reports */
 };
 
-/* Allocates everything; params are initialised from seed (sw_model_init_params). */
+/* Allocates everything; params are initialised from seed (sw_model_init_params),
+ * or left zero with seed SW_STAGE_NO_INIT, for a caller about to fill them
+ * (a CheckFree rebuild's copies of the neighbours). */
+#define SW_STAGE_NO_INIT UINT64_MAX
 int sw_stage_init(struct sw_stage *st, const struct sw_kernels *k, const struct sw_model_config *c,
                   int S, int s, int B, int T, int n_slots, uint64_t seed) SW_WARN_UNUSED;
 void sw_stage_release(struct sw_stage *st);
+/* A parameters-only view of stage s of S over params (backend memory of
+ * k, [lay.numel], owned by the caller): layout and params, no gradients and
+ * no activations, so only what reads parameters takes it (CheckFree's
+ * neighbour copies: src/checkfree.h); sw_stage_release frees the layout
+ * only.  Cheap: no allocation besides the layout. */
+int sw_stage_view_init(struct sw_stage *st, const struct sw_kernels *k,
+                       const struct sw_model_config *c, int S, int s, float *params) SW_WARN_UNUSED;
 
 int sw_stage_zero_grad(struct sw_stage *st) SW_WARN_UNUSED;
 
