@@ -2246,6 +2246,26 @@ on_prepare(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     answer_prepare(n);
 }
 
+/* A slot of the plan being made, ready (the leader's takeovers and
+ * replans); false when the table is full. */
+static bool
+prep_add(struct node *n, const uint8_t *pk, const char *ep, int stage, double w)
+{
+    struct prep_slot *p;
+
+    if (n->nprep >= SW_NODE_MAX_NODES)
+        return false;
+    p = &n->prep[n->nprep++];
+    memset(p, 0, sizeof(*p));
+    p->n = n;
+    memcpy(p->pk, pk, 32);
+    snprintf(p->ep, EP, "%s", ep);
+    p->stage = stage;
+    p->w = w;
+    p->ok = p->answered = true;
+    return true;
+}
+
 static bool
 is_leader(struct node *n)
 {
@@ -2430,18 +2450,11 @@ lead_watch(struct node *n)
             have[n->prep[i].stage] = true;
     for (int i = 0; i < n->ndir && n->nprep < SW_NODE_MAX_NODES; i++) {
         const struct sw_peer_rec *r = &n->dir[i];
-        struct prep_slot *p = &n->prep[n->nprep];
         char who[13];
         if (have[r->stage] || r->state != SW_NODE_TRAINING || r->step != n->lead_step ||
             is_gone(n, r->pk))
             continue;
-        p->n = n;
-        memcpy(p->pk, r->pk, 32);
-        snprintf(p->ep, EP, "%s", r->ep);
-        p->stage = r->stage;
-        p->w = r->cap;
-        p->ok = p->answered = true;
-        n->nprep++;
+        prep_add(n, r->pk, r->ep, r->stage, r->cap);
         have[r->stage] = true;
         changed = true;
         sw_log(SW_LOG_INFO, "step %llu: node %s serves the empty stage %d: planning it again",
@@ -2498,28 +2511,14 @@ lead_takeover(struct node *n)
         return;
     }
     self_rec(n, &me);
-    memset(&n->prep[0], 0, sizeof(n->prep[0]));
-    n->prep[0].n = n;
-    memcpy(n->prep[0].pk, n->id.pk, 32);
-    snprintf(n->prep[0].ep, EP, "%s", n->ep);
-    n->prep[0].stage = n->stage;
-    n->prep[0].w = me.cap;
-    n->prep[0].ok = n->prep[0].answered = true;
-    n->nprep = 1;
-    for (int i = 0; i < n->ndir && n->nprep < SW_NODE_MAX_NODES; i++) {
+    n->nprep = 0;
+    prep_add(n, n->id.pk, n->ep, n->stage, me.cap);
+    for (int i = 0; i < n->ndir; i++) {
         const struct sw_peer_rec *r = &n->dir[i];
-        struct prep_slot *p = &n->prep[n->nprep];
         if (!memcmp(r->pk, n->id.pk, 32) || r->state != SW_NODE_TRAINING ||
             (r->step != n->step && r->step != n->step + 1) || is_gone(n, r->pk))
             continue;
-        memset(p, 0, sizeof(*p));
-        p->n = n;
-        memcpy(p->pk, r->pk, 32);
-        snprintf(p->ep, EP, "%s", r->ep);
-        p->stage = r->stage;
-        p->w = r->cap;
-        p->ok = p->answered = true;
-        n->nprep++;
+        prep_add(n, r->pk, r->ep, r->stage, r->cap);
     }
     if (!lead_send_plan(n, ver)) {
         SW_LOG_RATELIMITED(SW_LOG_INFO, 2000, "step %llu: taking over the lost leader's step: "
@@ -2574,16 +2573,9 @@ lead_tick(struct node *n)
         n->lead_step = n->step;
         n->nprep = 0;
         for (int s = 0; s < n->S; s++)
-            for (int i = 0; i < n->plan_cnt[s] && n->nprep < SW_NODE_MAX_NODES; i++) {
-                struct prep_slot *p = &n->prep[n->nprep++];
-                int k = s * SW_NODE_MAX_REPLICAS + i;
-                memset(p, 0, sizeof(*p));
-                p->n = n;
-                memcpy(p->pk, n->plan_pk[k], 32);
-                snprintf(p->ep, EP, "%s", n->plan_ep[k]);
-                p->stage = s;
-                p->ok = p->answered = true;
-            }
+            for (int i = 0; i < n->plan_cnt[s]; i++)
+                prep_add(n, n->plan_pk[s * SW_NODE_MAX_REPLICAS + i],
+                         n->plan_ep[s * SW_NODE_MAX_REPLICAS + i], s, 0);
         n->lead_ver = n->plan_ver;
         n->phase = PH_RUNNING;
         n->phase_ms = now;
@@ -3088,12 +3080,47 @@ cf_abort(struct node *n, const char *why)
 
 static void cfp_finish(struct node *n);
 
+/* The end of a rebuild: gradients zeroed, the fetched copies freed, and
+ * the step in progress taken (the neighbours cannot finish it without this
+ * stage); false when err (or the zeroing) failed the node. */
+static bool
+cf_end(struct node *n, int err, const char *what)
+{
+    if (err >= 0)
+        err = sw_stage_zero_grad(&n->st);
+    n->cf_active = false;
+    cf_release(n);
+    if (err < 0) {
+        fail(n, err, what);
+        return false;
+    }
+    n->step = n->cf[0].step;
+    if (n->step > n->run_step)
+        n->run_step = n->step;
+    return true;
+}
+
+/* A rebuilt stage trains from its step; the recovery event (status.h). */
+static void
+cf_recovered(struct node *n, const char *method, const char *from)
+{
+    params_hash(n);
+    n->syncing = false;
+    n->state = SW_NODE_TRAINING;
+    step_reset(n);
+    n->recoveries++;
+    snprintf(n->rec_method, sizeof(n->rec_method), "%s", method);
+    snprintf(n->rec_from, sizeof(n->rec_from), "%s", from);
+    n->rec_bytes = n->cf_bytes;
+    n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
+}
+
 static void
 cf_finish(struct node *n)
 {
     struct sw_checkfree_config cc;
     struct sw_optim po, no;
-    char a[13], b[13];
+    char a[13], b[13], from[2 * EP + 2];
     int err = 0;
 
     n->cf_got_s = sw_now_s();
@@ -3112,27 +3139,10 @@ cf_finish(struct node *n)
     if (err >= 0)
         err = sw_checkfree_rebuild(&n->st, &n->opt, SW_CF_CHECKFREE, &n->cf_st[0], &po,
                                    &n->cf_st[1], &no, &cc, n->man.seed);
-    if (err >= 0)
-        err = sw_stage_zero_grad(&n->st);
-    n->cf_active = false;
-    cf_release(n);
-    if (err < 0) {
-        fail(n, err, "checkfree rebuild");
+    if (!cf_end(n, err, "checkfree rebuild"))
         return;
-    }
-    /* the step in progress: the previous stage cannot finish it without this one */
-    n->step = n->cf[0].step;
-    if (n->step > n->run_step)
-        n->run_step = n->step;
-    params_hash(n);
-    n->syncing = false;
-    n->state = SW_NODE_TRAINING;
-    step_reset(n);
-    n->recoveries++;
-    snprintf(n->rec_method, sizeof(n->rec_method), "checkfree");
-    snprintf(n->rec_from, sizeof(n->rec_from), "%s,%s", n->cf[0].ep, n->cf[1].ep);
-    n->rec_bytes = n->cf_bytes;
-    n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
+    snprintf(from, sizeof(from), "%s,%s", n->cf[0].ep, n->cf[1].ep);
+    cf_recovered(n, "checkfree", from);
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree from %s (stage %d, norm %.4f) and %s (stage %d, "
            "norm %.4f): %llu bytes in %.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, "
@@ -3391,17 +3401,8 @@ cfp_finish(struct node *n)
         err = n->k->sync();
     if (err >= 0)
         err = sw_checkfree_reset_optim(&n->opt, cc.lr_bump);
-    if (err >= 0)
-        err = sw_stage_zero_grad(&n->st);
-    n->cf_active = false;
-    cf_release(n);
-    if (err < 0) {
-        fail(n, err, "checkfree+ rebuild");
+    if (!cf_end(n, err, "checkfree+ rebuild"))
         return;
-    }
-    n->step = n->cf[0].step;
-    if (n->step > n->run_step)
-        n->run_step = n->step;
     n->lead_takeover = n->stage == 0;
     if (boundary && n->cf[1].step != n->step)
         sw_log(SW_LOG_WARN, "the %s replica is of step %llu, its partner at step %llu: the "
@@ -3411,15 +3412,7 @@ cfp_finish(struct node *n)
         fail(n, err, "data");
         return;
     }
-    params_hash(n);
-    n->syncing = false;
-    n->state = SW_NODE_TRAINING;
-    step_reset(n);
-    n->recoveries++;
-    snprintf(n->rec_method, sizeof(n->rec_method), "checkfree+");
-    snprintf(n->rec_from, sizeof(n->rec_from), "%s", n->cf[0].ep);
-    n->rec_bytes = n->cf_bytes;
-    n->rec_s = (sw_now_ms() - n->cf_t0_ms) / 1000.0;
+    cf_recovered(n, "checkfree+", n->cf[0].ep);
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree+ from %s (stage %d): its blocks%s, %llu bytes in "
            "%.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, lr x %.2f, resuming at "

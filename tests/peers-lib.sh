@@ -129,3 +129,43 @@ wait_steps() { wait_for "$1" sh -c "[ \$(sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' \"
 
 # stage_state JSON_FILE STAGE: nodes and state of a stage in status --json
 stage_state() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["stages"][int(sys.argv[2])]; print(s["nodes"], s["state"])' "$1" "$2"; }
+
+# loss_fell LOG_BEFORE LOG_AFTER STEP: the last stage's loss 20 steps after
+# STEP (in LOG_AFTER) is finite and below its value at STEP (in LOG_BEFORE)
+loss_fell() {
+    "$PY" - "$1" "$2" "$3" <<'EOT'
+import math, re, sys
+def read(p):
+    return {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(p).read(), re.M)}
+a, b, f = read(sys.argv[1]), read(sys.argv[2]), int(sys.argv[3])
+before = a.get(f); after = b.get(f + 20)
+print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
+sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
+EOT
+}
+
+# match_sim SWARM_LOG SIM_DIR STEPS: the last stage's losses equal swarmsim
+# train's (SIM_DIR/train.csv), STEPS of each, to 1e-5 relative
+match_sim() {
+    losses "$1" >"$TMP/swarm.txt"
+    tail -n +2 "$2/train.csv" | cut -d, -f2 >"$TMP/sim.txt"
+    "$PY" - "$TMP/sim.txt" "$TMP/swarm.txt" "$3" <<'EOT'
+import sys
+sim = [float(x) for x in open(sys.argv[1])]
+sw = [float(x) for x in open(sys.argv[2])]
+n = int(sys.argv[3])
+if len(sim) != n or len(sw) != n:
+    print("# steps: swarmsim %d, swarm %d, want %d" % (len(sim), len(sw), n)); sys.exit(1)
+worst = max(abs(a - b) / abs(a) for a, b in zip(sim, sw))
+print("# max relative loss difference to swarmsim over %d steps: %.3g (first %.6f, last %.6f)" % (n, worst, sw[0], sw[-1]))
+sys.exit(0 if worst <= 1e-5 else 1)
+EOT
+}
+
+# metrics PORT: the Prometheus page of a node's --metrics endpoint
+metrics() {
+    "$PY" - "$1" <<'EOT'
+import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())
+EOT
+}

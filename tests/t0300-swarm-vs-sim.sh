@@ -24,17 +24,5 @@ ok $all "4 nodes trained $STEPS steps and exited 0"
     --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 --sample-tokens 0 \
     --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
 ok $? "swarmsim train ran"
-losses "$TMP/n3.log" >"$TMP/swarm.txt"
-tail -n +2 "$TMP/sim/train.csv" | cut -d, -f2 >"$TMP/sim.txt"
-$PY - "$TMP/sim.txt" "$TMP/swarm.txt" $STEPS <<'EOT'
-import sys
-sim = [float(x) for x in open(sys.argv[1])]
-sw = [float(x) for x in open(sys.argv[2])]
-n = int(sys.argv[3])
-if len(sim) != n or len(sw) != n:
-    print("# steps: swarmsim %d, swarm %d, want %d" % (len(sim), len(sw), n)); sys.exit(1)
-worst = max(abs(a - b) / abs(a) for a, b in zip(sim, sw))
-print("# max relative loss difference over %d steps: %.3g (first %.6f, last %.6f)" % (n, worst, sw[0], sw[-1]))
-sys.exit(0 if worst <= 1e-5 else 1)
-EOT
+match_sim "$TMP/n3.log" "$TMP/sim" $STEPS
 ok $? "swarm losses match swarmsim to 1e-5 relative"

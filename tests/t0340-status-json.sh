@@ -25,10 +25,7 @@ diag_file "$TMP/s.txt" 6
 [ $rc -eq 0 ] && grep -q '^3 ' "$TMP/s.txt" && grep -q '^STAGE .* CAPACITY ' "$TMP/s.txt" &&
     ! grep -q '^recoveries' "$TMP/s.txt"
 ok $? "status table has one row per stage, a capacity column and no recoveries"
-"$PY" - "$MPORT" >"$TMP/metrics.txt" <<'EOT'
-import sys, urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())
-EOT
+metrics "$MPORT" >"$TMP/metrics.txt"
 grep -q '^swarm_node_loss [0-9]' "$TMP/metrics.txt" && grep -q '^# TYPE swarm_node_step counter' "$TMP/metrics.txt"
 ok $? "--metrics serves Prometheus text"
 kill -TERM "$P2"

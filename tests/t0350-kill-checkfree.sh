@@ -41,14 +41,7 @@ grep -h "chose stage\|recovery:" "$TMP/new.log" | sed 's/^/# /'
 [ $rc -eq 0 ] && grep -q "chose stage 2" "$TMP/new.log"
 ok $? "a newcomer with --stage auto rebuilt stage 2 by CheckFree"
 wait_steps 60 "$TMP/n3.log" $((fail_step + 20))
-"$PY" - "$TMP/n3.log" "$fail_step" <<'EOT'
-import math, re, sys
-l = {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(sys.argv[1]).read(), re.M)}
-f = int(sys.argv[2])
-before = l.get(f); after = l.get(f + 20)
-print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
-sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
-EOT
+loss_fell "$TMP/n3.log" "$TMP/n3.log" "$fail_step"
 ok $? "training went on: 20 steps later the loss is finite and below its value at the failure"
 "$SWARMCTL" status --peer "$BOOT" --json >"$TMP/r.json"; rc=$?
 diag_file "$TMP/r.json" 3
@@ -69,10 +62,7 @@ diag_file "$TMP/r.txt" 12
 grep -q '^recoveries' "$TMP/r.txt" && grep -Eq '^2 +[0-9a-f]{16} +checkfree +[0-9.]+ [kMG]?B ' "$TMP/r.txt" &&
     grep -q 'CAPACITY' "$TMP/r.txt"
 ok $? "the status table has a capacity column and lists the recovery"
-"$PY" - "$MPORT" >"$TMP/metrics.txt" <<'EOT'
-import sys, urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())
-EOT
+metrics "$MPORT" >"$TMP/metrics.txt"
 grep '^swarm_node_recover' "$TMP/metrics.txt" | sed 's/^/# /'
 grep -q '^swarm_node_recoveries_total 1' "$TMP/metrics.txt" &&
     grep -q "swarm_node_last_recovery_bytes{method=\"checkfree\",from=.*} [1-9]" "$TMP/metrics.txt"

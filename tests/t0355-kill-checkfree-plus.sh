@@ -18,49 +18,32 @@ for s in 0 1 2 3; do
     eval "P$s=\$NODE_PID"
 done
 
-# loss_fell LOG_BEFORE LOG_AFTER STEP: the loss 20 steps after STEP is finite and lower
-loss_fell() {
-    "$PY" - "$1" "$2" "$3" <<'EOT'
-import math, re, sys
-def read(p):
-    return {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(p).read(), re.M)}
-a, b, f = read(sys.argv[1]), read(sys.argv[2]), int(sys.argv[3])
-before = a.get(f); after = b.get(f + 20)
-print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
-sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
-EOT
+
+# rebuild STAGE PID NEIGHBOUR PARTNER REPLICA LOSSLOG: kill -9 the node of
+# STAGE, wait for NEIGHBOUR's node to declare it dead, start a newcomer with
+# --stage auto, which must rebuild STAGE by checkfree+ from PARTNER's blocks
+# and REPLICA; then the loss (last stage: LOSSLOG after the rebuild) must fall
+rebuild() {
+    local st=$1 pid=$2 nb=$3 partner=$4 what=$5 after=$6 fail rc
+    kill -9 "$pid"
+    fail=$(last_step "$TMP/n3.log")
+    echo "# node of stage $st killed after step $fail"
+    wait_for 15 grep -q "of stage $st declared dead" "$TMP/n$nb.log"
+    start_node "$TMP/new$st.log" auto
+    wait_for 40 grep -q "recovery: stage $st method checkfree+" "$TMP/new$st.log"; rc=$?
+    grep -h "chose stage\|recovery:\|replica is of" "$TMP/new$st.log" | sed 's/^/# /'
+    [ $rc -eq 0 ] && grep -q "chose stage $st" "$TMP/new$st.log" &&
+        grep -q "recovery: stage $st method checkfree+ .*$what replica" "$TMP/new$st.log"
+    ok $? "a newcomer with --stage auto rebuilt stage $st from stage $partner's blocks and $what replica"
+    [ "$after" = new ] && after=$TMP/new$st.log || after=$TMP/n3.log
+    wait_steps 60 "$after" $((fail + 20))
+    loss_fell "$TMP/n3.log" "$after" "$fail"
+    ok $? "after stage $st's rebuild the loss 20 steps on is finite and below its value at the failure"
 }
 
-# --- stage 0 ---
 wait_steps 60 "$TMP/n3.log" 30
-kill -9 "$P0"
-fail0=$(last_step "$TMP/n3.log")
-echo "# node of stage 0 killed after step $fail0"
-wait_for 15 grep -q "of stage 0 declared dead" "$TMP/n1.log"
-start_node "$TMP/new0.log" auto
-wait_for 40 grep -q "recovery: stage 0 method checkfree+" "$TMP/new0.log"; rc=$?
-grep -h "chose stage\|recovery:\|replica is of" "$TMP/new0.log" | sed 's/^/# /'
-[ $rc -eq 0 ] && grep -q "chose stage 0" "$TMP/new0.log" &&
-    grep -q "recovery: stage 0 method checkfree+ .*embedding replica" "$TMP/new0.log"
-ok $? "a newcomer with --stage auto rebuilt stage 0 from stage 1's blocks and embedding replica"
-wait_steps 60 "$TMP/n3.log" $((fail0 + 20))
-loss_fell "$TMP/n3.log" "$TMP/n3.log" "$fail0"
-ok $? "after stage 0's rebuild the loss 20 steps on is finite and below its value at the failure"
-
-# --- stage 3 (S-1) ---
-kill -9 "$P3"
-fail3=$(last_step "$TMP/n3.log")
-echo "# node of stage 3 killed after step $fail3"
-wait_for 15 grep -q "of stage 3 declared dead" "$TMP/n2.log"
-start_node "$TMP/new3.log" auto
-wait_for 40 grep -q "recovery: stage 3 method checkfree+" "$TMP/new3.log"; rc=$?
-grep -h "chose stage\|recovery:\|replica is of" "$TMP/new3.log" | sed 's/^/# /'
-[ $rc -eq 0 ] && grep -q "chose stage 3" "$TMP/new3.log" &&
-    grep -q "recovery: stage 3 method checkfree+ .*head replica" "$TMP/new3.log"
-ok $? "a newcomer with --stage auto rebuilt stage 3 from stage 2's blocks and head replica"
-wait_steps 60 "$TMP/new3.log" $((fail3 + 20))
-loss_fell "$TMP/n3.log" "$TMP/new3.log" "$fail3"
-ok $? "after stage 3's rebuild the loss 20 steps on is finite and below its value at the failure"
+rebuild 0 "$P0" 1 1 embedding old
+rebuild 3 "$P3" 2 2 head new
 
 "$SWARMCTL" status --peer "$BOOT" --json >"$TMP/r.json"; rc=$?
 diag_file "$TMP/r.json" 3

@@ -24,10 +24,7 @@ cat "$TMP/rogue.log"
 echo "# the rogue was active from step 3 to step $rogue_end"
 [ $rc -eq 0 ] && [ -n "$EPS" ] && [ "$rogue_end" -lt $((STEPS - 1)) ]
 ok $? "the rogue sent its messages while the run trained"
-"$PY" - "$MPORT" >"$TMP/metrics.txt" <<'EOT'
-import sys, urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())
-EOT
+metrics "$MPORT" >"$TMP/metrics.txt"
 grep 'dropped_total\|bans_total' "$TMP/metrics.txt" | grep -v '^#' | grep -v ' 0$' | sed 's/^/# /'
 "$PY" - "$TMP/metrics.txt" <<'EOT'
 import re, sys
@@ -51,17 +48,5 @@ ok $all "4 nodes trained $STEPS steps and exited 0"
 "$SWARMSIM" train --preset tiny --stages 4 --steps $STEPS --seed 1337 --batch 4 --seq-len 32 \
     --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 --sample-tokens 0 \
     --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
-losses "$TMP/n3.log" >"$TMP/swarm.txt"
-tail -n +2 "$TMP/sim/train.csv" | cut -d, -f2 >"$TMP/sim.txt"
-$PY - "$TMP/sim.txt" "$TMP/swarm.txt" $STEPS <<'EOT'
-import sys
-sim = [float(x) for x in open(sys.argv[1])]
-sw = [float(x) for x in open(sys.argv[2])]
-n = int(sys.argv[3])
-if len(sim) != n or len(sw) != n:
-    print("# steps: swarmsim %d, swarm %d, want %d" % (len(sim), len(sw), n)); sys.exit(1)
-worst = max(abs(a - b) / abs(a) for a, b in zip(sim, sw))
-print("# max relative loss difference to swarmsim over %d steps: %.3g" % (n, worst))
-sys.exit(0 if worst <= 1e-5 else 1)
-EOT
+match_sim "$TMP/n3.log" "$TMP/sim" $STEPS
 ok $? "the run is unaffected: its losses are swarmsim's to 1e-5"

@@ -39,14 +39,7 @@ grep -h "recovery:" "$TMP/new1.log" "$TMP/new2.log" | sed 's/.*info: /# /'
 ok $? "two newcomers rebuilt stages 1 and 2 from the keeper's checkpoint"
 wait_steps 60 "$TMP/n3.log" $((fail_step + 20)); rc=$?
 [ $rc -eq 0 ] || { diag_file "$TMP/n0.log"; diag_file "$TMP/new1.log"; }
-"$PY" - "$TMP/n3.log" "$fail_step" <<'EOT'
-import math, re, sys
-l = {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(sys.argv[1]).read(), re.M)}
-f = int(sys.argv[2])
-before = l.get(f); after = l.get(f + 20)
-print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
-sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
-EOT
+loss_fell "$TMP/n3.log" "$TMP/n3.log" "$fail_step"
 ok $? "training went on: 20 steps later the loss is finite and below its value at the failure"
 "$SWARMCTL" status --peer "$BOOT" >/dev/null; rc=$?
 [ $rc -eq 0 ]; ok $? "status is healthy again (exit $rc)"

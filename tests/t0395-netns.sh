@@ -116,18 +116,6 @@ print("# peers on %s" % " ".join(sorted(set(hosts))))
 sys.exit(0 if hosts and all(h.startswith(net) for h in hosts) else 1)
 EOT
 }
-# loss_fell LOG_BEFORE LOG_AFTER STEP: the loss 20 steps after STEP is finite and lower
-loss_fell() {
-    "$PY" - "$1" "$2" "$3" <<'EOT'
-import math, re, sys
-def read(p):
-    return {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(p).read(), re.M)}
-a, b, f = read(sys.argv[1]), read(sys.argv[2]), int(sys.argv[3])
-before = a.get(f); after = b.get(f + 20)
-print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
-sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
-EOT
-}
 # kill_stage RUN STAGE PID NEIGHBOUR: kill -9, wait for the neighbour's "declared dead"
 kill_stage() {
     local t0 rc
