@@ -2849,18 +2849,51 @@ sync_done(struct node *n)
     answer_prepare(n);
 }
 
-static void
-on_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+/* A STATE answer's scalars. */
+struct state_piece {
+    uint64_t step, t;
+    double lr_mult, norm;
+};
+
+/* Reads the STATE answer m to the request of floats [off, off + cnt) of a
+ * slab of numel: 0, or -1 when it is an error answer, malformed (counted),
+ * of another piece or slab, or of the wrong length. */
+static int
+state_piece_read(struct node *n, const struct sw_transport_msg *m, size_t numel, size_t off,
+                 size_t cnt, struct state_piece *p)
 {
     static const char *const keys[] = {"err",   "step", "t", "lr_mult", "norm",
                                        "numel", "off",  "n", NULL};
+    msgpack_unpacked u;
+    const msgpack_object *e;
+    uint64_t got_numel, got_off, got_n;
+    bool ok;
+
+    if (!open_body(n, m, &u, keys))
+        return -1;
+    e = sw_proto_get(&u.data, "err");
+    ok = e &&
+         (e->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+          e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) && e->via.i64 == 0 &&
+         sw_proto_get_u64(&u.data, "step", &p->step) == 0 &&
+         sw_proto_get_u64(&u.data, "t", &p->t) == 0 &&
+         sw_proto_get_f64(&u.data, "lr_mult", &p->lr_mult) == 0 &&
+         sw_proto_get_f64(&u.data, "norm", &p->norm) == 0 &&
+         sw_proto_get_u64(&u.data, "numel", &got_numel) == 0 &&
+         sw_proto_get_u64(&u.data, "off", &got_off) == 0 &&
+         sw_proto_get_u64(&u.data, "n", &got_n) == 0 && got_numel == numel && got_off == off &&
+         got_n == cnt && m->payload_len == cnt * sizeof(float);
+    msgpack_unpacked_destroy(&u);
+    return ok ? 0 : -1;
+}
+
+static void
+on_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
     struct piece_req *r = arg;
     struct node *n = r->n;
-    msgpack_unpacked u;
-    uint64_t step, tt, numel, off, cnt;
-    double lrm;
-    const msgpack_object *e;
-    size_t total = n->st.lay.numel, want_off = r->off, want_cnt = r->cnt;
+    struct state_piece sp;
+    size_t total = n->st.lay.numel, off = r->off, cnt = r->cnt;
     int which = r->which;
     bool stale = status == -SW_ECANCELED || !n->sync_busy || r->gen != n->sync_gen;
 
@@ -2875,37 +2908,24 @@ on_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, v
         n->sync_busy = false; /* sync_tick starts again; the answers in flight are stale */
         return;
     }
-    if (!open_body(n, m, &u, keys)) {
-        n->sync_busy = false;
-        return;
-    }
-    e = sw_proto_get(&u.data, "err");
-    if (!e || (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER && e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
-        e->via.i64 != 0 || sw_proto_get_u64(&u.data, "step", &step) < 0 ||
-        sw_proto_get_u64(&u.data, "t", &tt) < 0 || sw_proto_get_f64(&u.data, "lr_mult", &lrm) < 0 ||
-        sw_proto_get_u64(&u.data, "numel", &numel) < 0 ||
-        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
-        numel != total || off != want_off || cnt != want_cnt ||
-        m->payload_len != cnt * sizeof(float)) {
-        msgpack_unpacked_destroy(&u);
+    if (state_piece_read(n, m, total, off, cnt, &sp) < 0) {
         sw_log(SW_LOG_WARN, "state copy from '%s' refused or malformed; trying again",
                n->sync_ep);
         n->sync_ep[0] = '\0';
         n->sync_busy = false;
         return;
     }
-    msgpack_unpacked_destroy(&u);
     if (!n->sync_have_step) {
-        n->sync_step = step;
+        n->sync_step = sp.step;
         n->sync_have_step = true;
-    } else if (step != n->sync_step) {
+    } else if (sp.step != n->sync_step) {
         /* the replica took a step meanwhile: every piece must be of one step, start again */
         n->sync_busy = false;
         sync_request(n);
         return;
     }
-    n->sync_t = tt;
-    n->sync_lrm = (float)lrm;
+    n->sync_t = sp.t;
+    n->sync_lrm = (float)sp.lr_mult;
     memcpy(n->sync_buf + (size_t)which * total + off, m->payload, m->payload_len);
     n->sync_got += cnt;
     if (n->sync_got == 3 * total) {
@@ -3159,16 +3179,11 @@ cf_finish(struct node *n)
 static void
 on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
 {
-    static const char *const keys[] = {"err",   "step", "t", "lr_mult", "norm",
-                                       "numel", "off",  "n", NULL};
     struct piece_req *r = arg;
     struct cf_src *src = r->src;
     struct node *n = r->n;
-    msgpack_unpacked u;
-    uint64_t step, tt, numel, off, cnt;
-    size_t want_off = r->off, want_cnt = r->cnt;
-    double lrm, norm;
-    const msgpack_object *e;
+    struct state_piece sp;
+    size_t off = r->off, cnt = r->cnt;
     char why[EP + 128];
     bool stale = status == -SW_ECANCELED || !n->cf_active || r->gen != src->gen;
 
@@ -3183,36 +3198,23 @@ on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m
         cf_abort(n, why);
         return;
     }
-    if (!open_body(n, m, &u, keys))
-        return cf_abort(n, "malformed state piece");
-    e = sw_proto_get(&u.data, "err");
-    if (!e || (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
-               e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) || e->via.i64 != 0 ||
-        sw_proto_get_u64(&u.data, "step", &step) < 0 || sw_proto_get_u64(&u.data, "t", &tt) < 0 ||
-        sw_proto_get_f64(&u.data, "lr_mult", &lrm) < 0 ||
-        sw_proto_get_f64(&u.data, "norm", &norm) < 0 ||
-        sw_proto_get_u64(&u.data, "numel", &numel) < 0 ||
-        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
-        numel != src->numel || off != want_off || cnt != want_cnt ||
-        m->payload_len != cnt * sizeof(float) || !isfinite(norm) ||
+    if (state_piece_read(n, m, src->numel, off, cnt, &sp) < 0 || !isfinite(sp.norm) ||
         !sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len)) {
-        msgpack_unpacked_destroy(&u);
         snprintf(why, sizeof(why), "stage %d at '%s' refused or sent a bad piece", src->stage,
                  src->ep);
         cf_abort(n, why);
         return;
     }
-    msgpack_unpacked_destroy(&u);
     n->cf_bytes += m->payload_len;
-    if (src->have_step && step != src->step) {
+    if (src->have_step && sp.step != src->step) {
         /* the neighbour took a step meanwhile: its pieces must be of one step */
         cf_src_restart(src);
         cf_request(src);
         return;
     }
-    src->step = step;
+    src->step = sp.step;
     src->have_step = true;
-    src->norm = norm;
+    src->norm = sp.norm;
     memcpy(src->buf + off, m->payload, m->payload_len);
     if ((src->got += cnt) < src->numel) {
         cf_request(src);
