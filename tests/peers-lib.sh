@@ -162,6 +162,13 @@ sys.exit(0 if worst <= 1e-5 else 1)
 EOT
 }
 
+# metrics_port LOG: the port of a node started with --metrics 127.0.0.1:0
+# (its log names the one it got)
+metrics_port() {
+    wait_for 10 grep -q 'metrics on http://' "$1"
+    sed -n 's|.*metrics on http://[^ ]*:\([0-9]*\)/metrics.*|\1|p' "$1" | head -n 1
+}
+
 # metrics PORT: the Prometheus page of a node's --metrics endpoint
 metrics() {
     "$PY" - "$1" <<'EOT'

@@ -8,9 +8,8 @@ CHECK="$PY ${TEST_SRCDIR:-$(dirname "$0")}/check_status_json.py"
 write_manifest "$TMP/run.conf" 100000 4
 "$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
 start_boot "$TMP/run.conf"
-MPORT=$((20000 + $$ % 20000))
 for s in 0 1 2 3; do
-    if [ $s -eq 3 ]; then start_node "$TMP/n$s.log" $s --metrics "127.0.0.1:$MPORT"
+    if [ $s -eq 3 ]; then start_node "$TMP/n$s.log" $s --metrics 127.0.0.1:0
     else start_node "$TMP/n$s.log" $s; fi
     eval "P$s=\$NODE_PID"
 done
@@ -25,7 +24,7 @@ diag_file "$TMP/s.txt" 6
 [ $rc -eq 0 ] && grep -q '^3 ' "$TMP/s.txt" && grep -q '^STAGE .* CAPACITY ' "$TMP/s.txt" &&
     ! grep -q '^recoveries' "$TMP/s.txt"
 ok $? "status table has one row per stage, a capacity column and no recoveries"
-metrics "$MPORT" >"$TMP/metrics.txt"
+metrics "$(metrics_port "$TMP/n3.log")" >"$TMP/metrics.txt"
 grep -q '^swarm_node_loss [0-9]' "$TMP/metrics.txt" && grep -q '^# TYPE swarm_node_step counter' "$TMP/metrics.txt"
 ok $? "--metrics serves Prometheus text"
 kill -TERM "$P2"

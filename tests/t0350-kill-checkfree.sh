@@ -34,8 +34,7 @@ ok $? "status shows stage 2 empty and the run degraded (exit $rc)"
 s_paused=$(last_step "$TMP/n3.log"); sleep 1
 [ "$(last_step "$TMP/n3.log")" = "$s_paused" ]
 ok $? "the drivers are paused (no step completes without stage 2)"
-MPORT=$((20000 + $$ % 20000 + 7))
-start_node "$TMP/new.log" auto --metrics "127.0.0.1:$MPORT"
+start_node "$TMP/new.log" auto --metrics 127.0.0.1:0
 wait_for 30 grep -q "recovery: stage 2 method checkfree" "$TMP/new.log"; rc=$?
 grep -h "chose stage\|recovery:" "$TMP/new.log" | sed 's/^/# /'
 [ $rc -eq 0 ] && grep -q "chose stage 2" "$TMP/new.log"
@@ -62,7 +61,7 @@ diag_file "$TMP/r.txt" 12
 grep -q '^recoveries' "$TMP/r.txt" && grep -Eq '^2 +[0-9a-f]{16} +checkfree +[0-9.]+ [kMG]?B ' "$TMP/r.txt" &&
     grep -q 'CAPACITY' "$TMP/r.txt"
 ok $? "the status table has a capacity column and lists the recovery"
-metrics "$MPORT" >"$TMP/metrics.txt"
+metrics "$(metrics_port "$TMP/new.log")" >"$TMP/metrics.txt"
 grep '^swarm_node_recover' "$TMP/metrics.txt" | sed 's/^/# /'
 grep -q '^swarm_node_recoveries_total 1' "$TMP/metrics.txt" &&
     grep -q "swarm_node_last_recovery_bytes{method=\"checkfree\",from=.*} [1-9]" "$TMP/metrics.txt"

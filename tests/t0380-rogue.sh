@@ -10,9 +10,8 @@ STEPS=80
 write_manifest "$TMP/run.conf" $STEPS 4
 "$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
 start_boot "$TMP/run.conf"
-MPORT=$((20000 + $$ % 20000 + 11))
 for s in 0 1 2 3; do
-    if [ $s -eq 2 ]; then start_node "$TMP/n$s.log" $s --metrics "127.0.0.1:$MPORT" --linger-ms 8000
+    if [ $s -eq 2 ]; then start_node "$TMP/n$s.log" $s --metrics 127.0.0.1:0 --linger-ms 8000
     else start_node "$TMP/n$s.log" $s; fi
     eval "P$s=\$NODE_PID"
 done
@@ -24,7 +23,7 @@ cat "$TMP/rogue.log"
 echo "# the rogue was active from step 3 to step $rogue_end"
 [ $rc -eq 0 ] && [ -n "$EPS" ] && [ "$rogue_end" -lt $((STEPS - 1)) ]
 ok $? "the rogue sent its messages while the run trained"
-metrics "$MPORT" >"$TMP/metrics.txt"
+metrics "$(metrics_port "$TMP/n2.log")" >"$TMP/metrics.txt"
 grep 'dropped_total\|bans_total' "$TMP/metrics.txt" | grep -v '^#' | grep -v ' 0$' | sed 's/^/# /'
 "$PY" - "$TMP/metrics.txt" <<'EOT'
 import re, sys
