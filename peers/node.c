@@ -81,7 +81,7 @@ struct cf_src {
     uint64_t gen;         /* bumped at every (re)start: older answers are ignored */
     uint64_t step;
     double norm;
-    bool busy, done, have_step;
+    bool done, have_step;
     float *buf;           /* host [numel] */
 };
 
@@ -222,7 +222,7 @@ struct node {
      * S-2 (final norm + LM head), pushed by the owner after each update */
     float *rep_buf;       /* host [rep_numel] */
     size_t rep_numel;
-    uint64_t rep_step, rep_sent, rep_got;
+    uint64_t rep_step;
     bool rep_have;
 
     /* recovery (CheckFree) and the last recovery event */
@@ -1443,6 +1443,19 @@ forward_one(struct node *n, int u, const float *x_in, const int32_t *tokens, con
     return 0;
 }
 
+/* Forward of visit v from a FWD payload p: the activation, then the targets. */
+static int
+forward_payload(struct node *n, int v, const void *p)
+{
+    size_t xbytes = n->N * n->C * sizeof(float);
+    int32_t *tg = (int32_t *)(n->msgbuf + xbytes);
+
+    memcpy(n->xbuf, p, xbytes);
+    memcpy(tg, (const uint8_t *)p + xbytes, n->N * sizeof(int32_t));
+    return forward_one(n, v, n->xbuf, n->stage == 0 ? n->in_all + (size_t)(v % n->M) * n->N : NULL,
+                       tg);
+}
+
 /* ---- who may send what ---- */
 
 /* Index into plan_pk/plan_ep of the node serving microbatch m at stage s. */
@@ -1522,7 +1535,6 @@ on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     const msgpack_object *route;
     uint64_t step, mb, hop;
     size_t xbytes = n->N * n->C * sizeof(float);
-    int32_t *tg;
     int err, v;
     bool planned;
 
@@ -1593,11 +1605,7 @@ on_fwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     }
     msgpack_unpacked_destroy(&u);
     n->in_step = true;
-    memcpy(n->xbuf, m->payload, xbytes);
-    tg = (int32_t *)(n->msgbuf + xbytes);
-    memcpy(tg, (const uint8_t *)m->payload + xbytes, n->N * sizeof(int32_t));
-    if ((err = forward_one(n, v, n->xbuf, n->stage == 0 ? n->in_all + mb * n->N : NULL, tg)) <
-        0) {
+    if ((err = forward_payload(n, v, m->payload)) < 0) {
         if (err == -SW_ERANGE) {
             reject(n, m, NULL, SW_WIRE_DROP_MALFORMED, "forward with out-of-range targets");
             return;
@@ -1810,7 +1818,6 @@ replica_push(struct node *n)
     for (int i = 0; i < n->plan_cnt[partner]; i++)
         send_msg(n, n->plan_ep[partner * SW_NODE_MAX_REPLICAS + i], SW_MSG_REPLICA, &b,
                  n->rep_buf, numel * sizeof(float));
-    n->rep_sent++;
 }
 
 /* True when pk serves stage s in the installed plan or the DHT's records. */
@@ -1870,7 +1877,6 @@ on_replica(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     n->rep_numel = numel;
     n->rep_step = step;
     n->rep_have = true;
-    n->rep_got++;
     sw_log(SW_LOG_DEBUG, "replica of the %s at step %llu", want == 0 ? "embedding" : "head",
            (unsigned long long)step);
 }
@@ -2055,7 +2061,7 @@ out:
 static void
 early_take(struct node *n)
 {
-    size_t NC = n->N * n->C, len = NC * 4 + n->N * 4;
+    size_t len = n->N * n->C * 4 + n->N * 4;
     int err;
 
     for (int v = 0; v < n->M * n->V; v++) {
@@ -2072,7 +2078,6 @@ early_take(struct node *n)
     }
     for (int v = 0; v < n->M * n->V; v++) {
         int m = v % n->M, k = v / n->M, h = visit_hop(n, n->step, m, k);
-        int32_t *tg = (int32_t *)(n->msgbuf + NC * 4);
         if (!n->early_ok[v])
             continue;
         n->early_ok[v] = false;
@@ -2083,9 +2088,7 @@ early_take(struct node *n)
             n->drop_unknown++;
             continue;
         }
-        memcpy(n->xbuf, n->early + (size_t)v * len, NC * 4);
-        memcpy(tg, n->early + (size_t)v * len + NC * 4, n->N * 4);
-        err = forward_one(n, v, n->xbuf, n->stage == 0 ? n->in_all + (size_t)m * n->N : NULL, tg);
+        err = forward_payload(n, v, n->early + (size_t)v * len);
         if (err == -SW_ERANGE) {
             ban(n, n->early_pk[v], "forward with out-of-range targets");
         } else if (err < 0) {
@@ -3191,7 +3194,7 @@ on_cf_state(struct sw_transport *t, int status, const struct sw_transport_msg *m
     sw_free(r);
     if (stale)
         return;
-    src->busy = --src->inflight > 0;
+    src->inflight--;
     if (status < 0) {
         snprintf(why, sizeof(why), "stage %d at '%s': %s", src->stage, src->ep,
                  sw_strerror(status));
@@ -3251,7 +3254,6 @@ cf_request(struct cf_src *src)
             return;
         }
         src->inflight++;
-        src->busy = true;
         src->off += r->cnt;
     }
 }
@@ -3263,7 +3265,64 @@ cf_src_restart(struct cf_src *src)
     src->gen++;
     src->off = src->got = 0;
     src->inflight = 0;
-    src->done = src->busy = src->have_step = false;
+    src->done = src->have_step = false;
+}
+
+/* The parameter count of stage s. */
+static int
+stage_numel(const struct node *n, int s, size_t *numel)
+{
+    struct sw_stage_layout lay;
+    int err = sw_stage_layout_init(&lay, &n->man.model, n->S, s);
+
+    if (err < 0)
+        return err;
+    *numel = lay.numel;
+    sw_stage_layout_release(&lay);
+    return 0;
+}
+
+/*
+ * Source i of a rebuild: slab `which` (numel floats; 0: nothing to fetch)
+ * of r's node.  Nothing slow before the requests go out (cf_go): pieces
+ * piled up while the loop is blocked can come out of the sender's sequence
+ * window (net/wire.h: dropped as stale, the request times out); the buffer
+ * is not pre-faulted either (the pieces touch it).
+ */
+static int
+cf_src_setup(struct node *n, int i, const struct sw_peer_rec *r, int which, size_t numel)
+{
+    struct cf_src *src = &n->cf[i];
+
+    src->n = n;
+    src->stage = r->stage;
+    src->which = which;
+    snprintf(src->ep, EP, "%s", r->ep);
+    memcpy(src->pk, r->pk, 32);
+    if (src->buf && src->numel != numel) {
+        sw_free(src->buf);
+        src->buf = NULL;
+    }
+    src->numel = numel;
+    cf_src_restart(src);
+    src->done = numel == 0;
+    if (numel && !src->buf && !(src->buf = sw_malloc(numel * sizeof(float))))
+        return -SW_ENOMEM;
+    return 0;
+}
+
+/* Both sources set up: the rebuild starts, their pieces are asked for. */
+static void
+cf_go(struct node *n)
+{
+    n->cf_active = true;
+    if (!n->cf_t0_ms)
+        n->cf_t0_ms = sw_now_ms();
+    n->cf_bytes = 0;
+    n->cf_req_s = sw_now_s();
+    for (int i = 0; i < 2 && n->cf_active; i++)
+        if (!n->cf[i].done)
+            cf_request(&n->cf[i]);
 }
 
 /* Fetches both neighbours' parameters at once; cf_finish rebuilds. */
@@ -3275,46 +3334,18 @@ cf_start(struct node *n, const struct sw_peer_rec *prev, const struct sw_peer_re
     int err;
 
     for (int i = 0; i < 2; i++) {
-        struct cf_src *src = &n->cf[i];
-        struct sw_stage_layout lay;
-
-        /* nothing slow before the requests go out: pieces piled up while
-         * the loop is blocked can come out of the sender's sequence window
-         * (net/wire.h: dropped as stale, the request times out); the
-         * buffers are not pre-faulted either (the pieces touch them) */
-        if ((err = sw_stage_layout_init(&lay, &n->man.model, n->S, r[i]->stage)) < 0) {
+        size_t numel;
+        if ((err = stage_numel(n, r[i]->stage, &numel)) < 0 ||
+            (err = cf_src_setup(n, i, r[i], 0, numel)) < 0) {
             fail(n, err, "checkfree recovery");
             return;
         }
-        if (src->buf && src->numel != lay.numel) {
-            sw_free(src->buf);
-            src->buf = NULL;
-        }
-        src->numel = lay.numel;
-        sw_stage_layout_release(&lay);
-        src->n = n;
-        src->stage = r[i]->stage;
-        src->which = 0;
-        snprintf(src->ep, EP, "%s", r[i]->ep);
-        memcpy(src->pk, r[i]->pk, 32);
-        cf_src_restart(src);
-        if (!src->buf && !(src->buf = sw_malloc(src->numel * sizeof(float) + 1))) {
-            fail(n, -SW_ENOMEM, "checkfree recovery");
-            return;
-        }
     }
-    n->cf_active = true;
-    if (!n->cf_t0_ms)
-        n->cf_t0_ms = sw_now_ms();
-    n->cf_bytes = 0;
     sw_log(SW_LOG_INFO, "recovering stage %d by checkfree from %s (stage %d, step %llu) and %s "
            "(stage %d, step %llu)", n->stage, short_pk(a, prev->pk), prev->stage,
            (unsigned long long)prev->step, short_pk(b, next->pk), next->stage,
            (unsigned long long)next->step);
-    n->cf_req_s = sw_now_s();
-    cf_request(&n->cf[0]);
-    if (n->cf_active)
-        cf_request(&n->cf[1]);
+    cf_go(n);
 }
 
 /*
@@ -3331,49 +3362,22 @@ static void
 cfp_start(struct node *n, const struct sw_peer_rec *r)
 {
     bool boundary = n->stage == 0 || n->stage == n->S - 1;
-    struct sw_stage_layout lay;
+    size_t numel;
     char a[13];
     int err;
 
-    if ((err = sw_stage_layout_init(&lay, &n->man.model, n->S, r->stage)) < 0) {
+    if ((err = stage_numel(n, r->stage, &numel)) < 0 ||
+        (err = cf_src_setup(n, 0, r, 0, numel)) < 0 ||
+        (err = cf_src_setup(n, 1, r, 3, boundary ? rep_numel_of(n, n->stage == 0 ? 0 : 1) : 0)) <
+            0) {
         fail(n, err, "checkfree+ recovery");
         return;
     }
-    for (int i = 0; i < 2; i++) {
-        struct cf_src *src = &n->cf[i];
-        size_t numel = i == 0 ? lay.numel : boundary ? rep_numel_of(n, n->stage == 0 ? 0 : 1) : 0;
-
-        src->n = n;
-        src->stage = r->stage;
-        src->which = i ? 3 : 0;
-        snprintf(src->ep, EP, "%s", r->ep);
-        memcpy(src->pk, r->pk, 32);
-        if (src->buf && src->numel != numel) {
-            sw_free(src->buf);
-            src->buf = NULL;
-        }
-        src->numel = numel;
-        cf_src_restart(src);
-        src->done = src->numel == 0;
-        if (src->numel && !src->buf && !(src->buf = sw_malloc(src->numel * sizeof(float)))) {
-            sw_stage_layout_release(&lay);
-            fail(n, -SW_ENOMEM, "checkfree+ recovery");
-            return;
-        }
-    }
-    sw_stage_layout_release(&lay);
-    n->cf_active = true;
-    if (!n->cf_t0_ms)
-        n->cf_t0_ms = sw_now_ms();
-    n->cf_bytes = 0;
     sw_log(SW_LOG_INFO, "recovering stage %d by checkfree+ from %s (stage %d, step %llu): its "
            "blocks%s", n->stage, short_pk(a, r->pk), r->stage, (unsigned long long)r->step,
            boundary ? (n->stage == 0 ? " and the embedding replica" : " and the head replica")
                     : "");
-    n->cf_req_s = sw_now_s();
-    cf_request(&n->cf[0]);
-    if (n->cf_active && !n->cf[1].done)
-        cf_request(&n->cf[1]);
+    cf_go(n);
 }
 
 static void
@@ -3766,8 +3770,6 @@ ckpt_restore(struct node *n)
 }
 
 /* Called from the tick while syncing: pick a replica, or start from the seed. */
-static int stage_seed(struct node *n);
-
 static void
 sync_tick(struct node *n)
 {
@@ -3793,9 +3795,12 @@ sync_tick(struct node *n)
     }
     if (!src) {
         if (n->run_step == 0 && !n->recoveries) {
-            /* the run has not started: every node agrees on the seed's initialisation */
+            /* the run has not started: every node agrees on the seed's initialisation,
+             * drawn only now (stage_setup leaves the parameters zero, since a node
+             * that copies or rebuilds its stage would throw the draw away: for a
+             * 50 MB stage, half a second before a recovery can start) */
             int err;
-            if ((err = stage_seed(n)) < 0) {
+            if ((err = sw_stage_init_params(&n->st, n->man.seed)) < 0) {
                 fail(n, err, "initialisation");
                 return;
             }
@@ -3939,26 +3944,6 @@ choose_stage(struct node *n)
     sw_free(cnt);
     sw_free(cap);
     return s;
-}
-
-/*
- * The run seed's initialisation of this stage (model.h), drawn only when
- * the run starts with it: stage_setup leaves the parameters zero, since a
- * node that copies or rebuilds its stage would throw the draw away (for a
- * 50 MB stage, half a second before a recovery can start).
- */
-static int
-stage_seed(struct node *n)
-{
-    float *host = sw_malloc(n->st.lay.numel * sizeof(float) + 1);
-    int err;
-
-    if (!host)
-        return -SW_ENOMEM;
-    sw_model_init_params(host, &n->st.lay, &n->man.model, n->man.seed);
-    err = sw_stage_set_params(&n->st, host);
-    sw_free(host);
-    return err;
 }
 
 static int

@@ -123,20 +123,6 @@ sw_checkfree_copy_blocks(struct sw_stage *dst, const struct sw_stage *src)
 }
 
 int
-sw_checkfree_reinit(struct sw_stage *dst, uint64_t seed)
-{
-    float *host = sw_malloc(dst->lay.numel * sizeof(float));
-    int err;
-
-    if (!host)
-        return -SW_ENOMEM;
-    sw_model_init_params(host, &dst->lay, &dst->cfg, seed);
-    err = sw_stage_set_params(dst, host);
-    sw_free(host);
-    return err;
-}
-
-int
 sw_checkfree_reset_optim(struct sw_optim *o, float lr_bump)
 {
     int err = sw_optim_reset(o);
@@ -187,7 +173,7 @@ sw_checkfree_rebuild(struct sw_stage *dst, struct sw_optim *dst_opt, enum sw_che
         err = sw_checkfree_copy_blocks(dst, next);
         break;
     default:
-        err = sw_checkfree_reinit(dst, seed);
+        err = sw_stage_init_params(dst, seed); /* every tensor, as model.h draws them */
         break;
     }
     if (err < 0)

@@ -98,9 +98,6 @@ int sw_checkfree_average_blocks(struct sw_stage *dst, const struct sw_stage *a, 
 /* Block tensors of dst = those of src, by local index. */
 int sw_checkfree_copy_blocks(struct sw_stage *dst, const struct sw_stage *src) SW_WARN_UNUSED;
 
-/* Every tensor of dst re-initialised as model.h does, from seed. */
-int sw_checkfree_reinit(struct sw_stage *dst, uint64_t seed) SW_WARN_UNUSED;
-
 /* Fresh AdamW moments and step count; lr_mult = lr_bump. */
 int sw_checkfree_reset_optim(struct sw_optim *o, float lr_bump) SW_WARN_UNUSED;
 

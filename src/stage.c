@@ -216,6 +216,20 @@ sw_stage_release(struct sw_stage *st)
 }
 
 int
+sw_stage_init_params(struct sw_stage *st, uint64_t seed)
+{
+    float *host = sw_malloc(st->lay.numel * sizeof(float));
+    int err;
+
+    if (!host)
+        return -SW_ENOMEM;
+    sw_model_init_params(host, &st->lay, &st->cfg, seed);
+    err = sw_stage_set_params(st, host);
+    sw_free(host);
+    return err;
+}
+
+int
 sw_stage_view_init(struct sw_stage *st, const struct sw_kernels *k,
                    const struct sw_model_config *c, int S, int s, float *params)
 {

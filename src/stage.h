@@ -97,6 +97,8 @@ struct sw_stage {
 int sw_stage_init(struct sw_stage *st, const struct sw_kernels *k, const struct sw_model_config *c,
                   int S, int s, int B, int T, int n_slots, uint64_t seed) SW_WARN_UNUSED;
 void sw_stage_release(struct sw_stage *st);
+/* The parameters drawn again from seed, as sw_stage_init draws them. */
+int sw_stage_init_params(struct sw_stage *st, uint64_t seed) SW_WARN_UNUSED;
 /* A parameters-only view of stage s of S over params (backend memory of
  * k, [lay.numel], owned by the caller): layout and params, no gradients and
  * no activations, so only what reads parameters takes it (CheckFree's
