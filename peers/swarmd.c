@@ -24,7 +24,7 @@ static const struct sw_cfg_entry boot_tab[] = {
     SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:7400", "endpoint nodes and swarmctl reach (the lobby)"),
     SW_CFG_STR(T, "owner", owner, "", "refuse a manifest not signed by this key (64 hex digits)"),
     SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
-    SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT"),
+    SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead (record refresh every third of it)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
@@ -37,7 +37,7 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_INT(T, "threads", threads, 0, 0, 1024, "CPU threads (0: all cores)"),
     SW_CFG_STR(T, "owner", owner, "", "refuse a run whose manifest is not signed by this key (64 hex digits)"),
     SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
-    SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT"),
+    SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
     SW_CFG_BOOL(T, "exit-at-end", exit_at_end, 1, "exit once the manifest's steps are done"),
     SW_CFG_INT(T, "linger-ms", linger_ms, 1500, 0, 600000, "wait after the last step before exiting"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead: no new record (refreshed every third of it) or no answer to two pings"),
