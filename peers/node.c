@@ -1657,15 +1657,21 @@ on_bwd(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         /* from the node the plan names; after a replan the gradient may
          * come before the input it belongs to */
         mine = n->mb_node[mb] == n->myidx;
-        if (step != n->step || (n->have_dx[v] && !n->early_dx[v]) || (!n->fwd_done[v] && !mine)) {
+        if (step != n->step || (n->have_dx[v] && !n->early_dx[v])) {
             sw_log(SW_LOG_DEBUG, "dropped backward of step %llu mb %llu",
                    (unsigned long long)step, (unsigned long long)mb);
             return;
         }
         memcpy(n->dx + (size_t)v * n->N * n->C, m->payload, xbytes);
         n->have_dx[v] = true;
-        n->early_dx[v] = false;
-        try_backward(n);
+        /* neither this node's microbatch in the installed plan nor one it
+         * has the input of: the replan that gives it this node may still be
+         * on its way (the sender resent it on that replan): held */
+        n->early_dx[v] = !n->fwd_done[v] && !mine;
+        if (n->early_dx[v])
+            memcpy(n->early_dxpk[v], m->hdr.sender, 32);
+        else
+            try_backward(n);
         return;
     }
     if (step == n->step && memcmp(m->hdr.sender, n->id.pk, 32) &&
