@@ -144,20 +144,35 @@ sys.exit(0 if before is not None and after is not None and math.isfinite(after) 
 EOT
 }
 
-# match_sim SWARM_LOG SIM_DIR STEPS: the last stage's losses equal swarmsim
+# match_sim SIM_DIR STEPS LOG...: the last stage's losses, read from the logs
+# of every node of that stage (a replica that joined after step 0 logged only
+# the later steps; where two logged a step they must agree), equal swarmsim
 # train's (SIM_DIR/train.csv), STEPS of each, to 1e-5 relative
 match_sim() {
-    losses "$1" >"$TMP/swarm.txt"
-    tail -n +2 "$2/train.csv" | cut -d, -f2 >"$TMP/sim.txt"
-    "$PY" - "$TMP/sim.txt" "$TMP/swarm.txt" "$3" <<'EOT'
-import sys
+    local sim=$1 steps=$2
+    shift 2
+    tail -n +2 "$sim/train.csv" | cut -d, -f2 >"$TMP/sim.txt"
+    "$PY" - "$TMP/sim.txt" "$steps" "$@" <<'EOT'
+import re, sys
 sim = [float(x) for x in open(sys.argv[1])]
-sw = [float(x) for x in open(sys.argv[2])]
-n = int(sys.argv[3])
-if len(sim) != n or len(sw) != n:
-    print("# steps: swarmsim %d, swarm %d, want %d" % (len(sim), len(sw), n)); sys.exit(1)
-worst = max(abs(a - b) / abs(a) for a, b in zip(sim, sw))
-print("# max relative loss difference to swarmsim over %d steps: %.3g (first %.6f, last %.6f)" % (n, worst, sw[0], sw[-1]))
+n = int(sys.argv[2])
+sw = {}
+for log in sys.argv[3:]:
+    for line in open(log, errors="replace"):
+        m = re.match(r"s:(\d+) trl:([0-9.]+)", line)
+        if not m:
+            continue
+        s, l = int(m.group(1)), float(m.group(2))
+        if sw.setdefault(s, l) != l:
+            print("# step %d: the last stage's nodes logged losses %s and %s" % (s, sw[s], l))
+            sys.exit(1)
+got = [sw[s] for s in range(n) if s in sw]
+if len(sim) != n or len(got) != n or len(sw) != n:
+    print("# steps: swarmsim %d, swarm %d (of them %d in 0..%d), want %d" %
+          (len(sim), len(sw), len(got), n - 1, n)); sys.exit(1)
+worst = max(abs(a - b) / abs(a) for a, b in zip(sim, got))
+print("# max relative loss difference to swarmsim over %d steps: %.3g (first %.6f, last %.6f)" %
+      (n, worst, got[0], got[-1]))
 sys.exit(0 if worst <= 1e-5 else 1)
 EOT
 }

@@ -24,5 +24,5 @@ ok $all "4 nodes trained $STEPS steps and exited 0"
     --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 --sample-tokens 0 \
     --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
 ok $? "swarmsim train ran"
-match_sim "$TMP/n3.log" "$TMP/sim" $STEPS
+match_sim "$TMP/sim" $STEPS "$TMP/n3.log"
 ok $? "swarm losses match swarmsim to 1e-5 relative"

@@ -47,5 +47,5 @@ ok $all "4 nodes trained $STEPS steps and exited 0"
 "$SWARMSIM" train --preset tiny --stages 4 --steps $STEPS --seed 1337 --batch 4 --seq-len 32 \
     --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 --sample-tokens 0 \
     --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
-match_sim "$TMP/n3.log" "$TMP/sim" $STEPS
+match_sim "$TMP/sim" $STEPS "$TMP/n3.log"
 ok $? "the run is unaffected: its losses are swarmsim's to 1e-5"
