@@ -227,6 +227,8 @@ struct node {
 
     /* recovery (CheckFree) and the last recovery event */
     bool trained;         /* was training once (a later copy is a catch-up) */
+    bool rebuilt;         /* rebuilt by CheckFree(+), no step since: may take the step
+                           * before its source's (on_go) */
     bool cf_active;
     struct cf_src cf[2];
     struct sw_stage cf_st[2];    /* parameters-only views of what cf[] fetched */
@@ -1150,6 +1152,8 @@ do_update(struct node *n, double loss_sum)
     float lr = sw_lr_at(&n->man.optim, (int)n->step);
     double now = sw_now_s(), dt;
     int err, mine = 0;
+
+    n->rebuilt = false;
 
     for (int m = 0; m < n->M; m++)
         mine += n->mb_node[m] == n->myidx;
@@ -2156,6 +2160,18 @@ on_go(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         replan(n, &p, step, ver, true);
         goto out;
     }
+    if (step + 1 == n->step && n->rebuilt && !n->go) {
+        /*
+         * Rebuilt from a source that had finished the step in progress (a
+         * node downstream of the lost one, which still owed its BWDs to
+         * the stages upstream): nothing is stored here to replay, so this
+         * stage computes the step again with what it rebuilt, and takes
+         * the step it updates to from the run (lead_watch).
+         */
+        sw_log(SW_LOG_INFO, "step %llu: the run is still in it; this rebuilt stage takes part "
+               "(its source had finished it)", (unsigned long long)step);
+        n->step = step;
+    }
     if (step != n->step || n->go)
         goto out;
     plan_install(n, &p, step, ver);
@@ -2422,7 +2438,9 @@ on_pong(struct sw_transport *t, int status, const struct sw_transport_msg *m, vo
  * While a step runs the leader pings its nodes (request timeouts: two
  * unanswered pings make a node dead), drops the dead ones from the plan
  * and gives a stage that lost its last node the first newcomer that is
- * ready at the step (a rebuilt stage): GO again with a higher version.
+ * ready at the step, or one past it (a stage rebuilt from a source that
+ * had finished the step: on_go steps it back): GO again with a higher
+ * version.
  */
 static void
 lead_watch(struct node *n)
@@ -2460,8 +2478,10 @@ lead_watch(struct node *n)
     for (int i = 0; i < n->ndir && n->nprep < SW_NODE_MAX_NODES; i++) {
         const struct sw_peer_rec *r = &n->dir[i];
         char who[13];
-        if (have[r->stage] || r->state != SW_NODE_TRAINING || r->step != n->lead_step ||
-            is_gone(n, r->pk))
+        /* at the step, or past it: rebuilt from a source that had finished
+         * it, it steps back into it when it gets the plan (on_go) */
+        if (have[r->stage] || r->state != SW_NODE_TRAINING ||
+            (r->step != n->lead_step && r->step != n->lead_step + 1) || is_gone(n, r->pk))
             continue;
         prep_add(n, r->pk, r->ep, r->stage, r->cap);
         have[r->stage] = true;
@@ -3137,6 +3157,7 @@ cf_recovered(struct node *n, const char *method, const char *from)
     n->syncing = false;
     n->state = SW_NODE_TRAINING;
     step_reset(n);
+    n->rebuilt = true;
     n->recoveries++;
     snprintf(n->rec_method, sizeof(n->rec_method), "%s", method);
     snprintf(n->rec_from, sizeof(n->rec_from), "%s", from);

@@ -130,17 +130,26 @@ wait_steps() { wait_for "$1" sh -c "[ \$(sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' \"
 # stage_state JSON_FILE STAGE: nodes and state of a stage in status --json
 stage_state() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["stages"][int(sys.argv[2])]; print(s["nodes"], s["state"])' "$1" "$2"; }
 
-# loss_fell LOG_BEFORE LOG_AFTER STEP: the last stage's loss 20 steps after
-# STEP (in LOG_AFTER) is finite and below its value at STEP (in LOG_BEFORE)
+# loss_fell LOG_BEFORE LOG_AFTER STEP: 20 steps after STEP the last stage's
+# loss is finite and below its value at STEP.  One step's loss (4 x 32
+# tokens) swings by +-0.15 around the trend, so "the loss at" a step is the
+# median of the 8 steps that end there: STEP-7..STEP in LOG_BEFORE,
+# STEP+13..STEP+20 in LOG_AFTER (all of these must be there and finite).
 loss_fell() {
     "$PY" - "$1" "$2" "$3" <<'EOT'
-import math, re, sys
+import math, re, statistics, sys
 def read(p):
     return {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(p).read(), re.M)}
 a, b, f = read(sys.argv[1]), read(sys.argv[2]), int(sys.argv[3])
-before = a.get(f); after = b.get(f + 20)
-print("# loss at the failure (step %d): %s; 20 steps later: %s" % (f, before, after))
-sys.exit(0 if before is not None and after is not None and math.isfinite(after) and after < before else 1)
+pre = [a[s] for s in range(max(0, f - 7), f + 1) if s in a]
+post = [b[s] for s in range(f + 13, f + 21) if s in b]
+if len(pre) < min(f + 1, 8) or len(post) < 8 or not all(map(math.isfinite, pre + post)):
+    print("# loss around the failure (step %d): %s; 13 to 20 steps later: %s" % (f, pre, post))
+    sys.exit(1)
+before, after = statistics.median(pre), statistics.median(post)
+print("# loss at the failure (step %d, median of steps %d-%d): %.6f; 20 steps later (median of "
+      "steps %d-%d): %.6f" % (f, max(0, f - 7), f, before, f + 13, f + 20, after))
+sys.exit(0 if after < before else 1)
 EOT
 }
 
