@@ -382,8 +382,10 @@ sw_ckptnet_newest(struct sw_ckptnet *c)
 {
     struct sw_ckpt_entry *e = NULL;
     int cnt = 0, best = 0;
+    struct stat sb;
 
-    if (sw_ckpt_list(c->dir, false, &e, &cnt) < 0)
+    /* a folder not made yet (a new keeper's) holds none: no error to log */
+    if (stat(c->dir, &sb) < 0 || sw_ckpt_list(c->dir, false, &e, &cnt) < 0)
         return 0;
     for (int i = 0; i < cnt; i++)
         if (e[i].status == 0 && e[i].step > best)
