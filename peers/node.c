@@ -1227,9 +1227,12 @@ try_finish_exchange(struct node *n)
             fail(n, err, "update");
         return;
     }
-    /* every other replica's partial for this step */
+    /* every other replica's partial for this step; once the leader has
+     * finished the step (its PREPARE of the next is waiting here) nothing
+     * will plan it again, and a replica gone meanwhile is done without */
+    bool after = n->prep_pending && n->prep_step == n->step + 1;
     for (int r = 0; r < n->nrep; r++) {
-        bool found = r == n->myidx;
+        bool found = r == n->myidx || (after && is_gone(n, n->rep_pk[r]));
         for (int i = 0; i < n->ngot && !found; i++)
             found = n->gstep[i] == n->step && n->gver[i] == n->plan_ver &&
                     !memcmp(n->gpk[i], n->rep_pk[r], 32);
@@ -1240,6 +1243,7 @@ try_finish_exchange(struct node *n)
     for (int r = 0; r < n->nrep; r++) {
         const float *g = NULL;
         double l = 0;
+        char who[13];
         if (r == n->myidx) {
             g = n->gbuf[SW_NODE_MAX_REPLICAS - 1]; /* own partial, see on own_done */
             for (int m = 0; m < n->M; m++)
@@ -1263,6 +1267,12 @@ try_finish_exchange(struct node *n)
                     }
                 }
             }
+        }
+        if (!g) {
+            sw_log(SW_LOG_WARN, "step %llu: replica %s of stage %d left before its partial "
+                   "gradient came: updating without its microbatches' share",
+                   (unsigned long long)n->step, short_pk(who, n->rep_pk[r]), n->stage);
+            continue;
         }
         for (size_t j = 0; j < numel; j++)
             n->gsum[j] += g[j];
@@ -2239,6 +2249,16 @@ on_prepare(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     if ((n->in_step || n->go) && refuse_unknown(n, m))
         return;
     memcpy(n->prep_pk, m->hdr.sender, 32);
+    if (n->in_step && n->own_done && n->nrep > 1 && step == n->step + 1) {
+        /* the leader finished the step; this node did its microbatches and
+         * waits only for a replica's partial gradient (on its way, or its
+         * sender gone: on_tick): READY after the update (do_update) */
+        n->prep_pending = true;
+        n->prep_route = m->route;
+        n->prep_step = step;
+        try_finish_exchange(n);
+        return;
+    }
     if ((n->in_step || n->go) && step > n->step) {
         /* the step went on without this node (planned out): drop it and catch up */
         sw_log(SW_LOG_WARN, "left behind at step %llu (the run is at %llu): dropping it",
@@ -2289,6 +2309,19 @@ prep_add(struct node *n, const uint8_t *pk, const char *ep, int stage, double w)
     p->w = w;
     p->ok = p->answered = true;
     return true;
+}
+
+/* Another live stage-0 node that has taken more steps than this one. */
+static bool
+stage0_ahead(struct node *n)
+{
+    for (int i = 0; i < n->ndir; i++) {
+        const struct sw_peer_rec *r = &n->dir[i];
+        if (r->stage == 0 && r->state == SW_NODE_TRAINING && r->step > n->step &&
+            memcmp(r->pk, n->id.pk, 32) && !is_gone(n, r->pk))
+            return true;
+    }
+    return false;
 }
 
 static bool
@@ -2614,6 +2647,14 @@ lead_tick(struct node *n)
     if (n->phase != PH_IDLE || n->in_step || !is_leader(n) ||
         n->step >= (uint64_t)n->man.steps || now - n->phase_ms < 50)
         return;
+    if (n->step < n->run_step && !n->lead_takeover && stage0_ahead(n)) {
+        /* another stage-0 node led the run while this one, initialised at
+         * the same time, was not in its table yet: follow it, not lead */
+        sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
+               (unsigned long long)n->step, (unsigned long long)n->run_step);
+        sync_start(n);
+        return;
+    }
     if (!(have = sw_calloc((size_t)n->S, sizeof(bool))))
         return;
     for (int i = 0; i < n->ndir; i++)
@@ -4462,6 +4503,8 @@ on_tick(uv_timer_t *h)
     }
     if (n->state == SW_NODE_TRAINING)
         n->trained = true;
+    if (n->in_step && n->own_done && n->nrep > 1 && n->prep_pending)
+        try_finish_exchange(n);
     if (now - n->pub_ms >= (uint64_t)n->pub_every || n->state != n->pub_state)
         announce(n);
     if (now - n->scan_ms >= SW_NODE_SCAN_MS)
