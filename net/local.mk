@@ -1,12 +1,15 @@
 # net/: identity, wire envelopes, transport.
 # net/dht.mk (included after this file) appends the DHT to libswnet_a_SOURCES.
 
-sw_net_cppflags = $(AM_CPPFLAGS) $(ZMQ_CFLAGS) $(SODIUM_CFLAGS) $(UV_CFLAGS) $(MSGPACK_CFLAGS)
+# The library sees base/ and net/ only; its tests and benchmark see every
+# folder (AM_CPPFLAGS).
+sw_net_pkg_cflags = $(ZMQ_CFLAGS) $(SODIUM_CFLAGS) $(UV_CFLAGS) $(MSGPACK_CFLAGS)
+sw_net_cppflags = $(AM_CPPFLAGS) $(sw_net_pkg_cflags)
 
 noinst_LIBRARIES += libswnet.a
 libswnet_a_SOURCES = net/identity.h net/identity.c net/wire.h net/wire.c \
 	net/transport.h net/transport.c net/blake2b4.h net/blake2b4.c
-libswnet_a_CPPFLAGS = $(sw_net_cppflags)
+libswnet_a_CPPFLAGS = $(sw_base_cppflags) -I$(top_srcdir)/net $(sw_net_pkg_cflags)
 
 check_PROGRAMS += tests/test_identity tests/test_wire tests/test_transport
 TESTS += tests/test_identity tests/test_wire tests/test_transport

@@ -6,7 +6,7 @@
 # committed seeds are never modified).  Generic: the target's C file names
 # the project sources it needs on one comment line,
 #     fuzz-sources: net/identity.c net/wire.c
-# (paths relative to the top of the tree); src/err.c src/log.c src/alloc.c
+# (paths relative to the top of the tree); base/err.c base/log.c base/alloc.c
 # are always added, and FUZZ_SOURCES adds more.  Libraries come from
 # pkg-config (libsodium, msgpack, libzmq, libuv) plus -lm -lpthread.
 #
@@ -35,7 +35,7 @@ CLANG=${CLANG:-clang}
 test -f "$src" || { echo "$0: no fuzz target '$src'" >&2; exit 2; }
 extra=$(sed -n 's/.*fuzz-sources:[[:space:]]*//p' "$src" | head -n 1)
 sources=""
-for f in src/err.c src/log.c src/alloc.c $extra ${FUZZ_SOURCES:-}; do
+for f in base/err.c base/log.c base/alloc.c $extra ${FUZZ_SOURCES:-}; do
     case $f in
         /*) sources="$sources $f" ;;
         *) sources="$sources $top/$f" ;;
@@ -43,7 +43,7 @@ for f in src/err.c src/log.c src/alloc.c $extra ${FUZZ_SOURCES:-}; do
 done
 mkdir -p "$out/corpus"
 cflags="-g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- -fno-omit-frame-pointer -I$top/src -I$top/net -I$top/kernels -I$top/peers -I$top/tests \
+ -fno-omit-frame-pointer -I$top/base -I$top/src -I$top/net -I$top/kernels -I$top/peers -I$top/tests \
  $(pkg-config --cflags libsodium msgpack libzmq libuv jansson)"
 libs="$(pkg-config --libs libsodium msgpack libzmq libuv jansson) -lm -lpthread"
 echo "building $out/fuzz_$name"

@@ -3,7 +3,7 @@
 # (BLAKE2b-256 checksums); it sits before libswcore.a in link order.
 noinst_LIBRARIES += libswckpt.a
 libswckpt_a_SOURCES = src/ckpt.h src/ckpt.c
-libswckpt_a_CPPFLAGS = $(AM_CPPFLAGS) $(SODIUM_CFLAGS) $(JANSSON_CFLAGS)
+libswckpt_a_CPPFLAGS = $(sw_src_cppflags) $(SODIUM_CFLAGS) $(JANSSON_CFLAGS)
 sw_ckpt_ldadd = libswckpt.a $(sw_core_ldadd) $(SODIUM_LIBS)
 
 # swarmsim train --ckpt-every/--resume and swarmsim checkpoint list|verify|export

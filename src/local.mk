@@ -1,7 +1,6 @@
 # src/: the trainer core (no networking).
-# libswbase.a: what every module uses (errors, logging, allocation); linked last.
-noinst_LIBRARIES += libswcore.a libswbase.a
-libswbase_a_SOURCES = src/sw.h src/rng.h src/err.h src/err.c src/log.h src/log.c src/alloc.h src/alloc.c
+noinst_LIBRARIES += libswcore.a
+libswcore_a_CPPFLAGS = $(sw_src_cppflags)
 libswcore_a_SOURCES = src/cfg.h src/cfg.c src/model.h src/model.c \
 	src/stage.h src/stage.c src/optim.h src/optim.c
 libswcore_a_SOURCES += src/sim.h src/sim.c
@@ -9,6 +8,7 @@ libswcore_a_SOURCES += src/sim.h src/sim.c
 dist_man_MANS += man/swarmsim.1
 bin_PROGRAMS += swarmsim
 swarmsim_SOURCES = src/swarmsim.c
+swarmsim_CPPFLAGS = $(sw_src_cppflags)
 swarmsim_LDADD = $(sw_core_ldadd)
 
 check_PROGRAMS += tests/test_stage

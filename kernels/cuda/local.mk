@@ -11,7 +11,7 @@ if HAVE_CUDA
 libswkernels_a_SOURCES += $(cuda_sources)
 # nvcc objects get no automatic dependency tracking: name the headers here
 $(cuda_sources:.cu=.$(OBJEXT)): $(top_srcdir)/kernels/cuda/backend.h \
-	$(top_srcdir)/kernels/kernels.h $(top_srcdir)/src/sw.h config.h
+	$(top_srcdir)/kernels/kernels.h $(top_srcdir)/base/sw.h config.h
 endif
 
 # CPU/CUDA parity of every op; without HAVE_CUDA the probe is the inline stub

@@ -2,8 +2,9 @@
  * sw.h - included first by every .c file of swarm.
  *
  * Wraps config.h and pulls in the three things every module uses: error codes
- * (err.h), logging (log.h) and allocation (alloc.h).  Nothing here depends on
- * any other module, so kernels/, src/, net/ and peers/ may all include it.
+ * (err.h), logging (log.h) and allocation (alloc.h).  It lives in base/, below
+ * every layer: nothing in base/ includes another folder, so kernels/, src/,
+ * net/ and peers/ may all include it.
  */
 #ifndef SW_SW_H
 #define SW_SW_H
