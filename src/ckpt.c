@@ -20,6 +20,7 @@
 
 #include "ckpt.h"
 #include "hfconfig.h"
+#include "sim.h"
 
 #define MANIFEST "manifest.json"
 #define COMMIT "COMMIT"
@@ -1337,7 +1338,7 @@ same_model(const struct sw_model_config *a, const struct sw_model_config *b)
 int
 sw_ckpt_load_sim(const struct sw_ckpt *ck, struct sw_sim *sim, struct sw_data *data)
 {
-    struct sw_sim_snapshot snap;
+    struct sw_snapshot snap;
     struct sw_ckpt_stage_state *st;
     int err;
 
@@ -1390,7 +1391,7 @@ out:
  * one piece, not by half of it.  Other backends copy device to host through
  * the kernel table. */
 static int
-snapshot_save(struct sw_sim_snapshot *snap, const struct sw_sim *sim)
+snapshot_save(struct sw_snapshot *snap, const struct sw_sim *sim)
 {
     int nt = omp_get_max_threads();
     long npieces = 0;

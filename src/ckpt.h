@@ -72,23 +72,23 @@
  * fsync'ed (most of it is on disk by then) and the manifest written: the
  * order above is unchanged, and so are the bytes of every file.
  *
- * Asynchronous save (struct sw_ckpt_saver).  Training blocks only for a
- * copy of the state into one of two pre-allocated host buffers
- * (sw_sim_snapshot; on the CPU backend split over the OpenMP threads,
- * which are idle between steps); a worker pthread writes and fsyncs it.  A
- * plain pthread rather than libuv's uv_queue_work: the core library does not
- * link libuv, and one long-lived writer thread needs no loop (a swarm node
- * may wrap sw_ckpt_saver_save in its loop's idle callback).  While one save
- * is being written a second is copied into the other buffer and queued
- * (reported); when both buffers are taken the save is skipped and reported:
- * never more than two in memory.  Each save logs its blocking time, its
- * write time (until its COMMIT is durable: from then on it loads) and the
- * time of the pruning after it (on ext4 mounted with -o discard, removing
- * a step waits for the discard of its blocks: 35 ms for 150 MB on the
- * development VM).  A failing write (full disk) is logged, counted and
- * leaves the older steps intact; training goes on.  On a machine with few
- * cores the write (two threads while hashing) competes with training for
- * them: ckpt_bench reports what a step costs while a save is written.
+ * Asynchronous save (struct sw_ckpt_saver).  Training blocks only for a copy
+ * of the state into one of two pre-allocated host buffers (a struct
+ * sw_snapshot, as sw_sim_snapshot_save fills it; on the CPU backend split
+ * over the OpenMP threads, which are idle between steps); a worker pthread
+ * writes and fsyncs it.  A plain pthread rather than libuv's uv_queue_work:
+ * the core library does not link libuv, and one long-lived writer thread
+ * needs no loop (a swarm node may wrap sw_ckpt_saver_save in its loop's idle
+ * callback).  While one save is being written a second is copied into the
+ * other buffer and queued (reported); when both buffers are taken the save is
+ * skipped and reported: never more than two in memory.  Each save logs its
+ * blocking time, its write time (until its COMMIT is durable: from then on it
+ * loads) and the time of the pruning after it (on ext4 mounted with
+ * -o discard, removing a step waits for the discard of its blocks: 35 ms for
+ * 150 MB on the development VM).  A failing write (full disk) is logged,
+ * counted and leaves the older steps intact; training goes on.  On a machine
+ * with few cores the write (two threads while hashing) competes with training
+ * for them: ckpt_bench reports what a step costs while a save is written.
  *
  * Errors: -SW_EHASH (checksum), -SW_EFORMAT (manifest or COMMIT),
  * -SW_ENOENT (no complete step), -SW_ECONFIG (model mismatch), -errno.
@@ -110,7 +110,9 @@
 #include "model.h"
 #include "optim.h"
 #include "safetensors.h"
-#include "sim.h"
+#include "snapshot.h"
+
+struct sw_sim; /* sim.h: the in-process pipeline the functions below save and load */
 
 #define SW_CKPT_VERSION 1
 #define SW_CKPT_HASH_BYTES 32
@@ -219,7 +221,7 @@ int sw_ckpt_save_sim(const char *dir, const struct sw_sim *sim, const struct sw_
 enum sw_ckpt_buf_state { SW_CKPT_BUF_FREE = 0, SW_CKPT_BUF_QUEUED, SW_CKPT_BUF_WRITING };
 
 struct sw_ckpt_buf {
-    struct sw_sim_snapshot snap;
+    struct sw_snapshot snap;
     struct sw_ckpt_run run;
     struct sw_ckpt_stage_state *st; /* [S] */
     enum sw_ckpt_buf_state state;

@@ -3,7 +3,7 @@ noinst_LIBRARIES += libswcore.a
 libswcore_a_CPPFLAGS = $(sw_src_cppflags)
 libswcore_a_SOURCES = src/cfg.h src/cfg.c src/model.h src/model.c \
 	src/stage.h src/stage.c src/optim.h src/optim.c
-libswcore_a_SOURCES += src/sim.h src/sim.c
+libswcore_a_SOURCES += src/sim.h src/sim.c src/snapshot.h
 
 dist_man_MANS += man/swarmsim.1
 bin_PROGRAMS += swarmsim

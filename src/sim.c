@@ -482,7 +482,7 @@ sw_sim_rebuild(struct sw_sim *sim, int s, enum sw_checkfree_rule rule, bool plus
 }
 
 int
-sw_sim_snapshot_init(struct sw_sim_snapshot *snap, const struct sw_sim *sim)
+sw_sim_snapshot_init(struct sw_snapshot *snap, const struct sw_sim *sim)
 {
     memset(snap, 0, sizeof(*snap));
     snap->S = sim->S;
@@ -509,7 +509,7 @@ out_free:
 }
 
 void
-sw_sim_snapshot_release(struct sw_sim_snapshot *snap)
+sw_sim_snapshot_release(struct sw_snapshot *snap)
 {
     for (int s = 0; s < snap->S; s++) {
         if (snap->params)
@@ -528,7 +528,7 @@ sw_sim_snapshot_release(struct sw_sim_snapshot *snap)
 }
 
 int
-sw_sim_snapshot_save(struct sw_sim_snapshot *snap, const struct sw_sim *sim)
+sw_sim_snapshot_save(struct sw_snapshot *snap, const struct sw_sim *sim)
 {
     int err;
 
@@ -550,7 +550,7 @@ sw_sim_snapshot_save(struct sw_sim_snapshot *snap, const struct sw_sim *sim)
 }
 
 int
-sw_sim_snapshot_load(struct sw_sim *sim, const struct sw_sim_snapshot *snap)
+sw_sim_snapshot_load(struct sw_sim *sim, const struct sw_snapshot *snap)
 {
     int err;
 

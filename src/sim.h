@@ -19,6 +19,7 @@
 
 #include "checkfree.h"
 #include "optim.h"
+#include "snapshot.h"
 #include "stage.h"
 
 struct sw_sim {
@@ -40,19 +41,6 @@ struct sw_sim {
     bool swap;
     uint64_t micro;          /* microbatches run through sw_sim_forward_backward */
     struct sw_checkfree_replica reps[2];
-};
-
-/* A host copy of every stage's parameters and AdamW state (m, v, t,
- * lr_mult) and the step counter: what a checkpoint holds (the caller adds
- * the data cursor).  Allocated once for a sim, reused by every save. */
-struct sw_sim_snapshot {
-    int S;
-    float **params, **m, **v; /* [S] x [numel of stage s] host */
-    int *t;                   /* [S] */
-    float *lr_mult;           /* [S] */
-    int step;
-    bool valid;               /* something was saved */
-    size_t bytes;             /* total bytes of params + m + v */
 };
 
 int sw_sim_init(struct sw_sim *sim, const struct sw_kernels *k, const struct sw_model_config *c,
@@ -104,11 +92,12 @@ int sw_sim_lose_stage(struct sw_sim *sim, int s) SW_WARN_UNUSED;
 int sw_sim_rebuild(struct sw_sim *sim, int s, enum sw_checkfree_rule rule, bool plus,
                    const struct sw_checkfree_config *cc, uint64_t seed) SW_WARN_UNUSED;
 
-int sw_sim_snapshot_init(struct sw_sim_snapshot *snap, const struct sw_sim *sim) SW_WARN_UNUSED;
-void sw_sim_snapshot_release(struct sw_sim_snapshot *snap);
+/* A snapshot (snapshot.h) sized for sim's stages. */
+int sw_sim_snapshot_init(struct sw_snapshot *snap, const struct sw_sim *sim) SW_WARN_UNUSED;
+void sw_sim_snapshot_release(struct sw_snapshot *snap);
 /* Copy the state into / out of the snapshot (out: replicas refreshed). */
-int sw_sim_snapshot_save(struct sw_sim_snapshot *snap, const struct sw_sim *sim) SW_WARN_UNUSED;
-int sw_sim_snapshot_load(struct sw_sim *sim, const struct sw_sim_snapshot *snap) SW_WARN_UNUSED;
+int sw_sim_snapshot_save(struct sw_snapshot *snap, const struct sw_sim *sim) SW_WARN_UNUSED;
+int sw_sim_snapshot_load(struct sw_sim *sim, const struct sw_snapshot *snap) SW_WARN_UNUSED;
 
 /* Time (seconds, median of reps) of the forward and of the backward of one
  * microbatch through each stage: fwd[S], bwd[S].  Gradients are left

@@ -303,7 +303,7 @@ struct recov {
     double factor;                   /* redundant computation's step-time factor */
     double save_s, load_s, write_s;  /* checkpoint costs, simulated seconds */
     double rebuild_s;                /* simulated time of one rebuild */
-    struct sw_sim_snapshot snap;
+    struct sw_snapshot snap;
     bool have_snap;
     struct sw_data_cursor snap_cur;
     long next_slot;                  /* failures of earlier slots are handled */

@@ -382,7 +382,7 @@ test_scenario(void)
     struct sw_optim_config oc;
     struct sw_checkfree_config cc;
     struct sw_sim sim;
-    struct sw_sim_snapshot snap;
+    struct sw_snapshot snap;
     struct sw_data d;
     struct sw_data_cursor cur;
     float loss;
@@ -434,7 +434,7 @@ test_rollback(void)
     struct sw_model_config c = small_config(2);
     struct sw_optim_config oc;
     struct sw_sim sim;
-    struct sw_sim_snapshot snap;
+    struct sw_snapshot snap;
     struct sw_data d;
     struct sw_data_cursor cur;
     float la[3], lb[3], *p0 = NULL, *p1 = NULL;

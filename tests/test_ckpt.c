@@ -388,7 +388,7 @@ test_parallel_copy(void)
     ok = sw_ckpt_saver_init(&sv, &a, dir, 1, &OC, SEED) == 0 &&
          sw_ckpt_saver_save(&sv, &a, &da) == 0 && sw_ckpt_saver_wait(&sv) == 0;
     for (int s = 0; ok && s < a.S; s++) {
-        const struct sw_sim_snapshot *sn = &sv.buf[0].snap;
+        const struct sw_snapshot *sn = &sv.buf[0].snap;
         size_t bytes = a.opts[s].numel * sizeof(float);
         ok = memcmp(sn->params[s], a.stages[s].params, bytes) == 0 &&
              memcmp(sn->m[s], a.opts[s].m, bytes) == 0 &&
