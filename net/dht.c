@@ -4,6 +4,7 @@
  */
 #include "sw.h"
 
+#include "hex.h"
 #include "rng.h"
 
 #include <sodium.h>
@@ -174,14 +175,7 @@ dist_cmp(const uint8_t *t, const uint8_t *a, const uint8_t *b)
 static const char *
 hex8(const uint8_t *id, char buf[17])
 {
-    static const char digits[] = "0123456789abcdef";
-
-    for (int i = 0; i < 8; i++) {
-        buf[2 * i] = digits[id[i] >> 4];
-        buf[2 * i + 1] = digits[id[i] & 15];
-    }
-    buf[16] = '\0';
-    return buf;
+    return sw_hex_encode(buf, id, 8);
 }
 
 void

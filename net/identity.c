@@ -4,6 +4,7 @@
  */
 #include "sw.h"
 
+#include "hex.h"
 #include "identity.h"
 
 #include <fcntl.h>
@@ -51,14 +52,7 @@ sw_identity_node_id(uint8_t id[SW_IDENTITY_ID_BYTES], const uint8_t pk[SW_IDENTI
 char *
 sw_identity_hex(char *out, const uint8_t *bytes, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * n] = '\0';
-    return out;
+    return sw_hex_encode(out, bytes, n);
 }
 
 static int

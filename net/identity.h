@@ -75,7 +75,8 @@ bool sw_identity_verify(const uint8_t pk[SW_IDENTITY_PK_BYTES],
 /* Node id of a public key: BLAKE2b-256(pk). */
 void sw_identity_node_id(uint8_t id[SW_IDENTITY_ID_BYTES], const uint8_t pk[SW_IDENTITY_PK_BYTES]);
 
-/* Lowercase hex of n bytes into out (2n+1 bytes); returns out. */
+/* Lowercase hex of n bytes into out (2n+1 bytes); returns out.  Same as
+ * sw_hex_encode (base/hex.h), under the name its callers know. */
 char *sw_identity_hex(char *out, const uint8_t *bytes, size_t n);
 
 #endif

@@ -7,7 +7,7 @@
 # the project sources it needs on one comment line,
 #     fuzz-sources: net/identity.c net/wire.c
 # (paths relative to the top of the tree); base/err.c base/log.c base/alloc.c
-# are always added, and FUZZ_SOURCES adds more.  Libraries come from
+# base/hex.c are always added, and FUZZ_SOURCES adds more.  Libraries come from
 # pkg-config (libsodium, msgpack, libzmq, libuv) plus -lm -lpthread.
 #
 # Output goes to $FUZZ_OUT (default /tmp/swarm-fuzz-TARGET): the binary,
@@ -35,7 +35,7 @@ CLANG=${CLANG:-clang}
 test -f "$src" || { echo "$0: no fuzz target '$src'" >&2; exit 2; }
 extra=$(sed -n 's/.*fuzz-sources:[[:space:]]*//p' "$src" | head -n 1)
 sources=""
-for f in base/err.c base/log.c base/alloc.c $extra ${FUZZ_SOURCES:-}; do
+for f in base/err.c base/log.c base/alloc.c base/hex.c $extra ${FUZZ_SOURCES:-}; do
     case $f in
         /*) sources="$sources $f" ;;
         *) sources="$sources $top/$f" ;;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "hex.h"
 #include "hfconfig.h"
 #include "sim.h"
 
@@ -43,12 +44,7 @@ pathf(char *buf, size_t n, const char *fmt, ...)
 static void
 hash_hex(const uint8_t *h, char *hex)
 {
-    static const char d[] = "0123456789abcdef";
-    for (int i = 0; i < SW_CKPT_HASH_BYTES; i++) {
-        hex[2 * i] = d[h[i] >> 4];
-        hex[2 * i + 1] = d[h[i] & 15];
-    }
-    hex[2 * SW_CKPT_HASH_BYTES] = '\0';
+    sw_hex_encode(hex, h, SW_CKPT_HASH_BYTES);
 }
 
 static int

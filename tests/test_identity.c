@@ -1,9 +1,10 @@
 /*
  * test_identity.c - node keys: created 0600 on first use, reloaded equal,
- * refused when group/others may read them, signatures verify.
+ * refused when group/others may read them, signatures verify; hex of bytes.
  */
 #include "sw.h"
 
+#include "hex.h"
 #include "identity.h"
 #include "tap.h"
 
@@ -38,7 +39,7 @@ main(void)
     struct stat st;
     int err;
 
-    tap_plan(16);
+    tap_plan(18);
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sw-test-identity-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         tap_ok(0, "mkdtemp");
@@ -97,6 +98,18 @@ main(void)
         tap_ok(err == 0 && stat(path, &st) == 0 && memcmp(c.pk, a.pk, 32) != 0,
                "NULL dir creates a new key under SWARM_HOME");
         sw_identity_release(&c);
+    }
+
+    {
+        const uint8_t bytes[] = {0x00, 0x0f, 0xa5, 0xff, 0x10};
+        char hex[2 * sizeof(bytes) + 1], hex2[sizeof(hex)];
+
+        memset(hex, 'x', sizeof(hex));
+        tap_ok(sw_hex_encode(hex, bytes, sizeof(bytes)) == hex && strcmp(hex, "000fa5ff10") == 0,
+               "sw_hex_encode: two lowercase digits a byte, NUL-terminated (%s)", hex);
+        tap_ok(strcmp(sw_identity_hex(hex2, bytes, 3), "000fa5") == 0 &&
+                   strcmp(sw_hex_encode(hex, bytes, 0), "") == 0,
+               "sw_identity_hex is sw_hex_encode; 0 bytes give \"\"");
     }
 
     sw_identity_release(&a);
