@@ -18,8 +18,8 @@
 #   DATA=...           default: Debian's fortunes (English text)
 #   TARGET=            target validation loss (default: mean final loss of
 #                      the no-failure runs + 0.10)
-# The full design of issue 3 is STEPS=3000 (a few thousand steps) at the
-# same settings: about 10x the compute of the default.
+# The CheckFree study's full design is STEPS=3000 (a few thousand steps) at
+# the same settings: about 10x the compute of the default.
 set -eu
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)

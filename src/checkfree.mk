@@ -1,4 +1,4 @@
-# src/: CheckFree recovery math and the failure simulator (issue 3).
+# src/: CheckFree recovery math and the failure simulator.
 libswcore_a_SOURCES += src/checkfree.h src/checkfree.c src/failsim.h src/failsim.c
 
 check_PROGRAMS += tests/test_checkfree

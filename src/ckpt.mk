@@ -1,6 +1,6 @@
-# src/: checkpoints (issue 7): atomic, checksummed, reshardable, saved behind
-# training.  Its own library, because it alone of the core needs libsodium
-# (BLAKE2b-256 checksums); it sits before libswcore.a in link order.
+# src/: checkpoints: atomic, checksummed, reshardable, saved behind training.
+# Its own library, because it alone of the core needs libsodium (BLAKE2b-256
+# checksums); it sits before libswcore.a in link order.
 noinst_LIBRARIES += libswckpt.a
 libswckpt_a_SOURCES = src/ckpt.h src/ckpt.c
 libswckpt_a_CPPFLAGS = $(sw_src_cppflags) $(SODIUM_CFLAGS) $(JANSSON_CFLAGS)

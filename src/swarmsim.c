@@ -49,7 +49,7 @@ struct train_opts {
     unsigned long long seed;
     float lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, val_frac, temperature;
     int warmup, eval_every, val_batches, threads, sample_tokens, log_every, dump_config;
-    /* failures and recovery (issue 3; src/failsim.h, src/checkfree.h) */
+    /* failures and recovery (src/failsim.h, src/checkfree.h) */
     float fail_rate, step_seconds, lr_bump, redundant_factor, ckpt_save_s, ckpt_load_s;
     float rebuild_s;
     unsigned long long fail_seed;
@@ -57,7 +57,7 @@ struct train_opts {
     char recovery[32];
     char cf_weights[16];
     int max_iters;
-    /* checkpoints (issue 7; src/ckpt.h) */
+    /* checkpoints (src/ckpt.h) */
     int ckpt_every, ckpt_keep;
     char ckpt_dir[4096];
     char resume[4096];
