@@ -75,17 +75,34 @@ if [ ! -s "$DATA" ]; then
     awk 'BEGIN { for (i = 0; i < 3000; i++) printf "the quick brown fox %d jumps over the lazy dog.\n", i }' >"$DATA"
 fi
 
+# sign_manifest FILE [KEY]: swarmctl manifest sign FILE (it writes
+# FILE.sig) with the key directory KEY ($TMP/owner unless given; made on
+# first use), its output appended to $TMP/sign.log; its exit status
+sign_manifest() {
+    "$SWARMCTL" manifest sign --run "$1" --key "${2:-$TMP/owner}" >>"$TMP/sign.log" 2>&1
+}
+
+# key_id [KEY]: the public key (an --owner value) of the key directory KEY
+# ($TMP/owner unless given; made on first use)
+key_id() { "$SWARMCTL" key --key "${1:-$TMP/owner}"; }
+
+# boot_endpoint LOG: wait up to 5 s for the "listening ENDPOINT" line of a
+# bootstrap's LOG; sets BOOT to ENDPOINT (empty if it did not come)
+boot_endpoint() {
+    BOOT=""
+    for _ in $(seq 100); do
+        BOOT=$(sed -n 's/^listening //p' "$1")
+        [ -n "$BOOT" ] && break
+        sleep 0.05
+    done
+}
+
 # start_boot MANIFEST [extra options]: sets BOOT (its lobby endpoint)
 start_boot() {
     local m=$1; shift
     start_bg "$TMP/boot.log" "$SWARMD" bootstrap --run "$m" --listen 'tcp://127.0.0.1:*' "$@"
     BOOT_PID=$LAST_PID
-    BOOT=""
-    for _ in $(seq 100); do
-        BOOT=$(sed -n 's/^listening //p' "$TMP/boot.log")
-        [ -n "$BOOT" ] && break
-        sleep 0.05
-    done
+    boot_endpoint "$TMP/boot.log"
 }
 
 # start_node LOG STAGE [options]: sets NODE_PID
@@ -93,6 +110,70 @@ start_node() {
     local log=$1 st=$2; shift 2
     start_bg "$log" "$SWARMD" join --peer "$BOOT" --stage "$st" --threads 1 "$@"
     NODE_PID=$LAST_PID
+}
+
+# start_swarm PREFIX SPEC... [-- OPTIONS...]: start_node once per SPEC, in
+# the order given.  A SPEC is a node's NAME, optionally followed by options of
+# that node alone ("3 --metrics 127.0.0.1:0": split on blanks, no quoting);
+# NAME is the node's stage, optionally followed by letters that tell the
+# nodes of a stage apart (0, 1a, 3b).  Each node gets OPTIONS, every %n in
+# them replaced by its NAME, then its own options; it logs to
+# $TMP/PREFIX<NAME>.log.  Sets P<NAME> to each node's pid, LOG_<NAME> to its
+# log and SWARM_NODES to the NAMEs, in order.
+start_swarm() {
+    local prefix=$1 n=0 i refs="" a spec
+    shift
+    for a in "$@"; do [ "$a" = -- ] && break; n=$((n + 1)); done
+    # OPTIONS, as references to this function's own arguments for eval
+    i=$((n + 2))
+    while [ $i -le $# ]; do refs="$refs \"\${$i}\""; i=$((i + 1)); done
+    SWARM_NODES=""
+    i=1
+    while [ $i -le $n ]; do
+        eval "spec=\${$i}"
+        eval "swarm_node \"\$prefix\" \"\$spec\" $refs"
+        SWARM_NODES="$SWARM_NODES ${spec%% *}"
+        i=$((i + 1))
+    done
+}
+
+# swarm_node PREFIX SPEC [OPTIONS...]: one node of start_swarm
+swarm_node() {
+    local prefix=$1 name=${2%% *} own="" k a
+    case $2 in *" "*) own=${2#* } ;; esac
+    shift 2
+    k=$#
+    for a in "$@"; do
+        while :; do
+            case $a in *%n*) a=${a%%"%n"*}$name${a#*"%n"} ;; *) break ;; esac
+        done
+        set -- "$@" "$a"
+    done
+    shift $k
+    # $own unquoted: a node's own options are split on blanks
+    start_node "$TMP/$prefix$name.log" "${name%%[!0-9]*}" "$@" $own
+    eval "P$name=\$NODE_PID LOG_$name=\$TMP/\$prefix\$name.log"
+}
+
+# wait_all SECONDS NAME...: wait for each node NAME of start_swarm in turn,
+# up to SECONDS for each; 0 when every one exited 0, else 1, after naming
+# each one that did not (still running, or its exit status) with the end of
+# its log
+wait_all() {
+    local t=$1 name p log r=0
+    shift
+    for name in "$@"; do
+        eval "p=\$P$name log=\$LOG_$name"
+        if wait_pid "$p" "$t"; then
+            [ "$WAIT_RC" -eq 0 ] && continue
+            echo "# node $name did not finish (exit $WAIT_RC)"
+        else
+            echo "# node $name did not finish (still running after $t s)"
+        fi
+        diag_file "$log"
+        r=1
+    done
+    return $r
 }
 
 # wait_pid PID SECONDS: 0 when it exited in time (its status in WAIT_RC)

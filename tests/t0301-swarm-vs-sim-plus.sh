@@ -13,20 +13,13 @@ echo "1..6"
 STEPS=16
 write_manifest "$TMP/run.conf" $STEPS 4 "[recovery]
 mode = checkfree+"
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >"$TMP/sign.log" 2>&1
+sign_manifest "$TMP/run.conf"
 ok $? "manifest signed"
-OWNER=$("$SWARMCTL" key --key "$TMP/owner")
+OWNER=$(key_id)
 start_boot "$TMP/run.conf" --owner "$OWNER"
-for n in 0 0b 1 2 3 3b; do
-    start_node "$TMP/n$n.log" "${n%b}" --owner "$OWNER" --log-level debug
-    eval "P$n=\$NODE_PID"
-done
-all=0
-for n in 0 0b 1 2 3 3b; do
-    eval "p=\$P$n"
-    if wait_pid "$p" 90 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; echo "# node $n did not finish"; diag_file "$TMP/n$n.log"; fi
-done
-ok $all "6 nodes trained $STEPS steps with the swapped route and exited 0"
+start_swarm n 0 0b 1 2 3 3b -- --owner "$OWNER" --log-level debug
+wait_all 90 $SWARM_NODES
+ok $? "6 nodes trained $STEPS steps with the swapped route and exited 0"
 "$SWARMSIM" train --preset tiny --stages 4 --steps $STEPS --seed 1337 --batch 4 --seq-len 32 \
     --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 --sample-tokens 0 \
     --eval-every 0 --recovery checkfree+ --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1

@@ -6,19 +6,11 @@
 echo "1..5"
 STEPS=20
 write_manifest "$TMP/run.conf" $STEPS 4
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-PL=""
-for spec in 0:a 1:a 1:b 2:a 2:b 3:a; do
-    s=${spec%:*}; r=${spec#*:}
-    start_node "$TMP/n$s$r.log" $s
-    PL="$PL $NODE_PID"
-done
-all=0
-for p in $PL; do
-    if wait_pid "$p" 90 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; fi
-done
-ok $all "6 nodes trained $STEPS steps and exited 0"
+start_swarm n 0a 1a 1b 2a 2b 3a
+wait_all 90 $SWARM_NODES
+ok $? "6 nodes trained $STEPS steps and exited 0"
 for s in 1 2; do
     grep -o 's:[0-9]* stage:[0-9]* norm:[0-9.]* hash:[0-9a-f]*' "$TMP/n${s}a.log" >"$TMP/h${s}a"
     grep -o 's:[0-9]* stage:[0-9]* norm:[0-9.]* hash:[0-9a-f]*' "$TMP/n${s}b.log" >"$TMP/h${s}b"

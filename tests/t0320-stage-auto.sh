@@ -4,7 +4,7 @@
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..3"
 write_manifest "$TMP/run.conf" 100000 4
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
 order=""
 for i in 0 1 2 3; do

@@ -6,9 +6,9 @@
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..10"
 write_manifest "$TMP/good.conf" 20 4
-"$SWARMCTL" manifest sign --run "$TMP/good.conf" --key "$TMP/owner" >/dev/null 2>&1
-OWNER=$("$SWARMCTL" key --key "$TMP/owner")
-OTHER=$("$SWARMCTL" key --key "$TMP/other")
+sign_manifest "$TMP/good.conf"
+OWNER=$(key_id)
+OTHER=$(key_id "$TMP/other")
 
 boot_refuses() { # boot_refuses NAME MANIFEST PATTERN [options]
     local name=$1 m=$2 pat=$3; shift 3
@@ -51,7 +51,7 @@ ok $? "a node refuses a run signed by another owner than --owner"
 # another run (other seed: other run id) whose node tries to join this run's DHT
 write_manifest "$TMP/other.conf" 20 4
 sed -i 's/seed = 1337/seed = 7/' "$TMP/other.conf"
-"$SWARMCTL" manifest sign --run "$TMP/other.conf" --key "$TMP/other" >/dev/null 2>&1
+sign_manifest "$TMP/other.conf" "$TMP/other"
 "$SWARMCTL" status --peer "$BOOT" --json >"$TMP/s1.json"
 # a node of the other run asks our bootstrap's run transport for DHT nodes
 OURS=$("$SWARMCTL" manifest --peer "$BOOT" | sed -n 's/^# bootstrap //p')

@@ -6,13 +6,9 @@
 echo "1..9"
 CHECK="$PY ${TEST_SRCDIR:-$(dirname "$0")}/check_status_json.py"
 write_manifest "$TMP/run.conf" 100000 4
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-for s in 0 1 2 3; do
-    if [ $s -eq 3 ]; then start_node "$TMP/n$s.log" $s --metrics 127.0.0.1:0
-    else start_node "$TMP/n$s.log" $s; fi
-    eval "P$s=\$NODE_PID"
-done
+start_swarm n 0 1 2 "3 --metrics 127.0.0.1:0"
 wait_for 30 sh -c "\"$SWARMCTL\" status --peer \"$BOOT\" --json | grep -q '\"step\":[1-9]'"
 "$SWARMCTL" status --peer "$BOOT" --json >"$TMP/s.json"; rc=$?
 [ $rc -eq 0 ]; ok $? "status exits 0 on a healthy run"

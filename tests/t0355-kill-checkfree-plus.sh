@@ -11,12 +11,9 @@
 echo "1..6"
 write_manifest "$TMP/run.conf" 100000 4 "[recovery]
 mode = checkfree+"
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-for s in 0 1 2 3; do
-    start_node "$TMP/n$s.log" $s
-    eval "P$s=\$NODE_PID"
-done
+start_swarm n 0 1 2 3
 
 
 # rebuild STAGE PID NEIGHBOUR PARTNER REPLICA LOSSLOG: kill -9 the node of

@@ -10,14 +10,9 @@ echo "1..5"
 # longer steps (8 microbatches of 8 sequences), so that the kill lands inside one
 write_manifest "$TMP/run.conf" 100000 4
 sed -i 's/^size = 4$/size = 8/; s/^micro = 4$/micro = 8/' "$TMP/run.conf"
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-for spec in 0:a 1:a 1:b 2:a 3:a; do
-    s=${spec%:*}; r=${spec#*:}
-    if [ $s = 0 ]; then start_node "$TMP/n$s$r.log" $s --log-level debug
-    else start_node "$TMP/n$s$r.log" $s; fi
-    eval "P$s$r=\$NODE_PID"
-done
+start_swarm n "0a --log-level debug" 1a 1b 2a 3a
 wait_steps 60 "$TMP/n3a.log" 12
 # kill it right after the leader started a step (its GO), so that microbatches are in flight
 "$PY" - "$TMP/n0a.log" "$P1b" <<'EOT'

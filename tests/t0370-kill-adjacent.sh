@@ -7,12 +7,9 @@
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..4"
 write_manifest "$TMP/run.conf" 100000 4
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-for s in 0 1 2 3; do
-    start_node "$TMP/n$s.log" $s
-    eval "P$s=\$NODE_PID"
-done
+start_swarm n 0 1 2 3
 wait_steps 60 "$TMP/n3.log" 10
 kill -9 "$P1" "$P2"
 t_kill=$(now_ms)

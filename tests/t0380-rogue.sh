@@ -8,13 +8,9 @@
 echo "1..4"
 STEPS=80
 write_manifest "$TMP/run.conf" $STEPS 4
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-for s in 0 1 2 3; do
-    if [ $s -eq 2 ]; then start_node "$TMP/n$s.log" $s --metrics 127.0.0.1:0 --linger-ms 8000
-    else start_node "$TMP/n$s.log" $s; fi
-    eval "P$s=\$NODE_PID"
-done
+start_swarm n 0 1 "2 --metrics 127.0.0.1:0 --linger-ms 8000" 3
 wait_steps 60 "$TMP/n3.log" 3
 EPS=$("$SWARMCTL" peers --peer "$BOOT" --json | "$PY" -c 'import json,sys; print(" ".join("%d=%s" % (p["stage"], p["endpoint"]) for p in json.load(sys.stdin)))')
 "$BUILD/tests/test_peers_rogue" "$TMP/run.conf" 2.5 $EPS >"$TMP/rogue.log" 2>&1; rc=$?
@@ -38,12 +34,8 @@ if bad: print("# no drops counted for: %s" % bad)
 sys.exit(0 if not bad and v("swarm_node_bans_total") >= 2 else 1)
 EOT
 ok $? "a node counted every kind of drop and banned the two senders of bad tensors"
-all=0
-for s in 0 1 2 3; do
-    eval "p=\$P$s"
-    if wait_pid "$p" 60 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; echo "# node $s did not finish"; fi
-done
-ok $all "4 nodes trained $STEPS steps and exited 0"
+wait_all 60 $SWARM_NODES
+ok $? "4 nodes trained $STEPS steps and exited 0"
 "$SWARMSIM" train --preset tiny --stages 4 --steps $STEPS --seed 1337 --batch 4 --seq-len 32 \
     --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 --sample-tokens 0 \
     --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1

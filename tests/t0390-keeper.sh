@@ -12,19 +12,12 @@ echo "1..7"
 STEPS=24
 write_manifest "$TMP/run.conf" $STEPS 4 "[checkpoint]
 every = 8"
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
 start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 8 --keep 2
 KP=$LAST_PID
-for s in 0 1 2 3; do
-    start_node "$TMP/n$s.log" $s --ckpt-dir "$TMP/local-$s"
-    eval "P$s=\$NODE_PID"
-done
-all=0
-for s in 0 1 2 3; do
-    eval "p=\$P$s"
-    if wait_pid "$p" 120 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; echo "# node $s did not finish"; diag_file "$TMP/n$s.log"; fi
-done
+start_swarm n 0 1 2 3 -- --ckpt-dir "$TMP/local-%n"
+wait_all 120 $SWARM_NODES; all=$?
 wait_pid "$KP" 30 && [ "$WAIT_RC" -eq 0 ] && [ $all -eq 0 ]; rc=$?
 grep "^checkpoint " "$TMP/keeper.log" | sed 's/^/# /'
 [ $rc -eq 0 ] || diag_file "$TMP/keeper.log"

@@ -14,15 +14,12 @@
 echo "1..7"
 STEPS=40
 write_manifest "$TMP/run.conf" $STEPS 4
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
 B1=$BOOT_PID
 start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 10 --keep 2
 KP=$LAST_PID
-for s in 0 1 2 3; do
-    start_node "$TMP/a$s.log" $s
-    eval "P$s=\$NODE_PID"
-done
+start_swarm a 0 1 2 3
 # step 20 (or 30, should the keeper miss 20 on a loaded machine)
 wait_for 60 grep -Eq "^checkpoint step:[23]0 " "$TMP/keeper.log"; rc=$?
 seen=$(sed -n 's/^checkpoint step:\([23]0\) .*/\1/p' "$TMP/keeper.log" | head -n 1)
@@ -42,15 +39,8 @@ ok $? "the newest checkpoint (step $CK) is clean"
 
 # the whole run again, from the checkpoint
 start_boot "$TMP/run.conf"
-for s in 0 1 2 3; do
-    start_node "$TMP/b$s.log" $s --from-checkpoint "$TMP/ckpt"
-    eval "P$s=\$NODE_PID"
-done
-all=0
-for s in 0 1 2 3; do
-    eval "p=\$P$s"
-    if wait_pid "$p" 120 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; echo "# node $s did not finish"; diag_file "$TMP/b$s.log"; fi
-done
+start_swarm b 0 1 2 3 -- --from-checkpoint "$TMP/ckpt"
+wait_all 120 $SWARM_NODES; all=$?
 grep -h "restored from checkpoint" "$TMP/b0.log" "$TMP/b3.log" | sed 's/.*info: /# /'
 n=$(grep -l "restored from checkpoint .*step $CK," "$TMP"/b[0-3].log | wc -l)
 [ $all -eq 0 ] && [ "$n" -eq 4 ] && [ "$(last_step "$TMP/b3.log")" -eq $((STEPS - 1)) ]
@@ -74,14 +64,10 @@ ok $? "every step both runs took has the same loss; the loss kept falling"
 
 # resharded: the same checkpoint into a 2-stage run
 write_manifest "$TMP/run2.conf" $((CK + 2)) 2
-"$SWARMCTL" manifest sign --run "$TMP/run2.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run2.conf"
 start_boot "$TMP/run2.conf"
-for s in 0 1; do
-    start_node "$TMP/c$s.log" $s --from-checkpoint "$TMP/ckpt"
-    eval "P$s=\$NODE_PID"
-done
-all=0
-for p in $P0 $P1; do if wait_pid "$p" 60 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; fi; done
+start_swarm c 0 1 -- --from-checkpoint "$TMP/ckpt"
+wait_all 60 $SWARM_NODES; all=$?
 c=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/c1.log")
 echo "# 2 stages from the 4-stage checkpoint: loss at step $CK $c (4 stages: $a)"
 [ $all -eq 0 ] && [ -n "$c" ] && grep -q "saved with 4 stages" "$TMP/c0.log" &&
@@ -92,16 +78,12 @@ ok $? "a 2-stage run restarts from the 4-stage checkpoint with the same loss (1e
 kill "$BOOT_PID" 2>/dev/null
 start_boot "$TMP/run2.conf"
 start_bg "$TMP/keeper2.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 1000
-for s in 0 1; do
-    start_node "$TMP/d$s.log" $s --from-checkpoint keeper
-    eval "P$s=\$NODE_PID"
-done
-all=0
-for p in $P0 $P1; do if wait_pid "$p" 60 && [ "$WAIT_RC" -eq 0 ]; then :; else all=1; fi; done
+start_swarm d 0 1 -- --from-checkpoint keeper
+wait_all 60 $SWARM_NODES; all=$?
 d=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/d1.log")
 grep -h "restored from checkpoint" "$TMP/d0.log" | sed 's/.*info: /# /'
 echo "# 2 stages fetched from the keeper: loss at step $CK $d (4 stages: $a)"
-[ $all -eq 0 ] || { diag_file "$TMP/d0.log"; diag_file "$TMP/keeper2.log"; }
+[ $all -eq 0 ] || diag_file "$TMP/keeper2.log"
 [ $all -eq 0 ] && [ -n "$d" ] && grep -q "restored from checkpoint keeper .*saved with 4 stages" "$TMP/d0.log" &&
     $PY -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 1e-5 * abs(a) else 1)' "$a" "$d"
 ok $? "a 2-stage run restarts from the keeper over the network (--from-checkpoint keeper), same loss"

@@ -11,13 +11,10 @@
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..4"
 write_manifest "$TMP/run.conf" 100000 4
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
 start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 10
-for s in 0 1 2 3; do
-    start_node "$TMP/n$s.log" $s --from-checkpoint "$TMP/ckpt"
-    eval "P$s=\$NODE_PID"
-done
+start_swarm n 0 1 2 3 -- --from-checkpoint "$TMP/ckpt"
 wait_for 60 grep -Eq "^checkpoint step:[12]0 " "$TMP/keeper.log"
 wait_steps 30 "$TMP/n3.log" 25
 kill -9 "$P1" "$P2"

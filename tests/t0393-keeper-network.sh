@@ -14,13 +14,10 @@ echo "1..5"
 write_manifest "$TMP/run.conf" 100000 4 "[checkpoint]
 every = 10
 keep = 1000"
-"$SWARMCTL" manifest sign --run "$TMP/run.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
 start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --keep 2
-for n in 0 1a 1b 2 3; do
-    start_node "$TMP/n$n.log" "${n%[ab]}" --ckpt-dir "$TMP/local-$n" --from-checkpoint keeper
-    eval "P$n=\$NODE_PID"
-done
+start_swarm n 0 1a 1b 2 3 -- --ckpt-dir "$TMP/local-%n" --from-checkpoint keeper
 wait_for 90 grep -Eq "^checkpoint step:[1-9]0 " "$TMP/keeper.log"; rc=$?
 K=$(sed -n 's/^checkpoint step:\([0-9]*\) .*/\1/p' "$TMP/keeper.log" | head -n 1)
 grep -h "in from the local saves\|^checkpoint " "$TMP/keeper.log" | head -n 5 | sed 's/.*info: /# /'

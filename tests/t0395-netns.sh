@@ -80,12 +80,7 @@ ip netns exec "sw$ID-s0" ping -c 1 -W 2 "$NET.13" >"$TMP/ping.txt" 2>&1 &&
 start_boot_ns() {
     start_bg "$TMP/$1-boot.log" ip netns exec "sw$ID-b" "$SWARMD" bootstrap --run "$2" \
         --listen "tcp://$NET.1:*"
-    BOOT=""
-    for _ in $(seq 100); do
-        BOOT=$(sed -n 's/^listening //p' "$TMP/$1-boot.log")
-        [ -n "$BOOT" ] && break
-        sleep 0.05
-    done
+    boot_endpoint "$TMP/$1-boot.log"
     echo "# run $1: bootstrap on $BOOT"
 }
 # start_node_ns LOG HOST N STAGE: a node on host HOST ($NET.N); sets NODE_PID
@@ -135,7 +130,7 @@ PIDS="$PIDS $!"
 
 # --- run A: checkfree, stage 2 ---
 write_manifest "$TMP/a.conf" 100000 4
-"$SWARMCTL" manifest sign --run "$TMP/a.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/a.conf"
 start_run A "$TMP/a.conf"
 wait_steps 40 "$TMP/A-n3.log" 30
 status_json A "$TMP/A-s.json"
@@ -169,7 +164,7 @@ for p in $RUN_PIDS $NODE_PID; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
 # --- run B: checkfree+, stage 0 ---
 write_manifest "$TMP/b.conf" 100000 4 "[recovery]
 mode = checkfree+"
-"$SWARMCTL" manifest sign --run "$TMP/b.conf" --key "$TMP/owner" >/dev/null 2>&1
+sign_manifest "$TMP/b.conf"
 start_run B "$TMP/b.conf"
 wait_steps 40 "$TMP/B-n3.log" 30
 status_json B "$TMP/B-s.json"
