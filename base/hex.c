@@ -2,6 +2,8 @@
 
 #include "hex.h"
 
+#include <ctype.h>
+
 char *
 sw_hex_encode(char *out, const uint8_t *bytes, size_t n)
 {
@@ -13,4 +15,26 @@ sw_hex_encode(char *out, const uint8_t *bytes, size_t n)
     }
     out[2 * n] = '\0';
     return out;
+}
+
+int
+sw_hex_decode(uint8_t *out, size_t n, const char *hex)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        for (int j = 0; j < 2; j++) {
+            char ch = hex[2 * i + j];
+            v <<= 4;
+            if (ch >= '0' && ch <= '9')
+                v |= (unsigned)(ch - '0');
+            else if (ch >= 'a' && ch <= 'f')
+                v |= (unsigned)(ch - 'a' + 10);
+            else if (ch >= 'A' && ch <= 'F')
+                v |= (unsigned)(ch - 'A' + 10);
+            else
+                return -SW_EINVAL;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return hex[2 * n] == '\0' || isspace((unsigned char)hex[2 * n]) ? 0 : -SW_EINVAL;
 }

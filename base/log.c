@@ -10,6 +10,7 @@
 
 int sw_log_level = SW_LOG_INFO;
 static const char *log_prog = "swarm";
+static sw_log_prefix_fn *log_prefix;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "none"};
@@ -19,6 +20,12 @@ sw_log_set_prog(const char *prog)
 {
     const char *slash = strrchr(prog, '/');
     log_prog = slash ? slash + 1 : prog;
+}
+
+void
+sw_log_set_prefix(sw_log_prefix_fn *fn)
+{
+    log_prefix = fn;
 }
 
 int
@@ -44,14 +51,21 @@ sw__log(int level, const char *fmt, ...)
 
     if (level < 0 || level > SW_LOG_ERROR)
         level = SW_LOG_ERROR;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] %s: ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, (int)(tv.tv_usec / 1000), log_prog, (int)getpid(),
-                 level_names[level]);
-    if (n < 0)
-        return;
+    if (log_prefix) {
+        n = log_prefix(line, sizeof(line) / 2);
+        if (n < 0)
+            return;
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s: ", level_names[level]);
+    } else {
+        gettimeofday(&tv, NULL);
+        gmtime_r(&tv.tv_sec, &tm);
+        n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] %s: ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), log_prog, (int)getpid(),
+                     level_names[level]);
+        if (n < 0)
+            return;
+    }
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);

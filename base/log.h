@@ -12,6 +12,7 @@
 #ifndef SW_LOG_H
 #define SW_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum sw_log_level {
@@ -26,6 +27,11 @@ extern int sw_log_level;
 
 /* Name shown in each line (default "swarm"); the string must outlive logging. */
 void sw_log_set_prog(const char *prog);
+/* Lines begin with what fn writes (its length, < 0 on error) instead of the
+ * wall-clock time and the program: the swarm simulator's clock and node.
+ * NULL: the default. */
+typedef int sw_log_prefix_fn(char *buf, size_t len);
+void sw_log_set_prefix(sw_log_prefix_fn *fn);
 /* Parse "debug|info|warn|error|none"; 0 or -SW_EINVAL. */
 int sw_log_parse_level(const char *s);
 

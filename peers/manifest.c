@@ -346,28 +346,6 @@ sw_manifest_sig_format(char *buf, size_t len, const uint8_t owner[32], const uin
 }
 
 int
-sw_hex_decode(uint8_t *out, size_t n, const char *hex)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned v = 0;
-        for (int j = 0; j < 2; j++) {
-            char ch = hex[2 * i + j];
-            v <<= 4;
-            if (ch >= '0' && ch <= '9')
-                v |= (unsigned)(ch - '0');
-            else if (ch >= 'a' && ch <= 'f')
-                v |= (unsigned)(ch - 'a' + 10);
-            else if (ch >= 'A' && ch <= 'F')
-                v |= (unsigned)(ch - 'A' + 10);
-            else
-                return -SW_EINVAL;
-        }
-        out[i] = (uint8_t)v;
-    }
-    return hex[2 * n] == '\0' || isspace((unsigned char)hex[2 * n]) ? 0 : -SW_EINVAL;
-}
-
-int
 sw_manifest_sig_parse(const char *text, uint8_t owner[32], uint8_t sig[64])
 {
     char ho[80], hs[160];

@@ -27,6 +27,7 @@
 #include <stdio.h>
 
 #include "cfg.h"
+#include "hex.h" /* sw_hex_decode, for the callers that read keys */
 #include "identity.h"
 #include "model.h"
 #include "optim.h"
@@ -93,9 +94,6 @@ int sw_manifest_sig_parse(const char *text, uint8_t owner[32], uint8_t sig[64]) 
 int sw_manifest_check_sigfile(const struct sw_manifest *m, const char *path,
                               const uint8_t *want_owner, uint8_t owner[32], uint8_t sig[64])
     SW_WARN_UNUSED;
-
-/* Hex helpers: 0 or -SW_EINVAL. */
-int sw_hex_decode(uint8_t *out, size_t n, const char *hex) SW_WARN_UNUSED;
 
 /* Every key with its section, default, range and help (swarm.conf(5)). */
 void sw_manifest_keys(FILE *f);

@@ -184,23 +184,34 @@ sw_checkfree_rebuild(struct sw_stage *dst, struct sw_optim *dst_opt, enum sw_che
 /* ---- CheckFree+ replicas ---- */
 
 int
+sw_checkfree_replica_tensors(const struct sw_stage_layout *lay,
+                             enum sw_checkfree_replica_kind kind, const struct sw_tensor_info **t)
+{
+    int n = kind == SW_CF_REPLICA_EMBED ? 1 : 2;
+
+    if (kind == SW_CF_REPLICA_EMBED) {
+        t[0] = sw_stage_layout_find(lay, SW_T_EMBED, -1);
+    } else {
+        t[0] = sw_stage_layout_find(lay, SW_T_NORM, -1);
+        t[1] = sw_stage_layout_find(lay, SW_T_HEAD, -1);
+    }
+    for (int i = 0; i < n; i++)
+        if (!t[i])
+            return -SW_EINVAL;
+    return n;
+}
+
+int
 sw_checkfree_replica_init(struct sw_checkfree_replica *r, const struct sw_stage *owner,
                           enum sw_checkfree_replica_kind kind)
 {
     const struct sw_tensor_info *src[2] = {NULL, NULL};
 
     memset(r, 0, sizeof(*r));
-    if (kind == SW_CF_REPLICA_EMBED) {
-        src[0] = sw_stage_layout_find(&owner->lay, SW_T_EMBED, -1);
-        r->ntensors = 1;
-    } else {
-        src[0] = sw_stage_layout_find(&owner->lay, SW_T_NORM, -1);
-        src[1] = sw_stage_layout_find(&owner->lay, SW_T_HEAD, -1);
-        r->ntensors = 2;
-    }
-    if (!src[0] || (r->ntensors == 2 && !src[1])) {
+    if ((r->ntensors = sw_checkfree_replica_tensors(&owner->lay, kind, src)) < 0) {
         sw_log(SW_LOG_ERROR, "stage %d has no %s to replicate", owner->lay.s,
                kind == SW_CF_REPLICA_EMBED ? "embedding" : "untied final norm and LM head");
+        r->ntensors = 0;
         return -SW_EINVAL;
     }
     r->k = owner->k;
@@ -291,4 +302,24 @@ sw_checkfree_replica_equal(const struct sw_checkfree_replica *r, const struct sw
         sw_free(b);
     }
     return same;
+}
+
+struct sw_hop
+sw_checkfree_hop(int S, bool swapped, int h)
+{
+    if (!swapped)
+        return (struct sw_hop){h, 0, SW_PART_ALL};
+    if (h == 0)
+        return (struct sw_hop){0, 0, SW_PART_EMBED};
+    if (h == 1)
+        return (struct sw_hop){1, 0, SW_PART_ALL};
+    if (h == 2)
+        return (struct sw_hop){0, 1, SW_PART_BLOCKS};
+    if (h < S - 1)
+        return (struct sw_hop){h - 1, 0, SW_PART_ALL}; /* stages 2..S-3 at hops 3..S-2 */
+    if (h == S - 1)
+        return (struct sw_hop){S - 1, 0, SW_PART_BLOCKS};
+    if (h == S)
+        return (struct sw_hop){S - 2, 0, SW_PART_ALL};
+    return (struct sw_hop){S - 1, 1, SW_PART_HEAD};
 }

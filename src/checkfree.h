@@ -111,6 +111,26 @@ int sw_checkfree_rebuild(struct sw_stage *dst, struct sw_optim *dst_opt, enum sw
                          const struct sw_stage *next, const struct sw_optim *next_opt,
                          const struct sw_checkfree_config *cc, uint64_t seed) SW_WARN_UNUSED;
 
+/* ---- CheckFree+'s swapped route ---- */
+
+/* One hop of a microbatch's route: stage `stage` runs `parts` (SW_PART_*)
+ * on its visit `visit` (0, or 1 for the second visit to stage 0 or S-1). */
+struct sw_hop {
+    int stage, visit;
+    unsigned parts;
+};
+
+/*
+ * Hop h of a microbatch's route through S stages: plain, hop h is stage h
+ * whole (S hops); swapped (CheckFree+, every odd microbatch), S + 2 hops:
+ * the embedding of 0, stage 1, the blocks of 0 (its second visit), stages
+ * 2..S-3, the blocks of S-1, stage S-2, the final norm and head of S-1 (its
+ * second visit); so stage 1 learns to follow the embedding and stage S-2 to
+ * precede the head, and each can stand in for its boundary stage.  The one
+ * definition the simulator (sim.c) and the swarm (peers/plan.h) share.
+ */
+struct sw_hop sw_checkfree_hop(int S, bool swapped, int h);
+
 /* ---- CheckFree+ replicas ---- */
 
 enum sw_checkfree_replica_kind {
@@ -126,6 +146,13 @@ struct sw_checkfree_replica {
     float *data;                  /* backend memory, the tensors back to back */
     size_t numel;
 };
+
+/* The tensors of a replica of kind in lay, in their replica order (the
+ * embedding; or the final norm, then the head): how many (1 or 2), or
+ * -SW_EINVAL when lay lacks them. */
+int sw_checkfree_replica_tensors(const struct sw_stage_layout *lay,
+                                 enum sw_checkfree_replica_kind kind,
+                                 const struct sw_tensor_info **t) SW_WARN_UNUSED;
 
 /* Allocates a replica shaped like owner's embedding (or norm + head);
  * -SW_EINVAL when owner has no such tensors (tied heads are refused). */

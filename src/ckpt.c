@@ -50,14 +50,9 @@ hash_hex(const uint8_t *h, char *hex)
 static int
 hex_hash(const char *hex, uint8_t *h)
 {
-    if (!hex || strlen(hex) != 2 * SW_CKPT_HASH_BYTES)
+    if (!hex || strlen(hex) != 2 * SW_CKPT_HASH_BYTES ||
+        sw_hex_decode(h, SW_CKPT_HASH_BYTES, hex) < 0)
         return -SW_EFORMAT;
-    for (int i = 0; i < SW_CKPT_HASH_BYTES; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return -SW_EFORMAT;
-        h[i] = (uint8_t)v;
-    }
     return 0;
 }
 

@@ -103,36 +103,6 @@ forward_all(struct sw_sim *sim, const int32_t *inputs, const int32_t *targets, f
     return 0;
 }
 
-/* One call of a microbatch's route: stage s runs parts into slot. */
-struct hop {
-    int s, slot;
-    unsigned parts;
-};
-
-/* Hop i of a microbatch's route: 0..S-1 whole (S hops), or CheckFree+'s
- * swapped one (S + 2 hops): embed of 0, blocks of 1, blocks of 0 (its
- * second slot), 2..S-3, blocks of S-1, blocks of S-2, head of S-1 (its
- * second slot). */
-static struct hop
-hop_at(int S, bool swapped, int i)
-{
-    if (!swapped)
-        return (struct hop){i, 0, SW_PART_ALL};
-    if (i == 0)
-        return (struct hop){0, 0, SW_PART_EMBED};
-    if (i == 1)
-        return (struct hop){1, 0, SW_PART_ALL};
-    if (i == 2)
-        return (struct hop){0, 1, SW_PART_BLOCKS};
-    if (i < S - 1)
-        return (struct hop){i - 1, 0, SW_PART_ALL}; /* stages 2..S-3 at hops 3..S-2 */
-    if (i == S - 1)
-        return (struct hop){S - 1, 0, SW_PART_BLOCKS};
-    if (i == S)
-        return (struct hop){S - 2, 0, SW_PART_ALL};
-    return (struct hop){S - 1, 1, SW_PART_HEAD};
-}
-
 int
 sw_sim_forward_backward(struct sw_sim *sim, const int32_t *inputs, const int32_t *targets,
                         float loss_scale, float *loss)
@@ -142,16 +112,16 @@ sw_sim_forward_backward(struct sw_sim *sim, const int32_t *inputs, const int32_t
 
     sim->micro++;
     for (int i = 0; i < n; i++) {
-        struct hop h = hop_at(sim->S, swapped, i);
+        struct sw_hop h = sw_checkfree_hop(sim->S, swapped, i);
         /* x is read (copied to the backend) before x_out is written */
-        err = sw_stage_forward(&sim->stages[h.s], h.slot, h.parts, inputs, sim->x, targets,
+        err = sw_stage_forward(&sim->stages[h.stage], h.visit, h.parts, inputs, sim->x, targets,
                                sim->x, loss);
         if (err < 0)
             return err;
     }
     for (int i = n - 1; i >= 0; i--) {
-        struct hop h = hop_at(sim->S, swapped, i);
-        err = sw_stage_backward(&sim->stages[h.s], h.slot, sim->dx, sim->dx, loss_scale);
+        struct sw_hop h = sw_checkfree_hop(sim->S, swapped, i);
+        err = sw_stage_backward(&sim->stages[h.stage], h.visit, sim->dx, sim->dx, loss_scale);
         if (err < 0)
             return err;
     }

@@ -39,7 +39,7 @@ main(void)
     struct stat st;
     int err;
 
-    tap_plan(18);
+    tap_plan(19);
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sw-test-identity-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         tap_ok(0, "mkdtemp");
@@ -110,6 +110,12 @@ main(void)
         tap_ok(strcmp(sw_identity_hex(hex2, bytes, 3), "000fa5") == 0 &&
                    strcmp(sw_hex_encode(hex, bytes, 0), "") == 0,
                "sw_identity_hex is sw_hex_encode; 0 bytes give \"\"");
+        uint8_t back[sizeof(bytes)];
+        tap_ok(sw_hex_decode(back, sizeof(back), "000FA5ff10") == 0 &&
+                   memcmp(back, bytes, sizeof(bytes)) == 0 &&
+                   sw_hex_decode(back, 2, "000f ") == 0 && sw_hex_decode(back, 2, "000fa") < 0 &&
+                   sw_hex_decode(back, 2, "0g0f") < 0,
+               "sw_hex_decode: either case, end or space after, anything else refused");
     }
 
     sw_identity_release(&a);
