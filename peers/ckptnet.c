@@ -20,44 +20,17 @@ static const char *const suffix[3] = {"", ".adam_m", ".adam_v"};
 
 /* ---- body helpers ---- */
 
-struct cbody {
-    uint8_t data[SW_WIRE_MAX_ENVELOPE];
-    struct sw_wire_buf b;
-    msgpack_packer pk;
-};
-
-static void
-cbody_init(struct cbody *b)
-{
-    sw_wire_buf_init(&b->b, b->data, sizeof(b->data));
-    sw_wire_buf_packer(&b->pk, &b->b);
-}
-
 static bool
 open_map(struct sw_transport *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
          const char *const *keys)
 {
-    msgpack_unpacked_init(u);
-    if (sw_wire_unpack(m->hdr.body, m->hdr.body_len, u) < 0 || !sw_proto_only(&u->data, keys)) {
-        msgpack_unpacked_destroy(u);
+    if (!sw_proto_open(m->hdr.body, m->hdr.body_len, u, keys)) {
         sw_wire_count_drop(sw_transport_wire(t), SW_WIRE_DROP_MALFORMED);
         SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped malformed message of type %u",
                            m->hdr.type);
         return false;
     }
     return true;
-}
-
-static int
-get_err(const msgpack_object *map, int64_t *err)
-{
-    const msgpack_object *e = sw_proto_get(map, "err");
-
-    if (!e || (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
-               e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
-        return -SW_EMSG;
-    *err = e->via.i64;
-    return 0;
 }
 
 /* "name.adam_m" -> base "name", which 1 */
@@ -89,9 +62,9 @@ sw_ckptnet_assign(const struct sw_stage_layout *lay, int k, int *owner)
 {
     int n = lay->ntensors;
     int *order = sw_malloc((size_t)SW_MAX(n, 1) * sizeof(int));
-    uint64_t load[SW_NODE_MAX_REPLICAS] = {0};
+    uint64_t load[SW_PROTO_MAX_REPLICAS] = {0};
 
-    SW_ASSERT(k >= 1 && k <= SW_NODE_MAX_REPLICAS);
+    SW_ASSERT(k >= 1 && k <= SW_PROTO_MAX_REPLICAS);
     if (!order) {
         /* no memory for the sort: by index, still the same on every replica */
         for (int i = 0; i < n; i++)
@@ -319,7 +292,7 @@ sw_ckptnet_save_queue(struct sw_ckptnet *c, const struct sw_ckpt_stage_state *st
 
     if (!owner)
         return -SW_ENOMEM;
-    if (k < 1 || k > SW_NODE_MAX_REPLICAS || idx < 0 || idx >= k)
+    if (k < 1 || k > SW_PROTO_MAX_REPLICAS || idx < 0 || idx >= k)
         k = 1, idx = 0;
     sw_ckptnet_assign(&c->lay, k, owner);
     for (int i = 0; i < nt; i++) {
@@ -406,7 +379,7 @@ static void
 on_info_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
     static const char *const keys[] = {"step", "stage", NULL};
-    static struct cbody b;
+    static struct sw_body b;
     struct sw_ckptnet *c = arg;
     msgpack_unpacked u;
     uint64_t step, stage, now_step = c->stepp ? *c->stepp : 0;
@@ -476,7 +449,7 @@ on_info_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     }
     if (nbits > 8 * sizeof(have))
         err = -SW_ETOOBIG, nbits = 0;
-    cbody_init(&b);
+    sw_body_init(&b);
     msgpack_pack_map(&b.pk, 9);
     sw_proto_pack_key(&b.pk, "err");
     msgpack_pack_int64(&b.pk, err);
@@ -568,7 +541,7 @@ static void
 on_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
     static const char *const keys[] = {"step", "name", "off", "n", NULL};
-    static struct cbody b;
+    static struct sw_body b;
     struct sw_ckptnet *c = arg;
     msgpack_unpacked u;
     char name[SW_NAME_MAX + 8];
@@ -595,7 +568,7 @@ on_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         err = cache_fill(c, step, name);
     if (!err && (off > c->clen || cnt > c->clen - off))
         err = -SW_EINVAL;
-    cbody_init(&b);
+    sw_body_init(&b);
     msgpack_pack_map(&b.pk, 7);
     sw_proto_pack_key(&b.pk, "err");
     msgpack_pack_int64(&b.pk, err);
@@ -697,7 +670,7 @@ on_info(struct sw_transport *t, int status, const struct sw_transport_msg *m, vo
     }
     if (!open_map(t, m, &u, keys))
         goto bad;
-    if (get_err(&u.data, &err) < 0 || sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+    if (sw_proto_get_err(&u.data, &err) < 0 || sw_proto_get_u64(&u.data, "step", &step) < 0 ||
         sw_proto_get_u64(&u.data, "S", &S) < 0 || sw_proto_get_u64(&u.data, "t", &tt) < 0 ||
         sw_proto_get_f64(&u.data, "lr_mult", &lrm) < 0 ||
         sw_proto_get_f64(&u.data, "norm", &norm) < 0 ||
@@ -745,7 +718,7 @@ bad:
 static void
 info_round(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
 {
-    static struct cbody b;
+    static struct sw_body b;
 
     p->gen++;
     p->rounds++;
@@ -759,7 +732,7 @@ info_round(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
         s->ntake = 0;
         s->gen = p->gen;
         memset(s->have, 0, (size_t)SW_MAX(p->lay->ntensors, 1));
-        cbody_init(&b);
+        sw_body_init(&b);
         msgpack_pack_map(&b.pk, 2);
         sw_proto_pack_key(&b.pk, "step");
         msgpack_pack_uint64(&b.pk, p->step ? p->step : p->want);
@@ -845,7 +818,7 @@ on_piece(struct sw_transport *t, int status, const struct sw_transport_msg *m, v
         src_failed(p, s, "malformed answer");
         return;
     }
-    if (get_err(&u.data, &err) < 0 || sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+    if (sw_proto_get_err(&u.data, &err) < 0 || sw_proto_get_u64(&u.data, "step", &step) < 0 ||
         sw_proto_get_str(&u.data, "name", name, sizeof(name)) < 0 ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0 ||
         sw_proto_get_u64(&u.data, "length", &length) < 0 ||
@@ -909,14 +882,14 @@ on_piece(struct sw_transport *t, int status, const struct sw_transport_msg *m, v
 static void
 piece_request(struct sw_ckptnet_pull *p)
 {
-    static struct cbody b;
+    static struct sw_body b;
     const struct sw_tensor_info *ti = &p->lay->tensors[p->ti];
     struct sw_ckptnet_src *s = &p->src[p->from[p->ti]];
     char name[SW_NAME_MAX + 8];
     size_t len = ti->numel * sizeof(float);
 
     snprintf(name, sizeof(name), "%s%s", ti->name, suffix[p->which]);
-    cbody_init(&b);
+    sw_body_init(&b);
     msgpack_pack_map(&b.pk, 4);
     sw_proto_pack_key(&b.pk, "step");
     msgpack_pack_uint64(&b.pk, p->step);

@@ -68,7 +68,6 @@
 #include "ckpt.h"
 #include "dhtnode.h"
 #include "model.h"
-#include "node.h"
 #include "proto.h"
 #include "transport.h"
 
@@ -76,7 +75,7 @@
 #define SW_CKPTNET_REC_TTL_S 10         /* the keeper's record */
 #define SW_CKPTNET_PUBLISH_MS 3000
 #define SW_CKPTNET_RPC_MS 5000
-#define SW_CKPTNET_MAX_SRC (SW_NODE_MAX_REPLICAS + 1)
+#define SW_CKPTNET_MAX_SRC (SW_PROTO_MAX_REPLICAS + 1)
 
 /* Owner node (0..k-1) of every tensor of lay (owner[lay->ntensors]). */
 void sw_ckptnet_assign(const struct sw_stage_layout *lay, int k, int *owner);

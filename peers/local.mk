@@ -5,9 +5,15 @@ sw_peers_ldadd = libswpeers.a libswckpt.a $(sw_net_ldadd) $(sw_core_ldadd) $(INI
 	$(SODIUM_LIBS)
 
 noinst_LIBRARIES += libswpeers.a
+# The trainer core (trainer, step, lead, recover over plan, live, fetch) does
+# no I/O; node.c and the roles (bootstrap.c, join.c, keeper.c) do.
 libswpeers_a_SOURCES = peers/manifest.h peers/manifest.c peers/proto.h peers/proto.c \
-	peers/route.h peers/route.c peers/status.h peers/status.c peers/metrics.h peers/metrics.c \
-	peers/node.h peers/node.c peers/ckptnet.h peers/ckptnet.c
+	peers/status.h peers/status.c peers/metrics.h peers/metrics.c \
+	peers/plan.h peers/plan.c peers/live.h peers/live.c peers/fetch.h peers/fetch.c \
+	peers/step.h peers/step.c peers/lead.h peers/lead.c peers/recover.h peers/recover.c \
+	peers/trainer.h peers/trainer.c peers/compute.h peers/compute.c \
+	peers/node.h peers/node.c peers/bootstrap.c peers/join.c peers/keeper.c \
+	peers/ckptnet.h peers/ckptnet.c
 libswpeers_a_CPPFLAGS = $(sw_peers_cppflags)
 
 bin_PROGRAMS += swarmd swarmctl
@@ -18,17 +24,25 @@ swarmctl_SOURCES = peers/swarmctl.c src/ckptcli.h src/ckptcli.c
 swarmctl_CPPFLAGS = $(sw_peers_cppflags)
 swarmctl_LDADD = $(sw_peers_ldadd)
 
-check_PROGRAMS += tests/test_manifest tests/test_peers_route tests/test_peers_foreign \
+check_PROGRAMS += tests/test_manifest tests/test_plan tests/test_peers_foreign \
 	tests/test_peers_rogue tests/test_ckptnet
 tests_test_manifest_SOURCES = tests/test_manifest.c tests/tap.h
 tests_test_manifest_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_manifest_LDADD = $(sw_peers_ldadd)
-tests_test_peers_route_SOURCES = tests/test_peers_route.c tests/tap.h
+tests_test_plan_SOURCES = tests/test_plan.c tests/tap.h
 tests_test_ckptnet_SOURCES = tests/test_ckptnet.c tests/tap.h
 tests_test_ckptnet_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_ckptnet_LDADD = $(sw_peers_ldadd)
-tests_test_peers_route_CPPFLAGS = $(sw_peers_cppflags)
-tests_test_peers_route_LDADD = $(sw_peers_ldadd)
+tests_test_plan_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_plan_LDADD = $(sw_peers_ldadd)
+check_PROGRAMS += tests/test_live tests/test_fetch
+TESTS += tests/test_live tests/test_fetch
+tests_test_live_SOURCES = tests/test_live.c tests/tap.h
+tests_test_live_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_live_LDADD = $(sw_peers_ldadd)
+tests_test_fetch_SOURCES = tests/test_fetch.c tests/tap.h
+tests_test_fetch_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_fetch_LDADD = $(sw_peers_ldadd)
 check_PROGRAMS += tests/test_status
 tests_test_status_SOURCES = tests/test_status.c tests/tap.h
 tests_test_status_CPPFLAGS = $(sw_peers_cppflags)
@@ -42,7 +56,17 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh \
 	tests/t0380-rogue.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
 	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0395-netns.sh
-TESTS += tests/test_manifest tests/test_peers_route tests/test_ckptnet $(sw_peers_tests)
+TESTS += tests/test_manifest tests/test_plan tests/test_ckptnet $(sw_peers_tests)
+
+# The swarm protocol under deterministic simulation (the trainer core over a
+# simulated network, a stub model): `tests/test_swarm_sim --seed N --verbose`
+# replays one scenario.
+check_PROGRAMS += tests/test_swarm_sim
+TESTS += tests/test_swarm_sim
+tests_test_swarm_sim_SOURCES = tests/test_swarm_sim.c tests/stub_model.h tests/stub_model.c \
+	tests/tap.h
+tests_test_swarm_sim_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_swarm_sim_LDADD = $(sw_peers_ldadd)
 EXTRA_DIST += $(sw_peers_tests) tests/peers-lib.sh tests/check_status_json.py \
 	scripts/swarm-demo.sh bench/swarm_bench.sh tests/test_peers_foreign.c tests/test_peers_rogue.c
 dist_man_MANS += man/swarmd.1 man/swarmctl.1 man/swarm.conf.5

@@ -5,9 +5,40 @@
 
 #include <string.h>
 
+#include "identity.h"
 #include "proto.h"
 
 const uint8_t sw_proto_lobby_run[32];
+
+void
+sw_body_init(struct sw_body *b)
+{
+    sw_wire_buf_init(&b->b, b->data, sizeof(b->data));
+    sw_wire_buf_packer(&b->pk, &b->b);
+}
+
+bool
+sw_proto_open(const void *body, size_t len, msgpack_unpacked *u, const char *const *keys)
+{
+    msgpack_unpacked_init(u);
+    if (sw_wire_unpack(body, len, u) < 0 || !sw_proto_only(&u->data, keys)) {
+        msgpack_unpacked_destroy(u);
+        return false;
+    }
+    return true;
+}
+
+int
+sw_proto_get_err(const msgpack_object *map, int64_t *err)
+{
+    const msgpack_object *e = sw_proto_get(map, "err");
+
+    if (!e || (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+               e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
+        return -SW_EMSG;
+    *err = e->via.i64;
+    return 0;
+}
 
 const msgpack_object *
 sw_proto_get(const msgpack_object *map, const char *key)
@@ -142,4 +173,15 @@ sw_proto_pack_bin(msgpack_packer *pk, const void *p, size_t n)
 {
     msgpack_pack_bin(pk, n);
     msgpack_pack_bin_body(pk, p, n);
+}
+
+char *
+sw_proto_who(char out[13], const uint8_t *pk)
+{
+    char full[65];
+
+    sw_identity_hex(full, pk, 32);
+    memcpy(out, full, 12);
+    out[12] = '\0';
+    return out;
 }

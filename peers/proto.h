@@ -43,9 +43,55 @@ enum sw_peer_msg {
 };
 
 #define SW_PROTO_EP_MAX 128
+#define SW_PROTO_MAX_NODES 128   /* nodes of a run one process keeps in its table */
+#define SW_PROTO_MAX_REPLICAS 16 /* nodes of one stage in a step's plan */
+
+/*
+ * The state a stage record publishes (status.h; swarm-protocol(7), STAGE
+ * RECORDS): joining is a node whose state is a copy of a replica's, until
+ * it took part in a step (it trains, but does not lead yet).
+ */
+enum sw_rec_state { SW_REC_SYNCING = 0, SW_REC_TRAINING = 1, SW_REC_LEAVING = 2, SW_REC_DONE = 3,
+                    SW_REC_JOINING = 4 };
+
+/* The node holds a state of its stage (a copy, a rebuild or a restore may
+ * read it). */
+static inline bool
+sw_rec_has_state(int state)
+{
+    return state == SW_REC_TRAINING || state == SW_REC_JOINING || state == SW_REC_DONE;
+}
+
+/* The node takes part in the run's steps, or is about to (the leader asks it). */
+static inline bool
+sw_rec_in_run(int state)
+{
+    return state == SW_REC_SYNCING || state == SW_REC_TRAINING || state == SW_REC_JOINING;
+}
+
+/*
+ * A message body being built: one msgpack map of at most an envelope's
+ * bytes (b.overflow set when it did not fit).  Callers keep one per
+ * process or module and fill it with sw_body_init and msgpack_pack_* on pk.
+ */
+struct sw_body {
+    uint8_t data[SW_WIRE_MAX_ENVELOPE];
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+};
+
+void sw_body_init(struct sw_body *b);
 
 /* The run id of the lobby: 32 zero bytes. */
 extern const uint8_t sw_proto_lobby_run[32];
+
+/*
+ * Decodes body (one msgpack map whose keys are all in keys[]) into u:
+ * true, and the caller destroys u; false (u destroyed) when malformed.
+ */
+bool sw_proto_open(const void *body, size_t len, msgpack_unpacked *u, const char *const *keys);
+/* The "err" of an answer (an integer of either sign). */
+int sw_proto_get_err(const msgpack_object *map, int64_t *err) SW_WARN_UNUSED;
 
 const msgpack_object *sw_proto_get(const msgpack_object *map, const char *key);
 /* True when map is a map whose keys are all in keys[] (NULL-terminated), once each. */
@@ -61,6 +107,9 @@ int sw_proto_get_str(const msgpack_object *map, const char *key, char *buf, size
     SW_WARN_UNUSED;
 int sw_proto_str(const msgpack_object *o, char *buf, size_t cap) SW_WARN_UNUSED;
 bool sw_proto_is_uint(const msgpack_object *o);
+
+/* The first 12 hex digits of a public key, for logs (out returned). */
+char *sw_proto_who(char out[13], const uint8_t *pk);
 
 void sw_proto_pack_key(msgpack_packer *pk, const char *k);
 void sw_proto_pack_str(msgpack_packer *pk, const char *s);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "node.h"
 #include "status.h"
 
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
@@ -19,8 +18,8 @@ static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "s
 const char *
 sw_status_state_name(int state)
 {
-    static const char *const names[] = {"syncing", "training", "leaving", "done"};
-    return state >= 0 && state <= SW_NODE_DONE ? names[state] : "?";
+    static const char *const names[] = {"syncing", "training", "leaving", "done", "joining"};
+    return state >= 0 && state <= SW_REC_JOINING ? names[state] : "?";
 }
 
 /* Copies src into dst[cap] as sw_proto_str() accepts it: cut, and '_' for what it refuses. */
@@ -120,7 +119,7 @@ sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint
     if (sw_proto_get_u64(o, "ver", &ver) < 0 || ver != SW_STATUS_REC_VERSION ||
         sw_proto_get_str(o, "ep", r->ep, sizeof(r->ep)) < 0 ||
         sw_proto_get_u64(o, "stage", &stage) < 0 || stage >= (uint64_t)S ||
-        sw_proto_get_u64(o, "state", &state) < 0 || state > SW_NODE_DONE ||
+        sw_proto_get_u64(o, "state", &state) < 0 || state > SW_REC_JOINING ||
         sw_proto_get_u64(o, "step", &r->step) < 0 ||
         sw_proto_get_u64(o, "step_age", &sage) < 0 || sw_proto_get_u64(o, "ttl", &ttl) < 0 ||
         sw_proto_get_f64(o, "tps", &r->tps) < 0 ||
@@ -240,8 +239,8 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
         }
         if (r.step > sc->max_step)
             sc->max_step = r.step;
-        if (r.state == SW_NODE_LEAVING) {
-            if (sc->ngone < SW_NODE_MAX_NODES)
+        if (r.state == SW_REC_LEAVING) {
+            if (sc->ngone < SW_PROTO_MAX_NODES)
                 memcpy(sc->gone[sc->ngone++], r.pk, 32);
             continue;
         }
@@ -251,7 +250,7 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
         if (j < sc->n) {
             if (r.heard_ms > sc->recs[j].heard_ms)
                 sc->recs[j] = r; /* the same key on two stages: keep the newer */
-        } else if (sc->n < SW_NODE_MAX_NODES) {
+        } else if (sc->n < SW_PROTO_MAX_NODES) {
             sc->recs[sc->n++] = r;
         }
     }
@@ -309,8 +308,8 @@ sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_s
         for (int i = 0; i < n; i++) {
             const struct sw_peer_rec *r = &recs[i];
             double age = (double)(now - r->heard_ms) / 1000.0;
-            if (r->stage != s || r->state == SW_NODE_LEAVING ||
-                (r->state != SW_NODE_DONE && now - r->heard_ms > SW_STATUS_STALE_MS))
+            if (r->stage != s || r->state == SW_REC_LEAVING ||
+                (r->state != SW_REC_DONE && now - r->heard_ms > SW_STATUS_STALE_MS))
                 continue; /* left, or dead: no refresh for too long */
             x->nodes++;
             if (r->step > x->step)
@@ -324,7 +323,7 @@ sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_s
                 x->last_heard_s = age;
             if (now - r->step_ms < freshest_step_age)
                 freshest_step_age = now - r->step_ms;
-            any_training |= r->state == SW_NODE_TRAINING || r->state == SW_NODE_DONE;
+            any_training |= sw_rec_has_state(r->state);
         }
         if (x->nodes == 0) {
             x->state = finished ? "done" : "empty";

@@ -9,7 +9,7 @@
  * that key lists the stage's nodes.  The record's value is a msgpack map
  * (swarm-protocol(7), PEER MESSAGES, STAGE RECORDS):
  *   ver uint (1), ep str (run endpoint), stage uint, state uint (0 syncing,
- *   1 training, 2 leaving, 3 done), step uint (steps completed), step_age
+ *   1 training, 2 leaving, 3 done, 4 joining), step uint (steps completed), step_age
  *   uint (ms since step last changed, at publication), ttl uint (the ttl it
  *   was published with, s), tps float (tokens/s through the node), cap float
  *   (tokens/s of compute time), loss float (last stage; -1: none), norm
@@ -36,7 +36,6 @@
 #include <stdio.h>
 
 #include "dhtnode.h"
-#include "node.h"
 #include "proto.h"
 
 #define SW_STATUS_REC_METHOD_MAX 16 /* buffer, NUL included */
@@ -102,8 +101,8 @@ struct sw_status_scan {
     int S;
     uint8_t (*keys)[32];                   /* [S] */
     struct sw_status_scan_slot *slots;     /* [S] */
-    struct sw_peer_rec recs[SW_NODE_MAX_NODES];
-    uint8_t gone[SW_NODE_MAX_NODES][32];   /* keys whose record says "leaving" */
+    struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
+    uint8_t gone[SW_PROTO_MAX_NODES][32];   /* keys whose record says "leaving" */
     int n, ngone, left, status;
     uint64_t max_step, bad;
     bool pending;

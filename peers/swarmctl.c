@@ -75,7 +75,7 @@ struct client {
     struct sw_dhtnode *dht;
     struct sw_status_scan scan;
     bool have_scan;
-    struct sw_peer_rec recs[SW_NODE_MAX_NODES];
+    struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
     int nrec;
     uint64_t run_step;
     int status;
@@ -85,11 +85,8 @@ struct client {
 static void
 on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
 {
-    static const char *const keys[] = {"manifest", "owner", "sig", "ep", "boot", NULL};
     struct client *c = arg;
-    msgpack_unpacked u;
-    const uint8_t *b, *o, *s;
-    size_t bl = 0, ol = 32, sl = 64;
+    struct sw_manifest_reply r;
     char why[512];
 
     (void)t;
@@ -97,31 +94,25 @@ on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m
     c->status = status;
     if (status < 0)
         return;
-    msgpack_unpacked_init(&u);
-    if (sw_wire_unpack(m->hdr.body, m->hdr.body_len, &u) < 0 || !sw_proto_only(&u.data, keys) ||
-        sw_proto_get_bin(&u.data, "manifest", &b, &bl) < 0 ||
-        sw_proto_get_bin(&u.data, "owner", &o, &ol) < 0 ||
-        sw_proto_get_bin(&u.data, "sig", &s, &sl) < 0 ||
-        sw_proto_get_str(&u.data, "ep", c->ep, sizeof(c->ep)) < 0 ||
-        sw_proto_get_str(&u.data, "boot", c->boot, sizeof(c->boot)) < 0) {
+    if (sw_node_manifest_read(m, &r) < 0) {
         fprintf(stderr, "%s: malformed manifest reply\n", prog);
         c->status = -SW_EMSG;
-        msgpack_unpacked_destroy(&u);
         return;
     }
-    if (sw_manifest_parse(&c->man, "manifest from peer", b, bl, why, sizeof(why)) < 0) {
+    snprintf(c->ep, sizeof(c->ep), "%s", r.ep);
+    snprintf(c->boot, sizeof(c->boot), "%s", r.boot);
+    if (sw_manifest_parse(&c->man, "manifest from peer", r.bytes, r.len, why, sizeof(why)) < 0) {
         fprintf(stderr, "%s: %s\n", prog, why);
         c->status = -SW_ECONFIG;
-    } else {
-        c->have_man = true;
-        memcpy(c->owner, o, 32);
-        memcpy(c->sig, s, 64);
-        if (!sw_manifest_verify(c->owner, c->man.run_id, c->sig)) {
-            fprintf(stderr, "%s: the peer's manifest signature does not verify\n", prog);
-            c->status = -SW_ESIG;
-        }
+        return;
     }
-    msgpack_unpacked_destroy(&u);
+    c->have_man = true;
+    memcpy(c->owner, r.owner, 32);
+    memcpy(c->sig, r.sig, 64);
+    if (!sw_manifest_verify(c->owner, c->man.run_id, c->sig)) {
+        fprintf(stderr, "%s: the peer's manifest signature does not verify\n", prog);
+        c->status = -SW_ESIG;
+    }
 }
 
 static void

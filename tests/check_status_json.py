@@ -83,7 +83,7 @@ def main():
         want(p, "endpoint", (str,))
         if not 0 <= want(p, "stage", (int,)) < S:
             fail("peer stage")
-        if want(p, "state", (str,)) not in ("syncing", "training", "leaving", "done"):
+        if want(p, "state", (str,)) not in ("syncing", "training", "leaving", "done", "joining"):
             fail("peer state")
         want(p, "step", (int,))
         want(p, "loss", num, nullable=True)

@@ -25,8 +25,8 @@ main(void)
         bool ok_one = true, ok_same = true, ok_bal = true, ok_k1 = true;
         if (sw_stage_layout_init(&lay, &c, S, s) < 0 || lay.ntensors > 256)
             return 1;
-        for (int k = 1; k <= SW_NODE_MAX_REPLICAS; k++) {
-            uint64_t load[SW_NODE_MAX_REPLICAS] = {0}, big = 0, lo = UINT64_MAX, hi = 0;
+        for (int k = 1; k <= SW_PROTO_MAX_REPLICAS; k++) {
+            uint64_t load[SW_PROTO_MAX_REPLICAS] = {0}, big = 0, lo = UINT64_MAX, hi = 0;
             sw_ckptnet_assign(&lay, k, owner);
             sw_ckptnet_assign(&lay, k, again);
             for (int i = 0; i < lay.ntensors; i++) {
@@ -47,7 +47,7 @@ main(void)
                          (unsigned long long)big);
         }
         tap_ok(ok_one, "stage %d: every tensor has exactly one writer among k (1..%d)", s,
-               SW_NODE_MAX_REPLICAS);
+               SW_PROTO_MAX_REPLICAS);
         tap_ok(ok_same, "stage %d: the split depends on the layout and k only", s);
         tap_ok(ok_bal, "stage %d: writers' bytes differ by at most the largest tensor", s);
         tap_ok(ok_k1, "stage %d: one node writes everything", s);

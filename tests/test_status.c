@@ -25,7 +25,7 @@ rec_fill(struct sw_peer_rec *r)
     memset(r, 0, sizeof(*r));
     snprintf(r->ep, sizeof(r->ep), "tcp://127.0.0.1:40001");
     r->stage = 2;
-    r->state = SW_NODE_TRAINING;
+    r->state = SW_REC_TRAINING;
     r->step = 37;
     r->recoveries = 1;
     r->tps = 1234.5;

@@ -1,0 +1,272 @@
+/*
+ * fetch.c - the state-transfer client (see fetch.h).
+ */
+#include "sw.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fetch.h"
+
+/* Tag: piece (21 bits) | source (1) | generation (32). */
+#define PIECE_BITS 21
+#define TAG_PIECE(t) ((size_t)((t) & ((1u << PIECE_BITS) - 1)))
+#define TAG_SRC(t) ((int)(((t) >> PIECE_BITS) & 1))
+#define TAG_GEN(t) ((uint32_t)((t) >> (PIECE_BITS + 1)))
+
+void
+sw_fetch_init(struct sw_fetch *f, const struct sw_fetch_ops *ops, void *arg)
+{
+    memset(f, 0, sizeof(*f));
+    f->window = 1;
+    f->timeout_ms = 5000;
+    f->retry_ms = 50;
+    f->chunk = SW_FETCH_CHUNK;
+    f->ops = ops;
+    f->arg = arg;
+    f->failed_src = -1;
+}
+
+void
+sw_fetch_config(struct sw_fetch *f, int window, uint64_t timeout_ms, int retries)
+{
+    SW_ASSERT(!f->active && window >= 1);
+    f->window = window;
+    f->timeout_ms = timeout_ms;
+    f->retries = retries;
+}
+
+void
+sw_fetch_src_set(struct sw_fetch *f, int i, const char *ep, const uint8_t *pk, int stage,
+                 int which0, int nwhich, size_t numel, int64_t snap, float *buf)
+{
+    struct sw_fetch_src *s = &f->src[i];
+
+    snprintf(s->ep, sizeof(s->ep), "%s", ep);
+    if (pk)
+        memcpy(s->pk, pk, 32);
+    else
+        memset(s->pk, 0, 32);
+    s->stage = stage;
+    s->which0 = which0;
+    s->nwhich = nwhich;
+    s->numel = numel;
+    s->snap = snap;
+    s->buf = buf;
+}
+
+/* Pieces of one slab of s. */
+static size_t
+pieces_per_slab(const struct sw_fetch *f, const struct sw_fetch_src *s)
+{
+    return (s->numel + f->chunk - 1) / f->chunk;
+}
+
+static void
+src_restart(struct sw_fetch_src *s)
+{
+    s->gen++;
+    s->next = s->got = 0;
+    s->inflight = 0;
+    s->retry_ms = 0;
+    s->done = sw_fetch_total(s) == 0;
+    s->have_step = false;
+}
+
+static int
+fail(struct sw_fetch *f, int src, int err)
+{
+    f->active = false;
+    f->failed_src = src;
+    f->err = err;
+    for (int i = 0; i < f->nsrc; i++)
+        f->src[i].gen++; /* everything in flight is stale */
+    return SW_FETCH_FAILED;
+}
+
+/* Keeps window pieces of source i in flight. */
+static int
+pump(struct sw_fetch *f, int i)
+{
+    struct sw_fetch_src *s = &f->src[i];
+    size_t pps = pieces_per_slab(f, s), npieces = pps * (size_t)s->nwhich;
+
+    while (f->active && s->inflight < f->window && s->next < npieces && !s->retry_ms) {
+        size_t piece = s->next, off = (piece % pps) * f->chunk;
+        int which = s->which0 + (int)(piece / pps);
+        uint64_t tag = (uint64_t)s->gen << (PIECE_BITS + 1) | (uint64_t)i << PIECE_BITS | piece;
+
+        sw_body_init(&f->body);
+        msgpack_pack_map(&f->body.pk, s->snap >= 0 ? 5 : 4);
+        sw_proto_pack_key(&f->body.pk, "stage");
+        msgpack_pack_uint32(&f->body.pk, (uint32_t)s->stage);
+        sw_proto_pack_key(&f->body.pk, "which");
+        msgpack_pack_uint32(&f->body.pk, (uint32_t)which);
+        sw_proto_pack_key(&f->body.pk, "off");
+        msgpack_pack_uint64(&f->body.pk, off);
+        sw_proto_pack_key(&f->body.pk, "n");
+        msgpack_pack_uint64(&f->body.pk, SW_MIN(f->chunk, s->numel - off));
+        if (s->snap >= 0) {
+            sw_proto_pack_key(&f->body.pk, "snap");
+            msgpack_pack_uint64(&f->body.pk, (uint64_t)s->snap);
+        }
+        if (f->ops->request(f->arg, s->ep, f->body.b.data, f->body.b.len, f->timeout_ms,
+                            f->retries, tag) < 0)
+            return fail(f, i, -SW_EAGAIN);
+        s->inflight++;
+        s->next++;
+    }
+    return SW_FETCH_BUSY;
+}
+
+int
+sw_fetch_start(struct sw_fetch *f, int nsrc, uint64_t now)
+{
+    bool all = true;
+
+    SW_ASSERT(nsrc >= 1 && nsrc <= 2);
+    f->nsrc = nsrc;
+    f->active = true;
+    f->bytes = 0;
+    f->t0_ms = now;
+    f->failed_src = -1;
+    f->err = 0;
+    for (int i = 0; i < nsrc; i++) {
+        SW_ASSERT(pieces_per_slab(f, &f->src[i]) < (1u << PIECE_BITS) / 4);
+        src_restart(&f->src[i]);
+    }
+    for (int i = 0; i < nsrc; i++) {
+        if (pump(f, i) == SW_FETCH_FAILED)
+            return SW_FETCH_FAILED;
+        all &= f->src[i].done;
+    }
+    if (all) {
+        f->active = false;
+        return SW_FETCH_DONE;
+    }
+    return SW_FETCH_BUSY;
+}
+
+void
+sw_fetch_abandon(struct sw_fetch *f)
+{
+    f->active = false;
+    for (int i = 0; i < 2; i++)
+        f->src[i].gen++;
+}
+
+/* Reads a STATE answer to the piece [off, off + cnt) of a slab of numel
+ * floats; -SW_EMSG when malformed or not that piece, its err otherwise. */
+static int
+read_answer(const struct sw_transport_msg *m, struct sw_fetch_src *s, size_t off, size_t cnt,
+            uint64_t *step, uint64_t *t, double *lrm, double *norm, double *normc)
+{
+    static const char *const keys[] = {"err", "step", "t", "lr_mult", "norm", "normc",
+                                       "numel", "off", "n", NULL};
+    msgpack_unpacked u;
+    uint64_t got_numel, got_off, got_n;
+    int64_t err;
+    int rc = -SW_EMSG;
+
+    if (!sw_proto_open(m->hdr.body, m->hdr.body_len, &u, keys))
+        return -SW_EMSG;
+    *normc = 0;
+    if (sw_proto_get_err(&u.data, &err) == 0 && sw_proto_get_u64(&u.data, "step", step) == 0) {
+        if (err != 0) {
+            rc = err < 0 && err > -1000 ? (int)err : -SW_EMSG;
+        } else if (sw_proto_get_u64(&u.data, "t", t) == 0 &&
+                   sw_proto_get_f64(&u.data, "lr_mult", lrm) == 0 &&
+                   sw_proto_get_f64(&u.data, "norm", norm) == 0 &&
+                   (s->snap < 0 || sw_proto_get_f64(&u.data, "normc", normc) == 0) &&
+                   sw_proto_get_u64(&u.data, "numel", &got_numel) == 0 &&
+                   sw_proto_get_u64(&u.data, "off", &got_off) == 0 &&
+                   sw_proto_get_u64(&u.data, "n", &got_n) == 0 && got_numel == s->numel &&
+                   got_off == off && got_n == cnt && m->payload_len == cnt * sizeof(float) &&
+                   isfinite(*norm) && isfinite(*lrm) && isfinite(*normc)) {
+            rc = 0;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+int
+sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
+                  const struct sw_transport_msg *m)
+{
+    int i = TAG_SRC(tag), err;
+    struct sw_fetch_src *s = &f->src[i];
+    size_t piece = TAG_PIECE(tag), pps, off, cnt;
+    uint64_t step = 0, t = 0;
+    double lrm = 0, norm = 0, normc = 0;
+    bool all = true;
+
+    if (!f->active || i >= f->nsrc || TAG_GEN(tag) != s->gen)
+        return SW_FETCH_BUSY; /* stale: a restarted, failed or abandoned fetch */
+    s->inflight--;
+    if (status < 0)
+        return fail(f, i, status);
+    pps = pieces_per_slab(f, s);
+    off = (piece % pps) * f->chunk;
+    cnt = SW_MIN(f->chunk, s->numel - off);
+    err = read_answer(m, s, off, cnt, &step, &t, &lrm, &norm, &normc);
+    if (err == -SW_EAGAIN && s->snap >= 0) {
+        /* armed: the node snapshots when it gets there; ask again soon */
+        s->step = step;
+        src_restart(s);
+        s->retry_ms = now + f->retry_ms;
+        return SW_FETCH_BUSY;
+    }
+    if (err < 0) {
+        s->step = step;
+        return fail(f, i, err);
+    }
+    if (!sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len))
+        return fail(f, i, -SW_ENONFINITE);
+    if ((s->snap >= 0 && step != (uint64_t)s->snap) ||
+        (s->have_step && step != s->step)) {
+        if (s->snap >= 0)
+            return fail(f, i, -SW_EMSG);
+        /* the node took a step meanwhile: every piece must be of one step */
+        src_restart(s);
+        return pump(f, i);
+    }
+    s->step = step;
+    s->have_step = true;
+    s->t = t;
+    s->lr_mult = lrm;
+    s->norm = norm;
+    s->normc = normc;
+    memcpy(s->buf + (piece / pps) * s->numel + off, m->payload, m->payload_len);
+    f->bytes += m->payload_len;
+    if ((s->got += cnt) < sw_fetch_total(s))
+        return pump(f, i);
+    s->done = true;
+    for (int j = 0; j < f->nsrc; j++)
+        all &= f->src[j].done;
+    if (!all)
+        return SW_FETCH_BUSY;
+    f->active = false;
+    return SW_FETCH_DONE;
+}
+
+uint64_t
+sw_fetch_tick(struct sw_fetch *f, uint64_t now)
+{
+    uint64_t wake = UINT64_MAX;
+
+    for (int i = 0; f->active && i < f->nsrc; i++) {
+        struct sw_fetch_src *s = &f->src[i];
+        if (!s->retry_ms)
+            continue;
+        if (now < s->retry_ms) {
+            wake = SW_MIN(wake, s->retry_ms);
+            continue;
+        }
+        s->retry_ms = 0;
+        if (pump(f, i) == SW_FETCH_FAILED)
+            break;
+    }
+    return wake;
+}

@@ -1,0 +1,109 @@
+/*
+ * fetch.h - the state-transfer client: one module, without I/O, for every
+ * fetch of a stage's state over STATE_GET (swarm-protocol(7), STATE_GET):
+ * a replica's copy (params, m, v), a CheckFree rebuild (both neighbours'
+ * params at once), a CheckFree+ rebuild (the partner's params and the
+ * replica it keeps) and a keeper's snapshot of a step (params, m, v).
+ *
+ * A fetch has one or two sources; each source is a run of slabs
+ * (which0 .. which0 + nwhich - 1, numel floats each) of one node's stage.
+ * Pieces of at most `chunk` floats are asked for `window` at a time per
+ * source through ops->request (timeout and retries given), and taken in any
+ * order into the source's buffer.  Every piece of a source must be of one
+ * step: a piece of another step restarts that source (a live fetch), or
+ * fails the fetch (a snapshot, snap >= 0, must be of step snap).
+ *
+ * Generations.  Every (re)start of a source bumps its generation, which
+ * each request's tag carries (with the source and the piece); an answer
+ * whose generation is not its source's current one is stale and dropped.
+ * So a fetch that was restarted, failed or abandoned ignores late answers,
+ * and no callback ever points into memory that was reused.
+ *
+ * An answer with err -EAGAIN (a node not at the snapshot's step yet: it
+ * takes the snapshot when it gets there) starts that source again after
+ * retry_ms (sw_fetch_tick); any other error, a
+ * timeout, a malformed answer or a non-finite tensor fails the fetch: the
+ * caller picks a source again.
+ *
+ * Tags are 56 bits: the caller may use the top 8 to route answers.
+ */
+#ifndef SW_FETCH_H
+#define SW_FETCH_H
+
+#include "sw.h"
+
+#include "proto.h"
+#include "transport.h"
+
+#define SW_FETCH_CHUNK (1u << 20) /* floats per piece (4 MiB) */
+#define SW_FETCH_TAG_BITS 56
+
+struct sw_fetch_src {
+    /* set by the caller (sw_fetch_src_set) */
+    char ep[SW_PROTO_EP_MAX];
+    uint8_t pk[32];
+    int stage;
+    int which0, nwhich;   /* slabs: 0 params, 1 m, 2 v, 3 a CheckFree+ replica */
+    size_t numel;         /* floats per slab; 0: nothing to fetch */
+    int64_t snap;         /* >= 1: the state after that step (a keeper's); < 0: live */
+    float *buf;           /* [nwhich * numel], the caller's */
+    /* progress */
+    uint32_t gen;
+    size_t next;          /* the next float (of nwhich * numel) to ask for */
+    size_t got;           /* floats received */
+    int inflight;
+    bool done, have_step;
+    uint64_t retry_ms;    /* -EAGAIN: the piece at next is asked again then (0: not waiting) */
+    /* what the answers said */
+    uint64_t step, t;
+    double lr_mult, norm, normc;
+};
+
+struct sw_fetch_ops {
+    int (*request)(void *arg, const char *ep, const void *body, size_t len, uint64_t timeout_ms,
+                   int retries, uint64_t tag);
+};
+
+struct sw_fetch {
+    int nsrc;
+    struct sw_fetch_src src[2];
+    int window, retries;
+    uint64_t timeout_ms, retry_ms;
+    size_t chunk;
+    bool active;
+    uint64_t bytes;       /* payload bytes received since the start */
+    uint64_t t0_ms;       /* the start */
+    int failed_src;       /* after SW_FETCH_FAILED: which source, -1 the fetch itself */
+    int err;              /* and why (a negative code) */
+    const struct sw_fetch_ops *ops;
+    void *arg;
+    struct sw_body body;
+};
+
+enum { SW_FETCH_BUSY = 0, SW_FETCH_DONE = 1, SW_FETCH_FAILED = 2 };
+
+void sw_fetch_init(struct sw_fetch *f, const struct sw_fetch_ops *ops, void *arg);
+/* Pieces in flight per source, and each request's timeout and retries (for
+ * the next start; generations go on growing across starts). */
+void sw_fetch_config(struct sw_fetch *f, int window, uint64_t timeout_ms, int retries);
+/* Source i of the next start. */
+void sw_fetch_src_set(struct sw_fetch *f, int i, const char *ep, const uint8_t *pk, int stage,
+                      int which0, int nwhich, size_t numel, int64_t snap, float *buf);
+/* (Re)start every source (nsrc of them) under new generations and ask for
+ * their first pieces: SW_FETCH_BUSY, DONE (nothing to fetch) or FAILED. */
+int sw_fetch_start(struct sw_fetch *f, int nsrc, uint64_t now);
+/* Forget it: every answer in flight becomes stale. */
+void sw_fetch_abandon(struct sw_fetch *f);
+/* An answer (status 0 with m, or the request's error) to the request tag. */
+int sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
+                      const struct sw_transport_msg *m);
+/* Pieces waiting for -EAGAIN's retry; returns the next wake-up (UINT64_MAX: none). */
+uint64_t sw_fetch_tick(struct sw_fetch *f, uint64_t now);
+/* Floats per source when done (nwhich * numel). */
+static inline size_t
+sw_fetch_total(const struct sw_fetch_src *s)
+{
+    return (size_t)s->nwhich * s->numel;
+}
+
+#endif

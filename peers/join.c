@@ -1,0 +1,600 @@
+/*
+ * join.c - swarmd join: the training node's role (node.h).  The protocol
+ * is the trainer core's (trainer.h); this file is its I/O: the env over the
+ * run transport and the DHT, port probes, the stage's math (compute.h), the
+ * step lines on stdout, local checkpoints and --from-checkpoint (ckptnet.h),
+ * and the node's metrics.
+ */
+#include "sw.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ckpt.h"
+#include "ckptnet.h"
+#include "compute.h"
+#include "node.h"
+#include "trainer.h"
+
+#define EP SW_PROTO_EP_MAX
+
+struct join {
+    struct sw_node *n;
+    struct sw_trainer t;
+    struct sw_trainer_env env;
+    struct sw_compute c;
+    bool have_c, have_t;
+    uint64_t pub_seq;
+    struct sw_ckptnet *cn;        /* local saves (--ckpt-dir) and the CKPT server */
+    struct sw_ckptnet_finder kfind; /* --from-checkpoint keeper: the keeper's record */
+    struct sw_ckptnet_pull *kpull; /* --from-checkpoint keeper: this stage being fetched */
+};
+
+static struct join *
+self(struct sw_node *n)
+{
+    return n->self;
+}
+
+/* ---- the env ---- */
+
+static void
+on_response(void *arg, uint64_t tag, int status, const struct sw_transport_msg *m)
+{
+    struct join *j = arg;
+
+    sw_trainer_response(&j->t, sw_now_ms(), tag, status, m);
+}
+
+static int
+env_request(void *arg, const char *ep, uint32_t type, const void *body, size_t len,
+            uint64_t timeout_ms, int retries, uint64_t tag)
+{
+    struct join *j = arg;
+
+    return sw_node_request(j->n, ep, type, body, len, timeout_ms, retries, on_response, j, tag);
+}
+
+static int
+env_send(void *arg, const char *ep, uint32_t type, const void *body, size_t len,
+         const struct sw_payload *p)
+{
+    struct join *j = arg;
+
+    return sw_transport_send(j->n->tr, ep, type, body, len, p);
+}
+
+static int
+env_reply(void *arg, const struct sw_transport_route *r, uint32_t type, const void *body,
+          size_t len, const struct sw_payload *p)
+{
+    struct join *j = arg;
+
+    return sw_transport_reply(j->n->tr, r, type, body, len, p);
+}
+
+static void
+env_drop(void *arg, int reason)
+{
+    struct join *j = arg;
+
+    sw_wire_count_drop(sw_transport_wire(j->n->tr), reason);
+}
+
+static void
+on_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info *info)
+{
+    struct join *j = arg;
+
+    (void)info;
+    if (status == -SW_ECANCELED)
+        return;
+    if (status < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot publish the stage record: %s",
+                           sw_strerror(status));
+    else
+        sw_log(SW_LOG_DEBUG, "stage record stored on %u nodes", n_stored);
+    sw_trainer_put_done(&j->t);
+    sw_node_wake(j->n, 0);
+}
+
+/* This node's stage record (state given, ttl_s), signed, into the DHT. */
+static void
+env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t step_age_ms)
+{
+    struct join *j = arg;
+    static uint8_t val[1024];
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    struct sw_dht_record r;
+    uint64_t wall = (uint64_t)time(NULL) * 1000;
+    int err;
+
+    if (!j->n->dht)
+        return;
+    sw_wire_buf_init(&b, val, sizeof(val));
+    sw_wire_buf_packer(&pk, &b);
+    sw_status_rec_pack(&pk, me, ttl_s, step_age_ms);
+    if (b.overflow)
+        return;
+    /* a higher seq replaces the last record, also across restarts with the same key */
+    j->pub_seq = SW_MAX(j->pub_seq + 1, wall);
+    memset(&r, 0, sizeof(r));
+    sw_status_stage_key(r.key, j->n->man.run_id, me->stage);
+    r.seq = j->pub_seq;
+    r.ttl_s = ttl_s;
+    r.val = val;
+    r.val_len = b.len;
+    sw_dht_record_sign(&r, j->n->id.sk);
+    if ((err = sw_dhtnode_put(j->n->dht, &r, on_put, j)) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot publish the stage record: %s",
+                           sw_strerror(err));
+}
+
+static int
+env_scan(void *arg)
+{
+    struct join *j = arg;
+
+    return sw_node_scan(j->n);
+}
+
+static void
+on_probed(void *arg, const uint8_t *pk, bool refused)
+{
+    struct join *j = arg;
+
+    sw_trainer_probed(&j->t, pk, refused);
+    sw_node_wake(j->n, 0);
+}
+
+static void
+env_probe(void *arg, const uint8_t *pk, const char *ep, uint64_t timeout_ms)
+{
+    struct join *j = arg;
+
+    sw_node_probe(j->n, pk, ep, timeout_ms, on_probed, j);
+}
+
+/* After an update: this node's share of the stage into --ckpt-dir, when due.
+ * Blocks for the host copy only; a worker writes it. */
+static void
+local_save(struct join *j, const struct sw_step_report *r)
+{
+    size_t numel = j->c.st.lay.numel;
+    uint64_t step = r->step + 1; /* steps completed */
+    struct sw_ckpt_stage_state st;
+    struct sw_stage_scalars sc;
+    double t0 = sw_now_s();
+    float *buf;
+    int err = 0;
+
+    if (!j->cn || !sw_ckptnet_due(j->cn, step))
+        return;
+    if (!(buf = sw_ckptnet_save_begin(j->cn, &j->c.st.lay, j->t.stage, step, &err))) {
+        if (err != -SW_EAGAIN)
+            sw_log(SW_LOG_WARN, "local checkpoint of step %llu: %s", (unsigned long long)step,
+                   sw_strerror(err));
+        return;
+    }
+    for (int w = 0; w < 3 && err >= 0; w++)
+        err = sw_compute_ops.read(&j->c, w, 0, numel, buf + (size_t)w * numel);
+    sw_compute_ops.scalars(&j->c, &sc);
+    st.t = sc.t;
+    st.lr_mult = sc.lr_mult;
+    st.last_norm = sc.last_norm;
+    st.last_norm_clipped = sc.last_norm_clipped;
+    if (err >= 0)
+        err = sw_ckptnet_save_queue(j->cn, &st, r->nrep, r->myidx, sw_now_s() - t0);
+    if (err < 0)
+        sw_log(SW_LOG_WARN, "local checkpoint of step %llu: %s", (unsigned long long)step,
+               sw_strerror(err));
+}
+
+/* The step's line on stdout (swarmd(1), OUTPUT), then the local save. */
+static void
+env_stepped(void *arg, const struct sw_step_report *r)
+{
+    struct join *j = arg;
+
+    if (r->loss >= 0)
+        printf("s:%llu trl:%.6f lr:%.2e norm:%.3f hash:%s tok/s:%.0f\n",
+               (unsigned long long)r->step, r->loss, r->lr, r->norm, r->hash, r->tok_s);
+    else
+        printf("s:%llu stage:%d norm:%.3f hash:%s\n", (unsigned long long)r->step, r->stage,
+               r->norm, r->hash);
+    fflush(stdout);
+    local_save(j, r);
+}
+
+/* ---- --from-checkpoint ---- */
+
+/* --from-checkpoint keeper, or a folder that does not exist on this
+ * machine: the stage comes from the keeper the DHT names. */
+static bool
+use_keeper(const struct join *j)
+{
+    struct stat sb;
+    const char *f = j->n->o.from_ckpt;
+
+    return !strcmp(f, "keeper") || (f[0] && stat(f, &sb));
+}
+
+static int
+env_ckpt_newest(void *arg, char *where, size_t len)
+{
+    struct join *j = arg;
+    struct sw_ckpt_entry *e = NULL;
+    int cnt = 0, best = -1;
+
+    if (use_keeper(j)) {
+        sw_ckptnet_find(&j->kfind, j->n->dht, j->n->man.run_id, 1000);
+        snprintf(where, len, "the keeper at %s", j->kfind.ep);
+        if (j->kfind.found && j->kfind.step > 0)
+            return (int)j->kfind.step;
+        return j->kfind.lookups ? -1 : -2;
+    }
+    snprintf(where, len, "'%s'", j->n->o.from_ckpt);
+    if (sw_ckpt_list(j->n->o.from_ckpt, false, &e, &cnt) < 0)
+        return -1;
+    for (int i = 0; i < cnt; i++)
+        if (e[i].status == 0 && e[i].step > best)
+            best = e[i].step;
+    sw_free(e);
+    return best;
+}
+
+static void
+scalars_of(struct sw_stage_scalars *sc, const struct sw_ckpt_stage_state *st)
+{
+    sc->t = st->t;
+    sc->lr_mult = st->lr_mult;
+    sc->last_norm = st->last_norm;
+    sc->last_norm_clipped = st->last_norm_clipped;
+}
+
+static void
+kpull_free(struct join *j)
+{
+    if (j->kpull)
+        sw_ckptnet_pull_release(j->kpull);
+    sw_free(j->kpull);
+    j->kpull = NULL;
+}
+
+/* The keeper has none (yet): busy while it may be starting, else none/error. */
+static int
+keeper_none(struct join *j, uint64_t run_step)
+{
+    if (j->kfind.lookups < 4)
+        return SW_RESTORE_BUSY; /* a keeper that just started may not be published yet */
+    if (run_step == 0) {
+        sw_log(SW_LOG_INFO, "--from-checkpoint: %s and the run has not started: the run seed's "
+               "initialisation", j->kfind.found ? "the keeper holds no checkpoint yet"
+                                                : "no keeper found");
+        return SW_RESTORE_NONE;
+    }
+    sw_log(SW_LOG_ERROR, "--from-checkpoint: %s", j->kfind.found ? "the keeper holds no "
+           "checkpoint" : "no keeper found in the DHT");
+    return -SW_ENOENT;
+}
+
+/* The stage's tensors from the keeper the DHT names, over several ticks. */
+static int
+restore_keeper(struct join *j, int stage, uint64_t run_step, struct sw_restore *r)
+{
+    int err;
+
+    if (!j->kpull) {
+        sw_ckptnet_find(&j->kfind, j->n->dht, j->n->man.run_id, 1000);
+        if (!j->kfind.found || !j->kfind.step)
+            return keeper_none(j, run_step);
+        if (!(j->kpull = sw_calloc(1, sizeof(*j->kpull))) ||
+            sw_ckptnet_pull_init(j->kpull, j->n->tr, &j->c.st.lay, stage, r->host, 0) < 0) {
+            sw_free(j->kpull);
+            j->kpull = NULL;
+            return -SW_ENOMEM;
+        }
+        sw_log(SW_LOG_INFO, "--from-checkpoint: fetching stage %d from the keeper at %s "
+               "(newest checkpoint: step %llu)", stage, j->kfind.ep,
+               (unsigned long long)j->kfind.step);
+    }
+    if ((err = sw_ckptnet_pull_tick(j->kpull, (const char (*)[EP])j->kfind.ep, 1)) == 0)
+        return SW_RESTORE_BUSY;
+    if (err == 1) {
+        sw_log(SW_LOG_INFO, "--from-checkpoint: stage %d of step %llu: %llu bytes from %s in "
+               "%llu ms", stage, (unsigned long long)j->kpull->step,
+               (unsigned long long)j->kpull->bytes, j->kfind.ep,
+               (unsigned long long)(sw_now_ms() - j->kpull->t0_ms));
+        snprintf(r->from, sizeof(r->from), "keeper %s", j->kfind.ep);
+        scalars_of(&r->sc, &j->kpull->st);
+        r->step = j->kpull->step;
+        r->saved_S = j->kpull->saved_S;
+        err = SW_RESTORE_DONE;
+    } else {
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: cannot fetch stage %d from the keeper at %s: %s",
+               stage, j->kfind.ep, sw_strerror(err));
+    }
+    kpull_free(j);
+    return err;
+}
+
+/* Same model as the manifest's? */
+static bool
+same_model(const struct sw_model_config *a, const struct sw_model_config *b)
+{
+    return a->vocab_size == b->vocab_size && a->d_model == b->d_model &&
+           a->n_layers == b->n_layers && a->n_heads == b->n_heads &&
+           a->n_kv_heads == b->n_kv_heads && a->ffn_hidden == b->ffn_hidden && a->tied == b->tied;
+}
+
+/*
+ * swarmd join --from-checkpoint DIR: this stage's tensors (whatever the stage
+ * count at save time: read by global name), AdamW state and step from the
+ * newest clean checkpoint of DIR; --from-checkpoint keeper (or a DIR that
+ * does not exist here): from the keeper, over the network.
+ */
+static int
+env_restore(void *arg, int stage, uint64_t run_step, struct sw_restore *r)
+{
+    struct join *j = arg;
+    const struct sw_manifest *man = &j->n->man;
+    size_t numel = j->c.st.lay.numel;
+    struct sw_ckpt_stage_state st;
+    struct sw_ckpt ck;
+    int err;
+
+    if (use_keeper(j))
+        return restore_keeper(j, stage, run_step, r);
+    if ((err = sw_ckpt_open(&ck, j->n->o.from_ckpt, -1)) < 0) {
+        if (err == -SW_ENOENT && run_step == 0) {
+            sw_log(SW_LOG_INFO, "--from-checkpoint: no checkpoint in '%s' yet and the run has "
+                   "not started: the run seed's initialisation", j->n->o.from_ckpt);
+            return SW_RESTORE_NONE;
+        }
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: no clean checkpoint in '%s': %s",
+               j->n->o.from_ckpt, sw_strerror(err));
+        return err;
+    }
+    if (!same_model(&ck.run.cfg, &man->model)) {
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: '%s' holds another model than the manifest's",
+               ck.path);
+        err = -SW_ECONFIG;
+    } else if (ck.run.seed != man->seed) {
+        sw_log(SW_LOG_WARN, "--from-checkpoint: '%s' was saved by a run of seed %llu, this "
+               "run's is %llu", ck.path, (unsigned long long)ck.run.seed,
+               (unsigned long long)man->seed);
+    }
+    if (!err && (err = sw_ckpt_read_stage(&ck, &j->c.st.lay, r->host, r->host + numel,
+                                          r->host + 2 * numel, &st)) < 0)
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: cannot load the state: %s", sw_strerror(err));
+    if (!err) {
+        snprintf(r->from, sizeof(r->from), "'%.*s'", (int)sizeof(r->from) - 3, ck.path);
+        scalars_of(&r->sc, &st);
+        r->step = (uint64_t)ck.run.step;
+        r->saved_S = ck.run.S;
+        err = SW_RESTORE_DONE;
+    }
+    sw_ckpt_close(&ck);
+    return err;
+}
+
+/* ---- the role ---- */
+
+static void
+on_msg(struct sw_transport *tr, const struct sw_transport_msg *m, void *arg)
+{
+    struct join *j = arg;
+
+    (void)tr;
+    if (j->n->phase != SW_NODE_RUN)
+        return;
+    sw_trainer_input(&j->t, sw_now_ms(), m);
+    sw_node_wake(j->n, 0);
+}
+
+static int
+parse_stage(struct sw_node *n, int *stage)
+{
+    char *end;
+    long s;
+
+    if (!strcmp(n->o.stage, "auto")) {
+        *stage = -1;
+        return 0;
+    }
+    s = strtol(n->o.stage, &end, 10);
+    if (*end || end == n->o.stage || s < 0 || s >= n->man.stages) {
+        sw_log(SW_LOG_ERROR, "--stage: want auto or 0..%d, got '%s'", n->man.stages - 1,
+               n->o.stage);
+        return -SW_ECONFIG;
+    }
+    *stage = (int)s;
+    return 0;
+}
+
+static int
+join_start(struct sw_node *n)
+{
+    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_GO,      SW_MSG_FWD,      SW_MSG_BWD,
+                                     SW_MSG_GRAD,    SW_MSG_REPLICA, SW_MSG_STATE_GET};
+    struct join *j = sw_calloc(1, sizeof(*j));
+    struct sw_trainer_opts to;
+    uint64_t rng;
+    char rh[65];
+
+    if (!j)
+        return SW_EXIT_FAIL;
+    n->self = j;
+    j->n = n;
+    memset(&to, 0, sizeof(to));
+    if (parse_stage(n, &to.stage) < 0)
+        return SW_EXIT_USAGE;
+    to.dead_ms = n->o.dead_ms;
+    to.ban_ms = n->o.ban_ms;
+    to.linger_ms = n->o.linger_ms;
+    to.exit_at_end = n->o.exit_at_end != 0;
+    to.from_ckpt = n->o.from_ckpt[0] != '\0';
+    randombytes_buf(&rng, sizeof(rng));
+    to.rng = rng;
+    j->env = (struct sw_trainer_env){j,         env_send,    env_request,     env_reply,
+                                     env_drop,  env_publish, env_scan,        env_probe,
+                                     env_stepped, env_ckpt_newest, env_restore};
+    if (sw_trainer_init(&j->t, n->id.pk, n->ep, &n->man, &to, &j->env, sw_now_ms()) < 0)
+        return SW_EXIT_FAIL;
+    j->have_t = true;
+    for (size_t i = 0; i < SW_ARRAY_SIZE(types); i++)
+        if (sw_transport_on(n->tr, types[i], on_msg, j) < 0)
+            return SW_EXIT_FAIL;
+    if (!(j->cn = sw_calloc(1, sizeof(*j->cn))) ||
+        sw_ckptnet_init(j->cn, n->loop, n->tr, &n->man.model, &n->man.optim, n->man.seed,
+                        n->man.stages, n->man.micro, n->man.steps, n->man.ckpt_every,
+                        n->man.ckpt_keep, false, n->o.ckpt_dir, &j->t.step) < 0)
+        return SW_EXIT_FAIL;
+    if (n->o.ckpt_dir[0])
+        sw_log(SW_LOG_INFO, n->man.ckpt_every > 0 ? "local checkpoints every %d steps into '%s' "
+               "(keep %d)" : "local checkpoints off: the manifest's [checkpoint] every is %d "
+               "('%s', keep %d)", n->man.ckpt_every, n->o.ckpt_dir, n->man.ckpt_keep);
+    sw_log(SW_LOG_INFO, "joined run %s through %s; lobby %s, run transport %s",
+           sw_identity_hex(rh, n->man.run_id, 32), n->o.peer, n->lobby_ep, n->ep);
+    return 0;
+}
+
+/* The stage is chosen: its math is set up and SYNC starts. */
+static int
+setup(struct join *j)
+{
+    int err;
+
+    if ((err = sw_compute_init(&j->c, &j->n->man, j->t.stage, j->n->o.device, j->n->o.threads,
+                               j->n->o.data)) < 0) {
+        sw_log(SW_LOG_ERROR, "cannot set up stage %d: %s", j->t.stage, sw_strerror(err));
+        return err == -SW_ECONFIG ? SW_EXIT_USAGE : SW_EXIT_FAIL;
+    }
+    j->have_c = true;
+    if (sw_trainer_set_stage(&j->t, &sw_compute_ops, &j->c, j->c.st.lay.numel) < 0)
+        return SW_EXIT_FAIL;
+    return 0;
+}
+
+static uint64_t
+join_tick(struct sw_node *n, uint64_t now)
+{
+    struct join *j = self(n);
+    uint64_t wake = sw_trainer_tick(&j->t, now);
+    int code;
+
+    if (sw_trainer_wants_stage(&j->t)) {
+        if ((code = setup(j)) != 0) {
+            n->exit_code = code;
+            return SW_NODE_DONE;
+        }
+        wake = now;
+    }
+    if (j->t.phase == SW_PHASE_CLOSED) {
+        n->exit_code = j->t.exit_code;
+        return SW_NODE_DONE;
+    }
+    return wake;
+}
+
+static void
+join_signal(struct sw_node *n, int sig)
+{
+    (void)sig;
+    sw_trainer_stop(&self(n)->t, sw_now_ms());
+}
+
+static void
+join_scanned(struct sw_node *n, int status, const struct sw_peer_rec *recs, int cnt,
+             uint64_t max_step)
+{
+    struct join *j = self(n);
+
+    sw_trainer_scanned(&j->t, sw_now_ms(), status, recs, cnt,
+                       (const uint8_t(*)[32])n->scan.gone, n->scan.ngone, max_step);
+    sw_node_wake(n, 0);
+}
+
+static int
+join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
+{
+    const struct sw_trainer *t = &self(n)->t;
+    const struct sw_live *lv = &t->live;
+
+#define OUT(...) SW_NODE_METRIC(buf, len, off, __VA_ARGS__)
+    OUT("# HELP swarm_node_stage Stage this node serves.\n# TYPE swarm_node_stage gauge\n"
+        "swarm_node_stage %d\n", t->stage);
+    OUT("# HELP swarm_node_step Steps this node completed.\n# TYPE swarm_node_step counter\n"
+        "swarm_node_step %llu\n", (unsigned long long)t->step);
+    OUT("# HELP swarm_node_tokens_per_second Tokens per second through this node.\n"
+        "# TYPE swarm_node_tokens_per_second gauge\nswarm_node_tokens_per_second %.1f\n", t->tps);
+    OUT("# HELP swarm_node_capacity_tokens_per_second Tokens per second of compute time.\n"
+        "# TYPE swarm_node_capacity_tokens_per_second gauge\n"
+        "swarm_node_capacity_tokens_per_second %.1f\n", t->cap);
+    OUT("# HELP swarm_node_tokens_total Tokens through this node.\n"
+        "# TYPE swarm_node_tokens_total counter\nswarm_node_tokens_total %llu\n",
+        (unsigned long long)t->tokens_total);
+    OUT("# HELP swarm_node_grad_norm Pre-clip gradient norm of the last step.\n"
+        "# TYPE swarm_node_grad_norm gauge\nswarm_node_grad_norm %.6f\n", t->last_norm);
+    if (t->stage == t->S - 1)
+        OUT("# HELP swarm_node_loss Training loss of the last step.\n"
+            "# TYPE swarm_node_loss gauge\nswarm_node_loss %.6f\n", t->last_loss);
+    OUT("# HELP swarm_node_param_mismatches_total Replica hash mismatches seen.\n"
+        "# TYPE swarm_node_param_mismatches_total counter\n"
+        "swarm_node_param_mismatches_total %llu\n", (unsigned long long)t->mismatches);
+    OUT("# HELP swarm_node_recoveries_total Times this node rebuilt or copied its stage "
+        "into a running run.\n# TYPE swarm_node_recoveries_total counter\n"
+        "swarm_node_recoveries_total %llu\n", (unsigned long long)t->recoveries);
+    if (t->rec_method[0]) {
+        OUT("# HELP swarm_node_last_recovery_bytes State bytes the last recovery fetched.\n"
+            "# TYPE swarm_node_last_recovery_bytes gauge\n"
+            "swarm_node_last_recovery_bytes{method=\"%s\",from=\"%s\"} %llu\n", t->rec_method,
+            t->rec_from, (unsigned long long)t->rec_bytes);
+        OUT("# HELP swarm_node_last_recovery_seconds Duration of the last recovery.\n"
+            "# TYPE swarm_node_last_recovery_seconds gauge\n"
+            "swarm_node_last_recovery_seconds{method=\"%s\"} %.3f\n", t->rec_method, t->rec_s);
+    }
+    OUT("# HELP swarm_node_deaths_total Nodes this node declared dead.\n"
+        "# TYPE swarm_node_deaths_total counter\nswarm_node_deaths_total %llu\n",
+        (unsigned long long)lv->deaths);
+    OUT("# HELP swarm_node_bans_total Peers banned for a bad message.\n"
+        "# TYPE swarm_node_bans_total counter\nswarm_node_bans_total %llu\n",
+        (unsigned long long)lv->bans_total);
+    OUT("# HELP swarm_node_dropped_total Messages dropped by this node, by reason.\n"
+        "# TYPE swarm_node_dropped_total counter\n"
+        "swarm_node_dropped_total{reason=\"banned\"} %llu\n"
+        "swarm_node_dropped_total{reason=\"unknown_sender\"} %llu\n"
+        "swarm_node_dropped_total{reason=\"shape\"} %llu\n",
+        (unsigned long long)t->drop_banned, (unsigned long long)t->drop_unknown,
+        (unsigned long long)t->drop_shape);
+#undef OUT
+    return 0;
+}
+
+static void
+join_release(struct sw_node *n)
+{
+    struct join *j = self(n);
+
+    if (!j)
+        return;
+    kpull_free(j);
+    if (j->cn) {
+        sw_ckptnet_release(j->cn);
+        sw_free(j->cn);
+    }
+    if (j->have_t)
+        sw_trainer_release(&j->t);
+    if (j->have_c)
+        sw_compute_release(&j->c);
+    sw_free(j);
+    n->self = NULL;
+}
+
+const struct sw_role sw_join_role = {"node",       join_start,   join_tick,   join_signal,
+                                     join_scanned, join_metrics, join_release};

@@ -1,0 +1,536 @@
+/*
+ * lead.c - the step leader (see lead.h).
+ */
+#include "sw.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "trainer.h"
+
+#define READY_TAG(round, slot) SW_TAG(SW_TAG_READY, (uint64_t)(round) << 16 | (uint64_t)(slot))
+
+int
+sw_lead_init(struct sw_trainer *t)
+{
+    memset(&t->lead, 0, sizeof(t->lead));
+    return sw_plan_init(&t->lead.plan, t->S, t->M);
+}
+
+void
+sw_lead_release(struct sw_trainer *t)
+{
+    sw_plan_release(&t->lead.plan);
+}
+
+static void
+set_phase(struct sw_trainer *t, int phase)
+{
+    t->lead.phase = phase;
+    t->lead.phase_ms = t->now;
+}
+
+bool
+sw_lead_is_leader(struct sw_trainer *t)
+{
+    if (!t->ops || t->stage != 0 || t->phase != SW_PHASE_TRAINING || !trainer_dir_find(t, t->pk))
+        return false;
+    for (int i = 0; i < t->ndir; i++)
+        if (t->dir[i].stage == 0 && t->dir[i].state == SW_REC_TRAINING &&
+            memcmp(t->dir[i].pk, t->pk, 32) < 0)
+            return false;
+    return true;
+}
+
+/* A slot of the round being made; false when the table is full. */
+static struct sw_lead_slot *
+slot_add(struct sw_trainer *t, const uint8_t *pk, const char *ep, int stage, double w, bool ok)
+{
+    struct sw_lead *L = &t->lead;
+    struct sw_lead_slot *p;
+
+    if (L->nslot >= SW_PROTO_MAX_NODES)
+        return NULL;
+    p = &L->slot[L->nslot++];
+    memset(p, 0, sizeof(*p));
+    memcpy(p->pk, pk, 32);
+    snprintf(p->ep, sizeof(p->ep), "%s", ep);
+    p->stage = stage;
+    p->w = w;
+    p->ok = p->answered = ok;
+    return p;
+}
+
+/* A new round of slots: answers to the last one are stale from now on. */
+static void
+round_new(struct sw_trainer *t)
+{
+    t->lead.round++;
+    t->lead.nslot = t->lead.nwait = 0;
+}
+
+/* GO(step, ver, plan) to the nodes planned (slots ok); false when a stage has none. */
+static bool
+send_plan(struct sw_trainer *t, uint64_t ver)
+{
+    struct sw_lead *L = &t->lead;
+    struct sw_body *b = &t->body;
+
+    sw_plan_clear(&L->plan);
+    for (int i = 0; i < L->nslot; i++)
+        if (L->slot[i].ok)
+            sw_plan_add(&L->plan, L->slot[i].stage, L->slot[i].pk, L->slot[i].ep, L->slot[i].w);
+    if (!sw_plan_finish(&L->plan))
+        return false;
+    L->plan.step = L->step;
+    L->plan.ver = ver;
+    for (int i = 0; i < L->nslot; i++) {
+        if (!L->slot[i].ok)
+            continue;
+        sw_body_init(b);
+        msgpack_pack_map(&b->pk, 3);
+        sw_proto_pack_key(&b->pk, "step");
+        msgpack_pack_uint64(&b->pk, L->step);
+        sw_proto_pack_key(&b->pk, "ver");
+        msgpack_pack_uint64(&b->pk, ver);
+        sw_proto_pack_key(&b->pk, "plan");
+        sw_plan_pack(&b->pk, &L->plan);
+        trainer_send(t, L->slot[i].ep, SW_MSG_GO, NULL, 0);
+    }
+    L->ver = ver;
+    L->go_ms = t->now;
+    return true;
+}
+
+/* Of each stage's ready nodes, the ones whose state is not the lowest key's
+ * are left out of the plan (see lead.h). */
+static void
+one_state(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    char who[13], a[17], b[17];
+
+    for (int i = 0; i < L->nslot; i++) {
+        struct sw_lead_slot *p = &L->slot[i], *first = NULL;
+        if (!p->ok || !p->have_hash)
+            continue;
+        for (int j = 0; j < L->nslot; j++) {
+            struct sw_lead_slot *q = &L->slot[j];
+            if (q->ok && q->have_hash && q->stage == p->stage &&
+                (!first || memcmp(q->pk, first->pk, 32) < 0))
+                first = q;
+        }
+        if (first == p || !memcmp(first->hash, p->hash, 32))
+            continue;
+        p->ok = false;
+        sw_identity_hex(a, p->hash, 8);
+        sw_identity_hex(b, first->hash, 8);
+        sw_log(SW_LOG_WARN, "step %llu: node %s of stage %d holds another state (%s) than the "
+               "stage's first node (%s): planning without it", (unsigned long long)L->step,
+               sw_proto_who(who, p->pk), p->stage, a, b);
+    }
+}
+
+static void
+go(struct sw_trainer *t)
+{
+    if (!sw_lead_is_leader(t) || t->step != t->lead.step) {
+        /* the round outlived this node's lead (another stage-0 node leads, or
+         * the run went past the step meanwhile): its answers plan nothing */
+        set_phase(t, SW_LEAD_IDLE);
+        return;
+    }
+    one_state(t);
+    if (!send_plan(t, 0)) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: a stage has no ready node, waiting",
+                           (unsigned long long)t->lead.step);
+        set_phase(t, SW_LEAD_IDLE);
+        return;
+    }
+    sw_log(SW_LOG_DEBUG, "step %llu: go", (unsigned long long)t->lead.step);
+    set_phase(t, SW_LEAD_RUNNING);
+}
+
+void
+sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "ok", "hash", NULL};
+    struct sw_lead *L = &t->lead;
+    uint32_t round = (uint32_t)((tag >> 16) & 0xffffffffu);
+    int i = (int)(tag & 0xffff);
+    struct sw_lead_slot *p;
+    msgpack_unpacked u;
+    uint64_t step;
+    bool ok = false;
+
+    if (round != L->round || L->phase != SW_LEAD_PREPARING || i >= L->nslot) {
+        L->stale_ready++; /* an answer of an earlier round: its slot may be another node's now */
+        return;
+    }
+    p = &L->slot[i];
+    if (p->answered)
+        return;
+    if (status == 0 && trainer_open(t, m, &u, keys)) {
+        const uint8_t *h;
+        size_t hl = 32;
+        if (sw_proto_get_u64(&u.data, "step", &step) == 0 &&
+            sw_proto_get_bool(&u.data, "ok", &ok) == 0 && step == L->step)
+            p->ok = ok;
+        if (sw_proto_get_bin(&u.data, "hash", &h, &hl) == 0) {
+            memcpy(p->hash, h, 32);
+            p->have_hash = true;
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    p->answered = true;
+    if (--L->nwait == 0)
+        go(t);
+}
+
+/* Pings the nodes of the running step and drops the gone ones; true when the plan changed. */
+static bool
+watch_nodes(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    bool changed = false;
+    char who[13];
+
+    for (int i = 0; i < L->nslot; i++) {
+        struct sw_lead_slot *p = &L->slot[i];
+        if (!p->ok || !memcmp(p->pk, t->pk, 32))
+            continue;
+        if (trainer_gone(t, p->pk)) {
+            p->ok = false;
+            changed = true;
+            sw_log(SW_LOG_WARN, "step %llu: node %s of stage %d is gone: planning without it",
+                   (unsigned long long)L->step, sw_proto_who(who, p->pk), p->stage);
+            continue;
+        }
+        sw_live_ping(&t->live, t->now, p->pk, p->ep, p->stage, SW_LEAD_PING_MS);
+    }
+    return changed;
+}
+
+/* Gives each stage left without a node the first newcomer at the step, or
+ * one past it; returns the lowest stage still empty (-1: none). */
+static int
+fill_stages(struct sw_trainer *t, bool *changed)
+{
+    struct sw_lead *L = &t->lead;
+    bool *have = sw_calloc((size_t)t->S, sizeof(bool));
+    int empty = -1;
+    char who[13];
+
+    if (!have)
+        return -1;
+    for (int i = 0; i < L->nslot; i++)
+        if (L->slot[i].ok)
+            have[L->slot[i].stage] = true;
+    for (int i = 0; i < t->ndir && L->nslot < SW_PROTO_MAX_NODES; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        /* at the step, or past it: rebuilt from a source that had finished
+         * it, it steps back into it when it gets the plan (step.h) */
+        if (have[r->stage] || (r->state != SW_REC_TRAINING && r->state != SW_REC_JOINING) ||
+            (r->step != L->step && r->step != L->step + 1) || trainer_gone(t, r->pk))
+            continue;
+        slot_add(t, r->pk, r->ep, r->stage, r->cap, true);
+        have[r->stage] = true;
+        *changed = true;
+        sw_log(SW_LOG_INFO, "step %llu: node %s serves the empty stage %d: planning it again",
+               (unsigned long long)L->step, sw_proto_who(who, r->pk), r->stage);
+    }
+    for (int s = t->S - 1; s >= 0; s--)
+        if (!have[s])
+            empty = s;
+    sw_free(have);
+    return empty;
+}
+
+/* While a step runs (see lead.h): pings, replans, pauses. */
+static void
+watch(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    bool changed = watch_nodes(t);
+    int empty = fill_stages(t, &changed);
+
+    if (empty >= 0) {
+        /* the node that recovers the stage shows up in a scan: look more often meanwhile */
+        trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);
+        if (L->phase != SW_LEAD_PAUSED || t->now - L->wait_log_ms > 5000) {
+            sw_log(SW_LOG_WARN, "step %llu: stage %d has no node left: drivers paused until a "
+                   "node recovers it (swarmd join --stage auto)", (unsigned long long)L->step,
+                   empty);
+            L->wait_log_ms = t->now;
+        }
+        if (L->phase != SW_LEAD_PAUSED)
+            L->phase = SW_LEAD_PAUSED; /* phase_ms: the stall clock stops meanwhile */
+        return;
+    }
+    if (changed && send_plan(t, L->ver + 1)) {
+        set_phase(t, SW_LEAD_RUNNING);
+    } else if (!changed && t->now - L->go_ms >= 1000 && t->now - L->phase_ms < 10000) {
+        /* the same GO again, for a node that dropped it (one that had not
+         * read this leader's record yet): a node that has it ignores it */
+        (void)send_plan(t, L->ver);
+        if (L->phase == SW_LEAD_PAUSED)
+            set_phase(t, SW_LEAD_RUNNING);
+    } else if (L->phase == SW_LEAD_PAUSED) {
+        set_phase(t, SW_LEAD_RUNNING);
+    }
+}
+
+void
+sw_lead_takeover(struct sw_trainer *t)
+{
+    set_phase(t, SW_LEAD_TAKEOVER);
+}
+
+/*
+ * This node rebuilt stage 0 (CheckFree+, or a checkpoint) in a step whose
+ * leader died with the stage: some nodes may have finished the step, others
+ * are in it.  A PREPARE would restart these and leave those a step ahead,
+ * so plan the step again instead, as a replan: GO to every training node at
+ * the step or just past it, with a version no plan of the lost leader
+ * reached (the clock in ms); nodes in the step resend what the new node
+ * needs, nodes past it replay from their store, idle ones start it.
+ */
+static void
+takeover(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    const struct sw_peer_rec *seen = trainer_dir_find(t, t->pk);
+    uint64_t ver = t->now;
+
+    /* the others accept a GO from a stage-0 node they know: wait until
+     * this node's training record is in the DHT (they scan as often) */
+    if (!seen || seen->state != SW_REC_TRAINING || seen->step != t->step) {
+        trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);
+        return;
+    }
+    round_new(t);
+    slot_add(t, t->pk, t->ep, t->stage, t->cap, true);
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (!memcmp(r->pk, t->pk, 32) ||
+            (r->state != SW_REC_TRAINING && r->state != SW_REC_JOINING) ||
+            (r->step != t->step && r->step != t->step + 1) || trainer_gone(t, r->pk))
+            continue;
+        slot_add(t, r->pk, r->ep, r->stage, r->cap, true);
+    }
+    L->led = true;
+    if (!send_plan(t, ver)) {
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 2000, "step %llu: taking over the lost leader's step: "
+                           "a stage has no node at the step yet, waiting",
+                           (unsigned long long)L->step);
+        return;
+    }
+    set_phase(t, SW_LEAD_RUNNING);
+    sw_log(SW_LOG_WARN, "step %llu: leading it from now on, in place of the lost leader "
+           "(planned again, version %llu)", (unsigned long long)L->step,
+           (unsigned long long)ver);
+}
+
+/* Another live node, of any stage, that has taken more steps than this one. */
+static bool
+run_ahead(struct sw_trainer *t)
+{
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (sw_rec_has_state(r->state) && r->step > t->step &&
+            memcmp(r->pk, t->pk, 32) && !trainer_gone(t, r->pk))
+            return true;
+    }
+    return false;
+}
+
+/* PREPARE(step) to every node of the table. */
+static void
+prepare(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    struct sw_body *b = &t->body;
+
+    L->led = true;
+    round_new(t);
+    set_phase(t, SW_LEAD_PREPARING);
+    for (int i = 0; i < t->ndir; i++)
+        if (sw_rec_in_run(t->dir[i].state))
+            slot_add(t, t->dir[i].pk, t->dir[i].ep, t->dir[i].stage, t->dir[i].cap, false);
+    L->nwait = L->nslot;
+    for (int i = 0; i < L->nslot; i++) {
+        sw_body_init(b);
+        msgpack_pack_map(&b->pk, 1);
+        sw_proto_pack_key(&b->pk, "step");
+        msgpack_pack_uint64(&b->pk, L->step);
+        if (trainer_request(t, L->slot[i].ep, SW_MSG_PREPARE,
+                            (uint64_t)SW_MAX(t->o.dead_ms, 5000), 0,
+                            READY_TAG(L->round, i)) < 0) {
+            L->slot[i].answered = true;
+            L->nwait--;
+        }
+    }
+    if (L->nwait == 0)
+        go(t);
+}
+
+/* The lowest stage no training or syncing node serves (-1: none). */
+static int
+missing_stage(struct sw_trainer *t)
+{
+    bool *have = sw_calloc((size_t)t->S, sizeof(bool));
+    int missing = -1;
+
+    if (!have)
+        return -1;
+    for (int i = 0; i < t->ndir; i++)
+        if (sw_rec_in_run(t->dir[i].state))
+            have[t->dir[i].stage] = true;
+    for (int s = t->S - 1; s >= 0; s--)
+        if (!have[s])
+            missing = s;
+    sw_free(have);
+    return missing;
+}
+
+/* PREPARING: a node found dead or gone meanwhile is not waited for. */
+static void
+prepare_watch(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+
+    for (int i = 0; i < L->nslot && L->nwait > 0 && L->phase == SW_LEAD_PREPARING; i++) {
+        struct sw_lead_slot *p = &L->slot[i];
+        if (!p->answered && trainer_gone(t, p->pk)) {
+            p->answered = true;
+            p->ok = false;
+            if (--L->nwait == 0)
+                go(t);
+        }
+    }
+}
+
+/* The leader died in a step this node is in: take the step over with its plan. */
+static void
+inherit(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    const struct sw_plan *p = &t->st.plan;
+
+    L->step = t->step;
+    L->led = true;
+    round_new(t);
+    /* the plan's capacities too: every node derives the same microbatches
+     * from them, and a live node must keep the ones it already ran */
+    for (int s = 0; s < t->S; s++)
+        for (int i = 0; i < p->cnt[s]; i++)
+            slot_add(t, p->pk[s * SW_PLAN_MAX + i], p->ep[s * SW_PLAN_MAX + i], s,
+                     p->w[s * SW_PLAN_MAX + i], true);
+    L->ver = p->ver;
+    set_phase(t, SW_LEAD_RUNNING);
+    sw_log(SW_LOG_WARN, "leading step %llu from now on", (unsigned long long)t->step);
+}
+
+/*
+ * A stage-0 node JOINING (its state a copy) does not lead; but when no
+ * other stage-0 node trains any more (its source died), it must: it is in
+ * step with the run unless a node of the run went past it (then it copies
+ * again, or rebuilds the stage: recover.h).
+ */
+static void
+joining_alone(struct sw_trainer *t)
+{
+    if (t->phase != SW_PHASE_JOINING || t->stage != 0 || sw_step_busy(&t->st))
+        return;
+    for (int i = 0; i < t->ndir; i++)
+        if (t->dir[i].stage == 0 && t->dir[i].state == SW_REC_TRAINING &&
+            memcmp(t->dir[i].pk, t->pk, 32) && !trainer_gone(t, t->dir[i].pk))
+            return;
+    if (run_ahead(t)) {
+        sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu), the last other node of "
+               "stage 0 gone: recovering the stage again", (unsigned long long)t->step,
+               (unsigned long long)t->run_step);
+        sw_recover_resync(t);
+    } else {
+        trainer_set_phase(t, SW_PHASE_TRAINING);
+    }
+}
+
+uint64_t
+sw_lead_tick(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    uint64_t now = t->now, wake = now + SW_TRAINER_HEARTBEAT_MS;
+    bool running = L->phase == SW_LEAD_RUNNING || L->phase == SW_LEAD_PAUSED;
+    int missing;
+
+    joining_alone(t);
+    if (L->phase == SW_LEAD_RUNNING && now - L->phase_ms > SW_LEAD_STALL_MS) {
+        sw_log(SW_LOG_ERROR, "step %llu stalled for %d s: restarting it",
+               (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
+        set_phase(t, SW_LEAD_RESTART);
+        running = false;
+    }
+    if (L->phase == SW_LEAD_RESTART) {
+        /* this node may be in the step itself: its own PREPARE drops it */
+        if (sw_lead_is_leader(t) && t->step == L->step)
+            prepare(t);
+        else
+            set_phase(t, SW_LEAD_IDLE);
+        return wake;
+    }
+    if (running && t->step > L->step) {
+        /* the step led is over (this node may be in the next one already,
+         * led by another stage-0 node) */
+        set_phase(t, SW_LEAD_IDLE);
+        running = false;
+    }
+    if (running && sw_lead_is_leader(t)) {
+        watch(t);
+        return SW_MIN(wake, now + SW_LEAD_PING_MS);
+    }
+    if (L->phase == SW_LEAD_PREPARING) {
+        if (!sw_lead_is_leader(t) || t->step != L->step)
+            set_phase(t, SW_LEAD_IDLE); /* see go() */
+        else
+            prepare_watch(t);
+        return wake;
+    }
+    if (L->phase == SW_LEAD_IDLE && sw_step_busy(&t->st) && t->st.phase >= SW_STEP_RUNNING &&
+        sw_lead_is_leader(t) && (!L->led || L->step != t->step)) {
+        if (now - t->st.t_go_ms > (uint64_t)t->o.dead_ms)
+            inherit(t);
+        return SW_MIN(wake, t->st.t_go_ms + (uint64_t)t->o.dead_ms + 1);
+    }
+    if ((L->phase != SW_LEAD_IDLE && L->phase != SW_LEAD_TAKEOVER) || sw_step_busy(&t->st) ||
+        !sw_lead_is_leader(t) || t->step >= (uint64_t)t->man->steps)
+        return wake;
+    if (now - L->phase_ms < SW_LEAD_START_MS)
+        return L->phase_ms + SW_LEAD_START_MS;
+    if (t->step < t->run_step && L->phase != SW_LEAD_TAKEOVER && run_ahead(t)) {
+        /* the run went on without this node: another stage-0 node led it
+         * while this one, initialised at the same time, was not in its
+         * table yet; or this one copied its state in the middle of a step
+         * that nodes of other stages have finished since.  Preparing its
+         * step would restart it for the nodes still in it and leave those
+         * past it waiting for ever: follow the run (copy again), not lead */
+        sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
+               (unsigned long long)t->step, (unsigned long long)t->run_step);
+        sw_recover_resync(t);
+        return wake;
+    }
+    if ((missing = missing_stage(t)) >= 0) {
+        if (now - L->wait_log_ms > 5000) {
+            sw_log(SW_LOG_INFO, "waiting for a node on stage %d%s", missing,
+                   t->step > 0 ? ": drivers paused" : "");
+            L->wait_log_ms = now;
+        }
+        return wake;
+    }
+    L->step = t->step;
+    if (L->phase == SW_LEAD_TAKEOVER)
+        takeover(t);
+    else
+        prepare(t);
+    return wake;
+}

@@ -1,0 +1,96 @@
+/*
+ * lead.h - the step leader inside the trainer core (trainer.h): the step
+ * barrier (PREPARE / READY / GO) and the replans of a running step.  No I/O
+ * of its own: requests go out through the trainer's env with tags, answers
+ * come back through sw_lead_ready.
+ *
+ * Who leads: the stage-0 node with the lowest public key among the training
+ * stage-0 nodes of this node's table.  For step s it sends PREPARE(s) to
+ * every node of the table and waits for the answers (READY {step, ok}); it
+ * then sends GO(s, plan) to the nodes that are ready.  Nodes of one stage
+ * must hold one state (replicas are bit-identical): READY carries the
+ * node's parameter hash, and of a stage's ready nodes only those with the
+ * hash of the lowest key are planned (two newcomers that rebuilt one stage
+ * at once hold two states; the one left out falls behind the run and copies
+ * the planned one).  Each prepare slot is
+ * one node asked in one round; the round is a generation, and a READY's tag
+ * carries (round, slot), so a late READY of an earlier round can never land
+ * on a slot of this one (the slots are sorted and reused between rounds).
+ *
+ * While a step runs the leader pings its nodes (live.h: two unanswered pings
+ * make a node dead), drops the dead ones from the plan and gives a stage
+ * that lost its last node the first newcomer ready at the step, or one past
+ * it (a stage rebuilt from a source that had finished the step steps back
+ * into it: step.h), with a GO of a higher version.  With a stage left empty
+ * the step pauses until a node recovers it.  A step that does not end within
+ * SW_LEAD_STALL_MS is restarted: PREPARE of the same step, which every node
+ * in it (the leader too) answers by dropping what it did of the step and
+ * starting afresh (step.h), then a new plan.  When the
+ * leader died in a step, the next stage-0 node takes the step over with its
+ * plan; a stage 0 rebuilt in such a step plans it again as a replan
+ * (TAKEOVER), since a PREPARE would restart the nodes still in it and leave
+ * those past it a step ahead.
+ *
+ * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
+ * leader's step again), RESTART (prepare the stalled step again),
+ * PREPARING, RUNNING, PAUSED (running, a stage empty).
+ */
+#ifndef SW_LEAD_H
+#define SW_LEAD_H
+
+#include "sw.h"
+
+#include "plan.h"
+#include "proto.h"
+#include "transport.h"
+
+#define SW_LEAD_STALL_MS 30000
+#define SW_LEAD_PING_MS 500      /* the leader pings the nodes of a running step */
+#define SW_LEAD_START_MS 50      /* between two steps */
+
+struct sw_trainer;
+
+enum sw_lead_phase {
+    SW_LEAD_IDLE = 0,
+    SW_LEAD_TAKEOVER,
+    SW_LEAD_RESTART,
+    SW_LEAD_PREPARING,
+    SW_LEAD_RUNNING,
+    SW_LEAD_PAUSED,
+};
+
+/* One node asked in a round. */
+struct sw_lead_slot {
+    uint8_t pk[32];
+    char ep[SW_PROTO_EP_MAX];
+    int stage;
+    double w;                /* advertised capacity */
+    bool ok, answered;
+    bool have_hash;
+    uint8_t hash[32];        /* its parameters' (READY) */
+};
+
+struct sw_lead {
+    int phase;
+    uint64_t phase_ms, step, ver; /* the step led, its plan's version */
+    bool led;                /* this node prepared, took over or inherited step */
+    uint32_t round;          /* generation of the slots (see above) */
+    int nslot, nwait;
+    struct sw_lead_slot slot[SW_PROTO_MAX_NODES];
+    struct sw_plan plan;     /* the plan sent last */
+    uint64_t go_ms, wait_log_ms;
+    uint64_t stale_ready;    /* READYs of an earlier round, dropped (see above) */
+};
+
+int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;
+void sw_lead_release(struct sw_trainer *t);
+/* Is this node the leader now? */
+bool sw_lead_is_leader(struct sw_trainer *t);
+/* A READY (or the request's failure) for tag. */
+void sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m);
+/* This stage 0 was rebuilt in a step whose leader died: plan it again. */
+void sw_lead_takeover(struct sw_trainer *t);
+/* Time-driven work; returns the next wake-up (absolute ms). */
+uint64_t sw_lead_tick(struct sw_trainer *t);
+
+#endif

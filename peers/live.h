@@ -1,0 +1,129 @@
+/*
+ * live.h - who is alive: the liveness table and the bans of one process,
+ * a protocol core without I/O (in the manner of net/dht.h).
+ *
+ * The caller feeds it the stage records of each DHT scan (sw_live_scan),
+ * the answers to its pings (sw_live_pong) and the outcomes of port probes
+ * (sw_live_probed), always with the time; the core asks for pings and
+ * probes through the ops it was given, and says through ops->dead when it
+ * declares a node dead.  It never reads a clock and never blocks.
+ *
+ * A node is dead (swarmd(1), "Failures")
+ *   - after dead_ms without a new version of its stage record (records are
+ *     refreshed every pub_every ms; a record seen for the first time is
+ *     judged by its age, so a killed node's record is not trusted anew);
+ *   - after two unanswered pings (ping timeout dead_ms / 3);
+ *   - at once when its port probe is refused: a node whose record is late
+ *     (no new version for pub_every) or that missed a ping gets a TCP
+ *     connect to its endpoint, which the kernel accepts however busy the
+ *     process is, so a refusal means the process is gone (a timeout or a
+ *     success proves nothing);
+ *   - "left" at once when its record says "leaving".
+ * A new version of the record of a dead node makes it alive again.  Dead
+ * and left nodes are "gone": the leader plans without them and no state is
+ * copied from them.
+ *
+ * Bans.  A peer that sent what no honest node sends (a malformed body, a
+ * tensor of the wrong shape or non-finite) is ignored for ban_ms; the table
+ * of bans is bounded (the oldest ban makes room).
+ *
+ * Tags.  Each ping carries a tag naming the table slot and the slot's
+ * generation (bumped when the slot is given to another node), so an answer
+ * that comes after its slot was reused is stale and dropped: callbacks
+ * never hold pointers into the table.
+ */
+#ifndef SW_LIVE_H
+#define SW_LIVE_H
+
+#include "sw.h"
+
+#include "proto.h"
+#include "status.h"
+
+#define SW_LIVE_MAX (2 * SW_PROTO_MAX_NODES) /* nodes followed */
+#define SW_LIVE_DEAD_MS 3000    /* default dead_ms (swarmd --dead-ms) */
+#define SW_LIVE_PUBLISH_MS 3000 /* records are refreshed this often at most... */
+
+/* ...and every dead_ms / 3 when that is less. */
+static inline int
+sw_live_pub_every(int dead_ms)
+{
+    return SW_MIN(SW_LIVE_PUBLISH_MS, dead_ms / 3);
+}
+#define SW_LIVE_MAX_BANS 64
+
+struct sw_live_peer {
+    uint8_t pk[32];
+    char ep[SW_PROTO_EP_MAX];  /* where it was last pinged or probed */
+    bool used, dead, left;
+    bool ping_busy, probe_busy;
+    int stage, ping_fails;
+    uint32_t gen;              /* this slot's generation (see Tags) */
+    uint64_t seq, seq_ms;      /* record version, and when it changed here */
+    uint64_t seen_ms;          /* last scan that listed it */
+    uint64_t ping_ms, probe_ms;
+    uint64_t alive_ms;         /* last sign of life seen here (new version, pong); 0: none yet */
+};
+
+struct sw_live_ops {
+    /* pk was declared dead (why says how); the caller drops it from its table */
+    void (*dead)(void *arg, const uint8_t *pk, int stage, const char *why);
+    /* connect to ep within timeout_ms; answer with sw_live_probed */
+    void (*probe)(void *arg, const uint8_t *pk, const char *ep, uint64_t timeout_ms);
+    /* a PING request to ep with that timeout and tag; answer with sw_live_pong */
+    int (*ping)(void *arg, const char *ep, uint64_t timeout_ms, uint64_t tag);
+};
+
+struct sw_live {
+    uint8_t self[32];
+    int dead_ms, pub_every, ban_ms;
+    struct sw_live_peer peer[SW_LIVE_MAX];
+    struct {
+        uint8_t pk[32];
+        uint64_t until_ms;
+    } ban[SW_LIVE_MAX_BANS];
+    uint64_t deaths, bans_total;
+    const struct sw_live_ops *ops;
+    void *arg;
+};
+
+void sw_live_init(struct sw_live *lv, const uint8_t self[32], int dead_ms, int pub_every,
+                  int ban_ms, const struct sw_live_ops *ops, void *arg);
+
+struct sw_live_peer *sw_live_find(struct sw_live *lv, const uint8_t *pk);
+/* The entry of pk, made when new (the least recently listed idle one is
+ * reused when the table is full); NULL when every slot is busy. */
+struct sw_live_peer *sw_live_get(struct sw_live *lv, const uint8_t *pk);
+
+/*
+ * A scan's records (recs[n], gone[ngone]: keys whose record says leaving):
+ * judges every node as above, then copies the records of the nodes that
+ * are neither gone nor banned (this node's own always) into out (room for
+ * n); returns how many.  probe_every: at most one probe per node this often.
+ */
+int sw_live_scan(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, int n,
+                 const uint8_t (*gone)[32], int ngone, uint64_t probe_every,
+                 struct sw_peer_rec *out);
+
+/* Ping pk at ep (of stage) unless a ping is in flight or one went out less
+ * than every ms ago. */
+void sw_live_ping(struct sw_live *lv, uint64_t now, const uint8_t *pk, const char *ep, int stage,
+                  uint64_t every);
+/* The answer to a ping (status 0: from; < 0: timed out or failed). */
+void sw_live_pong(struct sw_live *lv, uint64_t now, uint64_t tag, int status,
+                  const uint8_t *from);
+/* Probe pk at ep now unless one is under way. */
+void sw_live_probe(struct sw_live *lv, uint64_t now, struct sw_live_peer *p, const char *ep);
+/* A probe's outcome: refused means the process is gone. */
+void sw_live_probed(struct sw_live *lv, const uint8_t *pk, bool refused);
+
+void sw_live_declare_dead(struct sw_live *lv, struct sw_live_peer *p, const char *why);
+
+bool sw_live_banned(const struct sw_live *lv, const uint8_t *pk, uint64_t now);
+void sw_live_ban(struct sw_live *lv, const uint8_t *pk, uint64_t now, const char *why);
+/* Dead, left or banned (never this node itself). */
+bool sw_live_gone(struct sw_live *lv, const uint8_t *pk, uint64_t now);
+/* Gave a sign of life seen here, and not gone (what --stage auto counts). */
+bool sw_live_trusted(struct sw_live *lv, const uint8_t *pk);
+
+#endif

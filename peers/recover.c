@@ -1,0 +1,946 @@
+/*
+ * recover.c - where a stage's state comes from, and the STATE_GET server
+ * (see recover.h).
+ */
+#include "sw.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "trainer.h"
+
+#define EP SW_PROTO_EP_MAX
+#define STATE_WINDOW 8 /* STATE pieces (4 MiB) in flight per source */
+
+void
+sw_recover_release(struct sw_trainer *t)
+{
+    struct sw_recover *rc = &t->rc;
+
+    for (int i = 0; i < 2; i++)
+        sw_free_big(rc->buf[i]);
+    sw_free_big(rc->rep);
+    memset(rc, 0, sizeof(*rc));
+}
+
+/* rc->buf[i] of at least n floats (kept for the next recovery). */
+static float *
+buf_at_least(struct sw_trainer *t, int i, size_t n)
+{
+    struct sw_recover *rc = &t->rc;
+
+    if (rc->cap[i] < n) {
+        sw_free_big(rc->buf[i]);
+        rc->cap[i] = 0;
+        if (!(rc->buf[i] = sw_malloc_big(n * sizeof(float))))
+            return NULL;
+        rc->cap[i] = n;
+    }
+    return rc->buf[i];
+}
+
+void
+sw_recover_resync(struct sw_trainer *t)
+{
+    t->rc.retry_ms = 0;
+    trainer_set_phase(t, SW_PHASE_SYNC);
+}
+
+/* A state (copied, rebuilt or restored) is in: this stage trains from t->step
+ * (a copy JOINING first: trainer.h). */
+static void
+trained_from_here(struct sw_trainer *t, bool copied)
+{
+    trainer_hash(t);
+    sw_step_reset(t);
+    trainer_set_phase(t, t->step >= (uint64_t)t->man->steps ? SW_PHASE_DONE
+                         : copied                            ? SW_PHASE_JOINING
+                                                             : SW_PHASE_TRAINING);
+}
+
+/* The recovery event (status.h). */
+static void
+recovered(struct sw_trainer *t, const char *method, const char *from, uint64_t bytes)
+{
+    t->recoveries++;
+    snprintf(t->rec_method, sizeof(t->rec_method), "%s", method);
+    snprintf(t->rec_from, sizeof(t->rec_from), "%.*s", (int)sizeof(t->rec_from) - 1, from);
+    t->rec_bytes = bytes;
+    t->rec_s = (double)(t->now - t->rc.t0_ms) / 1000.0;
+}
+
+/* After the state changed: the record says so at once, a waiting PREPARE is answered. */
+static void
+announce_state(struct sw_trainer *t)
+{
+    trainer_announce(t);
+    sw_step_answer_prepare(t);
+}
+
+/* ---- 1: a copy of a live replica ---- */
+
+static void
+copy_start(struct sw_trainer *t, const struct sw_peer_rec *src)
+{
+    float *buf = buf_at_least(t, 0, 3 * t->numel);
+
+    if (!buf) {
+        trainer_fail(t, -SW_ENOMEM, "state copy");
+        return;
+    }
+    t->rc.t0_ms = t->now;
+    sw_log(SW_LOG_INFO, "copying stage %d from %s (step %llu)", t->stage, src->ep,
+           (unsigned long long)src->step);
+    trainer_set_phase(t, SW_PHASE_COPY);
+    sw_fetch_config(&t->fetch, STATE_WINDOW, 5000, 1);
+    sw_fetch_src_set(&t->fetch, 0, src->ep, src->pk, t->stage, 0, 3, t->numel, -1, buf);
+    if (sw_fetch_start(&t->fetch, 1, t->now) == SW_FETCH_FAILED)
+        sw_recover_resync(t);
+}
+
+static void
+copy_done(struct sw_trainer *t)
+{
+    const struct sw_fetch_src *src = &t->fetch.src[0];
+    struct sw_stage_scalars sc;
+    uint64_t bytes = 3 * t->numel * sizeof(float);
+    int err;
+
+    t->ops->scalars(t->model, &sc);
+    sc.t = (int)src->t;
+    sc.lr_mult = (float)src->lr_mult;
+    if ((err = t->ops->write(t->model, src->buf, &sc)) < 0 ||
+        (err = t->ops->zero_grad(t->model)) < 0) {
+        trainer_fail(t, err, "state copy");
+        return;
+    }
+    t->step = src->step;
+    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
+        trainer_fail(t, err, "data");
+        return;
+    }
+    trained_from_here(t, true);
+    sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s)", t->stage, src->ep,
+           (unsigned long long)t->step, t->hash);
+    if (t->step > 0 && !t->trained) {
+        /* a newcomer's recovery of the first kind: the exact state of a live replica */
+        recovered(t, "copy", src->ep, bytes);
+        sw_log(SW_LOG_INFO, "recovery: stage %d method copy from %s: %llu bytes in %.0f ms, "
+               "step %llu", t->stage, src->ep, (unsigned long long)bytes, t->rec_s * 1000,
+               (unsigned long long)t->step);
+    }
+    announce_state(t);
+}
+
+/* ---- 4: CheckFree and CheckFree+ ---- */
+
+static void
+rebuild_abort(struct sw_trainer *t, const char *why)
+{
+    sw_log(SW_LOG_WARN, "checkfree recovery of stage %d interrupted: %s; trying again", t->stage,
+           why);
+    t->rc.retry_ms = t->now + 1000;
+    trainer_set_phase(t, SW_PHASE_SYNC);
+}
+
+/* Source i of a rebuild: slab which of r's stage (numel floats; 0: nothing). */
+static int
+rebuild_src(struct sw_trainer *t, int i, const struct sw_peer_rec *r, int which, size_t numel)
+{
+    float *buf = numel ? buf_at_least(t, i, numel) : NULL;
+
+    if (numel && !buf)
+        return -SW_ENOMEM;
+    sw_fetch_src_set(&t->fetch, i, r->ep, r->pk, r->stage, which, 1, numel, -1, buf);
+    return 0;
+}
+
+/* Both sources set: their pieces are asked for, all at once. */
+static void
+rebuild_go(struct sw_trainer *t)
+{
+    if (!t->rc.t0_ms)
+        t->rc.t0_ms = t->now;
+    t->rc.req_ms = t->now;
+    trainer_set_phase(t, SW_PHASE_REBUILD);
+    sw_fetch_config(&t->fetch, STATE_WINDOW, (uint64_t)SW_MAX(t->o.dead_ms, 2000), 2);
+    switch (sw_fetch_start(&t->fetch, 2, t->now)) {
+    case SW_FETCH_FAILED:
+        rebuild_abort(t, "cannot send a state request");
+        break;
+    case SW_FETCH_DONE:
+        SW_ASSERT(0); /* a rebuild always fetches parameters */
+        break;
+    }
+}
+
+/* CheckFree: both neighbours' parameters at once. */
+static void
+checkfree_start(struct sw_trainer *t, const struct sw_peer_rec *prev,
+                const struct sw_peer_rec *next)
+{
+    char a[13], b[13];
+    int err;
+
+    if ((err = rebuild_src(t, 0, prev, 0, t->ops->stage_numel(t->model, prev->stage))) < 0 ||
+        (err = rebuild_src(t, 1, next, 0, t->ops->stage_numel(t->model, next->stage))) < 0) {
+        trainer_fail(t, err, "checkfree recovery");
+        return;
+    }
+    sw_log(SW_LOG_INFO, "recovering stage %d by checkfree from %s (stage %d, step %llu) and %s "
+           "(stage %d, step %llu)", t->stage, sw_proto_who(a, prev->pk), prev->stage,
+           (unsigned long long)prev->step, sw_proto_who(b, next->pk), next->stage,
+           (unsigned long long)next->step);
+    rebuild_go(t);
+}
+
+static bool
+is_boundary(const struct sw_trainer *t)
+{
+    return t->stage == 0 || t->stage == t->S - 1;
+}
+
+/*
+ * CheckFree+ (recovery.mode checkfree+), arXiv 2506.15461 section 4.3: a
+ * lost boundary stage (0 or S-1) takes its partner's (1 or S-2) blocks, which
+ * the swapped route trained to stand in for its own, and the exact replica
+ * of the embedding (final norm and head) the partner keeps; a lost partner
+ * takes its boundary stage's blocks and gets the replica at the next push.
+ * Both: fresh AdamW, LR x 1.1, the step in progress (src/checkfree.h).
+ * Source 0 is the source stage's parameters, source 1 the replica
+ * (STATE_GET which 3; nothing for a partner).
+ */
+static void
+plus_start(struct sw_trainer *t, const struct sw_peer_rec *r)
+{
+    bool boundary = is_boundary(t);
+    size_t rep = boundary ? t->ops->rep_numel(t->model, t->stage == 0 ? 0 : 1) : 0;
+    char a[13];
+    int err;
+
+    if ((err = rebuild_src(t, 0, r, 0, t->ops->stage_numel(t->model, r->stage))) < 0 ||
+        (err = rebuild_src(t, 1, r, 3, rep)) < 0) {
+        trainer_fail(t, err, "checkfree+ recovery");
+        return;
+    }
+    sw_log(SW_LOG_INFO, "recovering stage %d by checkfree+ from %s (stage %d, step %llu): its "
+           "blocks%s", t->stage, sw_proto_who(a, r->pk), r->stage, (unsigned long long)r->step,
+           boundary ? (t->stage == 0 ? " and the embedding replica" : " and the head replica")
+                    : "");
+    rebuild_go(t);
+}
+
+/* The fetched state in: rebuild, zero the gradients, take the source's step. */
+static bool
+rebuild_apply(struct sw_trainer *t, struct sw_rebuild *rb, const char *what)
+{
+    int err = t->ops->rebuild(t->model, rb);
+
+    if (err >= 0)
+        err = t->ops->zero_grad(t->model);
+    if (err < 0) {
+        trainer_fail(t, err, what);
+        return false;
+    }
+    t->step = t->fetch.src[0].step;
+    if (t->step > t->run_step)
+        t->run_step = t->step;
+    return true;
+}
+
+/* A rebuilt stage trains from its step; the recovery event. */
+static void
+rebuilt(struct sw_trainer *t, const char *method, const char *from)
+{
+    trained_from_here(t, false);
+    t->st.phase = SW_STEP_FRESH;
+    recovered(t, method, from, t->fetch.bytes);
+}
+
+static void
+checkfree_finish(struct sw_trainer *t)
+{
+    const struct sw_fetch_src *p = &t->fetch.src[0], *n = &t->fetch.src[1];
+    struct sw_rebuild rb = {false,
+                            {p->buf, n->buf},
+                            {p->stage, n->stage},
+                            {p->norm, n->norm},
+                            NULL,
+                            0,
+                            t->man->seed,
+                            0};
+    struct sw_stage_scalars sc;
+    char a[13], b[13], from[2 * EP + 2];
+
+    if (!rebuild_apply(t, &rb, "checkfree rebuild"))
+        return;
+    snprintf(from, sizeof(from), "%s,%s", p->ep, n->ep);
+    rebuilt(t, "checkfree", from);
+    t->rec_s += rb.took_s;
+    t->ops->scalars(t->model, &sc);
+    sw_log(SW_LOG_INFO,
+           "recovery: stage %d method checkfree from %s (stage %d, norm %.4f) and %s (stage %d, "
+           "norm %.4f): %llu bytes in %.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, "
+           "lr x %.2f, resuming at step %llu (hash %s)",
+           t->stage, sw_proto_who(a, p->pk), p->stage, p->norm, sw_proto_who(b, n->pk), n->stage,
+           n->norm, (unsigned long long)t->rec_bytes, t->rec_s * 1000,
+           (double)(t->rc.got_ms - t->rc.req_ms), rb.took_s * 1000, sc.lr_mult,
+           (unsigned long long)t->step, t->hash);
+    announce_state(t);
+}
+
+static void
+plus_finish(struct sw_trainer *t)
+{
+    const struct sw_fetch_src *p = &t->fetch.src[0], *r = &t->fetch.src[1];
+    bool boundary = is_boundary(t);
+    int kind = t->stage == 0 ? 0 : 1, err;
+    struct sw_rebuild rb = {true,          {p->buf, NULL}, {p->stage, -1}, {p->norm, 0},
+                            boundary ? r->buf : NULL, boundary ? r->numel : 0, t->man->seed, 0};
+    struct sw_stage_scalars sc;
+    char a[13];
+
+    if (!rebuild_apply(t, &rb, "checkfree+ rebuild"))
+        return;
+    if (t->stage == 0)
+        sw_lead_takeover(t);
+    if (boundary && r->step != t->step)
+        sw_log(SW_LOG_WARN, "the %s replica is of step %llu, its partner at step %llu: the "
+               "owner died before pushing its last update", kind == 0 ? "embedding" : "head",
+               (unsigned long long)r->step, (unsigned long long)t->step);
+    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
+        trainer_fail(t, err, "data");
+        return;
+    }
+    rebuilt(t, "checkfree+", p->ep);
+    t->rec_s += rb.took_s;
+    t->ops->scalars(t->model, &sc);
+    sw_log(SW_LOG_INFO,
+           "recovery: stage %d method checkfree+ from %s (stage %d): its blocks%s, %llu bytes in "
+           "%.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, lr x %.2f, resuming at "
+           "step %llu (hash %s)",
+           t->stage, sw_proto_who(a, p->pk), p->stage,
+           boundary ? (kind == 0 ? " and the embedding replica" : " and the head replica") : "",
+           (unsigned long long)t->rec_bytes, t->rec_s * 1000,
+           (double)(t->rc.got_ms - t->rc.req_ms), rb.took_s * 1000, sc.lr_mult,
+           (unsigned long long)t->step, t->hash);
+    announce_state(t);
+}
+
+void
+sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
+                   const struct sw_transport_msg *m)
+{
+    int rc = sw_fetch_response(&t->fetch, t->now, tag, status, m);
+    const struct sw_fetch_src *s;
+    char why[EP + 128];
+
+    if (rc == SW_FETCH_BUSY)
+        return;
+    if (t->phase == SW_PHASE_COPY) {
+        if (rc == SW_FETCH_DONE) {
+            copy_done(t);
+            return;
+        }
+        s = &t->fetch.src[0];
+        if (t->fetch.err == -SW_ETIMEDOUT || t->fetch.err == -SW_EAGAIN)
+            sw_log(SW_LOG_WARN, "state copy from '%s' failed: %s", s->ep,
+                   sw_strerror(t->fetch.err));
+        else
+            SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "state copy from '%s' refused or malformed; "
+                               "trying again", s->ep);
+        sw_recover_resync(t);
+        t->rc.retry_ms = t->now + SW_TRAINER_SCAN_MS; /* not at once: the source may be busy */
+        return;
+    }
+    if (t->phase != SW_PHASE_REBUILD)
+        return;
+    if (rc == SW_FETCH_DONE) {
+        t->rc.got_ms = t->now;
+        if (t->plus && (t->stage <= 1 || t->stage >= t->S - 2))
+            plus_finish(t);
+        else
+            checkfree_finish(t);
+        return;
+    }
+    s = &t->fetch.src[t->fetch.failed_src < 0 ? 0 : t->fetch.failed_src];
+    if (t->fetch.failed_src == 1 && t->fetch.err == -SW_ENOENT && s->which0 == 3) {
+        /* the partner keeps no replica of this boundary stage's embedding or head:
+         * nothing can rebuild it */
+        sw_log(SW_LOG_ERROR, "cannot recover stage %d at step %llu: its partner, stage %d at "
+               "'%s', holds no replica of the %s (it got its state after the last push); a "
+               "keeper's checkpoint (swarmd keeper, and nodes started with --from-checkpoint "
+               "DIR) would recover it", t->stage, (unsigned long long)t->run_step, s->stage,
+               s->ep, t->stage == 0 ? "embedding" : "final norm and LM head");
+        trainer_lost(t);
+        return;
+    }
+    if (t->fetch.err == -SW_ETIMEDOUT || t->fetch.err == -SW_EAGAIN)
+        snprintf(why, sizeof(why), "stage %d at '%s': %s", s->stage, s->ep,
+                 sw_strerror(t->fetch.err));
+    else
+        snprintf(why, sizeof(why), "stage %d at '%s' refused or sent a bad piece", s->stage,
+                 s->ep);
+    rebuild_abort(t, why);
+}
+
+/*
+ * True when the empty stages (empty[S]) cannot be rebuilt by any node that
+ * joins: a boundary stage (plain CheckFree has no replica of the embedding
+ * or the head), or two adjacent stages (CheckFree needs both neighbours);
+ * why says which and what would recover them.
+ */
+static bool
+lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t len)
+{
+    const char *ck = "a keeper's checkpoint (swarmd keeper, and nodes started with "
+                     "--from-checkpoint DIR)";
+    char list[256] = "";
+    size_t off = 0;
+    int nlost = 0;
+
+    for (int s = 0; s < t->S; s++)
+        if (empty[s] && off < sizeof(list)) {
+            int k = snprintf(list + off, sizeof(list) - off, "%s%d", nlost ? ", " : "", s);
+            off += k > 0 ? (size_t)k : 0;
+            nlost++;
+        }
+    for (int s = 0; s < t->S; s++) {
+        if (!empty[s])
+            continue;
+        if (s + 1 < t->S && empty[s + 1]) {
+            snprintf(why, len, "lost stage%s %s: stages %d and %d are adjacent and CheckFree "
+                     "rebuilds a stage from its two live neighbours; %s would recover them",
+                     nlost > 1 ? "s" : "", list, s, s + 1, ck);
+            return true;
+        }
+        if ((s == 0 || s == t->S - 1) && !t->plus) {
+            snprintf(why, len, "lost stage%s %s: stage %d owns the %s, which no neighbour holds; "
+                     "CheckFree+ (its partner keeps a replica: a run signed with "
+                     "recovery.mode = checkfree+) or %s would recover it", nlost > 1 ? "s" : "",
+                     list, s, s == 0 ? "embedding" : "final norm and LM head", ck);
+            return true;
+        }
+        if ((s == 0 || s == t->S - 1) && trainer_in_run(t) && !t->rep_have &&
+            t->stage == (s == 0 ? 1 : t->S - 2)) {
+            /* this node is the partner that should hold the replica, and holds none (it
+             * was copied or rebuilt after the boundary stage's last push) */
+            snprintf(why, len, "lost stage %d: it owns the %s, and this node, of its partner "
+                     "stage %d, holds no replica of it (no push came since this node got its "
+                     "state); %s would recover it", s, s == 0 ? "embedding" : "final norm and LM "
+                     "head", t->stage, ck);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* No live node of this stage to copy and the run has started: rebuild it
+ * from the neighbours when they are there, or stop with the reason. */
+static void
+rebuild_tick(struct sw_trainer *t)
+{
+    const struct sw_peer_rec *nb[2] = {NULL, NULL}, *src;
+    bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing = false;
+    char why[512];
+
+    if (!empty)
+        return;
+    for (int s = 0; s < t->S; s++)
+        empty[s] = true;
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (!memcmp(r->pk, t->pk, 32))
+            continue;
+        empty[r->stage] = false;
+        for (int k = 0; k < 2; k++)
+            if (r->stage == t->stage + (k ? 1 : -1)) {
+                if ((r->state == SW_REC_TRAINING || r->state == SW_REC_JOINING) &&
+                    (!nb[k] || r->step > nb[k]->step))
+                    nb[k] = r;
+                syncing |= r->state == SW_REC_SYNCING;
+            }
+    }
+    t->rc.retry_ms = t->now + 500;
+    if (lost_for_good(t, empty, why, sizeof(why))) {
+        sw_log(SW_LOG_ERROR, "cannot recover stage %d at step %llu: %s", t->stage,
+               (unsigned long long)t->run_step, why);
+        trainer_lost(t);
+    } else if (t->plus && (t->stage <= 1 || t->stage >= t->S - 2)) {
+        /* the source: stage 0 and S-2 look forward (1, S-1), 1 and S-1 back (0, S-2) */
+        if ((src = nb[t->stage == 0 || t->stage == t->S - 2 ? 1 : 0])) {
+            if (!t->rc.t0_ms)
+                t->rc.t0_ms = t->now;
+            plus_start(t, src);
+        } else {
+            SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d: waiting for its checkfree+ "
+                               "partner to be ready%s", t->stage, syncing ? " (it is syncing)" : "");
+        }
+    } else if (nb[0] && nb[1]) {
+        if (!t->rc.t0_ms)
+            t->rc.t0_ms = t->now;
+        checkfree_start(t, nb[0], nb[1]);
+    } else {
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d: waiting for its neighbours to be ready%s",
+                           t->stage, syncing ? " (one is syncing)" : "");
+    }
+    sw_free(empty);
+}
+
+/* ---- 2: a checkpoint ---- */
+
+/*
+ * The state of a checkpoint into this stage: at the checkpoint's step when
+ * the run restarts, at the step in progress when the run went on and lost
+ * this stage.
+ */
+static void
+restore_apply(struct sw_trainer *t, const struct sw_restore *r)
+{
+    uint64_t bytes = 3 * t->numel * sizeof(float);
+    int err;
+
+    if ((err = t->ops->write(t->model, r->host, &r->sc)) < 0 ||
+        (err = t->ops->zero_grad(t->model)) < 0) {
+        sw_log(SW_LOG_ERROR, "--from-checkpoint: cannot load the state: %s", sw_strerror(err));
+        trainer_fail(t, err, "--from-checkpoint");
+        return;
+    }
+    t->last_norm = r->sc.last_norm;
+    t->step = r->step;
+    if (t->run_step > t->step) {
+        /* the run went on past the checkpoint and lost this stage (the
+         * others live): rejoin the step in progress, the lowest step a live
+         * node of another stage is at, with the checkpoint's older tensors
+         * (CheckFree cannot rebuild adjacent or boundary stages) */
+        uint64_t at = t->run_step;
+        for (int i = 0; i < t->ndir; i++)
+            if (t->dir[i].stage != t->stage && sw_rec_in_run(t->dir[i].state) &&
+                t->dir[i].state != SW_REC_SYNCING && t->dir[i].step < at &&
+                !trainer_gone(t, t->dir[i].pk))
+                at = t->dir[i].step;
+        sw_log(SW_LOG_INFO, "recovery: stage %d method checkpoint: the tensors of step %llu "
+               "from %s, resuming at step %llu", t->stage, (unsigned long long)t->step, r->from,
+               (unsigned long long)at);
+        t->step = at;
+        if (t->stage == 0)
+            sw_lead_takeover(t);
+        recovered(t, "checkpoint", r->from, bytes);
+    }
+    if (t->step > t->run_step)
+        t->run_step = t->step;
+    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
+        trainer_fail(t, err, "data");
+        return;
+    }
+    trained_from_here(t, false);
+    sw_log(SW_LOG_INFO, "stage %d restored from checkpoint %s: step %llu, AdamW t %d, "
+           "saved with %d stages, %llu bytes in %.0f ms (hash %s)", t->stage, r->from,
+           (unsigned long long)t->step, r->sc.t, r->saved_S, (unsigned long long)bytes,
+           (double)(t->now - t->rc.t0_ms), t->hash);
+    announce_state(t);
+}
+
+/* RESTORE: the caller loads or fetches the checkpoint over several ticks. */
+static void
+restore_tick(struct sw_trainer *t)
+{
+    struct sw_restore *r = t->rc.restore;
+    int rc;
+
+    if (!r) {
+        float *host = buf_at_least(t, 0, 3 * t->numel);
+        if (!host || !(r = t->rc.restore = sw_calloc(1, sizeof(*r)))) {
+            trainer_fail(t, -SW_ENOMEM, "--from-checkpoint");
+            return;
+        }
+        r->host = host;
+        t->rc.t0_ms = t->now;
+    }
+    if ((rc = t->env->restore(t->env->arg, t->stage, t->run_step, r)) == SW_RESTORE_BUSY)
+        return;
+    t->rc.restore = NULL;
+    if (rc == SW_RESTORE_DONE)
+        restore_apply(t, r);
+    else if (rc < 0)
+        trainer_fail(t, rc, "--from-checkpoint");
+    else
+        sw_recover_resync(t); /* none, and the run has not started: the seed */
+    sw_free(r);
+}
+
+/* ---- SYNC ---- */
+
+/* 3: the run has not started: every node agrees on the seed's initialisation,
+ * drawn only now (a node that copies or rebuilds its stage would throw the
+ * draw away: for a 50 MB stage, half a second before a recovery can start). */
+static void
+seed_init(struct sw_trainer *t)
+{
+    int err;
+
+    if ((err = t->ops->init(t->model, t->man->seed)) < 0) {
+        trainer_fail(t, err, "initialisation");
+        return;
+    }
+    t->step = 0;
+    if (t->stage == 0 && (err = t->ops->data_seek(t->model, 0)) < 0) {
+        trainer_fail(t, err, "data");
+        return;
+    }
+    trained_from_here(t, false);
+    sw_log(SW_LOG_INFO, "stage %d initialised from the run seed (hash %s)", t->stage, t->hash);
+    announce_state(t);
+}
+
+/* SYNC: pick where the state comes from (recover.h, in that order). */
+static void
+sync_tick(struct sw_trainer *t)
+{
+    const struct sw_peer_rec *src = NULL;
+
+    if (!t->dir_ok || t->now < t->rc.retry_ms)
+        return;
+    if (t->run_step >= (uint64_t)t->man->steps) {
+        /* a newcomer late for a run whose last step is done, or a node that
+         * fell behind it at the end */
+        sw_log(SW_LOG_INFO, "the run is finished (its %d steps are done): nothing to train",
+               t->man->steps);
+        if (!t->trained)
+            t->step = t->run_step;
+        trainer_set_phase(t, SW_PHASE_DONE);
+        return;
+    }
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage == t->stage && (r->state == SW_REC_TRAINING || r->state == SW_REC_JOINING) &&
+            memcmp(r->pk, t->pk, 32) &&
+            (!src || r->step > src->step))
+            src = r;
+    }
+    if (src) {
+        copy_start(t, src);
+    } else if (t->o.from_ckpt && !t->rc.restore_tried) {
+        t->rc.restore_tried = true;
+        trainer_set_phase(t, SW_PHASE_RESTORE);
+        restore_tick(t);
+    } else if (t->run_step == 0 && !t->recoveries) {
+        seed_init(t);
+    } else if (t->run_step > t->step) {
+        /* a newcomer, or a node the run left behind, with no live node of
+         * its stage to copy: what is left of the stage is rebuilt */
+        rebuild_tick(t);
+    } else {
+        t->rc.retry_ms = t->now + 1000;
+    }
+}
+
+uint64_t
+sw_recover_tick(struct sw_trainer *t)
+{
+    uint64_t wake = t->now + SW_TRAINER_HEARTBEAT_MS;
+
+    switch (t->phase) {
+    case SW_PHASE_SYNC:
+        sync_tick(t);
+        if (t->phase == SW_PHASE_SYNC && t->rc.retry_ms > t->now)
+            wake = SW_MIN(wake, t->rc.retry_ms);
+        break;
+    case SW_PHASE_RESTORE:
+        restore_tick(t);
+        break;
+    case SW_PHASE_COPY:
+    case SW_PHASE_REBUILD:
+        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now));
+        break;
+    }
+    return wake;
+}
+
+/* ---- a running node: is the run lost? ---- */
+
+void
+sw_recover_check_lost(struct sw_trainer *t)
+{
+    bool *empty, any = false;
+    char why[512], where[EP + 16];
+    int nck;
+
+    if (!trainer_in_run(t) || t->run_step >= (uint64_t)t->man->steps || !t->dir_ok ||
+        t->now - t->scan_ok_ms > 2000 || !(empty = sw_calloc((size_t)t->S, sizeof(bool))))
+        return;
+    for (int s = 0; s < t->S; s++)
+        empty[s] = t->seen_stage[s];
+    for (int i = 0; i < t->ndir; i++)
+        empty[t->dir[i].stage] = false;
+    for (int s = 0; s < t->S; s++)
+        any |= empty[s];
+    if (!any || !lost_for_good(t, empty, why, sizeof(why))) {
+        t->rc.lost_since_ms = 0;
+        t->rc.lost_ck_logged = false;
+    } else if (t->o.from_ckpt && t->env->ckpt_newest &&
+               (nck = t->env->ckpt_newest(t->env->arg, where, sizeof(where))) != -1) {
+        /* a keeper's checkpoint rebuilds them: nodes started with
+         * --from-checkpoint take the empty stages; the step waits for them
+         * (-2: the keeper's record is being looked up) */
+        if (!t->rc.lost_ck_logged && nck >= 0) {
+            t->rc.lost_ck_logged = true;
+            sw_log(SW_LOG_WARN, "at step %llu: %s; %s holds one (step %d): waiting for nodes "
+                   "started with --from-checkpoint", (unsigned long long)t->step, why, where,
+                   nck);
+        }
+        t->rc.lost_since_ms = 0;
+    } else if (!t->rc.lost_since_ms) {
+        /* one missed refresh on a loaded machine must not end a run: the
+         * loss has to last another dead_ms before everyone stops */
+        t->rc.lost_since_ms = t->now;
+        sw_log(SW_LOG_WARN, "the run looks lost at step %llu: %s; stopping in %d ms unless "
+               "the stage comes back", (unsigned long long)t->step, why, t->o.dead_ms);
+    } else if (t->now - t->rc.lost_since_ms >= (uint64_t)t->o.dead_ms) {
+        sw_log(SW_LOG_ERROR, "the run cannot go on at step %llu: %s; stopping",
+               (unsigned long long)t->step, why);
+        trainer_lost(t);
+    }
+    sw_free(empty);
+}
+
+/* ---- the STATE_GET server ---- */
+
+/*
+ * Buffers of STATE pieces (SW_FETCH_CHUNK floats), reused: a fresh 4 MiB
+ * buffer costs a thousand page faults, which every piece would pay.  The
+ * transport's free_cb may run on a ZeroMQ thread (net/transport.h), hence
+ * the mutex; at most PIECE_POOL wait for reuse, the others are freed.
+ */
+#define PIECE_POOL 16
+static struct {
+    pthread_mutex_t mu;
+    void *buf[PIECE_POOL];
+    int n;
+} piece_pool = {PTHREAD_MUTEX_INITIALIZER, {NULL}, 0};
+
+static float *
+piece_get(void)
+{
+    void *p = NULL;
+
+    pthread_mutex_lock(&piece_pool.mu);
+    if (piece_pool.n > 0)
+        p = piece_pool.buf[--piece_pool.n];
+    pthread_mutex_unlock(&piece_pool.mu);
+    return p ? p : sw_malloc((size_t)SW_FETCH_CHUNK * sizeof(float));
+}
+
+static void
+piece_put(void *data, void *arg)
+{
+    (void)arg;
+    if (!data)
+        return;
+    pthread_mutex_lock(&piece_pool.mu);
+    if (piece_pool.n < PIECE_POOL) {
+        piece_pool.buf[piece_pool.n++] = data;
+        data = NULL;
+    }
+    pthread_mutex_unlock(&piece_pool.mu);
+    sw_free(data);
+}
+
+/* The state after t->step steps into snap_buf: what a keeper's STATE_GET
+ * with snap reads, however far the node has gone on meanwhile. */
+static int
+snap_take(struct sw_trainer *t)
+{
+    size_t numel = t->numel;
+    int err;
+
+    if (!t->snap_buf && !(t->snap_buf = sw_malloc_big(3 * numel * sizeof(float))))
+        return -SW_ENOMEM;
+    t->snap_have = false;
+    for (int w = 0; w < 3; w++)
+        if ((err = t->ops->read(t->model, w, 0, numel, t->snap_buf + (size_t)w * numel)) < 0)
+            return err;
+    t->ops->scalars(t->model, &t->snap_sc);
+    if (!isfinite(t->snap_sc.last_norm))
+        t->snap_sc.last_norm = 0;
+    if (!isfinite(t->snap_sc.last_norm_clipped))
+        t->snap_sc.last_norm_clipped = 0;
+    t->snap_have = true;
+    t->snap_step = t->step;
+    sw_log(SW_LOG_DEBUG, "snapshot of stage %d at step %llu for a keeper", t->stage,
+           (unsigned long long)t->step);
+    return 0;
+}
+
+void
+sw_recover_snap_due(struct sw_trainer *t)
+{
+    int err;
+
+    if (t->snap_want && t->snap_want == t->step && (err = snap_take(t)) < 0)
+        sw_log(SW_LOG_WARN, "step %llu: no snapshot for the keeper: %s",
+               (unsigned long long)t->step, sw_strerror(err));
+}
+
+struct state_get {
+    uint64_t stage, which, off, cnt, snap;
+    bool has_snap;
+};
+
+/*
+ * A state just rebuilt may still step back into the step before it (step.h,
+ * FRESH): while a node of another stage is still behind it.  A copy of it
+ * (params, m and v) would be a step ahead of its source after that.
+ */
+static bool
+may_step_back(struct sw_trainer *t)
+{
+    if (t->st.phase != SW_STEP_FRESH)
+        return false;
+    for (int i = 0; i < t->ndir; i++)
+        if (t->dir[i].stage != t->stage &&
+            (t->dir[i].state == SW_REC_TRAINING || t->dir[i].state == SW_REC_JOINING) &&
+            t->dir[i].step < t->step && !trainer_gone(t, t->dir[i].pk))
+            return true;
+    return false;
+}
+
+/* A keeper's snap: 0 and from_snap when it is there, or why not. */
+static int
+snap_answer(struct sw_trainer *t, uint64_t snap, bool *from_snap)
+{
+    int err = 0;
+
+    if (!(t->snap_have && t->snap_step == snap) && t->step == snap)
+        err = snap_take(t);
+    if (err < 0) {
+        sw_log(SW_LOG_WARN, "snapshot for a keeper: %s", sw_strerror(err));
+        return err;
+    }
+    if (t->snap_have && t->snap_step == snap) {
+        *from_snap = true;
+        return 0;
+    }
+    if (t->step < snap) {
+        if (t->snap_want != snap)
+            sw_log(SW_LOG_DEBUG, "a keeper wants stage %d at step %llu", t->stage,
+                   (unsigned long long)snap);
+        t->snap_want = snap;
+        return -SW_EAGAIN;
+    }
+    return -SW_ENOENT;
+}
+
+/* The STATE answer's body: the piece's scalars and place. */
+static void
+state_body(struct sw_trainer *t, const struct state_get *q, int err, uint64_t step,
+           size_t numel, bool from_snap)
+{
+    struct sw_body *b = &t->body;
+    struct sw_stage_scalars sc;
+
+    t->ops->scalars(t->model, &sc);
+    if (from_snap)
+        sc = t->snap_sc;
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, q->has_snap ? 9 : 8);
+    sw_proto_pack_key(&b->pk, "err");
+    msgpack_pack_int64(&b->pk, err < 0 ? err : 0);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, step);
+    sw_proto_pack_key(&b->pk, "t");
+    msgpack_pack_uint64(&b->pk, (uint64_t)sc.t);
+    sw_proto_pack_key(&b->pk, "lr_mult");
+    msgpack_pack_double(&b->pk, sc.lr_mult);
+    sw_proto_pack_key(&b->pk, "norm");
+    msgpack_pack_double(&b->pk, isfinite(sc.last_norm) ? sc.last_norm : 0.0);
+    if (q->has_snap) {
+        sw_proto_pack_key(&b->pk, "normc");
+        msgpack_pack_double(&b->pk, from_snap ? sc.last_norm_clipped : 0.0);
+    }
+    sw_proto_pack_key(&b->pk, "numel");
+    msgpack_pack_uint64(&b->pk, numel);
+    sw_proto_pack_key(&b->pk, "off");
+    msgpack_pack_uint64(&b->pk, q->off);
+    sw_proto_pack_key(&b->pk, "n");
+    msgpack_pack_uint64(&b->pk, err < 0 ? 0 : q->cnt);
+}
+
+static bool
+state_get_read(struct sw_trainer *t, const struct sw_transport_msg *m, struct state_get *q)
+{
+    static const char *const keys[] = {"stage", "which", "off", "n", "snap", NULL};
+    msgpack_unpacked u;
+    bool ok;
+
+    if (!sw_proto_open(m->hdr.body, m->hdr.body_len, &u, keys)) {
+        if (t->env->drop)
+            t->env->drop(t->env->arg, SW_WIRE_DROP_MALFORMED);
+        return false;
+    }
+    q->has_snap = sw_proto_get(&u.data, "snap") != NULL;
+    q->snap = 0;
+    ok = sw_proto_get_u64(&u.data, "stage", &q->stage) == 0 &&
+         sw_proto_get_u64(&u.data, "which", &q->which) == 0 && q->which <= 3 &&
+         sw_proto_get_u64(&u.data, "off", &q->off) == 0 &&
+         sw_proto_get_u64(&u.data, "n", &q->cnt) == 0 && q->cnt <= SW_FETCH_CHUNK &&
+         (!q->has_snap || (sw_proto_get_u64(&u.data, "snap", &q->snap) == 0 && q->snap));
+    msgpack_unpacked_destroy(&u);
+    if (!ok) {
+        if (t->env->drop)
+            t->env->drop(t->env->arg, SW_WIRE_DROP_MALFORMED);
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped malformed message of type %u",
+                           m->hdr.type);
+    }
+    return ok;
+}
+
+void
+sw_recover_on_state_get(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    struct state_get q;
+    uint64_t step = t->step;
+    size_t numel = t->numel;
+    float *host = NULL;
+    bool from_snap = false;
+    int err = 0;
+
+    if (m->route.rid == 0 || !t->ops || !state_get_read(t, m, &q))
+        return;
+    if (q.which == 3) {
+        /* CheckFree+: the replica this partner keeps, for its boundary stage's rebuild */
+        numel = t->rep_have && !q.has_snap ? t->rep_numel : 0;
+        step = t->rep_step;
+        if (!t->rep_have || q.has_snap)
+            err = -SW_ENOENT;
+    }
+    /* no copy of a state that may step back; a neighbour's rebuild reads the
+     * parameters only, and may */
+    if (!err && (q.stage != (uint64_t)t->stage || trainer_syncing(t) || q.off > numel ||
+        ((q.which == 1 || q.which == 2) && !q.has_snap && may_step_back(t)) ||
+        q.cnt > numel - q.off ||
+        (!trainer_in_run(t) && t->phase != SW_PHASE_STOPPING &&
+         !(q.has_snap && t->phase == SW_PHASE_DONE))))
+        err = -SW_EINVAL;
+    if (!err && q.has_snap && (err = snap_answer(t, q.snap, &from_snap)) == 0)
+        step = q.snap;
+    if (!err && !(host = piece_get()))
+        err = -SW_ENOMEM;
+    if (!err && from_snap)
+        memcpy(host, t->snap_buf + q.which * numel + q.off, q.cnt * sizeof(float));
+    else if (!err && q.which == 3)
+        memcpy(host, t->rep_buf + q.off, q.cnt * sizeof(float));
+    else if (!err)
+        err = t->ops->read(t->model, (int)q.which, q.off, q.cnt, host);
+    state_body(t, &q, err, step, numel, from_snap);
+    if (err < 0 || !q.cnt) {
+        trainer_reply(t, &m->route, SW_MSG_STATE, NULL);
+        piece_put(host, NULL);
+    } else {
+        /* handed over, not copied: back to the pool once it was sent */
+        struct sw_payload p = {host, q.cnt * sizeof(float), piece_put, NULL, NULL};
+        trainer_reply(t, &m->route, SW_MSG_STATE, &p);
+    }
+}

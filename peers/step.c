@@ -1,0 +1,1247 @@
+/*
+ * step.c - a training node's part of a step (see step.h).
+ */
+#include "sw.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "trainer.h"
+
+#define EP SW_PROTO_EP_MAX
+
+/* Bytes of a FWD payload: the activation, then the targets. */
+static size_t
+fwd_len(const struct sw_trainer *t)
+{
+    return t->N * t->C * 4 + t->N * 4;
+}
+
+static size_t
+visits(const struct sw_trainer *t)
+{
+    return (size_t)t->M * (size_t)t->V;
+}
+
+int
+sw_step_init(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t NC = t->N * t->C, V = visits(t);
+    int err;
+
+    memset(s, 0, sizeof(*s));
+    if ((err = sw_plan_init(&s->plan, t->S, t->M)) < 0 ||
+        (err = sw_plan_init(&s->scratch, t->S, t->M)) < 0)
+        return err;
+    s->fwd_done = sw_calloc(V, sizeof(bool));
+    s->bwd_done = sw_calloc(V, sizeof(bool));
+    s->have_dx = sw_calloc(V, sizeof(bool));
+    s->losses = sw_calloc((size_t)t->M, sizeof(float));
+    s->mb_node = sw_calloc((size_t)t->M, sizeof(int));
+    s->dx = sw_malloc_big(V * NC * sizeof(float));
+    s->routes = sw_calloc((size_t)t->M * (size_t)t->S, EP);
+    s->xbuf = sw_malloc_big(NC * sizeof(float));
+    s->msgbuf = sw_malloc_big(fwd_len(t));
+    s->in_all = sw_malloc((size_t)t->M * t->N * sizeof(int32_t));
+    s->tg_all = sw_malloc((size_t)t->M * t->N * sizeof(int32_t));
+    s->xout = sw_malloc_big(V * fwd_len(t));
+    s->dxout = sw_malloc_big(V * NC * sizeof(float));
+    s->xout_ok = sw_calloc(V, sizeof(bool));
+    s->dxout_ok = sw_calloc(V, sizeof(bool));
+    s->early_ok = sw_calloc(V, sizeof(bool));
+    s->early_dx = sw_calloc(V, sizeof(bool));
+    s->early_pk = sw_calloc(V, 32);
+    s->early_dxpk = sw_calloc(V, 32);
+    s->gsum = sw_malloc_big(t->numel * sizeof(float));
+    if (!s->fwd_done || !s->bwd_done || !s->have_dx || !s->losses || !s->mb_node || !s->dx ||
+        !s->routes || !s->xbuf || !s->msgbuf || !s->in_all || !s->tg_all || !s->xout ||
+        !s->dxout || !s->xout_ok || !s->dxout_ok || !s->early_ok || !s->early_dx ||
+        !s->early_pk || !s->early_dxpk || !s->gsum)
+        return -SW_ENOMEM;
+    s->myidx = -1;
+    return 0;
+}
+
+void
+sw_step_release(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+
+    sw_plan_release(&s->plan);
+    sw_plan_release(&s->scratch);
+    sw_free(s->fwd_done);
+    sw_free(s->bwd_done);
+    sw_free(s->have_dx);
+    sw_free(s->losses);
+    sw_free(s->mb_node);
+    sw_free_big(s->dx);
+    sw_free(s->routes);
+    sw_free_big(s->xbuf);
+    sw_free_big(s->msgbuf);
+    sw_free(s->in_all);
+    sw_free(s->tg_all);
+    sw_free_big(s->xout);
+    sw_free_big(s->dxout);
+    sw_free(s->xout_ok);
+    sw_free(s->dxout_ok);
+    sw_free(s->early_ok);
+    sw_free(s->early_dx);
+    sw_free(s->early_pk);
+    sw_free(s->early_dxpk);
+    sw_free_big(s->early);
+    sw_free_big(s->gsum);
+    sw_free_big(s->own);
+    for (int i = 0; i < SW_PROTO_MAX_REPLICAS; i++)
+        sw_free_big(s->part[i].buf);
+    memset(s, 0, sizeof(*s));
+}
+
+void
+sw_step_reset(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t V = visits(t);
+
+    memset(s->fwd_done, 0, V * sizeof(bool));
+    memset(s->bwd_done, 0, V * sizeof(bool));
+    memset(s->have_dx, 0, V * sizeof(bool));
+    memset(s->early_ok, 0, V * sizeof(bool));
+    memset(s->early_dx, 0, V * sizeof(bool));
+    s->phase = SW_STEP_IDLE;
+    s->n_bwd = 0;
+    /* keep partial gradients of replicas that are already at the next step */
+    for (int i = 0; i < s->npart;) {
+        if (s->part[i].step <= t->step) {
+            struct sw_partial tmp = s->part[i];
+            s->part[i] = s->part[s->npart - 1];
+            s->part[s->npart - 1] = tmp; /* its buffer is kept for reuse */
+            s->npart--;
+        } else {
+            i++;
+        }
+    }
+}
+
+/* ---- routes of this node's visits ---- */
+
+static bool
+swapped(const struct sw_trainer *t, uint64_t step, int m)
+{
+    return sw_plan_swapped(t->plus, step, t->M, m);
+}
+
+static int
+nhops(const struct sw_trainer *t, uint64_t step, int m)
+{
+    return sw_plan_nhops(t->S, swapped(t, step, m));
+}
+
+static int
+hop_stage(const struct sw_trainer *t, uint64_t step, int m, int h, unsigned *parts)
+{
+    return sw_plan_hop_stage(t->S, swapped(t, step, m), h, parts);
+}
+
+static int
+nvisits(const struct sw_trainer *t, uint64_t step, int m)
+{
+    return sw_plan_nvisits(t->S, swapped(t, step, m), t->stage);
+}
+
+static int
+visit_hop(const struct sw_trainer *t, uint64_t step, int m, int k)
+{
+    return sw_plan_visit_hop(t->S, swapped(t, step, m), t->stage, k);
+}
+
+static char *
+route_ep(struct sw_trainer *t, int mb, int s)
+{
+    return t->st.routes + ((size_t)mb * t->S + s) * EP;
+}
+
+/* The route of microbatch m from the plan of the step. */
+static void
+route_from_plan(struct sw_trainer *t, int m)
+{
+    for (int s = 0; s < t->S; s++)
+        snprintf(route_ep(t, m, s), EP, "%s", t->st.plan.ep[sw_plan_at(&t->st.plan, s, m)]);
+}
+
+/* The planned sender of visit hop h of microbatch m (the node of hop h's stage). */
+static const uint8_t *
+planned(const struct sw_trainer *t, uint64_t step, int m, int h)
+{
+    return t->st.plan.pk[sw_plan_at(&t->st.plan, hop_stage(t, step, m, h, NULL), m)];
+}
+
+/* ---- sending ---- */
+
+/*
+ * The FWD (BWD) of visit u as stored when this node computed it, to the
+ * next (previous) hop's node: first sends and replays after a replan.  The
+ * body names the hop the receiver runs.
+ */
+/* The body of a FWD (keys more than the three) or BWD of microbatch m to hop h. */
+static struct sw_body *
+hop_body(struct sw_trainer *t, int keys, uint64_t step, int m, int h)
+{
+    struct sw_body *b = &t->body;
+
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, (uint32_t)keys);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, step);
+    sw_proto_pack_key(&b->pk, "mb");
+    msgpack_pack_uint32(&b->pk, (uint32_t)m);
+    sw_proto_pack_key(&b->pk, "hop");
+    msgpack_pack_uint32(&b->pk, (uint32_t)h);
+    return b;
+}
+
+static void
+send_fwd(struct sw_trainer *t, int u, uint64_t step)
+{
+    int m = u % t->M, h = visit_hop(t, step, m, u / t->M) + 1;
+    struct sw_body *b = hop_body(t, 4, step, m, h);
+
+    sw_proto_pack_key(&b->pk, "route");
+    msgpack_pack_array(&b->pk, (size_t)t->S);
+    for (int s = 0; s < t->S; s++)
+        sw_proto_pack_str(&b->pk, route_ep(t, m, s));
+    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_FWD,
+                 t->st.xout + (size_t)u * fwd_len(t), fwd_len(t));
+}
+
+static void
+send_bwd(struct sw_trainer *t, int u, uint64_t step)
+{
+    int m = u % t->M, h = visit_hop(t, step, m, u / t->M) - 1;
+
+    (void)hop_body(t, 3, step, m, h);
+    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_BWD,
+                 t->st.dxout + (size_t)u * t->N * t->C, t->N * t->C * sizeof(float));
+}
+
+/* ---- the prepare answer ---- */
+
+void
+sw_step_answer_prepare(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    struct sw_body *b = &t->body;
+    bool ok;
+
+    if (!s->prep.pending || trainer_syncing(t) || sw_step_busy(s))
+        return;
+    ok = trainer_in_run(t) && t->step == s->prep.step;
+    s->prep.pending = false;
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 3);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, s->prep.step);
+    sw_proto_pack_key(&b->pk, "ok");
+    if (ok)
+        msgpack_pack_true(&b->pk);
+    else
+        msgpack_pack_false(&b->pk);
+    sw_proto_pack_key(&b->pk, "hash"); /* the leader plans one state per stage (lead.h) */
+    sw_proto_pack_bin(&b->pk, t->phash, 32);
+    trainer_reply(t, &s->prep.route, SW_MSG_READY, NULL);
+}
+
+/* ---- CheckFree+ replicas ---- */
+
+int
+sw_step_rep_kind(const struct sw_trainer *t, bool owner)
+{
+    if (!t->plus)
+        return -1;
+    if (t->stage == (owner ? 0 : 1))
+        return 0;
+    if (t->stage == (owner ? t->S - 1 : t->S - 2))
+        return 1;
+    return -1;
+}
+
+/* Boundary stage, first node of the plan: the updated embedding (head) to
+ * every node of the partner stage; tagged with the steps it has taken. */
+static void
+replica_push(struct sw_trainer *t)
+{
+    struct sw_body *b = &t->body;
+    const struct sw_plan *p = &t->st.plan;
+    int kind = sw_step_rep_kind(t, true), partner, err;
+    size_t numel;
+
+    if (kind < 0 || t->st.myidx != 0)
+        return;
+    partner = kind == 0 ? 1 : t->S - 2;
+    numel = t->ops->rep_numel(t->model, kind);
+    if (!t->rep_buf && !(t->rep_buf = sw_malloc_big(numel * sizeof(float)))) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "no memory for the checkfree+ replica");
+        return;
+    }
+    if ((err = t->ops->rep_read(t->model, kind, t->rep_buf)) < 0) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "checkfree+ replica of stage %d not sent: %s",
+                           t->stage, sw_strerror(err));
+        return;
+    }
+    for (int i = 0; i < p->cnt[partner]; i++) {
+        sw_body_init(b);
+        msgpack_pack_map(&b->pk, 2);
+        sw_proto_pack_key(&b->pk, "step");
+        msgpack_pack_uint64(&b->pk, t->step);
+        sw_proto_pack_key(&b->pk, "kind");
+        msgpack_pack_uint32(&b->pk, (uint32_t)kind);
+        trainer_send(t, p->ep[partner * SW_PLAN_MAX + i], SW_MSG_REPLICA, t->rep_buf,
+                     numel * sizeof(float));
+    }
+}
+
+/* True when pk serves stage s in the installed plan or the DHT's records. */
+static bool
+serves_stage(struct sw_trainer *t, const uint8_t *pk, int s)
+{
+    struct sw_live_peer *l = sw_live_find(&t->live, pk);
+
+    if (l && !l->dead && l->stage == s)
+        return true;
+    return sw_plan_find(&t->st.plan, s, pk) >= 0;
+}
+
+/* A partner keeps the newest replica its boundary stage pushed. */
+void
+sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "kind", NULL};
+    msgpack_unpacked u;
+    uint64_t step, kind;
+    int want = sw_step_rep_kind(t, false);
+    size_t numel;
+
+    if (!t->ops || want < 0 || trainer_refuse_banned(t, m) || !trainer_open(t, m, &u, keys))
+        return;
+    numel = t->ops->rep_numel(t->model, want);
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "kind", &kind) < 0 || kind != (uint64_t)want) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed checkfree+ replica");
+        return;
+    }
+    if (m->payload_len != numel * sizeof(float)) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "checkfree+ replica of the wrong shape");
+        return;
+    }
+    if (!sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len)) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite checkfree+ replica");
+        return;
+    }
+    msgpack_unpacked_destroy(&u);
+    if (!serves_stage(t, m->hdr.sender, want == 0 ? 0 : t->S - 1)) {
+        t->drop_unknown++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped a checkfree+ replica from a node that "
+                           "does not serve stage %d", want == 0 ? 0 : t->S - 1);
+        return;
+    }
+    if (t->rep_have && step <= t->rep_step)
+        return;
+    if (!t->rep_buf && !(t->rep_buf = sw_malloc_big(numel * sizeof(float))))
+        return;
+    memcpy(t->rep_buf, m->payload, m->payload_len);
+    t->rep_numel = numel;
+    t->rep_step = step;
+    t->rep_have = true;
+    sw_log(SW_LOG_DEBUG, "replica of the %s at step %llu", want == 0 ? "embedding" : "head",
+           (unsigned long long)step);
+}
+
+/* ---- the update ---- */
+
+static int
+update(struct sw_trainer *t, double loss_sum)
+{
+    struct sw_step *s = &t->st;
+    struct sw_step_report r;
+    double dt, norm = 0, cs;
+    float lr = 0;
+    int err, mine = 0;
+
+    for (int m = 0; m < t->M; m++)
+        mine += s->mb_node[m] == s->myidx;
+    if ((err = t->ops->update(t->model, t->step, &lr, &norm)) < 0) {
+        sw_log(SW_LOG_ERROR, "step %llu: update failed: %s", (unsigned long long)t->step,
+               sw_strerror(err));
+        return err;
+    }
+    t->last_norm = norm;
+    dt = (double)(t->now - (s->t_update_ms > 0 ? s->t_update_ms : s->t_go_ms)) / 1000.0;
+    s->t_update_ms = t->now;
+    t->tps = dt > 0 ? (double)mine * t->N / dt : 0;
+    cs = t->ops->compute_s(t->model);
+    t->cap = cs > 0 ? s->tok_compute / cs : 0;
+    t->tokens_total += (uint64_t)mine * t->N;
+    trainer_hash(t);
+    if (t->stage == t->S - 1)
+        t->last_loss = loss_sum / t->M;
+    memset(&r, 0, sizeof(r));
+    r.step = t->step;
+    r.stage = t->stage;
+    r.loss = t->stage == t->S - 1 ? t->last_loss : -1;
+    r.lr = lr;
+    r.norm = norm;
+    snprintf(r.hash, sizeof(r.hash), "%s", t->hash);
+    r.tok_s = (double)t->M * t->N / (dt > 0 ? dt : 1);
+    r.nrep = s->nrep;
+    r.myidx = s->myidx;
+    if ((err = t->ops->zero_grad(t->model)) < 0)
+        return err;
+    t->step++;
+    if (t->step > t->run_step)
+        t->run_step = t->step;
+    replica_push(t);
+    sw_recover_snap_due(t);
+    sw_step_reset(t);
+    if (t->step >= (uint64_t)t->man->steps) {
+        sw_log(SW_LOG_INFO, "run finished: %d steps", t->man->steps);
+        trainer_set_phase(t, SW_PHASE_DONE);
+    } else if (t->phase == SW_PHASE_JOINING) {
+        trainer_set_phase(t, SW_PHASE_TRAINING); /* in step with the run now */
+    }
+    sw_step_answer_prepare(t);
+    if (t->env->stepped)
+        t->env->stepped(t->env->arg, &r); /* its output and local save after the READY */
+    return 0;
+}
+
+/* Sum of the losses of this node's microbatches (last stage). */
+static double
+own_loss(const struct sw_trainer *t)
+{
+    double l = 0;
+
+    for (int m = 0; m < t->M; m++)
+        if (t->st.bwd_done[m])
+            l += t->st.losses[m];
+    return l;
+}
+
+/* The partial of replica r of this step, or NULL. */
+static struct sw_partial *
+partial_of(struct sw_trainer *t, int r)
+{
+    struct sw_step *s = &t->st;
+
+    for (int i = 0; i < s->npart; i++)
+        if (s->part[i].step == t->step && s->part[i].ver == s->plan.ver &&
+            !memcmp(s->part[i].pk, s->plan.pk[t->stage * SW_PLAN_MAX + r], 32))
+            return &s->part[i];
+    return NULL;
+}
+
+/* Sums the partials in plan order into gsum; the loss sum into *loss. */
+static void
+sum_partials(struct sw_trainer *t, double *loss)
+{
+    struct sw_step *s = &t->st;
+    char who[13], a[17], b[17];
+
+    memset(s->gsum, 0, t->numel * sizeof(float));
+    *loss = 0;
+    for (int r = 0; r < s->nrep; r++) {
+        const float *g = NULL;
+        double l = 0;
+        struct sw_partial *p;
+        if (r == s->myidx) {
+            g = s->own;
+            l = own_loss(t);
+        } else if ((p = partial_of(t, r))) {
+            g = p->buf;
+            l = p->loss;
+            if (sodium_memcmp(p->hash, t->phash, 32) != 0) {
+                sw_identity_hex(a, p->hash, 8);
+                sw_identity_hex(b, t->phash, 8);
+                t->mismatches++;
+                sw_log(SW_LOG_ERROR, "parameter mismatch at step %llu: replica %d of stage %d "
+                       "has hash %s, this node %s", (unsigned long long)t->step, r, t->stage, a,
+                       b);
+            }
+        }
+        if (!g) {
+            sw_log(SW_LOG_WARN, "step %llu: replica %s of stage %d left before its partial "
+                   "gradient came: updating without its microbatches' share",
+                   (unsigned long long)t->step,
+                   sw_proto_who(who, s->plan.pk[t->stage * SW_PLAN_MAX + r]), t->stage);
+            continue;
+        }
+        for (size_t j = 0; j < t->numel; j++)
+            s->gsum[j] += g[j];
+        *loss += l;
+    }
+}
+
+/* Replica r of the plan is gone: dead, left, banned, or back under its key at
+ * another endpoint (a restart: the process in the plan is gone). */
+static bool
+replica_gone(struct sw_trainer *t, int r)
+{
+    int k = t->stage * SW_PLAN_MAX + r;
+    const struct sw_peer_rec *rec = trainer_dir_find(t, t->st.plan.pk[k]);
+
+    return trainer_gone(t, t->st.plan.pk[k]) || (rec && strcmp(rec->ep, t->st.plan.ep[k]));
+}
+
+/* The update, once this node's microbatches and every replica's partial are in. */
+static void
+finish_exchange(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    double loss;
+    bool after;
+    int err;
+
+    if (s->phase != SW_STEP_EXCHANGE)
+        return;
+    if (s->nrep == 1) {
+        if ((err = update(t, own_loss(t))) < 0)
+            trainer_fail(t, err, "update");
+        return;
+    }
+    /* every other replica's partial for this step; once the leader has
+     * finished the step (its PREPARE of the next is waiting here) nothing
+     * will plan it again, and a replica gone meanwhile is done without */
+    after = s->prep.pending && s->prep.step == t->step + 1;
+    for (int r = 0; r < s->nrep; r++)
+        if (r != s->myidx && !partial_of(t, r) && !(after && replica_gone(t, r)))
+            return;
+    sum_partials(t, &loss);
+    if ((err = t->ops->grads_set(t->model, s->gsum)) < 0 || (err = update(t, loss)) < 0)
+        trainer_fail(t, err, "update");
+}
+
+void
+sw_step_tick(struct sw_trainer *t)
+{
+    if (t->st.phase == SW_STEP_EXCHANGE && t->st.nrep > 1 && t->st.prep.pending)
+        finish_exchange(t);
+}
+
+/* All of this node's microbatches are through: its partial to its replicas. */
+static void
+own_done(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    struct sw_body *b = &t->body;
+    int err;
+
+    s->phase = SW_STEP_EXCHANGE;
+    if (s->nrep > 1) {
+        if (!s->own && !(s->own = sw_malloc_big(t->numel * sizeof(float)))) {
+            trainer_fail(t, -SW_ENOMEM, "partial gradient");
+            return;
+        }
+        if ((err = t->ops->grads_get(t->model, s->own)) < 0) {
+            trainer_fail(t, err, "partial gradient");
+            return;
+        }
+        /* one message each: a stage over SW_WIRE_MAX_PAYLOAD bytes cannot send
+         * it (the transport refuses it; sw_trainer_set_stage warns) */
+        for (int r = 0; r < s->nrep; r++) {
+            if (r == s->myidx)
+                continue;
+            sw_body_init(b);
+            msgpack_pack_map(&b->pk, 6);
+            sw_proto_pack_key(&b->pk, "step");
+            msgpack_pack_uint64(&b->pk, t->step);
+            sw_proto_pack_key(&b->pk, "ver");
+            msgpack_pack_uint64(&b->pk, s->plan.ver);
+            sw_proto_pack_key(&b->pk, "stage");
+            msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
+            sw_proto_pack_key(&b->pk, "count");
+            msgpack_pack_uint32(&b->pk, (uint32_t)s->n_own);
+            sw_proto_pack_key(&b->pk, "loss");
+            msgpack_pack_double(&b->pk, own_loss(t));
+            sw_proto_pack_key(&b->pk, "hash");
+            sw_proto_pack_bin(&b->pk, t->phash, 32);
+            trainer_send(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], SW_MSG_GRAD, s->own,
+                         t->numel * sizeof(float));
+        }
+    }
+    finish_exchange(t);
+}
+
+/* ---- forward and backward ---- */
+
+static void
+try_backward(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t NC = t->N * t->C;
+    int err;
+
+    if (s->phase != SW_STEP_RUNNING)
+        return;
+    /* microbatches in order, a microbatch's visits from its last hop back */
+    for (int m = 0; m < t->M; m++) {
+        if (s->mb_node[m] != s->myidx)
+            continue;
+        for (int k = nvisits(t, t->step, m) - 1; k >= 0; k--) {
+            int u = m + k * t->M, h = visit_hop(t, t->step, m, k);
+            bool last = h == nhops(t, t->step, m) - 1;
+
+            if (s->bwd_done[u])
+                continue;
+            if (!s->fwd_done[u] || (!last && (!s->have_dx[u] || s->early_dx[u])))
+                return; /* hold later ones: gradients accumulate in order */
+            err = t->ops->backward(t->model, u, last ? NULL : s->dx + (size_t)u * NC, s->xbuf,
+                                   1.0f / t->M);
+            if (err < 0) {
+                trainer_fail(t, err, "backward");
+                return;
+            }
+            s->bwd_done[u] = true;
+            s->n_bwd++;
+            if (h > 0) {
+                memcpy(s->dxout + (size_t)u * NC, s->xbuf, NC * sizeof(float));
+                s->dxout_ok[u] = true;
+                send_bwd(t, u, t->step);
+            }
+        }
+    }
+    if (s->n_bwd == s->n_own)
+        own_done(t);
+}
+
+/* Forward of visit u on this node: x_in (NULL on the first hop), the
+ * tokens (stage 0) and the targets. */
+static int
+forward_one(struct sw_trainer *t, int u, const float *x_in, const int32_t *tokens,
+            const int32_t *tg)
+{
+    struct sw_step *s = &t->st;
+    float loss = 0;
+    int m = u % t->M, h = visit_hop(t, t->step, m, u / t->M);
+    bool last = h == nhops(t, t->step, m) - 1;
+    size_t len = fwd_len(t);
+    unsigned parts;
+    int err;
+
+    (void)hop_stage(t, t->step, m, h, &parts);
+    if ((err = t->ops->forward(t->model, u, parts, tokens, x_in, tg, s->xbuf, &loss)) < 0)
+        return err;
+    if (u < t->M)
+        s->tok_compute += (double)t->N;
+    s->fwd_done[u] = true;
+    if (last) {
+        s->losses[m] = loss;
+        return 0;
+    }
+    memcpy(s->xout + (size_t)u * len, s->xbuf, t->N * t->C * sizeof(float));
+    memcpy(s->xout + (size_t)u * len + t->N * t->C * sizeof(float), tg, t->N * sizeof(int32_t));
+    s->xout_ok[u] = true;
+    send_fwd(t, u, t->step);
+    return 0;
+}
+
+/* Forward of visit v from a FWD payload p: the activation, then the targets. */
+static int
+forward_payload(struct sw_trainer *t, int v, const void *p)
+{
+    struct sw_step *s = &t->st;
+    size_t xbytes = t->N * t->C * sizeof(float);
+    int32_t *tg = (int32_t *)(s->msgbuf + xbytes);
+
+    memcpy(s->xbuf, p, xbytes);
+    memcpy(tg, (const uint8_t *)p + xbytes, t->N * sizeof(int32_t));
+    return forward_one(t, v, s->xbuf, t->stage == 0 ? s->in_all + (size_t)(v % t->M) * t->N : NULL,
+                       tg);
+}
+
+/* Stage 0's own forwards of microbatches it serves and has not run. */
+static int
+drive(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    int err;
+
+    for (int m = 0; m < t->M; m++)
+        if (s->mb_node[m] == s->myidx && !s->fwd_done[m] &&
+            (err = forward_one(t, m, NULL, s->in_all + (size_t)m * t->N,
+                               s->tg_all + (size_t)m * t->N)) < 0)
+            return err;
+    return 0;
+}
+
+/* ---- FWD, BWD, GRAD ---- */
+
+/* Reads a FWD or BWD's step, mb, hop: the visit it is for into *v, or -1
+ * when malformed (rejected). */
+static int
+read_hop(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u, bool fwd,
+         uint64_t *step, int *mb, int *hop)
+{
+    uint64_t st, b, h;
+
+    if (sw_proto_get_u64(&u->data, "step", &st) < 0 || sw_proto_get_u64(&u->data, "mb", &b) < 0 ||
+        sw_proto_get_u64(&u->data, "hop", &h) < 0 || b >= (uint64_t)t->M ||
+        (fwd ? h == 0 || h >= (uint64_t)nhops(t, st, (int)b)
+             : h + 1 >= (uint64_t)nhops(t, st, (int)b)) ||
+        hop_stage(t, st, (int)b, (int)h, NULL) != t->stage) {
+        trainer_reject(t, m, u, SW_WIRE_DROP_MALFORMED,
+                       fwd ? "malformed forward" : "malformed backward");
+        return -1;
+    }
+    *step = st;
+    *mb = (int)b;
+    *hop = (int)h;
+    return (int)b + (visit_hop(t, st, (int)b, 0) == (int)h ? 0 : t->M);
+}
+
+/* Checks a tensor payload of len bytes (f32 first xbytes); false: rejected
+ * (shape: what is "... of the wrong shape"; nonfinite: what a NaN is). */
+static bool
+check_tensor(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+             size_t len, size_t xbytes, const char *what, const char *nonfinite)
+{
+    char why[96];
+
+    if (m->payload_len != len) {
+        snprintf(why, sizeof(why), "%s of the wrong shape", what);
+        trainer_reject(t, m, u, SW_WIRE_DROP_MALFORMED, why);
+        return false;
+    }
+    if (!sw_wire_all_finite(SW_WIRE_F32, m->payload, xbytes)) {
+        trainer_reject(t, m, u, SW_WIRE_DROP_NONFINITE, nonfinite);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * A FWD not (yet) from the node the plan names: a newcomer this node has not
+ * read from the DHT, or whose GO or replan is still on its way.  Held until
+ * the next plan names its sender (early_take); a held one from a known node
+ * is not replaced by a stranger's.
+ */
+static void
+hold_fwd(struct sw_trainer *t, const struct sw_transport_msg *m, int v, uint64_t step, int mb)
+{
+    struct sw_step *s = &t->st;
+    size_t len = fwd_len(t);
+
+    if (s->early_ok[v] && sw_live_find(&t->live, s->early_pk[v]) &&
+        !sw_live_find(&t->live, m->hdr.sender))
+        return;
+    if (!s->early && !(s->early = sw_malloc_big(visits(t) * len)))
+        return;
+    memcpy(s->early + (size_t)v * len, m->payload, len);
+    memcpy(s->early_pk[v], m->hdr.sender, 32);
+    s->early_ok[v] = true;
+    sw_log(SW_LOG_DEBUG, "forward of step %llu mb %d held until a plan names its sender",
+           (unsigned long long)step, mb);
+}
+
+/* A FWD's route: an array of S endpoints; false: rejected. */
+static bool
+check_route(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u)
+{
+    const msgpack_object *route = sw_proto_get(&u->data, "route");
+
+    if (!route || route->type != MSGPACK_OBJECT_ARRAY || route->via.array.size != (uint32_t)t->S) {
+        trainer_reject(t, m, u, SW_WIRE_DROP_MALFORMED, "malformed forward");
+        return false;
+    }
+    return true;
+}
+
+/* Copies the route a FWD names (before its GO); false: rejected. */
+static bool
+route_from_msg(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+               int mb)
+{
+    const msgpack_object *route = sw_proto_get(&u->data, "route");
+
+    for (int s = 0; s < t->S; s++)
+        if (sw_proto_str(&route->via.array.ptr[s], route_ep(t, mb, s), EP) < 0) {
+            trainer_reject(t, m, u, SW_WIRE_DROP_MALFORMED, "malformed forward route");
+            return false;
+        }
+    return true;
+}
+
+void
+sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "mb", "hop", "route", NULL};
+    struct sw_step *s = &t->st;
+    msgpack_unpacked u;
+    uint64_t step;
+    size_t xbytes = t->N * t->C * sizeof(float);
+    int err, v, mb, hop;
+    bool plan_ok, me = !memcmp(m->hdr.sender, t->pk, 32);
+
+    if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
+        !trainer_open(t, m, &u, keys))
+        return;
+    if ((v = read_hop(t, m, &u, true, &step, &mb, &hop)) < 0 ||
+        !check_route(t, m, &u) ||
+        !check_tensor(t, m, &u, fwd_len(t), xbytes, "forward",
+                      "forward with non-finite activations"))
+        return;
+    if (step != t->step || s->fwd_done[v]) {
+        /* late, or a replay after a replan that this node does not need */
+        if (!trainer_refuse_unknown(t, m))
+            sw_log(SW_LOG_DEBUG, "dropped forward of step %llu mb %d at step %llu",
+                   (unsigned long long)step, mb, (unsigned long long)t->step);
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    plan_ok = s->phase >= SW_STEP_RUNNING && s->plan.step == step;
+    if (!me && (plan_ok ? memcmp(m->hdr.sender, planned(t, step, mb, hop - 1), 32)
+                        : !sw_live_find(&t->live, m->hdr.sender) && !sw_plan_has(&s->plan,
+                                                                               m->hdr.sender))) {
+        msgpack_unpacked_destroy(&u);
+        hold_fwd(t, m, v, step, mb);
+        return;
+    }
+    if (plan_ok)
+        route_from_plan(t, mb); /* the plan says who sends it, and the route */
+    else if (!route_from_msg(t, m, &u, mb))
+        return;
+    msgpack_unpacked_destroy(&u);
+    if (s->phase < SW_STEP_EARLY)
+        s->phase = SW_STEP_EARLY;
+    if ((err = forward_payload(t, v, m->payload)) < 0) {
+        if (err == -SW_ERANGE) {
+            trainer_reject(t, m, NULL, SW_WIRE_DROP_MALFORMED, "forward with out-of-range targets");
+            return;
+        }
+        trainer_fail(t, err, "forward");
+        return;
+    }
+    try_backward(t);
+}
+
+/* A BWD from the planned sender: used now, or held when the replan that
+ * gives this node its microbatch may still be on its way. */
+static void
+take_bwd(struct sw_trainer *t, const struct sw_transport_msg *m, int v, uint64_t step, int mb)
+{
+    struct sw_step *s = &t->st;
+
+    if (step != t->step || (s->have_dx[v] && !s->early_dx[v])) {
+        sw_log(SW_LOG_DEBUG, "dropped backward of step %llu mb %d", (unsigned long long)step, mb);
+        return;
+    }
+    memcpy(s->dx + (size_t)v * t->N * t->C, m->payload, m->payload_len);
+    s->have_dx[v] = true;
+    /* neither this node's microbatch in the installed plan nor one it has the
+     * input of: the replan that gives it this node may still be on its way
+     * (the sender resent it on that replan): held */
+    s->early_dx[v] = !s->fwd_done[v] && s->mb_node[mb] != s->myidx;
+    if (s->early_dx[v])
+        memcpy(s->early_dxpk[v], m->hdr.sender, 32);
+    else
+        try_backward(t);
+}
+
+void
+sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "mb", "hop", NULL};
+    struct sw_step *s = &t->st;
+    msgpack_unpacked u;
+    uint64_t step;
+    size_t xbytes = t->N * t->C * sizeof(float);
+    int v, mb, hop;
+
+    if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
+        !trainer_open(t, m, &u, keys))
+        return;
+    if ((v = read_hop(t, m, &u, false, &step, &mb, &hop)) < 0 ||
+        !check_tensor(t, m, &u, xbytes, xbytes, "backward",
+                      "backward with non-finite gradients"))
+        return;
+    msgpack_unpacked_destroy(&u);
+    if (s->phase >= SW_STEP_RUNNING && s->plan.step == step &&
+        !memcmp(m->hdr.sender, planned(t, step, mb, hop + 1), 32)) {
+        take_bwd(t, m, v, step, mb); /* after a replan it may come before its input */
+        return;
+    }
+    if (step == t->step && memcmp(m->hdr.sender, t->pk, 32) &&
+        (!s->have_dx[v] || (s->early_dx[v] && !(sw_live_find(&t->live, s->early_dxpk[v]) &&
+                                                !sw_live_find(&t->live, m->hdr.sender))))) {
+        /* not (yet) from the node the plan names (see hold_fwd): held, not
+         * used (try_backward) until a plan names its sender */
+        memcpy(s->dx + (size_t)v * t->N * t->C, m->payload, xbytes);
+        memcpy(s->early_dxpk[v], m->hdr.sender, 32);
+        s->have_dx[v] = s->early_dx[v] = true;
+        return;
+    }
+    if (!trainer_refuse_unknown(t, m))
+        sw_log(SW_LOG_DEBUG, "dropped backward of step %llu mb %d", (unsigned long long)step, mb);
+}
+
+void
+sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "ver", "stage", "count", "loss", "hash", NULL};
+    struct sw_step *s = &t->st;
+    msgpack_unpacked u;
+    uint64_t step, stage, count, ver;
+    double loss;
+    const uint8_t *h;
+    size_t hl = 32;
+    struct sw_partial *p = NULL;
+
+    if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
+        !trainer_open(t, m, &u, keys))
+        return;
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "ver", &ver) < 0 ||
+        sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
+        sw_proto_get_u64(&u.data, "count", &count) < 0 ||
+        sw_proto_get_f64(&u.data, "loss", &loss) < 0 ||
+        sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 || stage != (uint64_t)t->stage) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
+        return;
+    }
+    if (!check_tensor(t, m, &u, t->numel * sizeof(float), t->numel * sizeof(float),
+                      "partial gradient", "non-finite partial gradient"))
+        return;
+    if (!isfinite(loss)) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
+        return;
+    }
+    if (trainer_refuse_unknown(t, m) || step < t->step) {
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    for (int i = 0; i < s->npart && !p; i++)
+        if (!memcmp(s->part[i].pk, m->hdr.sender, 32) && s->part[i].step == step)
+            p = &s->part[i];
+    if (!p && s->npart < SW_PROTO_MAX_REPLICAS)
+        p = &s->part[s->npart];
+    if (!p || (!p->buf && !(p->buf = sw_malloc_big(t->numel * sizeof(float))))) {
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    memcpy(p->buf, m->payload, m->payload_len);
+    memcpy(p->pk, m->hdr.sender, 32);
+    memcpy(p->hash, h, 32);
+    p->loss = loss;
+    p->step = step;
+    p->ver = ver;
+    if (p == &s->part[s->npart])
+        s->npart++;
+    msgpack_unpacked_destroy(&u);
+    if (step == t->step)
+        finish_exchange(t);
+}
+
+/* ---- plans ---- */
+
+/* This node's place in the installed plan: replicas, its microbatches. */
+static void
+plan_take(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    int j = t->stage;
+
+    s->nrep = s->plan.cnt[j];
+    s->myidx = sw_plan_find(&s->plan, j, t->pk);
+    s->n_own = s->n_bwd = 0;
+    for (int mb = 0; mb < t->M; mb++) {
+        s->mb_node[mb] = s->plan.assign[j * t->M + mb];
+        if (s->mb_node[mb] != s->myidx)
+            continue;
+        for (int k = 0; k < nvisits(t, t->step, mb); k++) {
+            s->n_own++;
+            s->n_bwd += s->bwd_done[mb + k * t->M];
+        }
+    }
+}
+
+/* The step's plan is in: the FWDs and BWDs held for it (sw_step_on_fwd,
+ * sw_step_on_bwd) are used when the plan names their senders, dropped
+ * (counted) if not. */
+static void
+early_take(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t len = fwd_len(t);
+    int err;
+
+    for (int v = 0; v < (int)visits(t); v++) {
+        int m = v % t->M, k = v / t->M, h = visit_hop(t, t->step, m, k);
+        if (!s->early_dx[v])
+            continue;
+        s->early_dx[v] = false;
+        if (k >= nvisits(t, t->step, m) || h + 1 >= nhops(t, t->step, m) ||
+            memcmp(s->early_dxpk[v], planned(t, t->step, m, h + 1), 32)) {
+            s->have_dx[v] = false;
+            t->drop_unknown++;
+        }
+    }
+    for (int v = 0; v < (int)visits(t); v++) {
+        int m = v % t->M, k = v / t->M, h = visit_hop(t, t->step, m, k);
+        if (!s->early_ok[v])
+            continue;
+        s->early_ok[v] = false;
+        if (k >= nvisits(t, t->step, m) || h == 0 || s->fwd_done[v] || s->mb_node[m] != s->myidx ||
+            memcmp(s->early_pk[v], planned(t, t->step, m, h - 1), 32)) {
+            t->drop_unknown++;
+            continue;
+        }
+        err = forward_payload(t, v, s->early + (size_t)v * len);
+        if (err == -SW_ERANGE) {
+            sw_live_ban(&t->live, s->early_pk[v], t->now, "forward with out-of-range targets");
+        } else if (err < 0) {
+            trainer_fail(t, err, "forward");
+            return;
+        }
+    }
+}
+
+/*
+ * Installs p and resends, from the store, every FWD and BWD this node sent
+ * in the step for a microbatch it serves in both plans: to the neighbours
+ * that changed, and to those that did not, since a neighbour may have
+ * restarted the step (a PREPARE after a stall) or come back under its key
+ * as another process; a receiver that has it already drops the copy.
+ */
+static void
+replay(struct sw_trainer *t, const struct sw_plan *p, uint64_t step, uint8_t *oldme)
+{
+    struct sw_step *s = &t->st;
+    int j = t->stage;
+
+    for (int m = 0; m < t->M; m++)
+        oldme[m] = !memcmp(s->plan.pk[sw_plan_at(&s->plan, j, m)], t->pk, 32);
+    sw_plan_copy(&s->plan, p);
+    for (int m = 0; m < t->M; m++) {
+        bool newme = !memcmp(s->plan.pk[sw_plan_at(&s->plan, j, m)], t->pk, 32);
+        if (!oldme[m] && !newme)
+            continue;
+        route_from_plan(t, m);
+        if (!oldme[m] || !newme)
+            continue;
+        for (int k = 0; k < nvisits(t, step, m); k++) {
+            int u = m + k * t->M, h = visit_hop(t, step, m, k);
+            if (h + 1 < nhops(t, step, m) && s->xout_ok[u])
+                send_fwd(t, u, step);
+            if (h > 0 && s->dxout_ok[u])
+                send_bwd(t, u, step);
+        }
+    }
+}
+
+/*
+ * A replan of step (ver > the installed one): see step.h, "Replans".
+ * replay_only: this node finished the step already and only resends.
+ */
+static void
+replan(struct sw_trainer *t, const struct sw_plan *p, uint64_t step, bool replay_only)
+{
+    struct sw_step *s = &t->st;
+    uint8_t *oldme = sw_calloc((size_t)t->M, 1);
+    int err;
+
+    if (!oldme)
+        goto out;
+    replay(t, p, step, oldme);
+    if (replay_only)
+        goto out;
+    plan_take(t);
+    if (s->myidx < 0) {
+        /* planned out (thought dead): drop the step; a later PREPARE brings the state back */
+        sw_log(SW_LOG_WARN, "step %llu goes on without this node", (unsigned long long)step);
+        if ((err = t->ops->zero_grad(t->model)) < 0)
+            trainer_fail(t, err, "replan");
+        sw_step_reset(t);
+        goto out;
+    }
+    s->phase = SW_STEP_RUNNING;
+    early_take(t);
+    if (t->stage == 0 && (err = drive(t)) < 0) {
+        trainer_fail(t, err, "forward");
+        goto out;
+    }
+    try_backward(t);
+out:
+    sw_free(oldme);
+}
+
+/* GO of the node's step: the plan installed, stage 0 draws the data and drives. */
+static void
+go_start(struct sw_trainer *t, const struct sw_plan *p, uint64_t step)
+{
+    struct sw_step *s = &t->st;
+    int err;
+
+    sw_plan_copy(&s->plan, p);
+    memset(s->xout_ok, 0, visits(t) * sizeof(bool));
+    memset(s->dxout_ok, 0, visits(t) * sizeof(bool));
+    s->store_step = step;
+    plan_take(t);
+    if (s->myidx < 0) {
+        sw_log(SW_LOG_INFO, "step %llu goes on without this node", (unsigned long long)step);
+        return;
+    }
+    for (int mb = 0; mb < t->M; mb++)
+        route_from_plan(t, mb);
+    s->phase = SW_STEP_RUNNING;
+    s->t_go_ms = t->now;
+    if (t->stage == 0) {
+        /* every stage-0 replica draws all M microbatches: same cursor everywhere */
+        t->ops->data_mark(t->model);
+        for (int mb = 0; mb < t->M; mb++)
+            if ((err = t->ops->batch(t->model, s->in_all + (size_t)mb * t->N,
+                                     s->tg_all + (size_t)mb * t->N)) < 0) {
+                trainer_fail(t, err, "data");
+                return;
+            }
+        if ((err = drive(t)) < 0) {
+            trainer_fail(t, err, "forward");
+            return;
+        }
+    }
+    early_take(t);
+    try_backward(t);
+}
+
+/* Only a stage-0 node leads: the one that prepared, or one this node knows. */
+static bool
+from_leader(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    struct sw_live_peer *l = sw_live_find(&t->live, m->hdr.sender);
+
+    return !memcmp(m->hdr.sender, t->pk, 32) || !memcmp(m->hdr.sender, t->st.prep.pk, 32) ||
+           (l && l->stage == 0);
+}
+
+void
+sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "ver", "plan", NULL};
+    struct sw_step *s = &t->st;
+    struct sw_plan *p = &s->scratch;
+    msgpack_unpacked u;
+    const msgpack_object *po;
+    uint64_t step, ver;
+
+    /* a node stopping finishes its step: replans of it still count */
+    if (!t->ops || trainer_refuse_banned(t, m) ||
+        !(trainer_in_run(t) || (t->phase == SW_PHASE_STOPPING && sw_step_busy(s))))
+        return;
+    if (!from_leader(t, m)) {
+        t->drop_unknown++;
+        return;
+    }
+    if (!trainer_open(t, m, &u, keys))
+        return;
+    po = sw_proto_get(&u.data, "plan");
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "ver", &ver) < 0 || !po || sw_plan_parse(p, po) < 0) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed plan");
+        return;
+    }
+    msgpack_unpacked_destroy(&u);
+    p->step = step;
+    p->ver = ver;
+    if (step == t->step && s->phase >= SW_STEP_RUNNING && ver > s->plan.ver) {
+        sw_log(SW_LOG_INFO, "step %llu planned again (version %llu)", (unsigned long long)step,
+               (unsigned long long)ver);
+        replan(t, p, step, false);
+        return;
+    }
+    if (step + 1 == t->step && !sw_step_busy(s) && s->store_step == step &&
+        s->plan.step == step && ver > s->plan.ver) {
+        replan(t, p, step, true);
+        return;
+    }
+    if (step + 1 == t->step && s->phase == SW_STEP_FRESH) {
+        /*
+         * Rebuilt from a source that had finished the step in progress (a
+         * node downstream of the lost one, which still owed its BWDs to the
+         * stages upstream): nothing is stored here to replay, so this stage
+         * computes the step again with what it rebuilt, and takes the step
+         * it updates to from the run (the leader plans it at the step).
+         */
+        sw_log(SW_LOG_INFO, "step %llu: the run is still in it; this rebuilt stage takes part "
+               "(its source had finished it)", (unsigned long long)step);
+        t->step = step;
+    }
+    if (step != t->step || s->phase >= SW_STEP_RUNNING)
+        return;
+    go_start(t, p, step);
+}
+
+/* ---- PREPARE ---- */
+
+/* Drops the step in progress (restarted, or gone on without this node). */
+static bool
+step_drop(struct sw_trainer *t, bool rewind)
+{
+    int err;
+
+    if ((err = t->ops->zero_grad(t->model)) < 0) {
+        trainer_fail(t, err, "restart");
+        return false;
+    }
+    if (rewind && t->stage == 0 && t->st.phase >= SW_STEP_RUNNING)
+        t->ops->data_rewind(t->model);
+    sw_step_reset(t);
+    return true;
+}
+
+void
+sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", NULL};
+    struct sw_step *s = &t->st;
+    msgpack_unpacked u;
+    uint64_t step;
+
+    if (m->route.rid == 0 || !t->ops || trainer_refuse_banned(t, m) ||
+        !trainer_open(t, m, &u, keys))
+        return;
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed prepare");
+        return;
+    }
+    msgpack_unpacked_destroy(&u);
+    /* a leader this node has not read yet (it joined a moment ago) may ask, not disturb */
+    if (sw_step_busy(s) && trainer_refuse_unknown(t, m))
+        return;
+    memcpy(s->prep.pk, m->hdr.sender, 32);
+    s->prep.route = m->route;
+    s->prep.step = step;
+    s->prep.pending = true;
+    if (s->phase == SW_STEP_EXCHANGE && s->nrep > 1 && step == t->step + 1) {
+        /* the leader finished the step; this node did its microbatches and
+         * waits only for a replica's partial gradient (on its way, or its
+         * sender gone: sw_step_tick): READY after the update */
+        finish_exchange(t);
+        return;
+    }
+    if (sw_step_busy(s) && step > t->step) {
+        sw_log(SW_LOG_WARN, "left behind at step %llu (the run is at %llu): dropping it",
+               (unsigned long long)t->step, (unsigned long long)step);
+        if (!step_drop(t, false))
+            return;
+    }
+    if (sw_step_busy(s) && step == t->step) {
+        sw_log(SW_LOG_WARN, "step %llu restarted by the leader", (unsigned long long)step);
+        if (!step_drop(t, true))
+            return;
+    }
+    if (trainer_in_run(t) && !sw_step_busy(s) && step > t->step) {
+        sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
+               (unsigned long long)t->step, (unsigned long long)step);
+        sw_recover_resync(t);
+    }
+    sw_step_answer_prepare(t);
+}

@@ -1,0 +1,140 @@
+/*
+ * step.h - a training node's part of a step (swarm-protocol(7), PREPARE,
+ * GO, FWD, BWD, GRAD, REPLICA), inside the trainer core (trainer.h): no
+ * I/O of its own, everything through the trainer's env and stage ops.
+ *
+ * A step s.  The leader's PREPARE(s) is answered READY once the node holds
+ * the state after step s-1 (the answer is deferred while it finishes s-1 or
+ * copies a replica's state: struct sw_step_prep).  GO(s, ver, plan) installs
+ * the plan (plan.h) and starts the step: stage-0 nodes draw all M
+ * microbatches from the data stream (so every replica keeps the same
+ * cursor), run their own forward and send FWD along the route; each stage
+ * runs forward on the FWDs it gets and sends FWD on, the last computes the
+ * loss and sends BWD back along the route.  A node runs its backwards in
+ * increasing microbatch order (holding early arrivals), so with one node per
+ * stage the gradient sums are swarmsim's.  When all its microbatches are
+ * through, a node of a replicated stage sends its partial gradient (and a
+ * hash of its parameters) to its replicas (GRAD); each sums the partials in
+ * plan order, so all replicas apply the same update and stay bit-identical.
+ *
+ * Replans.  A GO of the running step with a higher version (the leader
+ * dropped a dead node, gave an empty stage its newcomer, or took over the
+ * step of a lost leader) is installed over the old plan: what the node
+ * already sent in the step is sent again from its store of the step's FWD
+ * and BWD payloads (xout, dxout), to whichever node the new plan names, so
+ * nothing is recomputed upstream and a neighbour that lost its part of the
+ * step (replaced, restarted) gets it back; a receiver that has a message
+ * already drops the copy.  Microbatches it takes over are computed when
+ * their input is there.  A node that finished the step replays too, until
+ * the next step starts.  FWDs and BWDs of the step that
+ * come before the plan names their sender are held (early_*) and used once
+ * it does.
+ *
+ * Who may send what: tensors only from the node the plan names (a stranger's
+ * well-formed ones are dropped and counted, malformed or non-finite ones ban
+ * their sender), GO and PREPARE only from a stage-0 node this node knows.
+ *
+ * The step's lifecycle is one enum (struct sw_step.phase):
+ *   IDLE      no step in progress
+ *   FRESH     idle, with a state just rebuilt by CheckFree(+) from a source
+ *             that had finished the step in progress: a GO of the step
+ *             before is taken (the stage steps back into it)
+ *   EARLY     FWDs of the step arrived from a known node before its GO
+ *   RUNNING   GO installed: forwards and backwards
+ *   EXCHANGE  this node's microbatches are done; waiting for the replicas'
+ *             partial gradients
+ */
+#ifndef SW_STEP_H
+#define SW_STEP_H
+
+#include "sw.h"
+
+#include "plan.h"
+#include "proto.h"
+#include "transport.h"
+
+struct sw_trainer;
+
+enum sw_step_phase {
+    SW_STEP_IDLE = 0,
+    SW_STEP_FRESH,
+    SW_STEP_EARLY,
+    SW_STEP_RUNNING,
+    SW_STEP_EXCHANGE,
+};
+
+/* A replica's partial gradient of a step (GRAD). */
+struct sw_partial {
+    float *buf;              /* host [numel] */
+    uint8_t pk[32];          /* its sender */
+    uint8_t hash[32];        /* the sender's parameter hash before the step */
+    double loss;             /* sum of its microbatches' losses (last stage) */
+    uint64_t step, ver;      /* the step and plan version it belongs to */
+};
+
+/* The leader's PREPARE waiting for this node's READY. */
+struct sw_step_prep {
+    bool pending;
+    uint8_t pk[32];          /* who sent it (the leader) */
+    struct sw_transport_route route;
+    uint64_t step;
+};
+
+struct sw_step {
+    int phase;
+    struct sw_plan plan;     /* installed (plan.step, plan.ver) */
+    struct sw_plan scratch;  /* a GO being read */
+    uint64_t store_step;     /* the step xout/dxout hold */
+    int nrep, myidx;         /* this stage's nodes in the plan, this node's index (-1: none) */
+    int n_own, n_bwd;        /* visits this node owns, and their backwards done */
+    int *mb_node;            /* [M] index of the node of this stage serving each */
+    bool *fwd_done, *bwd_done, *have_dx; /* [V*M] */
+    float *losses;           /* [M] */
+    float *dx;               /* [V*M, N, C] gradients waiting for their turn */
+    char *routes;            /* [M, S, EP] */
+    float *xbuf;             /* [N, C] */
+    uint8_t *msgbuf;         /* [N*C*4 + N*4] x then targets */
+    int32_t *in_all, *tg_all; /* stage 0: [M, N] */
+    uint8_t *xout;           /* [V*M, N*C*4 + N*4] FWD payloads sent this step */
+    float *dxout;            /* [V*M, N, C] BWD payloads sent this step */
+    bool *xout_ok, *dxout_ok;
+    uint8_t *early;          /* [V*M, N*C*4 + N*4] held FWD payloads */
+    bool *early_ok, *early_dx;
+    uint8_t (*early_pk)[32], (*early_dxpk)[32];
+    /* replicas: partial gradients (own one in own) */
+    float *gsum;             /* host [numel] */
+    float *own;              /* host [numel] */
+    struct sw_partial part[SW_PROTO_MAX_REPLICAS];
+    int npart;
+    struct sw_step_prep prep;
+    /* timing */
+    uint64_t t_go_ms, t_update_ms;
+    double tok_compute, t_compute0;
+};
+
+int sw_step_init(struct sw_trainer *t) SW_WARN_UNUSED;
+void sw_step_release(struct sw_trainer *t);
+/* Forget the step in progress (its end, a restart, a new state). */
+void sw_step_reset(struct sw_trainer *t);
+static inline bool
+sw_step_busy(const struct sw_step *s)
+{
+    return s->phase >= SW_STEP_EARLY;
+}
+
+void sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m);
+void sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m);
+void sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m);
+void sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m);
+void sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m);
+void sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m);
+/* The deferred READY, when the node can answer it now. */
+void sw_step_answer_prepare(struct sw_trainer *t);
+/* EXCHANGE with the leader's next PREPARE waiting: a replica gone
+ * meanwhile is done without. */
+void sw_step_tick(struct sw_trainer *t);
+/* The kind of CheckFree+ replica this node's stage keeps (owner false) or
+ * owns (owner true), -1 none. */
+int sw_step_rep_kind(const struct sw_trainer *t, bool owner);
+
+#endif

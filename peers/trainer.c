@@ -1,0 +1,739 @@
+/*
+ * trainer.c - the training node's phase machine (see trainer.h).
+ */
+#include "sw.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "node.h"
+#include "rng.h"
+#include "trainer.h"
+
+const char *
+sw_phase_name(int phase)
+{
+    static const char *const names[] = {"scan",     "choose",  "sync",     "copy",
+                                        "rebuild",  "restore", "joining",  "training",
+                                        "done",     "stopping", "leaving", "closed"};
+
+    return phase >= 0 && phase <= SW_PHASE_CLOSED ? names[phase] : "?";
+}
+
+/* The state the record says (trainer.h). */
+static int
+rec_state(const struct sw_trainer *t)
+{
+    switch (t->phase) {
+    case SW_PHASE_TRAINING:
+        return SW_REC_TRAINING;
+    case SW_PHASE_JOINING:
+        return SW_REC_JOINING;
+    case SW_PHASE_DONE:
+        return SW_REC_DONE;
+    case SW_PHASE_LEAVING:
+    case SW_PHASE_CLOSED:
+        return SW_REC_LEAVING;
+    case SW_PHASE_STOPPING:
+        return t->pub_state;
+    default:
+        return SW_REC_SYNCING;
+    }
+}
+
+/* ---- the env, as the modules use it ---- */
+
+int
+trainer_send(struct sw_trainer *t, const char *ep, uint32_t type, const void *payload, size_t plen)
+{
+    struct sw_payload p = {payload, plen, NULL, NULL, NULL};
+    int err;
+
+    if (t->body.b.overflow)
+        return -SW_ETOOBIG;
+    err = t->env->send(t->env->arg, ep, type, t->body.b.data, t->body.b.len, plen ? &p : NULL);
+    if (err < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "cannot send message %u to '%s': %s", type, ep,
+                           sw_strerror(err));
+    return err;
+}
+
+int
+trainer_reply(struct sw_trainer *t, const struct sw_transport_route *r, uint32_t type,
+              const struct sw_payload *p)
+{
+    int err;
+
+    if (t->body.b.overflow) {
+        if (p && p->free_cb)
+            p->free_cb((void *)p->data, p->free_arg);
+        return -SW_ETOOBIG;
+    }
+    err = t->env->reply(t->env->arg, r, type, t->body.b.data, t->body.b.len, p);
+    if (err < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "cannot reply %u: %s", type, sw_strerror(err));
+    return err;
+}
+
+int
+trainer_request(struct sw_trainer *t, const char *ep, uint32_t type, uint64_t timeout_ms,
+                int retries, uint64_t tag)
+{
+    if (t->body.b.overflow)
+        return -SW_ETOOBIG;
+    return t->env->request(t->env->arg, ep, type, t->body.b.data, t->body.b.len, timeout_ms,
+                           retries, tag);
+}
+
+static void
+live_dead(void *arg, const uint8_t *pk, int stage, const char *why)
+{
+    struct sw_trainer *t = arg;
+
+    (void)stage;
+    (void)why;
+    /* out of the table now, not at the next scan: nothing copies from it,
+     * counts it, or takes its (possibly stale) step for the run's */
+    for (int i = 0; i < t->ndir; i++)
+        if (!memcmp(t->dir[i].pk, pk, 32)) {
+            memmove(&t->dir[i], &t->dir[i + 1], (size_t)(t->ndir - i - 1) * sizeof(t->dir[0]));
+            t->ndir--;
+            break;
+        }
+}
+
+static void
+live_probe(void *arg, const uint8_t *pk, const char *ep, uint64_t timeout_ms)
+{
+    struct sw_trainer *t = arg;
+
+    if (t->env->probe)
+        t->env->probe(t->env->arg, pk, ep, timeout_ms);
+    else
+        sw_live_probed(&t->live, pk, false);
+}
+
+static int
+live_ping(void *arg, const char *ep, uint64_t timeout_ms, uint64_t tag)
+{
+    struct sw_trainer *t = arg;
+
+    return t->env->request(t->env->arg, ep, SW_MSG_PING, NULL, 0, timeout_ms, 0,
+                           SW_TAG(SW_TAG_PING, tag));
+}
+
+static const struct sw_live_ops live_ops = {live_dead, live_probe, live_ping};
+
+static int
+fetch_request(void *arg, const char *ep, const void *body, size_t len, uint64_t timeout_ms,
+              int retries, uint64_t tag)
+{
+    struct sw_trainer *t = arg;
+
+    return t->env->request(t->env->arg, ep, SW_MSG_STATE_GET, body, len, timeout_ms, retries,
+                           SW_TAG(SW_TAG_FETCH, tag));
+}
+
+static const struct sw_fetch_ops fetch_ops = {fetch_request};
+
+/* ---- who may send what ---- */
+
+const struct sw_peer_rec *
+trainer_dir_find(const struct sw_trainer *t, const uint8_t *pk)
+{
+    for (int i = 0; i < t->ndir; i++)
+        if (!memcmp(t->dir[i].pk, pk, 32))
+            return &t->dir[i];
+    return NULL;
+}
+
+bool
+trainer_gone(struct sw_trainer *t, const uint8_t *pk)
+{
+    return sw_live_gone(&t->live, pk, t->now);
+}
+
+bool
+trainer_open(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+             const char *const *keys)
+{
+    if (sw_proto_open(m->hdr.body, m->hdr.body_len, u, keys))
+        return true;
+    if (t->env->drop)
+        t->env->drop(t->env->arg, SW_WIRE_DROP_MALFORMED);
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped malformed message of type %u", m->hdr.type);
+    sw_live_ban(&t->live, m->hdr.sender, t->now, "malformed message");
+    return false;
+}
+
+void
+trainer_reject(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+               int reason, const char *what)
+{
+    if (u)
+        msgpack_unpacked_destroy(u);
+    if (t->env->drop)
+        t->env->drop(t->env->arg, reason);
+    if (reason == SW_WIRE_DROP_MALFORMED && strstr(what, "shape"))
+        t->drop_shape++;
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped %s", what);
+    sw_live_ban(&t->live, m->hdr.sender, t->now, what);
+}
+
+bool
+trainer_refuse_banned(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    if (memcmp(m->hdr.sender, t->pk, 32) && sw_live_banned(&t->live, m->hdr.sender, t->now)) {
+        t->drop_banned++;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Refuses (and counts) a message from no node of the run (not in the DHT's
+ * records nor in the plan).  Handlers of tensors check the contents first,
+ * so that a stranger sending bad ones is banned, not merely ignored.
+ */
+bool
+trainer_refuse_unknown(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    if (memcmp(m->hdr.sender, t->pk, 32) && !sw_live_find(&t->live, m->hdr.sender) &&
+        !sw_plan_has(&t->st.plan, m->hdr.sender)) {
+        t->drop_unknown++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped message %u from a peer that is not in the run",
+                           m->hdr.type);
+        return true;
+    }
+    return false;
+}
+
+void
+trainer_hash(struct sw_trainer *t)
+{
+    if (t->ops->hash(t->model, t->phash) < 0)
+        return;
+    sw_identity_hex(t->hash, t->phash, 8);
+}
+
+/* ---- lifecycle ---- */
+
+void
+trainer_set_phase(struct sw_trainer *t, int phase)
+{
+    if (phase == t->phase)
+        return;
+    sw_log(SW_LOG_DEBUG, "phase %s -> %s", sw_phase_name(t->phase), sw_phase_name(phase));
+    t->phase = phase;
+    t->phase_ms = t->now;
+}
+
+void
+trainer_fail(struct sw_trainer *t, int err, const char *what)
+{
+    sw_log(SW_LOG_ERROR, "%s: %s; leaving the run", what, sw_strerror(err));
+    t->exit_code = SW_EXIT_FAIL;
+    t->st.phase = SW_STEP_IDLE;
+    trainer_set_phase(t, SW_PHASE_STOPPING);
+}
+
+void
+trainer_lost(struct sw_trainer *t)
+{
+    t->exit_code = SW_EXIT_LOST;
+    trainer_set_phase(t, SW_PHASE_STOPPING);
+}
+
+void
+sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->pk, t->pk, 32);
+    snprintf(r->ep, sizeof(r->ep), "%s", t->ep);
+    r->stage = t->stage < 0 ? 0 : t->stage;
+    r->state = rec_state(t);
+    r->step = t->step;
+    r->tps = t->tps;
+    r->cap = t->cap;
+    r->loss = t->stage == t->S - 1 ? t->last_loss : -1;
+    r->norm = t->last_norm;
+    snprintf(r->hash, sizeof(r->hash), "%s", t->hash);
+    r->recoveries = t->recoveries;
+    sw_status_rec_set_recovery(r, t->rec_method, t->rec_from, t->rec_bytes, t->rec_s);
+}
+
+static void
+publish(struct sw_trainer *t, uint32_t ttl_s)
+{
+    struct sw_peer_rec me;
+
+    sw_trainer_self_rec(t, &me);
+    if (t->step != t->pub_step || t->step_changed_ms == 0) {
+        /* the first record too: its step is as fresh as the node */
+        t->pub_step = t->step;
+        t->step_changed_ms = t->now;
+    }
+    t->env->publish(t->env->arg, &me, ttl_s, t->now - t->step_changed_ms);
+    t->pub_ms = t->now;
+    t->pub_state = me.state;
+}
+
+void
+trainer_announce(struct sw_trainer *t)
+{
+    if (t->ops)
+        publish(t, SW_TRAINER_RECORD_TTL_S);
+}
+
+void
+trainer_scan_soon(struct sw_trainer *t, uint64_t every)
+{
+    int err;
+
+    if (t->scan_busy || t->now - t->scan_ms < every)
+        return;
+    t->scan_ms = t->now;
+    if ((err = t->env->scan(t->env->arg)) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot read the stages from the DHT: %s",
+                           sw_strerror(err));
+    else
+        t->scan_busy = true;
+}
+
+/*
+ * Announces the departure: a "leaving" record with a short ttl replaces this
+ * node's record on the nodes that store it; the tick closes once the put is
+ * done or after SW_TRAINER_LEAVE_WAIT_MS.
+ */
+static void
+leave(struct sw_trainer *t)
+{
+    bool published = t->ops != NULL;
+
+    trainer_set_phase(t, SW_PHASE_LEAVING);
+    t->put_done = !published;
+    if (published) {
+        publish(t, SW_TRAINER_LEAVE_TTL_S);
+        sw_log(SW_LOG_INFO, "left the run at step %llu", (unsigned long long)t->step);
+    }
+}
+
+void
+sw_trainer_stop(struct sw_trainer *t, uint64_t now)
+{
+    t->now = now;
+    if (t->phase >= SW_PHASE_STOPPING) {
+        if (t->phase == SW_PHASE_STOPPING) {
+            sw_log(SW_LOG_WARN, "second signal: leaving now");
+            t->st.phase = SW_STEP_IDLE;
+        }
+        return;
+    }
+    sw_log(SW_LOG_INFO, "signal: %s",
+           sw_step_busy(&t->st) ? "finishing the step in progress, then leaving" : "leaving");
+    trainer_set_phase(t, SW_PHASE_STOPPING);
+}
+
+/* ---- joining: the first scan, the stage ---- */
+
+int
+sw_trainer_init(struct sw_trainer *t, const uint8_t pk[32], const char *ep,
+                const struct sw_manifest *man, const struct sw_trainer_opts *o,
+                const struct sw_trainer_env *env, uint64_t now)
+{
+    uint64_t rng = o->rng;
+    int err;
+
+    memset(t, 0, sizeof(*t));
+    memcpy(t->pk, pk, 32);
+    snprintf(t->ep, sizeof(t->ep), "%s", ep);
+    t->man = man;
+    t->o = *o;
+    if (t->o.dead_ms <= 0)
+        t->o.dead_ms = SW_LIVE_DEAD_MS;
+    t->env = env;
+    t->S = man->stages;
+    t->M = man->micro;
+    t->plus = man->recovery_mode == SW_RECOVERY_CHECKFREE_PLUS;
+    t->V = t->plus ? 2 : 1;
+    t->B = man->batch;
+    t->T = man->T;
+    t->C = man->model.d_model;
+    t->N = (size_t)t->B * t->T;
+    t->stage = o->stage;
+    t->last_loss = -1;
+    t->now = t->phase_ms = now;
+    t->phase = SW_PHASE_SCAN;
+    /* --stage auto: a short random delay against herding, before the first scan */
+    t->choose_ms = o->stage < 0 ? now + 50 + sw_splitmix64(&rng) % 250 : now;
+    sw_live_init(&t->live, pk, t->o.dead_ms, sw_live_pub_every(t->o.dead_ms), o->ban_ms,
+                 &live_ops, t);
+    sw_fetch_init(&t->fetch, &fetch_ops, t);
+    if (!(t->seen_stage = sw_calloc((size_t)t->S, sizeof(bool))))
+        return -SW_ENOMEM;
+    if ((err = sw_lead_init(t)) < 0 || (err = sw_plan_init(&t->st.plan, t->S, t->M)) < 0)
+        return err;
+    return 0;
+}
+
+void
+sw_trainer_release(struct sw_trainer *t)
+{
+    sw_fetch_abandon(&t->fetch);
+    sw_step_release(t);
+    sw_lead_release(t);
+    sw_recover_release(t);
+    sw_free(t->rc.restore);
+    sw_free(t->seen_stage);
+    sw_free_big(t->snap_buf);
+    sw_free_big(t->rep_buf);
+    t->seen_stage = NULL;
+}
+
+bool
+sw_trainer_wants_stage(const struct sw_trainer *t)
+{
+    return t->phase == SW_PHASE_CHOOSE && t->stage >= 0 && !t->ops;
+}
+
+int
+sw_trainer_set_stage(struct sw_trainer *t, const struct sw_stage_ops *ops, void *model,
+                     size_t numel)
+{
+    int err;
+
+    SW_ASSERT(sw_trainer_wants_stage(t));
+    sw_plan_release(&t->st.plan);
+    t->numel = numel;
+    if ((err = sw_step_init(t)) < 0)
+        return err;
+    t->ops = ops;
+    t->model = model;
+    if (numel * sizeof(float) > SW_WIRE_MAX_PAYLOAD)
+        sw_log(SW_LOG_WARN, "stage %d holds %zu MiB of parameters: replicas of it cannot "
+               "exchange gradients in one message", t->stage, numel * sizeof(float) >> 20);
+    trainer_set_phase(t, SW_PHASE_SYNC);
+    trainer_announce(t);
+    return 0;
+}
+
+/*
+ * --stage auto, before choosing: a stage record lives on for dead_ms after
+ * its node was killed, so a record is trusted only once its node gave a
+ * sign of life seen here (a new version of the record, or an answer to a
+ * ping).  Pings every record's node (two unanswered pings of dead_ms / 3
+ * make it dead) and scans until every record is trusted or its node dead;
+ * at most dead_ms and a scan (then the scans have judged every record by
+ * its age).  A newcomer started at once after a kill thus waits about
+ * 2 dead_ms / 3, one started later only a round trip.  Returns the records
+ * still unconfirmed.
+ */
+static int
+confirm(struct sw_trainer *t)
+{
+    int nwait = 0;
+
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        struct sw_live_peer *l;
+        if (!sw_rec_in_run(r->state) || !memcmp(r->pk, t->pk, 32) ||
+            !(l = sw_live_get(&t->live, r->pk)) || l->alive_ms || l->dead || l->left)
+            continue;
+        nwait++;
+        if (t->now - l->probe_ms >= SW_TRAINER_SCAN_MS)
+            sw_live_probe(&t->live, t->now, l, r->ep);
+        sw_live_ping(&t->live, t->now, r->pk, r->ep, r->stage, 0);
+    }
+    return nwait;
+}
+
+static void
+choose(struct sw_trainer *t, int nwait)
+{
+    int *cnt = sw_calloc((size_t)t->S, sizeof(int)), k = 0;
+    double *cap = sw_calloc((size_t)t->S, sizeof(double));
+    char seen[1024];
+    size_t off = 0;
+
+    if (!cnt || !cap) {
+        sw_free(cnt);
+        sw_free(cap);
+        trainer_fail(t, -SW_ENOMEM, "stage auto");
+        return;
+    }
+    /* nodes found dead meanwhile leave the table now, not at the next scan */
+    for (int i = 0; i < t->ndir; i++)
+        if (!trainer_gone(t, t->dir[i].pk))
+            t->dir[k++] = t->dir[i];
+    t->ndir = k;
+    sw_log(SW_LOG_DEBUG, "stage auto: records checked in %llu ms (%d unconfirmed)",
+           (unsigned long long)(t->now - t->phase_ms), nwait);
+    for (int i = 0; i < t->ndir; i++) {
+        if (!sw_rec_in_run(t->dir[i].state) || !memcmp(t->dir[i].pk, t->pk, 32) ||
+            !sw_live_trusted(&t->live, t->dir[i].pk))
+            continue;
+        cnt[t->dir[i].stage]++;
+        cap[t->dir[i].stage] += t->dir[i].cap;
+    }
+    t->stage = sw_plan_choose_stage(t->S, cnt, cap);
+    /* what the choice saw, stage by stage: "nodes/tokens-per-s" */
+    seen[0] = '\0';
+    for (int i = 0; i < t->S && off < sizeof(seen); i++)
+        off += (size_t)snprintf(seen + off, sizeof(seen) - off, "%s%d/%.0f", i ? " " : "", cnt[i],
+                                cap[i]);
+    sw_log(SW_LOG_INFO, "stage auto: chose stage %d (%d nodes there, %.0f tokens/s; saw %s)",
+           t->stage, cnt[t->stage], cap[t->stage], seen);
+    sw_free(cnt);
+    sw_free(cap);
+}
+
+/* SCAN and CHOOSE; returns the next wake-up. */
+static uint64_t
+join_tick(struct sw_trainer *t)
+{
+    int nwait;
+
+    if (t->phase == SW_PHASE_SCAN) {
+        if (t->now < t->choose_ms)
+            return t->choose_ms;
+        if (t->dir_ok) {
+            trainer_set_phase(t, SW_PHASE_CHOOSE);
+        } else if (t->now - t->phase_ms > SW_TRAINER_FIRST_SCAN_MS) {
+            sw_log(SW_LOG_ERROR, "cannot read the stages from the DHT");
+            t->exit_code = SW_EXIT_NOPEER;
+            trainer_set_phase(t, SW_PHASE_CLOSED);
+            return UINT64_MAX;
+        } else {
+            trainer_scan_soon(t, 0);
+            return t->now + SW_TRAINER_HEARTBEAT_MS;
+        }
+    }
+    if (t->stage >= 0)
+        return t->now + SW_TRAINER_HEARTBEAT_MS; /* the caller sets the stage up */
+    nwait = confirm(t);
+    if (nwait && t->now - t->phase_ms < (uint64_t)t->o.dead_ms + SW_TRAINER_SCAN_MS) {
+        trainer_scan_soon(t, SW_TRAINER_SCAN_MS);
+        return t->now + SW_TRAINER_HEARTBEAT_MS;
+    }
+    choose(t, nwait);
+    return t->now;
+}
+
+/* ---- what comes in ---- */
+
+void
+sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct sw_peer_rec *recs,
+                   int n, const uint8_t (*gone)[32], int ngone, uint64_t max_step)
+{
+    static struct sw_peer_rec alive[SW_PROTO_MAX_NODES];
+
+    t->now = now;
+    t->scan_busy = false;
+    if (t->phase == SW_PHASE_CLOSED)
+        return;
+    if (status < 0) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot read the stages from the DHT: %s",
+                           sw_strerror(status));
+        return;
+    }
+    n = sw_live_scan(&t->live, now, recs, SW_MIN(n, SW_PROTO_MAX_NODES), gone, ngone,
+                     SW_TRAINER_SCAN_MS, alive);
+    memcpy(t->dir, alive, (size_t)n * sizeof(*alive));
+    t->ndir = n;
+    t->scan_ok_ms = now;
+    if (trainer_in_run(t))
+        for (int i = 0; i < n; i++)
+            if (alive[i].state == SW_REC_TRAINING || alive[i].state == SW_REC_JOINING)
+                t->seen_stage[alive[i].stage] = true;
+    if (max_step > t->run_step)
+        t->run_step = max_step;
+    t->dir_ok = true;
+}
+
+void
+sw_trainer_input(struct sw_trainer *t, uint64_t now, const struct sw_transport_msg *m)
+{
+    t->now = now;
+    if (t->phase == SW_PHASE_CLOSED || !t->ops)
+        return;
+    switch (m->hdr.type) {
+    case SW_MSG_PREPARE:
+        sw_step_on_prepare(t, m);
+        break;
+    case SW_MSG_GO:
+        sw_step_on_go(t, m);
+        break;
+    case SW_MSG_FWD:
+        sw_step_on_fwd(t, m);
+        break;
+    case SW_MSG_BWD:
+        sw_step_on_bwd(t, m);
+        break;
+    case SW_MSG_GRAD:
+        sw_step_on_grad(t, m);
+        break;
+    case SW_MSG_REPLICA:
+        sw_step_on_replica(t, m);
+        break;
+    case SW_MSG_STATE_GET:
+        sw_recover_on_state_get(t, m);
+        break;
+    default:
+        if (t->env->drop)
+            t->env->drop(t->env->arg, SW_WIRE_DROP_TYPE);
+        break;
+    }
+}
+
+void
+sw_trainer_response(struct sw_trainer *t, uint64_t now, uint64_t tag, int status,
+                    const struct sw_transport_msg *m)
+{
+    uint64_t v = tag & ((1ull << 56) - 1);
+
+    t->now = now;
+    if (t->phase == SW_PHASE_CLOSED)
+        return;
+    switch (tag >> 56) {
+    case SW_TAG_PING:
+        sw_live_pong(&t->live, now, v, status, m ? m->hdr.sender : NULL);
+        break;
+    case SW_TAG_READY:
+        sw_lead_ready(t, v, status, m);
+        break;
+    case SW_TAG_FETCH:
+        sw_recover_fetched(t, v, status, m);
+        break;
+    }
+}
+
+void
+sw_trainer_probed(struct sw_trainer *t, const uint8_t *pk, bool refused)
+{
+    if (t->phase != SW_PHASE_CLOSED)
+        sw_live_probed(&t->live, pk, refused);
+}
+
+void
+sw_trainer_put_done(struct sw_trainer *t)
+{
+    if (t->phase == SW_PHASE_LEAVING)
+        t->put_done = true;
+}
+
+/* ---- time ---- */
+
+/*
+ * TRAINING behind a run whose last step is done elsewhere: planned out of
+ * the last steps, or a copy of a state a moment before its source finished
+ * (no GO will come for its step: after dead_ms of that), or in the last
+ * step when a stage that must finish it with it left or died after the
+ * last stage was done (nothing recovers such a stage: after as long as a
+ * stalled step waits).  The run is over for it too.
+ */
+static void
+finished_elsewhere(struct sw_trainer *t)
+{
+    uint64_t wait = sw_step_busy(&t->st) ? SW_LEAD_STALL_MS : (uint64_t)t->o.dead_ms;
+
+    if (!trainer_in_run(t) || t->run_step < (uint64_t)t->man->steps ||
+        t->step >= (uint64_t)t->man->steps) {
+        t->behind_ms = 0;
+        return;
+    }
+    if (!t->behind_ms)
+        t->behind_ms = t->now;
+    if (t->now - t->behind_ms < wait)
+        return;
+    sw_log(SW_LOG_INFO, "the run is finished (its %d steps are done) and this node is at step "
+           "%llu: nothing more to train", t->man->steps, (unsigned long long)t->step);
+    sw_step_reset(t);
+    trainer_set_phase(t, SW_PHASE_DONE);
+}
+
+/*
+ * Two states of one stage at one step: two newcomers rebuilt the stage at
+ * once, or a node cut off came back.  Replicas must be bit-identical, so
+ * the node with the higher key gives its state up and copies the other's
+ * (the stage records carry each node's step and parameter hash).
+ */
+static void
+diverged(struct sw_trainer *t)
+{
+    char who[13];
+
+    if (!trainer_in_run(t) || sw_step_busy(&t->st) || !t->hash[0])
+        return;
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage != t->stage || (r->state != SW_REC_TRAINING && r->state != SW_REC_JOINING) ||
+            r->step != t->step ||
+            !r->hash[0] || !strcmp(r->hash, t->hash) || memcmp(r->pk, t->pk, 32) >= 0 ||
+            trainer_gone(t, r->pk))
+            continue;
+        sw_log(SW_LOG_WARN, "stage %d has two states at step %llu (this node's hash %s, node "
+               "%s's %s): copying the other's", t->stage, (unsigned long long)t->step, t->hash,
+               sw_proto_who(who, r->pk), r->hash);
+        sw_recover_resync(t);
+        return;
+    }
+}
+
+/* LEAVING, STOPPING, DONE: the way out; true when nothing else is to do. */
+static bool
+exit_tick(struct sw_trainer *t, uint64_t *wake)
+{
+    uint64_t now = t->now;
+
+    if (t->phase == SW_PHASE_LEAVING) {
+        if (t->put_done || now - t->phase_ms > SW_TRAINER_LEAVE_WAIT_MS)
+            trainer_set_phase(t, SW_PHASE_CLOSED);
+        *wake = t->phase_ms + SW_TRAINER_LEAVE_WAIT_MS + 1;
+        return true;
+    }
+    if (t->phase == SW_PHASE_STOPPING) {
+        if (!sw_step_busy(&t->st) || now - t->phase_ms > 10000 || t->exit_code)
+            leave(t);
+        return true;
+    }
+    if (t->phase == SW_PHASE_DONE && t->o.exit_at_end &&
+        now - t->phase_ms > (uint64_t)t->o.linger_ms) {
+        leave(t);
+        return true;
+    }
+    return false;
+}
+
+uint64_t
+sw_trainer_tick(struct sw_trainer *t, uint64_t now)
+{
+    uint64_t wake = now + SW_TRAINER_HEARTBEAT_MS;
+    uint64_t pub_every = (uint64_t)t->live.pub_every;
+
+    t->now = now;
+    if (t->phase == SW_PHASE_CLOSED)
+        return UINT64_MAX;
+    if (t->phase <= SW_PHASE_CHOOSE)
+        return join_tick(t);
+    if (exit_tick(t, &wake))
+        return t->phase == SW_PHASE_CLOSED ? UINT64_MAX : SW_MIN(wake, now + 50);
+    if (trainer_in_run(t))
+        t->trained = true;
+    finished_elsewhere(t);
+    diverged(t);
+    sw_step_tick(t);
+    if (now - t->pub_ms >= pub_every || rec_state(t) != t->pub_state)
+        trainer_announce(t);
+    wake = SW_MIN(wake, t->pub_ms + pub_every);
+    trainer_scan_soon(t, SW_TRAINER_SCAN_MS);
+    wake = SW_MIN(wake, t->scan_ms + SW_TRAINER_SCAN_MS);
+    wake = SW_MIN(wake, sw_recover_tick(t));
+    sw_recover_check_lost(t);
+    if (t->phase == SW_PHASE_STOPPING)
+        return now;
+    wake = SW_MIN(wake, sw_lead_tick(t));
+    if (t->phase == SW_PHASE_DONE && t->o.exit_at_end)
+        wake = SW_MIN(wake, t->phase_ms + (uint64_t)t->o.linger_ms + 1);
+    return wake > now ? wake : now + 1;
+}
