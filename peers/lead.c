@@ -465,7 +465,8 @@ sw_lead_tick(struct sw_trainer *t)
     int missing;
 
     joining_alone(t);
-    if (L->phase == SW_LEAD_RUNNING && now - L->phase_ms > SW_LEAD_STALL_MS) {
+    if (L->phase == SW_LEAD_RUNNING &&
+        now - SW_MAX(L->phase_ms, t->st.progress_ms) > SW_LEAD_STALL_MS) {
         sw_log(SW_LOG_ERROR, "step %llu stalled for %d s: restarting it",
                (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
         set_phase(t, SW_LEAD_RESTART);

@@ -22,8 +22,10 @@
  * that lost its last node the first newcomer ready at the step, or one past
  * it (a stage rebuilt from a source that had finished the step steps back
  * into it: step.h), with a GO of a higher version.  With a stage left empty
- * the step pauses until a node recovers it.  A step that does not end within
- * SW_LEAD_STALL_MS is restarted: PREPARE of the same step, which every node
+ * the step pauses until a node recovers it.  A step in which the leader's
+ * own stage makes no progress (no forward, backward or partial gradient) for
+ * SW_LEAD_STALL_MS after its last plan is restarted: PREPARE of the same
+ * step, which every node
  * in it (the leader too) answers by dropping what it did of the step and
  * starting afresh (step.h), then a new plan.  When the
  * leader died in a step, the next stage-0 node takes the step over with its

@@ -909,7 +909,7 @@ sw_recover_on_state_get(struct sw_trainer *t, const struct sw_transport_msg *m)
 
     if (m->route.rid == 0 || !t->ops || !state_get_read(t, m, &q))
         return;
-    if (q.which == 3) {
+    if (q.which == 3 && q.stage == (uint64_t)t->stage) {
         /* CheckFree+: the replica this partner keeps, for its boundary stage's rebuild */
         numel = t->rep_have && !q.has_snap ? t->rep_numel : 0;
         step = t->rep_step;

@@ -28,7 +28,11 @@
  * rebuild); with snap: s, a keeper's, the snapshot of the state after step
  * s: taken now when the node is at s, armed (answer -EAGAIN, ask again)
  * when it is not there yet, -ENOENT when it went past s without one.  A
- * snap answer carries the clipped norm too ("normc").
+ * snap answer carries the clipped norm too ("normc").  which 3 is the
+ * CheckFree+ replica a partner keeps (-ENOENT when it holds none).  A state
+ * just rebuilt that may still step back (a node of another stage is behind
+ * it) refuses its AdamW moments (which 1, 2: a copy) with -EINVAL, and
+ * serves its parameters (a neighbour's rebuild).
  */
 #ifndef SW_RECOVER_H
 #define SW_RECOVER_H

@@ -603,6 +603,7 @@ try_backward(struct sw_trainer *t)
             }
             s->bwd_done[u] = true;
             s->n_bwd++;
+            s->progress_ms = t->now;
             if (h > 0) {
                 memcpy(s->dxout + (size_t)u * NC, s->xbuf, NC * sizeof(float));
                 s->dxout_ok[u] = true;
@@ -634,6 +635,7 @@ forward_one(struct sw_trainer *t, int u, const float *x_in, const int32_t *token
     if (u < t->M)
         s->tok_compute += (double)t->N;
     s->fwd_done[u] = true;
+    s->progress_ms = t->now;
     if (last) {
         s->losses[m] = loss;
         return 0;
@@ -936,6 +938,7 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     p->ver = ver;
     if (p == &s->part[s->npart])
         s->npart++;
+    s->progress_ms = t->now;
     msgpack_unpacked_destroy(&u);
     if (step == t->step)
         finish_exchange(t);

@@ -32,7 +32,10 @@
  *
  * Who may send what: tensors only from the node the plan names (a stranger's
  * well-formed ones are dropped and counted, malformed or non-finite ones ban
- * their sender), GO and PREPARE only from a stage-0 node this node knows.
+ * their sender); GO only from the node that sent the last PREPARE or a
+ * stage-0 node this node knows; PREPARE from any node not banned while the
+ * node is idle (a leader it has not read yet), from a node it knows while it
+ * is in a step.
  *
  * The step's lifecycle is one enum (struct sw_step.phase):
  *   IDLE      no step in progress
@@ -109,6 +112,7 @@ struct sw_step {
     struct sw_step_prep prep;
     /* timing */
     uint64_t t_go_ms, t_update_ms;
+    uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */
     double tok_compute, t_compute0;
 };
 

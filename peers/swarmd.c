@@ -56,6 +56,7 @@ static const struct sw_cfg_entry keeper_tab[] = {
     SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
     SW_CFG_BOOL(T, "exit-at-end", exit_at_end, 1, "exit once the run's last step is saved"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead"),
+    SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
 #undef T
