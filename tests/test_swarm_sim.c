@@ -159,6 +159,7 @@ struct sim {
 };
 
 static struct sim *cur; /* for the abort handler */
+static int harsh;        /* --harsh: message loss and nodes cut off too */
 static int cur_node = -1; /* whose event runs (log lines) */
 
 /* Log lines: simulated time and node. */
@@ -969,13 +970,16 @@ draw_scenario(struct sim *s, uint64_t seed)
     c->reorder = draw(s) % 5 == 0;
     c->cost_ms = (double)(1 + draw(s) % 8);
     c->dead_ms = 3000;
+    if (harsh)
+        c->loss = (double)(draw(s) % 3) * 0.005;
     snprintf(c->what, sizeof(c->what), "S=%d%s M=%d steps=%d reps=", c->S,
              c->plus ? " checkfree+" : "", c->M, c->steps);
     for (int st = 0; st < c->S; st++)
         snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what), "%d", c->reps[st]);
     snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what),
-             " delay=%.1fms jitter=%.0f%% rate=%.0fMbit/s%s compute=%.0fms", c->delay_ms,
-             c->jitter * 100, c->rate * 8 / 1000, c->reorder ? " reorder" : "", c->cost_ms);
+             " delay=%.1fms jitter=%.0f%% rate=%.0fMbit/s%s compute=%.0fms loss=%.1f%%",
+             c->delay_ms, c->jitter * 100, c->rate * 8 / 1000, c->reorder ? " reorder" : "",
+             c->cost_ms, c->loss * 100);
 }
 
 /* Disturbances at random times of the run's expected length. */
@@ -994,6 +998,7 @@ draw_disturbances(struct sim *s)
                   : kind < 70 ? ACT_KILL_LEADER
                   : kind < 80 ? ACT_KILL_ADJACENT
                   : kind < 90 ? ACT_RESTART
+                  : harsh && kind >= 95 ? ACT_CUT
                               : ACT_NEWCOMER;
         push(s, (struct event){.t = at, .kind = EV_ACTION, .a = (uint64_t)act, .b = draw(s)});
         snprintf(s->sc.what + strlen(s->sc.what), sizeof(s->sc.what) - strlen(s->sc.what),
@@ -1259,8 +1264,11 @@ static const struct {
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: test_swarm_sim [--seeds FIRST COUNT | --seed N] [--verbose | --trace]\n"
-            "  default: seeds 0..%d and the pinned ones\n", SIM_SEEDS - 1);
+    fprintf(stderr, "usage: test_swarm_sim [--seeds FIRST COUNT | --seed N] [--harsh] "
+            "[--verbose | --trace]\n"
+            "  default: seeds 0..%d and the pinned ones; --harsh: message loss (0.5%%, 1%%)\n"
+            "  and nodes cut off from everyone for a while, which the make check set leaves out\n",
+            SIM_SEEDS - 1);
 }
 
 int
@@ -1285,6 +1293,8 @@ main(int argc, char **argv)
             verbose = 1;
         } else if (!strcmp(argv[i], "--trace")) {
             verbose = 2;
+        } else if (!strcmp(argv[i], "--harsh")) {
+            harsh = 1;
         } else {
             usage();
             return 2;
