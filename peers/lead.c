@@ -299,7 +299,7 @@ static void
 takeover(struct sw_trainer *t)
 {
     struct sw_lead *L = &t->lead;
-    const struct sw_peer_rec *seen = trainer_dir_find(t, t->pk);
+    const struct sw_peer_rec *seen = trainer_dir_find(t, t->pk), *first = NULL;
     uint64_t ver = t->now;
 
     /* the others accept a GO from a stage-0 node they know: wait until
@@ -310,12 +310,19 @@ takeover(struct sw_trainer *t)
     }
     round_new(t);
     slot_add(t, t->pk, t->ep, t->stage, t->cap, true);
-    for (int i = 0; i < t->ndir; i++) {
+    for (int i = 0, s = -1; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
         if (!memcmp(r->pk, t->pk, 32) ||
             (r->state != SW_REC_TRAINING && r->state != SW_REC_JOINING) ||
             (r->step != t->step && r->step != t->step + 1) || trainer_gone(t, r->pk))
             continue;
+        /* one state per stage, as from READYs (see one_state): the records come
+         * by stage then key, so the first of a stage sets its state's hash */
+        if (r->stage == t->stage ? strcmp(r->hash, t->hash) != 0
+                                 : r->stage == s && strcmp(r->hash, first->hash) != 0)
+            continue;
+        if (r->stage != s)
+            s = r->stage, first = r;
         slot_add(t, r->pk, r->ep, r->stage, r->cap, true);
     }
     L->led = true;

@@ -1259,6 +1259,8 @@ static const struct {
     {14638, "two newcomers rebuilt one stage at once and both were planned: replicas diverged"},
     {37110, "a leader that inherited a step replanned without the capacities: a replica ran a "
             "microbatch its partner had run, counted twice"},
+    {37449, "a rebuilt stage 0 that took the lost leader's step over planned two states of "
+            "one stage"},
 };
 
 static void
