@@ -21,7 +21,7 @@ sw_recover_release(struct sw_trainer *t)
 
     for (int i = 0; i < 2; i++)
         sw_free_big(rc->buf[i]);
-    sw_free_big(rc->rep);
+    sw_free(rc->restore);
     memset(rc, 0, sizeof(*rc));
 }
 

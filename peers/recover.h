@@ -42,15 +42,15 @@
 #include "transport.h"
 
 struct sw_trainer;
+struct sw_restore;
 
 struct sw_recover {
     uint64_t retry_ms;       /* SYNC: the next try */
     uint64_t t0_ms;          /* the recovery's start (its duration) */
     uint64_t req_ms, got_ms; /* a rebuild: first piece asked for, last piece in */
-    float *buf[2];           /* host: the copy [3, numel], a rebuild's sources */
+    float *buf[2];           /* host: the copy [3, numel], a rebuild's two sources (the
+                                neighbours' params; CheckFree+: the partner's, its replica) */
     size_t cap[2];           /* their sizes, floats */
-    float *rep;              /* CheckFree+: the replica fetched */
-    size_t rep_cap;
     bool restore_tried;      /* --from-checkpoint: tried once */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
     bool lost_ck_logged;

@@ -384,7 +384,6 @@ sw_trainer_release(struct sw_trainer *t)
     sw_step_release(t);
     sw_lead_release(t);
     sw_recover_release(t);
-    sw_free(t->rc.restore);
     sw_free(t->seen_stage);
     sw_free_big(t->snap_buf);
     sw_free_big(t->rep_buf);
