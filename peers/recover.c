@@ -157,6 +157,20 @@ rebuild_src(struct sw_trainer *t, int i, const struct sw_peer_rec *r, int which,
     return 0;
 }
 
+static void checkfree_finish(struct sw_trainer *t);
+static void plus_finish(struct sw_trainer *t);
+
+/* The sources are in: the rebuild. */
+static void
+rebuild_done(struct sw_trainer *t)
+{
+    t->rc.got_ms = t->now;
+    if (t->plus && (t->stage <= 1 || t->stage >= t->S - 2))
+        plus_finish(t);
+    else
+        checkfree_finish(t);
+}
+
 /* Both sources set: their pieces are asked for, all at once. */
 static void
 rebuild_go(struct sw_trainer *t)
@@ -170,8 +184,8 @@ rebuild_go(struct sw_trainer *t)
     case SW_FETCH_FAILED:
         rebuild_abort(t, "cannot send a state request");
         break;
-    case SW_FETCH_DONE:
-        SW_ASSERT(0); /* a rebuild always fetches parameters */
+    case SW_FETCH_DONE: /* nothing to fetch (no parameters): the rebuild says why */
+        rebuild_done(t);
         break;
     }
 }
@@ -358,11 +372,7 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
     if (t->phase != SW_PHASE_REBUILD)
         return;
     if (rc == SW_FETCH_DONE) {
-        t->rc.got_ms = t->now;
-        if (t->plus && (t->stage <= 1 || t->stage >= t->S - 2))
-            plus_finish(t);
-        else
-            checkfree_finish(t);
+        rebuild_done(t);
         return;
     }
     s = &t->fetch.src[t->fetch.failed_src < 0 ? 0 : t->fetch.failed_src];

@@ -32,9 +32,8 @@ sw_step_init(struct sw_trainer *t)
     size_t NC = t->N * t->C, V = visits(t);
     int err;
 
-    memset(s, 0, sizeof(*s));
-    if ((err = sw_plan_init(&s->plan, t->S, t->M)) < 0 ||
-        (err = sw_plan_init(&s->scratch, t->S, t->M)) < 0)
+    /* s->plan is the trainer's from sw_trainer_init on (who is in the run) */
+    if ((err = sw_plan_init(&s->scratch, t->S, t->M)) < 0)
         return err;
     s->fwd_done = sw_calloc(V, sizeof(bool));
     s->bwd_done = sw_calloc(V, sizeof(bool));

@@ -116,6 +116,8 @@ struct sw_step {
     double tok_compute, t_compute0;
 };
 
+/* The step's buffers, for a stage of t->numel parameters (t->st.plan is
+ * set up by sw_trainer_init already); sw_step_release frees both. */
 int sw_step_init(struct sw_trainer *t) SW_WARN_UNUSED;
 void sw_step_release(struct sw_trainer *t);
 /* Forget the step in progress (its end, a restart, a new state). */

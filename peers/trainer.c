@@ -403,7 +403,6 @@ sw_trainer_set_stage(struct sw_trainer *t, const struct sw_stage_ops *ops, void 
     int err;
 
     SW_ASSERT(sw_trainer_wants_stage(t));
-    sw_plan_release(&t->st.plan);
     t->numel = numel;
     if ((err = sw_step_init(t)) < 0)
         return err;

@@ -419,10 +419,9 @@ env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t st
     *r = *me;
     r->heard_ms = at;
     r->step_ms = at - step_age_ms;
-    r->seq = ttl_s; /* carried to the put; the put sets the version */
     if (n->partition)
         return free(r);
-    push(s, (struct event){.t = at, .kind = EV_PUT, .node = n->id, .rec = r});
+    push(s, (struct event){.t = at, .kind = EV_PUT, .node = n->id, .a = ttl_s, .rec = r});
 }
 
 static int
@@ -731,9 +730,8 @@ scan(struct sim *s, struct simnode *n)
 }
 
 static void
-put(struct sim *s, struct simnode *n, struct sw_peer_rec *r)
+put(struct sim *s, struct simnode *n, struct sw_peer_rec *r, uint32_t ttl)
 {
-    uint32_t ttl = (uint32_t)r->seq;
     struct record *d = NULL;
 
     for (int i = 0; i < MAXN && !d; i++)
@@ -798,7 +796,7 @@ run_event(struct sim *s, struct event *e)
         scan(s, n);
         break;
     case EV_PUT:
-        put(s, n, e->rec);
+        put(s, n, e->rec, (uint32_t)e->a);
         free(e->rec);
         return;
     case EV_PUT_DONE:
