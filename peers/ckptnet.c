@@ -367,14 +367,6 @@ sw_ckptnet_newest(struct sw_ckptnet *c)
     return (uint64_t)best;
 }
 
-static bool
-same_model(const struct sw_model_config *a, const struct sw_model_config *b)
-{
-    return a->vocab_size == b->vocab_size && a->d_model == b->d_model &&
-           a->n_layers == b->n_layers && a->n_heads == b->n_heads &&
-           a->n_kv_heads == b->n_kv_heads && a->ffn_hidden == b->ffn_hidden && a->tied == b->tied;
-}
-
 static void
 on_info_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
@@ -405,7 +397,7 @@ on_info_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     if (c->keeper) {
         if ((err = keeper_open(c, step)) < 0) {
             err = err == -SW_ENOENT || err == -SW_EHASH || err == -SW_EFORMAT ? -SW_ENOENT : err;
-        } else if (!same_model(&c->ck.run.cfg, &c->cfg)) {
+        } else if (!sw_model_same_tensors(&c->ck.run.cfg, &c->cfg)) {
             err = -SW_ECONFIG;
         } else if ((err = sw_stage_layout_init(&rl, &c->cfg, c->S, (int)stage)) == 0) {
             have_rl = true;

@@ -323,15 +323,6 @@ restore_keeper(struct join *j, int stage, uint64_t run_step, struct sw_restore *
     return err;
 }
 
-/* Same model as the manifest's? */
-static bool
-same_model(const struct sw_model_config *a, const struct sw_model_config *b)
-{
-    return a->vocab_size == b->vocab_size && a->d_model == b->d_model &&
-           a->n_layers == b->n_layers && a->n_heads == b->n_heads &&
-           a->n_kv_heads == b->n_kv_heads && a->ffn_hidden == b->ffn_hidden && a->tied == b->tied;
-}
-
 /*
  * swarmd join --from-checkpoint DIR: this stage's tensors (whatever the stage
  * count at save time: read by global name), AdamW state and step from the
@@ -360,7 +351,7 @@ env_restore(void *arg, int stage, uint64_t run_step, struct sw_restore *r)
                j->n->o.from_ckpt, sw_strerror(err));
         return err;
     }
-    if (!same_model(&ck.run.cfg, &man->model)) {
+    if (!sw_model_same_tensors(&ck.run.cfg, &man->model)) {
         sw_log(SW_LOG_ERROR, "--from-checkpoint: '%s' holds another model than the manifest's",
                ck.path);
         err = -SW_ECONFIG;

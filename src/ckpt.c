@@ -1319,11 +1319,8 @@ out:
 static bool
 same_model(const struct sw_model_config *a, const struct sw_model_config *b)
 {
-    return a->vocab_size == b->vocab_size && a->d_model == b->d_model &&
-           a->n_layers == b->n_layers && a->n_heads == b->n_heads &&
-           a->n_kv_heads == b->n_kv_heads && a->ffn_hidden == b->ffn_hidden &&
-           a->seq_len == b->seq_len && a->rope_theta == b->rope_theta &&
-           a->rms_eps == b->rms_eps && a->tied == b->tied;
+    return sw_model_same_tensors(a, b) && a->seq_len == b->seq_len &&
+           a->rope_theta == b->rope_theta && a->rms_eps == b->rms_eps;
 }
 
 int

@@ -210,6 +210,14 @@ sw_stage_layout_find_name(const struct sw_stage_layout *lay, const char *name)
     return NULL;
 }
 
+bool
+sw_model_same_tensors(const struct sw_model_config *a, const struct sw_model_config *b)
+{
+    return a->vocab_size == b->vocab_size && a->d_model == b->d_model &&
+           a->n_layers == b->n_layers && a->n_heads == b->n_heads &&
+           a->n_kv_heads == b->n_kv_heads && a->ffn_hidden == b->ffn_hidden && a->tied == b->tied;
+}
+
 size_t
 sw_model_numel(const struct sw_model_config *c)
 {

@@ -106,6 +106,9 @@ const struct sw_tensor_info *sw_stage_layout_find(const struct sw_stage_layout *
 const struct sw_tensor_info *sw_stage_layout_find_name(const struct sw_stage_layout *lay,
                                                        const char *name);
 
+/* Same tensors (names and shapes): the fields that size the parameters
+ * agree; seq_len, rope_theta and rms_eps may differ. */
+bool sw_model_same_tensors(const struct sw_model_config *a, const struct sw_model_config *b);
 /* Parameter count of the whole model. */
 size_t sw_model_numel(const struct sw_model_config *c);
 /* Forward FLOPs per token of blocks [l0,l1) plus embed/head parts (2*params-ish + attention). */
