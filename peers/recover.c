@@ -264,13 +264,15 @@ rebuild_apply(struct sw_trainer *t, struct sw_rebuild *rb, const char *what)
     return true;
 }
 
-/* A rebuilt stage trains from its step; the recovery event. */
+/* A rebuilt stage trains from its step; the recovery event, its time the
+ * transfer's and the rebuild's. */
 static void
-rebuilt(struct sw_trainer *t, const char *method, const char *from)
+rebuilt(struct sw_trainer *t, const char *method, const char *from, const struct sw_rebuild *rb)
 {
     trained_from_here(t, false);
     t->st.phase = SW_STEP_FRESH;
     recovered(t, method, from, t->fetch.bytes);
+    t->rec_s += rb->took_s;
 }
 
 static void
@@ -291,8 +293,7 @@ checkfree_finish(struct sw_trainer *t)
     if (!rebuild_apply(t, &rb, "checkfree rebuild"))
         return;
     snprintf(from, sizeof(from), "%s,%s", p->ep, n->ep);
-    rebuilt(t, "checkfree", from);
-    t->rec_s += rb.took_s;
+    rebuilt(t, "checkfree", from, &rb);
     t->ops->scalars(t->model, &sc);
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree from %s (stage %d, norm %.4f) and %s (stage %d, "
@@ -328,8 +329,7 @@ plus_finish(struct sw_trainer *t)
         trainer_fail(t, err, "data");
         return;
     }
-    rebuilt(t, "checkfree+", p->ep);
-    t->rec_s += rb.took_s;
+    rebuilt(t, "checkfree+", p->ep, &rb);
     t->ops->scalars(t->model, &sc);
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree+ from %s (stage %d): its blocks%s, %llu bytes in "
