@@ -238,6 +238,17 @@ fill_sentinel(float *buf, size_t n)
         buf[i] = SENTINEL;
 }
 
+/* A fetcher that asks through fk (cleared first), in pieces of 4 floats:
+ * a slab of 10 is three pieces, the last one short. */
+static void
+fetcher(struct sw_fetch *f, struct fake *fk, int window, uint64_t timeout_ms, int retries)
+{
+    memset(fk, 0, sizeof(*fk));
+    sw_fetch_init(f, &ops, fk);
+    sw_fetch_config(f, window, timeout_ms, retries);
+    f->chunk = 4;
+}
+
 #define EP_A "tcp://10.0.0.1:7400"
 #define EP_B "tcp://10.0.0.2:7400"
 
@@ -254,14 +265,11 @@ one_source(void)
     bool bodies = true, where = true, shape = true, tags = true;
     uint64_t rng = 0x5eed1234ull;
 
-    memset(&fk, 0, sizeof(fk));
     node_fill(&nd, EP_A, 10, 33, 1.0f);
     for (int w = 0; w < 3; w++)
         memcpy(want + w * 10, nd.data[w], 10 * sizeof(float));
     fill_sentinel(buf, 30);
-    sw_fetch_init(&f, &ops, &fk);
-    sw_fetch_config(&f, 4, 1500, 2);
-    f.chunk = 4;
+    fetcher(&f, &fk, 4, 1500, 2);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 0, 3, 10, -1, buf);
     rc = sw_fetch_start(&f, 1, T0);
     initial = fk.n;
@@ -325,13 +333,10 @@ restart_on_step(void)
     float buf[10];
     int rc, ndone = 0, nfailed = 0, asked0 = 0, asked4 = 0, asked8 = 0;
 
-    memset(&fk, 0, sizeof(fk));
     node_fill(&n5, EP_A, 10, 5, 1.0f);
     node_fill(&n6, EP_A, 10, 6, 50.0f);
     fill_sentinel(buf, 10);
-    sw_fetch_init(&f, &ops, &fk);
-    sw_fetch_config(&f, 2, 1000, 0);
-    f.chunk = 4;
+    fetcher(&f, &fk, 2, 1000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
     rc = sw_fetch_start(&f, 1, T0);
     tap_ok(rc == SW_FETCH_BUSY && fk.n == 2 && fk.r[0].off == 0 && fk.r[1].off == 4,
@@ -373,11 +378,9 @@ snapshots(void)
     uint64_t wake, retry;
     int rc, ndone = 0, nfailed = 0;
 
-    memset(&fk, 0, sizeof(fk));
     node_fill(&nd, EP_A, 6, 5, 3.0f);
     fill_sentinel(buf, 12);
-    sw_fetch_init(&f, &ops, &fk);
-    f.chunk = 4;
+    fetcher(&f, &fk, 1, 5000, 0);
     retry = f.retry_ms;
     sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 1, 2, 6, 7, buf);
     rc = sw_fetch_start(&f, 1, T0);
@@ -408,12 +411,9 @@ snapshots(void)
     tap_ok(f.src[0].step == 7 && f.src[0].normc == 0.125, "step and normc from the answers");
 
     /* -EAGAIN with pieces in flight: still the whole snapshot in the end */
-    memset(&fk, 0, sizeof(fk));
     fill_sentinel(buf, 12);
     nd.step = 6;
-    sw_fetch_init(&f, &ops, &fk);
-    sw_fetch_config(&f, 3, 1000, 0);
-    f.chunk = 4;
+    fetcher(&f, &fk, 3, 1000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 0, 2, 6, 7, buf);
     sw_fetch_start(&f, 1, T0);
     ans_good(&a, &nd, &fk.r[1]);
@@ -432,12 +432,9 @@ snapshots(void)
            "-EAGAIN with pieces in flight (window 3): done in the end, every piece of step 7");
 
     /* another step than snap: failed */
-    memset(&fk, 0, sizeof(fk));
     fill_sentinel(buf, 12);
     nd.step = 8;
-    sw_fetch_init(&f, &ops, &fk);
-    sw_fetch_config(&f, 2, 1000, 0);
-    f.chunk = 4;
+    fetcher(&f, &fk, 2, 1000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 0, 1, 6, 7, buf);
     sw_fetch_start(&f, 1, T0);
     rc = answer(&f, T0 + 10, &fk.r[0], &nd);
@@ -449,9 +446,7 @@ snapshots(void)
            "a later answer is ignored");
 
     /* any other error of a snapshot: failed */
-    memset(&fk, 0, sizeof(fk));
-    sw_fetch_init(&f, &ops, &fk);
-    f.chunk = 4;
+    fetcher(&f, &fk, 1, 5000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 0, 1, 6, 7, buf);
     sw_fetch_start(&f, 1, T0);
     ans_good(&a, &nd, &fk.r[0]);
@@ -486,13 +481,10 @@ failure(enum spoil how, int nsrc, int src)
     int rc = -1, asked;
     bool ignored = true;
 
-    memset(&fk, 0, sizeof(fk));
     node_fill(&nodes[0], EP_A, 10, 4, 1.0f);
     node_fill(&nodes[1], EP_B, 10, 4, 2.0f);
     fill_sentinel(buf, 20);
-    sw_fetch_init(&f, &ops, &fk);
-    sw_fetch_config(&f, 2, 1000, 1);
-    f.chunk = 4;
+    fetcher(&f, &fk, 2, 1000, 1);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
     sw_fetch_src_set(&f, 1, EP_B, NULL, 3, 0, 1, 10, -1, buf + 10);
     sw_fetch_start(&f, nsrc, T0);
@@ -568,14 +560,11 @@ two_sources(void)
     bool where = true;
     struct req *q1 = NULL, *q2 = NULL;
 
-    memset(&fk, 0, sizeof(fk));
     node_fill(&nodes[0], EP_A, 10, 9, 1.0f);
     node_fill(&nodes[1], EP_B, 7, 9, 2.0f);
     fill_sentinel(b0, 10);
     fill_sentinel(b1, 14);
-    sw_fetch_init(&f, &ops, &fk);
-    sw_fetch_config(&f, 2, 1000, 0);
-    f.chunk = 4;
+    fetcher(&f, &fk, 2, 1000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, b0);
     sw_fetch_src_set(&f, 1, EP_B, NULL, 3, 2, 2, 7, -1, b1);
     rc = sw_fetch_start(&f, 2, T0);
@@ -641,12 +630,9 @@ lifecycle(void)
     float buf[10];
     int rc, ndone = 0, nfailed = 0, asked;
 
-    memset(&fk, 0, sizeof(fk));
     node_fill(&nd, EP_A, 10, 2, 1.0f);
     fill_sentinel(buf, 10);
-    sw_fetch_init(&f, &ops, &fk);
-    sw_fetch_config(&f, 2, 1000, 0);
-    f.chunk = 4;
+    fetcher(&f, &fk, 2, 1000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
     sw_fetch_start(&f, 1, T0);
     sw_fetch_abandon(&f);
