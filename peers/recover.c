@@ -48,16 +48,24 @@ sw_recover_resync(struct sw_trainer *t)
     trainer_set_phase(t, SW_PHASE_SYNC);
 }
 
-/* A state (copied, rebuilt or restored) is in: this stage trains from t->step
- * (a copy JOINING first: trainer.h). */
-static void
+/* A state (copied, rebuilt, restored or drawn) is in: this stage trains
+ * from t->step (a copy JOINING first: trainer.h), stage 0 reading that
+ * step's batches; false when it cannot (the trainer failed). */
+static bool
 trained_from_here(struct sw_trainer *t, bool copied)
 {
+    int err;
+
+    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
+        trainer_fail(t, err, "data");
+        return false;
+    }
     trainer_hash(t);
     sw_step_reset(t);
     trainer_set_phase(t, t->step >= (uint64_t)t->man->steps ? SW_PHASE_DONE
                          : copied                            ? SW_PHASE_JOINING
                                                              : SW_PHASE_TRAINING);
+    return true;
 }
 
 /* The recovery event (status.h). */
@@ -117,11 +125,8 @@ copy_done(struct sw_trainer *t)
         return;
     }
     t->step = src->step;
-    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
-        trainer_fail(t, err, "data");
+    if (!trained_from_here(t, true))
         return;
-    }
-    trained_from_here(t, true);
     sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s)", t->stage, src->ep,
            (unsigned long long)t->step, t->hash);
     if (t->step > 0 && !t->trained) {
@@ -157,6 +162,20 @@ rebuild_src(struct sw_trainer *t, int i, const struct sw_peer_rec *r, int which,
     return 0;
 }
 
+static bool
+is_boundary(const struct sw_trainer *t)
+{
+    return t->stage == 0 || t->stage == t->S - 1;
+}
+
+/* Rebuilt by CheckFree+: a boundary stage and its partner (0 and 1, S-2 and
+ * S-1) of a checkfree+ run; by plain CheckFree otherwise. */
+static bool
+by_plus(const struct sw_trainer *t)
+{
+    return t->plus && (t->stage <= 1 || t->stage >= t->S - 2);
+}
+
 static void checkfree_finish(struct sw_trainer *t);
 static void plus_finish(struct sw_trainer *t);
 
@@ -165,7 +184,7 @@ static void
 rebuild_done(struct sw_trainer *t)
 {
     t->rc.got_ms = t->now;
-    if (t->plus && (t->stage <= 1 || t->stage >= t->S - 2))
+    if (by_plus(t))
         plus_finish(t);
     else
         checkfree_finish(t);
@@ -210,11 +229,6 @@ checkfree_start(struct sw_trainer *t, const struct sw_peer_rec *prev,
     rebuild_go(t);
 }
 
-static bool
-is_boundary(const struct sw_trainer *t)
-{
-    return t->stage == 0 || t->stage == t->S - 1;
-}
 
 /*
  * CheckFree+ (recovery.mode checkfree+), arXiv 2506.15461 section 4.3: a
@@ -266,13 +280,15 @@ rebuild_apply(struct sw_trainer *t, struct sw_rebuild *rb, const char *what)
 
 /* A rebuilt stage trains from its step; the recovery event, its time the
  * transfer's and the rebuild's. */
-static void
+static bool
 rebuilt(struct sw_trainer *t, const char *method, const char *from, const struct sw_rebuild *rb)
 {
-    trained_from_here(t, false);
+    if (!trained_from_here(t, false))
+        return false;
     t->st.phase = SW_STEP_FRESH;
     recovered(t, method, from, t->fetch.bytes);
     t->rec_s += rb->took_s;
+    return true;
 }
 
 static void
@@ -293,7 +309,8 @@ checkfree_finish(struct sw_trainer *t)
     if (!rebuild_apply(t, &rb, "checkfree rebuild"))
         return;
     snprintf(from, sizeof(from), "%s,%s", p->ep, n->ep);
-    rebuilt(t, "checkfree", from, &rb);
+    if (!rebuilt(t, "checkfree", from, &rb))
+        return;
     t->ops->scalars(t->model, &sc);
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree from %s (stage %d, norm %.4f) and %s (stage %d, "
@@ -311,7 +328,7 @@ plus_finish(struct sw_trainer *t)
 {
     const struct sw_fetch_src *p = &t->fetch.src[0], *r = &t->fetch.src[1];
     bool boundary = is_boundary(t);
-    int kind = t->stage == 0 ? 0 : 1, err;
+    int kind = t->stage == 0 ? 0 : 1;
     struct sw_rebuild rb = {true,          {p->buf, NULL}, {p->stage, -1}, {p->norm, 0},
                             boundary ? r->buf : NULL, boundary ? r->numel : 0, t->man->seed, 0};
     struct sw_stage_scalars sc;
@@ -325,11 +342,8 @@ plus_finish(struct sw_trainer *t)
         sw_log(SW_LOG_WARN, "the %s replica is of step %llu, its partner at step %llu: the "
                "owner died before pushing its last update", kind == 0 ? "embedding" : "head",
                (unsigned long long)r->step, (unsigned long long)t->step);
-    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
-        trainer_fail(t, err, "data");
+    if (!rebuilt(t, "checkfree+", p->ep, &rb))
         return;
-    }
-    rebuilt(t, "checkfree+", p->ep, &rb);
     t->ops->scalars(t->model, &sc);
     sw_log(SW_LOG_INFO,
            "recovery: stage %d method checkfree+ from %s (stage %d): its blocks%s, %llu bytes in "
@@ -478,19 +492,14 @@ rebuild_tick(struct sw_trainer *t)
         sw_log(SW_LOG_ERROR, "cannot recover stage %d at step %llu: %s", t->stage,
                (unsigned long long)t->run_step, why);
         trainer_lost(t);
-    } else if (t->plus && (t->stage <= 1 || t->stage >= t->S - 2)) {
+    } else if (by_plus(t)) {
         /* the source: stage 0 and S-2 look forward (1, S-1), 1 and S-1 back (0, S-2) */
-        if ((src = nb[t->stage == 0 || t->stage == t->S - 2 ? 1 : 0])) {
-            if (!t->rc.t0_ms)
-                t->rc.t0_ms = t->now;
+        if ((src = nb[t->stage == 0 || t->stage == t->S - 2 ? 1 : 0]))
             plus_start(t, src);
-        } else {
+        else
             SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d: waiting for its checkfree+ "
                                "partner to be ready%s", t->stage, syncing ? " (it is syncing)" : "");
-        }
     } else if (nb[0] && nb[1]) {
-        if (!t->rc.t0_ms)
-            t->rc.t0_ms = t->now;
         checkfree_start(t, nb[0], nb[1]);
     } else {
         SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d: waiting for its neighbours to be ready%s",
@@ -541,11 +550,8 @@ restore_apply(struct sw_trainer *t, const struct sw_restore *r)
     }
     if (t->step > t->run_step)
         t->run_step = t->step;
-    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
-        trainer_fail(t, err, "data");
+    if (!trained_from_here(t, false))
         return;
-    }
-    trained_from_here(t, false);
     sw_log(SW_LOG_INFO, "stage %d restored from checkpoint %s: step %llu, AdamW t %d, "
            "saved with %d stages, %llu bytes in %.0f ms (hash %s)", t->stage, r->from,
            (unsigned long long)t->step, r->sc.t, r->saved_S, (unsigned long long)bytes,
@@ -596,11 +602,8 @@ seed_init(struct sw_trainer *t)
         return;
     }
     t->step = 0;
-    if (t->stage == 0 && (err = t->ops->data_seek(t->model, 0)) < 0) {
-        trainer_fail(t, err, "data");
+    if (!trained_from_here(t, false))
         return;
-    }
-    trained_from_here(t, false);
     sw_log(SW_LOG_INFO, "stage %d initialised from the run seed (hash %s)", t->stage, t->hash);
     announce_state(t);
 }
