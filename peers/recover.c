@@ -888,11 +888,8 @@ state_get_read(struct sw_trainer *t, const struct sw_transport_msg *m, struct st
     msgpack_unpacked u;
     bool ok;
 
-    if (!sw_proto_open(m->hdr.body, m->hdr.body_len, &u, keys)) {
-        if (t->env->drop)
-            t->env->drop(t->env->arg, SW_WIRE_DROP_MALFORMED);
+    if (!trainer_open(t, m, &u, keys))
         return false;
-    }
     q->has_snap = sw_proto_get(&u.data, "snap") != NULL;
     q->snap = 0;
     ok = sw_proto_get_u64(&u.data, "stage", &q->stage) == 0 &&

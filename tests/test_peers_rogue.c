@@ -6,8 +6,9 @@
  *   - a FWD signed for another run (wrong run id);
  *   - a FWD of the wrong shape, signed by the run's id (stranger A);
  *   - a FWD of the right shape holding NaN (stranger B);
- *   - a well-formed FWD from a key no node knows (stranger C).
- * The nodes must drop them all, ban A and B, and train on unaffected.
+ *   - a well-formed FWD from a key no node knows (stranger C);
+ *   - a STATE_GET request with a key no node sends (stranger D).
+ * The nodes must drop them all, ban A, B and D, and train on unaffected.
  *
  *   test_peers_rogue MANIFEST SECONDS STAGE=ENDPOINT...
  * (the FWDs name the hop of that stage on the plain route, so that only
@@ -33,6 +34,35 @@ static void
 on_closed(void *arg)
 {
     (void)arg;
+}
+
+static void
+on_response(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    (void)t, (void)status, (void)m, (void)arg;
+}
+
+/* A STATE_GET of stage's first piece with one key too many. */
+static size_t
+state_get_body(uint8_t *buf, size_t cap, int stage)
+{
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+
+    sw_wire_buf_init(&b, buf, cap);
+    sw_wire_buf_packer(&pk, &b);
+    msgpack_pack_map(&pk, 5);
+    sw_proto_pack_key(&pk, "stage");
+    msgpack_pack_uint64(&pk, (uint64_t)stage);
+    sw_proto_pack_key(&pk, "which");
+    msgpack_pack_uint64(&pk, 0);
+    sw_proto_pack_key(&pk, "off");
+    msgpack_pack_uint64(&pk, 0);
+    sw_proto_pack_key(&pk, "n");
+    msgpack_pack_uint64(&pk, 16);
+    sw_proto_pack_key(&pk, "evil");
+    msgpack_pack_uint64(&pk, 1);
+    return b.len;
 }
 
 static size_t
@@ -61,8 +91,8 @@ int
 main(int argc, char **argv)
 {
     struct sw_manifest man;
-    struct sw_identity id[4];
-    struct sw_transport *tr[4];
+    struct sw_identity id[5];
+    struct sw_transport *tr[5];
     struct sw_wire wf;
     uint8_t other_run[32], body[4096], env[SW_WIRE_MAX_ENVELOPE], sig[64], h[32];
     void *zctx, **raw;
@@ -98,7 +128,7 @@ main(int argc, char **argv)
     uv_loop_init(&loop);
     if (sw_identity_global_init() < 0)
         return 2;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (sw_identity_generate(&id[i]) < 0 ||
             sw_transport_new(&tr[i], &loop, &id[i], i == 3 ? other_run : man.run_id, NULL) < 0)
             return 2;
@@ -152,6 +182,10 @@ main(int argc, char **argv)
                 sw_transport_send(tr[2], ep, SW_MSG_FWD, body, blen, &pl) < 0)
                 continue;
             sent += 6;
+            blen = state_get_body(body, sizeof(body), hop);
+            if (sw_transport_request(tr[4], ep, SW_MSG_STATE_GET, body, blen, NULL, 1000, 0,
+                                     on_response, NULL) == 0)
+                sent++;
         }
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(20000);
@@ -160,12 +194,12 @@ main(int argc, char **argv)
     for (int e = 0; e < neps; e++)
         zmq_close(raw[e]);
     zmq_ctx_term(zctx);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         sw_transport_close(tr[i], on_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     sw_wire_release(&wf);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         sw_identity_release(&id[i]);
     sw_manifest_release(&man);
     free(good);
