@@ -157,7 +157,8 @@ sw_fetch_abandon(struct sw_fetch *f)
 }
 
 /* Reads a STATE answer to the piece [off, off + cnt) of a slab of numel
- * floats; -SW_EMSG when malformed or not that piece, its err otherwise. */
+ * floats; -SW_EPROTO when its body does not parse, -SW_EMSG when it lacks a
+ * field or is not that piece, its err otherwise. */
 static int
 read_answer(const struct sw_transport_msg *m, struct sw_fetch_src *s, size_t off, size_t cnt,
             uint64_t *step, uint64_t *t, double *lrm, double *norm, double *normc)
@@ -170,7 +171,7 @@ read_answer(const struct sw_transport_msg *m, struct sw_fetch_src *s, size_t off
     int rc = -SW_EMSG;
 
     if (!sw_proto_open(m->hdr.body, m->hdr.body_len, &u, keys))
-        return -SW_EMSG;
+        return -SW_EPROTO;
     *normc = 0;
     if (sw_proto_get_err(&u.data, &err) == 0 && sw_proto_get_u64(&u.data, "step", step) == 0) {
         if (err != 0) {

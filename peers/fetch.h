@@ -23,7 +23,9 @@
  * takes the snapshot when it gets there) starts that source again after
  * retry_ms (sw_fetch_tick); any other error, a
  * timeout, a malformed answer or a non-finite tensor fails the fetch: the
- * caller picks a source again.
+ * caller picks a source again.  An answer whose body does not parse (bad
+ * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
+ * sends one, and the caller bans its sender (m->hdr.sender).
  *
  * Tags are 56 bits: the caller may use the top 8 to route answers.
  */

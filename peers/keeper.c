@@ -104,8 +104,10 @@ on_kresponse(void *arg, uint64_t tag, int status, const struct sw_transport_msg 
     struct kstage *ks = arg;
     int rc;
 
-    if ((rc = sw_fetch_response(&ks->f, sw_now_ms(), tag, status, m)) != SW_FETCH_BUSY &&
-        ks->k->target)
+    if ((rc = sw_fetch_response(&ks->f, sw_now_ms(), tag, status, m)) == SW_FETCH_FAILED &&
+        ks->f.err == -SW_EPROTO)
+        sw_wire_count_drop(sw_transport_wire(ks->k->n->tr), SW_WIRE_DROP_MALFORMED);
+    if (rc != SW_FETCH_BUSY && ks->k->target)
         snap_fetched(ks, rc);
 }
 

@@ -367,6 +367,8 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
 
     if (rc == SW_FETCH_BUSY)
         return;
+    if (rc == SW_FETCH_FAILED && t->fetch.err == -SW_EPROTO && m)
+        trainer_reject(t, m, NULL, SW_WIRE_DROP_MALFORMED, "malformed state answer");
     if (t->phase == SW_PHASE_COPY) {
         if (rc == SW_FETCH_DONE) {
             copy_done(t);

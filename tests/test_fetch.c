@@ -533,6 +533,7 @@ failure(enum spoil how, int nsrc, int src)
         rc = deliver(&f, T0 + 10, q, &a);
     tap_ok(rc == SW_FETCH_FAILED && f.failed_src == src && f.err < 0 && !f.active &&
                (how != TIMEOUT || f.err == -SW_ETIMEDOUT) &&
+               (how == EXTRA_KEY) == (f.err == -SW_EPROTO) &&
                (how != NAN_PAYLOAD || f.err == -SW_ENONFINITE) &&
                (how != ERR_EINVAL || f.err == -SW_EINVAL),
            "%s from source %d of %d: failed, failed_src %d, err %d (%s)", spoil_name[how], src,
