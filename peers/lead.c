@@ -230,7 +230,7 @@ fill_stages(struct sw_trainer *t, bool *changed)
         const struct sw_peer_rec *r = &t->dir[i];
         /* at the step, or past it: rebuilt from a source that had finished
          * it, it steps back into it when it gets the plan (step.h) */
-        if (have[r->stage] || (r->state != SW_REC_TRAINING && r->state != SW_REC_JOINING) ||
+        if (have[r->stage] || !sw_rec_training(r->state) ||
             (r->step != L->step && r->step != L->step + 1) || trainer_gone(t, r->pk))
             continue;
         slot_add(t, r->pk, r->ep, r->stage, r->cap, true);
@@ -312,8 +312,7 @@ takeover(struct sw_trainer *t)
     slot_add(t, t->pk, t->ep, t->stage, t->cap, true);
     for (int i = 0, s = -1; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
-        if (!memcmp(r->pk, t->pk, 32) ||
-            (r->state != SW_REC_TRAINING && r->state != SW_REC_JOINING) ||
+        if (!memcmp(r->pk, t->pk, 32) || !sw_rec_training(r->state) ||
             (r->step != t->step && r->step != t->step + 1) || trainer_gone(t, r->pk))
             continue;
         /* one state per stage, as from READYs (see one_state): the records come

@@ -63,6 +63,14 @@ sw_rec_has_state(int state)
     return state == SW_REC_TRAINING || state == SW_REC_JOINING || state == SW_REC_DONE;
 }
 
+/* The node trains: it takes part in the steps with a state of its stage
+ * (JOINING: a copy, from the next step on). */
+static inline bool
+sw_rec_training(int state)
+{
+    return state == SW_REC_TRAINING || state == SW_REC_JOINING;
+}
+
 /* The node takes part in the run's steps, or is about to (the leader asks it). */
 static inline bool
 sw_rec_in_run(int state)

@@ -483,8 +483,7 @@ rebuild_tick(struct sw_trainer *t)
         empty[r->stage] = false;
         for (int k = 0; k < 2; k++)
             if (r->stage == t->stage + (k ? 1 : -1)) {
-                if ((r->state == SW_REC_TRAINING || r->state == SW_REC_JOINING) &&
-                    (!nb[k] || r->step > nb[k]->step))
+                if (sw_rec_training(r->state) && (!nb[k] || r->step > nb[k]->step))
                     nb[k] = r;
                 syncing |= r->state == SW_REC_SYNCING;
             }
@@ -630,8 +629,7 @@ sync_tick(struct sw_trainer *t)
     }
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
-        if (r->stage == t->stage && (r->state == SW_REC_TRAINING || r->state == SW_REC_JOINING) &&
-            memcmp(r->pk, t->pk, 32) &&
+        if (r->stage == t->stage && sw_rec_training(r->state) && memcmp(r->pk, t->pk, 32) &&
             (!src || r->step > src->step))
             src = r;
     }
@@ -815,8 +813,7 @@ may_step_back(struct sw_trainer *t)
     if (t->st.phase != SW_STEP_FRESH)
         return false;
     for (int i = 0; i < t->ndir; i++)
-        if (t->dir[i].stage != t->stage &&
-            (t->dir[i].state == SW_REC_TRAINING || t->dir[i].state == SW_REC_JOINING) &&
+        if (t->dir[i].stage != t->stage && sw_rec_training(t->dir[i].state) &&
             t->dir[i].step < t->step && !trainer_gone(t, t->dir[i].pk))
             return true;
     return false;

@@ -542,7 +542,7 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
     t->scan_ok_ms = now;
     if (trainer_in_run(t))
         for (int i = 0; i < n; i++)
-            if (alive[i].state == SW_REC_TRAINING || alive[i].state == SW_REC_JOINING)
+            if (sw_rec_training(alive[i].state))
                 t->seen_stage[alive[i].stage] = true;
     if (max_step > t->run_step)
         t->run_step = max_step;
@@ -665,8 +665,7 @@ diverged(struct sw_trainer *t)
         return;
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
-        if (r->stage != t->stage || (r->state != SW_REC_TRAINING && r->state != SW_REC_JOINING) ||
-            r->step != t->step ||
+        if (r->stage != t->stage || !sw_rec_training(r->state) || r->step != t->step ||
             !r->hash[0] || !strcmp(r->hash, t->hash) || memcmp(r->pk, t->pk, 32) >= 0 ||
             trainer_gone(t, r->pk))
             continue;
