@@ -16,11 +16,13 @@ top=$(pwd)
 mode=${1:-demo}
 build=${BUILD_DIR:-$top/build}
 
-# What the build, the tests and the demo need (keep in sync with README.md).
+# What the build and the demo need (keep in sync with README.md): no Python.
 packages="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libsodium-dev libuv1-dev libmsgpack-dev libopenblas-dev
-  libjansson-dev libinih-dev fortunes-min fortunes
-  python3 python3-numpy python3-torch"
+  libjansson-dev libinih-dev fortunes-min fortunes"
+# What only the tests add: python3 reads the test logs and status JSON,
+# numpy and torch run the reference test (t0200; it skips without them).
+check_packages="python3 python3-numpy python3-torch"
 
 case "$mode" in
 demo|check|build) ;;
@@ -32,6 +34,7 @@ demo|check|build) ;;
     exit 2 ;;
 esac
 
+[ "$mode" = check ] && packages="$packages $check_packages"
 missing=""
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
