@@ -2,12 +2,16 @@
  * bootstrap.c - swarmd bootstrap: a run's seed (node.h).  It serves the
  * signed manifest on its lobby (node.c), seeds the run's DHT, trains
  * nothing, and reads the stage records every SW_NODE_BOOT_SCAN_MS for the
- * operator's log (who came and went) and its metrics.
+ * operator's log (who came and went) and its metrics.  Once a scan shows the
+ * run's last step done, it publishes the end record (status.h) and puts it
+ * again every SW_STATUS_END_EVERY_MS, so that swarmctl status shows the run
+ * finished after the nodes left.
  */
 #include "sw.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "live.h"
 #include "node.h"
@@ -17,6 +21,10 @@ struct bootstrap {
     struct sw_peer_rec dir[SW_PROTO_MAX_NODES];
     int ndir;
     uint64_t run_step, scan_ms;
+    double loss;            /* the last stage's newest loss seen (-1: none) */
+    uint64_t loss_step;     /* the step it was seen at */
+    uint64_t end_ms, end_seq; /* the end record's last put (0: none yet), its version */
+    bool end_loss;            /* that record has the last loss */
     bool stop;
 };
 
@@ -35,12 +43,32 @@ boot_start(struct sw_node *n)
     if (!(b = n->self = sw_calloc(1, sizeof(struct bootstrap))))
         return SW_EXIT_FAIL;
     sw_node_live_init(&b->live, n);
+    b->loss = -1;
     sw_log(SW_LOG_INFO, "bootstrap of run %s (owner %s) on %s (run transport %s)",
            sw_identity_hex(rh, n->man.run_id, 32), sw_identity_hex(oh, n->owner, 32),
            n->lobby_ep, n->ep);
     printf("listening %s\n", n->lobby_ep);
     fflush(stdout);
     return 0;
+}
+
+/* The end record (status.h), signed with the bootstrap's key. */
+static void
+publish_end(struct sw_node *n, uint64_t now)
+{
+    struct bootstrap *b = self(n);
+    struct sw_run_end e = {b->run_step, b->loss_step == b->run_step ? b->loss : -1};
+    int err;
+
+    if (!b->end_ms)
+        sw_log(SW_LOG_INFO, "the run is finished at step %llu: publishing its end record",
+               (unsigned long long)b->run_step);
+    /* a higher seq replaces the last record, also across restarts with the same key */
+    b->end_seq = SW_MAX(b->end_seq + 1, (uint64_t)time(NULL) * 1000);
+    b->end_ms = now;
+    b->end_loss = e.loss >= 0;
+    if ((err = sw_status_end_publish(n->dht, n->man.run_id, n->id.sk, &e, b->end_seq)) < 0)
+        sw_log(SW_LOG_WARN, "cannot publish the end record: %s", sw_strerror(err));
 }
 
 static uint64_t
@@ -52,6 +80,8 @@ boot_tick(struct sw_node *n, uint64_t now)
         return SW_NODE_DONE;
     if (now - b->scan_ms >= SW_NODE_BOOT_SCAN_MS && sw_node_scan(n) == 0)
         b->scan_ms = now;
+    if (b->end_ms && now - b->end_ms >= SW_STATUS_END_EVERY_MS)
+        publish_end(n, now);
     /* a scan still running: look again a little later */
     return SW_MAX(b->scan_ms + SW_NODE_BOOT_SCAN_MS, now + SW_NODE_TICK_MS);
 }
@@ -102,6 +132,16 @@ boot_scanned(struct sw_node *n, int status, const struct sw_peer_rec *recs, int 
     b->ndir = cnt;
     if (max_step > b->run_step)
         b->run_step = max_step;
+    for (int i = 0; i < cnt; i++)
+        if (recs[i].stage == n->man.stages - 1 && recs[i].loss >= 0 &&
+            recs[i].step >= b->loss_step) {
+            b->loss = recs[i].loss;
+            b->loss_step = recs[i].step;
+        }
+    /* the run's last step is done: say so in the DHT (again once its last loss is known) */
+    if (b->run_step >= (uint64_t)n->man.steps &&
+        (!b->end_ms || (!b->end_loss && b->loss_step == b->run_step)))
+        publish_end(n, sw_now_ms());
 }
 
 static int

@@ -186,7 +186,8 @@ sw_status_scan_init(struct sw_status_scan *sc, struct sw_dhtnode *dht, const uin
     sc->S = S;
     sc->keys = sw_calloc((size_t)S, sizeof(*sc->keys));
     sc->slots = sw_calloc((size_t)S, sizeof(*sc->slots));
-    if (!sc->keys || !sc->slots) {
+    sc->answered = sw_calloc((size_t)S, sizeof(*sc->answered));
+    if (!sc->keys || !sc->slots || !sc->answered) {
         sw_status_scan_release(sc);
         return -SW_ENOMEM;
     }
@@ -203,8 +204,10 @@ sw_status_scan_release(struct sw_status_scan *sc)
 {
     sw_free(sc->keys);
     sw_free(sc->slots);
+    sw_free(sc->answered);
     sc->keys = NULL;
     sc->slots = NULL;
+    sc->answered = NULL;
 }
 
 static int
@@ -225,8 +228,14 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
     uint64_t now = sw_now_ms();
 
     (void)info;
+    if (sc->cut) { /* abandoned by sw_status_scan_cut */
+        if (--sc->left == 0)
+            sc->cut = false;
+        return;
+    }
     if (status < 0 && sc->status == 0)
         sc->status = status;
+    sc->answered[slot->stage] = status == 0;
     for (size_t i = 0; status == 0 && i < n; i++) {
         struct sw_peer_rec r;
         int j;
@@ -261,12 +270,25 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
     sc->cb(sc->arg, sc->status, sc->recs, sc->n, sc->max_step);
 }
 
+void
+sw_status_scan_cut(struct sw_status_scan *sc)
+{
+    if (!sc->pending)
+        return;
+    sc->pending = false;
+    sc->cut = true; /* on_scan_get drops the sc->left gets still out */
+    if (sc->status == 0)
+        sc->status = -SW_ETIMEDOUT;
+    qsort(sc->recs, (size_t)sc->n, sizeof(sc->recs[0]), cmp_rec);
+    sc->cb(sc->arg, sc->status, sc->recs, sc->n, sc->max_step);
+}
+
 int
 sw_status_scan_start(struct sw_status_scan *sc, sw_status_scan_cb *cb, void *arg)
 {
     int err;
 
-    if (sc->pending)
+    if (sc->pending || sc->cut)
         return -SW_EAGAIN;
     sc->cb = cb;
     sc->arg = arg;
@@ -276,6 +298,7 @@ sw_status_scan_start(struct sw_status_scan *sc, sw_status_scan_cb *cb, void *arg
     sc->max_step = 0;
     sc->left = sc->S;
     sc->pending = true;
+    memset(sc->answered, 0, (size_t)sc->S * sizeof(*sc->answered));
     for (int s = 0; s < sc->S; s++) {
         if ((err = sw_dhtnode_get(sc->dht, sc->keys[s], on_scan_get, &sc->slots[s])) < 0) {
             /* the gets already started still report; count this one as done */
@@ -292,7 +315,7 @@ sw_status_scan_start(struct sw_status_scan *sc, sw_status_scan_cb *cb, void *arg
 
 int
 sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_step, int steps,
-                    uint64_t now, struct sw_stage_summary *sum)
+                    uint64_t now, const bool *answered, struct sw_stage_summary *sum)
 {
     bool finished = run_step >= (uint64_t)steps;
     int health = SW_HEALTH_OK, best = -1;
@@ -326,7 +349,7 @@ sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_s
             any_training |= sw_rec_has_state(r->state);
         }
         if (x->nodes == 0) {
-            x->state = finished ? "done" : "empty";
+            x->state = finished ? "done" : answered && !answered[s] ? "unknown" : "empty";
         } else if (finished || x->step >= (uint64_t)steps) {
             x->state = "done";
         } else if (!any_training) {
@@ -344,4 +367,87 @@ sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_s
     if (best >= 0 && !finished)
         sum[best].bottleneck = true;
     return health;
+}
+
+/* ---- the end record ---- */
+
+static const char *const end_keys[] = {"ver", "step", "loss", NULL};
+
+void
+sw_status_end_key(uint8_t key[32], const uint8_t run[32])
+{
+    crypto_generichash_state h;
+
+    crypto_generichash_init(&h, NULL, 0, 32);
+    crypto_generichash_update(&h, run, 32);
+    crypto_generichash_update(&h, (const uint8_t *)"end", 3);
+    crypto_generichash_final(&h, key, 32);
+}
+
+void
+sw_status_end_pack(msgpack_packer *pk, const struct sw_run_end *e)
+{
+    msgpack_pack_map(pk, 3);
+    sw_proto_pack_key(pk, "ver");
+    msgpack_pack_uint32(pk, 1);
+    sw_proto_pack_key(pk, "step");
+    msgpack_pack_uint64(pk, e->step);
+    sw_proto_pack_key(pk, "loss");
+    msgpack_pack_double(pk, e->loss >= 0 && isfinite(e->loss) ? e->loss : -1);
+}
+
+int
+sw_status_end_from_dht(const struct sw_dht_record *d, struct sw_run_end *e)
+{
+    msgpack_unpacked u;
+    uint64_t ver;
+    int err = -SW_EMSG;
+
+    memset(e, 0, sizeof(*e));
+    msgpack_unpacked_init(&u);
+    if (sw_wire_unpack(d->val, d->val_len, &u) == 0 && sw_proto_only(&u.data, end_keys) &&
+        sw_proto_get_u64(&u.data, "ver", &ver) == 0 && ver == 1 &&
+        sw_proto_get_u64(&u.data, "step", &e->step) == 0 &&
+        sw_proto_get_f64(&u.data, "loss", &e->loss) == 0 && isfinite(e->loss))
+        err = 0;
+    msgpack_unpacked_destroy(&u);
+    if (e->loss < 0)
+        e->loss = -1;
+    return err;
+}
+
+static void
+on_end_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info *info)
+{
+    (void)arg;
+    (void)info;
+    if (status < 0 && status != -SW_ECANCELED)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "cannot publish the end record: %s",
+                           sw_strerror(status));
+    else if (status == 0)
+        sw_log(SW_LOG_DEBUG, "end record stored on %u nodes", n_stored);
+}
+
+int
+sw_status_end_publish(struct sw_dhtnode *dht, const uint8_t run[32], const uint8_t *sk,
+                      const struct sw_run_end *e, uint64_t seq)
+{
+    uint8_t val[64];
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    struct sw_dht_record r;
+
+    sw_wire_buf_init(&b, val, sizeof(val));
+    sw_wire_buf_packer(&pk, &b);
+    sw_status_end_pack(&pk, e);
+    if (b.overflow)
+        return -SW_ETOOBIG;
+    memset(&r, 0, sizeof(r));
+    sw_status_end_key(r.key, run);
+    r.seq = seq;
+    r.ttl_s = SW_STATUS_END_TTL_S;
+    r.val = val;
+    r.val_len = b.len;
+    sw_dht_record_sign(&r, sk);
+    return sw_dhtnode_put(dht, &r, on_end_put, NULL); /* the record is copied */
 }

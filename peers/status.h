@@ -86,7 +86,15 @@ void sw_status_rec_set_recovery(struct sw_peer_rec *r, const char *method, const
  * included), and status 0 (the keys of the leaving ones are in sc->gone[],
  * sc->ngone of them, until the next scan starts), or the first get's error (-SW_ECANCELED when the
  * DHT node was closed).  Records that fail to decode are dropped and
- * counted in bad.  The caller owns the struct; one scan at a time.
+ * counted in bad.  answered[s] tells whether stage s's get ended with status
+ * 0 (it heard some node) in this scan.  The caller owns the struct; one scan
+ * at a time.
+ *
+ * sw_status_scan_cut ends a pending scan at once (a reader's deadline): cb
+ * gets what the gets that already ended brought, with status -SW_ETIMEDOUT
+ * when some stage's get had not ended (answered[] tells which); the gets
+ * still running are abandoned (their results are dropped when they end)
+ * and the next scan may only start once they have (-SW_EAGAIN until then).
  */
 typedef void sw_status_scan_cb(void *arg, int status, const struct sw_peer_rec *recs, int n,
                                uint64_t max_step);
@@ -101,11 +109,12 @@ struct sw_status_scan {
     int S;
     uint8_t (*keys)[32];                   /* [S] */
     struct sw_status_scan_slot *slots;     /* [S] */
+    bool *answered;                        /* [S] */
     struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
     uint8_t gone[SW_PROTO_MAX_NODES][32];   /* keys whose record says "leaving" */
     int n, ngone, left, status;
     uint64_t max_step, bad;
-    bool pending;
+    bool pending, cut;
     sw_status_scan_cb *cb;
     void *arg;
 };
@@ -116,6 +125,37 @@ void sw_status_scan_release(struct sw_status_scan *sc);
 /* -SW_EAGAIN while a scan is pending, or the DHT's error at start. */
 int sw_status_scan_start(struct sw_status_scan *sc, sw_status_scan_cb *cb, void *arg)
     SW_WARN_UNUSED;
+/* Ends the pending scan now (above); nothing when none is pending. */
+void sw_status_scan_cut(struct sw_status_scan *sc);
+
+/*
+ * The end record: a run's end, kept after its nodes left.  Once a scan saw
+ * the run's last step done (a record whose step is the manifest's steps),
+ * the bootstrap, which outlives the nodes, publishes under the key
+ * H(run, "end") = BLAKE2b-256(run id || "end") one signed record whose value
+ * is the msgpack map (swarm-protocol(7), End record)
+ *   ver uint (1), step uint (steps completed), loss float (the last stage's
+ *   last loss the bootstrap saw; -1: none)
+ * with a ttl of SW_STATUS_END_TTL_S, put again every SW_STATUS_END_EVERY_MS
+ * while it runs.  swarmctl status reads it with the stage keys: a run whose
+ * nodes are gone still shows "finished at step N".  Readers trust it as much
+ * as a stage record: a record of step N says N steps are done.
+ */
+#define SW_STATUS_END_TTL_S 3600
+#define SW_STATUS_END_EVERY_MS (600 * 1000)
+
+struct sw_run_end {
+    uint64_t step;
+    double loss; /* < 0: none */
+};
+
+void sw_status_end_key(uint8_t key[32], const uint8_t run[32]);
+void sw_status_end_pack(msgpack_packer *pk, const struct sw_run_end *e);
+/* A DHT record found under the end key, checked and read into e. */
+int sw_status_end_from_dht(const struct sw_dht_record *d, struct sw_run_end *e) SW_WARN_UNUSED;
+/* Packs, signs with sk (seq: the record's version, growing) and puts e into the DHT. */
+int sw_status_end_publish(struct sw_dhtnode *dht, const uint8_t run[32], const uint8_t *sk,
+                          const struct sw_run_end *e, uint64_t seq) SW_WARN_UNUSED;
 
 struct sw_stage_summary {
     int nodes;
@@ -125,7 +165,7 @@ struct sw_stage_summary {
     double last_heard_s;    /* freshest record's age; < 0 no node */
     uint64_t recoveries;
     bool bottleneck;        /* lowest capacity among non-empty stages */
-    const char *state;      /* "ok", "empty", "stalled", "syncing", "done" */
+    const char *state;      /* "ok", "empty", "stalled", "syncing", "done", "unknown" */
 };
 
 enum sw_health { SW_HEALTH_OK = 0, SW_HEALTH_DEGRADED = 1, SW_HEALTH_UNREACHABLE = 2 };
@@ -141,8 +181,14 @@ enum sw_health { SW_HEALTH_OK = 0, SW_HEALTH_DEGRADED = 1, SW_HEALTH_UNREACHABLE
  */
 #define SW_STATUS_STALE_MS 4500
 
-/* Fill sum[S] from the records; returns the health (finished runs are OK). */
+/*
+ * Fill sum[S] from the records; returns the health (finished runs are OK).
+ * answered NULL: every stage's get answered; else a stage whose get did not
+ * (no answer before the reader's deadline) and that has no record is
+ * "unknown", and makes the run degraded unless it is finished.
+ */
 int sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_step,
-                        int steps, uint64_t now, struct sw_stage_summary *sum);
+                        int steps, uint64_t now, const bool *answered,
+                        struct sw_stage_summary *sum);
 
 #endif

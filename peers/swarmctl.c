@@ -1,7 +1,7 @@
 /*
  * swarmctl - look at a swarm run, and sign its manifest.
  *
- *   swarmctl status   --peer ADDR [--json] [--watch SECONDS]
+ *   swarmctl status   --peer ADDR [--json] [--watch SECONDS] [--deadline-ms MS]
  *   swarmctl peers    --peer ADDR [--json]
  *   swarmctl manifest --peer ADDR
  *   swarmctl manifest sign  --run FILE --key DIR
@@ -16,7 +16,13 @@
  * swarmctl(1); its keys only ever grow.
  *
  * status and peers join the run's DHT as a client that does not serve
- * (net/dhtnode.h, no endpoint) and read the stage records (status.h).
+ * (net/dhtnode.h, no endpoint) and read the stage records (status.h) and
+ * the run's end record in one round: the gets of every key start together
+ * as soon as the bootstrap (or the peer) answered, with requests that time
+ * out after 3/8 of --deadline-ms, and whatever has come by the deadline is
+ * shown; a stage whose get did not end by then shows "unknown".  A dead
+ * node that the DHT still lists so costs one short timeout, not a 2 s one
+ * per lookup, and nothing is read twice.
  */
 #include "sw.h"
 
@@ -44,7 +50,7 @@ struct opts {
     char owner[80];
     int json;
     float watch;
-    int timeout_ms;
+    int timeout_ms, deadline_ms;
     char log_level[16];
 };
 
@@ -56,7 +62,9 @@ static const struct sw_cfg_entry tab[] = {
     SW_CFG_STR(T, "owner", owner, "", "expected owner key (64 hex digits)"),
     SW_CFG_STR(T, "run", run, "", "manifest file (sign, check)"),
     SW_CFG_STR(T, "key", key, "", "key directory (sign, key)"),
-    SW_CFG_INT(T, "timeout-ms", timeout_ms, 2000, 100, 600000, "per request"),
+    SW_CFG_INT(T, "timeout-ms", timeout_ms, 2000, 100, 600000, "the peer's answer (manifest)"),
+    SW_CFG_INT(T, "deadline-ms", deadline_ms, 400, 50, 600000,
+               "reading the DHT: what has come by then is shown"),
     SW_CFG_STR(T, "log-level", log_level, "warn", "debug, info, warn or error"),
 };
 #undef T
@@ -71,13 +79,19 @@ struct client {
     bool have_man;
     uint8_t owner[32], sig[64];
     char ep[SW_PROTO_EP_MAX], boot[SW_PROTO_EP_MAX];
-    /* the run's stages, read from the DHT */
+    /* the run's stages and its end, read from the DHT (client_dir) */
     struct sw_dhtnode *dht;
     struct sw_status_scan scan;
     bool have_scan;
+    uv_check_t check;     /* starts the gets once the DHT has a contact */
+    uv_timer_t deadline;
+    bool have_check, have_deadline;
+    bool joined, join_failed, scanning, scanned, end_pending;
     struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
     int nrec;
     uint64_t run_step;
+    struct sw_run_end end; /* step 0: no end record found */
+    bool have_end;
     int status;
     bool done;
 };
@@ -115,6 +129,14 @@ on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m
     }
 }
 
+/* The DHT read is over when the scan and the end get ended, or nobody answered the join. */
+static void
+dir_check_done(struct client *c)
+{
+    if ((c->scanned && !c->end_pending) || (c->join_failed && !c->scanning))
+        c->done = true;
+}
+
 static void
 on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
           const struct sw_dht_lookup_info *info)
@@ -124,8 +146,14 @@ on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
     (void)nodes;
     (void)n;
     (void)info;
-    c->done = true;
-    c->status = status;
+    if (status == -SW_ECANCELED)
+        return;
+    c->joined = true;
+    /* nobody answered: no contact, so no get can have started (on_check) */
+    c->join_failed = status < 0 && !c->scanning;
+    if (c->join_failed)
+        c->status = status;
+    dir_check_done(c);
 }
 
 static void
@@ -133,11 +161,74 @@ on_scan(void *arg, int status, const struct sw_peer_rec *recs, int n, uint64_t m
 {
     struct client *c = arg;
 
-    c->done = true;
-    c->status = status;
+    c->scanning = false;
+    c->scanned = true;
+    /* a get that heard nobody or did not end in time: its stage shows "unknown" */
+    c->status = status == -SW_ETIMEDOUT ? 0 : status;
     memcpy(c->recs, recs, (size_t)n * sizeof(*recs));
     c->nrec = n;
     c->run_step = max_step;
+    dir_check_done(c);
+}
+
+static void
+on_end(void *arg, int status, const struct sw_dht_record *recs, size_t n,
+       const struct sw_dht_lookup_info *info)
+{
+    struct client *c = arg;
+
+    (void)info;
+    if (status == -SW_ECANCELED || !c->end_pending)
+        return;
+    c->end_pending = false;
+    /* any publisher's: the one with the highest step */
+    for (size_t i = 0; status == 0 && i < n; i++) {
+        struct sw_run_end e;
+        if (sw_status_end_from_dht(&recs[i], &e) == 0 && (!c->have_end || e.step > c->end.step)) {
+            c->end = e;
+            c->have_end = true;
+        }
+    }
+    dir_check_done(c);
+}
+
+/* After each turn of the loop: once a contact answered, every get starts at once. */
+static void
+on_check(uv_check_t *h)
+{
+    struct client *c = h->data;
+    uint8_t key[32];
+    int err;
+
+    if (c->scanning || c->scanned || c->join_failed ||
+        !sw_dht_count_contacts(sw_dhtnode_dht(c->dht)))
+        return;
+    uv_check_stop(h);
+    if ((err = sw_status_scan_start(&c->scan, on_scan, c)) < 0) {
+        c->status = err;
+        c->scanned = true;
+        c->done = true;
+        return;
+    }
+    c->scanning = true;
+    sw_status_end_key(key, c->man.run_id);
+    c->end_pending = sw_dhtnode_get(c->dht, key, on_end, c) == 0;
+}
+
+/* The deadline: what has come is shown, the rest is abandoned. */
+static void
+on_deadline(uv_timer_t *h)
+{
+    struct client *c = h->data;
+
+    c->end_pending = false;
+    if (c->scanning) {
+        sw_status_scan_cut(&c->scan); /* calls on_scan */
+    } else if (!c->scanned) {
+        c->status = -SW_ETIMEDOUT; /* no contact answered in time */
+        c->join_failed = true;
+    }
+    c->done = true;
 }
 
 static int
@@ -186,7 +277,11 @@ client_open(struct client *c, const struct opts *o)
 
 /*
  * Joins the run's DHT as a client that does not serve (no endpoint) through
- * the bootstrap's run endpoint and the peer's, then reads every stage key.
+ * the bootstrap's run endpoint and the peer's and, as soon as one of them
+ * answered, reads every stage key and the end key at once (on_check), until
+ * they all ended or --deadline-ms passed (on_deadline).  The DHT's requests
+ * time out after 3/8 of the deadline, so that a lookup that met a dead node
+ * still ends in time with what the live ones said.
  */
 static int
 client_dir(struct client *c, const struct opts *o)
@@ -197,29 +292,33 @@ client_dir(struct client *c, const struct opts *o)
     int err;
 
     sw_dht_params_default(&p);
-    p.rpc_timeout_ms = (uint32_t)SW_MIN(o->timeout_ms, 2000);
+    p.rpc_timeout_ms = (uint32_t)SW_MAX(20, SW_MIN(o->deadline_ms * 3 / 8, 2000));
     if ((err = sw_dhtnode_new(&c->dht, &c->loop, c->tr, NULL, &p)) < 0)
         return err;
     if ((err = sw_status_scan_init(&c->scan, c->dht, c->man.run_id, c->man.stages)) < 0)
         return err;
     c->have_scan = true;
-    if ((err = sw_dhtnode_bootstrap(c->dht, eps, n, on_joined, c)) < 0 ||
-        (err = wait_done(c)) < 0)
+    uv_check_init(&c->loop, &c->check);
+    uv_timer_init(&c->loop, &c->deadline);
+    c->check.data = c->deadline.data = c;
+    c->have_check = c->have_deadline = true;
+    uv_check_start(&c->check, on_check);
+    uv_timer_start(&c->deadline, on_deadline, (uint64_t)o->deadline_ms, 0);
+    if ((err = sw_dhtnode_bootstrap(c->dht, eps, n, on_joined, c)) < 0)
         return err;
-    /* a scan in which some stage's get heard nobody is read again (a busy
-     * machine, a node that just left): up to 3 tries before giving up */
-    for (int tries = 0; tries < 3; tries++) {
-        if ((err = sw_status_scan_start(&c->scan, on_scan, c)) < 0)
-            return err;
-        if ((err = wait_done(c)) != -SW_ETIMEDOUT)
-            break;
-    }
+    err = wait_done(c);
+    uv_timer_stop(&c->deadline);
+    uv_check_stop(&c->check);
     return err;
 }
 
 static void
 client_close(struct client *c)
 {
+    if (c->have_check)
+        uv_close((uv_handle_t *)&c->check, NULL);
+    if (c->have_deadline)
+        uv_close((uv_handle_t *)&c->deadline, NULL);
     if (c->dht)
         sw_dhtnode_close(c->dht); /* before its transport */
     if (c->tr)
@@ -298,13 +397,21 @@ print_status(struct client *c, const struct opts *o)
     struct sw_stage_summary *sum = sw_calloc((size_t)m->stages, sizeof(*sum));
     uint64_t now = sw_now_ms();
     char run[65], owner[65], key[65];
-    double tps = 0;
-    int health;
-    bool finished = c->run_step >= (uint64_t)m->steps;
+    double tps = 0, loss;
+    int health, unknown = 0;
+    /* the run's step: the highest in any record, the end record's included */
+    uint64_t step = c->have_end && c->end.step > c->run_step ? c->end.step : c->run_step;
+    bool finished = step >= (uint64_t)m->steps;
 
     if (!sum)
         return SW_HEALTH_UNREACHABLE;
-    health = sw_status_summarize(c->recs, c->nrec, m->stages, c->run_step, m->steps, now, sum);
+    health = sw_status_summarize(c->recs, c->nrec, m->stages, step, m->steps, now,
+                                 c->scan.answered, sum);
+    loss = sum[m->stages - 1].loss;
+    if (loss < 0 && finished && c->have_end)
+        loss = c->end.loss; /* the nodes have left */
+    for (int s = 0; s < m->stages; s++)
+        unknown += !strcmp(sum[s].state, "unknown");
     for (int s = 0; s < m->stages; s++)
         if (sum[s].nodes && (s == 0 || sum[s].tps < tps))
             tps = sum[s].tps;
@@ -313,11 +420,12 @@ print_status(struct client *c, const struct opts *o)
     if (o->json) {
         printf("{\"version\":1,\"run\":{\"id\":\"%s\",\"name\":\"%s\",\"owner\":\"%s\","
                "\"stages\":%d,\"steps\":%d,\"step\":%llu,\"loss\":",
-               run, m->name, owner, m->stages, m->steps, (unsigned long long)c->run_step);
-        json_num(sum[m->stages - 1].loss, true);
+               run, m->name, owner, m->stages, m->steps, (unsigned long long)step);
+        json_num(loss, true);
         printf(",\"tokens_per_s\":%.1f,\"nodes\":%d,\"health\":\"%s\",\"finished\":%s,"
-               "\"bootstrap\":\"%s\"},\"stages\":[",
-               tps, c->nrec, health_names[health], finished ? "true" : "false", c->boot);
+               "\"state\":\"%s\",\"unanswered\":%d,\"bootstrap\":\"%s\"},\"stages\":[",
+               tps, c->nrec, health_names[health], finished ? "true" : "false",
+               finished ? "finished" : "running", unknown, c->boot);
         for (int s = 0; s < m->stages; s++) {
             const struct sw_stage_summary *x = &sum[s];
             printf("%s{\"stage\":%d,\"nodes\":%d,\"state\":\"%s\",\"step\":", s ? "," : "", s,
@@ -330,8 +438,9 @@ print_status(struct client *c, const struct opts *o)
             json_num(x->loss, true);
             printf(",\"tokens_per_s\":%.1f,\"capacity\":%.1f,\"last_heard_s\":", x->tps, x->cap);
             json_num(x->last_heard_s, true);
-            printf(",\"recoveries\":%llu,\"bottleneck\":%s}", (unsigned long long)x->recoveries,
-                   x->bottleneck ? "true" : "false");
+            printf(",\"recoveries\":%llu,\"bottleneck\":%s,\"answered\":%s}",
+                   (unsigned long long)x->recoveries, x->bottleneck ? "true" : "false",
+                   c->scan.answered[s] ? "true" : "false");
         }
         printf("],\"peers\":[");
         for (int i = 0; i < c->nrec; i++) {
@@ -350,26 +459,32 @@ print_status(struct client *c, const struct opts *o)
         }
         printf("]}\n");
     } else {
-        printf("run %.16s \"%s\"  step %llu/%d  %s  %d nodes  %.0f tokens/s",
-               run, m->name, (unsigned long long)c->run_step, m->steps,
-               finished ? "finished" : health_names[health], c->nrec, tps);
-        if (sum[m->stages - 1].loss >= 0)
-            printf("  loss %.4f", sum[m->stages - 1].loss);
+        if (finished)
+            printf("run %.16s \"%s\"  finished at step %llu  %d nodes", run, m->name,
+                   (unsigned long long)step, c->nrec);
+        else
+            printf("run %.16s \"%s\"  step %llu/%d  %s  %d nodes  %.0f tokens/s", run, m->name,
+                   (unsigned long long)step, m->steps, health_names[health], c->nrec, tps);
+        if (loss >= 0)
+            printf("  loss %.4f", loss);
         printf("\n%-6s %-5s %-8s %-8s %-9s %-11s %-11s %-10s %-5s %s\n", "STAGE", "NODES",
                "STATE", "STEP", "LOSS", "TOKENS/S", "CAPACITY", "HEARD", "RECOV", "");
         for (int s = 0; s < m->stages; s++) {
             const struct sw_stage_summary *x = &sum[s];
-            char step[24] = "-", loss[24] = "-", heard[24] = "-";
+            char st[24] = "-", ls[24] = "-", heard[24] = "-";
             if (x->nodes)
-                snprintf(step, sizeof(step), "%llu", (unsigned long long)x->step);
+                snprintf(st, sizeof(st), "%llu", (unsigned long long)x->step);
             if (x->loss >= 0)
-                snprintf(loss, sizeof(loss), "%.4f", x->loss);
+                snprintf(ls, sizeof(ls), "%.4f", x->loss);
             if (x->last_heard_s >= 0)
                 snprintf(heard, sizeof(heard), "%.1fs ago", x->last_heard_s);
             printf("%-6d %-5d %-8s %-8s %-9s %-11.0f %-11.0f %-10s %-5llu %s\n", s, x->nodes,
-                   x->state, step, loss, x->tps, x->cap, heard,
+                   x->state, st, ls, x->tps, x->cap, heard,
                    (unsigned long long)x->recoveries, x->bottleneck ? "<- bottleneck" : "");
         }
+        if (unknown)
+            printf("%d stage%s unknown: no answer from the DHT within %d ms (--deadline-ms)\n",
+                   unknown, unknown > 1 ? "s" : "", o->deadline_ms);
         /* the last recovery of every node that had one (records sorted by stage) */
         for (int i = 0, shown = 0; i < c->nrec; i++) {
             const struct sw_peer_rec *r = &c->recs[i];
@@ -553,7 +668,7 @@ cmd_key(const struct opts *o)
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: swarmctl status   [--peer ADDR] [--json] [--watch SECONDS]\n"
+    fprintf(f, "usage: swarmctl status   [--peer ADDR] [--json] [--watch SECONDS] [--deadline-ms MS]\n"
                "       swarmctl peers    [--peer ADDR] [--json]\n"
                "       swarmctl manifest [--peer ADDR]\n"
                "       swarmctl manifest sign --run FILE --key DIR\n"

@@ -49,7 +49,10 @@ def main():
     health = want(run, "health", (str,))
     if health not in ("healthy", "degraded"):
         fail("run.health %r" % health)
-    want(run, "finished", (bool,))
+    finished = want(run, "finished", (bool,))
+    if want(run, "state", (str,)) != ("finished" if finished else "running"):
+        fail("run.state %r with finished %r" % (run["state"], finished))
+    unanswered = want(run, "unanswered", (int,))
     want(run, "bootstrap", (str,))
     if not 0 <= step <= steps:
         fail("run.step out of range")
@@ -62,9 +65,9 @@ def main():
             fail("stage rows out of order")
         n = want(s, "nodes", (int,))
         st = want(s, "state", (str,))
-        if st not in ("ok", "empty", "stalled", "syncing", "done"):
+        if st not in ("ok", "empty", "stalled", "syncing", "done", "unknown"):
             fail("stage state %r" % st)
-        if (n == 0) != (st in ("empty",) or (st == "done" and n == 0)):
+        if (n == 0) != (st in ("empty", "unknown") or (st == "done" and n == 0)):
             fail("stage %d: %d nodes but state %r" % (i, n, st))
         want(s, "step", (int,), nullable=(n == 0))
         want(s, "loss", num, nullable=True)
@@ -73,8 +76,14 @@ def main():
         want(s, "last_heard_s", num, nullable=(n == 0))
         want(s, "recoveries", (int,))
         bott += want(s, "bottleneck", (bool,))
+        answered = want(s, "answered", (bool,))
+        if st == "unknown" and answered:
+            fail("stage %d unknown but answered" % i)
+        unanswered -= st == "unknown"
     if bott > 1:
         fail("more than one bottleneck")
+    if unanswered != 0:
+        fail("run.unanswered is not the count of unknown stages")
     peers = want(d, "peers", (list,))
     for p in peers:
         k = want(p, "key", (str,))

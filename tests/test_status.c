@@ -2,7 +2,10 @@
  * test_status - stage records (peers/status.h): a record round-trips with
  * and without its last recovery, older records (no recovery keys) still
  * parse, and malformed recovery values (too long, not printable, wrong
- * type, partial, unknown or repeated keys) are refused.
+ * type, partial, unknown or repeated keys) are refused; the end record
+ * round-trips, signed, and a malformed one is refused; the summary shows a
+ * stage whose get did not answer as unknown, and a finished run whose nodes
+ * left as done and healthy.
  *
  * Malformed records are made by editing the unpacked object of a good one
  * in place (its strings point into our own buffers), so that every case
@@ -114,6 +117,88 @@ refused(const char *what, const char *key, enum edit e, const char *s, uint64_t 
     return tap_ok(err == -SW_EMSG, "refused: %s", what);
 }
 
+/* An end record as the bootstrap signs it, read back; a wrong one is refused. */
+static void
+end_record(void)
+{
+    struct sw_run_end e = {300, 2.0625}, out;
+    struct sw_identity id;
+    struct sw_dht_record d;
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    uint8_t run[32] = {7}, key[32], key2[32];
+
+    sw_status_end_key(key, run);
+    sw_status_stage_key(key2, run, 0);
+    tap_ok(memcmp(key, key2, 32) != 0, "the end key is not a stage key");
+    if (sw_identity_global_init() < 0 || sw_identity_generate(&id) < 0) {
+        tap_ok(0, "an identity");
+        return;
+    }
+    sw_wire_buf_init(&b, packed, sizeof(packed));
+    sw_wire_buf_packer(&pk, &b);
+    sw_status_end_pack(&pk, &e);
+    memset(&d, 0, sizeof(d));
+    memcpy(d.key, key, 32);
+    d.seq = 1;
+    d.ttl_s = SW_STATUS_END_TTL_S;
+    d.val = packed;
+    d.val_len = b.len;
+    sw_dht_record_sign(&d, id.sk);
+    tap_ok(sw_dht_record_verify(&d) && sw_status_end_from_dht(&d, &out) == 0 &&
+               out.step == 300 && out.loss == 2.0625,
+           "an end record round-trips (step 300, loss 2.0625)");
+    e.loss = -5;
+    sw_wire_buf_init(&b, packed, sizeof(packed));
+    sw_wire_buf_packer(&pk, &b);
+    sw_status_end_pack(&pk, &e);
+    d.val_len = b.len;
+    tap_ok(sw_status_end_from_dht(&d, &out) == 0 && out.loss == -1, "no loss reads -1");
+    /* a stage record under the end key: its keys are not the end record's */
+    {
+        struct sw_peer_rec r;
+        rec_fill(&r);
+        sw_wire_buf_init(&b, packed, sizeof(packed));
+        sw_wire_buf_packer(&pk, &b);
+        sw_status_rec_pack(&pk, &r, 10, 0);
+        d.val_len = b.len;
+        tap_ok(sw_status_end_from_dht(&d, &out) == -SW_EMSG, "refused: a stage record as an end record");
+    }
+    sw_identity_release(&id);
+}
+
+/* sw_status_summarize: a stage unanswered, a finished run with no node left. */
+static void
+summaries(void)
+{
+    struct sw_stage_summary sum[S];
+    struct sw_peer_rec recs[S];
+    bool answered[S] = {true, true, false, true};
+    uint64_t now = 100000;
+    int h;
+
+    for (int s = 0; s < S; s++) {
+        rec_fill(&recs[s]);
+        recs[s].stage = s;
+        recs[s].pk[0] = (uint8_t)s;
+        recs[s].heard_ms = recs[s].step_ms = now - 500;
+    }
+    /* stage 2's record missing, its get unanswered: unknown, degraded */
+    recs[2] = recs[3];
+    h = sw_status_summarize(recs, S - 1, S, 37, 1000, now, answered, sum);
+    tap_ok(h == SW_HEALTH_DEGRADED && !strcmp(sum[2].state, "unknown") &&
+               !strcmp(sum[0].state, "ok"),
+           "a stage whose get did not answer is unknown (degraded)");
+    answered[2] = true;
+    h = sw_status_summarize(recs, S - 1, S, 37, 1000, now, answered, sum);
+    tap_ok(h == SW_HEALTH_DEGRADED && !strcmp(sum[2].state, "empty"),
+           "answered with no record: empty");
+    h = sw_status_summarize(recs, 0, S, 1000, 1000, now, NULL, sum);
+    tap_ok(h == SW_HEALTH_OK && !strcmp(sum[0].state, "done") && !strcmp(sum[3].state, "done") &&
+               !sum[0].bottleneck,
+           "finished, no node left: every stage done, healthy");
+}
+
 int
 main(void)
 {
@@ -122,7 +207,7 @@ main(void)
     char long_from[300], from127[SW_STATUS_REC_FROM_MAX + 1];
     int err;
 
-    tap_plan(22);
+    tap_plan(22 + 4 + 3);
 
     /* a node that never recovered: the 13 keys of older records */
     rec_fill(&r);
@@ -186,5 +271,7 @@ main(void)
     refused("rec_bytes dropped", "rec_bytes", E_DROP, NULL, 0);
     refused("an unknown key (rec_step)", "rec_ms", E_RENAME, "rec_step", 0);
     refused("a repeated key (rec_ms twice)", "rec_bytes", E_DUP, NULL, 0);
+    end_record();
+    summaries();
     return tap_done();
 }
