@@ -13,7 +13,7 @@ libswpeers_a_SOURCES = peers/manifest.h peers/manifest.c peers/proto.h peers/pro
 	peers/step.h peers/step.c peers/lead.h peers/lead.c peers/recover.h peers/recover.c \
 	peers/trainer.h peers/trainer.c peers/compute.h peers/compute.c \
 	peers/node.h peers/node.c peers/bootstrap.c peers/join.c peers/keeper.c \
-	peers/ckptnet.h peers/ckptnet.c
+	peers/ckptnet.h peers/ckptnet.c peers/cfgfile.h peers/cfgfile.c
 libswpeers_a_CPPFLAGS = $(sw_peers_cppflags)
 
 bin_PROGRAMS += swarmd swarmctl
@@ -77,3 +77,11 @@ tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c
 tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)
 EXTRA_DIST += bench/recovery_bench.sh
+
+# swarmd --config FILE (peers/cfgfile.h), swarmd.conf(5).
+check_PROGRAMS += tests/test_cfgfile
+TESTS += tests/test_cfgfile
+tests_test_cfgfile_SOURCES = tests/test_cfgfile.c tests/tap.h
+tests_test_cfgfile_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_cfgfile_LDADD = $(sw_peers_ldadd)
+dist_man_MANS += man/swarmd.conf.5

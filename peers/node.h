@@ -87,6 +87,8 @@ struct sw_node_opts {
                              join: folder of the local saves ("": none) */
     int ckpt_every;       /* keeper: steps between checkpoints (0: the manifest's) */
     int ckpt_keep;        /* keeper: checkpoints kept (0: the manifest's) */
+    char config[4096];    /* swarmd --config: the file the options above were read from
+                             ("": none); not itself a key of the file */
 };
 
 /* Run a swarmd process to its end; returns an exit code (enum sw_node_exit). */

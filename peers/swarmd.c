@@ -7,8 +7,10 @@
  *               [--from-checkpoint DIR|keeper] [--ckpt-dir DIR]
  *   swarmd keeper --peer tcp://HOST:PORT --dir DIR [--every N] [--keep K]
  *
- * Options come from one table (src/cfg.h), which prints --help; swarmd(1)
- * lists the same.  Exit codes: enum sw_node_exit (node.h).
+ * Options come from one table per command (src/cfg.h), which prints --help;
+ * swarmd(1) lists the same.  Each table's first entry is --config FILE, which
+ * reads the others from an INI file (peers/cfgfile.h, swarmd.conf(5)) before
+ * the command line, which wins.  Exit codes: enum sw_node_exit (node.h).
  */
 #include "sw.h"
 
@@ -16,10 +18,12 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "cfgfile.h"
 #include "node.h"
 
 #define T struct sw_node_opts
 static const struct sw_cfg_entry boot_tab[] = {
+    SW_CFG_STR(T, "config", config, "", "read the options from this INI file first; the command line overrides it (swarmd.conf(5))"),
     SW_CFG_STR(T, "run", run, "", "the signed manifest (FILE.sig beside it)"),
     SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:7400", "endpoint nodes and swarmctl reach (the lobby)"),
     SW_CFG_STR(T, "owner", owner, "", "refuse a manifest not signed by this key (64 hex digits)"),
@@ -29,6 +33,7 @@ static const struct sw_cfg_entry boot_tab[] = {
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
 static const struct sw_cfg_entry join_tab[] = {
+    SW_CFG_STR(T, "config", config, "", "read the options from this INI file first; the command line overrides it (swarmd.conf(5))"),
     SW_CFG_STR(T, "peer", peer, "", "endpoint of the bootstrap or of any node of the run"),
     SW_CFG_STR(T, "stage", stage, "auto", "auto or a stage number"),
     SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:*", "this node's lobby endpoint (* picks a port)"),
@@ -47,6 +52,7 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
 };
 static const struct sw_cfg_entry keeper_tab[] = {
+    SW_CFG_STR(T, "config", config, "", "read the options from this INI file first; the command line overrides it (swarmd.conf(5))"),
     SW_CFG_STR(T, "peer", peer, "", "endpoint of the bootstrap or of any node of the run"),
     SW_CFG_STR(T, "dir", ckpt_dir, "", "checkpoint folder (default: the manifest's [checkpoint] dir)"),
     SW_CFG_INT(T, "every", ckpt_every, 0, 0, 100000000, "steps between checkpoints (0: the manifest's [checkpoint] every)"),
@@ -70,6 +76,7 @@ usage(FILE *f)
             "usage: swarmd bootstrap --run FILE --listen tcp://HOST:PORT [options]\n"
             "       swarmd join --peer tcp://HOST:PORT [--stage auto|N] [options]\n"
             "       swarmd keeper --peer tcp://HOST:PORT --dir DIR [--every N] [options]\n"
+            "       swarmd COMMAND --config FILE [options]\n"
             "       swarmd --help | --version\n\n"
             "A node of a swarm run: 'bootstrap' seeds the run (serves the signed manifest and\n"
             "seeds the run's DHT, trains nothing); 'join' trains one pipeline stage;\n"
@@ -77,6 +84,30 @@ usage(FILE *f)
             "'swarmd COMMAND --help' lists a command's options; see swarmd(1).\n\n"
             "exit status: 0 done or left on a signal, 1 runtime failure, 2 usage, 3 manifest\n"
             "refused, 4 peer unreachable, 5 a stage is lost and nothing can rebuild it\n");
+}
+
+/* --config FILE: the defaults, the file's keys over them (those before any
+ * section and in [CMD]; the other commands' sections are passed over), then
+ * the command line again over both (it parsed once already). */
+static int
+read_config(const char *cmd, const struct sw_cfg_entry *tab, size_t n, int argc, char **argv,
+            struct sw_node_opts *o)
+{
+    static const char *const cmds[] = {"bootstrap", "join", "keeper", NULL};
+    char path[sizeof(o->config)], why[4600];
+    int err;
+
+    SW_ASSERT(n > 0 && !strcmp(tab[0].name, "config")); /* not a key of the file */
+    snprintf(path, sizeof(path), "%s", o->config);
+    sw_cfg_defaults(tab, n, o);
+    err = sw_cfgfile_load(tab + 1, n - 1, o, path, cmd, cmds, why, sizeof(why));
+    if (err < 0) {
+        fprintf(stderr, "%s: %s\n", prog, err == -SW_ECONFIG ? why : sw_strerror(err));
+        return SW_EXIT_USAGE;
+    }
+    if (sw_cfg_getopt(tab, n, o, argc, argv, 1, prog) < 0)
+        return SW_EXIT_USAGE;
+    return 0;
 }
 
 static int
@@ -103,6 +134,8 @@ run_cmd(const char *cmd, const struct sw_cfg_entry *tab, size_t n, int argc, cha
         fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[err]);
         return SW_EXIT_USAGE;
     }
+    if (o.config[0] && (err = read_config(cmd, tab, n, argc, argv, &o)) != 0)
+        return err;
     if (sw_log_parse_level(o.log_level) < 0) {
         fprintf(stderr, "%s: --log-level: want debug, info, warn or error\n", prog);
         return SW_EXIT_USAGE;
