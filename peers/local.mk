@@ -78,10 +78,14 @@ tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)
 EXTRA_DIST += bench/recovery_bench.sh
 
-# swarmd --config FILE (peers/cfgfile.h), swarmd.conf(5).
+# swarmd --config FILE (peers/cfgfile.h), swarmd.conf(5); the operators' kit
+# in contrib/ (a Grafana dashboard over the metrics, a systemd unit), which
+# t0345 checks against the metrics a live swarm serves.
 check_PROGRAMS += tests/test_cfgfile
-TESTS += tests/test_cfgfile
+TESTS += tests/test_cfgfile tests/t0345-operators-kit.sh
 tests_test_cfgfile_SOURCES = tests/test_cfgfile.c tests/tap.h
 tests_test_cfgfile_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_cfgfile_LDADD = $(sw_peers_ldadd)
 dist_man_MANS += man/swarmd.conf.5
+EXTRA_DIST += tests/t0345-operators-kit.sh tests/check_grafana.py contrib/grafana/swarm.json \
+	contrib/systemd/swarmd@.service contrib/systemd/swarm-volunteer.conf
