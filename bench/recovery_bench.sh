@@ -56,7 +56,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 now_ms() { date +%s%3N; }
-last_step() { sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' "$1" | tail -n 1 | grep . || echo -1; }
+# the nodes log in text (swarmd(1), OUTPUT): the timeline below reads the
+# stderr lines' timestamps, and this poll runs every 20 ms, too often for a
+# JSON parser beside the run it measures
+last_step() { sed -n 's/^step=\([0-9]*\) loss=.*/\1/p' "$1" | tail -n 1 | grep . || echo -1; }
 
 echo "command: $0 $*"
 echo "env: WARM=$WARM KILL_STAGE=$KILL_STAGE NEWCOMER=${NEWCOMER:-dead} DEAD_MS=${DEAD_MS:-default} WIRE_GBS=${WIRE_GBS:-measured}"

@@ -38,7 +38,7 @@ static int
 boot_start(struct sw_node *n)
 {
     struct bootstrap *b;
-    char rh[65], oh[65];
+    char rh[65], oh[65], ep[2 * SW_PROTO_EP_MAX + 16];
 
     if (!(b = n->self = sw_calloc(1, sizeof(struct bootstrap))))
         return SW_EXIT_FAIL;
@@ -47,8 +47,9 @@ boot_start(struct sw_node *n)
     sw_log(SW_LOG_INFO, "bootstrap of run %s (owner %s) on %s (run transport %s)",
            sw_identity_hex(rh, n->man.run_id, 32), sw_identity_hex(oh, n->owner, 32),
            n->lobby_ep, n->ep);
-    printf("listening %s\n", n->lobby_ep);
-    fflush(stdout);
+    snprintf(ep, sizeof(ep), "\"ep\":");
+    sw_json_str(ep + strlen(ep), sizeof(ep) - strlen(ep), n->lobby_ep);
+    sw_log_out("listening", ep, "listening %s", n->lobby_ep);
     return 0;
 }
 

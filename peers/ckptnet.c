@@ -248,6 +248,7 @@ save_done(uv_work_t *w, int status)
     struct sw_ckptnet *c = w->data;
     int nt = c->lay.ntensors, mine = c->sub.ntensors;
     uint64_t bytes = 0;
+    char f[160];
 
     c->writing = false;
     for (int i = 0; i < mine; i++)
@@ -277,9 +278,10 @@ save_done(uv_work_t *w, int status)
     sw_log(SW_LOG_INFO, "local checkpoint step %d: stage %d, %d of %d tensors (%llu bytes), "
            "blocked %.1f ms, written in %.0f ms into '%s'", c->run.step, c->stage, mine, nt,
            (unsigned long long)bytes, c->block_s * 1000, c->write_s * 1000, c->dir);
-    printf("ckpt-local step:%d stage:%d tensors:%d/%d bytes:%llu\n", c->run.step, c->stage, mine,
-           nt, (unsigned long long)bytes);
-    fflush(stdout);
+    snprintf(f, sizeof(f), "\"step\":%d,\"stage\":%d,\"tensors\":%d,\"of\":%d,\"bytes\":%llu",
+             c->run.step, c->stage, mine, nt, (unsigned long long)bytes);
+    sw_log_out("ckpt_local", f, "ckpt-local step:%d stage:%d tensors:%d/%d bytes:%llu",
+               c->run.step, c->stage, mine, nt, (unsigned long long)bytes);
 }
 
 int

@@ -7,6 +7,7 @@
  */
 #include "sw.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ struct join {
     struct sw_ckptnet *cn;        /* local saves (--ckpt-dir) and the CKPT server */
     struct sw_ckptnet_finder kfind; /* --from-checkpoint keeper: the keeper's record */
     struct sw_ckptnet_pull *kpull; /* --from-checkpoint keeper: this stage being fetched */
+    double t0;                    /* sw_now_s() at the start: the step lines' elapsed */
 };
 
 static struct join *
@@ -195,19 +197,49 @@ local_save(struct join *j, const struct sw_step_report *r)
                sw_strerror(err));
 }
 
-/* The step's line on stdout (swarmd(1), OUTPUT), then the local save. */
+/* V as a JSON number of DIGITS significant digits (17: a double's full
+ * precision, 9: a float's); null when it is not finite. */
+static const char *
+json_num(char *buf, size_t len, double v, int digits)
+{
+    if (isfinite(v))
+        snprintf(buf, len, "%.*g", digits, v);
+    else
+        snprintf(buf, len, "null");
+    return buf;
+}
+
+/* The step's line on stdout (swarmd(1), OUTPUT), then the local save.
+ * text:  step=280 loss=2.0710 lr=3.34e-04 norm=0.293 tok/s=9333 elapsed=83.2s
+ *        step=280 stage=1 norm=0.293 tok/s=9333 elapsed=83.2s  (not the last stage)
+ * json:  {"event":"step","step":280,"stage":3,"loss":2.071029...,"lr":...,"norm":...,
+ *         "tok_s":9333,"elapsed_s":83.2,"hash":"67c2b1ec6339e099"}  ("loss": last stage)
+ * The parameter hash is in the json line and, in text, at debug level. */
 static void
 env_stepped(void *arg, const struct sw_step_report *r)
 {
     struct join *j = arg;
+    unsigned long long step = r->step;
+    bool last = r->loss >= 0 || !isfinite(r->loss); /* loss is -1 on the other stages */
+    double el = sw_now_s() - j->t0;
+    char f[512], loss[48] = "", num[40], lr[40], norm[40];
 
-    if (r->loss >= 0)
-        printf("s:%llu trl:%.6f lr:%.2e norm:%.3f hash:%s tok/s:%.0f\n",
-               (unsigned long long)r->step, r->loss, r->lr, r->norm, r->hash, r->tok_s);
-    else
-        printf("s:%llu stage:%d norm:%.3f hash:%s\n", (unsigned long long)r->step, r->stage,
-               r->norm, r->hash);
-    fflush(stdout);
+    if (sw_log_format == SW_LOG_JSON) {
+        if (last)
+            snprintf(loss, sizeof(loss), "\"loss\":%s,", json_num(num, sizeof(num), r->loss, 17));
+        snprintf(f, sizeof(f), "\"step\":%llu,\"stage\":%d,%s\"lr\":%s,\"norm\":%s,"
+                 "\"tok_s\":%.0f,\"elapsed_s\":%.3f,\"hash\":\"%s\"", step, r->stage, loss,
+                 json_num(lr, sizeof(lr), r->lr, 9), json_num(norm, sizeof(norm), r->norm, 17),
+                 r->tok_s, el, r->hash);
+        sw_log_out("step", f, "step=%llu", step);
+    } else if (last) {
+        sw_log_out("step", NULL, "step=%llu loss=%.4f lr=%.2e norm=%.3f tok/s=%.0f elapsed=%.1fs",
+                   step, r->loss, r->lr, r->norm, r->tok_s, el);
+    } else {
+        sw_log_out("step", NULL, "step=%llu stage=%d norm=%.3f tok/s=%.0f elapsed=%.1fs", step,
+                   r->stage, r->norm, r->tok_s, el);
+    }
+    sw_log(SW_LOG_DEBUG, "step=%llu hash=%s", step, r->hash);
     local_save(j, r);
 }
 
@@ -422,6 +454,7 @@ join_start(struct sw_node *n)
         return SW_EXIT_FAIL;
     n->self = j;
     j->n = n;
+    j->t0 = sw_now_s();
     memset(&to, 0, sizeof(to));
     if (parse_stage(n, &to.stage) < 0)
         return SW_EXIT_USAGE;

@@ -177,6 +177,7 @@ keeper_commit(struct keeper *k)
     struct sw_ckpt_run run;
     uint64_t bytes = 0;
     double pull_s = (double)(sw_now_ms() - k->t0_ms) / 1000.0, t0 = sw_now_s(), write_s;
+    char f[160];
     int err;
 
     if (!v) {
@@ -216,10 +217,12 @@ keeper_commit(struct keeper *k)
         sw_log(SW_LOG_INFO, "checkpoint step %llu: %d stages, %llu bytes, collected in %.0f ms, "
                "written in %.0f ms, into '%s' (keep %d)", (unsigned long long)k->target, k->S,
                (unsigned long long)bytes, pull_s * 1000, write_s * 1000, k->dir, k->keep);
-        printf("checkpoint step:%llu bytes:%llu pull_ms:%.0f write_ms:%.0f\n",
-               (unsigned long long)k->target, (unsigned long long)bytes, pull_s * 1000,
-               write_s * 1000);
-        fflush(stdout);
+        snprintf(f, sizeof(f), "\"step\":%llu,\"bytes\":%llu,\"pull_ms\":%.0f,\"write_ms\":%.0f",
+                 (unsigned long long)k->target, (unsigned long long)bytes, pull_s * 1000,
+                 write_s * 1000);
+        sw_log_out("checkpoint", f, "checkpoint step:%llu bytes:%llu pull_ms:%.0f write_ms:%.0f",
+                   (unsigned long long)k->target, (unsigned long long)bytes, pull_s * 1000,
+                   write_s * 1000);
     }
     k->target = 0;
 }
@@ -230,6 +233,7 @@ keeper_pull(struct keeper *k, struct kstage *ks)
 {
     static char eps[SW_PROTO_MAX_REPLICAS][EP];
     int ne = 0, err, from = 0;
+    char f[192];
 
     for (int i = 0; i < k->nrec && ne < SW_PROTO_MAX_REPLICAS; i++) {
         const struct sw_peer_rec *r = &k->recs[i];
@@ -248,8 +252,12 @@ keeper_pull(struct keeper *k, struct kstage *ks)
             from += ks->pull.src[i].state == SW_CKPTNET_SRC_OK;
         ks->st = ks->pull.st;
         ks->done = true;
-        sw_log(SW_LOG_INFO, "checkpoint step %llu: stage %d in from the local saves of %d "
-               "node%s: %d tensors from their files, %d from memory, %llu bytes",
+        snprintf(f, sizeof(f), "\"step\":%llu,\"stage\":%d,\"nodes\":%d,\"from_disk\":%d,"
+                 "\"from_memory\":%d,\"bytes\":%llu", (unsigned long long)k->target, ks->stage,
+                 from, ks->pull.n_disk, ks->pull.n_mem, (unsigned long long)ks->pull.bytes);
+        sw_log_event(SW_LOG_INFO, "ckpt_stage_in", f, "checkpoint step %llu: stage %d in from "
+               "the local saves of %d node%s: %d tensors from their files, %d from memory, %llu "
+               "bytes",
                (unsigned long long)k->target, ks->stage, from, from == 1 ? "" : "s",
                ks->pull.n_disk, ks->pull.n_mem, (unsigned long long)ks->pull.bytes);
         for (int s = 0; s < k->S; s++)

@@ -58,14 +58,16 @@ sw_live_get(struct sw_live *lv, const uint8_t *pk)
 void
 sw_live_declare_dead(struct sw_live *lv, struct sw_live_peer *p, const char *why)
 {
-    char who[13];
+    char who[13], f[640], q[512];
 
     if (p->dead || p->left)
         return;
     p->dead = true;
     lv->deaths++;
-    sw_log(SW_LOG_WARN, "node %s of stage %d declared dead: %s", sw_proto_who(who, p->pk),
-           p->stage, why);
+    snprintf(f, sizeof(f), "\"node\":\"%s\",\"stage\":%d,\"why\":%s", sw_proto_who(who, p->pk),
+             p->stage, sw_json_str(q, sizeof(q), why));
+    sw_log_event(SW_LOG_WARN, "declared_dead", f, "node %s of stage %d declared dead: %s", who,
+                 p->stage, why);
     if (lv->ops->dead)
         lv->ops->dead(lv->arg, p->pk, p->stage, why);
 }

@@ -231,12 +231,15 @@ sw_metrics_start(struct sw_metrics **out, uv_loop_t *loop, const char *hostport,
         /* the port the kernel gave for port 0 */
         struct sockaddr_storage got;
         int len = sizeof(got);
+        char f[256];
 
         if (port == 0 && uv_tcp_getsockname(&m->server, (struct sockaddr *)&got, &len) == 0)
             port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
                                                   : ((struct sockaddr_in *)&got)->sin_port);
-        sw_log(SW_LOG_INFO, "metrics on http://%.*s:%d/metrics", (int)(colon - hostport),
-               hostport, port);
+        snprintf(f, sizeof(f), "\"url\":\"http://%.*s:%d/metrics\",\"port\":%d",
+                 (int)(colon - hostport), hostport, port, port);
+        sw_log_event(SW_LOG_INFO, "metrics", f, "metrics on http://%.*s:%d/metrics",
+                     (int)(colon - hostport), hostport, port);
     }
     *out = m;
     return 0;

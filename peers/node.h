@@ -77,6 +77,7 @@ struct sw_node_opts {
     char key[4096];       /* key directory ("" : a fresh key in memory) */
     char metrics[256];    /* HOST:PORT of the Prometheus endpoint ("" : off) */
     char log_level[16];
+    char log_format[8];   /* "text" or "json" (base/log.h) */
     int linger_ms;        /* after the last step, before exiting */
     int exit_at_end;      /* join: exit once the manifest's steps are done */
     int dead_ms;          /* silent this long: dead (0: the trainer's default) */

@@ -79,6 +79,22 @@ recovered(struct sw_trainer *t, const char *method, const char *from, uint64_t b
     t->rec_s = (double)(t->now - t->rc.t0_ms) / 1000.0;
 }
 
+/* The fields of the recovery event (swarmd(1), OUTPUT): the stage, how, from
+ * where (endpoints, comma-separated), the bytes fetched, the milliseconds it
+ * took, the step the node resumes at, then EXTRA (",..." or ""). */
+static const char *
+rec_fields(char *buf, size_t len, int stage, const char *method, const char *from,
+           uint64_t bytes, double ms, uint64_t step, const char *extra)
+{
+    char m[40], f[2 * (2 * EP + 8)];
+
+    snprintf(buf, len, "\"stage\":%d,\"method\":%s,\"from\":%s,\"bytes\":%llu,\"ms\":%.0f,"
+             "\"step\":%llu%s", stage, sw_json_str(m, sizeof(m), method),
+             sw_json_str(f, sizeof(f), from), (unsigned long long)bytes, ms,
+             (unsigned long long)step, extra);
+    return buf;
+}
+
 /* After the state changed: the record says so at once, a waiting PREPARE is answered. */
 static void
 announce_state(struct sw_trainer *t)
@@ -114,6 +130,7 @@ copy_done(struct sw_trainer *t)
     const struct sw_fetch_src *src = &t->fetch.src[0];
     struct sw_stage_scalars sc;
     uint64_t bytes = 3 * t->numel * sizeof(float);
+    char ev[1024];
     int err;
 
     t->ops->scalars(t->model, &sc);
@@ -132,9 +149,12 @@ copy_done(struct sw_trainer *t)
     if (t->step > 0 && !t->trained) {
         /* a newcomer's recovery of the first kind: the exact state of a live replica */
         recovered(t, "copy", src->ep, bytes);
-        sw_log(SW_LOG_INFO, "recovery: stage %d method copy from %s: %llu bytes in %.0f ms, "
-               "step %llu", t->stage, src->ep, (unsigned long long)bytes, t->rec_s * 1000,
-               (unsigned long long)t->step);
+        sw_log_event(SW_LOG_INFO, "recovery",
+                     rec_fields(ev, sizeof(ev), t->stage, "copy", t->rec_from, bytes,
+                                t->rec_s * 1000, t->step, ""),
+                     "recovery: stage %d method copy from %s: %llu bytes in %.0f ms, step %llu",
+                     t->stage, src->ep, (unsigned long long)bytes, t->rec_s * 1000,
+                     (unsigned long long)t->step);
     }
     announce_state(t);
 }
@@ -304,7 +324,7 @@ checkfree_finish(struct sw_trainer *t)
                             t->man->seed,
                             0};
     struct sw_stage_scalars sc;
-    char a[13], b[13], from[2 * EP + 2];
+    char a[13], b[13], from[2 * EP + 2], x[96], ev[1024];
 
     if (!rebuild_apply(t, &rb, "checkfree rebuild"))
         return;
@@ -312,7 +332,11 @@ checkfree_finish(struct sw_trainer *t)
     if (!rebuilt(t, "checkfree", from, &rb))
         return;
     t->ops->scalars(t->model, &sc);
-    sw_log(SW_LOG_INFO,
+    snprintf(x, sizeof(x), ",\"transfer_ms\":%.0f,\"rebuild_ms\":%.0f",
+             (double)(t->rc.got_ms - t->rc.req_ms), rb.took_s * 1000);
+    sw_log_event(SW_LOG_INFO, "recovery",
+           rec_fields(ev, sizeof(ev), t->stage, "checkfree", from, t->rec_bytes, t->rec_s * 1000,
+                      t->step, x),
            "recovery: stage %d method checkfree from %s (stage %d, norm %.4f) and %s (stage %d, "
            "norm %.4f): %llu bytes in %.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, "
            "lr x %.2f, resuming at step %llu (hash %s)",
@@ -332,7 +356,7 @@ plus_finish(struct sw_trainer *t)
     struct sw_rebuild rb = {true,          {p->buf, NULL}, {p->stage, -1}, {p->norm, 0},
                             boundary ? r->buf : NULL, boundary ? r->numel : 0, t->man->seed, 0};
     struct sw_stage_scalars sc;
-    char a[13];
+    char a[13], x[128], ev[1024];
 
     if (!rebuild_apply(t, &rb, "checkfree+ rebuild"))
         return;
@@ -345,7 +369,12 @@ plus_finish(struct sw_trainer *t)
     if (!rebuilt(t, "checkfree+", p->ep, &rb))
         return;
     t->ops->scalars(t->model, &sc);
-    sw_log(SW_LOG_INFO,
+    snprintf(x, sizeof(x), ",\"transfer_ms\":%.0f,\"rebuild_ms\":%.0f%s",
+             (double)(t->rc.got_ms - t->rc.req_ms), rb.took_s * 1000,
+             boundary ? (kind == 0 ? ",\"replica\":\"embedding\"" : ",\"replica\":\"head\"") : "");
+    sw_log_event(SW_LOG_INFO, "recovery",
+           rec_fields(ev, sizeof(ev), t->stage, "checkfree+", p->ep, t->rec_bytes,
+                      t->rec_s * 1000, t->step, x),
            "recovery: stage %d method checkfree+ from %s (stage %d): its blocks%s, %llu bytes in "
            "%.0f ms (transfer %.0f ms, rebuild %.0f ms); fresh AdamW, lr x %.2f, resuming at "
            "step %llu (hash %s)",
@@ -395,7 +424,12 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
     if (t->fetch.failed_src == 1 && t->fetch.err == -SW_ENOENT && s->which0 == 3) {
         /* the partner keeps no replica of this boundary stage's embedding or head:
          * nothing can rebuild it */
-        sw_log(SW_LOG_ERROR, "cannot recover stage %d at step %llu: its partner, stage %d at "
+        char ev[64];
+
+        snprintf(ev, sizeof(ev), "\"stage\":%d,\"step\":%llu", t->stage,
+                 (unsigned long long)t->run_step);
+        sw_log_event(SW_LOG_ERROR, "cannot_recover", ev, "cannot recover stage %d at step %llu: "
+               "its partner, stage %d at "
                "'%s', holds no replica of the %s (it got its state after the last push); a "
                "keeper's checkpoint (swarmd keeper, and nodes started with --from-checkpoint "
                "DIR) would recover it", t->stage, (unsigned long long)t->run_step, s->stage,
@@ -470,7 +504,7 @@ rebuild_tick(struct sw_trainer *t)
 {
     const struct sw_peer_rec *nb[2] = {NULL, NULL}, *src;
     bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing = false;
-    char why[512];
+    char why[512], ev[64];
 
     if (!empty)
         return;
@@ -490,8 +524,10 @@ rebuild_tick(struct sw_trainer *t)
     }
     t->rc.retry_ms = t->now + 500;
     if (lost_for_good(t, empty, why, sizeof(why))) {
-        sw_log(SW_LOG_ERROR, "cannot recover stage %d at step %llu: %s", t->stage,
-               (unsigned long long)t->run_step, why);
+        snprintf(ev, sizeof(ev), "\"stage\":%d,\"step\":%llu", t->stage,
+                 (unsigned long long)t->run_step);
+        sw_log_event(SW_LOG_ERROR, "cannot_recover", ev, "cannot recover stage %d at step %llu: "
+                     "%s", t->stage, (unsigned long long)t->run_step, why);
         trainer_lost(t);
     } else if (by_plus(t)) {
         /* the source: stage 0 and S-2 look forward (1, S-1), 1 and S-1 back (0, S-2) */
@@ -520,6 +556,7 @@ static void
 restore_apply(struct sw_trainer *t, const struct sw_restore *r)
 {
     uint64_t bytes = 3 * t->numel * sizeof(float);
+    char x[64], ev[1024], q[sizeof(r->from) * 2];
     int err;
 
     if ((err = t->ops->write(t->model, r->host, &r->sc)) < 0 ||
@@ -541,9 +578,13 @@ restore_apply(struct sw_trainer *t, const struct sw_restore *r)
                 t->dir[i].state != SW_REC_SYNCING && t->dir[i].step < at &&
                 !trainer_gone(t, t->dir[i].pk))
                 at = t->dir[i].step;
-        sw_log(SW_LOG_INFO, "recovery: stage %d method checkpoint: the tensors of step %llu "
-               "from %s, resuming at step %llu", t->stage, (unsigned long long)t->step, r->from,
-               (unsigned long long)at);
+        snprintf(x, sizeof(x), ",\"ckpt_step\":%llu", (unsigned long long)t->step);
+        sw_log_event(SW_LOG_INFO, "recovery",
+                     rec_fields(ev, sizeof(ev), t->stage, "checkpoint", r->from, bytes,
+                                (double)(t->now - t->rc.t0_ms), at, x),
+                     "recovery: stage %d method checkpoint: the tensors of step %llu from %s, "
+                     "resuming at step %llu", t->stage, (unsigned long long)t->step, r->from,
+                     (unsigned long long)at);
         t->step = at;
         if (t->stage == 0)
             sw_lead_takeover(t);
@@ -553,8 +594,11 @@ restore_apply(struct sw_trainer *t, const struct sw_restore *r)
         t->run_step = t->step;
     if (!trained_from_here(t, false))
         return;
-    sw_log(SW_LOG_INFO, "stage %d restored from checkpoint %s: step %llu, AdamW t %d, "
-           "saved with %d stages, %llu bytes in %.0f ms (hash %s)", t->stage, r->from,
+    snprintf(ev, sizeof(ev), "\"stage\":%d,\"from\":%s,\"step\":%llu,\"saved_stages\":%d,"
+             "\"bytes\":%llu", t->stage, sw_json_str(q, sizeof(q), r->from),
+             (unsigned long long)t->step, r->saved_S, (unsigned long long)bytes);
+    sw_log_event(SW_LOG_INFO, "restored", ev, "stage %d restored from checkpoint %s: step %llu, "
+           "AdamW t %d, saved with %d stages, %llu bytes in %.0f ms (hash %s)", t->stage, r->from,
            (unsigned long long)t->step, r->sc.t, r->saved_S, (unsigned long long)bytes,
            (double)(t->now - t->rc.t0_ms), t->hash);
     announce_state(t);
@@ -699,10 +743,14 @@ sw_recover_check_lost(struct sw_trainer *t)
          * --from-checkpoint take the empty stages; the step waits for them
          * (-2: the keeper's record is being looked up) */
         if (!t->rc.lost_ck_logged && nck >= 0) {
+            char ev[64];
+
             t->rc.lost_ck_logged = true;
-            sw_log(SW_LOG_WARN, "at step %llu: %s; %s holds one (step %d): waiting for nodes "
-                   "started with --from-checkpoint", (unsigned long long)t->step, why, where,
-                   nck);
+            snprintf(ev, sizeof(ev), "\"step\":%llu,\"ckpt_step\":%d", (unsigned long long)t->step,
+                     nck);
+            sw_log_event(SW_LOG_WARN, "waiting_ckpt", ev, "at step %llu: %s; %s holds one (step "
+                         "%d): waiting for nodes started with --from-checkpoint",
+                         (unsigned long long)t->step, why, where, nck);
         }
         t->rc.lost_since_ms = 0;
     } else if (!t->rc.lost_since_ms) {

@@ -404,7 +404,10 @@ update(struct sw_trainer *t, double loss_sum)
     sw_recover_snap_due(t);
     sw_step_reset(t);
     if (t->step >= (uint64_t)t->man->steps) {
-        sw_log(SW_LOG_INFO, "run finished: %d steps", t->man->steps);
+        char f[32];
+
+        snprintf(f, sizeof(f), "\"steps\":%d", t->man->steps);
+        sw_log_event(SW_LOG_INFO, "run_finished", f, "run finished: %d steps", t->man->steps);
         trainer_set_phase(t, SW_PHASE_DONE);
     } else if (t->phase == SW_PHASE_JOINING) {
         trainer_set_phase(t, SW_PHASE_TRAINING); /* in step with the run now */
@@ -445,7 +448,7 @@ static void
 sum_partials(struct sw_trainer *t, double *loss)
 {
     struct sw_step *s = &t->st;
-    char who[13], a[17], b[17];
+    char who[13], a[17], b[17], f[96];
 
     memset(s->gsum, 0, t->numel * sizeof(float));
     *loss = 0;
@@ -463,9 +466,11 @@ sum_partials(struct sw_trainer *t, double *loss)
                 sw_identity_hex(a, p->hash, 8);
                 sw_identity_hex(b, t->phash, 8);
                 t->mismatches++;
-                sw_log(SW_LOG_ERROR, "parameter mismatch at step %llu: replica %d of stage %d "
-                       "has hash %s, this node %s", (unsigned long long)t->step, r, t->stage, a,
-                       b);
+                snprintf(f, sizeof(f), "\"step\":%llu,\"stage\":%d,\"replica\":%d",
+                         (unsigned long long)t->step, t->stage, r);
+                sw_log_event(SW_LOG_ERROR, "param_mismatch", f, "parameter mismatch at step %llu: "
+                             "replica %d of stage %d has hash %s, this node %s",
+                             (unsigned long long)t->step, r, t->stage, a, b);
             }
         }
         if (!g) {

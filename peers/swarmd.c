@@ -31,6 +31,7 @@ static const struct sw_cfg_entry boot_tab[] = {
     SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead (record refresh every third of it)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
+    SW_CFG_STR(T, "log-format", log_format, "text", "text (for people) or json (one object a line, for scripts; swarmd(1), OUTPUT)"),
 };
 static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_STR(T, "config", config, "", "read the options from this INI file first; the command line overrides it (swarmd.conf(5))"),
@@ -50,6 +51,7 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_STR(T, "from-checkpoint", from_ckpt, "", "start the stage from the newest clean checkpoint in DIR, or from the run's keeper over the network ('keeper', or a DIR that does not exist here), when no live replica has it"),
     SW_CFG_STR(T, "ckpt-dir", ckpt_dir, "", "save this node's share of its stage here every [checkpoint] every steps, for the keeper (default: no local saves)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
+    SW_CFG_STR(T, "log-format", log_format, "text", "text (for people) or json (one object a line, for scripts; swarmd(1), OUTPUT)"),
 };
 static const struct sw_cfg_entry keeper_tab[] = {
     SW_CFG_STR(T, "config", config, "", "read the options from this INI file first; the command line overrides it (swarmd.conf(5))"),
@@ -64,6 +66,7 @@ static const struct sw_cfg_entry keeper_tab[] = {
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead"),
     SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
+    SW_CFG_STR(T, "log-format", log_format, "text", "text (for people) or json (one object a line, for scripts; swarmd(1), OUTPUT)"),
 };
 #undef T
 
@@ -138,6 +141,10 @@ run_cmd(const char *cmd, const struct sw_cfg_entry *tab, size_t n, int argc, cha
         return err;
     if (sw_log_parse_level(o.log_level) < 0) {
         fprintf(stderr, "%s: --log-level: want debug, info, warn or error\n", prog);
+        return SW_EXIT_USAGE;
+    }
+    if (sw_log_parse_format(o.log_format) < 0) {
+        fprintf(stderr, "%s: --log-format: want text or json\n", prog);
         return SW_EXIT_USAGE;
     }
     if (!strcmp(cmd, "bootstrap") && !o.run[0]) {

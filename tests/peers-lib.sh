@@ -2,7 +2,13 @@
 #
 # Every process started with start_bg is killed by the EXIT trap, test
 # failure or not; ports are ephemeral (the bootstrap binds tcp://127.0.0.1:*
-# and prints the port it got).
+# and prints the port it got).  Nodes started here log in swarmd's machine
+# format (--log-format json, swarmd(1) OUTPUT): one JSON object a line, the
+# step lines and the events (listening, recovery, declared_dead, ...) with a
+# stable "event" name and fields; events, has_event and the Python module
+# swlog (on PYTHONPATH) read them.  The helpers that tests poll (last_step,
+# has_event, has_ckpt, ...) use sed and grep, on the members' order swarmd(1)
+# documents: a Python start-up on a loaded machine can take seconds.
 set -u
 BUILD=${TEST_BUILDDIR:-$(pwd)}
 SWARMD=$BUILD/swarmd
@@ -12,6 +18,44 @@ PY=${PYTHON3:-python3}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/swarm-t03.XXXXXX")
 PIDS=""
+# swlog: the json logs, for the tests' Python; also `$PY -m swlog` (events, has_event)
+cat >"$TMP/swlog.py" <<'EOT'
+"""The json logs of swarmd --log-format json (swarmd(1), OUTPUT)."""
+import json, math, sys
+
+def objects(path):
+    """Every JSON object of the log, in order (other lines are passed over)."""
+    for line in open(path, errors="replace"):
+        if line.startswith("{"):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                pass
+
+def events(path, name, **want):
+    """The objects of event NAME whose fields equal want's (compared as text)."""
+    return [o for o in objects(path) if o.get("event") == name and
+            all(k in o and str(o[k]) == str(v) for k, v in want.items())]
+
+def losses(path):
+    """{step: loss} of the last stage's step events (null, a loss that was not finite: nan)."""
+    return {o["step"]: math.nan if o["loss"] is None else o["loss"]
+            for o in events(path, "step") if "loss" in o}
+
+def main(argv):
+    # events LOG EVENT [FIELD...]: each event's FIELDs on a line (absent: -)
+    # has_event LOG EVENT [KEY=VALUE...]: exit 0 when one matches
+    cmd, path, name, rest = argv[0], argv[1], argv[2], argv[3:]
+    if cmd == "has_event":
+        return 0 if events(path, name, **dict(a.split("=", 1) for a in rest)) else 1
+    for o in events(path, name):
+        print(" ".join(str(o.get(f, "-")) for f in rest))
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+EOT
+export PYTHONPATH="$TMP${PYTHONPATH:+:$PYTHONPATH}"
 n_test=0
 n_fail=0
 
@@ -31,6 +75,33 @@ ok() { # ok COND_EXIT_STATUS DESCRIPTION
 }
 
 diag_file() { sed 's/^/# /' "$1" | tail -n "${2:-20}"; }
+
+# events LOG EVENT [FIELD...]: one line per EVENT of a node's LOG, its FIELDs
+# separated by blanks (absent: -); Python, not for polling
+events() { "$PY" -m swlog events "$@"; }
+
+# has_event LOG EVENT [KEY=VALUE...]: 0 when LOG has an EVENT whose fields
+# have these values (a number, or a string without quotes); for wait_for
+has_event() {
+    local log=$1 ev=$2
+    shift 2
+    has_event_filter "$@" <"$log" | grep -F -q -e "\"event\":\"$ev\"," -e "\"event\":\"$ev\"}"
+}
+has_event_filter() { # KEY=VALUE...: the lines of stdin that have every one
+    local k v
+    if [ $# -eq 0 ]; then cat; return; fi
+    k=${1%%=*} v=${1#*=}
+    shift
+    grep -F -e "\"$k\":\"$v\"," -e "\"$k\":\"$v\"}" -e "\"$k\":$v," -e "\"$k\":$v}" |
+        has_event_filter "$@"
+}
+
+# msgs LOG [EVENT]: "LEVEL: MSG" of each log line of LOG (of each EVENT), for
+# diagnostics (escapes left as they are)
+msgs() {
+    if [ $# -gt 1 ]; then grep -F "\"event\":\"$2\"," "$1"; else cat "$1"; fi |
+        sed -n 's/^{.*"level":"\([a-z]*\)",.*"msg":"\(.*\)"}$/\1: \2/p'
+}
 
 start_bg() { # start_bg LOG CMD...: run in the background, remember the pid
     local log=$1; shift
@@ -86,12 +157,14 @@ sign_manifest() {
 # ($TMP/owner unless given; made on first use)
 key_id() { "$SWARMCTL" key --key "${1:-$TMP/owner}"; }
 
-# boot_endpoint LOG: wait up to 5 s for the "listening ENDPOINT" line of a
-# bootstrap's LOG; sets BOOT to ENDPOINT (empty if it did not come)
+# boot_endpoint LOG: wait up to 5 s for the listening event of a
+# bootstrap's LOG (json, or the text line); sets BOOT to its endpoint (empty
+# if it did not come)
 boot_endpoint() {
     BOOT=""
     for _ in $(seq 100); do
-        BOOT=$(sed -n 's/^listening //p' "$1")
+        BOOT=$(sed -n -e 's/^{"event":"listening","ep":"\(.*\)"}$/\1/p' -e 's/^listening //p' \
+            "$1" | head -n 1)
         [ -n "$BOOT" ] && break
         sleep 0.05
     done
@@ -100,15 +173,29 @@ boot_endpoint() {
 # start_boot MANIFEST [extra options]: sets BOOT (its lobby endpoint)
 start_boot() {
     local m=$1; shift
-    start_bg "$TMP/boot.log" "$SWARMD" bootstrap --run "$m" --listen 'tcp://127.0.0.1:*' "$@"
+    start_bg "$TMP/boot.log" "$SWARMD" bootstrap --run "$m" --listen 'tcp://127.0.0.1:*' \
+        --log-format json "$@"
     BOOT_PID=$LAST_PID
     boot_endpoint "$TMP/boot.log"
 }
 
+# start_keeper LOG [options]: swarmd keeper --peer $BOOT; sets KEEPER_PID
+start_keeper() {
+    local log=$1; shift
+    start_bg "$log" "$SWARMD" keeper --peer "$BOOT" --log-format json "$@"
+    KEEPER_PID=$LAST_PID
+}
+
+# ckpt_steps LOG: the steps a keeper's LOG says it committed, one a line
+ckpt_steps() { sed -n 's/^{"event":"checkpoint","step":\([0-9]*\),.*/\1/p' "$1"; }
+
+# has_ckpt LOG ERE: a keeper's LOG says it committed a step that matches ERE (whole)
+has_ckpt() { ckpt_steps "$1" | grep -Eqx "$2"; }
+
 # start_node LOG STAGE [options]: sets NODE_PID
 start_node() {
     local log=$1 st=$2; shift 2
-    start_bg "$log" "$SWARMD" join --peer "$BOOT" --stage "$st" --threads 1 "$@"
+    start_bg "$log" "$SWARMD" join --peer "$BOOT" --stage "$st" --threads 1 --log-format json "$@"
     NODE_PID=$LAST_PID
 }
 
@@ -199,11 +286,24 @@ wait_for() {
 # now_ms: wall clock in milliseconds (for the failure tests' figures)
 now_ms() { date +%s%3N; }
 
+# last_steps LOG: "STEP LOSS" of each step line of a last-stage LOG (the
+# loss as swarmd wrote it: full precision, or null)
+last_steps() {
+    sed -n 's/^{"event":"step","step":\([0-9]*\),"stage":[0-9]*,"loss":\([^,]*\),.*/\1 \2/p' "$1"
+}
+
 # last_step LOG: the highest step of a last-stage log (-1: none)
-last_step() { sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' "$1" | tail -n 1 | grep . || echo -1; }
+last_step() { last_steps "$1" | awk '{ s = $1 } END { print s == "" ? -1 : s }'; }
+
+# loss_at LOG STEP: the loss a last-stage LOG gave for STEP (empty: none)
+loss_at() { last_steps "$1" | awk -v s="$2" '$1 == s { print $2; exit }'; }
+
+# first_step LOG: the first step a last-stage LOG completed (empty: none)
+first_step() { last_steps "$1" | awk '{ print $1; exit }'; }
 
 # wait_steps SECONDS LOG N: until LOG's last stage completed step N
-wait_steps() { wait_for "$1" sh -c "[ \$(sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' \"$2\" | tail -n 1 | grep . || echo -1) -ge $3 ]"; }
+wait_steps() { wait_for "$1" steps_done "$2" "$3"; }
+steps_done() { [ "$(last_step "$1")" -ge "$2" ]; }
 
 # stage_state JSON_FILE STAGE: nodes and state of a stage in status --json
 stage_state() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["stages"][int(sys.argv[2])]; print(s["nodes"], s["state"])' "$1" "$2"; }
@@ -215,10 +315,9 @@ stage_state() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["
 # STEP+13..STEP+20 in LOG_AFTER (all of these must be there and finite).
 loss_fell() {
     "$PY" - "$1" "$2" "$3" <<'EOT'
-import math, re, statistics, sys
-def read(p):
-    return {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(p).read(), re.M)}
-a, b, f = read(sys.argv[1]), read(sys.argv[2]), int(sys.argv[3])
+import math, statistics, sys
+from swlog import losses
+a, b, f = losses(sys.argv[1]), losses(sys.argv[2]), int(sys.argv[3])
 pre = [a[s] for s in range(max(0, f - 7), f + 1) if s in a]
 post = [b[s] for s in range(f + 13, f + 21) if s in b]
 if len(pre) < min(f + 1, 8) or len(post) < 8 or not all(map(math.isfinite, pre + post)):
@@ -240,16 +339,13 @@ match_sim() {
     shift 2
     tail -n +2 "$sim/train.csv" | cut -d, -f2 >"$TMP/sim.txt"
     "$PY" - "$TMP/sim.txt" "$steps" "$@" <<'EOT'
-import re, sys
+import sys
+from swlog import losses
 sim = [float(x) for x in open(sys.argv[1])]
 n = int(sys.argv[2])
 sw = {}
 for log in sys.argv[3:]:
-    for line in open(log, errors="replace"):
-        m = re.match(r"s:(\d+) trl:([0-9.]+)", line)
-        if not m:
-            continue
-        s, l = int(m.group(1)), float(m.group(2))
+    for s, l in sorted(losses(log).items()):
         if sw.setdefault(s, l) != l:
             print("# step %d: the last stage's nodes logged losses %s and %s" % (s, sw[s], l))
             sys.exit(1)
@@ -265,7 +361,7 @@ EOT
 }
 
 # metrics_port LOG: the port of a node started with --metrics 127.0.0.1:0
-# (its log names the one it got)
+# (its log names the one it got; text or json: the message is the same)
 metrics_port() {
     wait_for 10 grep -q 'metrics on http://' "$1"
     sed -n 's|.*metrics on http://[^ ]*:\([0-9]*\)/metrics.*|\1|p' "$1" | head -n 1

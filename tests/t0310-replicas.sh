@@ -12,8 +12,8 @@ start_swarm n 0a 1a 1b 2a 2b 3a
 wait_all 90 $SWARM_NODES
 ok $? "6 nodes trained $STEPS steps and exited 0"
 for s in 1 2; do
-    grep -o 's:[0-9]* stage:[0-9]* norm:[0-9.]* hash:[0-9a-f]*' "$TMP/n${s}a.log" >"$TMP/h${s}a"
-    grep -o 's:[0-9]* stage:[0-9]* norm:[0-9.]* hash:[0-9a-f]*' "$TMP/n${s}b.log" >"$TMP/h${s}b"
+    events "$TMP/n${s}a.log" step step stage norm hash >"$TMP/h${s}a"
+    events "$TMP/n${s}b.log" step step stage norm hash >"$TMP/h${s}b"
     # a replica that came late (it copies the other's state first) reports
     # fewer steps: every step it reports must match the other's line exactly,
     # and it must have trained a quarter of the run beside it (a node slow
@@ -26,12 +26,13 @@ for s in 1 2; do
         { [ "$na" -eq $STEPS ] || [ "$nb" -eq $STEPS ]; }
     ok $? "stage $s replicas have the same parameter hash after every step both ran"
 done
-! grep -q "parameter mismatch" "$TMP"/n*.log
+! for f in "$TMP"/n*.log; do has_event "$f" param_mismatch && break; done
 ok $? "no parameter mismatch logged"
 # each replica ran half of the microbatches: its tokens/s is about half the stage's
 "$PY" - "$TMP/n3a.log" <<'EOT'
-import re, sys
-l = [float(x) for x in re.findall(r"trl:([0-9.]+)", open(sys.argv[1]).read())]
+import sys
+from swlog import losses
+l = [v for s, v in sorted(losses(sys.argv[1]).items())]
 print("# last-stage losses: first %.4f last %.4f" % (l[0], l[-1]))
 sys.exit(0 if len(l) == 20 and l[-1] < l[0] else 1)
 EOT

@@ -10,7 +10,7 @@ order=""
 for i in 0 1 2 3; do
     start_node "$TMP/a$i.log" auto
     wait_for 10 grep -q "chose stage" "$TMP/a$i.log"
-    order="$order$(sed -n 's/.*chose stage \([0-9]*\).*/\1/p' "$TMP/a$i.log")"
+    order="$order$(msgs "$TMP/a$i.log" | sed -n 's/.*chose stage \([0-9]*\).*/\1/p')"
     # wait until the bootstrap lists it, so that the next one sees it
     wait_for 10 sh -c "\"$SWARMCTL\" peers --peer \"$BOOT\" | grep -c '^[0-9a-f]' | grep -qx $((i + 1))"
 done
@@ -24,7 +24,7 @@ wait_for 10 grep -q "chose stage" "$TMP/a4.log"
 # the rule, checked against what the node itself saw when it chose (the
 # capacities move while the swarm trains, so a separate snapshot would race):
 # every stage has a node, so the least total throughput wins
-line=$(grep "chose stage" "$TMP/a4.log" | head -n 1)
+line=$(msgs "$TMP/a4.log" | grep "chose stage" | head -n 1)
 "$PY" - "$line" <<'EOT'
 import re, sys
 m = re.search(r"chose stage (\d+) .*saw (.*)\)$", sys.argv[1])

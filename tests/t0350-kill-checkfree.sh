@@ -18,10 +18,10 @@ wait_steps 60 "$TMP/n3.log" 30
 kill -9 "$P2"
 t_kill=$(now_ms)
 fail_step=$(last_step "$TMP/n3.log")
-wait_for 15 grep -q "declared dead" "$TMP/n1.log"; rc=$?
+wait_for 15 has_event "$TMP/n1.log" declared_dead stage=2; rc=$?
 t_dead=$(now_ms)
 echo "# node of stage 2 killed after step $fail_step; declared dead by its neighbour after $((t_dead - t_kill)) ms"
-grep -h "declared dead\|no node left" "$TMP/n0.log" "$TMP/n1.log" | head -n 3 | sed 's/^/# /'
+{ msgs "$TMP/n0.log"; msgs "$TMP/n1.log"; } | grep "declared dead\|no node left" | head -n 3 | sed 's/^/# /'
 [ $rc -eq 0 ] && [ $((t_dead - t_kill)) -le 6000 ]
 ok $? "the killed node is declared dead within 6 s"
 wait_for 15 sh -c "\"$SWARMCTL\" status --peer \"$BOOT\" >/dev/null; [ \$? -eq 1 ]"
@@ -32,9 +32,9 @@ s_paused=$(last_step "$TMP/n3.log"); sleep 1
 [ "$(last_step "$TMP/n3.log")" = "$s_paused" ]
 ok $? "the drivers are paused (no step completes without stage 2)"
 start_node "$TMP/new.log" auto --metrics 127.0.0.1:0
-wait_for 30 grep -q "recovery: stage 2 method checkfree" "$TMP/new.log"; rc=$?
-grep -h "chose stage\|recovery:" "$TMP/new.log" | sed 's/^/# /'
-[ $rc -eq 0 ] && grep -q "chose stage 2" "$TMP/new.log"
+wait_for 30 has_event "$TMP/new.log" recovery stage=2 method=checkfree; rc=$?
+msgs "$TMP/new.log" | grep "chose stage\|recovery:" | sed 's/^/# /'
+[ $rc -eq 0 ] && msgs "$TMP/new.log" | grep -q "chose stage 2"
 ok $? "a newcomer with --stage auto rebuilt stage 2 by CheckFree"
 wait_steps 60 "$TMP/n3.log" $((fail_step + 20))
 loss_fell "$TMP/n3.log" "$TMP/n3.log" "$fail_step"

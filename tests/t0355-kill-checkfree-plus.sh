@@ -25,12 +25,12 @@ rebuild() {
     kill -9 "$pid"
     fail=$(last_step "$TMP/n3.log")
     echo "# node of stage $st killed after step $fail"
-    wait_for 15 grep -q "of stage $st declared dead" "$TMP/n$nb.log"
+    wait_for 15 has_event "$TMP/n$nb.log" declared_dead stage="$st"
     start_node "$TMP/new$st.log" auto
-    wait_for 40 grep -q "recovery: stage $st method checkfree+" "$TMP/new$st.log"; rc=$?
-    grep -h "chose stage\|recovery:\|replica is of" "$TMP/new$st.log" | sed 's/^/# /'
-    [ $rc -eq 0 ] && grep -q "chose stage $st" "$TMP/new$st.log" &&
-        grep -q "recovery: stage $st method checkfree+ .*$what replica" "$TMP/new$st.log"
+    wait_for 40 has_event "$TMP/new$st.log" recovery stage="$st" method=checkfree+; rc=$?
+    msgs "$TMP/new$st.log" | grep "chose stage\|recovery:\|replica is of" | sed 's/^/# /'
+    [ $rc -eq 0 ] && msgs "$TMP/new$st.log" | grep -q "chose stage $st" &&
+        has_event "$TMP/new$st.log" recovery stage="$st" method=checkfree+ replica="$what"
     ok $? "a newcomer with --stage auto rebuilt stage $st from stage $partner's blocks and $what replica"
     [ "$after" = new ] && after=$TMP/new$st.log || after=$TMP/n3.log
     wait_steps 60 "$after" $((fail + 20))

@@ -14,23 +14,23 @@ write_manifest "$TMP/run.conf" $STEPS 4 "[checkpoint]
 every = 8"
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 8 --keep 2
-KP=$LAST_PID
+start_keeper "$TMP/keeper.log" --dir "$TMP/ckpt" --every 8 --keep 2
+KP=$KEEPER_PID
 start_swarm n 0 1 2 3 -- --ckpt-dir "$TMP/local-%n"
 wait_all 120 $SWARM_NODES; all=$?
 wait_pid "$KP" 30 && [ "$WAIT_RC" -eq 0 ] && [ $all -eq 0 ]; rc=$?
-grep "^checkpoint " "$TMP/keeper.log" | sed 's/^/# /'
+ckpt_steps "$TMP/keeper.log" | sed 's/^/# keeper committed step /'
 [ $rc -eq 0 ] || diag_file "$TMP/keeper.log"
 ok $rc "the run trained $STEPS steps and the keeper exited 0 after saving the last step"
-grep -h "in from the local saves" "$TMP/keeper.log" | tail -n 4 | sed 's/.*info: /# /'
-n_local=$(grep -c "step 24: stage . in from the local saves of 1 node" "$TMP/keeper.log")
+msgs "$TMP/keeper.log" ckpt_stage_in | tail -n 4 | sed 's/^/# /'
+n_local=$(events "$TMP/keeper.log" ckpt_stage_in step nodes | grep -c "^24 1$")
 [ -f "$TMP/local-0/step-00000024/COMMIT" ] && [ -f "$TMP/local-3/step-00000024/COMMIT" ] &&
     [ "$n_local" -eq 4 ]
 ok $? "every node saved step 24 locally and the keeper pulled all 4 stages from those saves"
-steps=$(sed -n 's/^checkpoint step:\([0-9]*\) .*/\1/p' "$TMP/keeper.log" | tr '\n' ' ')
+steps=$(ckpt_steps "$TMP/keeper.log" | tr '\n' ' ')
 # a step a stage went past before the keeper's request reached it is skipped
 # (logged): on a loaded machine 8 or 16 may be missing, never 24
-grep -h "missed" "$TMP/keeper.log" | sed 's/.*info: /# /'
+msgs "$TMP/keeper.log" | grep "missed" | sed 's/^/# /'
 $PY -c 'import sys; s = [int(x) for x in sys.argv[1:]]; sys.exit(0 if len(s) >= 2 and s[-1] == 24 and all(x % 8 == 0 for x in s) and s == sorted(set(s)) else 1)' $steps
 ok $? "the keeper saved every 8 steps and the last step (saved: $steps)"
 kept=$(printf '%s\n' $steps | tail -n 2 | tr '\n' ' ')

@@ -17,17 +17,17 @@ write_manifest "$TMP/run.conf" $STEPS 4
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
 B1=$BOOT_PID
-start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 10 --keep 2
-KP=$LAST_PID
+start_keeper "$TMP/keeper.log" --dir "$TMP/ckpt" --every 10 --keep 2
+KP=$KEEPER_PID
 start_swarm a 0 1 2 3
 # step 20 (or 30, should the keeper miss 20 on a loaded machine)
-wait_for 60 grep -Eq "^checkpoint step:[23]0 " "$TMP/keeper.log"; rc=$?
-seen=$(sed -n 's/^checkpoint step:\([23]0\) .*/\1/p' "$TMP/keeper.log" | head -n 1)
+wait_for 60 has_ckpt "$TMP/keeper.log" '[23]0'; rc=$?
+seen=$(ckpt_steps "$TMP/keeper.log" | grep -Ex '[23]0' | head -n 1)
 wait_steps 30 "$TMP/a3.log" $((${seen:-20} + 2))
 for p in $P0 $P1 $P2 $P3 $KP $B1; do kill "$p" 2>/dev/null; done
 all=0
 for p in $P0 $P1 $P2 $P3 $KP $B1; do wait_pid "$p" 20 || all=1; done
-grep "^checkpoint " "$TMP/keeper.log" | sed 's/^/# /'
+ckpt_steps "$TMP/keeper.log" | sed 's/^/# keeper committed step /'
 stopped=$(last_step "$TMP/a3.log")
 echo "# the first run stopped after step $stopped"
 [ $rc -eq 0 ] && [ $all -eq 0 ] && [ "$stopped" -lt $((STEPS - 1)) ]
@@ -41,20 +41,21 @@ ok $? "the newest checkpoint (step $CK) is clean"
 start_boot "$TMP/run.conf"
 start_swarm b 0 1 2 3 -- --from-checkpoint "$TMP/ckpt"
 wait_all 120 $SWARM_NODES; all=$?
-grep -h "restored from checkpoint" "$TMP/b0.log" "$TMP/b3.log" | sed 's/.*info: /# /'
-n=$(grep -l "restored from checkpoint .*step $CK," "$TMP"/b[0-3].log | wc -l)
+{ msgs "$TMP/b0.log" restored; msgs "$TMP/b3.log" restored; } | sed 's/^/# /'
+n=0
+for f in "$TMP"/b[0-3].log; do has_event "$f" restored step="$CK" && n=$((n + 1)); done
 [ $all -eq 0 ] && [ "$n" -eq 4 ] && [ "$(last_step "$TMP/b3.log")" -eq $((STEPS - 1)) ]
 ok $? "four new nodes restored their stages from step $CK and trained to the end"
-first=$(sed -n 's/^s:\([0-9]*\) trl:.*/\1/p' "$TMP/b3.log" | head -n 1)
-a=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/a3.log")
-b=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/b3.log")
+first=$(first_step "$TMP/b3.log")
+a=$(loss_at "$TMP/a3.log" "$CK")
+b=$(loss_at "$TMP/b3.log" "$CK")
 echo "# loss at step $CK: stopped run $a, restarted run $b (first step of the restart: $first)"
 [ "$first" = "$CK" ] && [ -n "$a" ] && [ "$a" = "$b" ]
 ok $? "the restarted run goes on from step $CK with the stopped run's loss, bit for bit"
 $PY - "$TMP/a3.log" "$TMP/b3.log" <<'EOT'
-import re, sys
-def l(f): return {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.]+)", open(f).read(), re.M)}
-a, b = l(sys.argv[1]), l(sys.argv[2])
+import sys
+from swlog import losses
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
 common = sorted(set(a) & set(b))
 worst = max(abs(a[s] - b[s]) for s in common)
 print("# %d steps in both runs, max loss difference %.3g; last loss %.4f (step %d)" % (len(common), worst, b[max(b)], max(b)))
@@ -68,22 +69,23 @@ sign_manifest "$TMP/run2.conf"
 start_boot "$TMP/run2.conf"
 start_swarm c 0 1 -- --from-checkpoint "$TMP/ckpt"
 wait_all 60 $SWARM_NODES; all=$?
-c=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/c1.log")
+c=$(loss_at "$TMP/c1.log" "$CK")
 echo "# 2 stages from the 4-stage checkpoint: loss at step $CK $c (4 stages: $a)"
-[ $all -eq 0 ] && [ -n "$c" ] && grep -q "saved with 4 stages" "$TMP/c0.log" &&
+[ $all -eq 0 ] && [ -n "$c" ] && has_event "$TMP/c0.log" restored saved_stages=4 &&
     $PY -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 1e-5 * abs(a) else 1)' "$a" "$c"
 ok $? "a 2-stage run restarts from the 4-stage checkpoint with the same loss (1e-5)"
 
 # the same, over the network: a keeper of the 2-stage run serves the folder
 kill "$BOOT_PID" 2>/dev/null
 start_boot "$TMP/run2.conf"
-start_bg "$TMP/keeper2.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 1000
+start_keeper "$TMP/keeper2.log" --dir "$TMP/ckpt" --every 1000
 start_swarm d 0 1 -- --from-checkpoint keeper
 wait_all 60 $SWARM_NODES; all=$?
-d=$(sed -n "s/^s:$CK trl:\([0-9.]*\).*/\1/p" "$TMP/d1.log")
-grep -h "restored from checkpoint" "$TMP/d0.log" | sed 's/.*info: /# /'
+d=$(loss_at "$TMP/d1.log" "$CK")
+msgs "$TMP/d0.log" restored | sed 's/^/# /'
 echo "# 2 stages fetched from the keeper: loss at step $CK $d (4 stages: $a)"
 [ $all -eq 0 ] || diag_file "$TMP/keeper2.log"
-[ $all -eq 0 ] && [ -n "$d" ] && grep -q "restored from checkpoint keeper .*saved with 4 stages" "$TMP/d0.log" &&
+[ $all -eq 0 ] && [ -n "$d" ] && has_event "$TMP/d0.log" restored saved_stages=4 &&
+    events "$TMP/d0.log" restored from | grep -q "^keeper " &&
     $PY -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 1e-5 * abs(a) else 1)' "$a" "$d"
 ok $? "a 2-stage run restarts from the keeper over the network (--from-checkpoint keeper), same loss"

@@ -13,25 +13,25 @@ echo "1..4"
 write_manifest "$TMP/run.conf" 100000 4
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --every 10
+start_keeper "$TMP/keeper.log" --dir "$TMP/ckpt" --every 10
 start_swarm n 0 1 2 3 -- --from-checkpoint "$TMP/ckpt"
-wait_for 60 grep -Eq "^checkpoint step:[12]0 " "$TMP/keeper.log"
+wait_for 60 has_ckpt "$TMP/keeper.log" '[12]0'
 wait_steps 30 "$TMP/n3.log" 25
 kill -9 "$P1" "$P2"
 fail_step=$(last_step "$TMP/n3.log")
 echo "# stages 1 and 2 killed after step $fail_step"
-grep -h "seed's initialisation" "$TMP/n0.log" | head -n 1 | sed 's/.*info: /# /'
-grep "^checkpoint " "$TMP/keeper.log" | tail -n 2 | sed 's/^/# /'
-wait_for 20 grep -q "waiting for nodes started with --from-checkpoint" "$TMP/n0.log"; rc=$?
-grep -h "waiting for nodes started" "$TMP/n0.log" | head -n 1 | sed 's/.*warn: /# /'
+msgs "$TMP/n0.log" | grep "seed's initialisation" | head -n 1 | sed 's/^/# /'
+ckpt_steps "$TMP/keeper.log" | tail -n 2 | sed 's/^/# keeper committed step /'
+wait_for 20 has_event "$TMP/n0.log" waiting_ckpt; rc=$?
+msgs "$TMP/n0.log" waiting_ckpt | head -n 1 | sed 's/^/# /'
 sleep 1
 kill -0 "$P0" 2>/dev/null && kill -0 "$P3" 2>/dev/null && [ $rc -eq 0 ]
 ok $? "the survivors see the adjacent loss, and wait for the checkpoint instead of stopping"
 start_node "$TMP/new1.log" 1 --from-checkpoint "$TMP/ckpt"
 start_node "$TMP/new2.log" 2 --from-checkpoint "$TMP/ckpt"
-wait_for 30 grep -q "recovery: stage 1 method checkpoint" "$TMP/new1.log"; r1=$?
-wait_for 30 grep -q "recovery: stage 2 method checkpoint" "$TMP/new2.log"; r2=$?
-grep -h "recovery:" "$TMP/new1.log" "$TMP/new2.log" | sed 's/.*info: /# /'
+wait_for 30 has_event "$TMP/new1.log" recovery stage=1 method=checkpoint; r1=$?
+wait_for 30 has_event "$TMP/new2.log" recovery stage=2 method=checkpoint; r2=$?
+{ msgs "$TMP/new1.log" recovery; msgs "$TMP/new2.log" recovery; } | sed 's/^/# /'
 [ $r1 -eq 0 ] && [ $r2 -eq 0 ]
 ok $? "two newcomers rebuilt stages 1 and 2 from the keeper's checkpoint"
 wait_steps 60 "$TMP/n3.log" $((fail_step + 20)); rc=$?

@@ -16,11 +16,11 @@ every = 10
 keep = 1000"
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --keep 2
+start_keeper "$TMP/keeper.log" --dir "$TMP/ckpt" --keep 2
 start_swarm n 0 1a 1b 2 3 -- --ckpt-dir "$TMP/local-%n" --from-checkpoint keeper
-wait_for 90 grep -Eq "^checkpoint step:[1-9]0 " "$TMP/keeper.log"; rc=$?
-K=$(sed -n 's/^checkpoint step:\([0-9]*\) .*/\1/p' "$TMP/keeper.log" | head -n 1)
-grep -h "in from the local saves\|^checkpoint " "$TMP/keeper.log" | head -n 5 | sed 's/.*info: /# /'
+wait_for 90 has_ckpt "$TMP/keeper.log" '[1-9]0'; rc=$?
+K=$(ckpt_steps "$TMP/keeper.log" | head -n 1)
+msgs "$TMP/keeper.log" | grep "in from the local saves\|^info: checkpoint step" | head -n 5 | sed 's/^/# /'
 [ $rc -eq 0 ] || { diag_file "$TMP/keeper.log"; diag_file "$TMP/n1a.log"; }
 
 # the local saves of step K: stage 1's two replicas wrote disjoint halves
@@ -49,7 +49,7 @@ ok $? "the two replicas of stage 1 saved disjoint tensor sets that make the stag
 # both replicas' files, or one replica's files plus its memory copy of the
 # rest when the other's save was not committed yet when the keeper asked
 # (the keeper waits for no slow writer): either way from the local saves
-grep -Eq "stage 1 in from the local saves of (1 node|2 nodes)" "$TMP/keeper.log" &&
+events "$TMP/keeper.log" ckpt_stage_in step stage nodes | grep -Eq "^$K 1 (1|2)$" &&
     "$SWARMCTL" checkpoint verify --dir "$TMP/ckpt" >"$TMP/verify.txt" 2>&1
 rc=$?
 [ $rc -eq 0 ] || diag_file "$TMP/verify.txt"
@@ -59,24 +59,27 @@ wait_steps 30 "$TMP/n3.log" $((K + 5))
 kill -9 "$P1a" "$P1b" "$P2"
 fail_step=$(last_step "$TMP/n3.log")
 echo "# stage 1 (both replicas) and stage 2 killed after step $fail_step"
-wait_for 30 grep -q "waiting for nodes started with --from-checkpoint" "$TMP/n0.log"; rc=$?
-grep -h "waiting for nodes started" "$TMP/n0.log" | head -n 1 | sed 's/.*warn: /# /'
+wait_for 30 has_event "$TMP/n0.log" waiting_ckpt; rc=$?
+msgs "$TMP/n0.log" | grep "waiting for nodes started" | head -n 1 | sed 's/^/# /'
 sleep 1
 kill -0 "$P0" 2>/dev/null && kill -0 "$P3" 2>/dev/null && [ $rc -eq 0 ]
 ok $? "the survivors see the adjacent loss and wait for the keeper's checkpoint"
+# keeper_recovery LOG STAGE: LOG's node recovered STAGE from the keeper's checkpoint
+keeper_recovery() { grep -Fq "\"event\":\"recovery\",\"stage\":$2,\"method\":\"checkpoint\",\"from\":\"keeper " "$1"; }
 start_node "$TMP/new1.log" 1 --from-checkpoint keeper
 start_node "$TMP/new2.log" 2 --from-checkpoint keeper
-wait_for 40 grep -q "recovery: stage 1 method checkpoint.*from keeper" "$TMP/new1.log"; r1=$?
-wait_for 40 grep -q "recovery: stage 2 method checkpoint.*from keeper" "$TMP/new2.log"; r2=$?
-grep -h "fetching\|recovery:" "$TMP/new1.log" "$TMP/new2.log" | sed 's/.*info: /# /'
+wait_for 40 keeper_recovery "$TMP/new1.log" 1; r1=$?
+wait_for 40 keeper_recovery "$TMP/new2.log" 2; r2=$?
+{ msgs "$TMP/new1.log"; msgs "$TMP/new2.log"; } | grep "fetching\|recovery:" | sed 's/^/# /'
 [ $r1 -eq 0 ] && [ $r2 -eq 0 ] || { diag_file "$TMP/new1.log"; diag_file "$TMP/keeper.log"; }
 [ $r1 -eq 0 ] && [ $r2 -eq 0 ]
 ok $? "two newcomers fetched stages 1 and 2 from the keeper over the network"
 wait_steps 60 "$TMP/n3.log" $((fail_step + 20)); rc=$?
 [ $rc -eq 0 ] || { diag_file "$TMP/n0.log"; diag_file "$TMP/new1.log"; }
 "$PY" - "$TMP/n3.log" "$fail_step" <<'EOT'
-import math, re, sys
-l = {int(s): float(v) for s, v in re.findall(r"^s:(\d+) trl:([0-9.naif]+)", open(sys.argv[1]).read(), re.M)}
+import math, sys
+from swlog import losses
+l = losses(sys.argv[1])
 f = int(sys.argv[2])
 after = l.get(f + 20)
 print("# loss at step %d: %s; 20 steps later: %s" % (f, l.get(f), after))

@@ -79,14 +79,14 @@ ip netns exec "sw$ID-s0" ping -c 1 -W 2 "$NET.13" >"$TMP/ping.txt" 2>&1 &&
 # start_boot_ns RUN MANIFEST: a bootstrap on host b; sets BOOT
 start_boot_ns() {
     start_bg "$TMP/$1-boot.log" ip netns exec "sw$ID-b" "$SWARMD" bootstrap --run "$2" \
-        --listen "tcp://$NET.1:*"
+        --listen "tcp://$NET.1:*" --log-format json
     boot_endpoint "$TMP/$1-boot.log"
     echo "# run $1: bootstrap on $BOOT"
 }
 # start_node_ns LOG HOST N STAGE: a node on host HOST ($NET.N); sets NODE_PID
 start_node_ns() {
     start_bg "$1" ip netns exec "sw$ID-$2" "$SWARMD" join --peer "$BOOT" --stage "$4" \
-        --threads 1 --listen "tcp://$NET.$3:*"
+        --threads 1 --listen "tcp://$NET.$3:*" --log-format json
     NODE_PID=$LAST_PID
 }
 # start_run RUN MANIFEST: bootstrap and stages 0-3 on their hosts; sets P0..P3, RUN_PIDS
@@ -117,10 +117,10 @@ kill_stage() {
     kill -9 "$3"
     t0=$(now_ms)
     FAIL_STEP=$(last_step "$TMP/$1-n3.log")
-    wait_for 15 grep -q "of stage $2 declared dead" "$TMP/$1-n$4.log"; rc=$?
+    wait_for 15 has_event "$TMP/$1-n$4.log" declared_dead stage="$2"; rc=$?
     echo "# run $1: node of stage $2 killed after step $FAIL_STEP;" \
         "declared dead by stage $4 after $(($(now_ms) - t0)) ms"
-    grep -h "of stage $2 declared dead" "$TMP/$1-n$4.log" | head -n 1 | sed 's/^/# /'
+    msgs "$TMP/$1-n$4.log" declared_dead | head -n 1 | sed 's/^/# /'
     return $rc
 }
 
@@ -139,9 +139,9 @@ ok $? "run A: four stages on four hosts train (step 30), status from another hos
 kill_stage A 2 "$P2" 1
 ok $? "run A: the killed node of stage 2 is declared dead by its neighbour"
 start_node_ns "$TMP/A-new.log" a 20 auto
-wait_for 30 grep -q "recovery: stage 2 method checkfree from" "$TMP/A-new.log"; rc=$?
-grep -h "chose stage\|recovery:" "$TMP/A-new.log" | sed 's/^/# /'
-[ $rc -eq 0 ] && grep -q "chose stage 2" "$TMP/A-new.log"
+wait_for 30 has_event "$TMP/A-new.log" recovery stage=2 method=checkfree; rc=$?
+msgs "$TMP/A-new.log" | grep "chose stage\|recovery:" | sed 's/^/# /'
+[ $rc -eq 0 ] && msgs "$TMP/A-new.log" | grep -q "chose stage 2"
 ok $? "run A: a newcomer on another host with --stage auto rebuilt stage 2 by CheckFree"
 wait_steps 40 "$TMP/A-n3.log" $((FAIL_STEP + 20))
 loss_fell "$TMP/A-n3.log" "$TMP/A-n3.log" "$FAIL_STEP"
@@ -173,10 +173,10 @@ ok $? "run B (checkfree+): four stages on four hosts train (step 30)"
 kill_stage B 0 "$P0" 1
 ok $? "run B: the killed node of stage 0 is declared dead by its neighbour"
 start_node_ns "$TMP/B-new.log" p 21 auto
-wait_for 30 grep -q "recovery: stage 0 method checkfree+" "$TMP/B-new.log"; rc=$?
-grep -h "chose stage\|recovery:\|replica is of" "$TMP/B-new.log" | sed 's/^/# /'
-[ $rc -eq 0 ] && grep -q "chose stage 0" "$TMP/B-new.log" &&
-    grep -q "recovery: stage 0 method checkfree+ .*embedding replica" "$TMP/B-new.log"
+wait_for 30 has_event "$TMP/B-new.log" recovery stage=0 method=checkfree+; rc=$?
+msgs "$TMP/B-new.log" | grep "chose stage\|recovery:\|replica is of" | sed 's/^/# /'
+[ $rc -eq 0 ] && msgs "$TMP/B-new.log" | grep -q "chose stage 0" &&
+    has_event "$TMP/B-new.log" recovery stage=0 method=checkfree+ replica=embedding
 ok $? "run B: a newcomer on another host rebuilt stage 0 by checkfree+ (blocks, embedding replica)"
 wait_steps 40 "$TMP/B-n3.log" $((FAIL_STEP + 20))
 loss_fell "$TMP/B-n3.log" "$TMP/B-n3.log" "$FAIL_STEP"
