@@ -47,34 +47,45 @@ mode = $RECOVERY
 path = $DATA
 EOT
 "$BUILD/swarmctl" manifest sign --run "$DIR/run.conf" --key "$DIR/k" >/dev/null || exit 1
-"$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' >"$DIR/boot.log" 2>&1 &
+# the nodes log in swarmd's machine format (--log-format json, swarmd(1) OUTPUT)
+"$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' --log-format json \
+    >"$DIR/boot.log" 2>&1 &
 PIDS="$PIDS $!"
+# jfield LOG EVENT FIELD: FIELD of each EVENT object of LOG, one a line
+jfield() {
+    python3 -c 'import json, sys
+for l in open(sys.argv[1], errors="replace"):
+    if not l.startswith("{"): continue
+    try: o = json.loads(l)
+    except ValueError: continue
+    if (o.get("event") or "") == sys.argv[2] and sys.argv[3] in o: print(o[sys.argv[3]])' "$@"
+}
 for _ in $(seq 100); do
-    BOOT=$(sed -n 's/^listening //p' "$DIR/boot.log"); [ -n "$BOOT" ] && break; sleep 0.05
+    BOOT=$(sed -n 's/^{"event":"listening","ep":"\(.*\)"}$/\1/p' "$DIR/boot.log")
+    [ -n "$BOOT" ] && break; sleep 0.05
 done
 NP=""
 for s in 0 1 2 3; do
     OMP_NUM_THREADS=1 "$BUILD/swarmd" join --peer "$BOOT" --stage $s --threads 1 --linger-ms 0 \
-        --device "$DEVICE" \
-        >"$DIR/n$s.log" 2>&1 &
+        --device "$DEVICE" --log-format json >"$DIR/n$s.log" 2>&1 &
     NP="$NP $!"; PIDS="$PIDS $!"
 done
 for p in $NP; do wait $p; done
 # swarm: tokens/s over the steady steps (the first 3 excluded: start-up)
-SW=$(sed -n 's/.*tok\/s:\([0-9]*\).*/\1/p' "$DIR/n3.log" | tail -n +4 |
+SW=$(jfield "$DIR/n3.log" step tok_s | tail -n +4 |
      awk '{ s += 1 / $1; n++ } END { if (n) printf "%.0f", n / s; else print 0 }')
 OMP_NUM_THREADS=${SIMTHREADS#0} "$BUILD/swarmsim" train --preset $PRESET --stages 4 --steps $STEPS \
     --batch 8 --micro 8 --seq-len 128 --warmup 5 --data "$DATA" --threads $SIMTHREADS \
     --sample-tokens 0 --eval-every 0 --out "$DIR/sim" --log-level warn --device "$DEVICE" \
     --recovery "$RECOVERY" >"$DIR/sim.log" 2>&1
-SIM=$(sed -n 's/.*tok\/s:\([0-9]*\).*/\1/p' "$DIR/sim.log" | tail -n +4 |
+SIM=$(sed -n 's/.* tok\/s=\([0-9]*\).*/\1/p' "$DIR/sim.log" | tail -n +4 |
       awk '{ s += 1 / $1; n++ } END { if (n) printf "%.0f", n / s; else print 0 }')
 echo "preset $PRESET, 4 stages, batch 8 x 128 x 8 micro, $STEPS steps, device $DEVICE, recovery $RECOVERY"
-grep -h 'stage 0 of' "$DIR/n0.log" | sed 's/.*info: /node 0: /'
+jfield "$DIR/n0.log" "" msg | grep 'stage 0 of' | sed 's/^/node 0: /'
 echo "swarm (4 processes, 1 thread each): $SW tokens/s"
 echo "swarmsim (1 process, threads ${SIMTHREADS}): $SIM tokens/s"
 awk -v a="$SW" -v b="$SIM" 'BEGIN { if (b > 0) printf "ratio swarm/swarmsim: %.3f\n", a / b }'
-sed -n 's/^s:[0-9]* trl:\([0-9.]*\).*/\1/p' "$DIR/n3.log" >"$DIR/l.swarm"
+jfield "$DIR/n3.log" step loss >"$DIR/l.swarm"
 tail -n +2 "$DIR/sim/train.csv" | cut -d, -f2 >"$DIR/l.sim"
 paste "$DIR/l.swarm" "$DIR/l.sim" | awk '{ d = ($1 - $2) / $2; if (d < 0) d = -d; if (d > m) m = d; n++ }
     END { printf "loss curves: %d steps, largest relative difference swarm/swarmsim %.2g\n", n, m }'

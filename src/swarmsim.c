@@ -9,10 +9,11 @@
  * Every option comes from one table per command (src/config.h), which also
  * prints --help and --dump-config; swarmsim(1) lists the same options.
  *
- * Step lines (stdout) are meant for scripts:
- *   s:12 trl:3.1234 lr:1.00e-03 norm:0.531,0.412 tok/s:12345
- *   s:50 val:2.9876
- * and DIR/train.csv holds the same numbers.
+ * Step lines (stdout) are key=value, for people and simple scripts
+ * (elapsed: seconds since training began, this process's):
+ *   step=12 loss=3.1234 lr=1.00e-03 norm=0.531,0.412 tok/s=12345 elapsed=4.2s
+ *   step=50 val=2.9876
+ * and DIR/train.csv holds the same numbers at full precision.
  */
 #include "sw.h"
 
@@ -922,13 +923,13 @@ cmd_train(int argc, char **argv)
             val = nval > 0 ? (float)(sum / nval) : NAN;
         }
         if (step % o.log_every == 0 || sim.step == o.steps) {
-            printf("s:%d trl:%.4f lr:%.2e norm:", step, loss, lr);
+            printf("step=%d loss=%.4f lr=%.2e norm=", step, loss, lr);
             for (int s = 0; s < o.stages; s++)
                 printf("%s%.3f", s ? "," : "", sim.opts[s].last_norm);
-            printf(" tok/s:%.0f\n", (double)N * o.micro / dt);
+            printf(" tok/s=%.0f elapsed=%.1fs\n", (double)N * o.micro / dt, sw_now_s() - t0);
         }
         if (!isnan(val)) {
-            printf("s:%d val:%.4f\n", step, val);
+            printf("step=%d val=%.4f\n", step, val);
             fprintf(valcsv, "%ld,%d,%.6f,%.6f\n", iter, step, simt / 3600.0, val);
             fflush(valcsv);
             last_val = val;

@@ -127,7 +127,7 @@ train() {
     shift 2
     if bounded "$swarmsim" train --steps 30 --out "$dir" --sample-tokens 0 --eval-every 0 \
         --log-every 10 "$@" >"$dir.train" 2>&1 && [ -s "$dir/model.safetensors" ]; then
-        ok "$name: train 30 steps ($(grep '^s:29 trl' "$dir.train" | cut -d' ' -f2))"
+        ok "$name: train 30 steps ($(grep '^step=29 loss=' "$dir.train" | cut -d' ' -f2))"
         return 0
     fi
     diag "$dir.train"

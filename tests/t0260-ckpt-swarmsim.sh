@@ -11,7 +11,8 @@ SIM_TEST=t0260
 . "${TEST_SRCDIR:-$(dirname "$0")}/sim-lib.sh"
 check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
 common="--preset tiny --data $data --batch 2 --seq-len 32 --micro 2 --eval-every 0 --sample-tokens 0 --warmup 2"
-losses() { sed -n 's/^\(s:[0-9]* trl:[^ ]* lr:[^ ]*\) .*/\1/p' "$1"; }
+# the step lines' step, loss and learning rate (not tok/s and elapsed, which vary)
+losses() { sed -n 's/^\(step=[0-9]* loss=[^ ]* lr=[^ ]*\) .*/\1/p' "$1"; }
 
 # the uninterrupted run, saving every 4 steps, keeping 2
 bounded "$swarmsim" train $common --stages 4 --steps 12 --ckpt-every 4 --ckpt-keep 2 \
