@@ -1,16 +1,22 @@
 #!/bin/sh
-# swarm-demo.sh BUILD_DIR [STEPS] - a swarm on loopback: a bootstrap and one
-# node per stage (4 stages, the "small" model) train on the English fortunes
-# corpus (Debian's fortunes packages: the files of /usr/share/games/fortunes
-# without a dot in their name), while `swarmctl status` is shown every few
-# seconds.  Every process is stopped on exit, Ctrl-C included.
+# swarm-demo.sh BUILD_DIR [STEPS] - a swarm on loopback: a bootstrap, a
+# checkpoint keeper and one node per stage (4 stages, the "small" model)
+# train on the English fortunes corpus (Debian's fortunes packages: the files
+# of /usr/share/games/fortunes without a dot in their name), while `swarmctl
+# status` is shown every few seconds.  It ends with a result: the keeper
+# saves the run's last step, the nodes leave, the last `swarmctl status`
+# shows the run finished, the model is exported in the Hugging Face layout
+# (model.safetensors and config.json) into $DIR/model, DEMO_OUT if set, and
+# `swarmsim sample` prints text from it.  Every process is stopped on exit,
+# Ctrl-C included; the logs stay in $DIR (named at the end).
 #
 # DEMO_KILL=1 in the environment adds a failure: after a third of the steps
 # the node of stage 2 is killed with kill -9; once status shows the run
-# degraded (the stage empty: its node declared dead) a newcomer is started with --stage auto, takes the empty stage and
-# rebuilds it by CheckFree from its neighbours.  The status shown meanwhile
-# has stage 2 empty and the run degraded, then the stage back with its
-# recovery counted (the RECOV column), and the loss goes on.
+# degraded (the stage empty: its node declared dead) a newcomer is started
+# with --stage auto, takes the empty stage and rebuilds it by CheckFree from
+# its neighbours.  The status shown meanwhile has stage 2 empty and the run
+# degraded, then the stage back with its recovery counted (the RECOV
+# column), and the loss goes on.
 set -u
 BUILD=${1:?usage: swarm-demo.sh BUILD_DIR [STEPS]}
 STEPS=${2:-300}
@@ -18,6 +24,9 @@ BUILD=$(cd "$BUILD" && pwd)
 FORTUNES=/usr/share/games/fortunes
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/swarm-demo.XXXXXX")
+OUT=${DEMO_OUT:-$DIR/model}
+# the keeper's checkpoints: three in the run, and always its last step
+EVERY=$(((STEPS + 2) / 3))
 PIDS=""
 cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null; done
@@ -26,6 +35,29 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# the step lines of the nodes' logs, either form: "s:280 trl:2.07 lr:..." or
+# "step=280 loss=2.0710 lr=..." (the last stage's, with the loss), as "STEP LOSS"
+steps() {
+    sed -n -e 's/^s:\([0-9][0-9]*\) trl:\([^ ]*\).*/\1 \2/p' \
+        -e 's/^step=\([0-9][0-9]*\) loss=\([^ ]*\).*/\1 \2/p' "$DIR"/node*.log 2>/dev/null
+}
+# the last step line itself, as the node wrote it
+last_line() {
+    grep -h -E '^(s:[0-9]+ trl:|step=[0-9]+ loss=)' "$DIR"/node*.log 2>/dev/null | tail -n 1
+}
+# alive PID...: 0 when one of them still runs
+alive() {
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done
+    return 1
+}
+# wait_exit SECONDS PID...: until they all exited; 1 when one still runs
+wait_exit() {
+    wait_s=$1
+    shift
+    for _ in $(seq $((wait_s * 10))); do alive "$@" || return 0; sleep 0.1; done
+    return 1
+}
 
 FILES=$(find "$FORTUNES" -maxdepth 1 -type f ! -name '*.*' 2>/dev/null | sort )
 DATA=""
@@ -71,36 +103,52 @@ for _ in $(seq 100); do
 done
 [ -n "$BOOT" ] || { echo "swarm-demo: the bootstrap did not start" >&2; cat "$DIR/boot.log" >&2; exit 1; }
 echo "bootstrap on $BOOT; run manifest $DIR/run.conf"
+"$BUILD/swarmd" keeper --peer "$BOOT" --owner "$OWNER" --dir "$DIR/ckpt" --every "$EVERY" \
+    >"$DIR/keeper.log" 2>&1 &
+KEEPER=$!
+PIDS="$PIDS $KEEPER"
+echo "keeper: a checkpoint every $EVERY steps and the last one into $DIR/ckpt"
+# One node per stage, named (--stage auto chooses from the records the others
+# published, which a busy machine may not have put yet).  The nodes linger
+# after the last step until the keeper has saved it; then they are asked to
+# leave (below).
+NODES=""
 for s in 0 1 2 3; do
-    "$BUILD/swarmd" join --peer "$BOOT" --stage auto --threads 1 --owner "$OWNER" \
-        >"$DIR/node$s.log" 2>&1 &
+    "$BUILD/swarmd" join --peer "$BOOT" --stage $s --threads 1 --owner "$OWNER" \
+        --linger-ms 600000 >"$DIR/node$s.log" 2>&1 &
     PIDS="$PIDS $!"
+    NODES="$NODES $!"
     eval "NODE$s=\$!"
-    sleep 0.7 # let each one publish its DHT record: auto then fills the stages in order
 done
 KILLED=0
 while :; do
     sleep 3
     echo
-    "$BUILD/swarmctl" status --peer "$BOOT"
+    # generous limits: a demo on 2 cores keeps them busy, and a slow answer
+    # should show late rather than as an unknown stage
+    "$BUILD/swarmctl" status --peer "$BOOT" --deadline-ms 2000 --timeout-ms 5000 \
+        >"$DIR/status.txt" 2>&1
     rc=$?
-    grep -h 'trl:' "$DIR"/node*.log | tail -n 1
+    cat "$DIR/status.txt"
+    last_line
+    grep -q '^run .* finished at step' "$DIR/status.txt" && break
+    # shellcheck disable=SC2086
+    if ! alive $NODES; then
+        echo "swarm-demo: every node exited before the run finished" >&2
+        exit 1
+    fi
     if [ "${DEMO_KILL:-0}" = 1 ]; then
-        step=$(grep -h 'trl:' "$DIR"/node*.log | tail -n 1 | sed -n 's/^s:\([0-9]*\) .*/\1/p')
+        step=$(steps | tail -n 1 | cut -d' ' -f1)
         if [ $KILLED -eq 0 ] && [ "${step:-0}" -ge $((STEPS / 3)) ]; then
-            for s in 0 1 2 3; do
-                if grep -q 'chose stage 2 ' "$DIR/node$s.log"; then
-                    eval "victim=\$NODE$s"
-                    kill -9 "$victim"
-                    echo
-                    echo "=== DEMO_KILL: killed the node of stage 2 (pid $victim, node$s.log) with kill -9 after step $step ==="
-                    KILLED=1
-                fi
-            done
+            kill -9 "$NODE2"
+            echo
+            echo "=== DEMO_KILL: killed the node of stage 2 (pid $NODE2, node2.log) with kill -9 after step $step ==="
+            KILLED=1
         elif [ $KILLED -eq 1 ] && [ $rc -eq 1 ]; then
             "$BUILD/swarmd" join --peer "$BOOT" --stage auto --threads 1 --owner "$OWNER" \
-                >"$DIR/node4.log" 2>&1 &
+                --linger-ms 600000 >"$DIR/node4.log" 2>&1 &
             PIDS="$PIDS $!"
+            NODES="$NODES $!"
             echo
             echo "=== DEMO_KILL: stage 2 empty, run degraded; a newcomer joins with --stage auto (node4.log) ==="
             KILLED=2
@@ -110,11 +158,38 @@ while :; do
             KILLED=3
         fi
     fi
-    if grep -q 'run finished' "$DIR"/node*.log 2>/dev/null && [ $rc -ne 2 ]; then
-        n=$(grep -l 'run finished' "$DIR"/node*.log | wc -l)
-        [ "$n" -eq 4 ] && break
-    fi
+done
+
+echo
+echo "=== the run's $STEPS steps are done; the keeper saves the last one ==="
+if ! wait_exit 120 "$KEEPER"; then
+    echo "swarm-demo: the keeper did not save the last step in 2 minutes (keeper.log)" >&2
+    tail -n 5 "$DIR/keeper.log" >&2
+    exit 1
+fi
+grep -h '^checkpoint ' "$DIR/keeper.log"
+# the nodes leave (SIGTERM: a "leaving" record, then exit 0)
+# shellcheck disable=SC2086
+for p in $NODES; do kill -TERM "$p" 2>/dev/null; done
+# shellcheck disable=SC2086
+wait_exit 30 $NODES
+# their records go within 10 s (a "leaving" one at once, when its put lands)
+for _ in $(seq 15); do
+    "$BUILD/swarmctl" status --peer "$BOOT" --deadline-ms 2000 --timeout-ms 5000 2>/dev/null |
+        grep -q '^run .*  0 nodes' && break
+    sleep 1
 done
 echo
+echo "=== the nodes have left; the bootstrap still knows how the run ended ==="
+"$BUILD/swarmctl" status --peer "$BOOT" --deadline-ms 2000 --timeout-ms 5000
+echo
 echo "loss, first and last steps:"
-grep -h 'trl:' "$DIR"/node*.log | sed -n '1p;$p'
+steps | sed -n '1p;$p' | sed 's/^\([0-9]*\) \(.*\)/step \1: loss \2/'
+echo
+"$BUILD/swarmctl" checkpoint export --dir "$DIR/ckpt" --out "$OUT" || exit 1
+echo "model: $OUT (model.safetensors, config.json: Hugging Face LLaMA layout)"
+echo
+echo "=== swarmsim sample --model $OUT/model.safetensors --prompt 'The meaning of life is ' ==="
+"$BUILD/swarmsim" sample --model "$OUT/model.safetensors" --prompt "The meaning of life is " \
+    --tokens 200 --threads 2 || exit 1
+echo
