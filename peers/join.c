@@ -458,6 +458,7 @@ join_start(struct sw_node *n)
     memset(&to, 0, sizeof(to));
     if (parse_stage(n, &to.stage) < 0)
         return SW_EXIT_USAGE;
+    to.movable = to.stage < 0;
     to.dead_ms = n->o.dead_ms;
     to.ban_ms = n->o.ban_ms;
     to.linger_ms = n->o.linger_ms;
@@ -494,6 +495,10 @@ setup(struct join *j)
 {
     int err;
 
+    if (j->have_c) { /* a move (trainer.h, rebalancing): the old stage goes first */
+        sw_compute_release(&j->c);
+        j->have_c = false;
+    }
     if ((err = sw_compute_init(&j->c, &j->n->man, j->t.stage, j->n->o.device, j->n->o.threads,
                                j->n->o.data)) < 0) {
         sw_log(SW_LOG_ERROR, "cannot set up stage %d: %s", j->t.stage, sw_strerror(err));
@@ -574,6 +579,13 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
     OUT("# HELP swarm_node_recoveries_total Times this node rebuilt or copied its stage "
         "into a running run.\n# TYPE swarm_node_recoveries_total counter\n"
         "swarm_node_recoveries_total %llu\n", (unsigned long long)t->recoveries);
+    OUT("# HELP swarm_node_moves_total Times this node left its stage for the bottleneck "
+        "stage (rebalancing).\n# TYPE swarm_node_moves_total counter\n"
+        "swarm_node_moves_total %llu\n", (unsigned long long)t->moves);
+    if (t->balance >= 0)
+        OUT("# HELP swarm_node_balance The swarm's balance as this node computed it last: "
+            "the bottleneck stage's capacity over the mean.\n# TYPE swarm_node_balance gauge\n"
+            "swarm_node_balance %.4f\n", t->balance);
     if (t->rec_method[0]) {
         OUT("# HELP swarm_node_last_recovery_bytes State bytes the last recovery fetched.\n"
             "# TYPE swarm_node_last_recovery_bytes gauge\n"

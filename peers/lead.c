@@ -154,7 +154,7 @@ go(struct sw_trainer *t)
 void
 sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "ok", "hash", NULL};
+    static const char *const keys[] = {"step", "stage", "ok", "hash", NULL};
     struct sw_lead *L = &t->lead;
     uint32_t round = (uint32_t)((tag >> 16) & 0xffffffffu);
     int i = (int)(tag & 0xffff);
@@ -173,8 +173,13 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
     if (status == 0 && trainer_open(t, m, &u, keys)) {
         const uint8_t *h;
         size_t hl = 32;
+        uint64_t stage = (uint64_t)p->stage;
+        if (sw_proto_get(&u.data, "stage") && sw_proto_get_u64(&u.data, "stage", &stage) < 0)
+            stage = UINT64_MAX;
+        /* another stage than the record the round was made from: it moved */
         if (sw_proto_get_u64(&u.data, "step", &step) == 0 &&
-            sw_proto_get_bool(&u.data, "ok", &ok) == 0 && step == L->step)
+            sw_proto_get_bool(&u.data, "ok", &ok) == 0 && step == L->step &&
+            stage == (uint64_t)p->stage)
             p->ok = ok;
         if (sw_proto_get_bin(&u.data, "hash", &h, &hl) == 0) {
             memcpy(p->hash, h, 32);

@@ -47,6 +47,11 @@ static const struct sw_cfg_entry optim_tab[] = {
 static const struct sw_cfg_entry recovery_tab[] = {
     SW_CFG_STR(M, "mode", recovery, "checkfree", "checkfree or checkfree+"),
 };
+static const struct sw_cfg_entry balance_tab[] = {
+    SW_CFG_FLOAT(M, "threshold", balance_threshold, 0.75, 0, 1, "a --stage auto node moves to the bottleneck stage when the balance (the lowest stage capacity over the mean) stays below this (0: never)"),
+    SW_CFG_INT(M, "hold", balance_hold, 10, 0, 86400, "seconds the balance must stay below the threshold before a node moves"),
+    SW_CFG_INT(M, "cooldown", balance_cooldown, 60, 0, 86400, "seconds a node trains on its stage (after joining or moving) before it may move"),
+};
 static const struct sw_cfg_entry ckpt_tab[] = {
     SW_CFG_INT(M, "every", ckpt_every, 0, 0, 100000000, "checkpoint every K steps (0: never); nodes with --ckpt-dir save their share every K steps"),
     SW_CFG_INT(M, "keep", ckpt_keep, 2, 1, 1000, "checkpoints kept, by the keeper and in every node's --ckpt-dir"),
@@ -71,6 +76,7 @@ static const struct section sections[] = {
     {"batch", batch_tab, SW_ARRAY_SIZE(batch_tab)},
     {"optim", optim_tab, SW_ARRAY_SIZE(optim_tab)},
     {"recovery", recovery_tab, SW_ARRAY_SIZE(recovery_tab)},
+    {"balance", balance_tab, SW_ARRAY_SIZE(balance_tab)},
     {"checkpoint", ckpt_tab, SW_ARRAY_SIZE(ckpt_tab)},
     {"data", data_tab, SW_ARRAY_SIZE(data_tab)},
 };

@@ -52,6 +52,10 @@ struct sw_manifest {
     int warmup;
     /* [recovery] */
     char recovery[16];
+    /* [balance]: --stage auto nodes move to the bottleneck stage (trainer.c) */
+    float balance_threshold;     /* move when bottleneck / mean falls below (0: never) */
+    int balance_hold;            /* s the imbalance must last */
+    int balance_cooldown;        /* s a node trains on its stage before it may move */
     /* [checkpoint]: the keeper's defaults and the nodes' local saves (ckptnet.h) */
     int ckpt_every, ckpt_keep;
     char ckpt_dir[1024];

@@ -227,6 +227,57 @@ sw_plan_choose_stage(int S, const int *nodes, const double *cap)
     return best;
 }
 
+double
+sw_plan_balance(int S, const int *nodes, const double *cap, int *bottleneck)
+{
+    double sum = 0;
+    int b = 0;
+
+    for (int s = 0; s < S; s++) {
+        if (nodes[s] == 0 || !(cap[s] > 0) || !isfinite(cap[s])) {
+            if (bottleneck)
+                *bottleneck = s;
+            return 0;
+        }
+        sum += cap[s];
+        if (cap[s] < cap[b])
+            b = s;
+    }
+    if (bottleneck)
+        *bottleneck = b;
+    return S > 0 ? cap[b] / (sum / S) : 1;
+}
+
+int
+sw_plan_rebalance(int S, const int *nodes, const double *cap, int from, double mine,
+                  double threshold, double *balance)
+{
+    int b, donor = -1;
+    double bal = sw_plan_balance(S, nodes, cap, &b), there;
+
+    if (balance)
+        *balance = bal;
+    if (bal <= 0 || bal >= threshold || from < 0 || from >= S || from == b || !(mine > 0))
+        return -1;
+    for (int s = 0; s < S; s++) { /* the most left without one of its mean nodes */
+        double left = cap[s] - cap[s] / nodes[s], best;
+        if (nodes[s] < 2)
+            continue;
+        best = donor < 0 ? 0 : cap[donor] - cap[donor] / nodes[donor];
+        if (donor < 0 || left > best || (left == best && nodes[s] > nodes[donor]))
+            donor = s;
+    }
+    if (donor != from)
+        return -1;
+    /* there it adds the bottleneck's mean node, scaled by how fast it is
+     * among the donor's nodes (stages differ in cost per token) */
+    there = cap[b] / nodes[b] * (mine / (cap[from] / nodes[from]));
+    if (cap[from] - mine < SW_PLAN_MOVE_GAIN * cap[b] ||
+        cap[b] + there < SW_PLAN_MOVE_GAIN * cap[b])
+        return -1;
+    return b;
+}
+
 int
 sw_plan_hop_stage(int S, bool swapped, int h, unsigned *parts)
 {

@@ -95,6 +95,33 @@ void sw_plan_assign(int M, int n, const double *w, int *out);
  */
 int sw_plan_choose_stage(int S, const int *nodes, const double *cap);
 
+/*
+ * Rebalancing (manifest [balance]; trainer.c moves the node).  A stage's
+ * capacity is its nodes' summed tokens/s; the balance of the swarm is the
+ * bottleneck's (the lowest capacity, ties to the lower index) over the mean
+ * stage capacity: 1 when even, 0 when a stage is empty.  The donor is the
+ * stage of at least two nodes that keeps the most capacity without one of
+ * its mean nodes, cap - cap / nodes (ties: more nodes, then the lower
+ * index): every node computes the same donor from the same records.  A node of the donor, of capacity mine, moves to
+ * the bottleneck when the balance is below threshold and both the donor
+ * without it and the bottleneck with it end at or above SW_PLAN_MOVE_GAIN
+ * x the bottleneck's capacity now (hysteresis: a move between two nearly
+ * equal stages would only swap them, and measured capacities jitter).  At
+ * the bottleneck it is counted as that stage's mean node scaled by its
+ * speed among the donor's nodes (mine over the donor's mean), since stages
+ * differ in cost per token: a node twice as fast as its stage's mean
+ * brings twice the bottleneck's mean node.  A
+ * move keeps the sum, so the mean stays; the balance rises unless another
+ * stage ties with the bottleneck (then that one is the next bottleneck).
+ * nodes[S], cap[S]; *balance (may be NULL) gets the balance.  Returns the
+ * stage to move to, or -1 (from is not the donor, no move helps, the
+ * balance is fine, or a stage is empty: recovery's work).
+ */
+#define SW_PLAN_MOVE_GAIN 1.1
+double sw_plan_balance(int S, const int *nodes, const double *cap, int *bottleneck);
+int sw_plan_rebalance(int S, const int *nodes, const double *cap, int from, double mine,
+                      double threshold, double *balance);
+
 /* ---- routes (see above) ---- */
 
 /* Does microbatch m of step take the swapped route (plus: CheckFree+)? */

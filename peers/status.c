@@ -257,8 +257,11 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
             if (!memcmp(sc->recs[j].pk, r.pk, 32))
                 break;
         if (j < sc->n) {
-            if (r.heard_ms > sc->recs[j].heard_ms)
-                sc->recs[j] = r; /* the same key on two stages: keep the newer */
+            /* the same key on two stages (it moved, trainer.h): keep the
+             * newer, by the publisher's version (ages are whole seconds) */
+            if (r.seq > sc->recs[j].seq ||
+                (r.seq == sc->recs[j].seq && r.heard_ms > sc->recs[j].heard_ms))
+                sc->recs[j] = r;
         } else if (sc->n < SW_PROTO_MAX_NODES) {
             sc->recs[sc->n++] = r;
         }

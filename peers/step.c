@@ -237,11 +237,17 @@ sw_step_answer_prepare(struct sw_trainer *t)
     if (!s->prep.pending || trainer_syncing(t) || sw_step_busy(s))
         return;
     ok = trainer_in_run(t) && t->step == s->prep.step;
+    if (t->move_to >= 0 && ok) { /* leaving for another stage (trainer.h): out of the plan */
+        ok = false;
+        t->move_refused = true;
+    }
     s->prep.pending = false;
     sw_body_init(b);
-    msgpack_pack_map(&b->pk, 3);
+    msgpack_pack_map(&b->pk, 4);
     sw_proto_pack_key(&b->pk, "step");
     msgpack_pack_uint64(&b->pk, s->prep.step);
+    sw_proto_pack_key(&b->pk, "stage"); /* the leader's table may be older than a move */
+    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
     sw_proto_pack_key(&b->pk, "ok");
     if (ok)
         msgpack_pack_true(&b->pk);

@@ -363,6 +363,8 @@ sw_trainer_init(struct sw_trainer *t, const uint8_t pk[32], const char *ep,
     t->N = (size_t)t->B * t->T;
     t->stage = o->stage;
     t->last_loss = -1;
+    t->move_to = -1;
+    t->balance = -1;
     t->now = t->phase_ms = now;
     t->phase = SW_PHASE_SCAN;
     /* --stage auto: a short random delay against herding, before the first scan */
@@ -408,6 +410,7 @@ sw_trainer_set_stage(struct sw_trainer *t, const struct sw_stage_ops *ops, void 
         return err;
     t->ops = ops;
     t->model = model;
+    t->stage_ms = t->now;
     if (numel * sizeof(float) > SW_WIRE_MAX_PAYLOAD)
         sw_log(SW_LOG_WARN, "stage %d holds %zu MiB of parameters: replicas of it cannot "
                "exchange gradients in one message", t->stage, numel * sizeof(float) >> 20);
@@ -480,8 +483,13 @@ choose(struct sw_trainer *t, int nwait)
     for (int i = 0; i < t->S && off < sizeof(seen); i++)
         off += (size_t)snprintf(seen + off, sizeof(seen) - off, "%s%d/%.0f", i ? " " : "", cnt[i],
                                 cap[i]);
-    sw_log(SW_LOG_INFO, "stage auto: chose stage %d (%d nodes there, %.0f tokens/s; saw %s)",
-           t->stage, cnt[t->stage], cap[t->stage], seen);
+    {
+        char f[1200], q[1100];
+        snprintf(f, sizeof(f), "\"stage\":%d,\"nodes\":%d,\"capacity\":%.0f,\"saw\":%s", t->stage,
+                 cnt[t->stage], cap[t->stage], sw_json_str(q, sizeof(q), seen));
+        sw_log_event(SW_LOG_INFO, "chose_stage", f, "stage auto: chose stage %d (%d nodes there, "
+                     "%.0f tokens/s; saw %s)", t->stage, cnt[t->stage], cap[t->stage], seen);
+    }
     sw_free(cnt);
     sw_free(cap);
 }
@@ -677,6 +685,179 @@ diverged(struct sw_trainer *t)
     }
 }
 
+/* ---- rebalancing (trainer.h) ---- */
+
+/* The nodes and capacity of each stage as the table tells (cap[S], cnt[S]);
+ * false when a node of the run is not training (a join or a move is under
+ * way: one at a time).  A node that has not measured its capacity yet
+ * counts with the median of the others'. */
+static bool
+stage_capacity(struct sw_trainer *t, int *cnt, double *cap)
+{
+    double known[SW_PROTO_MAX_NODES], med = 0;
+    int nk = 0;
+
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->state == SW_REC_LEAVING || r->state == SW_REC_DONE || trainer_gone(t, r->pk))
+            continue;
+        if (r->state != SW_REC_TRAINING)
+            return false;
+        if (r->cap > 0 && isfinite(r->cap))
+            known[nk++] = r->cap;
+    }
+    for (int i = 1; i < nk; i++) /* insertion sort: at most a few dozen */
+        for (int j = i; j > 0 && known[j] < known[j - 1]; j--) {
+            double x = known[j];
+            known[j] = known[j - 1];
+            known[j - 1] = x;
+        }
+    if (nk)
+        med = known[nk / 2];
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->state != SW_REC_TRAINING || trainer_gone(t, r->pk))
+            continue;
+        cnt[r->stage]++;
+        cap[r->stage] += r->cap > 0 && isfinite(r->cap) ? r->cap : med;
+    }
+    return true;
+}
+
+/* This node's rank among its stage's nodes, highest key first (the order
+ * in which they may move). */
+static int
+move_rank(const struct sw_trainer *t)
+{
+    int rank = 0;
+
+    for (int i = 0; i < t->ndir; i++)
+        if (t->dir[i].stage == t->stage && t->dir[i].state == SW_REC_TRAINING &&
+            memcmp(t->dir[i].pk, t->pk, 32) > 0)
+            rank++;
+    return rank;
+}
+
+/* The stage a move of this node would go to (-1: none) as the table tells
+ * now; seen gets the stages' "nodes/capacity" for the log. */
+static int
+rebalance_target(struct sw_trainer *t, char *seen, size_t len)
+{
+    const struct sw_manifest *m = t->man;
+    int *cnt = sw_calloc((size_t)t->S, sizeof(int)), to = -1;
+    double *cap = sw_calloc((size_t)t->S, sizeof(double)), bal = -1;
+    size_t off = 0;
+
+    if (cnt && cap && stage_capacity(t, cnt, cap)) {
+        double mine = t->cap > 0 ? t->cap : cap[t->stage] / SW_MAX(cnt[t->stage], 1);
+        to = sw_plan_rebalance(t->S, cnt, cap, t->stage, mine, m->balance_threshold, &bal);
+        t->balance = bal;
+        seen[0] = '\0';
+        for (int s = 0; s < t->S && off < len; s++)
+            off += (size_t)snprintf(seen + off, len - off, "%s%d/%.0f", s ? " " : "", cnt[s],
+                                    cap[s]);
+    }
+    sw_free(cnt);
+    sw_free(cap);
+    return to;
+}
+
+/* TRAINING: should this node move (it then drains: READY "not ready")? */
+static void
+rebalance_check(struct sw_trainer *t)
+{
+    const struct sw_manifest *m = t->man;
+    uint64_t wait;
+    char seen[512];
+    int to;
+
+    if (m->balance_threshold <= 0 || t->phase != SW_PHASE_TRAINING || !t->dir_ok ||
+        t->now - t->scan_ok_ms > 2000 || t->run_step >= (uint64_t)m->steps)
+        return;
+    to = rebalance_target(t, seen, sizeof(seen));
+    /* --stage N never moves; nor the leader, nor a node in its cool-down */
+    if (to < 0 || !t->o.movable || sw_lead_is_leader(t) ||
+        t->now - t->stage_ms < (uint64_t)m->balance_cooldown * 1000) {
+        t->imb_ms = 0;
+        return;
+    }
+    if (!t->imb_ms)
+        t->imb_ms = t->now;
+    /* a scan finished after the hold, and the move still helps with it:
+     * another node of the stage that moved meanwhile is seen */
+    wait = (uint64_t)m->balance_hold * 1000 * (1 + (uint64_t)move_rank(t));
+    if (t->now - t->imb_ms < wait || t->scan_ok_ms < t->imb_ms + wait)
+        return;
+    {
+        char f[640], q[560];
+        snprintf(f, sizeof(f), "\"from\":%d,\"to\":%d,\"balance\":%.4f,\"stages\":%s", t->stage,
+                 to, t->balance, sw_json_str(q, sizeof(q), seen));
+        sw_log_event(SW_LOG_INFO, "rebalance", f, "rebalance: balance %.2f below %.2f for %llu s "
+                     "(stages' nodes/tokens per s: %s): leaving stage %d for stage %d once out "
+                     "of the plan", t->balance, (double)m->balance_threshold,
+                     (unsigned long long)((t->now - t->imb_ms) / 1000), seen, t->stage, to);
+    }
+    t->move_to = to;
+    t->move_refused = false;
+}
+
+/* Out of the plan (it answered "not ready" and no step runs): the stage is
+ * given up and the new one chosen; the caller sets it up, SYNC copies it. */
+static void
+move(struct sw_trainer *t)
+{
+    int from = t->stage, err;
+
+    sw_fetch_abandon(&t->fetch);
+    sw_step_release(t);
+    sw_recover_release(t);
+    if ((err = sw_plan_init(&t->st.plan, t->S, t->M)) < 0) {
+        trainer_fail(t, err, "rebalance");
+        return;
+    }
+    sw_free_big(t->snap_buf);
+    sw_free_big(t->rep_buf);
+    t->snap_buf = NULL;
+    t->rep_buf = NULL;
+    t->snap_want = 0;
+    t->snap_have = t->rep_have = false;
+    t->rep_numel = 0;
+    t->ops = NULL;
+    t->model = NULL;
+    t->numel = 0;
+    t->hash[0] = '\0';
+    memset(t->phash, 0, sizeof(t->phash));
+    t->last_loss = -1;
+    t->stage = t->move_to;
+    t->move_to = -1;
+    t->move_refused = false;
+    t->imb_ms = 0;
+    t->moves++;
+    {
+        char f[96];
+        snprintf(f, sizeof(f), "\"from\":%d,\"to\":%d,\"step\":%llu", from, t->stage,
+                 (unsigned long long)t->step);
+        sw_log_event(SW_LOG_INFO, "moved", f, "rebalance: left stage %d at step %llu; stage %d "
+                     "next", from, (unsigned long long)t->step, t->stage);
+    }
+    trainer_set_phase(t, SW_PHASE_CHOOSE);
+}
+
+static void
+rebalance(struct sw_trainer *t)
+{
+    if (t->move_to < 0) {
+        rebalance_check(t);
+        return;
+    }
+    if (t->phase != SW_PHASE_TRAINING) {
+        t->move_to = -1; /* stopping, done, or copying again: stay */
+        return;
+    }
+    if (t->move_refused && !sw_step_busy(&t->st) && !t->st.prep.pending)
+        move(t);
+}
+
 /* LEAVING, STOPPING, DONE: the way out; true when nothing else is to do. */
 static bool
 exit_tick(struct sw_trainer *t, uint64_t *wake)
@@ -719,6 +900,9 @@ sw_trainer_tick(struct sw_trainer *t, uint64_t now)
         t->trained = true;
     finished_elsewhere(t);
     diverged(t);
+    rebalance(t);
+    if (t->phase == SW_PHASE_CHOOSE)
+        return now; /* moved: the caller sets the new stage up */
     sw_step_tick(t);
     if (now - t->pub_ms >= pub_every || rec_state(t) != t->pub_state)
         trainer_announce(t);

@@ -37,6 +37,16 @@
  *             stages finished)
  *   TRAINING  taking part in steps (and leading them, lead.h)
  *   DONE      the run's last step is done; lingering (--linger-ms)
+ *
+ * Rebalancing: a movable node (--stage auto) in TRAINING whose stage is the donor of
+ * a low balance (plan.h, sw_plan_rebalance; manifest [balance]) for hold
+ * seconds, past its cool-down, with every node of the run training (one
+ * move at a time), and not the leader, answers the leader's next PREPARE
+ * "not ready", and once out of the plan gives its stage up: back to CHOOSE
+ * with the bottleneck stage chosen (the caller sets it up, SYNC copies it
+ * from a live node).  Of the donor's nodes the one with the highest key
+ * moves first; the next ones by key only if it did not (a --stage N node
+ * is not movable), each a further hold later.
  *   STOPPING  a signal or a failure: the step in progress is finished first
  *   LEAVING   the "leaving" record is being put
  *   CLOSED    the caller shuts down; exit_code says how
@@ -194,6 +204,7 @@ struct sw_trainer_env {
 
 struct sw_trainer_opts {
     int stage;               /* -1: auto */
+    bool movable;            /* may leave its stage to rebalance (swarmd: --stage auto) */
     int dead_ms, ban_ms;
     int linger_ms;
     bool exit_at_end;
@@ -252,6 +263,14 @@ struct sw_trainer {
     char rec_method[16], rec_from[2 * SW_PROTO_EP_MAX + 8];
     uint64_t rec_bytes;
     double rec_s;
+
+    /* rebalancing (manifest [balance]; --stage auto nodes only) */
+    int move_to;             /* the stage it leaves for once out of the plan (-1: none) */
+    bool move_refused;       /* it answered the leader's PREPARE "not ready" since */
+    uint64_t stage_ms;       /* when this stage was set up (the cool-down) */
+    uint64_t imb_ms;         /* since when a move of this node would help (0: not) */
+    uint64_t moves;
+    double balance;          /* the swarm's, as last computed here (-1: unknown) */
 
     /* the snapshot a keeper asked for (STATE_GET with snap) */
     uint64_t snap_want;      /* take it when step reaches this (0: none) */

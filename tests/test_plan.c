@@ -4,6 +4,7 @@
  */
 #include "sw.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "checkfree.h"
@@ -28,6 +29,61 @@ choose(void)
     tap_ok(sw_plan_choose_stage(4, nodes, cap) == 3, "a tie: the stage with fewer nodes");
     nodes[2] = 1;
     tap_ok(sw_plan_choose_stage(4, nodes, cap) == 2, "a full tie: the lower index");
+}
+
+/* Rebalancing: the balance, the donor, the gain (plan.h). */
+static void
+rebalance(void)
+{
+    int nodes[4] = {3, 2, 1, 2}, b = -1;
+    double cap[4] = {300, 200, 100, 200}, bal = -1;
+
+    tap_ok(fabs(sw_plan_balance(4, nodes, cap, &b) - 0.5) < 1e-12 && b == 2,
+           "balance: the bottleneck over the mean (100 / 200)");
+    tap_ok(sw_plan_rebalance(4, nodes, cap, 0, 100, 0.75, &bal) == 2 && bal == 0.5,
+           "a node of the richest stage moves to the bottleneck");
+    tap_ok(sw_plan_rebalance(4, nodes, cap, 1, 100, 0.75, NULL) == -1 &&
+               sw_plan_rebalance(4, nodes, cap, 2, 100, 0.75, NULL) == -1,
+           "nodes of other stages stay");
+    tap_ok(sw_plan_rebalance(4, nodes, cap, 0, 100, 0.45, NULL) == -1,
+           "no move while the balance is above the threshold");
+    nodes[0] = 2;
+    cap[0] = 200;
+    tap_ok(sw_plan_rebalance(4, nodes, cap, 0, 100, 0.99, NULL) == -1,
+           "no move that only swaps the bottleneck (2,2,1,2 nodes)");
+    cap[0] = 210;
+    cap[2] = 190;
+    nodes[2] = 2;
+    tap_ok(sw_plan_rebalance(4, nodes, cap, 0, 105, 0.99, &bal) == -1 && bal > 0.9,
+           "jitter between even stages moves nothing");
+    nodes[2] = 0;
+    cap[2] = 0;
+    tap_ok(sw_plan_balance(4, nodes, cap, &b) == 0 && b == 2 &&
+               sw_plan_rebalance(4, nodes, cap, 0, 105, 0.99, NULL) == -1,
+           "an empty stage is recovery's work, not a move");
+    nodes[2] = 1;
+    cap[2] = 100;
+    nodes[0] = 1;
+    cap[0] = 400; /* one fast node: not a donor, however rich */
+    tap_ok(sw_plan_rebalance(4, nodes, cap, 0, 400, 0.99, NULL) == -1 &&
+               sw_plan_rebalance(4, nodes, cap, 1, 100, 0.99, NULL) == -1,
+           "a stage of one node gives none, however rich; nor a donor the move leaves too poor");
+    {
+        int n2[4] = {2, 2, 2, 2}, n8[4] = {2, 2, 2, 12};
+        double c2[4] = {170, 180, 330, 100}, c8[4] = {200, 200, 240, 100};
+        tap_ok(sw_plan_rebalance(4, n2, c2, 2, 165, 0.75, NULL) == 3,
+               "stages of unequal cost: a node of the cheap stage moves to the dear one");
+        tap_ok(sw_plan_rebalance(4, n8, c8, 2, 120, 0.75, NULL) == -1,
+               "no move where one more node of the dear stage's speed gains too little");
+    }
+    {   /* seen in t0398: the richest stage of two would be left too poor, the
+         * stage of three slower nodes gives one */
+        int n[4] = {2, 2, 1, 3};
+        double c[4] = {115, 127, 51.5, 103.5};
+        tap_ok(sw_plan_rebalance(4, n, c, 3, 34.5, 0.75, NULL) == 2 &&
+                   sw_plan_rebalance(4, n, c, 1, 63.5, 0.75, NULL) == -1,
+               "the donor keeps the most without one of its mean nodes");
+    }
 }
 
 static void
@@ -146,8 +202,9 @@ routes(void)
 int
 main(void)
 {
-    tap_plan(17);
+    tap_plan(28);
     choose();
+    rebalance();
     assign();
     plans();
     routes();

@@ -125,13 +125,14 @@ struct scenario {
     bool plus, reorder;
     double delay_ms, jitter, rate, loss, cost_ms; /* rate: bytes per ms */
     int dead_ms;
+    bool balance;            /* [balance] on, short hold and cool-down; imbalanced, movable */
     char what[512];
 };
 
 /* What the scenarios did (figures for the log). */
 struct stats {
     uint64_t events, updates, recoveries[4], kills, newcomers, partials, stopped_lost, sim_ms;
-    uint64_t stale_ready;
+    uint64_t stale_ready, moves, balance_runs;
 };
 
 struct sim {
@@ -487,6 +488,7 @@ node_add(struct sim *s, int stage, const uint8_t *pk)
                                      env_stepped, NULL,      NULL};
     memset(&o, 0, sizeof(o));
     o.stage = stage;
+    o.movable = stage < 0 || s->sc.balance; /* as if it had chosen its stage by auto */
     o.dead_ms = s->sc.dead_ms;
     o.ban_ms = 60000;
     o.linger_ms = 200;
@@ -520,6 +522,11 @@ static void
 after(struct sim *s, struct simnode *n, uint64_t wake)
 {
     if (n->alive && !n->closed && sw_trainer_wants_stage(&n->t)) {
+        if (n->have_stub) { /* a move: the old stage goes first */
+            sw_stub_release(&n->stub);
+            n->have_stub = false;
+            n->installs = 0;
+        }
         if (sw_stub_init(&n->stub, &s->man, n->t.stage, s->sc.cost_ms, &n->clock, &s->lineages) <
                 0 ||
             sw_trainer_set_stage(&n->t, &sw_stub_ops, &n->stub, n->stub.P) < 0) {
@@ -934,9 +941,11 @@ manifest(struct sim *s)
                      "[run]\nname = sim\nstages = %d\nsteps = %d\nseed = %llu\n\n"
                      "[model]\npreset = tiny\nd_model = 8\nn_heads = 2\nn_kv_heads = 2\n"
                      "n_layers = %d\nffn_hidden = 16\nvocab_size = 256\n\n"
-                     "[batch]\nsize = 1\nmicro = %d\nseq_len = 4\n\n[recovery]\nmode = %s\n",
+                     "[batch]\nsize = 1\nmicro = %d\nseq_len = 4\n\n[recovery]\nmode = %s\n"
+                     "%s",
                      s->sc.S, s->sc.steps, (unsigned long long)s->sc.seed, s->sc.S * 2, s->sc.M,
-                     s->sc.plus ? "checkfree+" : "checkfree");
+                     s->sc.plus ? "checkfree+" : "checkfree",
+                     s->sc.balance ? "\n[balance]\nthreshold = 0.75\nhold = 1\ncooldown = 2\n" : "");
 
     if (sw_manifest_parse(&s->man, "sim", text, (size_t)n, why, sizeof(why)) < 0) {
         fail(s, "manifest: %s", why);
@@ -970,8 +979,20 @@ draw_scenario(struct sim *s, uint64_t seed)
     c->dead_ms = 3000;
     if (harsh)
         c->loss = (double)(draw(s) % 3) * 0.005;
-    snprintf(c->what, sizeof(c->what), "S=%d%s M=%d steps=%d reps=", c->S,
-             c->plus ? " checkfree+" : "", c->M, c->steps);
+    /* a quarter of the seeds rebalance: a rich stage of three movable
+     * nodes, a longer run (drawn apart from s->rng: the other scenarios,
+     * the pinned seeds' too, stay what they were) */
+    {
+        uint64_t b = seed ^ 0x5bd1e9955bd1e995ull;
+        b = sw_splitmix64(&b);
+        if (b % 4 == 0) {
+            c->balance = true;
+            c->reps[(b >> 8) % (uint64_t)c->S] = 3;
+            c->steps += 40;
+        }
+    }
+    snprintf(c->what, sizeof(c->what), "S=%d%s M=%d steps=%d%s reps=", c->S,
+             c->plus ? " checkfree+" : "", c->M, c->steps, c->balance ? " balance" : "");
     for (int st = 0; st < c->S; st++)
         snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what), "%d", c->reps[st]);
     snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what),
@@ -1103,8 +1124,11 @@ finish(struct sim *s)
 static void
 sim_release(struct sim *s)
 {
-    for (int i = 0; i < s->nnode; i++)
+    for (int i = 0; i < s->nnode; i++) {
         s->st.stale_ready += s->node[i].t.lead.stale_ready;
+        s->st.moves += s->node[i].t.moves;
+    }
+    s->st.balance_runs += s->sc.balance;
     for (int i = 0; i < s->nnode; i++) {
         sw_trainer_release(&s->node[i].t);
         if (s->node[i].have_stub)
@@ -1215,8 +1239,11 @@ out:
         out_stats->sim_ms += s->now - T0;
     }
     sim_release(s);
-    if (out_stats)
+    if (out_stats) {
         out_stats->stale_ready += s->st.stale_ready;
+        out_stats->moves += s->st.moves;
+        out_stats->balance_runs += s->st.balance_runs;
+    }
     return s->failed ? -1 : 0;
 }
 
@@ -1312,13 +1339,15 @@ main(int argc, char **argv)
     tap_diag("%d scenarios from seed %llu: %llu events, %.0f s simulated, %llu updates, "
              "%llu kills, %llu newcomers; recoveries: %llu copies, %llu checkfree, %llu "
              "checkfree+; %llu runs stopped (lost for good); %llu updates without a gone "
-             "replica's share; %llu late READYs of an earlier round dropped",
+             "replica's share; %llu late READYs of an earlier round dropped; %llu moves "
+             "in %llu rebalancing scenarios",
              runs, (unsigned long long)first, (unsigned long long)stats.events,
              stats.sim_ms / 1000.0, (unsigned long long)stats.updates,
              (unsigned long long)stats.kills, (unsigned long long)stats.newcomers,
              (unsigned long long)stats.recoveries[1], (unsigned long long)stats.recoveries[2],
              (unsigned long long)stats.recoveries[3], (unsigned long long)stats.stopped_lost,
-             (unsigned long long)stats.partials, (unsigned long long)stats.stale_ready);
+             (unsigned long long)stats.partials, (unsigned long long)stats.stale_ready,
+             (unsigned long long)stats.moves, (unsigned long long)stats.balance_runs);
     tap_ok(failed == 0, "%d seeded scenarios kept the invariants (%d failed; replay one with "
            "--seed N --verbose)", runs, failed);
     if (with_pinned) {
