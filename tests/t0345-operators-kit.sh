@@ -10,7 +10,7 @@
 # key is refused with exit status 2 naming FILE:LINE.  The systemd unit runs
 # swarmd join --config and does not restart on exit 2 or 3.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
-echo "1..8"
+echo "1..9"
 SRC=${TEST_SRCDIR:-$(dirname "$0")}
 KIT=$SRC/../contrib
 CHECK="$PY $SRC/check_grafana.py"
@@ -23,6 +23,26 @@ printf 'peer = tcp://127.0.0.1:1\n\n[join]\nthreads = 1\ntreads = 2\n' >"$TMP/ba
 diag_file "$TMP/bad.log" 2
 [ $rc -eq 2 ] && grep -q "bad.conf:5: unknown key 'treads'" "$TMP/bad.log"
 ok $? "swarmd join --config refuses an unknown key with exit 2 and FILE:LINE"
+
+# swarmd.conf(5) lists the keys of each command: its options but --config
+for cmd in bootstrap join keeper; do
+    "$SWARMD" $cmd --help | sed -n 's/^  --\([a-z-]*\).*/\1/p' | grep -vx config >"$TMP/keys-$cmd"
+done
+"$PY" - "$SRC/../man/swarmd.conf.5" "$TMP" <<'EOT'
+import re, sys
+man = open(sys.argv[1]).read()
+bad = 0
+for cmd in ("bootstrap", "join", "keeper"):
+    m = re.search(r"^\.Ss \\&\[%s\\&\]\n((?:\.Cm .*\n)+)" % cmd, man, re.M)
+    listed = set(re.findall(r"[a-z][a-z-]*", m.group(1).replace(".Cm", ""))) if m else set()
+    opts = set(open("%s/keys-%s" % (sys.argv[2], cmd)).read().split())
+    if not opts or opts != listed:
+        print("# [%s]: options not in swarmd.conf(5): %s; listed but no option: %s"
+              % (cmd, sorted(opts - listed), sorted(listed - opts)))
+        bad = 1
+sys.exit(bad)
+EOT
+ok $? "swarmd.conf(5) lists each command's options as its keys"
 
 unit=$KIT/systemd/swarmd@.service
 grep -q '^ExecStart=.*/swarmd join --config /etc/swarm/%i\.conf$' "$unit" &&
