@@ -8,12 +8,15 @@
 # newcomers joining with --stage auto between the calls.  Prints the median
 # and the largest latency of each phase and the command that measured them,
 # and the exit statuses seen.  Extra arguments go to every status call (for
-# example --timeout-ms 2000).  Not part of make check: it measures time.
+# example --deadline-ms 1000); SWARMCTL=PATH measures another swarmctl (an
+# older build, say) against the same swarmd.  Not part of make check: it
+# measures time.
 set -u
 BUILD=$(cd "${1:?usage: status_bench.sh BUILD_DIR [CALLS] [STATUS OPTIONS...]}" && pwd)
 CALLS=${2:-12}
 shift
 [ $# -gt 0 ] && shift
+CTL=${SWARMCTL:-$BUILD/swarmctl}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/status-bench.XXXXXX")
 PIDS=""
@@ -57,7 +60,7 @@ ms() { date +%s%3N; }
 # count of unknown stages (no answer by the deadline) appended to $FILE
 measure() {
     t0=$(ms)
-    "$BUILD/swarmctl" status --peer "$BOOT" "$@" >"$DIR/last.txt" 2>&1
+    "$CTL" status --peer "$BOOT" "$@" >"$DIR/last.txt" 2>&1
     rc=$?
     t1=$(ms)
     unk=$(sed -n 's/^\([0-9]*\) stages* unknown:.*/\1/p' "$DIR/last.txt")
@@ -100,7 +103,7 @@ while [ $i -lt "$CALLS" ]; do
     i=$((i + 1))
     sleep 0.3
 done
-echo "# command: swarmctl status --peer $BOOT $*  (bootstrap + 6 tiny-model nodes on loopback)"
+echo "# command: $CTL status --peer $BOOT $*  (bootstrap + 6 tiny-model nodes on loopback)"
 summary quiet "$DIR/quiet.txt"
 summary churn "$DIR/churn.txt"
 echo "# last status under churn:"

@@ -86,7 +86,9 @@ struct client {
     uv_check_t check;     /* starts the gets once the DHT has a contact */
     uv_timer_t deadline;
     bool have_check, have_deadline;
-    bool joined, join_failed, scanning, scanned, end_pending;
+    const char *eps[2];   /* the DHT's entry points: the bootstrap's and the peer's */
+    size_t neps;
+    bool scanning, scanned, end_pending;
     struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
     int nrec;
     uint64_t run_step;
@@ -129,31 +131,32 @@ on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m
     }
 }
 
-/* The DHT read is over when the scan and the end get ended, or nobody answered the join. */
+/* The DHT read is over when the scan and the end get ended. */
 static void
 dir_check_done(struct client *c)
 {
-    if ((c->scanned && !c->end_pending) || (c->join_failed && !c->scanning))
+    if (c->scanned && !c->end_pending)
         c->done = true;
 }
 
+/* Nobody answered the join (a busy machine): ask again until the deadline. */
 static void
 on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
           const struct sw_dht_lookup_info *info)
 {
     struct client *c = arg;
+    int err;
 
     (void)nodes;
     (void)n;
     (void)info;
-    if (status == -SW_ECANCELED)
+    if (status == -SW_ECANCELED || status == 0 || c->scanning || c->scanned)
         return;
-    c->joined = true;
-    /* nobody answered: no contact, so no get can have started (on_check) */
-    c->join_failed = status < 0 && !c->scanning;
-    if (c->join_failed)
-        c->status = status;
-    dir_check_done(c);
+    if ((err = sw_dhtnode_bootstrap(c->dht, c->eps, c->neps, on_joined, c)) < 0) {
+        c->status = err;
+        c->scanned = true; /* every stage unknown */
+        c->done = true;
+    }
 }
 
 static void
@@ -200,8 +203,7 @@ on_check(uv_check_t *h)
     uint8_t key[32];
     int err;
 
-    if (c->scanning || c->scanned || c->join_failed ||
-        !sw_dht_count_contacts(sw_dhtnode_dht(c->dht)))
+    if (c->scanning || c->scanned || !sw_dht_count_contacts(sw_dhtnode_dht(c->dht)))
         return;
     uv_check_stop(h);
     if ((err = sw_status_scan_start(&c->scan, on_scan, c)) < 0) {
@@ -222,12 +224,9 @@ on_deadline(uv_timer_t *h)
     struct client *c = h->data;
 
     c->end_pending = false;
-    if (c->scanning) {
+    if (c->scanning)
         sw_status_scan_cut(&c->scan); /* calls on_scan */
-    } else if (!c->scanned) {
-        c->status = -SW_ETIMEDOUT; /* no contact answered in time */
-        c->join_failed = true;
-    }
+    c->scanned = true; /* no DHT node answered in time: every stage unknown */
     c->done = true;
 }
 
@@ -286,8 +285,6 @@ client_open(struct client *c, const struct opts *o)
 static int
 client_dir(struct client *c, const struct opts *o)
 {
-    const char *eps[2] = {c->boot[0] ? c->boot : c->ep, c->ep};
-    size_t n = c->boot[0] && strcmp(c->boot, c->ep) ? 2 : 1;
     struct sw_dht_params p;
     int err;
 
@@ -304,7 +301,10 @@ client_dir(struct client *c, const struct opts *o)
     c->have_check = c->have_deadline = true;
     uv_check_start(&c->check, on_check);
     uv_timer_start(&c->deadline, on_deadline, (uint64_t)o->deadline_ms, 0);
-    if ((err = sw_dhtnode_bootstrap(c->dht, eps, n, on_joined, c)) < 0)
+    c->eps[0] = c->boot[0] ? c->boot : c->ep;
+    c->eps[1] = c->ep;
+    c->neps = c->boot[0] && strcmp(c->boot, c->ep) ? 2 : 1;
+    if ((err = sw_dhtnode_bootstrap(c->dht, c->eps, c->neps, on_joined, c)) < 0)
         return err;
     err = wait_done(c);
     uv_timer_stop(&c->deadline);
