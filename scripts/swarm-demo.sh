@@ -99,7 +99,7 @@ OWNER=$("$BUILD/swarmctl" key --key "$DIR/owner")
 PIDS="$PIDS $!"
 BOOT=""
 for _ in $(seq 100); do
-    BOOT=$(sed -n 's/^listening //p' "$DIR/boot.log"); [ -n "$BOOT" ] && break; sleep 0.05
+    BOOT=$(sed -n 's/^listening //p' "$DIR/boot.log" 2>/dev/null); [ -n "$BOOT" ] && break; sleep 0.05
 done
 [ -n "$BOOT" ] || { echo "swarm-demo: the bootstrap did not start" >&2; cat "$DIR/boot.log" >&2; exit 1; }
 echo "bootstrap on $BOOT; run manifest $DIR/run.conf"
