@@ -176,10 +176,12 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
         uint64_t stage = (uint64_t)p->stage;
         if (sw_proto_get(&u.data, "stage") && sw_proto_get_u64(&u.data, "stage", &stage) < 0)
             stage = UINT64_MAX;
-        /* another stage than the record the round was made from: it moved */
+        /* another stage than the record the round was made from: it moved
+         * since (rebalancing, trainer.h), and serves the stage it names */
+        if (stage < (uint64_t)t->S)
+            p->stage = (int)stage;
         if (sw_proto_get_u64(&u.data, "step", &step) == 0 &&
-            sw_proto_get_bool(&u.data, "ok", &ok) == 0 && step == L->step &&
-            stage == (uint64_t)p->stage)
+            sw_proto_get_bool(&u.data, "ok", &ok) == 0 && step == L->step && stage < (uint64_t)t->S)
             p->ok = ok;
         if (sw_proto_get_bin(&u.data, "hash", &h, &hl) == 0) {
             memcpy(p->hash, h, 32);
@@ -445,18 +447,26 @@ inherit(struct sw_trainer *t)
 /*
  * A stage-0 node JOINING (its state a copy) does not lead; but when no
  * other stage-0 node trains any more (its source died), it must: it is in
- * step with the run unless a node of the run went past it (then it copies
- * again, or rebuilds the stage: recover.h).
+ * step with the run when the dead leader planned it in the running step,
+ * or, idle, unless a node of the run went past it (then it copies again, or
+ * rebuilds the stage: recover.h).
  */
 static void
 joining_alone(struct sw_trainer *t)
 {
-    if (t->phase != SW_PHASE_JOINING || t->stage != 0 || sw_step_busy(&t->st))
+    if (t->phase != SW_PHASE_JOINING || t->stage != 0 ||
+        (sw_step_busy(&t->st) && t->st.phase < SW_STEP_RUNNING))
         return;
     for (int i = 0; i < t->ndir; i++)
         if (t->dir[i].stage == 0 && t->dir[i].state == SW_REC_TRAINING &&
             memcmp(t->dir[i].pk, t->pk, 32) && !trainer_gone(t, t->dir[i].pk))
             return;
+    if (sw_step_busy(&t->st)) {
+        /* planned in the running step by the leader that died: in step
+         * with the run, it may take the step over (inherit) */
+        trainer_set_phase(t, SW_PHASE_TRAINING);
+        return;
+    }
     if (run_ahead(t)) {
         sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu), the last other node of "
                "stage 0 gone: recovering the stage again", (unsigned long long)t->step,

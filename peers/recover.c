@@ -677,6 +677,17 @@ sync_tick(struct sw_trainer *t)
             (!src || r->step > src->step))
             src = r;
     }
+    if (src && t->move_wait && !t->st.prep.pending &&
+        t->now - t->phase_ms < (uint64_t)t->o.dead_ms) {
+        /* it just moved (trainer.h): the run is in a step it left, and a
+         * copy made now would be of the state before that step's update,
+         * behind the run at once.  The leader's next PREPARE waits for
+         * this node's READY with the sources idle after the step: copy then
+         * (or after the dead time, whichever comes first) */
+        t->rc.retry_ms = t->now + 50;
+        return;
+    }
+    t->move_wait = false;
     if (src) {
         copy_start(t, src);
     } else if (t->o.from_ckpt && !t->rc.restore_tried) {
@@ -685,8 +696,9 @@ sync_tick(struct sw_trainer *t)
         restore_tick(t);
     } else if (t->run_step == 0 && !t->recoveries) {
         seed_init(t);
-    } else if (t->run_step > t->step) {
-        /* a newcomer, or a node the run left behind, with no live node of
+    } else if (t->run_step > t->step || t->moved_from >= 0) {
+        /* a newcomer, a node the run left behind, or one that moved to a
+         * stage whose nodes died meanwhile (trainer.h), with no live node of
          * its stage to copy: what is left of the stage is rebuilt */
         rebuild_tick(t);
     } else {

@@ -13,7 +13,7 @@
 
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
                                        "tps", "cap", "loss", "norm", "hash", "rec",
-                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", NULL};
+                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv", NULL};
 
 const char *
 sw_status_state_name(int state)
@@ -68,7 +68,7 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
 {
     bool rec = r->rec_method[0] != '\0';
 
-    msgpack_pack_map(pk, rec ? 17 : 13);
+    msgpack_pack_map(pk, (rec ? 17 : 13) + (r->moving > 0));
     sw_proto_pack_key(pk, "ver");
     msgpack_pack_uint32(pk, SW_STATUS_REC_VERSION);
     sw_proto_pack_key(pk, "ep");
@@ -104,6 +104,10 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
         msgpack_pack_uint64(pk, r->rec_bytes);
         sw_proto_pack_key(pk, "rec_ms");
         msgpack_pack_uint64(pk, r->rec_ms);
+    }
+    if (r->moving > 0) {
+        sw_proto_pack_key(pk, "mv");
+        msgpack_pack_uint32(pk, (uint32_t)(r->moving - 1));
     }
 }
 
@@ -142,6 +146,14 @@ sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint
             sw_proto_get_u64(o, "rec_ms", &r->rec_ms) < 0)
             return -SW_EMSG;
     }
+    r->moving = 0;
+    if (sw_proto_get(o, "mv")) {
+        if (sw_proto_get_u64(o, "mv", &u) < 0 || u >= (uint64_t)S)
+            return -SW_EMSG;
+        r->moving = (int)u + 1;
+    }
+    if (sw_proto_get_u64(o, "rec", &u) < 0)
+        return -SW_EMSG;
     snprintf(r->hash, sizeof(r->hash), "%.16s", hash);
     r->stage = (int)stage;
     r->state = (int)state;

@@ -21,6 +21,8 @@
  *   copy, checkpoint), rec_from str (the sources, comma-separated endpoints
  *   or a checkpoint's name, < SW_STATUS_REC_FROM_MAX), rec_bytes uint
  *   (bytes received), rec_ms uint (duration)
+ * and, while the node is about to leave its stage for another (rebalancing,
+ * trainer.h): mv uint (that stage).
  * Strings are printable ASCII without spaces, as sw_proto_str() checks;
  * sw_status_rec_set_recovery() cuts and cleans what a node fills in, so
  * that its own record always reads back.  Unknown keys are refused.
@@ -52,6 +54,7 @@ struct sw_peer_rec {
     char rec_method[SW_STATUS_REC_METHOD_MAX];
     char rec_from[SW_STATUS_REC_FROM_MAX];
     uint64_t rec_bytes, rec_ms;
+    int moving;         /* 1 + the stage it leaves for once out of the plan (0: none; "mv") */
     uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */

@@ -260,6 +260,7 @@ sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r)
     r->norm = t->last_norm;
     snprintf(r->hash, sizeof(r->hash), "%s", t->hash);
     r->recoveries = t->recoveries;
+    r->moving = t->move_to >= 0 ? t->move_to + 1 : 0;
     sw_status_rec_set_recovery(r, t->rec_method, t->rec_from, t->rec_bytes, t->rec_s);
 }
 
@@ -363,7 +364,7 @@ sw_trainer_init(struct sw_trainer *t, const uint8_t pk[32], const char *ep,
     t->N = (size_t)t->B * t->T;
     t->stage = o->stage;
     t->last_loss = -1;
-    t->move_to = -1;
+    t->move_to = t->moved_from = -1;
     t->balance = -1;
     t->now = t->phase_ms = now;
     t->phase = SW_PHASE_SCAN;
@@ -688,8 +689,8 @@ diverged(struct sw_trainer *t)
 /* ---- rebalancing (trainer.h) ---- */
 
 /* The nodes and capacity of each stage as the table tells (cap[S], cnt[S]);
- * false when a node of the run is not training (a join or a move is under
- * way: one at a time).  A node that has not measured its capacity yet
+ * false when a node of the run is not training, or is about to move (a join
+ * or a move is under way: one at a time).  A node that has not measured its capacity yet
  * counts with the median of the others'. */
 static bool
 stage_capacity(struct sw_trainer *t, int *cnt, double *cap)
@@ -701,7 +702,7 @@ stage_capacity(struct sw_trainer *t, int *cnt, double *cap)
         const struct sw_peer_rec *r = &t->dir[i];
         if (r->state == SW_REC_LEAVING || r->state == SW_REC_DONE || trainer_gone(t, r->pk))
             continue;
-        if (r->state != SW_REC_TRAINING)
+        if (r->state != SW_REC_TRAINING || (r->moving && memcmp(r->pk, t->pk, 32)))
             return false;
         if (r->cap > 0 && isfinite(r->cap))
             known[nk++] = r->cap;
@@ -799,6 +800,7 @@ rebalance_check(struct sw_trainer *t)
     }
     t->move_to = to;
     t->move_refused = false;
+    trainer_announce(t); /* "mv": no other node starts a move meanwhile */
 }
 
 /* Out of the plan (it answered "not ready" and no step runs): the stage is
@@ -808,6 +810,7 @@ move(struct sw_trainer *t)
 {
     int from = t->stage, err;
 
+    t->moved_from = from;
     sw_fetch_abandon(&t->fetch);
     sw_step_release(t);
     sw_recover_release(t);
@@ -831,6 +834,7 @@ move(struct sw_trainer *t)
     t->stage = t->move_to;
     t->move_to = -1;
     t->move_refused = false;
+    t->move_wait = true;
     t->imb_ms = 0;
     t->moves++;
     {
@@ -846,6 +850,8 @@ move(struct sw_trainer *t)
 static void
 rebalance(struct sw_trainer *t)
 {
+    if (trainer_in_run(t))
+        t->moved_from = -1; /* settled on its stage */
     if (t->move_to < 0) {
         rebalance_check(t);
         return;
@@ -854,8 +860,22 @@ rebalance(struct sw_trainer *t)
         t->move_to = -1; /* stopping, done, or copying again: stay */
         return;
     }
-    if (t->move_refused && !sw_step_busy(&t->st) && !t->st.prep.pending)
-        move(t);
+    if (!t->move_refused || sw_step_busy(&t->st) || t->st.prep.pending)
+        return;
+    /* out of the plan: does the move still help?  (a node died meanwhile,
+     * the target may have no node left to copy from) */
+    {
+        char seen[512];
+        if (rebalance_target(t, seen, sizeof(seen)) != t->move_to) {
+            sw_log(SW_LOG_INFO, "rebalance: staying on stage %d: the move to stage %d no longer "
+                   "helps (stages' nodes/tokens per s: %s)", t->stage, t->move_to, seen);
+            t->move_to = -1;
+            t->imb_ms = 0;
+            trainer_announce(t); /* no "mv" any more */
+            return;
+        }
+    }
+    move(t);
 }
 
 /* LEAVING, STOPPING, DONE: the way out; true when nothing else is to do. */

@@ -267,6 +267,9 @@ struct sw_trainer {
     /* rebalancing (manifest [balance]; --stage auto nodes only) */
     int move_to;             /* the stage it leaves for once out of the plan (-1: none) */
     bool move_refused;       /* it answered the leader's PREPARE "not ready" since */
+    bool move_wait;          /* moved: SYNC copies once the leader prepares the next step */
+    int moved_from;          /* moved from this stage, not yet in the run on the new one (-1):
+                                with nobody left to copy, it rebuilds the new one */
     uint64_t stage_ms;       /* when this stage was set up (the cool-down) */
     uint64_t imb_ms;         /* since when a move of this node would help (0: not) */
     uint64_t moves;

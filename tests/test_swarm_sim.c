@@ -1286,6 +1286,8 @@ static const struct {
             "microbatch its partner had run, counted twice"},
     {37449, "a rebuilt stage 0 that took the lost leader's step over planned two states of "
             "one stage"},
+    {3940, "a node that moved to stage 0 was planned in its source's step; the source (the "
+           "leader) died in it, and a joining node never took the step over: a stall"},
 };
 
 static void
