@@ -77,7 +77,7 @@ tests_test_peers_foreign_LDADD = $(sw_peers_ldadd)
 tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c
 tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)
-EXTRA_DIST += bench/recovery_bench.sh
+EXTRA_DIST += bench/recovery_bench.sh bench/rebalance_bench.sh
 
 # swarmd --config FILE (peers/cfgfile.h), swarmd.conf(5); the operators' kit
 # in contrib/ (a Grafana dashboard over the metrics, a systemd unit), which

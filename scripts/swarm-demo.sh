@@ -36,15 +36,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# the step lines of the nodes' logs, either form: "s:280 trl:2.07 lr:..." or
-# "step=280 loss=2.0710 lr=..." (the last stage's, with the loss), as "STEP LOSS"
+# the last stage's step lines ("step=280 loss=2.0710 lr=...", swarmd(1)
+# OUTPUT), as "STEP LOSS"
 steps() {
-    sed -n -e 's/^s:\([0-9][0-9]*\) trl:\([^ ]*\).*/\1 \2/p' \
-        -e 's/^step=\([0-9][0-9]*\) loss=\([^ ]*\).*/\1 \2/p' "$DIR"/node*.log 2>/dev/null
+    sed -n -e 's/^step=\([0-9][0-9]*\) loss=\([^ ]*\).*/\1 \2/p' "$DIR"/node*.log 2>/dev/null
 }
 # the last step line itself, as the node wrote it
 last_line() {
-    grep -h -E '^(s:[0-9]+ trl:|step=[0-9]+ loss=)' "$DIR"/node*.log 2>/dev/null | tail -n 1
+    grep -h -E '^step=[0-9]+ loss=' "$DIR"/node*.log 2>/dev/null | tail -n 1
 }
 # alive PID...: 0 when one of them still runs
 alive() {
