@@ -280,7 +280,7 @@ save_done(uv_work_t *w, int status)
            (unsigned long long)bytes, c->block_s * 1000, c->write_s * 1000, c->dir);
     snprintf(f, sizeof(f), "\"step\":%d,\"stage\":%d,\"tensors\":%d,\"of\":%d,\"bytes\":%llu",
              c->run.step, c->stage, mine, nt, (unsigned long long)bytes);
-    sw_log_out("ckpt_local", f, "ckpt-local step:%d stage:%d tensors:%d/%d bytes:%llu",
+    sw_log_out("ckpt_local", f, "ckpt-local step=%d stage=%d tensors=%d/%d bytes=%llu",
                c->run.step, c->stage, mine, nt, (unsigned long long)bytes);
 }
 

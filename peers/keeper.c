@@ -220,7 +220,7 @@ keeper_commit(struct keeper *k)
         snprintf(f, sizeof(f), "\"step\":%llu,\"bytes\":%llu,\"pull_ms\":%.0f,\"write_ms\":%.0f",
                  (unsigned long long)k->target, (unsigned long long)bytes, pull_s * 1000,
                  write_s * 1000);
-        sw_log_out("checkpoint", f, "checkpoint step:%llu bytes:%llu pull_ms:%.0f write_ms:%.0f",
+        sw_log_out("checkpoint", f, "checkpoint step=%llu bytes=%llu pull_ms=%.0f write_ms=%.0f",
                    (unsigned long long)k->target, (unsigned long long)bytes, pull_s * 1000,
                    write_s * 1000);
     }
