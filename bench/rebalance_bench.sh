@@ -66,33 +66,10 @@ elapsed() { sed -n 's/.*"elapsed_s":\([0-9.]*\).*/\1/p' "$1" | tail -n 1; }
 one_run() { # one_run THRESHOLD TAG: prints "before after moves"
     local th=$1 tag=$2 x v victims t0 moves
     # the demo's model and batch: compute, not messages, sets the pace
-    cat >"$TMP/$tag.conf" <<EOT
-[run]
-name = rebalance-bench
-stages = 4
-steps = 1000000
-seed = 1337
-
-[model]
-preset = small
-
-[batch]
-size = 8
-micro = 4
-seq_len = 128
-
-[optim]
-lr = 3e-3
-warmup = 20
-
-[data]
-path = $DATA
-
-[balance]
+    M_PRESET=small M_BATCH=8 M_SEQ_LEN=128 write_manifest "$TMP/$tag.conf" 1000000 4 "[balance]
 threshold = $th
 hold = 2
-cooldown = 6
-EOT
+cooldown = 6"
     sign_manifest "$TMP/$tag.conf"
     start_boot "$TMP/$tag.conf"
     start_swarm "$tag" 0 1 2 3

@@ -110,7 +110,9 @@ start_bg() { # start_bg LOG CMD...: run in the background, remember the pid
     LAST_PID=$!
 }
 
-# write_manifest FILE STEPS STAGES [extra ini lines]
+# write_manifest FILE STEPS STAGES [extra ini lines]: the tests' run (preset
+# tiny, 4 microbatches of 4 x 32 tokens; M_PRESET, M_BATCH, M_SEQ_LEN change
+# the model preset, the sequences and the tokens of a microbatch)
 write_manifest() {
     cat >"$1" <<EOT
 [run]
@@ -120,12 +122,12 @@ steps = $2
 seed = 1337
 
 [model]
-preset = tiny
+preset = ${M_PRESET:-tiny}
 
 [batch]
-size = 4
+size = ${M_BATCH:-4}
 micro = 4
-seq_len = 32
+seq_len = ${M_SEQ_LEN:-32}
 
 [optim]
 lr = 3e-3
