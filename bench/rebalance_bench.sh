@@ -91,12 +91,7 @@ cooldown = 6"
     before=$(tps "$TMP/${tag}3.log" "$t0" "$(awk -v a="$t0" -v b="$WINDOW" 'BEGIN { print a + b }')")
     victims=""
     for x in x1 x2 x3 x4 x5; do
-        v=$("$PY" -c 'import sys, swlog
-s = -1
-for o in swlog.objects(sys.argv[1]):
-    if o.get("event") == "chose_stage": s = o["stage"]
-    if o.get("event") == "moved": s = o["to"]
-print(s)' "$TMP/$tag$x.log")
+        v=$(stage_of "$TMP/$tag$x.log")
         [ "$v" = 2 ] && victims="$victims $x"
     done
     for x in $victims; do eval "kill -9 \$P_$x"; done

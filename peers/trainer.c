@@ -380,16 +380,27 @@ sw_trainer_init(struct sw_trainer *t, const uint8_t pk[32], const char *ep,
     return 0;
 }
 
-void
-sw_trainer_release(struct sw_trainer *t)
+/* What belongs to the stage served (a transfer, the step's buffers, the
+ * recovery's, the keeper's snapshot, the CheckFree+ replica): freed at the
+ * end and when the node moves to another stage. */
+static void
+stage_release(struct sw_trainer *t)
 {
     sw_fetch_abandon(&t->fetch);
     sw_step_release(t);
-    sw_lead_release(t);
     sw_recover_release(t);
-    sw_free(t->seen_stage);
     sw_free_big(t->snap_buf);
     sw_free_big(t->rep_buf);
+    t->snap_buf = NULL;
+    t->rep_buf = NULL;
+}
+
+void
+sw_trainer_release(struct sw_trainer *t)
+{
+    stage_release(t);
+    sw_lead_release(t);
+    sw_free(t->seen_stage);
     t->seen_stage = NULL;
 }
 
@@ -450,13 +461,25 @@ confirm(struct sw_trainer *t)
     return nwait;
 }
 
+/* Each stage's "nodes/tokens-per-s", blank-separated, into buf (for the
+ * logs of stage choice and rebalancing); buf returned. */
+static const char *
+stages_seen(char *buf, size_t len, int S, const int *cnt, const double *cap)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (int s = 0; s < S && off < len; s++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%d/%.0f", s ? " " : "", cnt[s], cap[s]);
+    return buf;
+}
+
 static void
 choose(struct sw_trainer *t, int nwait)
 {
     int *cnt = sw_calloc((size_t)t->S, sizeof(int)), k = 0;
     double *cap = sw_calloc((size_t)t->S, sizeof(double));
     char seen[1024];
-    size_t off = 0;
 
     if (!cnt || !cap) {
         sw_free(cnt);
@@ -479,11 +502,7 @@ choose(struct sw_trainer *t, int nwait)
         cap[t->dir[i].stage] += t->dir[i].cap;
     }
     t->stage = sw_plan_choose_stage(t->S, cnt, cap);
-    /* what the choice saw, stage by stage: "nodes/tokens-per-s" */
-    seen[0] = '\0';
-    for (int i = 0; i < t->S && off < sizeof(seen); i++)
-        off += (size_t)snprintf(seen + off, sizeof(seen) - off, "%s%d/%.0f", i ? " " : "", cnt[i],
-                                cap[i]);
+    stages_seen(seen, sizeof(seen), t->S, cnt, cap); /* what the choice saw */
     {
         char f[1200], q[1100];
         snprintf(f, sizeof(f), "\"stage\":%d,\"nodes\":%d,\"capacity\":%.0f,\"saw\":%s", t->stage,
@@ -740,23 +759,21 @@ move_rank(const struct sw_trainer *t)
 }
 
 /* The stage a move of this node would go to (-1: none) as the table tells
- * now; seen gets the stages' "nodes/capacity" for the log. */
+ * now; seen gets the stages' "nodes/capacity" for the log ("" when a join
+ * or a move is under way). */
 static int
 rebalance_target(struct sw_trainer *t, char *seen, size_t len)
 {
     const struct sw_manifest *m = t->man;
     int *cnt = sw_calloc((size_t)t->S, sizeof(int)), to = -1;
     double *cap = sw_calloc((size_t)t->S, sizeof(double)), bal = -1;
-    size_t off = 0;
 
+    seen[0] = '\0';
     if (cnt && cap && stage_capacity(t, cnt, cap)) {
         double mine = t->cap > 0 ? t->cap : cap[t->stage] / SW_MAX(cnt[t->stage], 1);
         to = sw_plan_rebalance(t->S, cnt, cap, t->stage, mine, m->balance_threshold, &bal);
         t->balance = bal;
-        seen[0] = '\0';
-        for (int s = 0; s < t->S && off < len; s++)
-            off += (size_t)snprintf(seen + off, len - off, "%s%d/%.0f", s ? " " : "", cnt[s],
-                                    cap[s]);
+        stages_seen(seen, len, t->S, cnt, cap);
     }
     sw_free(cnt);
     sw_free(cap);
@@ -811,17 +828,11 @@ move(struct sw_trainer *t)
     int from = t->stage, err;
 
     t->moved_from = from;
-    sw_fetch_abandon(&t->fetch);
-    sw_step_release(t);
-    sw_recover_release(t);
+    stage_release(t);
     if ((err = sw_plan_init(&t->st.plan, t->S, t->M)) < 0) {
         trainer_fail(t, err, "rebalance");
         return;
     }
-    sw_free_big(t->snap_buf);
-    sw_free_big(t->rep_buf);
-    t->snap_buf = NULL;
-    t->rep_buf = NULL;
     t->snap_want = 0;
     t->snap_have = t->rep_have = false;
     t->rep_numel = 0;

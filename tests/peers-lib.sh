@@ -42,6 +42,17 @@ def losses(path):
     return {o["step"]: math.nan if o["loss"] is None else o["loss"]
             for o in events(path, "step") if "loss" in o}
 
+def stage_of(path):
+    """The stage a node serves now, as its log tells: its last stage choice
+    (chose_stage) or move (moved); -1 when neither."""
+    s = -1
+    for o in objects(path):
+        if o.get("event") == "chose_stage":
+            s = o["stage"]
+        elif o.get("event") == "moved":
+            s = o["to"]
+    return s
+
 def main(argv):
     # events LOG EVENT [FIELD...]: each event's FIELDs on a line (absent: -)
     # has_event LOG EVENT [KEY=VALUE...]: exit 0 when one matches
@@ -79,6 +90,10 @@ diag_file() { sed 's/^/# /' "$1" | tail -n "${2:-20}"; }
 # events LOG EVENT [FIELD...]: one line per EVENT of a node's LOG, its FIELDs
 # separated by blanks (absent: -); Python, not for polling
 events() { "$PY" -m swlog events "$@"; }
+
+# stage_of LOG: the stage a --stage auto node serves now (its last choice or
+# move; -1: neither)
+stage_of() { "$PY" -c 'import sys, swlog; print(swlog.stage_of(sys.argv[1]))' "$1"; }
 
 # has_event LOG EVENT [KEY=VALUE...]: 0 when LOG has an EVENT whose fields
 # have these values (a number, or a string without quotes); for wait_for

@@ -29,17 +29,6 @@ stages_now() {
     "$SWARMCTL" status --peer "$BOOT" --json |
         "$PY" -c 'import json,sys; print(" ".join(str(s["nodes"]) for s in json.load(sys.stdin)["stages"]))'
 }
-# stage_of X: the stage auto node X serves now (its last choice or move)
-stage_of() {
-    "$PY" - "$TMP/$1.log" <<'EOT'
-import sys, swlog
-s = -1
-for o in swlog.objects(sys.argv[1]):
-    if o.get("event") == "chose_stage": s = o["stage"]
-    if o.get("event") == "moved": s = o["to"]
-print(s)
-EOT
-}
 all_train() {
     for x in x1 x2 x3 x4 x5; do has_event "$TMP/$x.log" step || return 1; done
 }
@@ -54,7 +43,7 @@ done
 V=""; victims=""
 for v in 2 1; do
     for x in x1 x2 x3 x4 x5; do
-        [ "$(stage_of $x)" = $v ] && victims="$victims $x"
+        [ "$(stage_of "$TMP/$x.log")" = $v ] && victims="$victims $x"
     done
     [ -n "$victims" ] && { V=$v; break; }
 done
