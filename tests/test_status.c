@@ -207,7 +207,7 @@ main(void)
     char long_from[300], from127[SW_STATUS_REC_FROM_MAX + 1];
     int err;
 
-    tap_plan(22 + 4 + 3);
+    tap_plan(22 + 4 + 3 + 2);
 
     /* a node that never recovered: the 13 keys of older records */
     rec_fill(&r);
@@ -220,6 +220,21 @@ main(void)
                out.rec_bytes == 0 && out.rec_ms == 0 && out.step == 37 && out.stage == 2 &&
                !strcmp(out.hash, r.hash),
            "a record without recovery (an older one) parses, with no recovery");
+
+    /* a node about to move (rebalancing): "mv", the stage it leaves for */
+    r.moving = 3 + 1;
+    err = pack_unpack(&r, &u);
+    memset(&out, 0xa5, sizeof(out));
+    err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+    tap_ok(err == 0 && u.data.via.map.size == 14 && out.moving == 3 + 1 && out.stage == 2,
+           "a record of a node about to move to stage 3 has 14 keys and reads back");
+    msgpack_unpacked_destroy(&u);
+    r.moving = S + 1; /* mv = S: no such stage */
+    err = pack_unpack(&r, &u);
+    err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+    tap_ok(err == -SW_EMSG, "refused: mv names a stage the run does not have");
+    msgpack_unpacked_destroy(&u);
+    r.moving = 0;
 
     /* a node that recovered */
     sw_status_rec_set_recovery(&r, "checkfree", "tcp://127.0.0.1:40000,tcp://127.0.0.1:40002",
