@@ -458,6 +458,10 @@ run_endpoint_for(const char *lobby, char *out, size_t len)
         snprintf(out, len, "tcp://127.0.0.1:*");
 }
 
+/* The pipeline's sequence class (net/wire.h "Sequence windows"), alike on every node. */
+static const uint32_t pipeline_types[] = {SW_MSG_PREPARE, SW_MSG_READY, SW_MSG_GO, SW_MSG_FWD,
+                                          SW_MSG_BWD,     SW_MSG_GRAD,  SW_MSG_REPLICA};
+
 /* The run transport and the DHT node on it; 0 or an exit code. */
 static int
 dht_start(struct sw_node *n)
@@ -469,6 +473,10 @@ dht_start(struct sw_node *n)
 
     topts.max_queue = (size_t)SW_MAX(256, 2 * n->man.micro + 16);
     if ((err = sw_transport_new(&n->tr, n->loop, &n->id, n->man.run_id, &topts)) < 0)
+        return SW_EXIT_FAIL;
+    /* pipeline messages get their own sequence window: floods cannot make them stale */
+    if (sw_wire_set_pipeline_types(sw_transport_wire(n->tr), pipeline_types,
+                                   SW_ARRAY_SIZE(pipeline_types)) < 0)
         return SW_EXIT_FAIL;
     run_endpoint_for(n->lobby_ep, bind_ep, sizeof(bind_ep));
     if ((err = sw_transport_bind(n->tr, bind_ep, n->ep, sizeof(n->ep))) < 0) {
