@@ -28,6 +28,7 @@ static const char *const drop_names[SW_WIRE_DROP__COUNT] = {
     [SW_WIRE_DROP_STALE] = "stale",         [SW_WIRE_DROP_HASH] = "hash",
     [SW_WIRE_DROP_NONFINITE] = "nonfinite", [SW_WIRE_DROP_TYPE] = "type",
     [SW_WIRE_DROP_UNMATCHED] = "unmatched", [SW_WIRE_DROP_ADMIT] = "admit",
+    [SW_WIRE_DROP_RATELIMIT] = "ratelimit",
 };
 
 static const int drop_codes[SW_WIRE_DROP__COUNT] = {
@@ -37,6 +38,7 @@ static const int drop_codes[SW_WIRE_DROP__COUNT] = {
     [SW_WIRE_DROP_STALE] = -SW_EREPLAY,  [SW_WIRE_DROP_HASH] = -SW_EHASH,
     [SW_WIRE_DROP_NONFINITE] = -SW_ENONFINITE, [SW_WIRE_DROP_TYPE] = -SW_EMSG,
     [SW_WIRE_DROP_UNMATCHED] = -SW_EMSG, [SW_WIRE_DROP_ADMIT] = -SW_EPERM,
+    [SW_WIRE_DROP_RATELIMIT] = -SW_EAGAIN,
 };
 
 const char *

@@ -159,6 +159,7 @@ enum sw_wire_drop {
     SW_WIRE_DROP_TYPE,         /* -SW_EMSG: no handler for the type (transport) */
     SW_WIRE_DROP_UNMATCHED,    /* -SW_EMSG: response to no pending request (transport) */
     SW_WIRE_DROP_ADMIT,        /* -SW_EPERM: the admission hook refused the sender (transport) */
+    SW_WIRE_DROP_RATELIMIT,    /* -SW_EAGAIN: over the type's rate limit (transport) */
     SW_WIRE_DROP__COUNT
 };
 
