@@ -965,6 +965,7 @@ sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_ide
         t->o.idle_ms = 60000;
     if (!t->o.max_limit_keys)
         t->o.max_limit_keys = SW_TRANSPORT_LIMIT_KEYS;
+    t->o.max_limit_keys = SW_MIN(t->o.max_limit_keys, (size_t)1 << 24); /* int32 indices */
     wo.max_payload = t->o.max_payload;
     wo.max_senders = t->o.max_senders;
     if ((err = sw_wire_init(&t->wire, id, run, &wo)) < 0) {
@@ -982,6 +983,8 @@ sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_ide
         t->ctx = zmq_ctx_new();
         t->own_ctx = true;
         if (!t->ctx) {
+            sw_free(t->bk.heads);
+            sw_free(t->bk.b);
             sw_wire_release(&t->wire);
             sw_free(t);
             return -SW_ENOMEM;

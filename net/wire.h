@@ -60,6 +60,9 @@
  * then sw_wire_check_payload: tree hash differs             -SW_EHASH     HASH
  * and for tensors sw_wire_tensor_check: length or shape     -SW_EMSG      MALFORMED
  *                                   NaN or Inf             -SW_ENONFINITE NONFINITE
+ * The transport (net/transport.h) counts its own reasons in the same table:
+ * ADMIT and RATELIMIT right after sw_wire_open (before the payload hash),
+ * TYPE and UNMATCHED when dispatching.
  *
  * Sequence windows.  Every message type belongs to one of two sequence
  * classes: SW_WIRE_SEQ_PIPELINE, the types given to
