@@ -88,6 +88,8 @@ struct sw_transport {
     uint64_t next_rid;
     struct handler *handlers;
     size_t n_handlers;
+    sw_transport_admit_cb *admit;  /* NULL: every verified message passes */
+    void *admit_arg;
     uv_timer_t tick;
     uv_idle_t idle;
     int open_handles;
@@ -342,6 +344,19 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
     if (sw_wire_open(&t->wire, zmq_msg_data(env), zmq_msg_size(env), zmq_msg_data(sig),
                      zmq_msg_size(sig), pl ? zmq_msg_size(pl) : 0, &m.hdr) < 0)
         return;
+    /*
+     * Admission before anything else looks at the message (and before the
+     * payload is hashed: a refused sender costs one signature check only).
+     * A refused response leaves its request to time out.
+     */
+    if (t->admit && !t->admit(t->admit_arg, &m.hdr, m.hdr.type)) {
+        char hex[17];
+
+        t->wire.stats.drops[SW_WIRE_DROP_ADMIT]++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "dropped message type %u from %s...: admit",
+                           (unsigned)m.hdr.type, sw_identity_hex(hex, m.hdr.sender, 8));
+        return;
+    }
     if (pl) {
         m.payload = zmq_msg_data(pl);
         m.payload_len = zmq_msg_size(pl);
@@ -848,6 +863,13 @@ sw_transport_on(struct sw_transport *t, uint32_t type, sw_transport_handler_cb *
     t->handlers = nh;
     nh[t->n_handlers++] = (struct handler){type, cb, arg};
     return 0;
+}
+
+void
+sw_transport_set_admit(struct sw_transport *t, sw_transport_admit_cb *admit, void *arg)
+{
+    t->admit = admit;
+    t->admit_arg = arg;
 }
 
 int

@@ -42,6 +42,16 @@
  * never blocks.  ZMQ_MAXMSGSIZE is max(max_payload, SW_WIRE_MAX_ENVELOPE):
  * ZeroMQ cuts a connection that sends a bigger frame.
  *
+ * Admission.  sw_transport_set_admit installs a hook called for every
+ * message that passed sw_wire_open (requests, one-way messages and
+ * responses alike), before the payload hash, rate limits, response matching
+ * and handlers; false drops the message, counted as SW_WIRE_DROP_ADMIT
+ * ("admit") and logged at a limited rate.  A refused response is not
+ * delivered: its request times out.  Without a hook every verified message
+ * passes (the lobby's transport keeps none).  The hook sees the verified
+ * header, including hdr->cert (net/wire.h); it runs on the loop thread, in
+ * the same context as a handler.
+ *
  * Payloads.  A payload is handed over as struct sw_payload.  With a free_cb
  * the bytes are not copied: they go to zmq_msg_init_data and free_cb runs
  * once ZeroMQ and every retry are done with them, possibly on a ZeroMQ I/O
@@ -116,6 +126,9 @@ typedef void sw_transport_response_cb(struct sw_transport *t, int status,
                                       const struct sw_transport_msg *m, void *arg);
 typedef void sw_transport_close_cb(void *arg);
 
+/* Admission hook: true lets a verified message through (see "Admission"). */
+typedef bool sw_transport_admit_cb(void *arg, const struct sw_wire_hdr *hdr, uint32_t type);
+
 /* Allocate a transport on loop for identity id in run; opts may be NULL. */
 int sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_identity *id,
                      const uint8_t run[SW_WIRE_RUN_BYTES],
@@ -155,6 +168,9 @@ int sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t typ
 int sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *route,
                        uint32_t type, const void *body, size_t body_len,
                        const struct sw_payload *payload) SW_WARN_UNUSED;
+
+/* Install (or with NULL remove) the admission hook; see "Admission". */
+void sw_transport_set_admit(struct sw_transport *t, sw_transport_admit_cb *admit, void *arg);
 
 /* The wire context: own key, counters (stats.drops[reason]). */
 struct sw_wire *sw_transport_wire(struct sw_transport *t);

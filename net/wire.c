@@ -27,7 +27,7 @@ static const char *const drop_names[SW_WIRE_DROP__COUNT] = {
     [SW_WIRE_DROP_SIG] = "signature",       [SW_WIRE_DROP_REPLAY] = "replay",
     [SW_WIRE_DROP_STALE] = "stale",         [SW_WIRE_DROP_HASH] = "hash",
     [SW_WIRE_DROP_NONFINITE] = "nonfinite", [SW_WIRE_DROP_TYPE] = "type",
-    [SW_WIRE_DROP_UNMATCHED] = "unmatched",
+    [SW_WIRE_DROP_UNMATCHED] = "unmatched", [SW_WIRE_DROP_ADMIT] = "admit",
 };
 
 static const int drop_codes[SW_WIRE_DROP__COUNT] = {
@@ -36,7 +36,7 @@ static const int drop_codes[SW_WIRE_DROP__COUNT] = {
     [SW_WIRE_DROP_SIG] = -SW_ESIG,       [SW_WIRE_DROP_REPLAY] = -SW_EREPLAY,
     [SW_WIRE_DROP_STALE] = -SW_EREPLAY,  [SW_WIRE_DROP_HASH] = -SW_EHASH,
     [SW_WIRE_DROP_NONFINITE] = -SW_ENONFINITE, [SW_WIRE_DROP_TYPE] = -SW_EMSG,
-    [SW_WIRE_DROP_UNMATCHED] = -SW_EMSG,
+    [SW_WIRE_DROP_UNMATCHED] = -SW_EMSG, [SW_WIRE_DROP_ADMIT] = -SW_EPERM,
 };
 
 const char *
@@ -359,9 +359,28 @@ sw_wire_init(struct sw_wire *w, const struct sw_identity *id, const uint8_t run[
     return 0;
 }
 
+int
+sw_wire_set_cert(struct sw_wire *w, const void *cert, size_t len)
+{
+    uint8_t *c = NULL;
+
+    if (len > SW_WIRE_MAX_CERT)
+        return -SW_ETOOBIG;
+    if (len > 0) {
+        if (!cert || !(c = sw_malloc(len)))
+            return cert ? -SW_ENOMEM : -SW_EINVAL;
+        memcpy(c, cert, len);
+    }
+    sw_free(w->cert);
+    w->cert = c;
+    w->cert_len = len;
+    return 0;
+}
+
 void
 sw_wire_release(struct sw_wire *w)
 {
+    sw_free(w->cert);
     if (w->win) {
         sw_free(w->win->heads);
         sw_free(w->win->e);
@@ -557,7 +576,7 @@ sw_wire_seal(struct sw_wire *w, uint32_t type, uint64_t rid, const void *body, s
         return -SW_EINVAL;
     sw_wire_buf_init(&b, env, SW_MIN(env_cap, (size_t)SW_WIRE_MAX_ENVELOPE));
     sw_wire_buf_packer(&pk, &b);
-    msgpack_pack_map(&pk, 9);
+    msgpack_pack_map(&pk, w->cert_len > 0 ? 10 : 9);
     pack_key(&pk, "v");
     msgpack_pack_uint32(&pk, SW_WIRE_VERSION);
     pack_key(&pk, "t");
@@ -579,6 +598,10 @@ sw_wire_seal(struct sw_wire *w, uint32_t type, uint64_t rid, const void *body, s
         buf_write(&b, body, body_len);
     else
         msgpack_pack_map(&pk, 0);
+    if (w->cert_len > 0) {
+        pack_key(&pk, "cert");
+        pack_bin(&pk, w->cert, w->cert_len);
+    }
     if (b.overflow)
         return -SW_ETOOBIG;
     if ((err = sw_identity_sign(w->id, sig, env, b.len)) < 0)
@@ -594,6 +617,7 @@ sw_wire_seal(struct sw_wire *w, uint32_t type, uint64_t rid, const void *body, s
 enum {
     F_V = 1 << 0, F_T = 1 << 1, F_RUN = 1 << 2, F_FROM = 1 << 3, F_SEQ = 1 << 4,
     F_RID = 1 << 5, F_PLEN = 1 << 6, F_PHASH = 1 << 7, F_BODY = 1 << 8, F_ALL = (1 << 9) - 1,
+    F_CERT = 1 << 9, /* optional */
 };
 
 static bool
@@ -696,6 +720,18 @@ sw_wire_parse(const void *env, size_t env_len, struct sw_wire_hdr *hdr)
         } else if (sw_wire_key_is(k, "body")) {
             f = F_BODY;
             ok = v->type == MSGPACK_OBJECT_MAP;
+        } else if (sw_wire_key_is(k, "cert")) {
+            /*
+             * msgpack_unpack_next leaves bins in env, so the slice outlives
+             * the unpacked tree; checked anyway.  Empty reads as absent.
+             */
+            const uint8_t *c = (const uint8_t *)v->via.bin.ptr, *e0 = env;
+
+            f = F_CERT;
+            ok = v->type == MSGPACK_OBJECT_BIN && v->via.bin.size <= SW_WIRE_MAX_CERT &&
+                 (v->via.bin.size == 0 || (c >= e0 && c + v->via.bin.size <= e0 + env_len));
+            hdr->cert = ok && v->via.bin.size ? c : NULL;
+            hdr->cert_len = ok ? v->via.bin.size : 0;
         } else {
             goto out; /* unknown key */
         }
@@ -703,7 +739,7 @@ sw_wire_parse(const void *env, size_t env_len, struct sw_wire_hdr *hdr)
             goto out; /* mistyped or duplicate */
         seen |= f;
     }
-    if (seen != F_ALL)
+    if ((seen & F_ALL) != F_ALL)
         goto out; /* missing key */
     if (find_body(env, env_len, &hdr->body, &hdr->body_len) < 0)
         goto out;

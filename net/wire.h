@@ -6,7 +6,8 @@
  *
  *   [envelope: one msgpack map][signature: 64 bytes][payload: optional]
  *
- * The envelope map has exactly these keys (str keys, any order, each once):
+ * The envelope map has exactly these keys (str keys, any order, each once),
+ * plus the optional "cert":
  *
  *   "v"     uint   protocol version, SW_WIRE_VERSION
  *   "t"     uint   message type (< 65536), see enum sw_msg_type
@@ -18,6 +19,8 @@
  *   "plen"  uint   payload frame length in bytes (0: no payload frame)
  *   "phash" bin 32 tree hash of the payload (sw_wire_payload_hash)
  *   "body"  map    type-specific fields (see "The body" below)
+ *   "cert"  bin    optional, at most SW_WIRE_MAX_CERT bytes: the sender's
+ *                  membership certificate (see "Certificate" below)
  *
  * The signature is Ed25519 by "from" over the exact envelope bytes as sent.
  *
@@ -34,11 +37,20 @@
  * sw_wire_count_drop(w, SW_WIRE_DROP_MALFORMED, ...).  The body counts towards
  * SW_WIRE_MAX_ENVELOPE.
  *
+ * Certificate.  sw_wire_set_cert makes every envelope this wire seals carry
+ * the given bytes under "cert" (covered by the signature, like every key).
+ * The wire does not interpret them: on receipt hdr->cert/hdr->cert_len point
+ * at them (a slice of the envelope buffer; NULL/0 when the key is absent or
+ * empty) and
+ * the admission module (peers/admit.h) decides what they prove.  A "cert"
+ * that is not a bin or is longer than SW_WIRE_MAX_CERT is MALFORMED.
+ *
  * Checks on receipt, cheapest first (sw_wire_open); each failure returns a
  * negative code and bumps stats.drops[reason]:
  *   envelope > SW_WIRE_MAX_ENVELOPE or plen > max_payload  -SW_ETOOBIG  TOOBIG
  *   signature frame not 64 bytes, bad msgpack, ext types, depth > 16,
- *     unknown/missing/duplicate/mistyped key, version   -SW_EMSG      MALFORMED
+ *     unknown/missing/duplicate/mistyped key, version,
+ *     "cert" over SW_WIRE_MAX_CERT                        -SW_EMSG      MALFORMED
  *   run id differs                                         -SW_ERUN      RUN
  *   plen differs from the payload frame's length           -SW_EHASH     LENGTH
  *   plen is 0 but phash is not the empty payload's hash    -SW_EHASH     HASH
@@ -94,6 +106,7 @@
 #define SW_WIRE_MAX_DEPTH 16            /* msgpack nesting inside an envelope */
 #define SW_WIRE_MAX_DIMS 8              /* tensor rank */
 #define SW_WIRE_MAX_NAME 256            /* tensor name bytes */
+#define SW_WIRE_MAX_CERT 1024           /* bytes of an envelope's "cert" */
 #ifndef SW_WIRE_MAX_SENDERS
 #define SW_WIRE_MAX_SENDERS 4096
 #endif
@@ -127,6 +140,7 @@ enum sw_wire_drop {
     SW_WIRE_DROP_NONFINITE,    /* -SW_ENONFINITE: NaN or Inf in a tensor */
     SW_WIRE_DROP_TYPE,         /* -SW_EMSG: no handler for the type (transport) */
     SW_WIRE_DROP_UNMATCHED,    /* -SW_EMSG: response to no pending request (transport) */
+    SW_WIRE_DROP_ADMIT,        /* -SW_EPERM: the admission hook refused the sender (transport) */
     SW_WIRE_DROP__COUNT
 };
 
@@ -150,6 +164,8 @@ struct sw_wire {
     size_t max_payload;
     struct sw_wire_stats stats;
     struct sw_wire_window *win;          /* private: per-sender windows */
+    uint8_t *cert;                       /* sealed into every envelope; NULL: none */
+    size_t cert_len;
 };
 
 /* A verified (or to-be-sealed) envelope. */
@@ -164,6 +180,8 @@ struct sw_wire_hdr {
     uint8_t payload_hash[SW_WIRE_HASH_BYTES];
     const uint8_t *body; /* encoded body map: slice of the envelope buffer */
     size_t body_len;
+    const uint8_t *cert; /* "cert" bytes, slice of the envelope buffer; NULL: absent */
+    size_t cert_len;     /* 0 when absent */
 };
 
 /* Fixed-capacity output buffer, usable as a msgpack_packer target. */
@@ -179,6 +197,13 @@ struct sw_wire_buf {
 int sw_wire_init(struct sw_wire *w, const struct sw_identity *id,
                  const uint8_t run[SW_WIRE_RUN_BYTES], const struct sw_wire_opts *opts) SW_WARN_UNUSED;
 void sw_wire_release(struct sw_wire *w);
+
+/*
+ * Carry cert (len bytes, copied; len 0 clears) as "cert" in every envelope
+ * sealed from now on.  0, -SW_ETOOBIG (len > SW_WIRE_MAX_CERT), -SW_ENOMEM;
+ * on error the previous certificate stays.
+ */
+int sw_wire_set_cert(struct sw_wire *w, const void *cert, size_t len) SW_WARN_UNUSED;
 
 /* Count a drop found by a module above (body decoding); returns -code for reason. */
 int sw_wire_count_drop(struct sw_wire *w, enum sw_wire_drop reason);

@@ -354,6 +354,125 @@ test_in_process(void)
     sw_identity_release(&idb);
 }
 
+/* ---- admission hook ---- */
+
+#define T_ONEWAY 1027
+
+struct admit_ctx {
+    uint8_t refuse[32];    /* the key this hook refuses */
+    int calls;
+    size_t last_cert_len;
+    uint8_t last_cert[64];
+};
+
+static bool
+admit_hook(void *arg, const struct sw_wire_hdr *hdr, uint32_t type)
+{
+    struct admit_ctx *c = arg;
+
+    c->calls++;
+    c->last_cert_len = hdr->cert_len;
+    if (hdr->cert_len <= sizeof(c->last_cert) && hdr->cert_len)
+        memcpy(c->last_cert, hdr->cert, hdr->cert_len);
+    return hdr->type == type && memcmp(hdr->sender, c->refuse, 32) != 0;
+}
+
+static int oneway_seen;
+
+static void
+on_oneway(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    oneway_seen++;
+}
+
+/*
+ * a (server) refuses c's key: c's requests time out, its one-way messages
+ * never reach the handler, b is answered and its cert reaches the hook.  b
+ * refuses c's key too: c's answers to b's requests are dropped, so the
+ * request times out.  Every refusal is counted as "admit".
+ */
+static void
+test_admit(void)
+{
+    struct sw_identity ida, idb, idc;
+    struct sw_transport *a = NULL, *b = NULL, *c = NULL;
+    struct admit_ctx ha = {0}, hb = {0};
+    uv_loop_t loop;
+    char epa[256], epc[256];
+    struct waiter w;
+    uint64_t before;
+    int err, closed = 0;
+
+    uv_loop_init(&loop);
+    if (sw_identity_generate(&ida) < 0 || sw_identity_generate(&idb) < 0 ||
+        sw_identity_generate(&idc) < 0 || sw_transport_new(&a, &loop, &ida, run, NULL) < 0 ||
+        sw_transport_new(&b, &loop, &idb, run, NULL) < 0 ||
+        sw_transport_new(&c, &loop, &idc, run, NULL) < 0 ||
+        sw_transport_bind(a, "tcp://127.0.0.1:*", epa, sizeof(epa)) < 0 ||
+        sw_transport_bind(c, "tcp://127.0.0.1:*", epc, sizeof(epc)) < 0 || register_server(a) < 0 ||
+        sw_transport_on(a, T_ONEWAY, on_oneway, NULL) < 0 ||
+        sw_wire_set_cert(sw_transport_wire(b), "membership", 10) < 0) {
+        tap_ok(0, "set up three transports");
+        return;
+    }
+    memcpy(ha.refuse, idc.pk, 32);
+    memcpy(hb.refuse, idc.pk, 32);
+    sw_transport_set_admit(a, admit_hook, &ha);
+    sw_transport_set_admit(b, admit_hook, &hb);
+
+    err = sync_request(&loop, b, epa, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
+    tap_ok(err == 0 && w.type == SW_MSG_PONG, "an admitted key is answered (%s)", sw_strerror(err));
+    tap_ok(ha.calls >= 1 && ha.last_cert_len == 10 && memcmp(ha.last_cert, "membership", 10) == 0,
+           "the hook sees the sender's cert");
+    tap_ok(hb.calls >= 1, "the hook also sees responses");
+
+    before = sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT];
+    err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 150, 1, &w);
+    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 2,
+           "a refused key's request (and its retry) is dropped and counted as admit (%s)",
+           sw_strerror(err));
+
+    oneway_seen = 0;
+    before = sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT];
+    for (int i = 0; i < 5; i++)
+        if (sw_transport_send(c, epa, T_ONEWAY, NULL, 0, NULL) < 0)
+            tap_diag("send failed");
+    if (sw_transport_send(b, epa, T_ONEWAY, NULL, 0, NULL) < 0)
+        tap_diag("send failed");
+    {
+        double t0 = sw_now_s();
+
+        while (sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] < before + 5 &&
+               sw_now_s() - t0 < 5)
+            uv_run(&loop, UV_RUN_ONCE);
+        while (oneway_seen < 1 && sw_now_s() - t0 < 5)
+            uv_run(&loop, UV_RUN_ONCE);
+    }
+    tap_ok(sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 5 && oneway_seen == 1,
+           "a refused key's one-way messages never reach the handler (%d seen)", oneway_seen);
+
+    before = sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT];
+    err = sync_request(&loop, b, epc, SW_MSG_PING, NULL, 0, NULL, 300, 0, &w);
+    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 1,
+           "a refused key's response is dropped, the request times out (%s)", sw_strerror(err));
+    tap_ok(sw_transport_wire(c)->stats.drops[SW_WIRE_DROP_ADMIT] == 0,
+           "a transport without a hook admits everything");
+    tap_ok(strcmp(sw_wire_drop_name(SW_WIRE_DROP_ADMIT), "admit") == 0, "the reason is named 'admit'");
+
+    sw_transport_set_admit(a, NULL, NULL);
+    err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
+    tap_ok(err == 0, "hook removed: the key is answered again (%s)", sw_strerror(err));
+
+    sw_transport_close(a, closed_cb, &closed);
+    sw_transport_close(b, closed_cb, &closed);
+    sw_transport_close(c, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tap_ok(closed == 3 && uv_loop_close(&loop) == 0, "three transports closed, loop empty");
+    sw_identity_release(&ida);
+    sw_identity_release(&idb);
+    sw_identity_release(&idc);
+}
+
 /* ---- part 2: three processes ---- */
 
 static int
@@ -896,6 +1015,7 @@ main(void)
         return 1;
     test_three_processes(); /* first: forks before any ZeroMQ context exists */
     test_in_process();
+    test_admit();
     test_stress();
     kill_children();
     return tap_done();

@@ -161,6 +161,118 @@ test_roundtrip(void)
            "seal refuses a truncated body");
 }
 
+/* An envelope with "cert" as given (raw msgpack value bytes), signed by alice. */
+static size_t
+craft_cert(uint8_t *out, size_t cap, const uint8_t *val, size_t val_len)
+{
+    struct sw_wire_buf b;
+    uint8_t h[32];
+    msgpack_packer pk;
+
+    sw_wire_payload_hash(h, NULL, 0);
+    sw_wire_buf_init(&b, out, cap);
+    sw_wire_buf_packer(&pk, &b);
+    msgpack_pack_map(&pk, 10);
+    msgpack_pack_str_with_body(&pk, "cert", 4); /* first: any order is allowed */
+    if (val_len <= b.cap - b.len) {
+        memcpy(b.data + b.len, val, val_len);
+        b.len += val_len;
+    }
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_uint32(&pk, SW_MSG_PING);
+    msgpack_pack_str_with_body(&pk, "run", 3);
+    msgpack_pack_bin_with_body(&pk, run, 32);
+    msgpack_pack_str_with_body(&pk, "from", 4);
+    msgpack_pack_bin_with_body(&pk, alice.pk, 32);
+    msgpack_pack_str_with_body(&pk, "seq", 3);
+    msgpack_pack_uint64(&pk, wa.next_seq++);
+    msgpack_pack_str_with_body(&pk, "rid", 3);
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_str_with_body(&pk, "plen", 4);
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_str_with_body(&pk, "phash", 5);
+    msgpack_pack_bin_with_body(&pk, h, 32);
+    msgpack_pack_str_with_body(&pk, "body", 4);
+    msgpack_pack_map(&pk, 0);
+    if (sw_identity_sign(&alice, sig, out, b.len) < 0)
+        tap_diag("sign failed");
+    return b.len;
+}
+
+static void
+test_cert(void)
+{
+    uint8_t cert[SW_WIRE_MAX_CERT + 1], buf[4096], val[SW_WIRE_MAX_CERT + 8];
+    struct sw_wire_hdr hdr;
+    size_t n;
+    int err;
+
+    for (size_t i = 0; i < sizeof(cert); i++)
+        cert[i] = (uint8_t)(i * 13 + 1);
+
+    /* no cert: absent on receipt */
+    seal_simple(SW_MSG_PING, NULL, 0);
+    err = sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr);
+    tap_ok(err == 0 && hdr.cert == NULL && hdr.cert_len == 0, "no cert: hdr.cert is NULL/0");
+
+    /* a cert rides in every sealed envelope, verbatim */
+    tap_ok(sw_wire_set_cert(&wa, cert, 200) == 0, "set a 200-byte cert");
+    seal_simple(SW_MSG_PING, NULL, 0);
+    err = sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr);
+    tap_ok(err == 0 && hdr.cert_len == 200 && hdr.cert && memcmp(hdr.cert, cert, 200) == 0 &&
+               hdr.cert >= env && hdr.cert + 200 <= env + env_len,
+           "cert arrives verbatim, a slice of the envelope (%s)", sw_strerror(err));
+    seal_simple(SW_MSG_PING, NULL, 0);
+    env[env_len - 1] ^= 0x20; /* last cert byte: still well-formed, no longer signed */
+    expect_drop(env, env_len, sig, 64, 0, SW_WIRE_DROP_SIG, "changed cert byte");
+
+    /* the largest allowed; one more is refused by the setter */
+    tap_ok(sw_wire_set_cert(&wa, cert, SW_WIRE_MAX_CERT) == 0, "set a cert of SW_WIRE_MAX_CERT");
+    seal_simple(SW_MSG_PING, NULL, 0);
+    err = sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr);
+    tap_ok(err == 0 && hdr.cert_len == SW_WIRE_MAX_CERT &&
+               memcmp(hdr.cert, cert, SW_WIRE_MAX_CERT) == 0,
+           "a %d-byte cert is accepted", SW_WIRE_MAX_CERT);
+    tap_ok(sw_wire_set_cert(&wa, cert, SW_WIRE_MAX_CERT + 1) == -SW_ETOOBIG,
+           "setter refuses a cert over SW_WIRE_MAX_CERT");
+    tap_ok(sw_wire_set_cert(&wa, NULL, 0) == 0, "len 0 clears the cert");
+    seal_simple(SW_MSG_PING, NULL, 0);
+    err = sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr);
+    tap_ok(err == 0 && hdr.cert == NULL && hdr.cert_len == 0, "cleared: no cert sent");
+
+    /* hostile: too long, wrong type, duplicated (each signed by alice) */
+    val[0] = 0xc5; /* bin16 */
+    val[1] = (uint8_t)((SW_WIRE_MAX_CERT + 1) >> 8);
+    val[2] = (uint8_t)((SW_WIRE_MAX_CERT + 1) & 0xff);
+    memcpy(val + 3, cert, SW_WIRE_MAX_CERT + 1);
+    n = craft_cert(buf, sizeof(buf), val, 3 + SW_WIRE_MAX_CERT + 1);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "cert of 1025 bytes");
+    n = craft_cert(buf, sizeof(buf), (const uint8_t *)"\xa3" "abc", 4);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "cert as a str");
+    n = craft_cert(buf, sizeof(buf), (const uint8_t *)"\x07", 1);
+    expect_drop(buf, n, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "cert as an int");
+    n = craft_cert(buf, sizeof(buf), (const uint8_t *)"\xc4\x02xy", 4);
+    err = sw_wire_open(&wb, buf, n, sig, 64, 0, &hdr);
+    tap_ok(err == 0 && hdr.cert_len == 2 && memcmp(hdr.cert, "xy", 2) == 0,
+           "a crafted 2-byte cert, first key, is accepted");
+    n = craft_cert(buf, sizeof(buf), (const uint8_t *)"\xc4\x00", 2);
+    err = sw_wire_open(&wb, buf, n, sig, 64, 0, &hdr);
+    tap_ok(err == 0 && hdr.cert == NULL && hdr.cert_len == 0, "an empty cert reads as absent");
+    {
+        /* "cert" twice: the map says 11 keys, the second cert follows body */
+        size_t m = craft_cert(buf, sizeof(buf), (const uint8_t *)"\xc4\x01z", 3);
+
+        buf[0] = 0x8b;
+        memcpy(buf + m, "\xa4" "cert\xc4\x01z", 8);
+        m += 8;
+        if (sw_identity_sign(&alice, sig, buf, m) < 0)
+            tap_diag("sign failed");
+        expect_drop(buf, m, sig, 64, 0, SW_WIRE_DROP_MALFORMED, "duplicate key 'cert'");
+    }
+}
+
 static void
 test_tree_hash(void)
 {
@@ -447,6 +559,7 @@ main(void)
         return 1;
     }
     test_roundtrip();
+    test_cert();
     test_tree_hash();
     test_drops();
     test_tensor();
