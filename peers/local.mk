@@ -8,6 +8,7 @@ noinst_LIBRARIES += libswpeers.a
 # The trainer core (trainer, step, lead, recover over plan, live, fetch) does
 # no I/O; node.c and the roles (bootstrap.c, join.c, keeper.c) do.
 libswpeers_a_SOURCES = peers/manifest.h peers/manifest.c peers/proto.h peers/proto.c \
+	peers/admit.h peers/admit.c \
 	peers/status.h peers/status.c peers/metrics.h peers/metrics.c \
 	peers/plan.h peers/plan.c peers/live.h peers/live.c peers/fetch.h peers/fetch.c \
 	peers/step.h peers/step.c peers/lead.h peers/lead.c peers/recover.h peers/recover.c \
@@ -43,7 +44,11 @@ tests_test_live_LDADD = $(sw_peers_ldadd)
 tests_test_fetch_SOURCES = tests/test_fetch.c tests/tap.h
 tests_test_fetch_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_fetch_LDADD = $(sw_peers_ldadd)
-check_PROGRAMS += tests/test_status
+check_PROGRAMS += tests/test_status tests/test_admit
+tests_test_admit_SOURCES = tests/test_admit.c tests/tap.h
+tests_test_admit_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_admit_LDADD = $(sw_peers_ldadd)
+TESTS += tests/test_admit
 tests_test_status_SOURCES = tests/test_status.c tests/tap.h
 tests_test_status_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_status_LDADD = $(sw_peers_ldadd)

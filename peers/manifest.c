@@ -58,6 +58,9 @@ static const struct sw_cfg_entry ckpt_tab[] = {
     SW_CFG_STR(M, "dir", ckpt_dir, "", "where keepers write checkpoints"),
     SW_CFG_BOOL(M, "async", ckpt_async, 1, "write on a worker thread"),
 };
+static const struct sw_cfg_entry admission_tab[] = {
+    SW_CFG_STR(M, "mode", admission, "owner", "owner: a node takes part only with a certificate signed by the run owner or a delegate (swarmctl admit); open: any key may (public runs, swarm-protocol(7) THREAT MODEL)"),
+};
 static const struct sw_cfg_entry data_tab[] = {
     SW_CFG_STR(M, "path", data, "", "training data: a file, a folder or a comma-separated list (stage-0 nodes; swarmd join --data overrides)"),
     SW_CFG_FLOAT(M, "val_frac", val_frac, 0.1, 0.001, 0.5, "fraction held out for validation (it moves the sampling range, keep swarmsim's)"),
@@ -78,6 +81,7 @@ static const struct section sections[] = {
     {"recovery", recovery_tab, SW_ARRAY_SIZE(recovery_tab)},
     {"balance", balance_tab, SW_ARRAY_SIZE(balance_tab)},
     {"checkpoint", ckpt_tab, SW_ARRAY_SIZE(ckpt_tab)},
+    {"admission", admission_tab, SW_ARRAY_SIZE(admission_tab)},
     {"data", data_tab, SW_ARRAY_SIZE(data_tab)},
 };
 
@@ -195,6 +199,14 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
         ((size_t)c->vocab_size * c->d_model + c->d_model) * 4 > (16u << 20)) {
         snprintf(why, whylen, "recovery.mode checkfree+: the LM head replica (%zu bytes) exceeds "
                  "the 16 MiB message payload", ((size_t)c->vocab_size * c->d_model + c->d_model) * 4);
+        return -SW_ECONFIG;
+    }
+    if (!strcmp(m->admission, "owner"))
+        m->admission_open = false;
+    else if (!strcmp(m->admission, "open"))
+        m->admission_open = true;
+    else {
+        snprintf(why, whylen, "admission.mode: want owner or open, got '%s'", m->admission);
         return -SW_ECONFIG;
     }
     sw_optim_config_default(&m->optim);

@@ -3,9 +3,9 @@
  * agrees on, signed by the run owner.
  *
  * Format: an INI file parsed with inih.  Sections [run], [model], [batch],
- * [optim], [recovery], [checkpoint], [data]; each section's keys come from
- * one sw_cfg table (src/cfg.h), which also range-checks them and lists them
- * in swarm.conf(5) and `swarmctl manifest keys`.  Unknown sections, unknown
+ * [optim], [recovery], [balance], [checkpoint], [admission], [data]; each
+ * section's keys come from one sw_cfg table (src/cfg.h), which also
+ * range-checks them and lists them in swarm.conf(5) and `swarmctl manifest keys`.  Unknown sections, unknown
  * keys, keys outside a section, repeated keys and out-of-range values are
  * refused with "FILE:LINE: reason".
  *
@@ -60,6 +60,8 @@ struct sw_manifest {
     int ckpt_every, ckpt_keep;
     char ckpt_dir[1024];
     int ckpt_async;
+    /* [admission]: who may take part (admit.h) */
+    char admission[16];          /* "owner" or "open" */
     /* [data] */
     char data[4096];
     float val_frac;
@@ -69,6 +71,7 @@ struct sw_manifest {
     struct sw_optim_config optim;
     int T;                       /* tokens per sequence */
     enum sw_recovery_mode recovery_mode;
+    bool admission_open;         /* [admission] mode = open */
     uint8_t run_id[32];          /* BLAKE2b-256 of bytes */
     char *bytes;                 /* the manifest as read (NUL-terminated copy) */
     size_t len;

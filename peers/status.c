@@ -13,7 +13,8 @@
 
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
                                        "tps", "cap", "loss", "norm", "hash", "rec",
-                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv", NULL};
+                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv", "cert",
+                                       NULL};
 
 const char *
 sw_status_state_name(int state)
@@ -68,7 +69,7 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
 {
     bool rec = r->rec_method[0] != '\0';
 
-    msgpack_pack_map(pk, (rec ? 17 : 13) + (r->moving > 0));
+    msgpack_pack_map(pk, (rec ? 17 : 13) + (r->moving > 0) + (r->cert_len > 0));
     sw_proto_pack_key(pk, "ver");
     msgpack_pack_uint32(pk, SW_STATUS_REC_VERSION);
     sw_proto_pack_key(pk, "ep");
@@ -108,6 +109,10 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
     if (r->moving > 0) {
         sw_proto_pack_key(pk, "mv");
         msgpack_pack_uint32(pk, (uint32_t)(r->moving - 1));
+    }
+    if (r->cert_len > 0) {
+        sw_proto_pack_key(pk, "cert");
+        sw_proto_pack_bin(pk, r->cert, r->cert_len);
     }
 }
 
@@ -151,6 +156,14 @@ sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint
         if (sw_proto_get_u64(o, "mv", &u) < 0 || u >= (uint64_t)S)
             return -SW_EMSG;
         r->moving = (int)u + 1;
+    }
+    r->cert = NULL;
+    r->cert_len = 0;
+    if (sw_proto_get(o, "cert")) {
+        size_t n = 0;
+        if (sw_proto_get_bin(o, "cert", &r->cert, &n) < 0 || n == 0 || n > SW_STATUS_CERT_MAX)
+            return -SW_EMSG;
+        r->cert_len = n;
     }
     if (sw_proto_get_u64(o, "rec", &u) < 0)
         return -SW_EMSG;
@@ -258,6 +271,15 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
                                slot->stage);
             continue;
         }
+        /* unadmitted: neither its step nor its key count (admit.h) */
+        if (sc->admit && !sc->admit(sc->admit_arg, &r)) {
+            sc->unadmitted++;
+            SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "dropped a stage %d record of %s: no valid "
+                               "certificate", slot->stage, sw_proto_who((char[13]){0}, r.pk));
+            continue;
+        }
+        r.cert = NULL; /* it pointed into the DHT's record, gone after this call */
+        r.cert_len = 0;
         if (r.step > sc->max_step)
             sc->max_step = r.step;
         if (r.state == SW_REC_LEAVING) {

@@ -22,7 +22,10 @@
  *   or a checkpoint's name, < SW_STATUS_REC_FROM_MAX), rec_bytes uint
  *   (bytes received), rec_ms uint (duration)
  * and, while the node is about to leave its stage for another (rebalancing,
- * trainer.h): mv uint (that stage).
+ * trainer.h): mv uint (that stage)
+ * and, when the node has one: cert bin (its membership certificate, admit.h,
+ * at most SW_STATUS_CERT_MAX bytes), so that a reader who got the record
+ * from a third node can check that its publisher is admitted.
  * Strings are printable ASCII without spaces, as sw_proto_str() checks;
  * sw_status_rec_set_recovery() cuts and cleans what a node fills in, so
  * that its own record always reads back.  Unknown keys are refused.
@@ -42,6 +45,7 @@
 
 #define SW_STATUS_REC_METHOD_MAX 16 /* buffer, NUL included */
 #define SW_STATUS_REC_FROM_MAX 128  /* buffer, NUL included */
+#define SW_STATUS_CERT_MAX 1024     /* a record's "cert" (SW_CERT_MAX) */
 
 struct sw_peer_rec {
     uint8_t pk[32];
@@ -58,6 +62,11 @@ struct sw_peer_rec {
     uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */
+    /* its certificate ("cert"; cert_len 0: none): packed from the caller's
+     * bytes; on unpack a slice of the record's bytes, valid only as long as
+     * they are (a scan clears it) */
+    const uint8_t *cert;
+    size_t cert_len;
 };
 
 #define SW_STATUS_REC_VERSION 1
@@ -89,7 +98,9 @@ void sw_status_rec_set_recovery(struct sw_peer_rec *r, const char *method, const
  * included), and status 0 (the keys of the leaving ones are in sc->gone[],
  * sc->ngone of them, until the next scan starts), or the first get's error (-SW_ECANCELED when the
  * DHT node was closed).  Records that fail to decode are dropped and
- * counted in bad.  answered[s] tells whether stage s's get ended with status
+ * counted in bad.  When admit is set (owner mode, node.c), a record it
+ * refuses is dropped too, counted in unadmitted: its step counts nowhere
+ * and its node is in no table.  answered[s] tells whether stage s's get ended with status
  * 0 (it heard some node) in this scan.  The caller owns the struct; one scan
  * at a time.
  *
@@ -116,8 +127,11 @@ struct sw_status_scan {
     struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
     uint8_t gone[SW_PROTO_MAX_NODES][32];   /* keys whose record says "leaving" */
     int n, ngone, left, status;
-    uint64_t max_step, bad;
+    uint64_t max_step, bad, unadmitted;
     bool pending, cut;
+    /* NULL: every record; else the ones it admits (r->cert set while called) */
+    bool (*admit)(void *arg, const struct sw_peer_rec *r);
+    void *admit_arg;
     sw_status_scan_cb *cb;
     void *arg;
 };

@@ -8,6 +8,9 @@
  *   swarmctl manifest check --run FILE [--owner HEX]
  *   swarmctl manifest keys
  *   swarmctl key --key DIR
+ *   swarmctl admit --key DIR (--manifest FILE | --run FILE|HEX) --node HEX [--stage N]
+ *                  [--days D] [--delegate] [--cert FILE] -o FILE
+ *   swarmctl revoke --key OWNERDIR --peer ADDR NODEKEY...
  *   swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]
  *
  * Exit status of status/peers/manifest --peer: 0 healthy, 1 degraded (a
@@ -31,8 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "cfg.h"
 #include "ckptcli.h"
 #include "manifest.h"
@@ -52,6 +57,14 @@ struct opts {
     float watch;
     int timeout_ms, deadline_ms;
     char log_level[16];
+    /* admit */
+    char manifest[4096];
+    char node[80];
+    int stage;
+    float days;
+    int delegate;
+    char cert[4096];
+    char out[4096];
 };
 
 #define T struct opts
@@ -66,6 +79,13 @@ static const struct sw_cfg_entry tab[] = {
     SW_CFG_INT(T, "deadline-ms", deadline_ms, 400, 50, 600000,
                "reading the DHT: what has come by then is shown"),
     SW_CFG_STR(T, "log-level", log_level, "warn", "debug, info, warn or error"),
+    SW_CFG_STR(T, "manifest", manifest, "", "manifest file (admit: the run to admit to)"),
+    SW_CFG_STR(T, "node", node, "", "admit: the node's key (64 hex digits, swarmctl key)"),
+    SW_CFG_INT(T, "stage", stage, -1, -1, 1023, "admit: the only stage the node may serve (-1: any)"),
+    SW_CFG_FLOAT(T, "days", days, 30, 0.0001f, 36500, "admit: days the certificate is good for"),
+    SW_CFG_BOOL(T, "delegate", delegate, 0, "admit: the node may itself issue certificates"),
+    SW_CFG_STR(T, "cert", cert, "", "admit: the delegate certificate of the --key that signs"),
+    SW_CFG_STR(T, "out", out, "", "admit: the certificate file to write (also -o)"),
 };
 #undef T
 
@@ -245,14 +265,18 @@ on_closed(void *arg)
     (void)arg;
 }
 
+/* own_key: the transports sign with the key of --key (revoke: the owner's,
+ * whom an owner-mode run admits); else with a fresh one. */
 static int
-client_open(struct client *c, const struct opts *o)
+client_open(struct client *c, const struct opts *o, bool own_key)
 {
     int err;
 
     memset(c, 0, sizeof(*c));
     uv_loop_init(&c->loop);
-    if ((err = sw_identity_global_init()) < 0 || (err = sw_identity_generate(&c->id)) < 0 ||
+    if ((err = sw_identity_global_init()) < 0 ||
+        (err = own_key ? sw_identity_load_or_create(&c->id, o->key)
+                       : sw_identity_generate(&c->id)) < 0 ||
         (err = sw_transport_new(&c->lobby, &c->loop, &c->id, sw_proto_lobby_run, NULL)) < 0)
         return err;
     if ((err = sw_transport_request(c->lobby, o->peer, SW_MSG_MANIFEST_GET, NULL, 0, NULL,
@@ -545,7 +569,7 @@ cmd_remote(const char *cmd, const struct opts *o)
 
     for (;;) {
         struct client c;
-        int err = client_open(&c, o);
+        int err = client_open(&c, o, false);
         if (err >= 0 && strcmp(cmd, "manifest") != 0)
             err = client_dir(&c, o);
         if (err < 0) {
@@ -665,6 +689,236 @@ cmd_key(const struct opts *o)
     return 0;
 }
 
+/* --node/--peer key arguments: 64 hex digits into out; false when not. */
+static bool
+hex_key(const char *s, uint8_t out[32])
+{
+    return strlen(s) == 64 && sw_hex_decode(out, 32, s) == 0;
+}
+
+/* The run id of --manifest FILE, or of --run FILE or HEX; 0 or EXIT_USAGE/1. */
+static int
+admit_run_id(const struct opts *o, uint8_t run[32])
+{
+    const char *file = o->manifest[0] ? o->manifest : o->run;
+    struct sw_manifest m;
+    char why[512];
+
+    if (!file[0]) {
+        fprintf(stderr, "%s: admit needs --manifest FILE or --run HEX\n", prog);
+        return EXIT_USAGE;
+    }
+    if (!o->manifest[0] && hex_key(o->run, run) && access(o->run, F_OK) != 0)
+        return 0;
+    if (sw_manifest_load(&m, file, why, sizeof(why)) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, why);
+        return 1;
+    }
+    memcpy(run, m.run_id, 32);
+    sw_manifest_release(&m);
+    return 0;
+}
+
+static int
+cmd_admit(const struct opts *o)
+{
+    uint8_t run[32], node[32], cert[SW_CERT_MAX], chain[SW_CERT_MAX];
+    size_t len, chain_len = 0;
+    struct sw_identity id;
+    struct sw_cert d;
+    char hn[65], hr[65], hs[16];
+    uint64_t exp;
+    FILE *f;
+    int err;
+
+    if (!o->key[0] || !o->node[0] || !o->out[0]) {
+        fprintf(stderr, "%s: admit needs --key DIR, --node HEX and -o FILE\n", prog);
+        return EXIT_USAGE;
+    }
+    if (!hex_key(o->node, node)) {
+        fprintf(stderr, "%s: --node: want 64 hex digits (swarmctl key --key DIR)\n", prog);
+        return EXIT_USAGE;
+    }
+    if ((err = admit_run_id(o, run)) != 0)
+        return err;
+    if ((err = sw_identity_global_init()) < 0 || (err = sw_identity_load_or_create(&id, o->key)) < 0)
+        return 1;
+    if (o->cert[0]) { /* a delegate signs: its own certificate goes along */
+        if ((err = sw_cert_load(o->cert, chain, &chain_len)) < 0 ||
+            sw_cert_decode(chain, chain_len, &d) < 0) {
+            fprintf(stderr, "%s: '%s': not a certificate\n", prog, o->cert);
+            err = 1;
+            goto out;
+        }
+        if (d.role != SW_CERT_DELEGATE || memcmp(d.node, id.pk, 32) || memcmp(d.run, run, 32)) {
+            fprintf(stderr, "%s: '%s' is no delegate certificate of this key for this run\n",
+                    prog, o->cert);
+            err = 1;
+            goto out;
+        }
+        if (d.stage >= 0 && o->stage != d.stage) {
+            fprintf(stderr, "%s: this delegate may admit to stage %d only (--stage %d)\n", prog,
+                    d.stage, d.stage);
+            err = EXIT_USAGE;
+            goto out;
+        }
+    }
+    exp = (uint64_t)time(NULL) + (uint64_t)((double)o->days * 86400.0);
+    err = sw_cert_issue(&id, run, node, o->stage, exp,
+                        o->delegate ? SW_CERT_DELEGATE : SW_CERT_NODE, chain_len ? chain : NULL,
+                        chain_len, cert, sizeof(cert), &len);
+    if (err == 0 && (!(f = fopen(o->out, "wb")) || fwrite(cert, 1, len, f) != len ||
+                     fclose(f) != 0))
+        err = -SW_EIO;
+    if (err < 0) {
+        fprintf(stderr, "%s: cannot write '%s': %s\n", prog, o->out, sw_strerror(err));
+        err = 1;
+        goto out;
+    }
+    snprintf(hs, sizeof(hs), "%d", o->stage);
+    printf("admitted %s to run %.16s as %s, stage %s, until %llu (Unix time): '%s'\n",
+           sw_identity_hex(hn, node, 32), sw_identity_hex(hr, run, 32),
+           o->delegate ? "delegate" : "node", o->stage < 0 ? "any" : hs,
+           (unsigned long long)exp, o->out);
+out:
+    sw_identity_release(&id);
+    return err;
+}
+
+/* ---- revoke: read the run's list, add the keys, put it back ---- */
+
+struct revoke {
+    struct client *c;
+    struct sw_revoked old;
+    bool have_old;
+    int status;
+};
+
+static void
+on_rev_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
+              const struct sw_dht_lookup_info *info)
+{
+    struct revoke *r = arg;
+
+    (void)nodes;
+    (void)n;
+    (void)info;
+    r->status = status;
+    r->c->done = true;
+}
+
+static void
+on_rev_got(void *arg, int status, const struct sw_dht_record *recs, size_t n,
+           const struct sw_dht_lookup_info *info)
+{
+    struct revoke *r = arg;
+    struct sw_revoked l;
+
+    (void)info;
+    for (size_t i = 0; status == 0 && i < n; i++)
+        if (!memcmp(recs[i].pub, r->c->owner, 32) &&
+            sw_revoked_decode(recs[i].val, recs[i].val_len, r->c->man.run_id, r->c->owner,
+                              &l) == 0 &&
+            (!r->have_old || l.seq > r->old.seq)) {
+            r->old = l;
+            r->have_old = true;
+        }
+    r->c->done = true;
+}
+
+static void
+on_rev_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info *info)
+{
+    struct revoke *r = arg;
+
+    (void)info;
+    r->status = status < 0 ? status : n_stored ? 0 : -SW_ENOENT;
+    r->c->done = true;
+}
+
+static int
+cmd_revoke(const struct opts *o, int argc, char **argv, int first)
+{
+    static uint8_t val[SW_DHT_VALUE_MAX];
+    struct sw_revoked l;
+    struct sw_dht_params p;
+    struct sw_dht_record rec;
+    struct revoke r = {0};
+    struct client c;
+    const char *eps[2];
+    size_t len;
+    int err, rc = 1;
+
+    if (!o->key[0] || first >= argc) {
+        fprintf(stderr, "%s: revoke needs --key OWNERDIR, --peer ADDR and the keys to revoke\n",
+                prog);
+        return EXIT_USAGE;
+    }
+    memset(&l, 0, sizeof(l));
+    if ((err = client_open(&c, o, true)) < 0) {
+        fprintf(stderr, "%s: cannot reach '%s': %s\n", prog, o->peer, sw_strerror(err));
+        goto out;
+    }
+    if (memcmp(c.id.pk, c.owner, 32) != 0) {
+        fprintf(stderr, "%s: the key in '%s' is not the run's owner: only the owner revokes\n",
+                prog, o->key);
+        goto out;
+    }
+    r.c = &c;
+    sw_dht_params_default(&p);
+    if ((err = sw_dhtnode_new(&c.dht, &c.loop, c.tr, NULL, &p)) < 0)
+        goto out_err;
+    eps[0] = c.boot[0] ? c.boot : c.ep;
+    eps[1] = c.ep;
+    if ((err = sw_dhtnode_bootstrap(c.dht, eps, c.boot[0] && strcmp(c.boot, c.ep) ? 2 : 1,
+                                    on_rev_joined, &r)) < 0 ||
+        (wait_done(&c), err = r.status) < 0)
+        goto out_err;
+    sw_revoked_key(rec.key, c.man.run_id);
+    if ((err = sw_dhtnode_get(c.dht, rec.key, on_rev_got, &r)) < 0)
+        goto out_err;
+    wait_done(&c);
+    if (r.have_old)
+        l = r.old;
+    for (int i = first; i < argc; i++) {
+        uint8_t k[32];
+        if (!hex_key(argv[i], k)) {
+            fprintf(stderr, "%s: '%s': want a key of 64 hex digits\n", prog, argv[i]);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (sw_revoked_has(&l, k))
+            continue;
+        if (l.n == SW_REVOKED_MAX) {
+            fprintf(stderr, "%s: the list is full (%d keys): start a new run\n", prog,
+                    SW_REVOKED_MAX);
+            goto out;
+        }
+        memcpy(l.keys[l.n++], k, 32);
+    }
+    /* newest wins: above the list read, and above any list this owner wrote before */
+    l.seq = SW_MAX(l.seq + 1, (uint64_t)time(NULL));
+    if ((err = sw_revoked_encode(&c.id, c.man.run_id, &l, val, sizeof(val), &len)) < 0)
+        goto out_err;
+    rec.seq = l.seq;
+    rec.ttl_s = SW_REVOKED_TTL_S;
+    rec.val = val;
+    rec.val_len = len;
+    sw_dht_record_sign(&rec, c.id.sk);
+    if ((err = sw_dhtnode_put(c.dht, &rec, on_rev_put, &r)) < 0 ||
+        (wait_done(&c), err = r.status) < 0)
+        goto out_err;
+    printf("revoked %d key%s in run %.16s (list seq %llu)\n", l.n, l.n == 1 ? "" : "s",
+           sw_identity_hex((char[65]){0}, c.man.run_id, 32), (unsigned long long)l.seq);
+    rc = 0;
+    goto out;
+out_err:
+    fprintf(stderr, "%s: cannot publish the revocation list: %s\n", prog, sw_strerror(err));
+out:
+    client_close(&c);
+    return rc;
+}
+
 static void
 usage(FILE *f)
 {
@@ -675,6 +929,9 @@ usage(FILE *f)
                "       swarmctl manifest check --run FILE [--owner HEX]\n"
                "       swarmctl manifest keys\n"
                "       swarmctl key --key DIR\n"
+               "       swarmctl admit --key DIR (--manifest FILE | --run HEX) --node HEX [--stage N]\n"
+               "                      [--days D] [--delegate] [--cert FILE] -o FILE\n"
+               "       swarmctl revoke --key OWNERDIR --peer ADDR NODEKEY...\n"
                "       swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]\n\n"
                "Looks at a swarm run; see swarmctl(1).  Exit status: 0 healthy, 1 degraded,\n"
                "2 unreachable, 3 usage.\n\noptions:\n");
@@ -708,6 +965,9 @@ main(int argc, char **argv)
         sub = argv[2];
         first = 3;
     }
+    for (int i = 2; i < argc; i++) /* -o FILE: --out FILE */
+        if (!strcmp(argv[i], "-o"))
+            argv[i] = (char *)"--out";
     sw_cfg_defaults(tab, SW_ARRAY_SIZE(tab), &o);
     err = sw_cfg_getopt(tab, SW_ARRAY_SIZE(tab), &o, argc, argv, first, prog);
     if (err == -SW_ECANCELED) {
@@ -716,12 +976,14 @@ main(int argc, char **argv)
     }
     if (err < 0)
         return EXIT_USAGE;
-    if (err < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[err]);
-        return EXIT_USAGE;
-    }
     if (sw_log_parse_level(o.log_level) < 0) {
         fprintf(stderr, "%s: --log-level: want debug, info, warn or error\n", prog);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "revoke"))
+        return cmd_revoke(&o, argc, argv, err);
+    if (err < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[err]);
         return EXIT_USAGE;
     }
     if (!strcmp(cmd, "status") || !strcmp(cmd, "peers") || (!strcmp(cmd, "manifest") && !sub))
@@ -736,6 +998,8 @@ main(int argc, char **argv)
     }
     if (!strcmp(cmd, "key"))
         return cmd_key(&o);
+    if (!strcmp(cmd, "admit"))
+        return cmd_admit(&o);
     fprintf(stderr, "%s: unknown command '%s%s%s' (see --help)\n", prog, cmd, sub ? " " : "",
             sub ? sub : "");
     return EXIT_USAGE;

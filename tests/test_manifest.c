@@ -47,7 +47,7 @@ main(void)
     char why[512], text[512];
     int err;
 
-    tap_plan(19);
+    tap_plan(22);
     err = sw_manifest_parse(&m, "good.conf", good, strlen(good), why, sizeof(why));
     tap_ok(err == 0, "a good manifest parses (%s)", err ? why : "ok");
     tap_ok(m.stages == 2 && m.steps == 30 && m.seed == 7 && m.batch == 2 && m.micro == 3 &&
@@ -74,6 +74,18 @@ main(void)
     tap_ok(refused("[model]\npreset = tiny\n[run]\nstages = 9\n", "run.stages"),
            "more stages than blocks");
     tap_ok(refused("[recovery]\nmode = pray\n", "recovery.mode"), "unknown recovery mode");
+    tap_ok(!m.admission_open && !strcmp(m.admission, "owner"),
+           "no [admission] section: mode owner");
+    tap_ok(refused("[admission]\nmode = anyone\n", "admission.mode"), "unknown admission mode");
+    {
+        static const char open_run[] = "[admission]\nmode = open\n";
+        struct sw_manifest m2;
+        tap_ok(sw_manifest_parse(&m2, "open.conf", open_run, strlen(open_run), why,
+                                 sizeof(why)) == 0 && m2.admission_open,
+               "[admission] mode = open parses");
+        if (m2.bytes)
+            sw_manifest_release(&m2);
+    }
     tap_ok(refused("[model]\npreset = tiny\n[batch]\nseq_len = 65\n", "exceeds"),
            "seq_len beyond the model");
 

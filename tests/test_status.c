@@ -207,7 +207,7 @@ main(void)
     char long_from[300], from127[SW_STATUS_REC_FROM_MAX + 1];
     int err;
 
-    tap_plan(22 + 4 + 3 + 2);
+    tap_plan(22 + 4 + 3 + 2 + 3);
 
     /* a node that never recovered: the 13 keys of older records */
     rec_fill(&r);
@@ -235,6 +235,33 @@ main(void)
     tap_ok(err == -SW_EMSG, "refused: mv names a stage the run does not have");
     msgpack_unpacked_destroy(&u);
     r.moving = 0;
+
+    /* a node of an owner-mode run: its certificate, "cert", as bytes */
+    {
+        uint8_t cert[SW_STATUS_CERT_MAX + 1];
+        memset(cert, 0x5c, sizeof(cert));
+        r.cert = cert;
+        r.cert_len = 300;
+        err = pack_unpack(&r, &u);
+        memset(&out, 0xa5, sizeof(out));
+        err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+        tap_ok(err == 0 && u.data.via.map.size == 14 && out.cert_len == 300 && out.cert &&
+                   !memcmp(out.cert, cert, 300),
+               "a record with a certificate has 14 keys and its cert reads back");
+        msgpack_unpacked_destroy(&u);
+        r.cert_len = SW_STATUS_CERT_MAX + 1;
+        err = pack_unpack(&r, &u);
+        err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+        tap_ok(err == -SW_EMSG, "refused: a cert over SW_STATUS_CERT_MAX bytes");
+        msgpack_unpacked_destroy(&u);
+        r.cert = NULL;
+        r.cert_len = 0;
+        err = pack_unpack(&r, &u);
+        err = err ? err : sw_status_rec_unpack(&u.data, &out, S, 10, 100000);
+        tap_ok(err == 0 && out.cert == NULL && out.cert_len == 0,
+               "a record without one reads back without one");
+        msgpack_unpacked_destroy(&u);
+    }
 
     /* a node that recovered */
     sw_status_rec_set_recovery(&r, "checkfree", "tcp://127.0.0.1:40000,tcp://127.0.0.1:40002",
