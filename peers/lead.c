@@ -30,16 +30,31 @@ set_phase(struct sw_trainer *t, int phase)
     t->lead.phase_ms = t->now;
 }
 
+const uint8_t *
+sw_lead_expected(struct sw_trainer *t)
+{
+    const uint8_t *best = NULL;
+
+    /* this node by its phase, not by its record (which may lag a scan) */
+    if (t->ops && t->stage == 0 && t->phase == SW_PHASE_TRAINING && trainer_dir_find(t, t->pk))
+        best = t->pk;
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage != 0 || r->state != SW_REC_TRAINING || !memcmp(r->pk, t->pk, 32) ||
+            trainer_gone(t, r->pk))
+            continue;
+        if (!best || memcmp(r->pk, best, 32) < 0)
+            best = r->pk;
+    }
+    return best;
+}
+
 bool
 sw_lead_is_leader(struct sw_trainer *t)
 {
-    if (!t->ops || t->stage != 0 || t->phase != SW_PHASE_TRAINING || !trainer_dir_find(t, t->pk))
-        return false;
-    for (int i = 0; i < t->ndir; i++)
-        if (t->dir[i].stage == 0 && t->dir[i].state == SW_REC_TRAINING &&
-            memcmp(t->dir[i].pk, t->pk, 32) < 0)
-            return false;
-    return true;
+    const uint8_t *want = sw_lead_expected(t);
+
+    return want == t->pk;
 }
 
 /* A slot of the round being made; false when the table is full. */

@@ -86,7 +86,12 @@ struct sw_lead {
 
 int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;
 void sw_lead_release(struct sw_trainer *t);
-/* Is this node the leader now? */
+/* The leader this node's table names: the lowest key among the live
+ * training stage-0 nodes (this one included); NULL when there is none.
+ * Every node computes it from the same records, so that PREPARE and GO are
+ * taken from it alone (step.h), never from a key that merely asks. */
+const uint8_t *sw_lead_expected(struct sw_trainer *t);
+/* Is this node the leader now (the expected one)? */
 bool sw_lead_is_leader(struct sw_trainer *t);
 /* A READY (or the request's failure) for tag. */
 void sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m);
