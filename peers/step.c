@@ -1230,6 +1230,45 @@ step_drop(struct sw_trainer *t, bool rewind)
 }
 
 void
+sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why)
+{
+    char f[128];
+    int err;
+
+    if (!step_drop(t, true))
+        return;
+    snprintf(f, sizeof(f), "\"stage\":%d,\"from\":%llu,\"to\":%llu", t->stage,
+             (unsigned long long)t->step, (unsigned long long)step);
+    sw_log_event(SW_LOG_WARN, "step_skipped", f, "stage %d skips from step %llu to %llu with "
+                 "its state: %s", t->stage, (unsigned long long)t->step,
+                 (unsigned long long)step, why);
+    t->step = step;
+    if (t->step > t->run_step)
+        t->run_step = t->step;
+    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
+        trainer_fail(t, err, "data");
+        return;
+    }
+    if (t->phase == SW_PHASE_JOINING)
+        trainer_set_phase(t, SW_PHASE_TRAINING);
+    trainer_announce(t);
+}
+
+/* A node of this stage, other than this one, that is past step (a copy of
+ * it brings this node up). */
+static bool
+stage_mate_past(struct sw_trainer *t, uint64_t step)
+{
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage == t->stage && sw_rec_has_state(r->state) && r->step > step &&
+            memcmp(r->pk, t->pk, 32) && !trainer_gone(t, r->pk))
+            return true;
+    }
+    return false;
+}
+
+void
 sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
     static const char *const keys[] = {"step", NULL};
@@ -1273,9 +1312,16 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
             return;
     }
     if (trainer_in_run(t) && !sw_step_busy(s) && step > t->step) {
-        sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
-               (unsigned long long)t->step, (unsigned long long)step);
-        sw_recover_resync(t);
+        if (stage_mate_past(t, t->step)) {
+            sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
+                   (unsigned long long)t->step, (unsigned long long)step);
+            sw_recover_resync(t);
+        } else {
+            /* no node of this stage is past it: a copy brings nothing
+             * new, and the run (its leader) went on without this step */
+            sw_step_skip(t, step, "the leader prepares a later step and no other node of "
+                         "the stage is ahead");
+        }
     }
     sw_step_answer_prepare(t);
 }
