@@ -136,12 +136,17 @@ copy_done(struct sw_trainer *t)
     t->ops->scalars(t->model, &sc);
     sc.t = (int)src->t;
     sc.lr_mult = (float)src->lr_mult;
+    /* the source's last gradient norm too: until this node takes a step of
+     * its own, a CheckFree rebuild of a neighbour weighs it by that norm
+     * (its STATE answers and its record report it), not by 0 */
+    sc.last_norm = (float)src->norm;
     if ((err = t->ops->write(t->model, src->buf, &sc)) < 0 ||
         (err = t->ops->zero_grad(t->model)) < 0) {
         trainer_fail(t, err, "state copy");
         return;
     }
     t->step = src->step;
+    t->last_norm = src->norm;
     if (!trained_from_here(t, true))
         return;
     sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s)", t->stage, src->ep,
