@@ -13,14 +13,19 @@
 int
 sw_lead_init(struct sw_trainer *t)
 {
+    int err;
+
     memset(&t->lead, 0, sizeof(t->lead));
-    return sw_plan_init(&t->lead.plan, t->S, t->M);
+    if ((err = sw_plan_init(&t->lead.plan, t->S, t->M)) < 0)
+        return err;
+    return sw_plan_init(&t->lead.prev, t->S, t->M);
 }
 
 void
 sw_lead_release(struct sw_trainer *t)
 {
     sw_plan_release(&t->lead.plan);
+    sw_plan_release(&t->lead.prev);
 }
 
 static void
@@ -30,16 +35,31 @@ set_phase(struct sw_trainer *t, int phase)
     t->lead.phase_ms = t->now;
 }
 
+const uint8_t *
+sw_lead_expected(struct sw_trainer *t)
+{
+    const uint8_t *best = NULL;
+
+    /* this node by its phase, not by its record (which may lag a scan) */
+    if (t->ops && t->stage == 0 && t->phase == SW_PHASE_TRAINING && trainer_dir_find(t, t->pk))
+        best = t->pk;
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage != 0 || r->state != SW_REC_TRAINING || !memcmp(r->pk, t->pk, 32) ||
+            trainer_gone(t, r->pk))
+            continue;
+        if (!best || memcmp(r->pk, best, 32) < 0)
+            best = r->pk;
+    }
+    return best;
+}
+
 bool
 sw_lead_is_leader(struct sw_trainer *t)
 {
-    if (!t->ops || t->stage != 0 || t->phase != SW_PHASE_TRAINING || !trainer_dir_find(t, t->pk))
-        return false;
-    for (int i = 0; i < t->ndir; i++)
-        if (t->dir[i].stage == 0 && t->dir[i].state == SW_REC_TRAINING &&
-            memcmp(t->dir[i].pk, t->pk, 32) < 0)
-            return false;
-    return true;
+    const uint8_t *want = sw_lead_expected(t);
+
+    return want == t->pk;
 }
 
 /* A slot of the round being made; false when the table is full. */
@@ -69,19 +89,45 @@ round_new(struct sw_trainer *t)
     t->lead.nslot = t->lead.nwait = 0;
 }
 
-/* GO(step, ver, plan) to the nodes planned (slots ok); false when a stage has none. */
+/* A replan: each microbatch stays on the node of old that had it, when that
+ * node is still planned (it may have run it: its gradient cannot be taken
+ * back); those of nodes left out are dealt as sw_plan_finish did. */
+static void
+keep_microbatches(struct sw_plan *p, const struct sw_plan *old)
+{
+    for (int s = 0; s < p->S; s++) {
+        if (old->cnt[s] == 0)
+            continue;
+        for (int m = 0; m < p->M; m++) {
+            int i = sw_plan_find(p, s, old->pk[sw_plan_at(old, s, m)]);
+            if (i >= 0)
+                p->assign[s * p->M + m] = i;
+        }
+    }
+}
+
+/* GO(step, ver, plan) to the nodes planned (slots ok); false when a stage has
+ * none.  ver > 0: a replan of the plan of the step in L->plan. */
 static bool
 send_plan(struct sw_trainer *t, uint64_t ver)
 {
     struct sw_lead *L = &t->lead;
     struct sw_body *b = &t->body;
+    bool keep = ver > 0 && L->plan.step == L->step;
 
+    if (keep)
+        sw_plan_copy(&L->prev, &L->plan);
     sw_plan_clear(&L->plan);
     for (int i = 0; i < L->nslot; i++)
         if (L->slot[i].ok)
             sw_plan_add(&L->plan, L->slot[i].stage, L->slot[i].pk, L->slot[i].ep, L->slot[i].w);
-    if (!sw_plan_finish(&L->plan))
+    if (!sw_plan_finish(&L->plan)) {
+        if (keep)
+            sw_plan_copy(&L->plan, &L->prev); /* the step's plan stays what it was */
         return false;
+    }
+    if (keep)
+        keep_microbatches(&L->plan, &L->prev);
     L->plan.step = L->step;
     L->plan.ver = ver;
     for (int i = 0; i < L->nslot; i++) {
@@ -332,6 +378,9 @@ takeover(struct sw_trainer *t)
         slot_add(t, r->pk, r->ep, r->stage, r->cap, true);
     }
     L->led = true;
+    if (t->st.plan.step == L->step && t->st.plan.cnt[0] > 0 &&
+        (L->plan.step != L->step || t->st.plan.ver > L->plan.ver))
+        sw_plan_copy(&L->plan, &t->st.plan); /* the step's plan as this node knows it */
     if (!send_plan(t, ver)) {
         SW_LOG_RATELIMITED(SW_LOG_INFO, 2000, "step %llu: taking over the lost leader's step: "
                            "a stage has no node at the step yet, waiting",
@@ -355,6 +404,59 @@ run_ahead(struct sw_trainer *t)
             return true;
     }
     return false;
+}
+
+/* Another live stage-0 node that has taken more steps than this one: a
+ * copy of it brings this node up to the run. */
+static bool
+stage0_ahead(struct sw_trainer *t)
+{
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage == 0 && sw_rec_has_state(r->state) && r->step > t->step &&
+            memcmp(r->pk, t->pk, 32) && !trainer_gone(t, r->pk))
+            return true;
+    }
+    return false;
+}
+
+/* A live node of another stage two steps or more past this one: its store
+ * (step.h) no longer holds this node's step to replay. */
+static bool
+run_far_ahead(struct sw_trainer *t)
+{
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage != t->stage && sw_rec_has_state(r->state) && r->step >= t->step + 2 &&
+            !trainer_gone(t, r->pk))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * This stage-0 node is behind the run and no other stage-0 node is ahead
+ * of it (it copied the lost leader's state in the middle of a step that
+ * nodes of other stages finished since, or they finished a step that was
+ * then restarted): a PREPARE of its step would be answered "not ready" for
+ * ever by the nodes past it, and a copy brings nothing new.  One step
+ * behind, the step is planned again as a replan (TAKEOVER: the nodes past
+ * it replay from their store); further behind, this node's state resumes
+ * at the step in progress (recover.h, sw_recover_own_state), which plans
+ * the step the same way.
+ */
+static void
+behind_alone_on_stage0(struct sw_trainer *t)
+{
+    if (run_far_ahead(t)) {
+        sw_recover_own_state(t, "the nodes of other stages went two steps or more past the "
+                             "state of stage 0, and no stage-0 node is ahead of it");
+        return;
+    }
+    sw_log(SW_LOG_WARN, "step %llu: nodes of other stages finished it and no stage-0 node is "
+           "past it: planning it again for the nodes still in it", (unsigned long long)t->step);
+    t->lead.step = t->step;
+    set_phase(t, SW_LEAD_TAKEOVER);
 }
 
 /* PREPARE(step) to every node of the table. */
@@ -440,6 +542,7 @@ inherit(struct sw_trainer *t)
             slot_add(t, p->pk[s * SW_PLAN_MAX + i], p->ep[s * SW_PLAN_MAX + i], s,
                      p->w[s * SW_PLAN_MAX + i], true);
     L->ver = p->ver;
+    sw_plan_copy(&L->plan, p); /* what the next replan keeps the microbatches of */
     set_phase(t, SW_LEAD_RUNNING);
     sw_log(SW_LOG_WARN, "leading step %llu from now on", (unsigned long long)t->step);
 }
@@ -467,12 +570,14 @@ joining_alone(struct sw_trainer *t)
         trainer_set_phase(t, SW_PHASE_TRAINING);
         return;
     }
-    if (run_ahead(t)) {
+    if (stage0_ahead(t)) {
         sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu), the last other node of "
-               "stage 0 gone: recovering the stage again", (unsigned long long)t->step,
+               "stage 0 gone: copying the stage again", (unsigned long long)t->step,
                (unsigned long long)t->run_step);
         sw_recover_resync(t);
     } else {
+        /* behind nodes of other stages, perhaps: the lead tick plans its
+         * step for them (behind_alone_on_stage0), or CheckFree+ rebuilds */
         trainer_set_phase(t, SW_PHASE_TRAINING);
     }
 }
@@ -488,10 +593,20 @@ sw_lead_tick(struct sw_trainer *t)
     joining_alone(t);
     if (L->phase == SW_LEAD_RUNNING &&
         now - SW_MAX(L->phase_ms, t->st.progress_ms) > SW_LEAD_STALL_MS) {
+        running = false;
+        if (t->step == L->step && run_ahead(t) && !stage0_ahead(t)) {
+            /* nodes of other stages updated past it, and what they owe the
+             * step could not be replayed (the node that computed it died):
+             * a PREPARE of it would be refused by them for ever */
+            sw_log(SW_LOG_ERROR, "step %llu stalled for %d s, and nodes of other stages are past "
+                   "it: skipping it", (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
+            set_phase(t, SW_LEAD_IDLE);
+            sw_step_skip(t, t->step + 1, "the step stalled and cannot be finished");
+            return wake;
+        }
         sw_log(SW_LOG_ERROR, "step %llu stalled for %d s: restarting it",
                (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
         set_phase(t, SW_LEAD_RESTART);
-        running = false;
     }
     if (L->phase == SW_LEAD_RESTART) {
         /* this node may be in the step itself: its own PREPARE drops it */
@@ -536,6 +651,10 @@ sw_lead_tick(struct sw_trainer *t)
          * that nodes of other stages have finished since.  Preparing its
          * step would restart it for the nodes still in it and leave those
          * past it waiting for ever: follow the run (copy again), not lead */
+        if (!stage0_ahead(t)) {
+            behind_alone_on_stage0(t);
+            return wake;
+        }
         sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
                (unsigned long long)t->step, (unsigned long long)t->run_step);
         sw_recover_resync(t);

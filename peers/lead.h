@@ -18,7 +18,8 @@
  * on a slot of this one (the slots are sorted and reused between rounds).
  *
  * While a step runs the leader pings its nodes (live.h: two unanswered pings
- * make a node dead), drops the dead ones from the plan and gives a stage
+ * make a node dead), drops the dead ones from the plan (a replan keeps each
+ * microbatch on the surviving node that had it: plan.h, "mb") and gives a stage
  * that lost its last node the first newcomer ready at the step, or one past
  * it (a stage rebuilt from a source that had finished the step steps back
  * into it: step.h), with a GO of a higher version.  With a stage left empty
@@ -79,14 +80,20 @@ struct sw_lead {
     uint32_t round;          /* generation of the slots (see above) */
     int nslot, nwait;
     struct sw_lead_slot slot[SW_PROTO_MAX_NODES];
-    struct sw_plan plan;     /* the plan sent last */
+    struct sw_plan plan;     /* the plan sent last (or inherited) */
+    struct sw_plan prev;     /* scratch: the plan a replan keeps the microbatches of */
     uint64_t go_ms, wait_log_ms;
     uint64_t stale_ready;    /* READYs of an earlier round, dropped (see above) */
 };
 
 int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;
 void sw_lead_release(struct sw_trainer *t);
-/* Is this node the leader now? */
+/* The leader this node's table names: the lowest key among the live
+ * training stage-0 nodes (this one included); NULL when there is none.
+ * Every node computes it from the same records, so that PREPARE and GO are
+ * taken from it alone (step.h), never from a key that merely asks. */
+const uint8_t *sw_lead_expected(struct sw_trainer *t);
+/* Is this node the leader now (the expected one)? */
 bool sw_lead_is_leader(struct sw_trainer *t);
 /* A READY (or the request's failure) for tag. */
 void sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m);

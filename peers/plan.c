@@ -124,29 +124,89 @@ sw_plan_finish(struct sw_plan *p)
     return ok;
 }
 
+/* Is stage s's assignment the one the deal gives?  (GO then carries none.) */
+static bool
+dealt(const struct sw_plan *p, int s)
+{
+    int *want = sw_malloc((size_t)p->M * sizeof(int));
+    bool same = true;
+
+    if (!want)
+        return false;
+    sw_plan_assign(p->M, p->cnt[s], &p->w[s * SW_PLAN_MAX], want);
+    for (int m = 0; m < p->M && same; m++)
+        same = want[m] == p->assign[s * p->M + m];
+    sw_free(want);
+    return same;
+}
+
 void
 sw_plan_pack(msgpack_packer *pk, const struct sw_plan *p)
 {
     msgpack_pack_array(pk, (size_t)p->S);
     for (int s = 0; s < p->S; s++) {
+        bool own = !dealt(p, s);
         msgpack_pack_array(pk, (size_t)p->cnt[s]);
         for (int i = 0; i < p->cnt[s]; i++) {
-            int k = s * SW_PLAN_MAX + i;
-            msgpack_pack_map(pk, 3);
+            int k = s * SW_PLAN_MAX + i, n = 0;
+            msgpack_pack_map(pk, own ? 4 : 3);
             sw_proto_pack_key(pk, "pk");
             sw_proto_pack_bin(pk, p->pk[k], 32);
             sw_proto_pack_key(pk, "ep");
             sw_proto_pack_str(pk, p->ep[k]);
             sw_proto_pack_key(pk, "w");
             msgpack_pack_double(pk, p->w[k]);
+            if (!own)
+                continue;
+            /* a replan that kept each microbatch on the node that had it */
+            sw_proto_pack_key(pk, "mb");
+            for (int m = 0; m < p->M; m++)
+                n += p->assign[s * p->M + m] == i;
+            msgpack_pack_array(pk, (size_t)n);
+            for (int m = 0; m < p->M; m++)
+                if (p->assign[s * p->M + m] == i)
+                    msgpack_pack_uint32(pk, (uint32_t)m);
         }
     }
+}
+
+/* A stage's own assignment ("mb" of every node, or of none); -SW_EMSG when
+ * some carry one and others not, or they do not serve each microbatch once. */
+static int
+parse_mb(struct sw_plan *p, int s, const msgpack_object *a)
+{
+    int *as = &p->assign[s * p->M], with = 0;
+
+    for (uint32_t i = 0; i < a->via.array.size; i++)
+        with += sw_proto_get(&a->via.array.ptr[i], "mb") != NULL;
+    if (with == 0)
+        return 0;
+    if (with != (int)a->via.array.size)
+        return -SW_EMSG;
+    for (int m = 0; m < p->M; m++)
+        as[m] = -1;
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        const msgpack_object *mo = sw_proto_get(&a->via.array.ptr[i], "mb");
+        if (mo->type != MSGPACK_OBJECT_ARRAY || mo->via.array.size > (uint32_t)p->M)
+            return -SW_EMSG;
+        for (uint32_t j = 0; j < mo->via.array.size; j++) {
+            const msgpack_object *x = &mo->via.array.ptr[j];
+            if (x->type != MSGPACK_OBJECT_POSITIVE_INTEGER || x->via.u64 >= (uint64_t)p->M ||
+                as[x->via.u64] >= 0)
+                return -SW_EMSG;
+            as[x->via.u64] = (int)i;
+        }
+    }
+    for (int m = 0; m < p->M; m++)
+        if (as[m] < 0)
+            return -SW_EMSG;
+    return 0;
 }
 
 int
 sw_plan_parse(struct sw_plan *p, const msgpack_object *o)
 {
-    static const char *const nk[] = {"pk", "ep", "w", NULL};
+    static const char *const nk[] = {"pk", "ep", "w", "mb", NULL};
 
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != (uint32_t)p->S)
         return -SW_EMSG;
@@ -168,6 +228,8 @@ sw_plan_parse(struct sw_plan *p, const msgpack_object *o)
             memcpy(p->pk[k], pk, 32);
         }
         deal(p, s);
+        if (parse_mb(p, s, a) < 0)
+            return -SW_EMSG;
     }
     return 0;
 }

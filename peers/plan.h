@@ -57,9 +57,15 @@ void sw_plan_clear(struct sw_plan *p);
 bool sw_plan_add(struct sw_plan *p, int s, const uint8_t *pk, const char *ep, double w);
 bool sw_plan_finish(struct sw_plan *p);
 
-/* GO's "plan": [[{pk, ep, w}...] per stage]. */
+/*
+ * GO's "plan": [[{pk, ep, w, mb}...] per stage].  "mb" (the microbatches the
+ * node serves) only where the assignment is not the deal's (a replan that
+ * kept each microbatch on the surviving node that had it: a node cannot take
+ * back the gradient of one it ran, so a microbatch moved between two live
+ * nodes would be counted twice); in a stage either every node has it or none.
+ */
 void sw_plan_pack(msgpack_packer *pk, const struct sw_plan *p);
-/* Reads it (and deals the microbatches); -SW_EMSG when malformed. */
+/* Reads it (and deals the microbatches, or takes "mb"); -SW_EMSG when malformed. */
 int sw_plan_parse(struct sw_plan *p, const msgpack_object *o) SW_WARN_UNUSED;
 
 /* Index into pk/ep/w of the node serving microbatch m at stage s. */

@@ -136,12 +136,17 @@ copy_done(struct sw_trainer *t)
     t->ops->scalars(t->model, &sc);
     sc.t = (int)src->t;
     sc.lr_mult = (float)src->lr_mult;
+    /* the source's last gradient norm too: until this node takes a step of
+     * its own, a CheckFree rebuild of a neighbour weighs it by that norm
+     * (its STATE answers and its record report it), not by 0 */
+    sc.last_norm = (float)src->norm;
     if ((err = t->ops->write(t->model, src->buf, &sc)) < 0 ||
         (err = t->ops->zero_grad(t->model)) < 0) {
         trainer_fail(t, err, "state copy");
         return;
     }
     t->step = src->step;
+    t->last_norm = src->norm;
     if (!trained_from_here(t, true))
         return;
     sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s)", t->stage, src->ep,
@@ -497,17 +502,69 @@ lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t l
     return false;
 }
 
-/* No live node of this stage to copy and the run has started: rebuild it
- * from the neighbours when they are there, or stop with the reason. */
-static void
-rebuild_tick(struct sw_trainer *t)
+/* The step in progress: the lowest step a live node of another stage that
+ * holds a state is at (at most the run's). */
+static uint64_t
+step_in_progress(struct sw_trainer *t)
 {
-    const struct sw_peer_rec *nb[2] = {NULL, NULL}, *src;
-    bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing = false;
-    char why[512], ev[64];
+    uint64_t at = t->run_step;
 
-    if (!empty)
+    for (int i = 0; i < t->ndir; i++)
+        if (t->dir[i].stage != t->stage && sw_rec_in_run(t->dir[i].state) &&
+            t->dir[i].state != SW_REC_SYNCING && t->dir[i].step < at &&
+            !trainer_gone(t, t->dir[i].pk))
+            at = t->dir[i].step;
+    return at;
+}
+
+/* This node holds a state of its stage (it trained it, and still has it:
+ * a copy or a rebuild writes the model only once complete). */
+static bool
+holds_own_state(const struct sw_trainer *t)
+{
+    return t->trained && t->hash[0] && t->moved_from < 0;
+}
+
+/* See recover.h. */
+void
+sw_recover_own_state(struct sw_trainer *t, const char *why)
+{
+    uint64_t was = t->step, at = step_in_progress(t);
+    char x[96], ev[1024];
+    int err;
+
+    if ((err = t->ops->zero_grad(t->model)) < 0) {
+        trainer_fail(t, err, "recovery");
         return;
+    }
+    if (!t->rc.t0_ms)
+        t->rc.t0_ms = t->now;
+    t->step = at > was ? at : was;
+    if (t->step > t->run_step)
+        t->run_step = t->step;
+    recovered(t, "own", t->ep, 0);
+    snprintf(x, sizeof(x), ",\"own_step\":%llu", (unsigned long long)was);
+    sw_log_event(SW_LOG_WARN, "recovery",
+                 rec_fields(ev, sizeof(ev), t->stage, "own", t->ep, 0, t->rec_s * 1000, t->step,
+                            x),
+                 "recovery: stage %d method own: %s; this node's state of step %llu resumes at "
+                 "step %llu", t->stage, why, (unsigned long long)was,
+                 (unsigned long long)t->step);
+    if (t->stage == 0)
+        sw_lead_takeover(t);
+    if (!trained_from_here(t, false))
+        return;
+    announce_state(t);
+}
+
+/* The stages no other node serves (empty[S]) and this stage's neighbours
+ * that train (nb[0] before, nb[1] after; the furthest on); *syncing when a
+ * neighbour is still getting its state. */
+static void
+neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, bool *syncing)
+{
+    nb[0] = nb[1] = NULL;
+    *syncing = false;
     for (int s = 0; s < t->S; s++)
         empty[s] = true;
     for (int i = 0; i < t->ndir; i++) {
@@ -519,19 +576,60 @@ rebuild_tick(struct sw_trainer *t)
             if (r->stage == t->stage + (k ? 1 : -1)) {
                 if (sw_rec_training(r->state) && (!nb[k] || r->step > nb[k]->step))
                     nb[k] = r;
-                syncing |= r->state == SW_REC_SYNCING;
+                *syncing |= r->state == SW_REC_SYNCING;
             }
     }
+}
+
+/* The source of a CheckFree+ rebuild of this stage among nb: stage 0 and
+ * S-2 look forward (1, S-1), 1 and S-1 back (0, S-2). */
+static const struct sw_peer_rec *
+plus_source(const struct sw_trainer *t, const struct sw_peer_rec **nb)
+{
+    return nb[t->stage == 0 || t->stage == t->S - 2 ? 1 : 0];
+}
+
+/* Can CheckFree(+) rebuild this stage now (DESIGN.md's order: before a
+ * checkpoint)? */
+static bool
+rebuild_ready(struct sw_trainer *t)
+{
+    const struct sw_peer_rec *nb[2];
+    bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing, ok;
+    char why[512];
+
+    if (!empty)
+        return false;
+    neighbours(t, empty, nb, &syncing);
+    ok = !lost_for_good(t, empty, why, sizeof(why)) &&
+         (by_plus(t) ? plus_source(t, nb) != NULL : nb[0] && nb[1]);
+    sw_free(empty);
+    return ok;
+}
+
+/* No live node of this stage to copy and the run has started: rebuild it
+ * from the neighbours when they are there, or stop with the reason. */
+static void
+rebuild_tick(struct sw_trainer *t)
+{
+    const struct sw_peer_rec *nb[2], *src;
+    bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing;
+    char why[512], ev[64];
+
+    if (!empty)
+        return;
+    neighbours(t, empty, nb, &syncing);
     t->rc.retry_ms = t->now + 500;
-    if (lost_for_good(t, empty, why, sizeof(why))) {
+    if (lost_for_good(t, empty, why, sizeof(why)) && holds_own_state(t)) {
+        sw_recover_own_state(t, why);
+    } else if (lost_for_good(t, empty, why, sizeof(why))) {
         snprintf(ev, sizeof(ev), "\"stage\":%d,\"step\":%llu", t->stage,
                  (unsigned long long)t->run_step);
         sw_log_event(SW_LOG_ERROR, "cannot_recover", ev, "cannot recover stage %d at step %llu: "
                      "%s", t->stage, (unsigned long long)t->run_step, why);
         trainer_lost(t);
     } else if (by_plus(t)) {
-        /* the source: stage 0 and S-2 look forward (1, S-1), 1 and S-1 back (0, S-2) */
-        if ((src = nb[t->stage == 0 || t->stage == t->S - 2 ? 1 : 0]))
+        if ((src = plus_source(t, nb)))
             plus_start(t, src);
         else
             SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d: waiting for its checkfree+ "
@@ -572,12 +670,7 @@ restore_apply(struct sw_trainer *t, const struct sw_restore *r)
          * others live): rejoin the step in progress, the lowest step a live
          * node of another stage is at, with the checkpoint's older tensors
          * (CheckFree cannot rebuild adjacent or boundary stages) */
-        uint64_t at = t->run_step;
-        for (int i = 0; i < t->ndir; i++)
-            if (t->dir[i].stage != t->stage && sw_rec_in_run(t->dir[i].state) &&
-                t->dir[i].state != SW_REC_SYNCING && t->dir[i].step < at &&
-                !trainer_gone(t, t->dir[i].pk))
-                at = t->dir[i].step;
+        uint64_t at = step_in_progress(t);
         snprintf(x, sizeof(x), ",\"ckpt_step\":%llu", (unsigned long long)t->step);
         sw_log_event(SW_LOG_INFO, "recovery",
                      rec_fields(ev, sizeof(ev), t->stage, "checkpoint", r->from, bytes,
@@ -690,7 +783,11 @@ sync_tick(struct sw_trainer *t)
     t->move_wait = false;
     if (src) {
         copy_start(t, src);
-    } else if (t->o.from_ckpt && !t->rc.restore_tried) {
+    } else if (t->o.from_ckpt && !t->rc.restore_tried &&
+               (t->run_step == 0 || t->run_step <= t->step || !rebuild_ready(t))) {
+        /* the run restarts from it, or went on and lost this stage where
+         * CheckFree(+) cannot rebuild it now: the checkpoint comes after
+         * them in DESIGN.md's order */
         t->rc.restore_tried = true;
         trainer_set_phase(t, SW_PHASE_RESTORE);
         restore_tick(t);

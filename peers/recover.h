@@ -18,8 +18,10 @@
  *      under CheckFree+ a boundary stage from its partner's blocks and the
  *      replica it keeps (REBUILD), resuming the step in progress;
  *   5. two adjacent stages lost, or a boundary stage without CheckFree+:
- *      the run stops (SW_EXIT_LOST) with a message naming the lost stages
- *      and what would recover them.
+ *      a node that still holds an older state of the stage resumes with it
+ *      at the step in progress (sw_recover_own_state); with none the run
+ *      stops (SW_EXIT_LOST) with a message naming the lost stages and what
+ *      would recover them.
  * A running node checks the same (sw_recover_check_lost): when a lost stage
  * can never come back it stops, after the loss lasted dead_ms, unless nodes
  * started with --from-checkpoint and a committed checkpoint can rebuild it.
@@ -71,5 +73,14 @@ void sw_recover_on_state_get(struct sw_trainer *t, const struct sw_transport_msg
 void sw_recover_snap_due(struct sw_trainer *t);
 /* A behind node copies the state again (SYNC). */
 void sw_recover_resync(struct sw_trainer *t);
+/*
+ * The last resort before the run is lost: nothing can copy or rebuild the
+ * stage (or the nodes of other stages went two steps past it), and this
+ * node holds an older state of it (a copy whose source died before the
+ * leader planned it).  Like a checkpoint's tensors, it resumes at the step
+ * in progress with them (method "own" in the recovery event; why says
+ * why nothing else could).
+ */
+void sw_recover_own_state(struct sw_trainer *t, const char *why);
 
 #endif

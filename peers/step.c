@@ -1125,14 +1125,35 @@ go_start(struct sw_trainer *t, const struct sw_plan *p, uint64_t step)
     try_backward(t);
 }
 
-/* Only a stage-0 node leads: the one that prepared, or one this node knows. */
+/*
+ * PREPARE and GO of step come from the leader (step.h): the one this node's
+ * table names (lead.h, sw_lead_expected), or the leader of that step as this
+ * node knows it: the one whose PREPARE of it this node took, or a stage-0
+ * node of the step's plan (it inherited the step of a leader that died).
+ * Anything else (a stranger, a node of another stage, a stage-0 node that
+ * does not lead) is counted and dropped, and the table read again soon: a
+ * real leader that this node has not read yet asks again.
+ */
 static bool
-from_leader(struct sw_trainer *t, const struct sw_transport_msg *m)
+from_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64_t step)
 {
-    struct sw_live_peer *l = sw_live_find(&t->live, m->hdr.sender);
+    const struct sw_step *s = &t->st;
+    const uint8_t *pk = m->hdr.sender, *want;
 
-    return !memcmp(m->hdr.sender, t->pk, 32) || !memcmp(m->hdr.sender, t->st.prep.pk, 32) ||
-           (l && l->stage == 0);
+    if (!memcmp(pk, t->pk, 32))
+        return true;
+    if ((want = sw_lead_expected(t)) && !memcmp(pk, want, 32))
+        return true;
+    if (s->prep.step == step && !memcmp(pk, s->prep.pk, 32) && !sodium_is_zero(s->prep.pk, 32))
+        return true;
+    if (s->plan.step == step && sw_plan_find(&s->plan, 0, pk) >= 0 && !trainer_gone(t, pk))
+        return true;
+    t->drop_unknown++;
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped %s of step %llu from a node that does not "
+                       "lead the run", m->hdr.type == SW_MSG_GO ? "a plan" : "a prepare",
+                       (unsigned long long)step);
+    trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);
+    return false;
 }
 
 void
@@ -1149,10 +1170,6 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
     if (!t->ops || trainer_refuse_banned(t, m) ||
         !(trainer_in_run(t) || (t->phase == SW_PHASE_STOPPING && sw_step_busy(s))))
         return;
-    if (!from_leader(t, m)) {
-        t->drop_unknown++;
-        return;
-    }
     if (!trainer_open(t, m, &u, keys))
         return;
     po = sw_proto_get(&u.data, "plan");
@@ -1162,6 +1179,8 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
         return;
     }
     msgpack_unpacked_destroy(&u);
+    if (!from_leader(t, m, step))
+        return;
     p->step = step;
     p->ver = ver;
     if (step == t->step && s->phase >= SW_STEP_RUNNING && ver > s->plan.ver) {
@@ -1211,6 +1230,45 @@ step_drop(struct sw_trainer *t, bool rewind)
 }
 
 void
+sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why)
+{
+    char f[128];
+    int err;
+
+    if (!step_drop(t, true))
+        return;
+    snprintf(f, sizeof(f), "\"stage\":%d,\"from\":%llu,\"to\":%llu", t->stage,
+             (unsigned long long)t->step, (unsigned long long)step);
+    sw_log_event(SW_LOG_WARN, "step_skipped", f, "stage %d skips from step %llu to %llu with "
+                 "its state: %s", t->stage, (unsigned long long)t->step,
+                 (unsigned long long)step, why);
+    t->step = step;
+    if (t->step > t->run_step)
+        t->run_step = t->step;
+    if (t->stage == 0 && (err = t->ops->data_seek(t->model, t->step)) < 0) {
+        trainer_fail(t, err, "data");
+        return;
+    }
+    if (t->phase == SW_PHASE_JOINING)
+        trainer_set_phase(t, SW_PHASE_TRAINING);
+    trainer_announce(t);
+}
+
+/* A node of this stage, other than this one, that is past step (a copy of
+ * it brings this node up). */
+static bool
+stage_mate_past(struct sw_trainer *t, uint64_t step)
+{
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage == t->stage && sw_rec_has_state(r->state) && r->step > step &&
+            memcmp(r->pk, t->pk, 32) && !trainer_gone(t, r->pk))
+            return true;
+    }
+    return false;
+}
+
+void
 sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
     static const char *const keys[] = {"step", NULL};
@@ -1226,8 +1284,10 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
         return;
     }
     msgpack_unpacked_destroy(&u);
-    /* a leader this node has not read yet (it joined a moment ago) may ask, not disturb */
-    if (sw_step_busy(s) && trainer_refuse_unknown(t, m))
+    /* a stranger's PREPARE (of any step) neither restarts a step nor sends
+     * this node copying state: dropped; a leader this node has not read yet
+     * (it joined a moment ago) asks again once its request timed out */
+    if (!from_leader(t, m, step))
         return;
     memcpy(s->prep.pk, m->hdr.sender, 32);
     s->prep.route = m->route;
@@ -1252,9 +1312,16 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
             return;
     }
     if (trainer_in_run(t) && !sw_step_busy(s) && step > t->step) {
-        sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
-               (unsigned long long)t->step, (unsigned long long)step);
-        sw_recover_resync(t);
+        if (stage_mate_past(t, t->step)) {
+            sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
+                   (unsigned long long)t->step, (unsigned long long)step);
+            sw_recover_resync(t);
+        } else {
+            /* no node of this stage is past it: a copy brings nothing
+             * new, and the run (its leader) went on without this step */
+            sw_step_skip(t, step, "the leader prepares a later step and no other node of "
+                         "the stage is ahead");
+        }
     }
     sw_step_answer_prepare(t);
 }

@@ -32,10 +32,18 @@
  *
  * Who may send what: tensors only from the node the plan names (a stranger's
  * well-formed ones are dropped and counted, malformed or non-finite ones ban
- * their sender); GO only from the node that sent the last PREPARE or a
- * stage-0 node this node knows; PREPARE from any node not banned while the
- * node is idle (a leader it has not read yet), from a node it knows while it
- * is in a step.
+ * their sender); PREPARE and GO of step s only from the leader this node's
+ * table names (lead.h, sw_lead_expected), the node whose PREPARE of s it
+ * took, or a stage-0 node of the plan of s (a leader that inherited the
+ * step); from anyone else they are dropped and counted, however far ahead
+ * their step, and the table is read again soon (a real new leader asks
+ * again).
+ *
+ * Behind the run.  A PREPARE of a later step from the leader while idle: a
+ * node copies its state again when another node of its stage is past its
+ * step; when none is (the run went past a step this stage cannot finish:
+ * the node that computed its part died after the nodes past it updated),
+ * it skips to the leader's step with its own state (sw_step_skip).
  *
  * The step's lifecycle is one enum (struct sw_step.phase):
  *   IDLE      no step in progress
@@ -134,6 +142,9 @@ void sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m);
+/* Drops the step in progress and goes on at step with this node's state
+ * (the run went past a step it cannot finish; why for the log). */
+void sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why);
 /* The deferred READY, when the node can answer it now. */
 void sw_step_answer_prepare(struct sw_trainer *t);
 /* EXCHANGE with the leader's next PREPARE waiting: a replica gone

@@ -705,6 +705,51 @@ diverged(struct sw_trainer *t)
     }
 }
 
+/*
+ * In the run and idle, behind a live node of another stage, with no other
+ * node of its stage training: the source of its copy died before the
+ * leader planned it, or the run went on without it.  No PREPARE comes for
+ * its step (the leader waits, paused, for this very stage) and no copy can
+ * bring it up, so once that lasted dead_ms it recovers the stage again
+ * (recover.h: CheckFree(+), a checkpoint, or its own older state at the
+ * step in progress when nothing else can).  A joining stage-0 node: lead.c
+ * (joining_alone) already does.
+ */
+static void
+behind_alone(struct sw_trainer *t)
+{
+    bool ahead = false;
+
+    if (!trainer_in_run(t) || sw_step_busy(&t->st) || t->st.prep.pending ||
+        (t->stage == 0 && t->phase == SW_PHASE_JOINING)) {
+        t->alone_ms = 0;
+        return;
+    }
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (!memcmp(r->pk, t->pk, 32) || trainer_gone(t, r->pk))
+            continue;
+        if (r->stage == t->stage && sw_rec_training(r->state)) {
+            t->alone_ms = 0;
+            return;
+        }
+        ahead |= r->stage != t->stage && sw_rec_training(r->state) && r->step > t->step;
+    }
+    if (!ahead) {
+        t->alone_ms = 0;
+        return;
+    }
+    if (!t->alone_ms)
+        t->alone_ms = t->now;
+    if (t->now - t->alone_ms < (uint64_t)t->o.dead_ms)
+        return;
+    t->alone_ms = 0;
+    sw_log(SW_LOG_WARN, "behind the run (step %llu, run at %llu) and the last other node of "
+           "stage %d gone: recovering the stage again", (unsigned long long)t->step,
+           (unsigned long long)t->run_step, t->stage);
+    sw_recover_resync(t);
+}
+
 /* ---- rebalancing (trainer.h) ---- */
 
 /* The nodes and capacity of each stage as the table tells (cap[S], cnt[S]);
@@ -931,6 +976,7 @@ sw_trainer_tick(struct sw_trainer *t, uint64_t now)
         t->trained = true;
     finished_elsewhere(t);
     diverged(t);
+    behind_alone(t);
     rebalance(t);
     if (t->phase == SW_PHASE_CHOOSE)
         return now; /* moved: the caller sets the new stage up */

@@ -161,6 +161,56 @@ plans(void)
                !memcmp(q.pk, p.pk, 3 * SW_PLAN_MAX * 32),
            "GO's plan packs and parses back to the same plan");
     msgpack_unpacked_destroy(&u);
+    /* a replan that kept stage 1's microbatches where they were: both on key 9 */
+    p.assign[1 * 2 + 0] = p.assign[1 * 2 + 1] = 1;
+    sw_wire_buf_init(&b, buf, sizeof(buf));
+    sw_wire_buf_packer(&mp, &b);
+    sw_plan_pack(&mp, &p);
+    msgpack_unpacked_init(&u);
+    ok = sw_wire_unpack(buf, b.len, &u) == 0 && sw_plan_parse(&q, &u.data) == 0;
+    tap_ok(ok && !memcmp(q.assign, p.assign, 6 * sizeof(int)),
+           "an assignment that is not the deal's (\"mb\") packs and parses back");
+    msgpack_unpacked_destroy(&u);
+    {
+        /* stage 1: key 3 serves microbatch 0, key 9 microbatch 0 too */
+        static const char *const bad[] = {"mb twice", "mb missing", "mb out of range",
+                                          "mb on one node only"};
+        static const int mbs[][2][2] = {{{1, 0}, {1, 0}}, {{1, 0}, {0, 0}},
+                                        {{1, 0}, {2, 5}}, {{2, 0}, {-1, 0}}};
+        int refused = 0;
+        for (int c = 0; c < 4; c++) {
+            sw_wire_buf_init(&b, buf, sizeof(buf));
+            sw_wire_buf_packer(&mp, &b);
+            msgpack_pack_array(&mp, 3);
+            for (int s = 0; s < 3; s++) {
+                msgpack_pack_array(&mp, (size_t)p.cnt[s]);
+                for (int i = 0; i < p.cnt[s]; i++) {
+                    int k = s * SW_PLAN_MAX + i, n = s == 1 ? mbs[c][i][0] : -1;
+                    msgpack_pack_map(&mp, n >= 0 ? 4 : 3);
+                    sw_proto_pack_key(&mp, "pk");
+                    sw_proto_pack_bin(&mp, p.pk[k], 32);
+                    sw_proto_pack_key(&mp, "ep");
+                    sw_proto_pack_str(&mp, p.ep[k]);
+                    sw_proto_pack_key(&mp, "w");
+                    msgpack_pack_double(&mp, p.w[k]);
+                    if (n < 0)
+                        continue;
+                    sw_proto_pack_key(&mp, "mb");
+                    msgpack_pack_array(&mp, (size_t)n);
+                    for (int j = 0; j < n; j++)
+                        msgpack_pack_uint32(&mp, (uint32_t)(j == 0 ? mbs[c][i][1] : 1));
+                }
+            }
+            msgpack_unpacked_init(&u);
+            if (sw_wire_unpack(buf, b.len, &u) == 0 && sw_plan_parse(&q, &u.data) < 0)
+                refused++;
+            else
+                tap_diag("accepted a plan with %s", bad[c]);
+            msgpack_unpacked_destroy(&u);
+        }
+        tap_ok(refused == 4, "a plan whose \"mb\" serves a microbatch twice, none, out of range, "
+               "or on some nodes only is refused");
+    }
     for (int i = 0; i < SW_PLAN_MAX + 2; i++) {
         key(pk, 100 - i);
         sw_plan_add(&q, 0, pk, "tcp://x:1", 1);
@@ -202,7 +252,7 @@ routes(void)
 int
 main(void)
 {
-    tap_plan(28);
+    tap_plan(30);
     choose();
     rebalance();
     assign();

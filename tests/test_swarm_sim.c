@@ -1288,6 +1288,15 @@ static const struct {
             "one stage"},
     {3940, "a node that moved to stage 0 was planned in its source's step; the source (the "
            "leader) died in it, and a joining node never took the step over: a stall"},
+    {6132, "a replica of the last stage died after its stage updated; the stalled step was "
+           "restarted with PREPARE, which the node past it refused for ever, and stage 0 copied "
+           "itself in a loop"},
+    {10104, "checkfree+ with a move: a churn stall (no step for 90 s)"},
+    {11717, "a newcomer copied the sole node of the last stage, which then died before the "
+            "newcomer was planned: it waited, behind, for ever"},
+    {16675, "a replan after the leader died moved a microbatch that one live replica had run "
+            "to another: counted twice"},
+    {17923, "checkfree+ with a move and a stage killed: a churn stall (no step for 90 s)"},
 };
 
 static void
