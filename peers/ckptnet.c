@@ -613,9 +613,95 @@ sw_ckptnet_pull_init(struct sw_ckptnet_pull *p, struct sw_transport *tr,
     return 0;
 }
 
+/*
+ * Requests in flight.  The transport cannot take a request back, so each
+ * one carries a ticket (its callback's arg) naming the pull, the source slot
+ * and a serial; the pull keeps its tickets on a list.  A source the pull
+ * stops waiting for (gone, abandoned) only forgets the serial, and
+ * releasing the pull unhooks the tickets from it: the answer that comes
+ * later finds no pull or another serial and is dropped, and the callback
+ * frees its ticket.  So nothing ever waits on a request to a dead node.
+ */
+struct sw_ckptnet_req {
+    struct sw_ckptnet_pull *p;    /* NULL once the pull was released */
+    int src;
+    uint64_t serial;
+    struct sw_ckptnet_req *prev, *next;
+};
+
+static void
+req_unlink(struct sw_ckptnet_req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (r->p)
+        r->p->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+/* The request's callback ran: the source it was for, or NULL when the pull
+ * no longer waits for it (then the answer is dropped). */
+static struct sw_ckptnet_src *
+req_done(struct sw_ckptnet_req *r)
+{
+    struct sw_ckptnet_pull *p = r->p;
+    struct sw_ckptnet_src *s = NULL;
+
+    if (p) {
+        req_unlink(r);
+        if (p->src[r->src].busy && p->src[r->src].rq == r->serial) {
+            s = &p->src[r->src];
+            s->busy = false;
+            s->rq = 0;
+        }
+    }
+    sw_free(r);
+    return s;
+}
+
+static int
+req_send(struct sw_ckptnet_pull *p, struct sw_ckptnet_src *s, uint32_t type,
+         const struct sw_body *b, uint64_t timeout_ms, sw_transport_response_cb *cb)
+{
+    struct sw_ckptnet_req *r = sw_calloc(1, sizeof(*r));
+
+    if (!r)
+        return -SW_ENOMEM;
+    r->p = p;
+    r->src = (int)(s - p->src);
+    r->serial = ++p->serial;
+    if (sw_transport_request(p->tr, s->ep, type, b->b.data, b->b.len, NULL, timeout_ms, 0, cb,
+                             r) < 0) {
+        sw_free(r);
+        return -SW_EIO;
+    }
+    r->next = p->reqs;
+    if (p->reqs)
+        p->reqs->prev = r;
+    p->reqs = r;
+    s->busy = true;
+    s->rq = r->serial;
+    return 0;
+}
+
+/* Stop waiting for s's request (its answer, if one comes, is dropped). */
+static void
+src_forget(struct sw_ckptnet_src *s)
+{
+    s->busy = false;
+    s->rq = 0;
+}
+
 void
 sw_ckptnet_pull_release(struct sw_ckptnet_pull *p)
 {
+    for (struct sw_ckptnet_req *r = p->reqs, *nx; r; r = nx) {
+        nx = r->next;
+        r->p = NULL;
+        r->prev = r->next = NULL;
+    }
     sw_free(p->from);
     for (int i = 0; i < SW_CKPTNET_MAX_SRC; i++)
         sw_free(p->src[i].have);
@@ -626,6 +712,8 @@ void
 sw_ckptnet_pull_abandon(struct sw_ckptnet_pull *p)
 {
     p->gen++; /* late answers carry an old gen: dropped */
+    for (int i = 0; i < SW_CKPTNET_MAX_SRC; i++)
+        src_forget(&p->src[i]);
     p->phase = SW_CKPTNET_PULL_FAILED;
     p->status = -SW_ECANCELED;
 }
@@ -644,8 +732,8 @@ on_info(struct sw_transport *t, int status, const struct sw_transport_msg *m, vo
 {
     static const char *const keys[] = {"err", "step", "S", "t", "lr_mult", "norm", "normc",
                                        "have", "mem", NULL};
-    struct sw_ckptnet_src *s = arg;
-    struct sw_ckptnet_pull *p = s->p;
+    struct sw_ckptnet_src *s = req_done(arg);
+    struct sw_ckptnet_pull *p = s ? s->p : NULL;
     msgpack_unpacked u;
     uint64_t step, S, tt;
     double lrm, norm, normc;
@@ -654,7 +742,6 @@ on_info(struct sw_transport *t, int status, const struct sw_transport_msg *m, vo
     bool mem;
     int64_t err;
 
-    s->busy = false;
     if (status == -SW_ECANCELED || !p || s->gen != p->gen)
         return;
     if (status < 0) {
@@ -716,12 +803,13 @@ info_round(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
 
     p->gen++;
     p->rounds++;
+    p->round_ms = sw_now_ms();
     p->nsrc = 0;
     for (int i = 0; i < neps && p->nsrc < SW_CKPTNET_MAX_SRC; i++) {
         struct sw_ckptnet_src *s = &p->src[p->nsrc++];
         snprintf(s->ep, EP, "%s", eps[i]);
         s->state = SW_CKPTNET_SRC_ASKING;
-        s->busy = false;
+        src_forget(s);
         s->mem = false;
         s->ntake = 0;
         s->gen = p->gen;
@@ -732,10 +820,7 @@ info_round(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
         msgpack_pack_uint64(&b.pk, p->step ? p->step : p->want);
         sw_proto_pack_key(&b.pk, "stage");
         msgpack_pack_uint32(&b.pk, (uint32_t)p->stage);
-        if (sw_transport_request(p->tr, s->ep, SW_MSG_CKPT_INFO_GET, b.b.data, b.b.len, NULL,
-                                 SW_CKPTNET_RPC_MS, 1, on_info, s) == 0)
-            s->busy = true;
-        else
+        if (req_send(p, s, SW_MSG_CKPT_INFO_GET, &b, SW_CKPTNET_INFO_MS, on_info) < 0)
             s->state = SW_CKPTNET_SRC_FAILED;
     }
 }
@@ -788,8 +873,8 @@ static void
 on_piece(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
 {
     static const char *const keys[] = {"err", "step", "name", "off", "n", "length", "hash", NULL};
-    struct sw_ckptnet_src *s = arg;
-    struct sw_ckptnet_pull *p = s->p;
+    struct sw_ckptnet_src *s = req_done(arg);
+    struct sw_ckptnet_pull *p = s ? s->p : NULL;
     const struct sw_tensor_info *ti;
     msgpack_unpacked u;
     uint64_t step, off, cnt, length;
@@ -799,7 +884,6 @@ on_piece(struct sw_transport *t, int status, const struct sw_transport_msg *m, v
     int64_t err;
     uint8_t *dst;
 
-    s->busy = false;
     if (status == -SW_ECANCELED || !p || s->gen != p->gen || p->phase != SW_CKPTNET_PULL_PIECES)
         return;
     if (status < 0) {
@@ -894,11 +978,32 @@ piece_request(struct sw_ckptnet_pull *p)
     sw_proto_pack_key(&b.pk, "n");
     msgpack_pack_uint64(&b.pk, SW_MIN((size_t)SW_CKPTNET_PIECE, len - p->off));
     s->gen = p->gen;
-    if (sw_transport_request(p->tr, s->ep, SW_MSG_CKPT_GET, b.b.data, b.b.len, NULL,
-                             SW_CKPTNET_RPC_MS, 1, on_piece, s) == 0)
-        s->busy = true;
-    else
+    if (req_send(p, s, SW_MSG_CKPT_GET, &b, SW_CKPTNET_RPC_MS, on_piece) < 0)
         p->retry_ms = sw_now_ms() + 200;
+}
+
+static bool
+ep_listed(const char *ep, const char (*eps)[EP], int neps)
+{
+    for (int i = 0; i < neps; i++)
+        if (!strcmp(ep, eps[i]))
+            return true;
+    return false;
+}
+
+/* Every tensor from ti on has a source that wrote it (the best a round can
+ * give: no need to wait for the others). */
+static bool
+all_written(const struct sw_ckptnet_pull *p)
+{
+    for (int i = p->ti; i < p->lay->ntensors; i++) {
+        bool w = false;
+        for (int k = 0; k < p->nsrc && !w; k++)
+            w = p->src[k].state == SW_CKPTNET_SRC_OK && p->src[k].have[i];
+        if (!w)
+            return false;
+    }
+    return true;
 }
 
 int
@@ -911,10 +1016,30 @@ sw_ckptnet_pull_tick(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
         return 1;
     if (p->phase == SW_CKPTNET_PULL_FAILED)
         return p->status;
-    if (now < p->retry_ms || sw_ckptnet_pull_busy(p))
+    /* a source whose node is no longer listed (its record says leaving, or
+     * it was declared dead) is not waited for: its tensors come from
+     * another, or from the next round */
+    for (int k = 0; k < p->nsrc; k++) {
+        struct sw_ckptnet_src *s = &p->src[k];
+        if (!s->busy || ep_listed(s->ep, eps, neps))
+            continue;
+        src_forget(s);
+        if (p->phase == SW_CKPTNET_PULL_PIECES && s->gen == p->gen) {
+            p->gen++; /* its piece is asked again from another source */
+            src_failed(p, s, "its node is gone");
+        } else {
+            sw_log(SW_LOG_INFO, "checkpoint step %llu: '%s' is gone; not waiting for its "
+                   "answer", (unsigned long long)(p->step ? p->step : p->want), s->ep);
+            s->state = SW_CKPTNET_SRC_FAILED;
+        }
+        if (p->phase == SW_CKPTNET_PULL_FAILED)
+            return p->status;
+    }
+    if (now < p->retry_ms)
         return 0;
     if (p->phase == SW_CKPTNET_PULL_PIECES) {
-        piece_request(p);
+        if (!sw_ckptnet_pull_busy(p))
+            piece_request(p);
         return 0;
     }
     /* INFO: start a round, or judge the one that finished */
@@ -927,6 +1052,19 @@ sw_ckptnet_pull_tick(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
         notsup |= s->state == SW_CKPTNET_SRC_NOTSUP;
         none |= s->state == SW_CKPTNET_SRC_NONE;
         ok |= s->state == SW_CKPTNET_SRC_OK;
+    }
+    /* the round goes on without the sources still silent once those that
+     * answered cover every tensor from their files, or from memory after
+     * SW_CKPTNET_INFO_WAIT_MS: a node that stopped answering costs that
+     * much, not a timeout */
+    if (asking && ok && p->nsrc > 0 && p->src[0].gen == p->gen &&
+        (all_written(p) || now - p->round_ms >= SW_CKPTNET_INFO_WAIT_MS) && choose(p, p->ti)) {
+        for (int k = 0; k < p->nsrc; k++)
+            if (p->src[k].busy) {
+                src_forget(&p->src[k]);
+                p->src[k].state = SW_CKPTNET_SRC_FAILED;
+            }
+        asking = false;
     }
     if (asking)
         return 0;

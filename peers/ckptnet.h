@@ -42,11 +42,18 @@
  * hash-checked (sw_ckpt_read_raw) and kept for the next pieces.
  *
  * Pulling.  A struct sw_ckptnet_pull fills a host buffer with the tensors
- * of a layout at one step: it asks every source for its CKPT_INFO, picks
- * for each tensor a source that wrote it (else one holding it in memory),
- * fetches the pieces one at a time and checks each tensor's hash; a source
- * that fails (timeout, error, bad hash) is dropped and its tensors are
- * taken from another, or the sources are asked again.
+ * of a layout at one step: it asks every source for its CKPT_INFO in
+ * parallel, picks for each tensor a source that wrote it (else one holding
+ * it in memory), fetches the pieces one at a time and checks each tensor's
+ * hash; a source that fails (timeout, error, bad hash) is dropped and its
+ * tensors are taken from another, or the sources are asked again.  It
+ * never waits on a dead node: a source that the caller no longer lists
+ * (its node left or was declared dead) is dropped at once, in flight or
+ * not; a round of CKPT_INFO goes on without the sources still silent once
+ * the answers cover every tensor from files, or after
+ * SW_CKPTNET_INFO_WAIT_MS from memory; every request is one try
+ * (SW_CKPTNET_INFO_MS, SW_CKPTNET_RPC_MS).  Requests in flight hold no
+ * pointer into the pull: it can be released or abandoned at any time.
  *
  * Keeper record.  A keeper publishes a signed DHT record under
  * H(run, "keeper") = BLAKE2b-256(run id || "keeper"): msgpack {ver 1, ep
@@ -74,7 +81,9 @@
 #define SW_CKPTNET_PIECE (4u << 20)     /* bytes per CKPT piece */
 #define SW_CKPTNET_REC_TTL_S 10         /* the keeper's record */
 #define SW_CKPTNET_PUBLISH_MS 3000
-#define SW_CKPTNET_RPC_MS 5000
+#define SW_CKPTNET_RPC_MS 5000         /* a piece: one try */
+#define SW_CKPTNET_INFO_MS 2000        /* a CKPT_INFO_GET: one try */
+#define SW_CKPTNET_INFO_WAIT_MS 500    /* a round waits this long for the silent ones */
 #define SW_CKPTNET_MAX_SRC (SW_PROTO_MAX_REPLICAS + 1)
 
 /* Owner node (0..k-1) of every tensor of lay (owner[lay->ntensors]). */
@@ -155,13 +164,14 @@ enum { SW_CKPTNET_SRC_IDLE = 0, SW_CKPTNET_SRC_ASKING, SW_CKPTNET_SRC_OK, SW_CKP
        SW_CKPTNET_SRC_NONE, SW_CKPTNET_SRC_NOTSUP, SW_CKPTNET_SRC_FAILED };
 
 struct sw_ckptnet_pull;
+struct sw_ckptnet_req;
 
 struct sw_ckptnet_src {
     struct sw_ckptnet_pull *p;
     char ep[SW_PROTO_EP_MAX];
     int state;
-    bool busy, mem;
-    uint64_t gen;
+    bool busy, mem;               /* busy: its request rq is awaited */
+    uint64_t gen, rq;
     uint8_t *have;                /* [ntensors] */
     int ntake;                    /* tensors taken from it */
 };
@@ -176,7 +186,8 @@ struct sw_ckptnet_pull {
     int stage;                    /* the requester's stage (its layout) */
     uint64_t want, step;          /* asked (0: newest), and the step being pulled */
     int phase, status;            /* status: of FAILED */
-    uint64_t gen, retry_ms, t0_ms;
+    uint64_t gen, retry_ms, t0_ms, round_ms, serial;
+    struct sw_ckptnet_req *reqs;  /* requests in flight (ckptnet.c) */
     int nsrc;
     struct sw_ckptnet_src src[SW_CKPTNET_MAX_SRC];
     int *from;                    /* [ntensors] source index */
@@ -197,7 +208,8 @@ int sw_ckptnet_pull_init(struct sw_ckptnet_pull *p, struct sw_transport *tr,
 void sw_ckptnet_pull_release(struct sw_ckptnet_pull *p);
 /*
  * Drive it: eps[neps] are the sources to ask when a round of CKPT_INFO
- * starts.  Returns 0 while in progress, 1 done (buf, st, step filled),
+ * starts, and the sources still alive (one in flight that is not listed is
+ * dropped).  Returns 0 while in progress, 1 done (buf, st, step filled),
  * -SW_ENOENT when no source has the step nor will have it, -SW_ENOTSUP
  * when every source answered that local saves are off, -SW_ECONFIG when a
  * source holds another model.
@@ -205,7 +217,7 @@ void sw_ckptnet_pull_release(struct sw_ckptnet_pull *p);
 int sw_ckptnet_pull_tick(struct sw_ckptnet_pull *p, const char (*eps)[SW_PROTO_EP_MAX], int neps);
 /* Give up: late answers are dropped (FAILED, -SW_ECANCELED). */
 void sw_ckptnet_pull_abandon(struct sw_ckptnet_pull *p);
-/* A request is in flight (its callback points into p: keep p until it ran). */
+/* A request is awaited (release and abandon are safe all the same). */
 bool sw_ckptnet_pull_busy(const struct sw_ckptnet_pull *p);
 
 /* ---- the keeper's record ---- */

@@ -8,7 +8,12 @@
  * they hold (CKPT_INFO_GET: written on disk, or the host copy in memory),
  * pulls each tensor from a node that wrote it (CKPT_GET, pieces of 4 MiB,
  * hash-checked), another replica when one vanished, and commits all stages
- * together with sw_ckpt_save (src/ckpt.h).  A stage whose nodes save
+ * together with sw_ckpt_save (src/ckpt.h).  It never waits on a dead node
+ * (issue 12): the nodes it asks are those its scans find alive (records
+ * that say leaving, late ones whose port refuses a connect: live.h), a
+ * request to a node that drops out of that list is abandoned at once and
+ * its tensors are asked from another replica (ckptnet.h, "Pulling"), and
+ * every request is a single short try.  A stage whose nodes save
  * nothing locally falls back to a snapshot over STATE_GET with snap: s
  * (fetch.h; recover.h says how a node answers it).  The keeper answers
  * CKPT_INFO_GET / CKPT_GET from its own committed checkpoints too.
@@ -129,6 +134,17 @@ snap_tick(struct keeper *k, struct kstage *ks, uint64_t now)
 {
     const struct sw_peer_rec *src = NULL;
 
+    if (ks->f.active) {
+        /* its node gone (leaving, declared dead): not waited for, another is asked */
+        bool listed = false;
+        for (int i = 0; i < k->nrec && !listed; i++)
+            listed = !memcmp(k->recs[i].pk, ks->f.src[0].pk, 32);
+        if (!listed) {
+            sw_log(SW_LOG_INFO, "checkpoint step %llu: the node of stage %d at '%s' is gone; "
+                   "asking another", (unsigned long long)k->target, ks->stage, ks->f.src[0].ep);
+            sw_fetch_abandon(&ks->f);
+        }
+    }
     if (ks->done || ks->f.active || now < ks->retry_ms) {
         if (ks->f.active)
             sw_fetch_tick(&ks->f, now);
@@ -280,7 +296,7 @@ keeper_pull(struct keeper *k, struct kstage *ks)
 
 /* The next checkpoint's step: a multiple of every past both the last saved
  * step and the run's step (as far as scans and the nodes' answers tell);
- * false while the abandoned one's requests are still out, or when none is due. */
+ * false when none is due. */
 static bool
 aim(struct keeper *k, uint64_t now)
 {
@@ -290,9 +306,7 @@ aim(struct keeper *k, uint64_t now)
         struct kstage *ks = &k->kst[s];
         sw_fetch_abandon(&ks->f);
         if (ks->have_pull)
-            sw_ckptnet_pull_abandon(&ks->pull);
-        if (ks->have_pull && sw_ckptnet_pull_busy(&ks->pull))
-            return false; /* its callbacks point into the pull: let them run first */
+            sw_ckptnet_pull_abandon(&ks->pull); /* nothing to wait for (ckptnet.h) */
     }
     t = (SW_MAX(k->run_step, k->last) + every) / every * every;
     if (t > steps)
@@ -373,7 +387,7 @@ stages_init(struct keeper *k)
         if (!(ks->buf = sw_malloc_big(3 * ks->numel * sizeof(float))))
             return -SW_ENOMEM;
         sw_fetch_init(&ks->f, &kfetch_ops, ks);
-        sw_fetch_config(&ks->f, 1, 5000, 1);
+        sw_fetch_config(&ks->f, 1, SW_CKPTNET_RPC_MS, 0); /* no retry: another node instead */
     }
     return 0;
 }

@@ -275,9 +275,14 @@ on_handle_closed(uv_handle_t *h)
     (void)h;
 }
 
-/* The tick and the signals close last, once the transports are closed: a
- * second signal during the teardown reaches on_signal (swarmd(1) promises
- * exit 0 on a signal), never the default action. */
+/* The tick closes last, once the transports are closed.  The signal
+ * handles are only unreferenced here, so that the loop can end: they stay
+ * installed through the role's release and the rest of the teardown, which
+ * can take seconds (threads joined, a save finishing).  Closing them here
+ * let libuv put back the default action (uv_close of the last handle of a
+ * signal restores SIG_DFL), and a second signal in that window killed the
+ * process with 143; swarmd(1) promises exit 0 on a signal.  They are closed
+ * in signals_close, after everything else. */
 static void
 close_last(struct sw_node *n)
 {
@@ -286,8 +291,38 @@ close_last(struct sw_node *n)
     n->have_tick = false;
     uv_timer_stop(&n->tick);
     uv_close((uv_handle_t *)&n->tick, on_handle_closed);
+    uv_unref((uv_handle_t *)&n->sigint);
+    uv_unref((uv_handle_t *)&n->sigterm);
+}
+
+static void
+signals_ignore(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The very end: the node is gone, a signal now has nothing left to stop.
+ * SIG_IGN goes in before the handles close (libuv's handler is replaced, so
+ * a signal is ignored whichever thread takes it) and again right after
+ * (uv_close put back SIG_DFL); only the few instructions between libuv's
+ * sigaction and ours remain, with nothing left to tear down around them. */
+static void
+signals_close(struct sw_node *n, uv_loop_t *loop)
+{
+    if (!n->have_signals)
+        return;
+    n->have_signals = false;
+    signals_ignore();
     uv_close((uv_handle_t *)&n->sigint, on_handle_closed);
     uv_close((uv_handle_t *)&n->sigterm, on_handle_closed);
+    signals_ignore();
+    uv_run(loop, UV_RUN_DEFAULT);
 }
 
 static void
@@ -678,7 +713,7 @@ node_start(struct sw_node *n)
     uv_signal_init(n->loop, &n->sigint);
     uv_signal_init(n->loop, &n->sigterm);
     n->tick.data = n->sigint.data = n->sigterm.data = n;
-    n->have_tick = true;
+    n->have_tick = n->have_signals = true;
     uv_signal_start(&n->sigint, on_signal, SIGINT);
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
     topts.idle_ms = 600000;
@@ -720,7 +755,6 @@ sw_node_main(const struct sw_node_opts *o)
     uv_run(&loop, UV_RUN_DEFAULT);
     node_close(n); /* a role that ended the loop by itself */
     uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
     code = n->exit_code;
     if (n->role->release)
         n->role->release(n);
@@ -729,6 +763,8 @@ sw_node_main(const struct sw_node_opts *o)
     if (n->have_man)
         sw_manifest_release(&n->man);
     sw_identity_release(&n->id);
+    signals_close(n, &loop);
+    uv_loop_close(&loop);
     sw_free(n);
     return code;
 }

@@ -27,9 +27,11 @@
  *   CLOSING   the handles are closing; the loop ends when they are closed
  * A role says it is done by returning SW_NODE_DONE from its tick; its exit
  * code is the process's.  Signals (SIGINT, SIGTERM) go to the role's stop;
- * their handles stay open until the loop closes, so a second signal reaches
- * the role too (a training node then leaves at once), never the default
- * action.
+ * their handles stay installed (unreferenced once the node closes, so the
+ * loop can end) through the role's release, and are replaced by SIG_IGN
+ * when they finally close at the end of sw_node_main: a second signal
+ * reaches the role too (a training node then leaves at once) or is logged
+ * and ignored, never the default action.
  *
  * Threading: everything runs on the libuv loop thread.
  */
@@ -136,7 +138,7 @@ struct sw_node {
     bool have_scan;
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
-    bool have_tick;
+    bool have_tick, have_signals; /* signals: installed until sw_node_main's end */
     struct sw_metrics *metrics;
     int nclose;
 };
