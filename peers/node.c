@@ -128,11 +128,14 @@ on_admit(void *arg, const struct sw_wire_hdr *hdr, uint32_t type)
     char who[13];
     int why;
 
-    if (dht_free_read(n, hdr, type))
-        return true;
     why = sw_admit_check(&n->admit, hdr->sender, hdr->cert, hdr->cert_len, wall_s(), NULL);
     if (why == SW_ADMIT_OK)
         return true;
+    /* decoded only for the refused ones: admitted keys cost a cache lookup */
+    if (dht_free_read(n, hdr, type)) {
+        n->admit.drops[why]--; /* served after all: not a refusal */
+        return true;
+    }
     SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "dropped a message (type %u) from %s: not admitted, "
                        "its certificate %s", type, sw_proto_who(who, hdr->sender),
                        why_text(why));
