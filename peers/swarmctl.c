@@ -23,7 +23,9 @@
  * the run's end record in one round: the gets of every key start together
  * as soon as the bootstrap (or the peer) answered, with requests that time
  * out after 3/8 of --deadline-ms, and whatever has come by the deadline is
- * shown; a stage whose get did not end by then shows "unknown".  A dead
+ * shown; a stage whose get did not end by then shows "unknown".  In an
+ * owner-mode run a record whose publisher has no valid certificate is left
+ * out, as the nodes leave it out.  A dead
  * node that the DHT still lists so costs one short timeout, not a 2 s one
  * per lookup, and nothing is read twice.
  */
@@ -114,6 +116,8 @@ struct client {
     uint64_t run_step;
     struct sw_run_end end; /* step 0: no end record found */
     bool have_end;
+    struct sw_admit admit; /* an owner-mode run: whose records count */
+    bool have_admit;
     int status;
     bool done;
 };
@@ -298,6 +302,17 @@ client_open(struct client *c, const struct opts *o, bool own_key)
     return sw_transport_new(&c->tr, &c->loop, &c->id, c->man.run_id, NULL);
 }
 
+/* An owner-mode run's record counts when its publisher's certificate
+ * verifies for its stage (the revocation list is the nodes' to apply). */
+static bool
+rec_admitted(void *arg, const struct sw_peer_rec *r)
+{
+    struct client *c = arg;
+
+    return sw_admit_check_rec(&c->admit, r->pk, r->cert, r->cert_len, r->stage,
+                              (uint64_t)time(NULL)) == SW_ADMIT_OK;
+}
+
 /*
  * Joins the run's DHT as a client that does not serve (no endpoint) through
  * the bootstrap's run endpoint and the peer's and, as soon as one of them
@@ -319,6 +334,13 @@ client_dir(struct client *c, const struct opts *o)
     if ((err = sw_status_scan_init(&c->scan, c->dht, c->man.run_id, c->man.stages)) < 0)
         return err;
     c->have_scan = true;
+    if (!c->man.admission_open) { /* what the nodes count, status shows */
+        if ((err = sw_admit_init(&c->admit, c->man.run_id, c->owner, false, 0)) < 0)
+            return err;
+        c->have_admit = true;
+        c->scan.admit = rec_admitted;
+        c->scan.admit_arg = c;
+    }
     uv_check_init(&c->loop, &c->check);
     uv_timer_init(&c->loop, &c->deadline);
     c->check.data = c->deadline.data = c;
@@ -353,6 +375,8 @@ client_close(struct client *c)
     uv_loop_close(&c->loop);
     if (c->have_scan)
         sw_status_scan_release(&c->scan);
+    if (c->have_admit)
+        sw_admit_release(&c->admit);
     if (c->have_man)
         sw_manifest_release(&c->man);
     sw_identity_release(&c->id);
