@@ -428,7 +428,8 @@ test_admit(void)
 
     before = sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT];
     err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 150, 1, &w);
-    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 2,
+    tap_ok(err == -SW_ETIMEDOUT &&
+               sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 2,
            "a refused key's request (and its retry) is dropped and counted as admit (%s)",
            sw_strerror(err));
 
@@ -453,11 +454,13 @@ test_admit(void)
 
     before = sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT];
     err = sync_request(&loop, b, epc, SW_MSG_PING, NULL, 0, NULL, 300, 0, &w);
-    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 1,
+    tap_ok(err == -SW_ETIMEDOUT &&
+               sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 1,
            "a refused key's response is dropped, the request times out (%s)", sw_strerror(err));
     tap_ok(sw_transport_wire(c)->stats.drops[SW_WIRE_DROP_ADMIT] == 0,
            "a transport without a hook admits everything");
-    tap_ok(strcmp(sw_wire_drop_name(SW_WIRE_DROP_ADMIT), "admit") == 0, "the reason is named 'admit'");
+    tap_ok(strcmp(sw_wire_drop_name(SW_WIRE_DROP_ADMIT), "admit") == 0,
+           "the reason is named 'admit'");
 
     sw_transport_set_admit(a, NULL, NULL);
     err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
