@@ -104,6 +104,7 @@ receiver_main(int fd)
         sw_transport_on(t, SW_MSG_TENSOR, on_tensor, NULL) < 0 ||
         sw_transport_on(t, T_DONE, on_done, NULL) < 0 ||
         sw_transport_on(t, SW_MSG_PING, on_ping, NULL) < 0 ||
+        sw_transport_limit(t, SW_MSG_PING, 0, 0) < 0 || /* measures the request rate */
         sw_transport_on(t, T_QUIT, on_quit, NULL) < 0)
         return 1;
     if (write(fd, eps, sizeof(eps)) != (ssize_t)sizeof(eps))

@@ -25,6 +25,7 @@
 #define TICK_MS 10
 #define MAX_PARTS 4       /* routing id + envelope + signature + payload */
 #define MAX_DEALERS 1024
+#define MAX_LIMITS 32     /* types with a rate limit */
 
 struct payload_ref {
     atomic_int refs;
@@ -74,6 +75,49 @@ struct handler {
     void *arg;
 };
 
+/* A rate-limited type: a bucket per (sender key, type), one for all keys. */
+struct limit {
+    uint32_t type;
+    double rate, burst;            /* per key: tokens per second, depth */
+    double g_rate, g_burst;        /* all keys together */
+    double g_tokens;
+    uint64_t g_last;               /* ms of the last refill */
+    uint64_t drops;
+};
+
+/*
+ * The per-key buckets of every limited type, in one bounded table: keyed
+ * SipHash of (sender, type) -> bucket, chained, in two use-ordered lists
+ * (a segmented LRU).  A new key enters on probation; heard again after
+ * PROMOTE_MS it is established (at most 3/4 of the table; the least
+ * recently used established one goes back on probation to make room).  A
+ * full table reuses the least recently used bucket on probation first, so a
+ * flood of fresh keys cycles through the probation part and leaves the
+ * established peers' buckets alone.  Only keys on probation draw on the
+ * type's global bucket: fresh keys cannot each spend a full burst without
+ * bound, and however many there are, they cannot starve established peers.
+ */
+#define PROMOTE_MS 1000
+enum { SEG_PROB = 0, SEG_EST = 1 };
+
+struct bucket {
+    uint64_t key;
+    double tokens;
+    uint64_t last;                 /* ms of the last refill */
+    uint64_t born;                 /* ms it was created */
+    int32_t next;                  /* hash chain */
+    int32_t prev_u, next_u;        /* its segment's use order: head most recent */
+    int seg;
+};
+
+struct buckets {
+    size_t cap, n, n_est;
+    int32_t *heads;                /* cap chains */
+    struct bucket *b;
+    int32_t head_u[2], tail_u[2];  /* per segment */
+    uint8_t hkey[crypto_shorthash_KEYBYTES];
+};
+
 struct sw_transport {
     uv_loop_t *loop;
     void *ctx;
@@ -90,6 +134,9 @@ struct sw_transport {
     size_t n_handlers;
     sw_transport_admit_cb *admit;  /* NULL: every verified message passes */
     void *admit_arg;
+    struct limit limits[MAX_LIMITS];
+    size_t n_limits;
+    struct buckets bk;
     uv_timer_t tick;
     uv_idle_t idle;
     int open_handles;
@@ -313,6 +360,171 @@ req_free(struct req *r)
     sw_free(r);
 }
 
+/* ---- rate limits ---- */
+
+static struct limit *
+limit_find(struct sw_transport *t, uint32_t type)
+{
+    for (size_t i = 0; i < t->n_limits; i++)
+        if (t->limits[i].type == type)
+            return &t->limits[i];
+    return NULL;
+}
+
+static int
+buckets_init(struct buckets *bk, size_t cap)
+{
+    bk->cap = cap;
+    bk->n = 0;
+    bk->heads = sw_malloc(cap * sizeof(*bk->heads));
+    bk->b = sw_calloc(cap, sizeof(*bk->b));
+    if (!bk->heads || !bk->b) {
+        sw_free(bk->heads);
+        sw_free(bk->b);
+        bk->heads = NULL;
+        bk->b = NULL;
+        return -SW_ENOMEM;
+    }
+    memset(bk->heads, 0xff, cap * sizeof(*bk->heads));
+    bk->head_u[0] = bk->head_u[1] = bk->tail_u[0] = bk->tail_u[1] = -1;
+    bk->n_est = 0;
+    randombytes_buf(bk->hkey, sizeof(bk->hkey));
+    return 0;
+}
+
+static void
+use_unlink(struct buckets *bk, int32_t i)
+{
+    struct bucket *b = &bk->b[i];
+
+    if (b->prev_u >= 0)
+        bk->b[b->prev_u].next_u = b->next_u;
+    else
+        bk->head_u[b->seg] = b->next_u;
+    if (b->next_u >= 0)
+        bk->b[b->next_u].prev_u = b->prev_u;
+    else
+        bk->tail_u[b->seg] = b->prev_u;
+    bk->n_est -= b->seg == SEG_EST;
+}
+
+static void
+use_push(struct buckets *bk, int32_t i, int seg)
+{
+    struct bucket *b = &bk->b[i];
+
+    b->seg = seg;
+    b->prev_u = -1;
+    b->next_u = bk->head_u[seg];
+    if (bk->head_u[seg] >= 0)
+        bk->b[bk->head_u[seg]].prev_u = i;
+    bk->head_u[seg] = i;
+    if (bk->tail_u[seg] < 0)
+        bk->tail_u[seg] = i;
+    bk->n_est += seg == SEG_EST;
+}
+
+/* A hit on bucket i: to the head of its segment, promoted when established. */
+static void
+bucket_touch(struct buckets *bk, int32_t i, uint64_t now)
+{
+    int seg = bk->b[i].seg;
+
+    use_unlink(bk, i);
+    if (seg == SEG_PROB && now - bk->b[i].born >= PROMOTE_MS) {
+        if (bk->n_est >= bk->cap * 3 / 4 && bk->tail_u[SEG_EST] >= 0) {
+            int32_t old = bk->tail_u[SEG_EST];
+
+            use_unlink(bk, old);
+            use_push(bk, old, SEG_PROB);
+        }
+        seg = SEG_EST;
+    }
+    use_push(bk, i, seg);
+}
+
+/* The bucket of (pk, type), created full on probation when absent. */
+static struct bucket *
+bucket_get(struct buckets *bk, const uint8_t *pk, uint32_t type, double burst, uint64_t now)
+{
+    uint8_t in[SW_IDENTITY_PK_BYTES + 4], h[crypto_shorthash_BYTES];
+    uint64_t key;
+    int32_t i, *link;
+
+    memcpy(in, pk, SW_IDENTITY_PK_BYTES);
+    memcpy(in + SW_IDENTITY_PK_BYTES, &type, 4);
+    /* keyed: a remote cannot aim its keys at one chain */
+    crypto_shorthash(h, in, sizeof(in), bk->hkey);
+    memcpy(&key, h, sizeof(key));
+    for (i = bk->heads[key % bk->cap]; i >= 0; i = bk->b[i].next) {
+        if (bk->b[i].key == key) {
+            bucket_touch(bk, i, now);
+            return &bk->b[i];
+        }
+    }
+    if (bk->n < bk->cap) {
+        i = (int32_t)bk->n++;
+    } else {
+        i = bk->tail_u[SEG_PROB] >= 0 ? bk->tail_u[SEG_PROB] : bk->tail_u[SEG_EST];
+        use_unlink(bk, i);
+        link = &bk->heads[bk->b[i].key % bk->cap];
+        while (*link != i)
+            link = &bk->b[*link].next;
+        *link = bk->b[i].next;
+    }
+    bk->b[i].key = key;
+    bk->b[i].tokens = burst;
+    bk->b[i].last = now;
+    bk->b[i].born = now;
+    bk->b[i].next = bk->heads[key % bk->cap];
+    bk->heads[key % bk->cap] = i;
+    use_push(bk, i, SEG_PROB);
+    return &bk->b[i];
+}
+
+static void
+refill(double *tokens, uint64_t *last, double rate, double burst, uint64_t now)
+{
+    if (now > *last)
+        *tokens = SW_MIN(burst, *tokens + (double)(now - *last) * rate / 1000.0);
+    *last = now;
+}
+
+/*
+ * True when a message of hdr's type from hdr's sender is within its limits
+ * (and takes a token from its bucket, and from the global one while the key
+ * is on probation); false counts and logs the drop.  The key's own bucket is
+ * asked first, so one flooding key does not spend the tokens that all keys
+ * share.
+ */
+static bool
+limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
+{
+    struct limit *l = limit_find(t, hdr->type);
+    uint64_t now = uv_now(t->loop);
+    struct bucket *b;
+    char hex[17];
+    bool prob;
+
+    if (!l || !t->bk.b)
+        return true;
+    b = bucket_get(&t->bk, hdr->sender, hdr->type, l->burst, now);
+    prob = b->seg == SEG_PROB;
+    refill(&b->tokens, &b->last, l->rate, l->burst, now);
+    refill(&l->g_tokens, &l->g_last, l->g_rate, l->g_burst, now);
+    if (b->tokens >= 1.0 && (!prob || l->g_tokens >= 1.0)) {
+        b->tokens -= 1.0;
+        l->g_tokens -= prob ? 1.0 : 0.0;
+        return true;
+    }
+    l->drops++;
+    t->wire.stats.drops[SW_WIRE_DROP_RATELIMIT]++;
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "dropped message type %u from %s...: %s rate limit",
+                       (unsigned)hdr->type, sw_identity_hex(hex, hdr->sender, 8),
+                       b->tokens < 1.0 ? "per-key" : "global");
+    return false;
+}
+
 /* Verify and dispatch one received multipart message. */
 static void
 dispatch(struct sock *s, zmq_msg_t *parts, int n)
@@ -357,6 +569,9 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
                            (unsigned)m.hdr.type, sw_identity_hex(hex, m.hdr.sender, 8));
         return;
     }
+    /* requests and one-way messages only: responses answer what we asked */
+    if (s->router && !limit_ok(t, &m.hdr))
+        return;
     if (pl) {
         m.payload = zmq_msg_data(pl);
         m.payload_len = zmq_msg_size(pl);
@@ -519,6 +734,8 @@ transport_handle_gone(struct sw_transport *t)
         void *arg = t->close_arg;
 
         sw_free(t->handlers);
+        sw_free(t->bk.heads);
+        sw_free(t->bk.b);
         sw_wire_release(&t->wire);
         if (t->own_ctx)
             zmq_ctx_term(t->ctx);
@@ -783,9 +1000,17 @@ sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_ide
         t->o.max_queue = 256;
     if (!t->o.idle_ms)
         t->o.idle_ms = 60000;
+    if (!t->o.max_limit_keys)
+        t->o.max_limit_keys = SW_TRANSPORT_LIMIT_KEYS;
+    t->o.max_limit_keys = SW_MIN(t->o.max_limit_keys, (size_t)1 << 24); /* int32 indices */
     wo.max_payload = t->o.max_payload;
     wo.max_senders = t->o.max_senders;
     if ((err = sw_wire_init(&t->wire, id, run, &wo)) < 0) {
+        sw_free(t);
+        return err;
+    }
+    if ((err = buckets_init(&t->bk, t->o.max_limit_keys)) < 0) {
+        sw_wire_release(&t->wire);
         sw_free(t);
         return err;
     }
@@ -795,12 +1020,17 @@ sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_ide
         t->ctx = zmq_ctx_new();
         t->own_ctx = true;
         if (!t->ctx) {
+            sw_free(t->bk.heads);
+            sw_free(t->bk.b);
             sw_wire_release(&t->wire);
             sw_free(t);
             return -SW_ENOMEM;
         }
     }
     t->next_rid = ((uint64_t)uv_hrtime() << 16) | 1;
+    /* cannot fail: the table is empty */
+    if (sw_transport_limit(t, SW_MSG_PING, SW_TRANSPORT_PING_RATE, SW_TRANSPORT_PING_BURST) < 0)
+        sw_log(SW_LOG_WARN, "cannot limit PING");
     uv_timer_init(loop, &t->tick);
     t->tick.data = t;
     uv_idle_init(loop, &t->idle);
@@ -863,6 +1093,65 @@ sw_transport_on(struct sw_transport *t, uint32_t type, sw_transport_handler_cb *
     t->handlers = nh;
     nh[t->n_handlers++] = (struct handler){type, cb, arg};
     return 0;
+}
+
+int
+sw_transport_limit(struct sw_transport *t, uint32_t type, double rate_per_s, double burst)
+{
+    struct limit *l = limit_find(t, type);
+
+    if (type == 0 || type > SW_MSG_TYPE_MAX || !(rate_per_s == rate_per_s) ||
+        !(burst == burst))
+        return -SW_EINVAL;
+    if (rate_per_s <= 0) {
+        if (l)
+            *l = t->limits[--t->n_limits];
+        return 0;
+    }
+    if (!l) {
+        if (t->n_limits >= MAX_LIMITS)
+            return -SW_ERANGE;
+        l = &t->limits[t->n_limits++];
+        memset(l, 0, sizeof(*l));
+        l->type = type;
+    }
+    l->rate = rate_per_s;
+    l->burst = SW_MAX(burst, 1.0);
+    return sw_transport_limit_global(t, type, l->rate * SW_TRANSPORT_GLOBAL_FACTOR,
+                                     l->burst * SW_TRANSPORT_GLOBAL_FACTOR);
+}
+
+int
+sw_transport_limit_global(struct sw_transport *t, uint32_t type, double rate_per_s, double burst)
+{
+    struct limit *l = limit_find(t, type);
+
+    if (!l)
+        return -SW_ENOENT;
+    if (!(rate_per_s > 0) || !(burst == burst))
+        return -SW_EINVAL;
+    l->g_rate = rate_per_s;
+    l->g_burst = SW_MAX(burst, 1.0);
+    l->g_tokens = l->g_burst;
+    l->g_last = uv_now(t->loop);
+    return 0;
+}
+
+uint64_t
+sw_transport_ratelimited(const struct sw_transport *t, uint32_t type)
+{
+    for (size_t i = 0; i < t->n_limits; i++)
+        if (t->limits[i].type == type)
+            return t->limits[i].drops;
+    return 0;
+}
+
+size_t
+sw_transport_limited_types(const struct sw_transport *t, uint32_t *types, size_t cap)
+{
+    for (size_t i = 0; i < t->n_limits && i < cap; i++)
+        types[i] = t->limits[i].type;
+    return t->n_limits;
 }
 
 void

@@ -52,6 +52,29 @@
  * header, including hdr->cert (net/wire.h); it runs on the loop thread, in
  * the same context as a handler.
  *
+ * Rate limits.  sw_transport_limit(t, type, rate, burst) limits the
+ * messages of type arriving on the ROUTER (requests and one-way messages;
+ * responses are never limited): each (sender key, type) has a token bucket
+ * of depth burst refilled at rate per second, and the type has one global
+ * bucket (by default SW_TRANSPORT_GLOBAL_FACTOR times rate and burst;
+ * sw_transport_limit_global changes it) so that fresh keys, each with a full
+ * bucket, cannot spend without bound.  A message takes a token from its
+ * key's bucket, and from the global one while the key is on probation, or is
+ * dropped: after admission, before the payload hash and the handler, counted
+ * per type (sw_transport_ratelimited) and as SW_WIRE_DROP_RATELIMIT
+ * ("ratelimit"), logged at a limited rate.  A key is on probation from its
+ * first message of the type until it is heard again a second or more later;
+ * then it is established, and however many fresh keys flood the type, they
+ * cannot starve it.  The per-key buckets live in one table of
+ * opts.max_limit_keys entries (established keys at most 3/4 of it); when it
+ * is full the least recently used bucket on probation is reused first, so
+ * any number of keys costs bounded memory and a flood of fresh keys does not
+ * push established ones out (a key forgotten anyway comes back on probation
+ * with a full bucket, which the global bucket bounds).  Every transport
+ * limits PING to SW_TRANSPORT_PING_RATE/s, burst SW_TRANSPORT_PING_BURST,
+ * per key.  A dropped request gets no answer: its sender times out and
+ * retries, so a limit must sit well above what an honest peer sends.
+ *
  * Payloads.  A payload is handed over as struct sw_payload.  With a free_cb
  * the bytes are not copied: they go to zmq_msg_init_data and free_cb runs
  * once ZeroMQ and every retry are done with them, possibly on a ZeroMQ I/O
@@ -79,6 +102,10 @@
 
 #define SW_TRANSPORT_MAX_ROUTE 256 /* ZeroMQ routing ids are at most 255 bytes */
 #define SW_TRANSPORT_MAX_ENDPOINT 256
+#define SW_TRANSPORT_LIMIT_KEYS 4096    /* per-key buckets kept (opts.max_limit_keys) */
+#define SW_TRANSPORT_GLOBAL_FACTOR 8    /* a type's global bucket: this many keys' worth */
+#define SW_TRANSPORT_PING_RATE 20       /* PINGs per second per key (default limit) */
+#define SW_TRANSPORT_PING_BURST 100
 
 struct sw_transport;
 
@@ -89,6 +116,7 @@ struct sw_transport_opts {
     size_t max_queue;      /* messages queued per socket beyond the HWM; 0: 256 */
     uint64_t idle_ms;      /* close DEALERs idle this long; 0: 60000 */
     size_t max_senders;    /* sequence windows (struct sw_wire_opts); 0: default */
+    size_t max_limit_keys; /* rate-limit buckets (see "Rate limits"); 0: SW_TRANSPORT_LIMIT_KEYS */
 };
 
 /* Where a request came from, to answer it (copyable: answers may come later). */
@@ -168,6 +196,22 @@ int sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t typ
 int sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *route,
                        uint32_t type, const void *body, size_t body_len,
                        const struct sw_payload *payload) SW_WARN_UNUSED;
+
+/*
+ * Limit messages of type per sender key to rate_per_s, bucket depth burst
+ * (at least 1), and all keys together to SW_TRANSPORT_GLOBAL_FACTOR times
+ * that (see "Rate limits"); replaces the type's limit; rate_per_s <= 0
+ * removes it.  0, -SW_EINVAL, -SW_ERANGE (32 types limited already).
+ */
+int sw_transport_limit(struct sw_transport *t, uint32_t type, double rate_per_s,
+                       double burst) SW_WARN_UNUSED;
+/* The global bucket of a limited type (after sw_transport_limit).  0, -SW_EINVAL, -SW_ENOENT. */
+int sw_transport_limit_global(struct sw_transport *t, uint32_t type, double rate_per_s,
+                              double burst) SW_WARN_UNUSED;
+/* Messages of type dropped by its rate limit so far (0 when not limited). */
+uint64_t sw_transport_ratelimited(const struct sw_transport *t, uint32_t type);
+/* The limited types: up to cap of them into types; returns how many there are. */
+size_t sw_transport_limited_types(const struct sw_transport *t, uint32_t *types, size_t cap);
 
 /* Install (or with NULL remove) the admission hook; see "Admission". */
 void sw_transport_set_admit(struct sw_transport *t, sw_transport_admit_cb *admit, void *arg);

@@ -28,6 +28,7 @@ static const char *const drop_names[SW_WIRE_DROP__COUNT] = {
     [SW_WIRE_DROP_STALE] = "stale",         [SW_WIRE_DROP_HASH] = "hash",
     [SW_WIRE_DROP_NONFINITE] = "nonfinite", [SW_WIRE_DROP_TYPE] = "type",
     [SW_WIRE_DROP_UNMATCHED] = "unmatched", [SW_WIRE_DROP_ADMIT] = "admit",
+    [SW_WIRE_DROP_RATELIMIT] = "ratelimit",
 };
 
 static const int drop_codes[SW_WIRE_DROP__COUNT] = {
@@ -37,6 +38,7 @@ static const int drop_codes[SW_WIRE_DROP__COUNT] = {
     [SW_WIRE_DROP_STALE] = -SW_EREPLAY,  [SW_WIRE_DROP_HASH] = -SW_EHASH,
     [SW_WIRE_DROP_NONFINITE] = -SW_ENONFINITE, [SW_WIRE_DROP_TYPE] = -SW_EMSG,
     [SW_WIRE_DROP_UNMATCHED] = -SW_EMSG, [SW_WIRE_DROP_ADMIT] = -SW_EPERM,
+    [SW_WIRE_DROP_RATELIMIT] = -SW_EAGAIN,
 };
 
 const char *
@@ -220,10 +222,21 @@ sw_wire_buf_packer(msgpack_packer *pk, struct sw_wire_buf *b)
 
 /* ---- per-sender sequence windows ---- */
 
+/*
+ * One window per (sender, class): a ring of W bits, bit (s mod W) for
+ * sequence s, valid for top-W+1..top.  Class SW_WIRE_SEQ_OTHER keeps the
+ * historical 64 bits; the pipeline class is wider (a flood cannot overtake
+ * pipeline messages any more, but a READY answered on our DEALER and a GO
+ * arriving on our ROUTER still race over two connections).
+ */
+#define OTHER_WORDS (SW_WIRE_WINDOW_OTHER / 64)
+#define PIPE_WORDS (SW_WIRE_WINDOW_PIPELINE / 64)
+
 struct win_entry {
     uint8_t pk[SW_IDENTITY_PK_BYTES];
-    uint64_t top;   /* highest sequence accepted */
-    uint64_t bits;  /* bit i: top - i was accepted */
+    uint64_t top[SW_WIRE_SEQ_CLASSES];   /* highest sequence accepted, per class */
+    uint64_t pipe[PIPE_WORDS];           /* ring of the pipeline class */
+    uint64_t other[OTHER_WORDS];         /* ring of the other class */
     uint64_t heard; /* window clock at the last accept, for eviction */
     int32_t next;   /* bucket chain */
 };
@@ -281,45 +294,104 @@ win_add(struct sw_wire_window *win, const uint8_t *pk)
         *link = win->e[idx].next;
     }
     e = &win->e[idx];
+    memset(e, 0, sizeof(*e));
     memcpy(e->pk, pk, SW_IDENTITY_PK_BYTES);
-    e->top = 0;
-    e->bits = 0;
     b = win_bucket(win, pk);
     e->next = win->heads[b];
     win->heads[b] = idx;
     return e;
 }
 
-/* SW_WIRE_DROP_* or -1 when seq may be accepted. */
-static int
-win_check(const struct win_entry *e, uint64_t seq)
+/* The ring of class c in e, and its width in bits. */
+static uint64_t *
+win_ring(struct win_entry *e, int c, uint64_t *width)
 {
-    uint64_t d;
+    if (c == SW_WIRE_SEQ_PIPELINE) {
+        *width = SW_WIRE_WINDOW_PIPELINE;
+        return e->pipe;
+    }
+    *width = SW_WIRE_WINDOW_OTHER;
+    return e->other;
+}
 
-    if (!e || seq > e->top)
+static bool
+ring_get(const uint64_t *r, uint64_t width, uint64_t seq)
+{
+    uint64_t i = seq % width;
+
+    return (r[i / 64] >> (i % 64)) & 1;
+}
+
+static void
+ring_set(uint64_t *r, uint64_t width, uint64_t seq, bool v)
+{
+    uint64_t i = seq % width, m = 1ull << (i % 64);
+
+    r[i / 64] = v ? r[i / 64] | m : r[i / 64] & ~m;
+}
+
+/*
+ * SW_WIRE_DROP_* or -1 when seq may be accepted.  A new entry (no sender
+ * yet, or a class never heard: top 0, ring empty) accepts anything.
+ */
+static int
+win_check(struct win_entry *e, int c, uint64_t seq)
+{
+    uint64_t width, *r;
+
+    if (!e || seq > e->top[c])
         return -1;
-    d = e->top - seq;
-    if (d >= 64)
+    r = win_ring(e, c, &width);
+    if (e->top[c] - seq >= width)
         return SW_WIRE_DROP_STALE;
-    if (e->bits & (1ull << d))
+    if (ring_get(r, width, seq))
         return SW_WIRE_DROP_REPLAY;
     return -1;
 }
 
 static void
-win_commit(struct sw_wire_window *win, struct win_entry *e, bool fresh, uint64_t seq)
+win_commit(struct sw_wire_window *win, struct win_entry *e, int c, uint64_t seq)
 {
-    if (fresh) {
-        e->top = seq;
-        e->bits = 1;
-    } else if (seq > e->top) {
-        uint64_t shift = seq - e->top;
-        e->bits = shift >= 64 ? 1 : (e->bits << shift) | 1;
-        e->top = seq;
-    } else {
-        e->bits |= 1ull << (e->top - seq);
+    uint64_t width, *r = win_ring(e, c, &width);
+
+    if (seq > e->top[c]) {
+        uint64_t shift = seq - e->top[c];
+
+        /* the slots between the old top and seq now stand for unseen sequences */
+        if (shift >= width)
+            memset(r, 0, width / 8);
+        else
+            for (uint64_t s = e->top[c] + 1; s < seq; s++)
+                ring_set(r, width, s, false);
+        e->top[c] = seq;
     }
+    ring_set(r, width, seq, true);
     e->heard = ++win->clock;
+}
+
+/* ---- sequence classes ---- */
+
+int
+sw_wire_set_pipeline_types(struct sw_wire *w, const uint32_t *types, size_t n)
+{
+    if (n > SW_WIRE_MAX_PIPELINE_TYPES || (n && !types))
+        return -SW_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (types[i] == 0 || types[i] > SW_MSG_TYPE_MAX)
+            return -SW_EINVAL;
+    if (n)
+        memcpy(w->pipe_types, types, n * sizeof(*types));
+    w->n_pipe_types = n;
+    return 0;
+}
+
+int
+sw_wire_seq_class(const struct sw_wire *w, uint32_t type)
+{
+    for (size_t i = 0; i < w->n_pipe_types; i++)
+        if (w->pipe_types[i] == type)
+            return SW_WIRE_SEQ_PIPELINE;
+    return SW_WIRE_SEQ_OTHER;
 }
 
 /* ---- context ---- */
@@ -339,7 +411,9 @@ sw_wire_init(struct sw_wire *w, const struct sw_identity *id, const uint8_t run[
     memcpy(w->run, run, SW_WIRE_RUN_BYTES);
     w->max_payload = opts && opts->max_payload ? opts->max_payload : SW_WIRE_MAX_PAYLOAD;
     clock_gettime(CLOCK_REALTIME, &ts);
-    w->next_seq = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    /* every class from the clock: a restarted node continues above its old numbers in each */
+    for (int c = 0; c < SW_WIRE_SEQ_CLASSES; c++)
+        w->next_seq[c] = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     win = sw_calloc(1, sizeof(*win));
     if (!win)
         return -SW_ENOMEM;
@@ -555,10 +629,11 @@ sw_wire_seal(struct sw_wire *w, uint32_t type, uint64_t rid, const void *body, s
     uint8_t h0[SW_WIRE_HASH_BYTES];
     struct sw_wire_buf b;
     msgpack_packer pk;
-    int err;
+    int err, c;
 
     if (type == 0 || type > SW_MSG_TYPE_MAX || !w->id)
         return -SW_EINVAL;
+    c = sw_wire_seq_class(w, type);
     if (body_len > 0) {
         const uint8_t *bb = body;
         /* one map, and nothing a receiver would refuse */
@@ -586,7 +661,7 @@ sw_wire_seal(struct sw_wire *w, uint32_t type, uint64_t rid, const void *body, s
     pack_key(&pk, "from");
     pack_bin(&pk, w->id->pk, SW_IDENTITY_PK_BYTES);
     pack_key(&pk, "seq");
-    msgpack_pack_uint64(&pk, w->next_seq);
+    msgpack_pack_uint64(&pk, w->next_seq[c]);
     pack_key(&pk, "rid");
     msgpack_pack_uint64(&pk, rid);
     pack_key(&pk, "plen");
@@ -607,7 +682,7 @@ sw_wire_seal(struct sw_wire *w, uint32_t type, uint64_t rid, const void *body, s
     if ((err = sw_identity_sign(w->id, sig, env, b.len)) < 0)
         return err;
     *env_len = b.len;
-    w->next_seq++;
+    w->next_seq[c]++;
     w->stats.sealed++;
     return 0;
 }
@@ -769,7 +844,7 @@ sw_wire_open(struct sw_wire *w, const void *env, size_t env_len, const void *sig
              size_t payload_len, struct sw_wire_hdr *hdr)
 {
     struct win_entry *e;
-    int err, r;
+    int err, r, c;
 
     if (env_len > SW_WIRE_MAX_ENVELOPE || payload_len > w->max_payload)
         return drop(w, SW_WIRE_DROP_TOOBIG, NULL);
@@ -783,17 +858,15 @@ sw_wire_open(struct sw_wire *w, const void *env, size_t env_len, const void *sig
         return drop(w, SW_WIRE_DROP_LENGTH, hdr);
     if (payload_len == 0 && memcmp(hdr->payload_hash, empty_hash(), SW_WIRE_HASH_BYTES) != 0)
         return drop(w, SW_WIRE_DROP_HASH, hdr);
+    c = sw_wire_seq_class(w, hdr->type);
     e = win_find(w->win, hdr->sender);
-    if ((r = win_check(e, hdr->seq)) >= 0)
+    if ((r = win_check(e, c, hdr->seq)) >= 0)
         return drop(w, r, hdr);
     if (!sw_identity_verify(hdr->sender, sig, env, env_len))
         return drop(w, SW_WIRE_DROP_SIG, hdr);
-    if (!e) {
+    if (!e)
         e = win_add(w->win, hdr->sender);
-        win_commit(w->win, e, true, hdr->seq);
-    } else {
-        win_commit(w->win, e, false, hdr->seq);
-    }
+    win_commit(w->win, e, c, hdr->seq);
     w->stats.accepted++;
     return 0;
 }

@@ -13,7 +13,7 @@
  *   "t"     uint   message type (< 65536), see enum sw_msg_type
  *   "run"   bin 32 run id
  *   "from"  bin 32 sender's Ed25519 public key
- *   "seq"   uint   sender's sequence number (uint64), see "Sequence window"
+ *   "seq"   uint   sender's sequence number (uint64), see "Sequence windows"
  *   "rid"   uint   request id: non-zero in a request and in its response,
  *                  0 in one-way messages
  *   "plen"  uint   payload frame length in bytes (0: no payload frame)
@@ -55,22 +55,37 @@
  *   plen differs from the payload frame's length           -SW_EHASH     LENGTH
  *   plen is 0 but phash is not the empty payload's hash    -SW_EHASH     HASH
  *   signature does not verify                              -SW_ESIG      SIG
- *   sequence already seen in the window                    -SW_EREPLAY   REPLAY
- *   sequence older than the window                         -SW_EREPLAY   STALE
+ *   sequence already seen in its class's window            -SW_EREPLAY   REPLAY
+ *   sequence older than its class's window                 -SW_EREPLAY   STALE
  * then sw_wire_check_payload: tree hash differs             -SW_EHASH     HASH
  * and for tensors sw_wire_tensor_check: length or shape     -SW_EMSG      MALFORMED
  *                                   NaN or Inf             -SW_ENONFINITE NONFINITE
+ * The transport (net/transport.h) counts its own reasons in the same table:
+ * ADMIT and RATELIMIT right after sw_wire_open (before the payload hash),
+ * TYPE and UNMATCHED when dispatching.
  *
- * Sequence window.  Per sender key, the receiver remembers the highest
- * sequence seen (top) and a 64-bit map of which of top-63..top were seen.  A
- * sequence above top is accepted (the window slides), one within the window
- * is accepted once, one below it is stale.  No clock is compared.  A sender
- * starts its counter at its own CLOCK_REALTIME in nanoseconds, so a restarted
- * node with the same key continues above its old numbers.  The window is
- * committed when the signature verified (a later payload failure burns the
- * sequence).  The table holds max_senders senders; when full the least
- * recently heard one is forgotten (documented limit: its old messages could
- * then be replayed once).
+ * Sequence windows.  Every message type belongs to one of two sequence
+ * classes: SW_WIRE_SEQ_PIPELINE, the types given to
+ * sw_wire_set_pipeline_types (peers/ sets PREPARE, READY, GO, FWD, BWD, GRAD,
+ * REPLICA), and SW_WIRE_SEQ_OTHER, every other type.  The class follows from
+ * the (signed) type on both sides.  A sender keeps one counter per class and
+ * the receiver one window per (sender key, class), so no amount of other
+ * traffic (DHT, status, state copies) can push a pipeline message out of its
+ * window.  A window remembers the highest sequence seen (top) and which of
+ * the last W sequences up to top were seen: W = SW_WIRE_WINDOW_OTHER (64) for
+ * the other class, SW_WIRE_WINDOW_PIPELINE (1024) for the pipeline class,
+ * whose messages still race over two connections (the sender's DEALER to our
+ * ROUTER, our DEALER to its ROUTER).  A sequence above top is accepted (the
+ * window slides), one within the window is accepted once, one below it is
+ * stale.  No clock is compared.  A sender starts every counter at its own
+ * CLOCK_REALTIME in nanoseconds, so a restarted node with the same key
+ * continues above its old numbers in each class.  Two nodes that disagree on
+ * the pipeline types still interoperate (a class's sequences only have to
+ * grow), they lose only the isolation.  The window is committed when the
+ * signature verified (a later payload failure burns the sequence).  The
+ * table holds max_senders senders (both classes of one sender in one entry);
+ * when full the least recently heard one is forgotten (documented limit: its
+ * old messages could then be replayed once).
  *
  * Payload tree hash: the payload is cut into SW_WIRE_CHUNK (256 KiB) chunks,
  * the last one shorter; d_i = BLAKE2b-256(chunk i); the hash is
@@ -110,6 +125,12 @@
 #ifndef SW_WIRE_MAX_SENDERS
 #define SW_WIRE_MAX_SENDERS 4096
 #endif
+#define SW_WIRE_WINDOW_OTHER 64         /* sequence window of the other class, bits */
+#define SW_WIRE_WINDOW_PIPELINE 1024    /* sequence window of the pipeline class, bits */
+#define SW_WIRE_MAX_PIPELINE_TYPES 32
+
+/* Sequence classes (see "Sequence windows"). */
+enum { SW_WIRE_SEQ_PIPELINE = 0, SW_WIRE_SEQ_OTHER = 1, SW_WIRE_SEQ_CLASSES = 2 };
 
 /*
  * Message types: 1-255 wire and transport (this module), 256-511 DHT
@@ -141,6 +162,7 @@ enum sw_wire_drop {
     SW_WIRE_DROP_TYPE,         /* -SW_EMSG: no handler for the type (transport) */
     SW_WIRE_DROP_UNMATCHED,    /* -SW_EMSG: response to no pending request (transport) */
     SW_WIRE_DROP_ADMIT,        /* -SW_EPERM: the admission hook refused the sender (transport) */
+    SW_WIRE_DROP_RATELIMIT,    /* -SW_EAGAIN: over the type's rate limit (transport) */
     SW_WIRE_DROP__COUNT
 };
 
@@ -160,7 +182,9 @@ struct sw_wire_window; /* private */
 struct sw_wire {
     const struct sw_identity *id;        /* borrowed */
     uint8_t run[SW_WIRE_RUN_BYTES];
-    uint64_t next_seq;                   /* next sequence this node sends */
+    uint64_t next_seq[SW_WIRE_SEQ_CLASSES]; /* next sequence this node sends, per class */
+    uint32_t pipe_types[SW_WIRE_MAX_PIPELINE_TYPES]; /* types of SW_WIRE_SEQ_PIPELINE */
+    size_t n_pipe_types;
     size_t max_payload;
     struct sw_wire_stats stats;
     struct sw_wire_window *win;          /* private: per-sender windows */
@@ -205,6 +229,15 @@ void sw_wire_release(struct sw_wire *w);
  */
 int sw_wire_set_cert(struct sw_wire *w, const void *cert, size_t len) SW_WARN_UNUSED;
 
+/*
+ * The message types of the pipeline sequence class (n at most
+ * SW_WIRE_MAX_PIPELINE_TYPES; replaces the previous set; n 0: none).  Set it
+ * before the first message, on every node alike.  0 or -SW_EINVAL.
+ */
+int sw_wire_set_pipeline_types(struct sw_wire *w, const uint32_t *types, size_t n) SW_WARN_UNUSED;
+/* SW_WIRE_SEQ_PIPELINE or SW_WIRE_SEQ_OTHER for type. */
+int sw_wire_seq_class(const struct sw_wire *w, uint32_t type);
+
 /* Count a drop found by a module above (body decoding); returns -code for reason. */
 int sw_wire_count_drop(struct sw_wire *w, enum sw_wire_drop reason);
 /* "toobig", "malformed", ...; never NULL. */
@@ -219,7 +252,8 @@ int sw_wire_drop_code(int reason);
  * msgpack map, copied; NULL/0 = {}), for a payload of payload_len bytes whose
  * tree hash is payload_hash (NULL when payload_len is 0).  Writes the envelope
  * into env (env_cap bytes; SW_WIRE_MAX_ENVELOPE always suffices), its length
- * into *env_len and the signature into sig.  Takes the next sequence number.
+ * into *env_len and the signature into sig.  Takes the next sequence number
+ * of type's class.
  * 0, -SW_EINVAL (body is not one map, bad type), -SW_ETOOBIG.
  */
 int sw_wire_seal(struct sw_wire *w, uint32_t type, uint64_t rid, const void *body, size_t body_len,

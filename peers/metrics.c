@@ -3,11 +3,14 @@
  */
 #include "sw.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
+#include "proto.h"
+#include "transport.h"
 
 #define REQ_MAX 8192
 #define BODY_MAX (256 * 1024)
@@ -250,4 +253,85 @@ sw_metrics_close(struct sw_metrics *m)
 {
     m->closing = true;
     uv_close((uv_handle_t *)&m->server, server_closed);
+}
+
+/* ---- rate-limit drops ---- */
+
+static int
+append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int
+append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (*off >= len)
+        return -SW_ERANGE;
+    va_start(ap, fmt);
+    k = vsnprintf(buf + *off, len - *off, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= len - *off)
+        return -SW_ERANGE;
+    *off += (size_t)k;
+    return 0;
+}
+
+static const char *
+type_name(uint32_t type, char *tmp, size_t n)
+{
+    switch (type) {
+    case SW_MSG_PING: return "ping";
+    case SW_MSG_MANIFEST_GET: return "manifest_get";
+    case SW_MSG_STATE_GET: return "state_get";
+    case SW_MSG_PREPARE: return "prepare";
+    case SW_MSG_CKPT_INFO_GET: return "ckpt_info_get";
+    case SW_MSG_CKPT_GET: return "ckpt_get";
+    default: snprintf(tmp, n, "%u", (unsigned)type); return tmp;
+    }
+}
+
+int
+sw_metrics_ratelimit(char *buf, size_t len, size_t *off, struct sw_transport *const *trs,
+                     size_t ntr, uint64_t dht_drops)
+{
+    uint32_t types[64], all[64];
+    uint64_t drops[64];
+    size_t n = 0;
+    char tmp[16];
+    int err;
+
+    for (size_t i = 0; i < ntr; i++) {
+        size_t k;
+
+        if (!trs[i])
+            continue;
+        k = SW_MIN(sw_transport_limited_types(trs[i], types, SW_ARRAY_SIZE(types)),
+                   SW_ARRAY_SIZE(types));
+        for (size_t j = 0; j < k; j++) {
+            size_t x = 0;
+
+            while (x < n && all[x] != types[j])
+                x++;
+            if (x == n) {
+                if (n == SW_ARRAY_SIZE(all))
+                    continue;
+                all[n] = types[j];
+                drops[n++] = 0;
+            }
+            drops[x] += sw_transport_ratelimited(trs[i], types[j]);
+        }
+    }
+    if ((err = append(buf, len, off, "# HELP swarm_ratelimit_drops_total Requests dropped by a "
+                      "rate limit, by message type.\n# TYPE swarm_ratelimit_drops_total "
+                      "counter\n")) < 0)
+        return err;
+    for (size_t x = 0; x < n; x++)
+        if ((err = append(buf, len, off, "swarm_ratelimit_drops_total{type=\"%s\"} %llu\n",
+                          type_name(all[x], tmp, sizeof(tmp)),
+                          (unsigned long long)drops[x])) < 0)
+            return err;
+    return append(buf, len, off, "swarm_ratelimit_drops_total{type=\"dht\"} %llu\n",
+                  (unsigned long long)dht_drops);
 }

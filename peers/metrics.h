@@ -23,4 +23,15 @@ int sw_metrics_start(struct sw_metrics **out, uv_loop_t *loop, const char *hostp
 /* Stop listening; frees itself once its handles are closed. */
 void sw_metrics_close(struct sw_metrics *m);
 
+struct sw_transport;
+
+/*
+ * Append swarm_ratelimit_drops_total{type="..."}: the rate-limit drops of
+ * every limited type of the ntr transports (summed per type; types by their
+ * swarm-protocol(7) name in lower case, else the number) and the DHT's own
+ * per-node limit as type="dht".  0 or -SW_ERANGE when buf is full.
+ */
+int sw_metrics_ratelimit(char *buf, size_t len, size_t *off, struct sw_transport *const *trs,
+                         size_t ntr, uint64_t dht_drops) SW_WARN_UNUSED;
+
 #endif

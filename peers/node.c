@@ -618,6 +618,15 @@ metrics_fill(void *arg, char *buf, size_t len)
                                   (unsigned long long)n->scan.unadmitted)) < 0)
             return err;
     }
+    {
+        struct sw_transport *trs[2] = {n->tr, n->lobby};
+        struct sw_dht_stats ds = {0};
+
+        if (n->dht)
+            sw_dht_get_stats(sw_dhtnode_dht(n->dht), &ds);
+        if ((err = sw_metrics_ratelimit(buf, len, &off, trs, 2, ds.drop_ratelimit)) < 0)
+            return err;
+    }
     if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_wire_accepted_total Messages "
                               "accepted.\n# TYPE swarm_wire_accepted_total counter\n"
                               "swarm_wire_accepted_total %llu\n",
@@ -681,6 +690,41 @@ run_endpoint_for(const char *lobby, char *out, size_t len)
         snprintf(out, len, "tcp://127.0.0.1:*");
 }
 
+/* The pipeline's sequence class (net/wire.h "Sequence windows"), alike on every node. */
+static const uint32_t pipeline_types[] = {SW_MSG_PREPARE, SW_MSG_READY, SW_MSG_GO, SW_MSG_FWD,
+                                          SW_MSG_BWD,     SW_MSG_GRAD,  SW_MSG_REPLICA};
+
+/*
+ * Rate limits of the request types a stranger could flood (net/transport.h
+ * "Rate limits"), sized so that honest use never meets them: a state copy
+ * asks STATE_GET for pieces of 4 MiB, 8 in flight (peers/recover.c), and a
+ * 500 MiB stage with its moments is 375 pieces, within one burst; the keeper
+ * pulls CKPT pieces one at a time; the leader sends one PREPARE per node and
+ * step; a joiner or swarmctl asks for the manifest once.  Global: all keys
+ * of a type together (a few copies at once fit in its burst).
+ */
+static const struct {
+    uint32_t type;
+    double rate, burst, g_rate, g_burst;
+} limits[] = {
+    {SW_MSG_STATE_GET, 128, 1024, 256, 4096},
+    {SW_MSG_CKPT_GET, 128, 1024, 256, 4096},
+    {SW_MSG_CKPT_INFO_GET, 20, 100, 160, 800},
+    {SW_MSG_PREPARE, 100, 400, 800, 3200},
+    {SW_MSG_MANIFEST_GET, 5, 20, 50, 200}, /* the lobby */
+};
+
+static int
+limits_register(struct sw_transport *t, bool lobby)
+{
+    for (size_t i = 0; i < SW_ARRAY_SIZE(limits); i++)
+        if ((limits[i].type == SW_MSG_MANIFEST_GET) == lobby &&
+            (sw_transport_limit(t, limits[i].type, limits[i].rate, limits[i].burst) < 0 ||
+             sw_transport_limit_global(t, limits[i].type, limits[i].g_rate, limits[i].g_burst) < 0))
+            return -1;
+    return 0;
+}
+
 /* The run transport and the DHT node on it; 0 or an exit code. */
 static int
 dht_start(struct sw_node *n)
@@ -692,6 +736,11 @@ dht_start(struct sw_node *n)
 
     topts.max_queue = (size_t)SW_MAX(256, 2 * n->man.micro + 16);
     if ((err = sw_transport_new(&n->tr, n->loop, &n->id, n->man.run_id, &topts)) < 0)
+        return SW_EXIT_FAIL;
+    /* pipeline messages get their own sequence window: floods cannot make them stale */
+    if (sw_wire_set_pipeline_types(sw_transport_wire(n->tr), pipeline_types,
+                                   SW_ARRAY_SIZE(pipeline_types)) < 0 ||
+        limits_register(n->tr, false) < 0)
         return SW_EXIT_FAIL;
     if (n->cert_len && sw_wire_set_cert(sw_transport_wire(n->tr), n->cert, n->cert_len) < 0)
         return SW_EXIT_FAIL;
@@ -870,7 +919,8 @@ node_start(struct sw_node *n)
     uv_signal_start(&n->sigint, on_signal, SIGINT);
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
     topts.idle_ms = 600000;
-    if ((err = sw_transport_new(&n->lobby, n->loop, &n->id, sw_proto_lobby_run, &topts)) < 0)
+    if ((err = sw_transport_new(&n->lobby, n->loop, &n->id, sw_proto_lobby_run, &topts)) < 0 ||
+        limits_register(n->lobby, true) < 0)
         return SW_EXIT_FAIL;
     if (n->role == &sw_bootstrap_role) {
         if (load_own_manifest(n) < 0)

@@ -428,7 +428,8 @@ test_admit(void)
 
     before = sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT];
     err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 150, 1, &w);
-    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 2,
+    tap_ok(err == -SW_ETIMEDOUT &&
+               sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 2,
            "a refused key's request (and its retry) is dropped and counted as admit (%s)",
            sw_strerror(err));
 
@@ -453,11 +454,13 @@ test_admit(void)
 
     before = sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT];
     err = sync_request(&loop, b, epc, SW_MSG_PING, NULL, 0, NULL, 300, 0, &w);
-    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 1,
+    tap_ok(err == -SW_ETIMEDOUT &&
+               sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 1,
            "a refused key's response is dropped, the request times out (%s)", sw_strerror(err));
     tap_ok(sw_transport_wire(c)->stats.drops[SW_WIRE_DROP_ADMIT] == 0,
            "a transport without a hook admits everything");
-    tap_ok(strcmp(sw_wire_drop_name(SW_WIRE_DROP_ADMIT), "admit") == 0, "the reason is named 'admit'");
+    tap_ok(strcmp(sw_wire_drop_name(SW_WIRE_DROP_ADMIT), "admit") == 0,
+           "the reason is named 'admit'");
 
     sw_transport_set_admit(a, NULL, NULL);
     err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
@@ -468,6 +471,246 @@ test_admit(void)
     sw_transport_close(c, closed_cb, &closed);
     uv_run(&loop, UV_RUN_DEFAULT);
     tap_ok(closed == 3 && uv_loop_close(&loop) == 0, "three transports closed, loop empty");
+    sw_identity_release(&ida);
+    sw_identity_release(&idb);
+    sw_identity_release(&idc);
+}
+
+/* ---- rate limits ---- */
+
+#define T_LIMITED 1028
+
+static void zsend(void *z, const void *a, size_t na, const void *b, size_t nb, const void *c,
+                  size_t nc);
+
+static int limited_seen, pings_answered, est_seen;
+static uint8_t est_pk[32]; /* T_LIMITED from this key counts in est_seen */
+
+/* Messages waiting on raw socket z, read and counted. */
+static int
+raw_drain(void *z)
+{
+    int n = 0;
+
+    for (;;) {
+        zmq_msg_t m;
+        int more;
+
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, z, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return n;
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        n += !more;
+    }
+}
+
+static void
+on_ping_count(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    pings_answered++;
+    on_ping(t, m, arg);
+}
+
+static void
+on_limited(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    if (memcmp(m->hdr.sender, est_pk, 32) == 0)
+        est_seen++;
+    else
+        limited_seen++;
+}
+
+/*
+ * 20000 PINGs from one key: at most burst + rate * t answered (the default
+ * PING limit), every other one dropped and counted, another key still
+ * answered.  Then 50 fresh keys (the bucket table holds 8), 5 messages each,
+ * twice: the type's global bucket bounds what reaches the handler.
+ */
+static void
+test_ratelimit(void)
+{
+    enum { N = 20000, KEYS = 50, EACH = 5 };
+    struct sw_identity ida, idb, idc;
+    struct sw_transport *a = NULL, *c = NULL;
+    struct sw_transport_opts oa = {.max_limit_keys = 8};
+    int answered = 0;
+    uv_loop_t loop;
+    char ep[256];
+    struct waiter w;
+    uint64_t rl0, acc0, acc, sent = 0;
+    double t0, el;
+    int err, closed = 0, bad = 0;
+
+    uv_loop_init(&loop);
+    if (sw_identity_generate(&ida) < 0 || sw_identity_generate(&idb) < 0 ||
+        sw_identity_generate(&idc) < 0 || sw_transport_new(&a, &loop, &ida, run, &oa) < 0 ||
+        sw_transport_new(&c, &loop, &idc, run, NULL) < 0 ||
+        sw_transport_bind(a, "tcp://127.0.0.1:*", ep, sizeof(ep)) < 0 || register_server(a) < 0 ||
+        sw_transport_on(a, T_LIMITED, on_limited, NULL) < 0 ||
+        sw_transport_on(a, SW_MSG_PING, on_ping_count, NULL) < 0) {
+        tap_ok(0, "set up the rate-limit transports");
+        return;
+    }
+    rl0 = sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_RATELIMIT];
+    acc0 = sw_transport_wire(a)->stats.accepted;
+    pings_answered = 0;
+    t0 = sw_now_s();
+    {
+        /* the flooder: a raw DEALER, so that nothing it sends times out on its side */
+        struct sw_wire_opts wo = {.max_senders = 1};
+        struct sw_wire wf;
+        uint8_t env[1024], sig[64];
+        void *ctx = zmq_ctx_new(), *z = zmq_socket(ctx, ZMQ_DEALER);
+        int linger = 0;
+        size_t len;
+
+        zmq_setsockopt(z, ZMQ_LINGER, &linger, sizeof(linger));
+        if (zmq_connect(z, ep) != 0 || sw_wire_init(&wf, &idb, run, &wo) < 0)
+            bad++;
+        for (int i = 0; i < N && !bad; i++) {
+            if (sw_wire_seal(&wf, SW_MSG_PING, (uint64_t)i + 1, NULL, 0, NULL, 0, env, sizeof(env),
+                             &len, sig) < 0) {
+                bad++;
+                break;
+            }
+            while (zmq_send(z, env, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+                if (errno != EAGAIN || sw_now_s() - t0 > 30) {
+                    bad++;
+                    break;
+                }
+                uv_run(&loop, UV_RUN_NOWAIT);
+                answered += raw_drain(z);
+            }
+            if (!bad && zmq_send(z, sig, 64, 0) < 0)
+                bad++;
+        }
+        while (!bad && sw_transport_wire(a)->stats.accepted - acc0 < N && sw_now_s() - t0 < 30) {
+            uv_run(&loop, UV_RUN_ONCE);
+            answered += raw_drain(z);
+        }
+        el = sw_now_s() - t0;
+        for (double t2 = sw_now_s(); answered < pings_answered && sw_now_s() - t2 < 5;) {
+            uv_run(&loop, UV_RUN_NOWAIT);
+            answered += raw_drain(z);
+        }
+        if (!bad)
+            sw_wire_release(&wf);
+        zmq_close(z);
+        zmq_ctx_term(ctx);
+    }
+    acc = sw_transport_wire(a)->stats.accepted - acc0;
+    tap_ok(!bad && acc == N && answered == pings_answered,
+           "%d PINGs from one key: %d received, %d answered (%.1f s)", N, (int)acc,
+           answered, el);
+    tap_ok(pings_answered >= SW_TRANSPORT_PING_BURST &&
+               pings_answered <= SW_TRANSPORT_PING_BURST + SW_TRANSPORT_PING_RATE * el + 1,
+           "answers within burst + rate * t (%d <= %d + %d * %.1f)", pings_answered,
+           SW_TRANSPORT_PING_BURST, SW_TRANSPORT_PING_RATE, el);
+    tap_ok(acc > SW_TRANSPORT_PING_BURST * 4 &&
+               sw_transport_ratelimited(a, SW_MSG_PING) == acc - (uint64_t)pings_answered &&
+               sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_RATELIMIT] ==
+                   rl0 + acc - (uint64_t)pings_answered,
+           "every PING received and not answered is counted as a rate-limit drop (%llu of %llu)",
+           (unsigned long long)sw_transport_ratelimited(a, SW_MSG_PING), (unsigned long long)acc);
+    err = sync_request(&loop, c, ep, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
+    tap_ok(err == 0 && w.type == SW_MSG_PONG, "another key is still answered (%s)",
+           sw_strerror(err));
+    {
+        uint32_t types[8];
+        size_t n = sw_transport_limited_types(a, types, 8);
+
+        tap_ok(n == 1 && types[0] == SW_MSG_PING, "PING is limited by default");
+    }
+
+    /* fresh keys against a type's global bucket */
+    tap_ok(sw_transport_limit(a, T_LIMITED, 1, EACH) == 0 &&
+               sw_transport_limit_global(a, T_LIMITED, 1, 20) == 0 &&
+               sw_transport_limit_global(a, 9999, 1, 20) == -SW_ENOENT,
+           "limit a type: per key 1/s burst %d, global 1/s burst 20", EACH);
+    /* c becomes an established key: heard twice, a second apart */
+    memcpy(est_pk, idc.pk, 32);
+    est_seen = 0;
+    for (int i = 0; i < 2; i++) {
+        double t1 = sw_now_s();
+
+        if (i == 1)
+            while (sw_now_s() - t1 < 1.2)
+                uv_run(&loop, UV_RUN_ONCE);
+        if (sw_transport_send(c, ep, T_LIMITED, NULL, 0, NULL) < 0)
+            bad++;
+        for (t1 = sw_now_s(); est_seen < i + 1 && sw_now_s() - t1 < 5;)
+            uv_run(&loop, UV_RUN_ONCE);
+    }
+    {
+        static struct sw_identity ids[KEYS];
+        struct sw_wire_opts wo = {.max_senders = 1};
+        uint8_t env[1024], sig[64];
+        void *ctx = zmq_ctx_new(), *z = zmq_socket(ctx, ZMQ_DEALER);
+        int linger = 0, keys = 0;
+        size_t len;
+        double t1 = sw_now_s();
+
+        zmq_setsockopt(z, ZMQ_LINGER, &linger, sizeof(linger));
+        limited_seen = 0;
+        if (zmq_connect(z, ep) != 0)
+            bad++;
+        for (int round = 0; round < 2; round++) {
+            for (int k = 0; k < KEYS; k++) {
+                struct sw_wire wk;
+
+                if ((round == 0 && sw_identity_generate(&ids[k]) < 0) ||
+                    sw_wire_init(&wk, &ids[k], run, &wo) < 0) {
+                    bad++;
+                    continue;
+                }
+                keys += round == 0;
+                for (int i = 0; i < EACH; i++) {
+                    if (sw_wire_seal(&wk, T_LIMITED, 0, NULL, 0, NULL, 0, env, sizeof(env), &len,
+                                     sig) < 0) {
+                        bad++;
+                        continue;
+                    }
+                    zsend(z, env, len, sig, 64, NULL, 0);
+                    sent++;
+                }
+                sw_wire_release(&wk);
+            }
+        }
+        while (limited_seen + sw_transport_ratelimited(a, T_LIMITED) < sent) {
+            if (sw_now_s() - t1 > 10)
+                break;
+            uv_run(&loop, UV_RUN_ONCE);
+        }
+        el = sw_now_s() - t1;
+        tap_ok(!bad && limited_seen + sw_transport_ratelimited(a, T_LIMITED) == sent &&
+                   limited_seen <= 20 + 1 * el + 1,
+               "%d fresh keys x %d, twice (table of 8): %d handled <= 20 + 1 * %.1f, %llu dropped",
+               keys, EACH, limited_seen, el,
+               (unsigned long long)sw_transport_ratelimited(a, T_LIMITED));
+        zmq_close(z);
+        zmq_ctx_term(ctx);
+        for (int k = 0; k < keys; k++)
+            sw_identity_release(&ids[k]);
+    }
+    /* the global bucket is empty now, but c is not on probation: its own bucket decides */
+    for (int i = 0; i < 3; i++)
+        if (sw_transport_send(c, ep, T_LIMITED, NULL, 0, NULL) < 0)
+            bad++;
+    for (double t1 = sw_now_s(); est_seen < 5 && sw_now_s() - t1 < 5;)
+        uv_run(&loop, UV_RUN_ONCE);
+    tap_ok(!bad && est_seen == 5, "an established key is not starved by the fresh keys (%d of 5)",
+           est_seen);
+    tap_ok(sw_transport_limit(a, T_LIMITED, 0, 0) == 0 &&
+               sw_transport_limited_types(a, NULL, 0) == 1,
+           "a limit is removed with rate 0");
+
+    sw_transport_close(a, closed_cb, &closed);
+    sw_transport_close(c, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tap_ok(closed == 2 && uv_loop_close(&loop) == 0, "rate-limit transports closed, loop empty");
     sw_identity_release(&ida);
     sw_identity_release(&idb);
     sw_identity_release(&idc);
@@ -1008,7 +1251,7 @@ main(void)
 {
     signal(SIGALRM, on_alarm);
     signal(SIGPIPE, SIG_IGN);
-    alarm(50);
+    alarm(120); /* the 20000-PING flood verifies every signature */
     sw_log_level = SW_LOG_ERROR;
     memset(run, 0x42, sizeof(run));
     if (sw_identity_global_init() < 0)
@@ -1016,6 +1259,7 @@ main(void)
     test_three_processes(); /* first: forks before any ZeroMQ context exists */
     test_in_process();
     test_admit();
+    test_ratelimit();
     test_stress();
     kill_children();
     return tap_done();

@@ -87,7 +87,7 @@ craft(uint8_t *out, size_t cap, int mode, const char *drop_key)
         else if (!strcmp(k, "seq") && (mode & K_SEQSTR))
             msgpack_pack_str_with_body(&pk, "12", 2);
         else if (!strcmp(k, "seq"))
-            msgpack_pack_uint64(&pk, wa.next_seq++);
+            msgpack_pack_uint64(&pk, wa.next_seq[SW_WIRE_SEQ_OTHER]++);
         else if (!strcmp(k, "rid") || !strcmp(k, "plen"))
             msgpack_pack_uint64(&pk, 0);
         else if (!strcmp(k, "phash"))
@@ -187,7 +187,7 @@ craft_cert(uint8_t *out, size_t cap, const uint8_t *val, size_t val_len)
     msgpack_pack_str_with_body(&pk, "from", 4);
     msgpack_pack_bin_with_body(&pk, alice.pk, 32);
     msgpack_pack_str_with_body(&pk, "seq", 3);
-    msgpack_pack_uint64(&pk, wa.next_seq++);
+    msgpack_pack_uint64(&pk, wa.next_seq[SW_WIRE_SEQ_OTHER]++);
     msgpack_pack_str_with_body(&pk, "rid", 3);
     msgpack_pack_uint64(&pk, 0);
     msgpack_pack_str_with_body(&pk, "plen", 4);
@@ -439,7 +439,7 @@ test_drops(void)
         memcpy(old_env, env, env_len);
         memcpy(old_sig, sig, 64);
         old_len = env_len;
-        wa.next_seq += 100;
+        wa.next_seq[SW_WIRE_SEQ_OTHER] += 100;
         seal_simple(SW_MSG_PING, NULL, 0);
         tap_ok(sw_wire_open(&wb, env, env_len, sig, 64, 0, &hdr) == 0, "jump ahead by 100");
         expect_drop(old_env, old_len, old_sig, 64, 0, SW_WIRE_DROP_STALE,
@@ -514,6 +514,157 @@ test_tensor(void)
            "unknown dtype f64 refused");
 }
 
+/* ---- sequence classes ---- */
+
+struct sealed {
+    uint8_t env[512];
+    size_t len;
+    uint8_t sig[64];
+};
+
+static const uint32_t pipe_types[] = {520, 521, 522, 524, 526, 528, 530}; /* peers/proto.h */
+
+static int
+seal_into(struct sw_wire *w, uint32_t type, struct sealed *s)
+{
+    return sw_wire_seal(w, type, 0, NULL, 0, NULL, 0, s->env, sizeof(s->env), &s->len, s->sig);
+}
+
+static int
+open_sealed(struct sw_wire *w, const struct sealed *s)
+{
+    struct sw_wire_hdr h;
+
+    return sw_wire_open(w, s->env, s->len, s->sig, 64, 0, &h);
+}
+
+/*
+ * A sender's pipeline messages, each overtaken by hundreds of its other
+ * messages (shuffled), all arrive; replays are refused in each class; a
+ * restarted sender (same key, new wire) is heard in both classes.
+ */
+static void
+test_classes(void)
+{
+    enum { NO = 1000, NP = 100 };
+    struct sealed *o = sw_calloc(NO, sizeof(*o)), *p = sw_calloc(NP, sizeof(*p)), x;
+    struct sw_identity bob;
+    struct sw_wire tx, rx, tx2;
+    uint32_t order[NO], rng = 12345;
+    int bad = 0, pipe_ok = 0, other_ok = 0, replays = 0, di = 0;
+    uint64_t before;
+
+    if (!o || !p || sw_identity_generate(&bob) < 0 || sw_wire_init(&tx, &bob, run, NULL) < 0 ||
+        sw_wire_init(&rx, &alice, run, NULL) < 0) {
+        tap_ok(0, "set up the class test");
+        return;
+    }
+    tap_ok(sw_wire_set_pipeline_types(&tx, pipe_types, SW_ARRAY_SIZE(pipe_types)) == 0 &&
+               sw_wire_set_pipeline_types(&rx, pipe_types, SW_ARRAY_SIZE(pipe_types)) == 0,
+           "pipeline types set");
+    tap_ok(sw_wire_seq_class(&rx, 524) == SW_WIRE_SEQ_PIPELINE &&
+               sw_wire_seq_class(&rx, 521) == SW_WIRE_SEQ_PIPELINE &&
+               sw_wire_seq_class(&rx, SW_MSG_PING) == SW_WIRE_SEQ_OTHER &&
+               sw_wire_seq_class(&rx, 300) == SW_WIRE_SEQ_OTHER,
+           "the class follows from the type");
+    {
+        uint32_t bad_types[] = {524, 0};
+
+        tap_ok(sw_wire_set_pipeline_types(&rx, bad_types, 2) == -SW_EINVAL &&
+                   sw_wire_set_pipeline_types(&rx, pipe_types, SW_WIRE_MAX_PIPELINE_TYPES + 1) ==
+                       -SW_EINVAL &&
+                   sw_wire_seq_class(&rx, 524) == SW_WIRE_SEQ_PIPELINE,
+               "bad type sets are refused and leave the set as it was");
+    }
+
+    /* sent: 10 other messages (DHT-like, type 300), then a pipeline one, 100 times */
+    for (int i = 0, k = 0; i < NO; i++) {
+        bad += seal_into(&tx, 300, &o[i]) < 0;
+        if (i % 10 == 9 && k < NP) {
+            bad += seal_into(&tx, pipe_types[k % SW_ARRAY_SIZE(pipe_types)], &p[k]) < 0;
+            k++;
+        }
+    }
+    /* received: the others shuffled; pipeline k after 500 more of the others, pairs swapped */
+    for (uint32_t i = 0; i < NO; i++)
+        order[i] = i;
+    for (uint32_t i = NO - 1; i > 0; i--) {
+        uint32_t j, t;
+
+        rng = rng * 1103515245u + 12345u;
+        j = (rng >> 8) % (i + 1);
+        t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int i = 0; i < NO; i++) {
+        other_ok += open_sealed(&rx, &o[order[i]]) == 0;
+        while (di < NP && i >= 10 * di + 500) {
+            int k = di ^ 1; /* 1, 0, 3, 2, ...: out of order within the class too */
+
+            pipe_ok += open_sealed(&rx, &p[k]) == 0;
+            di++;
+        }
+    }
+    while (di < NP) {
+        pipe_ok += open_sealed(&rx, &p[di ^ 1]) == 0;
+        di++;
+    }
+    tap_ok(bad == 0 && pipe_ok == NP,
+           "%d of %d pipeline messages accepted, each overtaken by 500+ of %d shuffled others "
+           "(%d of them accepted)", pipe_ok, NP, NO, other_ok);
+
+    /* replays: the pipeline class */
+    before = rx.stats.drops[SW_WIRE_DROP_REPLAY];
+    for (int k = 0; k < NP; k++)
+        replays += open_sealed(&rx, &p[k]) == -SW_EREPLAY;
+    tap_ok(replays == NP && rx.stats.drops[SW_WIRE_DROP_REPLAY] == before + NP,
+           "every pipeline message replayed is refused (%d)", replays);
+    /* and the other class */
+    bad = seal_into(&tx, 300, &x) < 0;
+    tap_ok(!bad && open_sealed(&rx, &x) == 0 && open_sealed(&rx, &x) == -SW_EREPLAY,
+           "an other-class message is accepted once, its replay refused");
+    bad = 0;
+    for (int i = 0; i < NO; i++)
+        bad += open_sealed(&rx, &o[i]) == 0;
+    tap_ok(bad == 0, "none of the earlier other-class messages is accepted again");
+
+    /* pipeline window: 1024 back is still fine, 1025 is stale */
+    {
+        struct sealed *q = sw_calloc(SW_WIRE_WINDOW_PIPELINE + 1, sizeof(*q));
+
+        bad = !q;
+        for (int i = 0; q && i <= SW_WIRE_WINDOW_PIPELINE; i++)
+            bad += seal_into(&tx, 524, &q[i]) < 0;
+        if (q) {
+            bad += open_sealed(&rx, &q[SW_WIRE_WINDOW_PIPELINE]) != 0;
+            bad += open_sealed(&rx, &q[1]) != 0; /* 1023 behind the top */
+            before = rx.stats.drops[SW_WIRE_DROP_STALE];
+            bad += open_sealed(&rx, &q[0]) != -SW_EREPLAY; /* 1024 behind: stale */
+            bad += rx.stats.drops[SW_WIRE_DROP_STALE] != before + 1;
+        }
+        tap_ok(bad == 0, "pipeline window is %d sequences wide", SW_WIRE_WINDOW_PIPELINE);
+        sw_free(q);
+    }
+
+    /* a restarted sender: counters from the clock, above the old ones in both classes */
+    bad = sw_wire_init(&tx2, &bob, run, NULL) < 0 ||
+          sw_wire_set_pipeline_types(&tx2, pipe_types, SW_ARRAY_SIZE(pipe_types)) < 0;
+    if (!bad) {
+        bad += seal_into(&tx2, 524, &x) < 0 || open_sealed(&rx, &x) != 0;
+        bad += seal_into(&tx2, 300, &x) < 0 || open_sealed(&rx, &x) != 0;
+        bad += seal_into(&tx2, 526, &x) < 0 || open_sealed(&rx, &x) != 0;
+        sw_wire_release(&tx2);
+    }
+    tap_ok(bad == 0, "a restarted sender is heard in both classes");
+
+    sw_wire_release(&tx);
+    sw_wire_release(&rx);
+    sw_identity_release(&bob);
+    sw_free(o);
+    sw_free(p);
+}
+
 static void
 test_eviction(void)
 {
@@ -563,6 +714,7 @@ main(void)
     test_tree_hash();
     test_drops();
     test_tensor();
+    test_classes();
     test_eviction();
     sw_wire_release(&wa);
     sw_wire_release(&wb);

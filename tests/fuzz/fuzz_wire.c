@@ -9,7 +9,9 @@
  * that still name that key reach the sequence window, the payload hash and
  * the tensor checks; without it the signature is the 64 bytes after the
  * envelope.  Every input runs against a fresh struct sw_wire (run id
- * 0x22...) and is opened twice (the second must be a replay).  The seed
+ * 0x22...) whose pipeline sequence class holds 520-530, and is opened
+ * twice (the second must be a replay); a "cert" must lie inside the
+ * envelope and within SW_WIRE_MAX_CERT.  The seed
  * corpus is tests/fuzz/corpus/wire/; make check replays it with
  * tests/fuzz/replay.c, scripts/fuzz.sh wire SECONDS fuzzes.
  */
@@ -24,6 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct sw_identity key;
 static int ready;
+static const uint32_t pipe[] = {520, 521, 522, 524, 526, 528, 530};
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -66,7 +69,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(run, 0x22, sizeof(run));
     if (sw_wire_init(&w, &key, run, &o) < 0)
         return 0;
+    if (sw_wire_set_pipeline_types(&w, pipe, SW_ARRAY_SIZE(pipe)) < 0)
+        __builtin_trap();
     err = sw_wire_open(&w, env, env_len, sig, sizeof(sig), payload_len, &h);
+    if (err == 0 && (h.cert_len > SW_WIRE_MAX_CERT || (h.cert_len && (h.cert < env ||
+                     h.cert + h.cert_len > env + env_len)) || (!h.cert) != (h.cert_len == 0)))
+        __builtin_trap(); /* the cert is a slice of the envelope, or absent */
     if (err == 0) {
         if (sw_wire_open(&w, env, env_len, sig, sizeof(sig), payload_len, &h) != -SW_EREPLAY)
             __builtin_trap(); /* a replay must never pass */
