@@ -9,7 +9,7 @@
  *   swarmctl manifest keys
  *   swarmctl key --key DIR
  *   swarmctl admit --key DIR (--manifest FILE | --run FILE|HEX) --node HEX [--stage N]
- *                  [--days D] [--delegate] [--cert FILE] -o FILE
+ *                  [--days D | --expires UNIX] [--delegate] [--cert FILE] -o FILE
  *   swarmctl revoke --key OWNERDIR --peer ADDR NODEKEY...
  *   swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]
  *
@@ -64,6 +64,7 @@ struct opts {
     char node[80];
     int stage;
     float days;
+    unsigned long long expires;
     int delegate;
     char cert[4096];
     char out[4096];
@@ -85,6 +86,7 @@ static const struct sw_cfg_entry tab[] = {
     SW_CFG_STR(T, "node", node, "", "admit: the node's key (64 hex digits, swarmctl key)"),
     SW_CFG_INT(T, "stage", stage, -1, -1, 1023, "admit: the only stage the node may serve (-1: any)"),
     SW_CFG_FLOAT(T, "days", days, 30, 0.0001f, 36500, "admit: days the certificate is good for"),
+    SW_CFG_U64(T, "expires", expires, 0, "admit: expiry as Unix seconds instead of --days (0: use --days)"),
     SW_CFG_BOOL(T, "delegate", delegate, 0, "admit: the node may itself issue certificates"),
     SW_CFG_STR(T, "cert", cert, "", "admit: the delegate certificate of the --key that signs"),
     SW_CFG_STR(T, "out", out, "", "admit: the certificate file to write (also -o)"),
@@ -720,6 +722,19 @@ hex_key(const char *s, uint8_t out[32])
     return strlen(s) == 64 && sw_hex_decode(out, 32, s) == 0;
 }
 
+/* A signing key must exist: a fresh one would sign for nobody. */
+static bool
+has_key(const char *dir)
+{
+    char path[4200];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, SW_IDENTITY_FILE);
+    if (access(path, F_OK) == 0)
+        return true;
+    fprintf(stderr, "%s: no key in '%s' (want the run owner's, or a delegate's)\n", prog, dir);
+    return false;
+}
+
 /* The run id of --manifest FILE, or of --run FILE or HEX; 0 or EXIT_USAGE/1. */
 static int
 admit_run_id(const struct opts *o, uint8_t run[32])
@@ -765,6 +780,8 @@ cmd_admit(const struct opts *o)
     }
     if ((err = admit_run_id(o, run)) != 0)
         return err;
+    if (!has_key(o->key))
+        return 1;
     if ((err = sw_identity_global_init()) < 0 || (err = sw_identity_load_or_create(&id, o->key)) < 0)
         return 1;
     if (o->cert[0]) { /* a delegate signs: its own certificate goes along */
@@ -787,7 +804,8 @@ cmd_admit(const struct opts *o)
             goto out;
         }
     }
-    exp = (uint64_t)time(NULL) + (uint64_t)((double)o->days * 86400.0);
+    exp = o->expires ? (uint64_t)o->expires
+                     : (uint64_t)time(NULL) + (uint64_t)((double)o->days * 86400.0);
     err = sw_cert_issue(&id, run, node, o->stage, exp,
                         o->delegate ? SW_CERT_DELEGATE : SW_CERT_NODE, chain_len ? chain : NULL,
                         chain_len, cert, sizeof(cert), &len);
@@ -879,6 +897,8 @@ cmd_revoke(const struct opts *o, int argc, char **argv, int first)
         return EXIT_USAGE;
     }
     memset(&l, 0, sizeof(l));
+    if (!has_key(o->key))
+        return 1;
     if ((err = client_open(&c, o, true)) < 0) {
         fprintf(stderr, "%s: cannot reach '%s': %s\n", prog, o->peer, sw_strerror(err));
         goto out;
@@ -954,7 +974,7 @@ usage(FILE *f)
                "       swarmctl manifest keys\n"
                "       swarmctl key --key DIR\n"
                "       swarmctl admit --key DIR (--manifest FILE | --run HEX) --node HEX [--stage N]\n"
-               "                      [--days D] [--delegate] [--cert FILE] -o FILE\n"
+               "                      [--days D | --expires UNIX] [--delegate] [--cert FILE] -o FILE\n"
                "       swarmctl revoke --key OWNERDIR --peer ADDR NODEKEY...\n"
                "       swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]\n\n"
                "Looks at a swarm run; see swarmctl(1).  Exit status: 0 healthy, 1 degraded,\n"

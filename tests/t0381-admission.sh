@@ -1,8 +1,8 @@
 #!/bin/sh
 # t0381: admission in owner mode (the default; swarm-protocol(7), ADMISSION).
 # A 2-stage run whose every process holds a certificate of the run owner
-# trains; a node without a certificate, with one for another run, with one
-# naming another key or another stage cannot join (exit 6); a stranger
+# trains; a node without a certificate, with an expired one, with one for
+# another run, naming another key or another stage cannot join (exit 6); a stranger
 # (valid keys and run id, well-formed PREPARE of step + 1000000, a fake
 # stage-0 record, STATE_GET, PINGs, one with another run's certificate) gets
 # no answer, its messages are counted as admission drops and no handler sees
@@ -41,7 +41,11 @@ admit y
 refused othernode "another key" --stage 1 --key "$ADMIT_KEY" --cert "$CERT_X" || r=1
 admit s1 1
 refused otherstage "stage 1 only" --stage 0 $ADMIT_OPTS || r=1
-ok $r "no certificate, another run's, another key's, another stage's: refused with exit 6"
+admit expired # its certificate again, expired in 2001
+"$SWARMCTL" admit --key "$OWNER_DIR" --manifest "$TMP/run.conf" --expires 1000000000 \
+    --node "$("$SWARMCTL" key --key "$ADMIT_KEY")" -o "$ADMIT_KEY.cert" >>"$TMP/admit.log"
+refused expired "has expired" --stage 1 $ADMIT_OPTS || r=1
+ok $r "no certificate, an expired one, another run's, another key's, another stage's: refused with exit 6"
 
 # a stranger; swarmctl reads the run without a certificate (a DHT client)
 EPS=$("$SWARMCTL" peers --peer "$BOOT" --json | "$PY" -c 'import json,sys; print(" ".join("%d=%s" % (p["stage"], p["endpoint"]) for p in json.load(sys.stdin)))')
