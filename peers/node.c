@@ -185,6 +185,7 @@ admission_setup(struct sw_node *n)
             return SW_EXIT_ADMIT;
         }
         memcpy(n->cert_by, c.by, 32);
+        n->cert_exp = c.exp;
         if (c.stage >= 0 && n->role == &sw_join_role) {
             char want[16];
             snprintf(want, sizeof(want), "%d", c.stage);
@@ -261,6 +262,13 @@ on_revoke_timer(uv_timer_t *h)
 
     if (n->phase != SW_NODE_RUN || !n->dht || n->revoke_pending)
         return;
+    /* the others refuse an expired certificate: leave rather than be cut off */
+    if (n->cert_exp && wall_s() > n->cert_exp + SW_CERT_SKEW_S) {
+        sw_log(SW_LOG_ERROR, "not admitted: this node's certificate '%s' has expired; leaving",
+               n->o.cert);
+        fail(n, SW_EXIT_ADMIT);
+        return;
+    }
     n->revoke_pending = sw_dhtnode_get(n->dht, n->revoke_key, on_revoked, n) == 0;
     if (n->role == &sw_bootstrap_role && n->revoke_rec.val_len &&
         sw_now_ms() - n->revoke_put_ms >= SW_REVOKED_EVERY_MS) {

@@ -30,8 +30,8 @@
  * FIND_VALUE of the revocation list (so that a revoked node learns it is);
  * the scan drops the records of unadmitted publishers.  Every
  * SW_REVOKED_POLL_MS the process reads the revocation list; a revoked key
- * is dropped from then on, and a node that finds its own key revoked exits
- * with SW_EXIT_ADMIT.  The bootstrap puts the newest list again every
+ * is dropped from then on, and a node that finds its own key revoked, or its
+ * own certificate expired, exits with SW_EXIT_ADMIT.  The bootstrap puts the newest list again every
  * SW_REVOKED_EVERY_MS so that it outlives its DHT ttl.
  *
  * Lifecycle of the process, one phase (struct sw_node.phase), changed in
@@ -165,6 +165,7 @@ struct sw_node {
     uint8_t cert[SW_CERT_MAX];
     size_t cert_len;
     uint8_t cert_by[32];          /* its signer (the owner's key when none) */
+    uint64_t cert_exp;            /* its effective expiry, Unix s (0: none needed) */
     struct sw_admit admit;
     bool have_admit;
     uv_timer_t revoke_timer;      /* reads the revocation list (SW_REVOKED_POLL_MS) */
