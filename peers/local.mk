@@ -106,3 +106,13 @@ tests_test_cfgfile_LDADD = $(sw_peers_ldadd)
 dist_man_MANS += man/swarmd.conf.5
 EXTRA_DIST += tests/t0345-operators-kit.sh tests/check_grafana.py contrib/grafana/swarm.json \
 	contrib/systemd/swarmd@.service contrib/systemd/swarm-volunteer.conf
+
+# Certificate and revocation-list fuzz target: make check replays the
+# committed corpus with gcc (tests/fuzz/replay.c); scripts/fuzz.sh cert
+# SECONDS fuzzes it with clang.
+check_PROGRAMS += tests/fuzz/fuzz_cert_replay
+TESTS += tests/t0530-fuzz-cert.sh
+EXTRA_DIST += tests/t0530-fuzz-cert.sh tests/fuzz/corpus/cert
+tests_fuzz_fuzz_cert_replay_SOURCES = tests/fuzz/fuzz_cert.c tests/fuzz/replay.c
+tests_fuzz_fuzz_cert_replay_CPPFLAGS = $(sw_peers_cppflags)
+tests_fuzz_fuzz_cert_replay_LDADD = $(sw_peers_ldadd)
