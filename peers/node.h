@@ -31,8 +31,9 @@
  * the scan drops the records of unadmitted publishers.  Every
  * SW_REVOKED_POLL_MS the process reads the revocation list; a revoked key
  * is dropped from then on, and a node that finds its own key revoked, or its
- * own certificate expired, exits with SW_EXIT_ADMIT.  The bootstrap puts the newest list again every
- * SW_REVOKED_EVERY_MS so that it outlives its DHT ttl.
+ * own certificate expired, exits with SW_EXIT_ADMIT.  The bootstrap puts the
+ * newest list again every SW_REVOKED_EVERY_MS so that it outlives its DHT
+ * ttl.
  *
  * Lifecycle of the process, one phase (struct sw_node.phase), changed in
  * node.c only, without a nested event loop anywhere:

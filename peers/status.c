@@ -13,8 +13,8 @@
 
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
                                        "tps", "cap", "loss", "norm", "hash", "rec",
-                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv", "cert",
-                                       NULL};
+                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv",
+                                       "cert", NULL};
 
 const char *
 sw_status_state_name(int state)

@@ -782,7 +782,8 @@ cmd_admit(const struct opts *o)
         return err;
     if (!has_key(o->key))
         return 1;
-    if ((err = sw_identity_global_init()) < 0 || (err = sw_identity_load_or_create(&id, o->key)) < 0)
+    if ((err = sw_identity_global_init()) < 0 ||
+        (err = sw_identity_load_or_create(&id, o->key)) < 0)
         return 1;
     if (o->cert[0]) { /* a delegate signs: its own certificate goes along */
         if ((err = sw_cert_load(o->cert, chain, &chain_len)) < 0 ||
@@ -973,8 +974,9 @@ usage(FILE *f)
                "       swarmctl manifest check --run FILE [--owner HEX]\n"
                "       swarmctl manifest keys\n"
                "       swarmctl key --key DIR\n"
-               "       swarmctl admit --key DIR (--manifest FILE | --run HEX) --node HEX [--stage N]\n"
-               "                      [--days D | --expires UNIX] [--delegate] [--cert FILE] -o FILE\n"
+               "       swarmctl admit --key DIR (--manifest FILE | --run HEX) --node HEX\n"
+               "                      [--stage N] [--days D | --expires UNIX] [--delegate]\n"
+               "                      [--cert FILE] -o FILE\n"
                "       swarmctl revoke --key OWNERDIR --peer ADDR NODEKEY...\n"
                "       swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]\n\n"
                "Looks at a swarm run; see swarmctl(1).  Exit status: 0 healthy, 1 degraded,\n"
