@@ -97,10 +97,11 @@ why_text(int why)
 
 /* A DHT read that needs no admission: a PING, FIND_NODE or FIND_VALUE request
  * from a client that does not serve (no "ep" in the body: it enters no
- * routing table and stores nothing; swarmctl status), or from anyone a
- * FIND_VALUE of the revocation list (a revoked node learns that it is). */
+ * routing table and stores nothing; swarmctl status), or a FIND_VALUE of the
+ * revocation list from a key refused as revoked or expired (a member cut
+ * off learns why; a stranger that serves stays out of the routing tables). */
 static bool
-dht_free_read(const struct sw_node *n, const struct sw_wire_hdr *hdr, uint32_t type)
+dht_free_read(const struct sw_node *n, const struct sw_wire_hdr *hdr, uint32_t type, int why)
 {
     const uint8_t *key;
     msgpack_unpacked u;
@@ -114,7 +115,8 @@ dht_free_read(const struct sw_node *n, const struct sw_wire_hdr *hdr, uint32_t t
     ok = sw_wire_unpack(hdr->body, hdr->body_len, &u) == 0 &&
          u.data.type == MSGPACK_OBJECT_MAP &&
          (!sw_proto_get(&u.data, "ep") ||
-          (type == SW_DHT_FIND_VALUE && sw_proto_get_bin(&u.data, "key", &key, &klen) == 0 &&
+          ((why == SW_ADMIT_REVOKED || why == SW_ADMIT_EXPIRED) && type == SW_DHT_FIND_VALUE &&
+           sw_proto_get_bin(&u.data, "key", &key, &klen) == 0 &&
            !memcmp(key, n->revoke_key, 32)));
     msgpack_unpacked_destroy(&u);
     return ok;
@@ -132,7 +134,7 @@ on_admit(void *arg, const struct sw_wire_hdr *hdr, uint32_t type)
     if (why == SW_ADMIT_OK)
         return true;
     /* decoded only for the refused ones: admitted keys cost a cache lookup */
-    if (dht_free_read(n, hdr, type)) {
+    if (dht_free_read(n, hdr, type, why)) {
         n->admit.drops[why]--; /* served after all: not a refusal */
         return true;
     }

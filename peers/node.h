@@ -27,7 +27,8 @@
  * before any handler, each message whose sender the admitter refuses,
  * except a DHT read (PING, FIND_NODE, FIND_VALUE) from a client that does not
  * serve (no "ep": swarmctl status reads the run without a certificate) and a
- * FIND_VALUE of the revocation list (so that a revoked node learns it is);
+ * FIND_VALUE of the revocation list by a key refused as revoked or expired
+ * (so that a member cut off learns why);
  * the scan drops the records of unadmitted publishers.  Every
  * SW_REVOKED_POLL_MS the process reads the revocation list; a revoked key
  * is dropped from then on, and a node that finds its own key revoked, or its
