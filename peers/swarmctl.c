@@ -535,6 +535,10 @@ print_status(struct client *c, const struct opts *o)
         if (unknown)
             printf("%d stage%s unknown: no answer from the DHT within %d ms (--deadline-ms)\n",
                    unknown, unknown > 1 ? "s" : "", o->deadline_ms);
+        if (c->have_scan && c->scan.unadmitted)
+            printf("%llu record%s left out: no valid certificate of the run owner "
+                   "(swarm-protocol(7), ADMISSION)\n", (unsigned long long)c->scan.unadmitted,
+                   c->scan.unadmitted > 1 ? "s" : "");
         /* the last recovery of every node that had one (records sorted by stage) */
         for (int i = 0, shown = 0; i < c->nrec; i++) {
             const struct sw_peer_rec *r = &c->recs[i];
