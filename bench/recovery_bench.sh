@@ -112,7 +112,17 @@ EOT
 echo "manifest:"
 sed -n '/^\[model\]/,/^\[optim\]/p' "$DIR/run.conf" | grep -v '^\[optim\]' | sed 's/^/  | /'
 "$BUILD/swarmctl" manifest sign --run "$DIR/run.conf" --key "$DIR/owner" >/dev/null || exit 1
-"$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' $DEADOPT >"$DIR/boot.log" 2>&1 &
+# The run is in owner mode (swarm.conf(5), [admission]): admit NAME prints
+# the swarmd options of a fresh key for NAME and the owner's certificate for it.
+admit() {
+    mkdir -p "$DIR/keys"
+    "$BUILD/swarmctl" admit --key "$DIR/owner" --manifest "$DIR/run.conf" \
+        --node "$("$BUILD/swarmctl" key --key "$DIR/keys/$1")" -o "$DIR/keys/$1.cert" >/dev/null ||
+        exit 1
+    echo "--key $DIR/keys/$1 --cert $DIR/keys/$1.cert"
+}
+"$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' $DEADOPT \
+    --key "$DIR/owner" >"$DIR/boot.log" 2>&1 &
 PIDS="$PIDS $!"
 BOOT=""
 for _ in $(seq 100); do
@@ -121,7 +131,9 @@ done
 [ -n "$BOOT" ] || { echo "recovery_bench: the bootstrap did not start" >&2; cat "$DIR/boot.log" >&2; exit 1; }
 LAST=$((STAGES - 1))
 for s in $(seq 0 $LAST); do
-    "$BUILD/swarmd" join --peer "$BOOT" --stage "$s" --threads 1 $DEADOPT >"$DIR/n$s.log" 2>&1 &
+    # shellcheck disable=SC2046
+    "$BUILD/swarmd" join --peer "$BOOT" --stage "$s" --threads 1 $DEADOPT $(admit "n$s") \
+        >"$DIR/n$s.log" 2>&1 &
     PIDS="$PIDS $!"
     eval "P$s=\$!"
 done
@@ -155,7 +167,8 @@ if [ "${NEWCOMER:-dead}" = degraded ]; then
         i=$((i + 1)); [ $i -gt 300 ] && break; sleep 0.05
     done
 fi
-"$BUILD/swarmd" join --peer "$BOOT" --stage auto --threads 1 $DEADOPT >"$DIR/new.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BUILD/swarmd" join --peer "$BOOT" --stage auto --threads 1 $DEADOPT $(admit new) >"$DIR/new.log" 2>&1 &
 PIDS="$PIDS $!"
 T_NEW=$(now_ms)
 echo "newcomer --stage auto started $((T_NEW - T_KILL)) ms after the kill (NEWCOMER=${NEWCOMER:-dead})"

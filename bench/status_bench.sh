@@ -38,7 +38,17 @@ seq_len = 32
 path = $DIR/c.txt
 EOT
 "$BUILD/swarmctl" manifest sign --run "$DIR/run.conf" --key "$DIR/k" >/dev/null || exit 1
-"$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' >"$DIR/boot.log" 2>&1 &
+# The run is in owner mode (swarm.conf(5), [admission]): admit NAME prints
+# the swarmd options of a fresh key for NAME and the owner's certificate for it.
+admit() {
+    mkdir -p "$DIR/keys"
+    "$BUILD/swarmctl" admit --key "$DIR/k" --manifest "$DIR/run.conf" \
+        --node "$("$BUILD/swarmctl" key --key "$DIR/keys/$1")" -o "$DIR/keys/$1.cert" >/dev/null ||
+        exit 1
+    echo "--key $DIR/keys/$1 --cert $DIR/keys/$1.cert"
+}
+"$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' --key "$DIR/k" \
+    >"$DIR/boot.log" 2>&1 &
 PIDS="$PIDS $!"
 BOOT=""
 for _ in $(seq 100); do
@@ -48,7 +58,8 @@ done
 
 # node NAME STAGE: a training node in the background; its pid in $NODE
 node() {
-    "$BUILD/swarmd" join --peer "$BOOT" --stage "$2" --threads 1 >"$DIR/$1.log" 2>&1 &
+    # shellcheck disable=SC2046
+    "$BUILD/swarmd" join --peer "$BOOT" --stage "$2" --threads 1 $(admit "$1") >"$DIR/$1.log" 2>&1 &
     NODE=$!
     PIDS="$PIDS $NODE"
 }

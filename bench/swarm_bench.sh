@@ -47,9 +47,18 @@ mode = $RECOVERY
 path = $DATA
 EOT
 "$BUILD/swarmctl" manifest sign --run "$DIR/run.conf" --key "$DIR/k" >/dev/null || exit 1
+# The run is in owner mode (swarm.conf(5), [admission]): admit NAME prints
+# the swarmd options of a fresh key for NAME and the owner's certificate for it.
+admit() {
+    mkdir -p "$DIR/keys"
+    "$BUILD/swarmctl" admit --key "$DIR/k" --manifest "$DIR/run.conf" \
+        --node "$("$BUILD/swarmctl" key --key "$DIR/keys/$1")" -o "$DIR/keys/$1.cert" >/dev/null ||
+        exit 1
+    echo "--key $DIR/keys/$1 --cert $DIR/keys/$1.cert"
+}
 # the nodes log in swarmd's machine format (--log-format json, swarmd(1) OUTPUT)
 "$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' --log-format json \
-    >"$DIR/boot.log" 2>&1 &
+    --key "$DIR/k" >"$DIR/boot.log" 2>&1 &
 PIDS="$PIDS $!"
 # jfield LOG EVENT FIELD: FIELD of each EVENT object of LOG, one a line
 jfield() {
@@ -66,8 +75,9 @@ for _ in $(seq 100); do
 done
 NP=""
 for s in 0 1 2 3; do
+    # shellcheck disable=SC2046
     OMP_NUM_THREADS=1 "$BUILD/swarmd" join --peer "$BOOT" --stage $s --threads 1 --linger-ms 0 \
-        --device "$DEVICE" --log-format json >"$DIR/n$s.log" 2>&1 &
+        --device "$DEVICE" --log-format json $(admit "n$s") >"$DIR/n$s.log" 2>&1 &
     NP="$NP $!"; PIDS="$PIDS $!"
 done
 for p in $NP; do wait $p; done

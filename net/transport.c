@@ -87,23 +87,34 @@ struct limit {
 
 /*
  * The per-key buckets of every limited type, in one bounded table: keyed
- * SipHash of (sender, type) -> bucket, chained; a doubly linked list in use
- * order, whose tail is reused when the table is full.  A key evicted that
- * way comes back with a full bucket, which is what the global bucket bounds.
+ * SipHash of (sender, type) -> bucket, chained, in two use-ordered lists
+ * (a segmented LRU).  A new key enters on probation; heard again after
+ * PROMOTE_MS it is established (at most 3/4 of the table; the least
+ * recently used established one goes back on probation to make room).  A
+ * full table reuses the least recently used bucket on probation first, so a
+ * flood of fresh keys cycles through the probation part and leaves the
+ * established peers' buckets alone.  Only keys on probation draw on the
+ * type's global bucket: fresh keys cannot each spend a full burst without
+ * bound, and however many there are, they cannot starve established peers.
  */
+#define PROMOTE_MS 1000
+enum { SEG_PROB = 0, SEG_EST = 1 };
+
 struct bucket {
     uint64_t key;
     double tokens;
     uint64_t last;                 /* ms of the last refill */
+    uint64_t born;                 /* ms it was created */
     int32_t next;                  /* hash chain */
-    int32_t prev_u, next_u;        /* use order: head most recent */
+    int32_t prev_u, next_u;        /* its segment's use order: head most recent */
+    int seg;
 };
 
 struct buckets {
-    size_t cap, n;
+    size_t cap, n, n_est;
     int32_t *heads;                /* cap chains */
     struct bucket *b;
-    int32_t head_u, tail_u;
+    int32_t head_u[2], tail_u[2];  /* per segment */
     uint8_t hkey[crypto_shorthash_KEYBYTES];
 };
 
@@ -375,7 +386,8 @@ buckets_init(struct buckets *bk, size_t cap)
         return -SW_ENOMEM;
     }
     memset(bk->heads, 0xff, cap * sizeof(*bk->heads));
-    bk->head_u = bk->tail_u = -1;
+    bk->head_u[0] = bk->head_u[1] = bk->tail_u[0] = bk->tail_u[1] = -1;
+    bk->n_est = 0;
     randombytes_buf(bk->hkey, sizeof(bk->hkey));
     return 0;
 }
@@ -388,28 +400,50 @@ use_unlink(struct buckets *bk, int32_t i)
     if (b->prev_u >= 0)
         bk->b[b->prev_u].next_u = b->next_u;
     else
-        bk->head_u = b->next_u;
+        bk->head_u[b->seg] = b->next_u;
     if (b->next_u >= 0)
         bk->b[b->next_u].prev_u = b->prev_u;
     else
-        bk->tail_u = b->prev_u;
+        bk->tail_u[b->seg] = b->prev_u;
+    bk->n_est -= b->seg == SEG_EST;
 }
 
 static void
-use_push(struct buckets *bk, int32_t i)
+use_push(struct buckets *bk, int32_t i, int seg)
 {
     struct bucket *b = &bk->b[i];
 
+    b->seg = seg;
     b->prev_u = -1;
-    b->next_u = bk->head_u;
-    if (bk->head_u >= 0)
-        bk->b[bk->head_u].prev_u = i;
-    bk->head_u = i;
-    if (bk->tail_u < 0)
-        bk->tail_u = i;
+    b->next_u = bk->head_u[seg];
+    if (bk->head_u[seg] >= 0)
+        bk->b[bk->head_u[seg]].prev_u = i;
+    bk->head_u[seg] = i;
+    if (bk->tail_u[seg] < 0)
+        bk->tail_u[seg] = i;
+    bk->n_est += seg == SEG_EST;
 }
 
-/* The bucket of (pk, type), created full when absent (reusing the least recently used). */
+/* A hit on bucket i: to the head of its segment, promoted when established. */
+static void
+bucket_touch(struct buckets *bk, int32_t i, uint64_t now)
+{
+    int seg = bk->b[i].seg;
+
+    use_unlink(bk, i);
+    if (seg == SEG_PROB && now - bk->b[i].born >= PROMOTE_MS) {
+        if (bk->n_est >= bk->cap * 3 / 4 && bk->tail_u[SEG_EST] >= 0) {
+            int32_t old = bk->tail_u[SEG_EST];
+
+            use_unlink(bk, old);
+            use_push(bk, old, SEG_PROB);
+        }
+        seg = SEG_EST;
+    }
+    use_push(bk, i, seg);
+}
+
+/* The bucket of (pk, type), created full on probation when absent. */
 static struct bucket *
 bucket_get(struct buckets *bk, const uint8_t *pk, uint32_t type, double burst, uint64_t now)
 {
@@ -424,15 +458,14 @@ bucket_get(struct buckets *bk, const uint8_t *pk, uint32_t type, double burst, u
     memcpy(&key, h, sizeof(key));
     for (i = bk->heads[key % bk->cap]; i >= 0; i = bk->b[i].next) {
         if (bk->b[i].key == key) {
-            use_unlink(bk, i);
-            use_push(bk, i);
+            bucket_touch(bk, i, now);
             return &bk->b[i];
         }
     }
     if (bk->n < bk->cap) {
         i = (int32_t)bk->n++;
     } else {
-        i = bk->tail_u;
+        i = bk->tail_u[SEG_PROB] >= 0 ? bk->tail_u[SEG_PROB] : bk->tail_u[SEG_EST];
         use_unlink(bk, i);
         link = &bk->heads[bk->b[i].key % bk->cap];
         while (*link != i)
@@ -442,9 +475,10 @@ bucket_get(struct buckets *bk, const uint8_t *pk, uint32_t type, double burst, u
     bk->b[i].key = key;
     bk->b[i].tokens = burst;
     bk->b[i].last = now;
+    bk->b[i].born = now;
     bk->b[i].next = bk->heads[key % bk->cap];
     bk->heads[key % bk->cap] = i;
-    use_push(bk, i);
+    use_push(bk, i, SEG_PROB);
     return &bk->b[i];
 }
 
@@ -458,9 +492,10 @@ refill(double *tokens, uint64_t *last, double rate, double burst, uint64_t now)
 
 /*
  * True when a message of hdr's type from hdr's sender is within its limits
- * (and takes a token from each); false counts and logs the drop.  The key's
- * own bucket is asked first, so one flooding key does not spend the tokens
- * that all keys share.
+ * (and takes a token from its bucket, and from the global one while the key
+ * is on probation); false counts and logs the drop.  The key's own bucket is
+ * asked first, so one flooding key does not spend the tokens that all keys
+ * share.
  */
 static bool
 limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
@@ -469,15 +504,17 @@ limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
     uint64_t now = uv_now(t->loop);
     struct bucket *b;
     char hex[17];
+    bool prob;
 
     if (!l || !t->bk.b)
         return true;
     b = bucket_get(&t->bk, hdr->sender, hdr->type, l->burst, now);
+    prob = b->seg == SEG_PROB;
     refill(&b->tokens, &b->last, l->rate, l->burst, now);
     refill(&l->g_tokens, &l->g_last, l->g_rate, l->g_burst, now);
-    if (b->tokens >= 1.0 && l->g_tokens >= 1.0) {
+    if (b->tokens >= 1.0 && (!prob || l->g_tokens >= 1.0)) {
         b->tokens -= 1.0;
-        l->g_tokens -= 1.0;
+        l->g_tokens -= prob ? 1.0 : 0.0;
         return true;
     }
     l->drops++;

@@ -58,18 +58,22 @@
  * of depth burst refilled at rate per second, and the type has one global
  * bucket (by default SW_TRANSPORT_GLOBAL_FACTOR times rate and burst;
  * sw_transport_limit_global changes it) so that fresh keys, each with a full
- * bucket, cannot spend without bound.  A message takes a token from both or
- * is dropped: after admission, before the payload hash and the handler,
- * counted per type (sw_transport_ratelimited) and as SW_WIRE_DROP_RATELIMIT
- * ("ratelimit"), logged at a limited rate.  The key's own bucket is asked
- * first, so a key over its limit does not spend the shared tokens.  The
- * per-key buckets live in one table of opts.max_limit_keys entries; when it
- * is full the least recently used bucket is reused, so any number of keys
- * costs bounded memory (an evicted key comes back with a full bucket, which
- * the global bucket bounds).  Every transport limits PING to
- * SW_TRANSPORT_PING_RATE/s, burst SW_TRANSPORT_PING_BURST, per key.  A
- * dropped request gets no answer: its sender times out and retries, so a
- * limit must sit well above what an honest peer sends.
+ * bucket, cannot spend without bound.  A message takes a token from its
+ * key's bucket, and from the global one while the key is on probation, or is
+ * dropped: after admission, before the payload hash and the handler, counted
+ * per type (sw_transport_ratelimited) and as SW_WIRE_DROP_RATELIMIT
+ * ("ratelimit"), logged at a limited rate.  A key is on probation from its
+ * first message of the type until it is heard again a second or more later;
+ * then it is established, and however many fresh keys flood the type, they
+ * cannot starve it.  The per-key buckets live in one table of
+ * opts.max_limit_keys entries (established keys at most 3/4 of it); when it
+ * is full the least recently used bucket on probation is reused first, so
+ * any number of keys costs bounded memory and a flood of fresh keys does not
+ * push established ones out (a key forgotten anyway comes back on probation
+ * with a full bucket, which the global bucket bounds).  Every transport
+ * limits PING to SW_TRANSPORT_PING_RATE/s, burst SW_TRANSPORT_PING_BURST,
+ * per key.  A dropped request gets no answer: its sender times out and
+ * retries, so a limit must sit well above what an honest peer sends.
  *
  * Payloads.  A payload is handed over as struct sw_payload.  With a free_cb
  * the bytes are not copied: they go to zmq_msg_init_data and free_cb runs

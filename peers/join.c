@@ -109,7 +109,8 @@ static void
 env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t step_age_ms)
 {
     struct join *j = arg;
-    static uint8_t val[1024];
+    static uint8_t val[1024 + SW_CERT_MAX];
+    struct sw_peer_rec rec = *me;
     struct sw_wire_buf b;
     msgpack_packer pk;
     struct sw_dht_record r;
@@ -120,7 +121,11 @@ env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t st
         return;
     sw_wire_buf_init(&b, val, sizeof(val));
     sw_wire_buf_packer(&pk, &b);
-    sw_status_rec_pack(&pk, me, ttl_s, step_age_ms);
+    /* the certificate goes along: a reader that got the record from a third
+     * node checks its publisher with it (node.h, Admission) */
+    rec.cert = j->n->cert_len ? j->n->cert : NULL;
+    rec.cert_len = j->n->cert_len;
+    sw_status_rec_pack(&pk, &rec, ttl_s, step_age_ms);
     if (b.overflow)
         return;
     /* a higher seq replaces the last record, also across restarts with the same key */

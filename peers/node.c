@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "metrics.h"
 #include "node.h"
@@ -68,6 +69,215 @@ on_manifest_get(struct sw_transport *t, const struct sw_transport_msg *m, void *
     if (b.b.overflow || sw_transport_reply(t, &m->route, SW_MSG_MANIFEST, b.b.data, b.b.len,
                                            NULL) < 0)
         SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "cannot answer a manifest request");
+}
+
+/* ---- admission (node.h) ---- */
+
+static uint64_t
+wall_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static const char *
+why_text(int why)
+{
+    switch (why) {
+    case SW_ADMIT_NOCERT: return "is missing";
+    case SW_ADMIT_MALFORMED: return "is not a certificate";
+    case SW_ADMIT_RUN: return "is for another run";
+    case SW_ADMIT_NODE: return "names another key";
+    case SW_ADMIT_EXPIRED: return "has expired";
+    case SW_ADMIT_SIG: return "has a bad signature";
+    case SW_ADMIT_CHAIN: return "is signed by neither the run owner nor a delegate of it";
+    case SW_ADMIT_REVOKED: return "is revoked";
+    default: return "is refused";
+    }
+}
+
+/* A DHT read that needs no admission: a PING, FIND_NODE or FIND_VALUE request
+ * from a client that does not serve (no "ep" in the body: it enters no
+ * routing table and stores nothing; swarmctl status), or a FIND_VALUE of the
+ * revocation list from a key refused as revoked or expired (a member cut
+ * off learns why; a stranger that serves stays out of the routing tables). */
+static bool
+dht_free_read(const struct sw_node *n, const struct sw_wire_hdr *hdr, uint32_t type, int why)
+{
+    const uint8_t *key;
+    msgpack_unpacked u;
+    size_t klen = 32;
+    bool ok;
+
+    if (hdr->rid == 0 ||
+        (type != SW_DHT_PING && type != SW_DHT_FIND_NODE && type != SW_DHT_FIND_VALUE))
+        return false;
+    msgpack_unpacked_init(&u);
+    ok = sw_wire_unpack(hdr->body, hdr->body_len, &u) == 0 &&
+         u.data.type == MSGPACK_OBJECT_MAP &&
+         (!sw_proto_get(&u.data, "ep") ||
+          ((why == SW_ADMIT_REVOKED || why == SW_ADMIT_EXPIRED) && type == SW_DHT_FIND_VALUE &&
+           sw_proto_get_bin(&u.data, "key", &key, &klen) == 0 &&
+           !memcmp(key, n->revoke_key, 32)));
+    msgpack_unpacked_destroy(&u);
+    return ok;
+}
+
+/* The run transport's hook: every verified message, before any handler. */
+static bool
+on_admit(void *arg, const struct sw_wire_hdr *hdr, uint32_t type)
+{
+    struct sw_node *n = arg;
+    char who[13];
+    int why;
+
+    why = sw_admit_check(&n->admit, hdr->sender, hdr->cert, hdr->cert_len, wall_s(), NULL);
+    if (why == SW_ADMIT_OK)
+        return true;
+    /* decoded only for the refused ones: admitted keys cost a cache lookup */
+    if (dht_free_read(n, hdr, type, why)) {
+        n->admit.drops[why]--; /* served after all: not a refusal */
+        return true;
+    }
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "dropped a message (type %u) from %s: not admitted, "
+                       "its certificate %s", type, sw_proto_who(who, hdr->sender),
+                       why_text(why));
+    return false;
+}
+
+/* The scan's hook: a stage record counts only when its publisher is admitted
+ * for that stage. */
+static bool
+rec_admitted(void *arg, const struct sw_peer_rec *r)
+{
+    struct sw_node *n = arg;
+
+    return sw_admit_check_rec(&n->admit, r->pk, r->cert, r->cert_len, r->stage, wall_s()) ==
+           SW_ADMIT_OK;
+}
+
+/* The manifest is known: this node's certificate, and the admitter of an
+ * owner-mode run; 0 or an exit code (nothing is bound yet). */
+static int
+admission_setup(struct sw_node *n)
+{
+    struct sw_cert c;
+    char hex[65];
+    int why, err;
+
+    if (n->o.cert[0] && (err = sw_cert_load(n->o.cert, n->cert, &n->cert_len)) < 0) {
+        sw_log(SW_LOG_ERROR, "not admitted: cannot read the certificate '%s': %s", n->o.cert,
+               err == -SW_ETOOBIG ? "larger than 1024 bytes" : sw_strerror(err));
+        return SW_EXIT_ADMIT;
+    }
+    if (n->man.admission_open)
+        return 0; /* a certificate given is presented all the same */
+    memcpy(n->cert_by, n->owner, 32);
+    if (sodium_memcmp(n->id.pk, n->owner, 32) != 0) {
+        if (!n->cert_len) {
+            sw_log(SW_LOG_ERROR, "not admitted: the run admits only the keys its owner certified; "
+                   "ask the owner for `swarmctl admit --node %s` and give it with --cert FILE",
+                   sw_identity_hex(hex, n->id.pk, 32));
+            return SW_EXIT_ADMIT;
+        }
+        why = sw_cert_verify(n->cert, n->cert_len, n->man.run_id, n->owner, n->id.pk, wall_s(),
+                             SW_CERT_SKEW_S, &c);
+        if (why != SW_ADMIT_OK) {
+            sw_log(SW_LOG_ERROR, "not admitted: the certificate '%s' %s", n->o.cert,
+                   why_text(why));
+            return SW_EXIT_ADMIT;
+        }
+        memcpy(n->cert_by, c.by, 32);
+        n->cert_exp = c.exp;
+        if (c.stage >= 0 && n->role == &sw_join_role) {
+            char want[16];
+            snprintf(want, sizeof(want), "%d", c.stage);
+            if (!strcmp(n->o.stage, "auto")) {
+                sw_log(SW_LOG_INFO, "the certificate admits this node to stage %d only", c.stage);
+                snprintf(n->o.stage, sizeof(n->o.stage), "%s", want);
+            } else if (strcmp(n->o.stage, want) != 0) {
+                sw_log(SW_LOG_ERROR, "not admitted: the certificate '%s' allows stage %d only, "
+                       "not --stage %s", n->o.cert, c.stage, n->o.stage);
+                return SW_EXIT_ADMIT;
+            }
+        }
+    }
+    if (sw_admit_init(&n->admit, n->man.run_id, n->owner, false, 0) < 0)
+        return SW_EXIT_FAIL;
+    sw_revoked_key(n->revoke_key, n->man.run_id);
+    n->have_admit = true;
+    return 0;
+}
+
+static void
+on_revoke_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info *info)
+{
+    (void)arg;
+    (void)n_stored;
+    (void)info;
+    if (status < 0 && status != -SW_ECANCELED)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 60000, "cannot put the revocation list again: %s",
+                           sw_strerror(status));
+}
+
+static void fail(struct sw_node *n, int code);
+
+/* The revocation list came: the newest one the owner signed is taken. */
+static void
+on_revoked(void *arg, int status, const struct sw_dht_record *recs, size_t cnt,
+           const struct sw_dht_lookup_info *info)
+{
+    struct sw_node *n = arg;
+    const struct sw_dht_record *best = NULL;
+    struct sw_revoked l, best_l;
+
+    (void)info;
+    n->revoke_pending = false;
+    if (status < 0 || n->phase != SW_NODE_RUN || !n->have_admit)
+        return;
+    for (size_t i = 0; i < cnt; i++)
+        if (!memcmp(recs[i].pub, n->owner, 32) && recs[i].val_len <= sizeof(n->revoke_val) &&
+            sw_revoked_decode(recs[i].val, recs[i].val_len, n->man.run_id, n->owner, &l) == 0 &&
+            l.seq > n->admit.revoked.seq && (!best || l.seq > best_l.seq)) {
+            best = &recs[i];
+            best_l = l;
+        }
+    if (!best || !sw_admit_set_revoked(&n->admit, &best_l))
+        return;
+    sw_log(SW_LOG_INFO, "revocation list %llu: %d key%s revoked by the run owner",
+           (unsigned long long)best_l.seq, best_l.n, best_l.n == 1 ? "" : "s");
+    n->revoke_rec = *best;
+    memcpy(n->revoke_val, best->val, best->val_len);
+    n->revoke_rec.val = n->revoke_val;
+    n->revoke_rec.ttl_s = SW_REVOKED_TTL_S;
+    n->revoke_put_ms = sw_now_ms();
+    if (sw_revoked_has(&best_l, n->id.pk) || sw_revoked_has(&best_l, n->cert_by)) {
+        sw_log(SW_LOG_ERROR, "not admitted: the run owner revoked this node's %s; leaving",
+               sw_revoked_has(&best_l, n->id.pk) ? "key" : "certificate's signer");
+        fail(n, SW_EXIT_ADMIT);
+    }
+}
+
+static void
+on_revoke_timer(uv_timer_t *h)
+{
+    struct sw_node *n = h->data;
+
+    if (n->phase != SW_NODE_RUN || !n->dht || n->revoke_pending)
+        return;
+    /* the others refuse an expired certificate: leave rather than be cut off */
+    if (n->cert_exp && wall_s() > n->cert_exp + SW_CERT_SKEW_S) {
+        sw_log(SW_LOG_ERROR, "not admitted: this node's certificate '%s' has expired; leaving",
+               n->o.cert);
+        fail(n, SW_EXIT_ADMIT);
+        return;
+    }
+    n->revoke_pending = sw_dhtnode_get(n->dht, n->revoke_key, on_revoked, n) == 0;
+    if (n->role == &sw_bootstrap_role && n->revoke_rec.val_len &&
+        sw_now_ms() - n->revoke_put_ms >= SW_REVOKED_EVERY_MS) {
+        n->revoke_put_ms = sw_now_ms();
+        if (sw_dhtnode_put(n->dht, &n->revoke_rec, on_revoke_put, NULL) < 0)
+            SW_LOG_RATELIMITED(SW_LOG_WARN, 60000, "cannot put the revocation list again");
+    }
 }
 
 /* ---- helpers for the roles ---- */
@@ -291,6 +501,7 @@ close_last(struct sw_node *n)
     n->have_tick = false;
     uv_timer_stop(&n->tick);
     uv_close((uv_handle_t *)&n->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&n->revoke_timer, on_handle_closed);
     uv_unref((uv_handle_t *)&n->sigint);
     uv_unref((uv_handle_t *)&n->sigterm);
 }
@@ -341,8 +552,10 @@ node_close(struct sw_node *n)
     if (n->phase == SW_NODE_CLOSING)
         return;
     n->phase = SW_NODE_CLOSING;
-    if (n->have_tick)
+    if (n->have_tick) {
         uv_timer_stop(&n->tick);
+        uv_timer_stop(&n->revoke_timer);
+    }
     if (n->metrics)
         sw_metrics_close(n->metrics);
     n->metrics = NULL;
@@ -432,6 +645,24 @@ metrics_fill(void *arg, char *buf, size_t len)
                                   sw_wire_drop_name(r),
                                   (unsigned long long)w->stats.drops[r])) < 0)
             return err;
+    if (n->have_admit) {
+        if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_admit_refused_total Senders and "
+                                  "records refused admission, by reason.\n"
+                                  "# TYPE swarm_admit_refused_total counter\n")) < 0)
+            return err;
+        for (int r = 1; r < SW_ADMIT__COUNT; r++)
+            if ((err = sw_node_metric(buf, len, &off,
+                                      "swarm_admit_refused_total{reason=\"%s\"} %llu\n",
+                                      sw_admit_why_name(r),
+                                      (unsigned long long)n->admit.drops[r])) < 0)
+                return err;
+        if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_admit_records_dropped_total "
+                                  "Stage records of unadmitted publishers dropped by scans.\n"
+                                  "# TYPE swarm_admit_records_dropped_total counter\n"
+                                  "swarm_admit_records_dropped_total %llu\n",
+                                  (unsigned long long)n->scan.unadmitted)) < 0)
+            return err;
+    }
     {
         struct sw_transport *trs[2] = {n->tr, n->lobby};
         struct sw_dht_stats ds = {0};
@@ -468,6 +699,8 @@ run(struct sw_node *n)
     }
     n->phase = SW_NODE_RUN;
     uv_timer_start(&n->tick, on_tick, 0, 0);
+    if (n->have_admit)
+        uv_timer_start(&n->revoke_timer, on_revoke_timer, 100, SW_REVOKED_POLL_MS);
 }
 
 static void
@@ -554,6 +787,10 @@ dht_start(struct sw_node *n)
                                    SW_ARRAY_SIZE(pipeline_types)) < 0 ||
         limits_register(n->tr, false) < 0)
         return SW_EXIT_FAIL;
+    if (n->cert_len && sw_wire_set_cert(sw_transport_wire(n->tr), n->cert, n->cert_len) < 0)
+        return SW_EXIT_FAIL;
+    if (n->have_admit)
+        sw_transport_set_admit(n->tr, on_admit, n);
     run_endpoint_for(n->lobby_ep, bind_ep, sizeof(bind_ep));
     if ((err = sw_transport_bind(n->tr, bind_ep, n->ep, sizeof(n->ep))) < 0) {
         sw_log(SW_LOG_ERROR, "cannot listen on '%s': %s", bind_ep, sw_strerror(err));
@@ -573,6 +810,10 @@ dht_start(struct sw_node *n)
     if (sw_status_scan_init(&n->scan, n->dht, n->man.run_id, n->man.stages) < 0)
         return SW_EXIT_FAIL;
     n->have_scan = true;
+    if (n->have_admit) {
+        n->scan.admit = rec_admitted;
+        n->scan.admit_arg = n;
+    }
     return 0;
 }
 
@@ -584,6 +825,10 @@ manifest_ready(struct sw_node *n)
     size_t cnt = n->peer_ep[0] && strcmp(n->peer_ep, n->boot_ep) ? 2 : 1;
     int err;
 
+    if ((err = admission_setup(n)) != 0) {
+        fail(n, err);
+        return;
+    }
     if ((err = sw_transport_bind(n->lobby, n->o.listen, n->lobby_ep, sizeof(n->lobby_ep))) < 0) {
         sw_log(SW_LOG_ERROR, "cannot listen on '%s': %s", n->o.listen, sw_strerror(err));
         fail(n, SW_EXIT_USAGE);
@@ -710,6 +955,8 @@ node_start(struct sw_node *n)
         return SW_EXIT_FAIL;
     }
     uv_timer_init(n->loop, &n->tick);
+    uv_timer_init(n->loop, &n->revoke_timer);
+    n->revoke_timer.data = n;
     uv_signal_init(n->loop, &n->sigint);
     uv_signal_init(n->loop, &n->sigterm);
     n->tick.data = n->sigint.data = n->sigterm.data = n;
@@ -762,6 +1009,8 @@ sw_node_main(const struct sw_node_opts *o)
         sw_status_scan_release(&n->scan);
     if (n->have_man)
         sw_manifest_release(&n->man);
+    if (n->have_admit)
+        sw_admit_release(&n->admit);
     sw_identity_release(&n->id);
     signals_close(n, &loop);
     uv_loop_close(&loop);

@@ -18,6 +18,24 @@
  * with a scan (struct sw_status_scan) and keeps the result as its table of
  * the run.
  *
+ * Admission.  Once the manifest is known, an owner-mode run ([admission]
+ * mode = owner, admit.h) needs this node to be the owner or to hold a
+ * certificate (--cert) that verifies for its key: else it exits with
+ * SW_EXIT_ADMIT before it binds anything.  A certificate naming a stage
+ * sets --stage auto to that stage and refuses any other.  The run
+ * transport then presents the certificate in every envelope and drops,
+ * before any handler, each message whose sender the admitter refuses,
+ * except a DHT read (PING, FIND_NODE, FIND_VALUE) from a client that does not
+ * serve (no "ep": swarmctl status reads the run without a certificate) and a
+ * FIND_VALUE of the revocation list by a key refused as revoked or expired
+ * (so that a member cut off learns why);
+ * the scan drops the records of unadmitted publishers.  Every
+ * SW_REVOKED_POLL_MS the process reads the revocation list; a revoked key
+ * is dropped from then on, and a node that finds its own key revoked, or its
+ * own certificate expired, exits with SW_EXIT_ADMIT.  The bootstrap puts the
+ * newest list again every SW_REVOKED_EVERY_MS so that it outlives its DHT
+ * ttl.
+ *
  * Lifecycle of the process, one phase (struct sw_node.phase), changed in
  * node.c only, without a nested event loop anywhere:
  *   MANIFEST  join and keeper: the signed manifest is being fetched from
@@ -42,6 +60,7 @@
 
 #include <uv.h>
 
+#include "admit.h"
 #include "dhtnode.h"
 #include "identity.h"
 #include "live.h"
@@ -64,6 +83,9 @@ enum sw_node_exit {
     SW_EXIT_NOPEER = 4,   /* the peer could not be reached */
     SW_EXIT_LOST = 5,     /* a stage is lost and nothing can rebuild it (adjacent stages,
                              a boundary stage, no checkpoint): the run stops */
+    SW_EXIT_ADMIT = 6,    /* not admitted: an owner-mode run and no valid certificate for
+                             this key (missing, expired, another run or node, a --stage it
+                             does not allow), or the owner revoked it */
 };
 
 struct sw_node_opts {
@@ -77,6 +99,7 @@ struct sw_node_opts {
     int threads;
     char owner[80];       /* hex Ed25519 key the manifest must be signed by */
     char key[4096];       /* key directory ("" : a fresh key in memory) */
+    char cert[4096];      /* membership certificate file (admit.h; "": none) */
     char metrics[256];    /* HOST:PORT of the Prometheus endpoint ("" : off) */
     char log_level[16];
     char log_format[8];   /* "text" or "json" (base/log.h) */
@@ -141,6 +164,20 @@ struct sw_node {
     bool have_tick, have_signals; /* signals: installed until sw_node_main's end */
     struct sw_metrics *metrics;
     int nclose;
+    /* admission (admit.h): the certificate this node presents, and in an
+     * owner-mode run the admitter of its run transport and the scan */
+    uint8_t cert[SW_CERT_MAX];
+    size_t cert_len;
+    uint8_t cert_by[32];          /* its signer (the owner's key when none) */
+    uint64_t cert_exp;            /* its effective expiry, Unix s (0: none needed) */
+    struct sw_admit admit;
+    bool have_admit;
+    uv_timer_t revoke_timer;      /* reads the revocation list (SW_REVOKED_POLL_MS) */
+    uint8_t revoke_key[32];       /* its DHT key */
+    bool revoke_pending;
+    uint8_t revoke_val[SW_DHT_VALUE_MAX]; /* the newest list's DHT record, put again by */
+    struct sw_dht_record revoke_rec;      /* the bootstrap (revoke_rec.val_len 0: none) */
+    uint64_t revoke_put_ms;
 };
 
 extern const struct sw_role sw_bootstrap_role, sw_join_role, sw_keeper_role;

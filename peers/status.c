@@ -13,8 +13,8 @@
 
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
                                        "tps", "cap", "loss", "norm", "hash", "rec",
-                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv", "cert",
-                                       NULL};
+                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv",
+                                       "cert", NULL};
 
 const char *
 sw_status_state_name(int state)
@@ -273,6 +273,9 @@ on_scan_get(void *arg, int status, const struct sw_dht_record *recs, size_t n,
         }
         /* unadmitted: neither its step nor its key count (admit.h) */
         if (sc->admit && !sc->admit(sc->admit_arg, &r)) {
+            /* as if it left: a node revoked mid-run is waited for no more */
+            if (sc->ngone < SW_PROTO_MAX_NODES)
+                memcpy(sc->gone[sc->ngone++], r.pk, 32);
             sc->unadmitted++;
             SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "dropped a stage %d record of %s: no valid "
                                "certificate", slot->stage, sw_proto_who((char[13]){0}, r.pk));

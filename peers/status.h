@@ -99,9 +99,10 @@ void sw_status_rec_set_recovery(struct sw_peer_rec *r, const char *method, const
  * sc->ngone of them, until the next scan starts), or the first get's error (-SW_ECANCELED when the
  * DHT node was closed).  Records that fail to decode are dropped and
  * counted in bad.  When admit is set (owner mode, node.c), a record it
- * refuses is dropped too, counted in unadmitted: its step counts nowhere
- * and its node is in no table.  answered[s] tells whether stage s's get ended with status
- * 0 (it heard some node) in this scan.  The caller owns the struct; one scan
+ * refuses is dropped too, counted in unadmitted: its step counts nowhere,
+ * its node is in no table, and its key is in gone[] as a leaving node's (a
+ * node revoked mid-run has left the run).  answered[s] tells whether stage
+ * s's get ended with status 0 (it heard some node) in this scan.  The caller owns the struct; one scan
  * at a time.
  *
  * sw_status_scan_cut ends a pending scan at once (a reader's deadline): cb

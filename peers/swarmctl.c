@@ -9,7 +9,7 @@
  *   swarmctl manifest keys
  *   swarmctl key --key DIR
  *   swarmctl admit --key DIR (--manifest FILE | --run FILE|HEX) --node HEX [--stage N]
- *                  [--days D] [--delegate] [--cert FILE] -o FILE
+ *                  [--days D | --expires UNIX] [--delegate] [--cert FILE] -o FILE
  *   swarmctl revoke --key OWNERDIR --peer ADDR NODEKEY...
  *   swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]
  *
@@ -23,7 +23,9 @@
  * the run's end record in one round: the gets of every key start together
  * as soon as the bootstrap (or the peer) answered, with requests that time
  * out after 3/8 of --deadline-ms, and whatever has come by the deadline is
- * shown; a stage whose get did not end by then shows "unknown".  A dead
+ * shown; a stage whose get did not end by then shows "unknown".  In an
+ * owner-mode run a record whose publisher has no valid certificate is left
+ * out, as the nodes leave it out.  A dead
  * node that the DHT still lists so costs one short timeout, not a 2 s one
  * per lookup, and nothing is read twice.
  */
@@ -62,6 +64,7 @@ struct opts {
     char node[80];
     int stage;
     float days;
+    unsigned long long expires;
     int delegate;
     char cert[4096];
     char out[4096];
@@ -83,6 +86,7 @@ static const struct sw_cfg_entry tab[] = {
     SW_CFG_STR(T, "node", node, "", "admit: the node's key (64 hex digits, swarmctl key)"),
     SW_CFG_INT(T, "stage", stage, -1, -1, 1023, "admit: the only stage the node may serve (-1: any)"),
     SW_CFG_FLOAT(T, "days", days, 30, 0.0001f, 36500, "admit: days the certificate is good for"),
+    SW_CFG_U64(T, "expires", expires, 0, "admit: expiry as Unix seconds instead of --days (0: use --days)"),
     SW_CFG_BOOL(T, "delegate", delegate, 0, "admit: the node may itself issue certificates"),
     SW_CFG_STR(T, "cert", cert, "", "admit: the delegate certificate of the --key that signs"),
     SW_CFG_STR(T, "out", out, "", "admit: the certificate file to write (also -o)"),
@@ -114,6 +118,8 @@ struct client {
     uint64_t run_step;
     struct sw_run_end end; /* step 0: no end record found */
     bool have_end;
+    struct sw_admit admit; /* an owner-mode run: whose records count */
+    bool have_admit;
     int status;
     bool done;
 };
@@ -298,6 +304,17 @@ client_open(struct client *c, const struct opts *o, bool own_key)
     return sw_transport_new(&c->tr, &c->loop, &c->id, c->man.run_id, NULL);
 }
 
+/* An owner-mode run's record counts when its publisher's certificate
+ * verifies for its stage (the revocation list is the nodes' to apply). */
+static bool
+rec_admitted(void *arg, const struct sw_peer_rec *r)
+{
+    struct client *c = arg;
+
+    return sw_admit_check_rec(&c->admit, r->pk, r->cert, r->cert_len, r->stage,
+                              (uint64_t)time(NULL)) == SW_ADMIT_OK;
+}
+
 /*
  * Joins the run's DHT as a client that does not serve (no endpoint) through
  * the bootstrap's run endpoint and the peer's and, as soon as one of them
@@ -319,6 +336,13 @@ client_dir(struct client *c, const struct opts *o)
     if ((err = sw_status_scan_init(&c->scan, c->dht, c->man.run_id, c->man.stages)) < 0)
         return err;
     c->have_scan = true;
+    if (!c->man.admission_open) { /* what the nodes count, status shows */
+        if ((err = sw_admit_init(&c->admit, c->man.run_id, c->owner, false, 0)) < 0)
+            return err;
+        c->have_admit = true;
+        c->scan.admit = rec_admitted;
+        c->scan.admit_arg = c;
+    }
     uv_check_init(&c->loop, &c->check);
     uv_timer_init(&c->loop, &c->deadline);
     c->check.data = c->deadline.data = c;
@@ -353,6 +377,8 @@ client_close(struct client *c)
     uv_loop_close(&c->loop);
     if (c->have_scan)
         sw_status_scan_release(&c->scan);
+    if (c->have_admit)
+        sw_admit_release(&c->admit);
     if (c->have_man)
         sw_manifest_release(&c->man);
     sw_identity_release(&c->id);
@@ -509,6 +535,10 @@ print_status(struct client *c, const struct opts *o)
         if (unknown)
             printf("%d stage%s unknown: no answer from the DHT within %d ms (--deadline-ms)\n",
                    unknown, unknown > 1 ? "s" : "", o->deadline_ms);
+        if (c->have_scan && c->scan.unadmitted)
+            printf("%llu record%s left out: no valid certificate of the run owner "
+                   "(swarm-protocol(7), ADMISSION)\n", (unsigned long long)c->scan.unadmitted,
+                   c->scan.unadmitted > 1 ? "s" : "");
         /* the last recovery of every node that had one (records sorted by stage) */
         for (int i = 0, shown = 0; i < c->nrec; i++) {
             const struct sw_peer_rec *r = &c->recs[i];
@@ -696,6 +726,19 @@ hex_key(const char *s, uint8_t out[32])
     return strlen(s) == 64 && sw_hex_decode(out, 32, s) == 0;
 }
 
+/* A signing key must exist: a fresh one would sign for nobody. */
+static bool
+has_key(const char *dir)
+{
+    char path[4200];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, SW_IDENTITY_FILE);
+    if (access(path, F_OK) == 0)
+        return true;
+    fprintf(stderr, "%s: no key in '%s' (want the run owner's, or a delegate's)\n", prog, dir);
+    return false;
+}
+
 /* The run id of --manifest FILE, or of --run FILE or HEX; 0 or EXIT_USAGE/1. */
 static int
 admit_run_id(const struct opts *o, uint8_t run[32])
@@ -741,7 +784,10 @@ cmd_admit(const struct opts *o)
     }
     if ((err = admit_run_id(o, run)) != 0)
         return err;
-    if ((err = sw_identity_global_init()) < 0 || (err = sw_identity_load_or_create(&id, o->key)) < 0)
+    if (!has_key(o->key))
+        return 1;
+    if ((err = sw_identity_global_init()) < 0 ||
+        (err = sw_identity_load_or_create(&id, o->key)) < 0)
         return 1;
     if (o->cert[0]) { /* a delegate signs: its own certificate goes along */
         if ((err = sw_cert_load(o->cert, chain, &chain_len)) < 0 ||
@@ -763,7 +809,8 @@ cmd_admit(const struct opts *o)
             goto out;
         }
     }
-    exp = (uint64_t)time(NULL) + (uint64_t)((double)o->days * 86400.0);
+    exp = o->expires ? (uint64_t)o->expires
+                     : (uint64_t)time(NULL) + (uint64_t)((double)o->days * 86400.0);
     err = sw_cert_issue(&id, run, node, o->stage, exp,
                         o->delegate ? SW_CERT_DELEGATE : SW_CERT_NODE, chain_len ? chain : NULL,
                         chain_len, cert, sizeof(cert), &len);
@@ -855,6 +902,8 @@ cmd_revoke(const struct opts *o, int argc, char **argv, int first)
         return EXIT_USAGE;
     }
     memset(&l, 0, sizeof(l));
+    if (!has_key(o->key))
+        return 1;
     if ((err = client_open(&c, o, true)) < 0) {
         fprintf(stderr, "%s: cannot reach '%s': %s\n", prog, o->peer, sw_strerror(err));
         goto out;
@@ -929,8 +978,9 @@ usage(FILE *f)
                "       swarmctl manifest check --run FILE [--owner HEX]\n"
                "       swarmctl manifest keys\n"
                "       swarmctl key --key DIR\n"
-               "       swarmctl admit --key DIR (--manifest FILE | --run HEX) --node HEX [--stage N]\n"
-               "                      [--days D] [--delegate] [--cert FILE] -o FILE\n"
+               "       swarmctl admit --key DIR (--manifest FILE | --run HEX) --node HEX\n"
+               "                      [--stage N] [--days D | --expires UNIX] [--delegate]\n"
+               "                      [--cert FILE] -o FILE\n"
                "       swarmctl revoke --key OWNERDIR --peer ADDR NODEKEY...\n"
                "       swarmctl checkpoint list|verify|export --dir DIR [--out OUT] [--step N]\n\n"
                "Looks at a swarm run; see swarmctl(1).  Exit status: 0 healthy, 1 degraded,\n"

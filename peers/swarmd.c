@@ -6,6 +6,7 @@
  *               [--device auto|cpu|cuda] [--threads N] [--owner HEX] [--metrics HOST:PORT]
  *               [--from-checkpoint DIR|keeper] [--ckpt-dir DIR]
  *   swarmd keeper --peer tcp://HOST:PORT --dir DIR [--every N] [--keep K]
+ *   (every command: [--key DIR] [--cert FILE], the node's key and its certificate)
  *
  * Options come from one table per command (src/cfg.h), which prints --help;
  * swarmd(1) lists the same.  Each table's first entry is --config FILE, which
@@ -28,6 +29,7 @@ static const struct sw_cfg_entry boot_tab[] = {
     SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:7400", "endpoint nodes and swarmctl reach (the lobby)"),
     SW_CFG_STR(T, "owner", owner, "", "refuse a manifest not signed by this key (64 hex digits)"),
     SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
+    SW_CFG_STR(T, "cert", cert, "", "this node's membership certificate (swarmctl admit); an owner-mode run admits no other key but the owner's"),
     SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead (record refresh every third of it)"),
     SW_CFG_STR(T, "log-level", log_level, "info", "debug, info, warn or error"),
@@ -43,6 +45,7 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_INT(T, "threads", threads, 0, 0, 1024, "CPU threads (0: all cores)"),
     SW_CFG_STR(T, "owner", owner, "", "refuse a run whose manifest is not signed by this key (64 hex digits)"),
     SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
+    SW_CFG_STR(T, "cert", cert, "", "this node's membership certificate (swarmctl admit); an owner-mode run admits no other key but the owner's"),
     SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
     SW_CFG_BOOL(T, "exit-at-end", exit_at_end, 1, "exit once the manifest's steps are done"),
     SW_CFG_INT(T, "linger-ms", linger_ms, 1500, 0, 600000, "wait after the last step before exiting"),
@@ -62,6 +65,7 @@ static const struct sw_cfg_entry keeper_tab[] = {
     SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:*", "this keeper's lobby endpoint (* picks a port)"),
     SW_CFG_STR(T, "owner", owner, "", "refuse a run whose manifest is not signed by this key (64 hex digits)"),
     SW_CFG_STR(T, "key", key, "", "directory of this node's key (default: a fresh key in memory)"),
+    SW_CFG_STR(T, "cert", cert, "", "this node's membership certificate (swarmctl admit); an owner-mode run admits no other key but the owner's"),
     SW_CFG_BOOL(T, "exit-at-end", exit_at_end, 1, "exit once the run's last step is saved"),
     SW_CFG_INT(T, "dead-ms", dead_ms, 3000, 500, 600000, "a node silent this long is dead"),
     SW_CFG_STR(T, "metrics", metrics, "", "serve Prometheus metrics on HOST:PORT (PORT 0: a free one, logged)"),
@@ -86,7 +90,8 @@ usage(FILE *f)
             "'keeper' saves checkpoints of the whole run, pulled from its nodes.\n"
             "'swarmd COMMAND --help' lists a command's options; see swarmd(1).\n\n"
             "exit status: 0 done or left on a signal, 1 runtime failure, 2 usage, 3 manifest\n"
-            "refused, 4 peer unreachable, 5 a stage is lost and nothing can rebuild it\n");
+            "refused, 4 peer unreachable, 5 a stage is lost and nothing can rebuild it,\n"
+            "6 not admitted (no valid certificate for this key, or revoked)\n");
 }
 
 /* --config FILE: the defaults, the file's keys over them (those before any

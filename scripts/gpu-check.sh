@@ -156,14 +156,19 @@ mode = $mode
 path = $DATA
 EOT
     sign_manifest "$d/run.conf" || { fail "$name: cannot sign the manifest"; diag_file "$TMP/sign.log" 2; return; }
+    RUN_FILE=$d/run.conf # peers-lib's admit: a key and a certificate for each process
+    admit "$name-boot"
     # shellcheck disable=SC2086
-    start_bg "$d/boot.log" "$SWARMD" bootstrap --run "$d/run.conf" --listen 'tcp://127.0.0.1:*' $TEXT
+    start_bg "$d/boot.log" "$SWARMD" bootstrap --run "$d/run.conf" --listen 'tcp://127.0.0.1:*' $TEXT \
+        $ADMIT_OPTS
     bpid=$LAST_PID
     boot_endpoint "$d/boot.log"
     [ -n "$BOOT" ] || { fail "$name: the bootstrap did not start"; diag_file "$d/boot.log"; return; }
     for s in 0 1 2 3; do
+        admit "$name-n$s"
         # shellcheck disable=SC2086
-        start_bg "$d/n$s.log" "$SWARMD" join --peer "$BOOT" --stage $s --device $DEVICE --threads 2 $TEXT
+        start_bg "$d/n$s.log" "$SWARMD" join --peer "$BOOT" --stage $s --device $DEVICE --threads 2 $TEXT \
+            $ADMIT_OPTS
         eval "P$s=\$LAST_PID"
     done
     if ! until_step 300 "$d/n3.log" "$STEPS_BEFORE"; then
@@ -178,8 +183,10 @@ EOT
     echo "  $name: killed the node of stage $kill (pid $victim) with kill -9 after step $kstep"
     # the newcomer once a survivor declared the node dead (what --stage auto trusts)
     wait_for 60 grep -q 'declared dead' "$d"/n*.log
+    admit "$name-new"
     # shellcheck disable=SC2086
-    start_bg "$d/new.log" "$SWARMD" join --peer "$BOOT" --stage auto --device $DEVICE --threads 2 $TEXT
+    start_bg "$d/new.log" "$SWARMD" join --peer "$BOOT" --stage auto --device $DEVICE --threads 2 $TEXT \
+        $ADMIT_OPTS
     if ! wait_for 180 grep -q 'recovery: stage' "$d/new.log"; then
         fail "$name: no recovery of stage $kill in 180 s"
         diag_file "$d/new.log" 10

@@ -93,8 +93,20 @@ path = $DATA
 EOT
 "$BUILD/swarmctl" manifest sign --run "$DIR/run.conf" --key "$DIR/owner" || exit 1
 OWNER=$("$BUILD/swarmctl" key --key "$DIR/owner")
+# The run is in owner mode (swarm.conf(5), [admission]): a process takes part
+# only with its key certified by the owner.  admit NAME: a key directory for
+# the process NAME, and the owner's certificate for it; prints the swarmd
+# options that present them.
+admit() {
+    "$BUILD/swarmctl" admit --key "$DIR/owner" --manifest "$DIR/run.conf" \
+        --node "$("$BUILD/swarmctl" key --key "$DIR/keys/$1")" -o "$DIR/keys/$1.cert" \
+        >>"$DIR/admit.log" || exit 1
+    echo "--key $DIR/keys/$1 --cert $DIR/keys/$1.cert"
+}
+mkdir -p "$DIR/keys"
+# the bootstrap runs with the owner's own key, which needs no certificate
 "$BUILD/swarmd" bootstrap --run "$DIR/run.conf" --listen 'tcp://127.0.0.1:*' --owner "$OWNER" \
-    >"$DIR/boot.log" 2>&1 &
+    --key "$DIR/owner" >"$DIR/boot.log" 2>&1 &
 PIDS="$PIDS $!"
 BOOT=""
 for _ in $(seq 100); do
@@ -102,8 +114,9 @@ for _ in $(seq 100); do
 done
 [ -n "$BOOT" ] || { echo "swarm-demo: the bootstrap did not start" >&2; cat "$DIR/boot.log" >&2; exit 1; }
 echo "bootstrap on $BOOT; run manifest $DIR/run.conf"
+# shellcheck disable=SC2046
 "$BUILD/swarmd" keeper --peer "$BOOT" --owner "$OWNER" --dir "$DIR/ckpt" --every "$EVERY" \
-    >"$DIR/keeper.log" 2>&1 &
+    $(admit keeper) >"$DIR/keeper.log" 2>&1 &
 KEEPER=$!
 PIDS="$PIDS $KEEPER"
 echo "keeper: a checkpoint every $EVERY steps and the last one into $DIR/ckpt"
@@ -113,8 +126,9 @@ echo "keeper: a checkpoint every $EVERY steps and the last one into $DIR/ckpt"
 # leave (below).
 NODES=""
 for s in 0 1 2 3; do
+    # shellcheck disable=SC2046
     "$BUILD/swarmd" join --peer "$BOOT" --stage $s --threads 1 --owner "$OWNER" \
-        --linger-ms 600000 >"$DIR/node$s.log" 2>&1 &
+        --linger-ms 600000 $(admit node$s) >"$DIR/node$s.log" 2>&1 &
     PIDS="$PIDS $!"
     NODES="$NODES $!"
     eval "NODE$s=\$!"
@@ -144,8 +158,9 @@ while :; do
             echo "=== DEMO_KILL: killed the node of stage 2 (pid $NODE2, node2.log) with kill -9 after step $step ==="
             KILLED=1
         elif [ $KILLED -eq 1 ] && [ $rc -eq 1 ]; then
+            # shellcheck disable=SC2046
             "$BUILD/swarmd" join --peer "$BOOT" --stage auto --threads 1 --owner "$OWNER" \
-                --linger-ms 600000 >"$DIR/node4.log" 2>&1 &
+                --linger-ms 600000 $(admit node4) >"$DIR/node4.log" 2>&1 &
             PIDS="$PIDS $!"
             NODES="$NODES $!"
             echo

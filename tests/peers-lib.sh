@@ -127,7 +127,9 @@ start_bg() { # start_bg LOG CMD...: run in the background, remember the pid
 
 # write_manifest FILE STEPS STAGES [extra ini lines]: the tests' run (preset
 # tiny, 4 microbatches of 4 x 32 tokens; M_PRESET, M_BATCH, M_SEQ_LEN change
-# the model preset, the sequences and the tokens of a microbatch)
+# the model preset, the sequences and the tokens of a microbatch;
+# M_ADMISSION=open or owner writes an [admission] section, unset: none, that
+# is mode owner)
 write_manifest() {
     cat >"$1" <<EOT
 [run]
@@ -151,6 +153,7 @@ warmup = 5
 [data]
 path = $DATA
 EOT
+    if [ -n "${M_ADMISSION:-}" ]; then printf '\n[admission]\nmode = %s\n' "$M_ADMISSION" >>"$1"; fi
     if [ $# -gt 3 ]; then printf '%s\n' "$4" >>"$1"; fi
 }
 
@@ -167,7 +170,29 @@ fi
 # FILE.sig) with the key directory KEY ($TMP/owner unless given; made on
 # first use), its output appended to $TMP/sign.log; its exit status
 sign_manifest() {
-    "$SWARMCTL" manifest sign --run "$1" --key "${2:-$TMP/owner}" >>"$TMP/sign.log" 2>&1
+    OWNER_DIR=${2:-$TMP/owner}
+    "$SWARMCTL" manifest sign --run "$1" --key "$OWNER_DIR" >>"$TMP/sign.log" 2>&1
+}
+
+# admit NAME [STAGE] [RUN]: a fresh key directory for a process named NAME
+# and a certificate for it (swarmctl admit) signed by the owner of the last
+# manifest signed ($OWNER_DIR), for the run RUN (a manifest file; the one
+# start_boot serves unless given), good for STAGE (-1, any, unless given);
+# sets ADMIT_OPTS to the swarmd options that present them (--key, --cert)
+# and ADMIT_KEY to the key directory.
+# Every process started here gets one: a run is in owner mode unless its
+# manifest says [admission] mode = open (swarm.conf(5)).
+KEYN=0
+admit() {
+    local dir
+    KEYN=$((KEYN + 1))
+    dir=$TMP/keys/$1.$KEYN
+    mkdir -p "$TMP/keys"
+    "$SWARMCTL" admit --key "${OWNER_DIR:-$TMP/owner}" --manifest "${3:-$RUN_FILE}" \
+        --node "$("$SWARMCTL" key --key "$dir")" --stage "${2:--1}" -o "$dir.cert" \
+        >>"$TMP/admit.log" 2>&1
+    ADMIT_OPTS="--key $dir --cert $dir.cert"
+    ADMIT_KEY=$dir
 }
 
 # key_id [KEY]: the public key (an --owner value) of the key directory KEY
@@ -190,8 +215,11 @@ boot_endpoint() {
 # start_boot MANIFEST [extra options]: sets BOOT (its lobby endpoint)
 start_boot() {
     local m=$1; shift
+    RUN_FILE=$m
+    admit boot
+    # $ADMIT_OPTS unquoted: options and paths without blanks
     start_bg "$TMP/boot.log" "$SWARMD" bootstrap --run "$m" --listen 'tcp://127.0.0.1:*' \
-        --log-format json "$@"
+        --log-format json $ADMIT_OPTS "$@"
     BOOT_PID=$LAST_PID
     boot_endpoint "$TMP/boot.log"
 }
@@ -199,7 +227,8 @@ start_boot() {
 # start_keeper LOG [options]: swarmd keeper --peer $BOOT; sets KEEPER_PID
 start_keeper() {
     local log=$1; shift
-    start_bg "$log" "$SWARMD" keeper --peer "$BOOT" --log-format json "$@"
+    admit "$(basename "$log" .log)"
+    start_bg "$log" "$SWARMD" keeper --peer "$BOOT" --log-format json $ADMIT_OPTS "$@"
     KEEPER_PID=$LAST_PID
 }
 
@@ -212,7 +241,9 @@ has_ckpt() { ckpt_steps "$1" | grep -Eqx "$2"; }
 # start_node LOG STAGE [options]: sets NODE_PID
 start_node() {
     local log=$1 st=$2; shift 2
-    start_bg "$log" "$SWARMD" join --peer "$BOOT" --stage "$st" --threads 1 --log-format json "$@"
+    admit "$(basename "$log" .log)"
+    start_bg "$log" "$SWARMD" join --peer "$BOOT" --stage "$st" --threads 1 --log-format json \
+        $ADMIT_OPTS "$@"
     NODE_PID=$LAST_PID
 }
 

@@ -8,7 +8,7 @@
 # saves) while the command line wins (--stage over the file's stage), and
 # joins the run (copies its stage, trains).  A config file with an unknown
 # key is refused with exit status 2 naming FILE:LINE.  The systemd unit runs
-# swarmd join --config and does not restart on exit 2 or 3.
+# swarmd join --config and does not restart on exit 2, 3 or 6.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..9"
 SRC=${TEST_SRCDIR:-$(dirname "$0")}
@@ -46,17 +46,18 @@ ok $? "swarmd.conf(5) lists each command's options as its keys"
 
 unit=$KIT/systemd/swarmd@.service
 grep -q '^ExecStart=.*/swarmd join --config /etc/swarm/%i\.conf$' "$unit" &&
-    grep -q '^RestartPreventExitStatus=2 3$' "$unit" && grep -q '^Restart=on-failure$' "$unit" &&
+    grep -q '^RestartPreventExitStatus=2 3 6$' "$unit" && grep -q '^Restart=on-failure$' "$unit" &&
     grep -q '^StateDirectory=swarm/%i$' "$unit"
-ok $? "the systemd unit runs swarmd join --config and restarts on failure but not on 2 or 3"
+ok $? "the systemd unit runs swarmd join --config and restarts on failure but not on 2, 3 or 6"
 
 write_manifest "$TMP/run.conf" 100000 2 "[checkpoint]
 every = 5"
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf" --metrics 127.0.0.1:0
 start_swarm n 0 1 -- --metrics 127.0.0.1:0
+admit keeper
 start_bg "$TMP/keeper.log" "$SWARMD" keeper --peer "$BOOT" --dir "$TMP/ckpt" --keep 1 \
-    --no-exit-at-end --metrics 127.0.0.1:0
+    --no-exit-at-end --metrics 127.0.0.1:0 $ADMIT_OPTS
 
 # metric_ge PORT NAME MIN: the unlabelled sample NAME of a node's metrics is
 # at least MIN (prints it)
@@ -86,9 +87,12 @@ wait_for 60 metric_ge "$port1" swarm_node_step 3
 
 # The late replica: the example config with its values pointed at this run
 # (each key must be in the example already) and stage = 0, which --stage 1
-# on the command line overrides.
+# on the command line overrides; its certificate, for the key it will make.
+"$SWARMCTL" admit --key "$OWNER_DIR" --manifest "$TMP/run.conf" \
+    --node "$("$SWARMCTL" key --key "$TMP/key-1b")" -o "$TMP/1b.cert" >>"$TMP/admit.log" 2>&1
 "$PY" - "$KIT/systemd/swarm-volunteer.conf" "$TMP/volunteer.conf" "peer=$BOOT" stage=0 \
-    'listen=tcp://127.0.0.1:*' threads=1 "key=$TMP/key-1b" "ckpt-dir=$TMP/local-1b" \
+    'listen=tcp://127.0.0.1:*' threads=1 "key=$TMP/key-1b" "cert=$TMP/1b.cert" \
+    "ckpt-dir=$TMP/local-1b" \
     metrics=127.0.0.1:0 <<'EOT'
 import re, sys
 text = open(sys.argv[1]).read()

@@ -78,15 +78,18 @@ ip netns exec "sw$ID-s0" ping -c 1 -W 2 "$NET.13" >"$TMP/ping.txt" 2>&1 &&
 
 # start_boot_ns RUN MANIFEST: a bootstrap on host b; sets BOOT
 start_boot_ns() {
+    RUN_FILE=$2
+    admit "$1-boot"
     start_bg "$TMP/$1-boot.log" ip netns exec "sw$ID-b" "$SWARMD" bootstrap --run "$2" \
-        --listen "tcp://$NET.1:*" --log-format json
+        --listen "tcp://$NET.1:*" --log-format json $ADMIT_OPTS
     boot_endpoint "$TMP/$1-boot.log"
     echo "# run $1: bootstrap on $BOOT"
 }
 # start_node_ns LOG HOST N STAGE: a node on host HOST ($NET.N); sets NODE_PID
 start_node_ns() {
+    admit "$(basename "$1" .log)"
     start_bg "$1" ip netns exec "sw$ID-$2" "$SWARMD" join --peer "$BOOT" --stage "$4" \
-        --threads 1 --listen "tcp://$NET.$3:*" --log-format json
+        --threads 1 --listen "tcp://$NET.$3:*" --log-format json $ADMIT_OPTS
     NODE_PID=$LAST_PID
 }
 # start_run RUN MANIFEST: bootstrap and stages 0-3 on their hosts; sets P0..P3, RUN_PIDS

@@ -428,7 +428,8 @@ test_admit(void)
 
     before = sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT];
     err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 150, 1, &w);
-    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 2,
+    tap_ok(err == -SW_ETIMEDOUT &&
+               sw_transport_wire(a)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 2,
            "a refused key's request (and its retry) is dropped and counted as admit (%s)",
            sw_strerror(err));
 
@@ -453,11 +454,13 @@ test_admit(void)
 
     before = sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT];
     err = sync_request(&loop, b, epc, SW_MSG_PING, NULL, 0, NULL, 300, 0, &w);
-    tap_ok(err == -SW_ETIMEDOUT && sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 1,
+    tap_ok(err == -SW_ETIMEDOUT &&
+               sw_transport_wire(b)->stats.drops[SW_WIRE_DROP_ADMIT] == before + 1,
            "a refused key's response is dropped, the request times out (%s)", sw_strerror(err));
     tap_ok(sw_transport_wire(c)->stats.drops[SW_WIRE_DROP_ADMIT] == 0,
            "a transport without a hook admits everything");
-    tap_ok(strcmp(sw_wire_drop_name(SW_WIRE_DROP_ADMIT), "admit") == 0, "the reason is named 'admit'");
+    tap_ok(strcmp(sw_wire_drop_name(SW_WIRE_DROP_ADMIT), "admit") == 0,
+           "the reason is named 'admit'");
 
     sw_transport_set_admit(a, NULL, NULL);
     err = sync_request(&loop, c, epa, SW_MSG_PING, NULL, 0, NULL, 2000, 0, &w);
@@ -480,7 +483,8 @@ test_admit(void)
 static void zsend(void *z, const void *a, size_t na, const void *b, size_t nb, const void *c,
                   size_t nc);
 
-static int limited_seen, pings_answered;
+static int limited_seen, pings_answered, est_seen;
+static uint8_t est_pk[32]; /* T_LIMITED from this key counts in est_seen */
 
 /* Messages waiting on raw socket z, read and counted. */
 static int
@@ -513,7 +517,10 @@ on_ping_count(struct sw_transport *t, const struct sw_transport_msg *m, void *ar
 static void
 on_limited(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 {
-    limited_seen++;
+    if (memcmp(m->hdr.sender, est_pk, 32) == 0)
+        est_seen++;
+    else
+        limited_seen++;
 }
 
 /*
@@ -623,6 +630,20 @@ test_ratelimit(void)
                sw_transport_limit_global(a, T_LIMITED, 1, 20) == 0 &&
                sw_transport_limit_global(a, 9999, 1, 20) == -SW_ENOENT,
            "limit a type: per key 1/s burst %d, global 1/s burst 20", EACH);
+    /* c becomes an established key: heard twice, a second apart */
+    memcpy(est_pk, idc.pk, 32);
+    est_seen = 0;
+    for (int i = 0; i < 2; i++) {
+        double t1 = sw_now_s();
+
+        if (i == 1)
+            while (sw_now_s() - t1 < 1.2)
+                uv_run(&loop, UV_RUN_ONCE);
+        if (sw_transport_send(c, ep, T_LIMITED, NULL, 0, NULL) < 0)
+            bad++;
+        for (t1 = sw_now_s(); est_seen < i + 1 && sw_now_s() - t1 < 5;)
+            uv_run(&loop, UV_RUN_ONCE);
+    }
     {
         static struct sw_identity ids[KEYS];
         struct sw_wire_opts wo = {.max_senders = 1};
@@ -674,6 +695,14 @@ test_ratelimit(void)
         for (int k = 0; k < keys; k++)
             sw_identity_release(&ids[k]);
     }
+    /* the global bucket is empty now, but c is not on probation: its own bucket decides */
+    for (int i = 0; i < 3; i++)
+        if (sw_transport_send(c, ep, T_LIMITED, NULL, 0, NULL) < 0)
+            bad++;
+    for (double t1 = sw_now_s(); est_seen < 5 && sw_now_s() - t1 < 5;)
+        uv_run(&loop, UV_RUN_ONCE);
+    tap_ok(!bad && est_seen == 5, "an established key is not starved by the fresh keys (%d of 5)",
+           est_seen);
     tap_ok(sw_transport_limit(a, T_LIMITED, 0, 0) == 0 &&
                sw_transport_limited_types(a, NULL, 0) == 1,
            "a limit is removed with rate 0");
