@@ -60,3 +60,10 @@ want() { [ -z "${ATTACKS:-}" ] || case " $ATTACKS " in *" $1 "*) true ;; *) fals
 
 # skip N DESCRIPTION...: the TAP lines of an attack left out
 skip() { shift; for d in "$@"; do ok 0 "$d # SKIP not in ATTACKS"; done; }
+
+# attack_finish SECONDS: let the helper end by itself (a flood sends all it
+# was told to), SIGTERM after SECONDS
+attack_finish() {
+    wait_pid "$APID" "$1" || attack_stop
+    sed 's/^\([^#]\)/# \1/' "$ALOG"
+}
