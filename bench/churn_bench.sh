@@ -92,6 +92,7 @@ k=0 nk=0 nnew=0
 while read -r gap kind pick delay; do
     [ $(($(date +%s) - start + gap)) -ge "$CHURN_S" ] && break
     sleep "$gap"
+    [ $(($(date +%s) - start)) -ge "$CHURN_S" ] && break
     alive >"$TMP/alive"
     n=$(wc -l <"$TMP/alive")
     [ "$n" -gt 0 ] || break
@@ -108,6 +109,8 @@ while read -r gap kind pick delay; do
     k=$((k + 1)) nk=$((nk + nv))
     echo "# $(($(date +%s) - start)) s: event $k: kill -9 $what ($nv node$([ "$nv" -gt 1 ] && echo s)) at step $(tail -n 1 "$TMP/steps.txt" | cut -d' ' -f2)"
     while read -r name pid st; do kill -9 "$pid" 2>/dev/null; done <"$TMP/victims"
+    # reaped here, so that the shell's "Killed" notices stay out of the output
+    while read -r name pid st; do wait "$pid" 2>/dev/null; done <"$TMP/victims"
     sleep "$delay"
     i=0
     while [ $i -lt "$nv" ]; do
