@@ -2,3 +2,14 @@
 noinst_PROGRAMS += bench/stage_bench
 bench_stage_bench_SOURCES = bench/stage_bench.c bench/bench.h
 bench_stage_bench_LDADD = $(sw_core_ldadd)
+
+# make bench: the benchmarks meant to run unattended, one after the other
+# (minutes each; never part of make check).  churn_bench.sh: the churn soak
+# (CHURN_S, SEED in the environment).
+sw_bench_runs = bench/churn_bench.sh
+EXTRA_DIST += $(sw_bench_runs)
+bench: swarmd swarmctl
+	@rc=0; for b in $(sw_bench_runs); do \
+	    echo "== $$b"; $(SHELL) $(srcdir)/$$b $(abs_top_builddir) || rc=1; \
+	done; exit $$rc
+.PHONY: bench

@@ -747,6 +747,10 @@ on_info(struct sw_transport *t, int status, const struct sw_transport_msg *m, vo
     if (status < 0) {
         sw_log(SW_LOG_WARN, "checkpoint info from '%s': %s", s->ep, sw_strerror(status));
         s->state = SW_CKPTNET_SRC_FAILED;
+        if (status == -SW_ETIMEDOUT) {
+            /* the next rounds do not wait for it once another answered */
+            snprintf(p->slow[p->nslow++ % SW_CKPTNET_MAX_SRC], EP, "%s", s->ep);
+        }
         return;
     }
     if (!open_map(t, m, &u, keys))
@@ -1006,11 +1010,21 @@ all_written(const struct sw_ckptnet_pull *p)
     return true;
 }
 
+static bool
+slow(const struct sw_ckptnet_pull *p, const char *ep)
+{
+    for (int i = 0; i < SW_MIN(p->nslow, SW_CKPTNET_MAX_SRC); i++)
+        if (!strcmp(p->slow[i], ep))
+            return true;
+    return false;
+}
+
 int
 sw_ckptnet_pull_tick(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
 {
     uint64_t now = sw_now_ms();
     bool asking = false, again = false, notsup = false, none = false, ok = false, round_done;
+    bool asking_fresh = false;
 
     if (p->phase == SW_CKPTNET_PULL_DONE)
         return 1;
@@ -1048,6 +1062,7 @@ sw_ckptnet_pull_tick(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
         if (s->gen != p->gen)
             continue;
         asking |= s->busy;
+        asking_fresh |= s->busy && !slow(p, s->ep);
         again |= s->state == SW_CKPTNET_SRC_AGAIN;
         notsup |= s->state == SW_CKPTNET_SRC_NOTSUP;
         none |= s->state == SW_CKPTNET_SRC_NONE;
@@ -1057,6 +1072,17 @@ sw_ckptnet_pull_tick(struct sw_ckptnet_pull *p, const char (*eps)[EP], int neps)
      * answered cover every tensor from their files, or from memory after
      * SW_CKPTNET_INFO_WAIT_MS: a node that stopped answering costs that
      * much, not a timeout */
+    if (asking && !asking_fresh && (ok || again) && p->nsrc > 0 && p->src[0].gen == p->gen) {
+        /* only sources that timed out before are silent: a node that is
+         * gone but still listed (its death not yet declared) costs one
+         * timeout per pull, not one per round */
+        for (int k = 0; k < p->nsrc; k++)
+            if (p->src[k].busy) {
+                src_forget(&p->src[k]);
+                p->src[k].state = SW_CKPTNET_SRC_FAILED;
+            }
+        asking = false;
+    }
     if (asking && ok && p->nsrc > 0 && p->src[0].gen == p->gen &&
         (all_written(p) || now - p->round_ms >= SW_CKPTNET_INFO_WAIT_MS) && choose(p, p->ti)) {
         for (int k = 0; k < p->nsrc; k++)

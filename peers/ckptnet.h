@@ -51,8 +51,9 @@
  * (its node left or was declared dead) is dropped at once, in flight or
  * not; a round of CKPT_INFO goes on without the sources still silent once
  * the answers cover every tensor from files, or after
- * SW_CKPTNET_INFO_WAIT_MS from memory; every request is one try
- * (SW_CKPTNET_INFO_MS, SW_CKPTNET_RPC_MS).  Requests in flight hold no
+ * SW_CKPTNET_INFO_WAIT_MS from memory, and without a source whose
+ * CKPT_INFO timed out before in this pull once another answered; every
+ * request is one try (SW_CKPTNET_INFO_MS, SW_CKPTNET_RPC_MS).  Requests in flight hold no
  * pointer into the pull: it can be released or abandoned at any time.
  *
  * Keeper record.  A keeper publishes a signed DHT record under
@@ -188,6 +189,8 @@ struct sw_ckptnet_pull {
     int phase, status;            /* status: of FAILED */
     uint64_t gen, retry_ms, t0_ms, round_ms, serial;
     struct sw_ckptnet_req *reqs;  /* requests in flight (ckptnet.c) */
+    char slow[SW_CKPTNET_MAX_SRC][SW_PROTO_EP_MAX]; /* sources whose CKPT_INFO timed out */
+    int nslow;
     int nsrc;
     struct sw_ckptnet_src src[SW_CKPTNET_MAX_SRC];
     int *from;                    /* [ntensors] source index */

@@ -290,6 +290,10 @@ keeper_pull(struct keeper *k, struct kstage *ks)
     } else {
         sw_log(SW_LOG_INFO, "checkpoint of step %llu missed: no node of stage %d holds it (%s); "
                "aiming later", (unsigned long long)k->target, ks->stage, sw_strerror(err));
+        /* the stage went past it: the next aim is past it too, even while
+         * the scans still tell an older step of the run */
+        if (err == -SW_ENOENT && k->run_step < k->target)
+            k->run_step = k->target;
         k->target = 0;
     }
 }

@@ -1,0 +1,608 @@
+/*
+ * test_peers_attack - a hostile helper for the attack tests t0382-t0384
+ * (issue 12): a stranger to the run (keys of its own, every envelope valid
+ * and signed) that does for SECONDS what swarm-protocol(7) lets anyone do,
+ * then prints what it received and exits.
+ *
+ *   test_peers_attack MANIFEST BOOT SECONDS MODE [ARGS...]
+ *
+ * BOOT is the bootstrap's lobby endpoint (the run endpoint and the DHT are
+ * learnt from it, as a node does).  The helper binds its own run endpoint
+ * (tcp://127.0.0.1:*), counts every message that reaches it by type, and
+ * answers STATE_GET with zero weights when asked to.  Modes:
+ *
+ *   prepare OFFSET STAGE=EP...  every 100 ms, a PREPARE {step: the run's
+ *       step + OFFSET} request to every EP (the run's step from DHT scans)
+ *   record STAGE OFFSET [low] [zero]
+ *       publishes a stage record of STAGE with its own endpoint, training,
+ *       at the run's step + OFFSET; low: under a key lower than any node's
+ *       (first byte 0); zero: answers STATE_GET with all-zero weights
+ *   fakes STAGE COUNT  COUNT stage records of STAGE: one with its own
+ *       endpoint (it counts what the run sends it), COUNT - 1 under fresh
+ *       keys with endpoints nobody listens on; all claim 50M tokens/s
+ *   flood KEYS N STAGE=EP...  N valid requests (STATE_GET, CKPT_INFO_GET,
+ *       PING, in turn), spread over the EPs, from KEYS keys (0: a fresh key
+ *       for every request), as fast as the sockets take them
+ *   ping N STAGE=EP...  N transport PINGs from one key, spread over the EPs
+ *
+ * SIGTERM ends it early.  Prints "# attack: ..." lines, the last one
+ *   # attack: received FWD=a BWD=b GRAD=c GO=d PREPARE=e STATE_GET=f other=g
+ * Exit 0 after the time is up, 2 on usage or setup errors.
+ */
+#include "sw.h"
+
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "dhtnode.h"
+#include "fetch.h"
+#include "manifest.h"
+#include "node.h"
+#include "proto.h"
+#include "status.h"
+#include "transport.h"
+#include "wire.h"
+
+#define MAX_FAKES 256
+
+static struct {
+    struct sw_manifest man;
+    uv_loop_t loop;
+    struct sw_identity id;
+    struct sw_transport *tr, *lobby;
+    struct sw_dhtnode *dht;
+    struct sw_status_scan scan;
+    bool have_scan, joined, manifest_in, zero, low;
+    char ep[SW_PROTO_EP_MAX], boot[SW_PROTO_EP_MAX], peer[SW_PROTO_EP_MAX];
+    uint64_t run_step, seq;
+    uint64_t got_fwd, got_bwd, got_grad, got_go, got_prepare, got_state_get, got_other;
+    uint64_t sent, refused;
+    struct sw_identity fake[MAX_FAKES];
+    int nfake;
+} A;
+
+/* SIGTERM ends the attack early: the counts are printed all the same */
+static volatile sig_atomic_t stop;
+
+static void
+on_term(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static bool
+going(double end)
+{
+    return !stop && sw_now_s() < end;
+}
+
+static void
+on_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void
+on_ignore(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    (void)t, (void)status, (void)m, (void)arg;
+}
+
+/* ---- what reaches the helper ---- */
+
+static void
+on_msg(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    (void)t, (void)arg;
+    switch (m->hdr.type) {
+    case SW_MSG_FWD: A.got_fwd++; break;
+    case SW_MSG_BWD: A.got_bwd++; break;
+    case SW_MSG_GRAD: A.got_grad++; break;
+    case SW_MSG_GO: A.got_go++; break;
+    case SW_MSG_PREPARE: A.got_prepare++; break;
+    default: A.got_other++; break;
+    }
+}
+
+/* STATE_GET {stage, which, off, n[, snap]}: n zero floats of a stage at the
+ * claimed step, when asked to (zero), else counted only. */
+static void
+on_state_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"stage", "which", "off", "n", "snap", NULL};
+    static float zeros[SW_FETCH_CHUNK];
+    struct sw_stage_layout lay;
+    struct sw_body b;
+    msgpack_unpacked u;
+    uint64_t stage, which, off, n;
+    bool snap;
+
+    (void)arg;
+    A.got_state_get++;
+    if (!A.zero || !m->route.rid || !sw_proto_open(m->hdr.body, m->hdr.body_len, &u, keys))
+        return;
+    snap = sw_proto_get(&u.data, "snap") != NULL;
+    if (sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
+        sw_proto_get_u64(&u.data, "which", &which) < 0 ||
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
+        stage >= (uint64_t)A.man.stages || n > SW_FETCH_CHUNK) {
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    msgpack_unpacked_destroy(&u);
+    if (sw_stage_layout_init(&lay, &A.man.model, A.man.stages, (int)stage) < 0)
+        return;
+    if (off > lay.numel)
+        off = lay.numel;
+    if (n > lay.numel - off)
+        n = lay.numel - off;
+    sw_body_init(&b);
+    msgpack_pack_map(&b.pk, snap ? 9 : 8);
+    sw_proto_pack_key(&b.pk, "err");
+    msgpack_pack_int64(&b.pk, 0);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, A.run_step + 1);
+    sw_proto_pack_key(&b.pk, "t");
+    msgpack_pack_uint64(&b.pk, A.run_step + 1);
+    sw_proto_pack_key(&b.pk, "lr_mult");
+    msgpack_pack_double(&b.pk, 1.0);
+    sw_proto_pack_key(&b.pk, "norm");
+    msgpack_pack_double(&b.pk, 1.0);
+    if (snap) {
+        sw_proto_pack_key(&b.pk, "normc");
+        msgpack_pack_double(&b.pk, 1.0);
+    }
+    sw_proto_pack_key(&b.pk, "numel");
+    msgpack_pack_uint64(&b.pk, lay.numel);
+    sw_proto_pack_key(&b.pk, "off");
+    msgpack_pack_uint64(&b.pk, off);
+    sw_proto_pack_key(&b.pk, "n");
+    msgpack_pack_uint64(&b.pk, n);
+    sw_stage_layout_release(&lay);
+    (void)which;
+    {
+        struct sw_payload p = {zeros, n * sizeof(float), NULL, NULL, NULL};
+        if (sw_transport_reply(t, &m->route, SW_MSG_STATE, b.b.data, b.b.len, n ? &p : NULL) < 0)
+            A.refused++;
+    }
+}
+
+/* ---- joining: the manifest's reply names the run endpoints; then the DHT ---- */
+
+static void
+on_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info *info)
+{
+    (void)arg, (void)status, (void)n_stored, (void)info;
+}
+
+static void
+on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
+          const struct sw_dht_lookup_info *info)
+{
+    (void)arg, (void)nodes, (void)n, (void)info;
+    if (status < 0) {
+        fprintf(stderr, "test_peers_attack: cannot join the DHT: %s\n", sw_strerror(status));
+        return;
+    }
+    A.joined = true;
+}
+
+static void
+on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct sw_manifest_reply r;
+
+    (void)t, (void)arg;
+    if (status < 0 || sw_node_manifest_read(m, &r) < 0) {
+        fprintf(stderr, "test_peers_attack: no manifest from the bootstrap\n");
+        return;
+    }
+    snprintf(A.boot, sizeof(A.boot), "%s", r.boot);
+    snprintf(A.peer, sizeof(A.peer), "%s", r.ep);
+    A.manifest_in = true;
+}
+
+static void
+on_scanned(void *arg, int status, const struct sw_peer_rec *recs, int n, uint64_t max_step)
+{
+    (void)arg, (void)status;
+    /* the real nodes' step: the helper's own claims are left out */
+    for (int i = 0; i < n; i++) {
+        bool mine = !memcmp(recs[i].pk, A.id.pk, 32);
+        for (int k = 0; k < A.nfake && !mine; k++)
+            mine = !memcmp(recs[i].pk, A.fake[k].pk, 32);
+        if (!mine && recs[i].step > A.run_step && recs[i].step <= (uint64_t)A.man.steps)
+            A.run_step = recs[i].step;
+    }
+    (void)max_step;
+}
+
+static void
+run_for(double s)
+{
+    double end = sw_now_s() + s;
+
+    while (going(end)) {
+        uv_run(&A.loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+}
+
+static int
+join_run(const char *lobby_ep, bool dht)
+{
+    const char *eps[2];
+    size_t cnt;
+    int err;
+
+    if (sw_transport_new(&A.lobby, &A.loop, &A.id, sw_proto_lobby_run, NULL) < 0 ||
+        sw_transport_request(A.lobby, lobby_ep, SW_MSG_MANIFEST_GET, NULL, 0, NULL, 2000, 4,
+                             on_manifest, NULL) < 0)
+        return -1;
+    for (int i = 0; i < 500 && !A.manifest_in; i++)
+        run_for(0.02);
+    if (!A.manifest_in)
+        return -1;
+    if (sw_transport_new(&A.tr, &A.loop, &A.id, A.man.run_id, NULL) < 0 ||
+        sw_transport_bind(A.tr, "tcp://127.0.0.1:*", A.ep, sizeof(A.ep)) < 0)
+        return -1;
+    if (sw_transport_on(A.tr, SW_MSG_FWD, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_BWD, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_GRAD, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_GO, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_PREPARE, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_READY, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_REPLICA, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_STATE_GET, on_state_get, NULL) < 0)
+        return -1;
+    if (!dht)
+        return 0;
+    if (sw_dhtnode_new(&A.dht, &A.loop, A.tr, A.ep, NULL) < 0)
+        return -1;
+    eps[0] = A.boot;
+    eps[1] = A.peer;
+    cnt = A.peer[0] && strcmp(A.peer, A.boot) ? 2 : 1;
+    if ((err = sw_dhtnode_bootstrap(A.dht, eps, cnt, on_joined, NULL)) < 0)
+        return -1;
+    for (int i = 0; i < 500 && !A.joined; i++)
+        run_for(0.02);
+    if (!A.joined || sw_status_scan_init(&A.scan, A.dht, A.man.run_id, A.man.stages) < 0)
+        return -1;
+    A.have_scan = true;
+    return 0;
+}
+
+static void
+scan(void)
+{
+    if (A.have_scan && sw_status_scan_start(&A.scan, on_scanned, NULL) < 0)
+        return; /* one is still running */
+}
+
+/* A stage record of stage for id at ep, step, tps (signed, put). */
+static void
+publish(const struct sw_identity *id, const char *ep, int stage, uint64_t step, double tps)
+{
+    static uint8_t val[1024];
+    struct sw_peer_rec me;
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    struct sw_dht_record r;
+
+    memset(&me, 0, sizeof(me));
+    memcpy(me.pk, id->pk, 32);
+    snprintf(me.ep, sizeof(me.ep), "%s", ep);
+    me.stage = stage;
+    me.state = SW_REC_TRAINING;
+    me.step = step;
+    me.tps = tps;
+    me.cap = tps;
+    me.loss = stage == A.man.stages - 1 ? 1.0 : -1;
+    me.norm = 1.0;
+    snprintf(me.hash, sizeof(me.hash), "0000000000000000");
+    sw_wire_buf_init(&b, val, sizeof(val));
+    sw_wire_buf_packer(&pk, &b);
+    sw_status_rec_pack(&pk, &me, 10, 0);
+    if (b.overflow)
+        return;
+    memset(&r, 0, sizeof(r));
+    sw_status_stage_key(r.key, A.man.run_id, stage);
+    A.seq = SW_MAX(A.seq + 1, (uint64_t)time(NULL) * 1000);
+    r.seq = A.seq;
+    r.ttl_s = 10;
+    r.val = val;
+    r.val_len = b.len;
+    sw_dht_record_sign(&r, id->sk);
+    if (sw_dhtnode_put(A.dht, &r, on_put, NULL) == 0)
+        A.sent++;
+}
+
+/* ---- requests through raw sockets, sealed by any key ---- */
+
+struct target {
+    char ep[SW_PROTO_EP_MAX];
+    int stage;
+    void *sock;
+};
+
+static int
+targets(char **argv, int argc, struct target **out, void *zctx)
+{
+    struct target *t = calloc((size_t)argc, sizeof(*t));
+    int zero = 0;
+
+    if (!t || argc < 1)
+        return -1;
+    for (int i = 0; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq)
+            return -1;
+        t[i].stage = atoi(argv[i]);
+        snprintf(t[i].ep, sizeof(t[i].ep), "%s", eq + 1);
+        if (zctx) {
+            t[i].sock = zmq_socket(zctx, ZMQ_DEALER);
+            zmq_setsockopt(t[i].sock, ZMQ_LINGER, &zero, sizeof(zero));
+            zmq_setsockopt(t[i].sock, ZMQ_SNDHWM, &zero, sizeof(zero));
+            if (zmq_connect(t[i].sock, t[i].ep) < 0)
+                return -1;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+/* One request of kind (0 STATE_GET, 1 CKPT_INFO_GET, 2 PING) sealed by w to t. */
+static void
+raw_request(struct sw_wire *w, struct target *t, int kind, uint64_t rid)
+{
+    static uint8_t env[SW_WIRE_MAX_ENVELOPE];
+    uint8_t body[256], sig[64];
+    struct sw_wire_buf b;
+    msgpack_packer pk;
+    size_t elen;
+    uint32_t type;
+    char junk[256];
+
+    sw_wire_buf_init(&b, body, sizeof(body));
+    sw_wire_buf_packer(&pk, &b);
+    if (kind == 0) {
+        type = SW_MSG_STATE_GET;
+        msgpack_pack_map(&pk, 4);
+        sw_proto_pack_key(&pk, "stage");
+        msgpack_pack_uint64(&pk, (uint64_t)t->stage);
+        sw_proto_pack_key(&pk, "which");
+        msgpack_pack_uint64(&pk, 0);
+        sw_proto_pack_key(&pk, "off");
+        msgpack_pack_uint64(&pk, 0);
+        sw_proto_pack_key(&pk, "n");
+        msgpack_pack_uint64(&pk, 64);
+    } else if (kind == 1) {
+        type = SW_MSG_CKPT_INFO_GET;
+        msgpack_pack_map(&pk, 2);
+        sw_proto_pack_key(&pk, "step");
+        msgpack_pack_uint64(&pk, 0);
+        sw_proto_pack_key(&pk, "stage");
+        msgpack_pack_uint32(&pk, (uint32_t)t->stage);
+    } else {
+        type = SW_MSG_PING;
+        msgpack_pack_map(&pk, 0);
+    }
+    if (sw_wire_seal(w, type, rid, body, b.len, NULL, 0, env, sizeof(env), &elen, sig) < 0) {
+        A.refused++;
+        return;
+    }
+    if (zmq_send(t->sock, env, elen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(t->sock, sig, 64, ZMQ_DONTWAIT) < 0) {
+        A.refused++;
+        return;
+    }
+    A.sent++;
+    /* answers are read and thrown away, so that they never block the sender */
+    while (zmq_recv(t->sock, junk, sizeof(junk), ZMQ_DONTWAIT) >= 0)
+        ;
+}
+
+static int
+flood(int nkeys, long n, struct target *t, int nt, double seconds)
+{
+    struct sw_identity *ids = NULL;
+    struct sw_wire *ws = NULL;
+    double end = sw_now_s() + seconds;
+    long i;
+
+    if (nkeys > 0) {
+        ids = calloc((size_t)nkeys, sizeof(*ids));
+        ws = calloc((size_t)nkeys, sizeof(*ws));
+        if (!ids || !ws)
+            return -1;
+        for (int k = 0; k < nkeys; k++)
+            if (sw_identity_generate(&ids[k]) < 0 ||
+                sw_wire_init(&ws[k], &ids[k], A.man.run_id, NULL) < 0)
+                return -1;
+    }
+    for (i = 0; i < n && going(end); i++) {
+        struct target *tg = &t[i % nt];
+        int kind = (int)((i / nt) % 3);
+        if (nkeys > 0) {
+            raw_request(&ws[i % nkeys], tg, kind, (uint64_t)i + 1);
+        } else {
+            struct sw_identity id;
+            struct sw_wire w;
+            if (sw_identity_generate(&id) < 0)
+                return -1;
+            if (sw_wire_init(&w, &id, A.man.run_id, NULL) == 0) {
+                raw_request(&w, tg, kind, (uint64_t)i + 1);
+                sw_wire_release(&w);
+            }
+            sw_identity_release(&id);
+        }
+        if (i % 256 == 255)
+            uv_run(&A.loop, UV_RUN_NOWAIT);
+    }
+    printf("# attack: %ld requests from %s in %.1f s\n", i,
+           nkeys > 0 ? "a few keys" : "fresh keys", seconds - (end - sw_now_s()));
+    for (int k = 0; k < nkeys; k++) {
+        sw_wire_release(&ws[k]);
+        sw_identity_release(&ids[k]);
+    }
+    free(ids);
+    free(ws);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *mode;
+    double seconds, end;
+    char why[512];
+    struct target *t = NULL;
+    void *zctx = NULL;
+    int rc = 0;
+
+    if (argc < 5) {
+        fprintf(stderr, "usage: test_peers_attack MANIFEST BOOT SECONDS MODE [ARGS...]\n");
+        return 2;
+    }
+    if (sw_manifest_load(&A.man, argv[1], why, sizeof(why)) < 0) {
+        fprintf(stderr, "%s\n", why);
+        return 2;
+    }
+    seconds = atof(argv[3]);
+    mode = argv[4];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGTERM, on_term);
+    uv_loop_init(&A.loop);
+    if (sw_identity_global_init() < 0)
+        return 2;
+    if (!strcmp(mode, "record")) {
+        for (int i = 7; i < argc; i++)
+            A.low |= !strcmp(argv[i], "low");
+    }
+    /* low: a key below every node's (theirs start with 0x00 0x0? at odds 1/4096) */
+    do {
+        if (sw_identity_generate(&A.id) < 0)
+            return 2;
+        if (!A.low || (A.id.pk[0] == 0 && A.id.pk[1] < 16))
+            break;
+        sw_identity_release(&A.id);
+    } while (1);
+    if (join_run(argv[2], true) < 0) {
+        fprintf(stderr, "test_peers_attack: cannot join the run through '%s'\n", argv[2]);
+        return 2;
+    }
+    scan();
+    run_for(1.0);
+    printf("# attack: %s from %s (key %02x%02x...), run at step %llu\n", mode, A.ep, A.id.pk[0],
+           A.id.pk[1], (unsigned long long)A.run_step);
+    end = sw_now_s() + seconds;
+    if (!strcmp(mode, "prepare") && argc >= 7) {
+        uint64_t off = strtoull(argv[5], NULL, 10);
+        int nt = argc - 6;
+        static struct sw_body b;
+        if (targets(argv + 6, nt, &t, NULL) < 0)
+            return 2;
+        while (going(end)) {
+            scan();
+            for (int i = 0; i < nt; i++) {
+                sw_body_init(&b);
+                msgpack_pack_map(&b.pk, 1);
+                sw_proto_pack_key(&b.pk, "step");
+                msgpack_pack_uint64(&b.pk, A.run_step + off);
+                if (sw_transport_request(A.tr, t[i].ep, SW_MSG_PREPARE, b.b.data, b.b.len, NULL,
+                                         500, 0, on_ignore, NULL) == 0)
+                    A.sent++;
+            }
+            run_for(0.1);
+        }
+    } else if (!strcmp(mode, "record") && argc >= 7) {
+        int stage = atoi(argv[5]);
+        uint64_t off = strtoull(argv[6], NULL, 10);
+        for (int i = 7; i < argc; i++)
+            A.zero |= !strcmp(argv[i], "zero");
+        while (going(end)) {
+            scan();
+            run_for(0.2);
+            publish(&A.id, A.ep, stage, A.run_step + off, 1000.0);
+            run_for(0.8);
+        }
+    } else if (!strcmp(mode, "fakes") && argc >= 7) {
+        int stage = atoi(argv[5]), count = SW_MIN(atoi(argv[6]), MAX_FAKES);
+        char ep[SW_PROTO_EP_MAX];
+        for (int i = 0; i < count - 1; i++)
+            if (sw_identity_generate(&A.fake[A.nfake++]) < 0)
+                return 2;
+        while (going(end)) {
+            scan();
+            run_for(0.2);
+            publish(&A.id, A.ep, stage, A.run_step, 5e7);
+            for (int i = 0; i < A.nfake; i++) {
+                /* ports in the discard range nobody listens on here */
+                snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", 9 + i % 3);
+                publish(&A.fake[i], ep, stage, A.run_step, 5e7);
+                if (i % 8 == 7)
+                    run_for(0.01);
+            }
+            run_for(1.5);
+        }
+    } else if ((!strcmp(mode, "flood") && argc >= 8) || (!strcmp(mode, "ping") && argc >= 7)) {
+        bool ping = !strcmp(mode, "ping");
+        int nkeys = ping ? 1 : atoi(argv[5]);
+        long n = atol(argv[ping ? 5 : 6]);
+        int first = ping ? 6 : 7, nt = argc - first;
+        zctx = zmq_ctx_new();
+        if (targets(argv + first, nt, &t, zctx) < 0)
+            return 2;
+        if (ping) {
+            struct sw_wire w;
+            if (sw_wire_init(&w, &A.id, A.man.run_id, NULL) < 0)
+                return 2;
+            for (long i = 0; i < n && going(end); i++) {
+                raw_request(&w, &t[i % nt], 2, (uint64_t)i + 1);
+                if (i % 256 == 255)
+                    uv_run(&A.loop, UV_RUN_NOWAIT);
+            }
+            sw_wire_release(&w);
+            printf("# attack: %llu PINGs from one key\n", (unsigned long long)A.sent);
+        } else if (flood(nkeys, n, t, nt, seconds) < 0) {
+            rc = 2;
+        }
+        run_for(SW_MAX(0.0, SW_MIN(end - sw_now_s(), 1.0)));
+        for (int i = 0; i < nt; i++)
+            zmq_close(t[i].sock);
+    } else {
+        fprintf(stderr, "test_peers_attack: unknown mode or missing arguments\n");
+        rc = 2;
+    }
+    printf("# attack: %llu sent (%llu refused locally), run at step %llu at the end\n",
+           (unsigned long long)A.sent, (unsigned long long)A.refused,
+           (unsigned long long)A.run_step);
+    printf("# attack: received FWD=%llu BWD=%llu GRAD=%llu GO=%llu PREPARE=%llu STATE_GET=%llu "
+           "other=%llu\n", (unsigned long long)A.got_fwd, (unsigned long long)A.got_bwd,
+           (unsigned long long)A.got_grad, (unsigned long long)A.got_go,
+           (unsigned long long)A.got_prepare, (unsigned long long)A.got_state_get,
+           (unsigned long long)A.got_other);
+    if (A.have_scan)
+        sw_status_scan_release(&A.scan);
+    if (A.dht)
+        sw_dhtnode_close(A.dht);
+    sw_transport_close(A.tr, on_closed, NULL);
+    sw_transport_close(A.lobby, on_closed, NULL);
+    uv_run(&A.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&A.loop);
+    if (zctx)
+        zmq_ctx_term(zctx);
+    for (int i = 0; i < A.nfake; i++)
+        sw_identity_release(&A.fake[i]);
+    sw_identity_release(&A.id);
+    sw_manifest_release(&A.man);
+    free(t);
+    return rc;
+}
