@@ -334,6 +334,18 @@ watch(struct sw_trainer *t)
 }
 
 void
+sw_lead_yield(struct sw_trainer *t, uint64_t step)
+{
+    struct sw_lead *L = &t->lead;
+
+    if (L->phase == SW_LEAD_IDLE || L->step != step)
+        return;
+    sw_log(SW_LOG_INFO, "step %llu: another node leads it now", (unsigned long long)step);
+    set_phase(t, SW_LEAD_IDLE);
+    L->led = false; /* it may inherit the step later, with the plan it runs */
+}
+
+void
 sw_lead_takeover(struct sw_trainer *t)
 {
     set_phase(t, SW_LEAD_TAKEOVER);
@@ -625,6 +637,12 @@ sw_lead_tick(struct sw_trainer *t)
     if (running && sw_lead_is_leader(t)) {
         watch(t);
         return SW_MIN(wake, now + SW_LEAD_PING_MS);
+    }
+    if (running && sw_lead_expected(t)) {
+        /* another node leads (this one copied its state again, or a node
+         * with a lower key trains): its slots are stale from now on */
+        sw_lead_yield(t, L->step);
+        running = false;
     }
     if (L->phase == SW_LEAD_PREPARING) {
         if (!sw_lead_is_leader(t) || t->step != L->step)

@@ -97,6 +97,9 @@ const uint8_t *sw_lead_expected(struct sw_trainer *t);
 bool sw_lead_is_leader(struct sw_trainer *t);
 /* A READY (or the request's failure) for tag. */
 void sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m);
+/* Another node's plan of step came in (or another node leads): this node's
+ * lead of that step, if any, is over. */
+void sw_lead_yield(struct sw_trainer *t, uint64_t step);
 /* This stage 0 was rebuilt in a step whose leader died: plan it again. */
 void sw_lead_takeover(struct sw_trainer *t);
 /* Time-driven work; returns the next wake-up (absolute ms). */

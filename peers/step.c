@@ -1181,6 +1181,8 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
     msgpack_unpacked_destroy(&u);
     if (!from_leader(t, m, step))
         return;
+    if (memcmp(m->hdr.sender, t->pk, 32))
+        sw_lead_yield(t, step);
     p->step = step;
     p->ver = ver;
     if (step == t->step && s->phase >= SW_STEP_RUNNING && ver > s->plan.ver) {
