@@ -589,20 +589,31 @@ plus_source(const struct sw_trainer *t, const struct sw_peer_rec **nb)
     return nb[t->stage == 0 || t->stage == t->S - 2 ? 1 : 0];
 }
 
+/* A source whose state came from a checkpoint itself (an adjacent stage
+ * lost with this one, restored a moment ago): this stage takes the same
+ * checkpoint rather than mix its older tensors into a rebuild. */
+static bool
+from_checkpoint(const struct sw_peer_rec *r)
+{
+    return r && !strcmp(r->rec_method, "checkpoint");
+}
+
 /* Can CheckFree(+) rebuild this stage now (DESIGN.md's order: before a
  * checkpoint)? */
 static bool
 rebuild_ready(struct sw_trainer *t)
 {
-    const struct sw_peer_rec *nb[2];
+    const struct sw_peer_rec *nb[2], *src;
     bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing, ok;
     char why[512];
 
     if (!empty)
         return false;
     neighbours(t, empty, nb, &syncing);
+    src = plus_source(t, nb);
     ok = !lost_for_good(t, empty, why, sizeof(why)) &&
-         (by_plus(t) ? plus_source(t, nb) != NULL : nb[0] && nb[1]);
+         (by_plus(t) ? src && !from_checkpoint(src)
+                     : nb[0] && nb[1] && !from_checkpoint(nb[0]) && !from_checkpoint(nb[1]));
     sw_free(empty);
     return ok;
 }
