@@ -55,7 +55,8 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh \
 	tests/t0355-kill-checkfree-plus.sh tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh \
 	tests/t0380-rogue.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
-	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0395-netns.sh \
+	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh \
+	tests/t0394-checkfree-before-checkpoint.sh tests/t0395-netns.sh \
 	tests/t0398-rebalance.sh
 TESTS += tests/test_manifest tests/test_plan tests/test_ckptnet $(sw_peers_tests)
 
