@@ -687,9 +687,17 @@ sw_lead_tick(struct sw_trainer *t)
         return wake;
     }
     L->step = t->step;
-    if (L->phase == SW_LEAD_TAKEOVER)
-        takeover(t);
-    else
+    if (L->phase == SW_LEAD_TAKEOVER && now - L->phase_ms > SW_LEAD_STALL_MS) {
+        /* a stage has had no node at the step (or one past it) for that
+         * long: its nodes are behind it, and only a PREPARE moves them
+         * (step.h: they copy again or skip to it) */
+        sw_log(SW_LOG_WARN, "step %llu: no plan of the lost leader's step for %d s: preparing it",
+               (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
         prepare(t);
+    } else if (L->phase == SW_LEAD_TAKEOVER) {
+        takeover(t);
+    } else {
+        prepare(t);
+    }
     return wake;
 }

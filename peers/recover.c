@@ -45,6 +45,7 @@ void
 sw_recover_resync(struct sw_trainer *t)
 {
     t->rc.retry_ms = 0;
+    t->rc.wait_ms = 0;
     trainer_set_phase(t, SW_PHASE_SYNC);
 }
 
@@ -60,6 +61,7 @@ trained_from_here(struct sw_trainer *t, bool copied)
         trainer_fail(t, err, "data");
         return false;
     }
+    t->rc.wait_ms = 0;
     trainer_hash(t);
     sw_step_reset(t);
     trainer_set_phase(t, t->step >= (uint64_t)t->man->steps ? SW_PHASE_DONE
@@ -631,6 +633,19 @@ rebuild_tick(struct sw_trainer *t)
         return;
     neighbours(t, empty, nb, &syncing);
     t->rc.retry_ms = t->now + 500;
+    if (!t->rc.wait_ms)
+        t->rc.wait_ms = t->now;
+    if (syncing && t->now - t->rc.wait_ms > SW_LEAD_STALL_MS) {
+        /* a neighbour syncing for that long waits, perhaps, for this very
+         * stage (two adjacent newcomers): count its stage as empty */
+        for (int i = 0; i < t->ndir; i++)
+            if (t->dir[i].state == SW_REC_SYNCING &&
+                (t->dir[i].stage == t->stage - 1 || t->dir[i].stage == t->stage + 1))
+                empty[t->dir[i].stage] = true;
+        for (int i = 0; i < t->ndir; i++)
+            if (t->dir[i].state != SW_REC_SYNCING && memcmp(t->dir[i].pk, t->pk, 32))
+                empty[t->dir[i].stage] = false;
+    }
     if (lost_for_good(t, empty, why, sizeof(why)) && holds_own_state(t)) {
         sw_recover_own_state(t, why);
     } else if (lost_for_good(t, empty, why, sizeof(why))) {

@@ -58,6 +58,7 @@ struct sw_recover {
     size_t cap[2];           /* their sizes, floats */
     bool restore_tried;      /* --from-checkpoint: tried once */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
+    uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */
 };

@@ -69,7 +69,8 @@
 
 #define MAXN 48                  /* nodes of one scenario, newcomers included */
 #define T0 1000000ull            /* the clock's start (ms) */
-#define SIM_STALL_MS 90000       /* no update this long after a disturbance: a stall */
+#define SIM_STALL_MS 45000       /* no update this long after a disturbance: a stall (the
+                                    leader restarts or skips a step after 30 s) */
 #define SIM_END_MS 900000        /* a scenario's time limit */
 #define DHT_MS 5                 /* one way to the DHT, at least */
 #define SIM_MAX_EVENTS 4000000   /* more in one scenario: a livelock */
@@ -145,6 +146,8 @@ struct scenario {
 struct stats {
     uint64_t events, updates, recoveries[4], kills, newcomers, partials, stopped_lost, sim_ms;
     uint64_t hostile;        /* a stranger's PREPAREs and GOs delivered */
+    uint64_t max_gap_ms;     /* the longest time without an update (but for a stopped run) */
+    uint64_t max_gap_seed;
     uint64_t stale_ready, moves, balance_runs;
 };
 
@@ -1353,6 +1356,11 @@ run(uint64_t seed, int verbose, struct stats *out_stats)
             fail(s, "a node stopped the run (exit %d) though no lost stage was beyond "
                  "rebuilding", SW_EXIT_LOST);
         if (!s->st.stopped_lost && !all_closed(s) &&
+            s->now - SW_MAX(s->last_update, s->last_disturb) > s->st.max_gap_ms) {
+            s->st.max_gap_ms = s->now - SW_MAX(s->last_update, s->last_disturb);
+            s->st.max_gap_seed = seed;
+        }
+        if (!s->st.stopped_lost && !all_closed(s) &&
             s->now - SW_MAX(s->last_update, s->last_disturb) > SIM_STALL_MS)
             fail(s, "no step for %d s", SIM_STALL_MS / 1000);
         if (ended(s))
@@ -1374,6 +1382,10 @@ out:
         out_stats->partials += s->st.partials;
         out_stats->stopped_lost += s->st.stopped_lost ? 1 : 0;
         out_stats->hostile += s->st.hostile;
+        if (s->st.max_gap_ms > out_stats->max_gap_ms) {
+            out_stats->max_gap_ms = s->st.max_gap_ms;
+            out_stats->max_gap_seed = s->st.max_gap_seed;
+        }
         for (int i = 0; i < 4; i++)
             out_stats->recoveries[i] += s->st.recoveries[i];
         out_stats->sim_ms += s->now - T0;
@@ -1493,7 +1505,8 @@ main(int argc, char **argv)
              "%llu kills, %llu newcomers; recoveries: %llu copies, %llu checkfree, %llu "
              "checkfree+; %llu runs stopped (lost for good); %llu updates without a gone "
              "replica's share; %llu late READYs of an earlier round dropped; %llu moves "
-             "in %llu rebalancing scenarios; %llu PREPAREs and GOs of a stranger dropped",
+             "in %llu rebalancing scenarios; %llu PREPAREs and GOs of a stranger dropped; "
+             "longest time without an update after a disturbance %.1f s (seed %llu)",
              runs, (unsigned long long)first, (unsigned long long)stats.events,
              stats.sim_ms / 1000.0, (unsigned long long)stats.updates,
              (unsigned long long)stats.kills, (unsigned long long)stats.newcomers,
@@ -1501,7 +1514,8 @@ main(int argc, char **argv)
              (unsigned long long)stats.recoveries[3], (unsigned long long)stats.stopped_lost,
              (unsigned long long)stats.partials, (unsigned long long)stats.stale_ready,
              (unsigned long long)stats.moves, (unsigned long long)stats.balance_runs,
-             (unsigned long long)stats.hostile);
+             (unsigned long long)stats.hostile, stats.max_gap_ms / 1000.0,
+             (unsigned long long)stats.max_gap_seed);
     tap_ok(failed == 0, "%d seeded scenarios kept the invariants (%d failed; replay one with "
            "--seed N --verbose)", runs, failed);
     if (with_pinned) {
