@@ -952,21 +952,25 @@ rebalance(struct sw_trainer *t)
  * holding only the seed's state of a run that has not taken a step) the
  * one with the highest key moves to the empty stage: exactly one, since
  * every node reads the same records (a later round moves the next one if
- * need be).  Its own record must be in the table first (the others see it).
+ * need be; the k-th by key k dead times later, in case those before it were
+ * started with --stage N).  Its own record must be in the table first (the
+ * others see it).
  */
 static void
 unstack(struct sw_trainer *t)
 {
     bool fresh = t->run_step == 0 && t->step == 0;
     bool *have;
-    int others = 0, to = -1;
+    int others = 0, to = -1, rank = 0;
 
     if (t->o.stage >= 0 || !t->ops || (t->trained && !fresh) || sw_step_busy(&t->st) ||
         !(trainer_syncing(t) || trainer_in_run(t)) || t->phase == SW_PHASE_RESTORE ||
         t->move_to >= 0 || !t->dir_ok ||
         t->now - t->scan_ok_ms > 2000 || !trainer_dir_find(t, t->pk) ||
-        !(have = sw_calloc((size_t)t->S, sizeof(bool))))
+        !(have = sw_calloc((size_t)t->S, sizeof(bool)))) {
+        t->unstack_ms = 0;
         return;
+    }
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
         if (!sw_rec_in_run(r->state) || trainer_gone(t, r->pk))
@@ -975,15 +979,26 @@ unstack(struct sw_trainer *t)
         if (r->stage != t->stage || !memcmp(r->pk, t->pk, 32))
             continue;
         others++;
+        /* a node of the stage that may move too, with a higher key: it
+         * moves first (a record does not say whether its node was started
+         * with --stage auto: one that was not never moves, so the next in
+         * rank moves a dead time later if the stage is still doubled) */
         if ((r->state == SW_REC_SYNCING || (fresh && r->step == 0)) && memcmp(r->pk, t->pk, 32) > 0)
-            to = -2; /* a node of the stage that may move too, with a higher key: it moves */
+            rank++;
     }
-    for (int st = t->S - 1; st >= 0 && to != -2; st--)
+    for (int st = t->S - 1; st >= 0; st--)
         if (!have[st])
             to = st;
     sw_free(have);
-    if (others == 0 || to < 0)
+    if (others == 0 || to < 0) {
+        t->unstack_ms = 0;
         return;
+    }
+    if (!t->unstack_ms)
+        t->unstack_ms = t->now;
+    if (t->now - t->unstack_ms < (uint64_t)rank * (uint64_t)t->o.dead_ms)
+        return;
+    t->unstack_ms = 0;
     {
         char f[96];
         snprintf(f, sizeof(f), "\"from\":%d,\"to\":%d,\"nodes\":%d", t->stage, to, others + 1);

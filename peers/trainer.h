@@ -240,6 +240,7 @@ struct sw_trainer {
     uint64_t choose_ms;      /* CHOOSE: when the confirmation starts (after the delay) */
     uint64_t behind_ms;      /* TRAINING, idle, behind a finished run since (0: not) */
     uint64_t alone_ms;       /* in the run, idle, behind, alone on its stage since (0: not) */
+    uint64_t unstack_ms;     /* stage auto: its stage doubled, another empty, since (0: not) */
     bool trained;            /* was training once (a later copy is a catch-up) */
 
     /* discovery: the last scan of the stage keys, liveness */
