@@ -366,6 +366,7 @@ takeover(struct sw_trainer *t)
     struct sw_lead *L = &t->lead;
     const struct sw_peer_rec *seen = trainer_dir_find(t, t->pk), *first = NULL;
     uint64_t ver = t->now;
+    bool known;
 
     /* the others accept a GO from a stage-0 node they know: wait until
      * this node's training record is in the DHT (they scan as often) */
@@ -373,12 +374,18 @@ takeover(struct sw_trainer *t)
         trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);
         return;
     }
+    /* without the step's plan, the microbatches each node ran are unknown:
+     * one node per stage then, so that none is split between two nodes
+     * (the node planned takes them all; the others leave the step) */
+    known = t->st.plan.step == L->step && t->st.plan.cnt[0] > 0;
     round_new(t);
     slot_add(t, t->pk, t->ep, t->stage, t->cap, true);
     for (int i = 0, s = -1; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
         if (!memcmp(r->pk, t->pk, 32) || !sw_rec_training(r->state) ||
             (r->step != t->step && r->step != t->step + 1) || trainer_gone(t, r->pk))
+            continue;
+        if (!known && (r->stage == t->stage || r->stage == s))
             continue;
         /* one state per stage, as from READYs (see one_state): the records come
          * by stage then key, so the first of a stage sets its state's hash */
@@ -390,8 +397,7 @@ takeover(struct sw_trainer *t)
         slot_add(t, r->pk, r->ep, r->stage, r->cap, true);
     }
     L->led = true;
-    if (t->st.plan.step == L->step && t->st.plan.cnt[0] > 0 &&
-        (L->plan.step != L->step || t->st.plan.ver > L->plan.ver))
+    if (known && (L->plan.step != L->step || t->st.plan.ver > L->plan.ver))
         sw_plan_copy(&L->plan, &t->st.plan); /* the step's plan as this node knows it */
     if (!send_plan(t, ver)) {
         SW_LOG_RATELIMITED(SW_LOG_INFO, 2000, "step %llu: taking over the lost leader's step: "

@@ -453,6 +453,20 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
     rebuild_abort(t, why);
 }
 
+/* Another live node of this node's stage trains at its step, in the run
+ * longer than this one (a copy's source: it may hold what this one lacks,
+ * the CheckFree+ replica). */
+static bool
+stage_mate(const struct sw_trainer *t)
+{
+    for (int i = 0; i < t->ndir; i++)
+        if (t->dir[i].stage == t->stage && t->dir[i].state == SW_REC_TRAINING &&
+            t->dir[i].step == t->step && t->phase == SW_PHASE_JOINING &&
+            memcmp(t->dir[i].pk, t->pk, 32))
+            return true;
+    return false;
+}
+
 /*
  * True when the empty stages (empty[S]) cannot be rebuilt by any node that
  * joins: a boundary stage (plain CheckFree has no replica of the embedding
@@ -491,9 +505,10 @@ lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t l
             return true;
         }
         if ((s == 0 || s == t->S - 1) && trainer_in_run(t) && !t->rep_have &&
-            t->stage == (s == 0 ? 1 : t->S - 2)) {
+            t->stage == (s == 0 ? 1 : t->S - 2) && !stage_mate(t)) {
             /* this node is the partner that should hold the replica, and holds none (it
-             * was copied or rebuilt after the boundary stage's last push) */
+             * was copied or rebuilt after the boundary stage's last push), nor
+             * does another node of its stage train (which may hold one) */
             snprintf(why, len, "lost stage %d: it owns the %s, and this node, of its partner "
                      "stage %d, holds no replica of it (no push came since this node got its "
                      "state); %s would recover it", s, s == 0 ? "embedding" : "final norm and LM "

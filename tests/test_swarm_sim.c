@@ -1451,6 +1451,12 @@ static const struct {
     {17923, "checkfree+ with a move and a stage killed: a churn stall (no step for 90 s)"},
     {4725, "churn: a stage-0 node that led a step, then copied its state again, kept its "
            "stale lead and replanned the step over another leader's plan: two states"},
+    {5506, "stage auto: nodes planned out of a step (another state) skipped to the next one "
+           "instead of copying: replicas diverged"},
+    {6811, "churn: a takeover without the step's plan split a stage's microbatches between a "
+           "node that had run them all and a newcomer: counted twice"},
+    {1186, "churn, checkfree+: a copied partner without the replica declared the run lost "
+           "while its source, at its step, held one"},
 };
 
 static void
