@@ -43,7 +43,10 @@
  * leader died in a step, the next stage-0 node takes the step over with its
  * plan; a stage 0 rebuilt in such a step plans it again as a replan
  * (TAKEOVER), since a PREPARE would restart the nodes still in it and leave
- * those past it a step ahead.
+ * those past it a step ahead.  Without the step's plan (the lost leader's)
+ * a takeover plans one node per stage, so that no stage's microbatches are
+ * split anew between nodes that ran some; one that found no node at the step
+ * for SW_LEAD_STALL_MS prepares the step instead.
  *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
