@@ -334,6 +334,18 @@ watch(struct sw_trainer *t)
 }
 
 void
+sw_lead_yield(struct sw_trainer *t, uint64_t step)
+{
+    struct sw_lead *L = &t->lead;
+
+    if (L->phase == SW_LEAD_IDLE || L->step != step)
+        return;
+    sw_log(SW_LOG_INFO, "step %llu: another node leads it now", (unsigned long long)step);
+    set_phase(t, SW_LEAD_IDLE);
+    L->led = false; /* it may inherit the step later, with the plan it runs */
+}
+
+void
 sw_lead_takeover(struct sw_trainer *t)
 {
     set_phase(t, SW_LEAD_TAKEOVER);
@@ -354,6 +366,7 @@ takeover(struct sw_trainer *t)
     struct sw_lead *L = &t->lead;
     const struct sw_peer_rec *seen = trainer_dir_find(t, t->pk), *first = NULL;
     uint64_t ver = t->now;
+    bool known;
 
     /* the others accept a GO from a stage-0 node they know: wait until
      * this node's training record is in the DHT (they scan as often) */
@@ -361,12 +374,18 @@ takeover(struct sw_trainer *t)
         trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);
         return;
     }
+    /* without the step's plan, the microbatches each node ran are unknown:
+     * one node per stage then, so that none is split between two nodes
+     * (the node planned takes them all; the others leave the step) */
+    known = t->st.plan.step == L->step && t->st.plan.cnt[0] > 0;
     round_new(t);
     slot_add(t, t->pk, t->ep, t->stage, t->cap, true);
     for (int i = 0, s = -1; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
         if (!memcmp(r->pk, t->pk, 32) || !sw_rec_training(r->state) ||
             (r->step != t->step && r->step != t->step + 1) || trainer_gone(t, r->pk))
+            continue;
+        if (!known && (r->stage == t->stage || r->stage == s))
             continue;
         /* one state per stage, as from READYs (see one_state): the records come
          * by stage then key, so the first of a stage sets its state's hash */
@@ -378,8 +397,7 @@ takeover(struct sw_trainer *t)
         slot_add(t, r->pk, r->ep, r->stage, r->cap, true);
     }
     L->led = true;
-    if (t->st.plan.step == L->step && t->st.plan.cnt[0] > 0 &&
-        (L->plan.step != L->step || t->st.plan.ver > L->plan.ver))
+    if (known && (L->plan.step != L->step || t->st.plan.ver > L->plan.ver))
         sw_plan_copy(&L->plan, &t->st.plan); /* the step's plan as this node knows it */
     if (!send_plan(t, ver)) {
         SW_LOG_RATELIMITED(SW_LOG_INFO, 2000, "step %llu: taking over the lost leader's step: "
@@ -626,6 +644,12 @@ sw_lead_tick(struct sw_trainer *t)
         watch(t);
         return SW_MIN(wake, now + SW_LEAD_PING_MS);
     }
+    if (running && sw_lead_expected(t)) {
+        /* another node leads (this one copied its state again, or a node
+         * with a lower key trains): its slots are stale from now on */
+        sw_lead_yield(t, L->step);
+        running = false;
+    }
     if (L->phase == SW_LEAD_PREPARING) {
         if (!sw_lead_is_leader(t) || t->step != L->step)
             set_phase(t, SW_LEAD_IDLE); /* see go() */
@@ -669,9 +693,17 @@ sw_lead_tick(struct sw_trainer *t)
         return wake;
     }
     L->step = t->step;
-    if (L->phase == SW_LEAD_TAKEOVER)
-        takeover(t);
-    else
+    if (L->phase == SW_LEAD_TAKEOVER && now - L->phase_ms > SW_LEAD_STALL_MS) {
+        /* a stage has had no node at the step (or one past it) for that
+         * long: its nodes are behind it, and only a PREPARE moves them
+         * (step.h: they copy again or skip to it) */
+        sw_log(SW_LOG_WARN, "step %llu: no plan of the lost leader's step for %d s: preparing it",
+               (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
         prepare(t);
+    } else if (L->phase == SW_LEAD_TAKEOVER) {
+        takeover(t);
+    } else {
+        prepare(t);
+    }
     return wake;
 }

@@ -4,8 +4,11 @@
  * of its own: requests go out through the trainer's env with tags, answers
  * come back through sw_lead_ready.
  *
- * Who leads: the stage-0 node with the lowest public key among the training
- * stage-0 nodes of this node's table.  For step s it sends PREPARE(s) to
+ * Who leads: the stage-0 node with the lowest public key among the live
+ * training stage-0 nodes of this node's table (sw_lead_expected).  Every
+ * node computes the same from the same records and takes PREPARE and GO
+ * only from it (or from the leader of the step in progress, step.h), so a
+ * stranger's PREPARE or GO, whatever its step, steers nothing.  For step s it sends PREPARE(s) to
  * every node of the table and waits for the answers (READY {step, ok}); it
  * then sends GO(s, plan) to the nodes that are ready.  Nodes of one stage
  * must hold one state (replicas are bit-identical): READY carries the
@@ -28,11 +31,22 @@
  * SW_LEAD_STALL_MS after its last plan is restarted: PREPARE of the same
  * step, which every node
  * in it (the leader too) answers by dropping what it did of the step and
- * starting afresh (step.h), then a new plan.  When the
+ * starting afresh (step.h), then a new plan; unless nodes of other stages
+ * are past the step (what they owed it died with a node): then it cannot be
+ * finished, and the leader skips it (sw_step_skip) and prepares the next.
+ * A stage-0 node behind nodes of other stages only (it copied the lost
+ * leader's state mid-step) plans its step as a TAKEOVER replan, so that
+ * the nodes past it replay; two steps behind, it resumes with its state at
+ * the step in progress (recover.h, sw_recover_own_state).  A node whose lead
+ * of a step another leader took over (a GO of it from that leader) yields
+ * it (sw_lead_yield).  When the
  * leader died in a step, the next stage-0 node takes the step over with its
  * plan; a stage 0 rebuilt in such a step plans it again as a replan
  * (TAKEOVER), since a PREPARE would restart the nodes still in it and leave
- * those past it a step ahead.
+ * those past it a step ahead.  Without the step's plan (the lost leader's)
+ * a takeover plans one node per stage, so that no stage's microbatches are
+ * split anew between nodes that ran some; one that found no node at the step
+ * for SW_LEAD_STALL_MS prepares the step instead.
  *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
@@ -97,6 +111,9 @@ const uint8_t *sw_lead_expected(struct sw_trainer *t);
 bool sw_lead_is_leader(struct sw_trainer *t);
 /* A READY (or the request's failure) for tag. */
 void sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m);
+/* Another node's plan of step came in (or another node leads): this node's
+ * lead of that step, if any, is over. */
+void sw_lead_yield(struct sw_trainer *t, uint64_t step);
 /* This stage 0 was rebuilt in a step whose leader died: plan it again. */
 void sw_lead_takeover(struct sw_trainer *t);
 /* Time-driven work; returns the next wake-up (absolute ms). */

@@ -45,6 +45,7 @@ void
 sw_recover_resync(struct sw_trainer *t)
 {
     t->rc.retry_ms = 0;
+    t->rc.wait_ms = 0;
     trainer_set_phase(t, SW_PHASE_SYNC);
 }
 
@@ -60,6 +61,7 @@ trained_from_here(struct sw_trainer *t, bool copied)
         trainer_fail(t, err, "data");
         return false;
     }
+    t->rc.wait_ms = 0;
     trainer_hash(t);
     sw_step_reset(t);
     trainer_set_phase(t, t->step >= (uint64_t)t->man->steps ? SW_PHASE_DONE
@@ -451,6 +453,20 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
     rebuild_abort(t, why);
 }
 
+/* Another live node of this node's stage trains at its step, in the run
+ * longer than this one (a copy's source: it may hold what this one lacks,
+ * the CheckFree+ replica). */
+static bool
+stage_mate(const struct sw_trainer *t)
+{
+    for (int i = 0; i < t->ndir; i++)
+        if (t->dir[i].stage == t->stage && t->dir[i].state == SW_REC_TRAINING &&
+            t->dir[i].step == t->step && t->phase == SW_PHASE_JOINING &&
+            memcmp(t->dir[i].pk, t->pk, 32))
+            return true;
+    return false;
+}
+
 /*
  * True when the empty stages (empty[S]) cannot be rebuilt by any node that
  * joins: a boundary stage (plain CheckFree has no replica of the embedding
@@ -489,9 +505,10 @@ lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t l
             return true;
         }
         if ((s == 0 || s == t->S - 1) && trainer_in_run(t) && !t->rep_have &&
-            t->stage == (s == 0 ? 1 : t->S - 2)) {
+            t->stage == (s == 0 ? 1 : t->S - 2) && !stage_mate(t)) {
             /* this node is the partner that should hold the replica, and holds none (it
-             * was copied or rebuilt after the boundary stage's last push) */
+             * was copied or rebuilt after the boundary stage's last push), nor
+             * does another node of its stage train (which may hold one) */
             snprintf(why, len, "lost stage %d: it owns the %s, and this node, of its partner "
                      "stage %d, holds no replica of it (no push came since this node got its "
                      "state); %s would recover it", s, s == 0 ? "embedding" : "final norm and LM "
@@ -589,20 +606,31 @@ plus_source(const struct sw_trainer *t, const struct sw_peer_rec **nb)
     return nb[t->stage == 0 || t->stage == t->S - 2 ? 1 : 0];
 }
 
+/* A source whose state came from a checkpoint itself (an adjacent stage
+ * lost with this one, restored a moment ago): this stage takes the same
+ * checkpoint rather than mix its older tensors into a rebuild. */
+static bool
+from_checkpoint(const struct sw_peer_rec *r)
+{
+    return r && !strcmp(r->rec_method, "checkpoint");
+}
+
 /* Can CheckFree(+) rebuild this stage now (DESIGN.md's order: before a
  * checkpoint)? */
 static bool
 rebuild_ready(struct sw_trainer *t)
 {
-    const struct sw_peer_rec *nb[2];
+    const struct sw_peer_rec *nb[2], *src;
     bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing, ok;
     char why[512];
 
     if (!empty)
         return false;
     neighbours(t, empty, nb, &syncing);
+    src = plus_source(t, nb);
     ok = !lost_for_good(t, empty, why, sizeof(why)) &&
-         (by_plus(t) ? plus_source(t, nb) != NULL : nb[0] && nb[1]);
+         (by_plus(t) ? src && !from_checkpoint(src)
+                     : nb[0] && nb[1] && !from_checkpoint(nb[0]) && !from_checkpoint(nb[1]));
     sw_free(empty);
     return ok;
 }
@@ -620,6 +648,19 @@ rebuild_tick(struct sw_trainer *t)
         return;
     neighbours(t, empty, nb, &syncing);
     t->rc.retry_ms = t->now + 500;
+    if (!t->rc.wait_ms)
+        t->rc.wait_ms = t->now;
+    if (syncing && t->now - t->rc.wait_ms > SW_LEAD_STALL_MS) {
+        /* a neighbour syncing for that long waits, perhaps, for this very
+         * stage (two adjacent newcomers): count its stage as empty */
+        for (int i = 0; i < t->ndir; i++)
+            if (t->dir[i].state == SW_REC_SYNCING &&
+                (t->dir[i].stage == t->stage - 1 || t->dir[i].stage == t->stage + 1))
+                empty[t->dir[i].stage] = true;
+        for (int i = 0; i < t->ndir; i++)
+            if (t->dir[i].state != SW_REC_SYNCING && memcmp(t->dir[i].pk, t->pk, 32))
+                empty[t->dir[i].stage] = false;
+    }
     if (lost_for_good(t, empty, why, sizeof(why)) && holds_own_state(t)) {
         sw_recover_own_state(t, why);
     } else if (lost_for_good(t, empty, why, sizeof(why))) {

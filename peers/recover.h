@@ -7,17 +7,20 @@
  * In SYNC, every tick (sw_recover_tick) looks at the table of the run:
  *   1. another node of the stage is training: copy its exact state (params,
  *      AdamW m and v, step; COPY);
- *   2. --from-checkpoint and no such node: the stage from the checkpoint
- *      (RESTORE; env->restore), at the checkpoint's step when the run
- *      restarts, at the step in progress when the run went on and lost this
- *      stage where CheckFree cannot rebuild it;
+ *   2. --from-checkpoint and no such node, when the run restarts (no node
+ *      has taken a step): the stage from the checkpoint (RESTORE;
+ *      env->restore) at the checkpoint's step;
  *   3. the run has not started: the run seed's initialisation;
  *   4. the run has started (or gone past this node's state) and no other
  *      node of the stage is training: CheckFree from both
  *      neighbours' parameters weighted by their last gradient norms, or
  *      under CheckFree+ a boundary stage from its partner's blocks and the
  *      replica it keeps (REBUILD), resuming the step in progress;
- *   5. two adjacent stages lost, or a boundary stage without CheckFree+:
+ *   5. --from-checkpoint, and CheckFree(+) cannot rebuild the stage now
+ *      (no sources, or a source whose state came from the checkpoint a
+ *      moment ago: an adjacent stage lost with this one): the checkpoint's
+ *      tensors at the step in progress (DESIGN.md's order);
+ *   6. two adjacent stages lost, or a boundary stage without CheckFree+:
  *      a node that still holds an older state of the stage resumes with it
  *      at the step in progress (sw_recover_own_state); with none the run
  *      stops (SW_EXIT_LOST) with a message naming the lost stages and what
@@ -55,6 +58,7 @@ struct sw_recover {
     size_t cap[2];           /* their sizes, floats */
     bool restore_tried;      /* --from-checkpoint: tried once */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
+    uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */
 };

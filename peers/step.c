@@ -1181,6 +1181,8 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
     msgpack_unpacked_destroy(&u);
     if (!from_leader(t, m, step))
         return;
+    if (memcmp(m->hdr.sender, t->pk, 32))
+        sw_lead_yield(t, step);
     p->step = step;
     p->ver = ver;
     if (step == t->step && s->phase >= SW_STEP_RUNNING && ver > s->plan.ver) {
@@ -1312,15 +1314,16 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
             return;
     }
     if (trainer_in_run(t) && !sw_step_busy(s) && step > t->step) {
-        if (stage_mate_past(t, t->step)) {
+        if (s->plan.step == t->step && sw_plan_find(&s->plan, t->stage, t->pk) >= 0 &&
+            !stage_mate_past(t, t->step)) {
+            /* planned in the step the leader went past (it skipped it), and
+             * no node of this stage is past it: a copy brings nothing new */
+            sw_step_skip(t, step, "the leader went past the step this node was planned in, and "
+                         "no other node of the stage is ahead");
+        } else {
             sw_log(SW_LOG_INFO, "behind the run (step %llu, run at %llu): copying state again",
                    (unsigned long long)t->step, (unsigned long long)step);
             sw_recover_resync(t);
-        } else {
-            /* no node of this stage is past it: a copy brings nothing
-             * new, and the run (its leader) went on without this step */
-            sw_step_skip(t, step, "the leader prepares a later step and no other node of "
-                         "the stage is ahead");
         }
     }
     sw_step_answer_prepare(t);

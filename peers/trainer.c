@@ -868,7 +868,7 @@ rebalance_check(struct sw_trainer *t)
 /* Out of the plan (it answered "not ready" and no step runs): the stage is
  * given up and the new one chosen; the caller sets it up, SYNC copies it. */
 static void
-move(struct sw_trainer *t)
+move(struct sw_trainer *t, bool rebalancing)
 {
     int from = t->stage, err;
 
@@ -890,8 +890,13 @@ move(struct sw_trainer *t)
     t->stage = t->move_to;
     t->move_to = -1;
     t->move_refused = false;
-    t->move_wait = true;
+    t->move_wait = rebalancing;
     t->imb_ms = 0;
+    if (!rebalancing) {
+        t->moved_from = -1; /* it had no state of the stage it left */
+        trainer_set_phase(t, SW_PHASE_CHOOSE);
+        return;
+    }
     t->moves++;
     {
         char f[96];
@@ -903,11 +908,16 @@ move(struct sw_trainer *t)
     trainer_set_phase(t, SW_PHASE_CHOOSE);
 }
 
+static void unstack(struct sw_trainer *t);
+
 static void
 rebalance(struct sw_trainer *t)
 {
     if (trainer_in_run(t))
         t->moved_from = -1; /* settled on its stage */
+    unstack(t);
+    if (t->phase == SW_PHASE_CHOOSE)
+        return;
     if (t->move_to < 0) {
         rebalance_check(t);
         return;
@@ -931,7 +941,73 @@ rebalance(struct sw_trainer *t)
             return;
         }
     }
-    move(t);
+    move(t, true);
+}
+
+/*
+ * --stage auto: two newcomers that chose at once (neither saw the other's
+ * record) may take one stage and leave another empty; the run cannot start
+ * or go on then.  When this node's stage has another node of the run and a
+ * stage has none, of the stage's nodes that may still move (syncing, or
+ * holding only the seed's state of a run that has not taken a step) the
+ * one with the highest key moves to the empty stage: exactly one, since
+ * every node reads the same records (a later round moves the next one if
+ * need be; the k-th by key k dead times later, in case those before it were
+ * started with --stage N).  Its own record must be in the table first (the
+ * others see it).
+ */
+static void
+unstack(struct sw_trainer *t)
+{
+    bool fresh = t->run_step == 0 && t->step == 0;
+    bool *have;
+    int others = 0, to = -1, rank = 0;
+
+    if (t->o.stage >= 0 || !t->ops || (t->trained && !fresh) || sw_step_busy(&t->st) ||
+        !(trainer_syncing(t) || trainer_in_run(t)) || t->phase == SW_PHASE_RESTORE ||
+        t->move_to >= 0 || !t->dir_ok ||
+        t->now - t->scan_ok_ms > 2000 || !trainer_dir_find(t, t->pk) ||
+        !(have = sw_calloc((size_t)t->S, sizeof(bool)))) {
+        t->unstack_ms = 0;
+        return;
+    }
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (!sw_rec_in_run(r->state) || trainer_gone(t, r->pk))
+            continue;
+        have[r->stage] = true;
+        if (r->stage != t->stage || !memcmp(r->pk, t->pk, 32))
+            continue;
+        others++;
+        /* a node of the stage that may move too, with a higher key: it
+         * moves first (a record does not say whether its node was started
+         * with --stage auto: one that was not never moves, so the next in
+         * rank moves a dead time later if the stage is still doubled) */
+        if ((r->state == SW_REC_SYNCING || (fresh && r->step == 0)) && memcmp(r->pk, t->pk, 32) > 0)
+            rank++;
+    }
+    for (int st = t->S - 1; st >= 0; st--)
+        if (!have[st])
+            to = st;
+    sw_free(have);
+    if (others == 0 || to < 0) {
+        t->unstack_ms = 0;
+        return;
+    }
+    if (!t->unstack_ms)
+        t->unstack_ms = t->now;
+    if (t->now - t->unstack_ms < (uint64_t)rank * (uint64_t)t->o.dead_ms)
+        return;
+    t->unstack_ms = 0;
+    {
+        char f[96];
+        snprintf(f, sizeof(f), "\"from\":%d,\"to\":%d,\"nodes\":%d", t->stage, to, others + 1);
+        sw_log_event(SW_LOG_INFO, "unstacked", f, "stage auto: stage %d has %d nodes and stage %d "
+                     "none: this one (the highest key that may move) takes stage %d", t->stage,
+                     others + 1, to, to);
+    }
+    t->move_to = to;
+    move(t, false);
 }
 
 /* LEAVING, STOPPING, DONE: the way out; true when nothing else is to do. */

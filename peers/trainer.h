@@ -47,6 +47,12 @@
  * from a live node).  Of the donor's nodes the one with the highest key
  * moves first; the next ones by key only if it did not (a --stage N node
  * is not movable), each a further hold later.
+ * Stage auto's race: two nodes that chose at once may share a stage and
+ * leave another empty; of a stage's nodes that may still move (syncing, or
+ * holding only the seed's state before the first step) the highest key
+ * takes the empty stage (unstack).  A node in the run, idle, behind a node
+ * of another stage and alone on its stage recovers the stage again after
+ * dead_ms (behind_alone: its copy's source died before it was planned).
  *   STOPPING  a signal or a failure: the step in progress is finished first
  *   LEAVING   the "leaving" record is being put
  *   CLOSED    the caller shuts down; exit_code says how
@@ -234,6 +240,7 @@ struct sw_trainer {
     uint64_t choose_ms;      /* CHOOSE: when the confirmation starts (after the delay) */
     uint64_t behind_ms;      /* TRAINING, idle, behind a finished run since (0: not) */
     uint64_t alone_ms;       /* in the run, idle, behind, alone on its stage since (0: not) */
+    uint64_t unstack_ms;     /* stage auto: its stage doubled, another empty, since (0: not) */
     bool trained;            /* was training once (a later copy is a catch-up) */
 
     /* discovery: the last scan of the stage keys, liveness */

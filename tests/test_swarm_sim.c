@@ -21,7 +21,13 @@
  * DHT is one directory of stage records with ttls, reached with a delay;
  * port probes are refused at killed nodes.  Nodes are killed (kill -9),
  * whole stages at once, two adjacent stages, the leader; newcomers join with
- * --stage auto, some with a killed node's key.
+ * --stage auto, some with a killed node's key.  Drawn apart from the rest
+ * of a scenario (so that the others stay what they were): a sixth start
+ * every node with --stage auto at once (the stage-choice race), a quarter
+ * have a stranger (a key in no record) send PREPARE(step + 1000) and a GO
+ * naming only itself to a live node every few seconds, an eighth churn (a
+ * node, a stage or the leader killed every 3-8 s, newcomers a little
+ * later).
  *
  * The model is a stub (tests/stub_model.h): the protocol is what is under
  * test; swarm == swarmsim parity stays with the multi-process tests.
@@ -39,6 +45,8 @@
  *     training for a while (copy first, DESIGN.md's order);
  *   - no stall: some node updates within SIM_STALL_MS of the last update or
  *     disturbance, until the run ends;
+ *   - a stranger's PREPARE or GO changes nothing at the node (its phase,
+ *     step, step phase, the PREPARE it answers);
  * and at the end: the run finished with every survivor at the last step and
  * exit 0, or it stopped with SW_EXIT_LOST where the lost stages really
  * could not be rebuilt (two adjacent stages, or a boundary stage without
@@ -61,7 +69,8 @@
 
 #define MAXN 48                  /* nodes of one scenario, newcomers included */
 #define T0 1000000ull            /* the clock's start (ms) */
-#define SIM_STALL_MS 90000       /* no update this long after a disturbance: a stall */
+#define SIM_STALL_MS 45000       /* no update this long after a disturbance: a stall (the
+                                    leader restarts or skips a step after 30 s) */
 #define SIM_END_MS 900000        /* a scenario's time limit */
 #define DHT_MS 5                 /* one way to the DHT, at least */
 #define SIM_MAX_EVENTS 4000000   /* more in one scenario: a livelock */
@@ -117,6 +126,7 @@ struct simnode {
     int installs;                /* stub installs seen */
     uint64_t train_since;        /* in TRAINING since (0: not) */
     int partition;               /* > 0: cut off from everyone (the group) */
+    bool rogue;                  /* a stranger's key: no trainer, it only sends */
 };
 
 struct scenario {
@@ -126,12 +136,18 @@ struct scenario {
     double delay_ms, jitter, rate, loss, cost_ms; /* rate: bytes per ms */
     int dead_ms;
     bool balance;            /* [balance] on, short hold and cool-down; imbalanced, movable */
-    char what[512];
+    bool auto_start;         /* the first nodes too choose their stages (--stage auto) at once */
+    bool hostile;            /* a stranger sends PREPARE(step + 1000) and GO now and then */
+    bool churn;              /* kills of nodes, stages and the leader every few seconds */
+    char what[640];
 };
 
 /* What the scenarios did (figures for the log). */
 struct stats {
     uint64_t events, updates, recoveries[4], kills, newcomers, partials, stopped_lost, sim_ms;
+    uint64_t hostile;        /* a stranger's PREPAREs and GOs delivered */
+    uint64_t max_gap_ms;     /* the longest time without an update (but for a stopped run) */
+    uint64_t max_gap_seed;
     uint64_t stale_ready, moves, balance_runs;
 };
 
@@ -139,6 +155,8 @@ struct sim {
     struct scenario sc;
     struct sw_manifest man;
     uint64_t now, seq, rng;
+    uint64_t xrng;               /* the hostile's and the churn's draws (apart from rng) */
+    int rogue;                   /* the stranger's slot (-1: none) */
     struct event *heap;
     size_t nheap, capheap;
     struct simnode node[MAXN];
@@ -694,6 +712,20 @@ deliver(struct sim *s, struct simnode *n, struct event *e)
     memcpy(tm.route.id, &m->from, sizeof(m->from));
     tm.route.len = sizeof(m->from);
     tm.route.rid = m->rid;
+    if (s->node[m->from].rogue) {
+        /* a stranger's PREPARE or GO: counted and dropped, nothing else */
+        uint64_t step = n->t.step;
+        int phase = n->t.phase, sphase = n->t.st.phase;
+        s->st.hostile++;
+        sw_trainer_input(&n->t, s->now, &tm);
+        if (n->t.step != step || n->t.phase != phase || n->t.st.phase != sphase ||
+            !memcmp(n->t.st.prep.pk, s->node[m->from].pk, 32))
+            fail(s, "node %d took a stranger's %s (phase %s -> %s, step %llu -> %llu)", n->id,
+                 m->type == SW_MSG_GO ? "GO" : "PREPARE", sw_phase_name(phase),
+                 sw_phase_name(n->t.phase), (unsigned long long)step,
+                 (unsigned long long)n->t.step);
+        return;
+    }
     if (m->type == SW_MSG_GO || m->type == SW_MSG_PREPARE)
         check_barrier(s, m);
     sw_trainer_input(&n->t, s->now, &tm);
@@ -824,7 +856,7 @@ run_event(struct sim *s, struct event *e)
 /* ---- scenarios ---- */
 
 enum { ACT_KILL_NODE, ACT_KILL_STAGE, ACT_KILL_ADJACENT, ACT_KILL_LEADER, ACT_NEWCOMER,
-       ACT_RESTART, ACT_CUT, ACT_HEAL, ACT_REFILL };
+       ACT_RESTART, ACT_CUT, ACT_HEAL, ACT_REFILL, ACT_HOSTILE, ACT_CHURN };
 
 /* A live, unclosed node of stage st (the k-th), or NULL. */
 static struct simnode *
@@ -871,6 +903,70 @@ refill(struct sim *s, uint64_t within, uint64_t rounds)
                                .b = rounds - 1});
 }
 
+static bool all_closed(struct sim *s);
+
+/*
+ * The stranger (a key in no record, no plan): PREPARE of a step 1000 past
+ * the run's, and a GO of a live node's own step naming only itself, to a
+ * live node; the next one a few seconds later.  deliver() checks that
+ * neither changes anything at the node.
+ */
+static void
+hostile(struct sim *s)
+{
+    struct simnode *r = &s->node[s->rogue], *n = NULL;
+    uint64_t max = 0;
+    int live = 0, k;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    struct msg *m;
+
+    if (all_closed(s))
+        return;
+    push(s, (struct event){.t = s->now + 1000 + sw_splitmix64(&s->xrng) % 4000,
+                           .kind = EV_ACTION, .a = ACT_HOSTILE});
+    for (int i = 0; i < s->nnode; i++)
+        if (s->node[i].alive && !s->node[i].closed && s->node[i].have_stub) {
+            live++;
+            max = SW_MAX(max, s->node[i].t.step);
+        }
+    if (!live)
+        return;
+    k = (int)(sw_splitmix64(&s->xrng) % (uint64_t)live);
+    for (int i = 0; i < s->nnode && !n; i++)
+        if (s->node[i].alive && !s->node[i].closed && s->node[i].have_stub && !k--)
+            n = &s->node[i];
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    sw_proto_pack_key(&pk, "step");
+    msgpack_pack_uint64(&pk, max + 1000);
+    m = msg_new(r->id, n->id, SW_MSG_PREPARE, sb.data, sb.size, NULL);
+    m->rid = UINT32_MAX; /* a request (its READY, if any, goes nowhere) */
+    post(s, m, 0);
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 3);
+    sw_proto_pack_key(&pk, "step");
+    msgpack_pack_uint64(&pk, n->t.step);
+    sw_proto_pack_key(&pk, "ver");
+    msgpack_pack_uint64(&pk, 1ull << 40);
+    sw_proto_pack_key(&pk, "plan");
+    msgpack_pack_array(&pk, (size_t)s->sc.S);
+    for (int st = 0; st < s->sc.S; st++) {
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 3);
+        sw_proto_pack_key(&pk, "pk");
+        sw_proto_pack_bin(&pk, r->pk, 32);
+        sw_proto_pack_key(&pk, "ep");
+        sw_proto_pack_str(&pk, r->ep);
+        sw_proto_pack_key(&pk, "w");
+        msgpack_pack_double(&pk, 1);
+    }
+    m = msg_new(r->id, n->id, SW_MSG_GO, sb.data, sb.size, NULL);
+    post(s, m, 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void
 action(struct sim *s, struct event *e)
 {
@@ -902,7 +998,7 @@ action(struct sim *s, struct event *e)
         return;
     case ACT_RESTART:
         for (int i = 0; i < s->nnode && !n; i++)
-            if (!s->node[i].alive)
+            if (!s->node[i].alive && !s->node[i].rogue)
                 n = &s->node[i];
         if (n) {
             s->st.newcomers++;
@@ -925,6 +1021,23 @@ action(struct sim *s, struct event *e)
     case ACT_REFILL:
         if (!s->st.stopped_lost)
             refill(s, 6000, e->b);
+        return;
+    case ACT_HOSTILE:
+        hostile(s);
+        return;
+    case ACT_CHURN:
+        /* kill a node, a stage or the leader, and come back in a few seconds */
+        if (s->st.stopped_lost || all_closed(s))
+            return;
+        push(s, (struct event){.t = s->now + 3000 + sw_splitmix64(&s->xrng) % 5000,
+                               .kind = EV_ACTION, .a = ACT_CHURN});
+        {
+            uint64_t r = sw_splitmix64(&s->xrng);
+            int k = (int)(r % 10);
+            e->a = k < 5 ? ACT_KILL_NODE : k < 8 ? ACT_KILL_STAGE : ACT_KILL_LEADER;
+            e->b = r >> 8;
+            action(s, e);
+        }
         return;
     }
     if (n && s->verbose)
@@ -991,8 +1104,19 @@ draw_scenario(struct sim *s, uint64_t seed)
             c->steps += 40;
         }
     }
-    snprintf(c->what, sizeof(c->what), "S=%d%s M=%d steps=%d%s reps=", c->S,
-             c->plus ? " checkfree+" : "", c->M, c->steps, c->balance ? " balance" : "");
+    /* a sixth start with --stage auto, a quarter have a stranger sending
+     * PREPARE and GO, an eighth churn (drawn apart too) */
+    {
+        uint64_t b = seed ^ 0x2545f4914f6cdd1dull;
+        b = sw_splitmix64(&b);
+        c->auto_start = b % 6 == 0;
+        c->hostile = (b >> 8) % 4 == 0;
+        c->churn = (b >> 16) % 8 == 0;
+        s->xrng = b;
+    }
+    snprintf(c->what, sizeof(c->what), "S=%d%s M=%d steps=%d%s%s%s%s reps=", c->S,
+             c->plus ? " checkfree+" : "", c->M, c->steps, c->balance ? " balance" : "",
+             c->auto_start ? " auto" : "", c->hostile ? " hostile" : "", c->churn ? " churn" : "");
     for (int st = 0; st < c->S; st++)
         snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what), "%d", c->reps[st]);
     snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what),
@@ -1130,6 +1254,8 @@ sim_release(struct sim *s)
     }
     s->st.balance_runs += s->sc.balance;
     for (int i = 0; i < s->nnode; i++) {
+        if (s->node[i].rogue)
+            continue;
         sw_trainer_release(&s->node[i].t);
         if (s->node[i].have_stub)
             sw_stub_release(&s->node[i].stub);
@@ -1192,8 +1318,24 @@ run(uint64_t seed, int verbose, struct stats *out_stats)
         s->hash_node[i] = -1;
     for (int st = 0; st < s->sc.S; st++)
         for (int r = 0; r < s->sc.reps[st]; r++)
-            node_add(s, st, NULL);
+            node_add(s, s->sc.auto_start ? -1 : st, NULL);
     draw_disturbances(s);
+    s->rogue = -1;
+    if (s->sc.hostile && s->nnode < MAXN) {
+        struct simnode *r = &s->node[s->nnode];
+        memset(r, 0, sizeof(*r));
+        r->id = s->rogue = s->nnode++;
+        r->used = r->rogue = true; /* never alive: what is sent to it is dropped */
+        for (int i = 0; i < 4; i++) {
+            uint64_t x = sw_splitmix64(&s->xrng);
+            memcpy(r->pk + 8 * i, &x, 8);
+        }
+        snprintf(r->ep, sizeof(r->ep), "sim://%d", r->id);
+        push(s, (struct event){.t = s->now + 1500, .kind = EV_ACTION, .a = ACT_HOSTILE});
+    }
+    if (s->sc.churn)
+        push(s, (struct event){.t = s->now + 3000 + sw_splitmix64(&s->xrng) % 5000,
+                               .kind = EV_ACTION, .a = ACT_CHURN});
     s->last_update = s->last_disturb = s->now;
     while (s->nheap && !s->failed) {
         struct event e = pop(s);
@@ -1213,6 +1355,11 @@ run(uint64_t seed, int verbose, struct stats *out_stats)
         if (!was_lost && s->st.stopped_lost && !lost_for_good(s))
             fail(s, "a node stopped the run (exit %d) though no lost stage was beyond "
                  "rebuilding", SW_EXIT_LOST);
+        if (!s->st.stopped_lost && !all_closed(s) &&
+            s->now - SW_MAX(s->last_update, s->last_disturb) > s->st.max_gap_ms) {
+            s->st.max_gap_ms = s->now - SW_MAX(s->last_update, s->last_disturb);
+            s->st.max_gap_seed = seed;
+        }
         if (!s->st.stopped_lost && !all_closed(s) &&
             s->now - SW_MAX(s->last_update, s->last_disturb) > SIM_STALL_MS)
             fail(s, "no step for %d s", SIM_STALL_MS / 1000);
@@ -1234,6 +1381,11 @@ out:
         out_stats->newcomers += s->st.newcomers;
         out_stats->partials += s->st.partials;
         out_stats->stopped_lost += s->st.stopped_lost ? 1 : 0;
+        out_stats->hostile += s->st.hostile;
+        if (s->st.max_gap_ms > out_stats->max_gap_ms) {
+            out_stats->max_gap_ms = s->st.max_gap_ms;
+            out_stats->max_gap_seed = s->st.max_gap_seed;
+        }
         for (int i = 0; i < 4; i++)
             out_stats->recoveries[i] += s->st.recoveries[i];
         out_stats->sim_ms += s->now - T0;
@@ -1297,6 +1449,14 @@ static const struct {
     {16675, "a replan after the leader died moved a microbatch that one live replica had run "
             "to another: counted twice"},
     {17923, "checkfree+ with a move and a stage killed: a churn stall (no step for 90 s)"},
+    {4725, "churn: a stage-0 node that led a step, then copied its state again, kept its "
+           "stale lead and replanned the step over another leader's plan: two states"},
+    {5506, "stage auto: nodes planned out of a step (another state) skipped to the next one "
+           "instead of copying: replicas diverged"},
+    {6811, "churn: a takeover without the step's plan split a stage's microbatches between a "
+           "node that had run them all and a newcomer: counted twice"},
+    {1186, "churn, checkfree+: a copied partner without the replica declared the run lost "
+           "while its source, at its step, held one"},
 };
 
 static void
@@ -1351,14 +1511,17 @@ main(int argc, char **argv)
              "%llu kills, %llu newcomers; recoveries: %llu copies, %llu checkfree, %llu "
              "checkfree+; %llu runs stopped (lost for good); %llu updates without a gone "
              "replica's share; %llu late READYs of an earlier round dropped; %llu moves "
-             "in %llu rebalancing scenarios",
+             "in %llu rebalancing scenarios; %llu PREPAREs and GOs of a stranger dropped; "
+             "longest time without an update after a disturbance %.1f s (seed %llu)",
              runs, (unsigned long long)first, (unsigned long long)stats.events,
              stats.sim_ms / 1000.0, (unsigned long long)stats.updates,
              (unsigned long long)stats.kills, (unsigned long long)stats.newcomers,
              (unsigned long long)stats.recoveries[1], (unsigned long long)stats.recoveries[2],
              (unsigned long long)stats.recoveries[3], (unsigned long long)stats.stopped_lost,
              (unsigned long long)stats.partials, (unsigned long long)stats.stale_ready,
-             (unsigned long long)stats.moves, (unsigned long long)stats.balance_runs);
+             (unsigned long long)stats.moves, (unsigned long long)stats.balance_runs,
+             (unsigned long long)stats.hostile, stats.max_gap_ms / 1000.0,
+             (unsigned long long)stats.max_gap_seed);
     tap_ok(failed == 0, "%d seeded scenarios kept the invariants (%d failed; replay one with "
            "--seed N --verbose)", runs, failed);
     if (with_pinned) {
