@@ -1,5 +1,5 @@
 #!/bin/sh
-# t0394: with --from-checkpoint, CheckFree still comes first (DESIGN.md,
+# t0396: with --from-checkpoint, CheckFree still comes first (DESIGN.md,
 # "Recovery, in order of preference"; swarmd(1) Failures).  A 4-stage run
 # whose nodes were started with --from-checkpoint DIR beside a keeper saving
 # into DIR every 10 steps, as swarmd(1)'s EXAMPLES recommend; once DIR holds
