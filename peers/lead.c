@@ -184,8 +184,12 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
             sw_proto_get_bool(&u.data, "ok", &ok) == 0 && step == L->step && stage < (uint64_t)t->S)
             p->ok = ok;
         if (sw_proto_get_bin(&u.data, "hash", &h, &hl) == 0) {
+            char hx[17];
             memcpy(p->hash, h, 32);
             p->have_hash = true;
+            /* what its stage's state is at the step: an attestation (live.h) */
+            sw_identity_hex(hx, p->hash, 8);
+            sw_live_attest(&t->live, p->pk, p->stage, L->step, hx);
         }
         msgpack_unpacked_destroy(&u);
     }

@@ -458,7 +458,9 @@ confirm(struct sw_trainer *t)
             sw_live_probe(&t->live, t->now, l, r->ep);
         sw_live_ping(&t->live, t->now, r->pk, r->ep, r->stage, 0);
     }
-    return nwait;
+    /* the unproven records being tried for the first time (live.h, Proof):
+     * the table holds only proven ones */
+    return nwait + t->nproving;
 }
 
 /* Each stage's "nodes/tokens-per-s", blank-separated, into buf (for the
@@ -565,16 +567,66 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
     }
     n = sw_live_scan(&t->live, now, recs, SW_MIN(n, SW_PROTO_MAX_NODES), gone, ngone,
                      SW_TRAINER_SCAN_MS, alive);
-    memcpy(t->dir, alive, (size_t)n * sizeof(*alive));
-    t->ndir = n;
+    /* only records whose node proved it serves their endpoint count (live.h,
+     * Proof), and none of a source whose copy was refused lately (recover.h) */
+    t->nproving = sw_live_prove(&t->live, now, alive, n);
+    t->ndir = t->nunproven = 0;
+    for (int i = 0; i < n; i++) {
+        const struct sw_peer_rec *r = &alive[i];
+        if (!sw_live_proven(&t->live, r->pk, r->ep)) {
+            t->nunproven++;
+            continue;
+        }
+        if (memcmp(r->pk, t->pk, 32) && sw_recover_distrusted(t, r->pk))
+            continue;
+        if (sw_rec_has_state(r->state) && r->hash[0])
+            sw_live_attest(&t->live, r->pk, r->stage, r->step, r->hash);
+        t->dir[t->ndir++] = *r;
+    }
+    if (t->nunproven)
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 30000, "%d stage records are unproven (their node has not "
+                           "answered a ping at their endpoint yet): not counted", t->nunproven);
     t->scan_ok_ms = now;
     if (trainer_in_run(t))
-        for (int i = 0; i < n; i++)
-            if (sw_rec_training(alive[i].state))
-                t->seen_stage[alive[i].stage] = true;
-    if (max_step > t->run_step)
-        t->run_step = max_step;
-    t->dir_ok = true;
+        for (int i = 0; i < t->ndir; i++)
+            if (sw_rec_training(t->dir[i].state))
+                t->seen_stage[t->dir[i].stage] = true;
+    /* the run's step as the proven records tell, a record counting only at
+     * a step another node (this one included) reached too, or one more (a
+     * record claiming a step far ahead is no evidence); the scan's max_step
+     * (the leaving ones' too) only when a proven node left, or no other node
+     * is proven (the run left: a newcomer must not take it for one not
+     * started) */
+    {
+        uint64_t rs = t->step;
+        bool take_max = true;
+        for (int i = 0; i < t->ndir; i++) {
+            const struct sw_peer_rec *r = &t->dir[i];
+            uint64_t others = t->step;
+            if (!memcmp(r->pk, t->pk, 32))
+                continue;
+            take_max = false;
+            for (int j = 0; j < t->ndir; j++)
+                if (j != i && memcmp(t->dir[j].pk, t->pk, 32))
+                    others = SW_MAX(others, t->dir[j].step);
+            if (r->step <= others + 1)
+                rs = SW_MAX(rs, r->step);
+        }
+        for (int i = 0; i < ngone && !take_max; i++) {
+            struct sw_live_peer *p = sw_live_find(&t->live, gone[i]);
+            take_max = p && p->proven;
+        }
+        if (take_max)
+            rs = SW_MAX(rs, max_step);
+        if (rs > t->run_step)
+            t->run_step = rs;
+    }
+    if (!t->scan1_ms)
+        t->scan1_ms = now;
+    /* ready once every record was tried once (a newcomer that saw no
+     * proven node yet must not take the run for one not started) */
+    if (!t->nproving || now - t->scan1_ms > (uint64_t)t->o.dead_ms + SW_TRAINER_SCAN_MS)
+        t->dir_ok = true;
 }
 
 void
@@ -630,6 +682,9 @@ sw_trainer_response(struct sw_trainer *t, uint64_t now, uint64_t tag, int status
         break;
     case SW_TAG_FETCH:
         sw_recover_fetched(t, v, status, m);
+        break;
+    case SW_TAG_ATTEST:
+        sw_recover_attest_answer(t, v, status, m);
         break;
     }
 }
