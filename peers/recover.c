@@ -144,7 +144,7 @@ copy_others(struct sw_trainer *t, const uint8_t *src, uint64_t *max_step)
 {
     int n = 0;
 
-    *max_step = 0;
+    *max_step = t->hash[0] ? t->step : 0;
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
         if (!memcmp(r->pk, t->pk, 32) || !memcmp(r->pk, src, 32) || trainer_gone(t, r->pk) ||
@@ -234,8 +234,8 @@ copy_refuse(struct sw_trainer *t, const char *why)
     t->rc.retry_ms = t->now + SW_TRAINER_SCAN_MS;
 }
 
-/* The attestations of others than src for (stage, step): agreeing with
- * hash, and not (one per node: live.h keeps what each said). */
+/* The attestations of others than src (and than sources refused lately)
+ * for (stage, step): agreeing with hash, and not. */
 static void
 attest_count(struct sw_trainer *t, const uint8_t *src, uint64_t step, const char *hash,
              int *agree, int *disagree)
@@ -245,8 +245,9 @@ attest_count(struct sw_trainer *t, const uint8_t *src, uint64_t step, const char
     *agree = *disagree = 0;
     for (int i = 0; i < lv->natt; i++) {
         const struct sw_live_attest *a = &lv->att[i];
-        if (a->stage != t->stage || a->step != step || !memcmp(a->pk, src, 32))
-            continue;
+        if (a->stage != t->stage || a->step != step || !memcmp(a->pk, src, 32) ||
+            sw_recover_distrusted(t, a->pk) || sw_live_banned(lv, a->pk, t->now))
+            continue; /* a source refused lately vouches for nothing */
         if (!strcmp(a->hash, hash))
             (*agree)++;
         else
@@ -348,7 +349,10 @@ copy_verify(struct sw_trainer *t)
         copy_accept(t, "the stage's only other node: no one else can attest it");
         return;
     }
-    if (t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
+    /* a source far ahead of every other node (records lag by a publication:
+     * SW_RECOVER_AHEAD steps is far) is refused at once */
+    if (src->step <= max_step + SW_RECOVER_AHEAD &&
+        t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
         copy_ask(t);
         return;
     }

@@ -68,6 +68,7 @@ struct sw_restore;
 
 #define SW_RECOVER_ATTEST_MS(dead_ms) (2 * (uint64_t)(dead_ms)) /* the wait for an attestation */
 
+#define SW_RECOVER_AHEAD 16           /* a source this far ahead of the run is refused at once */
 #define SW_RECOVER_HIST 64             /* steps whose hash a node can tell */
 #define SW_RECOVER_DISTRUST 8          /* sources refused, kept */
 #define SW_RECOVER_DISTRUST_MS 30000   /* how long one is not copied from */

@@ -591,35 +591,46 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
         for (int i = 0; i < t->ndir; i++)
             if (sw_rec_training(t->dir[i].state))
                 t->seen_stage[t->dir[i].stage] = true;
-    /* the run's step as the proven records tell, a record counting only at
-     * a step another node (this one included) reached too, or one more (a
-     * record claiming a step far ahead is no evidence); the scan's max_step
-     * (the leaving ones' too) only when a proven node left, or no other node
-     * is proven (the run left: a newcomer must not take it for one not
-     * started) */
+    /*
+     * The run's step as the proven records tell.  A record's step is
+     * corroborated when another node (this one included) reached it too;
+     * the corroborated steps, this node's own and, when two proven nodes
+     * left (one: when it is one past), the leaving records' max_step (the
+     * run's end), or max_step when no other node is proven once every record
+     * was tried (the run left: a newcomer must not take it for one not
+     * started), only ever grow (run_mono).  A lone record's claim counts
+     * while it is in the table (a source whose copy was refused drops out),
+     * and never as the run's end.
+     */
     {
-        uint64_t rs = t->step;
-        bool take_max = true;
+        uint64_t mono = SW_MAX(t->run_mono, t->step), claim = 0;
+        bool alone = true;
+        int left = 0;
         for (int i = 0; i < t->ndir; i++) {
             const struct sw_peer_rec *r = &t->dir[i];
             uint64_t others = t->step;
             if (!memcmp(r->pk, t->pk, 32))
                 continue;
-            take_max = false;
+            alone = false;
             for (int j = 0; j < t->ndir; j++)
                 if (j != i && memcmp(t->dir[j].pk, t->pk, 32))
                     others = SW_MAX(others, t->dir[j].step);
-            if (r->step <= others + 1)
-                rs = SW_MAX(rs, r->step);
+            claim = SW_MAX(claim, r->step);
+            if (r->step <= others)
+                mono = SW_MAX(mono, r->step);
         }
-        for (int i = 0; i < ngone && !take_max; i++) {
+        if (alone && !t->nproving)
+            mono = SW_MAX(mono, max_step);
+        for (int i = 0; i < ngone; i++) {
             struct sw_live_peer *p = sw_live_find(&t->live, gone[i]);
-            take_max = p && p->proven;
+            left += p && p->proven;
         }
-        if (take_max)
-            rs = SW_MAX(rs, max_step);
-        if (rs > t->run_step)
-            t->run_step = rs;
+        if (left >= 2 || (left && max_step <= mono + 1))
+            mono = SW_MAX(mono, max_step);
+        t->run_mono = mono;
+        if (claim >= (uint64_t)t->man->steps)
+            claim = t->man->steps ? (uint64_t)t->man->steps - 1 : 0;
+        t->run_step = SW_MAX(mono, claim);
     }
     if (!t->scan1_ms)
         t->scan1_ms = now;

@@ -254,6 +254,7 @@ struct sw_trainer {
     struct sw_live live;
     int nunproven;           /* records of the last scan left out: unproven (live.h, Proof) */
     int nproving;            /* of them, being tried for the first time */
+    uint64_t run_mono;       /* the run's step as corroborated records told (trainer.c) */
     uint64_t scan1_ms;       /* the first scan's end (0: none yet) */
 
     /* the step, the leader, recovery */
