@@ -69,7 +69,7 @@ round_new(struct sw_trainer *t)
     t->lead.nslot = t->lead.nwait = 0;
 }
 
-/* GO(step, ver, plan) to the nodes planned (slots ok); false when a stage has none. */
+/* GO(step, ver, plan, att) to the nodes planned (slots ok); false when a stage has none. */
 static bool
 send_plan(struct sw_trainer *t, uint64_t ver)
 {
@@ -88,13 +88,27 @@ send_plan(struct sw_trainer *t, uint64_t ver)
         if (!L->slot[i].ok)
             continue;
         sw_body_init(b);
-        msgpack_pack_map(&b->pk, 3);
+        msgpack_pack_map(&b->pk, 4);
         sw_proto_pack_key(&b->pk, "step");
         msgpack_pack_uint64(&b->pk, L->step);
         sw_proto_pack_key(&b->pk, "ver");
         msgpack_pack_uint64(&b->pk, ver);
         sw_proto_pack_key(&b->pk, "plan");
         sw_plan_pack(&b->pk, &L->plan);
+        /* the attestation: each stage's parameter hash at the step, as its
+         * planned nodes said in READY (nil: not known here; recover.h) */
+        sw_proto_pack_key(&b->pk, "att");
+        msgpack_pack_array(&b->pk, (size_t)t->S);
+        for (int st = 0; st < t->S; st++) {
+            const struct sw_lead_slot *h = NULL;
+            for (int j = 0; j < L->nslot && !h; j++)
+                if (L->slot[j].ok && L->slot[j].have_hash && L->slot[j].stage == st)
+                    h = &L->slot[j];
+            if (h)
+                sw_proto_pack_bin(&b->pk, h->hash, 32);
+            else
+                msgpack_pack_nil(&b->pk);
+        }
         trainer_send(t, L->slot[i].ep, SW_MSG_GO, NULL, 0);
     }
     L->ver = ver;

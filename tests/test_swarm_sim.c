@@ -1716,7 +1716,7 @@ main(int argc, char **argv)
         for (int k = 0; k < 3; k++)
             bad += hostile_run(k, verbose) < 0;
         tap_ok(bad == 0, "hostile records and a stranger's node (fake records with dead "
-               "endpoints; zero weights one step ahead; step + 1000): %d of 3 failed "
+               "endpoints; zero weights 2 steps ahead; step + 1000): %d of 3 failed "
                "(replay one with --hostile K)", bad);
     }
     return tap_done();
