@@ -25,7 +25,7 @@ swarmctl_CPPFLAGS = $(sw_peers_cppflags)
 swarmctl_LDADD = $(sw_peers_ldadd)
 
 check_PROGRAMS += tests/test_manifest tests/test_plan tests/test_peers_foreign \
-	tests/test_peers_rogue tests/test_ckptnet
+	tests/test_peers_rogue tests/test_ckptnet tests/test_peers_records
 tests_test_manifest_SOURCES = tests/test_manifest.c tests/tap.h
 tests_test_manifest_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_manifest_LDADD = $(sw_peers_ldadd)
@@ -53,7 +53,7 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh \
 	tests/t0310-replicas.sh tests/t0320-stage-auto.sh \
 	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
 	tests/t0355-kill-checkfree-plus.sh tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh \
-	tests/t0380-rogue.sh \
+	tests/t0380-rogue.sh tests/t0381-fake-records.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
 	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0395-netns.sh \
 	tests/t0398-rebalance.sh
@@ -77,6 +77,9 @@ tests_test_peers_foreign_LDADD = $(sw_peers_ldadd)
 tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c
 tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)
+tests_test_peers_records_SOURCES = tests/test_peers_records.c
+tests_test_peers_records_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_peers_records_LDADD = $(sw_peers_ldadd)
 EXTRA_DIST += bench/recovery_bench.sh bench/rebalance_bench.sh
 
 # swarmd --config FILE (peers/cfgfile.h), swarmd.conf(5); the operators' kit
