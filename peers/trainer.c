@@ -598,9 +598,9 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
      * left (one: when it is one past), the leaving records' max_step (the
      * run's end), or max_step when no other node is proven once every record
      * was tried (the run left: a newcomer must not take it for one not
-     * started), only ever grow (run_mono).  A lone record's claim counts
-     * while it is in the table (a source whose copy was refused drops out),
-     * and never as the run's end.
+     * started), only ever grow (run_mono).  A lone record's claim counts,
+     * for a node not in the run yet, while it is in the table (a source
+     * whose copy was refused drops out), and never as the run's end.
      */
     {
         uint64_t mono = SW_MAX(t->run_mono, t->step), claim = 0;
@@ -630,7 +630,9 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
         t->run_mono = mono;
         if (claim >= (uint64_t)t->man->steps)
             claim = t->man->steps ? (uint64_t)t->man->steps - 1 : 0;
-        t->run_step = SW_MAX(mono, claim);
+        /* a node in the run follows corroborated steps only: a lone record
+         * ahead does not make it copy its state again */
+        t->run_step = trainer_in_run(t) ? mono : SW_MAX(mono, claim);
     }
     if (!t->scan1_ms)
         t->scan1_ms = now;

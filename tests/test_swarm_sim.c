@@ -1479,7 +1479,8 @@ hostile_deliver(struct sim *s, struct simnode *n, const struct msg *m)
  *      under a stage-0 record two steps ahead of the real node: a newcomer
  *      of stage 0 refuses its copy, and copies the real node's;
  *   2  the same stranger claiming step + 1000: no node copies from it and
- *      the run trains on.
+ *      the run trains on;
+ * in 1 and 2 no node of the run even tries to copy its state again.
  */
 static int
 hostile_run(int kind, int verbose)
@@ -1579,9 +1580,11 @@ hostile_run(int kind, int verbose)
                  (!n->t.trained || n->t.rc.copies_refused < 1 || n->t.stage != 0))
             fail(s, "the stage-0 newcomer trained %d, refused %llu copies", n->t.trained,
                  (unsigned long long)n->t.rc.copies_refused);
-        else if (kind == 2 && i < first_new - 1 && n->t.recoveries)
-            fail(s, "node %d recovered its stage %llu times", n->id,
-                 (unsigned long long)n->t.recoveries);
+        else if (i < first_new - 1 && (n->t.recoveries || n->t.rc.copies_refused))
+            fail(s, "node %d of the run recovered its stage %llu times, refused %llu copies "
+                 "(a lone record ahead made it copy again)", n->id,
+                 (unsigned long long)n->t.recoveries,
+                 (unsigned long long)n->t.rc.copies_refused);
     }
     if (s->failed && verbose)
         dump(s);
