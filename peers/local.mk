@@ -53,7 +53,7 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh \
 	tests/t0310-replicas.sh tests/t0320-stage-auto.sh \
 	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
 	tests/t0355-kill-checkfree-plus.sh tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh \
-	tests/t0380-rogue.sh tests/t0381-fake-records.sh \
+	tests/t0380-rogue.sh tests/t0381-fake-records.sh tests/t0382-zero-weights.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
 	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0395-netns.sh \
 	tests/t0398-rebalance.sh

@@ -15,7 +15,7 @@ start_swarm n 0 "1 --metrics 127.0.0.1:0" 2 3
 wait_steps 60 "$TMP/n3.log" 5
 # a port where nobody listens
 DEAD=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-start_bg "$TMP/fakes.log" "$BUILD/tests/test_peers_records" "$TMP/run.conf" "$BOOT" 40 30 2 "$DEAD"
+start_bg "$TMP/fakes.log" "$BUILD/tests/test_peers_records" "$TMP/run.conf" "$BOOT" 40 fakes 30 2 "$DEAD"
 FAKES_PID=$LAST_PID
 unproven() { # FILE: stage 2's nodes, unproven, the run's nodes and health
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["stages"][2]; print(s["nodes"], s["unproven"], d["run"]["nodes"], d["run"]["health"])' "$1"
