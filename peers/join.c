@@ -613,6 +613,18 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
         "swarm_node_dropped_total{reason=\"shape\"} %llu\n",
         (unsigned long long)t->drop_banned, (unsigned long long)t->drop_unknown,
         (unsigned long long)t->drop_shape);
+    OUT("# HELP swarm_node_unproven_records Stage records of the last scan not counted: their "
+        "node has not proved it serves their endpoint.\n"
+        "# TYPE swarm_node_unproven_records gauge\nswarm_node_unproven_records %d\n"
+        "# HELP swarm_node_proofs_total Records proved by a signed answer at their endpoint, and "
+        "tries that failed.\n# TYPE swarm_node_proofs_total counter\n"
+        "swarm_node_proofs_total{result=\"proven\"} %llu\n"
+        "swarm_node_proofs_total{result=\"failed\"} %llu\n"
+        "# HELP swarm_node_copies_refused_total State copies refused: no other node attested "
+        "their hash.\n# TYPE swarm_node_copies_refused_total counter\n"
+        "swarm_node_copies_refused_total %llu\n",
+        t->nunproven, (unsigned long long)lv->proofs, (unsigned long long)lv->proof_fails,
+        (unsigned long long)t->rc.copies_refused);
 #undef OUT
     return 0;
 }

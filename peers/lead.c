@@ -106,8 +106,8 @@ keep_microbatches(struct sw_plan *p, const struct sw_plan *old)
     }
 }
 
-/* GO(step, ver, plan) to the nodes planned (slots ok); false when a stage has
- * none.  ver > 0: a replan of the plan of the step in L->plan. */
+/* GO(step, ver, plan, att) to the nodes planned (slots ok); false when a stage
+ * has none.  ver > 0: a replan of the plan of the step in L->plan. */
 static bool
 send_plan(struct sw_trainer *t, uint64_t ver)
 {
@@ -134,13 +134,27 @@ send_plan(struct sw_trainer *t, uint64_t ver)
         if (!L->slot[i].ok)
             continue;
         sw_body_init(b);
-        msgpack_pack_map(&b->pk, 3);
+        msgpack_pack_map(&b->pk, 4);
         sw_proto_pack_key(&b->pk, "step");
         msgpack_pack_uint64(&b->pk, L->step);
         sw_proto_pack_key(&b->pk, "ver");
         msgpack_pack_uint64(&b->pk, ver);
         sw_proto_pack_key(&b->pk, "plan");
         sw_plan_pack(&b->pk, &L->plan);
+        /* the attestation: each stage's parameter hash at the step, as its
+         * planned nodes said in READY (nil: not known here; recover.h) */
+        sw_proto_pack_key(&b->pk, "att");
+        msgpack_pack_array(&b->pk, (size_t)t->S);
+        for (int st = 0; st < t->S; st++) {
+            const struct sw_lead_slot *h = NULL;
+            for (int j = 0; j < L->nslot && !h; j++)
+                if (L->slot[j].ok && L->slot[j].have_hash && L->slot[j].stage == st)
+                    h = &L->slot[j];
+            if (h)
+                sw_proto_pack_bin(&b->pk, h->hash, 32);
+            else
+                msgpack_pack_nil(&b->pk);
+        }
         trainer_send(t, L->slot[i].ep, SW_MSG_GO, NULL, 0);
     }
     L->ver = ver;
@@ -230,8 +244,12 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
             sw_proto_get_bool(&u.data, "ok", &ok) == 0 && step == L->step && stage < (uint64_t)t->S)
             p->ok = ok;
         if (sw_proto_get_bin(&u.data, "hash", &h, &hl) == 0) {
+            char hx[17];
             memcpy(p->hash, h, 32);
             p->have_hash = true;
+            /* what its stage's state is at the step: an attestation (live.h) */
+            sw_identity_hex(hx, p->hash, 8);
+            sw_live_attest(&t->live, p->pk, p->stage, L->step, hx);
         }
         msgpack_unpacked_destroy(&u);
     }

@@ -157,6 +157,17 @@ sw_live_scan(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, i
             continue;
         out[k++] = recs[i];
     }
+    /* forget the unproven nodes whose records are gone (expired or pushed
+     * out): a flood of fake records leaves nothing behind */
+    for (int i = 0; i < SW_LIVE_MAX; i++) {
+        struct sw_live_peer *p = &lv->peer[i];
+        if (p->used && !p->proven && !p->ping_busy && !p->probe_busy &&
+            now - p->seen_ms > (uint64_t)lv->dead_ms) {
+            uint32_t gen = p->gen + 1;
+            memset(p, 0, sizeof(*p));
+            p->gen = gen;
+        }
+    }
     return k;
 }
 
@@ -190,10 +201,35 @@ sw_live_pong(struct sw_live *lv, uint64_t now, uint64_t tag, int status, const u
     if (!p->used || p->gen != (uint32_t)(tag >> 16) || !p->ping_busy)
         return; /* its slot went to another node meanwhile */
     p->ping_busy = false;
+    if (p->proving) {
+        /* a proof's ping: only the record's own key answering counts, and
+         * a failure never makes a node that was not counted dead */
+        p->proving = false;
+        if (status == 0 && from && !memcmp(from, p->pk, 32)) {
+            p->proven = true;
+            memcpy(p->pep, p->ep, sizeof(p->pep));
+            p->prove_fails = 0;
+            p->ping_fails = 0;
+            p->alive_ms = now;
+            lv->proofs++;
+        } else {
+            uint64_t wait = (uint64_t)SW_MAX(lv->dead_ms / 3, 1) << SW_MIN(p->prove_fails, 10);
+            p->prove_fails++;
+            p->prove_next_ms = now + SW_MIN(wait, (uint64_t)SW_LIVE_PROVE_BACKOFF_MS);
+            lv->proof_fails++;
+        }
+        return;
+    }
     if (status == 0) {
         p->ping_fails = 0;
-        if (from && !memcmp(from, p->pk, 32))
+        if (from && !memcmp(from, p->pk, 32)) {
             p->alive_ms = now;
+            if (!p->proven || strcmp(p->pep, p->ep)) { /* an answer there is a proof too */
+                p->proven = true;
+                memcpy(p->pep, p->ep, sizeof(p->pep));
+                lv->proofs++;
+            }
+        }
         return;
     }
     if (p->ping_fails == 0 && p->ep[0])
@@ -248,5 +284,106 @@ sw_live_trusted(struct sw_live *lv, const uint8_t *pk)
 {
     struct sw_live_peer *p = sw_live_find(lv, pk);
 
-    return p && p->alive_ms && !p->dead && !p->left;
+    return p && p->proven && !p->dead && !p->left;
+}
+
+bool
+sw_live_proven(struct sw_live *lv, const uint8_t *pk, const char *ep)
+{
+    struct sw_live_peer *p;
+
+    if (!memcmp(pk, lv->self, 32))
+        return true;
+    p = sw_live_find(lv, pk);
+    return p && p->proven && !strcmp(p->pep, ep);
+}
+
+int
+sw_live_prove(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, int n)
+{
+    int busy = 0, first = 0, start = n ? lv->prove_at % n : 0;
+
+    for (int i = 0; i < SW_LIVE_MAX; i++)
+        busy += lv->peer[i].used && lv->peer[i].proving;
+    for (int j = 0; j < n; j++) {
+        /* a round starts where the last one ended: no record waits behind
+         * a crowd that is always tried first */
+        int i = (start + j) % n;
+        const struct sw_peer_rec *r = &recs[i];
+        struct sw_live_peer *p;
+        uint64_t tag;
+        if (!memcmp(r->pk, lv->self, 32) || sw_live_proven(lv, r->pk, r->ep) ||
+            sw_live_banned(lv, r->pk, now) || !(p = sw_live_get(lv, r->pk)) || p->dead ||
+            p->left)
+            continue;
+        if (p->prove_fails == 0)
+            first++;
+        if (p->ping_busy || busy >= SW_LIVE_PROVE_MAX || now < p->prove_next_ms ||
+            !lv->ops->ping)
+            continue;
+        p->stage = r->stage;
+        snprintf(p->ep, sizeof(p->ep), "%s", r->ep);
+        tag = (uint64_t)p->gen << 16 | (uint64_t)(p - lv->peer);
+        if (lv->ops->ping(lv->arg, r->ep, (uint64_t)lv->dead_ms / 3, tag) == 0) {
+            p->ping_busy = p->proving = true;
+            p->ping_ms = now;
+            busy++;
+            lv->prove_at = (i + 1) % n;
+        } else {
+            p->prove_fails++;
+            p->prove_next_ms = now + (uint64_t)SW_MAX(lv->dead_ms / 3, 1);
+        }
+    }
+    return first;
+}
+
+void
+sw_live_attest(struct sw_live *lv, const uint8_t *pk, int stage, uint64_t step, const char *hash)
+{
+    struct sw_live_attest *a;
+
+    if (!hash || strlen(hash) != 16)
+        return;
+    for (int i = 0; i < lv->natt; i++) {
+        a = &lv->att[i];
+        if (a->stage == stage && a->step == step && !memcmp(a->pk, pk, 32) &&
+            !strcmp(a->hash, hash))
+            return; /* said already */
+    }
+    a = &lv->att[lv->att_at];
+    lv->att_at = (lv->att_at + 1) % SW_LIVE_ATTEST;
+    if (lv->natt < SW_LIVE_ATTEST)
+        lv->natt++;
+    memcpy(a->pk, pk, 32);
+    a->stage = stage;
+    a->step = step;
+    snprintf(a->hash, sizeof(a->hash), "%s", hash);
+}
+
+/* The attestations of (stage, step) by others than src: agree 1, disagree 0. */
+static bool
+attest_any(const struct sw_live *lv, const uint8_t *src, int stage, uint64_t step,
+           const char *hash, bool agree)
+{
+    for (int i = 0; i < lv->natt; i++) {
+        const struct sw_live_attest *a = &lv->att[i];
+        if (a->stage == stage && a->step == step && (!src || memcmp(a->pk, src, 32)) &&
+            !strcmp(a->hash, hash) == agree)
+            return true;
+    }
+    return false;
+}
+
+bool
+sw_live_attested(const struct sw_live *lv, const uint8_t *src, int stage, uint64_t step,
+                 const char *hash)
+{
+    return attest_any(lv, src, stage, step, hash, true);
+}
+
+bool
+sw_live_contradicted(const struct sw_live *lv, const uint8_t *src, int stage, uint64_t step,
+                     const char *hash)
+{
+    return attest_any(lv, src, stage, step, hash, false);
 }

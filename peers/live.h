@@ -27,6 +27,27 @@
  * tensor of the wrong shape or non-finite) is ignored for ban_ms; the table
  * of bans is bounded (the oldest ban makes room).
  *
+ * Proof.  A stage record is a claim anyone can publish (an open run admits
+ * any key): a record counts only once its node proved that it serves the
+ * endpoint the record names, by answering a PING sent there with a reply
+ * signed by the record's key (sw_live_pong: the verified sender is the
+ * key).  Until then the record is "unproven": the trainer keeps it out of
+ * its table (no planning, stage choice, copy, rebuild source, capacity or
+ * leadership counts it) and swarmctl status lists it as such.
+ * sw_live_prove pings the unproven records of a scan, at most
+ * SW_LIVE_PROVE_MAX at a time, each again only after a back-off that
+ * doubles with every failed try (dead_ms / 3 first, at most
+ * SW_LIVE_PROVE_BACKOFF_MS): a flood of records with dead endpoints costs
+ * a few pings a second, whatever their number.  A failed proof never
+ * declares a node dead (it was never counted); an unproven node whose
+ * record no scan listed for dead_ms is forgotten.  A proof holds for the
+ * endpoint proved: a record naming another one is unproven again.
+ *
+ * Attestations.  What nodes said their parameters' hash was at a step
+ * (their stage records, READY answers, the leader's GO), kept in a ring of
+ * SW_LIVE_ATTEST: a copied state is taken only when someone other than its
+ * source attests its hash at its step (recover.h).
+ *
  * Tags.  Each ping carries a tag naming the table slot and the slot's
  * generation (bumped when the slot is given to another node), so an answer
  * that comes after its slot was reused is stale and dropped: callbacks
@@ -51,6 +72,16 @@ sw_live_pub_every(int dead_ms)
     return SW_MIN(SW_LIVE_PUBLISH_MS, dead_ms / 3);
 }
 #define SW_LIVE_MAX_BANS 64
+#define SW_LIVE_PROVE_MAX 8              /* proof pings in flight at most */
+#define SW_LIVE_PROVE_BACKOFF_MS 60000   /* longest wait between two tries of one record */
+#define SW_LIVE_ATTEST 256               /* attestations kept */
+
+struct sw_live_attest {
+    uint8_t pk[32];          /* who said so */
+    int stage;
+    uint64_t step;
+    char hash[17];           /* 16 hex digits, as records carry it */
+};
 
 struct sw_live_peer {
     uint8_t pk[32];
@@ -63,6 +94,11 @@ struct sw_live_peer {
     uint64_t seen_ms;          /* last scan that listed it */
     uint64_t ping_ms, probe_ms;
     uint64_t alive_ms;         /* last sign of life seen here (new version, pong); 0: none yet */
+    bool proven;               /* answered a PING at pep, signed with its key (see Proof) */
+    bool proving;              /* the ping in flight is a proof's */
+    char pep[SW_PROTO_EP_MAX]; /* the endpoint proved */
+    int prove_fails;           /* failed tries since the last proof */
+    uint64_t prove_next_ms;    /* no new try before */
 };
 
 struct sw_live_ops {
@@ -83,6 +119,10 @@ struct sw_live {
         uint64_t until_ms;
     } ban[SW_LIVE_MAX_BANS];
     uint64_t deaths, bans_total;
+    uint64_t proofs, proof_fails;  /* proofs made, tries that failed */
+    int prove_at;                  /* where the next round of tries starts (no record starves) */
+    struct sw_live_attest att[SW_LIVE_ATTEST];
+    int natt, att_at;
     const struct sw_live_ops *ops;
     void *arg;
 };
@@ -123,7 +163,27 @@ bool sw_live_banned(const struct sw_live *lv, const uint8_t *pk, uint64_t now);
 void sw_live_ban(struct sw_live *lv, const uint8_t *pk, uint64_t now, const char *why);
 /* Dead, left or banned (never this node itself). */
 bool sw_live_gone(struct sw_live *lv, const uint8_t *pk, uint64_t now);
-/* Gave a sign of life seen here, and not gone (what --stage auto counts). */
+/* Proved (see Proof), and not gone (what --stage auto counts). */
 bool sw_live_trusted(struct sw_live *lv, const uint8_t *pk);
+
+/* pk proved it serves ep (this node itself always has). */
+bool sw_live_proven(struct sw_live *lv, const uint8_t *pk, const char *ep);
+/*
+ * Tries to prove the unproven records of recs[n] (not gone, not this
+ * node's), within the bounds of Proof; returns how many are unproven and
+ * never tried yet or being tried for the first time (what a node choosing
+ * its stage waits for).
+ */
+int sw_live_prove(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, int n);
+
+/* pk said the parameters of stage were hash (16 hex digits) after step steps. */
+void sw_live_attest(struct sw_live *lv, const uint8_t *pk, int stage, uint64_t step,
+                    const char *hash);
+/* Someone other than src (NULL: anyone) said so. */
+bool sw_live_attested(const struct sw_live *lv, const uint8_t *src, int stage, uint64_t step,
+                      const char *hash);
+/* Someone other than src said stage had another hash at step. */
+bool sw_live_contradicted(const struct sw_live *lv, const uint8_t *src, int stage, uint64_t step,
+                          const char *hash);
 
 #endif

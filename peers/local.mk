@@ -26,7 +26,8 @@ swarmctl_CPPFLAGS = $(sw_peers_cppflags)
 swarmctl_LDADD = $(sw_peers_ldadd)
 
 check_PROGRAMS += tests/test_manifest tests/test_plan tests/test_peers_foreign \
-	tests/test_peers_rogue tests/test_peers_stranger tests/test_peers_attack tests/test_ckptnet
+	tests/test_peers_rogue tests/test_peers_stranger tests/test_peers_attack tests/test_ckptnet \
+	tests/test_peers_records
 tests_test_manifest_SOURCES = tests/test_manifest.c tests/tap.h
 tests_test_manifest_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_manifest_LDADD = $(sw_peers_ldadd)
@@ -59,7 +60,8 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh \
 	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
 	tests/t0355-kill-checkfree-plus.sh tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh \
 	tests/t0380-rogue.sh tests/t0381-admission.sh tests/t0382-attack-prepare-records.sh \
-	tests/t0383-attack-fake-records.sh tests/t0384-attack-floods.sh \
+	tests/t0383-attack-fake-records.sh tests/t0384-attack-floods.sh tests/t0386-fake-records.sh \
+	tests/t0387-zero-weights.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
 	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0394-keeper-deaths.sh \
 	tests/t0395-netns.sh tests/t0396-checkfree-before-checkpoint.sh \
@@ -98,6 +100,9 @@ tests_test_peers_flood_LDADD = $(sw_peers_ldadd)
 tests_test_peers_attack_SOURCES = tests/test_peers_attack.c
 tests_test_peers_attack_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_attack_LDADD = $(sw_peers_ldadd)
+tests_test_peers_records_SOURCES = tests/test_peers_records.c
+tests_test_peers_records_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_peers_records_LDADD = $(sw_peers_ldadd)
 EXTRA_DIST += bench/recovery_bench.sh bench/rebalance_bench.sh
 
 # swarmd --config FILE (peers/cfgfile.h), swarmd.conf(5); the operators' kit

@@ -26,12 +26,13 @@ enum sw_peer_msg {
     SW_MSG_MANIFEST_GET = 512, /* lobby request {} */
     SW_MSG_MANIFEST = 513,     /* {manifest: bin, owner: bin32, sig: bin64, ep: str, boot: str} */
     /* 514-517 were ANNOUNCE, DIR_GET and DIR: stage records now live in the DHT (status.h) */
-    SW_MSG_STATE_GET = 518,    /* request {stage, which, off, n, snap?} */
+    SW_MSG_STATE_GET = 518,    /* request {stage, which, off, n, snap?, hstep?} */
     SW_MSG_STATE = 519,        /* {err, step, t, lr_mult, norm, normc?, numel, off, n}; payload
                                   floats (normc: answers to a snap) */
     SW_MSG_PREPARE = 520,      /* request {step} */
     SW_MSG_READY = 521,        /* {step, ok, hash: bin32} */
-    SW_MSG_GO = 522,           /* one-way {step, ver, plan: [[{pk, ep, w}...] per stage]} */
+    SW_MSG_GO = 522,           /* one-way {step, ver, plan: [[{pk, ep, w}...] per stage],
+                                  att: [bin32|nil per stage]} */
     SW_MSG_FWD = 524,          /* one-way {step, mb, hop, route: [ep...]}; payload x f32 + targets i32 */
     SW_MSG_BWD = 526,          /* one-way {step, mb, hop}; payload dx f32 */
     SW_MSG_GRAD = 528,         /* one-way {step, ver, stage, count, loss, hash}; payload f32 */

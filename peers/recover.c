@@ -105,6 +105,8 @@ announce_state(struct sw_trainer *t)
     sw_step_answer_prepare(t);
 }
 
+static void hist_note(struct sw_trainer *t);
+
 /* ---- 1: a copy of a live replica ---- */
 
 static void
@@ -117,6 +119,7 @@ copy_start(struct sw_trainer *t, const struct sw_peer_rec *src)
         return;
     }
     t->rc.t0_ms = t->now;
+    t->rc.verify = false;
     sw_log(SW_LOG_INFO, "copying stage %d from %s (step %llu)", t->stage, src->ep,
            (unsigned long long)src->step);
     trainer_set_phase(t, SW_PHASE_COPY);
@@ -126,33 +129,56 @@ copy_start(struct sw_trainer *t, const struct sw_peer_rec *src)
         sw_recover_resync(t);
 }
 
+bool
+sw_recover_distrusted(const struct sw_trainer *t, const uint8_t *pk)
+{
+    for (int i = 0; i < SW_RECOVER_DISTRUST; i++)
+        if (t->rc.distrust[i].until_ms > t->now && !memcmp(t->rc.distrust[i].pk, pk, 32))
+            return true;
+    return false;
+}
+
+/* Nodes of the run, this one and src aside, that could vouch for src's
+ * state or serve it: of the stage (a copy source; not those that said they
+ * cannot tell), and of any stage (the highest step). */
+static int
+copy_others(struct sw_trainer *t, const uint8_t *src, uint64_t *max_step)
+{
+    int n = 0;
+
+    *max_step = t->hash[0] ? t->step : 0;
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (!memcmp(r->pk, t->pk, 32) || !memcmp(r->pk, src, 32) || trainer_gone(t, r->pk) ||
+            !sw_rec_has_state(r->state))
+            continue;
+        *max_step = SW_MAX(*max_step, r->step);
+        if (r->stage == t->stage && sw_rec_training(r->state)) {
+            bool unk = false;
+            for (int k = 0; k < t->rc.nunk; k++)
+                unk |= !memcmp(t->rc.unk[k], r->pk, 32);
+            n += !unk;
+        }
+    }
+    return n;
+}
+
+/* The copy (in the model) is taken: the node trains from its step. */
 static void
-copy_done(struct sw_trainer *t)
+copy_accept(struct sw_trainer *t, const char *why)
 {
     const struct sw_fetch_src *src = &t->fetch.src[0];
-    struct sw_stage_scalars sc;
     uint64_t bytes = 3 * t->numel * sizeof(float);
     char ev[1024];
-    int err;
 
-    t->ops->scalars(t->model, &sc);
-    sc.t = (int)src->t;
-    sc.lr_mult = (float)src->lr_mult;
-    /* the source's last gradient norm too: until this node takes a step of
-     * its own, a CheckFree rebuild of a neighbour weighs it by that norm
-     * (its STATE answers and its record report it), not by 0 */
-    sc.last_norm = (float)src->norm;
-    if ((err = t->ops->write(t->model, src->buf, &sc)) < 0 ||
-        (err = t->ops->zero_grad(t->model)) < 0) {
-        trainer_fail(t, err, "state copy");
-        return;
-    }
+    t->rc.verify = false;
     t->step = src->step;
     t->last_norm = src->norm;
     if (!trained_from_here(t, true))
         return;
-    sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s)", t->stage, src->ep,
-           (unsigned long long)t->step, t->hash);
+    hist_note(t);
+    sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s; %s)", t->stage, src->ep,
+           (unsigned long long)t->step, t->hash, why);
     if (t->step > 0 && !t->trained) {
         /* a newcomer's recovery of the first kind: the exact state of a live replica */
         recovered(t, "copy", src->ep, bytes);
@@ -164,6 +190,230 @@ copy_done(struct sw_trainer *t)
                      (unsigned long long)t->step);
     }
     announce_state(t);
+}
+
+/* The copy is refused: the node's own state (if it had one) is back, the
+ * source is not copied from for a while (not banned: a liar contradicting
+ * an honest source must not get it banned). */
+static void
+copy_refuse(struct sw_trainer *t, const char *why)
+{
+    struct sw_recover *rc = &t->rc;
+    const struct sw_fetch_src *src = &t->fetch.src[0];
+    char who[13], f[512], q[256];
+    int b = 0, err;
+
+    rc->verify = false;
+    rc->copies_refused++;
+    for (int i = 1; i < SW_RECOVER_DISTRUST; i++)
+        if (rc->distrust[i].until_ms < rc->distrust[b].until_ms)
+            b = i;
+    memcpy(rc->distrust[b].pk, src->pk, 32);
+    rc->distrust[b].until_ms = t->now + SW_RECOVER_DISTRUST_MS;
+    snprintf(f, sizeof(f), "\"stage\":%d,\"from\":\"%s\",\"step\":%llu,\"hash\":\"%s\",\"why\":%s",
+             t->stage, sw_proto_who(who, src->pk), (unsigned long long)src->step,
+             rc->verify_hash, sw_json_str(q, sizeof(q), why));
+    sw_log_event(SW_LOG_WARN, "copy_refused", f, "refused the copy of stage %d from %s (node %s, "
+                 "step %llu, hash %s): %s; %s", t->stage, src->ep, who,
+                 (unsigned long long)src->step, rc->verify_hash, why,
+                 rc->have_own ? "keeping this node's own state" : "trying another source");
+    if (rc->have_own) {
+        struct sw_stage_scalars sc;
+        t->ops->scalars(t->model, &sc);
+        sc.t = rc->own_t;
+        sc.lr_mult = rc->own_lr_mult;
+        sc.last_norm = rc->own_norm;
+        sc.last_norm_clipped = rc->own_normc;
+        if ((err = t->ops->write(t->model, rc->buf[1], &sc)) < 0 ||
+            (err = t->ops->zero_grad(t->model)) < 0) {
+            trainer_fail(t, err, "state copy");
+            return;
+        }
+        if (trained_from_here(t, false))
+            announce_state(t);
+        return;
+    }
+    sw_recover_resync(t);
+    t->rc.retry_ms = t->now + SW_TRAINER_SCAN_MS;
+}
+
+/* The attestations of others than src (and than sources refused lately)
+ * for (stage, step): agreeing with hash, and not. */
+static void
+attest_count(struct sw_trainer *t, const uint8_t *src, uint64_t step, const char *hash,
+             int *agree, int *disagree)
+{
+    const struct sw_live *lv = &t->live;
+
+    *agree = *disagree = 0;
+    for (int i = 0; i < lv->natt; i++) {
+        const struct sw_live_attest *a = &lv->att[i];
+        if (a->stage != t->stage || a->step != step || !memcmp(a->pk, src, 32) ||
+            sw_recover_distrusted(t, a->pk) || sw_live_banned(lv, a->pk, t->now))
+            continue; /* a source refused lately vouches for nothing */
+        if (!strcmp(a->hash, hash))
+            (*agree)++;
+        else
+            (*disagree)++;
+    }
+}
+
+/* verify: asks the stage's other nodes their hash after the copied step. */
+static void
+copy_ask(struct sw_trainer *t)
+{
+    const struct sw_fetch_src *src = &t->fetch.src[0];
+    struct sw_body *b = &t->body;
+    int asked = 0;
+
+    if (t->rc.ask_ms && t->now - t->rc.ask_ms < 500)
+        return;
+    t->rc.ask_ms = t->now;
+    for (int i = 0; i < t->ndir && asked < 4; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage != t->stage || !sw_rec_training(r->state) || !memcmp(r->pk, t->pk, 32) ||
+            !memcmp(r->pk, src->pk, 32) || trainer_gone(t, r->pk) ||
+            sw_live_attested(&t->live, src->pk, t->stage, src->step, t->rc.verify_hash) ||
+            r->step + SW_RECOVER_HIST < src->step)
+            continue;
+        sw_body_init(b);
+        msgpack_pack_map(&b->pk, 5);
+        sw_proto_pack_key(&b->pk, "stage");
+        msgpack_pack_uint64(&b->pk, (uint64_t)t->stage);
+        sw_proto_pack_key(&b->pk, "which");
+        msgpack_pack_uint64(&b->pk, 0);
+        sw_proto_pack_key(&b->pk, "off");
+        msgpack_pack_uint64(&b->pk, 0);
+        sw_proto_pack_key(&b->pk, "n");
+        msgpack_pack_uint64(&b->pk, 0);
+        sw_proto_pack_key(&b->pk, "hstep");
+        msgpack_pack_uint64(&b->pk, src->step);
+        if (trainer_request(t, r->ep, SW_MSG_STATE_GET, (uint64_t)SW_MAX(t->o.dead_ms / 3, 100),
+                            0, SW_TAG(SW_TAG_ATTEST, src->step)) == 0)
+            asked++;
+    }
+}
+
+void
+sw_recover_attest_answer(struct sw_trainer *t, uint64_t step, int status,
+                         const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"err", "stage", "step", "hash", NULL};
+    msgpack_unpacked u;
+    int64_t err;
+    uint64_t stage, at;
+    char hash[17];
+
+    if (status < 0 || !m || !t->ops)
+        return;
+    if (!trainer_open(t, m, &u, keys))
+        return;
+    if (sw_proto_get_err(&u.data, &err) < 0 ||
+        sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
+        sw_proto_get_u64(&u.data, "step", &at) < 0) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed hash answer");
+        return;
+    }
+    if (err == 0 && at == step && stage == (uint64_t)t->stage &&
+        sw_proto_get_str(&u.data, "hash", hash, sizeof(hash)) == 0)
+        sw_live_attest(&t->live, m->hdr.sender, (int)stage, step, hash);
+    msgpack_unpacked_destroy(&u);
+    if ((err == -SW_ENOENT || err == -SW_EINVAL) && t->rc.verify &&
+        t->fetch.src[0].step == step && t->rc.nunk < 4) {
+        /* it keeps no hash of that step (it got its state later) */
+        bool dup = false;
+        for (int i = 0; i < t->rc.nunk; i++)
+            dup |= !memcmp(t->rc.unk[i], m->hdr.sender, 32);
+        if (!dup)
+            memcpy(t->rc.unk[t->rc.nunk++], m->hdr.sender, 32);
+    }
+}
+
+/* COPY, the state fetched: is its hash attested (recover.h)? */
+static void
+copy_verify(struct sw_trainer *t)
+{
+    struct sw_recover *rc = &t->rc;
+    const struct sw_fetch_src *src = &t->fetch.src[0];
+    uint64_t max_step;
+    int others = copy_others(t, src->pk, &max_step), agree, disagree;
+    char why[160];
+
+    attest_count(t, src->pk, src->step, rc->verify_hash, &agree, &disagree);
+    if (agree > disagree) {
+        copy_accept(t, "attested by another node");
+        return;
+    }
+    /* no one else can vouch: the stage's only other node (or the others
+     * keep no hash of the step), at a step some
+     * other node of the run has reached too (a record claiming a step ahead
+     * of the run is no source) */
+    if (!others && !disagree && src->step <= max_step) {
+        copy_accept(t, "the stage's only other node: no one else can attest it");
+        return;
+    }
+    /* a source far ahead of every other node (records lag by a publication:
+     * SW_RECOVER_AHEAD steps is far) is refused at once */
+    if (src->step <= max_step + SW_RECOVER_AHEAD &&
+        t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
+        copy_ask(t);
+        return;
+    }
+    if (disagree)
+        snprintf(why, sizeof(why), "%d other node(s) attest another hash at that step, %d this "
+                 "one", disagree, agree);
+    else if (src->step > max_step)
+        snprintf(why, sizeof(why), "its step is ahead of every other node's (%llu)",
+                 (unsigned long long)max_step);
+    else
+        snprintf(why, sizeof(why), "no other node attested its hash within %llu ms",
+                 (unsigned long long)SW_RECOVER_ATTEST_MS(t->o.dead_ms));
+    copy_refuse(t, why);
+}
+
+static void
+copy_done(struct sw_trainer *t)
+{
+    struct sw_recover *rc = &t->rc;
+    const struct sw_fetch_src *src = &t->fetch.src[0];
+    struct sw_stage_scalars sc;
+    uint8_t h[32];
+    int err = 0;
+
+    /* this node's own state aside first: a copy nobody vouches for gives it back */
+    rc->have_own = t->hash[0] != '\0';
+    if (rc->have_own) {
+        float *own = buf_at_least(t, 1, 3 * t->numel);
+        if (!own) {
+            trainer_fail(t, -SW_ENOMEM, "state copy");
+            return;
+        }
+        for (int w = 0; w < 3 && err >= 0; w++)
+            err = t->ops->read(t->model, w, 0, t->numel, own + (size_t)w * t->numel);
+        t->ops->scalars(t->model, &sc);
+        rc->own_t = sc.t;
+        rc->own_lr_mult = sc.lr_mult;
+        rc->own_norm = sc.last_norm;
+        rc->own_normc = sc.last_norm_clipped;
+    }
+    t->ops->scalars(t->model, &sc);
+    sc.t = (int)src->t;
+    sc.lr_mult = (float)src->lr_mult;
+    /* the source's last gradient norm too: until this node takes a step of
+     * its own, a CheckFree rebuild of a neighbour weighs it by that norm
+     * (its STATE answers and its record report it), not by 0 */
+    sc.last_norm = (float)src->norm;
+    if (err < 0 || (err = t->ops->write(t->model, src->buf, &sc)) < 0 ||
+        (err = t->ops->zero_grad(t->model)) < 0 || (err = t->ops->hash(t->model, h)) < 0) {
+        trainer_fail(t, err, "state copy");
+        return;
+    }
+    sw_identity_hex(rc->verify_hash, h, 8);
+    rc->verify = true;
+    rc->verify_ms = t->now;
+    rc->ask_ms = 0;
+    rc->nunk = 0;
+    copy_verify(t);
 }
 
 /* ---- 4: CheckFree and CheckFree+ ---- */
@@ -808,7 +1058,7 @@ sync_tick(struct sw_trainer *t)
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
         if (r->stage == t->stage && sw_rec_training(r->state) && memcmp(r->pk, t->pk, 32) &&
-            (!src || r->step > src->step))
+            !sw_recover_distrusted(t, r->pk) && (!src || r->step > src->step))
             src = r;
     }
     if (src && t->move_wait && !t->st.prep.pending &&
@@ -859,6 +1109,12 @@ sw_recover_tick(struct sw_trainer *t)
         restore_tick(t);
         break;
     case SW_PHASE_COPY:
+        if (t->rc.verify) {
+            copy_verify(t);
+            break;
+        }
+        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now));
+        break;
     case SW_PHASE_REBUILD:
         wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now));
         break;
@@ -985,19 +1241,33 @@ snap_take(struct sw_trainer *t)
     return 0;
 }
 
+/* This node's hash after step t->step, for the STATE_GET hstep answers. */
+static void
+hist_note(struct sw_trainer *t)
+{
+    struct sw_recover *rc = &t->rc;
+
+    if (!t->hash[0])
+        return;
+    rc->hist[rc->hist_at].step = t->step;
+    snprintf(rc->hist[rc->hist_at].hash, sizeof(rc->hist[0].hash), "%s", t->hash);
+    rc->hist_at = (rc->hist_at + 1) % SW_RECOVER_HIST;
+}
+
 void
 sw_recover_snap_due(struct sw_trainer *t)
 {
     int err;
 
+    hist_note(t);
     if (t->snap_want && t->snap_want == t->step && (err = snap_take(t)) < 0)
         sw_log(SW_LOG_WARN, "step %llu: no snapshot for the keeper: %s",
                (unsigned long long)t->step, sw_strerror(err));
 }
 
 struct state_get {
-    uint64_t stage, which, off, cnt, snap;
-    bool has_snap;
+    uint64_t stage, which, off, cnt, snap, hstep;
+    bool has_snap, has_hstep;
 };
 
 /*
@@ -1081,19 +1351,21 @@ state_body(struct sw_trainer *t, const struct state_get *q, int err, uint64_t st
 static bool
 state_get_read(struct sw_trainer *t, const struct sw_transport_msg *m, struct state_get *q)
 {
-    static const char *const keys[] = {"stage", "which", "off", "n", "snap", NULL};
+    static const char *const keys[] = {"stage", "which", "off", "n", "snap", "hstep", NULL};
     msgpack_unpacked u;
     bool ok;
 
     if (!trainer_open(t, m, &u, keys))
         return false;
     q->has_snap = sw_proto_get(&u.data, "snap") != NULL;
-    q->snap = 0;
+    q->has_hstep = sw_proto_get(&u.data, "hstep") != NULL;
+    q->snap = q->hstep = 0;
     ok = sw_proto_get_u64(&u.data, "stage", &q->stage) == 0 &&
          sw_proto_get_u64(&u.data, "which", &q->which) == 0 && q->which <= 3 &&
          sw_proto_get_u64(&u.data, "off", &q->off) == 0 &&
          sw_proto_get_u64(&u.data, "n", &q->cnt) == 0 && q->cnt <= SW_FETCH_CHUNK &&
-         (!q->has_snap || (sw_proto_get_u64(&u.data, "snap", &q->snap) == 0 && q->snap));
+         (!q->has_snap || (sw_proto_get_u64(&u.data, "snap", &q->snap) == 0 && q->snap)) &&
+         (!q->has_hstep || sw_proto_get_u64(&u.data, "hstep", &q->hstep) == 0);
     msgpack_unpacked_destroy(&u);
     if (!ok) {
         if (t->env->drop)
@@ -1102,6 +1374,44 @@ state_get_read(struct sw_trainer *t, const struct sw_transport_msg *m, struct st
                            m->hdr.type);
     }
     return ok;
+}
+
+/* STATE_GET with hstep: this node's hash after that step (recover.h). */
+static void
+hash_answer(struct sw_trainer *t, const struct sw_transport_msg *m, const struct state_get *q)
+{
+    struct sw_recover *rc = &t->rc;
+    struct sw_body *b = &t->body;
+    const char *hash = NULL;
+    int err = -SW_ENOENT;
+
+    if (q->stage != (uint64_t)t->stage || trainer_syncing(t))
+        err = -SW_EINVAL;
+    else if (q->hstep > t->step)
+        err = -SW_EAGAIN;
+    else
+        for (int i = 0; i < SW_RECOVER_HIST; i++) {
+            /* the newest entry of the step (a state that stepped back wrote it again) */
+            int k = (rc->hist_at - 1 - i + 2 * SW_RECOVER_HIST) % SW_RECOVER_HIST;
+            if (rc->hist[k].hash[0] && rc->hist[k].step == q->hstep) {
+                hash = rc->hist[k].hash;
+                err = 0;
+                break;
+            }
+        }
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, hash ? 4 : 3);
+    sw_proto_pack_key(&b->pk, "err");
+    msgpack_pack_int64(&b->pk, err);
+    sw_proto_pack_key(&b->pk, "stage");
+    msgpack_pack_uint64(&b->pk, (uint64_t)t->stage);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, q->hstep);
+    if (hash) {
+        sw_proto_pack_key(&b->pk, "hash");
+        sw_proto_pack_str(&b->pk, hash);
+    }
+    trainer_reply(t, &m->route, SW_MSG_STATE, NULL);
 }
 
 void
@@ -1116,6 +1426,10 @@ sw_recover_on_state_get(struct sw_trainer *t, const struct sw_transport_msg *m)
 
     if (m->route.rid == 0 || !t->ops || !state_get_read(t, m, &q))
         return;
+    if (q.has_hstep) {
+        hash_answer(t, m, &q);
+        return;
+    }
     if (q.which == 3 && q.stage == (uint64_t)t->stage) {
         /* CheckFree+: the replica this partner keeps, for its boundary stage's rebuild */
         numel = t->rep_have && !q.has_snap ? t->rep_numel : 0;

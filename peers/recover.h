@@ -29,6 +29,28 @@
  * can never come back it stops, after the loss lasted dead_ms, unless nodes
  * started with --from-checkpoint and a committed checkpoint can rebuild it.
  *
+ * Verified state (step 1).  A copy replaces this node's state only when
+ * someone other than its source attests the copied parameters' hash at
+ * the copied step (live.h, Attestations: another replica's record, a READY
+ * answer, the leader's GO).  Without one it waits up to
+ * SW_RECOVER_ATTEST_MS for one, and takes it meanwhile only from the
+ * stage's only other node, at a step some other node of the run reached
+ * too (no one else can vouch for it, and no one contradicts it); then it
+ * refuses the copy: a node that has a state of its own keeps it (and says
+ * why), a newcomer tries another source.  To get attestations in time it
+ * asks the stage's other nodes (STATE_GET with hstep: s; every node keeps
+ * the hash after each of its last SW_RECOVER_HIST steps) what their hash
+ * was after step s; it takes the copy when more nodes attest its hash than
+ * contradict it.  A source
+ * whose copy was refused is not copied from, nor counted in the table,
+ * for SW_RECOVER_DISTRUST_MS; one that others contradict (another hash at
+ * the same step) is banned.  Refusals are counted (copies_refused).
+ *
+ * STATE_GET {stage, which, off, n, hstep}: with hstep s (n 0), the answer
+ * is {err, stage, step s, hash} (16 hex digits, this node's parameter hash
+ * after step s), -EAGAIN when the node has not reached s yet, -ENOENT when
+ * it keeps no hash of s.
+ *
  * STATE_GET {stage, which, off, n} reads the live state (a copy or a
  * rebuild); with snap: s, a keeper's, the snapshot of the state after step
  * s: taken now when the node is at s, armed (answer -EAGAIN, ask again)
@@ -49,6 +71,13 @@
 struct sw_trainer;
 struct sw_restore;
 
+#define SW_RECOVER_ATTEST_MS(dead_ms) (2 * (uint64_t)(dead_ms)) /* the wait for an attestation */
+
+#define SW_RECOVER_AHEAD 16           /* a source this far ahead of the run is refused at once */
+#define SW_RECOVER_HIST 64             /* steps whose hash a node can tell */
+#define SW_RECOVER_DISTRUST 8          /* sources refused, kept */
+#define SW_RECOVER_DISTRUST_MS 30000   /* how long one is not copied from */
+
 struct sw_recover {
     uint64_t retry_ms;       /* SYNC: the next try */
     uint64_t t0_ms;          /* the recovery's start (its duration) */
@@ -61,6 +90,26 @@ struct sw_recover {
     uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */
+    /* verified state: a copy done, waiting for an attestation of its hash */
+    bool verify, have_own;
+    uint64_t verify_ms;
+    char verify_hash[17];
+    /* this node's own state, in buf[1] while verify: its scalars (trainer.h) */
+    int own_t;
+    float own_lr_mult, own_norm, own_normc;
+    uint64_t copies_refused;
+    uint64_t ask_ms;         /* verify: when the other replicas were last asked */
+    uint8_t unk[4][32];      /* verify: the ones that answered they cannot tell */
+    int nunk;
+    struct {
+        uint64_t step;
+        char hash[17];
+    } hist[SW_RECOVER_HIST]; /* this node's parameter hash after its last steps */
+    int hist_at;
+    struct {
+        uint8_t pk[32];
+        uint64_t until_ms;
+    } distrust[SW_RECOVER_DISTRUST];
 };
 
 void sw_recover_release(struct sw_trainer *t);
@@ -75,6 +124,11 @@ void sw_recover_check_lost(struct sw_trainer *t);
 void sw_recover_on_state_get(struct sw_trainer *t, const struct sw_transport_msg *m);
 /* After an update: the keeper's armed snapshot, if the step is its. */
 void sw_recover_snap_due(struct sw_trainer *t);
+/* The answer to a STATE_GET with hstep (tag: the step asked). */
+void sw_recover_attest_answer(struct sw_trainer *t, uint64_t step, int status,
+                              const struct sw_transport_msg *m);
+/* A source whose copy was refused lately (not copied from, not counted). */
+bool sw_recover_distrusted(const struct sw_trainer *t, const uint8_t *pk);
 /* A behind node copies the state again (SYNC). */
 void sw_recover_resync(struct sw_trainer *t);
 /*

@@ -374,6 +374,10 @@ sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_s
             if (r->stage != s || r->state == SW_REC_LEAVING ||
                 (r->state != SW_REC_DONE && now - r->heard_ms > SW_STATUS_STALE_MS))
                 continue; /* left, or dead: no refresh for too long */
+            if (r->unproven) {
+                x->unproven++; /* a claim: nothing it says is counted */
+                continue;
+            }
             x->nodes++;
             if (r->step > x->step)
                 x->step = r->step;

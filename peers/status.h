@@ -67,6 +67,9 @@ struct sw_peer_rec {
      * they are (a scan clears it) */
     const uint8_t *cert;
     size_t cert_len;
+    /* local: its node has not proved it serves ep (a PING there answered
+     * with its key: swarm-protocol(7), STAGE RECORDS); not counted */
+    bool unproven;
 };
 
 #define SW_STATUS_REC_VERSION 1
@@ -176,7 +179,8 @@ int sw_status_end_publish(struct sw_dhtnode *dht, const uint8_t run[32], const u
                           const struct sw_run_end *e, uint64_t seq) SW_WARN_UNUSED;
 
 struct sw_stage_summary {
-    int nodes;
+    int nodes;              /* proven records only */
+    int unproven;           /* records whose node did not prove its endpoint: not counted */
     uint64_t step;          /* highest step among the stage's nodes */
     double loss;            /* last stage; < 0 none */
     double tps, cap;        /* sums over the nodes */
@@ -201,6 +205,8 @@ enum sw_health { SW_HEALTH_OK = 0, SW_HEALTH_DEGRADED = 1, SW_HEALTH_UNREACHABLE
 
 /*
  * Fill sum[S] from the records; returns the health (finished runs are OK).
+ * Unproven records (r->unproven) count in sum[].unproven only: not in the
+ * nodes, step, loss, throughput, capacity or health.
  * answered NULL: every stage's get answered; else a stage whose get did not
  * (no answer before the reader's deadline) and that has no record is
  * "unknown", and makes the run degraded unless it is finished.

@@ -1159,11 +1159,11 @@ from_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64_t ste
 void
 sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "ver", "plan", NULL};
+    static const char *const keys[] = {"step", "ver", "plan", "att", NULL};
     struct sw_step *s = &t->st;
     struct sw_plan *p = &s->scratch;
     msgpack_unpacked u;
-    const msgpack_object *po;
+    const msgpack_object *po, *att;
     uint64_t step, ver;
 
     /* a node stopping finishes its step: replans of it still count */
@@ -1173,10 +1173,21 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
     if (!trainer_open(t, m, &u, keys))
         return;
     po = sw_proto_get(&u.data, "plan");
+    att = sw_proto_get(&u.data, "att");
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
-        sw_proto_get_u64(&u.data, "ver", &ver) < 0 || !po || sw_plan_parse(p, po) < 0) {
+        sw_proto_get_u64(&u.data, "ver", &ver) < 0 || !po || sw_plan_parse(p, po) < 0 ||
+        (att && (att->type != MSGPACK_OBJECT_ARRAY || att->via.array.size != (uint32_t)t->S))) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed plan");
         return;
+    }
+    /* the leader's attestation of each stage's hash at the step (recover.h) */
+    for (int st = 0; att && st < t->S; st++) {
+        const msgpack_object *h = &att->via.array.ptr[st];
+        char hx[17];
+        if (h->type == MSGPACK_OBJECT_BIN && h->via.bin.size == 32) {
+            sw_identity_hex(hx, (const uint8_t *)h->via.bin.ptr, 8);
+            sw_live_attest(&t->live, m->hdr.sender, st, step, hx);
+        }
     }
     msgpack_unpacked_destroy(&u);
     if (!from_leader(t, m, step))

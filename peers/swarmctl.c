@@ -116,6 +116,7 @@ struct client {
     struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
     int nrec;
     uint64_t run_step;
+    int proving;          /* proof pings in flight (client_prove) */
     struct sw_run_end end; /* step 0: no end record found */
     bool have_end;
     struct sw_admit admit; /* an owner-mode run: whose records count */
@@ -360,6 +361,52 @@ client_dir(struct client *c, const struct opts *o)
     return err;
 }
 
+/* A proof's answer (status.h, unproven). */
+struct proof {
+    struct client *c;
+    int i;
+};
+
+static void
+on_proof(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct proof *p = arg;
+    struct client *c = p->c;
+
+    (void)t;
+    if (status == 0 && m && !memcmp(m->hdr.sender, c->recs[p->i].pk, 32))
+        c->recs[p->i].unproven = false;
+    if (--c->proving == 0)
+        c->done = true;
+}
+
+/*
+ * Every record's node is asked to prove it serves the endpoint its record
+ * names (swarm-protocol(7), STAGE RECORDS): a PING there, answered with the
+ * record's key within the deadline; the others are unproven, listed as such
+ * and not counted (status.h).
+ */
+static int
+client_prove(struct client *c, const struct opts *o)
+{
+    static struct proof pr[SW_PROTO_MAX_NODES];
+
+    c->proving = 0;
+    for (int i = 0; i < c->nrec; i++) {
+        c->recs[i].unproven = true;
+        if (c->recs[i].state == SW_REC_LEAVING)
+            continue;
+        pr[i].c = c;
+        pr[i].i = i;
+        if (sw_transport_request(c->tr, c->recs[i].ep, SW_MSG_PING, NULL, 0, NULL,
+                                 (uint64_t)SW_MAX(o->deadline_ms, 200), 0, on_proof, &pr[i]) == 0)
+            c->proving++;
+    }
+    if (c->proving)
+        wait_done(c);
+    return 0;
+}
+
 static void
 client_close(struct client *c)
 {
@@ -448,10 +495,21 @@ print_status(struct client *c, const struct opts *o)
     uint64_t now = sw_now_ms();
     char run[65], owner[65], key[65];
     double tps = 0, loss;
-    int health, unknown = 0;
-    /* the run's step: the highest in any record, the end record's included */
-    uint64_t step = c->have_end && c->end.step > c->run_step ? c->end.step : c->run_step;
-    bool finished = step >= (uint64_t)m->steps;
+    int health, unknown = 0, nodes = 0, unproven = 0;
+    /* the run's step: the highest in any proven record (an unproven one
+     * claims what it likes), the end record's included; every record's
+     * when none is proven */
+    uint64_t step = c->run_step;
+    bool finished;
+
+    for (int i = 0, first = 1; i < c->nrec; i++)
+        if (!c->recs[i].unproven) {
+            step = first || c->recs[i].step > step ? c->recs[i].step : step;
+            first = 0;
+        }
+    if (c->have_end && c->end.step > step)
+        step = c->end.step;
+    finished = step >= (uint64_t)m->steps;
 
     if (!sum)
         return SW_HEALTH_UNREACHABLE;
@@ -460,8 +518,12 @@ print_status(struct client *c, const struct opts *o)
     loss = sum[m->stages - 1].loss;
     if (loss < 0 && finished && c->have_end)
         loss = c->end.loss; /* the nodes have left */
-    for (int s = 0; s < m->stages; s++)
+    for (int s = 0; s < m->stages; s++) {
         unknown += !strcmp(sum[s].state, "unknown");
+        unproven += sum[s].unproven;
+    }
+    for (int i = 0; i < c->nrec; i++)
+        nodes += !c->recs[i].unproven;
     for (int s = 0; s < m->stages; s++)
         if (sum[s].nodes && (s == 0 || sum[s].tps < tps))
             tps = sum[s].tps;
@@ -472,14 +534,15 @@ print_status(struct client *c, const struct opts *o)
                "\"stages\":%d,\"steps\":%d,\"step\":%llu,\"loss\":",
                run, m->name, owner, m->stages, m->steps, (unsigned long long)step);
         json_num(loss, true);
-        printf(",\"tokens_per_s\":%.1f,\"nodes\":%d,\"health\":\"%s\",\"finished\":%s,"
-               "\"state\":\"%s\",\"unanswered\":%d,\"bootstrap\":\"%s\"},\"stages\":[",
-               tps, c->nrec, health_names[health], finished ? "true" : "false",
+        printf(",\"tokens_per_s\":%.1f,\"nodes\":%d,\"unproven\":%d,\"health\":\"%s\","
+               "\"finished\":%s,\"state\":\"%s\",\"unanswered\":%d,\"bootstrap\":\"%s\"},"
+               "\"stages\":[",
+               tps, nodes, unproven, health_names[health], finished ? "true" : "false",
                finished ? "finished" : "running", unknown, c->boot);
         for (int s = 0; s < m->stages; s++) {
             const struct sw_stage_summary *x = &sum[s];
-            printf("%s{\"stage\":%d,\"nodes\":%d,\"state\":\"%s\",\"step\":", s ? "," : "", s,
-                   x->nodes, x->state);
+            printf("%s{\"stage\":%d,\"nodes\":%d,\"state\":\"%s\",\"unproven\":%d,\"step\":",
+                   s ? "," : "", s, x->nodes, x->state, x->unproven);
             if (x->nodes)
                 printf("%llu", (unsigned long long)x->step);
             else
@@ -495,10 +558,11 @@ print_status(struct client *c, const struct opts *o)
         printf("],\"peers\":[");
         for (int i = 0; i < c->nrec; i++) {
             const struct sw_peer_rec *r = &c->recs[i];
-            printf("%s{\"key\":\"%s\",\"endpoint\":\"%s\",\"stage\":%d,\"state\":\"%s\","
-                   "\"step\":%llu,\"loss\":",
-                   i ? "," : "", sw_identity_hex(key, r->pk, 32), r->ep, r->stage,
-                   sw_status_state_name(r->state), (unsigned long long)r->step);
+            printf("%s{\"key\":\"%s\",\"endpoint\":\"%s\",\"proven\":%s,\"stage\":%d,"
+                   "\"state\":\"%s\",\"step\":%llu,\"loss\":",
+                   i ? "," : "", sw_identity_hex(key, r->pk, 32), r->ep,
+                   r->unproven ? "false" : "true", r->stage, sw_status_state_name(r->state),
+                   (unsigned long long)r->step);
             json_num(r->loss, true);
             printf(",\"tokens_per_s\":%.1f,\"capacity\":%.1f,\"grad_norm\":%.6g,\"hash\":\"%s\","
                    "\"last_heard_s\":%.3f,\"recoveries\":%llu,\"last_recovery\":",
@@ -511,10 +575,12 @@ print_status(struct client *c, const struct opts *o)
     } else {
         if (finished)
             printf("run %.16s \"%s\"  finished at step %llu  %d nodes", run, m->name,
-                   (unsigned long long)step, c->nrec);
+                   (unsigned long long)step, nodes);
         else
             printf("run %.16s \"%s\"  step %llu/%d  %s  %d nodes  %.0f tokens/s", run, m->name,
-                   (unsigned long long)step, m->steps, health_names[health], c->nrec, tps);
+                   (unsigned long long)step, m->steps, health_names[health], nodes, tps);
+        if (unproven)
+            printf("  %d unproven", unproven);
         if (loss >= 0)
             printf("  loss %.4f", loss);
         printf("\n%-6s %-5s %-8s %-8s %-9s %-11s %-11s %-10s %-5s %s\n", "STAGE", "NODES",
@@ -539,6 +605,11 @@ print_status(struct client *c, const struct opts *o)
             printf("%llu record%s left out: no valid certificate of the run owner "
                    "(swarm-protocol(7), ADMISSION)\n", (unsigned long long)c->scan.unadmitted,
                    c->scan.unadmitted > 1 ? "s" : "");
+        for (int s = 0; s < m->stages; s++)
+            if (sum[s].unproven)
+                printf("stage %d: %d unproven record%s (not counted: no answer signed by the "
+                       "record's key at its endpoint)\n", s, sum[s].unproven,
+                       sum[s].unproven > 1 ? "s" : "");
         /* the last recovery of every node that had one (records sorted by stage) */
         for (int i = 0, shown = 0; i < c->nrec; i++) {
             const struct sw_peer_rec *r = &c->recs[i];
@@ -577,15 +648,17 @@ print_peers(struct client *c, const struct opts *o)
         const struct sw_peer_rec *r = &c->recs[i];
         sw_identity_hex(key, r->pk, 32);
         if (o->json)
-            printf("%s{\"key\":\"%s\",\"endpoint\":\"%s\",\"stage\":%d,\"state\":\"%s\","
-                   "\"step\":%llu,\"tokens_per_s\":%.1f,\"hash\":\"%s\",\"last_heard_s\":%.3f}",
-                   i ? "," : "", key, r->ep, r->stage, sw_status_state_name(r->state),
+            printf("%s{\"key\":\"%s\",\"endpoint\":\"%s\",\"proven\":%s,\"stage\":%d,"
+                   "\"state\":\"%s\",\"step\":%llu,\"tokens_per_s\":%.1f,\"hash\":\"%s\","
+                   "\"last_heard_s\":%.3f}",
+                   i ? "," : "", key, r->ep, r->unproven ? "false" : "true", r->stage,
+                   sw_status_state_name(r->state),
                    (unsigned long long)r->step, r->tps, r->hash,
                    (double)(now - r->heard_ms) / 1000.0);
         else
-            printf("%.16s %-5d %-9s %-8llu %-10.0f %-17s %s\n", key, r->stage,
+            printf("%.16s %-5d %-9s %-8llu %-10.0f %-17s %s%s\n", key, r->stage,
                    sw_status_state_name(r->state), (unsigned long long)r->step, r->tps, r->hash,
-                   r->ep);
+                   r->ep, r->unproven ? " (unproven)" : "");
     }
     if (o->json)
         printf("]\n");
@@ -602,6 +675,8 @@ cmd_remote(const char *cmd, const struct opts *o)
         int err = client_open(&c, o, false);
         if (err >= 0 && strcmp(cmd, "manifest") != 0)
             err = client_dir(&c, o);
+        if (err >= 0 && strcmp(cmd, "manifest") != 0)
+            err = client_prove(&c, o);
         if (err < 0) {
             if (o->json && !strcmp(cmd, "status"))
                 printf("{\"version\":1,\"run\":null,\"health\":\"unreachable\",\"error\":\"%s\"}\n",

@@ -458,7 +458,9 @@ confirm(struct sw_trainer *t)
             sw_live_probe(&t->live, t->now, l, r->ep);
         sw_live_ping(&t->live, t->now, r->pk, r->ep, r->stage, 0);
     }
-    return nwait;
+    /* the unproven records being tried for the first time (live.h, Proof):
+     * the table holds only proven ones */
+    return nwait + t->nproving;
 }
 
 /* Each stage's "nodes/tokens-per-s", blank-separated, into buf (for the
@@ -565,16 +567,79 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
     }
     n = sw_live_scan(&t->live, now, recs, SW_MIN(n, SW_PROTO_MAX_NODES), gone, ngone,
                      SW_TRAINER_SCAN_MS, alive);
-    memcpy(t->dir, alive, (size_t)n * sizeof(*alive));
-    t->ndir = n;
+    /* only records whose node proved it serves their endpoint count (live.h,
+     * Proof), and none of a source whose copy was refused lately (recover.h) */
+    t->nproving = sw_live_prove(&t->live, now, alive, n);
+    t->ndir = t->nunproven = 0;
+    for (int i = 0; i < n; i++) {
+        const struct sw_peer_rec *r = &alive[i];
+        if (!sw_live_proven(&t->live, r->pk, r->ep)) {
+            t->nunproven++;
+            continue;
+        }
+        if (memcmp(r->pk, t->pk, 32) && sw_recover_distrusted(t, r->pk))
+            continue;
+        if (sw_rec_has_state(r->state) && r->hash[0])
+            sw_live_attest(&t->live, r->pk, r->stage, r->step, r->hash);
+        t->dir[t->ndir++] = *r;
+    }
+    if (t->nunproven)
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 30000, "%d stage records are unproven (their node has not "
+                           "answered a ping at their endpoint yet): not counted", t->nunproven);
     t->scan_ok_ms = now;
     if (trainer_in_run(t))
-        for (int i = 0; i < n; i++)
-            if (sw_rec_training(alive[i].state))
-                t->seen_stage[alive[i].stage] = true;
-    if (max_step > t->run_step)
-        t->run_step = max_step;
-    t->dir_ok = true;
+        for (int i = 0; i < t->ndir; i++)
+            if (sw_rec_training(t->dir[i].state))
+                t->seen_stage[t->dir[i].stage] = true;
+    /*
+     * The run's step as the proven records tell.  A record's step is
+     * corroborated when another node (this one included) reached it too;
+     * the corroborated steps, this node's own and, when two proven nodes
+     * left (one: when it is one past), the leaving records' max_step (the
+     * run's end), or max_step when no other node is proven once every record
+     * was tried (the run left: a newcomer must not take it for one not
+     * started), only ever grow (run_mono).  A lone record's claim counts,
+     * for a node not in the run yet, while it is in the table (a source
+     * whose copy was refused drops out), and never as the run's end.
+     */
+    {
+        uint64_t mono = SW_MAX(t->run_mono, t->step), claim = 0;
+        bool alone = true;
+        int left = 0;
+        for (int i = 0; i < t->ndir; i++) {
+            const struct sw_peer_rec *r = &t->dir[i];
+            uint64_t others = t->step;
+            if (!memcmp(r->pk, t->pk, 32))
+                continue;
+            alone = false;
+            for (int j = 0; j < t->ndir; j++)
+                if (j != i && memcmp(t->dir[j].pk, t->pk, 32))
+                    others = SW_MAX(others, t->dir[j].step);
+            claim = SW_MAX(claim, r->step);
+            if (r->step <= others)
+                mono = SW_MAX(mono, r->step);
+        }
+        if (alone && !t->nproving)
+            mono = SW_MAX(mono, max_step);
+        for (int i = 0; i < ngone; i++) {
+            struct sw_live_peer *p = sw_live_find(&t->live, gone[i]);
+            left += p && p->proven;
+        }
+        if (left >= 2 || (left && max_step <= mono + 1))
+            mono = SW_MAX(mono, max_step);
+        t->run_mono = mono;
+        if (claim >= (uint64_t)t->man->steps)
+            claim = t->man->steps ? (uint64_t)t->man->steps - 1 : 0;
+        /* a node in the run follows corroborated steps only: a lone record
+         * ahead does not make it copy its state again */
+        t->run_step = trainer_in_run(t) ? mono : SW_MAX(mono, claim);
+    }
+    if (!t->scan1_ms)
+        t->scan1_ms = now;
+    /* ready once every record was tried once (a newcomer that saw no
+     * proven node yet must not take the run for one not started) */
+    if (!t->nproving || now - t->scan1_ms > (uint64_t)t->o.dead_ms + SW_TRAINER_SCAN_MS)
+        t->dir_ok = true;
 }
 
 void
@@ -630,6 +695,9 @@ sw_trainer_response(struct sw_trainer *t, uint64_t now, uint64_t tag, int status
         break;
     case SW_TAG_FETCH:
         sw_recover_fetched(t, v, status, m);
+        break;
+    case SW_TAG_ATTEST:
+        sw_recover_attest_answer(t, v, status, m);
         break;
     }
 }

@@ -24,7 +24,14 @@
  *   SCAN      the first read of the stage records (nothing published yet)
  *   CHOOSE    --stage auto: a short random delay against herding, then the
  *             records are confirmed (a record is counted only once its node
- *             gave a sign of life seen here) and a stage is chosen
+ *             proved it serves its endpoint: live.h, Proof) and a stage is
+ *             chosen
+ *
+ * The table (dir) holds the proven records of the last scan only: a record
+ * is planned, counted for stage choice and rebalancing, copied or rebuilt
+ * from, or taken as a leader only once its node answered a PING at its
+ * endpoint with its key.  The table is ready (dir_ok) once every record
+ * was tried once, or after dead_ms and a scan.
  *   SYNC      the stage is set up; looking for where its state comes from
  *             (recover.h: a replica, the neighbours, a checkpoint, the seed)
  *   COPY      copying a live replica's state
@@ -106,7 +113,7 @@ enum sw_phase {
 const char *sw_phase_name(int phase);
 
 /* Tags of the core's requests: the top 8 bits route the answer. */
-enum sw_tag_kind { SW_TAG_PING = 1, SW_TAG_READY = 2, SW_TAG_FETCH = 3 };
+enum sw_tag_kind { SW_TAG_PING = 1, SW_TAG_READY = 2, SW_TAG_FETCH = 3, SW_TAG_ATTEST = 4 };
 #define SW_TAG(kind, v) ((uint64_t)(kind) << 56 | ((v) & ((1ull << 56) - 1)))
 
 /* The scalars of a stage's optimiser state (src/optim.h). */
@@ -253,6 +260,10 @@ struct sw_trainer {
     bool put_done;
     bool *seen_stage;        /* [S] a live node was there once (the run had it) */
     struct sw_live live;
+    int nunproven;           /* records of the last scan left out: unproven (live.h, Proof) */
+    int nproving;            /* of them, being tried for the first time */
+    uint64_t run_mono;       /* the run's step as corroborated records told (trainer.c) */
+    uint64_t scan1_ms;       /* the first scan's end (0: none yet) */
 
     /* the step, the leader, recovery */
     struct sw_step st;

@@ -46,6 +46,7 @@ def main():
     want(run, "loss", num, nullable=True)
     want(run, "tokens_per_s", num)
     want(run, "nodes", (int,))
+    unproven = want(run, "unproven", (int,))
     health = want(run, "health", (str,))
     if health not in ("healthy", "degraded"):
         fail("run.health %r" % health)
@@ -69,6 +70,9 @@ def main():
             fail("stage state %r" % st)
         if (n == 0) != (st in ("empty", "unknown") or (st == "done" and n == 0)):
             fail("stage %d: %d nodes but state %r" % (i, n, st))
+        if want(s, "unproven", (int,)) < 0:
+            fail("stage %d: negative unproven" % i)
+        unproven -= s["unproven"]
         want(s, "step", (int,), nullable=(n == 0))
         want(s, "loss", num, nullable=True)
         want(s, "tokens_per_s", num)
@@ -82,6 +86,8 @@ def main():
         unanswered -= st == "unknown"
     if bott > 1:
         fail("more than one bottleneck")
+    if unproven != 0:
+        fail("run.unproven is not the sum of the stages'")
     if unanswered != 0:
         fail("run.unanswered is not the count of unknown stages")
     peers = want(d, "peers", (list,))
@@ -90,6 +96,7 @@ def main():
         if len(k) != 64 or set(k) - HEX64:
             fail("peer key")
         want(p, "endpoint", (str,))
+        want(p, "proven", (bool,))
         if not 0 <= want(p, "stage", (int,)) < S:
             fail("peer stage")
         if want(p, "state", (str,)) not in ("syncing", "training", "leaving", "done", "joining"):

@@ -27,6 +27,7 @@ struct fake {
     char probe_ep[SW_PROTO_EP_MAX], ping_ep[SW_PROTO_EP_MAX];
     uint64_t probe_timeout, ping_timeout, ping_tag;
     int ping_rc; /* what ops->ping returns */
+    uint64_t tags[256]; /* of every ping, in order */
 };
 
 static void
@@ -60,6 +61,8 @@ fake_ping(void *arg, const char *ep, uint64_t timeout_ms, uint64_t tag)
     snprintf(fk->ping_ep, sizeof(fk->ping_ep), "%s", ep);
     fk->ping_timeout = timeout_ms;
     fk->ping_tag = tag;
+    if (fk->nping <= 256)
+        fk->tags[fk->nping - 1] = tag;
     return fk->ping_rc;
 }
 
@@ -181,8 +184,8 @@ dead_by_age(void)
     n1 = scan1(&lv, T0 + 5500, &r);
     tap_ok(n1 == 1 && !sw_live_gone(&lv, a, T0 + 5500) && fk.ndead == 1,
            "a new version brings it back: alive again and listed (listed %d)", n1);
-    tap_ok(sw_live_trusted(&lv, a) && sw_live_find(&lv, a)->alive_ms == T0 + 5500,
-           "a new version is a sign of life (alive_ms set)");
+    tap_ok(!sw_live_trusted(&lv, a) && sw_live_find(&lv, a)->alive_ms == T0 + 5500,
+           "a new version is a sign of life (alive_ms set), no proof: not trusted");
     n1 = scan1(&lv, T0 + 5500 + 3001, &r);
     tap_ok(n1 == 0 && fk.ndead == 2, "and it dies again when that version stays (deaths %d)",
            fk.ndead);
@@ -247,7 +250,7 @@ first_sight(void)
     tap_ok(!sw_live_trusted(&lv, e), "a fresh record seen once is not yet trusted");
     r[2].seq = 44;
     sw_live_scan(&lv, T0 + 200, &r[2], 1, NULL, 0, PROBE_EVERY, out);
-    tap_ok(sw_live_trusted(&lv, e), "its next version is: trusted");
+    tap_ok(!sw_live_trusted(&lv, e), "nor its next version: a record is no proof (live.h)");
     sw_live_scan(&lv, T0 + 20 * DEAD_MS, &r[3], 1, NULL, 0, PROBE_EVERY, out);
     tap_ok(fk.ndead == 1 && !sw_live_gone(&lv, g, T0 + 20 * DEAD_MS),
            "a done record is never declared dead by its age");
@@ -550,11 +553,144 @@ gone(void)
            "dead (declared) and left nodes are gone, the others not");
 }
 
+/* Every proof in flight fails at now. */
+static void
+fail_all(struct sw_live *lv, uint64_t now)
+{
+    for (int i = 0; i < SW_LIVE_MAX; i++)
+        if (lv->peer[i].used && lv->peer[i].proving)
+            sw_live_pong(lv, now, (uint64_t)lv->peer[i].gen << 16 | (uint64_t)i, -SW_ETIMEDOUT,
+                         NULL);
+}
+
+/* Proof (live.h): a record counts once its node answered a ping at its
+ * endpoint with its key; a flood of records with dead endpoints costs at
+ * most SW_LIVE_PROVE_MAX pings at a time, backs off, and is forgotten. */
+static void
+proofs(void)
+{
+    struct sw_live lv;
+    struct fake fk;
+    static struct sw_peer_rec r[61], out[61];
+    uint8_t me[32], real[32], other[32];
+    int first, n, busy = 0;
+
+    setup(&lv, &fk);
+    for (int i = 0; i < 61; i++)
+        rec(&r[i], 100 + i, 2, 1, T0); /* 100..159 fakes, 160 the real node */
+    key(real, 160);
+    key(me, SELF);
+    key(other, 161);
+    tap_ok(sw_live_proven(&lv, me, "tcp://anywhere:1"), "this node is always proven");
+    n = sw_live_scan(&lv, T0, r, 61, NULL, 0, PROBE_EVERY, out);
+    first = sw_live_prove(&lv, T0, out, n);
+    tap_ok(n == 61 && first == 61 && fk.nping == SW_LIVE_PROVE_MAX,
+           "61 unproven records: %d pings at once, all %d waiting for a first try", fk.nping,
+           first);
+    first = sw_live_prove(&lv, T0 + 10, out, n);
+    tap_ok(fk.nping == SW_LIVE_PROVE_MAX, "no more while they are in flight (pings %d)",
+           fk.nping);
+    for (int i = 0; i < SW_LIVE_PROVE_MAX; i++)
+        sw_live_pong(&lv, T0 + 1000, fk.tags[i], -SW_ETIMEDOUT, NULL);
+    tap_ok(fk.ndead == 0 && fk.nprobe == 0 && lv.proof_fails == SW_LIVE_PROVE_MAX,
+           "failed proofs: no death, no probe (deaths %d, probes %d)", fk.ndead, fk.nprobe);
+    first = sw_live_prove(&lv, T0 + 1000, out, n);
+    tap_ok(fk.nping == 2 * SW_LIVE_PROVE_MAX && first == 61 - SW_LIVE_PROVE_MAX,
+           "the next round tries the next ones, not the failed ones (pings %d, first tries %d)",
+           fk.nping, first);
+    /* fail everything in flight until the real node is asked */
+    for (int round = 0; round < 20; round++) {
+        struct sw_live_peer *p = sw_live_find(&lv, real);
+        if (p && p->proving)
+            break;
+        fail_all(&lv, T0 + 2000);
+        sw_live_prove(&lv, T0 + 2000, out, n);
+    }
+    {
+        struct sw_live_peer *p = sw_live_find(&lv, real);
+        uint64_t tag = p ? (uint64_t)p->gen << 16 | (uint64_t)(p - lv.peer) : 0;
+        tap_ok(p && p->proving, "the real node's record gets its try among 60 fakes");
+        sw_live_pong(&lv, T0 + 2010, tag, 0, other);
+        tap_ok(!sw_live_proven(&lv, real, r[60].ep) && p->prove_fails == 1,
+               "an answer signed by another key is no proof");
+        p->prove_next_ms = 0;
+        fail_all(&lv, T0 + 2015);
+        sw_live_prove(&lv, T0 + 2020, &out[60], 1);
+        tag = (uint64_t)p->gen << 16 | (uint64_t)(p - lv.peer);
+        sw_live_pong(&lv, T0 + 2030, tag, 0, real);
+        tap_ok(sw_live_proven(&lv, real, r[60].ep) && sw_live_trusted(&lv, real) &&
+                   !sw_live_proven(&lv, real, "tcp://10.9.9.9:1"),
+               "its own key's answer proves it, for that endpoint only");
+    }
+    for (int i = 0; i < SW_LIVE_MAX; i++)
+        busy += lv.peer[i].used && lv.peer[i].proving;
+    tap_ok(busy <= SW_LIVE_PROVE_MAX, "never more than %d proofs in flight (%d)",
+           SW_LIVE_PROVE_MAX, busy);
+    {
+        struct sw_live_peer *p;
+        int before;
+        bool first_wait;
+        fail_all(&lv, T0 + 2000);
+        p = sw_live_find(&lv, r[0].pk);
+        p->prove_fails = 1;
+        p->prove_next_ms = T0 + 2500;
+        before = fk.nping;
+        sw_live_prove(&lv, T0 + 2499, &out[0], 1);
+        first_wait = fk.nping == before;
+        sw_live_prove(&lv, T0 + 2500, &out[0], 1);
+        if (p && p->proving)
+            sw_live_pong(&lv, T0 + 3500, fk.tags[fk.nping - 1], -SW_ETIMEDOUT, NULL);
+        tap_ok(first_wait && fk.nping == before + 1 && p->prove_fails == 2 &&
+                   p->prove_next_ms == T0 + 3500 + 2000,
+               "a fake is tried again after a back-off that doubles (fails %d, next try at "
+               "+%llu ms)", p ? p->prove_fails : 0,
+               (unsigned long long)(p ? p->prove_next_ms - T0 : 0));
+    }
+    /* the fakes' records expire: only the proven node stays in the table */
+    fail_all(&lv, T0 + 3600);
+    rec(&r[60], 160, 2, 2, T0 + 6900);
+    sw_live_scan(&lv, T0 + 7000, &r[60], 1, NULL, 0, PROBE_EVERY, out);
+    n = 0;
+    for (int i = 0; i < SW_LIVE_MAX; i++)
+        n += lv.peer[i].used;
+    tap_ok(n == 1 && sw_live_find(&lv, real), "unproven nodes whose record is gone are forgotten "
+           "(%d left)", n);
+}
+
+static void
+attestations(void)
+{
+    struct sw_live lv;
+    struct fake fk;
+    uint8_t a[32], b[32];
+
+    setup(&lv, &fk);
+    key(a, 1);
+    key(b, 2);
+    sw_live_attest(&lv, a, 1, 5, "0123456789abcdef");
+    sw_live_attest(&lv, a, 1, 5, "0123456789abcdef");
+    sw_live_attest(&lv, a, 1, 6, "short");
+    tap_ok(lv.natt == 1, "one attestation kept (said twice; a bad hash ignored)");
+    tap_ok(sw_live_attested(&lv, b, 1, 5, "0123456789abcdef") &&
+               !sw_live_attested(&lv, a, 1, 5, "0123456789abcdef") &&
+               !sw_live_attested(&lv, b, 1, 6, "0123456789abcdef") &&
+               !sw_live_attested(&lv, b, 2, 5, "0123456789abcdef"),
+           "attested by a for b's copy, not for a's own, nor another step or stage");
+    tap_ok(sw_live_contradicted(&lv, b, 1, 5, "fedcba9876543210") &&
+               !sw_live_contradicted(&lv, b, 1, 5, "0123456789abcdef") &&
+               !sw_live_contradicted(&lv, a, 1, 5, "fedcba9876543210"),
+           "another hash at that step is contradicted, unless only its source said so");
+    for (int i = 0; i < SW_LIVE_ATTEST + 10; i++)
+        sw_live_attest(&lv, b, 3, (uint64_t)i, "00000000000000aa");
+    tap_ok(lv.natt == SW_LIVE_ATTEST && !sw_live_attested(&lv, NULL, 1, 5, "0123456789abcdef"),
+           "the ring is bounded: the oldest make room");
+}
+
 int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(68);
+    tap_plan(68 + 15);
     dead_by_age();
     probe_refused();
     first_sight();
@@ -563,5 +699,7 @@ main(void)
     stale_pong();
     bans();
     gone();
+    proofs();
+    attestations();
     return tap_done();
 }

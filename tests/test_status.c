@@ -199,6 +199,45 @@ summaries(void)
            "finished, no node left: every stage done, healthy");
 }
 
+/* Unproven records (a stranger's claims) are listed but never counted. */
+static void
+unproven(void)
+{
+    static struct sw_peer_rec recs[S + 50];
+    struct sw_stage_summary sum[S];
+    uint64_t now = 100000;
+    int h, n = 0;
+
+    for (int s = 0; s < S; s++) {
+        rec_fill(&recs[n]);
+        recs[n].stage = s;
+        recs[n].pk[0] = (uint8_t)s;
+        recs[n].heard_ms = recs[n].step_ms = now - 500;
+        n++;
+    }
+    for (int i = 0; i < 50; i++) { /* 50 fakes on stage 2, claiming much */
+        rec_fill(&recs[n]);
+        recs[n].pk[0] = (uint8_t)(100 + i);
+        recs[n].tps = recs[n].cap = 1e6;
+        recs[n].step = 5000;
+        recs[n].heard_ms = recs[n].step_ms = now - 100;
+        recs[n].unproven = true;
+        n++;
+    }
+    h = sw_status_summarize(recs, n, S, 37, 1000, now, NULL, sum);
+    tap_ok(h == SW_HEALTH_OK && sum[2].nodes == 1 && sum[2].unproven == 50 &&
+               sum[2].cap == 2345.5 && sum[2].tps == 1234.5 && sum[2].step == 37 &&
+               sum[1].unproven == 0,
+           "50 unproven records on stage 2: listed as unproven, its nodes, capacity, "
+           "throughput and step are the proven node's (nodes %d, unproven %d, capacity %.1f)",
+           sum[2].nodes, sum[2].unproven, sum[2].cap);
+    recs[2] = recs[3]; /* stage 2's real node gone: only the fakes are left */
+    h = sw_status_summarize(recs, n, S, 37, 1000, now, NULL, sum);
+    tap_ok(h == SW_HEALTH_DEGRADED && sum[2].nodes == 0 && sum[2].unproven == 50 &&
+               !strcmp(sum[2].state, "empty"),
+           "only unproven records on stage 2: empty, degraded (state %s)", sum[2].state);
+}
+
 int
 main(void)
 {
@@ -207,7 +246,7 @@ main(void)
     char long_from[300], from127[SW_STATUS_REC_FROM_MAX + 1];
     int err;
 
-    tap_plan(22 + 4 + 3 + 2 + 3);
+    tap_plan(22 + 4 + 3 + 2 + 3 + 2);
 
     /* a node that never recovered: the 13 keys of older records */
     rec_fill(&r);
@@ -315,5 +354,6 @@ main(void)
     refused("a repeated key (rec_ms twice)", "rec_bytes", E_DUP, NULL, 0);
     end_record();
     summaries();
+    unproven();
     return tap_done();
 }

@@ -127,6 +127,7 @@ struct simnode {
     uint64_t train_since;        /* in TRAINING since (0: not) */
     int partition;               /* > 0: cut off from everyone (the group) */
     bool rogue;                  /* a stranger's key: no trainer, it only sends */
+    bool hostile;                /* a stranger's process (hostile_deliver), no trainer */
 };
 
 struct scenario {
@@ -175,6 +176,10 @@ struct sim {
     char why[512];
     int verbose;
     struct stats st;
+    /* hostile scenarios (hostile_run): fake records, a stranger's node */
+    int nfakes, fake_stage;      /* records of endpoints where nobody serves */
+    int bad, bad_ahead;          /* the stranger's node (-1: none); its claimed step's lead */
+    uint64_t to_fakes;           /* pipeline messages sent to a fake's endpoint */
 };
 
 static struct sim *cur; /* for the abort handler */
@@ -353,6 +358,18 @@ post(struct sim *s, struct msg *m, int chan)
     push(s, (struct event){.t = at, .kind = EV_DELIVER, .node = m->to, .m = m});
 }
 
+/* A pipeline message to a fake record's endpoint (hostile_run): counted. */
+static void
+fake_sent(struct sim *s, const char *ep, uint32_t type)
+{
+    int i;
+
+    if (sscanf(ep, "sim://%d", &i) == 1 && i >= 1000 &&
+        (type == SW_MSG_PREPARE || type == SW_MSG_GO || type == SW_MSG_FWD ||
+         type == SW_MSG_BWD || type == SW_MSG_GRAD))
+        s->to_fakes++;
+}
+
 static struct simnode *
 env_node(void *arg)
 {
@@ -367,6 +384,7 @@ env_send(void *arg, const char *ep, uint32_t type, const void *body, size_t len,
     int to = node_of_ep(cur, ep);
 
     if (to < 0) {
+        fake_sent(cur, ep, type);
         if (p && p->free_cb)
             p->free_cb((void *)p->data, p->free_arg);
         return 0; /* nobody there: the connection never comes up */
@@ -398,6 +416,8 @@ env_request(void *arg, const char *ep, uint32_t type, const void *body, size_t l
         m = msg_new(n->id, to, type, body, len, NULL);
         m->rid = s->nreq;
         post(s, m, 0);
+    } else {
+        fake_sent(s, ep, type);
     }
     s->nreq++;
     return 0;
@@ -790,6 +810,7 @@ put(struct sim *s, struct simnode *n, struct sw_peer_rec *r, uint32_t ttl)
 }
 
 static void action(struct sim *s, struct event *e);
+static void hostile_deliver(struct sim *s, struct simnode *n, const struct msg *m);
 
 static void
 run_event(struct sim *s, struct event *e)
@@ -797,6 +818,13 @@ run_event(struct sim *s, struct event *e)
     struct simnode *n = e->kind == EV_ACTION ? NULL : &s->node[e->node];
     uint64_t wake = UINT64_MAX;
 
+    if (n && n->hostile) {
+        if (e->kind == EV_DELIVER && !cut(s, e->m->from, n->id))
+            hostile_deliver(s, n, e->m);
+        msg_free(e->m);
+        free(e->rec);
+        return;
+    }
     if (n && (!n->alive || n->closed)) {
         msg_free(e->m);
         free(e->rec);
@@ -856,7 +884,10 @@ run_event(struct sim *s, struct event *e)
 /* ---- scenarios ---- */
 
 enum { ACT_KILL_NODE, ACT_KILL_STAGE, ACT_KILL_ADJACENT, ACT_KILL_LEADER, ACT_NEWCOMER,
-       ACT_RESTART, ACT_CUT, ACT_HEAL, ACT_REFILL, ACT_HOSTILE, ACT_CHURN };
+       ACT_RESTART, ACT_CUT, ACT_HEAL, ACT_REFILL, ACT_HOSTILE, ACT_CHURN,
+       ACT_FAKES };
+
+static void hostile_action(struct sim *s, struct event *e);
 
 /* A live, unclosed node of stage st (the k-th), or NULL. */
 static struct simnode *
@@ -1038,6 +1069,9 @@ action(struct sim *s, struct event *e)
             e->b = r >> 8;
             action(s, e);
         }
+        return;
+    case ACT_FAKES:
+        hostile_action(s, e);
         return;
     }
     if (n && s->verbose)
@@ -1399,6 +1433,322 @@ out:
     return s->failed ? -1 : 0;
 }
 
+/* ---- hostile scenarios (issue 12): records are claims, states are verified ---- */
+
+/* The live, real node of stage st that completed the most steps, or NULL. */
+static struct simnode *
+real_of(struct sim *s, int st)
+{
+    struct simnode *best = NULL;
+
+    for (int i = 0; i < s->nnode; i++) {
+        struct simnode *n = &s->node[i];
+        if (n->alive && !n->closed && !n->hostile && n->t.stage == st && n->t.trained &&
+            (!best || n->t.step > best->t.step))
+            best = n;
+    }
+    return best;
+}
+
+/* A record put straight into the DHT's directory, fresh. */
+static void
+dir_set(struct sim *s, const struct sw_peer_rec *r)
+{
+    struct record *d = NULL;
+
+    for (int i = 0; i < MAXN && !d; i++)
+        if (s->dir[i].used && !memcmp(s->dir[i].rec.pk, r->pk, 32))
+            d = &s->dir[i];
+    for (int i = 0; i < MAXN && !d; i++)
+        if (!s->dir[i].used || s->dir[i].expires <= s->now)
+            d = &s->dir[i];
+    if (!d)
+        return;
+    d->used = true;
+    d->rec = *r;
+    d->rec.seq = d->rec.heard_ms = d->rec.step_ms = s->now;
+    d->expires = s->now + 10000;
+}
+
+/* Every 250 ms: the fake records (endpoints where nobody serves, claiming
+ * the run's step and a huge capacity) and the stranger's record (stage 0,
+ * the real stage-0 node's step plus bad_ahead and its hash), fresh. */
+static void
+hostile_refresh(struct sim *s)
+{
+    uint64_t run = 0;
+    struct sw_peer_rec r;
+
+    for (int i = 0; i < s->nnode; i++)
+        if (s->node[i].alive && !s->node[i].hostile)
+            run = SW_MAX(run, s->node[i].t.step);
+    for (int i = 0; i < s->nfakes; i++) {
+        memset(&r, 0, sizeof(r));
+        r.pk[0] = 0xf0;
+        r.pk[1] = (uint8_t)i;
+        r.pk[31] = 0x77;
+        snprintf(r.ep, sizeof(r.ep), "sim://%d", 1000 + i);
+        r.stage = s->fake_stage;
+        r.state = SW_REC_TRAINING;
+        r.step = run;
+        r.tps = r.cap = 1e6;
+        r.loss = -1;
+        r.norm = 1;
+        snprintf(r.hash, sizeof(r.hash), "00000000000000%02x", (unsigned)(i & 0xff));
+        dir_set(s, &r);
+    }
+    if (s->bad >= 0) {
+        struct simnode *b = &s->node[s->bad], *real = real_of(s, 0);
+        memset(&r, 0, sizeof(r));
+        memcpy(r.pk, b->pk, 32);
+        snprintf(r.ep, sizeof(r.ep), "%s", b->ep);
+        r.state = SW_REC_TRAINING;
+        r.step = (real ? real->t.step : run) + (uint64_t)s->bad_ahead;
+        r.loss = -1;
+        if (real) {
+            snprintf(r.hash, sizeof(r.hash), "%s", real->t.hash);
+            r.cap = real->t.cap;
+            r.tps = real->t.tps;
+        }
+        dir_set(s, &r);
+    }
+}
+
+static void
+hostile_action(struct sim *s, struct event *e)
+{
+    if (e->b == 1) { /* a newcomer for stage 0 */
+        s->st.newcomers++;
+        s->last_disturb = s->now;
+        node_add(s, 0, NULL);
+        return;
+    }
+    hostile_refresh(s);
+    push(s, (struct event){.t = s->now + 250, .kind = EV_ACTION, .a = ACT_FAKES});
+}
+
+static void
+hostile_reply(struct sim *s, struct simnode *n, const struct msg *m, uint32_t type,
+              const msgpack_sbuffer *sb, const float *pl, size_t plen)
+{
+    struct sw_payload p = {pl, plen, NULL, NULL, NULL};
+    struct msg *r = msg_new(n->id, m->from, type, sb ? sb->data : NULL, sb ? sb->size : 0,
+                            plen ? &p : NULL);
+
+    r->rid = m->rid;
+    r->response = true;
+    post(s, r, 1);
+}
+
+/*
+ * The stranger's node: answers PING (it serves its endpoint, so its record
+ * is proven), PREPARE with "not ready" (the run does not wait on it), a
+ * hash question (STATE_GET hstep) with "cannot tell", and serves all-zero
+ * parameters and moments at the step its record claims.
+ */
+static void
+hostile_deliver(struct sim *s, struct simnode *n, const struct msg *m)
+{
+    static const char *const keys[] = {"stage", "which", "off", "n", "snap", "hstep", "step",
+                                       NULL};
+    struct simnode *real = real_of(s, 0);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    uint64_t which = 0, off = 0, cnt = 0, step = 0, hstep = 0;
+    bool has_hstep;
+
+    if (m->response || !m->rid)
+        return;
+    if (m->type == SW_MSG_PING) {
+        hostile_reply(s, n, m, SW_MSG_PING + 1, NULL, NULL, 0);
+        return;
+    }
+    if ((m->type != SW_MSG_PREPARE && m->type != SW_MSG_STATE_GET) ||
+        !sw_proto_open(m->body, m->blen, &u, keys))
+        return;
+    has_hstep = sw_proto_get_u64(&u.data, "hstep", &hstep) == 0;
+    if (sw_proto_get_u64(&u.data, "which", &which) < 0 ||
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &cnt) < 0)
+        which = off = cnt = 0;
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0)
+        step = 0;
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (m->type == SW_MSG_PREPARE) {
+        msgpack_pack_map(&pk, 3);
+        sw_proto_pack_key(&pk, "step");
+        msgpack_pack_uint64(&pk, step);
+        sw_proto_pack_key(&pk, "stage");
+        msgpack_pack_uint32(&pk, 0);
+        sw_proto_pack_key(&pk, "ok");
+        msgpack_pack_false(&pk);
+        hostile_reply(s, n, m, SW_MSG_READY, &sb, NULL, 0);
+    } else if (has_hstep || which == 3 || !real || cnt > real->t.numel) {
+        msgpack_pack_map(&pk, 3);
+        sw_proto_pack_key(&pk, "err");
+        msgpack_pack_int64(&pk, -SW_ENOENT);
+        sw_proto_pack_key(&pk, "stage");
+        msgpack_pack_uint64(&pk, 0);
+        sw_proto_pack_key(&pk, "step");
+        msgpack_pack_uint64(&pk, hstep);
+        hostile_reply(s, n, m, SW_MSG_STATE, &sb, NULL, 0);
+    } else {
+        uint64_t claim = real->t.step + (uint64_t)s->bad_ahead;
+        float *zeros = calloc(cnt ? cnt : 1, sizeof(float));
+        SW_ASSERT(zeros);
+        msgpack_pack_map(&pk, 8);
+        sw_proto_pack_key(&pk, "err");
+        msgpack_pack_int64(&pk, 0);
+        sw_proto_pack_key(&pk, "step");
+        msgpack_pack_uint64(&pk, claim);
+        sw_proto_pack_key(&pk, "t");
+        msgpack_pack_uint64(&pk, claim);
+        sw_proto_pack_key(&pk, "lr_mult");
+        msgpack_pack_double(&pk, 1.0);
+        sw_proto_pack_key(&pk, "norm");
+        msgpack_pack_double(&pk, 1.0);
+        sw_proto_pack_key(&pk, "numel");
+        msgpack_pack_uint64(&pk, real->t.numel);
+        sw_proto_pack_key(&pk, "off");
+        msgpack_pack_uint64(&pk, off);
+        sw_proto_pack_key(&pk, "n");
+        msgpack_pack_uint64(&pk, cnt);
+        hostile_reply(s, n, m, SW_MSG_STATE, &sb, zeros, cnt * sizeof(float));
+        free(zeros);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/*
+ * One hostile scenario (4 stages, one node each, 60 steps, loopback-like
+ * network), checked as the seeded ones are and then for what it is about:
+ *   0  30 fake stage-2 records with dead endpoints, then stage 2's node
+ *      killed: nothing of the pipeline goes to the fakes, every node leaves
+ *      them out (unproven), and the newcomer that joins with --stage auto
+ *      chooses stage 2;
+ *   1  a stranger's node that answers pings and serves all-zero weights
+ *      under a stage-0 record two steps ahead of the real node: a newcomer
+ *      of stage 0 refuses its copy, and copies the real node's;
+ *   2  the same stranger claiming step + 1000: no node copies from it and
+ *      the run trains on;
+ * in 1 and 2 no node of the run even tries to copy its state again.
+ */
+static int
+hostile_run(int kind, int verbose)
+{
+    static struct sim sim;
+    struct sim *s = &sim;
+    struct scenario *c = &s->sc;
+    size_t nh;
+    int first_new;
+
+    memset(s, 0, sizeof(*s));
+    cur = s;
+    s->verbose = verbose;
+    s->now = T0;
+    s->bad = -1;
+    draw_scenario(s, 91000 + (uint64_t)kind);
+    c->plus = c->reorder = c->balance = false;
+    c->S = 4;
+    c->M = 2;
+    c->steps = 60;
+    for (int st = 0; st < 8; st++)
+        c->reps[st] = 1;
+    c->delay_ms = 1;
+    c->jitter = 0;
+    c->rate = 1.25e5;
+    c->cost_ms = 2;
+    c->loss = 0;
+    snprintf(c->what, sizeof(c->what), "hostile %d: %s", kind,
+             (const char *[]){"30 fake stage-2 records, stage 2 killed",
+                              "a stranger serving zero weights on stage 0, 2 steps ahead",
+                              "a stranger claiming step + 1000 on stage 0"}[kind]);
+    if (manifest(s) < 0)
+        goto out;
+    nh = (size_t)c->S * ((size_t)c->steps + 1);
+    s->hashes = calloc(nh, 32);
+    s->hash_node = malloc(nh * sizeof(int));
+    for (size_t i = 0; i < nh; i++)
+        s->hash_node[i] = -1;
+    for (int st = 0; st < c->S; st++)
+        node_add(s, st, NULL);
+    if (kind == 0) {
+        s->nfakes = 30;
+        s->fake_stage = 2;
+        push(s, (struct event){.t = T0 + 4000, .kind = EV_ACTION, .a = ACT_KILL_STAGE, .b = 2});
+    } else {
+        struct simnode *b = &s->node[s->nnode];
+        memset(b, 0, sizeof(*b));
+        b->id = s->nnode++;
+        b->used = b->alive = b->closed = b->hostile = true;
+        /* the highest key: a stranger with the lowest would be taken for the
+         * leader (who leads is the leader's authentication, not this test's) */
+        memset(b->pk, 0xff, 32);
+        snprintf(b->ep, sizeof(b->ep), "sim://%d", b->id);
+        s->bad = b->id;
+        s->bad_ahead = kind == 1 ? 2 : 1000;
+        if (kind == 1)
+            push(s, (struct event){.t = T0 + 3000, .kind = EV_ACTION, .a = ACT_FAKES, .b = 1});
+    }
+    first_new = s->nnode;
+    push(s, (struct event){.t = T0 + 200, .kind = EV_ACTION, .a = ACT_FAKES});
+    s->last_update = s->last_disturb = s->now;
+    while (s->nheap && !s->failed) {
+        struct event e = pop(s);
+        s->now = e.t;
+        if (s->now - T0 > SIM_END_MS) {
+            fail(s, "still running after %d s of simulated time", SIM_END_MS / 1000);
+            break;
+        }
+        run_event(s, &e);
+        if (s->st.stopped_lost)
+            fail(s, "a node stopped the run (exit %d)", SW_EXIT_LOST);
+        if (!all_closed(s) && s->now - SW_MAX(s->last_update, s->last_disturb) > SIM_STALL_MS)
+            fail(s, "no step for %d s", SIM_STALL_MS / 1000);
+        if (ended(s))
+            break;
+    }
+    if (!s->failed)
+        finish(s);
+    if (!s->failed && s->to_fakes)
+        fail(s, "%llu pipeline messages went to fake records' endpoints",
+             (unsigned long long)s->to_fakes);
+    if (!s->failed && kind == 0) {
+        int unproven = 0;
+        for (int i = 0; i < first_new; i++)
+            unproven = SW_MAX(unproven, s->node[i].t.nunproven);
+        if (first_new >= s->nnode || s->node[first_new].t.stage != 2)
+            fail(s, "the first newcomer chose stage %d, not the empty stage 2",
+                 first_new < s->nnode ? s->node[first_new].t.stage : -1);
+        else if (unproven < s->nfakes)
+            fail(s, "the nodes saw %d unproven records, not the %d fakes", unproven, s->nfakes);
+    }
+    for (int i = 0; !s->failed && kind > 0 && i < s->nnode; i++) {
+        struct simnode *n = &s->node[i];
+        if (!n->hostile && strstr(n->t.rec_from, s->node[s->bad].ep))
+            fail(s, "node %d copied stage %d from the stranger", n->id, n->t.stage);
+        else if (kind == 1 && i == first_new &&
+                 (!n->t.trained || n->t.rc.copies_refused < 1 || n->t.stage != 0))
+            fail(s, "the stage-0 newcomer trained %d, refused %llu copies", n->t.trained,
+                 (unsigned long long)n->t.rc.copies_refused);
+        else if (i < first_new - 1 && (n->t.recoveries || n->t.rc.copies_refused))
+            fail(s, "node %d of the run recovered its stage %llu times, refused %llu copies "
+                 "(a lone record ahead made it copy again)", n->id,
+                 (unsigned long long)n->t.recoveries,
+                 (unsigned long long)n->t.rc.copies_refused);
+    }
+    if (s->failed && verbose)
+        dump(s);
+out:
+    if (verbose || s->failed)
+        fprintf(stderr, "# %s: %s%s\n", c->what, s->failed ? "FAILED: " : "ok",
+                s->failed ? s->why : "");
+    sim_release(s);
+    return s->failed ? -1 : 0;
+}
+
 static void
 on_abort(int sig)
 {
@@ -1463,7 +1813,7 @@ static void
 usage(void)
 {
     fprintf(stderr, "usage: test_swarm_sim [--seeds FIRST COUNT | --seed N] [--harsh] "
-            "[--verbose | --trace]\n"
+            "[--verbose | --trace] | --hostile K\n"
             "  default: seeds 0..%d and the pinned ones; --harsh: message loss (0.5%%, 1%%)\n"
             "  and nodes cut off from everyone for a while, which the make check set leaves out\n",
             SIM_SEEDS - 1);
@@ -1473,7 +1823,7 @@ int
 main(int argc, char **argv)
 {
     uint64_t first = 0, count = SIM_SEEDS;
-    int verbose = 0, failed = 0, runs = 0;
+    int verbose = 0, failed = 0, runs = 0, hostile = -1;
     bool with_pinned = true;
     struct stats stats;
 
@@ -1493,6 +1843,9 @@ main(int argc, char **argv)
             verbose = 2;
         } else if (!strcmp(argv[i], "--harsh")) {
             harsh = 1;
+        } else if (!strcmp(argv[i], "--hostile") && i + 1 < argc) {
+            hostile = atoi(argv[++i]);
+            verbose = 1;
         } else {
             usage();
             return 2;
@@ -1504,7 +1857,9 @@ main(int argc, char **argv)
     sw_log_set_prefix(log_prefix);
     signal(SIGABRT, on_abort);
     signal(SIGSEGV, on_abort);
-    tap_plan(with_pinned ? 2 : 1);
+    if (hostile >= 0 && hostile < 3) /* one hostile scenario, verbose */
+        return hostile_run(hostile, 1) < 0;
+    tap_plan(with_pinned ? 3 : 1);
     for (uint64_t seed = first; seed < first + count && failed < 10; seed++, runs++)
         failed += run(seed, verbose, &stats) < 0;
     tap_diag("%d scenarios from seed %llu: %llu events, %.0f s simulated, %llu updates, "
@@ -1533,6 +1888,12 @@ main(int argc, char **argv)
                          (unsigned long long)pinned[i].seed, pinned[i].found);
             }
         tap_ok(bad == 0, "the %zu seeds that found bugs pass", SW_ARRAY_SIZE(pinned));
+        bad = 0;
+        for (int k = 0; k < 3; k++)
+            bad += hostile_run(k, verbose) < 0;
+        tap_ok(bad == 0, "hostile records and a stranger's node (fake records with dead "
+               "endpoints; zero weights 2 steps ahead; step + 1000): %d of 3 failed "
+               "(replay one with --hostile K)", bad);
     }
     return tap_done();
 }
