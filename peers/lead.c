@@ -16,6 +16,7 @@ sw_lead_init(struct sw_trainer *t)
     int err;
 
     memset(&t->lead, 0, sizeof(t->lead));
+    t->lead.need = -1;
     if ((err = sw_plan_init(&t->lead.plan, t->S, t->M)) < 0)
         return err;
     return sw_plan_init(&t->lead.prev, t->S, t->M);
@@ -108,6 +109,36 @@ keep_microbatches(struct sw_plan *p, const struct sw_plan *old)
 
 /* GO(step, ver, plan, att) to the nodes planned (slots ok); false when a stage
  * has none.  ver > 0: a replan of the plan of the step in L->plan. */
+/* The first stage none of whose slots answered ready (-1: none). */
+static int
+unready_stage(const struct sw_trainer *t)
+{
+    const struct sw_lead *L = &t->lead;
+
+    for (int s = 0; s < t->S; s++) {
+        bool ok = false;
+        for (int i = 0; i < L->nslot && !ok; i++)
+            ok = L->slot[i].ok && L->slot[i].stage == s;
+        if (!ok)
+            return s;
+    }
+    return -1;
+}
+
+/* What the leader's record says a newcomer should fill (lead.h, need). */
+static void
+set_need(struct sw_trainer *t, int need)
+{
+    struct sw_lead *L = &t->lead;
+    bool changed = L->need != need;
+
+    L->need = need;
+    if (need >= 0)
+        L->need_ms = t->now;
+    if (changed)
+        trainer_announce(t);
+}
+
 static bool
 send_plan(struct sw_trainer *t, uint64_t ver)
 {
@@ -202,11 +233,14 @@ go(struct sw_trainer *t)
     }
     one_state(t);
     if (!send_plan(t, 0)) {
-        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: a stage has no ready node, waiting",
-                           (unsigned long long)t->lead.step);
+        int need = unready_stage(t);
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: stage %d has no ready node, waiting",
+                           (unsigned long long)t->lead.step, need);
         set_phase(t, SW_LEAD_IDLE);
+        set_need(t, need);
         return;
     }
+    set_need(t, -1);
     sw_log(SW_LOG_DEBUG, "step %llu: go", (unsigned long long)t->lead.step);
     set_phase(t, SW_LEAD_RUNNING);
 }

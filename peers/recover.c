@@ -192,6 +192,20 @@ copy_accept(struct sw_trainer *t, const char *why)
     announce_state(t);
 }
 
+/* pk is not copied from for SW_RECOVER_DISTRUST_MS (the oldest entry goes). */
+static void
+distrust(struct sw_trainer *t, const uint8_t *pk)
+{
+    struct sw_recover *rc = &t->rc;
+    int b = 0;
+
+    for (int i = 1; i < SW_RECOVER_DISTRUST; i++)
+        if (rc->distrust[i].until_ms < rc->distrust[b].until_ms)
+            b = i;
+    memcpy(rc->distrust[b].pk, pk, 32);
+    rc->distrust[b].until_ms = t->now + SW_RECOVER_DISTRUST_MS;
+}
+
 /* The copy is refused: the node's own state (if it had one) is back, the
  * source is not copied from for a while (not banned: a liar contradicting
  * an honest source must not get it banned). */
@@ -201,15 +215,11 @@ copy_refuse(struct sw_trainer *t, const char *why)
     struct sw_recover *rc = &t->rc;
     const struct sw_fetch_src *src = &t->fetch.src[0];
     char who[13], f[512], q[256];
-    int b = 0, err;
+    int err;
 
     rc->verify = false;
     rc->copies_refused++;
-    for (int i = 1; i < SW_RECOVER_DISTRUST; i++)
-        if (rc->distrust[i].until_ms < rc->distrust[b].until_ms)
-            b = i;
-    memcpy(rc->distrust[b].pk, src->pk, 32);
-    rc->distrust[b].until_ms = t->now + SW_RECOVER_DISTRUST_MS;
+    distrust(t, src->pk);
     snprintf(f, sizeof(f), "\"stage\":%d,\"from\":\"%s\",\"step\":%llu,\"hash\":\"%s\",\"why\":%s",
              t->stage, sw_proto_who(who, src->pk), (unsigned long long)src->step,
              rc->verify_hash, sw_json_str(q, sizeof(q), why));
@@ -667,6 +677,18 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
         else
             SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "state copy from '%s' refused or malformed; "
                                "trying again", s->ep);
+        if (memcmp(t->rc.fail_pk, s->pk, 32)) {
+            memcpy(t->rc.fail_pk, s->pk, 32);
+            t->rc.fails = 0;
+        }
+        if (++t->rc.fails >= SW_RECOVER_FAILS) {
+            char who[13];
+            t->rc.fails = 0;
+            distrust(t, s->pk);
+            sw_log(SW_LOG_WARN, "no state from node %s at '%s' in %d tries: not copying from it "
+                   "for %d s", sw_proto_who(who, s->pk), s->ep, SW_RECOVER_FAILS,
+                   SW_RECOVER_DISTRUST_MS / 1000);
+        }
         sw_recover_resync(t);
         t->rc.retry_ms = t->now + SW_TRAINER_SCAN_MS; /* not at once: the source may be busy */
         return;
@@ -1084,10 +1106,11 @@ sync_tick(struct sw_trainer *t)
         restore_tick(t);
     } else if (t->run_step == 0 && !t->recoveries) {
         seed_init(t);
-    } else if (t->run_step > t->step || t->moved_from >= 0) {
-        /* a newcomer, a node the run left behind, or one that moved to a
-         * stage whose nodes died meanwhile (trainer.h), with no live node of
-         * its stage to copy: what is left of the stage is rebuilt */
+    } else if (t->run_step > t->step || t->moved_from >= 0 || (t->run_step > 0 && !t->hash[0])) {
+        /* a newcomer, a node the run left behind, one that moved to a stage
+         * whose nodes died meanwhile (trainer.h), or one that left a copy of
+         * another stage for this one (unstacked), with no live node of its
+         * stage to copy: what is left of the stage is rebuilt */
         rebuild_tick(t);
     } else {
         t->rc.retry_ms = t->now + 1000;

@@ -98,6 +98,12 @@ struct sw_recover {
     int own_t;
     float own_lr_mult, own_norm, own_normc;
     uint64_t copies_refused;
+    /* the source of the last failed copy (no answer, refused) and how many
+     * copies from it failed in a row: at SW_RECOVER_FAILS it is distrusted
+     * like a refused copy (a stranger's record that answers pings but
+     * serves no state must not hold a newcomer for good) */
+    uint8_t fail_pk[32];
+    int fails;
     uint64_t ask_ms;         /* verify: when the other replicas were last asked */
     uint8_t unk[4][32];      /* verify: the ones that answered they cannot tell */
     int nunk;
@@ -128,6 +134,7 @@ void sw_recover_snap_due(struct sw_trainer *t);
 void sw_recover_attest_answer(struct sw_trainer *t, uint64_t step, int status,
                               const struct sw_transport_msg *m);
 /* A source whose copy was refused lately (not copied from, not counted). */
+#define SW_RECOVER_FAILS 2
 bool sw_recover_distrusted(const struct sw_trainer *t, const uint8_t *pk);
 /* A behind node copies the state again (SYNC). */
 void sw_recover_resync(struct sw_trainer *t);

@@ -13,7 +13,7 @@
 
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
                                        "tps", "cap", "loss", "norm", "hash", "rec",
-                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv",
+                                       "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv", "nd",
                                        "cert", NULL};
 
 const char *
@@ -69,7 +69,7 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
 {
     bool rec = r->rec_method[0] != '\0';
 
-    msgpack_pack_map(pk, (rec ? 17 : 13) + (r->moving > 0) + (r->cert_len > 0));
+    msgpack_pack_map(pk, (rec ? 17 : 13) + (r->moving > 0) + (r->need > 0) + (r->cert_len > 0));
     sw_proto_pack_key(pk, "ver");
     msgpack_pack_uint32(pk, SW_STATUS_REC_VERSION);
     sw_proto_pack_key(pk, "ep");
@@ -109,6 +109,10 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
     if (r->moving > 0) {
         sw_proto_pack_key(pk, "mv");
         msgpack_pack_uint32(pk, (uint32_t)(r->moving - 1));
+    }
+    if (r->need > 0) {
+        sw_proto_pack_key(pk, "nd");
+        msgpack_pack_uint32(pk, (uint32_t)(r->need - 1));
     }
     if (r->cert_len > 0) {
         sw_proto_pack_key(pk, "cert");
@@ -156,6 +160,12 @@ sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint
         if (sw_proto_get_u64(o, "mv", &u) < 0 || u >= (uint64_t)S)
             return -SW_EMSG;
         r->moving = (int)u + 1;
+    }
+    r->need = 0;
+    if (sw_proto_get(o, "nd")) {
+        if (sw_proto_get_u64(o, "nd", &u) < 0 || u >= (uint64_t)S)
+            return -SW_EMSG;
+        r->need = (int)u + 1;
     }
     r->cert = NULL;
     r->cert_len = 0;

@@ -59,6 +59,8 @@ struct sw_peer_rec {
     char rec_from[SW_STATUS_REC_FROM_MAX];
     uint64_t rec_bytes, rec_ms;
     int moving;         /* 1 + the stage it leaves for once out of the plan (0: none; "mv") */
+    int need;           /* the leader: 1 + a stage none of whose nodes answered its PREPARE
+                           ready, so that the run waits for it (0: none; "nd") */
     uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */

@@ -261,6 +261,9 @@ sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r)
     snprintf(r->hash, sizeof(r->hash), "%s", t->hash);
     r->recoveries = t->recoveries;
     r->moving = t->move_to >= 0 ? t->move_to + 1 : 0;
+    /* the leader's word on a stage that answers no PREPARE (lead.h), while fresh */
+    if (t->stage == 0 && t->lead.need >= 0 && t->now - t->lead.need_ms < SW_TRAINER_NEED_MS)
+        r->need = t->lead.need + 1;
     sw_status_rec_set_recovery(r, t->rec_method, t->rec_from, t->rec_bytes, t->rec_s);
 }
 
@@ -504,6 +507,18 @@ choose(struct sw_trainer *t, int nwait)
         cap[t->dir[i].stage] += t->dir[i].cap;
     }
     t->stage = sw_plan_choose_stage(t->S, cnt, cap);
+    {
+        /* the leader waits for a stage that answers none of its PREPAREs:
+         * that one, whatever the records there claim (lead.h, need) */
+        const uint8_t *lpk = sw_lead_expected(t);
+        const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
+        if (l && l->need > 0 && l->need <= t->S && sw_live_trusted(&t->live, l->pk) &&
+            cnt[t->stage] > 0) {
+            sw_log(SW_LOG_INFO, "stage auto: the leader waits for stage %d (no node there "
+                   "answered ready)", l->need - 1);
+            t->stage = l->need - 1;
+        }
+    }
     stages_seen(seen, sizeof(seen), t->S, cnt, cap); /* what the choice saw */
     {
         char f[1200], q[1100];
@@ -1022,7 +1037,9 @@ rebalance(struct sw_trainer *t)
  * every node reads the same records (a later round moves the next one if
  * need be; the k-th by key k dead times later, in case those before it were
  * started with --stage N).  Its own record must be in the table first (the
- * others see it).
+ * others see it).  A stage the leader's record says it waits for ("nd":
+ * none of its nodes answered ready) counts as empty, and a joining node
+ * (a copy that has not taken a step yet) may move too.
  */
 static void
 unstack(struct sw_trainer *t)
@@ -1031,7 +1048,8 @@ unstack(struct sw_trainer *t)
     bool *have;
     int others = 0, to = -1, rank = 0;
 
-    if (t->o.stage >= 0 || !t->ops || (t->trained && !fresh) || sw_step_busy(&t->st) ||
+    if (t->o.stage >= 0 || !t->ops || (t->trained && !fresh && t->phase != SW_PHASE_JOINING) ||
+        sw_step_busy(&t->st) ||
         !(trainer_syncing(t) || trainer_in_run(t)) || t->phase == SW_PHASE_RESTORE ||
         t->move_to >= 0 || !t->dir_ok ||
         t->now - t->scan_ok_ms > 2000 || !trainer_dir_find(t, t->pk) ||
@@ -1051,13 +1069,23 @@ unstack(struct sw_trainer *t)
          * moves first (a record does not say whether its node was started
          * with --stage auto: one that was not never moves, so the next in
          * rank moves a dead time later if the stage is still doubled) */
-        if ((r->state == SW_REC_SYNCING || (fresh && r->step == 0)) && memcmp(r->pk, t->pk, 32) > 0)
+        if ((r->state == SW_REC_SYNCING || r->state == SW_REC_JOINING || (fresh && r->step == 0)) &&
+            memcmp(r->pk, t->pk, 32) > 0)
             rank++;
     }
     for (int st = t->S - 1; st >= 0; st--)
         if (!have[st])
             to = st;
     sw_free(have);
+    if (to < 0) {
+        /* no stage without a record, but the leader waits for one whose
+         * nodes answer no PREPARE (records a stranger keeps alive: lead.h,
+         * need): that one is as good as empty */
+        const uint8_t *lpk = sw_lead_expected(t);
+        const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
+        if (l && l->need > 0 && l->need <= t->S && l->need - 1 != t->stage)
+            to = l->need - 1;
+    }
     if (others == 0 || to < 0) {
         t->unstack_ms = 0;
         return;

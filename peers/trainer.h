@@ -94,6 +94,7 @@
 #define SW_TRAINER_SCAN_MS 500         /* a node reads the stage keys */
 #define SW_TRAINER_FIRST_SCAN_MS 20000 /* the first read, at most */
 #define SW_TRAINER_HEARTBEAT_MS 250    /* the longest sw_trainer_tick ever waits */
+#define SW_TRAINER_NEED_MS 30000       /* the leader's "nd" lasts this long after its last round */
 
 enum sw_phase {
     SW_PHASE_SCAN = 0,

@@ -44,12 +44,12 @@ def losses(path):
 
 def stage_of(path):
     """The stage a node serves now, as its log tells: its last stage choice
-    (chose_stage) or move (moved); -1 when neither."""
+    (chose_stage) or move (moved, unstacked); -1 when none."""
     s = -1
     for o in objects(path):
         if o.get("event") == "chose_stage":
             s = o["stage"]
-        elif o.get("event") == "moved":
+        elif o.get("event") in ("moved", "unstacked"):
             s = o["to"]
     return s
 

@@ -55,7 +55,11 @@ if want 5; then
     sleep 1
     start_node "$TMP/new2.log" auto
     wait_for 30 has_event "$TMP/new2.log" chose_stage
-    wait_for 60 sh -c "[ \"\$(last_step '$LOG_LAST')\" -ge $((fail_step + 10)) ]"; rc=$?
+    # the step in progress stalls first (up to 30 s) before the leader's
+    # PREPARE round names stage 2 as the one it waits for ("nd" in its
+    # record); the newcomer moves there, fails twice to copy from the fake
+    # (10 s each) and rebuilds the stage by CheckFree
+    wait_for 120 sh -c "[ \"\$(last_step '$LOG_LAST')\" -ge $((fail_step + 10)) ]"; rc=$?
     s=$(stage_of "$TMP/new2.log")
     msgs "$TMP/new2.log" | grep -i "chose\|stage" | head -n 3 | sed 's/^/# /'
     echo "# the newcomer serves stage $s; the last stage is at step $(last_step "$LOG_LAST")"
