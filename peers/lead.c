@@ -133,6 +133,8 @@ set_need(struct sw_trainer *t, int need)
     bool changed = L->need != need;
 
     L->need = need;
+    if (changed)
+        L->need_since = t->now;
     if (need >= 0)
         L->need_ms = t->now;
     if (changed)

@@ -102,9 +102,11 @@ struct sw_lead {
      * and since when: the leader's record says so ("nd"), so that a --stage
      * auto newcomer fills it even when records claim nodes there (a stranger
      * in an open run can publish a record that answers pings and never
-     * trains) */
+     * trains); published once the rounds have failed for it for
+     * SW_TRAINER_NEED_HOLD_MS in a row, so that a stage filling up at the
+     * start or being rebuilt draws nobody away from another */
     int need;
-    uint64_t need_ms;
+    uint64_t need_ms, need_since; /* its last round, its first one in a row */
 };
 
 int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;

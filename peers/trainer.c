@@ -262,7 +262,8 @@ sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r)
     r->recoveries = t->recoveries;
     r->moving = t->move_to >= 0 ? t->move_to + 1 : 0;
     /* the leader's word on a stage that answers no PREPARE (lead.h), while fresh */
-    if (t->stage == 0 && t->lead.need >= 0 && t->now - t->lead.need_ms < SW_TRAINER_NEED_MS)
+    if (t->stage == 0 && t->lead.need >= 0 && t->now - t->lead.need_ms < SW_TRAINER_NEED_MS &&
+        t->now - t->lead.need_since >= SW_TRAINER_NEED_HOLD_MS)
         r->need = t->lead.need + 1;
     sw_status_rec_set_recovery(r, t->rec_method, t->rec_from, t->rec_bytes, t->rec_s);
 }
@@ -1045,10 +1046,13 @@ static void
 unstack(struct sw_trainer *t)
 {
     bool fresh = t->run_step == 0 && t->step == 0;
+    /* a copy that has not taken a step yet moves only where the leader waits */
+    bool joining = t->trained && !fresh;
     bool *have;
-    int others = 0, to = -1, rank = 0;
+    int others = 0, to = -1, rank = 0, jrank = 0;
+    bool waited = false; /* to: where the leader waits (else a stage without a record) */
 
-    if (t->o.stage >= 0 || !t->ops || (t->trained && !fresh && t->phase != SW_PHASE_JOINING) ||
+    if (t->o.stage >= 0 || !t->ops || (joining && t->phase != SW_PHASE_JOINING) ||
         sw_step_busy(&t->st) ||
         !(trainer_syncing(t) || trainer_in_run(t)) || t->phase == SW_PHASE_RESTORE ||
         t->move_to >= 0 || !t->dir_ok ||
@@ -1069,11 +1073,12 @@ unstack(struct sw_trainer *t)
          * moves first (a record does not say whether its node was started
          * with --stage auto: one that was not never moves, so the next in
          * rank moves a dead time later if the stage is still doubled) */
-        if ((r->state == SW_REC_SYNCING || r->state == SW_REC_JOINING || (fresh && r->step == 0)) &&
-            memcmp(r->pk, t->pk, 32) > 0)
+        if ((r->state == SW_REC_SYNCING || (fresh && r->step == 0)) && memcmp(r->pk, t->pk, 32) > 0)
             rank++;
+        if ((r->state == SW_REC_SYNCING || r->state == SW_REC_JOINING) && memcmp(r->pk, t->pk, 32) > 0)
+            jrank++;
     }
-    for (int st = t->S - 1; st >= 0; st--)
+    for (int st = t->S - 1; st >= 0 && !joining; st--)
         if (!have[st])
             to = st;
     sw_free(have);
@@ -1083,8 +1088,11 @@ unstack(struct sw_trainer *t)
          * need): that one is as good as empty */
         const uint8_t *lpk = sw_lead_expected(t);
         const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
-        if (l && l->need > 0 && l->need <= t->S && l->need - 1 != t->stage)
+        if (l && l->need > 0 && l->need <= t->S && l->need - 1 != t->stage) {
             to = l->need - 1;
+            rank = jrank;
+            waited = true;
+        }
     }
     if (others == 0 || to < 0) {
         t->unstack_ms = 0;
@@ -1099,8 +1107,8 @@ unstack(struct sw_trainer *t)
         char f[96];
         snprintf(f, sizeof(f), "\"from\":%d,\"to\":%d,\"nodes\":%d", t->stage, to, others + 1);
         sw_log_event(SW_LOG_INFO, "unstacked", f, "stage auto: stage %d has %d nodes and stage %d "
-                     "none: this one (the highest key that may move) takes stage %d", t->stage,
-                     others + 1, to, to);
+                     "%s: this one (the highest key that may move) takes stage %d", t->stage,
+                     others + 1, to, waited ? "answers none of the leader's PREPAREs" : "none", to);
     }
     t->move_to = to;
     move(t, false);

@@ -95,6 +95,7 @@
 #define SW_TRAINER_FIRST_SCAN_MS 20000 /* the first read, at most */
 #define SW_TRAINER_HEARTBEAT_MS 250    /* the longest sw_trainer_tick ever waits */
 #define SW_TRAINER_NEED_MS 30000       /* the leader's "nd" lasts this long after its last round */
+#define SW_TRAINER_NEED_HOLD_MS 10000  /* and is said once its rounds failed this long in a row */
 
 enum sw_phase {
     SW_PHASE_SCAN = 0,
