@@ -1807,6 +1807,15 @@ static const struct {
            "node that had run them all and a newcomer: counted twice"},
     {1186, "churn, checkfree+: a copied partner without the replica declared the run lost "
            "while its source, at its step, held one"},
+    {1294, "a node that skipped a step copied its mate, which had taken it, and refused the "
+           "copy on its own record's hash: the mate distrusted, the stage looked empty and was "
+           "rebuilt by checkfree while the mate trained"},
+    {2096, "a copy of a stage rebuilt at step s was refused on the hash a dead node had at s: "
+           "the stage rebuilt again by checkfree+ while the copied node trained"},
+    {301, "churn, checkfree+: a copy refused on the copier's own hash; the stage rebuilt while "
+          "its source trained"},
+    {3243, "churn, stage auto: a copy refused on the copier's own hash; the stage rebuilt while "
+           "its source trained"},
 };
 
 static void
