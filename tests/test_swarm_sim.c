@@ -1812,10 +1812,16 @@ static const struct {
            "rebuilt by checkfree while the mate trained"},
     {2096, "a copy of a stage rebuilt at step s was refused on the hash a dead node had at s: "
            "the stage rebuilt again by checkfree+ while the copied node trained"},
-    {301, "churn, checkfree+: a copy refused on the copier's own hash; the stage rebuilt while "
-          "its source trained"},
-    {3243, "churn, stage auto: a copy refused on the copier's own hash; the stage rebuilt while "
-           "its source trained"},
+    {2542, "a leader that took over a step without its plan left a replica out and told it "
+           "nothing: it waited for its partner's partial gradient, then updated alone: two states"},
+    {3879, "churn, hostile: a stage rebuilt by checkfree+ while a node trained it (gone with "
+           "the takeover's GO to the replicas it leaves out)"},
+    {4150, "churn, hostile: two states of one stage (gone with the takeover's GO to the "
+           "replicas it leaves out)"},
+    {301, "churn, checkfree+: a stage rebuilt while a node trained it (gone once a copy's "
+          "verification no longer counted the copier's own hash)"},
+    {3243, "churn, stage auto: a stage rebuilt while a node trained it (gone once a copy's "
+           "verification no longer counted the copier's own hash)"},
 };
 
 static void
