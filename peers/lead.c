@@ -407,8 +407,11 @@ takeover(struct sw_trainer *t)
         if (!known && (r->stage == t->stage || r->stage == s)) {
             /* left out of the step: the GO (a plan without it) tells it so,
              * and it drops the step (step.h, Replans) rather than wait for
-             * ever on a partner's partial gradient the replan never sends */
-            struct sw_lead_slot *p = slot_add(t, r->pk, r->ep, r->stage, r->cap, false);
+             * ever on a partner's partial gradient the replan never sends.
+             * Not another stage-0 node: it may be taking the step over too,
+             * and who leads is settled by the leaders' own rule (yield) */
+            struct sw_lead_slot *p = r->stage != t->stage ?
+                slot_add(t, r->pk, r->ep, r->stage, r->cap, false) : NULL;
             if (p)
                 p->told = p->answered = true;
             continue;

@@ -1818,6 +1818,8 @@ static const struct {
            "the takeover's GO to the replicas it leaves out)"},
     {4150, "churn, hostile: two states of one stage (gone with the takeover's GO to the "
            "replicas it leaves out)"},
+    {4614, "two stage-0 newcomers took the lost leader's step over at once and each told the "
+           "other it was left out of the step: a BWD for a visit the node did not run"},
     {301, "churn, checkfree+: a stage rebuilt while a node trained it (gone once a copy's "
           "verification no longer counted the copier's own hash)"},
     {3243, "churn, stage auto: a stage rebuilt while a node trained it (gone once a copy's "
