@@ -832,8 +832,10 @@ sw_recover_own_state(struct sw_trainer *t, const char *why)
 }
 
 /* The stages no other node serves (empty[S]) and this stage's neighbours
- * that train (nb[0] before, nb[1] after; the furthest on); *syncing when a
- * neighbour is still getting its state. */
+ * that train (nb[0] before, nb[1] after; the furthest on, and at one step a
+ * node that took part in a step over one joining: a copy holds no CheckFree+
+ * replica until the next push); *syncing when a neighbour is still getting
+ * its state. */
 static void
 neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, bool *syncing)
 {
@@ -848,7 +850,10 @@ neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, boo
         empty[r->stage] = false;
         for (int k = 0; k < 2; k++)
             if (r->stage == t->stage + (k ? 1 : -1)) {
-                if (sw_rec_training(r->state) && (!nb[k] || r->step > nb[k]->step))
+                if (sw_rec_training(r->state) &&
+                    (!nb[k] || r->step > nb[k]->step ||
+                     (r->step == nb[k]->step && nb[k]->state == SW_REC_JOINING &&
+                      r->state == SW_REC_TRAINING)))
                     nb[k] = r;
                 *syncing |= r->state == SW_REC_SYNCING;
             }
