@@ -107,8 +107,6 @@ keep_microbatches(struct sw_plan *p, const struct sw_plan *old)
     }
 }
 
-/* GO(step, ver, plan, att) to the nodes planned (slots ok); false when a stage
- * has none.  ver > 0: a replan of the plan of the step in L->plan. */
 /* The first stage none of whose slots answered ready (-1: none). */
 static int
 unready_stage(const struct sw_trainer *t)
@@ -141,6 +139,9 @@ set_need(struct sw_trainer *t, int need)
         trainer_announce(t);
 }
 
+/* GO(step, ver, plan, att) to the nodes planned (slots ok), and to those told
+ * they are left out (told); false when a stage has none.  ver > 0: a replan
+ * of the plan of the step in L->plan. */
 static bool
 send_plan(struct sw_trainer *t, uint64_t ver)
 {
@@ -164,7 +165,7 @@ send_plan(struct sw_trainer *t, uint64_t ver)
     L->plan.step = L->step;
     L->plan.ver = ver;
     for (int i = 0; i < L->nslot; i++) {
-        if (!L->slot[i].ok)
+        if (!L->slot[i].ok && !L->slot[i].told)
             continue;
         sw_body_init(b);
         msgpack_pack_map(&b->pk, 4);
@@ -439,8 +440,18 @@ takeover(struct sw_trainer *t)
         if (!memcmp(r->pk, t->pk, 32) || !sw_rec_training(r->state) ||
             (r->step != t->step && r->step != t->step + 1) || trainer_gone(t, r->pk))
             continue;
-        if (!known && (r->stage == t->stage || r->stage == s))
+        if (!known && (r->stage == t->stage || r->stage == s)) {
+            /* left out of the step: the GO (a plan without it) tells it so,
+             * and it drops the step (step.h, Replans) rather than wait for
+             * ever on a partner's partial gradient the replan never sends.
+             * Not another stage-0 node: it may be taking the step over too,
+             * and who leads is settled by the leaders' own rule (yield) */
+            struct sw_lead_slot *p = r->stage != t->stage ?
+                slot_add(t, r->pk, r->ep, r->stage, r->cap, false) : NULL;
+            if (p)
+                p->told = p->answered = true;
             continue;
+        }
         /* one state per stage, as from READYs (see one_state): the records come
          * by stage then key, so the first of a stage sets its state's hash */
         if (r->stage == t->stage ? strcmp(r->hash, t->hash) != 0

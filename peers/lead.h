@@ -83,6 +83,7 @@ struct sw_lead_slot {
     int stage;
     double w;                /* advertised capacity */
     bool ok, answered;
+    bool told;               /* not planned, but sent the GO: it leaves the step */
     bool have_hash;
     uint8_t hash[32];        /* its parameters' (READY) */
 };

@@ -247,8 +247,14 @@ copy_refuse(struct sw_trainer *t, const char *why)
     t->rc.retry_ms = t->now + SW_TRAINER_SCAN_MS;
 }
 
-/* The attestations of others than src (and than sources refused lately)
- * for (stage, step): agreeing with hash, and not. */
+/*
+ * The attestations of others than src (and than sources refused lately)
+ * for (stage, step): agreeing with hash, and not.  This node's own does not
+ * count (it copies because its own state is in question), nor does a
+ * contradiction by a node declared dead since: a state that only gone nodes
+ * held is no longer the run's (a rebuild of the stage at that step replaced
+ * it), and counting it would refuse the stage's only live lineage.
+ */
 static void
 attest_count(struct sw_trainer *t, const uint8_t *src, uint64_t step, const char *hash,
              int *agree, int *disagree)
@@ -259,11 +265,12 @@ attest_count(struct sw_trainer *t, const uint8_t *src, uint64_t step, const char
     for (int i = 0; i < lv->natt; i++) {
         const struct sw_live_attest *a = &lv->att[i];
         if (a->stage != t->stage || a->step != step || !memcmp(a->pk, src, 32) ||
-            sw_recover_distrusted(t, a->pk) || sw_live_banned(lv, a->pk, t->now))
+            !memcmp(a->pk, t->pk, 32) || sw_recover_distrusted(t, a->pk) ||
+            sw_live_banned(lv, a->pk, t->now))
             continue; /* a source refused lately vouches for nothing */
         if (!strcmp(a->hash, hash))
             (*agree)++;
-        else
+        else if (!trainer_gone(t, a->pk))
             (*disagree)++;
     }
 }
@@ -847,8 +854,10 @@ sw_recover_own_state(struct sw_trainer *t, const char *why)
 }
 
 /* The stages no other node serves (empty[S]) and this stage's neighbours
- * that train (nb[0] before, nb[1] after; the furthest on); *syncing when a
- * neighbour is still getting its state. */
+ * that train (nb[0] before, nb[1] after; the furthest on, and at one step a
+ * node that took part in a step over one joining: a copy holds no CheckFree+
+ * replica until the next push); *syncing when a neighbour is still getting
+ * its state. */
 static void
 neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, bool *syncing)
 {
@@ -863,7 +872,10 @@ neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, boo
         empty[r->stage] = false;
         for (int k = 0; k < 2; k++)
             if (r->stage == t->stage + (k ? 1 : -1)) {
-                if (sw_rec_training(r->state) && (!nb[k] || r->step > nb[k]->step))
+                if (sw_rec_training(r->state) &&
+                    (!nb[k] || r->step > nb[k]->step ||
+                     (r->step == nb[k]->step && nb[k]->state == SW_REC_JOINING &&
+                      r->state == SW_REC_TRAINING)))
                     nb[k] = r;
                 *syncing |= r->state == SW_REC_SYNCING;
             }

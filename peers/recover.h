@@ -41,7 +41,9 @@
  * asks the stage's other nodes (STATE_GET with hstep: s; every node keeps
  * the hash after each of its last SW_RECOVER_HIST steps) what their hash
  * was after step s; it takes the copy when more nodes attest its hash than
- * contradict it.  A source
+ * contradict it.  Neither this node's own attestation counts (its state is
+ * the one in question) nor a contradiction by a node declared dead since (a
+ * state only gone nodes held was replaced by a rebuild).  A source
  * whose copy was refused is not copied from, nor counted in the table,
  * for SW_RECOVER_DISTRUST_MS; one that others contradict (another hash at
  * the same step) is banned.  Refusals are counted (copies_refused).

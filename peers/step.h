@@ -28,7 +28,9 @@
  * their input is there.  A node that finished the step replays too, until
  * the next step starts.  FWDs and BWDs of the step that
  * come before the plan names their sender are held (early_*) and used once
- * it does.
+ * it does.  A node the replan leaves out (a leader that took over the step
+ * without its plan keeps one node per stage, and sends the others the GO
+ * too) drops the step; the next PREPARE sends it copying state again.
  *
  * Who may send what: tensors only from the node the plan names (a stranger's
  * well-formed ones are dropped and counted, malformed or non-finite ones ban

@@ -1807,6 +1807,23 @@ static const struct {
            "node that had run them all and a newcomer: counted twice"},
     {1186, "churn, checkfree+: a copied partner without the replica declared the run lost "
            "while its source, at its step, held one"},
+    {1294, "a node that skipped a step copied its mate, which had taken it, and refused the "
+           "copy on its own record's hash: the mate distrusted, the stage looked empty and was "
+           "rebuilt by checkfree while the mate trained"},
+    {2096, "a copy of a stage rebuilt at step s was refused on the hash a dead node had at s: "
+           "the stage rebuilt again by checkfree+ while the copied node trained"},
+    {2542, "a leader that took over a step without its plan left a replica out and told it "
+           "nothing: it waited for its partner's partial gradient, then updated alone: two states"},
+    {3879, "churn, hostile: a stage rebuilt by checkfree+ while a node trained it (gone with "
+           "the takeover's GO to the replicas it leaves out)"},
+    {4150, "churn, hostile: two states of one stage (gone with the takeover's GO to the "
+           "replicas it leaves out)"},
+    {4614, "two stage-0 newcomers took the lost leader's step over at once and each told the "
+           "other it was left out of the step: a BWD for a visit the node did not run"},
+    {301, "churn, checkfree+: a stage rebuilt while a node trained it (gone once a copy's "
+          "verification no longer counted the copier's own hash)"},
+    {3243, "churn, stage auto: a stage rebuilt while a node trained it (gone once a copy's "
+           "verification no longer counted the copier's own hash)"},
 };
 
 static void
