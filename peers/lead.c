@@ -88,6 +88,14 @@ sw_lead_seen_plan(struct sw_trainer *t, const struct sw_plan *p)
     }
 }
 
+bool
+sw_lead_seen(struct sw_trainer *t, const uint8_t *pk)
+{
+    const struct sw_lead_cand *c = cand_find(t, pk);
+
+    return c && c->seen_ms;
+}
+
 void
 sw_lead_heard(struct sw_trainer *t, const uint8_t *pk)
 {

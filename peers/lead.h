@@ -148,6 +148,8 @@ const uint8_t *sw_lead_expected(struct sw_trainer *t);
 /* A plan this node made or took (from the leader): its stage-0 nodes take
  * part in the run. */
 void sw_lead_seen_plan(struct sw_trainer *t, const struct sw_plan *p);
+/* Was pk a stage-0 node of a plan this node made or took? */
+bool sw_lead_seen(struct sw_trainer *t, const uint8_t *pk);
 /* A PREPARE or GO of pk was taken: pk leads. */
 void sw_lead_heard(struct sw_trainer *t, const uint8_t *pk);
 /* Is this node the leader now (the expected one)? */

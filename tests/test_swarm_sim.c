@@ -179,6 +179,7 @@ struct sim {
     /* hostile scenarios (hostile_run): fake records, a stranger's node */
     int nfakes, fake_stage;      /* records of endpoints where nobody serves */
     int bad, bad_ahead;          /* the stranger's node (-1: none); its claimed step's lead */
+    bool bad_hash;               /* its record claims another hash than the real node's */
     uint64_t to_fakes;           /* pipeline messages sent to a fake's endpoint */
 };
 
@@ -1506,7 +1507,11 @@ hostile_refresh(struct sim *s)
         r.step = (real ? real->t.step : run) + (uint64_t)s->bad_ahead;
         r.loss = -1;
         if (real) {
-            snprintf(r.hash, sizeof(r.hash), "%s", real->t.hash);
+            /* 4: another state at the real node's step, which a node of
+             * stage 0 that a plan named must not give its own up for
+             * (trainer.c, diverged) */
+            snprintf(r.hash, sizeof(r.hash), "%s",
+                     s->bad_hash ? "0000000000000000" : real->t.hash);
             r.cap = real->t.cap;
             r.tps = real->t.tps;
         }
@@ -1636,7 +1641,8 @@ hostile_deliver(struct sim *s, struct simnode *n, const struct msg *m)
  *   3  the stranger's record at the real node's step, with the lowest key
  *      of all, from the start (no node saw a plan yet): it never leads, the
  *      nodes pass it over (lead.h, "Candidates") and the run trains;
- *   4  the same from the middle of the run, then a newcomer of stage 0: the
+ *   4  the same from the middle of the run, with another hash than the real
+ *      node's (it does not copy it), then a newcomer of stage 0: the
  *      nodes of the run never take the stranger for the leader (it is in no
  *      plan), none passes a leader over, and the newcomer trains;
  * in 1 to 4 no node of the run even tries to copy its state again.
@@ -1698,6 +1704,7 @@ hostile_run(int kind, int verbose)
         snprintf(b->ep, sizeof(b->ep), "sim://%d", b->id);
         s->bad = b->id;
         s->bad_ahead = kind == 1 ? 2 : kind == 2 ? 1000 : 0;
+        s->bad_hash = kind == 4;
         if (kind == 1)
             push(s, (struct event){.t = T0 + 3000, .kind = EV_ACTION, .a = ACT_FAKES, .b = 1});
         else if (kind == 4)
