@@ -36,23 +36,100 @@ set_phase(struct sw_trainer *t, int phase)
     t->lead.phase_ms = t->now;
 }
 
+static struct sw_lead_cand *
+cand_find(struct sw_trainer *t, const uint8_t *pk)
+{
+    for (int i = 0; i < t->lead.ncand; i++)
+        if (!memcmp(t->lead.cand[i].pk, pk, 32))
+            return &t->lead.cand[i];
+    return NULL;
+}
+
+/* pk's entry, made (in place of the one least recently heard of) when new. */
+static struct sw_lead_cand *
+cand_get(struct sw_trainer *t, const uint8_t *pk)
+{
+    struct sw_lead *L = &t->lead;
+    struct sw_lead_cand *c = cand_find(t, pk);
+
+    if (c)
+        return c;
+    if (L->ncand < SW_LEAD_CANDS) {
+        c = &L->cand[L->ncand++];
+    } else {
+        c = &L->cand[0];
+        for (int i = 1; i < L->ncand; i++)
+            if (SW_MAX(L->cand[i].seen_ms, L->cand[i].passed_ms) <
+                SW_MAX(c->seen_ms, c->passed_ms))
+                c = &L->cand[i];
+    }
+    memset(c, 0, sizeof(*c));
+    memcpy(c->pk, pk, 32);
+    return c;
+}
+
+/* 0: seen in the run and not passed over; 1: not passed over; 2: passed over. */
+static int
+cand_tier(struct sw_trainer *t, const uint8_t *pk)
+{
+    const struct sw_lead_cand *c = cand_find(t, pk);
+
+    if (c && c->passed_ms && t->now - c->passed_ms < SW_LEAD_PASSED_MS)
+        return 2;
+    return c && c->seen_ms ? 0 : 1;
+}
+
+void
+sw_lead_seen_plan(struct sw_trainer *t, const struct sw_plan *p)
+{
+    for (int i = 0; i < p->cnt[0]; i++) {
+        struct sw_lead_cand *c = cand_get(t, p->pk[i]);
+        c->seen_ms = t->now ? t->now : 1;
+        c->passed_ms = 0;
+    }
+}
+
+bool
+sw_lead_seen(struct sw_trainer *t, const uint8_t *pk)
+{
+    const struct sw_lead_cand *c = cand_find(t, pk);
+
+    return c && c->seen_ms;
+}
+
+void
+sw_lead_heard(struct sw_trainer *t, const uint8_t *pk)
+{
+    if (t->lead.waiting && !memcmp(t->lead.wait_pk, pk, 32))
+        t->lead.waiting = false;
+}
+
+/* best[k]: the lowest key of tier k or below (see cand_tier). */
+static void
+cand_rank(struct sw_trainer *t, const uint8_t *pk, const uint8_t *best[3])
+{
+    for (int k = cand_tier(t, pk); k < 3; k++)
+        if (!best[k] || memcmp(pk, best[k], 32) < 0)
+            best[k] = pk;
+}
+
 const uint8_t *
 sw_lead_expected(struct sw_trainer *t)
 {
-    const uint8_t *best = NULL;
+    const uint8_t *best[3] = {NULL, NULL, NULL};
 
     /* this node by its phase, not by its record (which may lag a scan) */
     if (t->ops && t->stage == 0 && t->phase == SW_PHASE_TRAINING && trainer_dir_find(t, t->pk))
-        best = t->pk;
+        cand_rank(t, t->pk, best);
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
         if (r->stage != 0 || r->state != SW_REC_TRAINING || !memcmp(r->pk, t->pk, 32) ||
             trainer_gone(t, r->pk))
             continue;
-        if (!best || memcmp(r->pk, best, 32) < 0)
-            best = r->pk;
+        cand_rank(t, r->pk, best);
     }
-    return best;
+    /* seen in the run, else any not passed over, else any (see lead.h) */
+    return best[0] ? best[0] : best[1] ? best[1] : best[2];
 }
 
 bool
@@ -164,6 +241,7 @@ send_plan(struct sw_trainer *t, uint64_t ver)
         keep_microbatches(&L->plan, &L->prev);
     L->plan.step = L->step;
     L->plan.ver = ver;
+    sw_lead_seen_plan(t, &L->plan);
     for (int i = 0; i < L->nslot; i++) {
         if (!L->slot[i].ok && !L->slot[i].told)
             continue;
@@ -665,6 +743,40 @@ joining_alone(struct sw_trainer *t)
     }
 }
 
+/*
+ * An idle training node that hears nothing from the leader its table names
+ * passes it over (lead.h, "Candidates"): a stage-0 record that does not
+ * lead (a stranger's, in an open run) stalls the run for that long only.
+ */
+static uint64_t
+pass_over(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    const uint8_t *want = sw_lead_expected(t);
+    char who[13];
+
+    if (!want || want == t->pk || !trainer_in_run(t) || sw_step_busy(&t->st) ||
+        t->step >= (uint64_t)t->man->steps || missing_stage(t) >= 0) {
+        L->waiting = false;
+        return UINT64_MAX;
+    }
+    if (!L->waiting || memcmp(L->wait_pk, want, 32)) {
+        L->waiting = true;
+        memcpy(L->wait_pk, want, 32);
+        L->wait_ms = t->now;
+    }
+    if (t->now - L->wait_ms <= SW_LEAD_PASS_MS)
+        return L->wait_ms + SW_LEAD_PASS_MS + 1;
+    cand_get(t, want)->passed_ms = t->now ? t->now : 1;
+    L->waiting = false;
+    L->passed_over++;
+    sw_log(SW_LOG_WARN, "step %llu: stage-0 node %s should lead but sent no prepare for %d s: "
+           "passing it over", (unsigned long long)t->step, sw_proto_who(who, want),
+           SW_LEAD_PASS_MS / 1000);
+    trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);
+    return t->now + 1;
+}
+
 uint64_t
 sw_lead_tick(struct sw_trainer *t)
 {
@@ -674,6 +786,7 @@ sw_lead_tick(struct sw_trainer *t)
     int missing;
 
     joining_alone(t);
+    wake = SW_MIN(wake, pass_over(t));
     if (L->phase == SW_LEAD_RUNNING &&
         now - SW_MAX(L->phase_ms, t->st.progress_ms) > SW_LEAD_STALL_MS) {
         running = false;

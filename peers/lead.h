@@ -48,6 +48,25 @@
  * split anew between nodes that ran some; one that found no node at the step
  * for SW_LEAD_STALL_MS prepares the step instead.
  *
+ * Candidates.  A record is a claim: in an open run (admit.h) any key that
+ * serves its endpoint can publish a training stage-0 record with a lower
+ * key than the real nodes', and never lead.  So a stage-0 node is a
+ * candidate only once it is seen taking part in the run: it is a stage-0
+ * node of a plan (GO) this node made or took from the leader (the leader
+ * plans only the nodes that answered READY ok; a newcomer of stage 0 thus
+ * leads from the step after the one it was first planned in, for every
+ * node that took that step's GO at once).  When no live training stage-0
+ * node was seen (the run starts, or the nodes seen are gone), every live
+ * training stage-0 record is a candidate.  And an idle node of the run
+ * (not in a step, every stage served, the run not over) that has had no
+ * PREPARE or GO from the leader its table names for SW_LEAD_PASS_MS passes
+ * that key over for SW_LEAD_PASSED_MS (or until a plan names it): the next
+ * key leads, for it.  The nodes that saw the same plans name the same
+ * leader; a newcomer that names another one (it saw no plan yet) drops the
+ * real leader's PREPAREs until it passes over the one it named, and the
+ * real leader plans without it meanwhile.  When every candidate is passed
+ * over, the lowest key leads again.
+ *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
  * PREPARING, RUNNING, PAUSED (running, a stage empty).
@@ -64,6 +83,11 @@
 #define SW_LEAD_STALL_MS 30000
 #define SW_LEAD_PING_MS 500      /* the leader pings the nodes of a running step */
 #define SW_LEAD_START_MS 50      /* between two steps */
+/* An idle node that hears nothing from the leader its table names for this
+ * long passes it over (see "Candidates" above), for SW_LEAD_PASSED_MS. */
+#define SW_LEAD_PASS_MS SW_LEAD_STALL_MS
+#define SW_LEAD_PASSED_MS (10 * SW_LEAD_STALL_MS)
+#define SW_LEAD_CANDS 32         /* stage-0 keys remembered (seen in a plan, passed over) */
 
 struct sw_trainer;
 
@@ -74,6 +98,13 @@ enum sw_lead_phase {
     SW_LEAD_PREPARING,
     SW_LEAD_RUNNING,
     SW_LEAD_PAUSED,
+};
+
+/* A stage-0 key this node knows something of (see "Candidates"). */
+struct sw_lead_cand {
+    uint8_t pk[32];
+    uint64_t seen_ms;        /* last in a plan this node made or took (0: never) */
+    uint64_t passed_ms;      /* passed over then (0: not) */
 };
 
 /* One node asked in a round. */
@@ -108,15 +139,29 @@ struct sw_lead {
      * start or being rebuilt draws nobody away from another */
     int need;
     uint64_t need_ms, need_since; /* its last round, its first one in a row */
+    struct sw_lead_cand cand[SW_LEAD_CANDS];
+    int ncand;
+    bool waiting;            /* idle, for the leader wait_pk, since wait_ms */
+    uint8_t wait_pk[32];
+    uint64_t wait_ms;
+    uint64_t passed_over;    /* leaders passed over (they did not lead) */
 };
 
 int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;
 void sw_lead_release(struct sw_trainer *t);
 /* The leader this node's table names: the lowest key among the live
- * training stage-0 nodes (this one included); NULL when there is none.
- * Every node computes it from the same records, so that PREPARE and GO are
- * taken from it alone (step.h), never from a key that merely asks. */
+ * training stage-0 nodes (this one included) seen in the run and not passed
+ * over, with the fallbacks of "Candidates"; NULL when there is none.  Every
+ * node computes it from the same records and plans, so that PREPARE and GO
+ * are taken from it alone (step.h), never from a key that merely asks. */
 const uint8_t *sw_lead_expected(struct sw_trainer *t);
+/* A plan this node made or took (from the leader): its stage-0 nodes take
+ * part in the run. */
+void sw_lead_seen_plan(struct sw_trainer *t, const struct sw_plan *p);
+/* Was pk a stage-0 node of a plan this node made or took? */
+bool sw_lead_seen(struct sw_trainer *t, const uint8_t *pk);
+/* A PREPARE or GO of pk was taken: pk leads. */
+void sw_lead_heard(struct sw_trainer *t, const uint8_t *pk);
 /* Is this node the leader now (the expected one)? */
 bool sw_lead_is_leader(struct sw_trainer *t);
 /* A READY (or the request's failure) for tag. */

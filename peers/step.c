@@ -1142,8 +1142,10 @@ from_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64_t ste
 
     if (!memcmp(pk, t->pk, 32))
         return true;
-    if ((want = sw_lead_expected(t)) && !memcmp(pk, want, 32))
+    if ((want = sw_lead_expected(t)) && !memcmp(pk, want, 32)) {
+        sw_lead_heard(t, pk);
         return true;
+    }
     if (s->prep.step == step && !memcmp(pk, s->prep.pk, 32) && !sodium_is_zero(s->prep.pk, 32))
         return true;
     if (s->plan.step == step && sw_plan_find(&s->plan, 0, pk) >= 0 && !trainer_gone(t, pk))
@@ -1196,6 +1198,7 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
         sw_lead_yield(t, step);
     p->step = step;
     p->ver = ver;
+    sw_lead_seen_plan(t, p); /* its stage-0 nodes take part: candidates to lead (lead.h) */
     if (step == t->step && s->phase >= SW_STEP_RUNNING && ver > s->plan.ver) {
         sw_log(SW_LOG_INFO, "step %llu planned again (version %llu)", (unsigned long long)step,
                (unsigned long long)ver);

@@ -781,6 +781,11 @@ diverged(struct sw_trainer *t)
             !r->hash[0] || !strcmp(r->hash, t->hash) || memcmp(r->pk, t->pk, 32) >= 0 ||
             trainer_gone(t, r->pk))
             continue;
+        /* a stage-0 node that a plan named does not give its state up for
+         * a record no plan named: a stranger's in an open run (lead.h,
+         * "Candidates"); two newcomers, neither planned yet, still agree */
+        if (r->stage == 0 && sw_lead_seen(t, t->pk) && !sw_lead_seen(t, r->pk))
+            continue;
         sw_log(SW_LOG_WARN, "stage %d has two states at step %llu (this node's hash %s, node "
                "%s's %s): copying the other's", t->stage, (unsigned long long)t->step, t->hash,
                sw_proto_who(who, r->pk), r->hash);

@@ -179,6 +179,7 @@ struct sim {
     /* hostile scenarios (hostile_run): fake records, a stranger's node */
     int nfakes, fake_stage;      /* records of endpoints where nobody serves */
     int bad, bad_ahead;          /* the stranger's node (-1: none); its claimed step's lead */
+    bool bad_hash;               /* its record claims another hash than the real node's */
     uint64_t to_fakes;           /* pipeline messages sent to a fake's endpoint */
 };
 
@@ -1506,7 +1507,11 @@ hostile_refresh(struct sim *s)
         r.step = (real ? real->t.step : run) + (uint64_t)s->bad_ahead;
         r.loss = -1;
         if (real) {
-            snprintf(r.hash, sizeof(r.hash), "%s", real->t.hash);
+            /* 4: another state at the real node's step, which a node of
+             * stage 0 that a plan named must not give its own up for
+             * (trainer.c, diverged) */
+            snprintf(r.hash, sizeof(r.hash), "%s",
+                     s->bad_hash ? "0000000000000000" : real->t.hash);
             r.cap = real->t.cap;
             r.tps = real->t.tps;
         }
@@ -1633,7 +1638,14 @@ hostile_deliver(struct sim *s, struct simnode *n, const struct msg *m)
  *      of stage 0 refuses its copy, and copies the real node's;
  *   2  the same stranger claiming step + 1000: no node copies from it and
  *      the run trains on;
- * in 1 and 2 no node of the run even tries to copy its state again.
+ *   3  the stranger's record at the real node's step, with the lowest key
+ *      of all, from the start (no node saw a plan yet): it never leads, the
+ *      nodes pass it over (lead.h, "Candidates") and the run trains;
+ *   4  the same from the middle of the run, with another hash than the real
+ *      node's (it does not copy it), then a newcomer of stage 0: the
+ *      nodes of the run never take the stranger for the leader (it is in no
+ *      plan), none passes a leader over, and the newcomer trains;
+ * in 1 to 4 no node of the run even tries to copy its state again.
  */
 static int
 hostile_run(int kind, int verbose)
@@ -1664,7 +1676,9 @@ hostile_run(int kind, int verbose)
     snprintf(c->what, sizeof(c->what), "hostile %d: %s", kind,
              (const char *[]){"30 fake stage-2 records, stage 2 killed",
                               "a stranger serving zero weights on stage 0, 2 steps ahead",
-                              "a stranger claiming step + 1000 on stage 0"}[kind]);
+                              "a stranger claiming step + 1000 on stage 0",
+                              "a stranger with the lowest key on stage 0 from the start",
+                              "a stranger with the lowest key on stage 0 mid-run, a newcomer"}[kind]);
     if (manifest(s) < 0)
         goto out;
     nh = (size_t)c->S * ((size_t)c->steps + 1);
@@ -1683,17 +1697,22 @@ hostile_run(int kind, int verbose)
         memset(b, 0, sizeof(*b));
         b->id = s->nnode++;
         b->used = b->alive = b->closed = b->hostile = true;
-        /* the highest key: a stranger with the lowest would be taken for the
-         * leader (who leads is the leader's authentication, not this test's) */
-        memset(b->pk, 0xff, 32);
+        /* 1, 2: the highest key (what they test is the copies); 3, 4: the
+         * lowest, a record that would be the leader's by key alone */
+        memset(b->pk, kind >= 3 ? 0x00 : 0xff, 32);
+        b->pk[31] = kind >= 3 ? 0x01 : 0xff;
         snprintf(b->ep, sizeof(b->ep), "sim://%d", b->id);
         s->bad = b->id;
-        s->bad_ahead = kind == 1 ? 2 : 1000;
+        s->bad_ahead = kind == 1 ? 2 : kind == 2 ? 1000 : 0;
+        s->bad_hash = kind == 4;
         if (kind == 1)
             push(s, (struct event){.t = T0 + 3000, .kind = EV_ACTION, .a = ACT_FAKES, .b = 1});
+        else if (kind == 4)
+            push(s, (struct event){.t = T0 + 6000, .kind = EV_ACTION, .a = ACT_FAKES, .b = 1});
     }
     first_new = s->nnode;
-    push(s, (struct event){.t = T0 + 200, .kind = EV_ACTION, .a = ACT_FAKES});
+    push(s, (struct event){.t = T0 + (kind == 4 ? 3000 : 200), .kind = EV_ACTION,
+                           .a = ACT_FAKES});
     s->last_update = s->last_disturb = s->now;
     while (s->nheap && !s->failed) {
         struct event e = pop(s);
@@ -1733,6 +1752,13 @@ hostile_run(int kind, int verbose)
                  (!n->t.trained || n->t.rc.copies_refused < 1 || n->t.stage != 0))
             fail(s, "the stage-0 newcomer trained %d, refused %llu copies", n->t.trained,
                  (unsigned long long)n->t.rc.copies_refused);
+        else if (kind == 4 && i == first_new && (!n->t.trained || n->t.stage != 0))
+            fail(s, "the stage-0 newcomer trained %d, on stage %d", (int)n->t.trained, n->t.stage);
+        else if (kind == 4 && i < first_new - 1 && n->t.lead.passed_over)
+            fail(s, "node %d passed over %llu leaders (it took the stranger for one)", n->id,
+                 (unsigned long long)n->t.lead.passed_over);
+        else if (kind == 3 && i < first_new - 1 && !n->t.trained)
+            fail(s, "node %d never trained", n->id);
         else if (i < first_new - 1 && (n->t.recoveries || n->t.rc.copies_refused))
             fail(s, "node %d of the run recovered its stage %llu times, refused %llu copies "
                  "(a lone record ahead made it copy again)", n->id,
@@ -1874,7 +1900,7 @@ main(int argc, char **argv)
     sw_log_set_prefix(log_prefix);
     signal(SIGABRT, on_abort);
     signal(SIGSEGV, on_abort);
-    if (hostile >= 0 && hostile < 3) /* one hostile scenario, verbose */
+    if (hostile >= 0 && hostile < 5) /* one hostile scenario, verbose */
         return hostile_run(hostile, 1) < 0;
     tap_plan(with_pinned ? 3 : 1);
     for (uint64_t seed = first; seed < first + count && failed < 10; seed++, runs++)
@@ -1906,10 +1932,11 @@ main(int argc, char **argv)
             }
         tap_ok(bad == 0, "the %zu seeds that found bugs pass", SW_ARRAY_SIZE(pinned));
         bad = 0;
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 5; k++)
             bad += hostile_run(k, verbose) < 0;
         tap_ok(bad == 0, "hostile records and a stranger's node (fake records with dead "
-               "endpoints; zero weights 2 steps ahead; step + 1000): %d of 3 failed "
+               "endpoints; zero weights 2 steps ahead; step + 1000; the lowest key, from the "
+               "start and mid-run): %d of 5 failed "
                "(replay one with --hostile K)", bad);
     }
     return tap_done();
