@@ -93,6 +93,7 @@ struct sw_recover {
     /* verified state: a copy done, waiting for an attestation of its hash */
     bool verify, have_own;
     uint64_t verify_ms;
+    uint64_t rec_step;       /* the step the source's record claimed when the copy began */
     char verify_hash[17];
     /* this node's own state, in buf[1] while verify: its scalars (trainer.h) */
     int own_t;
