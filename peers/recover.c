@@ -352,10 +352,10 @@ copy_verify(struct sw_trainer *t)
      * other node of the run has reached too (a record claiming a step ahead
      * of the run is no source).  A node that has a state of its own trades
      * it only for a copy at a step another node than the source and this
-     * one reached, from a source whose record told that very step (a record
-     * claiming one step and a state of another is a lie) */
+     * one reached, from a source whose state is not behind what its record
+     * claimed (records lag a step, they never lead it: such a record lies) */
     if (!others && !disagree && src->step <= max_step &&
-        (!rc->have_own || (src->step <= max_other && src->step == rc->rec_step &&
+        (!rc->have_own || (src->step <= max_other && src->step >= rc->rec_step &&
                            src->step >= t->step))) {
         copy_accept(t, "the stage's only other node: no one else can attest it");
         return;
@@ -370,7 +370,7 @@ copy_verify(struct sw_trainer *t)
     if (disagree)
         snprintf(why, sizeof(why), "%d other node(s) attest another hash at that step, %d this "
                  "one", disagree, agree);
-    else if (rc->have_own && src->step != rc->rec_step)
+    else if (rc->have_own && src->step < rc->rec_step)
         snprintf(why, sizeof(why), "its record claimed step %llu, its state is of step %llu",
                  (unsigned long long)rc->rec_step, (unsigned long long)src->step);
     else if (src->step > max_step)
@@ -1123,6 +1123,14 @@ sync_tick(struct sw_trainer *t)
                                "reached; keeping this node's own state (step %llu)", t->stage,
                                lone->ep, sw_proto_who(who, lone->pk),
                                (unsigned long long)lone->step, (unsigned long long)t->step);
+            if (t->run_mono > t->step) {
+                /* behind the run, and a node of the stage trains: its
+                 * step is corroborated soon (records lag), or it is a liar
+                 * that the copy would refuse; rebuilding the stage beside
+                 * a live replica would make two states */
+                t->rc.retry_ms = t->now + SW_TRAINER_SCAN_MS;
+                return;
+            }
         }
     }
     if (!src && t->hash[0] && t->run_mono <= t->step && t->moved_from < 0) {
