@@ -120,6 +120,7 @@ copy_start(struct sw_trainer *t, const struct sw_peer_rec *src)
     }
     t->rc.t0_ms = t->now;
     t->rc.verify = false;
+    t->rc.rec_step = src->step;
     sw_log(SW_LOG_INFO, "copying stage %d from %s (step %llu)", t->stage, src->ep,
            (unsigned long long)src->step);
     trainer_set_phase(t, SW_PHASE_COPY);
@@ -142,10 +143,11 @@ sw_recover_distrusted(const struct sw_trainer *t, const uint8_t *pk)
  * state or serve it: of the stage (a copy source; not those that said they
  * cannot tell), and of any stage (the highest step). */
 static int
-copy_others(struct sw_trainer *t, const uint8_t *src, uint64_t *max_step)
+copy_others(struct sw_trainer *t, const uint8_t *src, uint64_t *max_step, uint64_t *max_other)
 {
     int n = 0;
 
+    *max_other = 0;
     *max_step = t->hash[0] ? t->step : 0;
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
@@ -153,6 +155,7 @@ copy_others(struct sw_trainer *t, const uint8_t *src, uint64_t *max_step)
             !sw_rec_has_state(r->state))
             continue;
         *max_step = SW_MAX(*max_step, r->step);
+        *max_other = SW_MAX(*max_other, r->step);
         if (r->stage == t->stage && sw_rec_training(r->state)) {
             bool unk = false;
             for (int k = 0; k < t->rc.nunk; k++)
@@ -352,8 +355,8 @@ copy_verify(struct sw_trainer *t)
 {
     struct sw_recover *rc = &t->rc;
     const struct sw_fetch_src *src = &t->fetch.src[0];
-    uint64_t max_step;
-    int others = copy_others(t, src->pk, &max_step), agree, disagree;
+    uint64_t max_step, max_other;
+    int others = copy_others(t, src->pk, &max_step, &max_other), agree, disagree;
     char why[160];
 
     attest_count(t, src->pk, src->step, rc->verify_hash, &agree, &disagree);
@@ -364,8 +367,13 @@ copy_verify(struct sw_trainer *t)
     /* no one else can vouch: the stage's only other node (or the others
      * keep no hash of the step), at a step some
      * other node of the run has reached too (a record claiming a step ahead
-     * of the run is no source) */
-    if (!others && !disagree && src->step <= max_step) {
+     * of the run is no source).  A node that has a state of its own trades
+     * it only for a copy at a step another node than the source and this
+     * one reached, from a source whose state is not behind what its record
+     * claimed (records lag a step, they never lead it: such a record lies) */
+    if (!others && !disagree && src->step <= max_step &&
+        (!rc->have_own || (src->step <= max_other && src->step >= rc->rec_step &&
+                           src->step >= t->step))) {
         copy_accept(t, "the stage's only other node: no one else can attest it");
         return;
     }
@@ -379,6 +387,9 @@ copy_verify(struct sw_trainer *t)
     if (disagree)
         snprintf(why, sizeof(why), "%d other node(s) attest another hash at that step, %d this "
                  "one", disagree, agree);
+    else if (rc->have_own && src->step < rc->rec_step)
+        snprintf(why, sizeof(why), "its record claimed step %llu, its state is of step %llu",
+                 (unsigned long long)rc->rec_step, (unsigned long long)src->step);
     else if (src->step > max_step)
         snprintf(why, sizeof(why), "its step is ahead of every other node's (%llu)",
                  (unsigned long long)max_step);
@@ -386,6 +397,16 @@ copy_verify(struct sw_trainer *t)
         snprintf(why, sizeof(why), "no other node attested its hash within %llu ms",
                  (unsigned long long)SW_RECOVER_ATTEST_MS(t->o.dead_ms));
     copy_refuse(t, why);
+}
+
+/* n floats all zero (n > 0). */
+static bool
+all_zero(const float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0.0f)
+            return false;
+    return n > 0;
 }
 
 static void
@@ -430,6 +451,12 @@ copy_done(struct sw_trainer *t)
     rc->verify_ms = t->now;
     rc->ask_ms = 0;
     rc->nunk = 0;
+    if (all_zero(src->buf, t->numel)) {
+        /* no trained (nor initialised) stage has all-zero parameters: a
+         * source that serves them is lying or broken, whoever attests them */
+        copy_refuse(t, "its parameters are all zero");
+        return;
+    }
     copy_verify(t);
 }
 
@@ -1071,11 +1098,28 @@ seed_init(struct sw_trainer *t)
     announce_state(t);
 }
 
+/* r's step was reached by another node than r: this one (with a state of
+ * its own) or another node of the run.  A record alone ahead of every
+ * other is a claim, not the run's step. */
+static bool
+step_seen(struct sw_trainer *t, const struct sw_peer_rec *r)
+{
+    if (t->hash[0] && t->step >= r->step)
+        return true;
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *o = &t->dir[i];
+        if (memcmp(o->pk, r->pk, 32) && memcmp(o->pk, t->pk, 32) && sw_rec_has_state(o->state) &&
+            !trainer_gone(t, o->pk) && o->step >= r->step)
+            return true;
+    }
+    return false;
+}
+
 /* SYNC: pick where the state comes from (recover.h, in that order). */
 static void
 sync_tick(struct sw_trainer *t)
 {
-    const struct sw_peer_rec *src = NULL;
+    const struct sw_peer_rec *src = NULL, *lone = NULL;
 
     if (!t->dir_ok || t->now < t->rc.retry_ms)
         return;
@@ -1091,9 +1135,47 @@ sync_tick(struct sw_trainer *t)
     }
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *r = &t->dir[i];
-        if (r->stage == t->stage && sw_rec_training(r->state) && memcmp(r->pk, t->pk, 32) &&
-            !sw_recover_distrusted(t, r->pk) && (!src || r->step > src->step))
-            src = r;
+        if (r->stage != t->stage || !sw_rec_training(r->state) || !memcmp(r->pk, t->pk, 32) ||
+            sw_recover_distrusted(t, r->pk))
+            continue;
+        if (step_seen(t, r)) {
+            if (!src || r->step > src->step)
+                src = r;
+        } else if (!lone || r->step > lone->step) {
+            lone = r;
+        }
+    }
+    if (!src && lone) {
+        /* a lone claim is not the run's step: a newcomer may try it (the
+         * copy is verified), a node with a state of its own keeps it */
+        if (!t->hash[0]) {
+            src = lone;
+        } else {
+            char who[13];
+            SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "not copying stage %d from %s (node %s): its "
+                               "record claims step %llu, which no other node of the run "
+                               "reached; keeping this node's own state (step %llu)", t->stage,
+                               lone->ep, sw_proto_who(who, lone->pk),
+                               (unsigned long long)lone->step, (unsigned long long)t->step);
+            if (t->run_mono > t->step) {
+                /* behind the run, and a node of the stage trains: its
+                 * step is corroborated soon (records lag), or it is a liar
+                 * that the copy would refuse; rebuilding the stage beside
+                 * a live replica would make two states */
+                t->rc.retry_ms = t->now + SW_TRAINER_SCAN_MS;
+                return;
+            }
+        }
+    }
+    if (!src && t->hash[0] && t->run_mono <= t->step && t->moved_from < 0) {
+        /* nothing to copy and not behind the steps the run corroborates:
+         * this node's own state is the stage's (recover.h) */
+        sw_log(SW_LOG_INFO, "no other node of stage %d to copy at a step the run reached: "
+               "resuming with this node's own state (step %llu, hash %s)", t->stage,
+               (unsigned long long)t->step, t->hash);
+        if (trained_from_here(t, false))
+            announce_state(t);
+        return;
     }
     if (src && t->move_wait && !t->st.prep.pending &&
         t->now - t->phase_ms < (uint64_t)t->o.dead_ms) {

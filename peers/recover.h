@@ -35,7 +35,9 @@
  * answer, the leader's GO).  Without one it waits up to
  * SW_RECOVER_ATTEST_MS for one, and takes it meanwhile only from the
  * stage's only other node, at a step some other node of the run reached
- * too (no one else can vouch for it, and no one contradicts it); then it
+ * too (no one else can vouch for it, and no one contradicts it; for a node
+ * with a state of its own, a node other than the source and itself, and a
+ * state not behind the step the source's record claimed); then it
  * refuses the copy: a node that has a state of its own keeps it (and says
  * why), a newcomer tries another source.  To get attestations in time it
  * asks the stage's other nodes (STATE_GET with hstep: s; every node keeps
@@ -43,7 +45,12 @@
  * was after step s; it takes the copy when more nodes attest its hash than
  * contradict it.  Neither this node's own attestation counts (its state is
  * the one in question) nor a contradiction by a node declared dead since (a
- * state only gone nodes held was replaced by a rebuild).  A source
+ * state only gone nodes held was replaced by a rebuild).  All-zero
+ * parameters are refused at once.  A source is chosen among the records
+ * whose step another node reached too; a lone claim ahead of every other is
+ * tried only by a newcomer without a state, and a node with its own state
+ * that is not behind the corroborated steps resumes with it (and says why).
+ * A source
  * whose copy was refused is not copied from, nor counted in the table,
  * for SW_RECOVER_DISTRUST_MS; one that others contradict (another hash at
  * the same step) is banned.  Refusals are counted (copies_refused).
@@ -95,6 +102,7 @@ struct sw_recover {
     /* verified state: a copy done, waiting for an attestation of its hash */
     bool verify, have_own;
     uint64_t verify_ms;
+    uint64_t rec_step;       /* the step the source's record claimed when the copy began */
     char verify_hash[17];
     /* this node's own state, in buf[1] while verify: its scalars (trainer.h) */
     int own_t;
