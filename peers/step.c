@@ -1182,7 +1182,12 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed plan");
         return;
     }
-    /* the leader's attestation of each stage's hash at the step (recover.h) */
+    if (!from_leader(t, m, step)) {
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    /* the leader's attestation of each stage's hash at the step (recover.h):
+     * only the leader's (a stranger's GO must not vouch for a copy) */
     for (int st = 0; att && st < t->S; st++) {
         const msgpack_object *h = &att->via.array.ptr[st];
         char hx[17];
@@ -1192,8 +1197,6 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
         }
     }
     msgpack_unpacked_destroy(&u);
-    if (!from_leader(t, m, step))
-        return;
     if (memcmp(m->hdr.sender, t->pk, 32))
         sw_lead_yield(t, step);
     p->step = step;
