@@ -846,6 +846,12 @@ sw_lead_tick(struct sw_trainer *t)
         return wake;
     if (now - L->phase_ms < SW_LEAD_START_MS)
         return L->phase_ms + SW_LEAD_START_MS;
+    if (t->run_step >= (uint64_t)t->man->steps) {
+        /* the run's last step is done (nodes that finished it left): a plan
+         * of it now would train it a second time, a fork of the finished
+         * run; this node ends with it (finished_elsewhere, trainer.c) */
+        return wake;
+    }
     if (t->step < t->run_step && L->phase != SW_LEAD_TAKEOVER && run_ahead(t)) {
         /* the run went on without this node: another stage-0 node led it
          * while this one, initialised at the same time, was not in its

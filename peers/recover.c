@@ -1116,6 +1116,19 @@ step_seen(struct sw_trainer *t, const struct sw_peer_rec *r)
 }
 
 /* SYNC: pick where the state comes from (recover.h, in that order). */
+/* Another live node of this node's stage in the table (distrusted or not). */
+static bool
+other_of_stage(struct sw_trainer *t)
+{
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage == t->stage && sw_rec_has_state(r->state) && memcmp(r->pk, t->pk, 32) &&
+            !trainer_gone(t, r->pk))
+            return true;
+    }
+    return false;
+}
+
 static void
 sync_tick(struct sw_trainer *t)
 {
@@ -1206,6 +1219,17 @@ sync_tick(struct sw_trainer *t)
          * another stage for this one (unstacked), with no live node of its
          * stage to copy: what is left of the stage is rebuilt */
         rebuild_tick(t);
+    } else if (t->hash[0] && !other_of_stage(t)) {
+        /* at the run's step with its own state, and the node it meant to
+         * copy (two states: trainer.c diverged) failed it and is gone: no
+         * other node of the stage is left, so its own state is the stage's.
+         * Waiting here for ever stalls the run (a checkfree+ partner waits
+         * for this node to be ready, the leader for the stage) */
+        sw_log(SW_LOG_INFO, "stage %d: no other node of it left to copy: training on with this "
+               "node's own state at step %llu (hash %s)", t->stage, (unsigned long long)t->step,
+               t->hash);
+        if (trained_from_here(t, false))
+            announce_state(t);
     } else {
         t->rc.retry_ms = t->now + 1000;
     }

@@ -1849,6 +1849,10 @@ static const struct {
            "other it was left out of the step: a BWD for a visit the node did not run"},
     {301, "churn, checkfree+: a stage rebuilt while a node trained it (gone once a copy's "
           "verification no longer counted the copier's own hash)"},
+    {3189, "churn, hostile: a node that gave its state up to copy a mate's (two states) failed "
+           "the copy, the mate left, and it waited in sync for ever with its own state: stall"},
+    {4732, "churn, hostile: nodes left out of the last step led it again after the nodes that "
+           "finished it had left: two states of a stage after the last step"},
     {3243, "churn, stage auto: a stage rebuilt while a node trained it (gone once a copy's "
            "verification no longer counted the copier's own hash)"},
 };
