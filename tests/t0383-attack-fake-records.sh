@@ -59,7 +59,7 @@ if want 5; then
     # PREPARE round names stage 2 as the one it waits for ("nd" in its
     # record); the newcomer moves there, fails twice to copy from the fake
     # (10 s each) and rebuilds the stage by CheckFree
-    wait_for 120 sh -c "[ \"\$(last_step '$LOG_LAST')\" -ge $((fail_step + 10)) ]"; rc=$?
+    wait_steps 120 "$LOG_LAST" $((fail_step + 10)); rc=$?
     s=$(stage_of "$TMP/new2.log")
     msgs "$TMP/new2.log" | grep -i "chose\|stage" | head -n 3 | sed 's/^/# /'
     echo "# the newcomer serves stage $s; the last stage is at step $(last_step "$LOG_LAST")"
