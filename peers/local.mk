@@ -84,10 +84,11 @@ dist_man_MANS += man/swarmd.1 man/swarmctl.1 man/swarm.conf.5
 tests_test_peers_foreign_SOURCES = tests/test_peers_foreign.c
 tests_test_peers_foreign_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_foreign_LDADD = $(sw_peers_ldadd)
-tests_test_peers_stranger_SOURCES = tests/test_peers_stranger.c
+# the hostile helpers of the attack tests share tests/hostile.c
+tests_test_peers_stranger_SOURCES = tests/test_peers_stranger.c tests/hostile.h tests/hostile.c
 tests_test_peers_stranger_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_stranger_LDADD = $(sw_peers_ldadd)
-tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c
+tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c tests/hostile.h tests/hostile.c
 tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)
 # floods of valid requests (issue 12): t0385 and its flooder
@@ -97,10 +98,10 @@ EXTRA_DIST += tests/t0385-flood.sh
 tests_test_peers_flood_SOURCES = tests/test_peers_flood.c
 tests_test_peers_flood_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_flood_LDADD = $(sw_peers_ldadd)
-tests_test_peers_attack_SOURCES = tests/test_peers_attack.c
+tests_test_peers_attack_SOURCES = tests/test_peers_attack.c tests/hostile.h tests/hostile.c
 tests_test_peers_attack_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_attack_LDADD = $(sw_peers_ldadd)
-tests_test_peers_records_SOURCES = tests/test_peers_records.c
+tests_test_peers_records_SOURCES = tests/test_peers_records.c tests/hostile.h tests/hostile.c
 tests_test_peers_records_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_records_LDADD = $(sw_peers_ldadd)
 EXTRA_DIST += bench/recovery_bench.sh bench/rebalance_bench.sh
