@@ -91,13 +91,6 @@ tests_test_peers_stranger_LDADD = $(sw_peers_ldadd)
 tests_test_peers_rogue_SOURCES = tests/test_peers_rogue.c tests/hostile.h tests/hostile.c
 tests_test_peers_rogue_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_rogue_LDADD = $(sw_peers_ldadd)
-# floods of valid requests (issue 12): t0385 and its flooder
-check_PROGRAMS += tests/test_peers_flood
-TESTS += tests/t0385-flood.sh
-EXTRA_DIST += tests/t0385-flood.sh
-tests_test_peers_flood_SOURCES = tests/test_peers_flood.c
-tests_test_peers_flood_CPPFLAGS = $(sw_peers_cppflags)
-tests_test_peers_flood_LDADD = $(sw_peers_ldadd)
 tests_test_peers_attack_SOURCES = tests/test_peers_attack.c tests/hostile.h tests/hostile.c
 tests_test_peers_attack_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_peers_attack_LDADD = $(sw_peers_ldadd)
