@@ -65,6 +65,22 @@ hostile_run_for(uv_loop_t *loop, double s, volatile sig_atomic_t *stop)
     }
 }
 
+uint64_t
+hostile_rounds(uv_loop_t *loop, double seconds, const struct hostile_target *t, int n,
+               uint64_t (*fn)(void *arg, const struct hostile_target *t), void *arg)
+{
+    double until = sw_now_s() + seconds;
+    uint64_t sent = 0;
+
+    while (sw_now_s() < until) {
+        for (int e = 0; e < n; e++)
+            sent += fn(arg, &t[e]);
+        uv_run(loop, UV_RUN_NOWAIT);
+        usleep(20000);
+    }
+    return sent;
+}
+
 void
 hostile_closed(void *arg)
 {

@@ -41,6 +41,11 @@ void *hostile_dealer(void *zctx, const char *ep, bool hwm0);
 
 /* The loop run without blocking for s seconds, or until *stop is set. */
 void hostile_run_for(uv_loop_t *loop, double s, volatile sig_atomic_t *stop);
+/* For seconds, a round every 20 ms: fn(arg, t) for each of the n targets
+ * (what it returns, the messages it sent, is summed and returned), the loop
+ * run without blocking after each round. */
+uint64_t hostile_rounds(uv_loop_t *loop, double seconds, const struct hostile_target *t, int n,
+                        uint64_t (*fn)(void *arg, const struct hostile_target *t), void *arg);
 /* Callbacks that do nothing: a transport closed, a response ignored. */
 void hostile_closed(void *arg);
 void hostile_ignored(struct sw_transport *t, int status, const struct sw_transport_msg *m,

@@ -43,24 +43,71 @@ fwd_body(struct sw_body *b, int S, int hop, const char *ep, uint64_t step)
         sw_proto_pack_str(&b->pk, ep);
 }
 
+static struct sw_manifest man;
+static struct sw_identity id[5];
+static struct sw_transport *tr[5];
+static struct sw_wire wf;
+static size_t xbytes;
+static float *good, *nans;
+
+/* One round's hostile messages to t; how many were sent. */
+static uint64_t
+round_to(void *arg, const struct hostile_target *t)
+{
+    static struct sw_body fb;
+    static uint8_t env[SW_WIRE_MAX_ENVELOPE];
+    uint8_t body[256], sig[64], h[32], junk[64];
+    struct sw_payload pl = {good, xbytes, NULL, NULL, NULL};
+    struct sw_payload pn = {nans, xbytes, NULL, NULL, NULL};
+    struct sw_payload ps = {good, 100, NULL, NULL, NULL};
+    size_t elen, blen;
+    uint64_t sent = 0;
+
+    (void)arg;
+    /* garbage frames */
+    randombytes_buf(junk, sizeof(junk));
+    zmq_send(t->sock, junk, 1 + randombytes_uniform(sizeof(junk)), ZMQ_SNDMORE);
+    zmq_send(t->sock, junk, 64, ZMQ_DONTWAIT);
+    /* forged: sealed by C, then "from" replaced by another key */
+    fwd_body(&fb, man.stages, t->stage, t->ep, 0);
+    sw_wire_payload_hash(h, good, xbytes);
+    if (sw_wire_seal(&wf, SW_MSG_FWD, 0, fb.b.data, fb.b.len, h, xbytes, env, sizeof(env), &elen,
+                     sig) == 0) {
+        for (size_t i = 0; i + 32 <= elen; i++)
+            if (!memcmp(env + i, id[2].pk, 32)) {
+                randombytes_buf(env + i, 32);
+                break;
+            }
+        zmq_send(t->sock, env, elen, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(t->sock, sig, 64, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(t->sock, good, xbytes, ZMQ_DONTWAIT);
+    }
+    /* another run; wrong shape; NaN; a stranger's well-formed one */
+    if (sw_transport_send(tr[3], t->ep, SW_MSG_FWD, fb.b.data, fb.b.len, &pl) < 0 ||
+        sw_transport_send(tr[0], t->ep, SW_MSG_FWD, fb.b.data, fb.b.len, &ps) < 0 ||
+        sw_transport_send(tr[1], t->ep, SW_MSG_FWD, fb.b.data, fb.b.len, &pn) < 0 ||
+        sw_transport_send(tr[2], t->ep, SW_MSG_FWD, fb.b.data, fb.b.len, &pl) < 0)
+        return 0;
+    sent += 6;
+    /* a STATE_GET of the stage's first piece with one key too many */
+    blen = hostile_state_get_body(body, sizeof(body), t->stage, 16, true);
+    if (sw_transport_request(tr[4], t->ep, SW_MSG_STATE_GET, body, blen, NULL, 1000, 0,
+                             hostile_ignored, NULL) == 0)
+        sent++;
+    return sent;
+}
+
 int
 main(int argc, char **argv)
 {
-    static struct sw_body fb;
-    struct sw_manifest man;
-    struct sw_identity id[5];
-    struct sw_transport *tr[5];
-    struct sw_wire wf;
-    uint8_t other_run[32], body[4096], env[SW_WIRE_MAX_ENVELOPE], sig[64], h[32];
+    uint8_t other_run[32];
     struct hostile_target *tg;
     void *zctx;
     uv_loop_t loop;
     char why[512];
-    size_t N, xbytes, elen, blen;
-    float *good, *nan;
+    size_t N;
     int neps = argc - 3;
-    double until;
-    uint64_t sent = 0;
+    uint64_t sent;
 
     if (argc < 4) {
         fprintf(stderr, "usage: test_peers_rogue MANIFEST SECONDS STAGE=ENDPOINT...\n");
@@ -73,12 +120,12 @@ main(int argc, char **argv)
     N = (size_t)man.batch * man.T;
     xbytes = N * man.model.d_model * sizeof(float) + N * sizeof(int32_t);
     good = calloc(1, xbytes);
-    nan = calloc(1, xbytes);
-    if (!good || !nan)
+    nans = calloc(1, xbytes);
+    if (!good || !nans)
         return 2;
     for (size_t i = 0; i < N * man.model.d_model; i++) {
         good[i] = 0.01f * (float)(i % 7);
-        nan[i] = i % 5 ? 1.0f : NAN;
+        nans[i] = i % 5 ? 1.0f : NAN;
     }
     memcpy(other_run, man.run_id, 32);
     other_run[0] ^= 1;
@@ -94,50 +141,7 @@ main(int argc, char **argv)
     zctx = zmq_ctx_new();
     if (hostile_targets("test_peers_rogue", argv + 3, neps, zctx, false, &tg) < 0)
         return 2;
-    until = sw_now_s() + atof(argv[2]);
-    while (sw_now_s() < until) {
-        for (int e = 0; e < neps; e++) {
-            const char *ep = tg[e].ep;
-            int hop = tg[e].stage;
-            uint8_t junk[64];
-            struct sw_payload pl = {good, xbytes, NULL, NULL, NULL};
-            struct sw_payload pn = {nan, xbytes, NULL, NULL, NULL};
-            struct sw_payload ps = {good, 100, NULL, NULL, NULL};
-
-            /* garbage frames */
-            randombytes_buf(junk, sizeof(junk));
-            zmq_send(tg[e].sock, junk, 1 + randombytes_uniform(sizeof(junk)), ZMQ_SNDMORE);
-            zmq_send(tg[e].sock, junk, 64, ZMQ_DONTWAIT);
-            /* forged: sealed by C, then "from" replaced by another key */
-            fwd_body(&fb, man.stages, hop, ep, 0);
-            sw_wire_payload_hash(h, good, xbytes);
-            if (sw_wire_seal(&wf, SW_MSG_FWD, 0, fb.b.data, fb.b.len, h, xbytes, env, sizeof(env),
-                             &elen, sig) == 0) {
-                for (size_t i = 0; i + 32 <= elen; i++)
-                    if (!memcmp(env + i, id[2].pk, 32)) {
-                        randombytes_buf(env + i, 32);
-                        break;
-                    }
-                zmq_send(tg[e].sock, env, elen, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-                zmq_send(tg[e].sock, sig, 64, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-                zmq_send(tg[e].sock, good, xbytes, ZMQ_DONTWAIT);
-            }
-            /* another run; wrong shape; NaN; a stranger's well-formed one */
-            if (sw_transport_send(tr[3], ep, SW_MSG_FWD, fb.b.data, fb.b.len, &pl) < 0 ||
-                sw_transport_send(tr[0], ep, SW_MSG_FWD, fb.b.data, fb.b.len, &ps) < 0 ||
-                sw_transport_send(tr[1], ep, SW_MSG_FWD, fb.b.data, fb.b.len, &pn) < 0 ||
-                sw_transport_send(tr[2], ep, SW_MSG_FWD, fb.b.data, fb.b.len, &pl) < 0)
-                continue;
-            sent += 6;
-            /* a STATE_GET of the stage's first piece with one key too many */
-            blen = hostile_state_get_body(body, sizeof(body), hop, 16, true);
-            if (sw_transport_request(tr[4], ep, SW_MSG_STATE_GET, body, blen, NULL, 1000, 0,
-                                     hostile_ignored, NULL) == 0)
-                sent++;
-        }
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(20000);
-    }
+    sent = hostile_rounds(&loop, atof(argv[2]), tg, neps, round_to, NULL);
     printf("# rogue: %llu hostile messages sent to %d nodes\n", (unsigned long long)sent, neps);
     for (int e = 0; e < neps; e++)
         zmq_close(tg[e].sock);
@@ -151,7 +155,7 @@ main(int argc, char **argv)
         sw_identity_release(&id[i]);
     sw_manifest_release(&man);
     free(good);
-    free(nan);
+    free(nans);
     free(tg);
     return 0;
 }

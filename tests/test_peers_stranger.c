@@ -63,20 +63,48 @@ store_body(const struct sw_manifest *man, const struct sw_identity *id, uint64_t
     return sw_dht_msg_encode(&m, out, len);
 }
 
+static struct sw_manifest man;
+static struct sw_identity id[NKEYS];
+static struct sw_transport *tr[NKEYS];
+static uint64_t answered, tid = 1;
+
+/* One round's requests to t; how many were sent. */
+static uint64_t
+round_to(void *arg, const struct hostile_target *t)
+{
+    uint8_t body[1024], *store;
+    size_t blen, slen;
+    uint64_t sent = 0;
+
+    (void)arg;
+    blen = hostile_step_body(body, sizeof(body), 1000000);
+    sent += sw_transport_request(tr[0], t->ep, SW_MSG_PREPARE, body, blen, NULL, 500, 0,
+                                 on_response, &answered) == 0;
+    if (store_body(&man, &id[0], tid++, &store, &slen) == 0) {
+        sent += sw_transport_request(tr[0], t->ep, SW_DHT_STORE, store, slen, NULL, 500, 0,
+                                     on_response, &answered) == 0;
+        sw_free(store);
+    }
+    blen = hostile_state_get_body(body, sizeof(body), t->stage, 16, false);
+    sent += sw_transport_request(tr[0], t->ep, SW_MSG_STATE_GET, body, blen, NULL, 500, 0,
+                                 on_response, &answered) == 0;
+    sent += sw_transport_request(tr[0], t->ep, SW_MSG_PING, NULL, 0, NULL, 500, 0, on_response,
+                                 &answered) == 0;
+    sent += sw_transport_request(tr[1], t->ep, SW_MSG_PING, NULL, 0, NULL, 500, 0, on_response,
+                                 &answered) == 0;
+    return sent;
+}
+
 int
 main(int argc, char **argv)
 {
-    struct sw_manifest man;
-    struct sw_identity id[NKEYS];
-    struct sw_transport *tr[NKEYS];
     struct hostile_target *tg;
-    uint8_t body[1024], cert[SW_CERT_MAX];
-    size_t blen, clen;
+    uint8_t cert[SW_CERT_MAX];
+    size_t clen;
     uv_loop_t loop;
     char why[512];
     int neps = argc - 4;
-    double until;
-    uint64_t sent = 0, answered = 0, tid = 1;
+    uint64_t sent;
 
     if (argc == 2 && !strcmp(argv[1], "--key")) {
         uint8_t seed[32];
@@ -116,33 +144,7 @@ main(int argc, char **argv)
         return 2;
     if (hostile_targets("test_peers_stranger", argv + 4, neps, NULL, false, &tg) < 0)
         return 2;
-    until = sw_now_s() + atof(argv[2]);
-    while (sw_now_s() < until) {
-        for (int e = 0; e < neps; e++) {
-            const char *ep = tg[e].ep;
-            int stage = tg[e].stage;
-            uint8_t *store;
-            size_t slen;
-
-            blen = hostile_step_body(body, sizeof(body), 1000000);
-            sent += sw_transport_request(tr[0], ep, SW_MSG_PREPARE, body, blen, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-            if (store_body(&man, &id[0], tid++, &store, &slen) == 0) {
-                sent += sw_transport_request(tr[0], ep, SW_DHT_STORE, store, slen, NULL, 500, 0,
-                                             on_response, &answered) == 0;
-                sw_free(store);
-            }
-            blen = hostile_state_get_body(body, sizeof(body), stage, 16, false);
-            sent += sw_transport_request(tr[0], ep, SW_MSG_STATE_GET, body, blen, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-            sent += sw_transport_request(tr[0], ep, SW_MSG_PING, NULL, 0, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-            sent += sw_transport_request(tr[1], ep, SW_MSG_PING, NULL, 0, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-        }
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(20000);
-    }
+    sent = hostile_rounds(&loop, atof(argv[2]), tg, neps, round_to, NULL);
     /* the last requests time out */
     hostile_run_for(&loop, 0.6, NULL);
     printf("# stranger: %llu requests sent to %d nodes, %llu answered\n",
