@@ -8,6 +8,19 @@ ATTACK=$BUILD/tests/test_peers_attack
 # defend it; write_manifest writes the mode (once admission exists).
 export M_ADMISSION=open
 
+# attack_run STEPS NODE...: the run attacked: 4 stages of STEPS steps,
+# owner-signed, its bootstrap and start_swarm n NODE... (LOG_LAST: the last
+# stage's log), once it trained 5 steps
+attack_run() {
+    write_manifest "$TMP/run.conf" "$1" 4
+    shift
+    sign_manifest "$TMP/run.conf"
+    start_boot "$TMP/run.conf"
+    start_swarm n "$@"
+    LOG_LAST=$LOG_3
+    wait_steps 60 "$LOG_LAST" 5
+}
+
 # node_eps: "STAGE=ENDPOINT ..." of the run's nodes (swarmctl peers)
 node_eps() {
     "$SWARMCTL" peers --peer "$BOOT" --json |
@@ -34,6 +47,16 @@ attack_stop() {
     kill -TERM "$APID" 2>/dev/null
     wait_pid "$APID" 30 || kill -9 "$APID" 2>/dev/null
     sed 's/^\([^#]\)/# \1/' "$ALOG"
+}
+
+# attack_during NAME SECONDS MODE ARGS...: attack_start, then the run is
+# to train 20 more steps within 60 s (advancing), then attack_stop; RC: 0
+# when it did and the helper was in the run
+attack_during() {
+    attack_start "$@"
+    advancing 20 60; RC=$?
+    attack_stop
+    [ -n "$AEP" ] || RC=1
 }
 
 # advancing N SECONDS: the last stage completes N more steps after the

@@ -15,12 +15,7 @@
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 . "${TEST_SRCDIR:-$(dirname "$0")}/attack-lib.sh"
 echo "1..6"
-write_manifest "$TMP/run.conf" 100000 4
-sign_manifest "$TMP/run.conf"
-start_boot "$TMP/run.conf"
-start_swarm n 0 1 2 3
-LOG_LAST=$LOG_3
-wait_steps 60 "$LOG_LAST" 5
+attack_run 100000 0 1 2 3
 
 D4="4. 50 fake stage-2 records: the run keeps training"
 D4b="4. swarmctl status does not count the 50 fakes as healthy nodes of stage 2"

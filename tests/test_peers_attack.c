@@ -24,15 +24,20 @@
  *       PING, in turn), spread over the EPs, from KEYS keys (0: a fresh key
  *       for every request), as fast as the sockets take them
  *   ping N STAGE=EP...  N transport PINGs from one key, spread over the EPs
+ *   limits COUNT STAGE=EP  at one node, as fast as its socket takes them
+ *       (the answers read): COUNT PINGs from one key, COUNT / 10 STATE_GETs
+ *       of STAGE's first piece from another, 5 PINGs from each of COUNT / 10
+ *       fresh keys; prints "# flood: ..." and
+ *       "answered PING p STATE s FRESH f SECONDS t" (the node must answer at
+ *       most its limits' bursts plus their rates over that time)
  *
  * SIGTERM ends it early.  Prints "# attack: ..." lines, the last one
  *   # attack: received FWD=a BWD=b GRAD=c GO=d PREPARE=e STATE_GET=f other=g
- * Exit 0 after the time is up, 2 on usage or setup errors.
+ * Exit 0 after the time is up (limits: once all is sent and answered), 2 on
+ * usage or setup errors.
  */
-#include "sw.h"
+#include "hostile.h"
 
-#include <signal.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +45,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "dhtnode.h"
 #include "fetch.h"
-#include "manifest.h"
-#include "node.h"
-#include "proto.h"
-#include "status.h"
-#include "transport.h"
-#include "wire.h"
 
 #define MAX_FAKES 256
 
@@ -58,7 +56,7 @@ static struct {
     struct sw_transport *tr, *lobby;
     struct sw_dhtnode *dht;
     struct sw_status_scan scan;
-    bool have_scan, joined, manifest_in, zero, low;
+    bool have_scan, zero, low;
     char ep[SW_PROTO_EP_MAX], boot[SW_PROTO_EP_MAX], peer[SW_PROTO_EP_MAX];
     uint64_t run_step, seq;
     uint64_t got_fwd, got_bwd, got_grad, got_go, got_prepare, got_state_get, got_other;
@@ -81,18 +79,6 @@ static bool
 going(double end)
 {
     return !stop && sw_now_s() < end;
-}
-
-static void
-on_closed(void *arg)
-{
-    (void)arg;
-}
-
-static void
-on_ignore(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
-{
-    (void)t, (void)status, (void)m, (void)arg;
 }
 
 /* ---- what reaches the helper ---- */
@@ -183,33 +169,6 @@ on_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info
 }
 
 static void
-on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
-          const struct sw_dht_lookup_info *info)
-{
-    (void)arg, (void)nodes, (void)n, (void)info;
-    if (status < 0) {
-        fprintf(stderr, "test_peers_attack: cannot join the DHT: %s\n", sw_strerror(status));
-        return;
-    }
-    A.joined = true;
-}
-
-static void
-on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
-{
-    struct sw_manifest_reply r;
-
-    (void)t, (void)arg;
-    if (status < 0 || sw_node_manifest_read(m, &r) < 0) {
-        fprintf(stderr, "test_peers_attack: no manifest from the bootstrap\n");
-        return;
-    }
-    snprintf(A.boot, sizeof(A.boot), "%s", r.boot);
-    snprintf(A.peer, sizeof(A.peer), "%s", r.ep);
-    A.manifest_in = true;
-}
-
-static void
 on_scanned(void *arg, int status, const struct sw_peer_rec *recs, int n, uint64_t max_step)
 {
     (void)arg, (void)status;
@@ -227,29 +186,21 @@ on_scanned(void *arg, int status, const struct sw_peer_rec *recs, int n, uint64_
 static void
 run_for(double s)
 {
-    double end = sw_now_s() + s;
-
-    while (going(end)) {
-        uv_run(&A.loop, UV_RUN_NOWAIT);
-        usleep(2000);
-    }
+    hostile_run_for(&A.loop, s, &stop);
 }
 
 static int
-join_run(const char *lobby_ep, bool dht)
+join_run(const char *lobby_ep)
 {
+    struct sw_manifest_reply r;
     const char *eps[2];
-    size_t cnt;
-    int err;
 
-    if (sw_transport_new(&A.lobby, &A.loop, &A.id, sw_proto_lobby_run, NULL) < 0 ||
-        sw_transport_request(A.lobby, lobby_ep, SW_MSG_MANIFEST_GET, NULL, 0, NULL, 2000, 4,
-                             on_manifest, NULL) < 0)
+    if (hostile_manifest(&A.loop, &A.id, lobby_ep, 2000, 4, &A.lobby, &r) < 0) {
+        fprintf(stderr, "test_peers_attack: no manifest from the bootstrap\n");
         return -1;
-    for (int i = 0; i < 500 && !A.manifest_in; i++)
-        run_for(0.02);
-    if (!A.manifest_in)
-        return -1;
+    }
+    snprintf(A.boot, sizeof(A.boot), "%s", r.boot);
+    snprintf(A.peer, sizeof(A.peer), "%s", r.ep);
     if (sw_transport_new(&A.tr, &A.loop, &A.id, A.man.run_id, NULL) < 0 ||
         sw_transport_bind(A.tr, "tcp://127.0.0.1:*", A.ep, sizeof(A.ep)) < 0)
         return -1;
@@ -262,18 +213,11 @@ join_run(const char *lobby_ep, bool dht)
         sw_transport_on(A.tr, SW_MSG_REPLICA, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_STATE_GET, on_state_get, NULL) < 0)
         return -1;
-    if (!dht)
-        return 0;
-    if (sw_dhtnode_new(&A.dht, &A.loop, A.tr, A.ep, NULL) < 0)
-        return -1;
     eps[0] = A.boot;
     eps[1] = A.peer;
-    cnt = A.peer[0] && strcmp(A.peer, A.boot) ? 2 : 1;
-    if ((err = sw_dhtnode_bootstrap(A.dht, eps, cnt, on_joined, NULL)) < 0)
-        return -1;
-    for (int i = 0; i < 500 && !A.joined; i++)
-        run_for(0.02);
-    if (!A.joined || sw_status_scan_init(&A.scan, A.dht, A.man.run_id, A.man.stages) < 0)
+    if (hostile_join(&A.loop, A.tr, A.ep, eps, A.peer[0] && strcmp(A.peer, A.boot) ? 2 : 1, true,
+                     &A.dht) < 0 ||
+        sw_status_scan_init(&A.scan, A.dht, A.man.run_id, A.man.stages) < 0)
         return -1;
     A.have_scan = true;
     return 0;
@@ -292,97 +236,34 @@ publish(const struct sw_identity *id, const char *ep, int stage, uint64_t step, 
 {
     static uint8_t val[1024];
     struct sw_peer_rec me;
-    struct sw_wire_buf b;
-    msgpack_packer pk;
     struct sw_dht_record r;
 
-    memset(&me, 0, sizeof(me));
-    memcpy(me.pk, id->pk, 32);
-    snprintf(me.ep, sizeof(me.ep), "%s", ep);
-    me.stage = stage;
-    me.state = SW_REC_TRAINING;
-    me.step = step;
-    me.tps = tps;
-    me.cap = tps;
+    hostile_rec(&me, id->pk, ep, stage, step, tps);
     me.loss = stage == A.man.stages - 1 ? 1.0 : -1;
     me.norm = 1.0;
     snprintf(me.hash, sizeof(me.hash), "0000000000000000");
-    sw_wire_buf_init(&b, val, sizeof(val));
-    sw_wire_buf_packer(&pk, &b);
-    sw_status_rec_pack(&pk, &me, 10, 0);
-    if (b.overflow)
-        return;
-    memset(&r, 0, sizeof(r));
-    sw_status_stage_key(r.key, A.man.run_id, stage);
     A.seq = SW_MAX(A.seq + 1, (uint64_t)time(NULL) * 1000);
-    r.seq = A.seq;
-    r.ttl_s = 10;
-    r.val = val;
-    r.val_len = b.len;
-    sw_dht_record_sign(&r, id->sk);
-    if (sw_dhtnode_put(A.dht, &r, on_put, NULL) == 0)
+    if (hostile_signed_rec(&A.man, id, &me, A.seq, 10, val, sizeof(val), &r) == 0 &&
+        sw_dhtnode_put(A.dht, &r, on_put, NULL) == 0)
         A.sent++;
 }
 
 /* ---- requests through raw sockets, sealed by any key ---- */
 
-struct target {
-    char ep[SW_PROTO_EP_MAX];
-    int stage;
-    void *sock;
-};
-
-static int
-targets(char **argv, int argc, struct target **out, void *zctx)
-{
-    struct target *t = calloc((size_t)argc, sizeof(*t));
-    int zero = 0;
-
-    if (!t || argc < 1)
-        return -1;
-    for (int i = 0; i < argc; i++) {
-        char *eq = strchr(argv[i], '=');
-        if (!eq)
-            return -1;
-        t[i].stage = atoi(argv[i]);
-        snprintf(t[i].ep, sizeof(t[i].ep), "%s", eq + 1);
-        if (zctx) {
-            t[i].sock = zmq_socket(zctx, ZMQ_DEALER);
-            zmq_setsockopt(t[i].sock, ZMQ_LINGER, &zero, sizeof(zero));
-            zmq_setsockopt(t[i].sock, ZMQ_SNDHWM, &zero, sizeof(zero));
-            if (zmq_connect(t[i].sock, t[i].ep) < 0)
-                return -1;
-        }
-    }
-    *out = t;
-    return 0;
-}
-
 /* One request of kind (0 STATE_GET, 1 CKPT_INFO_GET, 2 PING) sealed by w to t. */
 static void
-raw_request(struct sw_wire *w, struct target *t, int kind, uint64_t rid)
+raw_request(struct sw_wire *w, struct hostile_target *t, int kind, uint64_t rid)
 {
-    static uint8_t env[SW_WIRE_MAX_ENVELOPE];
-    uint8_t body[256], sig[64];
+    uint8_t body[256];
     struct sw_wire_buf b;
     msgpack_packer pk;
-    size_t elen;
     uint32_t type;
-    char junk[256];
 
     sw_wire_buf_init(&b, body, sizeof(body));
     sw_wire_buf_packer(&pk, &b);
     if (kind == 0) {
         type = SW_MSG_STATE_GET;
-        msgpack_pack_map(&pk, 4);
-        sw_proto_pack_key(&pk, "stage");
-        msgpack_pack_uint64(&pk, (uint64_t)t->stage);
-        sw_proto_pack_key(&pk, "which");
-        msgpack_pack_uint64(&pk, 0);
-        sw_proto_pack_key(&pk, "off");
-        msgpack_pack_uint64(&pk, 0);
-        sw_proto_pack_key(&pk, "n");
-        msgpack_pack_uint64(&pk, 64);
+        b.len = hostile_state_get_body(body, sizeof(body), t->stage, 64, false);
     } else if (kind == 1) {
         type = SW_MSG_CKPT_INFO_GET;
         msgpack_pack_map(&pk, 2);
@@ -394,23 +275,14 @@ raw_request(struct sw_wire *w, struct target *t, int kind, uint64_t rid)
         type = SW_MSG_PING;
         msgpack_pack_map(&pk, 0);
     }
-    if (sw_wire_seal(w, type, rid, body, b.len, NULL, 0, env, sizeof(env), &elen, sig) < 0) {
+    if (hostile_send(w, t->sock, type, rid, body, b.len, false, NULL) < 0)
         A.refused++;
-        return;
-    }
-    if (zmq_send(t->sock, env, elen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(t->sock, sig, 64, ZMQ_DONTWAIT) < 0) {
-        A.refused++;
-        return;
-    }
-    A.sent++;
-    /* answers are read and thrown away, so that they never block the sender */
-    while (zmq_recv(t->sock, junk, sizeof(junk), ZMQ_DONTWAIT) >= 0)
-        ;
+    else
+        A.sent++;
 }
 
 static int
-flood(int nkeys, long n, struct target *t, int nt, double seconds)
+flood(int nkeys, long n, struct hostile_target *t, int nt, double seconds)
 {
     struct sw_identity *ids = NULL;
     struct sw_wire *ws = NULL;
@@ -428,7 +300,7 @@ flood(int nkeys, long n, struct target *t, int nt, double seconds)
                 return -1;
     }
     for (i = 0; i < n && going(end); i++) {
-        struct target *tg = &t[i % nt];
+        struct hostile_target *tg = &t[i % nt];
         int kind = (int)((i / nt) % 3);
         if (nkeys > 0) {
             raw_request(&ws[i % nkeys], tg, kind, (uint64_t)i + 1);
@@ -457,13 +329,76 @@ flood(int nkeys, long n, struct target *t, int nt, double seconds)
     return 0;
 }
 
+/* limits: COUNT PINGs from one key, COUNT / 10 STATE_GETs from another and 5
+ * PINGs from each of COUNT / 10 fresh keys at one node, each waiting for room
+ * on its socket, their answers counted (the node's rate limits at work). */
+static int
+limits(long count, const struct hostile_target *t, void *zctx)
+{
+    struct sw_wire_opts wo = {.max_senders = 1};
+    struct sw_identity id;
+    struct sw_wire w;
+    uint8_t body[256];
+    void *zp, *zs, *zf;
+    size_t blen;
+    uint64_t a_ping = 0, a_state = 0, a_fresh = 0, rid = 1;
+    double t0;
+
+    if (!(zp = hostile_dealer(zctx, t->ep, false)) || !(zs = hostile_dealer(zctx, t->ep, false)) ||
+        !(zf = hostile_dealer(zctx, t->ep, false)))
+        return -1;
+    t0 = sw_now_s();
+
+    /* one key, PINGs */
+    if (sw_identity_generate(&id) < 0 || sw_wire_init(&w, &id, A.man.run_id, &wo) < 0)
+        return -1;
+    for (long i = 0; i < count; i++)
+        if (hostile_send(&w, zp, SW_MSG_PING, rid++, NULL, 0, true, &a_ping) < 0)
+            return -1;
+    sw_wire_release(&w);
+    sw_identity_release(&id);
+
+    /* another key, STATE_GETs */
+    blen = hostile_state_get_body(body, sizeof(body), t->stage, 16, false);
+    if (sw_identity_generate(&id) < 0 || sw_wire_init(&w, &id, A.man.run_id, &wo) < 0)
+        return -1;
+    for (long i = 0; i < count / 10; i++)
+        if (hostile_send(&w, zs, SW_MSG_STATE_GET, rid++, body, blen, true, &a_state) < 0)
+            return -1;
+    sw_wire_release(&w);
+    sw_identity_release(&id);
+
+    /* fresh keys, a few PINGs each */
+    for (long k = 0; k < count / 10; k++) {
+        if (sw_identity_generate(&id) < 0 || sw_wire_init(&w, &id, A.man.run_id, &wo) < 0)
+            return -1;
+        for (int i = 0; i < 5; i++)
+            if (hostile_send(&w, zf, SW_MSG_PING, rid++, NULL, 0, true, &a_fresh) < 0)
+                return -1;
+        sw_wire_release(&w);
+        sw_identity_release(&id);
+    }
+    a_ping += hostile_settle(zp, 10000);
+    a_state += hostile_settle(zs, 10000);
+    a_fresh += hostile_settle(zf, 10000);
+    A.sent += (uint64_t)(count + count / 10 + 5 * (count / 10));
+    printf("# flood: %ld PINGs from one key, %ld STATE_GETs from another, %ld fresh keys x 5 "
+           "PINGs\n", count, count / 10, count / 10);
+    printf("answered PING %llu STATE %llu FRESH %llu SECONDS %.1f\n", (unsigned long long)a_ping,
+           (unsigned long long)a_state, (unsigned long long)a_fresh, sw_now_s() - t0);
+    zmq_close(zp);
+    zmq_close(zs);
+    zmq_close(zf);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     const char *mode;
     double seconds, end;
     char why[512];
-    struct target *t = NULL;
+    struct hostile_target *t = NULL;
     void *zctx = NULL;
     int rc = 0;
 
@@ -494,7 +429,7 @@ main(int argc, char **argv)
             break;
         sw_identity_release(&A.id);
     } while (1);
-    if (join_run(argv[2], true) < 0) {
+    if (join_run(argv[2]) < 0) {
         fprintf(stderr, "test_peers_attack: cannot join the run through '%s'\n", argv[2]);
         return 2;
     }
@@ -506,18 +441,15 @@ main(int argc, char **argv)
     if (!strcmp(mode, "prepare") && argc >= 7) {
         uint64_t off = strtoull(argv[5], NULL, 10);
         int nt = argc - 6;
-        static struct sw_body b;
-        if (targets(argv + 6, nt, &t, NULL) < 0)
+        uint8_t body[64];
+        if (hostile_targets("test_peers_attack", argv + 6, nt, NULL, false, &t) < 0)
             return 2;
         while (going(end)) {
             scan();
             for (int i = 0; i < nt; i++) {
-                sw_body_init(&b);
-                msgpack_pack_map(&b.pk, 1);
-                sw_proto_pack_key(&b.pk, "step");
-                msgpack_pack_uint64(&b.pk, A.run_step + off);
-                if (sw_transport_request(A.tr, t[i].ep, SW_MSG_PREPARE, b.b.data, b.b.len, NULL,
-                                         500, 0, on_ignore, NULL) == 0)
+                size_t blen = hostile_step_body(body, sizeof(body), A.run_step + off);
+                if (sw_transport_request(A.tr, t[i].ep, SW_MSG_PREPARE, body, blen, NULL, 500, 0,
+                                         hostile_ignored, NULL) == 0)
                     A.sent++;
             }
             run_for(0.1);
@@ -558,7 +490,7 @@ main(int argc, char **argv)
         long n = atol(argv[ping ? 5 : 6]);
         int first = ping ? 6 : 7, nt = argc - first;
         zctx = zmq_ctx_new();
-        if (targets(argv + first, nt, &t, zctx) < 0)
+        if (hostile_targets("test_peers_attack", argv + first, nt, zctx, true, &t) < 0)
             return 2;
         if (ping) {
             struct sw_wire w;
@@ -577,6 +509,12 @@ main(int argc, char **argv)
         run_for(SW_MAX(0.0, SW_MIN(end - sw_now_s(), 1.0)));
         for (int i = 0; i < nt; i++)
             zmq_close(t[i].sock);
+    } else if (!strcmp(mode, "limits") && argc == 7) {
+        long count = atol(argv[5]);
+        zctx = zmq_ctx_new();
+        if (count < 10 || hostile_targets("test_peers_attack", argv + 6, 1, NULL, false, &t) < 0 ||
+            limits(count, t, zctx) < 0)
+            rc = 2;
     } else {
         fprintf(stderr, "test_peers_attack: unknown mode or missing arguments\n");
         rc = 2;
@@ -593,8 +531,8 @@ main(int argc, char **argv)
         sw_status_scan_release(&A.scan);
     if (A.dht)
         sw_dhtnode_close(A.dht);
-    sw_transport_close(A.tr, on_closed, NULL);
-    sw_transport_close(A.lobby, on_closed, NULL);
+    sw_transport_close(A.tr, hostile_closed, NULL);
+    sw_transport_close(A.lobby, hostile_closed, NULL);
     uv_run(&A.loop, UV_RUN_DEFAULT);
     uv_loop_close(&A.loop);
     if (zctx)

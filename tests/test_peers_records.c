@@ -24,21 +24,11 @@
  *   test_peers_records MANIFEST BOOT SECONDS zeros STAGE AHEAD
  * exit 0 after publishing, 2 on usage or setup errors.
  */
-#include "sw.h"
+#include "hostile.h"
 
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "dhtnode.h"
-#include "identity.h"
-#include "manifest.h"
-#include "node.h"
-#include "proto.h"
-#include "status.h"
-#include "transport.h"
-#include "wire.h"
 
 #define MAX_FAKES 100
 
@@ -47,14 +37,13 @@ struct ctx {
     struct sw_identity id, fake[MAX_FAKES];
     struct sw_transport *tr, *lobby;
     char boot[SW_PROTO_EP_MAX];
-    bool answered;
     struct sw_dhtnode *dht;
     struct sw_status_scan scan;
     struct sw_manifest man;
     uv_timer_t tick;
     int count, stage, port, puts, rounds;
     uint64_t step, seq, until_ms;
-    bool scanning, joined;
+    bool scanning;
     /* zeros */
     bool zeros, asking;
     int ahead;
@@ -62,25 +51,6 @@ struct ctx {
     uint64_t real_step, numel, served;
     double real_cap;
 };
-
-static void
-on_closed(void *arg)
-{
-    (void)arg;
-}
-
-static void
-on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
-{
-    struct ctx *c = arg;
-    struct sw_manifest_reply r;
-
-    (void)t;
-    c->answered = true;
-    if (status == 0 && sw_node_manifest_read(m, &r) == 0)
-        snprintf(c->boot, sizeof(c->boot), "%s", r.boot[0] ? r.boot : r.ep);
-    uv_stop(&c->loop);
-}
 
 static void
 on_put(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info *info)
@@ -112,18 +82,6 @@ on_scan(void *arg, int status, const struct sw_peer_rec *recs, int n, uint64_t m
                 snprintf(c->real_hash, sizeof(c->real_hash), "%s", recs[i].hash);
             }
         }
-}
-
-static void
-on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
-          const struct sw_dht_lookup_info *info)
-{
-    struct ctx *c = arg;
-
-    (void)nodes;
-    (void)n;
-    (void)info;
-    c->joined |= status == 0;
 }
 
 /* zeros: the real node's answer to a STATE_GET of nothing tells the numel */
@@ -250,53 +208,23 @@ zeros_tick(struct ctx *c)
 {
     uint8_t val[512];
     struct sw_peer_rec r;
-    struct sw_wire_buf b;
-    msgpack_packer pk;
     struct sw_dht_record d;
 
     if (!c->real_ep[0])
         return;
     if (!c->numel && !c->asking) {
-        msgpack_sbuffer sb;
-        msgpack_packer q;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&q, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&q, 4);
-        sw_proto_pack_key(&q, "stage");
-        msgpack_pack_uint64(&q, (uint64_t)c->stage);
-        sw_proto_pack_key(&q, "which");
-        msgpack_pack_uint64(&q, 0);
-        sw_proto_pack_key(&q, "off");
-        msgpack_pack_uint64(&q, 0);
-        sw_proto_pack_key(&q, "n");
-        msgpack_pack_uint64(&q, 0);
-        c->asking = sw_transport_request(c->tr, c->real_ep, SW_MSG_STATE_GET, sb.data, sb.size,
-                                         NULL, 2000, 0, on_numel, c) == 0;
-        msgpack_sbuffer_destroy(&sb);
+        uint8_t q[128];
+        size_t qlen = hostile_state_get_body(q, sizeof(q), c->stage, 0, false);
+        c->asking = sw_transport_request(c->tr, c->real_ep, SW_MSG_STATE_GET, q, qlen, NULL, 2000,
+                                         0, on_numel, c) == 0;
     }
     if (!c->numel)
         return;
-    memset(&r, 0, sizeof(r));
-    snprintf(r.ep, sizeof(r.ep), "%s", c->ep);
-    r.stage = c->stage;
-    r.state = SW_REC_TRAINING;
-    r.step = c->real_step + (uint64_t)c->ahead;
-    r.tps = r.cap = c->real_cap;
-    r.loss = -1;
+    hostile_rec(&r, NULL, c->ep, c->stage, c->real_step + (uint64_t)c->ahead, c->real_cap);
     r.norm = 1;
     snprintf(r.hash, sizeof(r.hash), "%s", c->real_hash);
-    sw_wire_buf_init(&b, val, sizeof(val));
-    sw_wire_buf_packer(&pk, &b);
-    sw_status_rec_pack(&pk, &r, 10, 0);
-    if (b.overflow)
+    if (hostile_signed_rec(&c->man, &c->id, &r, c->seq, 10, val, sizeof(val), &d) < 0)
         return;
-    memset(&d, 0, sizeof(d));
-    sw_status_stage_key(d.key, c->man.run_id, c->stage);
-    d.seq = c->seq;
-    d.ttl_s = 10;
-    d.val = val;
-    d.val_len = b.len;
-    sw_dht_record_sign(&d, c->id.sk);
     if (sw_dhtnode_put(c->dht, &d, on_put, c) < 0)
         fprintf(stderr, "test_peers_records: put failed\n");
 }
@@ -323,31 +251,15 @@ on_tick(uv_timer_t *h)
     }
     for (int i = 0; i < c->count; i++) {
         struct sw_peer_rec r;
-        struct sw_wire_buf b;
-        msgpack_packer pk;
         struct sw_dht_record d;
+        char ep[32];
 
-        memset(&r, 0, sizeof(r));
-        snprintf(r.ep, sizeof(r.ep), "tcp://127.0.0.1:%d", c->port);
-        r.stage = c->stage;
-        r.state = SW_REC_TRAINING;
-        r.step = c->step;
-        r.tps = r.cap = 5e7;
-        r.loss = -1;
+        snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", c->port);
+        hostile_rec(&r, NULL, ep, c->stage, c->step, 5e7);
         r.norm = 1;
         snprintf(r.hash, sizeof(r.hash), "%016x", (unsigned)i);
-        sw_wire_buf_init(&b, val, sizeof(val));
-        sw_wire_buf_packer(&pk, &b);
-        sw_status_rec_pack(&pk, &r, 10, 0);
-        if (b.overflow)
+        if (hostile_signed_rec(&c->man, &c->fake[i], &r, c->seq, 10, val, sizeof(val), &d) < 0)
             continue;
-        memset(&d, 0, sizeof(d));
-        sw_status_stage_key(d.key, c->man.run_id, c->stage);
-        d.seq = c->seq;
-        d.ttl_s = 10;
-        d.val = val;
-        d.val_len = b.len;
-        sw_dht_record_sign(&d, c->fake[i].sk);
         if (sw_dhtnode_put(c->dht, &d, on_put, c) < 0)
             fprintf(stderr, "test_peers_records: put failed\n");
     }
@@ -358,7 +270,8 @@ main(int argc, char **argv)
 {
     static struct ctx c;
     char why[512];
-    const char *eps[1];
+    struct sw_manifest_reply mr;
+    const char *eps[1] = {c.boot};
     int err;
 
     if (argc == 8 && !strcmp(argv[4], "fakes")) {
@@ -396,14 +309,8 @@ main(int argc, char **argv)
     for (int i = 0; i < c.count; i++)
         if (sw_identity_generate(&c.fake[i]) < 0)
             return 2;
-    if ((err = sw_transport_new(&c.lobby, &c.loop, &c.id, sw_proto_lobby_run, NULL)) < 0 ||
-        (err = sw_transport_request(c.lobby, argv[2], SW_MSG_MANIFEST_GET, NULL, 0, NULL, 5000,
-                                    1, on_manifest, &c)) < 0) {
-        fprintf(stderr, "test_peers_records: lobby: %s\n", sw_strerror(err));
-        return 2;
-    }
-    while (!c.answered)
-        uv_run(&c.loop, UV_RUN_ONCE);
+    if (hostile_manifest(&c.loop, &c.id, argv[2], 5000, 1, &c.lobby, &mr) == 0)
+        snprintf(c.boot, sizeof(c.boot), "%s", mr.boot[0] ? mr.boot : mr.ep);
     if (!c.boot[0]) {
         fprintf(stderr, "test_peers_records: no run endpoint from '%s'\n", argv[2]);
         return 2;
@@ -412,20 +319,15 @@ main(int argc, char **argv)
         (c.zeros && ((err = sw_transport_bind(c.tr, "tcp://127.0.0.1:*", c.ep, sizeof(c.ep))) < 0 ||
                      (err = sw_transport_on(c.tr, SW_MSG_STATE_GET, on_state_get, &c)) < 0 ||
                      (err = sw_transport_on(c.tr, SW_MSG_PREPARE, on_prepare, &c)) < 0)) ||
-        (err = sw_dhtnode_new(&c.dht, &c.loop, c.tr, NULL, NULL)) < 0 ||
+        (err = hostile_join(&c.loop, c.tr, NULL, eps, 1, false, &c.dht)) < 0 ||
         (err = sw_status_scan_init(&c.scan, c.dht, c.man.run_id, c.man.stages)) < 0) {
         fprintf(stderr, "test_peers_records: setup: %s\n", sw_strerror(err));
         return 2;
     }
-    eps[0] = c.boot;
     if (c.zeros) {
         char key[65];
         printf("# stranger serving at %s key %s\n", c.ep, sw_identity_hex(key, c.id.pk, 32));
         fflush(stdout);
-    }
-    if ((err = sw_dhtnode_bootstrap(c.dht, eps, 1, on_joined, &c)) < 0) {
-        fprintf(stderr, "test_peers_records: bootstrap: %s\n", sw_strerror(err));
-        return 2;
     }
     c.until_ms = sw_now_ms() + (uint64_t)(atof(argv[3]) * 1000);
     uv_timer_init(&c.loop, &c.tick);
@@ -444,8 +346,8 @@ main(int argc, char **argv)
     if (c.scanning)
         sw_status_scan_cut(&c.scan);
     sw_dhtnode_close(c.dht);
-    sw_transport_close(c.tr, on_closed, NULL);
-    sw_transport_close(c.lobby, on_closed, NULL);
+    sw_transport_close(c.tr, hostile_closed, NULL);
+    sw_transport_close(c.lobby, hostile_closed, NULL);
     uv_run(&c.loop, UV_RUN_DEFAULT);
     sw_status_scan_release(&c.scan);
     sw_manifest_release(&c.man);

@@ -18,7 +18,7 @@
  * usage or setup errors.  `test_peers_stranger --key` prints the key the
  * foreign certificate must name (its keys come from fixed seeds).
  */
-#include "sw.h"
+#include "hostile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,21 +26,9 @@
 #include <unistd.h>
 
 #include "admit.h"
-#include "dht.h"
 #include "dht_codec.h"
-#include "manifest.h"
-#include "proto.h"
-#include "status.h"
-#include "transport.h"
-#include "wire.h"
 
 #define NKEYS 3
-
-static void
-on_closed(void *arg)
-{
-    (void)arg;
-}
 
 static void
 on_response(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
@@ -53,40 +41,6 @@ on_response(struct sw_transport *t, int status, const struct sw_transport_msg *m
         (*answered)++;
 }
 
-static size_t
-prepare_body(uint8_t *buf, size_t cap, uint64_t step)
-{
-    struct sw_wire_buf b;
-    msgpack_packer pk;
-
-    sw_wire_buf_init(&b, buf, cap);
-    sw_wire_buf_packer(&pk, &b);
-    msgpack_pack_map(&pk, 1);
-    sw_proto_pack_key(&pk, "step");
-    msgpack_pack_uint64(&pk, step);
-    return b.len;
-}
-
-static size_t
-state_get_body(uint8_t *buf, size_t cap, int stage)
-{
-    struct sw_wire_buf b;
-    msgpack_packer pk;
-
-    sw_wire_buf_init(&b, buf, cap);
-    sw_wire_buf_packer(&pk, &b);
-    msgpack_pack_map(&pk, 4);
-    sw_proto_pack_key(&pk, "stage");
-    msgpack_pack_uint64(&pk, (uint64_t)stage);
-    sw_proto_pack_key(&pk, "which");
-    msgpack_pack_uint64(&pk, 0);
-    sw_proto_pack_key(&pk, "off");
-    msgpack_pack_uint64(&pk, 0);
-    sw_proto_pack_key(&pk, "n");
-    msgpack_pack_uint64(&pk, 16);
-    return b.len;
-}
-
 /* A DHT STORE of a signed fake stage-0 record of key id, into *out (sw_malloc'd). */
 static int
 store_body(const struct sw_manifest *man, const struct sw_identity *id, uint64_t tid,
@@ -96,27 +50,10 @@ store_body(const struct sw_manifest *man, const struct sw_identity *id, uint64_t
     struct sw_peer_rec r;
     struct sw_dht_record rec;
     struct sw_dht_msg m;
-    struct sw_wire_buf b;
-    msgpack_packer pk;
 
-    memset(&r, 0, sizeof(r));
-    memcpy(r.pk, id->pk, 32);
-    snprintf(r.ep, sizeof(r.ep), "tcp://127.0.0.1:9");
-    r.stage = 0;
-    r.state = SW_REC_TRAINING;
-    r.step = 1000000;
-    r.tps = r.cap = 5e7;
-    r.loss = -1;
-    sw_wire_buf_init(&b, val, sizeof(val));
-    sw_wire_buf_packer(&pk, &b);
-    sw_status_rec_pack(&pk, &r, 30, 0);
-    memset(&rec, 0, sizeof(rec));
-    sw_status_stage_key(rec.key, man->run_id, 0);
-    rec.seq = tid;
-    rec.ttl_s = 30;
-    rec.val = val;
-    rec.val_len = b.len;
-    sw_dht_record_sign(&rec, id->sk);
+    hostile_rec(&r, id->pk, "tcp://127.0.0.1:9", 0, 1000000, 5e7);
+    if (hostile_signed_rec(man, id, &r, tid, 30, val, sizeof(val), &rec) < 0)
+        return -1;
     memset(&m, 0, sizeof(m));
     m.type = SW_DHT_STORE;
     m.tid = tid;
@@ -126,19 +63,48 @@ store_body(const struct sw_manifest *man, const struct sw_identity *id, uint64_t
     return sw_dht_msg_encode(&m, out, len);
 }
 
+static struct sw_manifest man;
+static struct sw_identity id[NKEYS];
+static struct sw_transport *tr[NKEYS];
+static uint64_t answered, tid = 1;
+
+/* One round's requests to t; how many were sent. */
+static uint64_t
+round_to(void *arg, const struct hostile_target *t)
+{
+    uint8_t body[1024], *store;
+    size_t blen, slen;
+    uint64_t sent = 0;
+
+    (void)arg;
+    blen = hostile_step_body(body, sizeof(body), 1000000);
+    sent += sw_transport_request(tr[0], t->ep, SW_MSG_PREPARE, body, blen, NULL, 500, 0,
+                                 on_response, &answered) == 0;
+    if (store_body(&man, &id[0], tid++, &store, &slen) == 0) {
+        sent += sw_transport_request(tr[0], t->ep, SW_DHT_STORE, store, slen, NULL, 500, 0,
+                                     on_response, &answered) == 0;
+        sw_free(store);
+    }
+    blen = hostile_state_get_body(body, sizeof(body), t->stage, 16, false);
+    sent += sw_transport_request(tr[0], t->ep, SW_MSG_STATE_GET, body, blen, NULL, 500, 0,
+                                 on_response, &answered) == 0;
+    sent += sw_transport_request(tr[0], t->ep, SW_MSG_PING, NULL, 0, NULL, 500, 0, on_response,
+                                 &answered) == 0;
+    sent += sw_transport_request(tr[1], t->ep, SW_MSG_PING, NULL, 0, NULL, 500, 0, on_response,
+                                 &answered) == 0;
+    return sent;
+}
+
 int
 main(int argc, char **argv)
 {
-    struct sw_manifest man;
-    struct sw_identity id[NKEYS];
-    struct sw_transport *tr[NKEYS];
-    uint8_t body[1024], cert[SW_CERT_MAX];
-    size_t blen, clen;
+    struct hostile_target *tg;
+    uint8_t cert[SW_CERT_MAX];
+    size_t clen;
     uv_loop_t loop;
     char why[512];
     int neps = argc - 4;
-    double until;
-    uint64_t sent = 0, answered = 0, tid = 1;
+    uint64_t sent;
 
     if (argc == 2 && !strcmp(argv[1], "--key")) {
         uint8_t seed[32];
@@ -176,52 +142,20 @@ main(int argc, char **argv)
     }
     if (sw_wire_set_cert(sw_transport_wire(tr[1]), cert, clen) < 0)
         return 2;
-    for (int e = 0; e < neps; e++)
-        if (!strchr(argv[4 + e], '=')) {
-            fprintf(stderr, "test_peers_stranger: want STAGE=ENDPOINT, got '%s'\n", argv[4 + e]);
-            return 2;
-        }
-    until = sw_now_s() + atof(argv[2]);
-    while (sw_now_s() < until) {
-        for (int e = 0; e < neps; e++) {
-            const char *ep = strchr(argv[4 + e], '=') + 1;
-            int stage = atoi(argv[4 + e]);
-            uint8_t *store;
-            size_t slen;
-
-            blen = prepare_body(body, sizeof(body), 1000000);
-            sent += sw_transport_request(tr[0], ep, SW_MSG_PREPARE, body, blen, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-            if (store_body(&man, &id[0], tid++, &store, &slen) == 0) {
-                sent += sw_transport_request(tr[0], ep, SW_DHT_STORE, store, slen, NULL, 500, 0,
-                                             on_response, &answered) == 0;
-                sw_free(store);
-            }
-            blen = state_get_body(body, sizeof(body), stage);
-            sent += sw_transport_request(tr[0], ep, SW_MSG_STATE_GET, body, blen, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-            sent += sw_transport_request(tr[0], ep, SW_MSG_PING, NULL, 0, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-            sent += sw_transport_request(tr[1], ep, SW_MSG_PING, NULL, 0, NULL, 500, 0,
-                                         on_response, &answered) == 0;
-        }
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(20000);
-    }
+    if (hostile_targets("test_peers_stranger", argv + 4, neps, NULL, false, &tg) < 0)
+        return 2;
+    sent = hostile_rounds(&loop, atof(argv[2]), tg, neps, round_to, NULL);
     /* the last requests time out */
-    until = sw_now_s() + 0.6;
-    while (sw_now_s() < until) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(10000);
-    }
+    hostile_run_for(&loop, 0.6, NULL);
     printf("# stranger: %llu requests sent to %d nodes, %llu answered\n",
            (unsigned long long)sent, neps, (unsigned long long)answered);
     for (int i = 0; i < NKEYS; i++)
-        sw_transport_close(tr[i], on_closed, NULL);
+        sw_transport_close(tr[i], hostile_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     for (int i = 0; i < NKEYS; i++)
         sw_identity_release(&id[i]);
     sw_manifest_release(&man);
+    free(tg);
     return answered == 0 ? 0 : 1;
 }
