@@ -735,10 +735,6 @@ run_endpoint_for(const char *lobby, char *out, size_t len)
         snprintf(out, len, "tcp://127.0.0.1:*");
 }
 
-/* The pipeline's sequence class (net/wire.h "Sequence windows"), alike on every node. */
-static const uint32_t pipeline_types[] = {SW_MSG_PREPARE, SW_MSG_READY, SW_MSG_GO, SW_MSG_FWD,
-                                          SW_MSG_BWD,     SW_MSG_GRAD,  SW_MSG_REPLICA};
-
 /*
  * Rate limits of the request types a stranger could flood (net/transport.h
  * "Rate limits"), sized so that honest use never meets them: a state copy
@@ -783,9 +779,7 @@ dht_start(struct sw_node *n)
     if ((err = sw_transport_new(&n->tr, n->loop, &n->id, n->man.run_id, &topts)) < 0)
         return SW_EXIT_FAIL;
     /* pipeline messages get their own sequence window: floods cannot make them stale */
-    if (sw_wire_set_pipeline_types(sw_transport_wire(n->tr), pipeline_types,
-                                   SW_ARRAY_SIZE(pipeline_types)) < 0 ||
-        limits_register(n->tr, false) < 0)
+    if (sw_proto_pipeline_class(sw_transport_wire(n->tr)) < 0 || limits_register(n->tr, false) < 0)
         return SW_EXIT_FAIL;
     if (n->cert_len && sw_wire_set_cert(sw_transport_wire(n->tr), n->cert, n->cert_len) < 0)
         return SW_EXIT_FAIL;

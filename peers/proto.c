@@ -185,3 +185,12 @@ sw_proto_who(char out[13], const uint8_t *pk)
     out[12] = '\0';
     return out;
 }
+
+int
+sw_proto_pipeline_class(struct sw_wire *w)
+{
+    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_READY, SW_MSG_GO,     SW_MSG_FWD,
+                                     SW_MSG_BWD,     SW_MSG_GRAD,  SW_MSG_REPLICA};
+
+    return sw_wire_set_pipeline_types(w, types, SW_ARRAY_SIZE(types));
+}

@@ -202,6 +202,7 @@ join_run(const char *lobby_ep)
     snprintf(A.boot, sizeof(A.boot), "%s", r.boot);
     snprintf(A.peer, sizeof(A.peer), "%s", r.ep);
     if (sw_transport_new(&A.tr, &A.loop, &A.id, A.man.run_id, NULL) < 0 ||
+        sw_proto_pipeline_class(sw_transport_wire(A.tr)) < 0 ||
         sw_transport_bind(A.tr, "tcp://127.0.0.1:*", A.ep, sizeof(A.ep)) < 0)
         return -1;
     if (sw_transport_on(A.tr, SW_MSG_FWD, on_msg, NULL) < 0 ||

@@ -316,6 +316,7 @@ main(int argc, char **argv)
         return 2;
     }
     if ((err = sw_transport_new(&c.tr, &c.loop, &c.id, c.man.run_id, NULL)) < 0 ||
+        (err = sw_proto_pipeline_class(sw_transport_wire(c.tr))) < 0 ||
         (c.zeros && ((err = sw_transport_bind(c.tr, "tcp://127.0.0.1:*", c.ep, sizeof(c.ep))) < 0 ||
                      (err = sw_transport_on(c.tr, SW_MSG_STATE_GET, on_state_get, &c)) < 0 ||
                      (err = sw_transport_on(c.tr, SW_MSG_PREPARE, on_prepare, &c)) < 0)) ||
