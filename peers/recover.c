@@ -139,11 +139,23 @@ sw_recover_distrusted(const struct sw_trainer *t, const uint8_t *pk)
     return false;
 }
 
+/* pk is in the n first entries of list. */
+static bool
+pk_listed(const uint8_t (*list)[32], int n, const uint8_t *pk)
+{
+    for (int k = 0; k < n; k++)
+        if (!memcmp(list[k], pk, 32))
+            return true;
+    return false;
+}
+
 /* Nodes of the run, this one and src aside, that could vouch for src's
  * state or serve it: of the stage (a copy source; not those that said they
- * cannot tell), and of any stage (the highest step). */
+ * cannot tell, nor with behind those that said they have not reached the
+ * step), and of any stage (the highest step). */
 static int
-copy_others(struct sw_trainer *t, const uint8_t *src, uint64_t *max_step, uint64_t *max_other)
+copy_others(struct sw_trainer *t, const uint8_t *src, bool behind, uint64_t *max_step,
+            uint64_t *max_other)
 {
     int n = 0;
 
@@ -156,12 +168,9 @@ copy_others(struct sw_trainer *t, const uint8_t *src, uint64_t *max_step, uint64
             continue;
         *max_step = SW_MAX(*max_step, r->step);
         *max_other = SW_MAX(*max_other, r->step);
-        if (r->stage == t->stage && sw_rec_training(r->state)) {
-            bool unk = false;
-            for (int k = 0; k < t->rc.nunk; k++)
-                unk |= !memcmp(t->rc.unk[k], r->pk, 32);
-            n += !unk;
-        }
+        if (r->stage == t->stage && sw_rec_training(r->state))
+            n += !pk_listed(t->rc.unk, t->rc.nunk, r->pk) &&
+                 !(behind && pk_listed(t->rc.behind, t->rc.nbehind, r->pk));
     }
     return n;
 }
@@ -338,15 +347,16 @@ sw_recover_attest_answer(struct sw_trainer *t, uint64_t step, int status,
         sw_proto_get_str(&u.data, "hash", hash, sizeof(hash)) == 0)
         sw_live_attest(&t->live, m->hdr.sender, (int)stage, step, hash);
     msgpack_unpacked_destroy(&u);
-    if ((err == -SW_ENOENT || err == -SW_EINVAL) && t->rc.verify &&
-        t->fetch.src[0].step == step && t->rc.nunk < 4) {
+    if (!t->rc.verify || t->fetch.src[0].step != step)
+        return;
+    if ((err == -SW_ENOENT || err == -SW_EINVAL) && t->rc.nunk < 4 &&
+        !pk_listed(t->rc.unk, t->rc.nunk, m->hdr.sender))
         /* it keeps no hash of that step (it got its state later) */
-        bool dup = false;
-        for (int i = 0; i < t->rc.nunk; i++)
-            dup |= !memcmp(t->rc.unk[i], m->hdr.sender, 32);
-        if (!dup)
-            memcpy(t->rc.unk[t->rc.nunk++], m->hdr.sender, 32);
-    }
+        memcpy(t->rc.unk[t->rc.nunk++], m->hdr.sender, 32);
+    if (err == -SW_EAGAIN && t->rc.nbehind < 4 &&
+        !pk_listed(t->rc.behind, t->rc.nbehind, m->hdr.sender))
+        /* it has not reached that step (yet: it may still, and attest) */
+        memcpy(t->rc.behind[t->rc.nbehind++], m->hdr.sender, 32);
 }
 
 /* COPY, the state fetched: is its hash attested (recover.h)? */
@@ -356,7 +366,7 @@ copy_verify(struct sw_trainer *t)
     struct sw_recover *rc = &t->rc;
     const struct sw_fetch_src *src = &t->fetch.src[0];
     uint64_t max_step, max_other;
-    int others = copy_others(t, src->pk, &max_step, &max_other), agree, disagree;
+    int others = copy_others(t, src->pk, false, &max_step, &max_other), agree, disagree;
     char why[160];
 
     attest_count(t, src->pk, src->step, rc->verify_hash, &agree, &disagree);
@@ -371,9 +381,10 @@ copy_verify(struct sw_trainer *t)
      * it only for a copy at a step another node than the source and this
      * one reached, from a source whose state is not behind what its record
      * claimed (records lag a step, they never lead it: such a record lies) */
-    if (!others && !disagree && src->step <= max_step &&
-        (!rc->have_own || (src->step <= max_other && src->step >= rc->rec_step &&
-                           src->step >= t->step))) {
+    bool alone = !disagree && src->step <= max_step &&
+                 (!rc->have_own || (src->step <= max_other && src->step >= rc->rec_step &&
+                                    src->step >= t->step));
+    if (!others && alone) {
         copy_accept(t, "the stage's only other node: no one else can attest it");
         return;
     }
@@ -382,6 +393,15 @@ copy_verify(struct sw_trainer *t)
     if (src->step <= max_step + SW_RECOVER_AHEAD &&
         t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
         copy_ask(t);
+        return;
+    }
+    /* the time is up: the stage's others that could vouch all said they
+     * have not reached the step (behind the source, copying too?): the
+     * source is the stage's only node at it, and refusing its copy would
+     * fork the stage (this node resuming an older state beside it) */
+    if (alone && !copy_others(t, src->pk, true, &max_step, &max_other)) {
+        copy_accept(t, "the stage's other nodes have not reached that step: no one else can "
+                    "attest it");
         return;
     }
     if (disagree)
@@ -450,7 +470,7 @@ copy_done(struct sw_trainer *t)
     rc->verify = true;
     rc->verify_ms = t->now;
     rc->ask_ms = 0;
-    rc->nunk = 0;
+    rc->nunk = rc->nbehind = 0;
     if (all_zero(src->buf, t->numel)) {
         /* no trained (nor initialised) stage has all-zero parameters: a
          * source that serves them is lying or broken, whoever attests them */

@@ -46,7 +46,12 @@
  * contradict it.  Neither this node's own attestation counts (its state is
  * the one in question) nor a contradiction by a node declared dead since (a
  * state only gone nodes held was replaced by a rebuild).  All-zero
- * parameters are refused at once.  A source is chosen among the records
+ * parameters are refused at once.  When the time is up and every other
+ * node of the stage that could vouch answered it has not reached s yet
+ * (-EAGAIN: it is behind the source, often copying too), the source is the
+ * stage's only node at s and the copy is taken as from the stage's only
+ * other node (same conditions): refusing it would fork the stage, this
+ * node resuming its older state beside the source.  A source is chosen among the records
  * whose step another node reached too; a lone claim ahead of every other is
  * tried only by a newcomer without a state, and a node with its own state
  * that is not behind the corroborated steps resumes with it (and says why).
@@ -117,6 +122,8 @@ struct sw_recover {
     uint64_t ask_ms;         /* verify: when the other replicas were last asked */
     uint8_t unk[4][32];      /* verify: the ones that answered they cannot tell */
     int nunk;
+    uint8_t behind[4][32];   /* verify: the ones that answered they have not reached the step */
+    int nbehind;
     struct {
         uint64_t step;
         char hash[17];

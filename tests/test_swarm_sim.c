@@ -1855,6 +1855,9 @@ static const struct {
            "finished it had left: two states of a stage after the last step"},
     {3243, "churn, stage auto: a stage rebuilt while a node trained it (gone once a copy's "
            "verification no longer counted the copier's own hash)"},
+    {4205, "churn: a copy refused while the stage's other node, behind its step, could not "
+           "attest it: the copier resumed its older state and led beside the source, and the "
+           "stage was rebuilt by checkfree+ while a node trained it"},
 };
 
 static void
