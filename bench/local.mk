@@ -5,10 +5,12 @@ bench_stage_bench_LDADD = $(sw_core_ldadd)
 
 # make bench: the benchmarks meant to run unattended, one after the other
 # (minutes each; never part of make check).  churn_bench.sh: the churn soak
-# (CHURN_S, SEED in the environment).
-sw_bench_runs = bench/churn_bench.sh
+# (CHURN_S, SEED in the environment); attack_bench.sh: the run's throughput
+# under each attack of tests/t0382-t0384 beside the undisturbed run's
+# (WIN_S, ATTACKS in the environment; it needs the hostile helper).
+sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh
 EXTRA_DIST += $(sw_bench_runs)
-bench: swarmd swarmctl
+bench: swarmd swarmctl tests/test_peers_attack$(EXEEXT)
 	@rc=0; for b in $(sw_bench_runs); do \
 	    echo "== $$b"; $(SHELL) $(srcdir)/$$b $(abs_top_builddir) || rc=1; \
 	done; exit $$rc
