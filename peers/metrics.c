@@ -261,21 +261,30 @@ static int
 append(char *buf, size_t len, size_t *off, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static int
-append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+int
+sw_metrics_vappend(char *buf, size_t len, size_t *off, const char *fmt, va_list ap)
 {
-    va_list ap;
     int k;
 
     if (*off >= len)
         return -SW_ERANGE;
-    va_start(ap, fmt);
     k = vsnprintf(buf + *off, len - *off, fmt, ap);
-    va_end(ap);
     if (k < 0 || (size_t)k >= len - *off)
         return -SW_ERANGE;
     *off += (size_t)k;
     return 0;
+}
+
+static int
+append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+    va_list ap;
+    int err;
+
+    va_start(ap, fmt);
+    err = sw_metrics_vappend(buf, len, off, fmt, ap);
+    va_end(ap);
+    return err;
 }
 
 static const char *

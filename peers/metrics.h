@@ -10,6 +10,7 @@
 
 #include "sw.h"
 
+#include <stdarg.h>
 #include <uv.h>
 
 /* Write the exposition into buf (len bytes); bytes written or -SW_ERANGE. */
@@ -31,6 +32,10 @@ struct sw_transport;
  * swarm-protocol(7) name in lower case, else the number) and the DHT's own
  * per-node limit as type="dht".  0 or -SW_ERANGE when buf is full.
  */
+/* Appends printf-style text at buf + *off (*off advanced); -SW_ERANGE when
+ * it does not fit (the text exposition of every metric goes through it). */
+int sw_metrics_vappend(char *buf, size_t len, size_t *off, const char *fmt, va_list ap)
+    SW_WARN_UNUSED;
 int sw_metrics_ratelimit(char *buf, size_t len, size_t *off, struct sw_transport *const *trs,
                          size_t ntr, uint64_t dht_drops) SW_WARN_UNUSED;
 

@@ -286,15 +286,12 @@ int
 sw_node_metric(char *buf, size_t len, size_t *off, const char *fmt, ...)
 {
     va_list ap;
-    int k;
+    int err;
 
     va_start(ap, fmt);
-    k = vsnprintf(buf + *off, len - *off, fmt, ap);
+    err = sw_metrics_vappend(buf, len, off, fmt, ap);
     va_end(ap);
-    if (k < 0 || (size_t)k >= len - *off)
-        return -SW_ERANGE;
-    *off += (size_t)k;
-    return 0;
+    return err;
 }
 
 static void
