@@ -1855,6 +1855,8 @@ static const struct {
            "finished it had left: two states of a stage after the last step"},
     {3243, "churn, stage auto: a stage rebuilt while a node trained it (gone once a copy's "
            "verification no longer counted the copier's own hash)"},
+    {2015, "churn, hostile: a newcomer behind the leader's PREPARE resumed its own state (the "
+           "only mate's record ahead was a lone claim) and PREPAREd a step the run had left"},
 };
 
 static void
