@@ -1153,7 +1153,13 @@ static void
 sync_tick(struct sw_trainer *t)
 {
     const struct sw_peer_rec *src = NULL, *lone = NULL;
+    /* the steps the run corroborates, and the leader's PREPARE that sent
+     * this node here (from_leader, step.c): records lag, and a node behind
+     * it must not take its own state for the stage's */
+    uint64_t run = t->run_mono;
 
+    if (t->st.prep.pending)
+        run = SW_MAX(run, t->st.prep.step);
     if (!t->dir_ok || t->now < t->rc.retry_ms)
         return;
     if (t->run_step >= (uint64_t)t->man->steps) {
@@ -1190,7 +1196,7 @@ sync_tick(struct sw_trainer *t)
                                "reached; keeping this node's own state (step %llu)", t->stage,
                                lone->ep, sw_proto_who(who, lone->pk),
                                (unsigned long long)lone->step, (unsigned long long)t->step);
-            if (t->run_mono > t->step) {
+            if (run > t->step) {
                 /* behind the run, and a node of the stage trains: its
                  * step is corroborated soon (records lag), or it is a liar
                  * that the copy would refuse; rebuilding the stage beside

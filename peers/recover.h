@@ -54,7 +54,8 @@
  * node resuming its older state beside the source.  A source is chosen among the records
  * whose step another node reached too; a lone claim ahead of every other is
  * tried only by a newcomer without a state, and a node with its own state
- * that is not behind the corroborated steps resumes with it (and says why).
+ * that is not behind the corroborated steps (nor the step of the leader's
+ * PREPARE that sent it copying) resumes with it (and says why).
  * A source
  * whose copy was refused is not copied from, nor counted in the table,
  * for SW_RECOVER_DISTRUST_MS; one that others contradict (another hash at

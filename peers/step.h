@@ -43,7 +43,9 @@
  *
  * Behind the run.  A PREPARE of a later step from the leader while idle: a
  * node copies its state again when another node of its stage is past its
- * step; when none is (the run went past a step this stage cannot finish:
+ * step (and SYNC, recover.c, never resumes its own state behind the step
+ * the leader asked it to prepare, even before records corroborate it);
+ * when none is (the run went past a step this stage cannot finish:
  * the node that computed its part died after the nodes past it updated),
  * it skips to the leader's step with its own state (sw_step_skip).
  *

@@ -1858,6 +1858,8 @@ static const struct {
     {4205, "churn: a copy refused while the stage's other node, behind its step, could not "
            "attest it: the copier resumed its older state and led beside the source, and the "
            "stage was rebuilt by checkfree+ while a node trained it"},
+    {2015, "churn, hostile: a newcomer behind the leader's PREPARE resumed its own state (the "
+           "only mate's record ahead was a lone claim) and PREPAREd a step the run had left"},
 };
 
 static void
