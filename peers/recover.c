@@ -731,11 +731,12 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
         else
             SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "state copy from '%s' refused or malformed; "
                                "trying again", s->ep);
-        if (memcmp(t->rc.fail_pk, s->pk, 32)) {
+        if (memcmp(t->rc.fail_pk, s->pk, 32) || t->fetch.err != -SW_ETIMEDOUT) {
             memcpy(t->rc.fail_pk, s->pk, 32);
             t->rc.fails = 0;
         }
-        if (++t->rc.fails >= SW_RECOVER_FAILS) {
+        /* only silence counts: a node that answers (busy, behind) is alive */
+        if (t->fetch.err == -SW_ETIMEDOUT && ++t->rc.fails >= SW_RECOVER_FAILS) {
             char who[13];
             t->rc.fails = 0;
             distrust(t, s->pk);

@@ -620,11 +620,18 @@ check_report(struct sim *s, struct simnode *n, const struct sw_step_report *r)
             fail(s, "node %d (last stage) reported loss %.6f for step %llu, want %.6f", n->id,
                  r->loss, (unsigned long long)r->step, want / s->sc.M);
     }
+    /* against a node still in the run: one that left it (gone, or done with
+     * the run's last step and leaving) takes its state along, like a dead
+     * one, and a later rebuild of the stage may differ (seed 4759: a node
+     * finished the last step and left; the last stage had not, and the
+     * stage it left was rebuilt and trained that step again) */
     if (s->hash_node[k] >= 0 && s->node[s->hash_node[k]].alive &&
+        s->node[s->hash_node[k]].t.phase < SW_PHASE_DONE &&
         s->hash_node[k] != n->id && memcmp(s->hashes[k], n->t.phash, 32))
         fail(s, "nodes %d and %d of stage %d disagree on the parameters after step %llu",
              s->hash_node[k], n->id, n->t.stage, (unsigned long long)r->step);
-    if (s->hash_node[k] < 0 || !s->node[s->hash_node[k]].alive) {
+    if (s->hash_node[k] < 0 || !s->node[s->hash_node[k]].alive ||
+        s->node[s->hash_node[k]].t.phase >= SW_PHASE_DONE) {
         memcpy(s->hashes[k], n->t.phash, 32);
         s->hash_node[k] = n->id;
     }
