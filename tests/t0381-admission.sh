@@ -74,7 +74,9 @@ def v(k): return float(m.get(k, 0))
 ok = (v('swarm_wire_dropped_total{reason="admit"}') > 0 and
       v('swarm_admit_refused_total{reason="nocert"}') > 0 and
       v('swarm_admit_refused_total{reason="run"}') > 0 and
-      v('swarm_node_dropped_total{reason="unknown_sender"}') == 0 and
+      # a few honest ones count there too (a PREPARE of a leader not yet in
+      # the table, at start-up); the stranger's hundreds would show
+      v('swarm_node_dropped_total{reason="unknown_sender"}') < 10 and
       v('swarm_node_dropped_total{reason="banned"}') == 0)
 sys.exit(0 if ok else 1)
 EOT
