@@ -491,6 +491,11 @@ rebuild_abort(struct sw_trainer *t, const char *why)
     trainer_set_phase(t, SW_PHASE_SYNC);
 }
 
+static void neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb,
+                       bool *syncing);
+static const struct sw_peer_rec *plus_source(const struct sw_trainer *t,
+                                              const struct sw_peer_rec **nb);
+
 /* Source i of a rebuild: slab which of r's stage (numel floats; 0: nothing). */
 static int
 rebuild_src(struct sw_trainer *t, int i, const struct sw_peer_rec *r, int which, size_t numel)
@@ -756,9 +761,28 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
     }
     s = &t->fetch.src[t->fetch.failed_src < 0 ? 0 : t->fetch.failed_src];
     if (t->fetch.failed_src == 1 && t->fetch.err == -SW_ENOENT && s->which0 == 3) {
-        /* the partner keeps no replica of this boundary stage's embedding or head:
-         * nothing can rebuild it */
-        char ev[64];
+        /* the partner keeps no replica of this boundary stage's embedding or
+         * head: another node of its stage may (one that took part in the
+         * last push); when none does, nothing can rebuild it */
+        const struct sw_peer_rec *nb[2];
+        bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing, other;
+        char ev[64], who[13];
+        int k = t->rc.norep_at++ % 4;
+
+        memcpy(t->rc.norep[k].pk, s->pk, 32);
+        t->rc.norep[k].until_ms = t->now + SW_RECOVER_DISTRUST_MS;
+        other = false;
+        if (empty) {
+            neighbours(t, empty, nb, &syncing);
+            other = plus_source(t, nb) != NULL;
+            sw_free(empty);
+        }
+        if (other) {
+            snprintf(why, sizeof(why), "node %s of stage %d holds no replica of this stage; "
+                     "another node of its stage may", sw_proto_who(who, s->pk), s->stage);
+            rebuild_abort(t, why);
+            return;
+        }
 
         snprintf(ev, sizeof(ev), "\"stage\":%d,\"step\":%llu", t->stage,
                  (unsigned long long)t->run_step);
@@ -780,16 +804,16 @@ sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
     rebuild_abort(t, why);
 }
 
-/* Another live node of this node's stage trains at its step, in the run
- * longer than this one (a copy's source: it may hold what this one lacks,
- * the CheckFree+ replica). */
+/* Another live node of this node's stage trains at its step: it may hold
+ * what this one lacks, the CheckFree+ replica (a newcomer that finds it
+ * holds none asks another node of the stage, and stops the run when none
+ * does). */
 static bool
 stage_mate(const struct sw_trainer *t)
 {
     for (int i = 0; i < t->ndir; i++)
         if (t->dir[i].stage == t->stage && t->dir[i].state == SW_REC_TRAINING &&
-            t->dir[i].step == t->step && t->phase == SW_PHASE_JOINING &&
-            memcmp(t->dir[i].pk, t->pk, 32))
+            t->dir[i].step == t->step && memcmp(t->dir[i].pk, t->pk, 32))
             return true;
     return false;
 }
@@ -901,6 +925,16 @@ sw_recover_own_state(struct sw_trainer *t, const char *why)
     announce_state(t);
 }
 
+/* Did pk answer lately that it holds no replica of this stage (CheckFree+)? */
+static bool
+no_replica(const struct sw_trainer *t, const uint8_t *pk)
+{
+    for (int i = 0; i < 4; i++)
+        if (t->rc.norep[i].until_ms > t->now && !memcmp(t->rc.norep[i].pk, pk, 32))
+            return true;
+    return false;
+}
+
 /* The stages no other node serves (empty[S]) and this stage's neighbours
  * that train (nb[0] before, nb[1] after; the furthest on, and at one step a
  * node that took part in a step over one joining: a copy holds no CheckFree+
@@ -920,7 +954,7 @@ neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, boo
         empty[r->stage] = false;
         for (int k = 0; k < 2; k++)
             if (r->stage == t->stage + (k ? 1 : -1)) {
-                if (sw_rec_training(r->state) &&
+                if (sw_rec_training(r->state) && !no_replica(t, r->pk) &&
                     (!nb[k] || r->step > nb[k]->step ||
                      (r->step == nb[k]->step && nb[k]->state == SW_REC_JOINING &&
                       r->state == SW_REC_TRAINING)))

@@ -134,6 +134,14 @@ struct sw_recover {
         uint8_t pk[32];
         uint64_t until_ms;
     } distrust[SW_RECOVER_DISTRUST];
+    /* CheckFree+: partners that answered they hold no replica of this
+     * boundary stage (they got their state after the last push), passed
+     * over for another node of their stage until then */
+    struct {
+        uint8_t pk[32];
+        uint64_t until_ms;
+    } norep[4];
+    int norep_at;
 };
 
 void sw_recover_release(struct sw_trainer *t);
