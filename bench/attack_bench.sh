@@ -3,8 +3,11 @@
 # attack of issue 12 that leaves its nodes in place, side by side with the
 # undisturbed run ("Done when": >= 0.8 of it).  One open-admission 4-stage
 # run (the attack tests' model: tests/t0382-t0384), then windows of WIN_S
-# seconds (default 20) of the last stage's steps, alternating quiet and
-# attacked, so that two quiet windows bracket each attack:
+# seconds (default 40) of the last stage's steps, alternating quiet and
+# attacked, so that two quiet windows bracket each attack (a stranger's
+# first record costs the run one PREPARE timeout, 5 s, once: see lead.h,
+# "Whom a round waits for"; the windows are long enough to show what the
+# attack costs the run from then on):
 #   quiet, 1, quiet, 2, quiet, 3, quiet, 4, quiet, 6, quiet, 7, quiet, 8, quiet
 # The attacks (tests/test_peers_attack, started with attack-lib.sh's
 # attack_start; their numbers are the tests'):
@@ -31,7 +34,7 @@
 # check; `make bench` runs it.
 set -u
 BUILD=$(cd "${1:?usage: attack_bench.sh BUILD_DIR}" && pwd)
-WIN_S=${WIN_S:-20}
+WIN_S=${WIN_S:-40}
 LEAD_S=${LEAD_S:-2}
 SETTLE_S=${SETTLE_S:-5}
 SRC=$(cd "$(dirname "$0")/.." && pwd)

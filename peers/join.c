@@ -613,6 +613,13 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
         "swarm_node_dropped_total{reason=\"shape\"} %llu\n",
         (unsigned long long)t->drop_banned, (unsigned long long)t->drop_unknown,
         (unsigned long long)t->drop_shape);
+    OUT("# HELP swarm_lead_silent_skipped_total Nodes a step was planned without, as the leader: "
+        "their last prepare had gone unanswered (lead.h, Silent nodes).\n"
+        "# TYPE swarm_lead_silent_skipped_total counter\nswarm_lead_silent_skipped_total %llu\n"
+        "# HELP swarm_lead_passed_over_total Stage-0 nodes this node passed over as leader: they "
+        "sent no prepare.\n# TYPE swarm_lead_passed_over_total counter\n"
+        "swarm_lead_passed_over_total %llu\n",
+        (unsigned long long)t->lead.not_waited, (unsigned long long)t->lead.passed_over);
     OUT("# HELP swarm_node_unproven_records Stage records of the last scan not counted: their "
         "node has not proved it serves their endpoint.\n"
         "# TYPE swarm_node_unproven_records gauge\nswarm_node_unproven_records %d\n"

@@ -159,6 +159,86 @@ slot_add(struct sw_trainer *t, const uint8_t *pk, const char *ep, int stage, dou
     return p;
 }
 
+/* ---- whom a round waits for (lead.h) ---- */
+
+static int unready_stage(const struct sw_trainer *t);
+
+static int
+known_find(const struct sw_lead *L, const uint8_t *pk)
+{
+    for (int i = 0; i < L->nknown; i++)
+        if (!memcmp(L->known[i].pk, pk, 32))
+            return i;
+    return -1;
+}
+
+/* pk answered a READY (in this round or an earlier one). */
+static void
+known_answered(struct sw_trainer *t, const uint8_t *pk)
+{
+    struct sw_lead *L = &t->lead;
+    int i = known_find(L, pk);
+
+    if (i < 0) {
+        if (L->nknown < SW_LEAD_KNOWN) {
+            i = L->nknown++;
+        } else {
+            i = 0;
+            for (int j = 1; j < L->nknown; j++)
+                if (L->known[j].ms < L->known[i].ms)
+                    i = j;
+        }
+        memcpy(L->known[i].pk, pk, 32);
+    }
+    L->known[i].ms = t->now ? t->now : 1;
+    L->known[i].silent = false;
+}
+
+/* A PREPARE to pk timed out (or could not be sent), or a round went on
+ * without its answer: silent from now on, until it answers. */
+static void
+known_silent(struct sw_trainer *t, const uint8_t *pk)
+{
+    struct sw_lead *L = &t->lead;
+    int i = known_find(L, pk);
+    char who[13];
+
+    if (i < 0) {
+        known_answered(t, pk); /* an entry, to be marked */
+        i = known_find(L, pk);
+        L->doubt_ms = t->now ? t->now : 1; /* a key unknown till now failed the run */
+    }
+    if (!L->known[i].silent) {
+        L->known[i].silent = true;
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "node %s did not answer a prepare: the next rounds "
+                           "do not wait for it", sw_proto_who(who, pk));
+    }
+}
+
+static bool
+in_plan(const struct sw_plan *p, const uint8_t *pk)
+{
+    for (int s = 0; s < p->S; s++)
+        if (sw_plan_find(p, s, pk) >= 0)
+            return true;
+    return false;
+}
+
+/* Does a round wait for pk's answer (lead.h, "Whom a round waits for")? */
+static bool
+waited(const struct sw_trainer *t, const uint8_t *pk)
+{
+    const struct sw_lead *L = &t->lead;
+    int i = known_find(L, pk);
+
+    if (i >= 0)
+        return !L->known[i].silent;
+    if (in_plan(&t->st.plan, pk) || in_plan(&L->plan, pk))
+        return true;
+    /* a key never heard (a newcomer): unless one let a round down lately */
+    return !L->doubt_ms || t->now - L->doubt_ms >= SW_LEAD_DOUBT_MS;
+}
+
 /* A new round of slots: answers to the last one are stale from now on. */
 static void
 round_new(struct sw_trainer *t)
@@ -326,6 +406,30 @@ go(struct sw_trainer *t)
     set_phase(t, SW_LEAD_RUNNING);
 }
 
+/* The round plans without the nodes it does not wait for once only they
+ * are left to answer and every stage has a ready node (lead.h, "Whom a
+ * round waits for"); they are silent from then on. */
+static void
+go_without_unwaited(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+
+    if (L->phase != SW_LEAD_PREPARING || L->nwait == 0)
+        return;
+    for (int i = 0; i < L->nslot; i++)
+        if (!L->slot[i].answered && waited(t, L->slot[i].pk))
+            return;
+    if (unready_stage(t) >= 0)
+        return;
+    for (int i = 0; i < L->nslot; i++)
+        if (!L->slot[i].answered)
+            known_silent(t, L->slot[i].pk);
+    L->not_waited += (uint64_t)L->nwait;
+    sw_log(SW_LOG_DEBUG, "step %llu: go without %d node(s) not waited for",
+           (unsigned long long)L->step, L->nwait);
+    go(t);
+}
+
 void
 sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m)
 {
@@ -340,11 +444,17 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
 
     if (round != L->round || L->phase != SW_LEAD_PREPARING || i >= L->nslot) {
         L->stale_ready++; /* an answer of an earlier round: its slot may be another node's now */
+        if (status == 0 && m)
+            known_answered(t, m->hdr.sender); /* late, but it answers */
         return;
     }
     p = &L->slot[i];
     if (p->answered)
         return;
+    if (status == 0)
+        known_answered(t, p->pk);
+    else
+        known_silent(t, p->pk);
     if (status == 0 && trainer_open(t, m, &u, keys)) {
         const uint8_t *h;
         size_t hl = 32;
@@ -371,6 +481,8 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
     p->answered = true;
     if (--L->nwait == 0)
         go(t);
+    else
+        go_without_unwaited(t);
 }
 
 /* Pings the nodes of the running step and drops the gone ones; true when the plan changed. */
@@ -684,6 +796,7 @@ prepare_watch(struct sw_trainer *t)
                 go(t);
         }
     }
+    go_without_unwaited(t);
 }
 
 /* The leader died in a step this node is in: take the step over with its plan. */

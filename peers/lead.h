@@ -67,6 +67,28 @@
  * real leader plans without it meanwhile.  When every candidate is passed
  * over, the lowest key leads again.
  *
+ * Whom a round waits for.  In an open run a stranger can publish a record
+ * that answers pings (so it is proven, live.h) and nothing else, under as
+ * many fresh keys as it likes; a round that waited the PREPARE timeout for
+ * each of them, every step, would stall the run.  Every node of the table
+ * is sent the PREPARE, and one that answers READY ok before the GO is
+ * planned; but the round waits only for
+ *   - the nodes it knows: those that answered a READY of this leader
+ *     before (in any round, late or not), and those of the last plan this
+ *     node made or took (a new leader knows the run's nodes from it),
+ *     unless they are silent: their last PREPARE timed out, or a round went
+ *     on without them, and no answer of them came in since;
+ *   - keys it never heard from (newcomers, whose READY waits until their
+ *     copy is done), unless such a key let a round down (it became silent)
+ *     in the last SW_LEAD_DOUBT_MS.
+ * Once only nodes it does not wait for are left to answer, and every stage
+ * has a ready node, the leader sends the GO, and those nodes are silent.
+ * So a record that never answers costs the run one PREPARE timeout, once,
+ * and fresh keys one per SW_LEAD_DOUBT_MS at most.  A node whose READY
+ * comes after the GO is known (not silent) from then on, and waited for
+ * from the next round (it copies the step it missed, as any node left out
+ * of a plan).
+ *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
  * PREPARING, RUNNING, PAUSED (running, a stage empty).
@@ -88,6 +110,9 @@
 #define SW_LEAD_PASS_MS SW_LEAD_STALL_MS
 #define SW_LEAD_PASSED_MS (10 * SW_LEAD_STALL_MS)
 #define SW_LEAD_CANDS 32         /* stage-0 keys remembered (seen in a plan, passed over) */
+/* see "Whom a round waits for" above */
+#define SW_LEAD_KNOWN (2 * SW_PROTO_MAX_NODES) /* keys remembered */
+#define SW_LEAD_DOUBT_MS 60000   /* keys never heard not waited for that long after one let a round down */
 
 struct sw_trainer;
 
@@ -145,6 +170,17 @@ struct sw_lead {
     uint8_t wait_pk[32];
     uint64_t wait_ms;
     uint64_t passed_over;    /* leaders passed over (they did not lead) */
+    /* keys that answered a READY of this node, the last answer's time, and
+     * whether a PREPARE to them timed out since (see "Whom a round waits
+     * for"); the least recently heard goes first when it is full */
+    struct {
+        uint8_t pk[32];
+        uint64_t ms;
+        bool silent;
+    } known[SW_LEAD_KNOWN];
+    int nknown;
+    uint64_t doubt_ms;       /* when a key never heard before let a round down (0: never) */
+    uint64_t not_waited;     /* nodes a round was planned without, not waited for */
 };
 
 int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;
