@@ -634,9 +634,12 @@ takeover(struct sw_trainer *t)
             /* left out of the step: the GO (a plan without it) tells it so,
              * and it drops the step (step.h, Replans) rather than wait for
              * ever on a partner's partial gradient the replan never sends.
-             * Not another stage-0 node: it may be taking the step over too,
-             * and who leads is settled by the leaders' own rule (yield) */
-            struct sw_lead_slot *p = r->stage != t->stage ?
+             * Not another training stage-0 node: it may be taking the step
+             * over too, and who leads is settled by the leaders' own rule
+             * (yield); but a joining one leads nothing, and may be in the
+             * step with the lost leader's plan (sim seed 10361): told, it
+             * drops the step and copies this node's state after it */
+            struct sw_lead_slot *p = r->stage != t->stage || r->state == SW_REC_JOINING ?
                 slot_add(t, r->pk, r->ep, r->stage, r->cap, false) : NULL;
             if (p)
                 p->told = p->answered = true;

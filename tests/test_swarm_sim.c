@@ -1867,6 +1867,10 @@ static const struct {
            "stage was rebuilt by checkfree+ while a node trained it"},
     {2015, "churn, hostile: a newcomer behind the leader's PREPARE resumed its own state (the "
            "only mate's record ahead was a lone claim) and PREPAREd a step the run had left"},
+    {6872, "churn, checkfree+: a newcomer asked a partner copied after the last push for the "
+           "replica, and the run stopped though the partner's stage mate held one"},
+    {10361, "churn: a takeover without the step's plan did not tell a joining stage-0 node "
+            "still in the step with the lost leader's plan: it updated alone, two states"},
 };
 
 static void
