@@ -766,7 +766,10 @@ finished_elsewhere(struct sw_trainer *t)
  * Two states of one stage at one step: two newcomers rebuilt the stage at
  * once, or a node cut off came back.  Replicas must be bit-identical, so
  * the node with the higher key gives its state up and copies the other's
- * (the stage records carry each node's step and parameter hash).
+ * (the stage records carry each node's step and parameter hash); but not
+ * for a record the last plan it was named in did not name (a record is a
+ * claim: a stranger's, in an open run; the leader plans one state per
+ * stage, and a node left out of a plan copies the planned one anyway).
  */
 static void
 diverged(struct sw_trainer *t)
@@ -785,6 +788,13 @@ diverged(struct sw_trainer *t)
          * a record no plan named: a stranger's in an open run (lead.h,
          * "Candidates"); two newcomers, neither planned yet, still agree */
         if (r->stage == 0 && sw_lead_seen(t, t->pk) && !sw_lead_seen(t, r->pk))
+            continue;
+        /* nor does a node of any stage that the last plan it took named,
+         * for a record of its stage that plan did not name (50 fake
+         * records, one serving its endpoint, stalled the run 30 s by
+         * sending the real node copying from it: the attack bench's 4) */
+        if (t->st.plan.cnt[t->stage] > 0 && sw_plan_find(&t->st.plan, t->stage, t->pk) >= 0 &&
+            sw_plan_find(&t->st.plan, t->stage, r->pk) < 0)
             continue;
         sw_log(SW_LOG_WARN, "stage %d has two states at step %llu (this node's hash %s, node "
                "%s's %s): copying the other's", t->stage, (unsigned long long)t->step, t->hash,
