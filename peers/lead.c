@@ -239,6 +239,20 @@ waited(const struct sw_trainer *t, const uint8_t *pk)
     return !L->doubt_ms || t->now - L->doubt_ms >= SW_LEAD_DOUBT_MS;
 }
 
+/* A training stage-0 node with a lower key than this one's at the step led
+ * (or just past it): the one to take the step over (lead.h, "Two takeovers"). */
+static const struct sw_peer_rec *
+takeover_rival(struct sw_trainer *t)
+{
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage == 0 && r->state == SW_REC_TRAINING && memcmp(r->pk, t->pk, 32) < 0 &&
+            (r->step == t->lead.step || r->step == t->lead.step + 1) && !trainer_gone(t, r->pk))
+            return r;
+    }
+    return NULL;
+}
+
 /* A new round of slots: answers to the last one are stale from now on. */
 static void
 round_new(struct sw_trainer *t)
@@ -619,6 +633,11 @@ takeover(struct sw_trainer *t)
         trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);
         return;
     }
+    if (takeover_rival(t)) {
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "step %llu: a stage-0 node with a lower key is at "
+                           "the step: it takes the step over", (unsigned long long)L->step);
+        return;
+    }
     /* without the step's plan, the microbatches each node ran are unknown:
      * one node per stage then, so that none is split between two nodes
      * (the node planned takes them all; the others leave the step) */
@@ -664,6 +683,7 @@ takeover(struct sw_trainer *t)
         return;
     }
     set_phase(t, SW_LEAD_RUNNING);
+    L->took_over = true;
     sw_log(SW_LOG_WARN, "step %llu: leading it from now on, in place of the lost leader "
            "(planned again, version %llu)", (unsigned long long)L->step,
            (unsigned long long)ver);
@@ -743,6 +763,7 @@ prepare(struct sw_trainer *t)
     struct sw_body *b = &t->body;
 
     L->led = true;
+    L->took_over = false;
     round_new(t);
     set_phase(t, SW_LEAD_PREPARING);
     for (int i = 0; i < t->ndir; i++)
@@ -811,6 +832,7 @@ inherit(struct sw_trainer *t)
 
     L->step = t->step;
     L->led = true;
+    L->took_over = false;
     round_new(t);
     /* the plan's capacities too: every node derives the same microbatches
      * from them, and a live node must keep the ones it already ran */
@@ -933,6 +955,20 @@ sw_lead_tick(struct sw_trainer *t)
          * led by another stage-0 node) */
         set_phase(t, SW_LEAD_IDLE);
         running = false;
+    }
+    if (running && sw_lead_is_leader(t) && L->took_over && takeover_rival(t)) {
+        /* another newcomer took the step over too (lead.h, "Two takeovers") */
+        struct sw_lead_cand *c = cand_find(t, t->pk);
+        char who[13];
+        sw_log(SW_LOG_WARN, "step %llu: stage-0 node %s, with a lower key, took the step over "
+               "too: yielding to it", (unsigned long long)L->step,
+               sw_proto_who(who, takeover_rival(t)->pk));
+        if (c)
+            c->seen_ms = 0; /* seen in this node's own plan only */
+        L->took_over = false;
+        sw_lead_yield(t, L->step);
+        sw_step_drop(t, "another node took the step over");
+        return wake;
     }
     if (running && sw_lead_is_leader(t)) {
         watch(t);

@@ -67,6 +67,15 @@
  * real leader plans without it meanwhile.  When every candidate is passed
  * over, the lowest key leads again.
  *
+ * Two takeovers.  Two newcomers that rebuilt a lost stage 0 at once (the
+ * same CheckFree+ state) would each take the lost leader's step over and,
+ * each seeing itself in the plan it sent, each lead for good (the churn
+ * bench, SEED=3: no step for 130 s).  So a takeover leaves the step to a
+ * training stage-0 node with a lower key at the step; and a node leading a
+ * takeover that finds such a node (the two records were read after both
+ * took over) yields to it: it drops what it did of the step, forgets that
+ * it saw itself in a plan, and takes the rival's GO.
+ *
  * Whom a round waits for.  In an open run a stranger can publish a record
  * that answers pings (so it is proven, live.h) and nothing else, under as
  * many fresh keys as it likes; a round that waited the PREPARE timeout for
@@ -170,6 +179,7 @@ struct sw_lead {
     uint8_t wait_pk[32];
     uint64_t wait_ms;
     uint64_t passed_over;    /* leaders passed over (they did not lead) */
+    bool took_over;          /* the step led is a takeover (see "Two takeovers") */
     /* keys that answered a READY of this node, the last answer's time, and
      * whether a PREPARE to them timed out since (see "Whom a round waits
      * for"); the least recently heard goes first when it is full */

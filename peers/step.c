@@ -1273,6 +1273,16 @@ sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why)
     trainer_announce(t);
 }
 
+void
+sw_step_drop(struct sw_trainer *t, const char *why)
+{
+    if (!sw_step_busy(&t->st))
+        return;
+    sw_log(SW_LOG_WARN, "step %llu: dropping what this node did of it: %s",
+           (unsigned long long)t->step, why);
+    (void)step_drop(t, true);
+}
+
 /* A node of this stage, other than this one, that is past step (a copy of
  * it brings this node up). */
 static bool

@@ -149,6 +149,10 @@ void sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m);
 /* Drops the step in progress and goes on at step with this node's state
  * (the run went past a step it cannot finish; why for the log). */
 void sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why);
+/* Drops what this node did of the step in progress (a stage-0 node rewinds
+ * its data stream to the step's start) and stays at the step, idle: the
+ * next GO of it starts it afresh (lead.h: a takeover yielded to another). */
+void sw_step_drop(struct sw_trainer *t, const char *why);
 /* The deferred READY, when the node can answer it now. */
 void sw_step_answer_prepare(struct sw_trainer *t);
 /* EXCHANGE with the leader's next PREPARE waiting: a replica gone
