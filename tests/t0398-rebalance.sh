@@ -39,6 +39,17 @@ echo "# nodes per stage before the kill: $(stages_now)"
 for x in x1 x2 x3 x4 x5; do
     msgs "$TMP/$x.log" | grep "chose stage\|rebalance" | sed "s/^/# $x: /"
 done
+# the layout settles first: a move still under way (the joins left a stage
+# slow) and the kill below would make one node's two moves look like a
+# thrash; settled = no new move for 10 s (hold 2 + cooldown 6, and a margin)
+nmoves() { cat "$TMP"/x*.log | grep -c '"event":"moved"'; }
+i=0
+while [ $i -lt 9 ]; do
+    m0=$(nmoves); sleep 10
+    [ "$(nmoves)" = "$m0" ] && break
+    i=$((i + 1))
+done
+echo "# layout settled after $((i * 10 + 10)) s: $(stages_now)"
 # the victim: stage 2 (else 1) when an auto node serves it; its auto nodes are killed
 V=""; victims=""
 for v in 2 1; do
