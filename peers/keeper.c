@@ -464,9 +464,9 @@ keeper_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
 {
     struct keeper *k = self(n);
 
-    return sw_node_metric(buf, len, off, "# HELP swarm_keeper_step Newest committed "
-                          "checkpoint step.\n# TYPE swarm_keeper_step gauge\n"
-                          "swarm_keeper_step %llu\n", (unsigned long long)k->last);
+    return sw_metrics_append(buf, len, off, "# HELP swarm_keeper_step Newest committed "
+                             "checkpoint step.\n# TYPE swarm_keeper_step gauge\n"
+                             "swarm_keeper_step %llu\n", (unsigned long long)k->last);
 }
 
 static void

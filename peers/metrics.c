@@ -257,9 +257,6 @@ sw_metrics_close(struct sw_metrics *m)
 
 /* ---- rate-limit drops ---- */
 
-static int
-append(char *buf, size_t len, size_t *off, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 int
 sw_metrics_vappend(char *buf, size_t len, size_t *off, const char *fmt, va_list ap)
@@ -275,8 +272,8 @@ sw_metrics_vappend(char *buf, size_t len, size_t *off, const char *fmt, va_list 
     return 0;
 }
 
-static int
-append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+int
+sw_metrics_append(char *buf, size_t len, size_t *off, const char *fmt, ...)
 {
     va_list ap;
     int err;
@@ -332,15 +329,17 @@ sw_metrics_ratelimit(char *buf, size_t len, size_t *off, struct sw_transport *co
             drops[x] += sw_transport_ratelimited(trs[i], types[j]);
         }
     }
-    if ((err = append(buf, len, off, "# HELP swarm_ratelimit_drops_total Requests dropped by a "
-                      "rate limit, by message type.\n# TYPE swarm_ratelimit_drops_total "
-                      "counter\n")) < 0)
+    if ((err = sw_metrics_append(buf, len, off,
+                                 "# HELP swarm_ratelimit_drops_total Requests dropped by a "
+                                 "rate limit, by message type.\n# TYPE swarm_ratelimit_drops_total "
+                                 "counter\n")) < 0)
         return err;
     for (size_t x = 0; x < n; x++)
-        if ((err = append(buf, len, off, "swarm_ratelimit_drops_total{type=\"%s\"} %llu\n",
-                          type_name(all[x], tmp, sizeof(tmp)),
-                          (unsigned long long)drops[x])) < 0)
+        if ((err = sw_metrics_append(buf, len, off,
+                                     "swarm_ratelimit_drops_total{type=\"%s\"} %llu\n",
+                                     type_name(all[x], tmp, sizeof(tmp)),
+                                     (unsigned long long)drops[x])) < 0)
             return err;
-    return append(buf, len, off, "swarm_ratelimit_drops_total{type=\"dht\"} %llu\n",
-                  (unsigned long long)dht_drops);
+    return sw_metrics_append(buf, len, off, "swarm_ratelimit_drops_total{type=\"dht\"} %llu\n",
+                             (unsigned long long)dht_drops);
 }

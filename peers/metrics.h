@@ -36,6 +36,9 @@ struct sw_transport;
  * it does not fit (the text exposition of every metric goes through it). */
 int sw_metrics_vappend(char *buf, size_t len, size_t *off, const char *fmt, va_list ap)
     SW_WARN_UNUSED;
+/* The same, printf-style. */
+int sw_metrics_append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+    SW_WARN_UNUSED __attribute__((format(printf, 4, 5)));
 int sw_metrics_ratelimit(char *buf, size_t len, size_t *off, struct sw_transport *const *trs,
                          size_t ntr, uint64_t dht_drops) SW_WARN_UNUSED;
 

@@ -6,7 +6,6 @@
 
 #include <signal.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,18 +280,6 @@ on_revoke_timer(uv_timer_t *h)
 }
 
 /* ---- helpers for the roles ---- */
-
-int
-sw_node_metric(char *buf, size_t len, size_t *off, const char *fmt, ...)
-{
-    va_list ap;
-    int err;
-
-    va_start(ap, fmt);
-    err = sw_metrics_vappend(buf, len, off, fmt, ap);
-    va_end(ap);
-    return err;
-}
 
 static void
 on_scan(void *arg, int status, const struct sw_peer_rec *recs, int cnt, uint64_t max_step)
@@ -627,37 +614,41 @@ metrics_fill(void *arg, char *buf, size_t len)
     int err;
 
     sw_identity_hex(runhex, n->man.run_id, 32);
-    if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_info Run and role of this process.\n"
-                              "# TYPE swarm_info gauge\nswarm_info{run=\"%.16s\",role=\"%s\"} 1\n",
-                              runhex, n->role->name)) < 0 ||
+    if ((err = sw_metrics_append(buf, len, &off,
+                                 "# HELP swarm_info Run and role of this process.\n"
+                                 "# TYPE swarm_info gauge\n"
+                                 "swarm_info{run=\"%.16s\",role=\"%s\"} 1\n",
+                                 runhex, n->role->name)) < 0 ||
         (n->phase == SW_NODE_RUN && (err = n->role->metrics(n, buf, len, &off)) < 0))
         return err;
     if (!w)
         return (int)off;
-    if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_wire_dropped_total Messages dropped, "
-                              "by reason.\n# TYPE swarm_wire_dropped_total counter\n")) < 0)
+    if ((err = sw_metrics_append(buf, len, &off,
+                                 "# HELP swarm_wire_dropped_total Messages dropped, "
+                                 "by reason.\n# TYPE swarm_wire_dropped_total counter\n")) < 0)
         return err;
     for (int r = 0; r < SW_WIRE_DROP__COUNT; r++)
-        if ((err = sw_node_metric(buf, len, &off, "swarm_wire_dropped_total{reason=\"%s\"} %llu\n",
-                                  sw_wire_drop_name(r),
-                                  (unsigned long long)w->stats.drops[r])) < 0)
+        if ((err = sw_metrics_append(buf, len, &off,
+                                     "swarm_wire_dropped_total{reason=\"%s\"} %llu\n",
+                                     sw_wire_drop_name(r),
+                                     (unsigned long long)w->stats.drops[r])) < 0)
             return err;
     if (n->have_admit) {
-        if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_admit_refused_total Senders and "
-                                  "records refused admission, by reason.\n"
-                                  "# TYPE swarm_admit_refused_total counter\n")) < 0)
+        if ((err = sw_metrics_append(buf, len, &off, "# HELP swarm_admit_refused_total Senders and "
+                                     "records refused admission, by reason.\n"
+                                     "# TYPE swarm_admit_refused_total counter\n")) < 0)
             return err;
         for (int r = 1; r < SW_ADMIT__COUNT; r++)
-            if ((err = sw_node_metric(buf, len, &off,
-                                      "swarm_admit_refused_total{reason=\"%s\"} %llu\n",
-                                      sw_admit_why_name(r),
-                                      (unsigned long long)n->admit.drops[r])) < 0)
+            if ((err = sw_metrics_append(buf, len, &off,
+                                         "swarm_admit_refused_total{reason=\"%s\"} %llu\n",
+                                         sw_admit_why_name(r),
+                                         (unsigned long long)n->admit.drops[r])) < 0)
                 return err;
-        if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_admit_records_dropped_total "
-                                  "Stage records of unadmitted publishers dropped by scans.\n"
-                                  "# TYPE swarm_admit_records_dropped_total counter\n"
-                                  "swarm_admit_records_dropped_total %llu\n",
-                                  (unsigned long long)n->scan.unadmitted)) < 0)
+        if ((err = sw_metrics_append(buf, len, &off, "# HELP swarm_admit_records_dropped_total "
+                                     "Stage records of unadmitted publishers dropped by scans.\n"
+                                     "# TYPE swarm_admit_records_dropped_total counter\n"
+                                     "swarm_admit_records_dropped_total %llu\n",
+                                     (unsigned long long)n->scan.unadmitted)) < 0)
             return err;
     }
     {
@@ -669,10 +660,10 @@ metrics_fill(void *arg, char *buf, size_t len)
         if ((err = sw_metrics_ratelimit(buf, len, &off, trs, 2, ds.drop_ratelimit)) < 0)
             return err;
     }
-    if ((err = sw_node_metric(buf, len, &off, "# HELP swarm_wire_accepted_total Messages "
-                              "accepted.\n# TYPE swarm_wire_accepted_total counter\n"
-                              "swarm_wire_accepted_total %llu\n",
-                              (unsigned long long)w->stats.accepted)) < 0)
+    if ((err = sw_metrics_append(buf, len, &off, "# HELP swarm_wire_accepted_total Messages "
+                                 "accepted.\n# TYPE swarm_wire_accepted_total counter\n"
+                                 "swarm_wire_accepted_total %llu\n",
+                                 (unsigned long long)w->stats.accepted)) < 0)
         return err;
     return (int)off;
 }

@@ -65,6 +65,7 @@
 #include "identity.h"
 #include "live.h"
 #include "manifest.h"
+#include "metrics.h"
 #include "proto.h"
 #include "status.h"
 #include "transport.h"
@@ -138,7 +139,7 @@ struct sw_role {
     /* a scan of the stage keys ended (sw_node_scan) */
     void (*scanned)(struct sw_node *n, int status, const struct sw_peer_rec *recs, int cnt,
                     uint64_t max_step);
-    /* its Prometheus lines (sw_node_metric) */
+    /* its Prometheus lines (SW_NODE_METRIC) */
     int (*metrics)(struct sw_node *n, char *buf, size_t len, size_t *off);
     void (*release)(struct sw_node *n);
 };
@@ -212,13 +213,11 @@ void sw_node_live_init(struct sw_node_live *l, struct sw_node *n);
 
 /* The tick runs again at the latest after ms. */
 void sw_node_wake(struct sw_node *n, uint64_t ms);
-/* printf into buf at *off (a metrics page); -SW_ERANGE when full. */
-int sw_node_metric(char *buf, size_t len, size_t *off, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-/* sw_node_metric, returning its error from the caller (a role's metrics). */
+/* sw_metrics_append (metrics.h), returning its error from the caller (a
+ * role's metrics). */
 #define SW_NODE_METRIC(buf, len, off, ...)                                     \
     do {                                                                       \
-        int e_ = sw_node_metric((buf), (len), (off), __VA_ARGS__);             \
+        int e_ = sw_metrics_append((buf), (len), (off), __VA_ARGS__);             \
         if (e_ < 0)                                                            \
             return e_;                                                         \
     } while (0)
