@@ -921,6 +921,7 @@ sw_lead_tick(struct sw_trainer *t)
     struct sw_lead *L = &t->lead;
     uint64_t now = t->now, wake = now + SW_TRAINER_HEARTBEAT_MS;
     bool running = L->phase == SW_LEAD_RUNNING || L->phase == SW_LEAD_PAUSED;
+    const struct sw_peer_rec *rival;
     int missing;
 
     joining_alone(t);
@@ -956,13 +957,12 @@ sw_lead_tick(struct sw_trainer *t)
         set_phase(t, SW_LEAD_IDLE);
         running = false;
     }
-    if (running && sw_lead_is_leader(t) && L->took_over && takeover_rival(t)) {
+    if (running && L->took_over && sw_lead_is_leader(t) && (rival = takeover_rival(t))) {
         /* another newcomer took the step over too (lead.h, "Two takeovers") */
         struct sw_lead_cand *c = cand_find(t, t->pk);
         char who[13];
         sw_log(SW_LOG_WARN, "step %llu: stage-0 node %s, with a lower key, took the step over "
-               "too: yielding to it", (unsigned long long)L->step,
-               sw_proto_who(who, takeover_rival(t)->pk));
+               "too: yielding to it", (unsigned long long)L->step, sw_proto_who(who, rival->pk));
         if (c)
             c->seen_ms = 0; /* seen in this node's own plan only */
         L->took_over = false;
