@@ -1001,6 +1001,26 @@ rebuild_ready(struct sw_trainer *t)
     return ok;
 }
 
+/* --from-checkpoint: does the newest checkpoint hold the run's step (or a
+ * later one)?  1 yes, 0 no, -1 not known yet: the keeper's record is being
+ * looked up (at most 2 s are given to it). */
+static int
+ckpt_at_run(struct sw_trainer *t)
+{
+    char where[EP + 16];
+    int nck;
+
+    if (!t->env->ckpt_newest)
+        return 0;
+    nck = t->env->ckpt_newest(t->env->arg, where, sizeof(where));
+    if (nck == -2) {
+        if (!t->rc.ck_asked_ms)
+            t->rc.ck_asked_ms = t->now;
+        return t->now - t->rc.ck_asked_ms < 2000 ? -1 : 0;
+    }
+    return nck >= 0 && (uint64_t)nck >= t->run_step;
+}
+
 /* No live node of this stage to copy and the run has started: rebuild it
  * from the neighbours when they are there, or stop with the reason. */
 static void
@@ -1192,6 +1212,7 @@ sync_tick(struct sw_trainer *t)
      * this node here (from_leader, step.c): records lag, and a node behind
      * it must not take its own state for the stage's */
     uint64_t run = t->run_mono;
+    int at_run = 0;
 
     if (t->st.prep.pending)
         run = SW_MAX(run, t->st.prep.step);
@@ -1262,13 +1283,20 @@ sync_tick(struct sw_trainer *t)
         return;
     }
     t->move_wait = false;
+    if (!src && t->o.from_ckpt && !t->rc.restore_tried && t->run_step > t->step &&
+        (at_run = ckpt_at_run(t)) < 0) {
+        t->rc.retry_ms = t->now + 100;
+        return;
+    }
     if (src) {
         copy_start(t, src);
     } else if (t->o.from_ckpt && !t->rc.restore_tried &&
-               (t->run_step == 0 || t->run_step <= t->step || !rebuild_ready(t))) {
+               (t->run_step == 0 || t->run_step <= t->step || at_run > 0 || !rebuild_ready(t))) {
         /* the run restarts from it, or went on and lost this stage where
          * CheckFree(+) cannot rebuild it now: the checkpoint comes after
-         * them in DESIGN.md's order */
+         * them in DESIGN.md's order; unless it holds the run's step, as
+         * when a whole run restarts and the neighbours restored first: then
+         * it is the stage's exact state, which CheckFree only approximates */
         t->rc.restore_tried = true;
         trainer_set_phase(t, SW_PHASE_RESTORE);
         restore_tick(t);

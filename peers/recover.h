@@ -101,6 +101,7 @@ struct sw_recover {
                                 neighbours' params; CheckFree+: the partner's, its replica) */
     size_t cap[2];           /* their sizes, floats */
     bool restore_tried;      /* --from-checkpoint: tried once */
+    uint64_t ck_asked_ms;    /* --from-checkpoint: when the keeper was first looked up */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
     uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
     bool lost_ck_logged;
