@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -359,6 +360,16 @@ sw_recover_attest_answer(struct sw_trainer *t, uint64_t step, int status,
         memcpy(t->rc.behind[t->rc.nbehind++], m->hdr.sender, 32);
 }
 
+/* The newest step the leader named to this node: the PREPARE it took, or
+ * the plan of the step (both only from the leader: step.c, from_leader). */
+static uint64_t
+lead_step(const struct sw_trainer *t)
+{
+    uint64_t s = sodium_is_zero(t->st.prep.pk, 32) ? 0 : t->st.prep.step;
+
+    return SW_MAX(s, t->st.plan.step);
+}
+
 /* COPY, the state fetched: is its hash attested (recover.h)? */
 static void
 copy_verify(struct sw_trainer *t)
@@ -389,8 +400,12 @@ copy_verify(struct sw_trainer *t)
         return;
     }
     /* a source far ahead of every other node (records lag by a publication:
-     * SW_RECOVER_AHEAD steps is far) is refused at once */
-    if (src->step <= max_step + SW_RECOVER_AHEAD &&
+     * SW_RECOVER_AHEAD steps is far) is refused at once.  On a loaded
+     * machine a fast run's records lag by more than that: the step the
+     * leader last asked of this node (a PREPARE or GO it took: from_leader,
+     * step.c) is fresher, and a source within reach of it is waited for
+     * (the records catch up, and alone above holds then) */
+    if (src->step <= SW_MAX(max_step, lead_step(t)) + SW_RECOVER_AHEAD &&
         t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
         copy_ask(t);
         return;

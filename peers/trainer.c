@@ -784,6 +784,12 @@ diverged(struct sw_trainer *t)
             !r->hash[0] || !strcmp(r->hash, t->hash) || memcmp(r->pk, t->pk, 32) >= 0 ||
             trainer_gone(t, r->pk))
             continue;
+        /* nor for a node whose copy it refused a moment ago: the sync would
+         * find no source, resume this state, and come back here at once (a
+         * livelock: three newcomers rebuilt stage 1 at one step, sim seed
+         * 3997); it tries that node again once the distrust ends */
+        if (sw_recover_distrusted(t, r->pk))
+            continue;
         /* a stage-0 node that a plan named does not give its state up for
          * a record no plan named: a stranger's in an open run (lead.h,
          * "Candidates"); two newcomers, neither planned yet, still agree */

@@ -7,11 +7,7 @@
 # Eight trials on a replica of stage 1 of a training 2-stage run: once it
 # trained a step it gets SIGTERM and, a varied moment later, a second
 # SIGTERM (SIGINT then SIGTERM in every other trial) and then a burst of
-# both while it exits; each trial must exit 0.  A replica that never gets
-# to train (its copy refused: the source's step ran more than
-# SW_RECOVER_AHEAD ahead of the records, which lag by a publication, on a
-# loaded machine) is no trial of the signals: another replica takes its
-# place, twice at most, and the join failures are printed.
+# both while it exits; each trial must exit 0.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..2"
 write_manifest "$TMP/run.conf" 100000 2
@@ -24,18 +20,16 @@ codes=""
 bad=0
 t=1
 for delay in 0 0.02 0.05 0.1 0.2 0.4 0.8 1.5; do
-    joined=false
-    for try in 1 2 3; do
-        log=$TMP/r$t-$try.log
-        start_node "$log" 1
-        pid=$NODE_PID
-        if wait_for 60 has_event "$log" step; then joined=true; break; fi
-        echo "# trial $t, replica $try: it never trained a step"; diag_file "$log" 5
-        kill -9 "$pid" 2>/dev/null
-    done
-    if ! $joined; then
-        bad=$((bad + 1)); codes="$codes -"; t=$((t + 1)); continue
+    log=$TMP/r$t.log
+    start_node "$log" 1
+    pid=$NODE_PID
+    if ! wait_for 60 has_event "$log" step; then
+        echo "# trial $t: the replica never trained a step"; diag_file "$log" 5
+        bad=$((bad + 1)); codes="$codes -"; kill -9 "$pid" 2>/dev/null; t=$((t + 1)); continue
     fi
+    # how it joined (a copy refused as 'ahead' of lagging records once kept
+    # it from ever training: recover.c, copy_verify)
+    msgs "$log" | grep -E "copied stage|refused the copy" | sed "s/^/# trial $t: /" | cut -c1-200
     first=TERM
     [ $((t % 2)) -eq 0 ] && first=INT
     kill -$first "$pid"
