@@ -93,8 +93,10 @@ sw_step_release(struct sw_trainer *t)
     sw_free_big(s->early);
     sw_free_big(s->gsum);
     sw_free_big(s->own);
-    for (int i = 0; i < SW_PROTO_MAX_REPLICAS; i++)
+    for (int i = 0; i < SW_PROTO_MAX_REPLICAS; i++) {
         sw_free_big(s->part[i].buf);
+        sw_free(s->part[i].got);
+    }
     memset(s, 0, sizeof(*s));
 }
 
@@ -443,7 +445,7 @@ partial_of(struct sw_trainer *t, int r)
     struct sw_step *s = &t->st;
 
     for (int i = 0; i < s->npart; i++)
-        if (s->part[i].step == t->step && s->part[i].ver == s->plan.ver &&
+        if (s->part[i].complete && s->part[i].step == t->step && s->part[i].ver == s->plan.ver &&
             !memcmp(s->part[i].pk, s->plan.pk[t->stage * SW_PLAN_MAX + r], 32))
             return &s->part[i];
     return NULL;
@@ -538,12 +540,40 @@ sw_step_tick(struct sw_trainer *t)
         finish_exchange(t);
 }
 
+/* One piece of this node's partial gradient, from float off, to ep. */
+static void
+send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
+{
+    struct sw_step *s = &t->st;
+    struct sw_body *b = &t->body;
+    size_t n = SW_MIN(SW_STEP_GRAD_PIECE, t->numel - off);
+
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 8);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, t->step);
+    sw_proto_pack_key(&b->pk, "ver");
+    msgpack_pack_uint64(&b->pk, s->plan.ver);
+    sw_proto_pack_key(&b->pk, "stage");
+    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
+    sw_proto_pack_key(&b->pk, "count");
+    msgpack_pack_uint32(&b->pk, (uint32_t)s->n_own);
+    sw_proto_pack_key(&b->pk, "loss");
+    msgpack_pack_double(&b->pk, own_loss(t));
+    sw_proto_pack_key(&b->pk, "hash");
+    sw_proto_pack_bin(&b->pk, t->phash, 32);
+    sw_proto_pack_key(&b->pk, "off");
+    msgpack_pack_uint64(&b->pk, off);
+    sw_proto_pack_key(&b->pk, "n");
+    msgpack_pack_uint64(&b->pk, n);
+    trainer_send(t, ep, SW_MSG_GRAD, s->own + off, n * sizeof(float));
+}
+
 /* All of this node's microbatches are through: its partial to its replicas. */
 static void
 own_done(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
-    struct sw_body *b = &t->body;
     int err;
 
     s->phase = SW_STEP_EXCHANGE;
@@ -556,27 +586,13 @@ own_done(struct sw_trainer *t)
             trainer_fail(t, err, "partial gradient");
             return;
         }
-        /* one message each: a stage over SW_WIRE_MAX_PAYLOAD bytes cannot send
-         * it (the transport refuses it; sw_trainer_set_stage warns) */
+        /* in pieces of SW_STEP_GRAD_PIECE floats: a payload is at most
+         * SW_WIRE_MAX_PAYLOAD bytes, a stage any size */
         for (int r = 0; r < s->nrep; r++) {
             if (r == s->myidx)
                 continue;
-            sw_body_init(b);
-            msgpack_pack_map(&b->pk, 6);
-            sw_proto_pack_key(&b->pk, "step");
-            msgpack_pack_uint64(&b->pk, t->step);
-            sw_proto_pack_key(&b->pk, "ver");
-            msgpack_pack_uint64(&b->pk, s->plan.ver);
-            sw_proto_pack_key(&b->pk, "stage");
-            msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
-            sw_proto_pack_key(&b->pk, "count");
-            msgpack_pack_uint32(&b->pk, (uint32_t)s->n_own);
-            sw_proto_pack_key(&b->pk, "loss");
-            msgpack_pack_double(&b->pk, own_loss(t));
-            sw_proto_pack_key(&b->pk, "hash");
-            sw_proto_pack_bin(&b->pk, t->phash, 32);
-            trainer_send(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], SW_MSG_GRAD, s->own,
-                         t->numel * sizeof(float));
+            for (size_t off = 0; off < t->numel; off += SW_STEP_GRAD_PIECE)
+                send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], off);
         }
     }
     finish_exchange(t);
@@ -899,10 +915,12 @@ sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m)
 void
 sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "ver", "stage", "count", "loss", "hash", NULL};
+    static const char *const keys[] = {"step", "ver", "stage", "count", "loss", "hash", "off",
+                                       "n", NULL};
     struct sw_step *s = &t->st;
+    size_t pieces = (t->numel + SW_STEP_GRAD_PIECE - 1) / SW_STEP_GRAD_PIECE, k;
     msgpack_unpacked u;
-    uint64_t step, stage, count, ver;
+    uint64_t step, stage, count, ver, off, n;
     double loss;
     const uint8_t *h;
     size_t hl = 32;
@@ -916,13 +934,17 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
         sw_proto_get_u64(&u.data, "count", &count) < 0 ||
         sw_proto_get_f64(&u.data, "loss", &loss) < 0 ||
-        sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 || stage != (uint64_t)t->stage) {
+        sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 ||
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
+        stage != (uint64_t)t->stage || off >= t->numel || off % SW_STEP_GRAD_PIECE ||
+        n != SW_MIN(SW_STEP_GRAD_PIECE, t->numel - off)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }
-    if (!check_tensor(t, m, &u, t->numel * sizeof(float), t->numel * sizeof(float),
-                      "partial gradient", "non-finite partial gradient"))
+    if (!check_tensor(t, m, &u, n * sizeof(float), n * sizeof(float), "partial gradient",
+                      "non-finite partial gradient"))
         return;
+    k = off / SW_STEP_GRAD_PIECE;
     if (!isfinite(loss)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
         return;
@@ -936,21 +958,34 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
             p = &s->part[i];
     if (!p && s->npart < SW_PROTO_MAX_REPLICAS)
         p = &s->part[s->npart];
-    if (!p || (!p->buf && !(p->buf = sw_malloc_big(t->numel * sizeof(float))))) {
+    if (!p || (!p->buf && !(p->buf = sw_malloc_big(t->numel * sizeof(float)))) ||
+        (!p->got && !(p->got = sw_malloc(pieces)))) {
         msgpack_unpacked_destroy(&u);
         return;
     }
-    memcpy(p->buf, m->payload, m->payload_len);
+    if (p == &s->part[s->npart] || p->ver != ver) {
+        /* a new partial: of a step not seen from this sender, or summed
+         * under another plan version (a replan): its pieces start over */
+        memset(p->got, 0, pieces);
+        p->ngot = 0;
+        p->complete = false;
+    }
+    memcpy(p->buf + off, m->payload, m->payload_len);
     memcpy(p->pk, m->hdr.sender, 32);
     memcpy(p->hash, h, 32);
     p->loss = loss;
     p->step = step;
     p->ver = ver;
+    if (!p->got[k]) {
+        p->got[k] = 1;
+        p->ngot++;
+    }
+    p->complete = p->ngot == pieces;
     if (p == &s->part[s->npart])
         s->npart++;
     s->progress_ms = t->now;
     msgpack_unpacked_destroy(&u);
-    if (step == t->step)
+    if (step == t->step && p->complete)
         finish_exchange(t);
 }
 

@@ -78,9 +78,16 @@ enum sw_step_phase {
     SW_STEP_EXCHANGE,
 };
 
-/* A replica's partial gradient of a step (GRAD). */
+/* A partial gradient goes in GRAD pieces of this many floats (8 MiB, half
+ * of SW_WIRE_MAX_PAYLOAD): a stage of any size; the last piece is shorter. */
+#define SW_STEP_GRAD_PIECE ((size_t)2 << 20)
+
+/* A replica's partial gradient of a step (GRAD), complete once every piece is in. */
 struct sw_partial {
     float *buf;              /* host [numel] */
+    uint8_t *got;            /* [pieces]: piece i is in buf */
+    uint32_t ngot;           /* pieces in */
+    bool complete;           /* ngot == the stage's piece count */
     uint8_t pk[32];          /* its sender */
     uint8_t hash[32];        /* the sender's parameter hash before the step */
     double loss;             /* sum of its microbatches' losses (last stage) */

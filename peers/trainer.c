@@ -427,9 +427,6 @@ sw_trainer_set_stage(struct sw_trainer *t, const struct sw_stage_ops *ops, void 
     t->ops = ops;
     t->model = model;
     t->stage_ms = t->now;
-    if (numel * sizeof(float) > SW_WIRE_MAX_PAYLOAD)
-        sw_log(SW_LOG_WARN, "stage %d holds %zu MiB of parameters: replicas of it cannot "
-               "exchange gradients in one message", t->stage, numel * sizeof(float) >> 20);
     trainer_set_phase(t, SW_PHASE_SYNC);
     trainer_announce(t);
     return 0;

@@ -1,0 +1,62 @@
+#!/bin/sh
+# t0302: a stage of over 100 MiB with replicas trains (issue 13, item 1).
+# A wide, shallow model (d_model 1024, SwiGLU 3072, 8 heads, 4 blocks: two
+# stages of 104 MiB of float32 parameters each) in 2 stages x 2 replicas,
+# on a short batch so that the compute stays cheap.  Each step the replicas
+# exchange their 104 MiB partial gradients, which a single message cannot
+# carry (SW_WIRE_MAX_PAYLOAD is 16 MiB: the step used to stall for good
+# with "message too large"); they go in GRAD pieces (swarm-protocol(7)).  A
+# replica that joins a step or two late copies its stage's 312 MiB state
+# (parameters and AdamW moments) in STATE pieces.  The losses must follow
+# swarmsim's for the same model, step for step, to 1e-5 relative, and the
+# replicas must stay bit-identical.
+. "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
+echo "1..5"
+STEPS=6
+M_SEQ_LEN=16
+write_manifest "$TMP/run.conf" $STEPS 2 "d_model = 1024
+ffn_hidden = 3072
+n_heads = 8
+n_kv_heads = 8
+n_layers = 4"
+# the [model] overrides follow [data] in the file: move them under [model]
+"$PY" - "$TMP/run.conf" <<'EOT'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+extra = [l for l in lines if l.split(" = ")[0] in ("d_model", "ffn_hidden", "n_heads", "n_kv_heads", "n_layers")]
+rest = [l for l in lines if l not in extra]
+i = rest.index("[model]") + 2
+open(sys.argv[1], "w").write("\n".join(rest[:i] + extra + rest[i:]) + "\n")
+EOT
+sign_manifest "$TMP/run.conf"
+start_boot "$TMP/run.conf"
+start_swarm n 0 0b 1 1b
+wait_all 600 $SWARM_NODES; all=$?
+mib=$(msgs "$TMP/n0.log" | sed -n 's/.*stage 0 of 2: .*, \([0-9.]*\)M params.*/\1/p' | head -n 1)
+echo "# stage 0: ${mib}M parameters"
+[ $all -eq 0 ] && [ -n "$mib" ] &&
+    "$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) * 4e6 >= 100 * 2**20 else 1)' "$mib"
+ok $? "2 stages of over 100 MiB, 2 replicas each, trained $STEPS steps and exited 0"
+for f in "$TMP"/n*.log; do msgs "$f" | grep -E "copied stage|recovery" | sed 's/^/# /' | cut -c1-200; done
+cat >"$TMP/config.json" <<'EOT'
+{"hidden_size": 1024, "intermediate_size": 3072, "num_attention_heads": 8,
+ "num_key_value_heads": 8, "num_hidden_layers": 4, "vocab_size": 256,
+ "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+ "tie_word_embeddings": false}
+EOT
+"$SWARMSIM" train --config "$TMP/config.json" --stages 2 --steps $STEPS --seed 1337 --batch 4 \
+    --seq-len $M_SEQ_LEN --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 \
+    --sample-tokens 0 --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
+ok $? "swarmsim train of the same model ran"
+match_sim "$TMP/sim" $STEPS "$TMP/n1.log" "$TMP/n1b.log"
+ok $? "swarm losses match swarmsim's to 1e-5 relative"
+! for f in "$TMP"/n*.log; do has_event "$f" param_mismatch && break; done
+ok $? "the replicas stayed bit-identical (no parameter mismatch)"
+# the steps both replicas of a stage took: each summed the other's partial
+# gradient, sent in pieces (the same gradient norm on both)
+both() { comm -12 "$TMP/$1.steps" "$TMP/$2.steps" | wc -l; }
+for n in 0 0b 1 1b; do events "$TMP/n$n.log" step step norm | sort >"$TMP/$n.steps"; done
+b0=$(both 0 0b) b1=$(both 1 1b)
+echo "# steps taken together, with the same gradient norm: stage 0 $b0, stage 1 $b1"
+[ "$b0" -ge 2 ] && [ "$b1" -ge 2 ]
+ok $? "both replicas of each stage took steps together (the partial gradients went in pieces)"
