@@ -195,12 +195,6 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
                  "a replica of it");
         return -SW_ECONFIG;
     }
-    if (m->recovery_mode == SW_RECOVERY_CHECKFREE_PLUS &&
-        ((size_t)c->vocab_size * c->d_model + c->d_model) * 4 > (16u << 20)) {
-        snprintf(why, whylen, "recovery.mode checkfree+: the LM head replica (%zu bytes) exceeds "
-                 "the 16 MiB message payload", ((size_t)c->vocab_size * c->d_model + c->d_model) * 4);
-        return -SW_ECONFIG;
-    }
     if (!strcmp(m->admission, "owner"))
         m->admission_open = false;
     else if (!strcmp(m->admission, "open"))

@@ -298,14 +298,22 @@ replica_push(struct sw_trainer *t)
         return;
     }
     for (int i = 0; i < p->cnt[partner]; i++) {
-        sw_body_init(b);
-        msgpack_pack_map(&b->pk, 2);
-        sw_proto_pack_key(&b->pk, "step");
-        msgpack_pack_uint64(&b->pk, t->step);
-        sw_proto_pack_key(&b->pk, "kind");
-        msgpack_pack_uint32(&b->pk, (uint32_t)kind);
-        trainer_send(t, p->ep[partner * SW_PLAN_MAX + i], SW_MSG_REPLICA, t->rep_buf,
-                     numel * sizeof(float));
+        for (size_t off = 0; off < numel; off += SW_STEP_PIECE) {
+            size_t n = SW_MIN(SW_STEP_PIECE, numel - off);
+
+            sw_body_init(b);
+            msgpack_pack_map(&b->pk, 4);
+            sw_proto_pack_key(&b->pk, "step");
+            msgpack_pack_uint64(&b->pk, t->step);
+            sw_proto_pack_key(&b->pk, "kind");
+            msgpack_pack_uint32(&b->pk, (uint32_t)kind);
+            sw_proto_pack_key(&b->pk, "off");
+            msgpack_pack_uint64(&b->pk, off);
+            sw_proto_pack_key(&b->pk, "n");
+            msgpack_pack_uint64(&b->pk, n);
+            trainer_send(t, p->ep[partner * SW_PLAN_MAX + i], SW_MSG_REPLICA, t->rep_buf + off,
+                         n * sizeof(float));
+        }
     }
 }
 
@@ -320,25 +328,30 @@ serves_stage(struct sw_trainer *t, const uint8_t *pk, int s)
     return sw_plan_find(&t->st.plan, s, pk) >= 0;
 }
 
-/* A partner keeps the newest replica its boundary stage pushed. */
+/* A partner keeps the newest replica its boundary stage pushed, once all
+ * its pieces are in (the one before stays whole meanwhile). */
 void
 sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "kind", NULL};
+    static const char *const keys[] = {"step", "kind", "off", "n", NULL};
     msgpack_unpacked u;
-    uint64_t step, kind;
+    uint64_t step, kind, off, n;
     int want = sw_step_rep_kind(t, false);
-    size_t numel;
+    size_t numel, pieces, k;
+    float *tmp;
 
     if (!t->ops || want < 0 || trainer_refuse_banned(t, m) || !trainer_open(t, m, &u, keys))
         return;
     numel = t->ops->rep_numel(t->model, want);
+    pieces = (numel + SW_STEP_PIECE - 1) / SW_STEP_PIECE;
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
-        sw_proto_get_u64(&u.data, "kind", &kind) < 0 || kind != (uint64_t)want) {
+        sw_proto_get_u64(&u.data, "kind", &kind) < 0 || kind != (uint64_t)want ||
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
+        off >= numel || off % SW_STEP_PIECE || n != SW_MIN(SW_STEP_PIECE, numel - off)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed checkfree+ replica");
         return;
     }
-    if (m->payload_len != numel * sizeof(float)) {
+    if (m->payload_len != n * sizeof(float)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "checkfree+ replica of the wrong shape");
         return;
     }
@@ -353,11 +366,27 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
                            "does not serve stage %d", want == 0 ? 0 : t->S - 1);
         return;
     }
-    if (t->rep_have && step <= t->rep_step)
+    if ((t->rep_have && step <= t->rep_step) || (t->rep_in_on && step < t->rep_in_step))
+        return; /* older than the one kept, or than the one coming in */
+    if ((!t->rep_in && !(t->rep_in = sw_malloc_big(numel * sizeof(float)))) ||
+        (!t->rep_got && !(t->rep_got = sw_malloc(pieces))))
         return;
-    if (!t->rep_buf && !(t->rep_buf = sw_malloc_big(numel * sizeof(float))))
+    if (!t->rep_in_on || step != t->rep_in_step) {
+        memset(t->rep_got, 0, pieces);
+        t->rep_ngot = 0;
+        t->rep_in_step = step;
+        t->rep_in_on = true;
+    }
+    k = off / SW_STEP_PIECE;
+    memcpy(t->rep_in + off, m->payload, m->payload_len);
+    t->rep_ngot += !t->rep_got[k];
+    t->rep_got[k] = 1;
+    if (t->rep_ngot < pieces)
         return;
-    memcpy(t->rep_buf, m->payload, m->payload_len);
+    tmp = t->rep_buf;
+    t->rep_buf = t->rep_in;
+    t->rep_in = tmp;
+    t->rep_in_on = false;
     t->rep_numel = numel;
     t->rep_step = step;
     t->rep_have = true;
@@ -546,7 +575,7 @@ send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
 {
     struct sw_step *s = &t->st;
     struct sw_body *b = &t->body;
-    size_t n = SW_MIN(SW_STEP_GRAD_PIECE, t->numel - off);
+    size_t n = SW_MIN(SW_STEP_PIECE, t->numel - off);
 
     sw_body_init(b);
     msgpack_pack_map(&b->pk, 8);
@@ -586,12 +615,12 @@ own_done(struct sw_trainer *t)
             trainer_fail(t, err, "partial gradient");
             return;
         }
-        /* in pieces of SW_STEP_GRAD_PIECE floats: a payload is at most
+        /* in pieces of SW_STEP_PIECE floats: a payload is at most
          * SW_WIRE_MAX_PAYLOAD bytes, a stage any size */
         for (int r = 0; r < s->nrep; r++) {
             if (r == s->myidx)
                 continue;
-            for (size_t off = 0; off < t->numel; off += SW_STEP_GRAD_PIECE)
+            for (size_t off = 0; off < t->numel; off += SW_STEP_PIECE)
                 send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], off);
         }
     }
@@ -918,7 +947,7 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     static const char *const keys[] = {"step", "ver", "stage", "count", "loss", "hash", "off",
                                        "n", NULL};
     struct sw_step *s = &t->st;
-    size_t pieces = (t->numel + SW_STEP_GRAD_PIECE - 1) / SW_STEP_GRAD_PIECE, k;
+    size_t pieces = (t->numel + SW_STEP_PIECE - 1) / SW_STEP_PIECE, k;
     msgpack_unpacked u;
     uint64_t step, stage, count, ver, off, n;
     double loss;
@@ -936,15 +965,15 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         sw_proto_get_f64(&u.data, "loss", &loss) < 0 ||
         sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
-        stage != (uint64_t)t->stage || off >= t->numel || off % SW_STEP_GRAD_PIECE ||
-        n != SW_MIN(SW_STEP_GRAD_PIECE, t->numel - off)) {
+        stage != (uint64_t)t->stage || off >= t->numel || off % SW_STEP_PIECE ||
+        n != SW_MIN(SW_STEP_PIECE, t->numel - off)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }
     if (!check_tensor(t, m, &u, n * sizeof(float), n * sizeof(float), "partial gradient",
                       "non-finite partial gradient"))
         return;
-    k = off / SW_STEP_GRAD_PIECE;
+    k = off / SW_STEP_PIECE;
     if (!isfinite(loss)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
         return;

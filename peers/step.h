@@ -78,9 +78,10 @@ enum sw_step_phase {
     SW_STEP_EXCHANGE,
 };
 
-/* A partial gradient goes in GRAD pieces of this many floats (8 MiB, half
- * of SW_WIRE_MAX_PAYLOAD): a stage of any size; the last piece is shorter. */
-#define SW_STEP_GRAD_PIECE ((size_t)2 << 20)
+/* A partial gradient (GRAD) and a CheckFree+ replica (REPLICA) go in pieces
+ * of this many floats (8 MiB, half of SW_WIRE_MAX_PAYLOAD): a stage of any
+ * size; the last piece is shorter. */
+#define SW_STEP_PIECE ((size_t)2 << 20)
 
 /* A replica's partial gradient of a step (GRAD), complete once every piece is in. */
 struct sw_partial {

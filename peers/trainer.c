@@ -395,8 +395,11 @@ stage_release(struct sw_trainer *t)
     sw_recover_release(t);
     sw_free_big(t->snap_buf);
     sw_free_big(t->rep_buf);
+    sw_free_big(t->rep_in);
+    sw_free(t->rep_got);
     t->snap_buf = NULL;
-    t->rep_buf = NULL;
+    t->rep_buf = t->rep_in = NULL;
+    t->rep_got = NULL;
 }
 
 void
@@ -981,7 +984,7 @@ move(struct sw_trainer *t, bool rebalancing)
         return;
     }
     t->snap_want = 0;
-    t->snap_have = t->rep_have = false;
+    t->snap_have = t->rep_have = t->rep_in_on = false;
     t->rep_numel = 0;
     t->ops = NULL;
     t->model = NULL;

@@ -309,6 +309,12 @@ struct sw_trainer {
     size_t rep_numel;
     uint64_t rep_step;
     bool rep_have;
+    /* the push being received, in pieces: rep_buf keeps the last whole one */
+    float *rep_in;           /* host [rep_numel] */
+    uint8_t *rep_got;        /* [pieces]: piece i is in rep_in */
+    uint32_t rep_ngot;
+    uint64_t rep_in_step;
+    bool rep_in_on;
 
     struct sw_body body;     /* messages being built */
 };

@@ -127,7 +127,8 @@ start_bg() { # start_bg LOG CMD...: run in the background, remember the pid
 
 # write_manifest FILE STEPS STAGES [extra ini lines]: the tests' run (preset
 # tiny, 4 microbatches of 4 x 32 tokens; M_PRESET, M_BATCH, M_SEQ_LEN change
-# the model preset, the sequences and the tokens of a microbatch;
+# the model preset, the sequences and the tokens of a microbatch; M_MODEL,
+# lines under [model], overrides the preset's shape (d_model = 1024...);
 # M_ADMISSION=open or owner writes an [admission] section, unset: none, that
 # is mode owner)
 write_manifest() {
@@ -140,6 +141,7 @@ seed = 1337
 
 [model]
 preset = ${M_PRESET:-tiny}
+${M_MODEL:-}
 
 [batch]
 size = ${M_BATCH:-4}
