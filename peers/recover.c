@@ -1189,12 +1189,15 @@ seed_init(struct sw_trainer *t)
 }
 
 /* r's step was reached by another node than r: this one (with a state of
- * its own) or another node of the run.  A record alone ahead of every
- * other is a claim, not the run's step. */
+ * its own) or another node of the run, or the leader asked this node for it
+ * (records lag a publication: in a fast run a replica's record can stay
+ * ahead of every other record for good, and a newcomer that copied once
+ * and fell behind never copied again: t0381 in a CI run).  A record alone
+ * ahead of every other and of the leader is a claim, not the run's step. */
 static bool
 step_seen(struct sw_trainer *t, const struct sw_peer_rec *r)
 {
-    if (t->hash[0] && t->step >= r->step)
+    if ((t->hash[0] && t->step >= r->step) || r->step <= lead_step(t))
         return true;
     for (int i = 0; i < t->ndir; i++) {
         const struct sw_peer_rec *o = &t->dir[i];
