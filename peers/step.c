@@ -274,6 +274,31 @@ sw_step_rep_kind(const struct sw_trainer *t, bool owner)
     return -1;
 }
 
+/* Pieces of a tensor message (GRAD, REPLICA) of numel floats: how many. */
+static size_t
+pieces_of(size_t numel)
+{
+    return (numel + SW_STEP_PIECE - 1) / SW_STEP_PIECE;
+}
+
+/* A piece's 'off' and 'n' fit a tensor of numel floats. */
+static bool
+piece_fits(size_t numel, uint64_t off, uint64_t n)
+{
+    return off < numel && off % SW_STEP_PIECE == 0 && n == SW_MIN(SW_STEP_PIECE, numel - off);
+}
+
+/* Piece off is in (got[]: one flag per piece); returns the pieces in. */
+static uint32_t
+piece_in(uint8_t *got, uint32_t ngot, uint64_t off)
+{
+    size_t k = off / SW_STEP_PIECE;
+
+    ngot += !got[k];
+    got[k] = 1;
+    return ngot;
+}
+
 /* Boundary stage, first node of the plan: the updated embedding (head) to
  * every node of the partner stage; tagged with the steps it has taken. */
 static void
@@ -337,17 +362,17 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
     msgpack_unpacked u;
     uint64_t step, kind, off, n;
     int want = sw_step_rep_kind(t, false);
-    size_t numel, pieces, k;
+    size_t numel, pieces;
     float *tmp;
 
     if (!t->ops || want < 0 || trainer_refuse_banned(t, m) || !trainer_open(t, m, &u, keys))
         return;
     numel = t->ops->rep_numel(t->model, want);
-    pieces = (numel + SW_STEP_PIECE - 1) / SW_STEP_PIECE;
+    pieces = pieces_of(numel);
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
         sw_proto_get_u64(&u.data, "kind", &kind) < 0 || kind != (uint64_t)want ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
-        off >= numel || off % SW_STEP_PIECE || n != SW_MIN(SW_STEP_PIECE, numel - off)) {
+        !piece_fits(numel, off, n)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed checkfree+ replica");
         return;
     }
@@ -377,11 +402,8 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
         t->rep_in_step = step;
         t->rep_in_on = true;
     }
-    k = off / SW_STEP_PIECE;
     memcpy(t->rep_in + off, m->payload, m->payload_len);
-    t->rep_ngot += !t->rep_got[k];
-    t->rep_got[k] = 1;
-    if (t->rep_ngot < pieces)
+    if ((t->rep_ngot = piece_in(t->rep_got, t->rep_ngot, off)) < pieces)
         return;
     tmp = t->rep_buf;
     t->rep_buf = t->rep_in;
@@ -474,7 +496,8 @@ partial_of(struct sw_trainer *t, int r)
     struct sw_step *s = &t->st;
 
     for (int i = 0; i < s->npart; i++)
-        if (s->part[i].complete && s->part[i].step == t->step && s->part[i].ver == s->plan.ver &&
+        if (s->part[i].ngot == pieces_of(t->numel) && s->part[i].step == t->step &&
+            s->part[i].ver == s->plan.ver &&
             !memcmp(s->part[i].pk, s->plan.pk[t->stage * SW_PLAN_MAX + r], 32))
             return &s->part[i];
     return NULL;
@@ -947,7 +970,7 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     static const char *const keys[] = {"step", "ver", "stage", "count", "loss", "hash", "off",
                                        "n", NULL};
     struct sw_step *s = &t->st;
-    size_t pieces = (t->numel + SW_STEP_PIECE - 1) / SW_STEP_PIECE, k;
+    size_t pieces = pieces_of(t->numel);
     msgpack_unpacked u;
     uint64_t step, stage, count, ver, off, n;
     double loss;
@@ -965,15 +988,13 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         sw_proto_get_f64(&u.data, "loss", &loss) < 0 ||
         sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 ||
         sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
-        stage != (uint64_t)t->stage || off >= t->numel || off % SW_STEP_PIECE ||
-        n != SW_MIN(SW_STEP_PIECE, t->numel - off)) {
+        stage != (uint64_t)t->stage || !piece_fits(t->numel, off, n)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }
     if (!check_tensor(t, m, &u, n * sizeof(float), n * sizeof(float), "partial gradient",
                       "non-finite partial gradient"))
         return;
-    k = off / SW_STEP_PIECE;
     if (!isfinite(loss)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
         return;
@@ -997,7 +1018,6 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
          * under another plan version (a replan): its pieces start over */
         memset(p->got, 0, pieces);
         p->ngot = 0;
-        p->complete = false;
     }
     memcpy(p->buf + off, m->payload, m->payload_len);
     memcpy(p->pk, m->hdr.sender, 32);
@@ -1005,16 +1025,12 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     p->loss = loss;
     p->step = step;
     p->ver = ver;
-    if (!p->got[k]) {
-        p->got[k] = 1;
-        p->ngot++;
-    }
-    p->complete = p->ngot == pieces;
+    p->ngot = piece_in(p->got, p->ngot, off);
     if (p == &s->part[s->npart])
         s->npart++;
     s->progress_ms = t->now;
     msgpack_unpacked_destroy(&u);
-    if (step == t->step && p->complete)
+    if (step == t->step && p->ngot == pieces)
         finish_exchange(t);
 }
 

@@ -87,8 +87,7 @@ enum sw_step_phase {
 struct sw_partial {
     float *buf;              /* host [numel] */
     uint8_t *got;            /* [pieces]: piece i is in buf */
-    uint32_t ngot;           /* pieces in */
-    bool complete;           /* ngot == the stage's piece count */
+    uint32_t ngot;           /* pieces in: complete at the stage's piece count */
     uint8_t pk[32];          /* its sender */
     uint8_t hash[32];        /* the sender's parameter hash before the step */
     double loss;             /* sum of its microbatches' losses (last stage) */
