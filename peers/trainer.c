@@ -603,9 +603,13 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
         SW_LOG_RATELIMITED(SW_LOG_INFO, 30000, "%d stage records are unproven (their node has not "
                            "answered a ping at their endpoint yet): not counted", t->nunproven);
     t->scan_ok_ms = now;
+    /* a stage seen with a node in the run, a syncing one included: when
+     * that node is gone the stage is empty (a node that rebuilt its stage
+     * while the others were still getting theirs must see the run lost
+     * when they leave: sim seed 2109 ran on alone for good) */
     if (trainer_in_run(t))
         for (int i = 0; i < t->ndir; i++)
-            if (sw_rec_training(t->dir[i].state))
+            if (sw_rec_in_run(t->dir[i].state))
                 t->seen_stage[t->dir[i].stage] = true;
     /*
      * The run's step as the proven records tell.  A record's step is

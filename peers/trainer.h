@@ -260,7 +260,7 @@ struct sw_trainer {
     uint64_t pub_ms, pub_step, step_changed_ms;
     int pub_state;
     bool put_done;
-    bool *seen_stage;        /* [S] a live node was there once (the run had it) */
+    bool *seen_stage;        /* [S] a live node in the run (syncing too) was there once */
     struct sw_live live;
     int nunproven;           /* records of the last scan left out: unproven (live.h, Proof) */
     int nproving;            /* of them, being tried for the first time */
