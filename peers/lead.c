@@ -36,6 +36,13 @@ set_phase(struct sw_trainer *t, int phase)
     t->lead.phase_ms = t->now;
 }
 
+/* How long a round waits for a READY (from its PREPARE on). */
+static uint64_t
+prepare_timeout(const struct sw_trainer *t)
+{
+    return (uint64_t)SW_MAX(t->o.dead_ms, 5000);
+}
+
 static struct sw_lead_cand *
 cand_find(struct sw_trainer *t, const uint8_t *pk)
 {
@@ -447,7 +454,7 @@ go_without_unwaited(struct sw_trainer *t)
 void
 sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "stage", "ok", "hash", NULL};
+    static const char *const keys[] = {"step", "stage", "ok", "hash", "lead", NULL};
     struct sw_lead *L = &t->lead;
     uint32_t round = (uint32_t)((tag >> 16) & 0xffffffffu);
     int i = (int)(tag & 0xffff);
@@ -473,6 +480,15 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
         const uint8_t *h;
         size_t hl = 32;
         uint64_t stage = (uint64_t)p->stage;
+        bool lead = true;
+        if (sw_proto_get(&u.data, "lead") && sw_proto_get_bool(&u.data, "lead", &lead) == 0 &&
+            !lead && t->now + SW_LEAD_REASK_MS < L->phase_ms + prepare_timeout(t)) {
+            /* it has not read this node's record yet (it joined a moment
+             * ago, or this node did): asked again soon (prepare_watch) */
+            msgpack_unpacked_destroy(&u);
+            p->reask_ms = t->now + SW_LEAD_REASK_MS;
+            return;
+        }
         if (sw_proto_get(&u.data, "stage") && sw_proto_get_u64(&u.data, "stage", &stage) < 0)
             stage = UINT64_MAX;
         /* another stage than the record the round was made from: it moved
@@ -755,12 +771,26 @@ behind_alone_on_stage0(struct sw_trainer *t)
     set_phase(t, SW_LEAD_TAKEOVER);
 }
 
+/* PREPARE(step) to slot i. */
+static int
+ask(struct sw_trainer *t, int i, uint64_t timeout_ms)
+{
+    struct sw_lead *L = &t->lead;
+    struct sw_body *b = &t->body;
+
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 1);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, L->step);
+    return trainer_request(t, L->slot[i].ep, SW_MSG_PREPARE, timeout_ms, 0,
+                           READY_TAG(L->round, i));
+}
+
 /* PREPARE(step) to every node of the table. */
 static void
 prepare(struct sw_trainer *t)
 {
     struct sw_lead *L = &t->lead;
-    struct sw_body *b = &t->body;
 
     L->led = true;
     L->took_over = false;
@@ -771,13 +801,7 @@ prepare(struct sw_trainer *t)
             slot_add(t, t->dir[i].pk, t->dir[i].ep, t->dir[i].stage, t->dir[i].cap, false);
     L->nwait = L->nslot;
     for (int i = 0; i < L->nslot; i++) {
-        sw_body_init(b);
-        msgpack_pack_map(&b->pk, 1);
-        sw_proto_pack_key(&b->pk, "step");
-        msgpack_pack_uint64(&b->pk, L->step);
-        if (trainer_request(t, L->slot[i].ep, SW_MSG_PREPARE,
-                            (uint64_t)SW_MAX(t->o.dead_ms, 5000), 0,
-                            READY_TAG(L->round, i)) < 0) {
+        if (ask(t, i, prepare_timeout(t)) < 0) {
             L->slot[i].answered = true;
             L->nwait--;
         }
@@ -811,14 +835,23 @@ prepare_watch(struct sw_trainer *t)
 {
     struct sw_lead *L = &t->lead;
 
+    uint64_t end = L->phase_ms + prepare_timeout(t);
+
     for (int i = 0; i < L->nslot && L->nwait > 0 && L->phase == SW_LEAD_PREPARING; i++) {
         struct sw_lead_slot *p = &L->slot[i];
-        if (!p->answered && trainer_gone(t, p->pk)) {
-            p->answered = true;
-            p->ok = false;
-            if (--L->nwait == 0)
-                go(t);
+        if (p->answered)
+            continue;
+        if (!trainer_gone(t, p->pk) && p->reask_ms && t->now >= p->reask_ms) {
+            p->reask_ms = 0;
+            if (end > t->now && ask(t, i, end - t->now) == 0)
+                continue;
+        } else if (!trainer_gone(t, p->pk) && p->reask_ms < end) {
+            continue;
         }
+        p->answered = true;
+        p->ok = false;
+        if (--L->nwait == 0)
+            go(t);
     }
     go_without_unwaited(t);
 }

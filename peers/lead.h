@@ -96,7 +96,12 @@
  * and fresh keys one per SW_LEAD_DOUBT_MS at most.  A node whose READY
  * comes after the GO is known (not silent) from then on, and waited for
  * from the next round (it copies the step it missed, as any node left out
- * of a plan).
+ * of a plan).  A node that answers "not my leader" (READY with lead false:
+ * it has not read this node's record yet) is still waited for, and asked
+ * again SW_LEAD_REASK_MS later, until the round's timeout: at the run's
+ * start every node joins at once, and without it the first step waited the
+ * whole PREPARE timeout (15 s with --dead-ms 15000, t0302) for nodes that
+ * had read the leader's record a moment after dropping its PREPARE.
  *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
@@ -114,6 +119,10 @@
 #define SW_LEAD_STALL_MS 30000
 #define SW_LEAD_PING_MS 500      /* the leader pings the nodes of a running step */
 #define SW_LEAD_START_MS 50      /* between two steps */
+/* A node that answered a PREPARE "not my leader" (it has not read this
+ * node's record yet) is asked again this much later, until the round's
+ * timeout (the larger of the dead time and 5 s). */
+#define SW_LEAD_REASK_MS 500
 /* An idle node that hears nothing from the leader its table names for this
  * long passes it over (see "Candidates" above), for SW_LEAD_PASSED_MS. */
 #define SW_LEAD_PASS_MS SW_LEAD_STALL_MS
@@ -151,6 +160,7 @@ struct sw_lead_slot {
     bool told;               /* not planned, but sent the GO: it leaves the step */
     bool have_hash;
     uint8_t hash[32];        /* its parameters' (READY) */
+    uint64_t reask_ms;       /* answered "not my leader": PREPARE again then (0: no) */
 };
 
 struct sw_lead {

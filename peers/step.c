@@ -1377,6 +1377,51 @@ stage_mate_past(struct sw_trainer *t, uint64_t step)
     return false;
 }
 
+/*
+ * A PREPARE from a key that this node's table does not hold as a training
+ * stage-0 node (a leader candidate, lead.h) is answered READY not ok, with
+ * "lead" false: a real leader whose record this node has not read yet, or
+ * read before it trained (both joined a moment ago), asks again half a
+ * second later (lead.h), by when this node has read the table again
+ * (from_leader), instead of waiting out its request's timeout (the dead
+ * time: 15 s and more on slow links) with the whole run.  One from a
+ * candidate that is not this node's leader (a stage-0 node that takes
+ * itself for the leader while this node follows another) is not answered:
+ * asked again and again it would restart a stale round every moment, where
+ * its timeout leaves that node the time to read the table and follow the
+ * run (sim seeds 627, 882, 5506 failed so).  The answer is
+ * small (no hash: it vouches for nothing) and at most SW_STEP_NAK_PER_S a
+ * second go out, whoever asks.
+ */
+static void
+answer_not_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64_t step)
+{
+    struct sw_step *s = &t->st;
+    struct sw_body *b = &t->body;
+    const struct sw_peer_rec *r = trainer_dir_find(t, m->hdr.sender);
+
+    if (r && r->stage == 0 && r->state == SW_REC_TRAINING)
+        return;
+    if (t->now - s->nak_ms >= 1000) {
+        s->nak_ms = t->now;
+        s->nak_n = 0;
+    }
+    if (s->nak_n >= SW_STEP_NAK_PER_S)
+        return;
+    s->nak_n++;
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 4);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, step);
+    sw_proto_pack_key(&b->pk, "stage");
+    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
+    sw_proto_pack_key(&b->pk, "ok");
+    msgpack_pack_false(&b->pk);
+    sw_proto_pack_key(&b->pk, "lead");
+    msgpack_pack_false(&b->pk);
+    trainer_reply(t, &m->route, SW_MSG_READY, NULL);
+}
+
 void
 sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
@@ -1394,10 +1439,11 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
     }
     msgpack_unpacked_destroy(&u);
     /* a stranger's PREPARE (of any step) neither restarts a step nor sends
-     * this node copying state: dropped; a leader this node has not read yet
-     * (it joined a moment ago) asks again once its request timed out */
-    if (!from_leader(t, m, step))
+     * this node copying state: dropped, and answered "not my leader" */
+    if (!from_leader(t, m, step)) {
+        answer_not_leader(t, m, step);
         return;
+    }
     memcpy(s->prep.pk, m->hdr.sender, 32);
     s->prep.route = m->route;
     s->prep.step = step;

@@ -83,6 +83,10 @@ enum sw_step_phase {
  * size; the last piece is shorter. */
 #define SW_STEP_PIECE ((size_t)2 << 20)
 
+/* PREPAREs of a key that is not this node's leader answered "not my
+ * leader" a second, at most (step.c, answer_not_leader). */
+#define SW_STEP_NAK_PER_S 20
+
 /* A replica's partial gradient of a step (GRAD), complete once every piece is in. */
 struct sw_partial {
     float *buf;              /* host [numel] */
@@ -129,6 +133,8 @@ struct sw_step {
     struct sw_partial part[SW_PROTO_MAX_REPLICAS];
     int npart;
     struct sw_step_prep prep;
+    uint64_t nak_ms;         /* READYs "not my leader" answered (see sw_step_on_prepare) */
+    int nak_n;               /*   in the second from nak_ms */
     /* timing */
     uint64_t t_go_ms, t_update_ms;
     uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */

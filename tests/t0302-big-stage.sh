@@ -12,7 +12,7 @@
 # replicas must stay bit-identical.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..5"
-STEPS=8
+STEPS=12
 M_SEQ_LEN=16
 M_MODEL="d_model = 1024
 ffn_hidden = 3072
