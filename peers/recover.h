@@ -45,7 +45,11 @@
  * was after step s; it takes the copy when more nodes attest its hash than
  * contradict it.  Neither this node's own attestation counts (its state is
  * the one in question) nor a contradiction by a node declared dead since (a
- * state only gone nodes held was replaced by a rebuild).  All-zero
+ * state only gone nodes held was replaced by a rebuild), nor anything from
+ * a node whose record claims a step more than SW_RECOVER_LONE past every
+ * other record's, this node's and the leader's (a claim of its own: in an
+ * open run a stranger publishes one and contradicts every copy); such a
+ * node is not asked, nor counted as a stage-mate that could vouch.  All-zero
  * parameters are refused at once.  When the time is up and every other
  * node of the stage that could vouch answered it has not reached s yet
  * (-EAGAIN: it is behind the source, often copying too), the source is the
@@ -58,7 +62,9 @@
  * PREPARE that sent it copying) resumes with it (and says why).
  * A source
  * whose copy was refused is not copied from, nor counted in the table,
- * for SW_RECOVER_DISTRUST_MS; one that others contradict (another hash at
+ * for SW_RECOVER_DISTRUST_MS (its stage is not empty meanwhile: a node
+ * whose stage has no other source waits, for two such periods at most,
+ * instead of rebuilding it beside that node: distrust_wait); one that others contradict (another hash at
  * the same step) is banned.  Refusals are counted (copies_refused).
  *
  * STATE_GET {stage, which, off, n, hstep}: with hstep s (n 0), the answer
@@ -90,6 +96,10 @@ struct sw_restore;
 
 #define SW_RECOVER_AHEAD 16           /* a source this far ahead of the run is refused at once */
 #define SW_RECOVER_HIST 64             /* steps whose hash a node can tell */
+/* a record more than this many steps past every other one, this node's
+ * and the leader's step is a claim of its own: it neither vouches for a
+ * copy nor vetoes one (recover.c, claim_alone) */
+#define SW_RECOVER_LONE 2
 #define SW_RECOVER_DISTRUST 8          /* sources refused, kept */
 #define SW_RECOVER_DISTRUST_MS 30000   /* how long one is not copied from */
 
@@ -104,6 +114,7 @@ struct sw_recover {
     uint64_t ck_asked_ms;    /* --from-checkpoint: when the keeper was first looked up */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
     uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
+    uint64_t distrust_wait_ms; /* sync: waiting for a distrusted node of the stage since (0: not) */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */
     /* verified state: a copy done, waiting for an attestation of its hash */

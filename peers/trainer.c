@@ -377,7 +377,8 @@ sw_trainer_init(struct sw_trainer *t, const uint8_t pk[32], const char *ep,
     sw_live_init(&t->live, pk, t->o.dead_ms, sw_live_pub_every(t->o.dead_ms), o->ban_ms,
                  &live_ops, t);
     sw_fetch_init(&t->fetch, &fetch_ops, t);
-    if (!(t->seen_stage = sw_calloc((size_t)t->S, sizeof(bool))))
+    if (!(t->seen_stage = sw_calloc((size_t)t->S, sizeof(bool))) ||
+        !(t->distrusted_stage = sw_calloc((size_t)t->S, sizeof(bool))))
         return -SW_ENOMEM;
     if ((err = sw_lead_init(t)) < 0 || (err = sw_plan_init(&t->st.plan, t->S, t->M)) < 0)
         return err;
@@ -409,6 +410,8 @@ sw_trainer_release(struct sw_trainer *t)
     sw_lead_release(t);
     sw_free(t->seen_stage);
     t->seen_stage = NULL;
+    sw_free(t->distrusted_stage);
+    t->distrusted_stage = NULL;
 }
 
 bool
@@ -587,14 +590,19 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
      * Proof), and none of a source whose copy was refused lately (recover.h) */
     t->nproving = sw_live_prove(&t->live, now, alive, n);
     t->ndir = t->nunproven = 0;
+    memset(t->distrusted_stage, 0, (size_t)t->S * sizeof(bool));
     for (int i = 0; i < n; i++) {
         const struct sw_peer_rec *r = &alive[i];
         if (!sw_live_proven(&t->live, r->pk, r->ep)) {
             t->nunproven++;
             continue;
         }
-        if (memcmp(r->pk, t->pk, 32) && sw_recover_distrusted(t, r->pk))
+        if (memcmp(r->pk, t->pk, 32) && sw_recover_distrusted(t, r->pk)) {
+            /* not a source now, but its stage is not empty (recover.c) */
+            if (sw_rec_training(r->state))
+                t->distrusted_stage[r->stage] = true;
             continue;
+        }
         if (sw_rec_has_state(r->state) && r->hash[0])
             sw_live_attest(&t->live, r->pk, r->stage, r->step, r->hash);
         t->dir[t->ndir++] = *r;

@@ -261,6 +261,7 @@ struct sw_trainer {
     int pub_state;
     bool put_done;
     bool *seen_stage;        /* [S] a live node in the run (syncing too) was there once */
+    bool *distrusted_stage;  /* [S] the last scan left out a training node of it as distrusted */
     struct sw_live live;
     int nunproven;           /* records of the last scan left out: unproven (live.h, Proof) */
     int nproving;            /* of them, being tried for the first time */
