@@ -260,6 +260,30 @@ takeover_rival(struct sw_trainer *t)
     return NULL;
 }
 
+/* A stage other than 0 with two or more training nodes past the step led
+ * (they finished it): their count, the stage in *stage; else 0. */
+static int
+replicas_past(struct sw_trainer *t, int *stage)
+{
+    int n = 0, st = -1;
+
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage == 0 || r->state != SW_REC_TRAINING || r->step != t->lead.step + 1 ||
+            trainer_gone(t, r->pk))
+            continue;
+        if (r->stage != st) {
+            if (n >= 2)
+                break;
+            st = r->stage;
+            n = 0;
+        }
+        n++;
+    }
+    *stage = st;
+    return n >= 2 ? n : 0;
+}
+
 /* A new round of slots: answers to the last one are stale from now on. */
 static void
 round_new(struct sw_trainer *t)
@@ -642,6 +666,7 @@ takeover(struct sw_trainer *t)
     const struct sw_peer_rec *seen = trainer_dir_find(t, t->pk), *first = NULL;
     uint64_t ver = t->now;
     bool known;
+    int past, past_stage;
 
     /* the others accept a GO from a stage-0 node they know: wait until
      * this node's training record is in the DHT (they scan as often) */
@@ -658,6 +683,25 @@ takeover(struct sw_trainer *t)
      * one node per stage then, so that none is split between two nodes
      * (the node planned takes them all; the others leave the step) */
     known = t->st.plan.step == L->step && t->st.plan.cnt[0] > 0;
+    if (!known && t->M > 1 && t->step == L->step && (past = replicas_past(t, &past_stage)) > 0) {
+        /* but two nodes of a stage that finished the step (their update
+         * done) cannot be one when the microbatches were shared between
+         * them: the one planned has stored only its own microbatches'
+         * messages, and nothing recomputes the other's, so
+         * the step would stall until the stall timer skipped it (churn
+         * bench SEED=1: the whole stage 0 killed, stages 2 and 3 with two
+         * nodes each past the step, 20 s without a step and more as the
+         * kills went on resetting the timer).  Skipped now instead: the
+         * nodes still in it skip with their state at the next PREPARE
+         * (step.h, "Behind the run") */
+        sw_log(SW_LOG_WARN, "step %llu: taking it over without its plan, and the %d nodes of "
+               "stage %d that finished it cannot be replanned as one: skipping it",
+               (unsigned long long)L->step, past, past_stage);
+        set_phase(t, SW_LEAD_IDLE);
+        sw_step_skip(t, t->step + 1, "its leader died with its plan, and replicas downstream "
+                     "finished it");
+        return;
+    }
     round_new(t);
     slot_add(t, t->pk, t->ep, t->stage, t->cap, true);
     for (int i = 0, s = -1; i < t->ndir; i++) {

@@ -46,7 +46,12 @@
  * those past it a step ahead.  Without the step's plan (the lost leader's)
  * a takeover plans one node per stage, so that no stage's microbatches are
  * split anew between nodes that ran some; one that found no node at the step
- * for SW_LEAD_STALL_MS prepares the step instead.
+ * for SW_LEAD_STALL_MS prepares the step instead.  But when two or more
+ * nodes of a stage finished the step (past it) and the microbatches were
+ * shared (M > 1), no one of them holds all that the step needs from the
+ * stage, and nothing recomputes it: the takeover skips the step at once
+ * (sw_step_skip; the nodes still in it skip at the next PREPARE) instead of
+ * stalling until the stall timer does, which every later death resets.
  *
  * Candidates.  A record is a claim: in an open run (admit.h) any key that
  * serves its endpoint can publish a training stage-0 record with a lower
