@@ -620,7 +620,14 @@ watch(struct sw_trainer *t)
         return;
     }
     if (changed && send_plan(t, L->ver + 1)) {
-        set_phase(t, SW_LEAD_RUNNING);
+        /* a replan does not restart the stall clock, only progress does:
+         * in churn a death every few seconds replanned the step again and
+         * again, and a step that no replan could finish (a replica past it
+         * died with its messages undelivered) stalled for minutes */
+        if (L->phase == SW_LEAD_PAUSED)
+            set_phase(t, SW_LEAD_RUNNING);
+        else
+            L->phase = SW_LEAD_RUNNING;
     } else if (!changed && t->now - L->go_ms >= 1000 && t->now - L->phase_ms < 10000) {
         /* the same GO again, for a node that dropped it (one that had not
          * read this leader's record yet): a node that has it ignores it */

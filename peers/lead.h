@@ -51,7 +51,10 @@
  * shared (M > 1), no one of them holds all that the step needs from the
  * stage, and nothing recomputes it: the takeover skips the step at once
  * (sw_step_skip; the nodes still in it skip at the next PREPARE) instead of
- * stalling until the stall timer does, which every later death resets.
+ * stalling until the stall timer does.  Nor does a replan restart the
+ * stall timer (SW_LEAD_STALL_MS without progress since the step's GO, a
+ * pause for an empty stage aside): every death of a churn replanned the
+ * step, and a step no replan could finish stalled for minutes.
  *
  * Candidates.  A record is a claim: in an open run (admit.h) any key that
  * serves its endpoint can publish a training stage-0 record with a lower
