@@ -756,6 +756,25 @@ takeover(struct sw_trainer *t)
            (unsigned long long)ver);
 }
 
+/*
+ * How long a running step may go without progress: a few of this node's
+ * step periods (a replan that cannot be finished showed as a 30 s stall in
+ * a run stepping ten times a second: churn bench SEED=2, a stage-0 replica
+ * killed mid-step), between SW_LEAD_STALL_MIN_MS and SW_LEAD_STALL_MS; the
+ * longest while no period is known (the first steps of a run whose steps
+ * are long: a step over slow links must not look stalled).
+ */
+static uint64_t
+stall_limit(const struct sw_trainer *t)
+{
+    uint64_t p = t->st.period_ms;
+
+    if (!p)
+        return SW_LEAD_STALL_MS;
+    return SW_MIN((uint64_t)SW_LEAD_STALL_MS,
+                  SW_MAX((uint64_t)SW_LEAD_STALL_MIN_MS, SW_LEAD_STALL_PERIODS * p));
+}
+
 /* Another live node, of any stage, that has taken more steps than this one. */
 static bool
 run_ahead(struct sw_trainer *t)
@@ -1011,20 +1030,21 @@ sw_lead_tick(struct sw_trainer *t)
     joining_alone(t);
     wake = SW_MIN(wake, pass_over(t));
     if (L->phase == SW_LEAD_RUNNING &&
-        now - SW_MAX(L->phase_ms, t->st.progress_ms) > SW_LEAD_STALL_MS) {
+        now - SW_MAX(L->phase_ms, t->st.progress_ms) > stall_limit(t)) {
+        double lim = (double)stall_limit(t) / 1000.0;
         running = false;
         if (t->step == L->step && run_ahead(t) && !stage0_ahead(t)) {
             /* nodes of other stages updated past it, and what they owe the
              * step could not be replayed (the node that computed it died):
              * a PREPARE of it would be refused by them for ever */
-            sw_log(SW_LOG_ERROR, "step %llu stalled for %d s, and nodes of other stages are past "
-                   "it: skipping it", (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
+            sw_log(SW_LOG_ERROR, "step %llu stalled for %.1f s, and nodes of other stages are "
+                   "past it: skipping it", (unsigned long long)L->step, lim);
             set_phase(t, SW_LEAD_IDLE);
             sw_step_skip(t, t->step + 1, "the step stalled and cannot be finished");
             return wake;
         }
-        sw_log(SW_LOG_ERROR, "step %llu stalled for %d s: restarting it",
-               (unsigned long long)L->step, SW_LEAD_STALL_MS / 1000);
+        sw_log(SW_LOG_ERROR, "step %llu stalled for %.1f s: restarting it",
+               (unsigned long long)L->step, lim);
         set_phase(t, SW_LEAD_RESTART);
     }
     if (L->phase == SW_LEAD_RESTART) {

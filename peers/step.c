@@ -436,6 +436,8 @@ update(struct sw_trainer *t, double loss_sum)
     }
     t->last_norm = norm;
     dt = (double)(t->now - (s->t_update_ms > 0 ? s->t_update_ms : s->t_go_ms)) / 1000.0;
+    if (s->t_update_ms > 0)
+        s->period_ms = t->now - s->t_update_ms;
     s->t_update_ms = t->now;
     t->tps = dt > 0 ? (double)mine * t->N / dt : 0;
     cs = t->ops->compute_s(t->model);

@@ -137,6 +137,7 @@ struct sw_step {
     int nak_n;               /*   in the second from nak_ms */
     /* timing */
     uint64_t t_go_ms, t_update_ms;
+    uint64_t period_ms;      /* between this node's last two updates (0: not known yet) */
     uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */
     double tok_compute, t_compute0;
 };
