@@ -227,20 +227,6 @@ copy_accept(struct sw_trainer *t, const char *why)
                      t->stage, src->ep, (unsigned long long)bytes, t->rec_s * 1000,
                      (unsigned long long)t->step);
     }
-    if (t->st.prep.pending && t->st.prep.step > t->step && trainer_in_run(t)) {
-        /* the leader prepared a later step while the copy was on its way:
-         * its round waits for this node's READY (deferred while syncing),
-         * and the stage's other nodes are idle at that step: a copy made
-         * now is of it.  Answered not ok, the round went on without this
-         * node, which copied again a step later, behind again (a newcomer
-         * copied two or three times whenever a copy takes longer than a
-         * step: 312 MiB over a home link takes a minute) */
-        trainer_announce(t);
-        sw_log(SW_LOG_INFO, "the leader prepared step %llu meanwhile: copying stage %d again for it",
-               (unsigned long long)t->st.prep.step, t->stage);
-        sw_recover_resync(t);
-        return;
-    }
     announce_state(t);
 }
 
@@ -434,9 +420,6 @@ copy_verify(struct sw_trainer *t)
      * it only for a copy at a step another node than the source and this
      * one reached, from a source whose state is not behind what its record
      * claimed (records lag a step, they never lead it: such a record lies) */
-    /* (the step the leader asked this node to prepare corroborates it as
-     * well as a record: records lag, and a newcomer waited a second for
-     * them while a fast run went 25 steps on, then copied again) */
     bool alone = !disagree && src->step <= max_step &&
                  (!rc->have_own || (src->step <= max_other && src->step >= rc->rec_step &&
                                     src->step >= t->step));
