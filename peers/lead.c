@@ -899,24 +899,25 @@ missing_stage(struct sw_trainer *t)
     return missing;
 }
 
-/* PREPARING: a node found dead or gone meanwhile is not waited for. */
+/* PREPARING: a node found dead or gone meanwhile is not waited for; one
+ * that answered "not my leader" is asked again when its time comes (lead.h,
+ * "Whom a round waits for"), within the round's timeout. */
 static void
 prepare_watch(struct sw_trainer *t)
 {
     struct sw_lead *L = &t->lead;
-
     uint64_t end = L->phase_ms + prepare_timeout(t);
 
     for (int i = 0; i < L->nslot && L->nwait > 0 && L->phase == SW_LEAD_PREPARING; i++) {
         struct sw_lead_slot *p = &L->slot[i];
         if (p->answered)
             continue;
-        if (!trainer_gone(t, p->pk) && p->reask_ms && t->now >= p->reask_ms) {
+        if (!trainer_gone(t, p->pk)) {
+            if (!p->reask_ms || t->now < p->reask_ms)
+                continue; /* its PREPARE is out, or asked again later */
             p->reask_ms = 0;
             if (end > t->now && ask(t, i, end - t->now) == 0)
                 continue;
-        } else if (!trainer_gone(t, p->pk) && p->reask_ms < end) {
-            continue;
         }
         p->answered = true;
         p->ok = false;
@@ -1022,7 +1023,7 @@ uint64_t
 sw_lead_tick(struct sw_trainer *t)
 {
     struct sw_lead *L = &t->lead;
-    uint64_t now = t->now, wake = now + SW_TRAINER_HEARTBEAT_MS;
+    uint64_t now = t->now, wake = now + SW_TRAINER_HEARTBEAT_MS, stall_ms;
     bool running = L->phase == SW_LEAD_RUNNING || L->phase == SW_LEAD_PAUSED;
     const struct sw_peer_rec *rival;
     int missing;
@@ -1030,8 +1031,8 @@ sw_lead_tick(struct sw_trainer *t)
     joining_alone(t);
     wake = SW_MIN(wake, pass_over(t));
     if (L->phase == SW_LEAD_RUNNING &&
-        now - SW_MAX(L->phase_ms, t->st.progress_ms) > stall_limit(t)) {
-        double lim = (double)stall_limit(t) / 1000.0;
+        now - SW_MAX(L->phase_ms, t->st.progress_ms) > (stall_ms = stall_limit(t))) {
+        double lim = (double)stall_ms / 1000.0;
         running = false;
         if (t->step == L->step && run_ahead(t) && !stage0_ahead(t)) {
             /* nodes of other stages updated past it, and what they owe the

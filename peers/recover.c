@@ -191,9 +191,10 @@ copy_others(struct sw_trainer *t, const uint8_t *src, bool behind, uint64_t *max
             continue;
         *max_step = SW_MAX(*max_step, r->step);
         *max_other = SW_MAX(*max_other, r->step);
-        /* the steps: a fast run's records lag by many steps, one of them
-         * ahead of the others is no lie (t0399 refused every copy and left
-         * with exit 5 when they did not count) */
+        /* a lone claim still counts in the steps (a fast run's records lag
+         * by many steps, and one ahead of the others is no lie: t0399
+         * refused every copy and left with exit 5 when it did not), but
+         * not as a stage-mate that could vouch (claim_alone) */
         if (r->stage == t->stage && sw_rec_training(r->state) && !claim_alone(t, r))
             n += !pk_listed(t->rc.unk, t->rc.nunk, r->pk) &&
                  !(behind && pk_listed(t->rc.behind, t->rc.nbehind, r->pk));
@@ -404,7 +405,7 @@ copy_verify(struct sw_trainer *t)
 {
     struct sw_recover *rc = &t->rc;
     const struct sw_fetch_src *src = &t->fetch.src[0];
-    uint64_t max_step, max_other;
+    uint64_t max_step, max_other, reach;
     int others = copy_others(t, src->pk, false, &max_step, &max_other), agree, disagree;
     char why[160];
 
@@ -438,8 +439,8 @@ copy_verify(struct sw_trainer *t)
      * the records is a fast run's (a tiny model steps 25 times a second
      * and records are read twice a second: t0399 refused every copy at
      * once, and the newcomer never trained), and is waited for too */
-    if ((src->step <= SW_MAX(max_step, lead_step(t)) + SW_RECOVER_AHEAD ||
-         rc->rec_step <= SW_MAX(max_step, lead_step(t))) &&
+    reach = SW_MAX(max_step, lead_step(t));
+    if ((src->step <= reach + SW_RECOVER_AHEAD || rc->rec_step <= reach) &&
         t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
         copy_ask(t);
         return;

@@ -64,8 +64,8 @@
  * whose copy was refused is not copied from, nor counted in the table,
  * for SW_RECOVER_DISTRUST_MS (its stage is not empty meanwhile: a node
  * whose stage has no other source waits, for two such periods at most,
- * instead of rebuilding it beside that node: distrust_wait); one that others contradict (another hash at
- * the same step) is banned.  Refusals are counted (copies_refused).
+ * instead of rebuilding it beside that node: distrust_wait); one that
+ * others contradict (another hash at the same step) is banned.  Refusals are counted (copies_refused).
  *
  * STATE_GET {stage, which, off, n, hstep}: with hstep s (n 0), the answer
  * is {err, stage, step s, hash} (16 hex digits, this node's parameter hash
