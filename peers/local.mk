@@ -66,8 +66,14 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh te
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
 	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0394-keeper-deaths.sh \
 	tests/t0395-netns.sh tests/t0396-checkfree-before-checkpoint.sh \
-	tests/t0398-rebalance.sh tests/t0399-second-signal.sh
+	tests/t0398-rebalance.sh tests/t0399-second-signal.sh \
+	tests/t0400-wan-net.sh
 TESTS += tests/test_manifest tests/test_plan tests/test_ckptnet $(sw_peers_tests)
+
+# the wide-area test network of the t04NN tests and bench/wan_bench.sh
+check_PROGRAMS += tests/wanemu
+tests_wanemu_SOURCES = tests/wanemu.c
+EXTRA_DIST += tests/wan-lib.sh tests/wan_probe.py
 
 # The swarm protocol under deterministic simulation (the trainer core over a
 # simulated network, a stub model): `tests/test_swarm_sim --seed N --verbose`
