@@ -27,7 +27,9 @@
  * owner-mode run a record whose publisher has no valid certificate is left
  * out, as the nodes leave it out.  A dead
  * node that the DHT still lists so costs one short timeout, not a 2 s one
- * per lookup, and nothing is read twice.
+ * per lookup, and nothing is read twice.  Over a slow link the deadline
+ * grows with the time the manifest took (client_open): every DHT node is a
+ * fresh connection, whose handshakes alone cost two or three round trips.
  */
 #include "sw.h"
 
@@ -112,7 +114,7 @@ struct client {
     bool have_check, have_deadline;
     const char *eps[2];   /* the DHT's entry points: the bootstrap's and the peer's */
     size_t neps;
-    bool scanning, scanned, end_pending;
+    bool scanning, scanned, end_pending, rejoin;
     struct sw_peer_rec recs[SW_PROTO_MAX_NODES];
     int nrec;
     uint64_t run_step;
@@ -123,6 +125,10 @@ struct client {
     bool have_admit;
     int status;
     bool done;
+    /* how long the manifest took (a fresh connection to the peer and one
+     * request), and the DHT's deadline that follows from it (client_open) */
+    uint64_t manifest_ms;
+    int deadline_ms;
 };
 
 static void
@@ -172,18 +178,15 @@ on_joined(void *arg, int status, const struct sw_dht_contact *nodes, size_t n,
           const struct sw_dht_lookup_info *info)
 {
     struct client *c = arg;
-    int err;
 
     (void)nodes;
     (void)n;
     (void)info;
     if (status == -SW_ECANCELED || status == 0 || c->scanning || c->scanned)
         return;
-    if ((err = sw_dhtnode_bootstrap(c->dht, c->eps, c->neps, on_joined, c)) < 0) {
-        c->status = err;
-        c->scanned = true; /* every stage unknown */
-        c->done = true;
-    }
+    /* the join is asked again after this turn of the loop (on_check): the
+     * DHT is still booting while it calls back */
+    c->rejoin = true;
 }
 
 static void
@@ -230,6 +233,11 @@ on_check(uv_check_t *h)
     uint8_t key[32];
     int err;
 
+    if (c->rejoin && !c->scanning && !c->scanned) {
+        /* an error other than "still booting" leaves it to the deadline */
+        err = sw_dhtnode_bootstrap(c->dht, c->eps, c->neps, on_joined, c);
+        c->rejoin = err == -SW_EAGAIN;
+    }
     if (c->scanning || c->scanned || !sw_dht_count_contacts(sw_dhtnode_dht(c->dht)))
         return;
     uv_check_stop(h);
@@ -286,11 +294,20 @@ client_open(struct client *c, const struct opts *o, bool own_key)
                        : sw_identity_generate(&c->id)) < 0 ||
         (err = sw_transport_new(&c->lobby, &c->loop, &c->id, sw_proto_lobby_run, NULL)) < 0)
         return err;
+    uint64_t t0 = uv_hrtime();
     if ((err = sw_transport_request(c->lobby, o->peer, SW_MSG_MANIFEST_GET, NULL, 0, NULL,
                                     (uint64_t)o->timeout_ms, 1, on_manifest, c)) < 0)
         return err;
     if ((err = wait_done(c)) < 0)
         return err;
+    /* Over a slow link every DHT node is a fresh connection too: its
+     * requests get twice what the manifest took at least (a 40 ms round
+     * trip makes that about 0.3 s, a third of which is TCP's and ZeroMQ's
+     * handshakes), and the deadline 8/3 of their timeout, as on loopback */
+    c->manifest_ms = (uv_hrtime() - t0) / 1000000;
+    c->deadline_ms = o->deadline_ms;
+    if (c->manifest_ms * 2 > (uint64_t)o->deadline_ms * 3 / 8)
+        c->deadline_ms = (int)SW_MIN(c->manifest_ms * 2 * 8 / 3, 600000);
     if (o->owner[0]) {
         uint8_t want[32];
         if (strlen(o->owner) != 64 || sw_hex_decode(want, 32, o->owner) < 0) {
@@ -331,7 +348,7 @@ client_dir(struct client *c, const struct opts *o)
     int err;
 
     sw_dht_params_default(&p);
-    p.rpc_timeout_ms = (uint32_t)SW_MAX(20, SW_MIN(o->deadline_ms * 3 / 8, 2000));
+    p.rpc_timeout_ms = (uint32_t)SW_MAX(20, SW_MIN(c->deadline_ms * 3 / 8, 2000));
     if ((err = sw_dhtnode_new(&c->dht, &c->loop, c->tr, NULL, &p)) < 0)
         return err;
     if ((err = sw_status_scan_init(&c->scan, c->dht, c->man.run_id, c->man.stages)) < 0)
@@ -349,7 +366,7 @@ client_dir(struct client *c, const struct opts *o)
     c->check.data = c->deadline.data = c;
     c->have_check = c->have_deadline = true;
     uv_check_start(&c->check, on_check);
-    uv_timer_start(&c->deadline, on_deadline, (uint64_t)o->deadline_ms, 0);
+    uv_timer_start(&c->deadline, on_deadline, (uint64_t)c->deadline_ms, 0);
     c->eps[0] = c->boot[0] ? c->boot : c->ep;
     c->eps[1] = c->ep;
     c->neps = c->boot[0] && strcmp(c->boot, c->ep) ? 2 : 1;
@@ -404,7 +421,7 @@ client_prove(struct client *c, const struct opts *o)
         pr[i].c = c;
         pr[i].i = i;
         if (sw_transport_request(c->tr, c->recs[i].ep, SW_MSG_PING, NULL, 0, NULL,
-                                 (uint64_t)SW_MAX(o->deadline_ms, 200), 0, on_proof, &pr[i]) == 0)
+                                 (uint64_t)SW_MAX(c->deadline_ms, 200), 0, on_proof, &pr[i]) == 0)
             c->proving++;
     }
     if (c->proving)
@@ -605,7 +622,7 @@ print_status(struct client *c, const struct opts *o)
         }
         if (unknown)
             printf("%d stage%s unknown: no answer from the DHT within %d ms (--deadline-ms)\n",
-                   unknown, unknown > 1 ? "s" : "", o->deadline_ms);
+                   unknown, unknown > 1 ? "s" : "", c->deadline_ms);
         if (c->have_scan && c->scan.unadmitted)
             printf("%llu record%s left out: no valid certificate of the run owner "
                    "(swarm-protocol(7), ADMISSION)\n", (unsigned long long)c->scan.unadmitted,
