@@ -7,10 +7,13 @@ bench_stage_bench_LDADD = $(sw_core_ldadd)
 # (minutes each; never part of make check).  churn_bench.sh: the churn soak
 # (CHURN_S, SEED in the environment); attack_bench.sh: the run's throughput
 # under each attack of tests/t0382-t0384 beside the undisturbed run's
-# (WIN_S, ATTACKS in the environment; it needs the hostile helper).
-sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh
+# (WIN_S, ATTACKS in the environment; it needs the hostile helper);
+# wan_bench.sh: the demo's model over emulated internet links beside
+# loopback (STEPS, SETTINGS; root and tests/wanemu, else it says why and
+# skips).
+sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh bench/wan_bench.sh
 EXTRA_DIST += $(sw_bench_runs)
-bench: swarmd swarmctl tests/test_peers_attack$(EXEEXT)
+bench: swarmd swarmctl swarmsim tests/test_peers_attack$(EXEEXT) tests/wanemu$(EXEEXT)
 	@rc=0; for b in $(sw_bench_runs); do \
 	    echo "== $$b"; $(SHELL) $(srcdir)/$$b $(abs_top_builddir) || rc=1; \
 	done; exit $$rc

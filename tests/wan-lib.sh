@@ -26,6 +26,20 @@ wan_cleanup() {
 }
 trap wan_cleanup EXIT
 
+# wan_stop: the network goes (every process in its hosts killed, wanemu
+# asked to write its counters and leave, the namespaces deleted); another
+# wan_start may follow
+wan_stop() {
+    local ns p
+    for ns in $WAN_NSS; do
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    done
+    if [ -n "$WAN_PID" ]; then kill "$WAN_PID" 2>/dev/null; wait "$WAN_PID" 2>/dev/null; fi
+    WAN_PID=""
+    for ns in $WAN_NSS; do ip netns del "$ns" 2>/dev/null; done
+    WAN_NSS=""
+}
+
 # wan_need: skip the test (TAP) unless this machine can make the network
 wan_need() {
     local why=""

@@ -1,0 +1,98 @@
+#!/bin/sh
+# wan_bench.sh BUILD_DIR - the demo's model over emulated internet links
+# (issue 13, item 2): a 4-stage run (preset small, batch 8 x 128 tokens in
+# 4 microbatches, one node a stage, --threads 1) trains STEPS steps (default
+# 20) on loopback and then, one setting after the other, with every process
+# on a host of its own behind tests/wanemu (tests/wan-lib.sh).  A link
+# setting is the path between two hosts: "25 ms" is 25 ms one way (each
+# host's access link adds half), a rate is each host's up- and downlink, a
+# loss the path's (half at each end), every queue 100 ms.  It prints, per
+# setting, beside loopback's in the same run:
+#   s/step     over the steps after the third (start-up left out),
+#   tok/s      tokens of those steps over their time,
+#   x lo       tok/s over loopback's,
+#   MB/step    bytes on the wire a step (IP packets, every host's sent),
+#   drops      packets the queues dropped,
+# or "hung at step N" when the run did not finish within LIMIT_S (default
+# 150).  SETTINGS overrides the list ("NAME:LINK ...", LINK wanemu's link
+# options of one host).  Needs root, ip(8) and /dev/net/tun.  Not part of
+# make check (minutes).
+set -u
+BUILD=$(cd "${1:?usage: wan_bench.sh BUILD_DIR}" && pwd)
+STEPS=${STEPS:-20}
+LIMIT_S=${LIMIT_S:-150}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+TEST_BUILDDIR=$BUILD TEST_SRCDIR=$SRC/tests
+export TEST_BUILDDIR TEST_SRCDIR
+. "$SRC/tests/peers-lib.sh"
+. "$SRC/tests/wan-lib.sh"
+[ "${KEEP:-0}" = 1 ] && n_fail=1 # peers-lib keeps the logs then
+wan_need # prints why and exits 0 when the network cannot be made here
+SETTINGS=${SETTINGS:-"0ms:delay=0 25ms:delay=12.5 25ms+100M:delay=12.5,rate=100
+25ms+100M+0.5%:delay=12.5,rate=100,loss=0.25 0ms+20M:delay=0,rate=20
+50ms+100M:delay=25,rate=100 50ms+20M:delay=25,rate=20"}
+echo "# wan_bench.sh $BUILD STEPS=$STEPS LIMIT_S=$LIMIT_S"
+M_PRESET=small M_BATCH=8 M_SEQ_LEN=128 write_manifest "$TMP/run.conf" "$STEPS" 4
+sign_manifest "$TMP/run.conf"
+TOK=1024 # tokens a step: batch 8 x seq_len 128
+
+# steady LOG: "S_PER_STEP STEPS" over the steps after the third of a last-stage LOG
+steady() {
+    "$PY" - "$1" <<'EOT'
+import sys
+from swlog import events
+t = {o["step"]: o["elapsed_s"] for o in events(sys.argv[1], "step") if "elapsed_s" in o}
+s = sorted(k for k in t if k >= 3)
+if len(s) < 2:
+    print("- 0")
+else:
+    print("%.3f %d" % ((t[s[-1]] - t[s[0]]) / (s[-1] - s[0]), s[-1] + 1))
+EOT
+}
+
+# run_setting NAME [LINK]: one run; no LINK: loopback.  Prints its line.
+LO=""
+run_setting() {
+    local name=$1 link=${2:-} d=$TMP/$1 rc p line sps n tps mb drops
+    mkdir -p "$d"
+    if [ -z "$link" ]; then
+        start_boot "$TMP/run.conf"
+        for s in 0 1 2 3; do start_node "$d/n$s.log" $s --linger-ms 0; done
+    else
+        link=",$link"
+        wan_start b:1:queue=100$link s0:10:queue=100$link s1:11:queue=100$link \
+            s2:12:queue=100$link s3:13:queue=100$link || { echo "$name: no network"; return; }
+        wan_boot b "$TMP/run.conf"
+        for s in 0 1 2 3; do wan_node "$d/n$s.log" "s$s" $s --linger-ms 0; done
+    fi
+    wait_for "$LIMIT_S" steps_done "$d/n3.log" $((STEPS - 1)); rc=$?
+    [ -n "$link" ] && wan_stats
+    line=$(steady "$d/n3.log")
+    sps=${line% *}
+    n=${line#* }
+    if [ $rc -ne 0 ] || [ "$sps" = - ]; then
+        printf '%-16s hung at step %s (no step for the rest of %s s)\n' "$name" \
+            "$(last_step "$d/n3.log")" "$LIMIT_S"
+    else
+        tps=$(awk -v s="$sps" -v t=$TOK 'BEGIN { printf "%.0f", t / s }')
+        [ -z "$LO" ] && LO=$tps
+        mb=- drops=-
+        if [ -n "$link" ]; then
+            mb=$(awk -v n="$n" '{ for (i = 2; i <= NF; i++) { split($i, kv, "=");
+                if (kv[1] == "tx_bytes") b += kv[2] } } END { printf "%.2f", b / n / 1e6 }' "$TMP/wan.stats")
+            drops=$(awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "=");
+                if (kv[1] == "drop_queue") q += kv[2] } } END { print q + 0 }' "$TMP/wan.stats")
+        fi
+        printf '%-16s %8s %8s %7s %8s %6s\n' "$name" "$sps" "$tps" \
+            "$(awk -v a="$tps" -v b="$LO" 'BEGIN { printf "%.2f", a / b }')" "$mb" "$drops"
+    fi
+    # wanemu first: wait would wait for it too
+    [ -n "$link" ] && wan_stop
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    PIDS=""
+}
+
+printf '%-16s %8s %8s %7s %8s %6s\n' link s/step tok/s "x lo" MB/step drops
+run_setting loopback
+for st in $SETTINGS; do run_setting "${st%%:*}" "${st#*:}"; done
