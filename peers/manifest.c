@@ -61,6 +61,9 @@ static const struct sw_cfg_entry ckpt_tab[] = {
 static const struct sw_cfg_entry admission_tab[] = {
     SW_CFG_STR(M, "mode", admission, "owner", "owner: a node takes part only with a certificate signed by the run owner or a delegate (swarmctl admit); open: any key may (public runs, swarm-protocol(7) THREAT MODEL)"),
 };
+static const struct sw_cfg_entry wire_tab[] = {
+    SW_CFG_STR(M, "activations", wire_act, "fp32", "how activations and their gradients cross a stage boundary (FWD, BWD): fp32, bf16 or int8 (blockwise, a scale per 64 values)"),
+};
 static const struct sw_cfg_entry data_tab[] = {
     SW_CFG_STR(M, "path", data, "", "training data: a file, a folder or a comma-separated list (stage-0 nodes; swarmd join --data overrides)"),
     SW_CFG_FLOAT(M, "val_frac", val_frac, 0.1, 0.001, 0.5, "fraction held out for validation (it moves the sampling range, keep swarmsim's)"),
@@ -82,6 +85,7 @@ static const struct section sections[] = {
     {"balance", balance_tab, SW_ARRAY_SIZE(balance_tab)},
     {"checkpoint", ckpt_tab, SW_ARRAY_SIZE(ckpt_tab)},
     {"admission", admission_tab, SW_ARRAY_SIZE(admission_tab)},
+    {"wire", wire_tab, SW_ARRAY_SIZE(wire_tab)},
     {"data", data_tab, SW_ARRAY_SIZE(data_tab)},
 };
 
@@ -171,10 +175,15 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
                  c->seq_len);
         return -SW_ECONFIG;
     }
+    if (sw_codec_parse(m->wire_act, &m->act_codec) < 0) {
+        snprintf(why, whylen, "wire.activations: want fp32, bf16 or int8, got '%s'", m->wire_act);
+        return -SW_ECONFIG;
+    }
     N = (size_t)m->batch * m->T;
-    if (N * (size_t)c->d_model * 4 + N * 4 > (16u << 20)) {
+    if (sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4 > (16u << 20)) {
         snprintf(why, whylen, "batch.size x batch.seq_len x d_model: an activation of %zu bytes "
-                 "exceeds the 16 MiB message payload", N * (size_t)c->d_model * 4 + N * 4);
+                 "(%s) exceeds the 16 MiB message payload",
+                 sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4, m->wire_act);
         return -SW_ECONFIG;
     }
     if (!strcmp(m->recovery, "checkfree"))

@@ -27,6 +27,7 @@
 #include <stdio.h>
 
 #include "cfg.h"
+#include "codec.h"
 #include "hex.h" /* sw_hex_decode, for the callers that read keys */
 #include "identity.h"
 #include "model.h"
@@ -62,6 +63,8 @@ struct sw_manifest {
     int ckpt_async;
     /* [admission]: who may take part (admit.h) */
     char admission[16];          /* "owner" or "open" */
+    /* [wire]: the FWD and BWD payloads' codec (codec.h) */
+    char wire_act[16];
     /* [data] */
     char data[4096];
     float val_frac;
@@ -72,6 +75,7 @@ struct sw_manifest {
     int T;                       /* tokens per sequence */
     enum sw_recovery_mode recovery_mode;
     bool admission_open;         /* [admission] mode = open */
+    enum sw_codec act_codec;     /* [wire] activations */
     uint8_t run_id[32];          /* BLAKE2b-256 of bytes */
     char *bytes;                 /* the manifest as read (NUL-terminated copy) */
     size_t len;

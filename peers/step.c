@@ -12,11 +12,26 @@
 
 #define EP SW_PROTO_EP_MAX
 
-/* Bytes of a FWD payload: the activation, then the targets. */
+/* Bytes of a FWD as kept here: the activation (float32), then the targets. */
 static size_t
 fwd_len(const struct sw_trainer *t)
 {
     return t->N * t->C * 4 + t->N * 4;
+}
+
+/* Bytes of a BWD payload (the activation's gradient in the run's codec,
+ * codec.h) and of a FWD payload (the activation in the codec, then the
+ * targets as int32). */
+static size_t
+bwd_wire_len(const struct sw_trainer *t)
+{
+    return sw_codec_bytes(t->codec, t->N * t->C);
+}
+
+static size_t
+fwd_wire_len(const struct sw_trainer *t)
+{
+    return bwd_wire_len(t) + t->N * 4;
 }
 
 static size_t
@@ -44,6 +59,7 @@ sw_step_init(struct sw_trainer *t)
     s->routes = sw_calloc((size_t)t->M * (size_t)t->S, EP);
     s->xbuf = sw_malloc_big(NC * sizeof(float));
     s->msgbuf = sw_malloc_big(fwd_len(t));
+    s->wirebuf = sw_malloc_big(fwd_len(t));
     s->in_all = sw_malloc((size_t)t->M * t->N * sizeof(int32_t));
     s->tg_all = sw_malloc((size_t)t->M * t->N * sizeof(int32_t));
     s->xout = sw_malloc_big(V * fwd_len(t));
@@ -56,7 +72,7 @@ sw_step_init(struct sw_trainer *t)
     s->early_dxpk = sw_calloc(V, 32);
     s->gsum = sw_malloc_big(t->numel * sizeof(float));
     if (!s->fwd_done || !s->bwd_done || !s->have_dx || !s->losses || !s->mb_node || !s->dx ||
-        !s->routes || !s->xbuf || !s->msgbuf || !s->in_all || !s->tg_all || !s->xout ||
+        !s->routes || !s->xbuf || !s->msgbuf || !s->wirebuf || !s->in_all || !s->tg_all || !s->xout ||
         !s->dxout || !s->xout_ok || !s->dxout_ok || !s->early_ok || !s->early_dx ||
         !s->early_pk || !s->early_dxpk || !s->gsum)
         return -SW_ENOMEM;
@@ -80,6 +96,7 @@ sw_step_release(struct sw_trainer *t)
     sw_free(s->routes);
     sw_free_big(s->xbuf);
     sw_free_big(s->msgbuf);
+    sw_free_big(s->wirebuf);
     sw_free(s->in_all);
     sw_free(s->tg_all);
     sw_free_big(s->xout);
@@ -213,8 +230,14 @@ send_fwd(struct sw_trainer *t, int u, uint64_t step)
     msgpack_pack_array(&b->pk, (size_t)t->S);
     for (int s = 0; s < t->S; s++)
         sw_proto_pack_str(&b->pk, route_ep(t, m, s));
-    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_FWD,
-                 t->st.xout + (size_t)u * fwd_len(t), fwd_len(t));
+    const uint8_t *x = t->st.xout + (size_t)u * fwd_len(t);
+    if (t->codec != SW_CODEC_FP32) {
+        size_t xl = bwd_wire_len(t);
+        sw_codec_encode(t->codec, (const float *)x, t->N * t->C, t->st.wirebuf);
+        memcpy(t->st.wirebuf + xl, x + t->N * t->C * 4, t->N * 4);
+        x = t->st.wirebuf;
+    }
+    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_FWD, x, fwd_wire_len(t));
 }
 
 static void
@@ -222,9 +245,16 @@ send_bwd(struct sw_trainer *t, int u, uint64_t step)
 {
     int m = u % t->M, h = visit_hop(t, step, m, u / t->M) - 1;
 
+    const float *dx = t->st.dxout + (size_t)u * t->N * t->C;
+    const void *p = dx;
+
     (void)hop_body(t, 3, step, m, h);
-    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_BWD,
-                 t->st.dxout + (size_t)u * t->N * t->C, t->N * t->C * sizeof(float));
+    if (t->codec != SW_CODEC_FP32) {
+        sw_codec_encode(t->codec, dx, t->N * t->C, t->st.wirebuf);
+        p = t->st.wirebuf;
+    }
+    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_BWD, p,
+                 bwd_wire_len(t));
 }
 
 /* ---- the prepare answer ---- */
@@ -727,7 +757,8 @@ forward_one(struct sw_trainer *t, int u, const float *x_in, const int32_t *token
     return 0;
 }
 
-/* Forward of visit v from a FWD payload p: the activation, then the targets. */
+/* Forward of visit v from a FWD payload p: the activation in the run's
+ * codec, then the targets. */
 static int
 forward_payload(struct sw_trainer *t, int v, const void *p)
 {
@@ -735,8 +766,8 @@ forward_payload(struct sw_trainer *t, int v, const void *p)
     size_t xbytes = t->N * t->C * sizeof(float);
     int32_t *tg = (int32_t *)(s->msgbuf + xbytes);
 
-    memcpy(s->xbuf, p, xbytes);
-    memcpy(tg, (const uint8_t *)p + xbytes, t->N * sizeof(int32_t));
+    sw_codec_decode(t->codec, p, t->N * t->C, s->xbuf);
+    memcpy(tg, (const uint8_t *)p + bwd_wire_len(t), t->N * sizeof(int32_t));
     return forward_one(t, v, s->xbuf, t->stage == 0 ? s->in_all + (size_t)(v % t->M) * t->N : NULL,
                        tg);
 }
@@ -801,6 +832,24 @@ check_tensor(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unp
     return true;
 }
 
+/* Checks a FWD or BWD payload of len bytes that starts with an activation
+ * (or its gradient) of N x C values in the run's codec, which must decode
+ * to finite values; false: rejected (as check_tensor). */
+static bool
+check_act(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+          size_t len, const char *what, const char *nonfinite)
+{
+    if (t->codec == SW_CODEC_FP32)
+        return check_tensor(t, m, u, len, t->N * t->C * sizeof(float), what, nonfinite);
+    if (!check_tensor(t, m, u, len, 0, what, nonfinite))
+        return false;
+    if (!sw_codec_check(t->codec, m->payload, t->N * t->C)) {
+        trainer_reject(t, m, u, SW_WIRE_DROP_NONFINITE, nonfinite);
+        return false;
+    }
+    return true;
+}
+
 /*
  * A FWD not (yet) from the node the plan names: a newcomer this node has not
  * read from the DHT, or whose GO or replan is still on its way.  Held until
@@ -818,7 +867,7 @@ hold_fwd(struct sw_trainer *t, const struct sw_transport_msg *m, int v, uint64_t
         return;
     if (!s->early && !(s->early = sw_malloc_big(visits(t) * len)))
         return;
-    memcpy(s->early + (size_t)v * len, m->payload, len);
+    memcpy(s->early + (size_t)v * len, m->payload, m->payload_len); /* fwd_wire_len <= len */
     memcpy(s->early_pk[v], m->hdr.sender, 32);
     s->early_ok[v] = true;
     sw_log(SW_LOG_DEBUG, "forward of step %llu mb %d held until a plan names its sender",
@@ -860,7 +909,6 @@ sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
     struct sw_step *s = &t->st;
     msgpack_unpacked u;
     uint64_t step;
-    size_t xbytes = t->N * t->C * sizeof(float);
     int err, v, mb, hop;
     bool plan_ok, me = !memcmp(m->hdr.sender, t->pk, 32);
 
@@ -869,8 +917,7 @@ sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
         return;
     if ((v = read_hop(t, m, &u, true, &step, &mb, &hop)) < 0 ||
         !check_route(t, m, &u) ||
-        !check_tensor(t, m, &u, fwd_len(t), xbytes, "forward",
-                      "forward with non-finite activations"))
+        !check_act(t, m, &u, fwd_wire_len(t), "forward", "forward with non-finite activations"))
         return;
     if (step != t->step || s->fwd_done[v]) {
         /* late, or a replay after a replan that this node does not need */
@@ -917,7 +964,7 @@ take_bwd(struct sw_trainer *t, const struct sw_transport_msg *m, int v, uint64_t
         sw_log(SW_LOG_DEBUG, "dropped backward of step %llu mb %d", (unsigned long long)step, mb);
         return;
     }
-    memcpy(s->dx + (size_t)v * t->N * t->C, m->payload, m->payload_len);
+    sw_codec_decode(t->codec, m->payload, t->N * t->C, s->dx + (size_t)v * t->N * t->C);
     s->have_dx[v] = true;
     /* neither this node's microbatch in the installed plan nor one it has the
      * input of: the replan that gives it this node may still be on its way
@@ -936,15 +983,13 @@ sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m)
     struct sw_step *s = &t->st;
     msgpack_unpacked u;
     uint64_t step;
-    size_t xbytes = t->N * t->C * sizeof(float);
     int v, mb, hop;
 
     if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
         !trainer_open(t, m, &u, keys))
         return;
     if ((v = read_hop(t, m, &u, false, &step, &mb, &hop)) < 0 ||
-        !check_tensor(t, m, &u, xbytes, xbytes, "backward",
-                      "backward with non-finite gradients"))
+        !check_act(t, m, &u, bwd_wire_len(t), "backward", "backward with non-finite gradients"))
         return;
     msgpack_unpacked_destroy(&u);
     if (s->phase >= SW_STEP_RUNNING && s->plan.step == step &&
@@ -957,7 +1002,7 @@ sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m)
                                                 !sw_live_find(&t->live, m->hdr.sender))))) {
         /* not (yet) from the node the plan names (see hold_fwd): held, not
          * used (try_backward) until a plan names its sender */
-        memcpy(s->dx + (size_t)v * t->N * t->C, m->payload, xbytes);
+        sw_codec_decode(t->codec, m->payload, t->N * t->C, s->dx + (size_t)v * t->N * t->C);
         memcpy(s->early_dxpk[v], m->hdr.sender, 32);
         s->have_dx[v] = s->early_dx[v] = true;
         return;

@@ -120,6 +120,7 @@ struct sw_step {
     char *routes;            /* [M, S, EP] */
     float *xbuf;             /* [N, C] */
     uint8_t *msgbuf;         /* [N*C*4 + N*4] x then targets */
+    uint8_t *wirebuf;        /* [N*C*4 + N*4] a FWD or BWD payload being encoded */
     int32_t *in_all, *tg_all; /* stage 0: [M, N] */
     uint8_t *xout;           /* [V*M, N*C*4 + N*4] FWD payloads sent this step */
     float *dxout;            /* [V*M, N, C] BWD payloads sent this step */

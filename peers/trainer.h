@@ -239,6 +239,7 @@ struct sw_trainer {
     int S, M, B, T, C, V;    /* V: visits of a microbatch to a stage, 2 under CheckFree+ */
     size_t N;                /* B * T */
     bool plus;
+    enum sw_codec codec;     /* of FWD and BWD payloads ([wire] activations) */
     int stage;
     size_t numel;            /* parameters of the stage */
 

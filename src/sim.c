@@ -109,6 +109,7 @@ sw_sim_forward_backward(struct sw_sim *sim, const int32_t *inputs, const int32_t
 {
     bool swapped = sim->swap && (sim->micro & 1);
     int n = swapped ? sim->S + 2 : sim->S, err;
+    size_t NC = (size_t)sim->B * sim->T * sim->cfg.d_model;
 
     sim->micro++;
     for (int i = 0; i < n; i++) {
@@ -118,12 +119,17 @@ sw_sim_forward_backward(struct sw_sim *sim, const int32_t *inputs, const int32_t
                                sim->x, loss);
         if (err < 0)
             return err;
+        /* the swarm sends it to the next hop as a FWD, in the run's codec */
+        if (i + 1 < n)
+            sw_codec_roundtrip(sim->codec, sim->x, NC);
     }
     for (int i = n - 1; i >= 0; i--) {
         struct sw_hop h = sw_checkfree_hop(sim->S, swapped, i);
         err = sw_stage_backward(&sim->stages[h.stage], h.visit, sim->dx, sim->dx, loss_scale);
         if (err < 0)
             return err;
+        if (i > 0) /* a BWD to the hop before */
+            sw_codec_roundtrip(sim->codec, sim->dx, NC);
     }
     return 0;
 }

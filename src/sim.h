@@ -18,6 +18,7 @@
 #define SW_SIM_H
 
 #include "checkfree.h"
+#include "codec.h"
 #include "optim.h"
 #include "snapshot.h"
 #include "stage.h"
@@ -40,6 +41,11 @@ struct sw_sim {
      * the final norm and LM head, refreshed after every update. */
     bool swap;
     uint64_t micro;          /* microbatches run through sw_sim_forward_backward */
+    /* how activations and their gradients cross a boundary in training
+     * (codec.h): sw_sim_forward_backward encodes and decodes them as the
+     * swarm's FWD and BWD do (SW_CODEC_FP32 after sw_sim_init: unchanged);
+     * sw_sim_eval does not (the swarm has no distributed evaluation) */
+    enum sw_codec codec;
     struct sw_checkfree_replica reps[2];
 };
 
