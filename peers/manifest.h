@@ -65,6 +65,7 @@ struct sw_manifest {
     char admission[16];          /* "owner" or "open" */
     /* [wire]: the FWD and BWD payloads' codec (codec.h) */
     char wire_act[16];
+    char wire_grad[16];
     /* [data] */
     char data[4096];
     float val_frac;
@@ -76,6 +77,7 @@ struct sw_manifest {
     enum sw_recovery_mode recovery_mode;
     bool admission_open;         /* [admission] mode = open */
     enum sw_codec act_codec;     /* [wire] activations */
+    enum sw_codec grad_codec;    /* [wire] gradients: fp32 or int8 */
     uint8_t run_id[32];          /* BLAKE2b-256 of bytes */
     char *bytes;                 /* the manifest as read (NUL-terminated copy) */
     size_t len;

@@ -110,6 +110,9 @@ sw_step_release(struct sw_trainer *t)
     sw_free_big(s->early);
     sw_free_big(s->gsum);
     sw_free_big(s->own);
+    sw_free_big(s->gwire);
+    sw_free_big(s->gerr);
+    sw_free_big(s->gerr_next);
     for (int i = 0; i < SW_PROTO_MAX_REPLICAS; i++) {
         sw_free_big(s->part[i].buf);
         sw_free(s->part[i].got);
@@ -613,8 +616,63 @@ finish_exchange(struct sw_trainer *t)
         if (r != s->myidx && !partial_of(t, r) && !(after && replica_gone(t, r)))
             return;
     sum_partials(t, &loss);
+    if (s->gerr_pending) { /* this step's error feedback counts from now on */
+        float *e = s->gerr;
+        s->gerr = s->gerr_next;
+        s->gerr_next = e;
+        s->gerr_pending = false;
+    }
     if ((err = t->ops->grads_set(t->model, s->gsum)) < 0 || (err = update(t, loss)) < 0)
         trainer_fail(t, err, "update");
+}
+
+/* Bytes of a GRAD piece of n floats; the piece from float off in gwire. */
+static size_t
+grad_piece_bytes(const struct sw_trainer *t, size_t n)
+{
+    return sw_codec_bytes(t->gcodec, n);
+}
+
+static const uint8_t *
+grad_piece_wire(const struct sw_trainer *t, size_t off)
+{
+    return t->st.gwire + off / SW_STEP_PIECE * grad_piece_bytes(t, SW_STEP_PIECE);
+}
+
+/*
+ * [wire] gradients = int8: this node's partial plus the error feedback,
+ * encoded piece by piece into gwire; own becomes what the replicas decode
+ * (every replica sums the same decoded partials, so they stay bit for bit
+ * the same), and gerr_next what the encoding left out.  Made again from
+ * gerr if the step is planned again before its update.
+ */
+static int
+grad_encode(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t n = t->numel;
+
+    if (!s->gwire) {
+        s->gwire = sw_malloc_big(sw_codec_bytes(t->gcodec, SW_STEP_PIECE) *
+                                 pieces_of(n));
+        s->gerr = sw_malloc_big(n * sizeof(float));
+        s->gerr_next = sw_malloc_big(n * sizeof(float));
+        if (!s->gwire || !s->gerr || !s->gerr_next)
+            return -SW_ENOMEM;
+        memset(s->gerr, 0, n * sizeof(float));
+    }
+    for (size_t j = 0; j < n; j++)
+        s->gerr_next[j] = s->own[j] + s->gerr[j];
+    for (size_t off = 0; off < n; off += SW_STEP_PIECE) {
+        size_t k = SW_MIN(SW_STEP_PIECE, n - off);
+        uint8_t *w = s->gwire + off / SW_STEP_PIECE * grad_piece_bytes(t, SW_STEP_PIECE);
+        sw_codec_encode(t->gcodec, s->gerr_next + off, k, w);
+        sw_codec_decode(t->gcodec, w, k, s->own + off);
+    }
+    for (size_t j = 0; j < n; j++)
+        s->gerr_next[j] -= s->own[j];
+    s->gerr_pending = true;
+    return 0;
 }
 
 void
@@ -650,7 +708,10 @@ send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
     msgpack_pack_uint64(&b->pk, off);
     sw_proto_pack_key(&b->pk, "n");
     msgpack_pack_uint64(&b->pk, n);
-    trainer_send(t, ep, SW_MSG_GRAD, s->own + off, n * sizeof(float));
+    if (t->gcodec != SW_CODEC_FP32)
+        trainer_send(t, ep, SW_MSG_GRAD, grad_piece_wire(t, off), grad_piece_bytes(t, n));
+    else
+        trainer_send(t, ep, SW_MSG_GRAD, s->own + off, n * sizeof(float));
 }
 
 /* All of this node's microbatches are through: its partial to its replicas. */
@@ -666,7 +727,8 @@ own_done(struct sw_trainer *t)
             trainer_fail(t, -SW_ENOMEM, "partial gradient");
             return;
         }
-        if ((err = t->ops->grads_get(t->model, s->own)) < 0) {
+        if ((err = t->ops->grads_get(t->model, s->own)) < 0 ||
+            (t->gcodec != SW_CODEC_FP32 && (err = grad_encode(t)) < 0)) {
             trainer_fail(t, err, "partial gradient");
             return;
         }
@@ -1039,9 +1101,15 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }
-    if (!check_tensor(t, m, &u, n * sizeof(float), n * sizeof(float), "partial gradient",
-                      "non-finite partial gradient"))
+    if (t->gcodec == SW_CODEC_FP32
+            ? !check_tensor(t, m, &u, n * sizeof(float), n * sizeof(float), "partial gradient",
+                            "non-finite partial gradient")
+            : !check_tensor(t, m, &u, sw_codec_bytes(t->gcodec, n), 0, "partial gradient", NULL))
         return;
+    if (t->gcodec != SW_CODEC_FP32 && !sw_codec_check(t->gcodec, m->payload, n)) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
+        return;
+    }
     if (!isfinite(loss)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
         return;
@@ -1066,7 +1134,7 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         memset(p->got, 0, pieces);
         p->ngot = 0;
     }
-    memcpy(p->buf + off, m->payload, m->payload_len);
+    sw_codec_decode(t->gcodec, m->payload, n, p->buf + off);
     memcpy(p->pk, m->hdr.sender, 32);
     memcpy(p->hash, h, 32);
     p->loss = loss;

@@ -130,7 +130,14 @@ struct sw_step {
     uint8_t (*early_pk)[32], (*early_dxpk)[32];
     /* replicas: partial gradients (own one in own) */
     float *gsum;             /* host [numel] */
-    float *own;              /* host [numel] */
+    float *own;              /* host [numel] (decoded from gwire under a GRAD codec) */
+    /* [wire] gradients = int8: this node's partial as sent (gwire: piece
+     * after piece, each encoded on its own), and the error feedback: what
+     * the encoding left out of the partials up to the last update (gerr),
+     * and of this step's (gerr_next, which the update makes gerr) */
+    uint8_t *gwire;
+    float *gerr, *gerr_next;
+    bool gerr_pending;
     struct sw_partial part[SW_PROTO_MAX_REPLICAS];
     int npart;
     struct sw_step_prep prep;

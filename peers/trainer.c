@@ -362,6 +362,7 @@ sw_trainer_init(struct sw_trainer *t, const uint8_t pk[32], const char *ep,
     t->M = man->micro;
     t->plus = man->recovery_mode == SW_RECOVERY_CHECKFREE_PLUS;
     t->codec = man->act_codec;
+    t->gcodec = man->grad_codec;
     t->V = t->plus ? 2 : 1;
     t->B = man->batch;
     t->T = man->T;

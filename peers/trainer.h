@@ -240,6 +240,7 @@ struct sw_trainer {
     size_t N;                /* B * T */
     bool plus;
     enum sw_codec codec;     /* of FWD and BWD payloads ([wire] activations) */
+    enum sw_codec gcodec;    /* of GRAD payloads ([wire] gradients) */
     int stage;
     size_t numel;            /* parameters of the stage */
 

@@ -6,6 +6,8 @@
  *   - a FWD signed for another run (wrong run id);
  *   - a FWD of the wrong shape, signed by the run's id (stranger A);
  *   - a FWD of the right shape holding NaN (stranger B);
+ *     (the FWD payloads are in the manifest's codec, [wire] activations:
+ *     an int8 FWD holding NaN has NaN scales, a bf16 one bf16 NaNs)
  *   - a well-formed FWD from a key no node knows (stranger C);
  *   - a STATE_GET request with a key no node sends (stranger D).
  * The nodes must drop them all, ban A, B and D, and train on unaffected.
@@ -47,8 +49,8 @@ static struct sw_manifest man;
 static struct sw_identity id[5];
 static struct sw_transport *tr[5];
 static struct sw_wire wf;
-static size_t xbytes;
-static float *good, *nans;
+static size_t xbytes;   /* a FWD payload in the run's codec ([wire] activations) */
+static uint8_t *good, *nans;
 
 /* One round's hostile messages to t; how many were sent. */
 static uint64_t
@@ -118,14 +120,24 @@ main(int argc, char **argv)
         return 2;
     }
     N = (size_t)man.batch * man.T;
-    xbytes = N * man.model.d_model * sizeof(float) + N * sizeof(int32_t);
-    good = calloc(1, xbytes);
-    nans = calloc(1, xbytes);
-    if (!good || !nans)
-        return 2;
-    for (size_t i = 0; i < N * man.model.d_model; i++) {
-        good[i] = 0.01f * (float)(i % 7);
-        nans[i] = i % 5 ? 1.0f : NAN;
+    {
+        /* the activations as floats, then encoded as the run's FWDs are
+         * (an int8 block holding a NaN gets a NaN scale; targets all 0) */
+        size_t n = N * (size_t)man.model.d_model;
+        float *gf = calloc(n, sizeof(float)), *nf = calloc(n, sizeof(float));
+        xbytes = sw_codec_bytes(man.act_codec, n) + N * sizeof(int32_t);
+        good = calloc(1, xbytes);
+        nans = calloc(1, xbytes);
+        if (!good || !nans || !gf || !nf)
+            return 2;
+        for (size_t i = 0; i < n; i++) {
+            gf[i] = 0.01f * (float)(i % 7);
+            nf[i] = i % 5 ? 1.0f : NAN;
+        }
+        sw_codec_encode(man.act_codec, gf, n, good);
+        sw_codec_encode(man.act_codec, nf, n, nans);
+        free(gf);
+        free(nf);
     }
     memcpy(other_run, man.run_id, 32);
     other_run[0] ^= 1;
