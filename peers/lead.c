@@ -3,6 +3,7 @@
  */
 #include "sw.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -757,17 +758,46 @@ takeover(struct sw_trainer *t)
 }
 
 /*
+ * The run's step period as the records tell it, in ms (0: unknown): the
+ * nodes of a stage together run the step's M microbatches of N tokens, so
+ * a stage's period is M * N over the sum of its nodes' tokens/s; the
+ * fastest stage's is taken (a record that lingers after its node died only
+ * adds to it, and the limit below has a floor).
+ */
+static uint64_t
+records_period(const struct sw_trainer *t)
+{
+    double best = 0;
+
+    for (int i = 0; i < t->ndir; i++) {
+        double sum = 0;
+        if (!sw_rec_has_state(t->dir[i].state))
+            continue;
+        for (int j = 0; j < t->ndir; j++) {
+            const struct sw_peer_rec *r = &t->dir[j];
+            if (r->stage == t->dir[i].stage && sw_rec_has_state(r->state) && isfinite(r->tps) &&
+                r->tps > 0)
+                sum += r->tps;
+        }
+        best = SW_MAX(best, sum);
+    }
+    return best > 0 ? (uint64_t)((double)t->M * (double)t->N * 1000.0 / best) : 0;
+}
+
+/*
  * How long a running step may go without progress: a few of this node's
  * step periods (a replan that cannot be finished showed as a 30 s stall in
  * a run stepping ten times a second: churn bench SEED=2, a stage-0 replica
- * killed mid-step), between SW_LEAD_STALL_MIN_MS and SW_LEAD_STALL_MS; the
- * longest while no period is known (the first steps of a run whose steps
- * are long: a step over slow links must not look stalled).
+ * killed mid-step), between SW_LEAD_STALL_MIN_MS and SW_LEAD_STALL_MS.  A
+ * node that has not updated twice yet (a newcomer that rebuilt stage 0 and
+ * leads at once) takes the period its records tell; the longest limit
+ * while none is known either (the first steps of a run whose steps are
+ * long: a step over slow links must not look stalled).
  */
 static uint64_t
 stall_limit(const struct sw_trainer *t)
 {
-    uint64_t p = t->st.period_ms;
+    uint64_t p = t->st.period_ms ? t->st.period_ms : records_period(t);
 
     if (!p)
         return SW_LEAD_STALL_MS;
