@@ -333,6 +333,15 @@ wait_for() {
     return 1
 }
 
+# watchdog SECONDS: the whole test in bounded time: after SECONDS it bails
+# out (TAP) and the test ends, failed (its logs kept)
+watchdog() {
+    ( sleep "$1" >/dev/null 2>&1 </dev/null; echo "Bail out! $(basename "$0") ran past $1 s"
+      kill -TERM $$ ) &
+    PIDS="$PIDS $!"
+    trap 'n_fail=$((n_fail + 1)); exit 1' TERM
+}
+
 # now_ms: wall clock in milliseconds (for the failure tests' figures)
 now_ms() { date +%s%3N; }
 
@@ -378,6 +387,49 @@ print("# loss at the failure (step %d, median of steps %d-%d): %.6f; 20 steps la
       "steps %d-%d): %.6f" % (f, max(0, f - 7), f, before, f + 13, f + 20, after))
 sys.exit(0 if after < before else 1)
 EOT
+}
+
+# loss_finite_after LOG STEP: a last-stage LOG has a finite loss 20 steps
+# after STEP (both printed)
+loss_finite_after() {
+    "$PY" - "$1" "$2" <<'EOT'
+import math, sys
+from swlog import losses
+l = losses(sys.argv[1])
+f = int(sys.argv[2])
+after = l.get(f + 20)
+print("# loss at step %d: %s; 20 steps later: %s" % (f, l.get(f), after))
+sys.exit(0 if after is not None and math.isfinite(after) else 1)
+EOT
+}
+
+# keeper_recovery LOG STAGE: LOG's node recovered STAGE from a keeper's
+# checkpoint over the network (--from-checkpoint keeper)
+keeper_recovery() { grep -Fq "\"event\":\"recovery\",\"stage\":$2,\"method\":\"checkpoint\",\"from\":\"keeper " "$1"; }
+
+# recovered_on STATUS_JSON STAGE METHOD ADDR: swarmctl status --json shows
+# a recovery of STAGE, and a node whose last recovery was by METHOD serving
+# at host address ADDR (each such node printed)
+recovered_on() {
+    "$PY" - "$@" <<'EOT'
+import json, sys
+d = json.load(open(sys.argv[1]))
+stage, method, addr = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+new = [p for p in d["peers"] if (p.get("last_recovery") or {}).get("method") == method]
+for p in new:
+    print("# recovered by %s on %s from %s" % (p["last_recovery"]["method"], p["endpoint"],
+                                              p["last_recovery"]["from"]))
+sys.exit(0 if d["stages"][stage]["recoveries"] >= 1 and new and addr + ":" in new[0]["endpoint"]
+         else 1)
+EOT
+}
+
+# both_steps LOG_A LOG_B: how many steps two replicas both logged with the
+# same gradient norm (steps taken together: each summed the other's partial)
+both_steps() {
+    events "$1" step step norm | sort >"$TMP/both.a"
+    events "$2" step step norm | sort >"$TMP/both.b"
+    comm -12 "$TMP/both.a" "$TMP/both.b" | wc -l
 }
 
 # match_sim SIM_DIR STEPS LOG...: the last stage's losses, read from the logs

@@ -55,9 +55,7 @@ ok $? "swarm losses match swarmsim's to 1e-5 relative"
 ok $? "the replicas stayed bit-identical (no parameter mismatch)"
 # the steps both replicas of a stage took: each summed the other's partial
 # gradient, sent in pieces (the same gradient norm on both)
-both() { comm -12 "$TMP/$1.steps" "$TMP/$2.steps" | wc -l; }
-for n in 0 0b 1 1b; do events "$TMP/n$n.log" step step norm | sort >"$TMP/$n.steps"; done
-b0=$(both 0 0b) b1=$(both 1 1b)
+b0=$(both_steps "$TMP/n0.log" "$TMP/n0b.log") b1=$(both_steps "$TMP/n1.log" "$TMP/n1b.log")
 echo "# steps taken together, with the same gradient norm: stage 0 $b0, stage 1 $b1"
 [ "$b0" -ge 2 ] && [ "$b1" -ge 2 ]
 ok $? "both replicas of each stage took steps together (the partial gradients went in pieces)"

@@ -64,8 +64,6 @@ msgs "$TMP/n0.log" | grep "waiting for nodes started" | head -n 1 | sed 's/^/# /
 sleep 1
 kill -0 "$P0" 2>/dev/null && kill -0 "$P3" 2>/dev/null && [ $rc -eq 0 ]
 ok $? "the survivors see the adjacent loss and wait for the keeper's checkpoint"
-# keeper_recovery LOG STAGE: LOG's node recovered STAGE from the keeper's checkpoint
-keeper_recovery() { grep -Fq "\"event\":\"recovery\",\"stage\":$2,\"method\":\"checkpoint\",\"from\":\"keeper " "$1"; }
 start_node "$TMP/new1.log" 1 --from-checkpoint keeper
 start_node "$TMP/new2.log" 2 --from-checkpoint keeper
 wait_for 40 keeper_recovery "$TMP/new1.log" 1; r1=$?
@@ -76,13 +74,5 @@ wait_for 40 keeper_recovery "$TMP/new2.log" 2; r2=$?
 ok $? "two newcomers fetched stages 1 and 2 from the keeper over the network"
 wait_steps 60 "$TMP/n3.log" $((fail_step + 20)); rc=$?
 [ $rc -eq 0 ] || { diag_file "$TMP/n0.log"; diag_file "$TMP/new1.log"; }
-"$PY" - "$TMP/n3.log" "$fail_step" <<'EOT'
-import math, sys
-from swlog import losses
-l = losses(sys.argv[1])
-f = int(sys.argv[2])
-after = l.get(f + 20)
-print("# loss at step %d: %s; 20 steps later: %s" % (f, l.get(f), after))
-sys.exit(0 if after is not None and math.isfinite(after) else 1)
-EOT
+loss_finite_after "$TMP/n3.log" "$fail_step"
 ok $? "training went on 20 steps with a finite loss"

@@ -150,16 +150,7 @@ wait_steps 40 "$TMP/A-n3.log" $((FAIL_STEP + 20))
 loss_fell "$TMP/A-n3.log" "$TMP/A-n3.log" "$FAIL_STEP"
 ok $? "run A: 20 steps later the loss is finite and below its value at the failure"
 status_json A "$TMP/A-r.json"
-[ $RC -eq 0 ] && "$PY" - "$TMP/A-r.json" "$NET.20" <<'EOT'
-import json, sys
-d = json.load(open(sys.argv[1]))
-new = [p for p in d["peers"] if (p.get("last_recovery") or {}).get("method") == "checkfree"]
-for p in new:
-    print("# recovered by %s on %s from %s" % (p["last_recovery"]["method"], p["endpoint"],
-                                              p["last_recovery"]["from"]))
-sys.exit(0 if d["stages"][2]["recoveries"] >= 1 and new and sys.argv[2] + ":" in new[0]["endpoint"]
-         else 1)
-EOT
+[ $RC -eq 0 ] && recovered_on "$TMP/A-r.json" 2 checkfree "$NET.20"
 ok $? "run A: status is healthy and shows the recovery of stage 2 on the newcomer's host"
 # every process of run A goes before run B starts (two runs would share the CPUs)
 for p in $RUN_PIDS $NODE_PID; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
@@ -185,14 +176,5 @@ wait_steps 40 "$TMP/B-n3.log" $((FAIL_STEP + 20))
 loss_fell "$TMP/B-n3.log" "$TMP/B-n3.log" "$FAIL_STEP"
 ok $? "run B: 20 steps later the loss is finite and below its value at the failure"
 status_json B "$TMP/B-r.json"
-[ $RC -eq 0 ] && "$PY" - "$TMP/B-r.json" "$NET.21" <<'EOT'
-import json, sys
-d = json.load(open(sys.argv[1]))
-new = [p for p in d["peers"] if (p.get("last_recovery") or {}).get("method") == "checkfree+"]
-for p in new:
-    print("# recovered by %s on %s from %s" % (p["last_recovery"]["method"], p["endpoint"],
-                                              p["last_recovery"]["from"]))
-sys.exit(0 if d["stages"][0]["recoveries"] >= 1 and new and sys.argv[2] + ":" in new[0]["endpoint"]
-         else 1)
-EOT
+[ $RC -eq 0 ] && recovered_on "$TMP/B-r.json" 0 checkfree+ "$NET.21"
 ok $? "run B: status is healthy and shows the checkfree+ recovery of stage 0 on the newcomer's host"

@@ -15,9 +15,7 @@
 wan_need
 echo "1..5"
 
-( sleep 170 >/dev/null 2>&1 </dev/null; echo "Bail out! t0402 ran past 170 s"; kill -TERM $$ ) &
-PIDS="$PIDS $!"
-trap 'n_fail=$((n_fail + 1)); exit 1' TERM
+watchdog 170
 
 LINK=delay=10,rate=50,queue=100
 wan_start b:1:$LINK k:2:$LINK s0:10:$LINK s1:11:$LINK s2:12:$LINK s3:13:$LINK \
@@ -53,8 +51,6 @@ sleep 1
 kill -0 "$P0" 2>/dev/null && kill -0 "$P3" 2>/dev/null && [ $rc -eq 0 ]
 ok $? "the survivors see the adjacent loss and wait for the keeper's checkpoint"
 
-# keeper_recovery LOG STAGE: LOG's node recovered STAGE from the keeper's checkpoint
-keeper_recovery() { grep -Fq "\"event\":\"recovery\",\"stage\":$2,\"method\":\"checkpoint\",\"from\":\"keeper " "$1"; }
 wan_node "$TMP/new1.log" x 1 --from-checkpoint keeper
 wan_node "$TMP/new2.log" y 2 --from-checkpoint keeper
 wait_for 40 keeper_recovery "$TMP/new1.log" 1; r1=$?
@@ -66,13 +62,5 @@ ok $? "two newcomers on two more hosts fetched stages 1 and 2 from the keeper"
 
 wait_steps 60 "$TMP/n3.log" $((fail_step + 20)); rc=$?
 [ $rc -eq 0 ] || { diag_file "$TMP/n0.log"; diag_file "$TMP/new1.log"; }
-"$PY" - "$TMP/n3.log" "$fail_step" <<'EOT'
-import math, sys
-from swlog import losses
-l = losses(sys.argv[1])
-f = int(sys.argv[2])
-after = l.get(f + 20)
-print("# loss at step %d: %s; 20 steps later: %s" % (f, l.get(f), after))
-sys.exit(0 if after is not None and math.isfinite(after) else 1)
-EOT
+loss_finite_after "$TMP/n3.log" "$fail_step"
 ok $? "training went on 20 steps with a finite loss"
