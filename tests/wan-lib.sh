@@ -48,6 +48,9 @@ wan_need() {
     elif [ ! -c /dev/net/tun ]; then why="no /dev/net/tun"
     elif [ ! -x "$WANEMU" ]; then why="no $WANEMU (make tests/wanemu)"
     elif ! ip netns add "sw$WAN_ID-probe" 2>/dev/null; then why="ip netns add failed"
+    elif ! ip -n "sw$WAN_ID-probe" tuntap add dev wanprobe mode tun 2>/dev/null; then
+        ip netns del "sw$WAN_ID-probe"
+        why="cannot make a TUN device in a namespace (ip tuntap add)"
     else ip netns del "sw$WAN_ID-probe"; return 0
     fi
     echo "1..0 # SKIP $why"
