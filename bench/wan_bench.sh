@@ -16,12 +16,14 @@
 #   MB/step    bytes on the wire a step (IP packets, every host's sent),
 #   drops      packets the queues dropped,
 # or "hung at step N" when the run did not finish within LIMIT_S (default
-# 150).  SETTINGS overrides the list ("NAME:LINK ...", LINK wanemu's link
+# 150).  PRESET changes the model preset (default small, the demo's).
+# SETTINGS overrides the list ("NAME:LINK ...", LINK wanemu's link
 # options of one host).  Needs root, ip(8) and /dev/net/tun.  Not part of
 # make check (minutes).
 set -u
 BUILD=$(cd "${1:?usage: wan_bench.sh BUILD_DIR}" && pwd)
 STEPS=${STEPS:-20}
+PRESET=${PRESET:-small}
 LIMIT_S=${LIMIT_S:-150}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 TEST_BUILDDIR=$BUILD TEST_SRCDIR=$SRC/tests
@@ -34,9 +36,9 @@ SETTINGS=${SETTINGS:-"0ms:delay=0 25ms:delay=12.5 25ms+100M:delay=12.5,rate=100
 25ms+100M+0.5%:delay=12.5,rate=100,loss=0.25 0ms+20M:delay=0,rate=20
 50ms+100M:delay=25,rate=100 50ms+20M:delay=25,rate=20"}
 CODECS=${CODECS:-fp32 int8}
-echo "# wan_bench.sh $BUILD STEPS=$STEPS LIMIT_S=$LIMIT_S CODECS='$CODECS'"
+echo "# wan_bench.sh $BUILD STEPS=$STEPS LIMIT_S=$LIMIT_S CODECS='$CODECS' PRESET=$PRESET"
 for c in $CODECS; do
-    M_PRESET=small M_BATCH=8 M_SEQ_LEN=128 write_manifest "$TMP/$c.conf" "$STEPS" 4 "[wire]
+    M_PRESET=$PRESET M_BATCH=8 M_SEQ_LEN=128 write_manifest "$TMP/$c.conf" "$STEPS" 4 "[wire]
 activations = $c"
     sign_manifest "$TMP/$c.conf"
 done
