@@ -58,15 +58,20 @@ for v in 2 1; do
     done
     [ -n "$victims" ] && { V=$v; break; }
 done
-moves_before=$(cat "$TMP"/x*.log | grep -c '"event":"moved"')
+# moves_to STAGE: how many moves to STAGE the auto nodes' logs hold
+moves_to() { cat "$TMP"/x*.log | grep '"event":"moved"' | grep -c "\"to\":$1"; }
+moved_before=$(moves_to "$V")
 for x in $victims; do
     eval "kill -9 \$P_$x"
 done
 t_kill=$(now_ms)
 step_kill=$(last_step "$TMP/n3.log")
 echo "# killed the auto node(s)$victims of stage $V after step $step_kill"
-# a move to stage V, then stage V back to two nodes
-wait_for 90 sh -c "cat \"$TMP\"/x*.log | grep '\"event\":\"moved\"' | tail -n +$((moves_before + 1)) | grep -q '\"to\":$V'"
+# a move to stage V, then stage V back to two nodes (counted, not read
+# after the earlier moves: the logs are read file by file, so a new move in
+# x1.log comes before an old one in x3.log)
+more_moves_to() { [ "$(moves_to "$1")" -gt "$2" ]; }
+wait_for 90 more_moves_to "$V" "$moved_before"
 rc=$?
 t_move=$(now_ms)
 for x in x1 x2 x3 x4 x5; do
