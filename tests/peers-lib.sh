@@ -292,6 +292,22 @@ swarm_node() {
     eval "P$name=\$NODE_PID LOG_$name=\$TMP/\$prefix\$name.log"
 }
 
+# start_big_2x2 [OPTIONS...]: a big model's 2 stages x 2 replicas (nodes 1,
+# 1b, 0, 0b, logging to $TMP/n<NAME>.log), stage 1's nodes first and
+# initialised before stage 0's start, so that both are in the first plan;
+# sets SWARM_NODES.  --dead-ms 15000: on 2 loaded cores a node busy with
+# tensors of tens of MiB misses record refreshes for seconds (its compute
+# blocks the event loop: issue 13, item 4), and false deaths are not what
+# those tests are about.
+start_big_2x2() {
+    start_swarm n 1 1b -- --dead-ms 15000 "$@"
+    wait_for 60 grep -q "stage 1 initialised" "$TMP/n1.log"
+    wait_for 60 grep -q "stage 1 initialised" "$TMP/n1b.log"
+    swarm_node n 0 --dead-ms 15000 "$@"
+    swarm_node n 0b --dead-ms 15000 "$@"
+    SWARM_NODES="1 1b 0 0b"
+}
+
 # wait_all SECONDS NAME...: wait for each node NAME of start_swarm in turn,
 # up to SECONDS for each; 0 when every one exited 0, else 1, after naming
 # each one that did not (still running, or its exit status) with the end of

@@ -22,16 +22,7 @@ n_layers = 4"
 write_manifest "$TMP/run.conf" $STEPS 2
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-# --dead-ms 15000: on 2 loaded cores, a node busy with 100 MiB tensors misses
-# record refreshes for seconds (its compute blocks the event loop: issue 13,
-# item 4), and false deaths are not what this test is about.  Stage 1's
-# nodes first, so that both are in the first plan
-start_swarm n 1 1b -- --dead-ms 15000
-wait_for 60 grep -q "stage 1 initialised" "$TMP/n1.log"
-wait_for 60 grep -q "stage 1 initialised" "$TMP/n1b.log"
-swarm_node n 0 --dead-ms 15000
-swarm_node n 0b --dead-ms 15000
-SWARM_NODES="1 1b 0 0b"
+start_big_2x2
 wait_all 600 $SWARM_NODES; all=$?
 mib=$(msgs "$TMP/n0.log" | sed -n 's/.*stage 0 of 2: .*, \([0-9.]*\)M params.*/\1/p' | head -n 1)
 echo "# stage 0: ${mib}M parameters"

@@ -23,13 +23,7 @@ activations = int8
 gradients = int8"
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
-# stage 1's nodes first, so that both are in the first plan (as t0302)
-start_swarm n 1 1b -- --dead-ms 15000
-wait_for 60 grep -q "stage 1 initialised" "$TMP/n1.log"
-wait_for 60 grep -q "stage 1 initialised" "$TMP/n1b.log"
-swarm_node n 0 --dead-ms 15000
-swarm_node n 0b --dead-ms 15000
-SWARM_NODES="1 1b 0 0b"
+start_big_2x2
 wait_all 300 $SWARM_NODES
 ok $? "2 stages of 28 MB, 2 replicas each, int8 activations and gradients: $STEPS steps, exit 0"
 
