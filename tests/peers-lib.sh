@@ -448,6 +448,19 @@ both_steps() {
     comm -12 "$TMP/both.a" "$TMP/both.b" | wc -l
 }
 
+# no_mismatch: no node's log ($TMP/n*.log) reports a parameter mismatch
+no_mismatch() { ! for f in "$TMP"/n*.log; do has_event "$f" param_mismatch && break; done; }
+
+# together_2x2: the replicas of stage 0 (n0, n0b) and of stage 1 (n1, n1b)
+# of start_big_2x2 each took 2 steps or more together (printed)
+together_2x2() {
+    local b0 b1
+    b0=$(both_steps "$TMP/n0.log" "$TMP/n0b.log")
+    b1=$(both_steps "$TMP/n1.log" "$TMP/n1b.log")
+    echo "# steps taken together, with the same gradient norm: stage 0 $b0, stage 1 $b1"
+    [ "$b0" -ge 2 ] && [ "$b1" -ge 2 ]
+}
+
 # match_sim SIM_DIR STEPS LOG...: the last stage's losses, read from the logs
 # of every node of that stage (a replica that joined after step 0 logged only
 # the later steps; where two logged a step they must agree), equal swarmsim
