@@ -448,6 +448,25 @@ both_steps() {
     comm -12 "$TMP/both.a" "$TMP/both.b" | wc -l
 }
 
+# sim_big D_MODEL FFN [swarmsim options]: swarmsim train of start_big_2x2's
+# model (D_MODEL wide, SwiGLU FFN, 8 heads, 4 blocks, 2 stages) on the
+# tests' manifest with STEPS steps of M_SEQ_LEN tokens, into $TMP/sim; its
+# exit status
+sim_big() {
+    local d=$1 f=$2
+    shift 2
+    cat >"$TMP/config.json" <<EOT
+{"hidden_size": $d, "intermediate_size": $f, "num_attention_heads": 8,
+ "num_key_value_heads": 8, "num_hidden_layers": 4, "vocab_size": 256,
+ "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+ "tie_word_embeddings": false}
+EOT
+    "$SWARMSIM" train --config "$TMP/config.json" --stages 2 --steps "$STEPS" --seed 1337 \
+        --batch 4 --seq-len "$M_SEQ_LEN" --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" \
+        --threads 1 --sample-tokens 0 --eval-every 0 --out "$TMP/sim" --log-level warn "$@" \
+        >"$TMP/sim.log" 2>&1
+}
+
 # no_mismatch: no node's log ($TMP/n*.log) reports a parameter mismatch
 no_mismatch() { ! for f in "$TMP"/n*.log; do has_event "$f" param_mismatch && break; done; }
 

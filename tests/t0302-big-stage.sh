@@ -30,15 +30,7 @@ echo "# stage 0: ${mib}M parameters"
     "$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) * 4e6 >= 100 * 2**20 else 1)' "$mib"
 ok $? "2 stages of over 100 MiB, 2 replicas each, trained $STEPS steps and exited 0"
 for f in "$TMP"/n*.log; do msgs "$f" | grep -E "copied stage|recovery" | sed 's/^/# /' | cut -c1-200; done
-cat >"$TMP/config.json" <<'EOT'
-{"hidden_size": 1024, "intermediate_size": 3072, "num_attention_heads": 8,
- "num_key_value_heads": 8, "num_hidden_layers": 4, "vocab_size": 256,
- "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
- "tie_word_embeddings": false}
-EOT
-"$SWARMSIM" train --config "$TMP/config.json" --stages 2 --steps $STEPS --seed 1337 --batch 4 \
-    --seq-len $M_SEQ_LEN --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 \
-    --sample-tokens 0 --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
+sim_big 1024 3072
 ok $? "swarmsim train of the same model ran"
 match_sim "$TMP/sim" $STEPS "$TMP/n1.log" "$TMP/n1b.log"
 ok $? "swarm losses match swarmsim's to 1e-5 relative"

@@ -32,16 +32,7 @@ ok $? "the replicas stayed bit-identical (no parameter mismatch)"
 together_2x2
 ok $? "both replicas of each stage took steps together on the int8 partials"
 
-cat >"$TMP/config.json" <<'EOT'
-{"hidden_size": 512, "intermediate_size": 1536, "num_attention_heads": 8,
- "num_key_value_heads": 8, "num_hidden_layers": 4, "vocab_size": 256,
- "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
- "tie_word_embeddings": false}
-EOT
-"$SWARMSIM" train --config "$TMP/config.json" --stages 2 --steps $STEPS --seed 1337 --batch 4 \
-    --seq-len $M_SEQ_LEN --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 \
-    --sample-tokens 0 --eval-every 0 --out "$TMP/sim" --log-level warn --act-codec int8 \
-    >"$TMP/sim.log" 2>&1
+sim_big 512 1536 --act-codec int8
 tail -n +2 "$TMP/sim/train.csv" | cut -d, -f2 >"$TMP/sim.txt"
 "$PY" - "$TMP/sim.txt" "$TMP/n1.log" "$TMP/n1b.log" <<'EOT'
 import sys
