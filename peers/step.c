@@ -633,7 +633,7 @@ grad_piece_bytes(const struct sw_trainer *t, size_t n)
     return sw_codec_bytes(t->gcodec, n);
 }
 
-static const uint8_t *
+static uint8_t *
 grad_piece_wire(const struct sw_trainer *t, size_t off)
 {
     return t->st.gwire + off / SW_STEP_PIECE * grad_piece_bytes(t, SW_STEP_PIECE);
@@ -665,7 +665,7 @@ grad_encode(struct sw_trainer *t)
         s->gerr_next[j] = s->own[j] + s->gerr[j];
     for (size_t off = 0; off < n; off += SW_STEP_PIECE) {
         size_t k = SW_MIN(SW_STEP_PIECE, n - off);
-        uint8_t *w = s->gwire + off / SW_STEP_PIECE * grad_piece_bytes(t, SW_STEP_PIECE);
+        uint8_t *w = grad_piece_wire(t, off);
         sw_codec_encode(t->gcodec, s->gerr_next + off, k, w);
         sw_codec_decode(t->gcodec, w, k, s->own + off);
     }
@@ -894,18 +894,18 @@ check_tensor(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unp
     return true;
 }
 
-/* Checks a FWD or BWD payload of len bytes that starts with an activation
- * (or its gradient) of N x C values in the run's codec, which must decode
- * to finite values; false: rejected (as check_tensor). */
+/* Checks a payload of len bytes that starts with n values in codec c
+ * (a FWD's or BWD's activation or its gradient, a GRAD's piece), which
+ * must decode to finite values; false: rejected (as check_tensor). */
 static bool
-check_act(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
-          size_t len, const char *what, const char *nonfinite)
+check_coded(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+            enum sw_codec c, size_t n, size_t len, const char *what, const char *nonfinite)
 {
-    if (t->codec == SW_CODEC_FP32)
-        return check_tensor(t, m, u, len, t->N * t->C * sizeof(float), what, nonfinite);
+    if (c == SW_CODEC_FP32)
+        return check_tensor(t, m, u, len, n * sizeof(float), what, nonfinite);
     if (!check_tensor(t, m, u, len, 0, what, nonfinite))
         return false;
-    if (!sw_codec_check(t->codec, m->payload, t->N * t->C)) {
+    if (!sw_codec_check(c, m->payload, n)) {
         trainer_reject(t, m, u, SW_WIRE_DROP_NONFINITE, nonfinite);
         return false;
     }
@@ -979,7 +979,8 @@ sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
         return;
     if ((v = read_hop(t, m, &u, true, &step, &mb, &hop)) < 0 ||
         !check_route(t, m, &u) ||
-        !check_act(t, m, &u, fwd_wire_len(t), "forward", "forward with non-finite activations"))
+        !check_coded(t, m, &u, t->codec, t->N * t->C, fwd_wire_len(t), "forward",
+                     "forward with non-finite activations"))
         return;
     if (step != t->step || s->fwd_done[v]) {
         /* late, or a replay after a replan that this node does not need */
@@ -1051,7 +1052,8 @@ sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m)
         !trainer_open(t, m, &u, keys))
         return;
     if ((v = read_hop(t, m, &u, false, &step, &mb, &hop)) < 0 ||
-        !check_act(t, m, &u, bwd_wire_len(t), "backward", "backward with non-finite gradients"))
+        !check_coded(t, m, &u, t->codec, t->N * t->C, bwd_wire_len(t), "backward",
+                     "backward with non-finite gradients"))
         return;
     msgpack_unpacked_destroy(&u);
     if (s->phase >= SW_STEP_RUNNING && s->plan.step == step &&
@@ -1101,15 +1103,9 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }
-    if (t->gcodec == SW_CODEC_FP32
-            ? !check_tensor(t, m, &u, n * sizeof(float), n * sizeof(float), "partial gradient",
-                            "non-finite partial gradient")
-            : !check_tensor(t, m, &u, sw_codec_bytes(t->gcodec, n), 0, "partial gradient", NULL))
+    if (!check_coded(t, m, &u, t->gcodec, n, grad_piece_bytes(t, n), "partial gradient",
+                     "non-finite partial gradient"))
         return;
-    if (t->gcodec != SW_CODEC_FP32 && !sw_codec_check(t->gcodec, m->payload, n)) {
-        trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
-        return;
-    }
     if (!isfinite(loss)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
         return;

@@ -125,9 +125,8 @@ struct client {
     bool have_admit;
     int status;
     bool done;
-    /* how long the manifest took (a fresh connection to the peer and one
-     * request), and the DHT's deadline that follows from it (client_open) */
-    uint64_t manifest_ms;
+    /* the DHT's deadline: --deadline-ms, or longer where the manifest took
+     * long (client_open) */
     int deadline_ms;
 };
 
@@ -304,10 +303,10 @@ client_open(struct client *c, const struct opts *o, bool own_key)
      * requests get twice what the manifest took at least (a 40 ms round
      * trip makes that about 0.3 s, a third of which is TCP's and ZeroMQ's
      * handshakes), and the deadline 8/3 of their timeout, as on loopback */
-    c->manifest_ms = (uv_hrtime() - t0) / 1000000;
+    uint64_t manifest_ms = (uv_hrtime() - t0) / 1000000;
     c->deadline_ms = o->deadline_ms;
-    if (c->manifest_ms * 2 > (uint64_t)o->deadline_ms * 3 / 8)
-        c->deadline_ms = (int)SW_MIN(c->manifest_ms * 2 * 8 / 3, 600000);
+    if (manifest_ms * 2 > (uint64_t)o->deadline_ms * 3 / 8)
+        c->deadline_ms = (int)SW_MIN(manifest_ms * 2 * 8 / 3, 600000);
     if (o->owner[0]) {
         uint8_t want[32];
         if (strlen(o->owner) != 64 || sw_hex_decode(want, 32, o->owner) < 0) {
