@@ -295,16 +295,32 @@ static void on_signal(int sig)
         want_exit = 1;
 }
 
-static void usage(void)
+static void
+usage(FILE *f, int status)
 {
-    fprintf(stderr, "usage: wanemu [--stats FILE] [--seed N] [--mtu N] "
-                    "NETNS,ADDR[,delay=MS][,jitter=MS][,rate=MBIT][,loss=PCT][,queue=MS]...\n");
-    exit(2);
+    fprintf(f, "usage: wanemu [--stats FILE] [--seed N] [--mtu N] "
+               "NETNS,ADDR[,delay=MS][,jitter=MS][,rate=MBIT][,loss=PCT][,queue=MS]...\n"
+               "Joins the existing network namespaces NETNS (ip netns add) by a router that\n"
+               "delays (ms one way), rate-limits (Mbit/s, 0: unlimited), queues (ms, default\n"
+               "100) and drops (per cent) each host's packets; every ADDR in one /24.\n"
+               "SIGUSR1 writes per-host counters to FILE.  See the header of tests/wanemu.c.\n");
+    exit(status);
+}
+
+/* a HOST argument wanemu cannot use: named with why, then the usage */
+static void
+bad_host(const char *arg, const char *why)
+{
+    fprintf(stderr, "wanemu: host '%s': %s\n", arg, why);
+    usage(stderr, 2);
 }
 
 /* parse one HOST argument into hosts[n_hosts] */
 static void parse_host(char *arg)
 {
+    char copy[512];
+
+    snprintf(copy, sizeof copy, "%s", arg);
     if (n_hosts == MAX_HOSTS) {
         fprintf(stderr, "wanemu: more than %d hosts\n", MAX_HOSTS);
         exit(2);
@@ -314,21 +330,21 @@ static void parse_host(char *arg)
     h->queue_ms = 100;
     char *save = NULL, *tok = strtok_r(arg, ",", &save);
     if (!tok || strlen(tok) >= sizeof h->ns)
-        usage();
+        bad_host(copy, "no namespace name, or one too long");
     strcpy(h->ns, tok);
     tok = strtok_r(NULL, ",", &save);
     struct in_addr a;
     if (!tok || inet_pton(AF_INET, tok, &a) != 1)
-        usage();
+        bad_host(copy, "want NETNS,ADDR with ADDR an IPv4 address");
     h->addr = ntohl(a.s_addr);
     while ((tok = strtok_r(NULL, ",", &save))) {
         char *eq = strchr(tok, '='), *end;
         if (!eq)
-            usage();
+            bad_host(copy, "a link option is KEY=VALUE");
         *eq = 0;
         double v = strtod(eq + 1, &end);
         if (*end || v < 0)
-            usage();
+            bad_host(copy, "a link option's value is a number, 0 or more");
         if (!strcmp(tok, "delay"))
             h->delay_ms = v;
         else if (!strcmp(tok, "jitter"))
@@ -340,7 +356,7 @@ static void parse_host(char *arg)
         else if (!strcmp(tok, "queue"))
             h->queue_ms = v;
         else
-            usage();
+            bad_host(copy, "link options are delay, jitter, rate, loss (at most 100) and queue");
     }
     if (n_hosts == 0)
         net24 = h->addr & 0xffffff00u;
@@ -408,8 +424,10 @@ int main(int argc, char **argv)
 {
     int mtu = 1500, i;
     for (i = 1; i < argc && argv[i][0] == '-'; i += 2) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            usage(stdout, 0);
         if (i + 1 >= argc)
-            usage();
+            usage(stderr, 2);
         if (!strcmp(argv[i], "--stats"))
             stats_path = argv[i + 1];
         else if (!strcmp(argv[i], "--seed"))
@@ -417,10 +435,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--mtu"))
             mtu = atoi(argv[i + 1]);
         else
-            usage();
+            usage(stderr, 2);
     }
     if (i >= argc || mtu < 576 || mtu > PKT_MAX)
-        usage();
+        usage(stderr, 2);
     if (!rng_state)
         rng_state = 1;
     for (; i < argc; i++)
