@@ -21,8 +21,9 @@ packages="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libsodium-dev libuv1-dev libmsgpack-dev libopenblas-dev
   libjansson-dev libinih-dev fortunes-min fortunes"
 # What only the tests add: python3 reads the test logs and status JSON,
-# numpy and torch run the reference test (t0200; it skips without them).
-check_packages="python3 python3-numpy python3-torch"
+# numpy and torch run the reference test (t0200; it skips without them),
+# iproute2's ip(8) makes the network namespaces of t0395 and t0400-t0402.
+check_packages="python3 python3-numpy python3-torch iproute2"
 
 case "$mode" in
 demo|check|build) ;;
