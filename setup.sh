@@ -22,8 +22,9 @@ packages="build-essential autoconf automake libtool pkg-config
   libjansson-dev libinih-dev fortunes-min fortunes"
 # What only the tests add: python3 reads the test logs and status JSON,
 # numpy and torch run the reference test (t0200; it skips without them),
-# iproute2's ip(8) makes the network namespaces of t0395 and t0400-t0402.
-check_packages="python3 python3-numpy python3-torch iproute2"
+# iproute2's ip(8) makes the network namespaces of t0395 and t0400-t0411,
+# nftables' nft(8) the NAT routers of t0410 and t0411.
+check_packages="python3 python3-numpy python3-torch iproute2 nftables"
 
 case "$mode" in
 demo|check|build) ;;

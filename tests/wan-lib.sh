@@ -8,6 +8,17 @@
 # EXIT trap, failure or not, after every process in them is killed; the
 # root namespace is never touched.  Needs root, ip(8) and /dev/net/tun:
 # wan_need skips the test otherwise.
+#
+# A host may sit behind a NAT (issue 14, item 5): its wan0, the wanemu
+# link at the public address $WNET.N, is then in a "home router" namespace
+# of its own (sw<pid>-NAME-gw) that masquerades what leaves by wan0 and lets
+# in only what belongs to a connection opened from inside (nftables; a
+# forwarded port with wan_forward), joined by a veth to the host's own
+# namespace (sw<pid>-NAME), which has the private address 192.168.N.2/24
+# and its default route via the router at 192.168.N.1.  Everything run on
+# the host by name (wan_on, wan_node, wan_boot, wan_keeper) runs behind the
+# NAT, binding the private address; wan_need_nat skips a test that needs
+# them when nft(8) or the kernel's NAT is missing.
 WANEMU=$BUILD/tests/wanemu
 WAN_ID=$$
 WNET=10.78.$((WAN_ID % 250 + 1))
@@ -57,12 +68,76 @@ wan_need() {
     exit 0
 }
 
+# wan_need_nat: skip the test (TAP) unless hosts behind NAT can be made
+# (after wan_need): nft(8), and a namespace that takes a masquerade rule
+wan_need_nat() {
+    local why="" ns="sw$WAN_ID-natprobe"
+    if ! command -v nft >/dev/null 2>&1; then why="no nft(8) (apt-get install nftables)"
+    elif ! ip netns add "$ns" 2>/dev/null; then why="ip netns add failed"
+    else
+        if ! ip netns exec "$ns" nft -f - 2>/dev/null <<EOT
+table ip swprobe {
+    chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" masquerade; }
+}
+EOT
+        then why="no NAT in this kernel (nftables masquerade refused)"
+        fi
+        ip netns del "$ns"
+        [ -z "$why" ] && return 0
+    fi
+    echo "1..0 # SKIP $why"
+    exit 0
+}
+
+# wan_nat NAME N: the namespaces of a host behind NAT (see the top): the
+# router sw<pid>-NAME-gw, where wanemu will put wan0, and the host
+# sw<pid>-NAME behind it
+wan_nat() {
+    local h="sw$WAN_ID-$1" gw="sw$WAN_ID-$1-gw" n=$2
+    ip netns add "$gw" || return 1
+    WAN_NSS="$gw $WAN_NSS"
+    ip -n "$gw" link set lo up || return 1
+    ip -n "$gw" link add lan0 type veth peer name eth0 netns "$h" || return 1
+    ip -n "$gw" addr add "192.168.$n.1/24" dev lan0 || return 1
+    ip -n "$gw" link set lan0 up || return 1
+    ip -n "$h" addr add "192.168.$n.2/24" dev eth0 || return 1
+    ip -n "$h" link set eth0 up || return 1
+    ip -n "$h" route add default via "192.168.$n.1" || return 1
+    ip netns exec "$gw" sysctl -q -w net.ipv4.ip_forward=1 || return 1
+    # a home router: out by wan0 masqueraded; in only what answers a
+    # connection from inside (and, later, the ports wan_forward opens)
+    ip netns exec "$gw" nft -f - <<EOT || return 1
+table ip swnat {
+    chain prenat { type nat hook prerouting priority dstnat; policy accept; }
+    chain postnat { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" masquerade; }
+    chain fwd_filter { type filter hook forward priority filter; policy drop;
+        ct state established,related accept; iifname "lan0" oifname "wan0" accept; }
+    chain in_filter { type filter hook input priority filter; policy drop;
+        ct state established,related accept; iifname "lo" accept; iifname "lan0" accept; }
+}
+EOT
+}
+
+# wan_forward NAME PORT [HOSTPORT]: the router of NAT host NAME forwards TCP
+# port PORT of its public address to HOSTPORT (default PORT) of the host
+wan_forward() {
+    local gw="sw$WAN_ID-$1-gw" a
+    eval "a=\$WAN_$1"
+    ip netns exec "$gw" nft add rule ip swnat prenat iifname "wan0" tcp dport "$2" \
+        dnat to "$a:${3:-$2}" &&
+    ip netns exec "$gw" nft add rule ip swnat fwd_filter iifname "wan0" ip daddr "$a" \
+        tcp dport "${3:-$2}" ct status dnat accept
+}
+
 # wan_start [--mtu N] HOST...: HOST is NAME:N or NAME:N:LINK, LINK wanemu's
-# link options without the address (delay=25,rate=100,loss=0.5,...): makes
-# the hosts and starts wanemu joining them; sets WAN_PID and, for each host,
-# WAN_<NAME> to its address; returns 1 if the network did not come up in 10 s
+# link options without the address (delay=25,rate=100,loss=0.5,...) and
+# "nat" for a host behind NAT (v:11:nat, v:11:nat,delay=10): makes the
+# hosts and starts wanemu joining them; sets WAN_PID and, for each host,
+# WAN_<NAME> to the address it binds and WAN_PUB_<NAME> to the one the
+# others see it from ($WNET.N both, or 192.168.N.2 and its router's $WNET.N);
+# returns 1 if the network did not come up in 10 s
 wan_start() {
-    local spec name rest n link args="" opts=""
+    local spec name rest n link ns args="" opts="" nat
     if [ "${1:-}" = --mtu ]; then opts="--mtu $2"; shift 2; fi
     for spec in "$@"; do
         name=${spec%%:*}
@@ -70,11 +145,21 @@ wan_start() {
         n=${rest%%:*}
         link=""
         case $rest in *:*) link=,${rest#*:} ;; esac
+        nat=0
+        case $link, in *,nat,*) nat=1; link=$(echo "$link," | sed 's/,nat,/,/; s/,$//') ;; esac
         ip netns add "sw$WAN_ID-$name" || return 1
         WAN_NSS="sw$WAN_ID-$name $WAN_NSS"
         ip -n "sw$WAN_ID-$name" link set lo up || return 1
-        eval "WAN_$name=\$WNET.\$n"
-        args="$args sw$WAN_ID-$name,$WNET.$n$link"
+        eval "WAN_PUB_$name=\$WNET.\$n"
+        if [ $nat = 1 ]; then
+            wan_nat "$name" "$n" || return 1
+            eval "WAN_$name=192.168.\$n.2"
+            ns="sw$WAN_ID-$name-gw"
+        else
+            eval "WAN_$name=\$WNET.\$n"
+            ns="sw$WAN_ID-$name"
+        fi
+        args="$args $ns,$WNET.$n$link"
     done
     # $opts, $args unquoted: no blanks in them
     "$WANEMU" --stats "$TMP/wan.stats" --seed 1 $opts $args >"$TMP/wanemu.log" 2>&1 &
@@ -99,10 +184,11 @@ wan_stats() {
     return 1
 }
 
-# wan_stat HOST FIELD: one counter of host HOST from the last wan_stats
+# wan_stat HOST FIELD: one counter of host HOST (its router's, behind NAT)
+# from the last wan_stats
 wan_stat() {
     local a
-    eval "a=\$WAN_$1"
+    eval "a=\$WAN_PUB_$1"
     awk -v a="$a" -v f="$2" '$1 == a { for (i = 2; i <= NF; i++) { split($i, kv, "=");
         if (kv[1] == f) print kv[2] } }' "$TMP/wan.stats"
 }

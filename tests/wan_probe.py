@@ -2,7 +2,10 @@
 hosts' namespaces:
 
   echo ADDR PORT               TCP server: echoes each "x" alone in a read, swallows
-                               the rest, answers "!" when the client shuts down
+                               the rest, answers "!" when the client shuts down;
+                               prints "peer IP" for each connection it accepts
+  try ADDR PORT SECONDS        one TCP connect, given up after SECONDS; prints
+                               "connected", "refused", "unreachable" or "timeout"
   rtt ADDR PORT N              N 1-byte round trips; prints "rtt_ms MIN MEDIAN MAX"
   send ADDR PORT BYTES         sends BYTES over TCP after the round trips' connection
                                is up; prints "goodput_mbit X seconds Y" (from the
@@ -13,8 +16,9 @@ hosts' namespaces:
                                N datagrams of SIZE bytes (a sequence number first),
                                GAP_MS apart (0: as fast as the socket takes them)
 
-Every client retries its connection for 10 s (the server may start late).
+Every client but try retries its connection for 10 s (the server may start late).
 """
+import errno
 import socket
 import struct
 import sys
@@ -40,7 +44,8 @@ def echo(addr, port):
     s.bind((addr, port))
     s.listen(4)
     while True:
-        c, _ = s.accept()
+        c, peer = s.accept()
+        print("peer %s" % peer[0], flush=True)
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
             d = c.recv(1 << 16)
@@ -50,6 +55,21 @@ def echo(addr, port):
                 c.sendall(d)  # a round-trip probe (bulk data is all "y")
         c.sendall(b"!")  # the whole transfer is in
         c.close()
+
+
+def try_connect(addr, port, seconds):
+    try:
+        c = socket.create_connection((addr, port), timeout=seconds)
+        c.close()
+        print("connected")
+    except ConnectionRefusedError:
+        print("refused")
+    except socket.timeout:
+        print("timeout")
+    except OSError as e:
+        # no route (EHOSTUNREACH, ENETUNREACH) and the like
+        print("unreachable" if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+              else "error %s" % e.strerror)
 
 
 def rtt(addr, port, n):
@@ -118,6 +138,8 @@ def main(a):
     cmd, addr, port = a[0], a[1], int(a[2])
     if cmd == "echo":
         echo(addr, port)
+    elif cmd == "try":
+        try_connect(addr, port, float(a[3]))
     elif cmd == "rtt":
         rtt(addr, port, int(a[3]))
     elif cmd == "send":
