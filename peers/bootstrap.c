@@ -58,7 +58,8 @@ static void
 publish_end(struct sw_node *n, uint64_t now)
 {
     struct bootstrap *b = self(n);
-    struct sw_run_end e = {b->run_step, b->loss_step == b->run_step ? b->loss : -1};
+    struct sw_run_end e = {b->run_step, b->loss_step == b->run_step ? b->loss : -1, n->cert,
+                           n->cert_len};
     int err;
 
     if (!b->end_ms)

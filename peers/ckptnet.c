@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "ckptnet.h"
+#include "status.h"
 #include "wire.h"
 
 #define EP SW_PROTO_EP_MAX
@@ -1162,22 +1163,27 @@ on_pub(void *arg, int status, unsigned n_stored, const struct sw_dht_lookup_info
 
 int
 sw_ckptnet_publish(struct sw_dhtnode *dht, const uint8_t run[32], const uint8_t *sk,
-                   const char *ep, uint64_t step, uint64_t seq)
+                   const uint8_t *cert, size_t cert_len, const char *ep, uint64_t step,
+                   uint64_t seq)
 {
-    static uint8_t val[512];
+    static uint8_t val[512 + SW_STATUS_CERT_MAX];
     struct sw_wire_buf b;
     msgpack_packer pk;
     struct sw_dht_record r;
 
     sw_wire_buf_init(&b, val, sizeof(val));
     sw_wire_buf_packer(&pk, &b);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, 3 + (cert_len > 0));
     sw_proto_pack_key(&pk, "ver");
     msgpack_pack_uint32(&pk, 1);
     sw_proto_pack_key(&pk, "ep");
     sw_proto_pack_str(&pk, ep);
     sw_proto_pack_key(&pk, "step");
     msgpack_pack_uint64(&pk, step);
+    if (cert_len > 0) {
+        sw_proto_pack_key(&pk, "cert");
+        sw_proto_pack_bin(&pk, cert, cert_len);
+    }
     if (b.overflow)
         return -SW_ETOOBIG;
     memset(&r, 0, sizeof(r));
@@ -1194,7 +1200,7 @@ static void
 on_found(void *arg, int status, const struct sw_dht_record *recs, size_t n,
          const struct sw_dht_lookup_info *info)
 {
-    static const char *const keys[] = {"ver", "ep", "step", NULL};
+    static const char *const keys[] = {"ver", "ep", "step", "cert", NULL};
     struct sw_ckptnet_finder *f = arg;
     bool found = false;
 
@@ -1207,12 +1213,26 @@ on_found(void *arg, int status, const struct sw_dht_record *recs, size_t n,
     for (size_t i = 0; i < n; i++) {
         msgpack_unpacked u;
         uint64_t ver, step;
+        const uint8_t *cert = NULL;
+        size_t clen = 0;
         char ep[EP];
         msgpack_unpacked_init(&u);
         if (sw_wire_unpack(recs[i].val, recs[i].val_len, &u) == 0 &&
             sw_proto_only(&u.data, keys) && sw_proto_get_u64(&u.data, "ver", &ver) == 0 &&
             ver == 1 && sw_proto_get_str(&u.data, "ep", ep, sizeof(ep)) == 0 &&
-            sw_proto_get_u64(&u.data, "step", &step) == 0 && (!found || step > f->step)) {
+            sw_proto_get_u64(&u.data, "step", &step) == 0 &&
+            (!sw_proto_get(&u.data, "cert") ||
+             (sw_proto_get_bin(&u.data, "cert", &cert, &clen) == 0 && clen > 0 &&
+              clen <= SW_STATUS_CERT_MAX)) &&
+            (!found || step > f->step)) {
+            if (f->admit && !f->admit(f->admit_arg, recs[i].pub, cert, cert ? clen : 0)) {
+                f->unadmitted++;
+                SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "passed over a keeper record of %s at "
+                                   "%s: no valid certificate", sw_proto_who((char[13]){0},
+                                   recs[i].pub), ep);
+                msgpack_unpacked_destroy(&u);
+                continue;
+            }
             found = true;
             f->step = step;
             snprintf(f->ep, sizeof(f->ep), "%s", ep);

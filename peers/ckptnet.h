@@ -58,9 +58,13 @@
  *
  * Keeper record.  A keeper publishes a signed DHT record under
  * H(run, "keeper") = BLAKE2b-256(run id || "keeper"): msgpack {ver 1, ep
- * str, step uint (newest committed step, 0 none)}, ttl SW_CKPTNET_REC_TTL_S,
- * refreshed every SW_CKPTNET_PUBLISH_MS.  Nodes find it with
- * struct sw_ckptnet_finder.
+ * str, step uint (newest committed step, 0 none), [cert bin: the keeper's
+ * membership certificate, absent with the owner's key]}, ttl
+ * SW_CKPTNET_REC_TTL_S, refreshed every SW_CKPTNET_PUBLISH_MS.  Nodes find it
+ * with struct sw_ckptnet_finder, which passes over the records its admit
+ * hook refuses (an owner-mode run: a publisher without a valid certificate),
+ * so a stranger's record cannot point nodes at a keeper whose answers their
+ * transport would drop.
  *
  * Threading: everything runs on the loop thread except the save's worker,
  * which reads the host buffer and the subset layout and fills its own
@@ -228,13 +232,18 @@ bool sw_ckptnet_pull_busy(const struct sw_ckptnet_pull *p);
 void sw_ckptnet_keeper_key(uint8_t key[32], const uint8_t run[32]);
 /* Publish (sk: the keeper's secret key, seq grows with every call). */
 int sw_ckptnet_publish(struct sw_dhtnode *dht, const uint8_t run[32], const uint8_t *sk,
-                       const char *ep, uint64_t step, uint64_t seq) SW_WARN_UNUSED;
+                       const uint8_t *cert, size_t cert_len, const char *ep, uint64_t step,
+                       uint64_t seq) SW_WARN_UNUSED;
 
 struct sw_ckptnet_finder {
     bool busy, found;
     int lookups;                  /* completed */
     char ep[SW_PROTO_EP_MAX];
     uint64_t step, at_ms;
+    uint64_t unadmitted;          /* records the hook refused */
+    /* NULL: every record counts; else one counts when it returns true */
+    bool (*admit)(void *arg, const uint8_t pk[32], const uint8_t *cert, size_t len);
+    void *admit_arg;
 };
 /* Start a lookup unless one is in flight or the last is younger than min_ms. */
 void sw_ckptnet_find(struct sw_ckptnet_finder *f, struct sw_dhtnode *dht, const uint8_t run[32],

@@ -460,6 +460,10 @@ join_start(struct sw_node *n)
     n->self = j;
     j->n = n;
     j->t0 = sw_now_s();
+    if (n->have_admit) { /* a stranger's keeper record is passed over */
+        j->kfind.admit = sw_node_key_admitted;
+        j->kfind.admit_arg = n;
+    }
     memset(&to, 0, sizeof(to));
     if (parse_stage(n, &to.stage) < 0)
         return SW_EXIT_USAGE;

@@ -179,8 +179,8 @@ keeper_publish(struct keeper *k)
 
     k->pub_seq = SW_MAX(k->pub_seq + 1, wall);
     k->pub_ms = sw_now_ms();
-    if ((err = sw_ckptnet_publish(k->n->dht, k->n->man.run_id, k->n->id.sk, k->n->ep, k->last,
-                                  k->pub_seq)) < 0)
+    if ((err = sw_ckptnet_publish(k->n->dht, k->n->man.run_id, k->n->id.sk, k->n->cert,
+                                  k->n->cert_len, k->n->ep, k->last, k->pub_seq)) < 0)
         SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "cannot publish the keeper record: %s",
                            sw_strerror(err));
 }

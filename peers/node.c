@@ -154,6 +154,14 @@ rec_admitted(void *arg, const struct sw_peer_rec *r)
            SW_ADMIT_OK;
 }
 
+bool
+sw_node_key_admitted(void *arg, const uint8_t pk[32], const uint8_t *cert, size_t len)
+{
+    struct sw_node *n = arg;
+
+    return sw_admit_check(&n->admit, pk, cert, len, wall_s(), NULL) == SW_ADMIT_OK;
+}
+
 /* The manifest is known: this node's certificate, and the admitter of an
  * owner-mode run; 0 or an exit code (nothing is bound yet). */
 static int

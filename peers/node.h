@@ -183,6 +183,9 @@ struct sw_node {
 
 extern const struct sw_role sw_bootstrap_role, sw_join_role, sw_keeper_role;
 
+/* Is pk, presenting cert (len 0: none), admitted to the run?  (arg: the
+ * node; an admit hook for the keeper finder, ckptnet.h) */
+bool sw_node_key_admitted(void *arg, const uint8_t pk[32], const uint8_t *cert, size_t len);
 /* Starts a scan of the stage keys (role->scanned gets it); -SW_EAGAIN while one runs. */
 int sw_node_scan(struct sw_node *n) SW_WARN_UNUSED;
 /*

@@ -425,7 +425,7 @@ sw_status_summarize(const struct sw_peer_rec *recs, int n, int S, uint64_t run_s
 
 /* ---- the end record ---- */
 
-static const char *const end_keys[] = {"ver", "step", "loss", NULL};
+static const char *const end_keys[] = {"ver", "step", "loss", "cert", NULL};
 
 void
 sw_status_end_key(uint8_t key[32], const uint8_t run[32])
@@ -441,13 +441,17 @@ sw_status_end_key(uint8_t key[32], const uint8_t run[32])
 void
 sw_status_end_pack(msgpack_packer *pk, const struct sw_run_end *e)
 {
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 3 + (e->cert_len > 0));
     sw_proto_pack_key(pk, "ver");
     msgpack_pack_uint32(pk, 1);
     sw_proto_pack_key(pk, "step");
     msgpack_pack_uint64(pk, e->step);
     sw_proto_pack_key(pk, "loss");
     msgpack_pack_double(pk, e->loss >= 0 && isfinite(e->loss) ? e->loss : -1);
+    if (e->cert_len > 0) {
+        sw_proto_pack_key(pk, "cert");
+        sw_proto_pack_bin(pk, e->cert, e->cert_len);
+    }
 }
 
 int
@@ -455,6 +459,7 @@ sw_status_end_from_dht(const struct sw_dht_record *d, struct sw_run_end *e)
 {
     msgpack_unpacked u;
     uint64_t ver;
+    size_t n = 0;
     int err = -SW_EMSG;
 
     memset(e, 0, sizeof(*e));
@@ -462,8 +467,12 @@ sw_status_end_from_dht(const struct sw_dht_record *d, struct sw_run_end *e)
     if (sw_wire_unpack(d->val, d->val_len, &u) == 0 && sw_proto_only(&u.data, end_keys) &&
         sw_proto_get_u64(&u.data, "ver", &ver) == 0 && ver == 1 &&
         sw_proto_get_u64(&u.data, "step", &e->step) == 0 &&
-        sw_proto_get_f64(&u.data, "loss", &e->loss) == 0 && isfinite(e->loss))
+        sw_proto_get_f64(&u.data, "loss", &e->loss) == 0 && isfinite(e->loss) &&
+        (!sw_proto_get(&u.data, "cert") ||
+         (sw_proto_get_bin(&u.data, "cert", &e->cert, &n) == 0 && n > 0 &&
+          n <= SW_STATUS_CERT_MAX)))
         err = 0;
+    e->cert_len = e->cert ? n : 0;
     msgpack_unpacked_destroy(&u);
     if (e->loss < 0)
         e->loss = -1;
@@ -486,7 +495,7 @@ int
 sw_status_end_publish(struct sw_dhtnode *dht, const uint8_t run[32], const uint8_t *sk,
                       const struct sw_run_end *e, uint64_t seq)
 {
-    uint8_t val[64];
+    uint8_t val[64 + SW_STATUS_CERT_MAX];
     struct sw_wire_buf b;
     msgpack_packer pk;
     struct sw_dht_record r;

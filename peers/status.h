@@ -159,10 +159,14 @@ void sw_status_scan_cut(struct sw_status_scan *sc);
  * is the msgpack map (swarm-protocol(7), End record)
  *   ver uint (1), step uint (steps completed), loss float (the last stage's
  *   last loss the bootstrap saw; -1: none)
+ *   [cert bin (the publisher's membership certificate, SW_STATUS_CERT_MAX
+ *   bytes at most; absent when the bootstrap holds the owner's key)]
  * with a ttl of SW_STATUS_END_TTL_S, put again every SW_STATUS_END_EVERY_MS
  * while it runs.  swarmctl status reads it with the stage keys: a run whose
  * nodes are gone still shows "finished at step N".  Readers trust it as much
- * as a stage record: a record of step N says N steps are done.
+ * as a stage record: a record of step N says N steps are done, and in an
+ * owner-mode run only a record whose publisher is admitted (the owner, or a
+ * key whose cert is valid, admit.h) counts at all.
  */
 #define SW_STATUS_END_TTL_S 3600
 #define SW_STATUS_END_EVERY_MS (600 * 1000)
@@ -170,13 +174,16 @@ void sw_status_scan_cut(struct sw_status_scan *sc);
 struct sw_run_end {
     uint64_t step;
     double loss; /* < 0: none */
+    const uint8_t *cert; /* the publisher's certificate (NULL: none); read: points into the */
+    size_t cert_len;     /* DHT record it came from */
 };
 
 void sw_status_end_key(uint8_t key[32], const uint8_t run[32]);
 void sw_status_end_pack(msgpack_packer *pk, const struct sw_run_end *e);
 /* A DHT record found under the end key, checked and read into e. */
 int sw_status_end_from_dht(const struct sw_dht_record *d, struct sw_run_end *e) SW_WARN_UNUSED;
-/* Packs, signs with sk (seq: the record's version, growing) and puts e into the DHT. */
+/* Packs, signs with sk (seq: the record's version, growing) and puts e, with
+ * its cert when cert_len > 0, into the DHT. */
 int sw_status_end_publish(struct sw_dhtnode *dht, const uint8_t run[32], const uint8_t *sk,
                           const struct sw_run_end *e, uint64_t seq) SW_WARN_UNUSED;
 

@@ -121,6 +121,7 @@ struct client {
     int proving;          /* proof pings in flight (client_prove) */
     struct sw_run_end end; /* step 0: no end record found */
     bool have_end;
+    int end_unadmitted;    /* end records whose publisher has no valid certificate */
     struct sw_admit admit; /* an owner-mode run: whose records count */
     bool have_admit;
     int status;
@@ -213,10 +214,19 @@ on_end(void *arg, int status, const struct sw_dht_record *recs, size_t n,
     if (status == -SW_ECANCELED || !c->end_pending)
         return;
     c->end_pending = false;
-    /* any publisher's: the one with the highest step */
+    /* an admitted publisher's (any in an open run): the one with the highest step */
     for (size_t i = 0; status == 0 && i < n; i++) {
         struct sw_run_end e;
-        if (sw_status_end_from_dht(&recs[i], &e) == 0 && (!c->have_end || e.step > c->end.step)) {
+        if (sw_status_end_from_dht(&recs[i], &e) < 0)
+            continue;
+        if (c->have_admit && sw_admit_check(&c->admit, recs[i].pub, e.cert, e.cert_len,
+                                            (uint64_t)time(NULL), NULL) != SW_ADMIT_OK) {
+            c->end_unadmitted++;
+            continue;
+        }
+        e.cert = NULL; /* it pointed into the DHT's record */
+        e.cert_len = 0;
+        if (!c->have_end || e.step > c->end.step) {
             c->end = e;
             c->have_end = true;
         }
@@ -626,6 +636,9 @@ print_status(struct client *c, const struct opts *o)
             printf("%llu record%s left out: no valid certificate of the run owner "
                    "(swarm-protocol(7), ADMISSION)\n", (unsigned long long)c->scan.unadmitted,
                    c->scan.unadmitted > 1 ? "s" : "");
+        if (c->end_unadmitted)
+            printf("%d end record%s left out: no valid certificate of the run owner\n",
+                   c->end_unadmitted, c->end_unadmitted > 1 ? "s" : "");
         for (int s = 0; s < m->stages; s++)
             if (sum[s].unproven)
                 printf("stage %d: %d unproven record%s (not counted: no answer signed by the "

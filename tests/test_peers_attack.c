@@ -30,7 +30,15 @@
  *       fresh keys; prints "# flood: ..." and
  *       "answered PING p STATE s FRESH f SECONDS t" (the node must answer at
  *       most its limits' bursts plus their rates over that time)
+ *   keeper OFFSET  a relay's lie: every second, a keeper record (its own
+ *       endpoint, the run's step + OFFSET) and an end record (the
+ *       manifest's last step, loss 0) signed by a fresh key of no
+ *       certificate, stored through the helper's own DHT node; with
+ *       ATTACK_KEY and ATTACK_CERT (below) that node is an admitted peer
+ *       of an owner-mode run, whose STOREs the nodes accept
  *
+ * The environment: ATTACK_KEY=DIR uses the key in DIR instead of a fresh
+ * one, ATTACK_CERT=FILE presents FILE's certificate on every envelope.
  * SIGTERM ends it early.  Prints "# attack: ..." lines, the last one
  *   # attack: received FWD=a BWD=b GRAD=c GO=d PREPARE=e STATE_GET=f other=g
  * Exit 0 after the time is up (limits: once all is sent and answered), 2 on
@@ -45,6 +53,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "admit.h"
+#include "ckptnet.h"
 #include "fetch.h"
 
 #define MAX_FAKES 256
@@ -63,6 +73,8 @@ static struct {
     uint64_t sent, refused;
     struct sw_identity fake[MAX_FAKES];
     int nfake;
+    uint8_t cert[SW_STATUS_CERT_MAX];
+    size_t cert_len;
 } A;
 
 /* SIGTERM ends the attack early: the counts are printed all the same */
@@ -203,6 +215,7 @@ join_run(const char *lobby_ep)
     snprintf(A.peer, sizeof(A.peer), "%s", r.ep);
     if (sw_transport_new(&A.tr, &A.loop, &A.id, A.man.run_id, NULL) < 0 ||
         sw_proto_pipeline_class(sw_transport_wire(A.tr)) < 0 ||
+        (A.cert_len && sw_wire_set_cert(sw_transport_wire(A.tr), A.cert, A.cert_len) < 0) ||
         sw_transport_bind(A.tr, "tcp://127.0.0.1:*", A.ep, sizeof(A.ep)) < 0)
         return -1;
     if (sw_transport_on(A.tr, SW_MSG_FWD, on_msg, NULL) < 0 ||
@@ -212,6 +225,8 @@ join_run(const char *lobby_ep)
         sw_transport_on(A.tr, SW_MSG_PREPARE, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_READY, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_REPLICA, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_CKPT_INFO_GET, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_CKPT_GET, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_STATE_GET, on_state_get, NULL) < 0)
         return -1;
     eps[0] = A.boot;
@@ -422,8 +437,16 @@ main(int argc, char **argv)
         for (int i = 7; i < argc; i++)
             A.low |= !strcmp(argv[i], "low");
     }
+    if (getenv("ATTACK_CERT") &&
+        sw_cert_load(getenv("ATTACK_CERT"), A.cert, &A.cert_len) < 0) {
+        fprintf(stderr, "test_peers_attack: cannot read ATTACK_CERT\n");
+        return 2;
+    }
     /* low: a key below every node's (theirs start with 0x00 0x0? at odds 1/4096) */
-    do {
+    if (getenv("ATTACK_KEY")) {
+        if (sw_identity_load_or_create(&A.id, getenv("ATTACK_KEY")) < 0)
+            return 2;
+    } else do {
         if (sw_identity_generate(&A.id) < 0)
             return 2;
         if (!A.low || (A.id.pk[0] == 0 && A.id.pk[1] < 16))
@@ -484,6 +507,22 @@ main(int argc, char **argv)
                     run_for(0.01);
             }
             run_for(1.5);
+        }
+    } else if (!strcmp(mode, "keeper") && argc == 6) {
+        uint64_t off = strtoull(argv[5], NULL, 10);
+        if (sw_identity_generate(&A.fake[A.nfake++]) < 0)
+            return 2;
+        while (going(end)) {
+            struct sw_run_end e = {(uint64_t)A.man.steps, 0.0, NULL, 0};
+            scan();
+            run_for(0.2);
+            A.seq = SW_MAX(A.seq + 1, (uint64_t)time(NULL) * 1000);
+            if (sw_ckptnet_publish(A.dht, A.man.run_id, A.fake[0].sk, NULL, 0, A.ep,
+                                   A.run_step + off, A.seq) == 0)
+                A.sent++;
+            if (sw_status_end_publish(A.dht, A.man.run_id, A.fake[0].sk, &e, ++A.seq) == 0)
+                A.sent++;
+            run_for(0.8);
         }
     } else if ((!strcmp(mode, "flood") && argc >= 8) || (!strcmp(mode, "ping") && argc >= 7)) {
         bool ping = !strcmp(mode, "ping");

@@ -153,7 +153,32 @@ end_record(void)
     sw_wire_buf_packer(&pk, &b);
     sw_status_end_pack(&pk, &e);
     d.val_len = b.len;
-    tap_ok(sw_status_end_from_dht(&d, &out) == 0 && out.loss == -1, "no loss reads -1");
+    tap_ok(sw_status_end_from_dht(&d, &out) == 0 && out.loss == -1 && !out.cert &&
+               out.cert_len == 0, "no loss reads -1; no cert reads none");
+    /* the bootstrap's certificate goes along, and comes back as it went */
+    {
+        static uint8_t cert[SW_STATUS_CERT_MAX + 1];
+        for (size_t i = 0; i < sizeof(cert); i++)
+            cert[i] = (uint8_t)(i * 7 + 1);
+        e.cert = cert;
+        e.cert_len = 200;
+        sw_wire_buf_init(&b, packed, sizeof(packed));
+        sw_wire_buf_packer(&pk, &b);
+        sw_status_end_pack(&pk, &e);
+        d.val_len = b.len;
+        tap_ok(!b.overflow && sw_status_end_from_dht(&d, &out) == 0 && out.cert_len == 200 &&
+                   out.cert && !memcmp(out.cert, cert, 200),
+               "an end record's cert round-trips (200 bytes)");
+        e.cert_len = SW_STATUS_CERT_MAX + 1;
+        sw_wire_buf_init(&b, packed, sizeof(packed));
+        sw_wire_buf_packer(&pk, &b);
+        sw_status_end_pack(&pk, &e);
+        d.val_len = b.len;
+        tap_ok(!b.overflow && sw_status_end_from_dht(&d, &out) == -SW_EMSG,
+               "refused: an end record whose cert is over SW_STATUS_CERT_MAX bytes");
+        e.cert = NULL;
+        e.cert_len = 0;
+    }
     /* a stage record under the end key: its keys are not the end record's */
     {
         struct sw_peer_rec r;
@@ -246,7 +271,7 @@ main(void)
     char long_from[300], from127[SW_STATUS_REC_FROM_MAX + 1];
     int err;
 
-    tap_plan(22 + 4 + 3 + 2 + 3 + 2);
+    tap_plan(22 + 6 + 3 + 2 + 3 + 2);
 
     /* a node that never recovered: the 13 keys of older records */
     rec_fill(&r);
