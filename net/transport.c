@@ -15,8 +15,11 @@
 
 #include "transport.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <zmq.h>
@@ -146,6 +149,23 @@ struct sw_transport {
 };
 
 static void sock_drain(struct sock *s);
+
+/* A numeric address, IPv4 as its IPv4-mapped IPv6 form, into out; false when
+ * it is not one. */
+static bool
+addr16(const char *s, unsigned char out[16])
+{
+    unsigned char v4[4];
+
+    if (inet_pton(AF_INET6, s, out) == 1)
+        return true;
+    if (inet_pton(AF_INET, s, v4) != 1)
+        return false;
+    memset(out, 0, 10);
+    out[10] = out[11] = 0xff;
+    memcpy(out + 12, v4, 4);
+    return true;
+}
 static void idle_cb(uv_idle_t *h);
 
 /* ---- payload references ---- */
@@ -534,6 +554,7 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
     struct sw_wire_tensor tensor;
     int base = s->router ? 1 : 0;
     zmq_msg_t *env, *sig, *pl;
+    unsigned char a16[16];
 
     if (n < base + 2 || n > base + 3) {
         sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED);
@@ -545,6 +566,11 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
             return;
         m.route.len = zmq_msg_size(&parts[0]);
         memcpy(m.route.id, zmq_msg_data(&parts[0]), m.route.len);
+        /* tcp only (over ipc it is the peer's credentials); the metadata lives
+         * as long as the frame, i.e. the callback */
+        m.peer_addr = zmq_msg_gets(&parts[1], "Peer-Address");
+        if (m.peer_addr && !addr16(m.peer_addr, a16))
+            m.peer_addr = NULL;
     }
     env = &parts[base];
     sig = &parts[base + 1];
@@ -809,6 +835,77 @@ sock_new(struct sw_transport *t, int type, struct sock **out)
     return 0;
 }
 
+int
+sw_transport_endpoint_split(const char *ep, char *host, size_t host_cap, int *port)
+{
+    const char *h, *end, *p;
+    unsigned char a[16];
+    char buf[INET6_ADDRSTRLEN + 1];
+    size_t n;
+    long v;
+    char *e;
+
+    if (!ep || strncmp(ep, "tcp://", 6) != 0 || strnlen(ep, SW_TRANSPORT_MAX_ENDPOINT) >=
+        SW_TRANSPORT_MAX_ENDPOINT)
+        return -SW_EINVAL;
+    h = ep + 6;
+    if (*h == '[') {
+        if (!(end = strchr(++h, ']')) || end[1] != ':')
+            return -SW_EINVAL;
+        p = end + 2;
+    } else {
+        if (!(end = strchr(h, ':')))
+            return -SW_EINVAL;
+        p = end + 1;
+    }
+    n = (size_t)(end - h);
+    if (n == 0 || n >= sizeof(buf))
+        return -SW_EINVAL;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    if (inet_pton(ep[6] == '[' ? AF_INET6 : AF_INET, buf, a) != 1)
+        return -SW_EINVAL;
+    if (!strcmp(p, "*")) {
+        v = 0;
+    } else {
+        if (*p < '1' || *p > '9')
+            return -SW_EINVAL;
+        errno = 0;
+        v = strtol(p, &e, 10);
+        if (errno || *e || v < 1 || v > 65535)
+            return -SW_EINVAL;
+    }
+    if (host) {
+        if (n >= host_cap)
+            return -SW_EINVAL;
+        memcpy(host, buf, n + 1);
+    }
+    if (port)
+        *port = (int)v;
+    return 0;
+}
+
+bool
+sw_transport_addr_same(const char *a, const char *b)
+{
+    unsigned char x[16], y[16];
+
+    /* an IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d */
+    return a && b && addr16(a, x) && addr16(b, y) && memcmp(x, y, 16) == 0;
+}
+
+/* tcp://[v6]:port needs ZMQ_IPV6 before the bind or connect; it is left off
+ * for IPv4 endpoints, whose sockets then stay IPv4 only (with it on,
+ * ZMQ_LAST_ENDPOINT of an IPv4 bind reads tcp://[::ffff:a.b.c.d]:port) */
+static void
+sock_ipv6_for(struct sock *s, const char *endpoint)
+{
+    int one = 1;
+
+    if (!strncmp(endpoint, "tcp://[", 7))
+        zmq_setsockopt(s->z, ZMQ_IPV6, &one, sizeof(one));
+}
+
 static bool
 endpoint_ok(const char *ep)
 {
@@ -837,6 +934,7 @@ dealer_get(struct sw_transport *t, const char *endpoint, struct sock **out)
     if ((err = sock_new(t, ZMQ_DEALER, &s)) < 0)
         return err;
     snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint);
+    sock_ipv6_for(s, endpoint);
     if (zmq_connect(s->z, endpoint) != 0) {
         err = -errno;
         sw_log(SW_LOG_WARN, "cannot connect to '%s': %s", endpoint, zmq_strerror(errno));
@@ -1056,6 +1154,7 @@ sw_transport_bind(struct sw_transport *t, const char *endpoint, char *actual, si
         return -SW_EINVAL;
     if ((err = sock_new(t, ZMQ_ROUTER, &s)) < 0)
         return err;
+    sock_ipv6_for(s, endpoint);
     if (zmq_bind(s->z, endpoint) != 0) {
         err = -errno;
         sw_log(SW_LOG_ERROR, "cannot bind '%s': %s", endpoint, zmq_strerror(errno));

@@ -4,7 +4,8 @@
  * Sockets.  One ROUTER per node, bound with sw_transport_bind, receives
  * requests and one-way messages; one DEALER per remote endpoint, created on
  * first use, sends them and receives the responses.  Endpoints are
- * tcp://host:port, ipc://path or inproc://name (inproc needs the peers to
+ * tcp://host:port (tcp://[v6addr]:port for IPv6: ZMQ_IPV6 is set on the
+ * sockets of such endpoints only), ipc://path or inproc://name (inproc needs the peers to
  * share a ZeroMQ context: pass opts.zmq_ctx).  Every frame goes through
  * net/wire.h: a message that fails any check is dropped, counted in
  * sw_transport_wire(t)->stats and logged at a limited rate; nothing a remote
@@ -133,6 +134,11 @@ struct sw_transport_msg {
     size_t payload_len;
     const struct sw_wire_tensor *tensor; /* decoded body of SW_MSG_TENSOR, else NULL */
     struct sw_transport_route route;   /* on the ROUTER side; len 0 on a DEALER */
+    const char *peer_addr;             /* the ROUTER side of a tcp connection: the address
+                                          the message came from, as ZeroMQ saw it (its
+                                          "Peer-Address": "203.0.113.7", "::1",
+                                          "::ffff:203.0.113.7"), numeric only; NULL
+                                          otherwise (ipc, inproc) */
 };
 
 typedef void sw_payload_free_cb(void *data, void *arg);
@@ -168,6 +174,18 @@ int sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw
  */
 int sw_transport_bind(struct sw_transport *t, const char *endpoint, char *actual,
                       size_t actual_len) SW_WARN_UNUSED;
+
+/*
+ * Split a tcp endpoint whose host is a numeric address, tcp://A.B.C.D:PORT
+ * or tcp://[IPV6]:PORT, PORT 1-65535 or "*" (port 0): the host without
+ * brackets into host (host_cap bytes; host may be NULL) and the port.  0 or
+ * -SW_EINVAL (another scheme, a name, no port, out of range, too long).
+ */
+int sw_transport_endpoint_split(const char *ep, char *host, size_t host_cap, int *port)
+    SW_WARN_UNUSED;
+/* True when a and b are the same numeric address (IPv4 equals its
+ * IPv4-mapped IPv6 form); false when either is not one. */
+bool sw_transport_addr_same(const char *a, const char *b);
 
 /*
  * Handle messages of type on the ROUTER (one handler per type, replacing the

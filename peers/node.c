@@ -350,20 +350,16 @@ on_probe_timer(uv_timer_t *h)
     probe_end(h->data, false); /* closing the tcp handle cancels the connect (UV_ECANCELED) */
 }
 
-/* tcp://HOST:PORT into sa; false for anything else. */
+/* tcp://HOST:PORT (HOST an IPv4 or [IPv6] address) into sa; false for anything else. */
 static bool
 probe_addr(const char *ep, struct sockaddr_storage *sa)
 {
     char host[64];
-    const char *colon = strrchr(ep, ':');
-    long port;
+    int port;
 
-    if (strncmp(ep, "tcp://", 6) || !colon || colon - (ep + 6) <= 0 ||
-        colon - (ep + 6) >= (long)sizeof(host))
+    if (sw_transport_endpoint_split(ep, host, sizeof(host), &port) < 0)
         return false;
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - (ep + 6)), ep + 6);
-    port = strtol(colon + 1, NULL, 10);
-    return port > 0 && port <= 65535 &&
+    return port > 0 &&
            (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa) == 0 ||
             uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)sa) == 0);
 }
@@ -718,16 +714,45 @@ on_dht_joined(void *arg, int status, const struct sw_dht_contact *c, size_t cnt,
     run(n);
 }
 
-/* "tcp://host:port" -> "tcp://host:*" for the run transport. */
+/* "tcp://host:port" -> "tcp://host:*" for the run transport, or
+ * "tcp://host:P" for --advertise tcp://A:P (the port forwarded to it). */
 static void
-run_endpoint_for(const char *lobby, char *out, size_t len)
+run_endpoint_for(const char *lobby, const char *advertise, char *out, size_t len)
 {
     const char *colon = strrchr(lobby, ':');
+    int port = 0;
 
-    if (!strncmp(lobby, "tcp://", 6) && colon && colon > lobby + 6)
+    if (advertise[0] && sw_transport_endpoint_split(advertise, NULL, 0, &port) < 0)
+        port = 0;
+    if (!strncmp(lobby, "tcp://", 6) && colon && colon > lobby + 6 && port > 0)
+        snprintf(out, len, "%.*s:%d", (int)(colon - lobby), lobby, port);
+    else if (!strncmp(lobby, "tcp://", 6) && colon && colon > lobby + 6)
         snprintf(out, len, "%.*s:*", (int)(colon - lobby), lobby);
     else
         snprintf(out, len, "tcp://127.0.0.1:*");
+}
+
+/* --advertise: the run endpoint the others are told (n->ep) is its address,
+ * with the port bound when it says "*"; false when it does not fit. */
+static bool
+advertise_ep(struct sw_node *n)
+{
+    char adv[SW_PROTO_EP_MAX];
+    const char *star = strrchr(n->o.advertise, ':'), *bound = strrchr(n->ep, ':');
+    int len;
+
+    if (!star || !bound)
+        return false;
+    if (!strcmp(star, ":*"))
+        len = snprintf(adv, sizeof(adv), "%.*s%s", (int)(star - n->o.advertise),
+                       n->o.advertise, bound);
+    else
+        len = snprintf(adv, sizeof(adv), "%s", n->o.advertise);
+    if (len < 0 || (size_t)len >= sizeof(adv))
+        return false;
+    sw_log(SW_LOG_INFO, "run transport bound at %s, advertised as %s", n->ep, adv);
+    memcpy(n->ep, adv, (size_t)len + 1);
+    return true;
 }
 
 /*
@@ -780,10 +805,14 @@ dht_start(struct sw_node *n)
         return SW_EXIT_FAIL;
     if (n->have_admit)
         sw_transport_set_admit(n->tr, on_admit, n);
-    run_endpoint_for(n->lobby_ep, bind_ep, sizeof(bind_ep));
+    run_endpoint_for(n->lobby_ep, n->o.advertise, bind_ep, sizeof(bind_ep));
     if ((err = sw_transport_bind(n->tr, bind_ep, n->ep, sizeof(n->ep))) < 0) {
         sw_log(SW_LOG_ERROR, "cannot listen on '%s': %s", bind_ep, sw_strerror(err));
         return SW_EXIT_FAIL;
+    }
+    if (n->o.advertise[0] && !advertise_ep(n)) {
+        sw_log(SW_LOG_ERROR, "--advertise '%s': too long", n->o.advertise);
+        return SW_EXIT_USAGE;
     }
     if (!n->boot_ep[0])
         snprintf(n->boot_ep, sizeof(n->boot_ep), "%s", n->ep); /* the bootstrap itself */

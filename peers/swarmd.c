@@ -2,7 +2,8 @@
  * swarmd - a node of a swarm run.
  *
  *   swarmd bootstrap --run FILE --listen tcp://HOST:PORT [--owner HEX]
- *   swarmd join --peer tcp://HOST:PORT [--stage auto|N] [--listen ...] [--data PATH]
+ *   swarmd join --peer tcp://HOST:PORT [--stage auto|N] [--listen ...] [--advertise ...]
+ *               [--data PATH]
  *               [--device auto|cpu|cuda] [--threads N] [--owner HEX] [--metrics HOST:PORT]
  *               [--from-checkpoint DIR|keeper] [--ckpt-dir DIR]
  *   swarmd keeper --peer tcp://HOST:PORT --dir DIR [--every N] [--keep K]
@@ -40,6 +41,7 @@ static const struct sw_cfg_entry join_tab[] = {
     SW_CFG_STR(T, "peer", peer, "", "endpoint of the bootstrap or of any node of the run"),
     SW_CFG_STR(T, "stage", stage, "auto", "auto or a stage number"),
     SW_CFG_STR(T, "listen", listen, "tcp://127.0.0.1:*", "this node's lobby endpoint (* picks a port)"),
+    SW_CFG_STR(T, "advertise", advertise, "", "the run endpoint other nodes dial, tcp://ADDR:PORT (a forwarded port, another public address; the run transport binds PORT of --listen's host; * : the port it gets)"),
     SW_CFG_STR(T, "data", data, "", "training data for stage 0 (default: the manifest's [data] path)"),
     SW_CFG_STR(T, "device", device, "auto", "auto, cpu or cuda"),
     SW_CFG_INT(T, "threads", threads, 0, 0, 1024, "CPU threads (0: all cores)"),
@@ -154,6 +156,13 @@ run_cmd(const char *cmd, const struct sw_cfg_entry *tab, size_t n, int argc, cha
     }
     if (!strcmp(cmd, "bootstrap") && !o.run[0]) {
         fprintf(stderr, "%s: bootstrap needs --run FILE\n", prog);
+        return SW_EXIT_USAGE;
+    }
+    if (o.advertise[0] && (sw_transport_endpoint_split(o.advertise, NULL, 0, NULL) < 0 ||
+                           strncmp(o.listen, "tcp://", 6) != 0)) {
+        fprintf(stderr, "%s: --advertise: want tcp://A.B.C.D:PORT or tcp://[IPV6]:PORT (a "
+                "numeric address, PORT 1-65535 or *) and a tcp:// --listen, got '%s'\n", prog,
+                o.advertise);
         return SW_EXIT_USAGE;
     }
     if ((!strcmp(cmd, "join") || !strcmp(cmd, "keeper")) && !o.peer[0]) {
