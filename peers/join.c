@@ -125,6 +125,8 @@ env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t st
      * node checks its publisher with it (node.h, Admission) */
     rec.cert = j->n->cert_len ? j->n->cert : NULL;
     rec.cert_len = j->n->cert_len;
+    /* the reachability verdict, once the check ended (reach.h) */
+    rec.reach = j->n->reach.done ? j->n->reach.verdict + 1 : 0;
     sw_status_rec_pack(&pk, &rec, ttl_s, step_age_ms);
     if (b.overflow)
         return;

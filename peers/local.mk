@@ -14,7 +14,8 @@ libswpeers_a_SOURCES = peers/manifest.h peers/manifest.c peers/proto.h peers/pro
 	peers/step.h peers/step.c peers/lead.h peers/lead.c peers/recover.h peers/recover.c \
 	peers/trainer.h peers/trainer.c peers/compute.h peers/compute.c \
 	peers/node.h peers/node.c peers/bootstrap.c peers/join.c peers/keeper.c \
-	peers/ckptnet.h peers/ckptnet.c peers/cfgfile.h peers/cfgfile.c
+	peers/ckptnet.h peers/ckptnet.c peers/cfgfile.h peers/cfgfile.c \
+	peers/reach.h peers/reach.c
 libswpeers_a_CPPFLAGS = $(sw_peers_cppflags)
 
 bin_PROGRAMS += swarmd swarmctl
@@ -37,8 +38,11 @@ tests_test_ckptnet_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_ckptnet_LDADD = $(sw_peers_ldadd)
 tests_test_plan_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_plan_LDADD = $(sw_peers_ldadd)
-check_PROGRAMS += tests/test_live tests/test_fetch
-TESTS += tests/test_live tests/test_fetch
+check_PROGRAMS += tests/test_live tests/test_fetch tests/test_reach
+TESTS += tests/test_live tests/test_fetch tests/test_reach
+tests_test_reach_SOURCES = tests/test_reach.c tests/tap.h
+tests_test_reach_CPPFLAGS = $(sw_peers_cppflags)
+tests_test_reach_LDADD = $(sw_peers_ldadd)
 tests_test_live_SOURCES = tests/test_live.c tests/tap.h
 tests_test_live_CPPFLAGS = $(sw_peers_cppflags)
 tests_test_live_LDADD = $(sw_peers_ldadd)
@@ -69,7 +73,7 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh te
 	tests/t0395-netns.sh tests/t0396-checkfree-before-checkpoint.sh \
 	tests/t0398-rebalance.sh tests/t0399-second-signal.sh \
 	tests/t0400-wan-net.sh tests/t0401-wan-swarm.sh tests/t0402-wan-keeper.sh \
-	tests/t0410-nat-net.sh
+	tests/t0410-nat-net.sh tests/t0411-nat-verdict.sh tests/t0412-advertise.sh
 TESTS += tests/test_manifest tests/test_plan tests/test_ckptnet $(sw_peers_tests)
 
 # the wide-area test network of the t04NN tests and bench/wan_bench.sh
@@ -129,3 +133,12 @@ EXTRA_DIST += tests/t0530-fuzz-cert.sh tests/fuzz/corpus/cert
 tests_fuzz_fuzz_cert_replay_SOURCES = tests/fuzz/fuzz_cert.c tests/fuzz/replay.c
 tests_fuzz_fuzz_cert_replay_CPPFLAGS = $(sw_peers_cppflags)
 tests_fuzz_fuzz_cert_replay_LDADD = $(sw_peers_ldadd)
+
+# Reachability-message fuzz target (peers/reach.h), the same way:
+# scripts/fuzz.sh reach SECONDS fuzzes it with clang.
+check_PROGRAMS += tests/fuzz/fuzz_reach_replay
+TESTS += tests/t0540-fuzz-reach.sh
+EXTRA_DIST += tests/t0540-fuzz-reach.sh tests/fuzz/corpus/reach
+tests_fuzz_fuzz_reach_replay_SOURCES = tests/fuzz/fuzz_reach.c tests/fuzz/replay.c
+tests_fuzz_fuzz_reach_replay_CPPFLAGS = $(sw_peers_cppflags)
+tests_fuzz_fuzz_reach_replay_LDADD = $(sw_peers_ldadd)

@@ -626,6 +626,9 @@ metrics_fill(void *arg, char *buf, size_t len)
         return err;
     if (!w)
         return (int)off;
+    if ((err = sw_reach_metrics(&n->reach_srv, n->role == &sw_join_role ? &n->reach : NULL, buf,
+                                len, &off)) < 0)
+        return err;
     if ((err = sw_metrics_append(buf, len, &off,
                                  "# HELP swarm_wire_dropped_total Messages dropped, "
                                  "by reason.\n# TYPE swarm_wire_dropped_total counter\n")) < 0)
@@ -694,6 +697,22 @@ run(struct sw_node *n)
         uv_timer_start(&n->revoke_timer, on_revoke_timer, 100, SW_REVOKED_POLL_MS);
 }
 
+/* The reachability verdict (reach.h): the bootstrap, the peer given, then
+ * DHT contacts dial this node back; it logs its one line when done. */
+static void
+reach_check(struct sw_node *n)
+{
+    struct sw_dht_contact cs[SW_REACH_PEERS];
+    const char *eps[2 + SW_REACH_PEERS] = {n->boot_ep, n->peer_ep};
+    size_t k = sw_dht_closest(sw_dhtnode_dht(n->dht), sw_dht_id(sw_dhtnode_dht(n->dht)), cs,
+                              SW_REACH_PEERS);
+
+    for (size_t i = 0; i < k; i++)
+        eps[2 + i] = cs[i].ep;
+    if (sw_reach_check_start(&n->reach, n->tr, n->ep, eps, (int)(2 + k), NULL, NULL) < 0)
+        sw_log(SW_LOG_WARN, "reachability unknown at %s (cannot check it); carrying on", n->ep);
+}
+
 static void
 on_dht_joined(void *arg, int status, const struct sw_dht_contact *c, size_t cnt,
               const struct sw_dht_lookup_info *info)
@@ -711,6 +730,8 @@ on_dht_joined(void *arg, int status, const struct sw_dht_contact *c, size_t cnt,
         return;
     }
     sw_log(SW_LOG_INFO, "joined the DHT through %s (%zu nodes near us)", n->boot_ep, cnt);
+    if (n->role == &sw_join_role)
+        reach_check(n);
     run(n);
 }
 
@@ -816,7 +837,8 @@ dht_start(struct sw_node *n)
     }
     if (!n->boot_ep[0])
         snprintf(n->boot_ep, sizeof(n->boot_ep), "%s", n->ep); /* the bootstrap itself */
-    if (sw_transport_on(n->lobby, SW_MSG_MANIFEST_GET, on_manifest_get, n) < 0)
+    if (sw_transport_on(n->lobby, SW_MSG_MANIFEST_GET, on_manifest_get, n) < 0 ||
+        sw_reach_serve(&n->reach_srv, n->tr) < 0)
         return SW_EXIT_FAIL;
     sw_dht_params_default(&p);
     p.rpc_timeout_ms = SW_NODE_DHT_RPC_MS;
@@ -1030,6 +1052,7 @@ sw_node_main(const struct sw_node_opts *o)
         sw_manifest_release(&n->man);
     if (n->have_admit)
         sw_admit_release(&n->admit);
+    sw_reach_srv_release(&n->reach_srv);
     sw_identity_release(&n->id);
     had_signals = n->have_signals;
     signals_close(n);

@@ -67,6 +67,7 @@
 #include "manifest.h"
 #include "metrics.h"
 #include "proto.h"
+#include "reach.h"
 #include "status.h"
 #include "transport.h"
 
@@ -159,6 +160,8 @@ struct sw_node {
     char lobby_ep[SW_PROTO_EP_MAX], ep[SW_PROTO_EP_MAX];
     char boot_ep[SW_PROTO_EP_MAX], peer_ep[SW_PROTO_EP_MAX];
     struct sw_dhtnode *dht;
+    struct sw_reach_srv reach_srv;    /* every role answers reachability checks (reach.h) */
+    struct sw_reach_check reach;      /* join: this node's own, once in the DHT */
     struct sw_status_scan scan;
     bool have_scan;
     uv_timer_t tick;

@@ -42,6 +42,11 @@ enum sw_peer_msg {
     SW_MSG_CKPT_INFO = 541,    /* {err, step, S, t, lr_mult, norm, normc, have: bin, mem: bool} */
     SW_MSG_CKPT_GET = 542,     /* request {step, name, off, n} */
     SW_MSG_CKPT = 543,         /* {err, step, name, off, n, length, hash: bin32}; payload bytes */
+    /* the reachability verdict at join (reach.h) */
+    SW_MSG_REACH_ASK = 550,    /* request {ep: str}: dial me back there */
+    SW_MSG_REACH = 551,        /* {res: uint, seen: str} */
+    SW_MSG_REACH_PROBE = 552,  /* request {nonce: bin16}, the dial-back */
+    SW_MSG_REACH_ECHO = 553,   /* {nonce: bin16}, signed by the node dialled */
 };
 
 #define SW_PROTO_EP_MAX 128

@@ -23,6 +23,9 @@
  *   (bytes received), rec_ms uint (duration)
  * and, while the node is about to leave its stage for another (rebalancing,
  * trainer.h): mv uint (that stage)
+ * and, once the node's reachability check at join ended (reach.h): rch
+ * uint (0 unknown, 1 reachable, 2 unreachable; absent: not checked yet, or
+ * a node older than the check)
  * and, when the node has one: cert bin (its membership certificate, admit.h,
  * at most SW_STATUS_CERT_MAX bytes), so that a reader who got the record
  * from a third node can check that its publisher is admitted.
@@ -61,6 +64,7 @@ struct sw_peer_rec {
     int moving;         /* 1 + the stage it leaves for once out of the plan (0: none; "mv") */
     int need;           /* the leader: 1 + a stage none of whose nodes answered its PREPARE
                            ready, so that the run waits for it (0: none; "nd") */
+    int reach;          /* 1 + its reachability verdict (reach.h; "rch"), 0: not said */
     uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */

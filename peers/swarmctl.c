@@ -518,6 +518,21 @@ human_bytes(char *buf, size_t cap, uint64_t b)
 
 static const char *health_names[] = {"healthy", "degraded", "unreachable"};
 
+/* A record's reachability verdict (reach.h), for the JSON: a string, or null when not said. */
+static const char *
+reach_json(const struct sw_peer_rec *r)
+{
+    static const char *const v[] = {"null", "\"unknown\"", "\"reachable\"", "\"unreachable\""};
+    return r->reach >= 0 && r->reach <= 3 ? v[r->reach] : "null";
+}
+
+/* ... and for the tables: "-" when not said. */
+static const char *
+reach_text(const struct sw_peer_rec *r)
+{
+    return r->reach > 0 ? sw_reach_verdict_name(r->reach - 1) : "-";
+}
+
 static int
 print_status(struct client *c, const struct opts *o)
 {
@@ -600,7 +615,7 @@ print_status(struct client *c, const struct opts *o)
                    r->tps, r->cap, r->norm, r->hash, (double)(now - r->heard_ms) / 1000.0,
                    (unsigned long long)r->recoveries);
             json_last_recovery(r);
-            printf("}");
+            printf(",\"reach\":%s}", reach_json(r));
         }
         printf("]}\n");
     } else {
@@ -644,6 +659,20 @@ print_status(struct client *c, const struct opts *o)
                 printf("stage %d: %d unproven record%s (not counted: no answer signed by the "
                        "record's key at its endpoint)\n", s, sum[s].unproven,
                        sum[s].unproven > 1 ? "s" : "");
+        /* every node's reachability verdict, once any record says one (reach.h) */
+        for (int i = 0, shown = 0; i < c->nrec; i++) {
+            const struct sw_peer_rec *r = &c->recs[i];
+            bool any = false;
+            for (int k = 0; k < c->nrec && !any; k++)
+                any = c->recs[k].reach > 0;
+            if (!any)
+                break;
+            if (!shown++)
+                printf("reachability (per node):\n%-6s %-16s %-11s %s\n", "STAGE", "NODE",
+                       "REACH", "ENDPOINT");
+            printf("%-6d %.16s %-11s %s%s\n", r->stage, sw_identity_hex(key, r->pk, 32),
+                   reach_text(r), r->ep, r->unproven ? " (unproven)" : "");
+        }
         /* the last recovery of every node that had one (records sorted by stage) */
         for (int i = 0, shown = 0; i < c->nrec; i++) {
             const struct sw_peer_rec *r = &c->recs[i];
@@ -676,23 +705,23 @@ print_peers(struct client *c, const struct opts *o)
     if (o->json)
         printf("[");
     else
-        printf("%-16s %-5s %-9s %-8s %-10s %-17s %s\n", "KEY", "STAGE", "STATE", "STEP",
-               "TOKENS/S", "PARAMS", "ENDPOINT");
+        printf("%-16s %-5s %-9s %-8s %-10s %-17s %-11s %s\n", "KEY", "STAGE", "STATE", "STEP",
+               "TOKENS/S", "PARAMS", "REACH", "ENDPOINT");
     for (int i = 0; i < c->nrec; i++) {
         const struct sw_peer_rec *r = &c->recs[i];
         sw_identity_hex(key, r->pk, 32);
         if (o->json)
             printf("%s{\"key\":\"%s\",\"endpoint\":\"%s\",\"proven\":%s,\"stage\":%d,"
                    "\"state\":\"%s\",\"step\":%llu,\"tokens_per_s\":%.1f,\"hash\":\"%s\","
-                   "\"last_heard_s\":%.3f}",
+                   "\"last_heard_s\":%.3f,\"reach\":%s}",
                    i ? "," : "", key, r->ep, r->unproven ? "false" : "true", r->stage,
                    sw_status_state_name(r->state),
                    (unsigned long long)r->step, r->tps, r->hash,
-                   (double)(now - r->heard_ms) / 1000.0);
+                   (double)(now - r->heard_ms) / 1000.0, reach_json(r));
         else
-            printf("%.16s %-5d %-9s %-8llu %-10.0f %-17s %s%s\n", key, r->stage,
+            printf("%.16s %-5d %-9s %-8llu %-10.0f %-17s %-11s %s%s\n", key, r->stage,
                    sw_status_state_name(r->state), (unsigned long long)r->step, r->tps, r->hash,
-                   r->ep, r->unproven ? " (unproven)" : "");
+                   reach_text(r), r->ep, r->unproven ? " (unproven)" : "");
     }
     if (o->json)
         printf("]\n");

@@ -109,6 +109,9 @@ def main():
         want(p, "hash", (str,))
         want(p, "last_heard_s", num)
         nrec = want(p, "recoveries", (int,))
+        if want(p, "reach", (str,), nullable=True) not in (None, "unknown", "reachable",
+                                                            "unreachable"):
+            fail("peer reach")
         lr = want(p, "last_recovery", (dict,), nullable=True)
         if lr is not None:
             if set(lr) != {"method", "from", "bytes", "seconds"}:

@@ -1,0 +1,477 @@
+/*
+ * reach.c - the reachability verdict at join: the reflector, the echo and
+ * the check (see reach.h).
+ */
+#include "sw.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "reach.h"
+
+/* A dial-back in flight: whom it is for, where to answer, what must come back. */
+struct sw_reach_dial {
+    bool used;
+    uint32_t gen;                       /* bumped on every use: a late callback is stale */
+    uint8_t pk[32];                     /* the asker */
+    struct sw_transport_route route;    /* its ASK */
+    uint8_t nonce[SW_REACH_NONCE];
+    char seen[SW_REACH_ADDR_MAX];
+};
+
+/* What a PROBE's callback needs (freed by it: it runs exactly once). */
+struct dial_ref {
+    struct sw_reach_srv *s;
+    int slot;
+    uint32_t gen;
+};
+
+static const char *const res_names[SW_REACH__COUNT] = {"ok", "timeout", "host", "key",
+                                                       "busy", "noaddr", "badep"};
+
+const char *
+sw_reach_res_name(int res)
+{
+    return res >= 0 && res < SW_REACH__COUNT ? res_names[res] : "?";
+}
+
+const char *
+sw_reach_verdict_name(int verdict)
+{
+    static const char *const names[] = {"unknown", "reachable", "unreachable"};
+    return verdict >= 0 && verdict <= SW_REACH_UNREACHABLE ? names[verdict] : "?";
+}
+
+int
+sw_reach_verdict_of(int res)
+{
+    switch (res) {
+    case SW_REACH_OK: return SW_REACH_REACHABLE;
+    case SW_REACH_TIMEOUT:
+    case SW_REACH_HOST:
+    case SW_REACH_KEY: return SW_REACH_UNREACHABLE;
+    default: return SW_REACH_UNKNOWN;
+    }
+}
+
+/* ---- bodies ---- */
+
+void
+sw_reach_ask_pack(struct sw_body *b, const char *ep)
+{
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 1);
+    sw_proto_pack_key(&b->pk, "ep");
+    sw_proto_pack_str(&b->pk, ep);
+}
+
+int
+sw_reach_ask_read(const void *body, size_t len, char *ep, size_t cap)
+{
+    static const char *const keys[] = {"ep", NULL};
+    msgpack_unpacked u;
+    int err;
+
+    if (!sw_proto_open(body, len, &u, keys))
+        return -SW_EMSG;
+    err = sw_proto_get_str(&u.data, "ep", ep, cap) == 0 && ep[0] ? 0 : -SW_EMSG;
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+void
+sw_reach_answer_pack(struct sw_body *b, int res, const char *seen)
+{
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 2);
+    sw_proto_pack_key(&b->pk, "res");
+    msgpack_pack_uint32(&b->pk, (uint32_t)res);
+    sw_proto_pack_key(&b->pk, "seen");
+    sw_proto_pack_str(&b->pk, seen && seen[0] ? seen : "-");
+}
+
+int
+sw_reach_answer_read(const void *body, size_t len, int *res, char *seen, size_t cap)
+{
+    static const char *const keys[] = {"res", "seen", NULL};
+    msgpack_unpacked u;
+    uint64_t r;
+    int err = -SW_EMSG;
+
+    if (!sw_proto_open(body, len, &u, keys))
+        return -SW_EMSG;
+    if (sw_proto_get_u64(&u.data, "res", &r) == 0 && r < SW_REACH__COUNT &&
+        sw_proto_get_str(&u.data, "seen", seen, cap) == 0 && seen[0]) {
+        *res = (int)r;
+        if (!strcmp(seen, "-"))
+            seen[0] = '\0';
+        err = 0;
+    }
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+void
+sw_reach_nonce_pack(struct sw_body *b, const uint8_t nonce[SW_REACH_NONCE])
+{
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 1);
+    sw_proto_pack_key(&b->pk, "nonce");
+    sw_proto_pack_bin(&b->pk, nonce, SW_REACH_NONCE);
+}
+
+int
+sw_reach_nonce_read(const void *body, size_t len, uint8_t nonce[SW_REACH_NONCE])
+{
+    static const char *const keys[] = {"nonce", NULL};
+    msgpack_unpacked u;
+    const uint8_t *p;
+    size_t n = SW_REACH_NONCE;
+    int err = -SW_EMSG;
+
+    if (!sw_proto_open(body, len, &u, keys))
+        return -SW_EMSG;
+    if (sw_proto_get_bin(&u.data, "nonce", &p, &n) == 0) {
+        memcpy(nonce, p, SW_REACH_NONCE);
+        err = 0;
+    }
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+/* ---- the reflector ---- */
+
+static void
+malformed(struct sw_reach_srv *s, const char *what)
+{
+    s->malformed++;
+    sw_wire_count_drop(sw_transport_wire(s->t), SW_WIRE_DROP_MALFORMED);
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "dropped a malformed %s", what);
+}
+
+static void
+answer(struct sw_reach_srv *s, const struct sw_transport_route *route, int res, const char *seen)
+{
+    static struct sw_body b;
+
+    s->answers[res]++;
+    sw_reach_answer_pack(&b, res, seen);
+    if (b.b.overflow || sw_transport_reply(s->t, route, SW_MSG_REACH, b.b.data, b.b.len, NULL) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot answer a reachability request");
+}
+
+static void
+on_echo(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct dial_ref ref = *(struct dial_ref *)arg;
+    struct sw_reach_srv *s = ref.s;
+    struct sw_reach_dial *d = &s->dial[ref.slot];
+    uint8_t nonce[SW_REACH_NONCE];
+    int res;
+
+    (void)t;
+    sw_free(arg);
+    if (status == -SW_ECANCELED || !d->used || d->gen != ref.gen)
+        return;
+    if (status < 0) {
+        res = SW_REACH_TIMEOUT;
+    } else if (sw_reach_nonce_read(m->hdr.body, m->hdr.body_len, nonce) < 0) {
+        malformed(s, "reachability echo");
+        res = SW_REACH_KEY; /* whatever answers there is not the asker's node */
+    } else {
+        res = sodium_memcmp(m->hdr.sender, d->pk, 32) == 0 &&
+              sodium_memcmp(nonce, d->nonce, SW_REACH_NONCE) == 0 ? SW_REACH_OK : SW_REACH_KEY;
+    }
+    answer(s, &d->route, res, d->seen);
+    d->used = false;
+}
+
+static void
+on_ask(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    struct sw_reach_srv *s = arg;
+    static struct sw_body b;
+    char ep[SW_PROTO_EP_MAX], host[SW_REACH_ADDR_MAX], seen[SW_REACH_ADDR_MAX] = "";
+    struct sw_reach_dial *d = NULL;
+    struct dial_ref *ref;
+    int port, slot = -1, err;
+
+    if (m->route.rid == 0 || sw_reach_ask_read(m->hdr.body, m->hdr.body_len, ep, sizeof(ep)) < 0) {
+        malformed(s, "reachability request");
+        return;
+    }
+    /* an IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d: said as a.b.c.d */
+    if (m->peer_addr)
+        snprintf(seen, sizeof(seen), "%s",
+                 !strncmp(m->peer_addr, "::ffff:", 7) && strchr(m->peer_addr + 7, '.')
+                     ? m->peer_addr + 7 : m->peer_addr);
+    if (!seen[0]) {
+        answer(s, &m->route, SW_REACH_NOADDR, seen);
+        return;
+    }
+    if (sw_transport_endpoint_split(ep, host, sizeof(host), &port) < 0 || port == 0) {
+        answer(s, &m->route, SW_REACH_BADEP, seen);
+        return;
+    }
+    /* never dial a host other than the one that asked: no reflection */
+    if (!sw_transport_addr_same(host, seen)) {
+        char who[13];
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "reachability request from %s refused: it names "
+                           "%s, but came from %s", sw_proto_who(who, m->hdr.sender), ep, seen);
+        answer(s, &m->route, SW_REACH_HOST, seen);
+        return;
+    }
+    for (int i = 0; i < SW_REACH_MAX_PENDING; i++) {
+        if (s->dial[i].used && !memcmp(s->dial[i].pk, m->hdr.sender, 32)) {
+            if (s->dial[i].route.rid == m->route.rid) { /* the same ASK again: answer the newest */
+                s->dial[i].route = m->route;
+                return;
+            }
+            answer(s, &m->route, SW_REACH_BUSY, seen);
+            return;
+        }
+        if (!s->dial[i].used && slot < 0)
+            slot = i;
+    }
+    if (slot < 0 || !(ref = sw_malloc(sizeof(*ref)))) {
+        answer(s, &m->route, SW_REACH_BUSY, seen);
+        return;
+    }
+    d = &s->dial[slot];
+    d->gen++;
+    memcpy(d->pk, m->hdr.sender, 32);
+    d->route = m->route;
+    randombytes_buf(d->nonce, sizeof(d->nonce));
+    snprintf(d->seen, sizeof(d->seen), "%s", seen);
+    *ref = (struct dial_ref){s, slot, d->gen};
+    sw_reach_nonce_pack(&b, d->nonce);
+    err = b.b.overflow ? -SW_ETOOBIG
+                       : sw_transport_request(t, ep, SW_MSG_REACH_PROBE, b.b.data, b.b.len, NULL,
+                                              SW_REACH_DIAL_MS, SW_REACH_DIAL_TRIES - 1, on_echo,
+                                              ref);
+    if (err < 0) {
+        sw_free(ref);
+        answer(s, &m->route, SW_REACH_BUSY, seen);
+        return;
+    }
+    d->used = true;
+}
+
+static void
+on_probe(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    struct sw_reach_srv *s = arg;
+    static struct sw_body b;
+    uint8_t nonce[SW_REACH_NONCE];
+
+    if (m->route.rid == 0 || sw_reach_nonce_read(m->hdr.body, m->hdr.body_len, nonce) < 0) {
+        malformed(s, "reachability probe");
+        return;
+    }
+    s->echoes++;
+    sw_reach_nonce_pack(&b, nonce);
+    if (b.b.overflow || sw_transport_reply(t, &m->route, SW_MSG_REACH_ECHO, b.b.data, b.b.len,
+                                           NULL) < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "cannot answer a reachability probe");
+}
+
+int
+sw_reach_serve(struct sw_reach_srv *s, struct sw_transport *t)
+{
+    int err;
+
+    memset(s, 0, sizeof(*s));
+    s->t = t;
+    if (!(s->dial = sw_calloc(SW_REACH_MAX_PENDING, sizeof(*s->dial))))
+        return -SW_ENOMEM;
+    if ((err = sw_transport_limit(t, SW_MSG_REACH_ASK, SW_REACH_ASK_RATE, SW_REACH_ASK_BURST)) < 0 ||
+        (err = sw_transport_limit_global(t, SW_MSG_REACH_ASK, SW_REACH_ASK_GLOBAL_RATE,
+                                         SW_REACH_ASK_GLOBAL_BURST)) < 0 ||
+        (err = sw_transport_limit(t, SW_MSG_REACH_PROBE, SW_REACH_PROBE_RATE,
+                                  SW_REACH_PROBE_BURST)) < 0 ||
+        (err = sw_transport_on(t, SW_MSG_REACH_ASK, on_ask, s)) < 0 ||
+        (err = sw_transport_on(t, SW_MSG_REACH_PROBE, on_probe, s)) < 0)
+        return err;
+    return 0;
+}
+
+void
+sw_reach_srv_release(struct sw_reach_srv *s)
+{
+    sw_free(s->dial);
+    s->dial = NULL;
+}
+
+/* ---- the check ---- */
+
+static void ask_next(struct sw_reach_check *c);
+
+static void
+check_end(struct sw_reach_check *c, int verdict)
+{
+    c->done = true;
+    c->verdict = verdict;
+    sw_reach_check_log(c);
+    if (c->cb)
+        c->cb(c, c->arg);
+}
+
+static void
+on_answer(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct sw_reach_check *c = arg;
+    const char *peer = c->peers[c->next - 1];
+    char seen[SW_REACH_ADDR_MAX];
+    int res, v;
+
+    (void)t;
+    if (status == -SW_ECANCELED || c->done)
+        return;
+    if (status < 0) {
+        snprintf(c->last, sizeof(c->last), "%s did not answer", peer);
+    } else if (sw_reach_answer_read(m->hdr.body, m->hdr.body_len, &res, seen, sizeof(seen)) < 0) {
+        sw_wire_count_drop(sw_transport_wire(c->t), SW_WIRE_DROP_MALFORMED);
+        snprintf(c->last, sizeof(c->last), "%s answered a malformed verdict", peer);
+    } else {
+        if (seen[0])
+            snprintf(c->seen, sizeof(c->seen), "%s", seen);
+        v = sw_reach_verdict_of(res);
+        if (v != SW_REACH_UNKNOWN) {
+            c->res = res;
+            snprintf(c->by, sizeof(c->by), "%s", peer);
+            check_end(c, v);
+            return;
+        }
+        snprintf(c->last, sizeof(c->last), "%s could not check: %s", peer,
+                 res == SW_REACH_BUSY     ? "busy"
+                 : res == SW_REACH_NOADDR ? "no address seen"
+                                          : "the endpoint is not tcp://ADDRESS:PORT");
+    }
+    ask_next(c);
+}
+
+static void
+ask_next(struct sw_reach_check *c)
+{
+    static struct sw_body b;
+
+    while (c->next < c->npeers) {
+        const char *peer = c->peers[c->next++];
+        sw_reach_ask_pack(&b, c->ep);
+        if (!b.b.overflow && sw_transport_request(c->t, peer, SW_MSG_REACH_ASK, b.b.data, b.b.len,
+                                                  NULL, SW_REACH_ASK_MS, 0, on_answer, c) == 0)
+            return;
+        snprintf(c->last, sizeof(c->last), "cannot ask %s", peer);
+    }
+    check_end(c, SW_REACH_UNKNOWN);
+}
+
+int
+sw_reach_check_start(struct sw_reach_check *c, struct sw_transport *t, const char *ep,
+                     const char *const *peers, int n, sw_reach_done_cb *cb, void *arg)
+{
+    memset(c, 0, sizeof(*c));
+    if (!t || !ep || strlen(ep) >= sizeof(c->ep))
+        return -SW_EINVAL;
+    c->t = t;
+    c->res = -1;
+    c->cb = cb;
+    c->arg = arg;
+    snprintf(c->ep, sizeof(c->ep), "%s", ep);
+    snprintf(c->last, sizeof(c->last), "no peer to ask");
+    for (int i = 0; i < n && c->npeers < SW_REACH_PEERS; i++) {
+        bool dup = !peers[i] || !peers[i][0] || strlen(peers[i]) >= SW_PROTO_EP_MAX ||
+                   !strcmp(peers[i], ep);
+        for (int j = 0; j < c->npeers && !dup; j++)
+            dup = !strcmp(c->peers[j], peers[i]);
+        if (!dup)
+            snprintf(c->peers[c->npeers++], SW_PROTO_EP_MAX, "%s", peers[i]);
+    }
+    c->started = true;
+    if (c->npeers == 0) {
+        check_end(c, SW_REACH_UNKNOWN);
+        return 0;
+    }
+    ask_next(c);
+    return 0;
+}
+
+const char *
+sw_reach_check_line(const struct sw_reach_check *c, char *buf, size_t len)
+{
+    char why[160], adv[96];
+
+    if (c->verdict == SW_REACH_REACHABLE) {
+        snprintf(buf, len, "reachable at %s", c->ep);
+        return buf;
+    }
+    if (c->verdict == SW_REACH_UNKNOWN) {
+        snprintf(buf, len, "reachability unknown at %s (%s); carrying on", c->ep, c->last);
+        return buf;
+    }
+    if (c->res == SW_REACH_HOST)
+        snprintf(why, sizeof(why), "seen from %s, not the advertised host", c->seen);
+    else if (c->res == SW_REACH_KEY)
+        snprintf(why, sizeof(why), "another node answers there");
+    else
+        snprintf(why, sizeof(why), "connection timed out");
+    if (strchr(c->seen, ':'))
+        snprintf(adv, sizeof(adv), "tcp://[%s]:PORT", c->seen);
+    else
+        snprintf(adv, sizeof(adv), "tcp://%s:PORT", c->seen[0] ? c->seen : "PUBLIC-ADDRESS");
+    snprintf(buf, len, "not reachable from the internet at %s (%s); serving as an outbound-only "
+             "node is not built yet, so other nodes cannot dial it: its stage record stays "
+             "unproven and it will not be planned; to serve, forward a TCP port to this host "
+             "and give --advertise %s", c->ep, why, adv);
+    return buf;
+}
+
+void
+sw_reach_check_log(const struct sw_reach_check *c)
+{
+    char line[768];
+
+    sw_reach_check_line(c, line, sizeof(line));
+    sw_log(c->verdict == SW_REACH_REACHABLE ? SW_LOG_INFO : SW_LOG_WARN, "%s", line);
+}
+
+int
+sw_reach_metrics(const struct sw_reach_srv *s, const struct sw_reach_check *c, char *buf,
+                 size_t len, size_t *off)
+{
+    int err;
+
+    if (c && c->started) {
+        if ((err = sw_metrics_append(buf, len, off, "# HELP swarm_node_reachable This node's "
+                                     "reachability verdict at join (1: the one it has; none "
+                                     "while it is checked).\n"
+                                     "# TYPE swarm_node_reachable gauge\n")) < 0)
+            return err;
+        for (int v = SW_REACH_UNKNOWN; v <= SW_REACH_UNREACHABLE; v++)
+            if ((err = sw_metrics_append(buf, len, off, "swarm_node_reachable{verdict=\"%s\"} %d\n",
+                                         sw_reach_verdict_name(v),
+                                         c->done && c->verdict == v)) < 0)
+                return err;
+    }
+    if (!s || !s->dial)
+        return 0;
+    if ((err = sw_metrics_append(buf, len, off, "# HELP swarm_reach_answers_total Reachability "
+                                 "requests this node answered, by result (swarm-protocol(7), "
+                                 "REACHABILITY).\n# TYPE swarm_reach_answers_total counter\n")) < 0)
+        return err;
+    for (int r = 0; r < SW_REACH__COUNT; r++)
+        if ((err = sw_metrics_append(buf, len, off, "swarm_reach_answers_total{res=\"%s\"} %llu\n",
+                                     sw_reach_res_name(r),
+                                     (unsigned long long)s->answers[r])) < 0)
+            return err;
+    return sw_metrics_append(buf, len, off, "# HELP swarm_reach_malformed_total Reachability "
+                             "messages dropped as malformed.\n"
+                             "# TYPE swarm_reach_malformed_total counter\n"
+                             "swarm_reach_malformed_total %llu\n"
+                             "# HELP swarm_reach_echoes_total Reachability probes this node "
+                             "answered.\n# TYPE swarm_reach_echoes_total counter\n"
+                             "swarm_reach_echoes_total %llu\n",
+                             (unsigned long long)s->malformed, (unsigned long long)s->echoes);
+}

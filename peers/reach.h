@@ -1,0 +1,163 @@
+/*
+ * reach.h - the reachability verdict at join (issue 14, item 1;
+ * swarm-protocol(7), REACHABILITY; swarmd(1), REACHABILITY).
+ *
+ * A node that joins asks a peer that others can reach (the bootstrap first,
+ * then the peer it was given, then DHT contacts) to dial its advertised
+ * run endpoint back.  Four message types on the run transport:
+ *
+ *   REACH_ASK   request {ep: str}: "dial me back at ep"
+ *   REACH       its answer {res: uint, seen: str}, over the asker's own
+ *               connection (a ROUTER reply): res is enum sw_reach_res, seen
+ *               the address the reflector saw the ASK come from ("-": none),
+ *               so a node behind NAT learns its public address
+ *   REACH_PROBE request {nonce: bin 16}, from the reflector to ep over a
+ *               connection of its own
+ *   REACH_ECHO  its answer {nonce: bin 16}, the same 16 bytes
+ *
+ * The reflector (struct sw_reach_srv, every swarmd process) cannot be
+ * turned against a third party:
+ *   - it dials only an endpoint whose host is the address the ASK came
+ *     from (ZeroMQ's Peer-Address of the asker's connection; res HOST
+ *     otherwise, nothing dialled), a numeric tcp endpoint (res BADEP);
+ *   - ASKs are rate-limited per key, SW_REACH_ASK_RATE a second with a
+ *     bucket of SW_REACH_ASK_BURST (net/transport.h "Rate limits": a
+ *     dropped ASK gets no answer, counted in the ratelimit metrics), and at
+ *     most SW_REACH_MAX_PENDING dial-backs are in flight (res BUSY);
+ *   - the dial-back carries a fresh random nonce, and counts (res OK) only
+ *     when the ECHO is signed by the key that asked and carries the nonce:
+ *     whatever else answers at ep (another node, a replayed echo) gives res
+ *     KEY.  So no third party can make a node "reachable".
+ * A dial-back gets SW_REACH_DIAL_TRIES tries of SW_REACH_DIAL_MS (room for
+ * a TCP connect that loses its first SYN plus the ZeroMQ handshake and one
+ * request at a 200 ms round trip); the asker waits SW_REACH_ASK_MS for the
+ * answer.  Malformed bodies are dropped and counted (SW_WIRE_DROP_MALFORMED,
+ * sw_reach_srv.malformed), never answered.
+ *
+ * The check (struct sw_reach_check, the joining node) asks one peer at a
+ * time: res OK is the verdict "reachable"; TIMEOUT, HOST or KEY
+ * "unreachable"; BUSY, NOADDR, BADEP or no answer in time: the next peer;
+ * none left: "unknown", and the node carries on.  It logs exactly one line
+ * (sw_reach_check_log): "reachable at EP", "not reachable from the internet
+ * at EP (WHY); ..." with what the user can do, or "reachability unknown at
+ * EP (...)".
+ *
+ * Ownership: the caller owns both structs; they must outlive the transport
+ * (its close cancels the requests, whose callbacks still use them).
+ * Threading: the transport's loop thread.
+ */
+#ifndef SW_REACH_H
+#define SW_REACH_H
+
+#include "sw.h"
+
+#include "proto.h"
+#include "transport.h"
+
+#define SW_REACH_NONCE 16
+#define SW_REACH_DIAL_MS 2500      /* one try of the dial-back */
+#define SW_REACH_DIAL_TRIES 2
+#define SW_REACH_ASK_MS 9000       /* the asker's wait for REACH (> the dial-back's tries) */
+#define SW_REACH_MAX_PENDING 32    /* dial-backs in flight at one reflector */
+#define SW_REACH_ASK_RATE (3.0 / 60.0) /* ASKs per second and key... */
+#define SW_REACH_ASK_BURST 3           /* ...at most 3 at once, then one every 20 s */
+#define SW_REACH_ASK_GLOBAL_RATE 2.0   /* all keys together */
+#define SW_REACH_ASK_GLOBAL_BURST 64
+#define SW_REACH_PROBE_RATE 2.0    /* PROBEs answered per second and key */
+#define SW_REACH_PROBE_BURST 10
+#define SW_REACH_PEERS 4           /* peers asked at most */
+#define SW_REACH_ADDR_MAX 64       /* a seen address, NUL included */
+
+/* A reflector's answer (REACH "res"). */
+enum sw_reach_res {
+    SW_REACH_OK = 0,      /* dialled back, the asker's key echoed the nonce */
+    SW_REACH_TIMEOUT = 1, /* dialled back, no answer in time */
+    SW_REACH_HOST = 2,    /* the ASK came from another address than ep's host: not dialled */
+    SW_REACH_KEY = 3,     /* dialled back, another key (or a wrong nonce) answered */
+    SW_REACH_BUSY = 4,    /* too many dial-backs in flight, or one of this key's already */
+    SW_REACH_NOADDR = 5,  /* no address seen (not tcp): cannot check */
+    SW_REACH_BADEP = 6,   /* ep is not tcp://NUMERIC-ADDRESS:PORT */
+    SW_REACH__COUNT
+};
+
+/* The verdict (metrics, stage records: swarm-protocol(7), STAGE RECORDS "rch"). */
+enum sw_reach_verdict { SW_REACH_UNKNOWN = 0, SW_REACH_REACHABLE = 1, SW_REACH_UNREACHABLE = 2 };
+
+const char *sw_reach_res_name(int res);         /* "ok", "timeout", ...; never NULL */
+const char *sw_reach_verdict_name(int verdict); /* "unknown", "reachable", "unreachable" */
+/* The verdict a reflector's res gives (UNKNOWN: ask another). */
+int sw_reach_verdict_of(int res);
+
+/* ---- bodies (strict: unknown, missing or mistyped keys refused) ---- */
+
+void sw_reach_ask_pack(struct sw_body *b, const char *ep);
+int sw_reach_ask_read(const void *body, size_t len, char *ep, size_t cap) SW_WARN_UNUSED;
+void sw_reach_answer_pack(struct sw_body *b, int res, const char *seen);
+/* res < SW_REACH__COUNT; seen: an address or "" (sent as "-") */
+int sw_reach_answer_read(const void *body, size_t len, int *res, char *seen, size_t cap)
+    SW_WARN_UNUSED;
+/* PROBE and ECHO alike */
+void sw_reach_nonce_pack(struct sw_body *b, const uint8_t nonce[SW_REACH_NONCE]);
+int sw_reach_nonce_read(const void *body, size_t len, uint8_t nonce[SW_REACH_NONCE])
+    SW_WARN_UNUSED;
+
+/* ---- the reflector, and the echo every process gives ---- */
+
+struct sw_reach_dial; /* private */
+
+struct sw_reach_srv {
+    struct sw_transport *t;
+    struct sw_reach_dial *dial;   /* SW_REACH_MAX_PENDING slots */
+    uint64_t answers[SW_REACH__COUNT]; /* ASKs answered, by res */
+    uint64_t malformed;           /* ASK, PROBE or ECHO bodies dropped */
+    uint64_t echoes;              /* PROBEs this process answered */
+};
+
+/*
+ * Serve REACH_ASK and REACH_PROBE on t (handlers and rate limits).
+ * 0, -SW_ENOMEM or the transport's error.
+ */
+int sw_reach_serve(struct sw_reach_srv *s, struct sw_transport *t) SW_WARN_UNUSED;
+/* Frees the slots (after the transport closed: their callbacks have run). */
+void sw_reach_srv_release(struct sw_reach_srv *s);
+
+/* ---- the check at join ---- */
+
+struct sw_reach_check;
+typedef void sw_reach_done_cb(struct sw_reach_check *c, void *arg);
+
+struct sw_reach_check {
+    struct sw_transport *t;
+    char ep[SW_PROTO_EP_MAX];                 /* the endpoint checked (advertised) */
+    char peers[SW_REACH_PEERS][SW_PROTO_EP_MAX]; /* asked in this order */
+    int npeers, next;
+    bool started, done;
+    int verdict;                              /* enum sw_reach_verdict, once done */
+    int res;                                  /* the deciding answer's res (-1: none) */
+    char seen[SW_REACH_ADDR_MAX];             /* the address a reflector saw ("": none) */
+    char by[SW_PROTO_EP_MAX];                 /* the peer whose answer decided */
+    char last[96];                            /* why the last peer gave no verdict */
+    sw_reach_done_cb *cb;
+    void *arg;
+};
+
+/*
+ * Check ep (this node's advertised run endpoint) through peers[n] (up to
+ * SW_REACH_PEERS, empty and duplicate ones skipped, own ep included);
+ * cb (may be NULL) runs once the verdict is in (c->done), inside this call
+ * only when no peer could be asked at all (verdict unknown).  0 or
+ * -SW_EINVAL.
+ */
+int sw_reach_check_start(struct sw_reach_check *c, struct sw_transport *t, const char *ep,
+                         const char *const *peers, int n, sw_reach_done_cb *cb,
+                         void *arg) SW_WARN_UNUSED;
+/* The one line of the verdict (swarmd(1), REACHABILITY), logged. */
+void sw_reach_check_log(const struct sw_reach_check *c);
+/* The verdict line into buf (without logging); buf returned. */
+const char *sw_reach_check_line(const struct sw_reach_check *c, char *buf, size_t len);
+
+/* Prometheus lines: the verdict (c NULL: none) and the reflector's counters. */
+int sw_reach_metrics(const struct sw_reach_srv *s, const struct sw_reach_check *c, char *buf,
+                     size_t len, size_t *off) SW_WARN_UNUSED;
+
+#endif
