@@ -117,6 +117,20 @@ wrong_echo(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         abort();
 }
 
+/* n's check through the one peer, to its end; its line into line */
+static int
+check(struct sw_reach_check *c, struct node *n, const char *peer, char *line, size_t len)
+{
+    const char *peers[] = {peer};
+
+    if (sw_reach_check_start(c, n->t, n->ep, peers, 1, NULL, NULL) < 0)
+        return -1;
+    while (!c->done)
+        uv_run(&loop, UV_RUN_ONCE);
+    sw_reach_check_line(c, line, len);
+    return 0;
+}
+
 static void
 on_closed(void *arg)
 {
@@ -220,27 +234,15 @@ main(void)
     /* no address seen over ipc: noaddr, and a check with only that peer: unknown */
     res = ask(&a3, &ri, a3.ep, SW_REACH_ASK_MS, &st, NULL);
     tap_ok(res == SW_REACH_NOADDR, "over ipc (no Peer-Address): res noaddr (res %d)", res);
-    {
-        const char *peers[] = {ri.ep};
-        if (sw_reach_check_start(&c, a4.t, a4.ep, peers, 1, NULL, NULL) < 0)
-            return 1;
-        while (!c.done)
-            uv_run(&loop, UV_RUN_ONCE);
-        sw_reach_check_line(&c, line, sizeof(line));
-        tap_ok(c.verdict == SW_REACH_UNKNOWN && strstr(line, "reachability unknown at ") &&
-                   strstr(line, "carrying on"),
-               "a check no peer can decide ends unknown: '%s'", line);
-    }
-    {
-        const char *peers[] = {r.ep};
-        if (sw_reach_check_start(&c, a3.t, a3.ep, peers, 1, NULL, NULL) < 0)
-            return 1;
-        while (!c.done)
-            uv_run(&loop, UV_RUN_ONCE);
-        sw_reach_check_line(&c, line, sizeof(line));
-        tap_ok(c.verdict == SW_REACH_REACHABLE && !strncmp(line, "reachable at ", 13) &&
-                   !strcmp(line + 13, a3.ep), "the check: '%s'", line);
-    }
+    if (check(&c, &a4, ri.ep, line, sizeof(line)) < 0)
+        return 1;
+    tap_ok(c.verdict == SW_REACH_UNKNOWN && strstr(line, "reachability unknown at ") &&
+               strstr(line, "carrying on"),
+           "a check no peer can decide ends unknown: '%s'", line);
+    if (check(&c, &a3, r.ep, line, sizeof(line)) < 0)
+        return 1;
+    tap_ok(c.verdict == SW_REACH_REACHABLE && !strncmp(line, "reachable at ", 13) &&
+               !strcmp(line + 13, a3.ep), "the check: '%s'", line);
 
     /* the verdict in a stage record ("rch"): round trip, and out of range refused */
     {
