@@ -67,7 +67,7 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh te
 	tests/t0380-rogue.sh tests/t0381-admission.sh tests/t0382-attack-prepare-records.sh \
 	tests/t0383-attack-fake-records.sh tests/t0384-attack-floods.sh tests/t0386-fake-records.sh \
 	tests/t0387-zero-weights.sh \
-	tests/t0389-keeper-records.sh \
+	tests/t0385-attack-pieces.sh tests/t0389-keeper-records.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
 	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0394-keeper-deaths.sh \
 	tests/t0395-netns.sh tests/t0396-checkfree-before-checkpoint.sh \

@@ -732,7 +732,7 @@ plus_finish(struct sw_trainer *t)
     struct sw_rebuild rb = {true,          {p->buf, NULL}, {p->stage, -1}, {p->norm, 0},
                             boundary ? r->buf : NULL, boundary ? r->numel : 0, t->man->seed, 0};
     struct sw_stage_scalars sc;
-    char a[13], x[128], ev[1024];
+    char a[13], x[192], ev[1024];
 
     if (!rebuild_apply(t, &rb, "checkfree+ rebuild"))
         return;
@@ -748,6 +748,9 @@ plus_finish(struct sw_trainer *t)
     snprintf(x, sizeof(x), ",\"transfer_ms\":%.0f,\"rebuild_ms\":%.0f%s",
              (double)(t->rc.got_ms - t->rc.req_ms), rb.took_s * 1000,
              boundary ? (kind == 0 ? ",\"replica\":\"embedding\"" : ",\"replica\":\"head\"") : "");
+    if (boundary) /* how old the replica was: its owner's steps when it pushed it */
+        snprintf(x + strlen(x), sizeof(x) - strlen(x), ",\"replica_step\":%llu",
+                 (unsigned long long)r->step);
     sw_log_event(SW_LOG_INFO, "recovery",
            rec_fields(ev, sizeof(ev), t->stage, "checkfree+", p->ep, t->rec_bytes,
                       t->rec_s * 1000, t->step, x),

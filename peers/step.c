@@ -394,9 +394,10 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
     static const char *const keys[] = {"step", "kind", "off", "n", NULL};
     msgpack_unpacked u;
     uint64_t step, kind, off, n;
-    int want = sw_step_rep_kind(t, false);
+    int want = sw_step_rep_kind(t, false), bs;
     size_t numel, pieces;
     float *tmp;
+    char who[13];
 
     if (!t->ops || want < 0 || trainer_refuse_banned(t, m) || !trainer_open(t, m, &u, keys))
         return;
@@ -418,10 +419,17 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
         return;
     }
     msgpack_unpacked_destroy(&u);
-    if (!serves_stage(t, m->hdr.sender, want == 0 ? 0 : t->S - 1)) {
+    /* only from the boundary node that pushes (the first of its stage in the
+     * installed plan: replica_push), and never from far ahead: a stranger's
+     * pieces cannot mix into the replica or hold back the real pushes */
+    bs = want == 0 ? 0 : t->S - 1;
+    if (t->st.plan.cnt[bs] < 1 || memcmp(m->hdr.sender, t->st.plan.pk[bs * SW_PLAN_MAX], 32) ||
+        step > t->step + 2) {
         t->drop_unknown++;
-        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped a checkfree+ replica from a node that "
-                           "does not serve stage %d", want == 0 ? 0 : t->S - 1);
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped a checkfree+ replica of step %llu from %s: "
+                           "%s", (unsigned long long)step, sw_proto_who(who, m->hdr.sender),
+                           step > t->step + 2 ? "ahead of the run"
+                                              : "not the plan's first node of its stage");
         return;
     }
     if ((t->rep_have && step <= t->rep_step) || (t->rep_in_on && step < t->rep_in_step))
@@ -1088,6 +1096,8 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     const uint8_t *h;
     size_t hl = 32;
     struct sw_partial *p = NULL;
+    bool planned, fresh = false;
+    char who[13];
 
     if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
         !trainer_open(t, m, &u, keys))
@@ -1110,21 +1120,36 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         trainer_reject(t, m, &u, SW_WIRE_DROP_NONFINITE, "non-finite partial gradient");
         return;
     }
-    if (trainer_refuse_unknown(t, m) || step < t->step) {
-        msgpack_unpacked_destroy(&u);
-        return;
+    if (trainer_refuse_unknown(t, m) || step < t->step)
+        goto out;
+    /* Only a replica of this stage may hold a slot, and only for this step
+     * or the next (a replica is never further ahead: it needs this node's
+     * partial to end the step), so that partials of other keys or far steps
+     * cannot fill the slots and stall the stage (issue 12) */
+    planned = sw_plan_find(&s->plan, t->stage, m->hdr.sender) >= 0;
+    if (step > t->step + 1 || (!planned && !serves_stage(t, m->hdr.sender, t->stage))) {
+        t->drop_unknown++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped a partial gradient of step %llu from %s: "
+                           "%s", (unsigned long long)step, sw_proto_who(who, m->hdr.sender),
+                           step > t->step + 1 ? "more than one step ahead"
+                                              : "not a node of this stage");
+        goto out;
     }
     for (int i = 0; i < s->npart && !p; i++)
         if (!memcmp(s->part[i].pk, m->hdr.sender, 32) && s->part[i].step == step)
             p = &s->part[i];
     if (!p && s->npart < SW_PROTO_MAX_REPLICAS)
         p = &s->part[s->npart];
+    /* full: a planned replica takes the slot of a sender the plan does not name */
+    for (int i = 0; !p && planned && i < s->npart; i++)
+        if (sw_plan_find(&s->plan, t->stage, s->part[i].pk) < 0) {
+            p = &s->part[i];
+            fresh = true;
+        }
     if (!p || (!p->buf && !(p->buf = sw_malloc_big(t->numel * sizeof(float)))) ||
-        (!p->got && !(p->got = sw_malloc(pieces)))) {
-        msgpack_unpacked_destroy(&u);
-        return;
-    }
-    if (p == &s->part[s->npart] || p->ver != ver) {
+        (!p->got && !(p->got = sw_malloc(pieces))))
+        goto out;
+    if (fresh || p == &s->part[s->npart] || p->ver != ver) {
         /* a new partial: of a step not seen from this sender, or summed
          * under another plan version (a replan): its pieces start over */
         memset(p->got, 0, pieces);
@@ -1143,6 +1168,9 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     msgpack_unpacked_destroy(&u);
     if (step == t->step && p->ngot == pieces)
         finish_exchange(t);
+    return;
+out:
+    msgpack_unpacked_destroy(&u);
 }
 
 /* ---- plans ---- */

@@ -36,6 +36,18 @@
  *       certificate, stored through the helper's own DHT node; with
  *       ATTACK_KEY and ATTACK_CERT (below) that node is an admitted peer
  *       of an owner-mode run, whose STOREs the nodes accept
+ *   grad STAGE EP...  partial gradients to the replicas of STAGE at EP:
+ *       the helper publishes a record of its own for STAGE, syncing (a node
+ *       of the stage that no plan names yet), then every 100 ms: well-formed,
+ *       finite pieces (off 0) of STAGE for the run's steps + 1 ... + 16
+ *       (once they took every slot of a replica, whose real partials were
+ *       then dropped: the stage stalled for good), and malformed ones (an
+ *       off inside a piece, a short n, an off past the end, another stage,
+ *       NaN values, a NaN loss), which get the helper banned
+ *   replica STAGE EP...  the same for CheckFree+ replicas (REPLICA, kind 0
+ *       when STAGE is 1, else 1): pieces 1000 steps ahead, and pieces of
+ *       the current step holding 1e30s (a stranger's pieces must neither
+ *       hold back the real pushes nor mix into them)
  *
  * The environment: ATTACK_KEY=DIR uses the key in DIR instead of a fresh
  * one, ATTACK_CERT=FILE presents FILE's certificate on every envelope.
@@ -46,6 +58,7 @@
  */
 #include "hostile.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +67,10 @@
 #include <zmq.h>
 
 #include "admit.h"
+#include "checkfree.h"
 #include "ckptnet.h"
+#include "codec.h"
+#include "step.h"
 #include "fetch.h"
 
 #define MAX_FAKES 256
@@ -246,15 +262,17 @@ scan(void)
         return; /* one is still running */
 }
 
-/* A stage record of stage for id at ep, step, tps (signed, put). */
+/* A stage record of stage for id at ep, step, in state (signed, put). */
 static void
-publish(const struct sw_identity *id, const char *ep, int stage, uint64_t step, double tps)
+publish_rec(const struct sw_identity *id, const char *ep, int stage, uint64_t step, double tps,
+            int state)
 {
     static uint8_t val[1024];
     struct sw_peer_rec me;
     struct sw_dht_record r;
 
     hostile_rec(&me, id->pk, ep, stage, step, tps);
+    me.state = state;
     me.loss = stage == A.man.stages - 1 ? 1.0 : -1;
     me.norm = 1.0;
     snprintf(me.hash, sizeof(me.hash), "0000000000000000");
@@ -262,6 +280,123 @@ publish(const struct sw_identity *id, const char *ep, int stage, uint64_t step, 
     if (hostile_signed_rec(&A.man, id, &me, A.seq, 10, val, sizeof(val), &r) == 0 &&
         sw_dhtnode_put(A.dht, &r, on_put, NULL) == 0)
         A.sent++;
+}
+
+/* A training node's record of stage for id at ep, step, tps. */
+static void
+publish(const struct sw_identity *id, const char *ep, int stage, uint64_t step, double tps)
+{
+    publish_rec(id, ep, stage, step, tps, SW_REC_TRAINING);
+}
+
+/* ---- tensor pieces ---- */
+
+/* Floats in stage's slab (kind < 0), or in CheckFree+ replica kind (0 the
+ * embedding of stage 0, 1 the head of the last stage). */
+static int
+tensor_numel(int stage, int kind, size_t *numel)
+{
+    struct sw_stage_layout lay;
+    const struct sw_tensor_info *t[2];
+    int n = 0;
+
+    if (sw_stage_layout_init(&lay, &A.man.model, A.man.stages,
+                             kind < 0 ? stage : kind == 0 ? 0 : A.man.stages - 1) < 0)
+        return -1;
+    *numel = lay.numel;
+    if (kind >= 0 &&
+        (n = sw_checkfree_replica_tensors(&lay, (enum sw_checkfree_replica_kind)kind, t)) >= 0) {
+        *numel = 0;
+        for (int i = 0; i < n; i++)
+            *numel += t[i]->numel;
+    }
+    sw_stage_layout_release(&lay);
+    return n < 0 || *numel == 0 ? -1 : 0;
+}
+
+/* A payload-carrying one-way message to ep (as trainer_send does). */
+static int
+trainer_like_send(const char *ep, uint32_t type, const struct sw_body *b, const void *x,
+                  size_t len)
+{
+    struct sw_payload p = {x, len, NULL, NULL, NULL};
+
+    if (b->b.overflow)
+        return -SW_ETOOBIG;
+    return sw_transport_send(A.tr, ep, type, b->b.data, b->b.len, &p);
+}
+
+/* One GRAD (rep false) or REPLICA piece of stage to ep: step, off, n, the
+ * payload (fp32 x[n], in the run's gradient codec for a GRAD); what = the
+ * malformation (0 none) */
+static void
+send_piece(const char *ep, bool rep, int stage, uint64_t step, uint64_t off, uint64_t n,
+           const float *x, size_t nx, double loss)
+{
+    static struct sw_body b;
+    static uint8_t wire[16u << 20];
+    enum sw_codec c = rep ? SW_CODEC_FP32 : A.man.grad_codec;
+    uint8_t hash[32] = {0};
+    size_t bytes;
+
+    sw_body_init(&b);
+    if (rep) {
+        msgpack_pack_map(&b.pk, 4);
+        sw_proto_pack_key(&b.pk, "step");
+        msgpack_pack_uint64(&b.pk, step);
+        sw_proto_pack_key(&b.pk, "kind");
+        msgpack_pack_uint32(&b.pk, stage == 1 ? 0 : 1);
+    } else {
+        msgpack_pack_map(&b.pk, 8);
+        sw_proto_pack_key(&b.pk, "step");
+        msgpack_pack_uint64(&b.pk, step);
+        sw_proto_pack_key(&b.pk, "ver");
+        msgpack_pack_uint64(&b.pk, 1);
+        sw_proto_pack_key(&b.pk, "stage");
+        msgpack_pack_uint64(&b.pk, (uint64_t)stage);
+        sw_proto_pack_key(&b.pk, "count");
+        msgpack_pack_uint64(&b.pk, 1);
+        sw_proto_pack_key(&b.pk, "loss");
+        msgpack_pack_double(&b.pk, loss);
+        sw_proto_pack_key(&b.pk, "hash");
+        sw_proto_pack_bin(&b.pk, hash, 32);
+    }
+    sw_proto_pack_key(&b.pk, "off");
+    msgpack_pack_uint64(&b.pk, off);
+    sw_proto_pack_key(&b.pk, "n");
+    msgpack_pack_uint64(&b.pk, n);
+    bytes = sw_codec_bytes(c, nx);
+    if (bytes > sizeof(wire))
+        return;
+    sw_codec_encode(c, x, nx, wire);
+    if (trainer_like_send(ep, rep ? SW_MSG_REPLICA : SW_MSG_GRAD, &b, wire, bytes) == 0)
+        A.sent++;
+}
+
+/* The pieces of one round of mode grad (rep false) or replica to ep. */
+static void
+pieces_round(const char *ep, bool rep, int stage, size_t numel, const float *x, const float *bad,
+             bool malformed)
+{
+    uint64_t n = SW_MIN(SW_STEP_PIECE, numel);
+
+    if (rep) {
+        send_piece(ep, true, stage, A.run_step + 1000, 0, n, x, n, 0);
+        send_piece(ep, true, stage, A.run_step, 0, n, bad, n, 0);
+        send_piece(ep, true, stage, A.run_step + 1, 0, n, bad, n, 0);
+        return;
+    }
+    for (uint64_t k = 1; k <= 16; k++)
+        send_piece(ep, false, stage, A.run_step + k, 0, n, x, n, 1.0);
+    if (!malformed)
+        return;
+    if (numel > 1)
+        send_piece(ep, false, stage, A.run_step, 1, n - 1, x, n - 1, 1.0); /* off inside */
+    send_piece(ep, false, stage, A.run_step, 0, n / 2, x, n / 2, 1.0);     /* short */
+    send_piece(ep, false, stage, A.run_step, numel, n, x, n, 1.0);         /* past the end */
+    send_piece(ep, false, stage + 1, A.run_step, 0, n, x, n, 1.0);         /* another stage */
+    send_piece(ep, false, stage, A.run_step, 0, n, bad, n, 1.0);           /* NaN values */
+    send_piece(ep, false, stage, A.run_step, 0, n, x, n, NAN);             /* NaN loss */
 }
 
 /* ---- requests through raw sockets, sealed by any key ---- */
@@ -508,6 +643,39 @@ main(int argc, char **argv)
             }
             run_for(1.5);
         }
+    } else if ((!strcmp(mode, "grad") || !strcmp(mode, "replica")) && argc >= 7) {
+        bool rep = !strcmp(mode, "replica");
+        int stage = atoi(argv[5]), nt = argc - 6, k = rep ? (stage == 1 ? 0 : 1) : -1;
+        size_t numel = 0, n;
+        float *x, *bad;
+        if (hostile_targets("test_peers_attack", argv + 6, nt, NULL, false, &t) < 0 ||
+            stage < 0 || stage >= A.man.stages || tensor_numel(stage, k, &numel) < 0)
+            return 2;
+        n = SW_MIN(SW_STEP_PIECE, numel);
+        x = calloc(n, sizeof(float));
+        bad = malloc(n * sizeof(float));
+        if (!x || !bad)
+            return 2;
+        for (size_t i = 0; i < n; i++) {
+            x[i] = 1e-3f;
+            bad[i] = rep ? 1e30f : NAN;
+        }
+        /* in the run as a syncing node of the stage it claims to be a
+         * replica of (grad), or of the stage whose replica it claims to push */
+        int rs = !rep ? stage : k == 0 ? 0 : A.man.stages - 1;
+        double t0 = sw_now_s();
+        for (int round = 0; going(end); round++) {
+            scan();
+            if (round % 10 == 0)
+                publish_rec(&A.id, A.ep, rs, A.run_step, 1000.0, SW_REC_SYNCING);
+            /* the malformed pieces (a ban) in the second half only: the
+             * well-formed ones reach the replicas once they know the key */
+            for (int i = 0; i < nt; i++)
+                pieces_round(t[i].ep, rep, stage, numel, x, bad, sw_now_s() > t0 + seconds / 2);
+            run_for(0.1);
+        }
+        free(x);
+        free(bad);
     } else if (!strcmp(mode, "keeper") && argc == 6) {
         uint64_t off = strtoull(argv[5], NULL, 10);
         if (sw_identity_generate(&A.fake[A.nfake++]) < 0)
