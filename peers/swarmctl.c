@@ -122,6 +122,9 @@ struct client {
     struct sw_run_end end; /* step 0: no end record found */
     bool have_end;
     int end_unadmitted;    /* end records whose publisher has no valid certificate */
+    bool revoke_pending;   /* owner mode: the revocation list's get */
+    uint64_t revoke_seq;   /* the list applied (0: none) */
+    int revoked_out;       /* records left out because the list revokes them */
     struct sw_admit admit; /* an owner-mode run: whose records count */
     bool have_admit;
     int status;
@@ -164,12 +167,55 @@ on_manifest(struct sw_transport *t, int status, const struct sw_transport_msg *m
     }
 }
 
-/* The DHT read is over when the scan and the end get ended. */
+/* The DHT read is over when the scan and the gets of the end record and
+ * the revocation list ended.  The records of revoked keys (or of keys a
+ * revoked delegate certified) are left out then, as the nodes leave them:
+ * their certificates were verified during the scan, and the list drops
+ * them from the admitter's cache (admit.h) */
 static void
 dir_check_done(struct client *c)
 {
-    if (c->scanned && !c->end_pending)
-        c->done = true;
+    int k = 0;
+
+    if (!c->scanned || c->end_pending || c->revoke_pending || c->done)
+        return;
+    c->done = true;
+    if (!c->have_admit || !c->revoke_seq)
+        return;
+    for (int i = 0; i < c->nrec; i++) {
+        if (sw_admit_check(&c->admit, c->recs[i].pk, NULL, 0, (uint64_t)time(NULL), NULL) !=
+            SW_ADMIT_OK) {
+            c->revoked_out++;
+            continue;
+        }
+        c->recs[k++] = c->recs[i];
+    }
+    c->nrec = k;
+}
+
+/* The revocation list: the newest one the run owner signed. */
+static void
+on_revoked(void *arg, int status, const struct sw_dht_record *recs, size_t n,
+           const struct sw_dht_lookup_info *info)
+{
+    struct client *c = arg;
+    struct sw_revoked l, best;
+    bool have = false;
+
+    (void)info;
+    if (status == -SW_ECANCELED || !c->revoke_pending)
+        return;
+    c->revoke_pending = false;
+    for (size_t i = 0; status == 0 && i < n; i++)
+        if (!memcmp(recs[i].pub, c->owner, 32) &&
+            sw_revoked_decode(recs[i].val, recs[i].val_len, c->man.run_id, c->owner, &l) == 0 &&
+            (!have || l.seq > best.seq)) {
+            best = l;
+            have = true;
+        }
+    if (have && sw_admit_set_revoked(&c->admit, &best))
+        c->revoke_seq = best.seq;
+    dir_check_done(c);
 }
 
 /* Nobody answered the join (a busy machine): ask again until the deadline. */
@@ -259,6 +305,10 @@ on_check(uv_check_t *h)
     c->scanning = true;
     sw_status_end_key(key, c->man.run_id);
     c->end_pending = sw_dhtnode_get(c->dht, key, on_end, c) == 0;
+    if (c->have_admit) {
+        sw_revoked_key(key, c->man.run_id);
+        c->revoke_pending = sw_dhtnode_get(c->dht, key, on_revoked, c) == 0;
+    }
 }
 
 /* The deadline: what has come is shown, the rest is abandoned. */
@@ -268,10 +318,11 @@ on_deadline(uv_timer_t *h)
     struct client *c = h->data;
 
     c->end_pending = false;
+    c->revoke_pending = false;
     if (c->scanning)
         sw_status_scan_cut(&c->scan); /* calls on_scan */
     c->scanned = true; /* no DHT node answered in time: every stage unknown */
-    c->done = true;
+    dir_check_done(c);
 }
 
 static int
@@ -651,6 +702,10 @@ print_status(struct client *c, const struct opts *o)
             printf("%llu record%s left out: no valid certificate of the run owner "
                    "(swarm-protocol(7), ADMISSION)\n", (unsigned long long)c->scan.unadmitted,
                    c->scan.unadmitted > 1 ? "s" : "");
+        if (c->revoked_out)
+            printf("%d record%s left out: revoked by the run owner (revocation list %llu)\n",
+                   c->revoked_out, c->revoked_out > 1 ? "s" : "",
+                   (unsigned long long)c->revoke_seq);
         if (c->end_unadmitted)
             printf("%d end record%s left out: no valid certificate of the run owner\n",
                    c->end_unadmitted, c->end_unadmitted > 1 ? "s" : "");

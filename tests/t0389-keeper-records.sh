@@ -9,9 +9,11 @@
 # adjacent loss: only a checkpoint can rebuild them), two newcomers started
 # with --from-checkpoint keeper pass over the lie and restore from the real
 # keeper, and the run trains on.  (Before, the newcomers took the record
-# with the highest step and asked the liar for its checkpoint.)
+# with the highest step and asked the liar for its checkpoint.)  Last, an
+# admitted key's stage record is counted by swarmctl status until the owner
+# revokes the key, then left out (status reads the revocation list).
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
-echo "1..4"
+echo "1..5"
 write_manifest "$TMP/run.conf" 100000 4
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
@@ -65,3 +67,34 @@ ok $? "they passed over the stranger's keeper record and asked the relay for not
 
 wait_steps 60 "$TMP/n3.log" $((fail_step + 10))
 ok $? "the run trains on"
+
+# an admitted key's stage-3 record (syncing: planned nowhere), then its key
+# revoked: swarmctl status reads the revocation list and leaves it out
+admit rec3 3
+export ATTACK_KEY="$ADMIT_KEY" ATTACK_CERT="$ADMIT_KEY.cert"
+start_bg "$TMP/attack-rec.log" "$BUILD/tests/test_peers_attack" "$TMP/run.conf" "$BOOT" 60 \
+    record 3 0 syncing
+RPID=$LAST_PID
+unset ATTACK_KEY ATTACK_CERT
+REC_KEY=$("$SWARMCTL" key --key "$ADMIT_KEY")
+# stage3 FILE: the nodes status shows on stage 3
+stage3() { awk '$1 == "3" && NF >= 9 { print $2; exit }' "$1"; }
+n=0
+for _ in $(seq 20); do
+    "$SWARMCTL" status --peer "$BOOT" --deadline-ms 3000 >"$TMP/status-before.txt" 2>&1
+    n=$(stage3 "$TMP/status-before.txt"); [ "${n:-0}" -ge 2 ] && break
+    sleep 1
+done
+echo "# before the revocation, status shows ${n:-0} nodes on stage 3"
+"$SWARMCTL" revoke --key "$OWNER_DIR" --peer "$BOOT" "$REC_KEY" >"$TMP/revoke.log" 2>&1
+rc=$?
+st=1
+for _ in $(seq 20); do
+    "$SWARMCTL" status --peer "$BOOT" --deadline-ms 3000 >"$TMP/status-after.txt" 2>&1
+    grep -q "left out: revoked by the run owner" "$TMP/status-after.txt" && { st=0; break; }
+    sleep 1
+done
+grep -e "^3 " -e "left out" "$TMP/status-after.txt" | sed 's/^/# after: /'
+kill "$RPID" 2>/dev/null
+[ "${n:-0}" -ge 2 ] && [ $rc -eq 0 ] && [ $st -eq 0 ] && [ "$(stage3 "$TMP/status-after.txt")" = 1 ]
+ok $? "swarmctl status counts an admitted key's record, and leaves it out once the owner revokes the key"

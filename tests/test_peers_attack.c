@@ -13,10 +13,11 @@
  *
  *   prepare OFFSET STAGE=EP...  every 100 ms, a PREPARE {step: the run's
  *       step + OFFSET} request to every EP (the run's step from DHT scans)
- *   record STAGE OFFSET [low] [zero]
+ *   record STAGE OFFSET [low] [zero] [syncing]
  *       publishes a stage record of STAGE with its own endpoint, training,
  *       at the run's step + OFFSET; low: under a key lower than any node's
- *       (first byte 0); zero: answers STATE_GET with all-zero weights
+ *       (first byte 0); zero: answers STATE_GET with all-zero weights;
+ *       syncing: the record says syncing (the leader does not plan it)
  *   fakes STAGE COUNT  COUNT stage records of STAGE: one with its own
  *       endpoint (it counts what the run sends it), COUNT - 1 under fresh
  *       keys with endpoints nobody listens on; all claim 50M tokens/s
@@ -273,6 +274,10 @@ publish_rec(const struct sw_identity *id, const char *ep, int stage, uint64_t st
 
     hostile_rec(&me, id->pk, ep, stage, step, tps);
     me.state = state;
+    if (id == &A.id && A.cert_len) { /* ATTACK_CERT: an admitted key's record */
+        me.cert = A.cert;
+        me.cert_len = A.cert_len;
+    }
     me.loss = stage == A.man.stages - 1 ? 1.0 : -1;
     me.norm = 1.0;
     snprintf(me.hash, sizeof(me.hash), "0000000000000000");
@@ -616,12 +621,16 @@ main(int argc, char **argv)
     } else if (!strcmp(mode, "record") && argc >= 7) {
         int stage = atoi(argv[5]);
         uint64_t off = strtoull(argv[6], NULL, 10);
-        for (int i = 7; i < argc; i++)
+        bool syncing = false;
+        for (int i = 7; i < argc; i++) {
             A.zero |= !strcmp(argv[i], "zero");
+            syncing |= !strcmp(argv[i], "syncing");
+        }
         while (going(end)) {
             scan();
             run_for(0.2);
-            publish(&A.id, A.ep, stage, A.run_step + off, 1000.0);
+            publish_rec(&A.id, A.ep, stage, A.run_step + off, 1000.0,
+                        syncing ? SW_REC_SYNCING : SW_REC_TRAINING);
             run_for(0.8);
         }
     } else if (!strcmp(mode, "fakes") && argc >= 7) {
