@@ -1047,7 +1047,8 @@ tick_cb(uv_timer_t *h)
                 req_unlink(t, r->rid, r->dealer);
             }
         }
-        if (r->dealer->pending == 0 && !r->dealer->closing) {
+        /* not while messages wait in its queue (transport.h, Requests) */
+        if (r->dealer->pending == 0 && !r->dealer->closing && r->dealer->qlen == 0) {
             sw_log(SW_LOG_INFO, "no answer from '%s': closing the connection", r->dealer->endpoint);
             dealer_remove(t, r->dealer);
         }

@@ -33,7 +33,11 @@
  * so the receiver's replay window does not eat it; handlers must therefore be
  * idempotent per (sender, rid).  When a request's last try times out and no
  * other request waits on that DEALER, the DEALER is closed (the peer is
- * presumed gone; the next request reconnects).
+ * presumed gone; the next request reconnects), unless messages still wait
+ * in its queue (a slow link or a busy peer, not a gone one): the one-way
+ * messages queued before the timeout (a step's FWDs and BWDs behind a slow
+ * request) then go out instead of dying with the connection (those that
+ * ZeroMQ itself holds, opts.hwm of them at most, are still lost with it).
  *
  * Back-pressure.  SNDHWM/RCVHWM are opts.hwm messages.  When ZeroMQ refuses
  * a message (HWM reached) it waits in a per-socket queue and goes out on
