@@ -294,6 +294,8 @@ type_name(uint32_t type, char *tmp, size_t n)
     case SW_MSG_PREPARE: return "prepare";
     case SW_MSG_CKPT_INFO_GET: return "ckpt_info_get";
     case SW_MSG_CKPT_GET: return "ckpt_get";
+    case SW_MSG_REACH_ASK: return "reach_ask";
+    case SW_MSG_REACH_PROBE: return "reach_probe";
     default: snprintf(tmp, n, "%u", (unsigned)type); return tmp;
     }
 }

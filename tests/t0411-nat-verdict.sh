@@ -11,12 +11,13 @@
 #   g  behind NAT, --advertise tcp://<g's router>:7400 but nothing
 #      forwarded: "not reachable ... (connection timed out)"
 # Each logs exactly one verdict line; swarmctl status, from public host c,
-# shows every node's verdict; v's metrics say unreachable.
+# shows every node's verdict; v's metrics say unreachable; the bootstrap's
+# count what it answered (2 ok, 1 host, 1 timeout).
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 . "${TEST_SRCDIR:-$(dirname "$0")}/wan-lib.sh"
 wan_need
 wan_need_nat
-echo "1..7"
+echo "1..8"
 
 watchdog 150
 
@@ -27,7 +28,7 @@ wan_forward f 7400
 
 write_manifest "$TMP/run.conf" 100000 4
 sign_manifest "$TMP/run.conf"
-wan_boot b "$TMP/run.conf"
+wan_boot b "$TMP/run.conf" --metrics 127.0.0.1:0
 wan_node "$TMP/p.log" p 0
 wan_node "$TMP/v.log" v 1 --metrics 127.0.0.1:0
 wan_node "$TMP/f.log" f 2 --advertise "tcp://$WAN_PUB_f:7400"
@@ -72,11 +73,22 @@ EOT
 wait_for 30 status_ok; rc=$?
 wan_on c "$SWARMCTL" status --peer "$BOOT" >"$TMP/status.txt" 2>&1
 sed -n '/^reachability/,$p' "$TMP/status.txt" | sed 's/^/# /'
-port=$(metrics_port "$TMP/v.log")
-m=$(wan_on v "$PY" -c 'import sys, urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())' "$port" |
-    grep '^swarm_node_reachable')
+# wan_metrics HOST LOG: the Prometheus page of the process of LOG on HOST
+wan_metrics() {
+    wan_on "$1" "$PY" -c 'import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())' \
+        "$(metrics_port "$2")"
+}
+m=$(wan_metrics v "$TMP/v.log" | grep '^swarm_node_reachable')
 echo "$m" | sed 's/^/# v: /'
 [ $rc -eq 0 ] && grep -q '^reachability (per node):' "$TMP/status.txt" &&
     echo "$m" | grep -qx 'swarm_node_reachable{verdict="unreachable"} 1'
 ok $? "swarmctl status shows each node's verdict, and v's metrics say unreachable"
+
+# the bootstrap counted each answer: p and f ok, v host (not dialled), g timeout
+m=$(wan_metrics b "$TMP/boot-b.log" | grep '^swarm_reach_answers_total')
+echo "$m" | sed 's/^/# b: /'
+echo "$m" | grep -qx 'swarm_reach_answers_total{res="ok"} 2' &&
+    echo "$m" | grep -qx 'swarm_reach_answers_total{res="host"} 1' &&
+    echo "$m" | grep -qx 'swarm_reach_answers_total{res="timeout"} 1'
+ok $? "the bootstrap's metrics count its answers: 2 ok, 1 host (refused, not dialled), 1 timeout"
