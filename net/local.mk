@@ -11,8 +11,9 @@ libswnet_a_SOURCES = net/identity.h net/identity.c net/wire.h net/wire.c \
 	net/transport.h net/transport.c net/blake2b4.h net/blake2b4.c
 libswnet_a_CPPFLAGS = $(sw_base_cppflags) -I$(top_srcdir)/net $(sw_net_pkg_cflags)
 
-check_PROGRAMS += tests/test_identity tests/test_wire tests/test_transport
-TESTS += tests/test_identity tests/test_wire tests/test_transport
+check_PROGRAMS += tests/test_identity tests/test_wire tests/test_transport \
+	tests/test_transport_route
+TESTS += tests/test_identity tests/test_wire tests/test_transport tests/test_transport_route
 
 tests_test_identity_SOURCES = tests/test_identity.c
 tests_test_identity_CPPFLAGS = $(sw_net_cppflags)
@@ -25,6 +26,10 @@ tests_test_wire_LDADD = $(sw_net_ldadd) $(sw_core_ldadd)
 tests_test_transport_SOURCES = tests/test_transport.c
 tests_test_transport_CPPFLAGS = $(sw_net_cppflags)
 tests_test_transport_LDADD = $(sw_net_ldadd) $(sw_core_ldadd)
+
+tests_test_transport_route_SOURCES = tests/test_transport_route.c
+tests_test_transport_route_CPPFLAGS = $(sw_net_cppflags)
+tests_test_transport_route_LDADD = $(sw_net_ldadd) $(sw_core_ldadd)
 
 # Envelope fuzz target: make check replays the committed corpus with gcc
 # (tests/fuzz/replay.c); scripts/fuzz.sh wire SECONDS fuzzes it with clang.

@@ -15,6 +15,8 @@
 
 #include "transport.h"
 
+#include "hex.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <sodium.h>
@@ -26,7 +28,7 @@
 
 #define DRAIN_BUDGET 64   /* messages received per socket per drain */
 #define TICK_MS 10
-#define MAX_PARTS 4       /* routing id + envelope + signature + payload */
+#define MAX_PARTS 5       /* routing id + reverse mark + envelope + signature + payload */
 #define MAX_DEALERS 1024
 #define MAX_LIMITS 32     /* types with a rate limit */
 
@@ -68,6 +70,8 @@ struct req {
     struct payload_ref *pl;        /* NULL: no payload */
     uint64_t deadline, timeout_ms;
     int retries_left;
+    bool via_key;                  /* sent to key's connection on the ROUTER (dealer: the ROUTER) */
+    uint8_t key[SW_IDENTITY_PK_BYTES];
     sw_transport_response_cb *cb;
     void *arg;
 };
@@ -121,6 +125,14 @@ struct buckets {
     uint8_t hkey[crypto_shorthash_KEYBYTES];
 };
 
+/* A key's connection on the ROUTER (transport.h, Routes by key). */
+struct keyroute {
+    uint8_t pk[SW_IDENTITY_PK_BYTES];
+    uint8_t id[SW_TRANSPORT_MAX_ROUTE];
+    size_t len;
+    uint64_t heard;                /* ms of its last message */
+};
+
 struct sw_transport {
     uv_loop_t *loop;
     void *ctx;
@@ -140,6 +152,9 @@ struct sw_transport {
     struct limit limits[MAX_LIMITS];
     size_t n_limits;
     struct buckets bk;
+    struct keyroute *kr;           /* o.max_routes entries, n_kr used */
+    size_t n_kr;
+    struct sw_transport_route_stats rst;
     uv_timer_t tick;
     uv_idle_t idle;
     int open_handles;
@@ -251,12 +266,12 @@ out_free(struct out_msg *m)
 }
 
 /*
- * Seal and build [route]?[env][sig][payload]? for socket s.  On success the
+ * Seal and build [route]?[mark]?[env][sig][payload]? for socket s.  On success the
  * message holds its own reference to pl.
  */
 static int
-out_build(struct sw_transport *t, const struct sw_transport_route *route, uint32_t type,
-          uint64_t rid, const void *body, size_t body_len, struct payload_ref *pl,
+out_build(struct sw_transport *t, const struct sw_transport_route *route, bool mark,
+          uint32_t type, uint64_t rid, const void *body, size_t body_len, struct payload_ref *pl,
           struct out_msg **out)
 {
     uint8_t sig[SW_WIRE_SIG_BYTES];
@@ -275,6 +290,12 @@ out_build(struct sw_transport *t, const struct sw_transport_route *route, uint32
         if (zmq_msg_init_size(&m->parts[k], route->len) != 0)
             goto nomem;
         memcpy(zmq_msg_data(&m->parts[k]), route->id, route->len);
+        m->nparts = ++k;
+    }
+    if (mark) {
+        if (zmq_msg_init_size(&m->parts[k], 1) != 0)
+            goto nomem;
+        *(uint8_t *)zmq_msg_data(&m->parts[k]) = SW_TRANSPORT_REVERSE;
         m->nparts = ++k;
     }
     if (zmq_msg_init_size(&m->parts[k], env_len) != 0)
@@ -369,6 +390,15 @@ req_unlink(struct sw_transport *t, uint64_t rid, struct sock *dealer)
             return r;
         }
     }
+    return NULL;
+}
+
+static struct req *
+req_find(struct sw_transport *t, uint64_t rid, struct sock *dealer)
+{
+    for (struct req *r = t->reqs; r; r = r->next)
+        if (r->rid == rid && r->dealer == dealer)
+            return r;
     return NULL;
 }
 
@@ -545,7 +575,127 @@ limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
     return false;
 }
 
-/* Verify and dispatch one received multipart message. */
+/* ---- routes by key ---- */
+
+static struct keyroute *
+keyroute_find(const struct sw_transport *t, const uint8_t *pk)
+{
+    for (size_t i = 0; i < t->n_kr; i++)
+        if (memcmp(t->kr[i].pk, pk, SW_IDENTITY_PK_BYTES) == 0)
+            return &t->kr[i];
+    return NULL;
+}
+
+/*
+ * A verified message of pk came on the ROUTER connection id: the key's
+ * route is now that connection (transport.h, Routes by key).  Only the
+ * sender's own entry changes; a full table forgets the least recently heard.
+ */
+static void
+keyroute_bind(struct sw_transport *t, const uint8_t *pk, const uint8_t *id, size_t len)
+{
+    struct keyroute *k = keyroute_find(t, pk);
+    char hex[17];
+
+    if (!t->kr || len == 0 || len > SW_TRANSPORT_MAX_ROUTE)
+        return;
+    if (k) {
+        if (k->len != len || memcmp(k->id, id, len) != 0) {
+            t->rst.moved++;
+            SW_LOG_RATELIMITED(SW_LOG_DEBUG, 1000, "key %s... now on another connection",
+                               sw_identity_hex(hex, pk, 8));
+        }
+    } else {
+        if (t->n_kr < t->o.max_routes) {
+            k = &t->kr[t->n_kr++];
+        } else {
+            k = &t->kr[0];
+            for (size_t i = 1; i < t->n_kr; i++)
+                if (t->kr[i].heard < k->heard)
+                    k = &t->kr[i];
+            t->rst.evicted++;
+            SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "key routes full (%zu): forgot %s...",
+                               t->n_kr, sw_identity_hex(hex, k->pk, 8));
+        }
+        memcpy(k->pk, pk, SW_IDENTITY_PK_BYTES);
+        t->rst.bound++;
+    }
+    memcpy(k->id, id, len);
+    k->len = len;
+    k->heard = uv_now(t->loop);
+}
+
+/* The route of a "key:" endpoint into r (rid 0); -SW_ENOENT (counted) when none is known. */
+static int
+keyroute_get(struct sw_transport *t, const uint8_t *pk, struct sw_transport_route *r)
+{
+    struct keyroute *k = t->router ? keyroute_find(t, pk) : NULL;
+    char hex[17];
+
+    if (!k) {
+        t->rst.noroute++;
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "no connection of key %s... to send on",
+                           sw_identity_hex(hex, pk, 8));
+        return -SW_ENOENT;
+    }
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, k->id, k->len);
+    r->len = k->len;
+    return 0;
+}
+
+char *
+sw_transport_key_endpoint(char *out, size_t cap, const uint8_t pk[SW_IDENTITY_PK_BYTES])
+{
+    char hex[2 * SW_IDENTITY_PK_BYTES + 1];
+
+    snprintf(out, cap, "%s%s", SW_TRANSPORT_KEY_PREFIX,
+             sw_identity_hex(hex, pk, SW_IDENTITY_PK_BYTES));
+    return out;
+}
+
+bool
+sw_transport_endpoint_is_key(const char *ep, uint8_t *pk)
+{
+    uint8_t k[SW_IDENTITY_PK_BYTES];
+    size_t n = strlen(SW_TRANSPORT_KEY_PREFIX);
+
+    if (!ep || strncmp(ep, SW_TRANSPORT_KEY_PREFIX, n) != 0 ||
+        strnlen(ep, SW_TRANSPORT_KEY_EP_LEN + 1) != SW_TRANSPORT_KEY_EP_LEN ||
+        sw_hex_decode(k, sizeof(k), ep + n) < 0)
+        return false;
+    if (pk)
+        memcpy(pk, k, sizeof(k));
+    return true;
+}
+
+bool
+sw_transport_key_routed(const struct sw_transport *t, const uint8_t pk[SW_IDENTITY_PK_BYTES])
+{
+    return keyroute_find(t, pk) != NULL;
+}
+
+void
+sw_transport_route_stats(const struct sw_transport *t, struct sw_transport_route_stats *st)
+{
+    *st = t->rst;
+    st->keys = t->n_kr;
+}
+
+static bool
+is_mark(zmq_msg_t *p)
+{
+    return zmq_msg_size(p) == 1 && *(uint8_t *)zmq_msg_data(p) == SW_TRANSPORT_REVERSE;
+}
+
+/*
+ * Verify and dispatch one received multipart message: on the ROUTER
+ * [id][env][sig][payload]? (a request or one-way message) or
+ * [id][mark][env][sig][payload]? (the answer to a request sent to a key's
+ * connection); on a DEALER [env][sig][payload]? (a response) or
+ * [mark][env][sig][payload]? (a request or one-way message from the far
+ * ROUTER).  See transport.h, Routes by key.
+ */
 static void
 dispatch(struct sock *s, zmq_msg_t *parts, int n)
 {
@@ -553,14 +703,22 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
     struct sw_transport_msg m;
     struct sw_wire_tensor tensor;
     int base = s->router ? 1 : 0;
+    bool reverse = n > base && is_mark(&parts[base]);
+    bool incoming = s->router != reverse; /* a request or one-way message */
     zmq_msg_t *env, *sig, *pl;
     unsigned char a16[16];
 
+    base += reverse;
     if (n < base + 2 || n > base + 3) {
         sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED);
         return;
     }
     memset(&m, 0, sizeof(m));
+    if (reverse && !s->router) {
+        m.route.reverse = true;
+        snprintf((char *)m.route.id, sizeof(m.route.id), "%s", s->endpoint);
+        m.route.len = strlen(s->endpoint) + 1;
+    }
     if (s->router) {
         if (zmq_msg_size(&parts[0]) > SW_TRANSPORT_MAX_ROUTE)
             return;
@@ -596,8 +754,12 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
         return;
     }
     /* requests and one-way messages only: responses answer what we asked */
-    if (s->router && !limit_ok(t, &m.hdr))
+    if (incoming && !limit_ok(t, &m.hdr))
         return;
+    /* a verified, admitted message of its own: its key's connection (not
+     * for a replay, which sw_wire_open dropped) */
+    if (s->router)
+        keyroute_bind(t, m.hdr.sender, m.route.id, m.route.len);
     if (pl) {
         m.payload = zmq_msg_data(pl);
         m.payload_len = zmq_msg_size(pl);
@@ -614,7 +776,7 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
         m.tensor = &tensor;
     }
     m.route.rid = m.hdr.rid;
-    if (s->router) {
+    if (incoming) {
         struct handler *h = handler_find(t, m.hdr.type);
 
         if (!h || !h->cb) {
@@ -623,8 +785,13 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
         }
         h->cb(t, &m, h->arg);
     } else {
-        struct req *r = m.hdr.rid ? req_unlink(t, m.hdr.rid, s) : NULL;
+        struct req *r = m.hdr.rid ? req_find(t, m.hdr.rid, s) : NULL;
 
+        /* on the ROUTER: the answer of the key asked, on its connection */
+        if (r && r->via_key && memcmp(r->key, m.hdr.sender, SW_IDENTITY_PK_BYTES) != 0)
+            r = NULL;
+        if (r)
+            r = req_unlink(t, m.hdr.rid, s);
         if (!r) {
             sw_wire_count_drop(&t->wire, SW_WIRE_DROP_UNMATCHED);
             return;
@@ -762,6 +929,7 @@ transport_handle_gone(struct sw_transport *t)
         sw_free(t->handlers);
         sw_free(t->bk.heads);
         sw_free(t->bk.b);
+        sw_free(t->kr);
         sw_wire_release(&t->wire);
         if (t->own_ctx)
             zmq_ctx_term(t->ctx);
@@ -986,10 +1154,15 @@ idle_cb(uv_idle_t *h)
 static int
 req_send(struct sw_transport *t, struct req *r)
 {
+    struct sw_transport_route route;
     struct out_msg *m;
     int err;
 
-    if ((err = out_build(t, NULL, r->type, r->rid, r->body, r->body_len, r->pl, &m)) < 0)
+    /* to a key: its connection now (a retry follows a reconnect) */
+    if (r->via_key && (err = keyroute_get(t, r->key, &route)) < 0)
+        return err;
+    if ((err = out_build(t, r->via_key ? &route : NULL, r->via_key, r->type, r->rid, r->body,
+                         r->body_len, r->pl, &m)) < 0)
         return err;
     sock_enqueue(r->dealer, m);
     r->deadline = uv_now(t->loop) + r->timeout_ms;
@@ -1039,7 +1212,7 @@ tick_cb(uv_timer_t *h)
             struct sock *d = r->dealer;
 
             r->retries_left--;
-            if (!d->closing || dealer_get(t, d->endpoint, &d) == 0) {
+            if (r->via_key || !d->closing || dealer_get(t, d->endpoint, &d) == 0) {
                 r->dealer = d;
                 req_link(t, r);
                 if (req_send(t, r) == 0)
@@ -1047,8 +1220,9 @@ tick_cb(uv_timer_t *h)
                 req_unlink(t, r->rid, r->dealer);
             }
         }
-        /* not while messages wait in its queue (transport.h, Requests) */
-        if (r->dealer->pending == 0 && !r->dealer->closing && r->dealer->qlen == 0) {
+        /* not while messages wait in its queue (transport.h, Requests); never the ROUTER */
+        if (!r->via_key && r->dealer->pending == 0 && !r->dealer->closing &&
+            r->dealer->qlen == 0) {
             sw_log(SW_LOG_INFO, "no answer from '%s': closing the connection", r->dealer->endpoint);
             dealer_remove(t, r->dealer);
         }
@@ -1101,6 +1275,8 @@ sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_ide
         t->o.idle_ms = 60000;
     if (!t->o.max_limit_keys)
         t->o.max_limit_keys = SW_TRANSPORT_LIMIT_KEYS;
+    if (!t->o.max_routes)
+        t->o.max_routes = SW_TRANSPORT_MAX_ROUTES;
     t->o.max_limit_keys = SW_MIN(t->o.max_limit_keys, (size_t)1 << 24); /* int32 indices */
     wo.max_payload = t->o.max_payload;
     wo.max_senders = t->o.max_senders;
@@ -1113,12 +1289,15 @@ sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_ide
         sw_free(t);
         return err;
     }
+    /* without it nothing is routed by key (keyroute_bind), nothing fails */
+    t->kr = sw_calloc(t->o.max_routes, sizeof(*t->kr));
     t->loop = loop;
     t->ctx = t->o.zmq_ctx;
     if (!t->ctx) {
         t->ctx = zmq_ctx_new();
         t->own_ctx = true;
         if (!t->ctx) {
+            sw_free(t->kr);
             sw_free(t->bk.heads);
             sw_free(t->bk.b);
             sw_wire_release(&t->wire);
@@ -1266,7 +1445,9 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
                      const void *body, size_t body_len, const struct sw_payload *payload,
                      uint64_t timeout_ms, int retries, sw_transport_response_cb *cb, void *arg)
 {
+    uint8_t key[SW_IDENTITY_PK_BYTES];
     struct payload_ref *pl;
+    bool via_key = false;
     struct sock *d;
     struct req *r;
     int err;
@@ -1278,8 +1459,17 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
         err = -SW_EINVAL;
         goto out_unref;
     }
-    if ((err = dealer_get(t, endpoint, &d)) < 0)
+    if (sw_transport_endpoint_is_key(endpoint, key)) {
+        /* checked again by req_send; a key without a route fails at once */
+        if (!t->router || !keyroute_find(t, key)) {
+            err = keyroute_get(t, key, &(struct sw_transport_route){0});
+            goto out_unref;
+        }
+        d = t->router;
+        via_key = true;
+    } else if ((err = dealer_get(t, endpoint, &d)) < 0) {
         goto out_unref;
+    }
     if (d->qlen >= t->o.max_queue) {
         err = -SW_EAGAIN;
         goto out_unref;
@@ -1297,6 +1487,8 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
     if (r->rid == 0)
         r->rid = t->next_rid++;
     r->dealer = d;
+    r->via_key = via_key;
+    memcpy(r->key, key, sizeof(key));
     r->type = type;
     r->pl = pl;
     r->timeout_ms = timeout_ms ? timeout_ms : 5000;
@@ -1317,7 +1509,7 @@ out_unref:
 
 static int
 send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route *route,
-        uint32_t type, uint64_t rid, const void *body, size_t body_len,
+        bool mark, uint32_t type, uint64_t rid, const void *body, size_t body_len,
         const struct sw_payload *payload)
 {
     struct payload_ref *pl;
@@ -1331,7 +1523,7 @@ send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route 
         err = -SW_EAGAIN;
         goto out;
     }
-    if ((err = out_build(t, route, type, rid, body, body_len, pl, &m)) < 0)
+    if ((err = out_build(t, route, mark, type, rid, body, body_len, pl, &m)) < 0)
         goto out;
     sock_enqueue(s, m);
     s->last_used = uv_now(t->loop);
@@ -1345,31 +1537,62 @@ int
 sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, const void *body,
                   size_t body_len, const struct sw_payload *payload)
 {
+    uint8_t key[SW_IDENTITY_PK_BYTES];
+    struct sw_transport_route route;
+    bool via_key = !t->closing && sw_transport_endpoint_is_key(endpoint, key);
     struct sock *d;
     int err;
 
-    err = t->closing ? -SW_ECLOSED : dealer_get(t, endpoint, &d);
+    if (t->closing)
+        err = -SW_ECLOSED;
+    else if (via_key)
+        err = keyroute_get(t, key, &route);
+    else
+        err = dealer_get(t, endpoint, &d);
     if (err < 0) {
         int e2;
 
         payload_unref(payload_take(payload, 0, &e2)); /* runs the caller's free_cb */
         return err;
     }
-    return send_on(t, d, NULL, type, 0, body, body_len, payload);
+    if (via_key)
+        return send_on(t, t->router, &route, true, type, 0, body, body_len, payload);
+    return send_on(t, d, NULL, false, type, 0, body, body_len, payload);
+}
+
+/* Our open DEALER to endpoint, or NULL. */
+static struct sock *
+dealer_find(struct sw_transport *t, const char *endpoint)
+{
+    for (struct sock *s = t->dealers; s; s = s->next)
+        if (!s->closing && strcmp(s->endpoint, endpoint) == 0)
+            return s;
+    return NULL;
 }
 
 int
 sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *route, uint32_t type,
                    const void *body, size_t body_len, const struct sw_payload *payload)
 {
-    if (!t->router || t->closing || route->rid == 0 || route->len == 0 ||
-        route->len > SW_TRANSPORT_MAX_ROUTE) {
+    struct sock *d = NULL;
+    int err = 0;
+
+    if (t->closing)
+        err = -SW_ECLOSED;
+    else if (route->rid == 0 || route->len == 0 || route->len > SW_TRANSPORT_MAX_ROUTE ||
+             (route->reverse ? memchr(route->id, 0, route->len) == NULL : !t->router))
+        err = -SW_EINVAL;
+    else if (route->reverse && !(d = dealer_find(t, (const char *)route->id)))
+        err = -SW_ENOENT; /* the connection it came on closed */
+    if (err < 0) {
         int e2;
 
         payload_unref(payload_take(payload, 0, &e2)); /* runs the caller's free_cb */
-        return t->closing ? -SW_ECLOSED : -SW_EINVAL;
+        return err;
     }
-    return send_on(t, t->router, route, type, route->rid, body, body_len, payload);
+    if (route->reverse)
+        return send_on(t, d, NULL, true, type, route->rid, body, body_len, payload);
+    return send_on(t, t->router, route, false, type, route->rid, body, body_len, payload);
 }
 
 struct sw_wire *

@@ -89,6 +89,32 @@
  * the transport before the handler runs; other types carrying tensors call
  * sw_wire_tensor_check themselves.
  *
+ * Routes by key (outbound-only nodes: swarm-protocol(7), OUTBOUND-ONLY
+ * NODES).  A node that nobody can dial opens DEALERs to the nodes it talks
+ * to, and they answer it over those connections.  The ROUTER learns, per
+ * sender key, the routing id of the connection that key's messages arrive
+ * on: every request or one-way message that passed the signature,
+ * sequence, admission and rate-limit checks binds its sender's key to its
+ * connection, and the latest such message wins, for its own key only (a
+ * stranger's messages bind the stranger's key; a replayed one is dropped
+ * before it binds anything).  The table holds opts.max_routes keys; when it
+ * is full the least recently heard key is forgotten (counted: evicted) and
+ * comes back with its next message.  The endpoint "key:" followed by the
+ * 64 lowercase hex digits of a public key (sw_transport_key_endpoint)
+ * names that key's connection: sw_transport_send and sw_transport_request
+ * to it go out on the ROUTER, and -SW_ENOENT (counted: noroute) comes back
+ * at once while no connection is known for the key (a request's retry
+ * takes the key's connection at the time it goes out).  Such messages
+ * travel against the connection's direction, so they carry one frame more,
+ * the reverse mark (one byte, SW_TRANSPORT_REVERSE), before the envelope:
+ * the DEALER that receives [mark][env][sig][payload]? hands it to the
+ * handler of its type as a request or one-way message (admission and rate
+ * limits as on the ROUTER; m->route names the DEALER: reverse set), and the
+ * answer (sw_transport_reply) goes back on that DEALER with the mark, so
+ * that the ROUTER matches it to its request (by request id, connection and
+ * the key asked).  Without the mark a message on a DEALER is a response,
+ * on a ROUTER a request or one-way message, as before.
+ *
  * Threading: everything runs on the loop thread, except payload free_cb as
  * said.  Ownership: sw_transport_new allocates; sw_transport_close starts an
  * asynchronous close that frees the transport once its handles are closed
@@ -111,6 +137,10 @@
 #define SW_TRANSPORT_GLOBAL_FACTOR 8    /* a type's global bucket: this many keys' worth */
 #define SW_TRANSPORT_PING_RATE 20       /* PINGs per second per key (default limit) */
 #define SW_TRANSPORT_PING_BURST 100
+#define SW_TRANSPORT_MAX_ROUTES 1024    /* keys whose connection the ROUTER keeps (opts.max_routes) */
+#define SW_TRANSPORT_KEY_PREFIX "key:"  /* "key:" + 64 hex digits: that key's connection */
+#define SW_TRANSPORT_KEY_EP_LEN 68      /* strlen of such an endpoint */
+#define SW_TRANSPORT_REVERSE 0x52       /* the reverse mark, a frame of this one byte ('R') */
 
 struct sw_transport;
 
@@ -122,13 +152,25 @@ struct sw_transport_opts {
     uint64_t idle_ms;      /* close DEALERs idle this long; 0: 60000 */
     size_t max_senders;    /* sequence windows (struct sw_wire_opts); 0: default */
     size_t max_limit_keys; /* rate-limit buckets (see "Rate limits"); 0: SW_TRANSPORT_LIMIT_KEYS */
+    size_t max_routes;     /* keys routed by connection (see "Routes by key"); 0: SW_TRANSPORT_MAX_ROUTES */
+};
+
+/* The key routes' counters (see "Routes by key"). */
+struct sw_transport_route_stats {
+    size_t keys;           /* keys with a known connection now */
+    uint64_t bound;        /* keys bound to a connection for the first time */
+    uint64_t moved;        /* a key's messages came over another connection */
+    uint64_t evicted;      /* keys forgotten to make room */
+    uint64_t noroute;      /* sends and requests to a key with no known connection */
 };
 
 /* Where a request came from, to answer it (copyable: answers may come later). */
 struct sw_transport_route {
-    uint8_t id[SW_TRANSPORT_MAX_ROUTE];
+    uint8_t id[SW_TRANSPORT_MAX_ROUTE]; /* the ROUTER's routing id; reverse: the DEALER's
+                                           endpoint, NUL-terminated */
     size_t len;
     uint64_t rid; /* request id, 0 for one-way messages */
+    bool reverse; /* it came on one of our DEALERs (see "Routes by key") */
 };
 
 /* A verified message, valid during the callback only. */
@@ -209,12 +251,13 @@ int sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t 
                          uint64_t timeout_ms, int retries, sw_transport_response_cb *cb,
                          void *arg) SW_WARN_UNUSED;
 
-/* A one-way message (request id 0) to endpoint's ROUTER. */
+/* A one-way message (request id 0) to endpoint's ROUTER (or a key's connection). */
 int sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type,
                       const void *body, size_t body_len,
                       const struct sw_payload *payload) SW_WARN_UNUSED;
 
-/* Answer a request received on the ROUTER (route->rid must be non-zero). */
+/* Answer a request (route->rid must be non-zero) on the connection it came on:
+ * the ROUTER's, or our DEALER's (route->reverse; -SW_ENOENT when it closed). */
 int sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *route,
                        uint32_t type, const void *body, size_t body_len,
                        const struct sw_payload *payload) SW_WARN_UNUSED;
@@ -234,6 +277,15 @@ int sw_transport_limit_global(struct sw_transport *t, uint32_t type, double rate
 uint64_t sw_transport_ratelimited(const struct sw_transport *t, uint32_t type);
 /* The limited types: up to cap of them into types; returns how many there are. */
 size_t sw_transport_limited_types(const struct sw_transport *t, uint32_t *types, size_t cap);
+
+/* "key:" + the 64 hex digits of pk into out (cap >= SW_TRANSPORT_KEY_EP_LEN + 1); out returned. */
+char *sw_transport_key_endpoint(char *out, size_t cap, const uint8_t pk[SW_IDENTITY_PK_BYTES]);
+/* True when ep is such an endpoint (either case); its key into pk when not NULL. */
+bool sw_transport_endpoint_is_key(const char *ep, uint8_t *pk);
+/* True when the ROUTER knows a connection of pk now. */
+bool sw_transport_key_routed(const struct sw_transport *t, const uint8_t pk[SW_IDENTITY_PK_BYTES]);
+/* The key routes' counters. */
+void sw_transport_route_stats(const struct sw_transport *t, struct sw_transport_route_stats *st);
 
 /* Install (or with NULL remove) the admission hook; see "Admission". */
 void sw_transport_set_admit(struct sw_transport *t, sw_transport_admit_cb *admit, void *arg);
