@@ -1064,7 +1064,18 @@ sw_lead_tick(struct sw_trainer *t)
         now - SW_MAX(L->phase_ms, t->st.progress_ms) > (stall_ms = stall_limit(t))) {
         double lim = (double)stall_ms / 1000.0;
         running = false;
-        if (t->step == L->step && run_ahead(t) && !stage0_ahead(t)) {
+        if (t->step == L->step && stage0_ahead(t)) {
+            /* another stage-0 node went past the step (it led the run on
+             * while this one was in the step): a PREPARE of it would restart
+             * a step the run has left (sim seed 704); follow the run */
+            sw_log(SW_LOG_WARN, "step %llu stalled for %.1f s, and a stage-0 node is past it: "
+                   "copying state again", (unsigned long long)L->step, lim);
+            set_phase(t, SW_LEAD_IDLE);
+            sw_step_drop(t, "a stage-0 node is past the step");
+            sw_recover_resync(t);
+            return wake;
+        }
+        if (t->step == L->step && run_ahead(t)) {
             /* nodes of other stages updated past it, and what they owe the
              * step could not be replayed (the node that computed it died):
              * a PREPARE of it would be refused by them for ever */
@@ -1127,6 +1138,24 @@ sw_lead_tick(struct sw_trainer *t)
         if (now - t->st.t_go_ms > (uint64_t)t->o.dead_ms)
             inherit(t);
         return SW_MIN(wake, t->st.t_go_ms + (uint64_t)t->o.dead_ms + 1);
+    }
+    if (L->phase == SW_LEAD_IDLE && sw_step_busy(&t->st) && t->st.phase < SW_STEP_RUNNING &&
+        t->phase == SW_PHASE_TRAINING && sw_lead_is_leader(t)) {
+        /* activations of the step came (a swapped route's second visit to
+         * stage 0) but no GO: the leader died between its GOs, and this node,
+         * leader now, has no plan to inherit.  Busy, it would neither lead
+         * nor pass the lead over, and the run would wait for it for good:
+         * the step's PREPARE restarts every node in it, this one too */
+        if (now - t->st.progress_ms > (uint64_t)t->o.dead_ms) {
+            sw_log(SW_LOG_WARN, "step %llu: activations came %.1f s ago but no plan (its leader "
+                   "died sending it): preparing the step again", (unsigned long long)t->step,
+                   (double)(now - t->st.progress_ms) / 1000.0);
+            sw_step_drop(t, "no plan came for the step's activations");
+            L->step = t->step;
+            prepare(t);
+            return wake;
+        }
+        return SW_MIN(wake, t->st.progress_ms + (uint64_t)t->o.dead_ms + 1);
     }
     if ((L->phase != SW_LEAD_IDLE && L->phase != SW_LEAD_TAKEOVER) || sw_step_busy(&t->st) ||
         !sw_lead_is_leader(t) || t->step >= (uint64_t)t->man->steps)

@@ -41,7 +41,11 @@
  * of a step another leader took over (a GO of it from that leader) yields
  * it (sw_lead_yield).  When the
  * leader died in a step, the next stage-0 node takes the step over with its
- * plan; a stage 0 rebuilt in such a step plans it again as a replan
+ * plan; when it has no plan, only the step's activations (a swapped route's
+ * second visit came before the GO the leader died sending), it drops them
+ * after the dead time and prepares the step again, which restarts every
+ * node in it (busy without a plan, it would neither lead nor pass the lead
+ * over, and every idle node would wait for it); a stage 0 rebuilt in such a step plans it again as a replan
  * (TAKEOVER), since a PREPARE would restart the nodes still in it and leave
  * those past it a step ahead.  Without the step's plan (the lost leader's)
  * a takeover plans one node per stage, so that no stage's microbatches are

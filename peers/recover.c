@@ -1452,8 +1452,11 @@ sw_recover_check_lost(struct sw_trainer *t)
     if (!trainer_in_run(t) || t->run_step >= (uint64_t)t->man->steps || !t->dir_ok ||
         t->now - t->scan_ok_ms > 2000 || !(empty = sw_calloc((size_t)t->S, sizeof(bool))))
         return;
+    /* a stage seen in the run, or any once the run took a step (its nodes
+     * may have died before this one came: sim seed 8571 waited for good
+     * beside a stage it had never seen) */
     for (int s = 0; s < t->S; s++)
-        empty[s] = t->seen_stage[s] && !t->distrusted_stage[s];
+        empty[s] = (t->seen_stage[s] || t->step > 0) && !t->distrusted_stage[s];
     for (int i = 0; i < t->ndir; i++)
         empty[t->dir[i].stage] = false;
     for (int s = 0; s < t->S; s++)

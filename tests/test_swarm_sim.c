@@ -19,7 +19,8 @@
  * model charges simulated time per forward and backward): what it sends
  * leaves when the compute before it ends, and what it receives waits.  The
  * DHT is one directory of stage records with ttls, reached with a delay;
- * port probes are refused at killed nodes.  Nodes are killed (kill -9),
+ * port probes are refused at killed nodes; a killed node's messages that had
+ * not left its uplink when it died are lost.  Nodes are killed (kill -9),
  * whole stages at once, two adjacent stages, the leader; newcomers join with
  * --stage auto, some with a killed node's key.  Drawn apart from the rest
  * of a scenario (so that the others stay what they were): a sixth start
@@ -85,6 +86,7 @@ struct msg {
     size_t blen, plen;
     uint64_t rid;                /* a request's id (request or response) */
     bool response;
+    uint64_t gone_at;            /* when its last byte leaves the sender's uplink */
 };
 
 enum { EV_DELIVER, EV_TIMEOUT, EV_TICK, EV_SCAN, EV_PUT, EV_PUT_DONE, EV_PROBE, EV_ACTION };
@@ -126,6 +128,7 @@ struct simnode {
     int installs;                /* stub installs seen */
     uint64_t train_since;        /* in TRAINING since (0: not) */
     int partition;               /* > 0: cut off from everyone (the group) */
+    uint64_t killed_at;          /* when it was killed (0: never) */
     bool rogue;                  /* a stranger's key: no trainer, it only sends */
     bool hostile;                /* a stranger's process (hostile_deliver), no trainer */
 };
@@ -356,6 +359,7 @@ post(struct sim *s, struct msg *m, int chan)
         msg_free(m);
         return;
     }
+    m->gone_at = m->from == m->to ? at : s->link_free[m->from];
     push(s, (struct event){.t = at, .kind = EV_DELIVER, .node = m->to, .m = m});
 }
 
@@ -546,6 +550,7 @@ node_kill(struct sim *s, struct simnode *n)
         return;
     n->alive = false;
     n->train_since = 0;
+    n->killed_at = s->now;
     s->st.kills++;
     s->last_disturb = s->now;
     if (s->verbose)
@@ -851,7 +856,10 @@ run_event(struct sim *s, struct event *e)
                 cur_node, e->kind, e->m ? e->m->type : 0);
     switch (e->kind) {
     case EV_DELIVER:
-        if (!cut(s, e->m->from, n->id))
+        /* a kill -9 takes with it what had not left its uplink yet: of the
+         * messages one handler sent (a leader's GOs), some arrive, not all */
+        if (!cut(s, e->m->from, n->id) &&
+            !(s->node[e->m->from].killed_at && e->m->gone_at > s->node[e->m->from].killed_at))
             deliver(s, n, e);
         msg_free(e->m);
         break;
@@ -1871,6 +1879,10 @@ static const struct {
            "replica, and the run stopped though the partner's stage mate held one"},
     {10361, "churn: a takeover without the step's plan did not tell a joining stage-0 node "
             "still in the step with the lost leader's plan: it updated alone, two states"},
+    {8571, "churn, checkfree+: a stage-0 newcomer rebuilt after stage 2's last node died, never "
+           "counted stage 2 as lost, and waited for good when stage 1 died too"},
+    {704, "a killed node's unsent messages lost: a stage-0 node that inherited a step another "
+          "stage-0 node had led the run past restarted it on a stall (PREPARE of a step left)"},
 };
 
 static void
