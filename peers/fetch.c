@@ -64,12 +64,14 @@ pieces_per_slab(const struct sw_fetch *f, const struct sw_fetch_src *s)
 }
 
 static void
-src_restart(struct sw_fetch_src *s)
+src_restart(struct sw_fetch_src *s, uint64_t now)
 {
     s->gen++;
     s->next = s->got = 0;
     s->inflight = 0;
     s->retry_ms = 0;
+    s->last_ms = now;
+    s->gap_ms = 0;
     s->done = sw_fetch_total(s) == 0;
     s->have_step = false;
 }
@@ -111,8 +113,9 @@ pump(struct sw_fetch *f, int i)
             sw_proto_pack_key(&f->body.pk, "snap");
             msgpack_pack_uint64(&f->body.pk, (uint64_t)s->snap);
         }
-        if (f->ops->request(f->arg, s->ep, f->body.b.data, f->body.b.len, f->timeout_ms,
-                            f->retries, tag) < 0)
+        /* long: the fetch's own stall deadline gives up on a silent source */
+        if (f->ops->request(f->arg, s->ep, f->body.b.data, f->body.b.len,
+                            SW_MAX(f->timeout_ms, SW_FETCH_REQ_MS), f->retries, tag) < 0)
             return fail(f, i, -SW_EAGAIN);
         s->inflight++;
         s->next++;
@@ -134,7 +137,7 @@ sw_fetch_start(struct sw_fetch *f, int nsrc, uint64_t now)
     f->err = 0;
     for (int i = 0; i < nsrc; i++) {
         SW_ASSERT(pieces_per_slab(f, &f->src[i]) < (1u << PIECE_BITS) / 4);
-        src_restart(&f->src[i]);
+        src_restart(&f->src[i], now);
     }
     for (int i = 0; i < nsrc; i++) {
         if (pump(f, i) == SW_FETCH_FAILED)
@@ -215,7 +218,7 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
     if (err == -SW_EAGAIN && s->snap >= 0) {
         /* armed: the node snapshots when it gets there; ask again soon */
         s->step = step;
-        src_restart(s);
+        src_restart(s, now);
         s->retry_ms = now + f->retry_ms;
         return SW_FETCH_BUSY;
     }
@@ -230,7 +233,7 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
         if (s->snap >= 0)
             return fail(f, i, -SW_EMSG);
         /* the node took a step meanwhile: every piece must be of one step */
-        src_restart(s);
+        src_restart(s, now);
         return pump(f, i);
     }
     s->step = step;
@@ -241,6 +244,10 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
     s->normc = normc;
     memcpy(s->buf + (piece / pps) * s->numel + off, m->payload, m->payload_len);
     f->bytes += m->payload_len;
+    if (s->got > 0) /* the gap to the first piece is the link's latency, not its rate */
+        s->gap_ms = s->gap_ms > 0 ? 0.75 * s->gap_ms + 0.25 * (double)(now - s->last_ms)
+                                  : (double)(now - s->last_ms);
+    s->last_ms = now;
     if ((s->got += cnt) < sw_fetch_total(s))
         return pump(f, i);
     s->done = true;
@@ -252,22 +259,43 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
     return SW_FETCH_DONE;
 }
 
+/* When source s stalls if no piece comes (above, "Slow links"). */
+static uint64_t
+stall_at(const struct sw_fetch *f, const struct sw_fetch_src *s)
+{
+    double ms = (double)f->timeout_ms;
+
+    if (s->got == 0)
+        ms += 1000.0 * (double)f->nsrc * (double)(f->chunk * sizeof(float)) / SW_FETCH_MIN_RATE;
+    else
+        ms = SW_MAX(ms, SW_FETCH_GAPS * s->gap_ms);
+    return s->last_ms + (uint64_t)ms;
+}
+
 uint64_t
-sw_fetch_tick(struct sw_fetch *f, uint64_t now)
+sw_fetch_tick(struct sw_fetch *f, uint64_t now, int *rc)
 {
     uint64_t wake = UINT64_MAX;
 
+    *rc = SW_FETCH_BUSY;
     for (int i = 0; f->active && i < f->nsrc; i++) {
         struct sw_fetch_src *s = &f->src[i];
-        if (!s->retry_ms)
-            continue;
-        if (now < s->retry_ms) {
+        if (s->retry_ms && now < s->retry_ms) {
             wake = SW_MIN(wake, s->retry_ms);
-            continue;
+        } else if (s->retry_ms) {
+            s->retry_ms = 0;
+            s->last_ms = now; /* asked again: its deadline runs from now */
+            if ((*rc = pump(f, i)) == SW_FETCH_FAILED)
+                return UINT64_MAX;
         }
-        s->retry_ms = 0;
-        if (pump(f, i) == SW_FETCH_FAILED)
-            break;
+        if (s->inflight > 0 && !s->done) {
+            uint64_t at = stall_at(f, s);
+            if (now >= at) {
+                *rc = fail(f, i, -SW_ETIMEDOUT);
+                return UINT64_MAX;
+            }
+            wake = SW_MIN(wake, at);
+        }
     }
     return wake;
 }

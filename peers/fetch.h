@@ -22,8 +22,21 @@
  * An answer with err -EAGAIN (a node not at the snapshot's step yet: it
  * takes the snapshot when it gets there) starts that source again after
  * retry_ms (sw_fetch_tick); any other error, a
- * timeout, a malformed answer or a non-finite tensor fails the fetch: the
- * caller picks a source again.  An answer whose body does not parse (bad
+ * stall, a malformed answer or a non-finite tensor fails the fetch: the
+ * caller picks a source again.
+ *
+ * Slow links.  A source's pieces come one after the other down one link,
+ * so the window's last piece comes window pieces' transfer after it was
+ * asked: a fixed timeout per request failed every fetch over a link slower
+ * than window * chunk bytes per timeout (8 x 4 MiB in 5 s: 54 Mbit/s).  So
+ * a request waits in the transport up to SW_FETCH_REQ_MS, and the fetch
+ * fails on a stall instead (sw_fetch_tick): a source with pieces in flight
+ * whose next piece has not come within its deadline.  The first piece's
+ * deadline is timeout_ms plus the transfer of one piece of every source at
+ * SW_FETCH_MIN_RATE; each later one's, from the last piece in, the larger
+ * of timeout_ms and SW_FETCH_GAPS times the gap between its pieces so far
+ * (a moving average): the deadline follows the link's measured rate, and a
+ * dead source is given up within timeout_ms or a few pieces' time.  An answer whose body does not parse (bad
  * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
  * sends one, and the caller bans its sender (m->hdr.sender).
  *
@@ -38,6 +51,9 @@
 #include "transport.h"
 
 #define SW_FETCH_CHUNK (1u << 20) /* floats per piece (4 MiB) */
+#define SW_FETCH_REQ_MS (600 * 1000) /* a piece's request in the transport */
+#define SW_FETCH_MIN_RATE 1000000.0   /* bytes/s the first piece's deadline allows */
+#define SW_FETCH_GAPS 4               /* a later piece's deadline: gaps between pieces */
 #define SW_FETCH_TAG_BITS 56
 
 struct sw_fetch_src {
@@ -56,6 +72,8 @@ struct sw_fetch_src {
     int inflight;
     bool done, have_step;
     uint64_t retry_ms;    /* -EAGAIN: the piece at next is asked again then (0: not waiting) */
+    uint64_t last_ms;     /* the last piece in (or the start) */
+    double gap_ms;        /* moving average of the time between its pieces (0: none yet) */
     /* what the answers said */
     uint64_t step, t;
     double lr_mult, norm, normc;
@@ -85,8 +103,9 @@ struct sw_fetch {
 enum { SW_FETCH_BUSY = 0, SW_FETCH_DONE = 1, SW_FETCH_FAILED = 2 };
 
 void sw_fetch_init(struct sw_fetch *f, const struct sw_fetch_ops *ops, void *arg);
-/* Pieces in flight per source, and each request's timeout and retries (for
- * the next start; generations go on growing across starts). */
+/* Pieces in flight per source, the stall timeout (above, "Slow links") and
+ * the transport's retries of a request (for the next start; generations go
+ * on growing across starts). */
 void sw_fetch_config(struct sw_fetch *f, int window, uint64_t timeout_ms, int retries);
 /* Source i of the next start. */
 void sw_fetch_src_set(struct sw_fetch *f, int i, const char *ep, const uint8_t *pk, int stage,
@@ -99,8 +118,11 @@ void sw_fetch_abandon(struct sw_fetch *f);
 /* An answer (status 0 with m, or the request's error) to the request tag. */
 int sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
                       const struct sw_transport_msg *m);
-/* Pieces waiting for -EAGAIN's retry; returns the next wake-up (UINT64_MAX: none). */
-uint64_t sw_fetch_tick(struct sw_fetch *f, uint64_t now);
+/* Pieces waiting for -EAGAIN's retry, and the stall deadlines (a stalled
+ * source fails the fetch with -SW_ETIMEDOUT); *rc: SW_FETCH_FAILED when it
+ * failed the fetch now (handled as a failed answer), else SW_FETCH_BUSY;
+ * returns the next wake-up (UINT64_MAX: none). */
+uint64_t sw_fetch_tick(struct sw_fetch *f, uint64_t now, int *rc);
 /* Floats per source when done (nwhich * numel). */
 static inline size_t
 sw_fetch_total(const struct sw_fetch_src *s)

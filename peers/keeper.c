@@ -146,8 +146,12 @@ snap_tick(struct keeper *k, struct kstage *ks, uint64_t now)
         }
     }
     if (ks->done || ks->f.active || now < ks->retry_ms) {
-        if (ks->f.active)
-            sw_fetch_tick(&ks->f, now);
+        if (ks->f.active) {
+            int rc;
+            sw_fetch_tick(&ks->f, now, &rc);
+            if (rc == SW_FETCH_FAILED && ks->k->target)
+                snap_fetched(ks, rc);
+        }
         return;
     }
     for (int i = 0; i < k->nrec; i++) {

@@ -765,11 +765,19 @@ plus_finish(struct sw_trainer *t)
     announce_state(t);
 }
 
+static void fetch_ended(struct sw_trainer *t, int rc, const struct sw_transport_msg *m);
+
 void
 sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
                    const struct sw_transport_msg *m)
 {
-    int rc = sw_fetch_response(&t->fetch, t->now, tag, status, m);
+    fetch_ended(t, sw_fetch_response(&t->fetch, t->now, tag, status, m), m);
+}
+
+/* The fetch's outcome rc (an answer m, or NULL: its stall deadline). */
+static void
+fetch_ended(struct sw_trainer *t, int rc, const struct sw_transport_msg *m)
+{
     const struct sw_fetch_src *s;
     char why[EP + 128];
 
@@ -1416,6 +1424,7 @@ uint64_t
 sw_recover_tick(struct sw_trainer *t)
 {
     uint64_t wake = t->now + SW_TRAINER_HEARTBEAT_MS;
+    int rc;
 
     switch (t->phase) {
     case SW_PHASE_SYNC:
@@ -1431,10 +1440,12 @@ sw_recover_tick(struct sw_trainer *t)
             copy_verify(t);
             break;
         }
-        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now));
+        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now, &rc));
+        fetch_ended(t, rc, NULL);
         break;
     case SW_PHASE_REBUILD:
-        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now));
+        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now, &rc));
+        fetch_ended(t, rc, NULL);
         break;
     }
     return wake;

@@ -288,7 +288,7 @@ one_source(void)
     for (int i = 0; i < fk.n; i++) {
         struct req *q = &fk.r[i];
         bodies &= q->body_ok && !q->has_snap && q->stage == 2;
-        where &= !strcmp(q->ep, EP_A) && q->timeout_ms == 1500 && q->retries == 2;
+        where &= !strcmp(q->ep, EP_A) && q->timeout_ms == SW_FETCH_REQ_MS && q->retries == 2;
         if (q->body_ok && q->which < 3 && q->off % 4 == 0 && q->off < 10) {
             seen[q->which][q->off / 4]++;
             shape &= q->n == (q->off == 8 ? 2u : 4u);
@@ -304,7 +304,8 @@ one_source(void)
             shape &= seen[w][p] == 1;
     tap_ok(fk.n == 9, "9 pieces asked for (3 slabs of 10 floats, 4 a piece): %d", fk.n);
     tap_ok(bodies, "every body is {stage 2, which, off, n}, no snap");
-    tap_ok(where, "every request to the source's endpoint, with the configured timeout, retries");
+    tap_ok(where, "every request to the source's endpoint, waiting SW_FETCH_REQ_MS in the "
+           "transport, with the configured retries");
     tap_ok(shape, "each (which, off) asked exactly once, n 4 or the short tail of 2");
     tap_ok(tags, "tags distinct and within %d bits", SW_FETCH_TAG_BITS);
     tap_ok(maxout <= 4, "never more than window pieces in flight (max %d)", maxout);
@@ -393,14 +394,15 @@ snapshots(void)
     a.payload_len = 0;
     rc = deliver(&f, T0 + 10, &fk.r[0], &a);
     tap_ok(rc == SW_FETCH_BUSY && fk.n == 1, "-EAGAIN: busy, nothing asked at once");
-    wake = sw_fetch_tick(&f, T0 + 10 + retry - 1);
+    wake = sw_fetch_tick(&f, T0 + 10 + retry - 1, &rc);
     tap_ok(wake == T0 + 10 + retry && fk.n == 1,
            "tick before retry_ms (%llu): nothing asked, wake-up at the retry",
            (unsigned long long)retry);
-    wake = sw_fetch_tick(&f, T0 + 10 + retry);
+    wake = sw_fetch_tick(&f, T0 + 10 + retry, &rc);
     tap_ok(fk.n == 2 && fk.r[1].has_snap && fk.r[1].snap == 7 && fk.r[1].which == 1 &&
-               fk.r[1].off == 0 && wake == UINT64_MAX,
-           "tick at retry_ms: the piece asked again, nothing else waiting");
+               fk.r[1].off == 0 && wake == T0 + 10 + retry + 5000 && rc == SW_FETCH_BUSY,
+           "tick at retry_ms: the piece asked again; the wake-up is its stall deadline, "
+           "timeout_ms on");
     nd.step = 7;
     nd.normc = 0.125;
     rc = serve(&f, &fk, T0 + 100, &nd, 1, &ndone, &nfailed);
@@ -424,7 +426,7 @@ snapshots(void)
     nd.step = 7;
     ndone = nfailed = 0;
     serve(&f, &fk, T0 + 20, &nd, 1, &ndone, &nfailed);
-    wake = sw_fetch_tick(&f, T0 + 10 + retry);
+    wake = sw_fetch_tick(&f, T0 + 10 + retry, &rc);
     rc = serve(&f, &fk, T0 + 30 + retry, &nd, 1, &ndone, &nfailed);
     tap_ok(rc == SW_FETCH_DONE && ndone == 1 && nfailed == 0 &&
                !memcmp(buf, nd.data[0], 6 * sizeof(float)) &&
@@ -664,11 +666,64 @@ lifecycle(void)
            "a request that cannot be sent: failed at start (err %d)", f.err);
 }
 
+/* Slow links: no timeout per request, a stall deadline per source that
+ * follows the gaps between its pieces. */
+static void
+stalls(void)
+{
+    static struct fake fk;
+    struct sw_fetch f;
+    struct node nd;
+    float buf[16];
+    uint64_t wake, first;
+    int rc;
+
+    node_fill(&nd, EP_A, 16, 3, 1.0f);
+    fill_sentinel(buf, 16);
+    fetcher(&f, &fk, 2, 1000, 0);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 16, -1, buf);
+    sw_fetch_start(&f, 1, T0);
+    first = T0 + 1000; /* 16 bytes at SW_FETCH_MIN_RATE: under a millisecond */
+    wake = sw_fetch_tick(&f, first - 1, &rc);
+    tap_ok(rc == SW_FETCH_BUSY && wake == first && f.active,
+           "no piece yet: busy until timeout_ms plus one piece at SW_FETCH_MIN_RATE");
+    /* pieces every 3000 ms, three times timeout_ms: a slow link, not a stall */
+    rc = answer(&f, T0 + 900, &fk.r[0], &nd);
+    rc = answer(&f, T0 + 3900, &fk.r[1], &nd);
+    rc = answer(&f, T0 + 6900, &fk.r[2], &nd);
+    wake = sw_fetch_tick(&f, T0 + 6900 + 1000, &rc);
+    tap_ok(rc == SW_FETCH_BUSY && f.active && wake == T0 + 6900 + SW_FETCH_GAPS * 3000,
+           "pieces 3 s apart: not stalled after timeout_ms; the deadline is %d gaps on",
+           SW_FETCH_GAPS);
+    wake = sw_fetch_tick(&f, T0 + 6900 + SW_FETCH_GAPS * 3000, &rc);
+    tap_ok(rc == SW_FETCH_FAILED && !f.active && f.err == -SW_ETIMEDOUT && f.failed_src == 0 &&
+               wake == UINT64_MAX,
+           "no piece for %d gaps: failed with -SW_ETIMEDOUT by the tick", SW_FETCH_GAPS);
+
+    /* a source that never answers: given up at timeout_ms */
+    fetcher(&f, &fk, 2, 1000, 0);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 16, -1, buf);
+    sw_fetch_start(&f, 1, T0);
+    sw_fetch_tick(&f, T0 + 1000, &rc);
+    tap_ok(rc == SW_FETCH_FAILED && f.err == -SW_ETIMEDOUT, "a silent source: failed at timeout_ms (pieces this small)");
+    /* the first piece of 4 MiB pieces from two sources: 8.4 s more at 1 MB/s */
+    fetcher(&f, &fk, 2, 1000, 0);
+    f.chunk = SW_FETCH_CHUNK;
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 16, -1, buf);
+    sw_fetch_src_set(&f, 1, EP_B, NULL, 1, 0, 1, 16, -1, buf);
+    sw_fetch_start(&f, 2, T0);
+    wake = sw_fetch_tick(&f, T0, &rc);
+    tap_ok(rc == SW_FETCH_BUSY &&
+               wake == T0 + 1000 + (uint64_t)(2 * 4.0 * SW_FETCH_CHUNK / SW_FETCH_MIN_RATE * 1000),
+           "two sources of 4 MiB pieces: the first piece may take timeout_ms + 8.4 s");
+    sw_fetch_abandon(&f);
+}
+
 int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6);
+    tap_plan(11 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 5);
     one_source();
     restart_on_step();
     snapshots();
@@ -679,5 +734,6 @@ main(void)
     }
     two_sources();
     lifecycle();
+    stalls();
     return tap_done();
 }
