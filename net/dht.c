@@ -1261,6 +1261,18 @@ sw_dht_free(struct sw_dht *d)
     sw_free(d);
 }
 
+int
+sw_dht_set_ep(struct sw_dht *d, const char *ep)
+{
+    size_t n = strnlen(ep, SW_DHT_EP_MAX);
+
+    if (n && !sw_dht_endpoint_valid(ep, n))
+        return -SW_EINVAL;
+    memset(d->self.ep, 0, sizeof(d->self.ep));
+    memcpy(d->self.ep, ep, n);
+    return 0;
+}
+
 const uint8_t *
 sw_dht_id(const struct sw_dht *d)
 {

@@ -346,6 +346,13 @@ SW_WARN_UNUSED int sw_dht_put(struct sw_dht *d, const struct sw_dht_record *r, u
 void sw_dht_record_sign(struct sw_dht_record *r, const uint8_t sk[SW_DHT_SK_BYTES]);
 bool sw_dht_record_verify(const struct sw_dht_record *r);
 
+/*
+ * The endpoint this node's messages give for it from now on ("" : none, a
+ * client only: peers answer it but keep it out of their tables, e.g. a node
+ * nobody can dial).  0 or -SW_EINVAL (not a valid endpoint).
+ */
+int sw_dht_set_ep(struct sw_dht *d, const char *ep) SW_WARN_UNUSED;
+
 /* Introspection (tests, swarmctl). */
 const uint8_t *sw_dht_id(const struct sw_dht *d);
 void sw_dht_get_stats(const struct sw_dht *d, struct sw_dht_stats *out);

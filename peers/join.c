@@ -483,6 +483,7 @@ join_start(struct sw_node *n)
     if (sw_trainer_init(&j->t, n->id.pk, n->ep, &n->man, &to, &j->env, sw_now_ms()) < 0)
         return SW_EXIT_FAIL;
     j->have_t = true;
+    sw_outbound_init(&n->outb, n->tr, n->id.pk);
     for (size_t i = 0; i < SW_ARRAY_SIZE(types); i++)
         if (sw_transport_on(n->tr, types[i], on_msg, j) < 0)
             return SW_EXIT_FAIL;
@@ -521,12 +522,32 @@ setup(struct join *j)
     return 0;
 }
 
+/* The verdict says nobody can dial this node: it serves over the
+ * connections it opens (reach.h, Outbound-only mode), its record names its
+ * key's connection, and the DHT knows it as a client only. */
+static void
+outbound_begin(struct join *j, uint64_t now)
+{
+    struct sw_node *n = j->n;
+
+    sw_outbound_start(&n->outb, now);
+    sw_trainer_set_ep(&j->t, n->outb.ep);
+    if (n->dht && sw_dht_set_ep(sw_dhtnode_dht(n->dht), "") < 0)
+        sw_log(SW_LOG_WARN, "cannot make the DHT contact endpointless");
+}
+
 static uint64_t
 join_tick(struct sw_node *n, uint64_t now)
 {
     struct join *j = self(n);
-    uint64_t wake = sw_trainer_tick(&j->t, now);
+    uint64_t wake, w;
     int code;
+
+    if (!n->outb.on && n->reach.done && n->reach.verdict == SW_REACH_UNREACHABLE)
+        outbound_begin(j, now);
+    wake = sw_trainer_tick(&j->t, now);
+    if ((w = sw_outbound_tick(&n->outb, now)) != UINT64_MAX)
+        wake = SW_MIN(wake, now + w);
 
     if (sw_trainer_wants_stage(&j->t)) {
         if ((code = setup(j)) != 0) {
@@ -555,6 +576,8 @@ join_scanned(struct sw_node *n, int status, const struct sw_peer_rec *recs, int 
 {
     struct join *j = self(n);
 
+    if (status >= 0 && recs)
+        sw_outbound_targets(&n->outb, sw_now_ms(), recs, cnt);
     sw_trainer_scanned(&j->t, sw_now_ms(), status, recs, cnt,
                        (const uint8_t(*)[32])n->scan.gone, n->scan.ngone, max_step);
     sw_node_wake(n, 0);

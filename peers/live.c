@@ -316,6 +316,12 @@ sw_live_prove(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, 
             sw_live_banned(lv, r->pk, now) || !(p = sw_live_get(lv, r->pk)) || p->dead ||
             p->left)
             continue;
+        /* another endpoint is another claim (an outbound-only node's "key:" one after its
+         * direct one): its backoff starts over */
+        if (p->ep[0] && strcmp(p->ep, r->ep) != 0 && !p->ping_busy) {
+            p->prove_fails = 0;
+            p->prove_next_ms = 0;
+        }
         if (p->prove_fails == 0)
             first++;
         if (p->ping_busy || busy >= SW_LIVE_PROVE_MAX || now < p->prove_next_ms ||

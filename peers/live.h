@@ -41,7 +41,10 @@
  * a few pings a second, whatever their number.  A failed proof never
  * declares a node dead (it was never counted); an unproven node whose
  * record no scan listed for dead_ms is forgotten.  A proof holds for the
- * endpoint proved: a record naming another one is unproven again.
+ * endpoint proved: a record naming another one is unproven again, and its
+ * back-off starts over (an unreachable node's record names its direct
+ * endpoint first, then its "key:" one: net/transport.h, Routes by key;
+ * such a proof's PING travels over the connection the node opened).
  *
  * Attestations.  What nodes said their parameters' hash was at a step
  * (their stage records, READY answers, the leader's GO), kept in a ring of

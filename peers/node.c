@@ -627,7 +627,9 @@ metrics_fill(void *arg, char *buf, size_t len)
     if (!w)
         return (int)off;
     if ((err = sw_reach_metrics(&n->reach_srv, n->role == &sw_join_role ? &n->reach : NULL, buf,
-                                len, &off)) < 0)
+                                len, &off)) < 0 ||
+        (err = sw_outbound_metrics(n->role == &sw_join_role ? &n->outb : NULL, buf, len,
+                                   &off)) < 0)
         return err;
     if ((err = sw_metrics_append(buf, len, &off,
                                  "# HELP swarm_wire_dropped_total Messages dropped, "

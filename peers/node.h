@@ -162,6 +162,7 @@ struct sw_node {
     struct sw_dhtnode *dht;
     struct sw_reach_srv reach_srv;    /* every role answers reachability checks (reach.h) */
     struct sw_reach_check reach;      /* join: this node's own, once in the DHT */
+    struct sw_outbound outb;          /* join: the outbound-only mode, on when unreachable */
     struct sw_status_scan scan;
     bool have_scan;
     uv_timer_t tick;

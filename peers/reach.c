@@ -422,9 +422,9 @@ sw_reach_check_line(const struct sw_reach_check *c, char *buf, size_t len)
     else
         snprintf(adv, sizeof(adv), "tcp://%s:PORT", c->seen[0] ? c->seen : "PUBLIC-ADDRESS");
     snprintf(buf, len, "not reachable from the internet at %s (%s); serving as an outbound-only "
-             "node is not built yet, so other nodes cannot dial it: its stage record stays "
-             "unproven and it will not be planned; to serve, forward a TCP port to this host "
-             "and give --advertise %s", c->ep, why, adv);
+             "node (peers reach it over the connections it opens; two outbound-only nodes "
+             "cannot reach each other); to be reachable, forward a TCP port to this host and "
+             "give --advertise %s", c->ep, why, adv);
     return buf;
 }
 
@@ -474,4 +474,146 @@ sw_reach_metrics(const struct sw_reach_srv *s, const struct sw_reach_check *c, c
                              "answered.\n# TYPE swarm_reach_echoes_total counter\n"
                              "swarm_reach_echoes_total %llu\n",
                              (unsigned long long)s->malformed, (unsigned long long)s->echoes);
+}
+
+/* ---- outbound-only mode ---- */
+
+void
+sw_outbound_init(struct sw_outbound *o, struct sw_transport *t, const uint8_t self[32])
+{
+    memset(o, 0, sizeof(*o));
+    o->t = t;
+    memcpy(o->self, self, 32);
+    sw_transport_key_endpoint(o->ep, sizeof(o->ep), self);
+}
+
+void
+sw_outbound_start(struct sw_outbound *o, uint64_t now)
+{
+    if (o->on)
+        return;
+    o->on = true;
+    for (int i = 0; i < o->n; i++)
+        o->peer[i].next_ms = now;
+    sw_log(SW_LOG_INFO, "serving as an outbound-only node: stage record endpoint %s; a "
+           "keepalive every %d ms to each node of the run", o->ep, SW_OUTBOUND_KEEPALIVE_MS);
+}
+
+static bool
+outbound_warned(struct sw_outbound *o, const uint8_t *pk)
+{
+    for (int i = 0; i < o->nwarned; i++)
+        if (!memcmp(o->warned[i], pk, 32))
+            return true;
+    if (o->nwarned < SW_OUTBOUND_WARNED)
+        memcpy(o->warned[o->nwarned++], pk, 32);
+    return false;
+}
+
+void
+sw_outbound_targets(struct sw_outbound *o, uint64_t now, const struct sw_peer_rec *recs, int n)
+{
+    struct sw_outbound_peer next[SW_PROTO_MAX_NODES];
+    int k = 0;
+    char hex[17];
+
+    for (int i = 0; i < n && k < SW_PROTO_MAX_NODES; i++) {
+        const struct sw_peer_rec *r = &recs[i];
+        struct sw_outbound_peer *p = NULL;
+
+        if (!memcmp(r->pk, o->self, 32))
+            continue;
+        if (sw_transport_endpoint_is_key(r->ep, NULL)) {
+            if (o->on && !outbound_warned(o, r->pk))
+                sw_log(SW_LOG_WARN, "stage %d node %s... is outbound-only too: no direct path "
+                       "between us (a relay would be needed, not built); it stays unproven "
+                       "here and is not planned through this node", r->stage,
+                       sw_identity_hex(hex, r->pk, 8));
+            continue;
+        }
+        if (strncmp(r->ep, "tcp://", 6) && strncmp(r->ep, "ipc://", 6))
+            continue;
+        for (int j = 0; j < o->n && !p; j++)
+            if (!memcmp(o->peer[j].pk, r->pk, 32) && !strcmp(o->peer[j].ep, r->ep))
+                p = &o->peer[j];
+        if (p) {
+            next[k++] = *p;
+        } else {
+            memset(&next[k], 0, sizeof(next[k]));
+            memcpy(next[k].pk, r->pk, 32);
+            snprintf(next[k].ep, sizeof(next[k].ep), "%s", r->ep);
+            next[k++].next_ms = now;
+        }
+    }
+    /* a keepalive in flight keeps its slot's flag by pk (its answer finds it, or nothing) */
+    memcpy(o->peer, next, (size_t)k * sizeof(next[0]));
+    o->n = k;
+}
+
+struct keepalive {
+    struct sw_outbound *o;
+    uint8_t pk[32];
+};
+
+static void
+on_keepalive(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct keepalive ka = *(struct keepalive *)arg;
+
+    (void)t;
+    (void)m;
+    sw_free(arg);
+    if (status == -SW_ECANCELED)
+        return;
+    ka.o->fails += status < 0;
+    for (int i = 0; i < ka.o->n; i++)
+        if (!memcmp(ka.o->peer[i].pk, ka.pk, 32))
+            ka.o->peer[i].busy = false;
+}
+
+uint64_t
+sw_outbound_tick(struct sw_outbound *o, uint64_t now)
+{
+    uint64_t wait = UINT64_MAX;
+
+    if (!o->on)
+        return wait;
+    for (int i = 0; i < o->n; i++) {
+        struct sw_outbound_peer *p = &o->peer[i];
+        struct keepalive *ka;
+
+        if (now >= p->next_ms && !p->busy && (ka = sw_malloc(sizeof(*ka)))) {
+            ka->o = o;
+            memcpy(ka->pk, p->pk, 32);
+            p->next_ms = now + SW_OUTBOUND_KEEPALIVE_MS;
+            if (sw_transport_request(o->t, p->ep, SW_MSG_PING, NULL, 0, NULL, SW_OUTBOUND_PING_MS,
+                                     0, on_keepalive, ka) == 0) {
+                p->busy = true;
+                o->keepalives++;
+            } else {
+                sw_free(ka);
+                o->fails++;
+            }
+        }
+        wait = SW_MIN(wait, p->next_ms > now ? p->next_ms - now : SW_OUTBOUND_KEEPALIVE_MS);
+    }
+    return wait;
+}
+
+int
+sw_outbound_metrics(const struct sw_outbound *o, char *buf, size_t len, size_t *off)
+{
+    if (!o)
+        return 0;
+    return sw_metrics_append(buf, len, off, "# HELP swarm_node_outbound_only 1 while this node "
+                             "serves as an outbound-only node (reached over the connections it "
+                             "opens).\n# TYPE swarm_node_outbound_only gauge\n"
+                             "swarm_node_outbound_only %d\n"
+                             "# HELP swarm_outbound_keepalives_total Keepalive PINGs of the "
+                             "outbound-only mode, by result.\n"
+                             "# TYPE swarm_outbound_keepalives_total counter\n"
+                             "swarm_outbound_keepalives_total{result=\"sent\"} %llu\n"
+                             "swarm_outbound_keepalives_total{result=\"failed\"} %llu\n",
+                             o->on, (unsigned long long)o->keepalives,
+                             (unsigned long long)o->fails);
 }

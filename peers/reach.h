@@ -42,7 +42,22 @@
  * at EP (WHY); ..." with what the user can do, or "reachability unknown at
  * EP (...)".
  *
- * Ownership: the caller owns both structs; they must outlive the transport
+ * Outbound-only mode (struct sw_outbound; issue 14, item 2;
+ * swarm-protocol(7), OUTBOUND-ONLY NODES).  A node found unreachable
+ * serves anyway: its stage record's ep becomes "key:" and its key's 64 hex
+ * digits (net/transport.h, Routes by key), and it keeps a connection open
+ * to every node whose stage record it read in the last scan (its
+ * neighbours, its replicas and the leader among them) by sending each a
+ * PING every SW_OUTBOUND_KEEPALIVE_MS: the far ROUTER learns the
+ * connection of the node's key from it, and everything addressed to the
+ * key (requests, one-way messages, the PINGs that prove its record) travels
+ * back over it.  The DHT is used as a client only (its contact carries no
+ * endpoint: nobody routes lookups through it).  A record that names another
+ * "key:" endpoint cannot be reached from here (both ends outbound-only: a
+ * relay would be needed, not built): logged once per key, and that node
+ * stays unproven here, unplanned as before.
+ *
+ * Ownership: the caller owns the structs; they must outlive the transport
  * (its close cancels the requests, whose callbacks still use them).
  * Threading: the transport's loop thread.
  */
@@ -52,6 +67,7 @@
 #include "sw.h"
 
 #include "proto.h"
+#include "status.h"
 #include "transport.h"
 
 #define SW_REACH_NONCE 16
@@ -156,8 +172,51 @@ void sw_reach_check_log(const struct sw_reach_check *c);
 /* The verdict line into buf (without logging); buf returned. */
 const char *sw_reach_check_line(const struct sw_reach_check *c, char *buf, size_t len);
 
+/* ---- outbound-only mode ---- */
+
+#define SW_OUTBOUND_KEEPALIVE_MS 1000 /* a PING to every node of the last scan this often */
+#define SW_OUTBOUND_PING_MS 3000      /* its timeout */
+#define SW_OUTBOUND_WARNED 16         /* keys whose "both outbound-only" line was logged */
+
+struct sw_outbound_peer {
+    uint8_t pk[32];
+    char ep[SW_PROTO_EP_MAX];  /* its direct endpoint */
+    uint64_t next_ms;          /* its next keepalive */
+    bool busy;                 /* one in flight */
+};
+
+struct sw_outbound {
+    struct sw_transport *t;
+    bool on;                   /* serving as an outbound-only node */
+    uint8_t self[32];
+    char ep[SW_PROTO_EP_MAX];  /* "key:<64 hex>": this node's record endpoint while on */
+    struct sw_outbound_peer peer[SW_PROTO_MAX_NODES];
+    int n;
+    uint8_t warned[SW_OUTBOUND_WARNED][32];
+    int nwarned;
+    uint64_t keepalives, fails; /* PINGs sent, and those unanswered */
+};
+
+/* Ready, off (fills self and ep). */
+void sw_outbound_init(struct sw_outbound *o, struct sw_transport *t, const uint8_t self[32]);
+/* Serve as an outbound-only node from now on (logs one line); keepalives start at once. */
+void sw_outbound_start(struct sw_outbound *o, uint64_t now);
+/*
+ * The nodes of a scan (recs[n]): those with a tcp endpoint other than this
+ * node become the keepalive targets (kept while on or off, so that the
+ * first keepalives go out the moment the mode starts); while on, one
+ * naming a "key:" endpoint is logged once (both ends outbound-only).
+ */
+void sw_outbound_targets(struct sw_outbound *o, uint64_t now, const struct sw_peer_rec *recs,
+                         int n);
+/* While on: the keepalives due; returns the ms until the next (UINT64_MAX: none). */
+uint64_t sw_outbound_tick(struct sw_outbound *o, uint64_t now);
+
 /* Prometheus lines: the verdict (c NULL: none) and the reflector's counters. */
 int sw_reach_metrics(const struct sw_reach_srv *s, const struct sw_reach_check *c, char *buf,
                      size_t len, size_t *off) SW_WARN_UNUSED;
+/* ... and the outbound-only mode's (o NULL: none). */
+int sw_outbound_metrics(const struct sw_outbound *o, char *buf, size_t len, size_t *off)
+    SW_WARN_UNUSED;
 
 #endif

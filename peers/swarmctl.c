@@ -577,6 +577,14 @@ reach_json(const struct sw_peer_rec *r)
     return r->reach >= 0 && r->reach <= 3 ? v[r->reach] : "null";
 }
 
+/* How a record's node is reached: "outbound-only" when its endpoint is its
+ * key's connection (reach.h, Outbound-only mode), else "direct". */
+static const char *
+mode_name(const struct sw_peer_rec *r)
+{
+    return sw_transport_endpoint_is_key(r->ep, NULL) ? "outbound-only" : "direct";
+}
+
 /* ... and for the tables: "-" when not said. */
 static const char *
 reach_text(const struct sw_peer_rec *r)
@@ -666,7 +674,7 @@ print_status(struct client *c, const struct opts *o)
                    r->tps, r->cap, r->norm, r->hash, (double)(now - r->heard_ms) / 1000.0,
                    (unsigned long long)r->recoveries);
             json_last_recovery(r);
-            printf(",\"reach\":%s}", reach_json(r));
+            printf(",\"reach\":%s,\"mode\":\"%s\"}", reach_json(r), mode_name(r));
         }
         printf("]}\n");
     } else {
@@ -723,10 +731,12 @@ print_status(struct client *c, const struct opts *o)
             if (!any)
                 break;
             if (!shown++)
-                printf("reachability (per node):\n%-6s %-16s %-11s %s\n", "STAGE", "NODE",
-                       "REACH", "ENDPOINT");
-            printf("%-6d %.16s %-11s %s%s\n", r->stage, sw_identity_hex(key, r->pk, 32),
-                   reach_text(r), r->ep, r->unproven ? " (unproven)" : "");
+                printf("reachability (per node):\n%-6s %-16s %-11s %-13s %s\n", "STAGE",
+                       "NODE", "REACH", "MODE", "ENDPOINT");
+            printf("%-6d %.16s %-11s %-13s %s%s\n", r->stage, sw_identity_hex(key, r->pk, 32),
+                   reach_text(r), mode_name(r), r->ep,
+                   !r->unproven ? "" : sw_transport_endpoint_is_key(r->ep, NULL)
+                   ? " (unproven: swarmctl cannot dial an outbound-only node)" : " (unproven)");
         }
         /* the last recovery of every node that had one (records sorted by stage) */
         for (int i = 0, shown = 0; i < c->nrec; i++) {

@@ -246,6 +246,13 @@ trainer_lost(struct sw_trainer *t)
 }
 
 void
+sw_trainer_set_ep(struct sw_trainer *t, const char *ep)
+{
+    snprintf(t->ep, sizeof(t->ep), "%s", ep);
+    t->pub_ms = 0; /* publish now (sw_trainer_tick) */
+}
+
+void
 sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r)
 {
     memset(r, 0, sizeof(*r));

@@ -352,6 +352,9 @@ uint64_t sw_trainer_tick(struct sw_trainer *t, uint64_t now);
 void sw_trainer_stop(struct sw_trainer *t, uint64_t now);
 /* The record this node publishes. */
 void sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r);
+/* This node is reached at ep from now on (an outbound-only node's "key:"
+ * endpoint, reach.h); its record goes out again at once. */
+void sw_trainer_set_ep(struct sw_trainer *t, const char *ep);
 
 /* ---- inside the core (trainer.c, used by the modules) ---- */
 

@@ -112,6 +112,8 @@ def main():
         if want(p, "reach", (str,), nullable=True) not in (None, "unknown", "reachable",
                                                             "unreachable"):
             fail("peer reach")
+        if p.get("mode", "direct") not in ("direct", "outbound-only"):
+            fail("peer mode")
         lr = want(p, "last_recovery", (dict,), nullable=True)
         if lr is not None:
             if set(lr) != {"method", "from", "bytes", "seconds"}:

@@ -25,9 +25,7 @@ wan_start b:1:$LINK s0:10:$LINK s1:11:$LINK s2:12:$LINK s3:13:$LINK a:20:$LINK c
 ok $? "7 hosts on $WNET.0/24, 10 ms and 50 Mbit/s each"
 
 STEPS=24
-write_manifest "$TMP/run.conf" 100000 4
-sign_manifest "$TMP/run.conf"
-wan_boot b "$TMP/run.conf"
+wan_tiny_run b
 for s in 0 1 2 3; do
     wan_node "$TMP/n$s.log" "s$s" $s
     eval "P$s=\$NODE_PID"
@@ -43,9 +41,7 @@ awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] += kv[2] } }
            v["tx_bytes"] / 1e6, v["tx_pkts"], v["drop_queue"] }' "$TMP/wan.stats"
 # the run's schedule is of 100000 steps: swarmsim stops after $STEPS of them
 # (--max-iters; it then says, and exits 1, that the run was not finished)
-"$SWARMSIM" train --preset tiny --stages 4 --steps 100000 --max-iters $STEPS --seed 1337 \
-    --batch 4 --seq-len 32 --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 \
-    --sample-tokens 0 --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
+wan_tiny_sim $STEPS
 [ $rc -eq 0 ] && match_sim "$TMP/sim" $STEPS "$TMP/n3.log"
 ok $? "4 stages on 4 hosts train, and their first $STEPS losses equal swarmsim's"
 

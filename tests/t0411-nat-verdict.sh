@@ -10,7 +10,8 @@
 #      tcp://<f's router>:7400: "reachable at tcp://<f's router>:7400"
 #   g  behind NAT, --advertise tcp://<g's router>:7400 but nothing
 #      forwarded: "not reachable ... (connection timed out)"
-# Each logs exactly one verdict line; swarmctl status, from public host c,
+# Each logs exactly one verdict line (the unreachable ones then serve as
+# outbound-only nodes); swarmctl status, from public host c,
 # shows every node's verdict; v's metrics say unreachable; the bootstrap's
 # count what it answered (2 ok, 1 host, 1 timeout).
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
@@ -59,15 +60,17 @@ for h in p v f g; do [ "$(verdicts "$TMP/$h.log" | wc -l)" -eq 1 ] || one=1; don
 [ $one -eq 0 ]
 ok $? "each node logs exactly one verdict line"
 
-# swarmctl status from another public host: every node's verdict, from its record
-want="$WAN_p:reachable $WAN_v:unreachable $WAN_PUB_f:reachable $WAN_PUB_g:unreachable"
+# swarmctl status from another public host: every node's verdict and mode, from its record
+# (by stage: p 0, v 1, f 2, g 3; the unreachable ones serve as outbound-only nodes, their
+# records naming key:HEX)
+want="0:reachable:direct 1:unreachable:outbound-only 2:reachable:direct 3:unreachable:outbound-only"
 status_ok() {
     wan_on c "$SWARMCTL" status --peer "$BOOT" --json >"$TMP/status.json" 2>/dev/null
     "$PY" - "$TMP/status.json" $want <<'EOT'
 import json, sys
 d = json.load(open(sys.argv[1]))
-seen = {p["endpoint"].split("//")[1].rsplit(":", 1)[0]: p.get("reach") for p in d["peers"]}
-sys.exit(0 if all(seen.get(w.split(":")[0]) == w.split(":")[1] for w in sys.argv[2:]) else 1)
+seen = {"%d:%s:%s" % (p["stage"], p.get("reach"), p.get("mode")) for p in d["peers"]}
+sys.exit(0 if seen == set(sys.argv[2:]) else 1)
 EOT
 }
 wait_for 30 status_ok; rc=$?
@@ -83,7 +86,7 @@ m=$(wan_metrics v "$TMP/v.log" | grep '^swarm_node_reachable')
 echo "$m" | sed 's/^/# v: /'
 [ $rc -eq 0 ] && grep -q '^reachability (per node):' "$TMP/status.txt" &&
     echo "$m" | grep -qx 'swarm_node_reachable{verdict="unreachable"} 1'
-ok $? "swarmctl status shows each node's verdict, and v's metrics say unreachable"
+ok $? "swarmctl status shows each node's verdict and mode, and v's metrics say unreachable"
 
 # the bootstrap counted each answer: p and f ok, v host (not dialled), g timeout
 m=$(wan_metrics b "$TMP/boot-b.log" | grep '^swarm_reach_answers_total')

@@ -228,3 +228,22 @@ wan_keeper() {
         --listen "tcp://$a:*" --log-format json $ADMIT_OPTS "$@"
     KEEPER_PID=$LAST_PID
 }
+
+# wan_tiny_run HOST [bootstrap options]: the tests' tiny model in a 4-stage
+# run of 100000 steps ($TMP/run.conf, signed) and its bootstrap on HOST
+# (sets BOOT, BOOT_PID)
+wan_tiny_run() {
+    local h=$1
+    shift
+    write_manifest "$TMP/run.conf" 100000 4
+    sign_manifest "$TMP/run.conf"
+    wan_boot "$h" "$TMP/run.conf" "$@"
+}
+# wan_tiny_sim STEPS: swarmsim train of wan_tiny_run's run, its first STEPS
+# steps, into $TMP/sim (--max-iters: swarmsim then says, and exits 1, that
+# the run was not finished; match_sim reads what it wrote)
+wan_tiny_sim() {
+    "$SWARMSIM" train --preset tiny --stages 4 --steps 100000 --max-iters "$1" --seed 1337 \
+        --batch 4 --seq-len 32 --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 \
+        --sample-tokens 0 --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
+}
