@@ -11,7 +11,9 @@
  * another connection, are dropped and move nothing; a refused (admission)
  * key binds nothing; a fresh message of the client's key over a new
  * connection (a reconnect) moves the route there, and back.  The table
- * holds max_routes keys: the least recently heard goes.  Bounded by
+ * holds max_routes keys: the least recently heard goes.  Back-pressure on
+ * the ROUTER (a high-water mark of 2): 12 messages of 4 MiB to one key all
+ * arrive, and another key's request is answered meanwhile.  Bounded by
  * alarm(); no wall-clock asserts.
  */
 #include "sw.h"
@@ -203,7 +205,7 @@ main(void)
     struct sw_transport_opts small = {.max_routes = 2};
 
     alarm(60);
-    tap_plan(26);
+    tap_plan(28);
     uv_loop_init(&loop);
     memset(run, 7, sizeof(run));
     if (sw_identity_generate(&sid) < 0 || sw_transport_new(&s, &loop, &sid, run, NULL) < 0 ||
@@ -344,6 +346,42 @@ main(void)
                !sw_transport_key_routed(s2, d[1].id.pk),
            "it comes back with its next message (the next oldest goes)");
     tap_ok(ask(s2, kx, T_ECHO, &w) == 0 && d[0].echoes == 1, "and is reached again");
+
+    /* back-pressure on the ROUTER: 12 one-way messages of 4 MiB to a key through a
+     * high-water mark of 2 all arrive (the rest wait for POLLOUT), and a request of
+     * another key's is answered meanwhile */
+    {
+        struct sw_transport *s3;
+        struct sw_transport_opts tiny = {.hwm = 2};
+        char ep3[SW_TRANSPORT_MAX_ENDPOINT];
+        static uint8_t big[4 << 20];
+        int sent = 0, again = 0;
+
+        if (sw_transport_new(&s3, &loop, &sid, run, &tiny) < 0 ||
+            sw_transport_bind(s3, "tcp://127.0.0.1:*", ep3, sizeof(ep3)) < 0 ||
+            ask(a.t, ep3, SW_MSG_PING, &w) < 0 || ask(b.t, ep3, SW_MSG_PING, &w) < 0)
+            return 1;
+        a.notes = 0;
+        for (int i = 0; i < 10000 && sent < 12; i++) {
+            struct sw_payload pl = {big, sizeof(big), NULL, NULL, NULL};
+            int err = sw_transport_send(s3, key_a, T_NOTE, NULL, 0, &pl);
+
+            if (err == 0)
+                sent++;
+            else if (err == -SW_EAGAIN)
+                again++, run_ms(1);
+            else
+                break;
+        }
+        b.echoes = 0;
+        tap_ok(sent == 12 && ask(s3, key_b, T_ECHO, &w) == 0 && b.echoes == 1,
+               "12 x 4 MiB queued to key:A (%d refused for a while), key:B answered meanwhile",
+               again);
+        for (int i = 0; i < 20000 && a.notes < 12; i++)
+            run_ms(1);
+        tap_ok(a.notes == 12, "all 12 arrive at A (%d)", a.notes);
+        sw_transport_close(s3, NULL, NULL);
+    }
 
     zmq_close(d1);
     zmq_close(d2);
