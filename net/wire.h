@@ -67,7 +67,8 @@
  * Sequence windows.  Every message type belongs to one of two sequence
  * classes: SW_WIRE_SEQ_PIPELINE, the types given to
  * sw_wire_set_pipeline_types (peers/ sets PREPARE, READY, GO, FWD, BWD, GRAD,
- * REPLICA), and SW_WIRE_SEQ_OTHER, every other type.  The class follows from
+ * REPLICA and the bulk answers STATE, CKPT), and SW_WIRE_SEQ_OTHER, every
+ * other type.  The class follows from
  * the (signed) type on both sides.  A sender keeps one counter per class and
  * the receiver one window per (sender key, class), so no amount of other
  * traffic (DHT, status, state copies) can push a pipeline message out of its

@@ -265,7 +265,7 @@ stall_at(const struct sw_fetch *f, const struct sw_fetch_src *s)
 {
     double ms = (double)f->timeout_ms;
 
-    if (s->got == 0)
+    if (s->gap_ms <= 0) /* no gap measured yet (up to the second piece) */
         ms += 1000.0 * (double)f->nsrc * (double)(f->chunk * sizeof(float)) / SW_FETCH_MIN_RATE;
     else
         ms = SW_MAX(ms, SW_FETCH_GAPS * s->gap_ms);

@@ -31,12 +31,13 @@
  * than window * chunk bytes per timeout (8 x 4 MiB in 5 s: 54 Mbit/s).  So
  * a request waits in the transport up to SW_FETCH_REQ_MS, and the fetch
  * fails on a stall instead (sw_fetch_tick): a source with pieces in flight
- * whose next piece has not come within its deadline.  The first piece's
- * deadline is timeout_ms plus the transfer of one piece of every source at
- * SW_FETCH_MIN_RATE; each later one's, from the last piece in, the larger
- * of timeout_ms and SW_FETCH_GAPS times the gap between its pieces so far
- * (a moving average): the deadline follows the link's measured rate, and a
- * dead source is given up within timeout_ms or a few pieces' time.  An answer whose body does not parse (bad
+ * whose next piece has not come within its deadline.  Until two of its
+ * pieces are in, the deadline is timeout_ms plus the transfer of one piece
+ * of every source at SW_FETCH_MIN_RATE, from the start or the first piece;
+ * then, from the last piece in, the larger of timeout_ms and SW_FETCH_GAPS
+ * times the gap between its pieces (a moving average): the deadline follows
+ * the link's measured rate, and a dead source is given up within timeout_ms
+ * or a few pieces' time.  An answer whose body does not parse (bad
  * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
  * sends one, and the caller bans its sender (m->hdr.sender).
  *

@@ -189,8 +189,13 @@ sw_proto_who(char out[13], const uint8_t *pk)
 int
 sw_proto_pipeline_class(struct sw_wire *w)
 {
-    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_READY, SW_MSG_GO,     SW_MSG_FWD,
-                                     SW_MSG_BWD,     SW_MSG_GRAD,  SW_MSG_REPLICA};
+    /* and the bulk answers, STATE and CKPT: over a slow link a 4 MiB piece
+     * takes seconds, and the sender's other traffic to this node (pings,
+     * DHT answers) overtook it by more than the other class's 64 and made
+     * it stale, so that no rebuild over 20 Mbit/s ever finished (t0403) */
+    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_READY, SW_MSG_GO,    SW_MSG_FWD,
+                                     SW_MSG_BWD,     SW_MSG_GRAD,  SW_MSG_REPLICA, SW_MSG_STATE,
+                                     SW_MSG_CKPT};
 
     return sw_wire_set_pipeline_types(w, types, SW_ARRAY_SIZE(types));
 }
