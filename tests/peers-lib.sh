@@ -448,6 +448,16 @@ both_steps() {
     comm -12 "$TMP/both.a" "$TMP/both.b" | wc -l
 }
 
+# big_model D_MODEL FFN: M_MODEL for write_manifest, the wide model of
+# start_big_2x2 and sim_big (D_MODEL wide, SwiGLU FFN, 8 heads, 4 blocks)
+big_model() {
+    M_MODEL="d_model = $1
+ffn_hidden = $2
+n_heads = 8
+n_kv_heads = 8
+n_layers = 4"
+}
+
 # sim_big D_MODEL FFN [swarmsim options]: swarmsim train of start_big_2x2's
 # model (D_MODEL wide, SwiGLU FFN, 8 heads, 4 blocks, 2 stages) on the
 # tests' manifest with STEPS steps of M_SEQ_LEN tokens, into $TMP/sim; its

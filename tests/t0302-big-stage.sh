@@ -14,11 +14,7 @@
 echo "1..5"
 STEPS=12
 M_SEQ_LEN=16
-M_MODEL="d_model = 1024
-ffn_hidden = 3072
-n_heads = 8
-n_kv_heads = 8
-n_layers = 4"
+big_model 1024 3072
 write_manifest "$TMP/run.conf" $STEPS 2
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"

@@ -13,11 +13,7 @@
 echo "1..4"
 STEPS=10
 M_SEQ_LEN=16
-M_MODEL="d_model = 512
-ffn_hidden = 1536
-n_heads = 8
-n_kv_heads = 8
-n_layers = 4"
+big_model 512 1536
 write_manifest "$TMP/run.conf" $STEPS 2 "[wire]
 activations = int8
 gradients = int8"

@@ -22,11 +22,7 @@ wan_start b:1:$LINK s0:10:$LINK s1:11:$LINK s2:12:$LINK s3:13:$LINK a:20:delay=1
 ok $? "6 hosts: 5 at 10 ms and 100 Mbit/s, the newcomer's at 20 Mbit/s"
 
 M_SEQ_LEN=16
-M_MODEL="d_model = 512
-ffn_hidden = 1536
-n_heads = 8
-n_kv_heads = 8
-n_layers = 4"
+big_model 512 1536
 write_manifest "$TMP/run.conf" 100000 4 "[wire]
 activations = int8"
 sign_manifest "$TMP/run.conf"
