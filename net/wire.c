@@ -236,6 +236,7 @@ struct win_entry {
     uint8_t pk[SW_IDENTITY_PK_BYTES];
     uint64_t top[SW_WIRE_SEQ_CLASSES];   /* highest sequence accepted, per class */
     uint64_t pipe[PIPE_WORDS];           /* ring of the pipeline class */
+    uint64_t bulk[PIPE_WORDS];           /* ring of the bulk class, as wide */
     uint64_t other[OTHER_WORDS];         /* ring of the other class */
     uint64_t heard; /* window clock at the last accept, for eviction */
     int32_t next;   /* bucket chain */
@@ -306,9 +307,9 @@ win_add(struct sw_wire_window *win, const uint8_t *pk)
 static uint64_t *
 win_ring(struct win_entry *e, int c, uint64_t *width)
 {
-    if (c == SW_WIRE_SEQ_PIPELINE) {
+    if (c == SW_WIRE_SEQ_PIPELINE || c == SW_WIRE_SEQ_BULK) {
         *width = SW_WIRE_WINDOW_PIPELINE;
-        return e->pipe;
+        return c == SW_WIRE_SEQ_BULK ? e->bulk : e->pipe;
     }
     *width = SW_WIRE_WINDOW_OTHER;
     return e->other;
@@ -371,8 +372,9 @@ win_commit(struct sw_wire_window *win, struct win_entry *e, int c, uint64_t seq)
 
 /* ---- sequence classes ---- */
 
-int
-sw_wire_set_pipeline_types(struct sw_wire *w, const uint32_t *types, size_t n)
+/* The types of one class into set (SW_WIRE_MAX_PIPELINE_TYPES), *n. */
+static int
+set_types(uint32_t *set, size_t *nset, const uint32_t *types, size_t n)
 {
     if (n > SW_WIRE_MAX_PIPELINE_TYPES || (n && !types))
         return -SW_EINVAL;
@@ -380,9 +382,21 @@ sw_wire_set_pipeline_types(struct sw_wire *w, const uint32_t *types, size_t n)
         if (types[i] == 0 || types[i] > SW_MSG_TYPE_MAX)
             return -SW_EINVAL;
     if (n)
-        memcpy(w->pipe_types, types, n * sizeof(*types));
-    w->n_pipe_types = n;
+        memcpy(set, types, n * sizeof(*types));
+    *nset = n;
     return 0;
+}
+
+int
+sw_wire_set_pipeline_types(struct sw_wire *w, const uint32_t *types, size_t n)
+{
+    return set_types(w->pipe_types, &w->n_pipe_types, types, n);
+}
+
+int
+sw_wire_set_bulk_types(struct sw_wire *w, const uint32_t *types, size_t n)
+{
+    return set_types(w->bulk_types, &w->n_bulk_types, types, n);
 }
 
 int
@@ -391,6 +405,9 @@ sw_wire_seq_class(const struct sw_wire *w, uint32_t type)
     for (size_t i = 0; i < w->n_pipe_types; i++)
         if (w->pipe_types[i] == type)
             return SW_WIRE_SEQ_PIPELINE;
+    for (size_t i = 0; i < w->n_bulk_types; i++)
+        if (w->bulk_types[i] == type)
+            return SW_WIRE_SEQ_BULK;
     return SW_WIRE_SEQ_OTHER;
 }
 

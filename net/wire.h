@@ -64,19 +64,23 @@
  * ADMIT and RATELIMIT right after sw_wire_open (before the payload hash),
  * TYPE and UNMATCHED when dispatching.
  *
- * Sequence windows.  Every message type belongs to one of two sequence
+ * Sequence windows.  Every message type belongs to one of three sequence
  * classes: SW_WIRE_SEQ_PIPELINE, the types given to
  * sw_wire_set_pipeline_types (peers/ sets PREPARE, READY, GO, FWD, BWD, GRAD,
- * REPLICA and the bulk answers STATE, CKPT), and SW_WIRE_SEQ_OTHER, every
- * other type.  The class follows from
+ * REPLICA), SW_WIRE_SEQ_BULK, the types given to sw_wire_set_bulk_types
+ * (peers/ sets the bulk answers STATE and CKPT), and SW_WIRE_SEQ_OTHER,
+ * every other type.  The class follows from
  * the (signed) type on both sides.  A sender keeps one counter per class and
  * the receiver one window per (sender key, class), so no amount of other
- * traffic (DHT, status, state copies) can push a pipeline message out of its
- * window.  A window remembers the highest sequence seen (top) and which of
- * the last W sequences up to top were seen: W = SW_WIRE_WINDOW_OTHER (64) for
- * the other class, SW_WIRE_WINDOW_PIPELINE (1024) for the pipeline class,
- * whose messages still race over two connections (the sender's DEALER to our
- * ROUTER, our DEALER to its ROUTER).  A sequence above top is accepted (the
+ * traffic (DHT, status) can push a pipeline message or a bulk answer out of
+ * its window, and a flood of state requests (whose answers count in the
+ * bulk class) cannot push a pipeline message out of its own.  A window
+ * remembers the highest sequence seen (top) and which of the last W
+ * sequences up to top were seen: W = SW_WIRE_WINDOW_OTHER (64) for the other
+ * class, SW_WIRE_WINDOW_PIPELINE (1024) for the pipeline and bulk classes:
+ * pipeline messages still race over two connections (the sender's DEALER to
+ * our ROUTER, our DEALER to its ROUTER), and a 4 MiB bulk answer takes
+ * seconds down a slow link while its sender answers others.  A sequence above top is accepted (the
  * window slides), one within the window is accepted once, one below it is
  * stale.  No clock is compared.  A sender starts every counter at its own
  * CLOCK_REALTIME in nanoseconds, so a restarted node with the same key
@@ -84,7 +88,7 @@
  * the pipeline types still interoperate (a class's sequences only have to
  * grow), they lose only the isolation.  The window is committed when the
  * signature verified (a later payload failure burns the sequence).  The
- * table holds max_senders senders (both classes of one sender in one entry);
+ * table holds max_senders senders (every class of one sender in one entry);
  * when full the least recently heard one is forgotten (documented limit: its
  * old messages could then be replayed once).
  *
@@ -131,7 +135,8 @@
 #define SW_WIRE_MAX_PIPELINE_TYPES 32
 
 /* Sequence classes (see "Sequence windows"). */
-enum { SW_WIRE_SEQ_PIPELINE = 0, SW_WIRE_SEQ_OTHER = 1, SW_WIRE_SEQ_CLASSES = 2 };
+enum { SW_WIRE_SEQ_PIPELINE = 0, SW_WIRE_SEQ_OTHER = 1, SW_WIRE_SEQ_BULK = 2,
+       SW_WIRE_SEQ_CLASSES = 3 };
 
 /*
  * Message types: 1-255 wire and transport (this module), 256-511 DHT
@@ -186,6 +191,8 @@ struct sw_wire {
     uint64_t next_seq[SW_WIRE_SEQ_CLASSES]; /* next sequence this node sends, per class */
     uint32_t pipe_types[SW_WIRE_MAX_PIPELINE_TYPES]; /* types of SW_WIRE_SEQ_PIPELINE */
     size_t n_pipe_types;
+    uint32_t bulk_types[SW_WIRE_MAX_PIPELINE_TYPES]; /* types of SW_WIRE_SEQ_BULK */
+    size_t n_bulk_types;
     size_t max_payload;
     struct sw_wire_stats stats;
     struct sw_wire_window *win;          /* private: per-sender windows */
@@ -236,7 +243,9 @@ int sw_wire_set_cert(struct sw_wire *w, const void *cert, size_t len) SW_WARN_UN
  * before the first message, on every node alike.  0 or -SW_EINVAL.
  */
 int sw_wire_set_pipeline_types(struct sw_wire *w, const uint32_t *types, size_t n) SW_WARN_UNUSED;
-/* SW_WIRE_SEQ_PIPELINE or SW_WIRE_SEQ_OTHER for type. */
+/* The same for the bulk class (a type in both sets is a pipeline type). */
+int sw_wire_set_bulk_types(struct sw_wire *w, const uint32_t *types, size_t n) SW_WARN_UNUSED;
+/* SW_WIRE_SEQ_PIPELINE, SW_WIRE_SEQ_BULK or SW_WIRE_SEQ_OTHER for type. */
 int sw_wire_seq_class(const struct sw_wire *w, uint32_t type);
 
 /* Count a drop found by a module above (body decoding); returns -code for reason. */

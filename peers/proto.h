@@ -97,10 +97,10 @@ struct sw_body {
 
 void sw_body_init(struct sw_body *b);
 
-/* Puts PREPARE, READY, GO, FWD, BWD, GRAD and REPLICA, and the bulk answers
- * STATE and CKPT, in w's pipeline sequence class (net/wire.h "Sequence
- * window"): every process of a run must, or its pipeline messages look
- * stale to the others. */
+/* Puts PREPARE, READY, GO, FWD, BWD, GRAD and REPLICA in w's pipeline
+ * sequence class and the bulk answers STATE and CKPT in its bulk class
+ * (net/wire.h "Sequence windows"): every process of a run must, or its
+ * pipeline messages look stale to the others. */
 int sw_proto_pipeline_class(struct sw_wire *w) SW_WARN_UNUSED;
 
 /* The run id of the lobby: 32 zero bytes. */

@@ -665,6 +665,62 @@ test_classes(void)
     sw_free(p);
 }
 
+/*
+ * The bulk class (STATE and CKPT answers, peers/proto.h): 2000 bulk answers
+ * sealed between two pipeline messages do not push the first out of the
+ * pipeline window when it comes last (in the pipeline class they did: a
+ * stranger's flood of state requests made a node's FWDs stale), and a bulk
+ * answer overtaken by 500 other-class messages is still taken (in the other
+ * class it was stale: a 4 MiB piece down a slow link, overtaken by PONGs).
+ */
+static void
+test_bulk_class(void)
+{
+    enum { NB = 2000, NO = 500 };
+    static const uint32_t bulk[] = {519, 543};
+    struct sealed a, b, x, *m = sw_calloc(NB > NO ? NB : NO, sizeof(*m));
+    struct sw_identity bob;
+    struct sw_wire tx, rx;
+    int bad = 0, bulk_ok = 0, a_ok, b_ok, others = 0;
+
+    if (!m || sw_identity_generate(&bob) < 0 || sw_wire_init(&tx, &bob, run, NULL) < 0 ||
+        sw_wire_init(&rx, &alice, run, NULL) < 0 ||
+        sw_wire_set_pipeline_types(&tx, pipe_types, SW_ARRAY_SIZE(pipe_types)) < 0 ||
+        sw_wire_set_pipeline_types(&rx, pipe_types, SW_ARRAY_SIZE(pipe_types)) < 0 ||
+        sw_wire_set_bulk_types(&tx, bulk, SW_ARRAY_SIZE(bulk)) < 0 ||
+        sw_wire_set_bulk_types(&rx, bulk, SW_ARRAY_SIZE(bulk)) < 0) {
+        tap_ok(0, "set up the bulk class test");
+        return;
+    }
+    tap_ok(sw_wire_seq_class(&rx, 519) == SW_WIRE_SEQ_BULK &&
+               sw_wire_seq_class(&rx, 543) == SW_WIRE_SEQ_BULK &&
+               sw_wire_seq_class(&rx, 524) == SW_WIRE_SEQ_PIPELINE &&
+               sw_wire_seq_class(&rx, 518) == SW_WIRE_SEQ_OTHER,
+           "STATE and CKPT answers are of the bulk class");
+    bad += seal_into(&tx, 524, &a) < 0;
+    for (int i = 0; i < NB; i++)
+        bad += seal_into(&tx, 519, &m[i]) < 0;
+    bad += seal_into(&tx, 526, &b) < 0;
+    b_ok = open_sealed(&rx, &b) == 0;
+    for (int i = 0; i < NB; i++)
+        bulk_ok += open_sealed(&rx, &m[i]) == 0;
+    a_ok = open_sealed(&rx, &a) == 0;
+    tap_ok(!bad && a_ok && b_ok && bulk_ok == NB,
+           "a pipeline message sealed before %d bulk answers and taken after the next one is "
+           "accepted, and so are the %d", NB, bulk_ok);
+    bad = seal_into(&tx, 543, &x) < 0;
+    for (int i = 0; i < NO; i++)
+        bad += seal_into(&tx, SW_MSG_PING, &m[i]) < 0;
+    for (int i = 0; i < NO; i++)
+        others += open_sealed(&rx, &m[i]) == 0;
+    tap_ok(!bad && others == NO && open_sealed(&rx, &x) == 0,
+           "a bulk answer overtaken by %d other-class messages is accepted", NO);
+    sw_wire_release(&tx);
+    sw_wire_release(&rx);
+    sw_identity_release(&bob);
+    sw_free(m);
+}
+
 static void
 test_eviction(void)
 {
@@ -715,6 +771,7 @@ main(void)
     test_drops();
     test_tensor();
     test_classes();
+    test_bulk_class();
     test_eviction();
     sw_wire_release(&wa);
     sw_wire_release(&wb);
