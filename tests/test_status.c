@@ -121,7 +121,7 @@ refused(const char *what, const char *key, enum edit e, const char *s, uint64_t 
 static void
 end_record(void)
 {
-    struct sw_run_end e = {300, 2.0625}, out;
+    struct sw_run_end e = {300, 2.0625, NULL, 0}, out;
     struct sw_identity id;
     struct sw_dht_record d;
     struct sw_wire_buf b;
