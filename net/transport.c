@@ -43,6 +43,8 @@ struct payload_ref {
 
 struct out_msg {
     struct out_msg *next;
+    uint64_t rid;                  /* a request's id; 0: one-way or a reply */
+    bool request;
     int nparts, sent;              /* parts handed to ZeroMQ so far */
     zmq_msg_t parts[MAX_PARTS];
 };
@@ -286,6 +288,7 @@ out_build(struct sw_transport *t, const struct sw_transport_route *route, bool m
     m = sw_calloc(1, sizeof(*m));
     if (!m)
         return -SW_ENOMEM;
+    m->rid = rid;
     if (route) {
         if (zmq_msg_init_size(&m->parts[k], route->len) != 0)
             goto nomem;
@@ -331,6 +334,32 @@ sock_enqueue(struct sock *s, struct out_msg *m)
         s->qhead = m;
     s->qtail = m;
     s->qlen++;
+}
+
+/*
+ * Take a request's try out of the queue when ZeroMQ has none of it yet: a
+ * try that timed out is worth nothing to the peer, and a dead peer's queue
+ * would otherwise fill with them (new requests refused with -SW_EAGAIN, and
+ * the DEALER kept open for them, transport.h, Requests).
+ */
+static void
+sock_unqueue(struct sock *s, uint64_t rid)
+{
+    struct out_msg *prev = NULL;
+
+    for (struct out_msg *m = s->qhead; m; prev = m, m = m->next) {
+        if (!m->request || m->rid != rid || m->sent > 0)
+            continue;
+        if (prev)
+            prev->next = m->next;
+        else
+            s->qhead = m->next;
+        if (s->qtail == m)
+            s->qtail = prev;
+        s->qlen--;
+        out_free(m);
+        return;
+    }
 }
 
 /* Hand queued messages to ZeroMQ; returns how many went out completely. */
@@ -1164,6 +1193,7 @@ req_send(struct sw_transport *t, struct req *r)
     if ((err = out_build(t, r->via_key ? &route : NULL, r->via_key, r->type, r->rid, r->body,
                          r->body_len, r->pl, &m)) < 0)
         return err;
+    m->request = true;
     sock_enqueue(r->dealer, m);
     r->deadline = uv_now(t->loop) + r->timeout_ms;
     r->dealer->last_used = uv_now(t->loop);
@@ -1208,6 +1238,7 @@ tick_cb(uv_timer_t *h)
         struct req *r = expired;
 
         expired = r->next;
+        sock_unqueue(r->dealer, r->rid);
         if (!t->closing && r->retries_left > 0) {
             struct sock *d = r->dealer;
 

@@ -31,7 +31,8 @@
  * sw_transport_close.  A
  * retry is a new envelope (new sequence number, same request id and payload),
  * so the receiver's replay window does not eat it; handlers must therefore be
- * idempotent per (sender, rid).  When a request's last try times out and no
+ * idempotent per (sender, rid).  A try that times out before ZeroMQ took
+ * any of it leaves the DEALER's queue.  When a request's last try times out and no
  * other request waits on that DEALER, the DEALER is closed (the peer is
  * presumed gone; the next request reconnects), unless messages still wait
  * in its queue (a slow link or a busy peer, not a gone one): the one-way

@@ -444,6 +444,55 @@ test_oneway_timeout(int hwm)
 }
 
 /*
+ * A dead peer (nothing listens): ZeroMQ holds hwm tries, the transport's
+ * queue the rest until it is full.  When they have all timed out, the tries
+ * have left the queue and the DEALER is closed, so the next request is taken
+ * (it was refused with -SW_EAGAIN while timed-out tries filled the queue).
+ */
+static void
+test_dead_queue(void)
+{
+    struct sw_identity id;
+    struct sw_transport *t = NULL;
+    struct sw_transport_opts o = {.hwm = 2, .max_queue = 4, .idle_ms = 600000};
+    const char *dead = "tcp://127.0.0.1:1";
+    struct waiter w[8];
+    uv_loop_t loop;
+    int closed = 0, taken = 0, refused = 0, timedout = 0, err;
+    double t0;
+
+    uv_loop_init(&loop);
+    memset(w, 0, sizeof(w));
+    if (sw_identity_generate(&id) < 0 || sw_transport_new(&t, &loop, &id, run, &o) < 0) {
+        tap_ok(0, "dead peer: a transport");
+        return;
+    }
+    for (int i = 0; i < 7; i++) {
+        err = sw_transport_request(t, dead, T_NOBODY, NULL, 0, NULL, 50, 0, wait_cb, &w[i]);
+        taken += err == 0;
+        refused += err == -SW_EAGAIN;
+        if (err != 0)
+            w[i].done = 1;
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    t0 = sw_now_s();
+    while (sw_transport_pending(t) > 0 && sw_now_s() - t0 < 20)
+        uv_run(&loop, UV_RUN_ONCE);
+    for (int i = 0; i < 7; i++)
+        timedout += w[i].done && w[i].status == -SW_ETIMEDOUT;
+    tap_ok(refused > 0 && timedout == taken,
+           "dead peer: %d requests taken, %d refused (queue full), %d timed out", taken, refused,
+           timedout);
+    err = sw_transport_request(t, dead, T_NOBODY, NULL, 0, NULL, 50, 0, wait_cb, &w[7]);
+    tap_ok(err == 0, "dead peer: the next request is taken after the timeouts (%s)",
+           sw_strerror(err));
+    sw_transport_close(t, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    sw_identity_release(&id);
+}
+
+/*
  * a (server) refuses c's key: c's requests time out, its one-way messages
  * never reach the handler, b is answered and its cert reaches the hook.  b
  * refuses c's key too: c's answers to b's requests are dropped, so the
@@ -1318,6 +1367,7 @@ main(void)
     test_in_process();
     test_admit();
     test_oneway_timeout(2);
+    test_dead_queue();
     test_ratelimit();
     test_stress();
     kill_children();
