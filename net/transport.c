@@ -28,7 +28,8 @@
 
 #define DRAIN_BUDGET 64   /* messages received per socket per drain */
 #define TICK_MS 10
-#define MAX_PARTS 5       /* routing id + reverse mark + envelope + signature + payload */
+#define MAX_PARTS 6       /* routing id + mark + relay key + envelope + signature + payload */
+#define RELAY_BUCKET 0xfffffff0u /* the relay limit's buckets, beside the types' (never a type) */
 #define MAX_DEALERS 1024
 #define MAX_LIMITS 32     /* types with a rate limit */
 
@@ -73,6 +74,7 @@ struct req {
     uint64_t deadline, timeout_ms;
     int retries_left;
     bool via_key;                  /* sent to key's connection on the ROUTER (dealer: the ROUTER) */
+    bool relay;                    /* sent through a relay to key (dealer: the relay's) */
     uint8_t key[SW_IDENTITY_PK_BYTES];
     sw_transport_response_cb *cb;
     void *arg;
@@ -157,6 +159,9 @@ struct sw_transport {
     struct keyroute *kr;           /* o.max_routes entries, n_kr used */
     size_t n_kr;
     struct sw_transport_route_stats rst;
+    bool relay_on;                 /* forward relayed messages (sw_transport_set_relay) */
+    struct limit relay_lim;
+    struct sw_transport_relay_stats rly;
     uv_timer_t tick;
     uv_idle_t idle;
     int open_handles;
@@ -166,6 +171,7 @@ struct sw_transport {
 };
 
 static void sock_drain(struct sock *s);
+static void sock_kick(struct sock *s);
 
 /* A numeric address, IPv4 as its IPv4-mapped IPv6 form, into out; false when
  * it is not one. */
@@ -268,13 +274,14 @@ out_free(struct out_msg *m)
 }
 
 /*
- * Seal and build [route]?[mark]?[env][sig][payload]? for socket s.  On success the
- * message holds its own reference to pl.
+ * Seal and build [route]?[mark]?[key]?[env][sig][payload]? for socket s: mark
+ * 0 (none), SW_TRANSPORT_REVERSE or a relay mark, then the relay's key frame
+ * when key is not NULL.  On success the message holds its own reference to pl.
  */
 static int
-out_build(struct sw_transport *t, const struct sw_transport_route *route, bool mark,
-          uint32_t type, uint64_t rid, const void *body, size_t body_len, struct payload_ref *pl,
-          struct out_msg **out)
+out_build(struct sw_transport *t, const struct sw_transport_route *route, uint8_t mark,
+          const uint8_t *key, uint32_t type, uint64_t rid, const void *body, size_t body_len,
+          struct payload_ref *pl, struct out_msg **out)
 {
     uint8_t sig[SW_WIRE_SIG_BYTES];
     struct out_msg *m;
@@ -298,7 +305,13 @@ out_build(struct sw_transport *t, const struct sw_transport_route *route, bool m
     if (mark) {
         if (zmq_msg_init_size(&m->parts[k], 1) != 0)
             goto nomem;
-        *(uint8_t *)zmq_msg_data(&m->parts[k]) = SW_TRANSPORT_REVERSE;
+        *(uint8_t *)zmq_msg_data(&m->parts[k]) = mark;
+        m->nparts = ++k;
+    }
+    if (key) {
+        if (zmq_msg_init_size(&m->parts[k], SW_IDENTITY_PK_BYTES) != 0)
+            goto nomem;
+        memcpy(zmq_msg_data(&m->parts[k]), key, SW_IDENTITY_PK_BYTES);
         m->nparts = ++k;
     }
     if (zmq_msg_init_size(&m->parts[k], env_len) != 0)
@@ -577,9 +590,8 @@ refill(double *tokens, uint64_t *last, double rate, double burst, uint64_t now)
  * share.
  */
 static bool
-limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
+limit_take(struct sw_transport *t, struct limit *l, const struct sw_wire_hdr *hdr, uint32_t btype)
 {
-    struct limit *l = limit_find(t, hdr->type);
     uint64_t now = uv_now(t->loop);
     struct bucket *b;
     char hex[17];
@@ -587,7 +599,7 @@ limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
 
     if (!l || !t->bk.b)
         return true;
-    b = bucket_get(&t->bk, hdr->sender, hdr->type, l->burst, now);
+    b = bucket_get(&t->bk, hdr->sender, btype, l->burst, now);
     prob = b->seg == SEG_PROB;
     refill(&b->tokens, &b->last, l->rate, l->burst, now);
     refill(&l->g_tokens, &l->g_last, l->g_rate, l->g_burst, now);
@@ -598,10 +610,17 @@ limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
     }
     l->drops++;
     t->wire.stats.drops[SW_WIRE_DROP_RATELIMIT]++;
-    SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "dropped message type %u from %s...: %s rate limit",
-                       (unsigned)hdr->type, sw_identity_hex(hex, hdr->sender, 8),
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 1000, "dropped %smessage type %u from %s...: %s rate limit",
+                       btype == RELAY_BUCKET ? "relayed " : "", (unsigned)hdr->type,
+                       sw_identity_hex(hex, hdr->sender, 8),
                        b->tokens < 1.0 ? "per-key" : "global");
     return false;
+}
+
+static bool
+limit_ok(struct sw_transport *t, const struct sw_wire_hdr *hdr)
+{
+    return limit_take(t, limit_find(t, hdr->type), hdr, hdr->type);
 }
 
 /* ---- routes by key ---- */
@@ -698,6 +717,66 @@ sw_transport_endpoint_is_key(const char *ep, uint8_t *pk)
     return true;
 }
 
+int
+sw_transport_relay_endpoint(char *out, size_t cap, const uint8_t pk[SW_IDENTITY_PK_BYTES],
+                            const char *relay)
+{
+    char hex[2 * SW_IDENTITY_PK_BYTES + 1];
+    int n;
+
+    if (!relay || strncmp(relay, "tcp://", 6) != 0)
+        return -SW_EINVAL;
+    n = snprintf(out, cap, "%s%s@%s", SW_TRANSPORT_KEY_PREFIX,
+                 sw_identity_hex(hex, pk, SW_IDENTITY_PK_BYTES), relay);
+    return n < 0 || (size_t)n >= cap || (size_t)n >= SW_TRANSPORT_MAX_ENDPOINT ? -SW_EINVAL : 0;
+}
+
+bool
+sw_transport_endpoint_is_relay(const char *ep, uint8_t *pk, char *relay, size_t relay_cap)
+{
+    char kep[SW_TRANSPORT_KEY_EP_LEN + 1];
+    const char *r;
+
+    if (!ep || strnlen(ep, SW_TRANSPORT_MAX_ENDPOINT) >= SW_TRANSPORT_MAX_ENDPOINT ||
+        strnlen(ep, SW_TRANSPORT_KEY_EP_LEN + 1) <= SW_TRANSPORT_KEY_EP_LEN ||
+        ep[SW_TRANSPORT_KEY_EP_LEN] != '@')
+        return false;
+    r = ep + SW_TRANSPORT_KEY_EP_LEN + 1;
+    memcpy(kep, ep, SW_TRANSPORT_KEY_EP_LEN);
+    kep[SW_TRANSPORT_KEY_EP_LEN] = '\0';
+    if (!sw_transport_endpoint_is_key(kep, pk) || strncmp(r, "tcp://", 6) != 0 ||
+        strlen(r) >= relay_cap)
+        return false;
+    memcpy(relay, r, strlen(r) + 1);
+    return true;
+}
+
+int
+sw_transport_set_relay(struct sw_transport *t, bool on, double rate_per_s, double burst)
+{
+    if (on && (!(rate_per_s > 0) || !(burst >= 1)))
+        return -SW_EINVAL;
+    t->relay_on = on;
+    if (!on)
+        return 0;
+    memset(&t->relay_lim, 0, sizeof(t->relay_lim));
+    t->relay_lim.type = RELAY_BUCKET;
+    t->relay_lim.rate = rate_per_s;
+    t->relay_lim.burst = burst;
+    t->relay_lim.g_rate = rate_per_s * SW_TRANSPORT_GLOBAL_FACTOR;
+    t->relay_lim.g_burst = burst * SW_TRANSPORT_GLOBAL_FACTOR;
+    t->relay_lim.g_tokens = t->relay_lim.g_burst;
+    t->relay_lim.g_last = uv_now(t->loop);
+    return 0;
+}
+
+void
+sw_transport_relay_stats(const struct sw_transport *t, struct sw_transport_relay_stats *st)
+{
+    *st = t->rly;
+    st->ratelimited = t->relay_lim.drops;
+}
+
 bool
 sw_transport_key_routed(const struct sw_transport *t, const uint8_t pk[SW_IDENTITY_PK_BYTES])
 {
@@ -711,10 +790,105 @@ sw_transport_route_stats(const struct sw_transport *t, struct sw_transport_route
     st->keys = t->n_kr;
 }
 
-static bool
-is_mark(zmq_msg_t *p)
+/* The mark a frame is (SW_TRANSPORT_REVERSE or a relay mark), or 0. */
+static uint8_t
+mark_of(zmq_msg_t *p)
 {
-    return zmq_msg_size(p) == 1 && *(uint8_t *)zmq_msg_data(p) == SW_TRANSPORT_REVERSE;
+    uint8_t c = zmq_msg_size(p) == 1 ? *(uint8_t *)zmq_msg_data(p) : 0;
+
+    return c == SW_TRANSPORT_REVERSE || c == SW_TRANSPORT_RELAY_MSG ||
+                   c == SW_TRANSPORT_RELAY_ANS ? c : 0;
+}
+
+static void
+relay_drop(struct sw_transport *t, uint64_t *counter, const char *why)
+{
+    (*counter)++;
+    SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "relay: dropped a message: %s", why);
+}
+
+/*
+ * A relayed message on the ROUTER, [id][mark][to][env][sig][payload]?: when
+ * this transport relays, the envelope's signature and sequence are checked
+ * (the sender is the key that signed it; a replay is dropped), the sender
+ * is admitted and within its relay limit, the sender's key is bound to this
+ * connection, and [to's id][mark][sender][env][sig][payload]? goes out on
+ * the connection of key to (transport.h, Relays).  The payload is neither
+ * hashed nor copied here: the receiver checks it.
+ */
+static void
+relay_forward(struct sock *s, zmq_msg_t *parts, int n, uint8_t mark)
+{
+    struct sw_transport *t = s->t;
+    struct sw_transport_route to;
+    struct sw_wire_hdr hdr;
+    struct out_msg *m;
+    size_t pl_len = n == 6 ? zmq_msg_size(&parts[5]) : 0;
+    int k;
+
+    if (!t->relay_on) {
+        relay_drop(t, &t->rly.refused, "this node does not relay");
+        return;
+    }
+    if (zmq_msg_size(&parts[0]) > SW_TRANSPORT_MAX_ROUTE || (n == 6 && pl_len == 0)) {
+        relay_drop(t, &t->rly.bad, "malformed");
+        return;
+    }
+    if (sw_wire_open(&t->wire, zmq_msg_data(&parts[3]), zmq_msg_size(&parts[3]),
+                     zmq_msg_data(&parts[4]), zmq_msg_size(&parts[4]), pl_len, &hdr) < 0) {
+        relay_drop(t, &t->rly.bad, "envelope refused");
+        return;
+    }
+    if (t->admit && !t->admit(t->admit_arg, &hdr, hdr.type)) {
+        t->wire.stats.drops[SW_WIRE_DROP_ADMIT]++;
+        relay_drop(t, &t->rly.bad, "sender not admitted");
+        return;
+    }
+    if (!limit_take(t, &t->relay_lim, &hdr, RELAY_BUCKET))
+        return; /* counted in relay_lim.drops */
+    keyroute_bind(t, hdr.sender, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+    if (memcmp(zmq_msg_data(&parts[2]), hdr.sender, SW_IDENTITY_PK_BYTES) == 0) {
+        relay_drop(t, &t->rly.bad, "addressed to its own sender");
+        return;
+    }
+    if (!keyroute_find(t, zmq_msg_data(&parts[2]))) {
+        relay_drop(t, &t->rly.noroute, "no connection of the key it is for");
+        return;
+    }
+    if (t->router->qlen >= t->o.max_queue) {
+        relay_drop(t, &t->rly.full, "queue full");
+        return;
+    }
+    if (keyroute_get(t, zmq_msg_data(&parts[2]), &to) < 0 || !(m = sw_calloc(1, sizeof(*m))))
+        return;
+    k = 0;
+    if (zmq_msg_init_size(&m->parts[k], to.len) == 0) {
+        memcpy(zmq_msg_data(&m->parts[k]), to.id, to.len);
+        m->nparts = ++k;
+    }
+    if (k == 1 && zmq_msg_init_size(&m->parts[k], 1) == 0) {
+        *(uint8_t *)zmq_msg_data(&m->parts[k]) = mark;
+        m->nparts = ++k;
+    }
+    if (k == 2 && zmq_msg_init_size(&m->parts[k], SW_IDENTITY_PK_BYTES) == 0) {
+        memcpy(zmq_msg_data(&m->parts[k]), hdr.sender, SW_IDENTITY_PK_BYTES);
+        m->nparts = ++k;
+    }
+    for (int i = 3; i < n && k == i; i++) {
+        zmq_msg_init(&m->parts[k]);
+        if (zmq_msg_copy(&m->parts[k], &parts[i]) == 0) /* shares the bytes */
+            m->nparts = ++k;
+        else
+            zmq_msg_close(&m->parts[k]);
+    }
+    if (k != n) {
+        out_free(m);
+        return;
+    }
+    t->rly.forwarded++;
+    t->rly.bytes += zmq_msg_size(&parts[3]) + pl_len;
+    sock_enqueue(t->router, m);
+    sock_kick(t->router);
 }
 
 /*
@@ -732,19 +906,37 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
     struct sw_transport_msg m;
     struct sw_wire_tensor tensor;
     int base = s->router ? 1 : 0;
-    bool reverse = n > base && is_mark(&parts[base]);
-    bool incoming = s->router != reverse; /* a request or one-way message */
+    uint8_t mark = n > base ? mark_of(&parts[base]) : 0;
+    bool reverse = mark == SW_TRANSPORT_REVERSE;
+    bool relayed = mark == SW_TRANSPORT_RELAY_MSG || mark == SW_TRANSPORT_RELAY_ANS;
+    bool incoming = relayed ? mark == SW_TRANSPORT_RELAY_MSG /* a request or one-way message */
+                            : s->router != reverse;
     zmq_msg_t *env, *sig, *pl;
     unsigned char a16[16];
+    uint8_t from[SW_IDENTITY_PK_BYTES];
 
+    if (relayed) {
+        if (n < base + 4 || n > base + 5 ||
+            zmq_msg_size(&parts[base + 1]) != SW_IDENTITY_PK_BYTES) {
+            sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED);
+            return;
+        }
+        if (s->router) {
+            relay_forward(s, parts, n, mark);
+            return;
+        }
+        memcpy(from, zmq_msg_data(&parts[base + 1]), sizeof(from));
+        base += 2;
+    }
     base += reverse;
     if (n < base + 2 || n > base + 3) {
         sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED);
         return;
     }
     memset(&m, 0, sizeof(m));
-    if (reverse && !s->router) {
-        m.route.reverse = true;
+    if ((reverse || relayed) && !s->router) {
+        m.route.reverse = reverse;
+        m.route.relay = relayed;
         snprintf((char *)m.route.id, sizeof(m.route.id), "%s", s->endpoint);
         m.route.len = strlen(s->endpoint) + 1;
     }
@@ -769,6 +961,15 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
     if (sw_wire_open(&t->wire, zmq_msg_data(env), zmq_msg_size(env), zmq_msg_data(sig),
                      zmq_msg_size(sig), pl ? zmq_msg_size(pl) : 0, &m.hdr) < 0)
         return;
+    if (relayed) {
+        /* the relay names the sender it checked; the answer goes back to that key */
+        if (memcmp(from, m.hdr.sender, sizeof(from)) != 0) {
+            sw_wire_count_drop(&t->wire, SW_WIRE_DROP_MALFORMED);
+            return;
+        }
+        memcpy(m.route.key, from, sizeof(from));
+        t->rly.delivered++;
+    }
     /*
      * Admission before anything else looks at the message (and before the
      * payload is hashed: a refused sender costs one signature check only).
@@ -816,8 +1017,11 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
     } else {
         struct req *r = m.hdr.rid ? req_find(t, m.hdr.rid, s) : NULL;
 
-        /* on the ROUTER: the answer of the key asked, on its connection */
-        if (r && r->via_key && memcmp(r->key, m.hdr.sender, SW_IDENTITY_PK_BYTES) != 0)
+        /* on the ROUTER: the answer of the key asked, on its connection; through a
+         * relay: the key asked, relayed */
+        if (r && (r->relay != relayed ||
+                  ((r->via_key || r->relay) &&
+                   memcmp(r->key, m.hdr.sender, SW_IDENTITY_PK_BYTES) != 0)))
             r = NULL;
         if (r)
             r = req_unlink(t, m.hdr.rid, s);
@@ -1190,8 +1394,10 @@ req_send(struct sw_transport *t, struct req *r)
     /* to a key: its connection now (a retry follows a reconnect) */
     if (r->via_key && (err = keyroute_get(t, r->key, &route)) < 0)
         return err;
-    if ((err = out_build(t, r->via_key ? &route : NULL, r->via_key, r->type, r->rid, r->body,
-                         r->body_len, r->pl, &m)) < 0)
+    if ((err = out_build(t, r->via_key ? &route : NULL,
+                         r->via_key ? SW_TRANSPORT_REVERSE : r->relay ? SW_TRANSPORT_RELAY_MSG : 0,
+                         r->relay ? r->key : NULL, r->type, r->rid, r->body, r->body_len, r->pl,
+                         &m)) < 0)
         return err;
     m->request = true;
     sock_enqueue(r->dealer, m);
@@ -1251,8 +1457,9 @@ tick_cb(uv_timer_t *h)
                 req_unlink(t, r->rid, r->dealer);
             }
         }
-        /* not while messages wait in its queue (transport.h, Requests); never the ROUTER */
-        if (!r->via_key && r->dealer->pending == 0 && !r->dealer->closing &&
+        /* not while messages wait in its queue (transport.h, Requests); never the ROUTER,
+         * never a relay's (its key, not the relay, did not answer) */
+        if (!r->via_key && !r->relay && r->dealer->pending == 0 && !r->dealer->closing &&
             r->dealer->qlen == 0) {
             sw_log(SW_LOG_INFO, "no answer from '%s': closing the connection", r->dealer->endpoint);
             dealer_remove(t, r->dealer);
@@ -1477,8 +1684,9 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
                      uint64_t timeout_ms, int retries, sw_transport_response_cb *cb, void *arg)
 {
     uint8_t key[SW_IDENTITY_PK_BYTES];
+    char relay_ep[SW_TRANSPORT_MAX_ENDPOINT];
     struct payload_ref *pl;
-    bool via_key = false;
+    bool via_key = false, relay = false;
     struct sock *d;
     struct req *r;
     int err;
@@ -1498,6 +1706,10 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
         }
         d = t->router;
         via_key = true;
+    } else if (sw_transport_endpoint_is_relay(endpoint, key, relay_ep, sizeof(relay_ep))) {
+        if ((err = dealer_get(t, relay_ep, &d)) < 0)
+            goto out_unref;
+        relay = true;
     } else if ((err = dealer_get(t, endpoint, &d)) < 0) {
         goto out_unref;
     }
@@ -1519,6 +1731,7 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
         r->rid = t->next_rid++;
     r->dealer = d;
     r->via_key = via_key;
+    r->relay = relay;
     memcpy(r->key, key, sizeof(key));
     r->type = type;
     r->pl = pl;
@@ -1540,8 +1753,8 @@ out_unref:
 
 static int
 send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route *route,
-        bool mark, uint32_t type, uint64_t rid, const void *body, size_t body_len,
-        const struct sw_payload *payload)
+        uint8_t mark, const uint8_t *key, uint32_t type, uint64_t rid, const void *body,
+        size_t body_len, const struct sw_payload *payload)
 {
     struct payload_ref *pl;
     struct out_msg *m;
@@ -1554,7 +1767,7 @@ send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route 
         err = -SW_EAGAIN;
         goto out;
     }
-    if ((err = out_build(t, route, mark, type, rid, body, body_len, pl, &m)) < 0)
+    if ((err = out_build(t, route, mark, key, type, rid, body, body_len, pl, &m)) < 0)
         goto out;
     sock_enqueue(s, m);
     s->last_used = uv_now(t->loop);
@@ -1569,8 +1782,11 @@ sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, c
                   size_t body_len, const struct sw_payload *payload)
 {
     uint8_t key[SW_IDENTITY_PK_BYTES];
+    char relay_ep[SW_TRANSPORT_MAX_ENDPOINT];
     struct sw_transport_route route;
     bool via_key = !t->closing && sw_transport_endpoint_is_key(endpoint, key);
+    bool relay = !t->closing && !via_key &&
+                 sw_transport_endpoint_is_relay(endpoint, key, relay_ep, sizeof(relay_ep));
     struct sock *d;
     int err;
 
@@ -1579,7 +1795,7 @@ sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, c
     else if (via_key)
         err = keyroute_get(t, key, &route);
     else
-        err = dealer_get(t, endpoint, &d);
+        err = dealer_get(t, relay ? relay_ep : endpoint, &d);
     if (err < 0) {
         int e2;
 
@@ -1587,8 +1803,11 @@ sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, c
         return err;
     }
     if (via_key)
-        return send_on(t, t->router, &route, true, type, 0, body, body_len, payload);
-    return send_on(t, d, NULL, false, type, 0, body, body_len, payload);
+        return send_on(t, t->router, &route, SW_TRANSPORT_REVERSE, NULL, type, 0, body, body_len,
+                       payload);
+    if (relay)
+        return send_on(t, d, NULL, SW_TRANSPORT_RELAY_MSG, key, type, 0, body, body_len, payload);
+    return send_on(t, d, NULL, 0, NULL, type, 0, body, body_len, payload);
 }
 
 /* Our open DEALER to endpoint, or NULL. */
@@ -1611,9 +1830,10 @@ sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *rout
     if (t->closing)
         err = -SW_ECLOSED;
     else if (route->rid == 0 || route->len == 0 || route->len > SW_TRANSPORT_MAX_ROUTE ||
-             (route->reverse ? memchr(route->id, 0, route->len) == NULL : !t->router))
+             (route->reverse || route->relay ? memchr(route->id, 0, route->len) == NULL
+                                             : !t->router))
         err = -SW_EINVAL;
-    else if (route->reverse && !(d = dealer_find(t, (const char *)route->id)))
+    else if ((route->reverse || route->relay) && !(d = dealer_find(t, (const char *)route->id)))
         err = -SW_ENOENT; /* the connection it came on closed */
     if (err < 0) {
         int e2;
@@ -1621,9 +1841,13 @@ sw_transport_reply(struct sw_transport *t, const struct sw_transport_route *rout
         payload_unref(payload_take(payload, 0, &e2)); /* runs the caller's free_cb */
         return err;
     }
+    if (route->relay)
+        return send_on(t, d, NULL, SW_TRANSPORT_RELAY_ANS, route->key, type, route->rid, body,
+                       body_len, payload);
     if (route->reverse)
-        return send_on(t, d, NULL, true, type, route->rid, body, body_len, payload);
-    return send_on(t, t->router, route, false, type, route->rid, body, body_len, payload);
+        return send_on(t, d, NULL, SW_TRANSPORT_REVERSE, NULL, type, route->rid, body, body_len,
+                       payload);
+    return send_on(t, t->router, route, 0, NULL, type, route->rid, body, body_len, payload);
 }
 
 struct sw_wire *

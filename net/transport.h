@@ -116,6 +116,29 @@
  * the key asked).  Without the mark a message on a DEALER is a response,
  * on a ROUTER a request or one-way message, as before.
  *
+ * Relays (swarm-protocol(7), RELAYS).  Two outbound-only nodes cannot dial
+ * each other; each keeps a connection to a reachable node that relays, and
+ * the endpoint "key:" + HEX + "@" + tcp://R (sw_transport_relay_endpoint)
+ * sends to key HEX through the relay R.  The message is sealed for its
+ * addressee as any other, and travels as [mark][key][env][sig][payload]?:
+ * mark SW_TRANSPORT_RELAY_MSG for a request or one-way message,
+ * SW_TRANSPORT_RELAY_ANS for an answer; key is the addressee's from the
+ * sender to the relay, the sender's from the relay to the addressee.  A
+ * relay (sw_transport_set_relay) takes such messages on its ROUTER only: it
+ * checks the envelope's signature and sequence (a replay is dropped), the
+ * admission hook and the sender's relay limit, binds the sender's key to
+ * the connection (as any verified message does), and passes the frames on,
+ * unchanged and uncopied, on the addressee's key connection with the
+ * sender's key in the key frame; otherwise the message is dropped and
+ * counted (struct sw_transport_relay_stats), and a request times out.  The
+ * relay cannot alter what it passes on: the addressee receives it on its
+ * DEALER to the relay, checks it as any message (signature, sequence,
+ * admission, rate limits, payload hash) and drops it unless the key frame
+ * names its signer; its m->route names the relay's DEALER and the sender's
+ * key (relay set), and sw_transport_reply answers through the same relay.
+ * A request's answer must come relayed, from the key asked.  A relayed
+ * request that times out never closes the relay's DEALER.
+ *
  * Threading: everything runs on the loop thread, except payload free_cb as
  * said.  Ownership: sw_transport_new allocates; sw_transport_close starts an
  * asynchronous close that frees the transport once its handles are closed
@@ -142,6 +165,10 @@
 #define SW_TRANSPORT_KEY_PREFIX "key:"  /* "key:" + 64 hex digits: that key's connection */
 #define SW_TRANSPORT_KEY_EP_LEN 68      /* strlen of such an endpoint */
 #define SW_TRANSPORT_REVERSE 0x52       /* the reverse mark, a frame of this one byte ('R') */
+#define SW_TRANSPORT_RELAY_MSG 0x56     /* relay marks ('V', 'W'; see "Relays"): a request or */
+#define SW_TRANSPORT_RELAY_ANS 0x57     /* one-way message, an answer */
+#define SW_TRANSPORT_RELAY_RATE 400     /* relayed messages per second per sender key, */
+#define SW_TRANSPORT_RELAY_BURST 800    /* and the bucket's depth (sw_transport_set_relay) */
 
 struct sw_transport;
 
@@ -165,13 +192,27 @@ struct sw_transport_route_stats {
     uint64_t noroute;      /* sends and requests to a key with no known connection */
 };
 
+/* The relay's counters (see "Relays"). */
+struct sw_transport_relay_stats {
+    uint64_t forwarded;    /* relayed messages passed on (as a relay) */
+    uint64_t bytes;        /* their envelope and payload bytes */
+    uint64_t refused;      /* dropped: this transport does not relay */
+    uint64_t noroute;      /* dropped: no connection of the key they were for */
+    uint64_t ratelimited;  /* dropped: over the sender's relay limit */
+    uint64_t full;         /* dropped: the ROUTER's queue was full */
+    uint64_t bad;          /* dropped: malformed, bad signature or replay, not admitted */
+    uint64_t delivered;    /* relayed messages received (as their addressee) */
+};
+
 /* Where a request came from, to answer it (copyable: answers may come later). */
 struct sw_transport_route {
-    uint8_t id[SW_TRANSPORT_MAX_ROUTE]; /* the ROUTER's routing id; reverse: the DEALER's
-                                           endpoint, NUL-terminated */
+    uint8_t id[SW_TRANSPORT_MAX_ROUTE]; /* the ROUTER's routing id; reverse or relay: the
+                                           DEALER's endpoint, NUL-terminated */
     size_t len;
     uint64_t rid; /* request id, 0 for one-way messages */
     bool reverse; /* it came on one of our DEALERs (see "Routes by key") */
+    bool relay;   /* it came through the relay at id from key (see "Relays") */
+    uint8_t key[SW_IDENTITY_PK_BYTES];
 };
 
 /* A verified message, valid during the callback only. */
@@ -287,6 +328,25 @@ bool sw_transport_endpoint_is_key(const char *ep, uint8_t *pk);
 bool sw_transport_key_routed(const struct sw_transport *t, const uint8_t pk[SW_IDENTITY_PK_BYTES]);
 /* The key routes' counters. */
 void sw_transport_route_stats(const struct sw_transport *t, struct sw_transport_route_stats *st);
+
+/*
+ * "key:" + pk's 64 hex digits + "@" + relay (a tcp:// endpoint) into out:
+ * pk's messages through that relay (see "Relays").  0 or -SW_EINVAL (too long
+ * for cap or SW_TRANSPORT_MAX_ENDPOINT, relay not tcp).
+ */
+int sw_transport_relay_endpoint(char *out, size_t cap, const uint8_t pk[SW_IDENTITY_PK_BYTES],
+                                const char *relay) SW_WARN_UNUSED;
+/* True when ep is such an endpoint: its key into pk, the relay's endpoint into relay. */
+bool sw_transport_endpoint_is_relay(const char *ep, uint8_t *pk, char *relay, size_t relay_cap);
+/*
+ * Relay for others (on) or not (off, the default): rate_per_s relayed
+ * messages per sender key, bucket depth burst, and SW_TRANSPORT_GLOBAL_FACTOR
+ * times that for keys on probation together.  0 or -SW_EINVAL.
+ */
+int sw_transport_set_relay(struct sw_transport *t, bool on, double rate_per_s,
+                           double burst) SW_WARN_UNUSED;
+/* The relay's counters. */
+void sw_transport_relay_stats(const struct sw_transport *t, struct sw_transport_relay_stats *st);
 
 /* Install (or with NULL remove) the admission hook; see "Admission". */
 void sw_transport_set_admit(struct sw_transport *t, sw_transport_admit_cb *admit, void *arg);

@@ -39,7 +39,9 @@ struct client {
     struct sw_identity id;
     struct sw_transport *t;
     int notes, echoes;
-    bool last_reverse;
+    bool last_reverse, last_relay;
+    uint8_t last_key[32];          /* the relayed sender the route names */
+    size_t last_len;               /* the last note's payload */
 };
 
 struct waiter {
@@ -79,6 +81,8 @@ on_echo(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 
     c->echoes++;
     c->last_reverse = m->route.reverse;
+    c->last_relay = m->route.relay;
+    memcpy(c->last_key, m->route.key, 32);
     if (sw_transport_reply(t, &m->route, SW_MSG_ACK, NULL, 0, NULL) < 0)
         tap_diag("reply failed");
 }
@@ -90,6 +94,9 @@ on_note(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
 
     c->notes++;
     c->last_reverse = m->route.reverse && m->route.rid == 0;
+    c->last_relay = m->route.relay && m->route.rid == 0;
+    memcpy(c->last_key, m->route.key, 32);
+    c->last_len = m->payload_len;
 }
 
 static void
@@ -178,6 +185,208 @@ raw_recv(void *z, uint64_t ms, int *first)
     return 0;
 }
 
+/* Run the loop until *counter moves past was (2 s at most): the new value. */
+static uint64_t
+wait_past(const uint64_t *counter, uint64_t was)
+{
+    for (int i = 0; i < 2000 && *counter == was; i++)
+        run_ms(1);
+    return *counter;
+}
+
+/* Wait until c has taken more than n notes (2 s at most); its count. */
+static int
+wait_notes(struct client *c, int n)
+{
+    for (int i = 0; i < 2000 && c->notes <= n; i++)
+        run_ms(1);
+    return c->notes;
+}
+
+/* [mark][key][env][sig] on a raw socket (a ROUTER's id frame first when id). */
+static void
+raw_relayed(void *z, const zmq_msg_t *id, uint8_t mark, const uint8_t *key, const uint8_t *env,
+            size_t env_len, const uint8_t *sig)
+{
+    zmq_msg_t f;
+
+    if (id) {
+        zmq_msg_init(&f);
+        zmq_msg_copy(&f, (zmq_msg_t *)id);
+        zmq_msg_send(&f, z, ZMQ_SNDMORE);
+    }
+    zmq_send(z, &mark, 1, ZMQ_SNDMORE);
+    zmq_send(z, key, 32, ZMQ_SNDMORE);
+    raw_send(z, env, env_len, sig);
+}
+
+/*
+ * Relays (transport.h, "Relays"): two outbound-only clients A and B, both
+ * connected to R, reach each other through it; R relays only when told to;
+ * a stranger's replayed or forged relayed message is dropped at R; a relay
+ * that names another sender than the signer is dropped at the addressee;
+ * a key R has no connection of, and the relay limit.
+ */
+static void
+test_relay(void)
+{
+    struct sw_identity rid_;
+    struct sw_transport *r;
+    struct sw_transport_relay_stats rs;
+    struct client a, b, c;
+    struct sw_wire wc;
+    struct waiter w;
+    char ep[SW_TRANSPORT_MAX_ENDPOINT], via_a[SW_TRANSPORT_MAX_ENDPOINT],
+        via_b[SW_TRANSPORT_MAX_ENDPOINT], via_x[SW_TRANSPORT_MAX_ENDPOINT],
+        relay[SW_TRANSPORT_MAX_ENDPOINT], fep[SW_TRANSPORT_MAX_ENDPOINT];
+    uint8_t env[SW_WIRE_MAX_ENVELOPE], sig[SW_WIRE_SIG_BYTES], pk[32], nobody[32];
+    size_t env_len, fep_len = sizeof(fep);
+    static uint8_t big[16u << 20];
+    uint64_t was, malformed;
+    void *ctx, *x, *f;
+    zmq_msg_t fid;
+    int notes, err, got;
+
+    if (sw_identity_generate(&rid_) < 0 || sw_transport_new(&r, &loop, &rid_, run, NULL) < 0 ||
+        sw_transport_bind(r, "tcp://127.0.0.1:*", ep, sizeof(ep)) < 0 || client_new(&a) < 0 ||
+        client_new(&b) < 0 || client_new(&c) < 0 || sw_wire_init(&wc, &c.id, run, NULL) < 0) {
+        tap_ok(0, "relay: setup");
+        return;
+    }
+    memset(nobody, 0x5a, sizeof(nobody));
+    tap_ok(sw_transport_relay_endpoint(via_b, sizeof(via_b), b.id.pk, ep) == 0 &&
+               sw_transport_relay_endpoint(via_a, sizeof(via_a), a.id.pk, ep) == 0 &&
+               sw_transport_relay_endpoint(via_x, sizeof(via_x), nobody, ep) == 0 &&
+               sw_transport_endpoint_is_relay(via_b, pk, relay, sizeof(relay)) &&
+               !memcmp(pk, b.id.pk, 32) && !strcmp(relay, ep) &&
+               !sw_transport_endpoint_is_key(via_b, NULL) &&
+               sw_transport_relay_endpoint(relay, sizeof(relay), b.id.pk, "ipc:///x") < 0,
+           "relay endpoints parse: %.20s...@%s", via_b, relay);
+    /* both dial R (outbound-only: neither binds) */
+    if (ask(a.t, ep, SW_MSG_PING, &w) < 0 || ask(b.t, ep, SW_MSG_PING, &w) < 0)
+        tap_diag("pings to the relay failed");
+
+    tap_ok(ask(a.t, via_b, T_ECHO, &w) == -SW_ETIMEDOUT && b.echoes == 0 &&
+               (sw_transport_relay_stats(r, &rs), rs.refused >= 1),
+           "a node that does not relay drops relayed messages (refused %llu)",
+           (unsigned long long)rs.refused);
+
+    if (sw_transport_set_relay(r, true, SW_TRANSPORT_RELAY_RATE, SW_TRANSPORT_RELAY_BURST) < 0)
+        tap_diag("set_relay failed");
+    tap_ok(ask(a.t, via_b, T_ECHO, &w) == 0 && !memcmp(w.sender, b.id.pk, 32) && b.echoes == 1 &&
+               b.last_relay && !memcmp(b.last_key, a.id.pk, 32),
+           "A's request reaches B through the relay, B's answer comes back through it");
+    tap_ok(ask(b.t, via_a, T_ECHO, &w) == 0 && !memcmp(w.sender, a.id.pk, 32) && a.echoes == 1,
+           "and B's request reaches A");
+    sw_transport_relay_stats(r, &rs);
+    was = rs.forwarded;
+    sw_transport_relay_stats(a.t, &rs);
+    tap_ok(was == 4 && rs.delivered == 2, "the relay passed on %llu messages; A received %llu "
+           "relayed", (unsigned long long)was, (unsigned long long)rs.delivered);
+
+    /* a payload of 16 MiB, one way */
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 131 + 7);
+    notes = b.notes;
+    {
+        struct sw_payload pl = {big, sizeof(big), NULL, NULL, NULL};
+
+        err = sw_transport_send(a.t, via_b, T_NOTE, NULL, 0, &pl);
+    }
+    got = err == 0 ? wait_notes(&b, notes) : notes;
+    tap_ok(got == notes + 1 && b.last_len == sizeof(big) && b.last_relay,
+           "a one-way message with a 16 MiB payload arrives through the relay (hash checked)");
+
+    /* a stranger's relayed message, its replay, a forged signature: at R */
+    ctx = zmq_ctx_new();
+    x = raw_dealer(ctx, ep);
+    if (sw_wire_seal(&wc, T_NOTE, 0, NULL, 0, NULL, 0, env, sizeof(env), &env_len, sig) < 0)
+        tap_diag("seal failed");
+    notes = b.notes;
+    raw_relayed(x, NULL, SW_TRANSPORT_RELAY_MSG, b.id.pk, env, env_len, sig);
+    tap_ok(wait_notes(&b, notes) == notes + 1 && !memcmp(b.last_key, c.id.pk, 32),
+           "a raw relayed message of C's reaches B, naming C");
+    sw_transport_relay_stats(r, &rs);
+    was = rs.bad;
+    raw_relayed(x, NULL, SW_TRANSPORT_RELAY_MSG, b.id.pk, env, env_len, sig);
+    for (int i = 0; i < 2000 && rs.bad == was; i++)
+        run_ms(1), sw_transport_relay_stats(r, &rs);
+    tap_ok(rs.bad == was + 1 && b.notes == notes + 1, "its replay is dropped at the relay");
+    if (sw_wire_seal(&wc, T_NOTE, 0, NULL, 0, NULL, 0, env, sizeof(env), &env_len, sig) < 0)
+        tap_diag("seal failed");
+    sig[3] ^= 1;
+    raw_relayed(x, NULL, SW_TRANSPORT_RELAY_MSG, b.id.pk, env, env_len, sig);
+    for (int i = 0; i < 2000 && rs.bad == was + 1; i++)
+        run_ms(1), sw_transport_relay_stats(r, &rs);
+    tap_ok(rs.bad == was + 2 && b.notes == notes + 1, "a forged signature is dropped at the relay");
+
+    /* a key R has no connection of */
+    sw_transport_relay_stats(r, &rs);
+    was = rs.noroute;
+    memset(&w, 0, sizeof(w));
+    err = sw_transport_request(a.t, via_x, T_ECHO, NULL, 0, NULL, 300, 0, wait_cb, &w);
+    while (err == 0 && !w.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    sw_transport_relay_stats(r, &rs);
+    tap_ok(err == 0 && w.status == -SW_ETIMEDOUT && rs.noroute == was + 1,
+           "to a key the relay cannot reach: dropped (noroute), the request times out");
+
+    /* a lying relay F: it names A as the sender of C's message */
+    f = zmq_socket(ctx, ZMQ_ROUTER);
+    zmq_msg_init(&fid);
+    if (!f || zmq_bind(f, "tcp://127.0.0.1:*") != 0 ||
+        zmq_getsockopt(f, ZMQ_LAST_ENDPOINT, fep, &fep_len) != 0 ||
+        sw_transport_send(b.t, fep, SW_MSG_PING, NULL, 0, NULL) < 0) {
+        tap_ok(0, "a raw ROUTER");
+    } else {
+        for (int i = 0; i < 2000 && zmq_msg_recv(&fid, f, ZMQ_DONTWAIT) < 0; i++)
+            run_ms(1);
+        for (int more = zmq_msg_more(&fid); more;) {
+            zmq_msg_t p;
+
+            zmq_msg_init(&p);
+            zmq_msg_recv(&p, f, 0);
+            more = zmq_msg_more(&p);
+            zmq_msg_close(&p);
+        }
+        if (sw_wire_seal(&wc, T_NOTE, 0, NULL, 0, NULL, 0, env, sizeof(env), &env_len, sig) < 0)
+            tap_diag("seal failed");
+        malformed = sw_transport_wire(b.t)->stats.drops[SW_WIRE_DROP_MALFORMED];
+        notes = b.notes;
+        raw_relayed(f, &fid, SW_TRANSPORT_RELAY_MSG, a.id.pk, env, env_len, sig);
+        wait_past(&sw_transport_wire(b.t)->stats.drops[SW_WIRE_DROP_MALFORMED], malformed);
+        tap_ok(sw_transport_wire(b.t)->stats.drops[SW_WIRE_DROP_MALFORMED] == malformed + 1 &&
+                   b.notes == notes,
+               "a relay naming another sender than the signer: dropped by the addressee");
+    }
+
+    /* the relay limit: 1/s, burst 5 */
+    if (sw_transport_set_relay(r, true, 1, 5) < 0)
+        tap_diag("set_relay failed");
+    notes = b.notes;
+    for (int i = 0; i < 40; i++)
+        if (sw_transport_send(a.t, via_b, T_NOTE, NULL, 0, NULL) < 0)
+            tap_diag("send %d failed", i);
+    run_ms(300);
+    sw_transport_relay_stats(r, &rs);
+    tap_ok(b.notes - notes >= 5 && b.notes - notes <= 6 && rs.ratelimited >= 34,
+           "relay limit 1/s, burst 5: %d of 40 passed on, %llu dropped", b.notes - notes,
+           (unsigned long long)rs.ratelimited);
+
+    zmq_msg_close(&fid);
+    zmq_close(x);
+    if (f)
+        zmq_close(f);
+    zmq_ctx_term(ctx);
+    sw_wire_release(&wc);
+    client_free(&a);
+    client_free(&b);
+    client_free(&c);
+    sw_transport_close(r, NULL, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    sw_identity_release(&rid_);
+}
+
 static uint8_t refused[32];
 
 static bool
@@ -205,7 +414,7 @@ main(void)
     struct sw_transport_opts small = {.max_routes = 2};
 
     alarm(60);
-    tap_plan(28);
+    tap_plan(40);
     uv_loop_init(&loop);
     memset(run, 7, sizeof(run));
     if (sw_identity_generate(&sid) < 0 || sw_transport_new(&s, &loop, &sid, run, NULL) < 0 ||
@@ -382,6 +591,8 @@ main(void)
         tap_ok(a.notes == 12, "all 12 arrive at A (%d)", a.notes);
         sw_transport_close(s3, NULL, NULL);
     }
+
+    test_relay();
 
     zmq_close(d1);
     zmq_close(d2);
