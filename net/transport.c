@@ -1707,9 +1707,16 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
         d = t->router;
         via_key = true;
     } else if (sw_transport_endpoint_is_relay(endpoint, key, relay_ep, sizeof(relay_ep))) {
-        if ((err = dealer_get(t, relay_ep, &d)) < 0)
+        /* the key's own connection when it has one to us: never a relay when a
+         * direct path exists */
+        if (t->router && keyroute_find(t, key)) {
+            d = t->router;
+            via_key = true;
+        } else if ((err = dealer_get(t, relay_ep, &d)) < 0) {
             goto out_unref;
-        relay = true;
+        } else {
+            relay = true;
+        }
     } else if ((err = dealer_get(t, endpoint, &d)) < 0) {
         goto out_unref;
     }
@@ -1790,6 +1797,10 @@ sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, c
     struct sock *d;
     int err;
 
+    if (relay && t->router && keyroute_find(t, key)) { /* a direct path: no relay */
+        relay = false;
+        via_key = true;
+    }
     if (t->closing)
         err = -SW_ECLOSED;
     else if (via_key)

@@ -119,7 +119,9 @@
  * Relays (swarm-protocol(7), RELAYS).  Two outbound-only nodes cannot dial
  * each other; each keeps a connection to a reachable node that relays, and
  * the endpoint "key:" + HEX + "@" + tcp://R (sw_transport_relay_endpoint)
- * sends to key HEX through the relay R.  The message is sealed for its
+ * sends to key HEX through the relay R, unless the ROUTER knows a
+ * connection of key HEX: then it goes over that connection, as to "key:"
+ * + HEX (a direct path is always taken when there is one).  The message is sealed for its
  * addressee as any other, and travels as [mark][key][env][sig][payload]?:
  * mark SW_TRANSPORT_RELAY_MSG for a request or one-way message,
  * SW_TRANSPORT_RELAY_ANS for an answer; key is the addressee's from the

@@ -297,6 +297,13 @@ test_relay(void)
     tap_ok(got == notes + 1 && b.last_len == sizeof(big) && b.last_relay,
            "a one-way message with a 16 MiB payload arrives through the relay (hash checked)");
 
+    /* a node that has A's own connection takes it, not the relay */
+    sw_transport_relay_stats(r, &rs);
+    was = rs.forwarded;
+    tap_ok(ask(r, via_a, T_ECHO, &w) == 0 && !memcmp(w.sender, a.id.pk, 32) && a.last_reverse &&
+               !a.last_relay && (sw_transport_relay_stats(r, &rs), rs.forwarded == was),
+           "key:A@R from a node A is connected to goes over A's own connection");
+
     /* a stranger's relayed message, its replay, a forged signature: at R */
     ctx = zmq_ctx_new();
     x = raw_dealer(ctx, ep);
@@ -414,7 +421,7 @@ main(void)
     struct sw_transport_opts small = {.max_routes = 2};
 
     alarm(60);
-    tap_plan(40);
+    tap_plan(41);
     uv_loop_init(&loop);
     memset(run, 7, sizeof(run));
     if (sw_identity_generate(&sid) < 0 || sw_transport_new(&s, &loop, &sid, run, NULL) < 0 ||
