@@ -846,11 +846,8 @@ relay_forward(struct sock *s, zmq_msg_t *parts, int n, uint8_t mark)
     }
     if (!limit_take(t, &t->relay_lim, &hdr, RELAY_BUCKET))
         return; /* counted in relay_lim.drops */
+    /* (one addressed to its own sender goes back to it: how a node checks its relay) */
     keyroute_bind(t, hdr.sender, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
-    if (memcmp(zmq_msg_data(&parts[2]), hdr.sender, SW_IDENTITY_PK_BYTES) == 0) {
-        relay_drop(t, &t->rly.bad, "addressed to its own sender");
-        return;
-    }
     if (!keyroute_find(t, zmq_msg_data(&parts[2]))) {
         relay_drop(t, &t->rly.noroute, "no connection of the key it is for");
         return;

@@ -127,6 +127,8 @@ env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t st
     rec.cert_len = j->n->cert_len;
     /* the reachability verdict, once the check ended (reach.h) */
     rec.reach = j->n->reach.done ? j->n->reach.verdict + 1 : 0;
+    /* a relay for outbound-only nodes: only one they can dial */
+    rec.relay = j->n->o.relay && !j->n->outb.on;
     sw_status_rec_pack(&pk, &rec, ttl_s, step_age_ms);
     if (b.overflow)
         return;
@@ -483,7 +485,7 @@ join_start(struct sw_node *n)
     if (sw_trainer_init(&j->t, n->id.pk, n->ep, &n->man, &to, &j->env, sw_now_ms()) < 0)
         return SW_EXIT_FAIL;
     j->have_t = true;
-    sw_outbound_init(&n->outb, n->tr, n->id.pk);
+    sw_outbound_init(&n->outb, n->tr, n->id.pk, n->boot_ep);
     for (size_t i = 0; i < SW_ARRAY_SIZE(types); i++)
         if (sw_transport_on(n->tr, types[i], on_msg, j) < 0)
             return SW_EXIT_FAIL;
@@ -548,6 +550,11 @@ join_tick(struct sw_node *n, uint64_t now)
     wake = sw_trainer_tick(&j->t, now);
     if ((w = sw_outbound_tick(&n->outb, now)) != UINT64_MAX)
         wake = SW_MIN(wake, now + w);
+    if (n->outb.ep_changed) { /* a relay proved or given up (reach.h, Relays) */
+        n->outb.ep_changed = false;
+        sw_trainer_set_ep(&j->t, n->outb.ep);
+        wake = now;
+    }
 
     if (sw_trainer_wants_stage(&j->t)) {
         if ((code = setup(j)) != 0) {

@@ -154,6 +154,7 @@ slot_add(struct sw_trainer *t, const uint8_t *pk, const char *ep, int stage, dou
 {
     struct sw_lead *L = &t->lead;
     struct sw_lead_slot *p;
+    char relay[SW_PROTO_EP_MAX];
 
     if (L->nslot >= SW_PROTO_MAX_NODES)
         return NULL;
@@ -163,6 +164,8 @@ slot_add(struct sw_trainer *t, const uint8_t *pk, const char *ep, int stage, dou
     snprintf(p->ep, sizeof(p->ep), "%s", ep);
     p->stage = stage;
     p->w = w;
+    if (sw_transport_endpoint_is_relay(ep, NULL, relay, sizeof(relay)))
+        p->w = w * SW_LEAD_RELAY_WEIGHT; /* its hops may go through the relay */
     p->ok = p->answered = ok;
     return p;
 }

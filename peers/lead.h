@@ -137,6 +137,11 @@
 #define SW_LEAD_STALL_PERIODS 4
 #define SW_LEAD_STALL_MIN_MS 5000
 #define SW_LEAD_PING_MS 500      /* the leader pings the nodes of a running step */
+/* A node reached through a relay (its endpoint "key:HEX@RELAY", reach.h,
+ * Relays) enters the plan with this share of its advertised capacity, so
+ * that a stage with a direct node deals the relayed one fewer microbatches
+ * (Petals counts a relayed server at 0.2 too). */
+#define SW_LEAD_RELAY_WEIGHT 0.2
 #define SW_LEAD_START_MS 50      /* between two steps */
 /* A node that answered a PREPARE "not my leader" (it has not read this
  * node's record yet) is asked again this much later, until the round's

@@ -828,6 +828,9 @@ dht_start(struct sw_node *n)
         return SW_EXIT_FAIL;
     if (n->have_admit)
         sw_transport_set_admit(n->tr, on_admit, n);
+    if (n->o.relay &&
+        sw_transport_set_relay(n->tr, true, SW_TRANSPORT_RELAY_RATE, SW_TRANSPORT_RELAY_BURST) < 0)
+        return SW_EXIT_FAIL;
     run_endpoint_for(n->lobby_ep, n->o.advertise, bind_ep, sizeof(bind_ep));
     if ((err = sw_transport_bind(n->tr, bind_ep, n->ep, sizeof(n->ep))) < 0) {
         sw_log(SW_LOG_ERROR, "cannot listen on '%s': %s", bind_ep, sw_strerror(err));

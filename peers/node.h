@@ -95,6 +95,7 @@ struct sw_node_opts {
     char run[4096];       /* bootstrap: the manifest file (FILE.sig beside it) */
     char listen[256];     /* lobby endpoint */
     char advertise[256];  /* join: the run endpoint others dial ("": the one bound) */
+    int relay;            /* bootstrap, join: relay for outbound-only nodes (reach.h) */
     char peer[256];       /* join: a lobby endpoint */
     char stage[16];       /* "auto" or a number */
     char data[8192];      /* overrides [data] path */

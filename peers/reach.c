@@ -422,8 +422,8 @@ sw_reach_check_line(const struct sw_reach_check *c, char *buf, size_t len)
     else
         snprintf(adv, sizeof(adv), "tcp://%s:PORT", c->seen[0] ? c->seen : "PUBLIC-ADDRESS");
     snprintf(buf, len, "not reachable from the internet at %s (%s); serving as an outbound-only "
-             "node (peers reach it over the connections it opens; two outbound-only nodes "
-             "cannot reach each other); to be reachable, forward a TCP port to this host and "
+             "node (peers reach it over the connections it opens, other outbound-only nodes "
+             "through a relay); to be reachable, forward a TCP port to this host and "
              "give --advertise %s", c->ep, why, adv);
     return buf;
 }
@@ -479,12 +479,15 @@ sw_reach_metrics(const struct sw_reach_srv *s, const struct sw_reach_check *c, c
 /* ---- outbound-only mode ---- */
 
 void
-sw_outbound_init(struct sw_outbound *o, struct sw_transport *t, const uint8_t self[32])
+sw_outbound_init(struct sw_outbound *o, struct sw_transport *t, const uint8_t self[32],
+                 const char *boot)
 {
     memset(o, 0, sizeof(*o));
     o->t = t;
     memcpy(o->self, self, 32);
     sw_transport_key_endpoint(o->ep, sizeof(o->ep), self);
+    if (boot && !strncmp(boot, "tcp://", 6))
+        snprintf(o->boot, sizeof(o->boot), "%s", boot);
 }
 
 void
@@ -493,6 +496,7 @@ sw_outbound_start(struct sw_outbound *o, uint64_t now)
     if (o->on)
         return;
     o->on = true;
+    o->check_next = now;
     for (int i = 0; i < o->n; i++)
         o->peer[i].next_ms = now;
     sw_log(SW_LOG_INFO, "serving as an outbound-only node: stage record endpoint %s; a "
@@ -510,55 +514,72 @@ outbound_warned(struct sw_outbound *o, const uint8_t *pk)
     return false;
 }
 
+/* The target of ep (and pk: zero for the bootstrap) into next[k], kept from the last list. */
+static void
+target_add(struct sw_outbound *o, struct sw_outbound_peer *next, int *k, uint64_t now,
+           const uint8_t *pk, const char *ep, bool relay)
+{
+    struct sw_outbound_peer *p = NULL;
+
+    for (int i = 0; i < *k; i++)
+        if (!strcmp(next[i].ep, ep))
+            return; /* the bootstrap may serve a stage too */
+    for (int j = 0; j < o->n && !p; j++)
+        if (!memcmp(o->peer[j].pk, pk, 32) && !strcmp(o->peer[j].ep, ep))
+            p = &o->peer[j];
+    if (p) {
+        next[*k] = *p;
+    } else {
+        memset(&next[*k], 0, sizeof(next[*k]));
+        memcpy(next[*k].pk, pk, 32);
+        snprintf(next[*k].ep, sizeof(next[*k].ep), "%s", ep);
+        next[*k].next_ms = now;
+    }
+    next[(*k)++].relay = relay;
+}
+
 void
 sw_outbound_targets(struct sw_outbound *o, uint64_t now, const struct sw_peer_rec *recs, int n)
 {
-    struct sw_outbound_peer next[SW_PROTO_MAX_NODES];
+    static const uint8_t zero[32];
+    struct sw_outbound_peer next[SW_PROTO_MAX_NODES + 1];
     int k = 0;
     char hex[17];
 
-    for (int i = 0; i < n && k < SW_PROTO_MAX_NODES; i++) {
+    if (o->boot[0])
+        target_add(o, next, &k, now, zero, o->boot, true);
+    for (int i = 0; i < n && k < SW_PROTO_MAX_NODES + 1; i++) {
         const struct sw_peer_rec *r = &recs[i];
-        struct sw_outbound_peer *p = NULL;
 
         if (!memcmp(r->pk, o->self, 32))
             continue;
         if (sw_transport_endpoint_is_key(r->ep, NULL)) {
             if (o->on && !outbound_warned(o, r->pk))
-                sw_log(SW_LOG_WARN, "stage %d node %s... is outbound-only too: no direct path "
-                       "between us (a relay would be needed, not built); it stays unproven "
-                       "here and is not planned through this node", r->stage,
-                       sw_identity_hex(hex, r->pk, 8));
+                sw_log(SW_LOG_WARN, "stage %d node %s... is outbound-only too and names no "
+                       "relay yet: no path between us until it does; it stays unproven here "
+                       "meanwhile", r->stage, sw_identity_hex(hex, r->pk, 8));
             continue;
         }
         if (strncmp(r->ep, "tcp://", 6) && strncmp(r->ep, "ipc://", 6))
-            continue;
-        for (int j = 0; j < o->n && !p; j++)
-            if (!memcmp(o->peer[j].pk, r->pk, 32) && !strcmp(o->peer[j].ep, r->ep))
-                p = &o->peer[j];
-        if (p) {
-            next[k++] = *p;
-        } else {
-            memset(&next[k], 0, sizeof(next[k]));
-            memcpy(next[k].pk, r->pk, 32);
-            snprintf(next[k].ep, sizeof(next[k].ep), "%s", r->ep);
-            next[k++].next_ms = now;
-        }
+            continue; /* "key:...@relay": outbound-only too, reached through its relay */
+        target_add(o, next, &k, now, r->pk, r->ep, r->relay && !strncmp(r->ep, "tcp://", 6));
     }
-    /* a keepalive in flight keeps its slot's flag by pk (its answer finds it, or nothing) */
+    /* a keepalive in flight finds its slot by endpoint (its answer finds it, or nothing) */
     memcpy(o->peer, next, (size_t)k * sizeof(next[0]));
     o->n = k;
 }
 
 struct keepalive {
     struct sw_outbound *o;
-    uint8_t pk[32];
+    char ep[SW_PROTO_EP_MAX];
+    uint64_t sent_ms;
 };
 
 static void
 on_keepalive(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
 {
     struct keepalive ka = *(struct keepalive *)arg;
+    uint64_t now = sw_now_ms();
 
     (void)t;
     (void)m;
@@ -566,9 +587,132 @@ on_keepalive(struct sw_transport *t, int status, const struct sw_transport_msg *
     if (status == -SW_ECANCELED)
         return;
     ka.o->fails += status < 0;
-    for (int i = 0; i < ka.o->n; i++)
-        if (!memcmp(ka.o->peer[i].pk, ka.pk, 32))
-            ka.o->peer[i].busy = false;
+    for (int i = 0; i < ka.o->n; i++) {
+        struct sw_outbound_peer *p = &ka.o->peer[i];
+
+        if (strcmp(p->ep, ka.ep) != 0)
+            continue;
+        p->busy = false;
+        if (status == 0 && now >= p->sent_ms) {
+            double rtt = (double)(now - p->sent_ms);
+
+            p->rtt_ms = p->rtt_ms > 0 ? 0.8 * p->rtt_ms + 0.2 * rtt : rtt;
+        }
+    }
+}
+
+static bool
+relay_bad(const struct sw_outbound *o, const char *ep, uint64_t now)
+{
+    for (size_t i = 0; i < SW_ARRAY_SIZE(o->bad); i++)
+        if (o->bad[i].until > now && !strcmp(o->bad[i].ep, ep))
+            return true;
+    return false;
+}
+
+/* The record's endpoint: "key:<self>@<relay>" with a proved relay, else "key:<self>". */
+static void
+outbound_set_ep(struct sw_outbound *o, const char *relay)
+{
+    char ep[SW_PROTO_EP_MAX];
+
+    if (!relay[0] || sw_transport_relay_endpoint(ep, sizeof(ep), o->self, relay) < 0)
+        sw_transport_key_endpoint(ep, sizeof(ep), o->self);
+    if (strcmp(ep, o->ep) != 0) {
+        snprintf(o->ep, sizeof(o->ep), "%s", ep);
+        o->ep_changed = true;
+    }
+}
+
+/* The relay that failed: not chosen again for a while, the record without it. */
+static void
+relay_failed(struct sw_outbound *o, const char *ep, uint64_t now, const char *why)
+{
+    size_t w = 0;
+
+    for (size_t i = 1; i < SW_ARRAY_SIZE(o->bad); i++)
+        if (o->bad[i].until < o->bad[w].until)
+            w = i;
+    snprintf(o->bad[w].ep, sizeof(o->bad[w].ep), "%s", ep);
+    o->bad[w].until = now + SW_OUTBOUND_BAD_MS;
+    sw_log(SW_LOG_WARN, "relay %s %s; choosing another", ep, why);
+    if (!strcmp(o->relay, ep)) {
+        o->relay[0] = '\0';
+        outbound_set_ep(o, "");
+    }
+    o->trying[0] = '\0';
+    o->check_fails = 0;
+}
+
+static void
+on_relay_check(struct sw_transport *t, int status, const struct sw_transport_msg *m, void *arg)
+{
+    struct keepalive ka = *(struct keepalive *)arg;
+    struct sw_outbound *o = ka.o;
+    uint64_t now = sw_now_ms();
+
+    (void)t;
+    sw_free(arg);
+    if (status == -SW_ECANCELED)
+        return;
+    o->check_busy = false;
+    if (strcmp(ka.ep, o->trying) != 0)
+        return; /* a relay given up meanwhile */
+    if (status < 0 || !m || memcmp(m->hdr.sender, o->self, 32) != 0) {
+        o->check_failed++;
+        if (++o->check_fails >= SW_OUTBOUND_CHECK_FAILS || !o->relay[0])
+            relay_failed(o, ka.ep, now, o->relay[0] ? "stopped answering relayed messages"
+                                                    : "does not relay for this node");
+        return;
+    }
+    o->check_fails = 0;
+    o->relay_rtt_ms = now >= ka.sent_ms ? (double)(now - ka.sent_ms) : 0;
+    if (strcmp(o->relay, ka.ep) != 0) {
+        snprintf(o->relay, sizeof(o->relay), "%s", ka.ep);
+        o->switches++;
+        outbound_set_ep(o, o->relay);
+        sw_log(SW_LOG_INFO, "relay %s passes messages for this node (a relayed PING to itself "
+               "answered); stage record endpoint %s", o->relay, o->ep);
+    }
+}
+
+/* While on: prove the relay in use again, or choose and prove one. */
+static void
+relay_tick(struct sw_outbound *o, uint64_t now)
+{
+    const struct sw_outbound_peer *best = NULL;
+    char via[SW_PROTO_EP_MAX];
+    struct keepalive *ka;
+
+    if (o->check_busy || now < o->check_next)
+        return;
+    if (!o->trying[0]) {
+        for (int i = 0; i < o->n; i++) {
+            const struct sw_outbound_peer *p = &o->peer[i];
+
+            if (p->relay && p->rtt_ms > 0 && !relay_bad(o, p->ep, now) &&
+                (!best || p->rtt_ms < best->rtt_ms))
+                best = p;
+        }
+        if (!best)
+            return; /* none answered a keepalive yet */
+        snprintf(o->trying, sizeof(o->trying), "%s", best->ep);
+        o->check_fails = 0;
+    }
+    if (sw_transport_relay_endpoint(via, sizeof(via), o->self, o->trying) < 0 ||
+        !(ka = sw_malloc(sizeof(*ka))))
+        return;
+    ka->o = o;
+    ka->sent_ms = now;
+    snprintf(ka->ep, sizeof(ka->ep), "%s", o->trying);
+    o->check_next = now + SW_OUTBOUND_CHECK_MS;
+    if (sw_transport_request(o->t, via, SW_MSG_PING, NULL, 0, NULL, SW_OUTBOUND_PING_MS, 0,
+                             on_relay_check, ka) == 0) {
+        o->check_busy = true;
+        o->checks++;
+    } else {
+        sw_free(ka);
+    }
 }
 
 uint64_t
@@ -584,8 +728,9 @@ sw_outbound_tick(struct sw_outbound *o, uint64_t now)
 
         if (now >= p->next_ms && !p->busy && (ka = sw_malloc(sizeof(*ka)))) {
             ka->o = o;
-            memcpy(ka->pk, p->pk, 32);
+            snprintf(ka->ep, sizeof(ka->ep), "%s", p->ep);
             p->next_ms = now + SW_OUTBOUND_KEEPALIVE_MS;
+            p->sent_ms = now;
             if (sw_transport_request(o->t, p->ep, SW_MSG_PING, NULL, 0, NULL, SW_OUTBOUND_PING_MS,
                                      0, on_keepalive, ka) == 0) {
                 p->busy = true;
@@ -597,7 +742,8 @@ sw_outbound_tick(struct sw_outbound *o, uint64_t now)
         }
         wait = SW_MIN(wait, p->next_ms > now ? p->next_ms - now : SW_OUTBOUND_KEEPALIVE_MS);
     }
-    return wait;
+    relay_tick(o, now);
+    return SW_MIN(wait, o->check_next > now ? o->check_next - now : SW_OUTBOUND_CHECK_MS);
 }
 
 int
@@ -613,7 +759,20 @@ sw_outbound_metrics(const struct sw_outbound *o, char *buf, size_t len, size_t *
                              "outbound-only mode, by result.\n"
                              "# TYPE swarm_outbound_keepalives_total counter\n"
                              "swarm_outbound_keepalives_total{result=\"sent\"} %llu\n"
-                             "swarm_outbound_keepalives_total{result=\"failed\"} %llu\n",
+                             "swarm_outbound_keepalives_total{result=\"failed\"} %llu\n"
+                             "# HELP swarm_outbound_relayed 1 while this outbound-only node names "
+                             "a proved relay in its record.\n# TYPE swarm_outbound_relayed gauge\n"
+                             "swarm_outbound_relayed %d\n"
+                             "# HELP swarm_outbound_relay_checks_total Relayed PINGs to itself "
+                             "through its relay, by result.\n"
+                             "# TYPE swarm_outbound_relay_checks_total counter\n"
+                             "swarm_outbound_relay_checks_total{result=\"sent\"} %llu\n"
+                             "swarm_outbound_relay_checks_total{result=\"failed\"} %llu\n"
+                             "# HELP swarm_outbound_relay_switches_total Relays taken.\n"
+                             "# TYPE swarm_outbound_relay_switches_total counter\n"
+                             "swarm_outbound_relay_switches_total %llu\n",
                              o->on, (unsigned long long)o->keepalives,
-                             (unsigned long long)o->fails);
+                             (unsigned long long)o->fails, o->relay[0] != '\0',
+                             (unsigned long long)o->checks, (unsigned long long)o->check_failed,
+                             (unsigned long long)o->switches);
 }

@@ -52,10 +52,26 @@
  * connection of the node's key from it, and everything addressed to the
  * key (requests, one-way messages, the PINGs that prove its record) travels
  * back over it.  The DHT is used as a client only (its contact carries no
- * endpoint: nobody routes lookups through it).  A record that names another
- * "key:" endpoint cannot be reached from here (both ends outbound-only: a
- * relay would be needed, not built): logged once per key, and that node
- * stays unproven here, unplanned as before.
+ * endpoint: nobody routes lookups through it).
+ *
+ * Relays (issue 14, item 3; swarm-protocol(7), RELAYS).  Two outbound-only
+ * nodes cannot dial each other, so each names a relay in its record: its
+ * endpoint becomes "key:<hex>@<relay>" (net/transport.h, Relays), and a
+ * node with the key's own connection still goes straight over it; only a
+ * node without one (another outbound-only node) goes through the relay.
+ * The candidates are the bootstrap and the nodes whose record says they
+ * relay ("rly", swarmd --relay, on by default, published by reachable
+ * nodes only); every candidate gets the keepalives, and the node takes the
+ * one with the smallest smoothed keepalive round trip that no check failed
+ * in the last SW_OUTBOUND_BAD_MS.  It proves the relay before naming it: a
+ * PING to itself through it ("key:<self>@<relay>", which the relay passes
+ * back over the node's own connection) must be answered, and is sent again
+ * every SW_OUTBOUND_CHECK_MS; SW_OUTBOUND_CHECK_FAILS unanswered in a row
+ * (the relay died, stopped relaying, or cannot keep up) and the next
+ * candidate is tried, the record falling back to "key:<hex>" meanwhile, so
+ * that a relay that dies is replaced while the run goes on.  A record with
+ * a bare "key:" endpoint (a node whose relay is not proved yet) cannot be
+ * reached from another outbound-only node: logged once per key.
  *
  * Ownership: the caller owns the structs; they must outlive the transport
  * (its close cancels the requests, whose callbacks still use them).
@@ -177,28 +193,46 @@ const char *sw_reach_check_line(const struct sw_reach_check *c, char *buf, size_
 #define SW_OUTBOUND_KEEPALIVE_MS 1000 /* a PING to every node of the last scan this often */
 #define SW_OUTBOUND_PING_MS 3000      /* its timeout */
 #define SW_OUTBOUND_WARNED 16         /* keys whose "both outbound-only" line was logged */
+#define SW_OUTBOUND_CHECK_MS 2000     /* a relayed PING to itself through its relay this often */
+#define SW_OUTBOUND_CHECK_FAILS 2     /* unanswered in a row: another relay */
+#define SW_OUTBOUND_BAD_MS 60000      /* a relay that failed is not chosen again for this long */
 
 struct sw_outbound_peer {
-    uint8_t pk[32];
+    uint8_t pk[32];            /* zero: the bootstrap (no stage record) */
     char ep[SW_PROTO_EP_MAX];  /* its direct endpoint */
     uint64_t next_ms;          /* its next keepalive */
+    uint64_t sent_ms;          /* when the one in flight went out */
+    double rtt_ms;             /* smoothed keepalive round trip (0: none answered yet) */
     bool busy;                 /* one in flight */
+    bool relay;                /* it relays (its record's "rly", or the bootstrap) */
 };
 
 struct sw_outbound {
     struct sw_transport *t;
     bool on;                   /* serving as an outbound-only node */
     uint8_t self[32];
-    char ep[SW_PROTO_EP_MAX];  /* "key:<64 hex>": this node's record endpoint while on */
-    struct sw_outbound_peer peer[SW_PROTO_MAX_NODES];
+    char ep[SW_PROTO_EP_MAX];  /* this node's record endpoint while on: "key:<64 hex>", then
+                                  "key:<64 hex>@<relay>" once a relay answered for it */
+    bool ep_changed;           /* ep changed since the caller last read it */
+    char boot[SW_PROTO_EP_MAX]; /* the bootstrap's run endpoint ("": none): a relay too */
+    char relay[SW_PROTO_EP_MAX]; /* the relay in use ("": none yet) */
+    char trying[SW_PROTO_EP_MAX]; /* the relay being checked */
+    int check_fails;           /* relayed self-PINGs unanswered in a row */
+    bool check_busy;
+    uint64_t check_next;
+    double relay_rtt_ms;       /* the last relayed self-PING's round trip */
+    struct { char ep[SW_PROTO_EP_MAX]; uint64_t until; } bad[4]; /* relays that failed lately */
+    struct sw_outbound_peer peer[SW_PROTO_MAX_NODES + 1];
     int n;
     uint8_t warned[SW_OUTBOUND_WARNED][32];
     int nwarned;
     uint64_t keepalives, fails; /* PINGs sent, and those unanswered */
+    uint64_t checks, check_failed, switches; /* relayed self-PINGs, unanswered; relays taken */
 };
 
-/* Ready, off (fills self and ep). */
-void sw_outbound_init(struct sw_outbound *o, struct sw_transport *t, const uint8_t self[32]);
+/* Ready, off (fills self and ep); boot: the bootstrap's run endpoint (NULL: none). */
+void sw_outbound_init(struct sw_outbound *o, struct sw_transport *t, const uint8_t self[32],
+                      const char *boot);
 /* Serve as an outbound-only node from now on (logs one line); keepalives start at once. */
 void sw_outbound_start(struct sw_outbound *o, uint64_t now);
 /*

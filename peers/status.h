@@ -65,6 +65,7 @@ struct sw_peer_rec {
     int need;           /* the leader: 1 + a stage none of whose nodes answered its PREPARE
                            ready, so that the run waits for it (0: none; "nd") */
     int reach;          /* 1 + its reachability verdict (reach.h; "rch"), 0: not said */
+    bool relay;         /* it relays for outbound-only nodes ("rly": 1; absent: no) */
     uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */

@@ -577,12 +577,47 @@ reach_json(const struct sw_peer_rec *r)
     return r->reach >= 0 && r->reach <= 3 ? v[r->reach] : "null";
 }
 
+/* The relay a record names (reach.h, Relays) into relay; false when none. */
+static bool
+rec_relay(const struct sw_peer_rec *r, char *relay, size_t cap)
+{
+    return sw_transport_endpoint_is_relay(r->ep, NULL, relay, cap);
+}
+
 /* How a record's node is reached: "outbound-only" when its endpoint is its
- * key's connection (reach.h, Outbound-only mode), else "direct". */
+ * key's connection (reach.h, Outbound-only mode) or its relay, else "direct". */
 static const char *
 mode_name(const struct sw_peer_rec *r)
 {
-    return sw_transport_endpoint_is_key(r->ep, NULL) ? "outbound-only" : "direct";
+    char relay[SW_PROTO_EP_MAX];
+
+    return sw_transport_endpoint_is_key(r->ep, NULL) || rec_relay(r, relay, sizeof(relay))
+               ? "outbound-only" : "direct";
+}
+
+/*
+ * The hops between adjacent stages that go through a relay (both ends
+ * outbound-only, reach.h, Relays): one line each, under a heading, once.
+ */
+static void
+print_relayed_hops(const struct sw_peer_rec *recs, int n)
+{
+    char key[65], key2[65], relay[SW_PROTO_EP_MAX], relay2[SW_PROTO_EP_MAX];
+    int shown = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (!rec_relay(&recs[i], relay, sizeof(relay)))
+            continue;
+        for (int k = 0; k < n; k++) {
+            if (recs[k].stage != recs[i].stage + 1 || !rec_relay(&recs[k], relay2, sizeof(relay2)))
+                continue;
+            if (!shown++)
+                printf("relayed hops (both ends outbound-only):\n");
+            printf("  stage %d %.16s -> stage %d %.16s through %s, back through %s\n",
+                   recs[i].stage, sw_identity_hex(key, recs[i].pk, 32), recs[k].stage,
+                   sw_identity_hex(key2, recs[k].pk, 32), relay2, relay);
+        }
+    }
 }
 
 /* ... and for the tables: "-" when not said. */
@@ -674,7 +709,15 @@ print_status(struct client *c, const struct opts *o)
                    r->tps, r->cap, r->norm, r->hash, (double)(now - r->heard_ms) / 1000.0,
                    (unsigned long long)r->recoveries);
             json_last_recovery(r);
-            printf(",\"reach\":%s,\"mode\":\"%s\"}", reach_json(r), mode_name(r));
+            {
+                char relay[SW_PROTO_EP_MAX];
+
+                printf(",\"reach\":%s,\"mode\":\"%s\",\"relay\":", reach_json(r), mode_name(r));
+                if (rec_relay(r, relay, sizeof(relay)))
+                    printf("\"%s\"}", relay);
+                else
+                    printf("null}");
+            }
         }
         printf("]}\n");
     } else {
@@ -736,8 +779,10 @@ print_status(struct client *c, const struct opts *o)
             printf("%-6d %.16s %-11s %-13s %s%s\n", r->stage, sw_identity_hex(key, r->pk, 32),
                    reach_text(r), mode_name(r), r->ep,
                    !r->unproven ? "" : sw_transport_endpoint_is_key(r->ep, NULL)
-                   ? " (unproven: swarmctl cannot dial an outbound-only node)" : " (unproven)");
+                   ? " (unproven: swarmctl cannot dial an outbound-only node without a relay)"
+                   : " (unproven)");
         }
+        print_relayed_hops(c->recs, c->nrec);
         /* the last recovery of every node that had one (records sorted by stage) */
         for (int i = 0, shown = 0; i < c->nrec; i++) {
             const struct sw_peer_rec *r = &c->recs[i];
