@@ -114,6 +114,10 @@ def main():
             fail("peer reach")
         if p.get("mode", "direct") not in ("direct", "outbound-only"):
             fail("peer mode")
+        relay = p.get("relay")
+        if relay is not None and (not isinstance(relay, str) or not relay.startswith("tcp://")
+                                  or p.get("mode") != "outbound-only"):
+            fail("peer relay %r" % (relay,))
         lr = want(p, "last_recovery", (dict,), nullable=True)
         if lr is not None:
             if set(lr) != {"method", "from", "bytes", "seconds"}:

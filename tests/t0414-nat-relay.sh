@@ -38,13 +38,7 @@ for s in 0 1 2 3; do
     eval "P$s=\$NODE_PID"
 done
 
-# relayed LOG RELAY: the node of LOG serves as an outbound-only node and
-# proved RELAY (an address; any relay when empty) as its relay
-relayed() {
-    msgs "$1" | grep -q "^warn: not reachable from the internet at tcp://" &&
-        msgs "$1" | grep -q "^info: relay tcp://$2.* passes messages for this node"
-}
-wait_for 60 relayed "$TMP/n1.log" "$WAN_b" && wait_for 30 relayed "$TMP/n2.log" "$WAN_b"; rc=$?
+wait_for 60 wan_relayed "$TMP/n1.log" "$WAN_b" && wait_for 30 wan_relayed "$TMP/n2.log" "$WAN_b"; rc=$?
 for s in 1 2; do msgs "$TMP/n$s.log" | grep "reachable\|outbound\|relay" | sed "s/^/# s$s: /"; done
 [ $rc -eq 0 ]
 ok $? "both NATed nodes are unreachable and name the bootstrap as their relay"
@@ -82,11 +76,7 @@ ok $? "s1's metrics say it names a proved relay"
 # kill -9 the stage-2 node; a NATed newcomer rebuilds stage 2 (stage 1's half through the relay)
 kill -9 "$P2"
 FAIL_STEP=$(last_step "$TMP/n3.log")
-wan_node "$TMP/new.log" a auto
-wait_for 60 has_event "$TMP/new.log" recovery stage=2 method=checkfree; rc=$?
-msgs "$TMP/new.log" | grep "chose stage\|recovery:\|reachable\|relay" | sed 's/^/# /'
-[ $rc -eq 0 ] && msgs "$TMP/new.log" | grep -q "chose stage 2" &&
-    wait_for 30 relayed "$TMP/new.log" ""
+wan_newcomer_rebuilds "$TMP/new.log" a 2
 ok $? "a NATed newcomer rebuilt stage 2 by CheckFree (killed after step $FAIL_STEP) and names a relay"
 
 wait_steps 90 "$TMP/n3.log" $((FAIL_STEP + 20)); rc=$?
@@ -100,7 +90,7 @@ wait_for 60 has_event "$TMP/r.log" recovery stage=3; rc=$?
 [ $rc -eq 0 ] || diag_file "$TMP/r.log"
 kill -9 "$BOOT_PID"
 KILL_STEP=$(last_step "$TMP/n3.log")
-wait_for 60 relayed "$TMP/n1.log" "$WAN_r" && wait_for 30 relayed "$TMP/new.log" "$WAN_r"; rc=$?
+wait_for 60 wan_relayed "$TMP/n1.log" "$WAN_r" && wait_for 30 wan_relayed "$TMP/new.log" "$WAN_r"; rc=$?
 for f in n1 new; do msgs "$TMP/$f.log" | grep "relay" | tail -n 3 | sed "s/^/# $f: /"; done
 [ $rc -eq 0 ] && msgs "$TMP/n1.log" | grep -q "^warn: relay tcp://$WAN_b:.* stopped answering"
 ok $? "the bootstrap (the relay) killed: both NATed nodes take the new relay"

@@ -247,3 +247,21 @@ wan_tiny_sim() {
         --batch 4 --seq-len 32 --micro 4 --lr 3e-3 --warmup 5 --data "$DATA" --threads 1 \
         --sample-tokens 0 --eval-every 0 --out "$TMP/sim" --log-level warn >"$TMP/sim.log" 2>&1
 }
+
+# wan_relayed LOG [ADDR]: the node of LOG found itself unreachable, serves as
+# an outbound-only node and proved a relay at ADDR (any relay when empty;
+# reach.h, Relays)
+wan_relayed() {
+    msgs "$1" | grep -q "^warn: not reachable from the internet at tcp://" &&
+        msgs "$1" | grep -q "^info: relay tcp://${2:-}.* passes messages for this node"
+}
+
+# wan_newcomer_rebuilds LOG HOST STAGE: a --stage auto newcomer on HOST
+# (behind NAT) chose STAGE, rebuilt it by CheckFree and proved a relay
+wan_newcomer_rebuilds() {
+    local rc
+    wan_node "$1" "$2" auto
+    wait_for 60 has_event "$1" recovery stage="$3" method=checkfree; rc=$?
+    msgs "$1" | grep "chose stage\|recovery:\|reachable\|relay" | sed 's/^/# /'
+    [ $rc -eq 0 ] && msgs "$1" | grep -q "chose stage $3" && wait_for 30 wan_relayed "$1"
+}
