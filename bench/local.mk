@@ -10,8 +10,9 @@ bench_stage_bench_LDADD = $(sw_core_ldadd)
 # (WIN_S, ATTACKS in the environment; it needs the hostile helper);
 # wan_bench.sh: the demo's model over emulated internet links beside
 # loopback (STEPS, SETTINGS; root and tests/wanemu, else it says why and
-# skips).
-sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh bench/wan_bench.sh
+# skips); nat_bench.sh: the all-public swarm beside the all-NATed-but-the-
+# bootstrap one (ROUNDS, LINK; root, tests/wanemu and nft, else it skips).
+sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh bench/wan_bench.sh bench/nat_bench.sh
 EXTRA_DIST += $(sw_bench_runs)
 bench: swarmd swarmctl swarmsim tests/test_peers_attack$(EXEEXT) tests/wanemu$(EXEEXT)
 	@rc=0; for b in $(sw_bench_runs); do \

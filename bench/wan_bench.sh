@@ -44,20 +44,6 @@ activations = $c"
 done
 TOK=1024 # tokens a step: batch 8 x seq_len 128
 
-# steady LOG: "S_PER_STEP STEPS" over the steps after the third of a last-stage LOG
-steady() {
-    "$PY" - "$1" <<'EOT'
-import sys
-from swlog import events
-t = {o["step"]: o["elapsed_s"] for o in events(sys.argv[1], "step") if "elapsed_s" in o}
-s = sorted(k for k in t if k >= 3)
-if len(s) < 2:
-    print("- 0")
-else:
-    print("%.3f %d" % ((t[s[-1]] - t[s[0]]) / (s[-1] - s[0]), s[-1] + 1))
-EOT
-}
-
 # run_setting CODEC NAME [LINK]: one run; no LINK: loopback.  Prints its line.
 LO32=""
 run_setting() {
@@ -75,7 +61,7 @@ run_setting() {
     fi
     wait_for "$LIMIT_S" steps_done "$d/n3.log" $((STEPS - 1)); rc=$?
     [ -n "$link" ] && wan_stats
-    line=$(steady "$d/n3.log")
+    line=$(wan_steady "$d/n3.log")
     sps=${line% *}
     n=${line#* }
     if [ $rc -ne 0 ] || [ "$sps" = - ]; then

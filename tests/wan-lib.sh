@@ -265,3 +265,18 @@ wan_newcomer_rebuilds() {
     msgs "$1" | grep "chose stage\|recovery:\|reachable\|relay" | sed 's/^/# /'
     [ $rc -eq 0 ] && msgs "$1" | grep -q "chose stage $3" && wait_for 30 wan_relayed "$1"
 }
+
+# wan_steady LOG: "S_PER_STEP STEPS" over the steps after the third of a
+# last-stage LOG ("- 0" with fewer than two of them; the benches)
+wan_steady() {
+    "$PY" - "$1" <<'EOT'
+import sys
+from swlog import events
+t = {o["step"]: o["elapsed_s"] for o in events(sys.argv[1], "step") if "elapsed_s" in o}
+s = sorted(k for k in t if k >= 3)
+if len(s) < 2:
+    print("- 0")
+else:
+    print("%.3f %d" % ((t[s[-1]] - t[s[0]]) / (s[-1] - s[0]), s[-1] + 1))
+EOT
+}
