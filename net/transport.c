@@ -46,6 +46,7 @@ struct out_msg {
     struct out_msg *next;
     uint64_t rid;                  /* a request's id; 0: one-way or a reply */
     bool request;
+    size_t relay_bytes;            /* a relayed message: its bytes (counted in t->relay_queued) */
     int nparts, sent;              /* parts handed to ZeroMQ so far */
     zmq_msg_t parts[MAX_PARTS];
 };
@@ -162,6 +163,7 @@ struct sw_transport {
     bool relay_on;                 /* forward relayed messages (sw_transport_set_relay) */
     struct limit relay_lim;
     struct sw_transport_relay_stats rly;
+    size_t relay_queued;           /* relayed bytes in the ROUTER's own queue */
     uv_timer_t tick;
     uv_idle_t idle;
     int open_handles;
@@ -401,6 +403,7 @@ sock_flush(struct sock *s)
         if (!s->qhead)
             s->qtail = NULL;
         s->qlen--;
+        s->t->relay_queued -= m->relay_bytes;
         out_free(m);
         sent++;
     }
@@ -852,7 +855,8 @@ relay_forward(struct sock *s, zmq_msg_t *parts, int n, uint8_t mark)
         relay_drop(t, &t->rly.noroute, "no connection of the key it is for");
         return;
     }
-    if (t->router->qlen >= t->o.max_queue) {
+    if (t->router->qlen >= t->o.max_queue ||
+        t->relay_queued + zmq_msg_size(&parts[3]) + pl_len > t->o.relay_queue) {
         relay_drop(t, &t->rly.full, "queue full");
         return;
     }
@@ -884,6 +888,8 @@ relay_forward(struct sock *s, zmq_msg_t *parts, int n, uint8_t mark)
     }
     t->rly.forwarded++;
     t->rly.bytes += zmq_msg_size(&parts[3]) + pl_len;
+    m->relay_bytes = zmq_msg_size(&parts[3]) + pl_len;
+    t->relay_queued += m->relay_bytes;
     sock_enqueue(t->router, m);
     sock_kick(t->router);
 }
@@ -1506,6 +1512,8 @@ sw_transport_new(struct sw_transport **out, uv_loop_t *loop, const struct sw_ide
         t->o.hwm = 64;
     if (!t->o.max_queue)
         t->o.max_queue = 256;
+    if (!t->o.relay_queue)
+        t->o.relay_queue = SW_TRANSPORT_RELAY_QUEUE_BYTES;
     if (!t->o.idle_ms)
         t->o.idle_ms = 60000;
     if (!t->o.max_limit_keys)

@@ -131,8 +131,10 @@
  * admission hook and the sender's relay limit, binds the sender's key to
  * the connection (as any verified message does), and passes the frames on,
  * unchanged and uncopied, on the addressee's key connection with the
- * sender's key in the key frame; otherwise the message is dropped and
- * counted (struct sw_transport_relay_stats), and a request times out.  The
+ * sender's key in the key frame, unless the relayed messages waiting in
+ * the ROUTER's own queue (beyond ZeroMQ's high-water mark) would then hold
+ * more than opts.relay_queue bytes; otherwise the message is
+ * dropped and counted (struct sw_transport_relay_stats), and a request times out.  The
  * relay cannot alter what it passes on: the addressee receives it on its
  * DEALER to the relay, checks it as any message (signature, sequence,
  * admission, rate limits, payload hash) and drops it unless the key frame
@@ -171,6 +173,7 @@
 #define SW_TRANSPORT_RELAY_ANS 0x57     /* one-way message, an answer */
 #define SW_TRANSPORT_RELAY_RATE 400     /* relayed messages per second per sender key, */
 #define SW_TRANSPORT_RELAY_BURST 800    /* and the bucket's depth (sw_transport_set_relay) */
+#define SW_TRANSPORT_RELAY_QUEUE_BYTES (256u << 20) /* relayed bytes waiting at most */
 
 struct sw_transport;
 
@@ -183,6 +186,7 @@ struct sw_transport_opts {
     size_t max_senders;    /* sequence windows (struct sw_wire_opts); 0: default */
     size_t max_limit_keys; /* rate-limit buckets (see "Rate limits"); 0: SW_TRANSPORT_LIMIT_KEYS */
     size_t max_routes;     /* keys routed by connection (see "Routes by key"); 0: SW_TRANSPORT_MAX_ROUTES */
+    size_t relay_queue;    /* relayed bytes waiting at most (see "Relays"); 0: SW_TRANSPORT_RELAY_QUEUE_BYTES */
 };
 
 /* The key routes' counters (see "Routes by key"). */

@@ -380,6 +380,54 @@ test_relay(void)
            "relay limit 1/s, burst 5: %d of 40 passed on, %llu dropped", b.notes - notes,
            (unsigned long long)rs.ratelimited);
 
+    /* a relay whose addressee reads nothing: what waits is bounded (relay_queue) */
+    {
+        struct sw_transport_opts ro = {.hwm = 1, .relay_queue = 4u << 20};
+        struct sw_transport *r2;
+        struct sw_wire wb2;
+        char ep2[SW_TRANSPORT_MAX_ENDPOINT], via2[SW_TRANSPORT_MAX_ENDPOINT];
+        static uint8_t mb[1u << 20];
+        void *stuck = zmq_socket(ctx, ZMQ_DEALER);
+        int one = 1, zero = 0, sent = 0;
+
+        if (sw_transport_new(&r2, &loop, &rid_, run, &ro) < 0 ||
+            sw_transport_bind(r2, "tcp://127.0.0.1:*", ep2, sizeof(ep2)) < 0 ||
+            sw_transport_set_relay(r2, true, 1e6, 1e6) < 0 ||
+            sw_transport_relay_endpoint(via2, sizeof(via2), b.id.pk, ep2) < 0 || !stuck ||
+            sw_wire_init(&wb2, &b.id, run, NULL) < 0) {
+            tap_ok(0, "relay queue: setup");
+        } else {
+            zmq_setsockopt(stuck, ZMQ_RCVHWM, &one, sizeof(one));
+            zmq_setsockopt(stuck, ZMQ_LINGER, &zero, sizeof(zero));
+            zmq_connect(stuck, ep2);
+            /* B's key on a connection that never reads */
+            if (sw_wire_seal(&wb2, SW_MSG_PING, 0, NULL, 0, NULL, 0, env, sizeof(env), &env_len,
+                             sig) < 0)
+                tap_diag("seal failed");
+            raw_send(stuck, env, env_len, sig);
+            for (int i = 0; i < 2000 && !sw_transport_key_routed(r2, b.id.pk); i++)
+                run_ms(1);
+            if (ask(a.t, ep2, SW_MSG_PING, &w) < 0)
+                tap_diag("ping to the second relay failed");
+            for (int i = 0; i < 40; i++) {
+                struct sw_payload pl = {mb, sizeof(mb), NULL, NULL, NULL};
+
+                sent += sw_transport_send(a.t, via2, T_NOTE, NULL, 0, &pl) == 0;
+            }
+            sw_transport_relay_stats(r2, &rs);
+            for (int i = 0; i < 3000 && rs.forwarded + rs.full < (uint64_t)sent; i++)
+                run_ms(1), sw_transport_relay_stats(r2, &rs);
+            tap_ok(sent == 40 && rs.full > 0 && rs.forwarded + rs.full == 40,
+                   "an addressee that reads nothing: %llu of 40 MiB passed on (into buffers), "
+                   "%llu dropped at the relay's 4 MiB bound", (unsigned long long)rs.forwarded,
+                   (unsigned long long)rs.full);
+            sw_wire_release(&wb2);
+        }
+        if (stuck)
+            zmq_close(stuck);
+        sw_transport_close(r2, NULL, NULL);
+    }
+
     zmq_msg_close(&fid);
     zmq_close(x);
     if (f)
@@ -421,7 +469,7 @@ main(void)
     struct sw_transport_opts small = {.max_routes = 2};
 
     alarm(60);
-    tap_plan(41);
+    tap_plan(42);
     uv_loop_init(&loop);
     memset(run, 7, sizeof(run));
     if (sw_identity_generate(&sid) < 0 || sw_transport_new(&s, &loop, &sid, run, NULL) < 0 ||
