@@ -57,14 +57,14 @@ grep -Eq "^  stage 1 [0-9a-f]{16} -> stage 2 [0-9a-f]{16} through tcp://$WAN_b:"
     "$PY" - "$TMP/status.json" "$WAN_b" <<'EOT'
 import json, re, sys
 d = json.load(open(sys.argv[1]))
-got = sorted((p["stage"], p["mode"], p["proven"],
+got = sorted((p["stage"], p["reach"], p["mode"], p["proven"],
               re.sub(r"^tcp://(.*):[0-9]+$", r"\1", p["relay"] or "")) for p in d["peers"])
 print("# peers:", got)
-want = [(0, "direct", True, ""), (1, "outbound-only", True, sys.argv[2]),
-        (2, "outbound-only", True, sys.argv[2]), (3, "direct", True, "")]
+want = [(0, "reachable", "direct", True, ""), (1, "unreachable", "outbound-only", True, sys.argv[2]),
+        (2, "unreachable", "outbound-only", True, sys.argv[2]), (3, "reachable", "direct", True, "")]
 sys.exit(0 if got == want else 1)
 EOT
-ok $? "swarmctl status proves both NATed nodes through their relay and shows the relayed hop"
+ok $? "swarmctl status: the verdicts, both NATed nodes proven through their relay, the relayed hop"
 
 m=$(wan_on s1 "$PY" -c 'import sys, urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())' \
