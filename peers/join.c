@@ -34,7 +34,25 @@ struct join {
     struct sw_ckptnet_finder kfind; /* --from-checkpoint keeper: the keeper's record */
     struct sw_ckptnet_pull *kpull; /* --from-checkpoint keeper: this stage being fetched */
     double t0;                    /* sw_now_s() at the start: the step lines' elapsed */
+    /* the longest the trainer held the loop (a block of compute), in this
+     * window of SW_STATUS_BLK_WINDOW_MS and the last: published as "blk" */
+    uint64_t blk_win_ms;
+    uint32_t blk_cur, blk_prev;
 };
+
+/* The trainer ran from t0 (ms) until now: the loop was held that long. */
+static void
+blk_note(struct join *j, uint64_t t0)
+{
+    uint64_t now = sw_now_ms(), d = now > t0 ? now - t0 : 0;
+
+    if (now - j->blk_win_ms >= SW_STATUS_BLK_WINDOW_MS) {
+        j->blk_prev = j->blk_cur;
+        j->blk_cur = 0;
+        j->blk_win_ms = now;
+    }
+    j->blk_cur = (uint32_t)SW_MAX((uint64_t)j->blk_cur, SW_MIN(d, (uint64_t)SW_STATUS_BLK_MAX_MS));
+}
 
 static struct join *
 self(struct sw_node *n)
@@ -48,8 +66,10 @@ static void
 on_response(void *arg, uint64_t tag, int status, const struct sw_transport_msg *m)
 {
     struct join *j = arg;
+    uint64_t t0 = sw_now_ms();
 
-    sw_trainer_response(&j->t, sw_now_ms(), tag, status, m);
+    sw_trainer_response(&j->t, t0, tag, status, m);
+    blk_note(j, t0);
 }
 
 static int
@@ -129,6 +149,8 @@ env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t st
     rec.reach = j->n->reach.done ? j->n->reach.verdict + 1 : 0;
     /* a relay for outbound-only nodes: only one they can dial */
     rec.relay = j->n->o.relay && !j->n->outb.on;
+    /* how long its loop may not answer (live.h, Busy nodes) */
+    rec.blk_ms = SW_MAX(j->blk_cur, j->blk_prev);
     sw_status_rec_pack(&pk, &rec, ttl_s, step_age_ms);
     if (b.overflow)
         return;
@@ -155,11 +177,13 @@ env_scan(void *arg)
 }
 
 static void
-on_probed(void *arg, const uint8_t *pk, bool refused)
+on_probed(void *arg, const uint8_t *pk, int res)
 {
     struct join *j = arg;
 
-    sw_trainer_probed(&j->t, pk, refused);
+    sw_trainer_probed(&j->t, pk, res == SW_PROBE_REFUSED);
+    if (res == SW_PROBE_CONNECTED)
+        sw_trainer_probe_connected(&j->t, pk, sw_now_ms());
     sw_node_wake(j->n, 0);
 }
 
@@ -423,9 +447,12 @@ on_msg(struct sw_transport *tr, const struct sw_transport_msg *m, void *arg)
     struct join *j = arg;
 
     (void)tr;
+    uint64_t t0 = sw_now_ms();
+
     if (j->n->phase != SW_NODE_RUN)
         return;
-    sw_trainer_input(&j->t, sw_now_ms(), m);
+    sw_trainer_input(&j->t, t0, m);
+    blk_note(j, t0);
     sw_node_wake(j->n, 0);
 }
 
@@ -548,6 +575,7 @@ join_tick(struct sw_node *n, uint64_t now)
     if (!n->outb.on && n->reach.done && n->reach.verdict == SW_REACH_UNREACHABLE)
         outbound_begin(j, now);
     wake = sw_trainer_tick(&j->t, now);
+    blk_note(j, now);
     if ((w = sw_outbound_tick(&n->outb, now)) != UINT64_MAX)
         wake = SW_MIN(wake, now + w);
     if (n->outb.ep_changed) { /* a relay proved or given up (reach.h, Relays) */
@@ -606,6 +634,10 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
     OUT("# HELP swarm_node_capacity_tokens_per_second Tokens per second of compute time.\n"
         "# TYPE swarm_node_capacity_tokens_per_second gauge\n"
         "swarm_node_capacity_tokens_per_second %.1f\n", t->cap);
+    OUT("# HELP swarm_node_loop_block_ms The longest the training held this node's loop "
+        "in the last 30 to 60 s (its record's blk: peers wait that much longer for it).\n"
+        "# TYPE swarm_node_loop_block_ms gauge\nswarm_node_loop_block_ms %u\n",
+        (unsigned)SW_MAX(self(n)->blk_cur, self(n)->blk_prev));
     OUT("# HELP swarm_node_tokens_total Tokens through this node.\n"
         "# TYPE swarm_node_tokens_total counter\nswarm_node_tokens_total %llu\n",
         (unsigned long long)t->tokens_total);

@@ -72,6 +72,33 @@ sw_live_declare_dead(struct sw_live *lv, struct sw_live_peer *p, const char *why
         lv->ops->dead(lv->arg, p->pk, p->stage, why);
 }
 
+/* A ping's timeout for p: a third of the dead time, plus how long its loop
+ * may be held by a block of compute (its record's "blk": live.h, Busy nodes). */
+static uint64_t
+ping_timeout(const struct sw_live *lv, const struct sw_live_peer *p)
+{
+    return (uint64_t)lv->dead_ms / 3 + p->blk_ms;
+}
+
+/* How much longer than dead_ms p may be silent now: its blk, and
+ * SW_LIVE_BUSY_MS more while its port connected lately (live.h, Busy nodes). */
+static uint64_t
+busy_grace(const struct sw_live *lv, const struct sw_live_peer *p, uint64_t now)
+{
+    bool listening = p->conn_ms && now - p->conn_ms <= SW_LIVE_BUSY_MS;
+
+    return p->blk_ms + (listening ? SW_LIVE_BUSY_MS : 0);
+}
+
+void
+sw_live_connected(struct sw_live *lv, const uint8_t *pk, uint64_t now)
+{
+    struct sw_live_peer *p = sw_live_find(lv, pk);
+
+    if (p)
+        p->conn_ms = now;
+}
+
 void
 sw_live_probe(struct sw_live *lv, uint64_t now, struct sw_live_peer *p, const char *ep)
 {
@@ -122,14 +149,22 @@ judge(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *r, uint64_t pr
     }
     p->stage = r->stage;
     p->seen_ms = now;
+    p->blk_ms = r->blk_ms;
     if (me || r->state == SW_REC_DONE)
         return;
-    if (now - p->seq_ms > (uint64_t)lv->dead_ms) {
+    /* a block of compute delays its refresh as much; a node that says it
+     * blocks is probed once in this silence before it is judged by age (a
+     * reader that scans seldom may see it late only once it is past due) */
+    if (now - p->seq_ms > (uint64_t)lv->dead_ms + busy_grace(lv, p, now) && p->blk_ms > 0 &&
+        p->probe_ms <= p->seq_ms && lv->ops->probe && r->ep[0]) {
+        sw_live_probe(lv, now, p, r->ep);
+    } else if (now - p->seq_ms > (uint64_t)lv->dead_ms + busy_grace(lv, p, now)) {
         char why[64];
         snprintf(why, sizeof(why), "no record refresh for %llu ms",
                  (unsigned long long)(now - p->seq_ms));
         sw_live_declare_dead(lv, p, why);
-    } else if (now - p->seq_ms > (uint64_t)lv->pub_every && now - p->probe_ms >= probe_every) {
+    } else if (now - p->seq_ms > (uint64_t)lv->pub_every + p->blk_ms &&
+               now - p->probe_ms >= probe_every) {
         sw_live_probe(lv, now, p, r->ep); /* a refresh is late: is the process still there? */
     }
 }
@@ -184,7 +219,7 @@ sw_live_ping(struct sw_live *lv, uint64_t now, const uint8_t *pk, const char *ep
     p->ping_ms = now;
     snprintf(p->ep, sizeof(p->ep), "%s", ep);
     tag = (uint64_t)p->gen << 16 | (uint64_t)(p - lv->peer);
-    if (lv->ops->ping(lv->arg, ep, (uint64_t)lv->dead_ms / 3, tag) == 0)
+    if (lv->ops->ping(lv->arg, ep, ping_timeout(lv, p), tag) == 0)
         p->ping_busy = true;
 }
 
@@ -232,11 +267,16 @@ sw_live_pong(struct sw_live *lv, uint64_t now, uint64_t tag, int status, const u
         }
         return;
     }
-    if (p->ping_fails == 0 && p->ep[0])
+    /* again after each miss while its port connected lately (not while one is under way) */
+    if (p->ep[0] && (p->ping_fails == 0 || p->conn_ms))
         sw_live_probe(lv, now, p, p->ep);
-    if (++p->ping_fails >= 2) {
-        snprintf(why, sizeof(why), "no answer to %d pings of %d ms", p->ping_fails,
-                 lv->dead_ms / 3);
+    /* a node whose port connects lately is busy, not gone: dead only once
+     * its silence outlasts the grace too (live.h, Busy nodes) */
+    if (++p->ping_fails >= 2 &&
+        (!(p->conn_ms && now - p->conn_ms <= SW_LIVE_BUSY_MS) ||
+         now - SW_MAX(p->alive_ms, p->seq_ms) > (uint64_t)lv->dead_ms + busy_grace(lv, p, now))) {
+        snprintf(why, sizeof(why), "no answer to %d pings of %llu ms", p->ping_fails,
+                 (unsigned long long)ping_timeout(lv, p));
         sw_live_declare_dead(lv, p, why);
     }
 }
@@ -330,7 +370,8 @@ sw_live_prove(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, 
         p->stage = r->stage;
         snprintf(p->ep, sizeof(p->ep), "%s", r->ep);
         tag = (uint64_t)p->gen << 16 | (uint64_t)(p - lv->peer);
-        if (lv->ops->ping(lv->arg, r->ep, (uint64_t)lv->dead_ms / 3, tag) == 0) {
+        p->blk_ms = r->blk_ms;
+        if (lv->ops->ping(lv->arg, r->ep, ping_timeout(lv, p), tag) == 0) {
             p->ping_busy = p->proving = true;
             p->ping_ms = now;
             busy++;

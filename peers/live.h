@@ -19,7 +19,25 @@
  *     process is, so a refusal means the process is gone (a timeout or a
  *     success proves nothing);
  *   - "left" at once when its record says "leaving".
- * A new version of the record of a dead node makes it alive again.  Dead
+ * A new version of the record of a dead node makes it alive again.
+ *
+ * Busy nodes.  A node's loop does nothing else while a block of compute
+ * runs (a forward, a backward, an update): it answers no ping and
+ * publishes no record meanwhile.  Its record says how long that lasted
+ * lately ("blk", ms: the longest the trainer held the loop in the last 30
+ * to 60 s, at most SW_STATUS_BLK_MAX_MS), and every deadline above grows
+ * by it for that node: its pings wait dead_ms / 3 + blk, its record may be
+ * dead_ms + blk old (pub_every + blk before a probe).  So a node of a big
+ * model on a slow machine is not declared dead while it computes, and a
+ * fast node's death is still found within dead_ms.  A block longer than
+ * any the record said yet (the first steps: nothing measured) is covered
+ * by the port probe that a missed ping or a late record starts: while the
+ * node's port connects (a process listens there; swarmd's probes only,
+ * within the last SW_LIVE_BUSY_MS), it may stay silent SW_LIVE_BUSY_MS longer, and
+ * each further missed ping probes again; a hung process is dead after
+ * dead_ms + blk + SW_LIVE_BUSY_MS of silence.  A node that claims a long
+ * blk only delays its own death (by SW_STATUS_BLK_MAX_MS at most), and a
+ * refused port probe still declares it dead at once.  Dead
  * and left nodes are "gone": the leader plans without them and no state is
  * copied from them.
  *
@@ -78,6 +96,7 @@ sw_live_pub_every(int dead_ms)
 #define SW_LIVE_PROVE_MAX 8              /* proof pings in flight at most */
 #define SW_LIVE_PROVE_BACKOFF_MS 60000   /* longest wait between two tries of one record */
 #define SW_LIVE_ATTEST 256               /* attestations kept */
+#define SW_LIVE_BUSY_MS 10000            /* a node whose port connects: silent this much longer */
 
 struct sw_live_attest {
     uint8_t pk[32];          /* who said so */
@@ -101,6 +120,8 @@ struct sw_live_peer {
     bool proving;              /* the ping in flight is a proof's */
     char pep[SW_PROTO_EP_MAX]; /* the endpoint proved */
     int prove_fails;           /* failed tries since the last proof */
+    uint32_t blk_ms;           /* its record's "blk" (see Busy nodes) */
+    uint64_t conn_ms;          /* a probe of its port connected then (0: never) */
     uint64_t prove_next_ms;    /* no new try before */
 };
 
@@ -159,6 +180,8 @@ void sw_live_pong(struct sw_live *lv, uint64_t now, uint64_t tag, int status,
 void sw_live_probe(struct sw_live *lv, uint64_t now, struct sw_live_peer *p, const char *ep);
 /* A probe's outcome: refused means the process is gone. */
 void sw_live_probed(struct sw_live *lv, const uint8_t *pk, bool refused);
+/* The probe connected at now: a process listens at pk's endpoint (see Busy nodes). */
+void sw_live_connected(struct sw_live *lv, const uint8_t *pk, uint64_t now);
 
 void sw_live_declare_dead(struct sw_live *lv, struct sw_live_peer *p, const char *why);
 

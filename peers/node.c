@@ -328,26 +328,28 @@ on_probe_closed(uv_handle_t *h)
 }
 
 static void
-probe_end(struct probe *p, bool refused)
+probe_end(struct probe *p, int res)
 {
     if (uv_is_closing((uv_handle_t *)&p->timer))
         return;
     uv_close((uv_handle_t *)&p->timer, on_probe_closed);
     uv_close((uv_handle_t *)&p->tcp, on_probe_closed);
     if (p->n->phase == SW_NODE_RUN)
-        p->done(p->arg, p->pk, refused);
+        p->done(p->arg, p->pk, res);
 }
 
 static void
 on_probe_connect(uv_connect_t *req, int status)
 {
-    probe_end(req->data, status == UV_ECONNREFUSED);
+    probe_end(req->data, status == UV_ECONNREFUSED ? SW_PROBE_REFUSED
+                         : status == 0                ? SW_PROBE_CONNECTED
+                                                      : SW_PROBE_UNKNOWN);
 }
 
 static void
 on_probe_timer(uv_timer_t *h)
 {
-    probe_end(h->data, false); /* closing the tcp handle cancels the connect (UV_ECANCELED) */
+    probe_end(h->data, SW_PROBE_UNKNOWN); /* closing the tcp handle cancels the connect */
 }
 
 /* tcp://HOST:PORT (HOST an IPv4 or [IPv6] address) into sa; false for anything else. */
@@ -372,7 +374,7 @@ sw_node_probe(struct sw_node *n, const uint8_t *pk, const char *ep, uint64_t tim
     struct probe *p;
 
     if (n->phase == SW_NODE_CLOSING || !probe_addr(ep, &sa) || !(p = sw_calloc(1, sizeof(*p)))) {
-        done(arg, pk, false);
+        done(arg, pk, SW_PROBE_UNKNOWN);
         return;
     }
     p->n = n;
@@ -386,7 +388,7 @@ sw_node_probe(struct sw_node *n, const uint8_t *pk, const char *ep, uint64_t tim
     if (uv_tcp_connect(&p->req, &p->tcp, (struct sockaddr *)&sa, on_probe_connect) != 0) {
         uv_close((uv_handle_t *)&p->timer, on_probe_closed);
         uv_close((uv_handle_t *)&p->tcp, on_probe_closed);
-        done(arg, pk, false);
+        done(arg, pk, SW_PROBE_UNKNOWN);
         return;
     }
     uv_timer_start(&p->timer, on_probe_timer, timeout_ms, 0);
@@ -429,11 +431,13 @@ sw_node_request(struct sw_node *n, const char *ep, uint32_t type, const void *bo
 }
 
 static void
-live_probed(void *arg, const uint8_t *pk, bool refused)
+live_probed(void *arg, const uint8_t *pk, int res)
 {
     struct sw_node_live *l = arg;
 
-    sw_live_probed(&l->lv, pk, refused);
+    sw_live_probed(&l->lv, pk, res == SW_PROBE_REFUSED);
+    if (res == SW_PROBE_CONNECTED)
+        sw_live_connected(&l->lv, pk, sw_now_ms());
 }
 
 static void

@@ -196,12 +196,17 @@ bool sw_node_key_admitted(void *arg, const uint8_t pk[32], const uint8_t *cert, 
 int sw_node_scan(struct sw_node *n) SW_WARN_UNUSED;
 /*
  * The port probe: a TCP connect to a suspect node's endpoint (live.h), done
- * with refused true when the connection was refused (nothing listens there
- * any more: the process is gone); anything else (connected, a timeout,
- * another error, an endpoint that is not tcp://IP:PORT) proves nothing.
+ * with SW_PROBE_REFUSED when the connection was refused (nothing listens
+ * there any more: the process is gone), SW_PROBE_CONNECTED when it
+ * connected (a process listens: busy, not gone; live.h, Busy nodes), else
+ * SW_PROBE_UNKNOWN (a timeout, another error, an endpoint that is not
+ * tcp://IP:PORT: proves nothing).
  * done is not called once the process is closing.
  */
-typedef void sw_node_probe_cb(void *arg, const uint8_t *pk, bool refused);
+/* A probe's outcome: refused (the process is gone), connected (a process
+ * listens there), or neither (timed out, or no address to probe). */
+enum sw_node_probe_res { SW_PROBE_UNKNOWN = 0, SW_PROBE_REFUSED, SW_PROBE_CONNECTED };
+typedef void sw_node_probe_cb(void *arg, const uint8_t *pk, int res);
 void sw_node_probe(struct sw_node *n, const uint8_t *pk, const char *ep, uint64_t timeout_ms,
                    sw_node_probe_cb *done, void *arg);
 /* A request whose answer (status 0 and m) or failure comes to done with tag;

@@ -14,7 +14,7 @@
 static const char *const rec_keys[] = {"ver", "ep", "stage", "state", "step", "step_age", "ttl",
                                        "tps", "cap", "loss", "norm", "hash", "rec",
                                        "rec_method", "rec_from", "rec_bytes", "rec_ms", "mv", "nd",
-                                       "cert", "rch", "rly", NULL};
+                                       "cert", "rch", "rly", "blk", NULL};
 
 const char *
 sw_status_state_name(int state)
@@ -70,7 +70,7 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
     bool rec = r->rec_method[0] != '\0';
 
     msgpack_pack_map(pk, (rec ? 17 : 13) + (r->moving > 0) + (r->need > 0) + (r->cert_len > 0) +
-                             (r->reach > 0) + r->relay);
+                             (r->reach > 0) + r->relay + (r->blk_ms > 0));
     sw_proto_pack_key(pk, "ver");
     msgpack_pack_uint32(pk, SW_STATUS_REC_VERSION);
     sw_proto_pack_key(pk, "ep");
@@ -127,6 +127,10 @@ sw_status_rec_pack(msgpack_packer *pk, const struct sw_peer_rec *r, uint32_t ttl
         sw_proto_pack_key(pk, "rly");
         msgpack_pack_uint32(pk, 1);
     }
+    if (r->blk_ms > 0) {
+        sw_proto_pack_key(pk, "blk");
+        msgpack_pack_uint32(pk, r->blk_ms);
+    }
 }
 
 int
@@ -181,6 +185,12 @@ sw_status_rec_unpack(const msgpack_object *o, struct sw_peer_rec *r, int S, uint
         if (sw_proto_get_u64(o, "rch", &u) < 0 || u > 2)
             return -SW_EMSG;
         r->reach = (int)u + 1;
+    }
+    r->blk_ms = 0;
+    if (sw_proto_get(o, "blk")) {
+        if (sw_proto_get_u64(o, "blk", &u) < 0 || u > SW_STATUS_BLK_MAX_MS)
+            return -SW_EMSG;
+        r->blk_ms = (uint32_t)u;
     }
     r->relay = false;
     if (sw_proto_get(o, "rly")) {

@@ -66,6 +66,8 @@ struct sw_peer_rec {
                            ready, so that the run waits for it (0: none; "nd") */
     int reach;          /* 1 + its reachability verdict (reach.h; "rch"), 0: not said */
     bool relay;         /* it relays for outbound-only nodes ("rly": 1; absent: no) */
+    uint32_t blk_ms;    /* the longest its loop was held lately, ms ("blk"; absent: 0;
+                           live.h, Busy nodes) */
     uint64_t seq;       /* the DHT record's version (grows with every publication) */
     uint64_t heard_ms;  /* local clock: when it was published */
     uint64_t step_ms;   /* local clock: when its step last changed */
@@ -80,6 +82,8 @@ struct sw_peer_rec {
 };
 
 #define SW_STATUS_REC_VERSION 1
+#define SW_STATUS_BLK_WINDOW_MS 30000 /* "blk": the longest block of the last 30 to 60 s */
+#define SW_STATUS_BLK_MAX_MS 30000    /* ... at most this (larger values are refused) */
 
 /* The DHT key of stage k of a run. */
 void sw_status_stage_key(uint8_t key[32], const uint8_t run[32], int stage);

@@ -747,6 +747,13 @@ sw_trainer_probed(struct sw_trainer *t, const uint8_t *pk, bool refused)
 }
 
 void
+sw_trainer_probe_connected(struct sw_trainer *t, const uint8_t *pk, uint64_t now)
+{
+    if (t->phase != SW_PHASE_CLOSED)
+        sw_live_connected(&t->live, pk, now);
+}
+
+void
 sw_trainer_put_done(struct sw_trainer *t)
 {
     if (t->phase == SW_PHASE_LEAVING)

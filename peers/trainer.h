@@ -345,6 +345,8 @@ void sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status,
                         const struct sw_peer_rec *recs, int n, const uint8_t (*gone)[32],
                         int ngone, uint64_t max_step);
 void sw_trainer_probed(struct sw_trainer *t, const uint8_t *pk, bool refused);
+/* ...and it connected: a process listens there (live.h, Busy nodes). */
+void sw_trainer_probe_connected(struct sw_trainer *t, const uint8_t *pk, uint64_t now);
 void sw_trainer_put_done(struct sw_trainer *t);
 /* Time-driven work; returns when to call again (absolute, ms). */
 uint64_t sw_trainer_tick(struct sw_trainer *t, uint64_t now);

@@ -686,11 +686,87 @@ attestations(void)
            "the ring is bounded: the oldest make room");
 }
 
+/* A busy node's record says its loop is held up to blk ms at a time: its
+ * pings wait that much longer, and so may its refreshes (live.h, Busy nodes). */
+static void
+busy_node(void)
+{
+    struct sw_live lv;
+    struct fake fk;
+    struct sw_peer_rec r;
+    uint8_t a[32];
+    char ep[SW_PROTO_EP_MAX];
+    int n1;
+
+    setup(&lv, &fk);
+    key(a, 7);
+    ep_of(ep, sizeof(ep), 7);
+    rec(&r, 7, 1, 1, T0);
+    r.blk_ms = 2500;
+    scan1(&lv, T0, &r);
+    sw_live_ping(&lv, T0, a, ep, 1, 0);
+    tap_ok(fk.nping == 1 && fk.ping_timeout == DEAD_MS / 3 + 2500,
+           "a ping to a node whose record says blk 2500 waits dead_ms / 3 + 2500 (%llu ms)",
+           (unsigned long long)fk.ping_timeout);
+    sw_live_pong(&lv, T0 + 3500, fk.ping_tag, -SW_ETIMEDOUT, NULL);
+    tap_ok(fk.ndead == 0, "one timeout: not dead");
+    scan1(&lv, T0 + 3400, &r);
+    tap_ok(fk.nprobe == 1, "probed once a ping failed (probes %d)", fk.nprobe);
+    sw_live_probed(&lv, a, false);
+    scan1(&lv, T0 + 3000 + 2500, &r);
+    tap_ok(fk.ndead == 0, "no refresh for dead_ms + blk: not dead yet (deaths %d)", fk.ndead);
+    n1 = scan1(&lv, T0 + 3000 + 2501, &r);
+    tap_ok(n1 == 0 && fk.ndead == 1 && strstr(fk.why, "5501 ms"),
+           "dead past dead_ms + blk (%s)", fk.why);
+
+    /* the same node with no blk: the plain deadlines */
+    setup(&lv, &fk);
+    rec(&r, 7, 1, 1, T0);
+    scan1(&lv, T0, &r);
+    sw_live_ping(&lv, T0, a, ep, 1, 0);
+    n1 = scan1(&lv, T0 + 3001, &r);
+    tap_ok(fk.ping_timeout == DEAD_MS / 3 && n1 == 0 && fk.ndead == 1,
+           "without blk: pings of dead_ms / 3, dead at dead_ms + 1");
+
+    /* a block longer than its record said: its port connects, so it is busy */
+    setup(&lv, &fk);
+    rec(&r, 7, 1, 1, T0);
+    scan1(&lv, T0, &r);
+    sw_live_ping(&lv, T0, a, ep, 1, 0);
+    sw_live_pong(&lv, T0 + 1000, fk.ping_tag, -SW_ETIMEDOUT, NULL);
+    sw_live_connected(&lv, a, T0 + 1001);
+    sw_live_probed(&lv, a, false);
+    sw_live_ping(&lv, T0 + 1100, a, ep, 1, 0);
+    sw_live_pong(&lv, T0 + 2100, fk.ping_tag, -SW_ETIMEDOUT, NULL);
+    n1 = scan1(&lv, T0 + 3001, &r);
+    tap_ok(fk.ndead == 0 && n1 == 1 && fk.nprobe == 2,
+           "two missed pings, a record dead_ms old, but its port connects: busy, not dead, "
+           "probed again (deaths %d, probes %d)", fk.ndead, fk.nprobe);
+    sw_live_connected(&lv, a, T0 + 3002);
+    sw_live_probed(&lv, a, false);
+    /* a scan a second, each late one probing (and its port connecting: a
+     * hung process still listens) */
+    for (uint64_t t = T0 + 4000; t <= T0 + 3000 + SW_LIVE_BUSY_MS; t += 1000) {
+        int probes = fk.nprobe;
+
+        n1 = scan1(&lv, t, &r);
+        if (fk.nprobe > probes) {
+            sw_live_connected(&lv, a, t);
+            sw_live_probed(&lv, a, false);
+        }
+    }
+    tap_ok(fk.ndead == 0 && n1 == 1 && fk.nprobe > 5,
+           "still not dead at dead_ms + SW_LIVE_BUSY_MS (probes %d)", fk.nprobe);
+    n1 = scan1(&lv, T0 + 3001 + SW_LIVE_BUSY_MS, &r);
+    tap_ok(fk.ndead == 1 && n1 == 0, "a hung process: dead past dead_ms + SW_LIVE_BUSY_MS (%s)",
+           fk.why);
+}
+
 int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(68 + 15);
+    tap_plan(68 + 15 + 9);
     dead_by_age();
     probe_refused();
     first_sight();
@@ -701,5 +777,6 @@ main(void)
     gone();
     proofs();
     attestations();
+    busy_node();
     return tap_done();
 }
