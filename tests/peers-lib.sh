@@ -440,11 +440,14 @@ sys.exit(0 if d["stages"][stage]["recoveries"] >= 1 and new and addr + ":" in ne
 EOT
 }
 
-# both_steps LOG_A LOG_B: how many steps two replicas both logged with the
-# same gradient norm (steps taken together: each summed the other's partial)
+# both_steps LOG_A LOG_B [MAX]: how many steps two replicas both logged with
+# the same gradient norm (steps taken together: each summed the other's
+# partial), of the steps up to MAX when given (the logs are read one after
+# the other while the run goes on: a cut-off read first counts both alike)
 both_steps() {
-    events "$1" step step norm | sort >"$TMP/both.a"
-    events "$2" step step norm | sort >"$TMP/both.b"
+    local max=${3:-999999999}
+    events "$1" step step norm | awk -v m="$max" '$1 <= m' | sort >"$TMP/both.a"
+    events "$2" step step norm | awk -v m="$max" '$1 <= m' | sort >"$TMP/both.b"
     comm -12 "$TMP/both.a" "$TMP/both.b" | wc -l
 }
 
