@@ -11,7 +11,9 @@
 #            through the bootstrap, the only relay (reach.h, Relays).
 # The two alternate ROUNDS times (default 3) in the same run; it prints each
 # run's s/step and tok/s (over the steps after the third), the medians, and
-# natted's median tok/s over public's (the goal is >= 0.7).  Needs root,
+# natted's median tok/s over public's (the goal is >= 0.7).  CODEC sets the
+# activations' codec ([wire] activations, swarm.conf(5); default fp32): the
+# relay's link carries every hop's bytes, so their size counts.  Needs root,
 # ip(8), /dev/net/tun and nft(8).  Not part of make check (minutes).
 set -u
 BUILD=$(cd "${1:?usage: nat_bench.sh BUILD_DIR}" && pwd)
@@ -19,6 +21,7 @@ STEPS=${STEPS:-20}
 ROUNDS=${ROUNDS:-3}
 LINK=${LINK:-delay=5,rate=100}
 LIMIT_S=${LIMIT_S:-150}
+CODEC=${CODEC:-fp32}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 TEST_BUILDDIR=$BUILD TEST_SRCDIR=$SRC/tests
 export TEST_BUILDDIR TEST_SRCDIR
@@ -27,8 +30,9 @@ export TEST_BUILDDIR TEST_SRCDIR
 [ "${KEEP:-0}" = 1 ] && n_fail=1 # peers-lib keeps the logs then
 wan_need     # each prints why and exits 0 when the network cannot be made here
 wan_need_nat
-echo "# nat_bench.sh $BUILD STEPS=$STEPS ROUNDS=$ROUNDS LINK=$LINK"
-M_PRESET=small M_BATCH=8 M_SEQ_LEN=128 write_manifest "$TMP/run.conf" "$STEPS" 4
+echo "# nat_bench.sh $BUILD STEPS=$STEPS ROUNDS=$ROUNDS LINK=$LINK CODEC=$CODEC"
+M_PRESET=small M_BATCH=8 M_SEQ_LEN=128 write_manifest "$TMP/run.conf" "$STEPS" 4 "[wire]
+activations = $CODEC"
 sign_manifest "$TMP/run.conf"
 TOK=1024 # tokens a step: batch 8 x seq_len 128
 
