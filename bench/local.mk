@@ -13,7 +13,7 @@ bench_stage_bench_LDADD = $(sw_core_ldadd)
 # skips); nat_bench.sh: the all-public swarm beside the all-NATed-but-the-
 # bootstrap one (ROUNDS, LINK; root, tests/wanemu and nft, else it skips).
 sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh bench/wan_bench.sh bench/nat_bench.sh
-EXTRA_DIST += $(sw_bench_runs)
+EXTRA_DIST += $(sw_bench_runs) bench/bench-lib.sh
 bench: swarmd swarmctl swarmsim tests/test_peers_attack$(EXEEXT) tests/wanemu$(EXEEXT)
 	@rc=0; for b in $(sw_bench_runs); do \
 	    echo "== $$b"; $(SHELL) $(srcdir)/$$b $(abs_top_builddir) || rc=1; \

@@ -22,12 +22,7 @@ ROUNDS=${ROUNDS:-3}
 LINK=${LINK:-delay=5,rate=100}
 LIMIT_S=${LIMIT_S:-150}
 CODEC=${CODEC:-fp32}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-TEST_BUILDDIR=$BUILD TEST_SRCDIR=$SRC/tests
-export TEST_BUILDDIR TEST_SRCDIR
-. "$SRC/tests/peers-lib.sh"
-. "$SRC/tests/wan-lib.sh"
-[ "${KEEP:-0}" = 1 ] && n_fail=1 # peers-lib keeps the logs then
+. "$(dirname "$0")/bench-lib.sh"
 wan_need     # each prints why and exits 0 when the network cannot be made here
 wan_need_nat
 echo "# nat_bench.sh $BUILD STEPS=$STEPS ROUNDS=$ROUNDS LINK=$LINK CODEC=$CODEC"

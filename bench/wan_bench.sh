@@ -25,12 +25,7 @@ BUILD=$(cd "${1:?usage: wan_bench.sh BUILD_DIR}" && pwd)
 STEPS=${STEPS:-20}
 PRESET=${PRESET:-small}
 LIMIT_S=${LIMIT_S:-150}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-TEST_BUILDDIR=$BUILD TEST_SRCDIR=$SRC/tests
-export TEST_BUILDDIR TEST_SRCDIR
-. "$SRC/tests/peers-lib.sh"
-. "$SRC/tests/wan-lib.sh"
-[ "${KEEP:-0}" = 1 ] && n_fail=1 # peers-lib keeps the logs then
+. "$(dirname "$0")/bench-lib.sh"
 wan_need # prints why and exits 0 when the network cannot be made here
 SETTINGS=${SETTINGS:-"0ms:delay=0 25ms:delay=12.5 25ms+100M:delay=12.5,rate=100
 25ms+100M+0.5%:delay=12.5,rate=100,loss=0.25 0ms+20M:delay=0,rate=20

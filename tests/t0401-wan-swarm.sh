@@ -25,11 +25,7 @@ wan_start b:1:$LINK s0:10:$LINK s1:11:$LINK s2:12:$LINK s3:13:$LINK a:20:$LINK c
 ok $? "7 hosts on $WNET.0/24, 10 ms and 50 Mbit/s each"
 
 STEPS=24
-wan_tiny_run b
-for s in 0 1 2 3; do
-    wan_node "$TMP/n$s.log" "s$s" $s
-    eval "P$s=\$NODE_PID"
-done
+wan_tiny_swarm
 t0=$(now_ms)
 wait_steps 60 "$TMP/n3.log" 30; rc=$?
 t1=$(now_ms)

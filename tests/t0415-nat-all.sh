@@ -26,11 +26,7 @@ wan_start b:1:$L s0:10:nat,$L s1:11:nat,$L s2:12:nat,$L s3:13:nat,$L a:20:nat,$L
 ok $? "7 hosts on $WNET.0/24, every stage node and the newcomer behind a NAT of its own"
 
 STEPS=24
-wan_tiny_run b
-for s in 0 1 2 3; do
-    wan_node "$TMP/n$s.log" "s$s" $s
-    eval "P$s=\$NODE_PID"
-done
+wan_tiny_swarm
 
 rc=0
 for s in 0 1 2 3; do

@@ -239,6 +239,16 @@ wan_tiny_run() {
     sign_manifest "$TMP/run.conf"
     wan_boot "$h" "$TMP/run.conf" "$@"
 }
+# wan_tiny_swarm: wan_tiny_run's run, its bootstrap on host b and a node of
+# each stage S on host sS (logs $TMP/nS.log; sets P0..P3)
+wan_tiny_swarm() {
+    local s
+    wan_tiny_run b
+    for s in 0 1 2 3; do
+        wan_node "$TMP/n$s.log" "s$s" $s
+        eval "P$s=\$NODE_PID"
+    done
+}
 # wan_tiny_sim STEPS: swarmsim train of wan_tiny_run's run, its first STEPS
 # steps, into $TMP/sim (--max-iters: swarmsim then says, and exits 1, that
 # the run was not finished; match_sim reads what it wrote)
