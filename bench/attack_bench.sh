@@ -37,12 +37,8 @@ BUILD=$(cd "${1:?usage: attack_bench.sh BUILD_DIR}" && pwd)
 WIN_S=${WIN_S:-40}
 LEAD_S=${LEAD_S:-2}
 SETTLE_S=${SETTLE_S:-5}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-TEST_BUILDDIR=$BUILD TEST_SRCDIR=$SRC/tests
-export TEST_BUILDDIR TEST_SRCDIR
-. "$SRC/tests/peers-lib.sh"
-. "$SRC/tests/attack-lib.sh"
-[ "${KEEP:-0}" = 1 ] && n_fail=1 # peers-lib keeps the logs then
+BENCH_LIBS=attack-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 echo "# attack_bench.sh $BUILD WIN_S=$WIN_S LEAD_S=$LEAD_S SETTLE_S=$SETTLE_S ATTACKS=${ATTACKS:-1 2 3 4 6 7 8}"
 [ -x "$ATTACK" ] || { echo "attack_bench: $ATTACK missing (make tests/test_peers_attack)"; exit 2; }
 write_manifest "$TMP/run.conf" 1000000 4

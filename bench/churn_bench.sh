@@ -21,11 +21,7 @@ set -u
 BUILD=$(cd "${1:?usage: churn_bench.sh BUILD_DIR}" && pwd)
 CHURN_S=${CHURN_S:-300}
 SEED=${SEED:-1}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-TEST_BUILDDIR=$BUILD TEST_SRCDIR=$SRC/tests
-export TEST_BUILDDIR TEST_SRCDIR
-. "$SRC/tests/peers-lib.sh"
-[ "${KEEP:-0}" = 1 ] && n_fail=1 # peers-lib keeps the logs then
+. "$(dirname "$0")/bench-lib.sh"
 echo "# churn_bench.sh $BUILD CHURN_S=$CHURN_S SEED=$SEED"
 S=4
 write_manifest "$TMP/run.conf" 1000000 $S "[recovery]

@@ -22,6 +22,7 @@ ROUNDS=${ROUNDS:-3}
 LINK=${LINK:-delay=5,rate=100}
 LIMIT_S=${LIMIT_S:-150}
 CODEC=${CODEC:-fp32}
+BENCH_LIBS=wan-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
 wan_need     # each prints why and exits 0 when the network cannot be made here
 wan_need_nat

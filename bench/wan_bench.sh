@@ -25,6 +25,7 @@ BUILD=$(cd "${1:?usage: wan_bench.sh BUILD_DIR}" && pwd)
 STEPS=${STEPS:-20}
 PRESET=${PRESET:-small}
 LIMIT_S=${LIMIT_S:-150}
+BENCH_LIBS=wan-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
 wan_need # prints why and exits 0 when the network cannot be made here
 SETTINGS=${SETTINGS:-"0ms:delay=0 25ms:delay=12.5 25ms+100M:delay=12.5,rate=100
