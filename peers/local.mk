@@ -144,3 +144,12 @@ EXTRA_DIST += tests/t0540-fuzz-reach.sh tests/fuzz/corpus/reach
 tests_fuzz_fuzz_reach_replay_SOURCES = tests/fuzz/fuzz_reach.c tests/fuzz/replay.c
 tests_fuzz_fuzz_reach_replay_CPPFLAGS = $(sw_peers_cppflags)
 tests_fuzz_fuzz_reach_replay_LDADD = $(sw_peers_ldadd)
+
+# Stage-record fuzz target (peers/status.h), the same way: scripts/fuzz.sh
+# record SECONDS fuzzes it with clang.
+check_PROGRAMS += tests/fuzz/fuzz_record_replay
+TESTS += tests/t0541-fuzz-record.sh
+EXTRA_DIST += tests/t0541-fuzz-record.sh tests/fuzz/corpus/record
+tests_fuzz_fuzz_record_replay_SOURCES = tests/fuzz/fuzz_record.c tests/fuzz/replay.c
+tests_fuzz_fuzz_record_replay_CPPFLAGS = $(sw_peers_cppflags)
+tests_fuzz_fuzz_record_replay_LDADD = $(sw_peers_ldadd)
