@@ -3,7 +3,7 @@
  * (peers/status.h, sw_status_rec_unpack): what any key of an open run may
  * store in the DHT, read by every node's scan and by swarmctl.
  *
- * fuzz-sources: peers/status.c peers/proto.c net/wire.c net/identity.c net/blake2b4.c
+ * fuzz-sources: peers/status.c peers/proto.c net/dhtnode.c net/dht.c net/dht_codec.c net/transport.c net/wire.c net/identity.c net/blake2b4.c
  *
  * The input is the record's msgpack bytes (the DHT value), read for a run
  * of 4 stages.  Invariants (abort on breach): a decoded record's ep and
