@@ -136,6 +136,7 @@ struct keyroute {
     uint8_t id[SW_TRANSPORT_MAX_ROUTE];
     size_t len;
     uint64_t heard;                /* ms of its last message */
+    uint64_t born;                 /* ms it was bound (heard PROMOTE_MS later: established) */
 };
 
 struct sw_transport {
@@ -660,15 +661,28 @@ keyroute_bind(struct sw_transport *t, const uint8_t *pk, const uint8_t *id, size
         if (t->n_kr < t->o.max_routes) {
             k = &t->kr[t->n_kr++];
         } else {
-            k = &t->kr[0];
-            for (size_t i = 1; i < t->n_kr; i++)
-                if (t->kr[i].heard < k->heard)
-                    k = &t->kr[i];
+            /* the least recently heard key on probation (bound, not heard a
+             * second later yet) goes first: a flood of fresh keys pushes out
+             * only its own kind */
+            struct keyroute *lru = &t->kr[0];
+
+            k = NULL;
+            for (size_t i = 0; i < t->n_kr; i++) {
+                struct keyroute *c = &t->kr[i];
+
+                if (c->heard < lru->heard)
+                    lru = c;
+                if (c->heard - c->born < PROMOTE_MS && (!k || c->heard < k->heard))
+                    k = c;
+            }
+            if (!k)
+                k = lru;
             t->rst.evicted++;
             SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "key routes full (%zu): forgot %s...",
                                t->n_kr, sw_identity_hex(hex, k->pk, 8));
         }
         memcpy(k->pk, pk, SW_IDENTITY_PK_BYTES);
+        k->born = uv_now(t->loop);
         t->rst.bound++;
     }
     memcpy(k->id, id, len);

@@ -99,8 +99,11 @@
  * connection, and the latest such message wins, for its own key only (a
  * stranger's messages bind the stranger's key; a replayed one is dropped
  * before it binds anything).  The table holds opts.max_routes keys; when it
- * is full the least recently heard key is forgotten (counted: evicted) and
- * comes back with its next message.  The endpoint "key:" followed by the
+ * is full a key is forgotten (counted: evicted) and comes back with its next
+ * message: the least recently heard of those on probation (not heard again
+ * a second or more after they were bound), else the least recently heard,
+ * so that a flood of fresh keys pushes out only fresh keys, not the
+ * outbound-only nodes that keep their connections alive.  The endpoint "key:" followed by the
  * 64 lowercase hex digits of a public key (sw_transport_key_endpoint)
  * names that key's connection: sw_transport_send and sw_transport_request
  * to it go out on the ROUTER, and -SW_ENOENT (counted: noroute) comes back

@@ -469,7 +469,7 @@ main(void)
     struct sw_transport_opts small = {.max_routes = 2};
 
     alarm(60);
-    tap_plan(42);
+    tap_plan(43);
     uv_loop_init(&loop);
     memset(run, 7, sizeof(run));
     if (sw_identity_generate(&sid) < 0 || sw_transport_new(&s, &loop, &sid, run, NULL) < 0 ||
@@ -610,6 +610,41 @@ main(void)
                !sw_transport_key_routed(s2, d[1].id.pk),
            "it comes back with its next message (the next oldest goes)");
     tap_ok(ask(s2, kx, T_ECHO, &w) == 0 && d[0].echoes == 1, "and is reached again");
+
+    /* a flood of fresh keys pushes out fresh keys only: two keys heard again a
+     * second after they were bound keep their routes in a table of 4 */
+    {
+        struct sw_transport *s4;
+        struct sw_transport_opts four = {.max_routes = 4};
+        char ep4[SW_TRANSPORT_MAX_ENDPOINT];
+        struct client e[2];
+        static struct client f[24];
+        int fresh = 0;
+
+        if (sw_transport_new(&s4, &loop, &sid, run, &four) < 0 ||
+            sw_transport_bind(s4, "tcp://127.0.0.1:*", ep4, sizeof(ep4)) < 0 ||
+            client_new(&e[0]) < 0 || client_new(&e[1]) < 0)
+            return 1;
+        for (int i = 0; i < 2; i++)
+            if (ask(e[i].t, ep4, SW_MSG_PING, &w) < 0)
+                tap_diag("ping failed");
+        run_ms(1100);
+        for (int i = 0; i < 2; i++)
+            if (ask(e[i].t, ep4, SW_MSG_PING, &w) < 0)
+                tap_diag("ping failed");
+        for (int i = 0; i < 24; i++)
+            fresh += client_new(&f[i]) == 0 && ask(f[i].t, ep4, SW_MSG_PING, &w) == 0;
+        sw_transport_route_stats(s4, &st);
+        tap_ok(fresh == 24 && sw_transport_key_routed(s4, e[0].id.pk) &&
+                   sw_transport_key_routed(s4, e[1].id.pk) && st.evicted == 22 && st.keys == 4,
+               "24 fresh keys through a table of 4: the 2 established keys keep their routes "
+               "(%llu evicted, all fresh)", (unsigned long long)st.evicted);
+        for (int i = 0; i < 24; i++)
+            client_free(&f[i]);
+        client_free(&e[0]);
+        client_free(&e[1]);
+        sw_transport_close(s4, NULL, NULL);
+    }
 
     /* back-pressure on the ROUTER: 12 one-way messages of 4 MiB to a key through a
      * high-water mark of 2 all arrive (the rest wait for POLLOUT), and a request of
