@@ -584,7 +584,12 @@ join_tick(struct sw_node *n, uint64_t now)
         wake = now;
     }
 
-    if (sw_trainer_wants_stage(&j->t)) {
+    /* the stage's set-up holds the loop (seconds for a big stage): not while
+     * the reachability check waits for a dial-back, which would then time
+     * out and call a reachable node unreachable */
+    if (sw_trainer_wants_stage(&j->t) && n->reach.started && !n->reach.done) {
+        wake = SW_MIN(wake, now + 50);
+    } else if (sw_trainer_wants_stage(&j->t)) {
         if ((code = setup(j)) != 0) {
             n->exit_code = code;
             return SW_NODE_DONE;

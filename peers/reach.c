@@ -635,7 +635,7 @@ relay_failed(struct sw_outbound *o, const char *ep, uint64_t now, const char *wh
             w = i;
     snprintf(o->bad[w].ep, sizeof(o->bad[w].ep), "%s", ep);
     o->bad[w].until = now + SW_OUTBOUND_BAD_MS;
-    sw_log(SW_LOG_WARN, "relay %s %s; choosing another", ep, why);
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "relay %s %s; choosing another", ep, why);
     if (!strcmp(o->relay, ep)) {
         o->relay[0] = '\0';
         outbound_set_ep(o, "");
@@ -687,12 +687,16 @@ relay_tick(struct sw_outbound *o, uint64_t now)
     if (o->check_busy || now < o->check_next)
         return;
     if (!o->trying[0]) {
-        for (int i = 0; i < o->n; i++) {
-            const struct sw_outbound_peer *p = &o->peer[i];
+        /* the candidates no check failed lately first; when every one did,
+         * the best of them again (this node's own busy loop can fail a check) */
+        for (int pass = 0; pass < 2 && !best; pass++) {
+            for (int i = 0; i < o->n; i++) {
+                const struct sw_outbound_peer *p = &o->peer[i];
 
-            if (p->relay && p->rtt_ms > 0 && !relay_bad(o, p->ep, now) &&
-                (!best || p->rtt_ms < best->rtt_ms))
-                best = p;
+                if (p->relay && p->rtt_ms > 0 && (pass || !relay_bad(o, p->ep, now)) &&
+                    (!best || p->rtt_ms < best->rtt_ms))
+                    best = p;
+            }
         }
         if (!best)
             return; /* none answered a keepalive yet */

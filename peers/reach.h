@@ -63,7 +63,8 @@
  * relay ("rly", swarmd --relay, on by default, published by reachable
  * nodes only); every candidate gets the keepalives, and the node takes the
  * one with the smallest smoothed keepalive round trip that no check failed
- * in the last SW_OUTBOUND_BAD_MS.  It proves the relay before naming it: a
+ * in the last SW_OUTBOUND_BAD_MS (when every candidate failed one lately,
+ * the best of them is tried again).  It proves the relay before naming it: a
  * PING to itself through it ("key:<self>@<relay>", which the relay passes
  * back over the node's own connection) must be answered, and is sent again
  * every SW_OUTBOUND_CHECK_MS; SW_OUTBOUND_CHECK_FAILS unanswered in a row

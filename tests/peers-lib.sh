@@ -419,6 +419,18 @@ sys.exit(0 if after is not None and math.isfinite(after) else 1)
 EOT
 }
 
+# losses_finite_next LOG STEP N: LOG has the N losses after STEP, each finite (printed)
+losses_finite_next() {
+    "$PY" - "$1" "$2" "$3" <<'EOT'
+import math, sys
+from swlog import losses
+l, f, n = losses(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+after = [l[s] for s in range(f + 1, f + 1 + n) if s in l]
+print("# losses of the %d steps after step %d: %s" % (n, f, ["%.4f" % x for x in after]))
+sys.exit(0 if len(after) == n and all(map(math.isfinite, after)) else 1)
+EOT
+}
+
 # keeper_recovery LOG STAGE: LOG's node recovered STAGE from a keeper's
 # checkpoint over the network (--from-checkpoint keeper)
 keeper_recovery() { grep -Fq "\"event\":\"recovery\",\"stage\":$2,\"method\":\"checkpoint\",\"from\":\"keeper " "$1"; }

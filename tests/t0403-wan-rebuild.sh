@@ -49,12 +49,5 @@ ok $? "a newcomer behind a 20 Mbit/s link rebuilt stage 2 by CheckFree from both
 
 wait_steps 120 "$TMP/n3.log" $((FAIL_STEP + 5)); rc=$?
 [ $rc -eq 0 ] || { diag_file "$TMP/new.log"; diag_file "$TMP/n1.log"; }
-[ $rc -eq 0 ] && "$PY" - "$TMP/n3.log" "$FAIL_STEP" <<'EOT'
-import math, sys
-from swlog import losses
-l, f = losses(sys.argv[1]), int(sys.argv[2])
-after = [l[s] for s in range(f + 1, f + 6) if s in l]
-print("# losses of the 5 steps after the rebuild: %s" % ["%.4f" % x for x in after])
-sys.exit(0 if len(after) == 5 and all(map(math.isfinite, after)) else 1)
-EOT
+[ $rc -eq 0 ] && losses_finite_next "$TMP/n3.log" "$FAIL_STEP" 5
 ok $? "the run trains on: 5 more steps, every loss finite"
