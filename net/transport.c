@@ -276,6 +276,19 @@ out_free(struct out_msg *m)
     sw_free(m);
 }
 
+/* Append a frame holding a copy of data[len] to m; false when out of memory. */
+static bool
+part_add(struct out_msg *m, const void *data, size_t len)
+{
+    zmq_msg_t *p = &m->parts[m->nparts];
+
+    if (zmq_msg_init_size(p, len) != 0)
+        return false;
+    memcpy(zmq_msg_data(p), data, len);
+    m->nparts++;
+    return true;
+}
+
 /*
  * Seal and build [route]?[mark]?[key]?[env][sig][payload]? for socket s: mark
  * 0 (none), SW_TRANSPORT_REVERSE or a relay mark, then the relay's key frame
@@ -289,7 +302,7 @@ out_build(struct sw_transport *t, const struct sw_transport_route *route, uint8_
     uint8_t sig[SW_WIRE_SIG_BYTES];
     struct out_msg *m;
     size_t env_len;
-    int err, k = 0;
+    int err;
 
     err = sw_wire_seal(&t->wire, type, rid, body, body_len, pl ? pl->hash : NULL,
                        pl ? pl->len : 0, t->env, sizeof(t->env), &env_len, sig);
@@ -299,39 +312,17 @@ out_build(struct sw_transport *t, const struct sw_transport_route *route, uint8_
     if (!m)
         return -SW_ENOMEM;
     m->rid = rid;
-    if (route) {
-        if (zmq_msg_init_size(&m->parts[k], route->len) != 0)
-            goto nomem;
-        memcpy(zmq_msg_data(&m->parts[k]), route->id, route->len);
-        m->nparts = ++k;
-    }
-    if (mark) {
-        if (zmq_msg_init_size(&m->parts[k], 1) != 0)
-            goto nomem;
-        *(uint8_t *)zmq_msg_data(&m->parts[k]) = mark;
-        m->nparts = ++k;
-    }
-    if (key) {
-        if (zmq_msg_init_size(&m->parts[k], SW_IDENTITY_PK_BYTES) != 0)
-            goto nomem;
-        memcpy(zmq_msg_data(&m->parts[k]), key, SW_IDENTITY_PK_BYTES);
-        m->nparts = ++k;
-    }
-    if (zmq_msg_init_size(&m->parts[k], env_len) != 0)
+    if ((route && !part_add(m, route->id, route->len)) || (mark && !part_add(m, &mark, 1)) ||
+        (key && !part_add(m, key, SW_IDENTITY_PK_BYTES)) || !part_add(m, t->env, env_len) ||
+        !part_add(m, sig, sizeof(sig)))
         goto nomem;
-    memcpy(zmq_msg_data(&m->parts[k]), t->env, env_len);
-    m->nparts = ++k;
-    if (zmq_msg_init_size(&m->parts[k], sizeof(sig)) != 0)
-        goto nomem;
-    memcpy(zmq_msg_data(&m->parts[k]), sig, sizeof(sig));
-    m->nparts = ++k;
     if (pl) {
         atomic_fetch_add(&pl->refs, 1);
-        if (zmq_msg_init_data(&m->parts[k], pl->data, pl->len, zmq_free_cb, pl) != 0) {
+        if (zmq_msg_init_data(&m->parts[m->nparts], pl->data, pl->len, zmq_free_cb, pl) != 0) {
             payload_unref(pl);
             goto nomem;
         }
-        m->nparts = ++k;
+        m->nparts++;
     }
     *out = m;
     return 0;
@@ -586,6 +577,16 @@ refill(double *tokens, uint64_t *last, double rate, double burst, uint64_t now)
     *last = now;
 }
 
+/* l's global bucket: rate_per_s, depth burst (at least 1), full now. */
+static void
+limit_global_set(struct sw_transport *t, struct limit *l, double rate_per_s, double burst)
+{
+    l->g_rate = rate_per_s;
+    l->g_burst = SW_MAX(burst, 1.0);
+    l->g_tokens = l->g_burst;
+    l->g_last = uv_now(t->loop);
+}
+
 /*
  * True when a message of hdr's type from hdr's sender is within its limits
  * (and takes a token from its bucket, and from the global one while the key
@@ -780,10 +781,8 @@ sw_transport_set_relay(struct sw_transport *t, bool on, double rate_per_s, doubl
     t->relay_lim.type = RELAY_BUCKET;
     t->relay_lim.rate = rate_per_s;
     t->relay_lim.burst = burst;
-    t->relay_lim.g_rate = rate_per_s * SW_TRANSPORT_GLOBAL_FACTOR;
-    t->relay_lim.g_burst = burst * SW_TRANSPORT_GLOBAL_FACTOR;
-    t->relay_lim.g_tokens = t->relay_lim.g_burst;
-    t->relay_lim.g_last = uv_now(t->loop);
+    limit_global_set(t, &t->relay_lim, rate_per_s * SW_TRANSPORT_GLOBAL_FACTOR,
+                     burst * SW_TRANSPORT_GLOBAL_FACTOR);
     return 0;
 }
 
@@ -837,11 +836,11 @@ static void
 relay_forward(struct sock *s, zmq_msg_t *parts, int n, uint8_t mark)
 {
     struct sw_transport *t = s->t;
-    struct sw_transport_route to;
+    const struct keyroute *to;
     struct sw_wire_hdr hdr;
     struct out_msg *m;
     size_t pl_len = n == 6 ? zmq_msg_size(&parts[5]) : 0;
-    int k;
+    size_t bytes = zmq_msg_size(&parts[3]) + pl_len;
 
     if (!t->relay_on) {
         relay_drop(t, &t->rly.refused, "this node does not relay");
@@ -865,45 +864,34 @@ relay_forward(struct sock *s, zmq_msg_t *parts, int n, uint8_t mark)
         return; /* counted in relay_lim.drops */
     /* (one addressed to its own sender goes back to it: how a node checks its relay) */
     keyroute_bind(t, hdr.sender, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
-    if (!keyroute_find(t, zmq_msg_data(&parts[2]))) {
+    if (!(to = keyroute_find(t, zmq_msg_data(&parts[2])))) {
         relay_drop(t, &t->rly.noroute, "no connection of the key it is for");
         return;
     }
-    if (t->router->qlen >= t->o.max_queue ||
-        t->relay_queued + zmq_msg_size(&parts[3]) + pl_len > t->o.relay_queue) {
+    if (t->router->qlen >= t->o.max_queue || t->relay_queued + bytes > t->o.relay_queue) {
         relay_drop(t, &t->rly.full, "queue full");
         return;
     }
-    if (keyroute_get(t, zmq_msg_data(&parts[2]), &to) < 0 || !(m = sw_calloc(1, sizeof(*m))))
+    if (!(m = sw_calloc(1, sizeof(*m))))
         return;
-    k = 0;
-    if (zmq_msg_init_size(&m->parts[k], to.len) == 0) {
-        memcpy(zmq_msg_data(&m->parts[k]), to.id, to.len);
-        m->nparts = ++k;
+    if (part_add(m, to->id, to->len) && part_add(m, &mark, 1) &&
+        part_add(m, hdr.sender, SW_IDENTITY_PK_BYTES)) {
+        for (int i = 3; i < n && m->nparts == i; i++) {
+            zmq_msg_init(&m->parts[i]);
+            if (zmq_msg_copy(&m->parts[i], &parts[i]) == 0) /* shares the bytes */
+                m->nparts++;
+            else
+                zmq_msg_close(&m->parts[i]);
+        }
     }
-    if (k == 1 && zmq_msg_init_size(&m->parts[k], 1) == 0) {
-        *(uint8_t *)zmq_msg_data(&m->parts[k]) = mark;
-        m->nparts = ++k;
-    }
-    if (k == 2 && zmq_msg_init_size(&m->parts[k], SW_IDENTITY_PK_BYTES) == 0) {
-        memcpy(zmq_msg_data(&m->parts[k]), hdr.sender, SW_IDENTITY_PK_BYTES);
-        m->nparts = ++k;
-    }
-    for (int i = 3; i < n && k == i; i++) {
-        zmq_msg_init(&m->parts[k]);
-        if (zmq_msg_copy(&m->parts[k], &parts[i]) == 0) /* shares the bytes */
-            m->nparts = ++k;
-        else
-            zmq_msg_close(&m->parts[k]);
-    }
-    if (k != n) {
+    if (m->nparts != n) {
         out_free(m);
         return;
     }
     t->rly.forwarded++;
-    t->rly.bytes += zmq_msg_size(&parts[3]) + pl_len;
-    m->relay_bytes = zmq_msg_size(&parts[3]) + pl_len;
-    t->relay_queued += m->relay_bytes;
+    t->rly.bytes += bytes;
+    m->relay_bytes = bytes;
+    t->relay_queued += bytes;
     sock_enqueue(t->router, m);
     sock_kick(t->router);
 }
@@ -1666,10 +1654,7 @@ sw_transport_limit_global(struct sw_transport *t, uint32_t type, double rate_per
         return -SW_ENOENT;
     if (!(rate_per_s > 0) || !(burst == burst))
         return -SW_EINVAL;
-    l->g_rate = rate_per_s;
-    l->g_burst = SW_MAX(burst, 1.0);
-    l->g_tokens = l->g_burst;
-    l->g_last = uv_now(t->loop);
+    limit_global_set(t, l, rate_per_s, burst);
     return 0;
 }
 
@@ -1697,6 +1682,25 @@ sw_transport_set_admit(struct sw_transport *t, sw_transport_admit_cb *admit, voi
     t->admit_arg = arg;
 }
 
+enum ep_kind { EP_DEALER, EP_KEY, EP_RELAY };
+
+/*
+ * What endpoint names: a key's connection on the ROUTER (its key into key),
+ * a key through a relay (the key into key, the relay's endpoint into relay),
+ * or the endpoint of a DEALER.  A relay endpoint whose key has a connection
+ * here is that key's connection: never a relay when a direct path exists.
+ */
+static enum ep_kind
+endpoint_kind(const struct sw_transport *t, const char *endpoint, uint8_t *key, char *relay,
+              size_t relay_cap)
+{
+    if (sw_transport_endpoint_is_key(endpoint, key))
+        return EP_KEY;
+    if (sw_transport_endpoint_is_relay(endpoint, key, relay, relay_cap))
+        return t->router && keyroute_find(t, key) ? EP_KEY : EP_RELAY;
+    return EP_DEALER;
+}
+
 int
 sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type,
                      const void *body, size_t body_len, const struct sw_payload *payload,
@@ -1705,7 +1709,7 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
     uint8_t key[SW_IDENTITY_PK_BYTES];
     char relay_ep[SW_TRANSPORT_MAX_ENDPOINT];
     struct payload_ref *pl;
-    bool via_key = false, relay = false;
+    enum ep_kind kind;
     struct sock *d;
     struct req *r;
     int err;
@@ -1717,26 +1721,15 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
         err = -SW_EINVAL;
         goto out_unref;
     }
-    if (sw_transport_endpoint_is_key(endpoint, key)) {
+    kind = endpoint_kind(t, endpoint, key, relay_ep, sizeof(relay_ep));
+    if (kind == EP_KEY) {
         /* checked again by req_send; a key without a route fails at once */
         if (!t->router || !keyroute_find(t, key)) {
             err = keyroute_get(t, key, &(struct sw_transport_route){0});
             goto out_unref;
         }
         d = t->router;
-        via_key = true;
-    } else if (sw_transport_endpoint_is_relay(endpoint, key, relay_ep, sizeof(relay_ep))) {
-        /* the key's own connection when it has one to us: never a relay when a
-         * direct path exists */
-        if (t->router && keyroute_find(t, key)) {
-            d = t->router;
-            via_key = true;
-        } else if ((err = dealer_get(t, relay_ep, &d)) < 0) {
-            goto out_unref;
-        } else {
-            relay = true;
-        }
-    } else if ((err = dealer_get(t, endpoint, &d)) < 0) {
+    } else if ((err = dealer_get(t, kind == EP_RELAY ? relay_ep : endpoint, &d)) < 0) {
         goto out_unref;
     }
     if (d->qlen >= t->o.max_queue) {
@@ -1756,8 +1749,8 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
     if (r->rid == 0)
         r->rid = t->next_rid++;
     r->dealer = d;
-    r->via_key = via_key;
-    r->relay = relay;
+    r->via_key = kind == EP_KEY;
+    r->relay = kind == EP_RELAY;
     memcpy(r->key, key, sizeof(key));
     r->type = type;
     r->pl = pl;
@@ -1810,32 +1803,26 @@ sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, c
     uint8_t key[SW_IDENTITY_PK_BYTES];
     char relay_ep[SW_TRANSPORT_MAX_ENDPOINT];
     struct sw_transport_route route;
-    bool via_key = !t->closing && sw_transport_endpoint_is_key(endpoint, key);
-    bool relay = !t->closing && !via_key &&
-                 sw_transport_endpoint_is_relay(endpoint, key, relay_ep, sizeof(relay_ep));
+    enum ep_kind kind = endpoint_kind(t, endpoint, key, relay_ep, sizeof(relay_ep));
     struct sock *d;
     int err;
 
-    if (relay && t->router && keyroute_find(t, key)) { /* a direct path: no relay */
-        relay = false;
-        via_key = true;
-    }
     if (t->closing)
         err = -SW_ECLOSED;
-    else if (via_key)
+    else if (kind == EP_KEY)
         err = keyroute_get(t, key, &route);
     else
-        err = dealer_get(t, relay ? relay_ep : endpoint, &d);
+        err = dealer_get(t, kind == EP_RELAY ? relay_ep : endpoint, &d);
     if (err < 0) {
         int e2;
 
         payload_unref(payload_take(payload, 0, &e2)); /* runs the caller's free_cb */
         return err;
     }
-    if (via_key)
+    if (kind == EP_KEY)
         return send_on(t, t->router, &route, SW_TRANSPORT_REVERSE, NULL, type, 0, body, body_len,
                        payload);
-    if (relay)
+    if (kind == EP_RELAY)
         return send_on(t, d, NULL, SW_TRANSPORT_RELAY_MSG, key, type, 0, body, body_len, payload);
     return send_on(t, d, NULL, 0, NULL, type, 0, body, body_len, payload);
 }
