@@ -40,6 +40,13 @@ struct join {
     uint32_t blk_cur, blk_prev;
 };
 
+/* The longest block of this window and the last (the record's "blk"). */
+static uint32_t
+blk_ms(const struct join *j)
+{
+    return SW_MAX(j->blk_cur, j->blk_prev);
+}
+
 /* The trainer ran from t0 (ms) until now: the loop was held that long. */
 static void
 blk_note(struct join *j, uint64_t t0)
@@ -150,7 +157,7 @@ env_publish(void *arg, const struct sw_peer_rec *me, uint32_t ttl_s, uint64_t st
     /* a relay for outbound-only nodes: only one they can dial */
     rec.relay = j->n->o.relay && !j->n->outb.on;
     /* how long its loop may not answer (live.h, Busy nodes) */
-    rec.blk_ms = SW_MAX(j->blk_cur, j->blk_prev);
+    rec.blk_ms = blk_ms(j);
     sw_status_rec_pack(&pk, &rec, ttl_s, step_age_ms);
     if (b.overflow)
         return;
@@ -587,14 +594,15 @@ join_tick(struct sw_node *n, uint64_t now)
     /* the stage's set-up holds the loop (seconds for a big stage): not while
      * the reachability check waits for a dial-back, which would then time
      * out and call a reachable node unreachable */
-    if (sw_trainer_wants_stage(&j->t) && n->reach.started && !n->reach.done) {
-        wake = SW_MIN(wake, now + 50);
-    } else if (sw_trainer_wants_stage(&j->t)) {
-        if ((code = setup(j)) != 0) {
+    if (sw_trainer_wants_stage(&j->t)) {
+        if (n->reach.started && !n->reach.done) {
+            wake = SW_MIN(wake, now + 50);
+        } else if ((code = setup(j)) != 0) {
             n->exit_code = code;
             return SW_NODE_DONE;
+        } else {
+            wake = now;
         }
-        wake = now;
     }
     if (j->t.phase == SW_PHASE_CLOSED) {
         n->exit_code = j->t.exit_code;
@@ -642,7 +650,7 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
     OUT("# HELP swarm_node_loop_block_ms The longest the training held this node's loop "
         "in the last 30 to 60 s (its record's blk: peers wait that much longer for it).\n"
         "# TYPE swarm_node_loop_block_ms gauge\nswarm_node_loop_block_ms %u\n",
-        (unsigned)SW_MAX(self(n)->blk_cur, self(n)->blk_prev));
+        (unsigned)blk_ms(self(n)));
     OUT("# HELP swarm_node_tokens_total Tokens through this node.\n"
         "# TYPE swarm_node_tokens_total counter\nswarm_node_tokens_total %llu\n",
         (unsigned long long)t->tokens_total);

@@ -80,14 +80,19 @@ ping_timeout(const struct sw_live *lv, const struct sw_live_peer *p)
     return (uint64_t)lv->dead_ms / 3 + p->blk_ms;
 }
 
-/* How much longer than dead_ms p may be silent now: its blk, and
- * SW_LIVE_BUSY_MS more while its port connected lately (live.h, Busy nodes). */
-static uint64_t
-busy_grace(const struct sw_live *lv, const struct sw_live_peer *p, uint64_t now)
+/* A probe of p's port connected lately: a process listens there (live.h, Busy nodes). */
+static bool
+listening(const struct sw_live_peer *p, uint64_t now)
 {
-    bool listening = p->conn_ms && now - p->conn_ms <= SW_LIVE_BUSY_MS;
+    return p->conn_ms && now - p->conn_ms <= SW_LIVE_BUSY_MS;
+}
 
-    return p->blk_ms + (listening ? SW_LIVE_BUSY_MS : 0);
+/* How much longer than dead_ms p may be silent now: its blk, and
+ * SW_LIVE_BUSY_MS more while it is listening (live.h, Busy nodes). */
+static uint64_t
+busy_grace(const struct sw_live_peer *p, uint64_t now)
+{
+    return p->blk_ms + (listening(p, now) ? SW_LIVE_BUSY_MS : 0);
 }
 
 void
@@ -128,7 +133,7 @@ static void
 judge(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *r, uint64_t probe_every)
 {
     struct sw_live_peer *p = sw_live_get(lv, r->pk);
-    bool me = !memcmp(r->pk, lv->self, 32);
+    bool me = !memcmp(r->pk, lv->self, 32), past_due;
     char who[13];
 
     if (!p)
@@ -155,10 +160,10 @@ judge(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *r, uint64_t pr
     /* a block of compute delays its refresh as much; a node that says it
      * blocks is probed once in this silence before it is judged by age (a
      * reader that scans seldom may see it late only once it is past due) */
-    if (now - p->seq_ms > (uint64_t)lv->dead_ms + busy_grace(lv, p, now) && p->blk_ms > 0 &&
-        p->probe_ms <= p->seq_ms && lv->ops->probe && r->ep[0]) {
+    past_due = now - p->seq_ms > (uint64_t)lv->dead_ms + busy_grace(p, now);
+    if (past_due && p->blk_ms > 0 && p->probe_ms <= p->seq_ms && lv->ops->probe && r->ep[0]) {
         sw_live_probe(lv, now, p, r->ep);
-    } else if (now - p->seq_ms > (uint64_t)lv->dead_ms + busy_grace(lv, p, now)) {
+    } else if (past_due) {
         char why[64];
         snprintf(why, sizeof(why), "no record refresh for %llu ms",
                  (unsigned long long)(now - p->seq_ms));
@@ -273,8 +278,8 @@ sw_live_pong(struct sw_live *lv, uint64_t now, uint64_t tag, int status, const u
     /* a node whose port connects lately is busy, not gone: dead only once
      * its silence outlasts the grace too (live.h, Busy nodes) */
     if (++p->ping_fails >= 2 &&
-        (!(p->conn_ms && now - p->conn_ms <= SW_LIVE_BUSY_MS) ||
-         now - SW_MAX(p->alive_ms, p->seq_ms) > (uint64_t)lv->dead_ms + busy_grace(lv, p, now))) {
+        (!listening(p, now) ||
+         now - SW_MAX(p->alive_ms, p->seq_ms) > (uint64_t)lv->dead_ms + busy_grace(p, now))) {
         snprintf(why, sizeof(why), "no answer to %d pings of %llu ms", p->ping_fails,
                  (unsigned long long)ping_timeout(lv, p));
         sw_live_declare_dead(lv, p, why);

@@ -572,7 +572,6 @@ sw_outbound_targets(struct sw_outbound *o, uint64_t now, const struct sw_peer_re
 struct keepalive {
     struct sw_outbound *o;
     char ep[SW_PROTO_EP_MAX];
-    uint64_t sent_ms;
 };
 
 static void
@@ -666,7 +665,6 @@ on_relay_check(struct sw_transport *t, int status, const struct sw_transport_msg
         return;
     }
     o->check_fails = 0;
-    o->relay_rtt_ms = now >= ka.sent_ms ? (double)(now - ka.sent_ms) : 0;
     if (strcmp(o->relay, ka.ep) != 0) {
         snprintf(o->relay, sizeof(o->relay), "%s", ka.ep);
         o->switches++;
@@ -707,7 +705,6 @@ relay_tick(struct sw_outbound *o, uint64_t now)
         !(ka = sw_malloc(sizeof(*ka))))
         return;
     ka->o = o;
-    ka->sent_ms = now;
     snprintf(ka->ep, sizeof(ka->ep), "%s", o->trying);
     o->check_next = now + SW_OUTBOUND_CHECK_MS;
     if (sw_transport_request(o->t, via, SW_MSG_PING, NULL, 0, NULL, SW_OUTBOUND_PING_MS, 0,

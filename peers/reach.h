@@ -221,7 +221,6 @@ struct sw_outbound {
     int check_fails;           /* relayed self-PINGs unanswered in a row */
     bool check_busy;
     uint64_t check_next;
-    double relay_rtt_ms;       /* the last relayed self-PING's round trip */
     struct { char ep[SW_PROTO_EP_MAX]; uint64_t until; } bad[4]; /* relays that failed lately */
     struct sw_outbound_peer peer[SW_PROTO_MAX_NODES + 1];
     int n;
