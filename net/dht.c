@@ -1432,9 +1432,12 @@ boot_maybe_done(struct sw_dht *d)
     lk->arg = d->boot_arg;
     for (unsigned i = 0; i < d->n_boot_nodes; i++)
         cand_add(d, lk, &d->boot_nodes[i], 2);
-    if (d->boot_answers == 0 && lk->n_cands == 0)
+    if (d->boot_answers == 0 && lk->n_cands == 0) {
+        /* nobody answered: done booting, so that a later sw_dht_bootstrap
+         * (a node whose every contact timed out joins again) can start */
+        d->booting = false;
         lookup_finish(d, lk, -SW_ETIMEDOUT);
-    else
+    } else
         lookup_step(d, lk);
 }
 

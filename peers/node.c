@@ -576,6 +576,50 @@ fail(struct sw_node *n, int code)
 }
 
 static void
+on_dht_rejoined(void *arg, int status, const struct sw_dht_contact *c, size_t cnt,
+                const struct sw_dht_lookup_info *info)
+{
+    (void)arg;
+    (void)c;
+    (void)info;
+    if (status == -SW_ECANCELED)
+        return;
+    if (status < 0)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 30000, "cannot join the DHT again: %s",
+                           sw_strerror(status));
+    else
+        sw_log(SW_LOG_INFO, "joined the DHT again (%zu nodes near us)", cnt);
+}
+
+/*
+ * A node whose every contact timed out (its own loop held for seconds by a
+ * big stage's set-up times out every request in flight at once; a home link
+ * that went down a while) has an empty table: every lookup then ends at once
+ * on this node alone, its records are stored nowhere else and its scans see
+ * only itself, for good.  It joins again through the endpoints it joined
+ * through first, every SW_NODE_REJOIN_MS while the table stays empty.
+ */
+static void
+rejoin_if_alone(struct sw_node *n, uint64_t now)
+{
+    const char *eps[2] = {n->boot_ep, n->peer_ep};
+    size_t cnt = n->peer_ep[0] && strcmp(n->peer_ep, n->boot_ep) ? 2 : 1;
+    int err;
+
+    if (!n->dht || n->role == &sw_bootstrap_role || !n->boot_ep[0] ||
+        now - n->rejoin_ms < SW_NODE_REJOIN_MS ||
+        sw_dht_count_contacts(sw_dhtnode_dht(n->dht)) > 0)
+        return;
+    n->rejoin_ms = now;
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 30000, "every DHT contact timed out: joining again through %s",
+                       n->boot_ep);
+    if ((err = sw_dhtnode_bootstrap(n->dht, eps, cnt, on_dht_rejoined, n)) < 0 &&
+        err != -SW_EAGAIN)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 30000, "cannot join the DHT again: %s",
+                           sw_strerror(err));
+}
+
+static void
 on_tick(uv_timer_t *h)
 {
     struct sw_node *n = h->data;
@@ -584,6 +628,7 @@ on_tick(uv_timer_t *h)
     if (n->phase != SW_NODE_RUN)
         return;
     now = sw_now_ms();
+    rejoin_if_alone(n, now);
     wake = n->role->tick(n, now);
     if (wake == SW_NODE_DONE) {
         node_close(n);

@@ -72,6 +72,7 @@
 #include "transport.h"
 
 #define SW_NODE_TICK_MS 20              /* the longest a role waits for its tick */
+#define SW_NODE_REJOIN_MS 5000          /* an empty DHT table: join again this often */
 #define SW_NODE_BOOT_SCAN_MS 1000       /* the bootstrap reads the stage keys (logs, metrics) */
 #define SW_NODE_DHT_RPC_MS 1000         /* DHT request timeout */
 #define SW_NODE_DHT_QUESTIONABLE_MS 5000 /* DHT contacts silent this long are pinged */
@@ -161,6 +162,7 @@ struct sw_node {
     char lobby_ep[SW_PROTO_EP_MAX], ep[SW_PROTO_EP_MAX];
     char boot_ep[SW_PROTO_EP_MAX], peer_ep[SW_PROTO_EP_MAX];
     struct sw_dhtnode *dht;
+    uint64_t rejoin_ms;               /* the last join of an emptied DHT table (on_tick) */
     struct sw_reach_srv reach_srv;    /* every role answers reachability checks (reach.h) */
     struct sw_reach_check reach;      /* join: this node's own, once in the DHT */
     struct sw_outbound outb;          /* join: the outbound-only mode, on when unreachable */

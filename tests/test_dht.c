@@ -650,6 +650,19 @@ test_boot_failure(void)
     tap_ok(jr.done && jr.status == -SW_ETIMEDOUT,
            "joining through an endpoint that never answers fails with ETIMEDOUT (%s)",
            sw_err_name(jr.status));
+    /* a node whose first join failed (or whose every contact timed out)
+     * joins again: the failed join left it booting, and every later
+     * sw_dht_bootstrap answered EAGAIN */
+    memset(&jr, 0, sizeof(jr));
+    boot[0] = nodes[0].ep;
+    pending++;
+    tap_ok(sw_dht_bootstrap(nodes[i].d, boot, 1, now, join_cb, &jr) == 0,
+           "after the failed join, joining again through a live node starts");
+    refresh_wake(i);
+    sim_run(now + 10000, true);
+    tap_ok(jr.done && jr.status == 0 && sw_dht_count_contacts(nodes[i].d) > 0,
+           "and succeeds (%s, %zu contacts)", sw_err_name(jr.status),
+           sw_dht_count_contacts(nodes[i].d));
     nodes[i].up = false;
 }
 
