@@ -60,14 +60,14 @@ tests_test_status_LDADD = $(sw_peers_ldadd)
 TESTS += tests/test_status
 
 sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh tests/t0302-big-stage.sh \
-	tests/t0303-big-checkfree-plus.sh tests/t0304-codecs.sh \
+	tests/t0303-big-checkfree-plus.sh tests/t0304-codecs.sh tests/t0305-big-microbatch.sh \
 	tests/t0310-replicas.sh tests/t0311-grad-int8.sh tests/t0320-stage-auto.sh \
 	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
 	tests/t0355-kill-checkfree-plus.sh tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh \
 	tests/t0380-rogue.sh tests/t0381-admission.sh tests/t0382-attack-prepare-records.sh \
 	tests/t0383-attack-fake-records.sh tests/t0384-attack-floods.sh tests/t0386-fake-records.sh \
 	tests/t0387-zero-weights.sh \
-	tests/t0385-attack-pieces.sh tests/t0389-keeper-records.sh \
+	tests/t0385-attack-pieces.sh tests/t0388-attack-hop-pieces.sh tests/t0389-keeper-records.sh \
 	tests/t0390-keeper.sh tests/t0391-restart-from-checkpoint.sh \
 	tests/t0392-keeper-adjacent.sh tests/t0393-keeper-network.sh tests/t0394-keeper-deaths.sh \
 	tests/t0395-netns.sh tests/t0396-checkfree-before-checkpoint.sh \

@@ -185,9 +185,11 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
         return -SW_ECONFIG;
     }
     N = (size_t)m->batch * m->T;
-    if (sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4 > (16u << 20)) {
+    /* a FWD or BWD above 8 MiB goes in pieces (step.h); a node keeps
+     * several per microbatch of the step, so 1 GiB each is the sane most */
+    if (sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4 > (1u << 30)) {
         snprintf(why, whylen, "batch.size x batch.seq_len x d_model: an activation of %zu bytes "
-                 "(%s) exceeds the 16 MiB message payload",
+                 "(%s) exceeds 1 GiB",
                  sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4, m->wire_act);
         return -SW_ECONFIG;
     }

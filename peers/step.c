@@ -70,11 +70,12 @@ sw_step_init(struct sw_trainer *t)
     s->early_dx = sw_calloc(V, sizeof(bool));
     s->early_pk = sw_calloc(V, 32);
     s->early_dxpk = sw_calloc(V, 32);
+    s->hop_asm = sw_calloc(2 * V, sizeof(*s->hop_asm));
     s->gsum = sw_malloc_big(t->numel * sizeof(float));
     if (!s->fwd_done || !s->bwd_done || !s->have_dx || !s->losses || !s->mb_node || !s->dx ||
         !s->routes || !s->xbuf || !s->msgbuf || !s->wirebuf || !s->in_all || !s->tg_all || !s->xout ||
         !s->dxout || !s->xout_ok || !s->dxout_ok || !s->early_ok || !s->early_dx ||
-        !s->early_pk || !s->early_dxpk || !s->gsum)
+        !s->early_pk || !s->early_dxpk || !s->hop_asm || !s->gsum)
         return -SW_ENOMEM;
     s->myidx = -1;
     return 0;
@@ -107,6 +108,11 @@ sw_step_release(struct sw_trainer *t)
     sw_free(s->early_dx);
     sw_free(s->early_pk);
     sw_free(s->early_dxpk);
+    for (size_t v = 0; s->hop_asm && v < 2 * visits(t); v++) {
+        sw_free_big(s->hop_asm[v].buf);
+        sw_free(s->hop_asm[v].got);
+    }
+    sw_free(s->hop_asm);
     sw_free_big(s->early);
     sw_free_big(s->gsum);
     sw_free_big(s->own);
@@ -223,41 +229,69 @@ hop_body(struct sw_trainer *t, int keys, uint64_t step, int m, int h)
     return b;
 }
 
+/*
+ * A FWD (route: the microbatch's, else a BWD) of p, len bytes, for
+ * microbatch m at hop h to ep: one message, or above SW_STEP_HOP_PIECE
+ * bytes pieces of that many bytes, each with its 'off' and the 'total'.
+ */
+static void
+send_hop(struct sw_trainer *t, const char *ep, uint32_t type, uint64_t step, int m, int h,
+         const char *route, const uint8_t *p, size_t len)
+{
+    bool pieced = len > SW_STEP_HOP_PIECE;
+    size_t off = 0;
+
+    do {
+        size_t n = pieced ? SW_MIN(SW_STEP_HOP_PIECE, len - off) : len;
+        struct sw_body *b = hop_body(t, 3 + (route != NULL) + 2 * pieced, step, m, h);
+
+        if (route) {
+            sw_proto_pack_key(&b->pk, "route");
+            msgpack_pack_array(&b->pk, (size_t)t->S);
+            for (int s = 0; s < t->S; s++)
+                sw_proto_pack_str(&b->pk, route + (size_t)s * EP);
+        }
+        if (pieced) {
+            sw_proto_pack_key(&b->pk, "off");
+            msgpack_pack_uint64(&b->pk, off);
+            sw_proto_pack_key(&b->pk, "total");
+            msgpack_pack_uint64(&b->pk, len);
+        }
+        if (trainer_send(t, ep, type, p + off, n) < 0)
+            return;
+        off += n;
+    } while (off < len);
+}
+
 static void
 send_fwd(struct sw_trainer *t, int u, uint64_t step)
 {
     int m = u % t->M, h = visit_hop(t, step, m, u / t->M) + 1;
-    struct sw_body *b = hop_body(t, 4, step, m, h);
-
-    sw_proto_pack_key(&b->pk, "route");
-    msgpack_pack_array(&b->pk, (size_t)t->S);
-    for (int s = 0; s < t->S; s++)
-        sw_proto_pack_str(&b->pk, route_ep(t, m, s));
     const uint8_t *x = t->st.xout + (size_t)u * fwd_len(t);
+
     if (t->codec != SW_CODEC_FP32) {
         size_t xl = bwd_wire_len(t);
         sw_codec_encode(t->codec, (const float *)x, t->N * t->C, t->st.wirebuf);
         memcpy(t->st.wirebuf + xl, x + t->N * t->C * 4, t->N * 4);
         x = t->st.wirebuf;
     }
-    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_FWD, x, fwd_wire_len(t));
+    send_hop(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_FWD, step, m, h,
+             route_ep(t, m, 0), x, fwd_wire_len(t));
 }
 
 static void
 send_bwd(struct sw_trainer *t, int u, uint64_t step)
 {
     int m = u % t->M, h = visit_hop(t, step, m, u / t->M) - 1;
-
     const float *dx = t->st.dxout + (size_t)u * t->N * t->C;
     const void *p = dx;
 
-    (void)hop_body(t, 3, step, m, h);
     if (t->codec != SW_CODEC_FP32) {
         sw_codec_encode(t->codec, dx, t->N * t->C, t->st.wirebuf);
         p = t->st.wirebuf;
     }
-    trainer_send(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_BWD, p,
-                 bwd_wire_len(t));
+    send_hop(t, route_ep(t, m, hop_stage(t, step, m, h, NULL)), SW_MSG_BWD, step, m, h, NULL, p,
+             bwd_wire_len(t));
 }
 
 /* ---- the prepare answer ---- */
@@ -321,15 +355,20 @@ piece_fits(size_t numel, uint64_t off, uint64_t n)
     return off < numel && off % SW_STEP_PIECE == 0 && n == SW_MIN(SW_STEP_PIECE, numel - off);
 }
 
-/* Piece off is in (got[]: one flag per piece); returns the pieces in. */
+/* Piece k is in (got[]: one flag per piece); returns the pieces in. */
 static uint32_t
-piece_in(uint8_t *got, uint32_t ngot, uint64_t off)
+piece_mark(uint8_t *got, uint32_t ngot, size_t k)
 {
-    size_t k = off / SW_STEP_PIECE;
-
     ngot += !got[k];
     got[k] = 1;
     return ngot;
+}
+
+/* The piece of float offset off is in (piece_mark). */
+static uint32_t
+piece_in(uint8_t *got, uint32_t ngot, uint64_t off)
+{
+    return piece_mark(got, ngot, off / SW_STEP_PIECE);
 }
 
 /* Boundary stage, first node of the plan: the updated embedding (head) to
@@ -495,6 +534,10 @@ update(struct sw_trainer *t, double loss_sum)
     r.norm = norm;
     snprintf(r.hash, sizeof(r.hash), "%s", t->hash);
     r.tok_s = (double)t->M * t->N / (dt > 0 ? dt : 1);
+    r.step_ms = dt * 1000.0;
+    r.compute_ms = s->compute_at_update > 0 && cs >= s->compute_at_update
+                       ? (cs - s->compute_at_update) * 1000.0 : -1;
+    s->compute_at_update = cs;
     r.nrep = s->nrep;
     r.myidx = s->myidx;
     if ((err = t->ops->zero_grad(t->model)) < 0)
@@ -944,6 +987,77 @@ hold_fwd(struct sw_trainer *t, const struct sw_transport_msg *m, int v, uint64_t
            (unsigned long long)step, mb);
 }
 
+/*
+ * A piece of a FWD (fwd) or BWD of visit v of step (its body in u, with
+ * 'off'): into the visit's struct sw_hop_asm.  True when it completed the
+ * payload: *whole is then m with the whole payload, and u is the last
+ * piece's body; false (u destroyed) while pieces are missing, and when the
+ * piece is dropped (another step's) or rejected (a bad offset, length or
+ * total bans its sender).  Pieces of one payload come from one sender: the
+ * planned sender's are not replaced by another's, a known node's not by a
+ * stranger's (as hold_fwd); another sender's otherwise start it afresh.
+ */
+static bool
+hop_piece(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u, bool fwd,
+          int v, uint64_t step, int mb, int hop, struct sw_transport_msg *whole)
+{
+    struct sw_hop_asm *a = &t->st.hop_asm[(fwd ? 0 : visits(t)) + (size_t)v];
+    size_t want = fwd ? fwd_wire_len(t) : bwd_wire_len(t);
+    size_t np = (want + SW_STEP_HOP_PIECE - 1) / SW_STEP_HOP_PIECE;
+    uint64_t off, total;
+
+    if (sw_proto_get_u64(&u->data, "off", &off) < 0 ||
+        sw_proto_get_u64(&u->data, "total", &total) < 0 || total != want ||
+        want <= SW_STEP_HOP_PIECE || off >= total || off % SW_STEP_HOP_PIECE ||
+        m->payload_len != SW_MIN(SW_STEP_HOP_PIECE, total - off)) {
+        trainer_reject(t, m, u, SW_WIRE_DROP_MALFORMED,
+                       fwd ? "forward piece of the wrong shape" : "backward piece of the wrong shape");
+        return false;
+    }
+    if (step != t->step) {
+        sw_log(SW_LOG_DEBUG, "dropped a %s piece of step %llu at step %llu",
+               fwd ? "forward" : "backward", (unsigned long long)step,
+               (unsigned long long)t->step);
+        msgpack_unpacked_destroy(u);
+        return false;
+    }
+    if (a->ngot && (a->step != step || memcmp(a->pk, m->hdr.sender, 32))) {
+        bool planned_now = t->st.phase >= SW_STEP_RUNNING && t->st.plan.step == step &&
+                           !memcmp(a->pk, planned(t, step, mb, fwd ? hop - 1 : hop + 1), 32);
+
+        if (a->step == step && (planned_now || (sw_live_find(&t->live, a->pk) &&
+                                                !sw_live_find(&t->live, m->hdr.sender)))) {
+            t->drop_unknown++;
+            msgpack_unpacked_destroy(u);
+            return false;
+        }
+        a->ngot = 0; /* another sender's (a replan's), or an older step's: started afresh */
+    }
+    if (!a->buf && (!(a->buf = sw_malloc_big(want)) || !(a->got = sw_calloc(np, 1)))) {
+        sw_free_big(a->buf);
+        a->buf = NULL;
+        msgpack_unpacked_destroy(u);
+        trainer_fail(t, -SW_ENOMEM, fwd ? "forward pieces" : "backward pieces");
+        return false;
+    }
+    if (a->ngot == 0) {
+        memset(a->got, 0, np);
+        a->step = step;
+        memcpy(a->pk, m->hdr.sender, 32);
+    }
+    memcpy(a->buf + off, m->payload, m->payload_len);
+    a->ngot = piece_mark(a->got, a->ngot, off / SW_STEP_HOP_PIECE);
+    if (a->ngot < np) {
+        msgpack_unpacked_destroy(u);
+        return false;
+    }
+    a->ngot = 0; /* read now, whole: the next piece starts another */
+    *whole = *m;
+    whole->payload = a->buf;
+    whole->payload_len = want;
+    return true;
+}
+
 /* A FWD's route: an array of S endpoints; false: rejected. */
 static bool
 check_route(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u)
@@ -975,8 +1089,9 @@ route_from_msg(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_u
 void
 sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "mb", "hop", "route", NULL};
+    static const char *const keys[] = {"step", "mb", "hop", "route", "off", "total", NULL};
     struct sw_step *s = &t->st;
+    struct sw_transport_msg whole;
     msgpack_unpacked u;
     uint64_t step;
     int err, v, mb, hop;
@@ -985,9 +1100,14 @@ sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
     if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
         !trainer_open(t, m, &u, keys))
         return;
-    if ((v = read_hop(t, m, &u, true, &step, &mb, &hop)) < 0 ||
-        !check_route(t, m, &u) ||
-        !check_coded(t, m, &u, t->codec, t->N * t->C, fwd_wire_len(t), "forward",
+    if ((v = read_hop(t, m, &u, true, &step, &mb, &hop)) < 0 || !check_route(t, m, &u))
+        return;
+    if (sw_proto_get(&u.data, "off")) {
+        if (!hop_piece(t, m, &u, true, v, step, mb, hop, &whole))
+            return;
+        m = &whole;
+    }
+    if (!check_coded(t, m, &u, t->codec, t->N * t->C, fwd_wire_len(t), "forward",
                      "forward with non-finite activations"))
         return;
     if (step != t->step || s->fwd_done[v]) {
@@ -1050,8 +1170,9 @@ take_bwd(struct sw_trainer *t, const struct sw_transport_msg *m, int v, uint64_t
 void
 sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "mb", "hop", NULL};
+    static const char *const keys[] = {"step", "mb", "hop", "off", "total", NULL};
     struct sw_step *s = &t->st;
+    struct sw_transport_msg whole;
     msgpack_unpacked u;
     uint64_t step;
     int v, mb, hop;
@@ -1059,8 +1180,14 @@ sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m)
     if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
         !trainer_open(t, m, &u, keys))
         return;
-    if ((v = read_hop(t, m, &u, false, &step, &mb, &hop)) < 0 ||
-        !check_coded(t, m, &u, t->codec, t->N * t->C, bwd_wire_len(t), "backward",
+    if ((v = read_hop(t, m, &u, false, &step, &mb, &hop)) < 0)
+        return;
+    if (sw_proto_get(&u.data, "off")) {
+        if (!hop_piece(t, m, &u, false, v, step, mb, hop, &whole))
+            return;
+        m = &whole;
+    }
+    if (!check_coded(t, m, &u, t->codec, t->N * t->C, bwd_wire_len(t), "backward",
                      "backward with non-finite gradients"))
         return;
     msgpack_unpacked_destroy(&u);

@@ -32,6 +32,10 @@
  * without its plan keeps one node per stage, and sends the others the GO
  * too) drops the step; the next PREPARE sends it copying state again.
  *
+ * Microbatches of any size: a FWD or BWD above SW_STEP_HOP_PIECE bytes goes
+ * in pieces, put together per visit from one sender (struct sw_hop_asm)
+ * before it is read as one message (swarm-protocol(7), FWD, Pieces).
+ *
  * Who may send what: tensors only from the node the plan names (a stranger's
  * well-formed ones are dropped and counted, malformed or non-finite ones ban
  * their sender); PREPARE and GO of step s only from the leader this node's
@@ -83,6 +87,12 @@ enum sw_step_phase {
  * size; the last piece is shorter. */
 #define SW_STEP_PIECE ((size_t)2 << 20)
 
+/* A FWD or BWD payload above this many bytes (8 MiB) goes in pieces of
+ * this many bytes, each naming its byte offset ('off') and the payload's
+ * length ('total'); the receiver puts them together (struct sw_hop_asm)
+ * before it reads the whole as one message: microbatches of any size. */
+#define SW_STEP_HOP_PIECE (SW_STEP_PIECE * sizeof(float))
+
 /* PREPAREs of a key that is not this node's leader answered "not my
  * leader" a second, at most (step.c, answer_not_leader). */
 #define SW_STEP_NAK_PER_S 20
@@ -96,6 +106,16 @@ struct sw_partial {
     uint8_t hash[32];        /* the sender's parameter hash before the step */
     double loss;             /* sum of its microbatches' losses (last stage) */
     uint64_t step, ver;      /* the step and plan version it belongs to */
+};
+
+/* A FWD or BWD of one visit coming in pieces (SW_STEP_HOP_PIECE), from one
+ * sender: complete once every piece is in. */
+struct sw_hop_asm {
+    uint8_t *buf;            /* [total] (allocated at the first piece) */
+    uint8_t *got;            /* [pieces]: piece i is in buf */
+    uint32_t ngot;           /* pieces in (0: none being put together) */
+    uint64_t step;
+    uint8_t pk[32];          /* its sender */
 };
 
 /* The leader's PREPARE waiting for this node's READY. */
@@ -128,6 +148,7 @@ struct sw_step {
     uint8_t *early;          /* [V*M, N*C*4 + N*4] held FWD payloads */
     bool *early_ok, *early_dx;
     uint8_t (*early_pk)[32], (*early_dxpk)[32];
+    struct sw_hop_asm *hop_asm; /* [2*V]: FWDs of visit v at v, BWDs at V+v */
     /* replicas: partial gradients (own one in own) */
     float *gsum;             /* host [numel] */
     float *own;              /* host [numel] (decoded from gwire under a GRAD codec) */
@@ -148,6 +169,7 @@ struct sw_step {
     uint64_t period_ms;      /* between this node's last two updates (0: not known yet) */
     uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */
     double tok_compute, t_compute0;
+    double compute_at_update; /* the backend's compute_s at the last update */
 };
 
 /* The step's buffers, for a stage of t->numel parameters (t->st.plan is

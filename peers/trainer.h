@@ -182,6 +182,9 @@ struct sw_step_report {
     double norm;             /* pre-clip */
     char hash[17];
     double tok_s;            /* tokens/s of the whole step (M * N over its time) */
+    double step_ms;          /* its time: from the last update (or the GO) to this one */
+    double compute_ms;       /* this node's forwards and backwards in that time;
+                                -1: not known */
     int nrep, myidx;         /* this node's place among the stage's nodes */
 };
 

@@ -145,7 +145,7 @@ ${M_MODEL:-}
 
 [batch]
 size = ${M_BATCH:-4}
-micro = 4
+micro = ${M_MICRO:-4}
 seq_len = ${M_SEQ_LEN:-32}
 
 [optim]

@@ -50,6 +50,15 @@
  *       the current step holding 1e30s (a stranger's pieces must neither
  *       hold back the real pushes nor mix into them)
  *
+ *   hop STAGE EP...  pieces of forward activations (FWD, swarm-protocol(7),
+ *       Pieces) to the node of STAGE at EP, for a run whose FWD is above
+ *       8 MiB: the helper publishes a syncing record of STAGE - 1, then
+ *       every 50 ms the first piece of every microbatch's FWD of the run's
+ *       step and the next (finite zeros; each one a stranger's piece that
+ *       would start the visit's buffer afresh), and in the second half
+ *       malformed pieces as well (an offset inside a piece, a short piece,
+ *       one past the end, a wrong total), which get the helper banned
+ *
  * The environment: ATTACK_KEY=DIR uses the key in DIR instead of a fresh
  * one, ATTACK_CERT=FILE presents FILE's certificate on every envelope.
  * SIGTERM ends it early.  Prints "# attack: ..." lines, the last one
@@ -378,6 +387,51 @@ send_piece(const char *ep, bool rep, int stage, uint64_t step, uint64_t off, uin
         A.sent++;
 }
 
+/* A FWD piece (off, n bytes of x, claiming total bytes) of microbatch mb of
+ * step to ep, whose node runs hop 'hop' (mode hop). */
+static void
+send_hop_piece(const char *ep, uint64_t step, int mb, int hop, uint64_t off, size_t n,
+               uint64_t total, const uint8_t *x)
+{
+    static struct sw_body b;
+
+    sw_body_init(&b);
+    msgpack_pack_map(&b.pk, 6);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, step);
+    sw_proto_pack_key(&b.pk, "mb");
+    msgpack_pack_uint32(&b.pk, (uint32_t)mb);
+    sw_proto_pack_key(&b.pk, "hop");
+    msgpack_pack_uint32(&b.pk, (uint32_t)hop);
+    sw_proto_pack_key(&b.pk, "route");
+    msgpack_pack_array(&b.pk, (size_t)A.man.stages);
+    for (int s = 0; s < A.man.stages; s++)
+        sw_proto_pack_str(&b.pk, s == hop - 1 ? A.ep : ep);
+    sw_proto_pack_key(&b.pk, "off");
+    msgpack_pack_uint64(&b.pk, off);
+    sw_proto_pack_key(&b.pk, "total");
+    msgpack_pack_uint64(&b.pk, total);
+    if (trainer_like_send(ep, SW_MSG_FWD, &b, x, n) == 0)
+        A.sent++;
+}
+
+/* One round of mode hop to ep (stage 'hop'): a FWD is total bytes. */
+static void
+hop_round(const char *ep, int hop, uint64_t total, const uint8_t *x, bool malformed)
+{
+    uint64_t p = SW_STEP_HOP_PIECE, n = SW_MIN(p, total);
+
+    for (uint64_t k = 0; k <= 1; k++)
+        for (int mb = 0; mb < A.man.micro; mb++)
+            send_hop_piece(ep, A.run_step + k, mb, hop, 0, n, total, x);
+    if (!malformed)
+        return;
+    send_hop_piece(ep, A.run_step, 0, hop, 8, n, total, x);          /* off inside */
+    send_hop_piece(ep, A.run_step, 0, hop, 0, n / 2, total, x);      /* short */
+    send_hop_piece(ep, A.run_step, 0, hop, total, n, total, x);      /* past the end */
+    send_hop_piece(ep, A.run_step, 0, hop, 0, n, total + 4, x);      /* wrong total */
+}
+
 /* The pieces of one round of mode grad (rep false) or replica to ep. */
 static void
 pieces_round(const char *ep, bool rep, int stage, size_t numel, const float *x, const float *bad,
@@ -685,6 +739,26 @@ main(int argc, char **argv)
         }
         free(x);
         free(bad);
+    } else if (!strcmp(mode, "hop") && argc >= 6) {
+        int stage = atoi(argv[5]), nt = argc - 6;
+        size_t N = (size_t)A.man.batch * (size_t)A.man.T;
+        uint64_t total = sw_codec_bytes(A.man.act_codec, N * (size_t)A.man.model.d_model) + N * 4;
+        uint8_t *x;
+        if (hostile_targets("test_peers_attack", argv + 6, nt, NULL, false, &t) < 0 ||
+            stage < 1 || stage >= A.man.stages || total <= SW_STEP_HOP_PIECE)
+            return 2;
+        if (!(x = calloc(1, SW_STEP_HOP_PIECE)))
+            return 2;
+        double t0 = sw_now_s();
+        for (int round = 0; going(end); round++) {
+            scan();
+            if (round % 20 == 0)
+                publish_rec(&A.id, A.ep, stage - 1, A.run_step, 1000.0, SW_REC_SYNCING);
+            for (int i = 0; i < nt; i++)
+                hop_round(t[i].ep, stage, total, x, sw_now_s() > t0 + seconds / 2);
+            run_for(0.05);
+        }
+        free(x);
     } else if (!strcmp(mode, "keeper") && argc == 6) {
         uint64_t off = strtoull(argv[5], NULL, 10);
         if (sw_identity_generate(&A.fake[A.nfake++]) < 0)
