@@ -60,6 +60,7 @@ struct sock {
     struct out_msg *qhead, *qtail;
     size_t qlen;
     uint64_t last_used;
+    uint64_t drain_until;          /* DEALER: what ZeroMQ took may be on its way till then */
     int pending;                   /* requests waiting on this DEALER */
     struct sock *next;             /* DEALER list */
 };
@@ -377,7 +378,10 @@ sock_flush(struct sock *s)
 
     while (s->qhead) {
         struct out_msg *m = s->qhead;
+        size_t bytes = 0;
 
+        for (int i = m->sent; i < m->nparts; i++)
+            bytes += zmq_msg_size(&m->parts[i]);
         while (m->sent < m->nparts) {
             int flags = ZMQ_DONTWAIT | (m->sent + 1 < m->nparts ? ZMQ_SNDMORE : 0);
 
@@ -390,6 +394,12 @@ sock_flush(struct sock *s)
                 break;
             }
             m->sent++;
+        }
+        if (!s->router && m->sent == m->nparts) {
+            uint64_t now = uv_now(s->t->loop);
+
+            s->drain_until = SW_MAX(s->drain_until, now) +
+                             (uint64_t)bytes * 1000 / SW_TRANSPORT_DRAIN_BPS;
         }
         s->qhead = m->next;
         if (!s->qhead)
@@ -1465,7 +1475,7 @@ tick_cb(uv_timer_t *h)
         /* not while messages wait in its queue (transport.h, Requests); never the ROUTER,
          * never a relay's (its key, not the relay, did not answer) */
         if (!r->via_key && !r->relay && r->dealer->pending == 0 && !r->dealer->closing &&
-            r->dealer->qlen == 0) {
+            r->dealer->qlen == 0 && now >= r->dealer->drain_until) {
             sw_log(SW_LOG_INFO, "no answer from '%s': closing the connection", r->dealer->endpoint);
             dealer_remove(t, r->dealer);
         }

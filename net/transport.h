@@ -37,8 +37,13 @@
  * presumed gone; the next request reconnects), unless messages still wait
  * in its queue (a slow link or a busy peer, not a gone one): the one-way
  * messages queued before the timeout (a step's FWDs and BWDs behind a slow
- * request) then go out instead of dying with the connection (those that
- * ZeroMQ itself holds, opts.hwm of them at most, are still lost with it).
+ * request) then go out instead of dying with the connection, or unless the
+ * messages handed to ZeroMQ on it lately may still be on their way: each
+ * pushes the DEALER's drain time on by its bytes at SW_TRANSPORT_DRAIN_BPS
+ * (a replica's 23 MB of partial gradients keep it open 23 s; a request
+ * queued behind them on a 100 Mbit/s link times out, and closing the
+ * DEALER, whose linger is 0, threw the pieces away: both replicas then
+ * waited for each other's for good).
  *
  * Back-pressure.  SNDHWM/RCVHWM are opts.hwm messages.  When ZeroMQ refuses
  * a message (HWM reached) it waits in a per-socket queue and goes out on
@@ -362,6 +367,12 @@ void sw_transport_set_admit(struct sw_transport *t, sw_transport_admit_cb *admit
 
 /* The wire context: own key, counters (stats.drops[reason]). */
 struct sw_wire *sw_transport_wire(struct sw_transport *t);
+
+/* The slowest rate, bytes a second, at which a DEALER's messages are
+ * presumed to leave (8 Mbit/s): a request timeout does not close a DEALER
+ * before what was handed to ZeroMQ on it could have gone at this rate
+ * (Requests, above). */
+#define SW_TRANSPORT_DRAIN_BPS (1u << 20)
 
 /* Requests waiting for a response. */
 size_t sw_transport_pending(const struct sw_transport *t);
