@@ -726,13 +726,6 @@ grad_encode(struct sw_trainer *t)
     return 0;
 }
 
-void
-sw_step_tick(struct sw_trainer *t)
-{
-    if (t->st.phase == SW_STEP_EXCHANGE && t->st.nrep > 1 && t->st.prep.pending)
-        finish_exchange(t);
-}
-
 /* One piece of this node's partial gradient, from float off, to ep. */
 static void
 send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
@@ -765,6 +758,46 @@ send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
         trainer_send(t, ep, SW_MSG_GRAD, s->own + off, n * sizeof(float));
 }
 
+/* This node's partial gradient to the stage's other planned nodes, in pieces
+ * of SW_STEP_PIECE floats (a payload is at most SW_WIRE_MAX_PAYLOAD bytes,
+ * a stage any size). */
+static void
+send_partial(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+
+    for (int r = 0; r < s->nrep; r++) {
+        if (r == s->myidx)
+            continue;
+        for (size_t off = 0; off < t->numel; off += SW_STEP_PIECE)
+            send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], off);
+    }
+}
+
+void
+sw_step_tick(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+
+    if (s->phase != SW_STEP_EXCHANGE || s->nrep <= 1 || !s->prep.pending)
+        return;
+    finish_exchange(t);
+    if (s->phase != SW_STEP_EXCHANGE ||
+        t->now - SW_MAX(s->progress_ms, s->resend_ms) < SW_STEP_RESEND_MS)
+        return;
+    if (s->resends >= SW_STEP_RESENDS) {
+        sw_step_drop(t, "the replicas' partial gradients did not come, though this node's "
+                        "partial was sent again");
+        return;
+    }
+    s->resends++;
+    s->resend_ms = t->now;
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: no partial gradient in for %d s while "
+                       "the run went on: sending this node's again",
+                       (unsigned long long)t->step, SW_STEP_RESEND_MS / 1000);
+    send_partial(t);
+}
+
 /* All of this node's microbatches are through: its partial to its replicas. */
 static void
 own_done(struct sw_trainer *t)
@@ -783,14 +816,9 @@ own_done(struct sw_trainer *t)
             trainer_fail(t, err, "partial gradient");
             return;
         }
-        /* in pieces of SW_STEP_PIECE floats: a payload is at most
-         * SW_WIRE_MAX_PAYLOAD bytes, a stage any size */
-        for (int r = 0; r < s->nrep; r++) {
-            if (r == s->myidx)
-                continue;
-            for (size_t off = 0; off < t->numel; off += SW_STEP_PIECE)
-                send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], off);
-        }
+        s->resends = 0;
+        s->resend_ms = 0;
+        send_partial(t);
     }
     finish_exchange(t);
 }

@@ -168,6 +168,8 @@ struct sw_step {
     uint64_t t_go_ms, t_update_ms;
     uint64_t period_ms;      /* between this node's last two updates (0: not known yet) */
     uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */
+    uint64_t resend_ms;      /* EXCHANGE: this node's partial last sent again (sw_step_tick) */
+    int resends;             /*   how often, this step */
     double tok_compute, t_compute0;
     double compute_at_update; /* the backend's compute_s at the last update */
 };
@@ -200,8 +202,16 @@ void sw_step_drop(struct sw_trainer *t, const char *why);
 /* The deferred READY, when the node can answer it now. */
 void sw_step_answer_prepare(struct sw_trainer *t);
 /* EXCHANGE with the leader's next PREPARE waiting: a replica gone
- * meanwhile is done without. */
+ * meanwhile is done without.  And the partials still missing may have been
+ * lost with a connection (net/transport.h, Requests): with no piece in for
+ * SW_STEP_RESEND_MS, this node sends its own again (a replica that lost it
+ * sends its own again too; the pieces a replica has are dropped as
+ * duplicates), and after SW_STEP_RESENDS of those it drops the step: a
+ * replica that finished it is past, and the next PREPARE has this node
+ * copy its stage's state. */
 void sw_step_tick(struct sw_trainer *t);
+#define SW_STEP_RESEND_MS 5000
+#define SW_STEP_RESENDS 3
 /* The kind of CheckFree+ replica this node's stage keeps (owner false) or
  * owns (owner true), -1 none. */
 int sw_step_rep_kind(const struct sw_trainer *t, bool owner);
