@@ -492,6 +492,32 @@ EOT
         >"$TMP/sim.log" 2>&1
 }
 
+# narrow_model: M_MODEL of a narrow model (d_model 64, SwiGLU 192, 4 heads,
+# 2 blocks) for microbatches of many tokens (t0305, t0388)
+narrow_model() {
+    M_MODEL="d_model = 64
+ffn_hidden = 192
+n_heads = 4
+n_kv_heads = 4
+n_layers = 2"
+}
+
+# sim_narrow: swarmsim train of narrow_model's 2-stage run on the tests'
+# manifest (STEPS steps of M_BATCH x M_SEQ_LEN tokens in M_MICRO
+# microbatches), into $TMP/sim; its exit status
+sim_narrow() {
+    cat >"$TMP/config.json" <<EOT
+{"hidden_size": 64, "intermediate_size": 192, "num_attention_heads": 4,
+ "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 256,
+ "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+ "tie_word_embeddings": false}
+EOT
+    "$SWARMSIM" train --config "$TMP/config.json" --stages 2 --steps "$STEPS" --seed 1337 \
+        --batch "$M_BATCH" --seq-len "$M_SEQ_LEN" --micro "$M_MICRO" --lr 3e-3 --warmup 5 \
+        --data "$DATA" --threads 1 --sample-tokens 0 --eval-every 0 --out "$TMP/sim" \
+        --log-level warn >"$TMP/sim.log" 2>&1
+}
+
 # no_mismatch: no node's log ($TMP/n*.log) reports a parameter mismatch
 no_mismatch() { ! for f in "$TMP"/n*.log; do has_event "$f" param_mismatch && break; done; }
 

@@ -13,11 +13,7 @@ STEPS=3
 M_SEQ_LEN=64
 M_BATCH=1040
 M_MICRO=1
-M_MODEL="d_model = 64
-ffn_hidden = 192
-n_heads = 4
-n_kv_heads = 4
-n_layers = 2"
+narrow_model
 write_manifest "$TMP/run.conf" $STEPS 2
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
@@ -25,16 +21,7 @@ start_swarm n 0 1
 wait_all 300 $SWARM_NODES
 ok $? "2 stages, microbatches of 66560 tokens (FWD and BWD of 17 MB): $STEPS steps, exit 0"
 
-cat >"$TMP/config.json" <<EOT
-{"hidden_size": 64, "intermediate_size": 192, "num_attention_heads": 4,
- "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 256,
- "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
- "tie_word_embeddings": false}
-EOT
-"$SWARMSIM" train --config "$TMP/config.json" --stages 2 --steps "$STEPS" --seed 1337 \
-    --batch "$M_BATCH" --seq-len "$M_SEQ_LEN" --micro "$M_MICRO" --lr 3e-3 --warmup 5 \
-    --data "$DATA" --threads 1 --sample-tokens 0 --eval-every 0 --out "$TMP/sim" \
-    --log-level warn >"$TMP/sim.log" 2>&1
+sim_narrow
 ok $? "swarmsim train of the same model and batch ran"
 match_sim "$TMP/sim" $STEPS "$TMP/n1.log"
 ok $? "the swarm's losses equal swarmsim's to 1e-5 relative"

@@ -19,11 +19,7 @@ STEPS=14
 M_SEQ_LEN=64
 M_BATCH=520
 M_MICRO=2
-M_MODEL="d_model = 64
-ffn_hidden = 192
-n_heads = 4
-n_kv_heads = 4
-n_layers = 2"
+narrow_model
 write_manifest "$TMP/run.conf" $STEPS 2
 sign_manifest "$TMP/run.conf"
 start_boot "$TMP/run.conf"
@@ -39,16 +35,7 @@ wait_all 300 $SWARM_NODES; rc=$?
 [ -n "$AEP" ] && [ $rc -eq 0 ]
 ok $? "the run trained its $STEPS steps under the stranger's pieces"
 
-cat >"$TMP/config.json" <<EOT
-{"hidden_size": 64, "intermediate_size": 192, "num_attention_heads": 4,
- "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 256,
- "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
- "tie_word_embeddings": false}
-EOT
-"$SWARMSIM" train --config "$TMP/config.json" --stages 2 --steps "$STEPS" --seed 1337 \
-    --batch "$M_BATCH" --seq-len "$M_SEQ_LEN" --micro "$M_MICRO" --lr 3e-3 --warmup 5 \
-    --data "$DATA" --threads 1 --sample-tokens 0 --eval-every 0 --out "$TMP/sim" \
-    --log-level warn >"$TMP/sim.log" 2>&1 &&
+sim_narrow &&
     match_sim "$TMP/sim" $STEPS "$TMP/n1.log"
 ok $? "the losses equal swarmsim's to 1e-5 relative: no stranger's piece entered a microbatch"
 

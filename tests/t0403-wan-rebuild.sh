@@ -21,16 +21,7 @@ LINK=delay=10,rate=100,queue=100
 wan_start b:1:$LINK s0:10:$LINK s1:11:$LINK s2:12:$LINK s3:13:$LINK a:20:delay=10,rate=20,queue=100
 ok $? "6 hosts: 5 at 10 ms and 100 Mbit/s, the newcomer's at 20 Mbit/s"
 
-M_SEQ_LEN=16
-big_model 512 1536
-write_manifest "$TMP/run.conf" 100000 4 "[wire]
-activations = int8"
-sign_manifest "$TMP/run.conf"
-wan_boot b "$TMP/run.conf"
-for s in 0 1 2 3; do
-    wan_node "$TMP/n$s.log" "s$s" $s
-    eval "P$s=\$NODE_PID"
-done
+wan_big_swarm 512 1536
 wait_steps 120 "$TMP/n3.log" 5
 ok $? "4 stages of 14 MB train over the network"
 

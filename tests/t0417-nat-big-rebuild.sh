@@ -24,16 +24,7 @@ L=delay=10
 wan_start b:1:$L s0:10:$L s1:11:nat,$L s2:12:nat,$L s3:13:nat,$L a:20:nat,$L
 ok $? "6 hosts, stages 1-3 and the newcomer each behind a NAT of its own, 10 ms links"
 
-M_SEQ_LEN=16
-big_model 1536 6144
-write_manifest "$TMP/run.conf" 100000 4 "[wire]
-activations = int8"
-sign_manifest "$TMP/run.conf"
-wan_boot b "$TMP/run.conf"
-for s in 0 1 2 3; do
-    wan_node "$TMP/n$s.log" "s$s" $s
-    eval "P$s=\$NODE_PID"
-done
+wan_big_swarm 1536 6144
 wait_steps 150 "$TMP/n3.log" 3 && wait_for 30 wan_relayed "$TMP/n1.log" &&
     wait_for 30 wan_relayed "$TMP/n3.log"; rc=$?
 msgs "$TMP/n2.log" | grep "^info: stage 2 of 4" | sed 's/^/# /'

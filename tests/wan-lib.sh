@@ -249,6 +249,23 @@ wan_tiny_swarm() {
         eval "P$s=\$NODE_PID"
     done
 }
+# wan_big_swarm D_MODEL FFN: a 4-stage run of big_model's model (one block a
+# stage, 16-token sequences, int8 activations, 100000 steps; $TMP/run.conf,
+# signed), its bootstrap on host b and a node of each stage S on host sS
+# (logs $TMP/nS.log; sets P0..P3)
+wan_big_swarm() {
+    local s
+    M_SEQ_LEN=16
+    big_model "$1" "$2"
+    write_manifest "$TMP/run.conf" 100000 4 "[wire]
+activations = int8"
+    sign_manifest "$TMP/run.conf"
+    wan_boot b "$TMP/run.conf"
+    for s in 0 1 2 3; do
+        wan_node "$TMP/n$s.log" "s$s" $s
+        eval "P$s=\$NODE_PID"
+    done
+}
 # wan_tiny_sim STEPS: swarmsim train of wan_tiny_run's run, its first STEPS
 # steps, into $TMP/sim (--max-iters: swarmsim then says, and exits 1, that
 # the run was not finished; match_sim reads what it wrote)
