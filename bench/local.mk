@@ -11,8 +11,12 @@ bench_stage_bench_LDADD = $(sw_core_ldadd)
 # wan_bench.sh: the demo's model over emulated internet links beside
 # loopback (STEPS, SETTINGS; root and tests/wanemu, else it says why and
 # skips); nat_bench.sh: the all-public swarm beside the all-NATed-but-the-
-# bootstrap one (ROUNDS, LINK; root, tests/wanemu and nft, else it skips).
-sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh bench/wan_bench.sh bench/nat_bench.sh
+# bootstrap one (ROUNDS, LINK; root, tests/wanemu and nft, else it skips);
+# llama124_bench.sh: the LLaMA-124M shape in 4 stages x 2 replicas over
+# 50 ms + 100 Mbit/s links, its time a step split, and a middle stage
+# rebuilt (STEPS, LINK, CODEC; root and tests/wanemu, else it skips).
+sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh bench/wan_bench.sh bench/nat_bench.sh \
+	bench/llama124_bench.sh
 EXTRA_DIST += $(sw_bench_runs) bench/bench-lib.sh
 bench: swarmd swarmctl swarmsim tests/test_peers_attack$(EXEEXT) tests/wanemu$(EXEEXT)
 	@rc=0; for b in $(sw_bench_runs); do \
