@@ -778,12 +778,17 @@ void
 sw_step_tick(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
+    uint64_t wait;
 
     if (s->phase != SW_STEP_EXCHANGE || s->nrep <= 1 || !s->prep.pending)
         return;
     finish_exchange(t);
-    if (s->phase != SW_STEP_EXCHANGE ||
-        t->now - SW_MAX(s->progress_ms, s->resend_ms) < SW_STEP_RESEND_MS)
+    /* no piece for that long, or for two pieces' time at the slowest rate
+     * (a float32 piece of 8 MiB takes 8 s at 8 Mbit/s): nothing is coming */
+    wait = SW_MAX((uint64_t)SW_STEP_RESEND_MS,
+                  2 * (uint64_t)grad_piece_bytes(t, SW_MIN(SW_STEP_PIECE, t->numel)) * 1000 /
+                      SW_TRANSPORT_DRAIN_BPS);
+    if (s->phase != SW_STEP_EXCHANGE || t->now - SW_MAX(s->progress_ms, s->resend_ms) < wait)
         return;
     if (s->resends >= SW_STEP_RESENDS) {
         sw_step_drop(t, "the replicas' partial gradients did not come, though this node's "
@@ -792,9 +797,9 @@ sw_step_tick(struct sw_trainer *t)
     }
     s->resends++;
     s->resend_ms = t->now;
-    SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: no partial gradient in for %d s while "
+    SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: no partial gradient in for %llu s while "
                        "the run went on: sending this node's again",
-                       (unsigned long long)t->step, SW_STEP_RESEND_MS / 1000);
+                       (unsigned long long)t->step, (unsigned long long)(wait / 1000));
     send_partial(t);
 }
 

@@ -204,7 +204,8 @@ void sw_step_answer_prepare(struct sw_trainer *t);
 /* EXCHANGE with the leader's next PREPARE waiting: a replica gone
  * meanwhile is done without.  And the partials still missing may have been
  * lost with a connection (net/transport.h, Requests): with no piece in for
- * SW_STEP_RESEND_MS, this node sends its own again (a replica that lost it
+ * SW_STEP_RESEND_MS, or two pieces' time at SW_TRANSPORT_DRAIN_BPS if
+ * longer, this node sends its own again (a replica that lost it
  * sends its own again too; the pieces a replica has are dropped as
  * duplicates), and after SW_STEP_RESENDS of those it drops the step: a
  * replica that finished it is past, and the next PREPARE has this node
