@@ -380,7 +380,7 @@ sock_flush(struct sock *s)
         struct out_msg *m = s->qhead;
         size_t bytes = 0;
 
-        for (int i = m->sent; i < m->nparts; i++)
+        for (int i = m->sent; !s->router && i < m->nparts; i++) /* a DEALER's drain time */
             bytes += zmq_msg_size(&m->parts[i]);
         while (m->sent < m->nparts) {
             int flags = ZMQ_DONTWAIT | (m->sent + 1 < m->nparts ? ZMQ_SNDMORE : 0);

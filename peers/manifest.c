@@ -144,7 +144,7 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
 {
     struct sw_model_config *c = &m->model;
     char w2[200];
-    size_t N;
+    size_t N, act;
 
     if (sw_model_preset(m->preset, c) < 0) {
         snprintf(why, whylen, "model.preset: unknown preset '%s' (one of %s)", m->preset,
@@ -185,12 +185,12 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
         return -SW_ECONFIG;
     }
     N = (size_t)m->batch * m->T;
+    act = sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4;
     /* a FWD or BWD above 8 MiB goes in pieces (step.h); a node keeps
      * several per microbatch of the step, so 1 GiB each is the sane most */
-    if (sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4 > (1u << 30)) {
+    if (act > (1u << 30)) {
         snprintf(why, whylen, "batch.size x batch.seq_len x d_model: an activation of %zu bytes "
-                 "(%s) exceeds 1 GiB",
-                 sw_codec_bytes(m->act_codec, N * (size_t)c->d_model) + N * 4, m->wire_act);
+                 "(%s) exceeds 1 GiB", act, m->wire_act);
         return -SW_ECONFIG;
     }
     if (!strcmp(m->recovery, "checkfree"))

@@ -575,6 +575,16 @@ fail(struct sw_node *n, int code)
     node_close(n);
 }
 
+/* The endpoints a node joins the DHT through (the bootstrap's, and the
+ * peer's when another) into eps; how many. */
+static size_t
+join_eps(const struct sw_node *n, const char *eps[2])
+{
+    eps[0] = n->boot_ep;
+    eps[1] = n->peer_ep;
+    return n->peer_ep[0] && strcmp(n->peer_ep, n->boot_ep) ? 2 : 1;
+}
+
 static void
 on_dht_rejoined(void *arg, int status, const struct sw_dht_contact *c, size_t cnt,
                 const struct sw_dht_lookup_info *info)
@@ -602,8 +612,8 @@ on_dht_rejoined(void *arg, int status, const struct sw_dht_contact *c, size_t cn
 static void
 rejoin_if_alone(struct sw_node *n, uint64_t now)
 {
-    const char *eps[2] = {n->boot_ep, n->peer_ep};
-    size_t cnt = n->peer_ep[0] && strcmp(n->peer_ep, n->boot_ep) ? 2 : 1;
+    const char *eps[2];
+    size_t cnt = join_eps(n, eps);
     int err;
 
     if (!n->dht || n->role == &sw_bootstrap_role || !n->boot_ep[0] ||
@@ -915,8 +925,8 @@ dht_start(struct sw_node *n)
 static void
 manifest_ready(struct sw_node *n)
 {
-    const char *eps[2] = {n->boot_ep, n->peer_ep};
-    size_t cnt = n->peer_ep[0] && strcmp(n->peer_ep, n->boot_ep) ? 2 : 1;
+    const char *eps[2];
+    size_t cnt = join_eps(n, eps);
     int err;
 
     if ((err = admission_setup(n)) != 0) {
