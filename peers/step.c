@@ -66,6 +66,8 @@ sw_step_init(struct sw_trainer *t)
     s->dxout = sw_malloc_big(V * NC * sizeof(float));
     s->xout_ok = sw_calloc(V, sizeof(bool));
     s->dxout_ok = sw_calloc(V, sizeof(bool));
+    s->xin = sw_malloc_big(V * fwd_len(t));
+    s->xin_ok = sw_calloc(V, sizeof(bool));
     s->early_ok = sw_calloc(V, sizeof(bool));
     s->early_dx = sw_calloc(V, sizeof(bool));
     s->early_pk = sw_calloc(V, 32);
@@ -74,7 +76,7 @@ sw_step_init(struct sw_trainer *t)
     s->gsum = sw_malloc_big(t->numel * sizeof(float));
     if (!s->fwd_done || !s->bwd_done || !s->have_dx || !s->losses || !s->mb_node || !s->dx ||
         !s->routes || !s->xbuf || !s->msgbuf || !s->wirebuf || !s->in_all || !s->tg_all || !s->xout ||
-        !s->dxout || !s->xout_ok || !s->dxout_ok || !s->early_ok || !s->early_dx ||
+        !s->dxout || !s->xout_ok || !s->dxout_ok || !s->xin || !s->xin_ok || !s->early_ok || !s->early_dx ||
         !s->early_pk || !s->early_dxpk || !s->hop_asm || !s->gsum)
         return -SW_ENOMEM;
     s->myidx = -1;
@@ -104,6 +106,8 @@ sw_step_release(struct sw_trainer *t)
     sw_free_big(s->dxout);
     sw_free(s->xout_ok);
     sw_free(s->dxout_ok);
+    sw_free_big(s->xin);
+    sw_free(s->xin_ok);
     sw_free(s->early_ok);
     sw_free(s->early_dx);
     sw_free(s->early_pk);
@@ -132,7 +136,13 @@ sw_step_reset(struct sw_trainer *t)
     struct sw_step *s = &t->st;
     size_t V = visits(t);
 
+    if (s->job.on) { /* its result is of the step forgotten */
+        if (t->ops->cancel)
+            t->ops->cancel(t->model);
+        s->job.on = false;
+    }
     memset(s->fwd_done, 0, V * sizeof(bool));
+    memset(s->xin_ok, 0, V * sizeof(bool));
     memset(s->bwd_done, 0, V * sizeof(bool));
     memset(s->have_dx, 0, V * sizeof(bool));
     memset(s->early_ok, 0, V * sizeof(bool));
@@ -830,15 +840,35 @@ own_done(struct sw_trainer *t)
 
 /* ---- forward and backward ---- */
 
+/* The backward of visit u is done (its gradient to pass on in xbuf). */
 static void
+backward_done(struct sw_trainer *t, int u)
+{
+    struct sw_step *s = &t->st;
+    size_t NC = t->N * t->C;
+    int m = u % t->M, h = visit_hop(t, t->step, m, u / t->M);
+
+    s->bwd_done[u] = true;
+    s->n_bwd++;
+    s->progress_ms = t->now;
+    if (h > 0) {
+        memcpy(s->dxout + (size_t)u * NC, s->xbuf, NC * sizeof(float));
+        s->dxout_ok[u] = true;
+        send_bwd(t, u, t->step);
+    }
+}
+
+/* The next backward in order, when its input is there; true when one
+ * runs apart (s->job) or failed. */
+static bool
 try_backward(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     size_t NC = t->N * t->C;
     int err;
 
-    if (s->phase != SW_STEP_RUNNING)
-        return;
+    if (s->phase != SW_STEP_RUNNING || s->job.on)
+        return s->job.on;
     /* microbatches in order, a microbatch's visits from its last hop back */
     for (int m = 0; m < t->M; m++) {
         if (s->mb_node[m] != s->myidx)
@@ -850,26 +880,28 @@ try_backward(struct sw_trainer *t)
             if (s->bwd_done[u])
                 continue;
             if (!s->fwd_done[u] || (!last && (!s->have_dx[u] || s->early_dx[u])))
-                return; /* hold later ones: gradients accumulate in order */
+                return false; /* hold later ones: gradients accumulate in order */
             err = t->ops->backward(t->model, u, last ? NULL : s->dx + (size_t)u * NC, s->xbuf,
                                    1.0f / t->M);
             if (err < 0) {
                 trainer_fail(t, err, "backward");
-                return;
+                return true;
             }
-            s->bwd_done[u] = true;
-            s->n_bwd++;
-            s->progress_ms = t->now;
-            if (h > 0) {
-                memcpy(s->dxout + (size_t)u * NC, s->xbuf, NC * sizeof(float));
-                s->dxout_ok[u] = true;
-                send_bwd(t, u, t->step);
+            if (err == SW_COMPUTE_PENDING) {
+                s->job.on = true;
+                s->job.fwd = false;
+                s->job.u = u;
+                return true;
             }
+            backward_done(t, u);
         }
     }
     if (s->n_bwd == s->n_own)
         own_done(t);
+    return false;
 }
+
+static void forward_done(struct sw_trainer *t, int u, const int32_t *tg, float loss);
 
 /* Forward of visit u on this node: x_in (NULL on the first hop), the
  * tokens (stage 0) and the targets. */
@@ -880,27 +912,44 @@ forward_one(struct sw_trainer *t, int u, const float *x_in, const int32_t *token
     struct sw_step *s = &t->st;
     float loss = 0;
     int m = u % t->M, h = visit_hop(t, t->step, m, u / t->M);
-    bool last = h == nhops(t, t->step, m) - 1;
-    size_t len = fwd_len(t);
     unsigned parts;
     int err;
 
     (void)hop_stage(t, t->step, m, h, &parts);
     if ((err = t->ops->forward(t->model, u, parts, tokens, x_in, tg, s->xbuf, &loss)) < 0)
         return err;
+    if (err == SW_COMPUTE_PENDING) {
+        s->job.on = true;
+        s->job.fwd = true;
+        s->job.u = u;
+        s->job.tg = tg;
+        return 0;
+    }
+    forward_done(t, u, tg, loss);
+    return 0;
+}
+
+/* The forward of visit u is done: its output in xbuf, its loss (last hop). */
+static void
+forward_done(struct sw_trainer *t, int u, const int32_t *tg, float loss)
+{
+    struct sw_step *s = &t->st;
+    int m = u % t->M, h = visit_hop(t, t->step, m, u / t->M);
+    bool last = h == nhops(t, t->step, m) - 1;
+    size_t len = fwd_len(t);
+
     if (u < t->M)
         s->tok_compute += (double)t->N;
     s->fwd_done[u] = true;
     s->progress_ms = t->now;
     if (last) {
         s->losses[m] = loss;
-        return 0;
+        return;
     }
     memcpy(s->xout + (size_t)u * len, s->xbuf, t->N * t->C * sizeof(float));
     memcpy(s->xout + (size_t)u * len + t->N * t->C * sizeof(float), tg, t->N * sizeof(int32_t));
     s->xout_ok[u] = true;
     send_fwd(t, u, t->step);
-    return 0;
 }
 
 /* Forward of visit v from a FWD payload p: the activation in the run's
@@ -918,19 +967,85 @@ forward_payload(struct sw_trainer *t, int v, const void *p)
                        tg);
 }
 
-/* Stage 0's own forwards of microbatches it serves and has not run. */
+/* Stage 0's own forwards of microbatches it serves and has not run (they
+ * stop at one running apart). */
 static int
 drive(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     int err;
 
-    for (int m = 0; m < t->M; m++)
+    for (int m = 0; m < t->M && !s->job.on; m++)
         if (s->mb_node[m] == s->myidx && !s->fwd_done[m] &&
             (err = forward_one(t, m, NULL, s->in_all + (size_t)m * t->N,
                                s->tg_all + (size_t)m * t->N)) < 0)
             return err;
     return 0;
+}
+
+/* Targets of a FWD payload p outside the vocabulary: a lie of its sender. */
+static bool
+targets_bad(const struct sw_trainer *t, const void *p)
+{
+    const uint8_t *tg = (const uint8_t *)p + bwd_wire_len(t);
+    int32_t x;
+
+    for (size_t i = 0; i < t->N; i++) {
+        memcpy(&x, tg + i * sizeof(x), sizeof(x));
+        if (x < 0 || x >= t->man->model.vocab_size)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Starts what is ready next, in this order: stage 0's own forwards, the
+ * FWDs taken (xin), the backwards in order.  With ops that compute in the
+ * call all of it runs now; with ops that compute apart one starts, and the
+ * next when it is done (sw_step_computed).
+ */
+static void
+pump(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t len = fwd_len(t);
+    int err;
+
+    if (s->job.on || s->phase < SW_STEP_EARLY)
+        return;
+    if (t->stage == 0 && s->phase >= SW_STEP_RUNNING && (err = drive(t)) < 0) {
+        trainer_fail(t, err, "forward");
+        return;
+    }
+    for (int v = 0; v < (int)visits(t) && !s->job.on; v++) {
+        if (!s->xin_ok[v] || s->fwd_done[v])
+            continue;
+        if ((err = forward_payload(t, v, s->xin + (size_t)v * len)) < 0) {
+            trainer_fail(t, err, "forward");
+            return;
+        }
+    }
+    if (!s->job.on)
+        (void)try_backward(t);
+}
+
+void
+sw_step_computed(struct sw_trainer *t, int err, float loss)
+{
+    struct sw_step *s = &t->st;
+
+    if (!s->job.on) /* cancelled: not reported (trainer.h) */
+        return;
+    s->job.on = false;
+    if (err < 0) {
+        trainer_fail(t, err, s->job.fwd ? "forward" : "backward");
+        return;
+    }
+    if (s->job.fwd)
+        forward_done(t, s->job.u, s->job.tg, loss);
+    else
+        backward_done(t, s->job.u);
+    pump(t);
 }
 
 /* ---- FWD, BWD, GRAD ---- */
@@ -1127,7 +1242,7 @@ sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
     struct sw_transport_msg whole;
     msgpack_unpacked u;
     uint64_t step;
-    int err, v, mb, hop;
+    int v, mb, hop;
     bool plan_ok, me = !memcmp(m->hdr.sender, t->pk, 32);
 
     if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
@@ -1143,7 +1258,7 @@ sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
     if (!check_coded(t, m, &u, t->codec, t->N * t->C, fwd_wire_len(t), "forward",
                      "forward with non-finite activations"))
         return;
-    if (step != t->step || s->fwd_done[v]) {
+    if (step != t->step || s->fwd_done[v] || s->xin_ok[v]) {
         /* late, or a replay after a replan that this node does not need */
         if (!trainer_refuse_unknown(t, m))
             sw_log(SW_LOG_DEBUG, "dropped forward of step %llu mb %d at step %llu",
@@ -1164,17 +1279,15 @@ sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m)
     else if (!route_from_msg(t, m, &u, mb))
         return;
     msgpack_unpacked_destroy(&u);
-    if (s->phase < SW_STEP_EARLY)
-        s->phase = SW_STEP_EARLY;
-    if ((err = forward_payload(t, v, m->payload)) < 0) {
-        if (err == -SW_ERANGE) {
-            trainer_reject(t, m, NULL, SW_WIRE_DROP_MALFORMED, "forward with out-of-range targets");
-            return;
-        }
-        trainer_fail(t, err, "forward");
+    if (targets_bad(t, m->payload)) {
+        trainer_reject(t, m, NULL, SW_WIRE_DROP_MALFORMED, "forward with out-of-range targets");
         return;
     }
-    try_backward(t);
+    if (s->phase < SW_STEP_EARLY)
+        s->phase = SW_STEP_EARLY;
+    memcpy(s->xin + (size_t)v * fwd_len(t), m->payload, m->payload_len);
+    s->xin_ok[v] = true;
+    pump(t);
 }
 
 /* A BWD from the planned sender: used now, or held when the replan that
@@ -1197,7 +1310,7 @@ take_bwd(struct sw_trainer *t, const struct sw_transport_msg *m, int v, uint64_t
     if (s->early_dx[v])
         memcpy(s->early_dxpk[v], m->hdr.sender, 32);
     else
-        try_backward(t);
+        pump(t);
 }
 
 void
@@ -1364,7 +1477,6 @@ early_take(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     size_t len = fwd_len(t);
-    int err;
 
     for (int v = 0; v < (int)visits(t); v++) {
         int m = v % t->M, k = v / t->M, h = visit_hop(t, t->step, m, k);
@@ -1387,13 +1499,12 @@ early_take(struct sw_trainer *t)
             t->drop_unknown++;
             continue;
         }
-        err = forward_payload(t, v, s->early + (size_t)v * len);
-        if (err == -SW_ERANGE) {
+        if (targets_bad(t, s->early + (size_t)v * len)) {
             sw_live_ban(&t->live, s->early_pk[v], t->now, "forward with out-of-range targets");
-        } else if (err < 0) {
-            trainer_fail(t, err, "forward");
-            return;
+            continue;
         }
+        memcpy(s->xin + (size_t)v * len, s->early + (size_t)v * len, len);
+        s->xin_ok[v] = true;
     }
 }
 
@@ -1457,11 +1568,7 @@ replan(struct sw_trainer *t, const struct sw_plan *p, uint64_t step, bool replay
     }
     s->phase = SW_STEP_RUNNING;
     early_take(t);
-    if (t->stage == 0 && (err = drive(t)) < 0) {
-        trainer_fail(t, err, "forward");
-        goto out;
-    }
-    try_backward(t);
+    pump(t);
 out:
     sw_free(oldme);
 }
@@ -1495,13 +1602,9 @@ go_start(struct sw_trainer *t, const struct sw_plan *p, uint64_t step)
                 trainer_fail(t, err, "data");
                 return;
             }
-        if ((err = drive(t)) < 0) {
-            trainer_fail(t, err, "forward");
-            return;
-        }
     }
     early_take(t);
-    try_backward(t);
+    pump(t);
 }
 
 /*

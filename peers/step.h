@@ -32,6 +32,13 @@
  * without its plan keeps one node per stage, and sends the others the GO
  * too) drops the step; the next PREPARE sends it copying state again.
  *
+ * Compute apart.  When the stage ops run a forward or backward on their
+ * own thread (trainer.h, SW_COMPUTE_PENDING), one runs at a time (job): a
+ * FWD taken meanwhile waits in xin, a BWD in dx, and what is ready next
+ * starts when it is done (pump: stage 0's own forwards, then the FWDs
+ * taken, then the backwards in order); a reset of the step cancels it.
+ * With ops that compute in the call, the same order runs at once.
+ *
  * Microbatches of any size: a FWD or BWD above SW_STEP_HOP_PIECE bytes goes
  * in pieces, put together per visit from one sender (struct sw_hop_asm)
  * before it is read as one message (swarm-protocol(7), FWD, Pieces).
@@ -145,6 +152,14 @@ struct sw_step {
     uint8_t *xout;           /* [V*M, N*C*4 + N*4] FWD payloads sent this step */
     float *dxout;            /* [V*M, N, C] BWD payloads sent this step */
     bool *xout_ok, *dxout_ok;
+    uint8_t *xin;            /* [V*M, N*C*4 + N*4] FWD payloads taken, to compute */
+    bool *xin_ok;
+    /* the forward or backward running apart (SW_COMPUTE_PENDING) */
+    struct {
+        bool on, fwd;
+        int u;
+        const int32_t *tg;   /* a forward's targets (sent on with its output) */
+    } job;
     uint8_t *early;          /* [V*M, N*C*4 + N*4] held FWD payloads */
     bool *early_ok, *early_dx;
     uint8_t (*early_pk)[32], (*early_dxpk)[32];
@@ -192,6 +207,8 @@ void sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m);
+/* The forward or backward running apart is done (sw_trainer_computed). */
+void sw_step_computed(struct sw_trainer *t, int err, float loss);
 /* Drops the step in progress and goes on at step with this node's state
  * (the run went past a step it cannot finish; why for the log). */
 void sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why);

@@ -754,6 +754,14 @@ sw_trainer_probe_connected(struct sw_trainer *t, const uint8_t *pk, uint64_t now
 }
 
 void
+sw_trainer_computed(struct sw_trainer *t, uint64_t now, int err, float loss)
+{
+    t->now = now;
+    if (t->phase != SW_PHASE_CLOSED && t->ops)
+        sw_step_computed(t, err, loss);
+}
+
+void
 sw_trainer_put_done(struct sw_trainer *t)
 {
     if (t->phase == SW_PHASE_LEAVING)

@@ -16,7 +16,11 @@
  * scan, probe) and computes through struct sw_stage_ops (the stage's math:
  * peers/compute.h in swarmd, a stub model in the simulator).  It never
  * reads a clock, never blocks on the network and never calls back into the
- * caller from inside a callback of the caller's.
+ * caller from inside a callback of the caller's.  A forward or backward may
+ * run on the stage's own thread (SW_COMPUTE_PENDING): the loop then goes
+ * on answering pings, publishing the record and taking messages while a
+ * block computes, and the caller hands the result back
+ * (sw_trainer_computed).
  *
  * Lifecycle: one phase (enum sw_phase), changed only by trainer_set_phase
  * (trainer.c):
@@ -142,6 +146,15 @@ struct sw_rebuild {
  * Every call returns 0 or a negative SW_E* code; activations are host
  * buffers of N * C floats, targets and tokens N ints.
  */
+/* forward and backward may run on another thread (peers/compute.c): they
+ * then return SW_COMPUTE_PENDING at once, the caller hands the result to
+ * sw_trainer_computed on its loop when it is there, and until then the
+ * trainer reads and writes none of the call's buffers and starts no other
+ * forward or backward.  Every other op waits for a compute in flight
+ * first; cancel (NULL when nothing ever runs apart) waits for it and
+ * drops its result, which then never reaches sw_trainer_computed. */
+#define SW_COMPUTE_PENDING 1
+
 struct sw_stage_ops {
     /* forward of visit u (x_in NULL on the first hop; tokens on stage 0) */
     int (*forward)(void *m, int u, unsigned parts, const int32_t *tokens, const float *x_in,
@@ -171,6 +184,7 @@ struct sw_stage_ops {
     void (*data_rewind)(void *m);              /* back to the mark */
     int (*data_seek)(void *m, uint64_t step);  /* the cursor at the start of step */
     double (*compute_s)(void *m);              /* compute time so far */
+    void (*cancel)(void *m);                   /* drop the compute in flight */
 };
 
 /* What one update did (the caller prints it, saves checkpoints). */
@@ -351,6 +365,9 @@ void sw_trainer_probed(struct sw_trainer *t, const uint8_t *pk, bool refused);
 /* ...and it connected: a process listens there (live.h, Busy nodes). */
 void sw_trainer_probe_connected(struct sw_trainer *t, const uint8_t *pk, uint64_t now);
 void sw_trainer_put_done(struct sw_trainer *t);
+/* The forward or backward that returned SW_COMPUTE_PENDING is done: its
+ * status (0 or a negative SW_E* code) and, a forward's, loss. */
+void sw_trainer_computed(struct sw_trainer *t, uint64_t now, int err, float loss);
 /* Time-driven work; returns when to call again (absolute, ms). */
 uint64_t sw_trainer_tick(struct sw_trainer *t, uint64_t now);
 /* A signal: finish the step and leave (a second one: leave now). */

@@ -76,8 +76,34 @@ sw_stub_release(struct sw_stub *s)
 static void
 busy(struct sw_stub *s)
 {
-    *s->clock_ms += (uint64_t)s->cost_ms;
+    if (s->pending)
+        violation(s, "a forward or backward started while one was computing apart");
+    if (!s->apart)
+        *s->clock_ms += (uint64_t)s->cost_ms;
     s->compute_ms += s->cost_ms;
+}
+
+/* A forward or backward's status: done now, or pending when apart. */
+static int
+done(struct sw_stub *s, float loss)
+{
+    if (!s->apart)
+        return 0;
+    s->pending = true;
+    s->scheduled = false;
+    s->pending_loss = loss;
+    return SW_COMPUTE_PENDING;
+}
+
+static void
+op_cancel(void *m)
+{
+    struct sw_stub *s = m;
+
+    if (s->pending) {
+        s->pending = false;
+        s->gen++;
+    }
 }
 
 static int
@@ -93,7 +119,7 @@ op_forward(void *m, int u, unsigned parts, const int32_t *tokens, const float *x
         return -SW_EINVAL;
     if (x_in) {
         k = (int64_t)x_in[0];
-        if (k != targets[0])
+        if (k % SW_STUB_VOCAB != targets[0])
             violation(s, "forward: activation of microbatch %lld with targets of %lld",
                       (long long)k, (long long)targets[0]);
         x_out[1] = x_in[1] + 1;
@@ -106,7 +132,7 @@ op_forward(void *m, int u, unsigned parts, const int32_t *tokens, const float *x
         x_out[i] = 0;
     s->slot_k[u] = k;
     *loss = sw_stub_loss(k);
-    return 0;
+    return done(s, *loss);
 }
 
 static int
@@ -129,7 +155,7 @@ op_backward(void *m, int u, const float *dx_in, float *dx_out, float scale)
     dx_out[0] = (float)k;
     for (size_t i = 1; i < s->N * s->C; i++)
         dx_out[i] = 0;
-    return 0;
+    return done(s, 0);
 }
 
 static int
@@ -324,8 +350,10 @@ op_batch(void *m, int32_t *tokens, int32_t *targets)
     struct sw_stub *s = m;
     int64_t k = s->cursor++;
 
-    for (size_t i = 0; i < s->N; i++)
-        tokens[i] = targets[i] = (int32_t)k;
+    for (size_t i = 0; i < s->N; i++) {
+        tokens[i] = (int32_t)k;
+        targets[i] = (int32_t)(k % SW_STUB_VOCAB); /* a FWD's targets are checked */
+    }
     return 0;
 }
 
@@ -381,4 +409,5 @@ const struct sw_stage_ops sw_stub_ops = {
     .data_rewind = op_data_rewind,
     .data_seek = op_data_seek,
     .compute_s = op_compute_s,
+    .cancel = op_cancel,
 };

@@ -17,7 +17,11 @@
  * move with the gradients.  Replicas of one lineage stay bit-identical; a
  * copy inherits its source's lineage.  Compute costs simulated time:
  * every forward and backward adds cost_ms to *clock_ms, which the
- * simulator turns into the node being busy.
+ * simulator turns into the node being busy.  With apart set (swarmd's
+ * compute thread, peers/compute.h) they compute at once but return
+ * SW_COMPUTE_PENDING and leave the loop free: the simulator hands the
+ * result (pending_loss) to sw_trainer_computed cost_ms later, if gen is
+ * still the job's (cancel counts it up).
  */
 #ifndef SW_STUB_MODEL_H
 #define SW_STUB_MODEL_H
@@ -27,6 +31,7 @@
 #include "trainer.h"
 
 #define SW_STUB_BASE 6 /* floats before the free ones */
+#define SW_STUB_VOCAB 256 /* targets are k mod this: the manifest's vocab_size */
 
 struct sw_stub {
     int S, stage, M, V;
@@ -46,6 +51,10 @@ struct sw_stub {
     int partial;                /* updates that missed a gone replica's share */
     int installs;               /* state writes, inits and rebuilds so far */
     int last_install;           /* 0 init, 1 write (copy, restore), 2 checkfree, 3 checkfree+ */
+    /* compute apart (see above) */
+    bool apart, pending, scheduled;
+    uint64_t gen;
+    float pending_loss;
 };
 
 extern const struct sw_stage_ops sw_stub_ops;

@@ -89,7 +89,8 @@ struct msg {
     uint64_t gone_at;            /* when its last byte leaves the sender's uplink */
 };
 
-enum { EV_DELIVER, EV_TIMEOUT, EV_TICK, EV_SCAN, EV_PUT, EV_PUT_DONE, EV_PROBE, EV_ACTION };
+enum { EV_DELIVER, EV_TIMEOUT, EV_TICK, EV_SCAN, EV_PUT, EV_PUT_DONE, EV_PROBE, EV_ACTION,
+       EV_COMPUTED };
 
 struct event {
     uint64_t t, seq;
@@ -121,6 +122,7 @@ struct simnode {
     bool have_stub;
     struct sw_trainer_env env;
     uint64_t busy_until;         /* its loop is blocked until then (compute) */
+    uint64_t compute_gen;        /* the last EV_COMPUTED scheduled (compute apart) */
     uint64_t clock;              /* compute of the handler in progress (ms) */
     uint64_t tick_gen, tick_at;
     uint64_t last_step;          /* t.step after its last event */
@@ -145,6 +147,8 @@ struct scenario {
     bool churn;              /* kills of nodes, stages and the leader every few seconds */
     bool grad_loss;          /* the first 2 partial gradients sent are lost (a connection
                                 closed under them: net/transport.h, Requests) */
+    bool apart;              /* forwards and backwards compute apart from the loop (swarmd's
+                                compute thread): the loop stays free meanwhile */
     int grad_lost;
     char what[640];
 };
@@ -586,8 +590,16 @@ after(struct sim *s, struct simnode *n, uint64_t wake)
             fail(s, "node %d: stage setup failed", n->id);
             return;
         }
+        n->stub.apart = s->sc.apart;
         n->have_stub = true;
         wake = s->now;
+    }
+    if (n->have_stub && n->stub.pending && !n->stub.scheduled) {
+        /* computing apart: the result comes back after the compute's cost */
+        n->stub.scheduled = true;
+        push(s, (struct event){.t = s->now + n->clock + (uint64_t)s->sc.cost_ms,
+                               .kind = EV_COMPUTED, .node = n->id, .a = ++n->compute_gen,
+                               .b = n->stub.gen});
     }
     if (n->clock) {
         n->busy_until = s->now + n->clock;
@@ -897,6 +909,13 @@ run_event(struct sim *s, struct event *e)
     case EV_PROBE:
         sw_trainer_probed(&n->t, s->node[e->a].pk, e->b);
         break;
+    case EV_COMPUTED:
+        /* not one cancelled, nor one of an earlier stage or process */
+        if (e->a != n->compute_gen || !n->have_stub || !n->stub.pending || e->b != n->stub.gen)
+            break;
+        n->stub.pending = false;
+        sw_trainer_computed(&n->t, s->now, 0, n->stub.pending_loss);
+        break;
     case EV_ACTION:
         action(s, e);
         return;
@@ -1174,12 +1193,13 @@ draw_scenario(struct sim *s, uint64_t seed)
         /* partials lost, alone: lost partials beside kills or rebalancing
          * still break invariants (seeds 1811, 3485, 3938, 378: not solved) */
         c->grad_loss = (b >> 24) % 4 == 0 && !c->balance && !c->churn;
+        c->apart = (b >> 32) % 2 == 0;
         s->xrng = b;
     }
-    snprintf(c->what, sizeof(c->what), "S=%d%s M=%d steps=%d%s%s%s%s%s reps=", c->S,
+    snprintf(c->what, sizeof(c->what), "S=%d%s M=%d steps=%d%s%s%s%s%s%s reps=", c->S,
              c->plus ? " checkfree+" : "", c->M, c->steps, c->balance ? " balance" : "",
              c->auto_start ? " auto" : "", c->hostile ? " hostile" : "", c->churn ? " churn" : "",
-             c->grad_loss ? " grad-loss" : "");
+             c->grad_loss ? " grad-loss" : "", c->apart ? " apart" : "");
     for (int st = 0; st < c->S; st++)
         snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what), "%d", c->reps[st]);
     snprintf(c->what + strlen(c->what), sizeof(c->what) - strlen(c->what),
