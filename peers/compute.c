@@ -34,6 +34,7 @@ sw_compute_init(struct sw_compute *c, const struct sw_manifest *man, int stage,
         return err;
     if (threads > 0)
         c->k->set_threads(threads);
+    c->threads = threads;
     /* CheckFree+: stages 0 and S-1 hold two visits of a swapped microbatch */
     if ((err = sw_stage_init(&c->st, c->k, &man->model, c->S, stage, c->B, c->T,
                              c->M * (plus && (stage == 0 || stage == c->S - 1) ? 2 : 1),
@@ -72,9 +73,12 @@ sw_compute_init(struct sw_compute *c, const struct sw_manifest *man, int stage,
     return 0;
 }
 
+static void job_stop(struct sw_compute *c);
+
 void
 sw_compute_release(struct sw_compute *c)
 {
+    job_stop(c);
     if (c->have_data)
         sw_data_release(&c->data);
     if (c->have_opt)
@@ -100,28 +104,182 @@ timed(struct sw_compute *c, int err, double t0)
     return err;
 }
 
+/* ---- compute apart: one job at a time on the struct's thread ---- */
+
+/* The job of c->job, on whichever thread runs it. */
+static void
+job_run(struct sw_compute *c)
+{
+    double t0 = sw_now_s();
+
+    c->job.loss = 0;
+    if (c->job.fwd)
+        c->job.err = timed(c, sw_stage_forward(&c->st, c->job.u, c->job.parts, c->job.tokens,
+                                               c->job.x_in, c->job.targets, c->job.x_out,
+                                               &c->job.loss), t0);
+    else
+        c->job.err = timed(c, sw_stage_backward(&c->st, c->job.u, c->job.x_in, c->job.x_out,
+                                                c->job.scale), t0);
+}
+
+static void *
+worker(void *arg)
+{
+    struct sw_compute *c = arg;
+
+    if (c->threads > 0) /* OpenMP's count is the thread's own */
+        c->k->set_threads(c->threads);
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->quit && c->jstate != SW_JOB_RUNNING)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->quit)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        job_run(c);
+        pthread_mutex_lock(&c->mu);
+        c->jstate = SW_JOB_DONE;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        c->done(c->done_arg);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+int
+sw_compute_apart(struct sw_compute *c, void (*done)(void *arg), void *arg)
+{
+    int err;
+
+    if (c->apart)
+        return 0;
+    c->done = done;
+    c->done_arg = arg;
+    c->jstate = SW_JOB_IDLE;
+    c->quit = false;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if ((err = pthread_create(&c->thread, NULL, worker, c)) != 0) {
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        sw_log(SW_LOG_WARN, "no compute thread (%s): the loop computes", strerror(err));
+        return -SW_ENOMEM;
+    }
+    c->apart = true;
+    return 0;
+}
+
+/* Waits until no job runs (its result, if any, stays to be taken). */
+static void
+job_wait(struct sw_compute *c)
+{
+    if (!c->apart)
+        return;
+    pthread_mutex_lock(&c->mu);
+    while (c->jstate == SW_JOB_RUNNING)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void
+job_stop(struct sw_compute *c)
+{
+    if (!c->apart)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->quit = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL); /* a job running is finished first */
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    c->apart = false;
+}
+
+/* Runs c->job apart (SW_COMPUTE_PENDING) or here (its status). */
+static int
+job_start(struct sw_compute *c, float *loss)
+{
+    if (!c->apart) {
+        job_run(c);
+        if (loss)
+            *loss = c->job.loss;
+        return c->job.err;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->jstate = SW_JOB_RUNNING; /* the trainer starts one only when none is in flight */
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return SW_COMPUTE_PENDING;
+}
+
+bool
+sw_compute_take(struct sw_compute *c, int *err, float *loss)
+{
+    bool done;
+
+    if (!c->apart)
+        return false;
+    pthread_mutex_lock(&c->mu);
+    if ((done = c->jstate == SW_JOB_DONE)) {
+        c->jstate = SW_JOB_IDLE;
+        *err = c->job.err;
+        *loss = c->job.loss;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return done;
+}
+
+static void
+op_cancel(void *m)
+{
+    struct sw_compute *c = m;
+
+    if (!c->apart)
+        return;
+    job_wait(c);
+    pthread_mutex_lock(&c->mu);
+    c->jstate = SW_JOB_IDLE; /* its result is dropped */
+    pthread_mutex_unlock(&c->mu);
+}
+
 static int
 op_forward(void *m, int u, unsigned parts, const int32_t *tokens, const float *x_in,
            const int32_t *targets, float *x_out, float *loss)
 {
     struct sw_compute *c = m;
-    double t0 = sw_now_s();
 
-    return timed(c, sw_stage_forward(&c->st, u, parts, tokens, x_in, targets, x_out, loss), t0);
+    job_wait(c);
+    c->job.fwd = true;
+    c->job.u = u;
+    c->job.parts = parts;
+    c->job.tokens = tokens;
+    c->job.x_in = x_in;
+    c->job.targets = targets;
+    c->job.x_out = x_out;
+    return job_start(c, loss);
 }
 
 static int
 op_backward(void *m, int u, const float *dx_in, float *dx_out, float scale)
 {
     struct sw_compute *c = m;
-    double t0 = sw_now_s();
 
-    return timed(c, sw_stage_backward(&c->st, u, dx_in, dx_out, scale), t0);
+    job_wait(c);
+    c->job.fwd = false;
+    c->job.u = u;
+    c->job.x_in = dx_in;
+    c->job.x_out = dx_out;
+    c->job.scale = scale;
+    return job_start(c, NULL);
 }
 
 static int
 op_zero_grad(void *m)
 {
+    job_wait(m);
     return sw_stage_zero_grad(&((struct sw_compute *)m)->st);
 }
 
@@ -146,6 +304,8 @@ op_grads_get(void *m, float *host)
 {
     struct sw_compute *c = m;
 
+    job_wait(c);
+
     return d2h(c, host, c->st.grads, c->st.lay.numel);
 }
 
@@ -153,6 +313,8 @@ static int
 op_grads_set(void *m, const float *host)
 {
     struct sw_compute *c = m;
+
+    job_wait(c);
 
     return h2d(c, c->st.grads, host, c->st.lay.numel);
 }
@@ -163,6 +325,7 @@ op_update(void *m, uint64_t step, float *lr, double *norm)
     struct sw_compute *c = m;
     int err;
 
+    job_wait(c);
     *lr = sw_lr_at(&c->man->optim, (int)step);
     if ((err = sw_optim_update(&c->opt, &c->st, *lr)) < 0)
         return err;
@@ -177,6 +340,7 @@ op_hash(void *m, uint8_t out[32])
     size_t n = c->st.lay.numel;
     int err;
 
+    job_wait(c);
     if ((err = d2h(c, c->host, c->st.params, n)) < 0)
         return err;
     crypto_generichash(out, 32, (const uint8_t *)c->host, n * sizeof(float), NULL, 0);
@@ -194,6 +358,8 @@ op_read(void *m, int which, size_t off, size_t n, float *host)
 {
     struct sw_compute *c = m;
 
+    job_wait(c);
+
     if (which < 0 || which > 2 || off > c->st.lay.numel || n > c->st.lay.numel - off)
         return -SW_EINVAL;
     return d2h(c, host, slab(c, which) + off, n);
@@ -206,6 +372,7 @@ op_write(void *m, const float *host, const struct sw_stage_scalars *sc)
     size_t n = c->st.lay.numel;
     int err;
 
+    job_wait(c);
     for (int w = 0; w < 3; w++)
         if ((err = h2d(c, slab(c, w), host + (size_t)w * n, n)) < 0)
             return err;
@@ -230,6 +397,7 @@ op_scalars(void *m, struct sw_stage_scalars *sc)
 static int
 op_init(void *m, uint64_t seed)
 {
+    job_wait(m);
     return sw_stage_init_params(&((struct sw_compute *)m)->st, seed);
 }
 
@@ -310,6 +478,7 @@ op_rebuild(void *m, struct sw_rebuild *rb)
     double t0 = sw_now_s();
     int err = 0;
 
+    job_wait(c);
     sw_checkfree_config_default(&cc);
     for (int i = 0; i < (rb->plus ? 1 : 2) && err >= 0; i++)
         have[i] = (err = view(c, &v[i], rb->src_stage[i], rb->src[i], &dev[i])) >= 0;
@@ -357,6 +526,8 @@ op_rep_read(void *m, int kind, float *host)
     const struct sw_tensor_info *t[2];
     size_t off = 0;
     int n, err = 0;
+
+    job_wait(c);
 
     if ((n = rep_tensors(&c->st.lay, kind, t)) < 0)
         return n;
@@ -411,6 +582,7 @@ op_data_seek(void *m, uint64_t step)
 static double
 op_compute_s(void *m)
 {
+    job_wait(m);
     return ((struct sw_compute *)m)->compute_s;
 }
 
@@ -435,4 +607,5 @@ const struct sw_stage_ops sw_compute_ops = {
     .data_rewind = op_data_rewind,
     .data_seek = op_data_seek,
     .compute_s = op_compute_s,
+    .cancel = op_cancel,
 };

@@ -9,13 +9,26 @@
  * the fetched neighbours, a device copy of them on a GPU).  Compute time is
  * measured here with the wall clock (the trainer core has none).
  *
+ * Compute apart: after sw_compute_apart, forward and backward run on the
+ * struct's own thread and return SW_COMPUTE_PENDING (trainer.h) at once;
+ * done(arg) is called on that thread when one is done (uv_async_send is
+ * what swarmd's loop gives it), and the loop then takes the result with
+ * sw_compute_take and hands it to sw_trainer_computed.  Every other op
+ * waits for the one in flight first, so the stage's buffers and the
+ * backend (a CUDA stream, cuBLAS) are used by one thread at a time.  The
+ * thread sets the backend's thread count again (OpenMP's is per thread),
+ * so results are bit-identical to computing in the call.
+ *
  * Ownership: the caller owns the struct and the manifest, which must
- * outlive it.  Threading: the caller's thread only.
+ * outlive it.  Threading: the caller's thread calls everything; done runs
+ * on the compute thread.
  */
 #ifndef SW_COMPUTE_H
 #define SW_COMPUTE_H
 
 #include "sw.h"
+
+#include <pthread.h>
 
 #include "data.h"
 #include "kernels.h"
@@ -38,6 +51,27 @@ struct sw_compute {
     int32_t *tok, *tg;       /* scratch [B * T] (data replay) */
     struct sw_stage_layout owner[2]; /* stage 0 and S-1: where the replicas come from */
     bool have_owner[2];
+    int threads;
+    /* compute apart (sw_compute_apart): one job at a time */
+    bool apart;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    enum { SW_JOB_IDLE, SW_JOB_RUNNING, SW_JOB_DONE } jstate;
+    bool quit;
+    struct {
+        bool fwd;
+        int u;
+        unsigned parts;
+        const int32_t *tokens, *targets;
+        const float *x_in;
+        float *x_out;
+        float scale;
+        int err;
+        float loss;
+    } job;
+    void (*done)(void *arg);
+    void *done_arg;
 };
 
 /*
@@ -49,6 +83,11 @@ struct sw_compute {
 int sw_compute_init(struct sw_compute *c, const struct sw_manifest *man, int stage,
                     const char *device, int threads, const char *data) SW_WARN_UNUSED;
 void sw_compute_release(struct sw_compute *c);
+/* Forward and backward run apart from now on (see above). */
+int sw_compute_apart(struct sw_compute *c, void (*done)(void *arg), void *arg) SW_WARN_UNUSED;
+/* The result of the job done, once: true with its status and loss; false
+ * when none is done (still running, or cancelled). */
+bool sw_compute_take(struct sw_compute *c, int *err, float *loss);
 
 extern const struct sw_stage_ops sw_compute_ops;
 

@@ -29,6 +29,7 @@ struct join {
     struct sw_trainer_env env;
     struct sw_compute c;
     bool have_c, have_t;
+    uv_async_t *computed;         /* the compute thread's "done" (compute.h) */
     uint64_t pub_seq;
     struct sw_ckptnet *cn;        /* local saves (--ckpt-dir) and the CKPT server */
     struct sw_ckptnet_finder kfind; /* --from-checkpoint keeper: the keeper's record */
@@ -38,6 +39,7 @@ struct join {
      * window of SW_STATUS_BLK_WINDOW_MS and the last: published as "blk" */
     uint64_t blk_win_ms;
     uint32_t blk_cur, blk_prev;
+    uint32_t held_ms;             /* the longest since the last step line ("held_ms") */
 };
 
 /* The longest block of this window and the last (the record's "blk"). */
@@ -59,6 +61,7 @@ blk_note(struct join *j, uint64_t t0)
         j->blk_win_ms = now;
     }
     j->blk_cur = (uint32_t)SW_MAX((uint64_t)j->blk_cur, SW_MIN(d, (uint64_t)SW_STATUS_BLK_MAX_MS));
+    j->held_ms = (uint32_t)SW_MAX((uint64_t)j->held_ms, SW_MIN(d, (uint64_t)UINT32_MAX));
 }
 
 static struct join *
@@ -254,7 +257,8 @@ json_num(char *buf, size_t len, double v, int digits)
  *        step=280 stage=1 norm=0.293 tok/s=9333 elapsed=83.2s  (not the last stage)
  * json:  {"event":"step","step":280,"stage":3,"loss":2.071029...,"lr":...,"norm":...,
  *         "tok_s":9333,"elapsed_s":83.2,"hash":"67c2b1ec6339e099","step_ms":110,
- *         "compute_ms":84}  ("loss": last stage; compute_ms -1 on a node's first step)
+ *         "compute_ms":84,"held_ms":3}  ("loss": last stage; compute_ms -1 on a node's
+ *         first step; held_ms: the longest the loop was held since the step before)
  * The parameter hash is in the json line and, in text, at debug level. */
 static void
 env_stepped(void *arg, const struct sw_step_report *r)
@@ -270,9 +274,9 @@ env_stepped(void *arg, const struct sw_step_report *r)
             snprintf(loss, sizeof(loss), "\"loss\":%s,", json_num(num, sizeof(num), r->loss, 17));
         snprintf(f, sizeof(f), "\"step\":%llu,\"stage\":%d,%s\"lr\":%s,\"norm\":%s,"
                  "\"tok_s\":%.0f,\"elapsed_s\":%.3f,\"hash\":\"%s\",\"step_ms\":%.0f,"
-                 "\"compute_ms\":%.0f", step, r->stage, loss,
+                 "\"compute_ms\":%.0f,\"held_ms\":%u", step, r->stage, loss,
                  json_num(lr, sizeof(lr), r->lr, 9), json_num(norm, sizeof(norm), r->norm, 17),
-                 r->tok_s, el, r->hash, r->step_ms, r->compute_ms);
+                 r->tok_s, el, r->hash, r->step_ms, r->compute_ms, j->held_ms);
         sw_log_out("step", f, "step=%llu", step);
     } else if (last) {
         sw_log_out("step", NULL, "step=%llu loss=%.4f lr=%.2e norm=%.3f tok/s=%.0f elapsed=%.1fs",
@@ -281,6 +285,7 @@ env_stepped(void *arg, const struct sw_step_report *r)
         sw_log_out("step", NULL, "step=%llu stage=%d norm=%.3f tok/s=%.0f elapsed=%.1fs", step,
                    r->stage, r->norm, r->tok_s, el);
     }
+    j->held_ms = 0;
     sw_log(SW_LOG_DEBUG, "step=%llu hash=%s", step, r->hash);
     local_save(j, r);
 }
@@ -450,6 +455,35 @@ env_restore(void *arg, int stage, uint64_t run_step, struct sw_restore *r)
 
 /* ---- the role ---- */
 
+/* The compute thread finished a forward or backward (compute.h). */
+static void
+on_computed(uv_async_t *h)
+{
+    struct join *j = h->data;
+    uint64_t t0 = sw_now_ms();
+    float loss;
+    int err;
+
+    if (!j->have_c || !sw_compute_take(&j->c, &err, &loss))
+        return; /* cancelled, or a wake-up coalesced with the one before */
+    sw_trainer_computed(&j->t, t0, err, loss);
+    blk_note(j, t0);
+    sw_node_wake(j->n, 0);
+}
+
+/* On the compute thread: wakes the loop (uv_async_send is thread-safe). */
+static void
+compute_done(void *arg)
+{
+    uv_async_send(arg);
+}
+
+static void
+on_computed_closed(uv_handle_t *h)
+{
+    sw_free(h);
+}
+
 static void
 on_msg(struct sw_transport *tr, const struct sw_transport_msg *m, void *arg)
 {
@@ -521,6 +555,15 @@ join_start(struct sw_node *n)
     if (sw_trainer_init(&j->t, n->id.pk, n->ep, &n->man, &to, &j->env, sw_now_ms()) < 0)
         return SW_EXIT_FAIL;
     j->have_t = true;
+    if (!(j->computed = sw_calloc(1, sizeof(*j->computed))))
+        return SW_EXIT_FAIL;
+    if (uv_async_init(n->loop, j->computed, on_computed) < 0) {
+        sw_free(j->computed);
+        j->computed = NULL;
+        return SW_EXIT_FAIL;
+    }
+    j->computed->data = j;
+    uv_unref((uv_handle_t *)j->computed); /* the loop ends without it */
     sw_outbound_init(&n->outb, n->tr, n->id.pk, n->boot_ep);
     for (size_t i = 0; i < SW_ARRAY_SIZE(types); i++)
         if (sw_transport_on(n->tr, types[i], on_msg, j) < 0)
@@ -555,6 +598,10 @@ setup(struct join *j)
         return err == -SW_ECONFIG ? SW_EXIT_USAGE : SW_EXIT_FAIL;
     }
     j->have_c = true;
+    /* forwards and backwards on the stage's own thread: the loop answers
+     * pings and publishes the record while a block computes */
+    if (sw_compute_apart(&j->c, compute_done, j->computed) < 0)
+        sw_log(SW_LOG_WARN, "computing on the loop: pings wait while a block computes");
     if (sw_trainer_set_stage(&j->t, &sw_compute_ops, &j->c, j->c.st.lay.numel) < 0)
         return SW_EXIT_FAIL;
     return 0;
@@ -734,7 +781,11 @@ join_release(struct sw_node *n)
     if (j->have_t)
         sw_trainer_release(&j->t);
     if (j->have_c)
-        sw_compute_release(&j->c);
+        sw_compute_release(&j->c); /* the compute thread joined: no more wake-ups */
+    if (j->computed) {
+        uv_close((uv_handle_t *)j->computed, on_computed_closed);
+        uv_run(n->loop, UV_RUN_NOWAIT); /* its close callback frees it */
+    }
     sw_free(j);
     n->self = NULL;
 }

@@ -21,9 +21,11 @@
  *   - "left" at once when its record says "leaving".
  * A new version of the record of a dead node makes it alive again.
  *
- * Busy nodes.  A node's loop does nothing else while a block of compute
- * runs (a forward, a backward, an update): it answers no ping and
- * publishes no record meanwhile.  Its record says how long that lasted
+ * Busy nodes.  A node's loop does nothing else while its trainer runs: an
+ * update, a big message, a stage set up (swarmd's forwards and backwards
+ * run on a compute thread, peers/compute.h; a loop that computes them
+ * itself is held for seconds).  It answers no ping and publishes no
+ * record meanwhile.  Its record says how long that lasted
  * lately ("blk", ms: the longest the trainer held the loop in the last 30
  * to 60 s, at most SW_STATUS_BLK_MAX_MS), and every deadline above grows
  * by it for that node: its pings wait dead_ms / 3 + blk, its record may be

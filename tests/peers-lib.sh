@@ -493,13 +493,14 @@ EOT
 }
 
 # narrow_model: M_MODEL of a narrow model (d_model 64, SwiGLU 192, 4 heads,
-# 2 blocks) for microbatches of many tokens (t0305, t0388)
+# NARROW_LAYERS blocks, 2 by default) for microbatches of many tokens
+# (t0305, t0306, t0388)
 narrow_model() {
     M_MODEL="d_model = 64
 ffn_hidden = 192
 n_heads = 4
 n_kv_heads = 4
-n_layers = 2"
+n_layers = ${NARROW_LAYERS:-2}"
 }
 
 # sim_narrow: swarmsim train of narrow_model's 2-stage run on the tests'
@@ -508,7 +509,7 @@ n_layers = 2"
 sim_narrow() {
     cat >"$TMP/config.json" <<EOT
 {"hidden_size": 64, "intermediate_size": 192, "num_attention_heads": 4,
- "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 256,
+ "num_key_value_heads": 4, "num_hidden_layers": ${NARROW_LAYERS:-2}, "vocab_size": 256,
  "max_position_embeddings": 64, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
  "tie_word_embeddings": false}
 EOT
