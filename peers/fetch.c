@@ -299,3 +299,21 @@ sw_fetch_tick(struct sw_fetch *f, uint64_t now, int *rc)
     }
     return wake;
 }
+
+uint64_t
+sw_fetch_left_ms(const struct sw_fetch *f, uint64_t now)
+{
+    double total = 0, got = 0;
+
+    if (!f->active || !f->bytes || now <= f->t0_ms)
+        return 0;
+    for (int i = 0; i < f->nsrc; i++) {
+        total += (double)f->src[i].nwhich * (double)f->src[i].numel;
+        got += (double)f->src[i].got;
+    }
+    if (got >= total)
+        return 0;
+    /* the floats left at the bytes per ms measured since the start */
+    return (uint64_t)((total - got) * sizeof(float) * (double)(now - f->t0_ms) /
+                      (double)f->bytes) + 1;
+}

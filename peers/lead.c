@@ -44,6 +44,14 @@ prepare_timeout(const struct sw_trainer *t)
     return (uint64_t)SW_MAX(t->o.dead_ms, 5000);
 }
 
+/* When the round stops waiting: its PREPARE timeout, or later for a copier
+ * (lead.h, Copies). */
+static uint64_t
+round_end(const struct sw_trainer *t)
+{
+    return SW_MAX(t->lead.phase_ms + prepare_timeout(t), t->lead.copy_end);
+}
+
 static struct sw_lead_cand *
 cand_find(struct sw_trainer *t, const uint8_t *pk)
 {
@@ -294,6 +302,7 @@ round_new(struct sw_trainer *t)
 {
     t->lead.round++;
     t->lead.nslot = t->lead.nwait = 0;
+    t->lead.copy_end = 0;
 }
 
 /* A replan: each microbatch stays on the node of old that had it, when that
@@ -432,9 +441,30 @@ one_state(struct sw_trainer *t)
     }
 }
 
+/* The round goes: a copier it waited for that is not ready stops copy
+ * waits for a while (lead.h, Copies). */
+static void
+copy_verdict(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    char who[13];
+
+    if (!L->copy_end)
+        return;
+    L->copy_end = 0;
+    for (int i = 0; i < L->nslot; i++)
+        if (!memcmp(L->slot[i].pk, L->copy_pk, 32) && L->slot[i].ok)
+            return;
+    L->copy_doubt_ms = t->now;
+    sw_log(SW_LOG_WARN, "step %llu: node %s was not ready after its copy: no round waits for a "
+           "copy for %d s", (unsigned long long)L->step, sw_proto_who(who, L->copy_pk),
+           SW_LEAD_COPY_DOUBT_MS / 1000);
+}
+
 static void
 go(struct sw_trainer *t)
 {
+    copy_verdict(t);
     if (!sw_lead_is_leader(t) || t->step != t->lead.step) {
         /* the round outlived this node's lead (another stage-0 node leads, or
          * the run went past the step meanwhile): its answers plan nothing */
@@ -479,10 +509,35 @@ go_without_unwaited(struct sw_trainer *t)
     go(t);
 }
 
+/* Slot p answered that it copies its stage's state, left_ms to go: true
+ * when the round waits for it (lead.h, Copies), asking again soon. */
+static bool
+copy_wait(struct sw_trainer *t, struct sw_lead_slot *p, uint64_t left_ms)
+{
+    struct sw_lead *L = &t->lead;
+    uint64_t until = t->now + SW_MAX(left_ms, (uint64_t)SW_LEAD_REASK_MS) + prepare_timeout(t);
+    char who[13];
+
+    if ((L->copy_doubt_ms && t->now - L->copy_doubt_ms < SW_LEAD_COPY_DOUBT_MS) ||
+        (L->copy_end && memcmp(L->copy_pk, p->pk, 32)) ||
+        left_ms > SW_LEAD_COPY_WAIT_MS || until > L->phase_ms + SW_LEAD_COPY_WAIT_MS)
+        return false;
+    if (!L->copy_end) {
+        L->copy_waits++;
+        sw_log(SW_LOG_INFO, "step %llu: waiting for node %s of stage %d, which copies its "
+               "stage's state (%.1f s left)", (unsigned long long)L->step,
+               sw_proto_who(who, p->pk), p->stage, (double)left_ms / 1000.0);
+    }
+    memcpy(L->copy_pk, p->pk, 32);
+    L->copy_end = SW_MAX(L->copy_end, until);
+    p->reask_ms = t->now + SW_LEAD_REASK_MS;
+    return true;
+}
+
 void
 sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "stage", "ok", "hash", "lead", NULL};
+    static const char *const keys[] = {"step", "stage", "ok", "hash", "lead", "copy", NULL};
     struct sw_lead *L = &t->lead;
     uint32_t round = (uint32_t)((tag >> 16) & 0xffffffffu);
     int i = (int)(tag & 0xffff);
@@ -509,8 +564,14 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
         size_t hl = 32;
         uint64_t stage = (uint64_t)p->stage;
         bool lead = true;
+        uint64_t left;
+        if (sw_proto_get(&u.data, "copy") && sw_proto_get_u64(&u.data, "copy", &left) == 0 &&
+            copy_wait(t, p, left)) {
+            msgpack_unpacked_destroy(&u);
+            return;
+        }
         if (sw_proto_get(&u.data, "lead") && sw_proto_get_bool(&u.data, "lead", &lead) == 0 &&
-            !lead && t->now + SW_LEAD_REASK_MS < L->phase_ms + prepare_timeout(t)) {
+            !lead && t->now + SW_LEAD_REASK_MS < round_end(t)) {
             /* it has not read this node's record yet (it joined a moment
              * ago, or this node did): asked again soon (prepare_watch) */
             msgpack_unpacked_destroy(&u);
@@ -939,7 +1000,7 @@ static void
 prepare_watch(struct sw_trainer *t)
 {
     struct sw_lead *L = &t->lead;
-    uint64_t end = L->phase_ms + prepare_timeout(t);
+    uint64_t end = round_end(t);
 
     for (int i = 0; i < L->nslot && L->nwait > 0 && L->phase == SW_LEAD_PREPARING; i++) {
         struct sw_lead_slot *p = &L->slot[i];

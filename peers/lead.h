@@ -115,6 +115,20 @@
  * whole PREPARE timeout (15 s with --dead-ms 15000, t0302) for nodes that
  * had read the leader's record a moment after dropping its PREPARE.
  *
+ * Copies.  A node copying its stage's state from a replica gets pieces of
+ * the source's current step only (fetch.h): while the run steps faster
+ * than the copy takes, each step restarts it and it never finishes.  So it
+ * answers a PREPARE at once with READY "copy" (ok false, the time its
+ * copy has left at its rate so far), and the round waits for it, asking
+ * again every SW_LEAD_REASK_MS, until it is ready, as long as that ends
+ * within SW_LEAD_COPY_WAIT_MS of the PREPARE: the run pauses once, its
+ * source stays at the step meanwhile, and the copy finishes.  One copier
+ * a round.  A copy that says more is left than the wait allows is not
+ * waited for.  A copier waited for that was not ready when the round went
+ * (a stranger's claim, a copy that failed) stops these waits for
+ * SW_LEAD_COPY_DOUBT_MS: a node that lies about copying costs the run one
+ * wait every SW_LEAD_COPY_DOUBT_MS at most.
+ *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
  * PREPARING, RUNNING, PAUSED (running, a stage empty).
@@ -148,6 +162,13 @@
  * node's record yet) is asked again this much later, until the round's
  * timeout (the larger of the dead time and 5 s). */
 #define SW_LEAD_REASK_MS 500
+/* A round waits for a node copying its stage's state (READY with "copy":
+ * the time its copy has left) up to this long from its PREPARE, asking it
+ * again every SW_LEAD_REASK_MS; a copier it waited for that was not ready
+ * when the round went means no round waits for a copy for
+ * SW_LEAD_COPY_DOUBT_MS (see "Copies", above) */
+#define SW_LEAD_COPY_WAIT_MS 60000
+#define SW_LEAD_COPY_DOUBT_MS 600000
 /* An idle node that hears nothing from the leader its table names for this
  * long passes it over (see "Candidates" above), for SW_LEAD_PASSED_MS. */
 #define SW_LEAD_PASS_MS SW_LEAD_STALL_MS
@@ -225,6 +246,10 @@ struct sw_lead {
     } known[SW_LEAD_KNOWN];
     int nknown;
     uint64_t doubt_ms;       /* when a key never heard before let a round down (0: never) */
+    uint64_t copy_end;       /* the round waits for a copier until then (0: none) */
+    uint8_t copy_pk[32];     /*   which */
+    uint64_t copy_doubt_ms;  /* when a copier waited for was not ready (0: never) */
+    uint64_t copy_waits;     /* rounds that waited for a copier */
     uint64_t not_waited;     /* nodes a round was planned without, not waited for */
 };
 

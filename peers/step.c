@@ -1824,6 +1824,29 @@ answer_not_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64
     trainer_reply(t, &m->route, SW_MSG_READY, NULL);
 }
 
+/* Copying the stage's state: the PREPARE answered at once with the time the
+ * copy has left, so that the round waits for it (lead.h, Copies); the
+ * leader asks again. */
+static void
+answer_copying(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    struct sw_body *b = &t->body;
+
+    s->prep.pending = false;
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 4);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, s->prep.step);
+    sw_proto_pack_key(&b->pk, "stage");
+    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
+    sw_proto_pack_key(&b->pk, "ok");
+    msgpack_pack_false(&b->pk);
+    sw_proto_pack_key(&b->pk, "copy");
+    msgpack_pack_uint64(&b->pk, sw_fetch_left_ms(&t->fetch, t->now));
+    trainer_reply(t, &s->prep.route, SW_MSG_READY, NULL);
+}
+
 void
 sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
@@ -1880,6 +1903,10 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
                    (unsigned long long)t->step, (unsigned long long)step);
             sw_recover_resync(t);
         }
+    }
+    if (t->phase == SW_PHASE_COPY && s->prep.pending) {
+        answer_copying(t);
+        return;
     }
     sw_step_answer_prepare(t);
 }
