@@ -4,8 +4,11 @@
 # 4 microbatches, one thread a node) with the shortest dead time swarmd
 # takes, --dead-ms 500: a block of compute holds a node's loop longer than
 # a ping's 167 ms, so before its record said how long ("blk"), its peers
-# declared it dead while it computed.  Now:
-#   - each node's metrics show a block longer than 167 ms (the test is one);
+# declared it dead while it computed.  Since then forwards and backwards
+# run on a compute thread (t0306); what still holds the loop is the update,
+# the parameter hash and the big messages (256-268 ms here, 2026-12-05;
+# 1.6-2.1 s when the loop computed).  Now:
+#   - each node's metrics show its longest block (above 0: measured);
 #   - 8 steps train, and no node declares another dead;
 #   - kill -9 of the stage-1 node: the stage-0 node declares it dead within
 #     its dead time plus its block (its port refused at once on loopback).
@@ -27,8 +30,8 @@ wait_steps 180 "$TMP/n1.log" $STEPS; rc=$?
 blk0=$(metrics "$(metrics_port "$TMP/n0.log")" | sed -n 's/^swarm_node_loop_block_ms //p')
 blk1=$(metrics "$(metrics_port "$TMP/n1.log")" | sed -n 's/^swarm_node_loop_block_ms //p')
 echo "# longest block: stage 0 ${blk0:-?} ms, stage 1 ${blk1:-?} ms"
-[ $rc -eq 0 ] && [ "${blk0:-0}" -gt 167 ] && [ "${blk1:-0}" -gt 167 ]
-ok $? "the medium preset holds each node's loop longer than a ping's 167 ms"
+[ $rc -eq 0 ] && [ "${blk0:-0}" -gt 0 ] && [ "${blk1:-0}" -gt 0 ]
+ok $? "each node publishes the longest block of its loop"
 
 deaths=$(cat "$TMP/n0.log" "$TMP/n1.log" "$TMP/boot.log" | grep -c '"event":"declared_dead"')
 [ $rc -eq 0 ] || { diag_file "$TMP/n0.log"; diag_file "$TMP/n1.log"; }
