@@ -252,13 +252,8 @@ op_forward(void *m, int u, unsigned parts, const int32_t *tokens, const float *x
     struct sw_compute *c = m;
 
     job_wait(c);
-    c->job.fwd = true;
-    c->job.u = u;
-    c->job.parts = parts;
-    c->job.tokens = tokens;
-    c->job.x_in = x_in;
-    c->job.targets = targets;
-    c->job.x_out = x_out;
+    c->job = (struct sw_compute_job){.fwd = true, .u = u, .parts = parts, .tokens = tokens,
+                                     .targets = targets, .x_in = x_in, .x_out = x_out};
     return job_start(c, loss);
 }
 
@@ -268,11 +263,7 @@ op_backward(void *m, int u, const float *dx_in, float *dx_out, float scale)
     struct sw_compute *c = m;
 
     job_wait(c);
-    c->job.fwd = false;
-    c->job.u = u;
-    c->job.x_in = dx_in;
-    c->job.x_out = dx_out;
-    c->job.scale = scale;
+    c->job = (struct sw_compute_job){.u = u, .x_in = dx_in, .x_out = dx_out, .scale = scale};
     return job_start(c, NULL);
 }
 

@@ -59,12 +59,12 @@ struct sw_compute {
     pthread_cond_t cv;
     enum { SW_JOB_IDLE, SW_JOB_RUNNING, SW_JOB_DONE } jstate;
     bool quit;
-    struct {
+    struct sw_compute_job {
         bool fwd;
         int u;
         unsigned parts;
         const int32_t *tokens, *targets;
-        const float *x_in;
+        const float *x_in;   /* a forward's input, a backward's gradient in */
         float *x_out;
         float scale;
         int err;

@@ -503,6 +503,17 @@ n_kv_heads = 4
 n_layers = ${NARROW_LAYERS:-2}"
 }
 
+# narrow_swarm: narrow_model's 2-stage run of STEPS steps ($TMP/run.conf,
+# signed), its bootstrap and start_swarm's nodes 0 and 1 (logs $TMP/n0.log,
+# $TMP/n1.log)
+narrow_swarm() {
+    narrow_model
+    write_manifest "$TMP/run.conf" "$STEPS" 2
+    sign_manifest "$TMP/run.conf"
+    start_boot "$TMP/run.conf"
+    start_swarm n 0 1
+}
+
 # sim_narrow: swarmsim train of narrow_model's 2-stage run on the tests'
 # manifest (STEPS steps of M_BATCH x M_SEQ_LEN tokens in M_MICRO
 # microbatches), into $TMP/sim; its exit status

@@ -13,11 +13,7 @@ STEPS=3
 M_SEQ_LEN=64
 M_BATCH=1040
 M_MICRO=1
-narrow_model
-write_manifest "$TMP/run.conf" $STEPS 2
-sign_manifest "$TMP/run.conf"
-start_boot "$TMP/run.conf"
-start_swarm n 0 1
+narrow_swarm
 wait_all 300 $SWARM_NODES
 ok $? "2 stages, microbatches of 66560 tokens (FWD and BWD of 17 MB): $STEPS steps, exit 0"
 

@@ -18,11 +18,7 @@ M_SEQ_LEN=64
 M_BATCH=256
 M_MICRO=2
 NARROW_LAYERS=8
-narrow_model
-write_manifest "$TMP/run.conf" $STEPS 2
-sign_manifest "$TMP/run.conf"
-start_boot "$TMP/run.conf"
-start_swarm n 0 1
+narrow_swarm
 wait_all 300 $SWARM_NODES
 ok $? "2 stages of 4 blocks, microbatches of 8192 tokens: $STEPS steps, exit 0"
 

@@ -19,11 +19,7 @@ STEPS=14
 M_SEQ_LEN=64
 M_BATCH=520
 M_MICRO=2
-narrow_model
-write_manifest "$TMP/run.conf" $STEPS 2
-sign_manifest "$TMP/run.conf"
-start_boot "$TMP/run.conf"
-start_swarm n 0 1
+narrow_swarm
 LOG_LAST=$LOG_1
 wait_steps 120 "$LOG_LAST" 1
 T1=$(node_eps | tr ' ' '\n' | grep '^1=' | tr '\n' ' ')
