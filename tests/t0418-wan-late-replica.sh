@@ -12,7 +12,12 @@
 # waits for it (once), and it joins:
 #   - the leader logs that it waited for the copier;
 #   - the replica then takes steps together with its twin (the same
-#     gradient norm at the same step: each summed the other's partial).
+#     gradient norm at the same step: each summed the other's partial),
+#     5 of its first 12 at least (int8 activations and partials: in a CI
+#     run with fp32 partials of 27 MB, the twin's READY waited for the
+#     exchange longer than the PREPARE timeout on the loaded machine, the
+#     twin fell out of a plan and copied in turn, with the round waiting
+#     for it too).
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 . "${TEST_SRCDIR:-$(dirname "$0")}/wan-lib.sh"
 wan_need
@@ -27,7 +32,8 @@ ok $? "4 hosts, 10 ms and 100 Mbit/s each"
 M_SEQ_LEN=16
 big_model 512 1536
 write_manifest "$TMP/run.conf" 100000 2 "[wire]
-activations = int8"
+activations = int8
+gradients = int8"
 sign_manifest "$TMP/run.conf"
 wan_boot b "$TMP/run.conf"
 wan_node "$TMP/n0.log" s0 0
@@ -37,12 +43,13 @@ msgs "$TMP/n1.log" | grep "^info: stage 1 of 2" | sed 's/^/# /'
 wan_node "$TMP/n1b.log" s1b 1
 J0=$(last_step "$TMP/n1.log")
 echo "# the replica of stage 1 started at step $J0"
-wait_for 120 steps_done "$TMP/n1b.log" 0 && wait_steps 60 "$TMP/n1b.log" $(($(first_step "$TMP/n1b.log") + 5)); rc2=$?
+wait_for 120 steps_done "$TMP/n1b.log" 0 && wait_steps 90 "$TMP/n1b.log" $(($(first_step "$TMP/n1b.log") + 12)); rc2=$?
+both=$(both_steps "$TMP/n1.log" "$TMP/n1b.log")
 msgs "$TMP/n1b.log" | grep "copying stage\|copied stage" | sed 's/^/# n1b: /' | head -n 8
-echo "# copies started: $(msgs "$TMP/n1b.log" | grep -c "copying stage"); first step together: $(first_step "$TMP/n1b.log"); the run at $(last_step "$TMP/n1.log")"
+echo "# copies started: $(msgs "$TMP/n1b.log" | grep -c "copying stage"); its first step: $(first_step "$TMP/n1b.log"); steps with its twin: $both; the run at $(last_step "$TMP/n1.log")"
 [ $rc -eq 0 ] && [ $rc2 -eq 0 ] || { diag_file "$TMP/n1b.log"; diag_file "$TMP/n0.log"; }
-[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ "$(both_steps "$TMP/n1.log" "$TMP/n1b.log")" -ge 5 ]
-ok $? "the late replica copied the 81 MB state and took 5 steps with its twin"
+[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ "$both" -ge 5 ]
+ok $? "the late replica copied the 81 MB state and took 5 of its first 12 steps with its twin"
 
 msgs "$TMP/n0.log" | grep "copies its stage's state\|waits for a copy" | sed 's/^/# n0: /' | head -n 3
 msgs "$TMP/n0.log" | grep -q "which copies its stage's state"
