@@ -2,6 +2,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* slabs this big or bigger are aligned to (and advised as) huge pages */
+#define SW_ALLOC_HUGE ((size_t)2 << 20)
 
 static struct sw_allocator alloc_cur = {malloc, realloc, free};
 
@@ -66,16 +70,25 @@ void *
 sw_malloc_big(size_t size)
 {
     void *p = NULL;
+    size_t align = size >= SW_ALLOC_HUGE ? SW_ALLOC_HUGE : 64;
     int rc;
 
     size = (size + 63) & ~(size_t)63;
     if (size == 0)
         size = 64;
-    rc = posix_memalign(&p, 64, size);
+    rc = posix_memalign(&p, align, size);
     if (rc != 0) {
         errno = rc;
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    /* a fault per 2 MiB instead of per 4 KiB: a stage's 255 MB state is
+     * touched in 0.03-0.2 s instead of 0.9 s (this 2-core VM, quiet: its
+     * faults are slow); refused where the kernel has no transparent huge
+     * pages */
+    if (align == SW_ALLOC_HUGE)
+        (void)madvise(p, size, MADV_HUGEPAGE);
+#endif
     memset(p, 0, size); /* pre-fault: touch every page now, not in the hot loop */
     return p;
 }

@@ -4,7 +4,9 @@
  * The functions are replaceable (sw_alloc_set) and keep errno on failure.
  * sw_malloc_big returns 64-byte aligned memory that is already touched
  * (pre-faulted): on these machines the first touch of fresh pages runs at
- * 0.4-1.6 GB/s, so slabs are allocated once, pre-faulted, and reused.
+ * 0.4-1.6 GB/s, so slabs are allocated once, pre-faulted, and reused;
+ * those of 2 MiB or more are aligned to 2 MiB and advised as transparent
+ * huge pages (MADV_HUGEPAGE), a fault per 2 MiB where the kernel allows.
  */
 #ifndef SW_ALLOC_H
 #define SW_ALLOC_H
