@@ -1431,6 +1431,20 @@ req_link(struct sw_transport *t, struct req *r)
     r->dealer->pending++;
 }
 
+/* Reads what waits in every socket now (DRAIN_BUDGET a socket). */
+static void
+drain_all(struct sw_transport *t)
+{
+    struct sock *s, *next;
+
+    if (t->router)
+        sock_drain(t->router);
+    for (s = t->dealers; s && !t->closing; s = next) {
+        next = s->next; /* a callback may close s (dealer_remove frees it later) */
+        sock_drain(s);
+    }
+}
+
 static void
 tick_cb(uv_timer_t *h)
 {
@@ -1438,6 +1452,20 @@ tick_cb(uv_timer_t *h)
     uint64_t now = uv_now(t->loop);
     struct req *expired = NULL;
 
+    /*
+     * A request past its deadline: the loop may have been held (a big
+     * stage's compute or allocation on a loaded machine, seconds), and its
+     * answer may wait in a socket, read by ZeroMQ's I/O thread meanwhile.
+     * Timers run before the loop polls: read the sockets first, so that a
+     * held loop never times out a peer that answered in time.
+     */
+    for (struct req *r = t->reqs; r && !t->closing; r = r->next)
+        if (r->deadline <= now) {
+            drain_all(t);
+            break;
+        }
+    if (t->closing)
+        return;
     /*
      * Unlink the expired requests first: the callbacks below may start or
      * finish other requests, which changes t->reqs.

@@ -43,7 +43,12 @@
  * (a replica's 23 MB of partial gradients keep it open 23 s; a request
  * queued behind them on a 100 Mbit/s link times out, and closing the
  * DEALER, whose linger is 0, threw the pieces away: both replicas then
- * waited for each other's for good).
+ * waited for each other's for good).  Before any request times out, the
+ * transport reads what waits in its sockets: timers run before the loop
+ * polls, and after the loop was held (a big stage's compute or allocation
+ * on a loaded machine, seconds) the answers that came meanwhile are there;
+ * a node then timed out peers that had answered in time, and declared
+ * them dead.
  *
  * Back-pressure.  SNDHWM/RCVHWM are opts.hwm messages.  When ZeroMQ refuses
  * a message (HWM reached) it waits in a per-socket queue and goes out on
