@@ -113,13 +113,20 @@ job_run(struct sw_compute *c)
     double t0 = sw_now_s();
 
     c->job.loss = 0;
-    if (c->job.fwd)
+    switch (c->job.kind) {
+    case SW_JOB_FORWARD:
         c->job.err = timed(c, sw_stage_forward(&c->st, c->job.u, c->job.parts, c->job.tokens,
                                                c->job.x_in, c->job.targets, c->job.x_out,
                                                &c->job.loss), t0);
-    else
+        break;
+    case SW_JOB_BACKWARD:
         c->job.err = timed(c, sw_stage_backward(&c->st, c->job.u, c->job.x_in, c->job.x_out,
                                                 c->job.scale), t0);
+        break;
+    case SW_JOB_INIT: /* not compute time: the step's figures leave it out */
+        c->job.err = sw_stage_init_params(&c->st, c->job.seed);
+        break;
+    }
 }
 
 static void *
@@ -172,15 +179,23 @@ sw_compute_apart(struct sw_compute *c, void (*done)(void *arg), void *arg)
 }
 
 /* Waits until no job runs (its result, if any, stays to be taken). */
+#define job_wait(c) job_wait_in(c, __func__)
 static void
-job_wait(struct sw_compute *c)
+job_wait_in(struct sw_compute *c, const char *op)
 {
+    double t0, waited;
+
     if (!c->apart)
         return;
+    t0 = sw_now_s();
     pthread_mutex_lock(&c->mu);
     while (c->jstate == SW_JOB_RUNNING)
         pthread_cond_wait(&c->cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
+    /* the caller's loop was held meanwhile: a long wait is worth knowing of */
+    if ((waited = sw_now_s() - t0) > 0.2)
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 10000, "%s waited %.0f ms for the compute in flight (the "
+                           "loop was held)", op, waited * 1e3);
 }
 
 static void
@@ -252,7 +267,7 @@ op_forward(void *m, int u, unsigned parts, const int32_t *tokens, const float *x
     struct sw_compute *c = m;
 
     job_wait(c);
-    c->job = (struct sw_compute_job){.fwd = true, .u = u, .parts = parts, .tokens = tokens,
+    c->job = (struct sw_compute_job){.kind = SW_JOB_FORWARD, .u = u, .parts = parts, .tokens = tokens,
                                      .targets = targets, .x_in = x_in, .x_out = x_out};
     return job_start(c, loss);
 }
@@ -263,7 +278,7 @@ op_backward(void *m, int u, const float *dx_in, float *dx_out, float scale)
     struct sw_compute *c = m;
 
     job_wait(c);
-    c->job = (struct sw_compute_job){.u = u, .x_in = dx_in, .x_out = dx_out, .scale = scale};
+    c->job = (struct sw_compute_job){.kind = SW_JOB_BACKWARD, .u = u, .x_in = dx_in, .x_out = dx_out, .scale = scale};
     return job_start(c, NULL);
 }
 
@@ -385,11 +400,15 @@ op_scalars(void *m, struct sw_stage_scalars *sc)
     sc->last_norm_clipped = isfinite(c->opt.last_norm_clipped) ? c->opt.last_norm_clipped : 0.0f;
 }
 
+/* Seconds for a big stage (page faults, the normal draws): apart too. */
 static int
 op_init(void *m, uint64_t seed)
 {
-    job_wait(m);
-    return sw_stage_init_params(&((struct sw_compute *)m)->st, seed);
+    struct sw_compute *c = m;
+
+    job_wait(c);
+    c->job = (struct sw_compute_job){.kind = SW_JOB_INIT, .seed = seed};
+    return job_start(c, NULL);
 }
 
 static size_t

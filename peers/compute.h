@@ -9,8 +9,9 @@
  * the fetched neighbours, a device copy of them on a GPU).  Compute time is
  * measured here with the wall clock (the trainer core has none).
  *
- * Compute apart: after sw_compute_apart, forward and backward run on the
- * struct's own thread and return SW_COMPUTE_PENDING (trainer.h) at once;
+ * Compute apart: after sw_compute_apart, forward, backward and the seed's
+ * initialisation run on the struct's own thread and return
+ * SW_COMPUTE_PENDING (trainer.h) at once;
  * done(arg) is called on that thread when one is done (uv_async_send is
  * what swarmd's loop gives it), and the loop then takes the result with
  * sw_compute_take and hands it to sw_trainer_computed.  Every other op
@@ -60,7 +61,8 @@ struct sw_compute {
     enum { SW_JOB_IDLE, SW_JOB_RUNNING, SW_JOB_DONE } jstate;
     bool quit;
     struct sw_compute_job {
-        bool fwd;
+        enum { SW_JOB_FORWARD, SW_JOB_BACKWARD, SW_JOB_INIT } kind;
+        uint64_t seed;       /* SW_JOB_INIT */
         int u;
         unsigned parts;
         const int32_t *tokens, *targets;

@@ -1219,11 +1219,9 @@ restore_tick(struct sw_trainer *t)
  * drawn only now (a node that copies or rebuilds its stage would throw the
  * draw away: for a 50 MB stage, half a second before a recovery can start). */
 static void
-seed_init(struct sw_trainer *t)
+seeded(struct sw_trainer *t, int err)
 {
-    int err;
-
-    if ((err = t->ops->init(t->model, t->man->seed)) < 0) {
+    if (err < 0) {
         trainer_fail(t, err, "initialisation");
         return;
     }
@@ -1232,6 +1230,30 @@ seed_init(struct sw_trainer *t)
         return;
     sw_log(SW_LOG_INFO, "stage %d initialised from the run seed (hash %s)", t->stage, t->hash);
     announce_state(t);
+}
+
+/* Seconds for a big stage: on the stage's thread where it has one (SYNC
+ * then waits for sw_recover_computed). */
+static void
+seed_init(struct sw_trainer *t)
+{
+    int err = t->ops->init(t->model, t->man->seed);
+
+    if (err == SW_COMPUTE_PENDING)
+        t->rc.seeding = true;
+    else
+        seeded(t, err);
+}
+
+bool
+sw_recover_computed(struct sw_trainer *t, int err)
+{
+    if (!t->rc.seeding)
+        return false;
+    t->rc.seeding = false;
+    if (t->phase == SW_PHASE_SYNC)
+        seeded(t, err);
+    return true;
 }
 
 /* r's step was reached by another node than r: this one (with a state of
@@ -1310,7 +1332,7 @@ sync_tick(struct sw_trainer *t)
 
     if (t->st.prep.pending)
         run = SW_MAX(run, t->st.prep.step);
-    if (!t->dir_ok || t->now < t->rc.retry_ms)
+    if (!t->dir_ok || t->now < t->rc.retry_ms || t->rc.seeding)
         return;
     if (t->run_step >= (uint64_t)t->man->steps) {
         /* a newcomer late for a run whose last step is done, or a node that

@@ -10,7 +10,8 @@
  *   2. --from-checkpoint and no such node, when the run restarts (no node
  *      has taken a step): the stage from the checkpoint (RESTORE;
  *      env->restore) at the checkpoint's step;
- *   3. the run has not started: the run seed's initialisation;
+ *   3. the run has not started: the run seed's initialisation (on the
+ *      stage's thread in swarmd: SYNC waits for sw_recover_computed);
  *   4. the run has started (or gone past this node's state) and no other
  *      node of the stage is training: CheckFree from both
  *      neighbours' parameters weighted by their last gradient norms, or
@@ -111,6 +112,7 @@ struct sw_recover {
                                 neighbours' params; CheckFree+: the partner's, its replica) */
     size_t cap[2];           /* their sizes, floats */
     bool restore_tried;      /* --from-checkpoint: tried once */
+    bool seeding;            /* SYNC: the seed's initialisation computes apart */
     uint64_t ck_asked_ms;    /* --from-checkpoint: when the keeper was first looked up */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
     uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
@@ -159,6 +161,9 @@ struct sw_recover {
 void sw_recover_release(struct sw_trainer *t);
 /* SYNC, COPY, REBUILD and RESTORE; returns the next wake-up. */
 uint64_t sw_recover_tick(struct sw_trainer *t);
+/* A compute of recovery's that returned SW_COMPUTE_PENDING (the seed's
+ * initialisation) is done: false when none was in flight (a step's). */
+bool sw_recover_computed(struct sw_trainer *t, int err);
 /* A fetch's answer (copy or rebuild). */
 void sw_recover_fetched(struct sw_trainer *t, uint64_t tag, int status,
                         const struct sw_transport_msg *m);

@@ -757,7 +757,7 @@ void
 sw_trainer_computed(struct sw_trainer *t, uint64_t now, int err, float loss)
 {
     t->now = now;
-    if (t->phase != SW_PHASE_CLOSED && t->ops)
+    if (t->phase != SW_PHASE_CLOSED && t->ops && !sw_recover_computed(t, err))
         sw_step_computed(t, err, loss);
 }
 

@@ -16,8 +16,8 @@
  * scan, probe) and computes through struct sw_stage_ops (the stage's math:
  * peers/compute.h in swarmd, a stub model in the simulator).  It never
  * reads a clock, never blocks on the network and never calls back into the
- * caller from inside a callback of the caller's.  A forward or backward may
- * run on the stage's own thread (SW_COMPUTE_PENDING): the loop then goes
+ * caller from inside a callback of the caller's.  A forward or backward
+ * (and the seed's initialisation) may run on the stage's own thread (SW_COMPUTE_PENDING): the loop then goes
  * on answering pings, publishing the record and taking messages while a
  * block computes, and the caller hands the result back
  * (sw_trainer_computed).
@@ -146,11 +146,11 @@ struct sw_rebuild {
  * Every call returns 0 or a negative SW_E* code; activations are host
  * buffers of N * C floats, targets and tokens N ints.
  */
-/* forward and backward may run on another thread (peers/compute.c): they
- * then return SW_COMPUTE_PENDING at once, the caller hands the result to
- * sw_trainer_computed on its loop when it is there, and until then the
+/* forward, backward and init may run on another thread (peers/compute.c):
+ * they then return SW_COMPUTE_PENDING at once, the caller hands the result
+ * to sw_trainer_computed on its loop when it is there, and until then the
  * trainer reads and writes none of the call's buffers and starts no other
- * forward or backward.  Every other op waits for a compute in flight
+ * forward or backward (nor anything else on the stage, after an init).  Every other op waits for a compute in flight
  * first; cancel (NULL when nothing ever runs apart) waits for it and
  * drops its result, which then never reaches sw_trainer_computed. */
 #define SW_COMPUTE_PENDING 1
@@ -365,8 +365,8 @@ void sw_trainer_probed(struct sw_trainer *t, const uint8_t *pk, bool refused);
 /* ...and it connected: a process listens there (live.h, Busy nodes). */
 void sw_trainer_probe_connected(struct sw_trainer *t, const uint8_t *pk, uint64_t now);
 void sw_trainer_put_done(struct sw_trainer *t);
-/* The forward or backward that returned SW_COMPUTE_PENDING is done: its
- * status (0 or a negative SW_E* code) and, a forward's, loss. */
+/* The forward, backward or init that returned SW_COMPUTE_PENDING is done:
+ * its status (0 or a negative SW_E* code) and, a forward's, loss. */
 void sw_trainer_computed(struct sw_trainer *t, uint64_t now, int err, float loss);
 /* Time-driven work; returns when to call again (absolute, ms). */
 uint64_t sw_trainer_tick(struct sw_trainer *t, uint64_t now);

@@ -73,9 +73,18 @@ sw_stub_release(struct sw_stub *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* The trainer touched the state while its initialisation computed apart. */
+static void
+settled(struct sw_stub *s, const char *op)
+{
+    if (s->pending_init)
+        violation(s, "%s while the seed's initialisation computed apart", op);
+}
+
 static void
 busy(struct sw_stub *s)
 {
+    settled(s, "a forward or backward");
     if (s->pending)
         violation(s, "a forward or backward started while one was computing apart");
     if (!s->apart)
@@ -102,6 +111,7 @@ op_cancel(void *m)
 
     if (s->pending) {
         s->pending = false;
+        s->pending_init = false;
         s->gen++;
     }
 }
@@ -172,6 +182,7 @@ op_grads_get(void *m, float *host)
 {
     struct sw_stub *s = m;
 
+    settled(s, "grads_get");
     memcpy(host, s->g, s->P * sizeof(float));
     return 0;
 }
@@ -224,6 +235,7 @@ op_update(void *m, uint64_t step, float *lr, double *norm)
     struct sw_stub *s = m;
     double n2 = 0;
 
+    settled(s, "update");
     check_update(s, step);
     for (size_t i = 2; i < s->P; i++)
         n2 += (double)s->g[i] * s->g[i];
@@ -245,6 +257,7 @@ op_hash(void *m, uint8_t out[32])
 {
     struct sw_stub *s = m;
 
+    settled(s, "hash");
     crypto_generichash(out, 32, (const uint8_t *)s->w[0], s->P * sizeof(float), NULL, 0);
     return 0;
 }
@@ -254,6 +267,7 @@ op_read(void *m, int which, size_t off, size_t n, float *host)
 {
     struct sw_stub *s = m;
 
+    settled(s, "read");
     if (which < 0 || which > 2 || off > s->P || n > s->P - off)
         return -SW_EINVAL;
     memcpy(host, s->w[which] + off, n * sizeof(float));
@@ -265,6 +279,7 @@ op_write(void *m, const float *host, const struct sw_stage_scalars *sc)
 {
     struct sw_stub *s = m;
 
+    settled(s, "write");
     for (int w = 0; w < 3; w++)
         memcpy(s->w[w], host + (size_t)w * s->P, s->P * sizeof(float));
     s->sc = *sc;
@@ -279,11 +294,9 @@ op_scalars(void *m, struct sw_stage_scalars *sc)
     *sc = ((struct sw_stub *)m)->sc;
 }
 
-static int
-op_init(void *m, uint64_t seed)
+static void
+init_now(struct sw_stub *s, uint64_t seed)
 {
-    struct sw_stub *s = m;
-
     for (int w = 0; w < 3; w++)
         memset(s->w[w], 0, s->P * sizeof(float));
     for (size_t i = SW_STUB_BASE; i < s->P; i++)
@@ -291,7 +304,36 @@ op_init(void *m, uint64_t seed)
     s->sc = (struct sw_stage_scalars){0, 1.0f, 0, 0};
     s->installs++;
     s->last_install = 0;
-    return 0;
+}
+
+/* Apart: the state stays half-written (zero) until sw_stub_computed. */
+static int
+op_init(void *m, uint64_t seed)
+{
+    struct sw_stub *s = m;
+
+    settled(s, "init");
+    if (s->pending)
+        violation(s, "init while a forward or backward computed apart");
+    if (!s->apart) {
+        init_now(s, seed);
+        return 0;
+    }
+    for (int w = 0; w < 3; w++)
+        memset(s->w[w], 0, s->P * sizeof(float));
+    s->pending_init = true;
+    s->pending_seed = seed;
+    return done(s, 0);
+}
+
+void
+sw_stub_computed(struct sw_stub *s)
+{
+    s->pending = false;
+    if (s->pending_init) {
+        s->pending_init = false;
+        init_now(s, s->pending_seed);
+    }
 }
 
 static int
@@ -302,6 +344,7 @@ op_rebuild(void *m, struct sw_rebuild *rb)
     size_t p1 = rb->plus ? 1 : sw_stub_numel(s->S, rb->src_stage[1]);
     double a = rb->plus ? 1 : rb->src_norm[0], b = rb->plus ? 0 : rb->src_norm[1];
 
+    settled(s, "rebuild");
     if (!(a + b > 0))
         a = b = 0.5;
     for (int w = 0; w < 3; w++)

@@ -913,7 +913,7 @@ run_event(struct sim *s, struct event *e)
         /* not one cancelled, nor one of an earlier stage or process */
         if (e->a != n->compute_gen || !n->have_stub || !n->stub.pending || e->b != n->stub.gen)
             break;
-        n->stub.pending = false;
+        sw_stub_computed(&n->stub);
         sw_trainer_computed(&n->t, s->now, 0, n->stub.pending_loss);
         break;
     case EV_ACTION:
