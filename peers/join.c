@@ -751,9 +751,12 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
         "swarm_lead_passed_over_total %llu\n"
         "# HELP swarm_lead_copy_waits_total Rounds this node, as the leader, held for a node "
         "copying its stage's state (lead.h, Copies).\n"
-        "# TYPE swarm_lead_copy_waits_total counter\nswarm_lead_copy_waits_total %llu\n",
+        "# TYPE swarm_lead_copy_waits_total counter\nswarm_lead_copy_waits_total %llu\n"
+        "# HELP swarm_lead_busy_waits_total Rounds this node, as the leader, held for replicas "
+        "summing the partial gradients of the step before (lead.h, Exchanges).\n"
+        "# TYPE swarm_lead_busy_waits_total counter\nswarm_lead_busy_waits_total %llu\n",
         (unsigned long long)t->lead.not_waited, (unsigned long long)t->lead.passed_over,
-        (unsigned long long)t->lead.copy_waits);
+        (unsigned long long)t->lead.copy_waits, (unsigned long long)t->lead.busy_waits);
     OUT("# HELP swarm_node_unproven_records Stage records of the last scan not counted: their "
         "node has not proved it serves their endpoint.\n"
         "# TYPE swarm_node_unproven_records gauge\nswarm_node_unproven_records %d\n"

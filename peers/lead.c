@@ -45,11 +45,12 @@ prepare_timeout(const struct sw_trainer *t)
 }
 
 /* When the round stops waiting: its PREPARE timeout, or later for a copier
- * (lead.h, Copies). */
+ * or a replica that sums the step before (lead.h, Copies, Exchanges). */
 static uint64_t
 round_end(const struct sw_trainer *t)
 {
-    return SW_MAX(t->lead.phase_ms + prepare_timeout(t), t->lead.copy_end);
+    return SW_MAX(SW_MAX(t->lead.phase_ms + prepare_timeout(t), t->lead.copy_end),
+                  t->lead.busy_end);
 }
 
 static struct sw_lead_cand *
@@ -303,6 +304,7 @@ round_new(struct sw_trainer *t)
     t->lead.round++;
     t->lead.nslot = t->lead.nwait = 0;
     t->lead.copy_end = 0;
+    t->lead.busy_end = 0;
 }
 
 /* A replan: each microbatch stays on the node of old that had it, when that
@@ -534,10 +536,37 @@ copy_wait(struct sw_trainer *t, struct sw_lead_slot *p, uint64_t left_ms)
     return true;
 }
 
+/* Slot p answered that it still sums its replicas' partials of the step
+ * before: true when the round waits for it, asking again soon (lead.h,
+ * Exchanges). */
+static bool
+busy_wait(struct sw_trainer *t, struct sw_lead_slot *p)
+{
+    struct sw_lead *L = &t->lead;
+    const struct sw_plan *pl = &t->st.plan;
+    uint64_t until = t->now + SW_LEAD_REASK_MS + prepare_timeout(t);
+    char who[13];
+
+    if (L->step == 0 || pl->step != L->step - 1 || p->stage < 0 || p->stage >= t->S ||
+        pl->cnt[p->stage] < 2 || sw_plan_find(pl, p->stage, p->pk) < 0 ||
+        t->now + SW_LEAD_REASK_MS > L->phase_ms + SW_LEAD_BUSY_WAIT_MS)
+        return false;
+    if (!L->busy_end) {
+        L->busy_waits++;
+        sw_log(SW_LOG_INFO, "step %llu: waiting for node %s of stage %d, which sums its "
+               "replicas' gradients of step %llu", (unsigned long long)L->step,
+               sw_proto_who(who, p->pk), p->stage, (unsigned long long)pl->step);
+    }
+    L->busy_end = SW_MAX(L->busy_end, SW_MIN(until, L->phase_ms + SW_LEAD_BUSY_WAIT_MS));
+    p->reask_ms = t->now + SW_LEAD_REASK_MS;
+    return true;
+}
+
 void
 sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "stage", "ok", "hash", "lead", "copy", NULL};
+    static const char *const keys[] = {"step", "stage", "ok", "hash", "lead", "copy", "busy",
+                                       NULL};
     struct sw_lead *L = &t->lead;
     uint32_t round = (uint32_t)((tag >> 16) & 0xffffffffu);
     int i = (int)(tag & 0xffff);
@@ -563,10 +592,15 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
         const uint8_t *h;
         size_t hl = 32;
         uint64_t stage = (uint64_t)p->stage;
-        bool lead = true;
+        bool lead = true, busy = false;
         uint64_t left;
         if (sw_proto_get(&u.data, "copy") && sw_proto_get_u64(&u.data, "copy", &left) == 0 &&
             copy_wait(t, p, left)) {
+            msgpack_unpacked_destroy(&u);
+            return;
+        }
+        if (sw_proto_get(&u.data, "busy") && sw_proto_get_bool(&u.data, "busy", &busy) == 0 &&
+            busy && busy_wait(t, p)) {
             msgpack_unpacked_destroy(&u);
             return;
         }

@@ -129,6 +129,16 @@
  * SW_LEAD_COPY_DOUBT_MS: a node that lies about copying costs the run one
  * wait every SW_LEAD_COPY_DOUBT_MS at most.
  *
+ * Exchanges.  A replica sums its twins' partial gradients of a step after
+ * the leader finished it: a big stage's partials over a slow link (27 MB
+ * fp32 at 20 Mbit/s: 11 s) take longer than the PREPARE timeout of the
+ * next round, which then went without the replica, and the replica copied
+ * its stage's state again.  Now it answers such a PREPARE at once with
+ * READY "busy" (ok false), and the round waits for it, asking again every
+ * SW_LEAD_REASK_MS, for SW_LEAD_BUSY_WAIT_MS after the PREPARE at most;
+ * only for a node this node's plan of the step before named on a stage
+ * of two replicas or more (a stranger's "busy" is not waited for).
+ *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
  * PREPARING, RUNNING, PAUSED (running, a stage empty).
@@ -168,6 +178,7 @@
  * when the round went means no round waits for a copy for
  * SW_LEAD_COPY_DOUBT_MS (see "Copies", above) */
 #define SW_LEAD_COPY_WAIT_MS 60000
+#define SW_LEAD_BUSY_WAIT_MS SW_LEAD_STALL_MS /* see "Exchanges" above */
 #define SW_LEAD_COPY_DOUBT_MS 600000
 /* An idle node that hears nothing from the leader its table names for this
  * long passes it over (see "Candidates" above), for SW_LEAD_PASSED_MS. */
@@ -250,6 +261,8 @@ struct sw_lead {
     uint8_t copy_pk[32];     /*   which */
     uint64_t copy_doubt_ms;  /* when a copier waited for was not ready (0: never) */
     uint64_t copy_waits;     /* rounds that waited for a copier */
+    uint64_t busy_end;       /* the round waits for replicas summing the step before until then */
+    uint64_t busy_waits;     /* rounds that waited for them */
     uint64_t not_waited;     /* nodes a round was planned without, not waited for */
 };
 

@@ -306,11 +306,32 @@ send_bwd(struct sw_trainer *t, int u, uint64_t step)
 
 /* ---- the prepare answer ---- */
 
+/* A READY's body up to its fourth and last key (step, stage, ok, then the
+ * caller's: hash, lead or copy; swarm-protocol(7)). */
+static msgpack_packer *
+ready_begin(struct sw_trainer *t, uint64_t step, bool ok)
+{
+    struct sw_body *b = &t->body;
+
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 4);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, step);
+    sw_proto_pack_key(&b->pk, "stage"); /* the leader's table may be older than a move */
+    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
+    sw_proto_pack_key(&b->pk, "ok");
+    if (ok)
+        msgpack_pack_true(&b->pk);
+    else
+        msgpack_pack_false(&b->pk);
+    return &b->pk;
+}
+
 void
 sw_step_answer_prepare(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
-    struct sw_body *b = &t->body;
+    msgpack_packer *pk;
     bool ok;
 
     if (!s->prep.pending || trainer_syncing(t) || sw_step_busy(s))
@@ -321,19 +342,9 @@ sw_step_answer_prepare(struct sw_trainer *t)
         t->move_refused = true;
     }
     s->prep.pending = false;
-    sw_body_init(b);
-    msgpack_pack_map(&b->pk, 4);
-    sw_proto_pack_key(&b->pk, "step");
-    msgpack_pack_uint64(&b->pk, s->prep.step);
-    sw_proto_pack_key(&b->pk, "stage"); /* the leader's table may be older than a move */
-    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
-    sw_proto_pack_key(&b->pk, "ok");
-    if (ok)
-        msgpack_pack_true(&b->pk);
-    else
-        msgpack_pack_false(&b->pk);
-    sw_proto_pack_key(&b->pk, "hash"); /* the leader plans one state per stage (lead.h) */
-    sw_proto_pack_bin(&b->pk, t->phash, 32);
+    pk = ready_begin(t, s->prep.step, ok);
+    sw_proto_pack_key(pk, "hash"); /* the leader plans one state per stage (lead.h) */
+    sw_proto_pack_bin(pk, t->phash, 32);
     trainer_reply(t, &s->prep.route, SW_MSG_READY, NULL);
 }
 
@@ -672,7 +683,7 @@ finish_exchange(struct sw_trainer *t)
     /* every other replica's partial for this step; once the leader has
      * finished the step (its PREPARE of the next is waiting here) nothing
      * will plan it again, and a replica gone meanwhile is done without */
-    after = s->prep.pending && s->prep.step == t->step + 1;
+    after = (s->prep.pending || s->prep.busy) && s->prep.step == t->step + 1;
     for (int r = 0; r < s->nrep; r++)
         if (r != s->myidx && !partial_of(t, r) && !(after && replica_gone(t, r)))
             return;
@@ -784,20 +795,27 @@ send_partial(struct sw_trainer *t)
     }
 }
 
+/* No partial piece for that long, or for two pieces' time at the slowest
+ * rate (a float32 piece of 8 MiB takes 8 s at 8 Mbit/s): nothing is coming. */
+static uint64_t
+piece_wait(const struct sw_trainer *t)
+{
+    return SW_MAX((uint64_t)SW_STEP_RESEND_MS,
+                  2 * (uint64_t)grad_piece_bytes(t, SW_MIN(SW_STEP_PIECE, t->numel)) * 1000 /
+                      SW_TRANSPORT_DRAIN_BPS);
+}
+
 void
 sw_step_tick(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     uint64_t wait;
 
-    if (s->phase != SW_STEP_EXCHANGE || s->nrep <= 1 || !s->prep.pending)
+    if (s->phase != SW_STEP_EXCHANGE || s->nrep <= 1 ||
+        !(s->prep.pending || (s->prep.busy && s->prep.step == t->step + 1)))
         return;
     finish_exchange(t);
-    /* no piece for that long, or for two pieces' time at the slowest rate
-     * (a float32 piece of 8 MiB takes 8 s at 8 Mbit/s): nothing is coming */
-    wait = SW_MAX((uint64_t)SW_STEP_RESEND_MS,
-                  2 * (uint64_t)grad_piece_bytes(t, SW_MIN(SW_STEP_PIECE, t->numel)) * 1000 /
-                      SW_TRANSPORT_DRAIN_BPS);
+    wait = piece_wait(t);
     if (s->phase != SW_STEP_EXCHANGE || t->now - SW_MAX(s->progress_ms, s->resend_ms) < wait)
         return;
     if (s->resends >= SW_STEP_RESENDS) {
@@ -1799,8 +1817,8 @@ static void
 answer_not_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64_t step)
 {
     struct sw_step *s = &t->st;
-    struct sw_body *b = &t->body;
     const struct sw_peer_rec *r = trainer_dir_find(t, m->hdr.sender);
+    msgpack_packer *pk;
 
     if (r && r->stage == 0 && r->state == SW_REC_TRAINING)
         return;
@@ -1811,16 +1829,9 @@ answer_not_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64
     if (s->nak_n >= SW_STEP_NAK_PER_S)
         return;
     s->nak_n++;
-    sw_body_init(b);
-    msgpack_pack_map(&b->pk, 4);
-    sw_proto_pack_key(&b->pk, "step");
-    msgpack_pack_uint64(&b->pk, step);
-    sw_proto_pack_key(&b->pk, "stage");
-    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
-    sw_proto_pack_key(&b->pk, "ok");
-    msgpack_pack_false(&b->pk);
-    sw_proto_pack_key(&b->pk, "lead");
-    msgpack_pack_false(&b->pk);
+    pk = ready_begin(t, step, false);
+    sw_proto_pack_key(pk, "lead");
+    msgpack_pack_false(pk);
     trainer_reply(t, &m->route, SW_MSG_READY, NULL);
 }
 
@@ -1831,19 +1842,27 @@ static void
 answer_copying(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
-    struct sw_body *b = &t->body;
+    msgpack_packer *pk;
 
     s->prep.pending = false;
-    sw_body_init(b);
-    msgpack_pack_map(&b->pk, 4);
-    sw_proto_pack_key(&b->pk, "step");
-    msgpack_pack_uint64(&b->pk, s->prep.step);
-    sw_proto_pack_key(&b->pk, "stage");
-    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
-    sw_proto_pack_key(&b->pk, "ok");
-    msgpack_pack_false(&b->pk);
-    sw_proto_pack_key(&b->pk, "copy");
-    msgpack_pack_uint64(&b->pk, sw_fetch_left_ms(&t->fetch, t->now));
+    pk = ready_begin(t, s->prep.step, false);
+    sw_proto_pack_key(pk, "copy");
+    msgpack_pack_uint64(pk, sw_fetch_left_ms(&t->fetch, t->now));
+    trainer_reply(t, &s->prep.route, SW_MSG_READY, NULL);
+}
+
+/* Summing the replicas' partials of the step before (see the caller). */
+static void
+answer_busy(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    msgpack_packer *pk;
+
+    s->prep.pending = false;
+    s->prep.busy = true;
+    pk = ready_begin(t, s->prep.step, false);
+    sw_proto_pack_key(pk, "busy");
+    msgpack_pack_true(pk);
     trainer_reply(t, &s->prep.route, SW_MSG_READY, NULL);
 }
 
@@ -1873,11 +1892,18 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
     s->prep.route = m->route;
     s->prep.step = step;
     s->prep.pending = true;
+    s->prep.busy = false;
     if (s->phase == SW_STEP_EXCHANGE && s->nrep > 1 && step == t->step + 1) {
         /* the leader finished the step; this node did its microbatches and
          * waits only for a replica's partial gradient (on its way, or its
-         * sender gone: sw_step_tick): READY after the update */
+         * sender gone: sw_step_tick): READY after the update; while it
+         * waits, "busy" at once, so that the round waits for it too (a big
+         * partial over a slow link outlasts the PREPARE timeout: lead.h,
+         * Exchanges), and the leader asks again */
         finish_exchange(t);
+        if (s->phase == SW_STEP_EXCHANGE && s->prep.pending && s->prep.step == step &&
+            t->now - s->progress_ms < piece_wait(t))
+            answer_busy(t); /* only while pieces come in: a lost one is not waited for */
         return;
     }
     if (sw_step_busy(s) && step > t->step) {

@@ -128,6 +128,7 @@ struct sw_hop_asm {
 /* The leader's PREPARE waiting for this node's READY. */
 struct sw_step_prep {
     bool pending;
+    bool busy;               /* answered "busy" (lead.h, Exchanges): the leader is past the step */
     uint8_t pk[32];          /* who sent it (the leader) */
     struct sw_transport_route route;
     uint64_t step;
