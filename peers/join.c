@@ -4,11 +4,21 @@
  * run transport and the DHT, port probes, the stage's math (compute.h), the
  * step lines on stdout, local checkpoints and --from-checkpoint (ckptnet.h),
  * and the node's metrics.
+ *
+ * The stage is set up (sw_compute_init) on a thread of its own: a big
+ * stage's buffers take seconds to allocate and fault in (LLaMA-124M's
+ * stage of 21M parameters: 1.7 s on a quiet machine, 5 s with 8 nodes on
+ * 2 cores), and the loop goes on answering pings and DHT requests
+ * meanwhile.  The thread writes only j->c, which nothing reads until
+ * setup_done takes it on the loop; it wakes the loop through the compute
+ * thread's uv_async.
  */
 #include "sw.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +32,8 @@
 #include "trainer.h"
 
 #define EP SW_PROTO_EP_MAX
+/* A call into the training that held the loop this long is logged. */
+#define SW_JOIN_HOLD_LOG_MS 1000
 
 struct join {
     struct sw_node *n;
@@ -40,6 +52,12 @@ struct join {
     uint64_t blk_win_ms;
     uint32_t blk_cur, blk_prev;
     uint32_t held_ms;             /* the longest since the last step line ("held_ms") */
+    /* the stage's set-up on a thread (see above) */
+    pthread_t su_thread;
+    bool su_on;                   /* a set-up thread runs, or ended and is not joined */
+    atomic_bool su_done;          /* it ended: su_err says how */
+    int su_err, su_stage;
+    int su_code;                  /* a failed set-up: the exit code */
 };
 
 /* The longest block of this window and the last (the record's "blk"). */
@@ -51,9 +69,14 @@ blk_ms(const struct join *j)
 
 /* The trainer ran from t0 (ms) until now: the loop was held that long. */
 static void
-blk_note(struct join *j, uint64_t t0)
+blk_note(struct join *j, uint64_t t0, const char *what, uint32_t type)
 {
     uint64_t now = sw_now_ms(), d = now > t0 ? now - t0 : 0;
+
+    if (d >= SW_JOIN_HOLD_LOG_MS) /* peers wait for this node that much longer */
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 10000, "the training held the loop for %llu ms (%s %u, "
+                           "phase %s)", (unsigned long long)d, what, type,
+                           sw_phase_name(j->t.phase));
 
     if (now - j->blk_win_ms >= SW_STATUS_BLK_WINDOW_MS) {
         j->blk_prev = j->blk_cur;
@@ -79,7 +102,7 @@ on_response(void *arg, uint64_t tag, int status, const struct sw_transport_msg *
     uint64_t t0 = sw_now_ms();
 
     sw_trainer_response(&j->t, t0, tag, status, m);
-    blk_note(j, t0);
+    blk_note(j, t0, "response to message type", m ? m->hdr.type : 0);
 }
 
 static int
@@ -455,7 +478,10 @@ env_restore(void *arg, int stage, uint64_t run_step, struct sw_restore *r)
 
 /* ---- the role ---- */
 
-/* The compute thread finished a forward or backward (compute.h). */
+static void setup_done(struct join *j);
+
+/* The compute thread finished a forward or backward (compute.h), or the
+ * set-up thread the stage's set-up. */
 static void
 on_computed(uv_async_t *h)
 {
@@ -464,10 +490,14 @@ on_computed(uv_async_t *h)
     float loss;
     int err;
 
+    if (j->su_on && atomic_load(&j->su_done)) {
+        setup_done(j);
+        sw_node_wake(j->n, 0);
+    }
     if (!j->have_c || !sw_compute_take(&j->c, &err, &loss))
         return; /* cancelled, or a wake-up coalesced with the one before */
     sw_trainer_computed(&j->t, t0, err, loss);
-    blk_note(j, t0);
+    blk_note(j, t0, "computed", 0);
     sw_node_wake(j->n, 0);
 }
 
@@ -495,7 +525,7 @@ on_msg(struct sw_transport *tr, const struct sw_transport_msg *m, void *arg)
     if (j->n->phase != SW_NODE_RUN)
         return;
     sw_trainer_input(&j->t, t0, m);
-    blk_note(j, t0);
+    blk_note(j, t0, "message type", m->hdr.type);
     sw_node_wake(j->n, 0);
 }
 
@@ -582,9 +612,54 @@ join_start(struct sw_node *n)
     return 0;
 }
 
-/* The stage is chosen: its math is set up and SYNC starts. */
-static int
-setup(struct join *j)
+/* The set-up thread: j->c and su_err only. */
+static void *
+setup_main(void *arg)
+{
+    struct join *j = arg;
+
+    j->su_err = sw_compute_init(&j->c, &j->n->man, j->su_stage, j->n->o.device,
+                                j->n->o.threads, j->n->o.data);
+    atomic_store(&j->su_done, true);
+    if (j->computed)
+        uv_async_send(j->computed);
+    return NULL;
+}
+
+/* The set-up ended (on the loop): the stage is the trainer's, and SYNC
+ * starts; or the trainer went on meanwhile (a signal, another stage) and
+ * the stage is released (the next tick sets up the one it wants now). */
+static void
+setup_done(struct join *j)
+{
+    if (j->su_on) {
+        pthread_join(j->su_thread, NULL);
+        j->su_on = false;
+    }
+    if (j->su_err < 0) {
+        sw_log(SW_LOG_ERROR, "cannot set up stage %d: %s", j->su_stage, sw_strerror(j->su_err));
+        j->su_code = j->su_err == -SW_ECONFIG ? SW_EXIT_USAGE : SW_EXIT_FAIL;
+        return;
+    }
+    j->have_c = true;
+    if (j->n->o.threads > 0) /* OpenMP's count is per thread: the loop's too */
+        j->c.k->set_threads(j->n->o.threads);
+    if (!sw_trainer_wants_stage(&j->t) || j->t.stage != j->su_stage) {
+        sw_compute_release(&j->c);
+        j->have_c = false;
+        return;
+    }
+    /* forwards and backwards on the stage's own thread: the loop answers
+     * pings and publishes the record while a block computes */
+    if (sw_compute_apart(&j->c, compute_done, j->computed) < 0)
+        sw_log(SW_LOG_WARN, "computing on the loop: pings wait while a block computes");
+    if (sw_trainer_set_stage(&j->t, &sw_compute_ops, &j->c, j->c.st.lay.numel) < 0)
+        j->su_code = SW_EXIT_FAIL;
+}
+
+/* The stage is chosen: its math is set up apart (setup_done follows). */
+static void
+setup_start(struct join *j)
 {
     int err;
 
@@ -592,19 +667,16 @@ setup(struct join *j)
         sw_compute_release(&j->c);
         j->have_c = false;
     }
-    if ((err = sw_compute_init(&j->c, &j->n->man, j->t.stage, j->n->o.device, j->n->o.threads,
-                               j->n->o.data)) < 0) {
-        sw_log(SW_LOG_ERROR, "cannot set up stage %d: %s", j->t.stage, sw_strerror(err));
-        return err == -SW_ECONFIG ? SW_EXIT_USAGE : SW_EXIT_FAIL;
+    j->su_stage = j->t.stage;
+    atomic_store(&j->su_done, false);
+    if ((err = pthread_create(&j->su_thread, NULL, setup_main, j)) == 0) {
+        j->su_on = true;
+        return;
     }
-    j->have_c = true;
-    /* forwards and backwards on the stage's own thread: the loop answers
-     * pings and publishes the record while a block computes */
-    if (sw_compute_apart(&j->c, compute_done, j->computed) < 0)
-        sw_log(SW_LOG_WARN, "computing on the loop: pings wait while a block computes");
-    if (sw_trainer_set_stage(&j->t, &sw_compute_ops, &j->c, j->c.st.lay.numel) < 0)
-        return SW_EXIT_FAIL;
-    return 0;
+    sw_log(SW_LOG_WARN, "no set-up thread (%s): setting stage %d up on the loop", strerror(err),
+           j->su_stage);
+    setup_main(j);
+    setup_done(j);
 }
 
 /* The verdict says nobody can dial this node: it serves over the
@@ -626,12 +698,11 @@ join_tick(struct sw_node *n, uint64_t now)
 {
     struct join *j = self(n);
     uint64_t wake, w;
-    int code;
 
     if (!n->outb.on && n->reach.done && n->reach.verdict == SW_REACH_UNREACHABLE)
         outbound_begin(j, now);
     wake = sw_trainer_tick(&j->t, now);
-    blk_note(j, now);
+    blk_note(j, now, "tick", 0);
     if ((w = sw_outbound_tick(&n->outb, now)) != UINT64_MAX)
         wake = SW_MIN(wake, now + w);
     if (n->outb.ep_changed) { /* a relay proved or given up (reach.h, Relays) */
@@ -640,18 +711,20 @@ join_tick(struct sw_node *n, uint64_t now)
         wake = now;
     }
 
-    /* the stage's set-up holds the loop (seconds for a big stage): not while
-     * the reachability check waits for a dial-back, which would then time
-     * out and call a reachable node unreachable */
-    if (sw_trainer_wants_stage(&j->t)) {
-        if (n->reach.started && !n->reach.done) {
+    /* the stage's set-up takes the cores for seconds with a big stage: not
+     * while the reachability check waits for a dial-back, which would then
+     * time out and call a reachable node unreachable */
+    if (sw_trainer_wants_stage(&j->t) && !j->su_on) {
+        if (n->reach.started && !n->reach.done)
             wake = SW_MIN(wake, now + 50);
-        } else if ((code = setup(j)) != 0) {
-            n->exit_code = code;
-            return SW_NODE_DONE;
-        } else {
+        else
+            setup_start(j);
+        if (!j->su_on)
             wake = now;
-        }
+    }
+    if (j->su_code) {
+        n->exit_code = j->su_code;
+        return SW_NODE_DONE;
     }
     if (j->t.phase == SW_PHASE_CLOSED) {
         n->exit_code = j->t.exit_code;
@@ -787,6 +860,11 @@ join_release(struct sw_node *n)
     }
     if (j->have_t)
         sw_trainer_release(&j->t);
+    if (j->su_on) { /* a set-up in progress is finished first */
+        pthread_join(j->su_thread, NULL);
+        j->su_on = false;
+        j->have_c = j->su_err >= 0;
+    }
     if (j->have_c)
         sw_compute_release(&j->c); /* the compute thread joined: no more wake-ups */
     if (j->computed) {
