@@ -25,17 +25,9 @@ echo "1..3"
 
 watchdog 300
 
-L=delay=10,rate=100,queue=100
-wan_start b:1:$L s0:10:$L s1:11:$L s1b:12:$L
-ok $? "4 hosts, 10 ms and 100 Mbit/s each"
-
-M_SEQ_LEN=16
-big_model 512 1536
-write_manifest "$TMP/run.conf" 100000 2 "[wire]
+wan_wide_run delay=10,rate=100,queue=100 "[wire]
 activations = int8
 gradients = int8"
-sign_manifest "$TMP/run.conf"
-wan_boot b "$TMP/run.conf"
 wan_node "$TMP/n0.log" s0 0
 wan_node "$TMP/n1.log" s1 1
 wait_steps 120 "$TMP/n1.log" 5; rc=$?

@@ -21,15 +21,7 @@ echo "1..3"
 
 watchdog 300
 
-L=delay=10,rate=20,queue=100
-wan_start b:1:$L s0:10:$L s1:11:$L s1b:12:$L
-ok $? "4 hosts, 10 ms and 20 Mbit/s each"
-
-M_SEQ_LEN=16
-big_model 512 1536
-write_manifest "$TMP/run.conf" 100000 2
-sign_manifest "$TMP/run.conf"
-wan_boot b "$TMP/run.conf"
+wan_wide_run delay=10,rate=20,queue=100
 # stage 1's two nodes first: the first step, planned once a node of each
 # stage is in, then has both (a replica that comes later copies its state,
 # t0418)

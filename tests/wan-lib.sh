@@ -266,6 +266,22 @@ activations = int8"
         eval "P$s=\$NODE_PID"
     done
 }
+# wan_wide_run LINK [manifest sections]: hosts b, s0, s1 and s1b, each
+# access link LINK (one way, wanemu's), and a 2-stage run of 100000 steps
+# of big_model 512 1536 (2 blocks, 27 MB of parameters a stage; 16-token
+# sequences; $TMP/run.conf, signed) with its bootstrap on host b (t0418,
+# t0419)
+wan_wide_run() {
+    local l=$1
+    shift
+    wan_start b:1:$l s0:10:$l s1:11:$l s1b:12:$l
+    ok $? "4 hosts, each link $l"
+    M_SEQ_LEN=16
+    big_model 512 1536
+    write_manifest "$TMP/run.conf" 100000 2 "$@"
+    sign_manifest "$TMP/run.conf"
+    wan_boot b "$TMP/run.conf"
+}
 # wan_tiny_sim STEPS: swarmsim train of wan_tiny_run's run, its first STEPS
 # steps, into $TMP/sim (--max-iters: swarmsim then says, and exits 1, that
 # the run was not finished; match_sim reads what it wrote)
