@@ -715,12 +715,13 @@ join_tick(struct sw_node *n, uint64_t now)
      * while the reachability check waits for a dial-back, which would then
      * time out and call a reachable node unreachable */
     if (sw_trainer_wants_stage(&j->t) && !j->su_on) {
-        if (n->reach.started && !n->reach.done)
+        if (n->reach.started && !n->reach.done) {
             wake = SW_MIN(wake, now + 50);
-        else
+        } else {
             setup_start(j);
-        if (!j->su_on)
-            wake = now;
+            if (!j->su_on) /* set up here: SYNC starts */
+                wake = now;
+        }
     }
     if (j->su_code) {
         n->exit_code = j->su_code;
