@@ -267,8 +267,9 @@ op_forward(void *m, int u, unsigned parts, const int32_t *tokens, const float *x
     struct sw_compute *c = m;
 
     job_wait(c);
-    c->job = (struct sw_compute_job){.kind = SW_JOB_FORWARD, .u = u, .parts = parts, .tokens = tokens,
-                                     .targets = targets, .x_in = x_in, .x_out = x_out};
+    c->job = (struct sw_compute_job){.kind = SW_JOB_FORWARD, .u = u, .parts = parts,
+                                     .tokens = tokens, .targets = targets, .x_in = x_in,
+                                     .x_out = x_out};
     return job_start(c, loss);
 }
 
@@ -278,7 +279,8 @@ op_backward(void *m, int u, const float *dx_in, float *dx_out, float scale)
     struct sw_compute *c = m;
 
     job_wait(c);
-    c->job = (struct sw_compute_job){.kind = SW_JOB_BACKWARD, .u = u, .x_in = dx_in, .x_out = dx_out, .scale = scale};
+    c->job = (struct sw_compute_job){.kind = SW_JOB_BACKWARD, .u = u, .x_in = dx_in,
+                                     .x_out = dx_out, .scale = scale};
     return job_start(c, NULL);
 }
 
