@@ -307,7 +307,7 @@ send_bwd(struct sw_trainer *t, int u, uint64_t step)
 /* ---- the prepare answer ---- */
 
 /* A READY's body up to its fourth and last key (step, stage, ok, then the
- * caller's: hash, lead or copy; swarm-protocol(7)). */
+ * caller's: hash, lead, copy or busy; swarm-protocol(7)). */
 static msgpack_packer *
 ready_begin(struct sw_trainer *t, uint64_t step, bool ok)
 {
