@@ -209,6 +209,7 @@ known_answered(struct sw_trainer *t, const uint8_t *pk)
                     i = j;
         }
         memcpy(L->known[i].pk, pk, 32);
+        L->known[i].busy_doubt_ms = 0;
     }
     L->known[i].ms = t->now ? t->now : 1;
     L->known[i].silent = false;
@@ -414,8 +415,32 @@ send_plan(struct sw_trainer *t, uint64_t ver)
     return true;
 }
 
-/* Of each stage's ready nodes, the ones whose state is not the lowest key's
- * are left out of the plan (see lead.h). */
+/* Did this node's plan of the step before (or of this step, restarted)
+ * name pk on stage? */
+static bool
+planned_before(const struct sw_trainer *t, int stage, const uint8_t *pk)
+{
+    const struct sw_plan *pl = &t->st.plan;
+
+    return pl->step + 1 >= t->lead.step && pl->step <= t->lead.step && stage >= 0 &&
+           stage < pl->S && sw_plan_find(pl, stage, pk) >= 0;
+}
+
+/* Should q's state be its stage's rather than first's (see one_state)? */
+static bool
+state_before(const struct sw_trainer *t, const struct sw_lead_slot *q,
+             const struct sw_lead_slot *first)
+{
+    bool a = planned_before(t, q->stage, q->pk), b = planned_before(t, first->stage, first->pk);
+
+    return a != b ? a : memcmp(q->pk, first->pk, 32) < 0;
+}
+
+/* Of each stage's ready nodes, the ones whose state is not the stage's are
+ * left out of the plan (see lead.h): the state of the nodes this node's
+ * plan of the step before named on the stage, else the lowest key's (a
+ * stranger's READY with a low key and a state of its own once put the
+ * stage's real nodes out of the plan, step after step: t0420). */
 static void
 one_state(struct sw_trainer *t)
 {
@@ -429,7 +454,7 @@ one_state(struct sw_trainer *t)
         for (int j = 0; j < L->nslot; j++) {
             struct sw_lead_slot *q = &L->slot[j];
             if (q->ok && q->have_hash && q->stage == p->stage &&
-                (!first || memcmp(q->pk, first->pk, 32) < 0))
+                (!first || state_before(t, q, first)))
                 first = q;
         }
         if (first == p || !memcmp(first->hash, p->hash, 32))
@@ -437,9 +462,9 @@ one_state(struct sw_trainer *t)
         p->ok = false;
         sw_identity_hex(a, p->hash, 8);
         sw_identity_hex(b, first->hash, 8);
-        sw_log(SW_LOG_WARN, "step %llu: node %s of stage %d holds another state (%s) than the "
-               "stage's first node (%s): planning without it", (unsigned long long)L->step,
-               sw_proto_who(who, p->pk), p->stage, a, b);
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: node %s of stage %d holds another "
+                           "state (%s) than the stage's (%s): planning without it",
+                           (unsigned long long)L->step, sw_proto_who(who, p->pk), p->stage, a, b);
     }
 }
 
@@ -463,10 +488,31 @@ copy_verdict(struct sw_trainer *t)
            SW_LEAD_COPY_DOUBT_MS / 1000);
 }
 
+/* The round goes: a replica it waited for that still said "busy" is not
+ * waited for again for a while (lead.h, Exchanges). */
+static void
+busy_verdict(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    char who[13];
+    int k;
+
+    for (int i = 0; i < L->nslot; i++) {
+        struct sw_lead_slot *p = &L->slot[i];
+        if (!p->busy || p->ok || (k = known_find(L, p->pk)) < 0)
+            continue;
+        L->known[k].busy_doubt_ms = t->now ? t->now : 1;
+        sw_log(SW_LOG_WARN, "step %llu: node %s of stage %d still summed its replicas' gradients "
+               "when the round went: no round waits for it for %d s", (unsigned long long)L->step,
+               sw_proto_who(who, p->pk), p->stage, SW_LEAD_COPY_DOUBT_MS / 1000);
+    }
+}
+
 static void
 go(struct sw_trainer *t)
 {
     copy_verdict(t);
+    busy_verdict(t);
     if (!sw_lead_is_leader(t) || t->step != t->lead.step) {
         /* the round outlived this node's lead (another stage-0 node leads, or
          * the run went past the step meanwhile): its answers plan nothing */
@@ -545,9 +591,12 @@ busy_wait(struct sw_trainer *t, struct sw_lead_slot *p)
     struct sw_lead *L = &t->lead;
     const struct sw_plan *pl = &t->st.plan;
     uint64_t until = t->now + SW_LEAD_REASK_MS + prepare_timeout(t);
+    int k = known_find(L, p->pk);
     char who[13];
 
-    if (L->step == 0 || pl->step != L->step - 1 || p->stage < 0 || p->stage >= t->S ||
+    if (k < 0 || (L->known[k].busy_doubt_ms &&
+                  t->now - L->known[k].busy_doubt_ms < SW_LEAD_COPY_DOUBT_MS) ||
+        L->step == 0 || pl->step != L->step - 1 || p->stage < 0 || p->stage >= t->S ||
         pl->cnt[p->stage] < 2 || sw_plan_find(pl, p->stage, p->pk) < 0 ||
         t->now + SW_LEAD_REASK_MS > L->phase_ms + SW_LEAD_BUSY_WAIT_MS)
         return false;
@@ -558,6 +607,7 @@ busy_wait(struct sw_trainer *t, struct sw_lead_slot *p)
                sw_proto_who(who, p->pk), p->stage, (unsigned long long)pl->step);
     }
     L->busy_end = SW_MAX(L->busy_end, SW_MIN(until, L->phase_ms + SW_LEAD_BUSY_WAIT_MS));
+    p->busy = true;
     p->reask_ms = t->now + SW_LEAD_REASK_MS;
     return true;
 }
@@ -628,6 +678,12 @@ sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_tr
             /* what its stage's state is at the step: an attestation (live.h) */
             sw_identity_hex(hx, p->hash, 8);
             sw_live_attest(&t->live, p->pk, p->stage, L->step, hx);
+        }
+        /* every node's ready answer names its state: one without is not
+         * ready (a stranger's "ok" alone once put it in the plan: t0420) */
+        if (p->ok && !p->have_hash) {
+            p->ok = false;
+            L->no_hash++;
         }
         msgpack_unpacked_destroy(&u);
     }

@@ -13,9 +13,12 @@
  * then sends GO(s, plan) to the nodes that are ready.  Nodes of one stage
  * must hold one state (replicas are bit-identical): READY carries the
  * node's parameter hash, and of a stage's ready nodes only those with the
- * hash of the lowest key are planned (two newcomers that rebuilt one stage
- * at once hold two states; the one left out falls behind the run and copies
- * the planned one).  Each prepare slot is
+ * hash of the nodes this node's plan of the step before named there are
+ * planned, or, when none of those is ready, the hash of the lowest key (two
+ * newcomers that rebuilt one stage at once hold two states; the one left
+ * out falls behind the run and copies the planned one; a stranger's READY
+ * with a low key and a state of its own puts no node of the run out of
+ * the plan).  Each prepare slot is
  * one node asked in one round; the round is a generation, and a READY's tag
  * carries (round, slot), so a late READY of an earlier round can never land
  * on a slot of this one (the slots are sorted and reused between rounds).
@@ -137,7 +140,14 @@
  * READY "busy" (ok false), and the round waits for it, asking again every
  * SW_LEAD_REASK_MS, for SW_LEAD_BUSY_WAIT_MS after the PREPARE at most;
  * only for a node this node's plan of the step before named on a stage
- * of two replicas or more (a stranger's "busy" is not waited for).
+ * of two replicas or more (a stranger's "busy" is not waited for).  A node
+ * waited for that was still not ready when the round went (a replica that
+ * lies, or one too slow for the wait) is not waited for again for
+ * SW_LEAD_COPY_DOUBT_MS: it falls out of the plan and copies, as all
+ * replicas did before "busy" existed.  So a replica that the run planned
+ * and that says "busy" forever costs one wait of SW_LEAD_BUSY_WAIT_MS per
+ * SW_LEAD_COPY_DOUBT_MS (a planned node that takes its microbatches and
+ * never sends costs a stall limit each time it is planned, step.h).
  *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
@@ -218,6 +228,7 @@ struct sw_lead_slot {
     bool have_hash;
     uint8_t hash[32];        /* its parameters' (READY) */
     uint64_t reask_ms;       /* answered "not my leader": PREPARE again then (0: no) */
+    bool busy;               /* the round waits for it: it said "busy" (see "Exchanges") */
 };
 
 struct sw_lead {
@@ -254,6 +265,7 @@ struct sw_lead {
         uint8_t pk[32];
         uint64_t ms;
         bool silent;
+        uint64_t busy_doubt_ms; /* a round waited for its "busy" in vain then (0: never) */
     } known[SW_LEAD_KNOWN];
     int nknown;
     uint64_t doubt_ms;       /* when a key never heard before let a round down (0: never) */
@@ -264,6 +276,7 @@ struct sw_lead {
     uint64_t busy_end;       /* the round waits for replicas summing the step before until then */
     uint64_t busy_waits;     /* rounds that waited for them */
     uint64_t not_waited;     /* nodes a round was planned without, not waited for */
+    uint64_t no_hash;        /* READYs ok without a hash, taken as not ok */
 };
 
 int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;

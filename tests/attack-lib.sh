@@ -1,4 +1,4 @@
-# attack-lib.sh - shared by the attack tests t0382-t0384 (sourced after
+# attack-lib.sh - shared by the attack tests t0382-t0384 and t0420 (sourced after
 # peers-lib.sh): the hostile helper tests/test_peers_attack (issue 12) in
 # the background, and what the tests check after each attack.
 ATTACK=$BUILD/tests/test_peers_attack

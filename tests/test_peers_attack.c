@@ -1,5 +1,5 @@
 /*
- * test_peers_attack - a hostile helper for the attack tests t0382-t0384
+ * test_peers_attack - a hostile helper for the attack tests t0382-t0384 and t0420
  * (issue 12): a stranger to the run (keys of its own, every envelope valid
  * and signed) that does for SECONDS what swarm-protocol(7) lets anyone do,
  * then prints what it received and exits.
@@ -18,6 +18,12 @@
  *       at the run's step + OFFSET; low: under a key lower than any node's
  *       (first byte 0); zero: answers STATE_GET with all-zero weights;
  *       syncing: the record says syncing (the leader does not plan it)
+ *   ready STAGE copy|busy|ok|nohash [low]  publishes a training record of
+ *       STAGE with its own endpoint at the run's step, and answers every
+ *       PREPARE at once with READY: "copy" (ok false, a copy 3 s from its
+ *       end), "busy" (ok false, still summing the step before's partials),
+ *       "ok" (ready, with the hash of a state no node holds) or "nohash"
+ *       (ready, no hash); low: under a key lower than any node's
  *   fakes STAGE COUNT  COUNT stage records of STAGE: one with its own
  *       endpoint (it counts what the run sends it), COUNT - 1 under fresh
  *       keys with endpoints nobody listens on; all claim 50M tokens/s
@@ -93,6 +99,7 @@ static struct {
     struct sw_dhtnode *dht;
     struct sw_status_scan scan;
     bool have_scan, zero, low;
+    int answer, ready_stage; /* mode ready: 1 copy, 2 busy, 3 ok, 4 nohash (0: not this mode) */
     char ep[SW_PROTO_EP_MAX], boot[SW_PROTO_EP_MAX], peer[SW_PROTO_EP_MAX];
     uint64_t run_step, seq;
     uint64_t got_fwd, got_bwd, got_grad, got_go, got_prepare, got_state_get, got_other;
@@ -133,6 +140,55 @@ on_msg(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     case SW_MSG_PREPARE: A.got_prepare++; break;
     default: A.got_other++; break;
     }
+}
+
+/* PREPARE {step}: counted, and in mode ready answered READY {step, stage,
+ * ok false, copy 3000} (a copy 3 s from its end), {..., busy true} (still
+ * summing the step before's partials), {step, stage, ok true, hash: 32
+ * bytes of 0x5a} (a state that no node holds) or {step, stage, ok true}. */
+static void
+on_prepare(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    static const char *const keys[] = {"step", NULL};
+    uint8_t hash[32];
+    struct sw_body b;
+    msgpack_unpacked u;
+    uint64_t step;
+
+    A.got_prepare++;
+    if (!A.answer || !m->route.rid || !sw_proto_open(m->hdr.body, m->hdr.body_len, &u, keys))
+        return;
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0) {
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    msgpack_unpacked_destroy(&u);
+    memset(hash, 0x5a, sizeof(hash));
+    sw_body_init(&b);
+    msgpack_pack_map(&b.pk, A.answer == 4 ? 3 : 4);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, step);
+    sw_proto_pack_key(&b.pk, "stage");
+    msgpack_pack_uint32(&b.pk, (uint32_t)A.ready_stage);
+    sw_proto_pack_key(&b.pk, "ok");
+    if (A.answer == 4) {
+        msgpack_pack_true(&b.pk);
+    } else if (A.answer == 3) {
+        msgpack_pack_true(&b.pk);
+        sw_proto_pack_key(&b.pk, "hash");
+        sw_proto_pack_bin(&b.pk, hash, 32);
+    } else {
+        msgpack_pack_false(&b.pk);
+        sw_proto_pack_key(&b.pk, A.answer == 1 ? "copy" : "busy");
+        if (A.answer == 1)
+            msgpack_pack_uint64(&b.pk, 3000);
+        else
+            msgpack_pack_true(&b.pk);
+    }
+    if (sw_transport_reply(t, &m->route, SW_MSG_READY, b.b.data, b.b.len, NULL) == 0)
+        A.sent++;
+    else
+        A.refused++;
 }
 
 /* STATE_GET {stage, which, off, n[, snap]}: n zero floats of a stage at the
@@ -248,7 +304,7 @@ join_run(const char *lobby_ep)
         sw_transport_on(A.tr, SW_MSG_BWD, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_GRAD, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_GO, on_msg, NULL) < 0 ||
-        sw_transport_on(A.tr, SW_MSG_PREPARE, on_msg, NULL) < 0 ||
+        sw_transport_on(A.tr, SW_MSG_PREPARE, on_prepare, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_READY, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_REPLICA, on_msg, NULL) < 0 ||
         sw_transport_on(A.tr, SW_MSG_CKPT_INFO_GET, on_msg, NULL) < 0 ||
@@ -627,7 +683,7 @@ main(int argc, char **argv)
     uv_loop_init(&A.loop);
     if (sw_identity_global_init() < 0)
         return 2;
-    if (!strcmp(mode, "record")) {
+    if (!strcmp(mode, "record") || !strcmp(mode, "ready")) {
         for (int i = 7; i < argc; i++)
             A.low |= !strcmp(argv[i], "low");
     }
@@ -685,6 +741,20 @@ main(int argc, char **argv)
             run_for(0.2);
             publish_rec(&A.id, A.ep, stage, A.run_step + off, 1000.0,
                         syncing ? SW_REC_SYNCING : SW_REC_TRAINING);
+            run_for(0.8);
+        }
+    } else if (!strcmp(mode, "ready") && argc >= 7) {
+        A.ready_stage = atoi(argv[5]);
+        A.answer = !strcmp(argv[6], "copy") ? 1 : !strcmp(argv[6], "busy") ? 2 :
+                   !strcmp(argv[6], "ok") ? 3 : !strcmp(argv[6], "nohash") ? 4 : 0;
+        if (!A.answer) {
+            fprintf(stderr, "test_peers_attack: ready STAGE copy|busy|ok|nohash\n");
+            return 2;
+        }
+        while (going(end)) {
+            scan();
+            run_for(0.2);
+            publish(&A.id, A.ep, A.ready_stage, A.run_step, 1000.0);
             run_for(0.8);
         }
     } else if (!strcmp(mode, "fakes") && argc >= 7) {
