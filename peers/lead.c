@@ -761,6 +761,9 @@ watch(struct sw_trainer *t)
     bool changed = watch_nodes(t);
     int empty = fill_stages(t, &changed);
 
+    /* a paused step's empty stage is one for a newcomer too (lead.h, need):
+     * records of strangers that claim it must not hide it (t0383 case 5) */
+    set_need(t, empty);
     if (empty >= 0) {
         /* the node that recovers the stage shows up in a scan: look more often meanwhile */
         trainer_scan_soon(t, SW_TRAINER_SCAN_MS / 5);

@@ -242,8 +242,9 @@ struct sw_lead {
     struct sw_plan prev;     /* scratch: the plan a replan keeps the microbatches of */
     uint64_t go_ms, wait_log_ms;
     uint64_t stale_ready;    /* READYs of an earlier round, dropped (see above) */
-    /* a stage none of whose nodes answered the last PREPARE ready (-1: none),
-     * and since when: the leader's record says so ("nd"), so that a --stage
+    /* a stage none of whose nodes answered the last PREPARE ready, or that
+     * the running step lost its last node on (paused) (-1: none), and
+     * since when: the leader's record says so ("nd"), so that a --stage
      * auto newcomer fills it even when records claim nodes there (a stranger
      * in an open run can publish a record that answers pings and never
      * trains); published once the rounds have failed for it for
