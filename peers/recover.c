@@ -1298,14 +1298,21 @@ other_of_stage(struct sw_trainer *t)
  * went on: t0399, a copy refused as ahead of lagging records).  Waits for
  * them to be trusted again (the copy is tried again) or gone; for two
  * distrust periods at most, after which a node that keeps failing its
- * copies (a stranger holding the stage) no longer holds the rebuild back.
+ * copies (a stranger holding the stage) no longer holds the rebuild back;
+ * not at all while the leader's record says its step waits for the stage
+ * (lead.h, need): then none of those nodes is ready for the run (t0383
+ * case 5: a stranger's record of the stage, whose copy timed out, held a
+ * newcomer's rebuild for a minute while the run was paused).
  */
 static bool
 distrust_wait(struct sw_trainer *t)
 {
     struct sw_recover *rc = &t->rc;
+    const uint8_t *lpk = sw_lead_expected(t);
+    const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
 
-    if (!t->distrusted_stage[t->stage]) {
+    if (!t->distrusted_stage[t->stage] ||
+        (l && l->need == t->stage + 1 && sw_live_trusted(&t->live, l->pk))) {
         rc->distrust_wait_ms = 0;
         return false;
     }
