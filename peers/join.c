@@ -67,15 +67,20 @@ blk_ms(const struct join *j)
     return SW_MAX(j->blk_cur, j->blk_prev);
 }
 
-/* The trainer ran from t0 (ms) until now: the loop was held that long. */
+/* The trainer ran from t0 (ms) until now: the loop was held that long, in
+ * what ("tick", "computed", "failed request"), or for a message of type (what
+ * names it: "message type", "response of message type"; type 0: what alone). */
 static void
 blk_note(struct join *j, uint64_t t0, const char *what, uint32_t type)
 {
     uint64_t now = sw_now_ms(), d = now > t0 ? now - t0 : 0;
+    char tn[16] = "";
 
+    if (type)
+        snprintf(tn, sizeof(tn), " %u", type);
     if (d >= SW_JOIN_HOLD_LOG_MS) /* peers wait for this node that much longer */
-        SW_LOG_RATELIMITED(SW_LOG_INFO, 10000, "the training held the loop for %llu ms (%s %u, "
-                           "phase %s)", (unsigned long long)d, what, type,
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 10000, "the training held the loop for %llu ms (%s%s, "
+                           "phase %s)", (unsigned long long)d, what, tn,
                            sw_phase_name(j->t.phase));
 
     if (now - j->blk_win_ms >= SW_STATUS_BLK_WINDOW_MS) {
@@ -102,7 +107,7 @@ on_response(void *arg, uint64_t tag, int status, const struct sw_transport_msg *
     uint64_t t0 = sw_now_ms();
 
     sw_trainer_response(&j->t, t0, tag, status, m);
-    blk_note(j, t0, "response to message type", m ? m->hdr.type : 0);
+    blk_note(j, t0, m ? "response of message type" : "failed request", m ? m->hdr.type : 0);
 }
 
 static int
