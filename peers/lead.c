@@ -415,15 +415,17 @@ send_plan(struct sw_trainer *t, uint64_t ver)
     return true;
 }
 
-/* Did this node's plan of the step before (or of this step, restarted)
- * name pk on stage? */
+/* Did this node's plan of the step before name pk on stage?  Not the plan
+ * of this step when it is restarted: a replan may have filled an emptied
+ * stage with a node on its record's word (fill_stages), which proves no
+ * state. */
 static bool
 planned_before(const struct sw_trainer *t, int stage, const uint8_t *pk)
 {
     const struct sw_plan *pl = &t->st.plan;
 
-    return pl->step + 1 >= t->lead.step && pl->step <= t->lead.step && stage >= 0 &&
-           stage < pl->S && sw_plan_find(pl, stage, pk) >= 0;
+    return pl->step + 1 == t->lead.step && stage >= 0 && stage < pl->S &&
+           sw_plan_find(pl, stage, pk) >= 0;
 }
 
 /* Should q's state be its stage's rather than first's (see one_state)? */

@@ -14,7 +14,9 @@
  * must hold one state (replicas are bit-identical): READY carries the
  * node's parameter hash, and of a stage's ready nodes only those with the
  * hash of the nodes this node's plan of the step before named there are
- * planned, or, when none of those is ready, the hash of the lowest key (two
+ * planned, or, when none of those is ready (or the step is restarted:
+ * its own plan may hold a node taken on its record's word, see
+ * fill_stages), the hash of the lowest key (two
  * newcomers that rebuilt one stage at once hold two states; the one left
  * out falls behind the run and copies the planned one; a stranger's READY
  * with a low key and a state of its own puts no node of the run out of
