@@ -35,47 +35,32 @@ ready_attack() {
     [ "$(received FWD)" = 0 ] && [ "$(received GO)" = 0 ]; RC2=$?
 }
 
-D1="1. READY copy from a stranger, forever: the run keeps training"
-D1b="1. the leader waited for its copy once at most, and it got no GO and no FWD"
-if want 1; then
-    ready_attack copy copy
-    n=$(grep -c "copies its stage's state" "$LOG_0")
-    echo "# rounds that waited for a copy: $n"
-    [ $RC -eq 0 ]
-    ok $? "$D1"
-    [ $RC2 -eq 0 ] && [ "$n" -le 1 ]
-    ok $? "$D1b"
-else skip 1 "$D1" "$D1b"; fi
+# ready_case N NAME "ANSWER..." PATTERN MAX D Db: attack N (ready_attack
+# NAME ANSWER...); D: the run trained on; Db: the helper got no GO and no
+# FWD, and the leader logged PATTERN (when not empty) MAX times at most
+ready_case() {
+    local n=$1 name=$2 ans=$3 pat=$4 max=$5 c=0
+    if want "$n"; then
+        # $ans unquoted: the helper's arguments, split on blanks
+        ready_attack "$name" $ans
+        [ -n "$pat" ] && c=$(grep -c "$pat" "$LOG_0")
+        [ -n "$pat" ] && echo "# the leader logged '$pat' $c times"
+        [ $RC -eq 0 ]
+        ok $? "$6"
+        [ $RC2 -eq 0 ] && [ "$c" -le "$max" ]
+        ok $? "$7"
+    else skip "$n" "$6" "$7"; fi
+}
 
-D2="2. READY busy from a stranger, forever: the run keeps training"
-D2b="2. the leader never waited for it, and it got no GO and no FWD"
-if want 2; then
-    ready_attack busy busy
-    n=$(grep -c "sums its replicas" "$LOG_0")
-    echo "# rounds that waited for a replica's sum: $n"
-    [ $RC -eq 0 ]
-    ok $? "$D2"
-    [ $RC2 -eq 0 ] && [ "$n" -eq 0 ]
-    ok $? "$D2b"
-else skip 2 "$D2" "$D2b"; fi
-
-D3="3. READY ok from a stranger of the lowest key with its own state: the run keeps training"
-D3b="3. the stranger got no GO and no FWD"
-if want 3; then
-    ready_attack okl ok low
-    msgs "$LOG_0" | grep "another state" | head -n 2 | sed 's/^/# /'
-    [ $RC -eq 0 ]
-    ok $? "$D3"
-    [ $RC2 -eq 0 ]
-    ok $? "$D3b"
-else skip 3 "$D3" "$D3b"; fi
-
-D4="4. READY ok without a hash from a stranger: the run keeps training"
-D4b="4. the stranger got no GO and no FWD"
-if want 4; then
-    ready_attack nohash nohash
-    [ $RC -eq 0 ]
-    ok $? "$D4"
-    [ $RC2 -eq 0 ]
-    ok $? "$D4b"
-else skip 4 "$D4" "$D4b"; fi
+ready_case 1 copy copy "copies its stage's state" 1 \
+    "1. READY copy from a stranger, forever: the run keeps training" \
+    "1. the leader waited for its copy once at most, and it got no GO and no FWD"
+ready_case 2 busy busy "sums its replicas" 0 \
+    "2. READY busy from a stranger, forever: the run keeps training" \
+    "2. the leader never waited for it, and it got no GO and no FWD"
+ready_case 3 okl "ok low" "" 0 \
+    "3. READY ok from a stranger of the lowest key with its own state: the run keeps training" \
+    "3. the stranger got no GO and no FWD"
+ready_case 4 nohash nohash "" 0 \
+    "4. READY ok without a hash from a stranger: the run keeps training" \
+    "4. the stranger got no GO and no FWD"
