@@ -190,6 +190,7 @@ struct sim {
     int nfakes, fake_stage;      /* records of endpoints where nobody serves */
     int bad, bad_ahead;          /* the stranger's node (-1: none); its claimed step's lead */
     bool bad_hash;               /* its record claims another hash than the real node's */
+    int liar;                    /* hostile 5: 1 + the replica whose READYs lie "busy" (0: none) */
     uint64_t to_fakes;           /* pipeline messages sent to a fake's endpoint */
 };
 
@@ -441,6 +442,45 @@ env_request(void *arg, const char *ep, uint32_t type, const void *body, size_t l
     return 0;
 }
 
+/* Hostile 5: the liar's READY of an odd step from step 10 on says "busy"
+ * (still summing the step before's partials) whatever the node holds; a
+ * replica planned at the even steps, so the leader's plan of the step
+ * before names it each time (lead.h, Exchanges). */
+static int
+liar_reply(struct simnode *n, int to, uint64_t rid, const void *body, size_t len)
+{
+    static const char *const keys[] = {"step", "stage", "ok", "hash", NULL};
+    static struct sw_body b;
+    msgpack_unpacked u;
+    uint64_t step = 0;
+    struct msg *m;
+
+    if (sw_proto_open(body, len, &u, keys)) {
+        if (sw_proto_get_u64(&u.data, "step", &step) < 0)
+            step = 0;
+        msgpack_unpacked_destroy(&u);
+    }
+    if (step < 10 || step % 2 == 0) {
+        m = msg_new(n->id, to, SW_MSG_READY, body, len, NULL);
+    } else {
+        sw_body_init(&b);
+        msgpack_pack_map(&b.pk, 4);
+        sw_proto_pack_key(&b.pk, "step");
+        msgpack_pack_uint64(&b.pk, step);
+        sw_proto_pack_key(&b.pk, "stage");
+        msgpack_pack_uint32(&b.pk, (uint32_t)n->t.stage);
+        sw_proto_pack_key(&b.pk, "ok");
+        msgpack_pack_false(&b.pk);
+        sw_proto_pack_key(&b.pk, "busy");
+        msgpack_pack_true(&b.pk);
+        m = msg_new(n->id, to, SW_MSG_READY, b.b.data, b.b.len, NULL);
+    }
+    m->rid = rid;
+    m->response = true;
+    post(cur, m, 1);
+    return 0;
+}
+
 static int
 env_reply(void *arg, const struct sw_transport_route *r, uint32_t type, const void *body,
           size_t len, const struct sw_payload *p)
@@ -450,6 +490,8 @@ env_reply(void *arg, const struct sw_transport_route *r, uint32_t type, const vo
     int to;
 
     memcpy(&to, r->id, sizeof(to));
+    if (cur->liar == n->id + 1 && type == SW_MSG_READY)
+        return liar_reply(n, to, r->rid, body, len);
     m = msg_new(n->id, to, type, body, len, p);
     m->rid = r->rid;
     m->response = true;
@@ -1697,6 +1739,11 @@ hostile_deliver(struct sim *s, struct simnode *n, const struct msg *m)
  *      node's (it does not copy it), then a newcomer of stage 0: the
  *      nodes of the run never take the stranger for the leader (it is in no
  *      plan), none passes a leader over, and the newcomer trains;
+ *   5  no stranger: a second node of stage 1 whose READYs of odd steps from
+ *      step 10 say "busy" (the simulated network rewrites them), so that
+ *      the leader's plan of the step before names it each time: the
+ *      leader waits for it once, then doubts it (lead.h, Exchanges; 25
+ *      waits of 30 s without the doubt);
  * in 1 to 4 no node of the run even tries to copy its state again.
  */
 static int
@@ -1730,7 +1777,8 @@ hostile_run(int kind, int verbose)
                               "a stranger serving zero weights on stage 0, 2 steps ahead",
                               "a stranger claiming step + 1000 on stage 0",
                               "a stranger with the lowest key on stage 0 from the start",
-                              "a stranger with the lowest key on stage 0 mid-run, a newcomer"}[kind]);
+                              "a stranger with the lowest key on stage 0 mid-run, a newcomer",
+                              "a planned replica of stage 1 that says busy at odd steps"}[kind]);
     if (manifest(s) < 0)
         goto out;
     nh = (size_t)c->S * ((size_t)c->steps + 1);
@@ -1740,7 +1788,10 @@ hostile_run(int kind, int verbose)
         s->hash_node[i] = -1;
     for (int st = 0; st < c->S; st++)
         node_add(s, st, NULL);
-    if (kind == 0) {
+    if (kind == 5) {
+        node_add(s, 1, NULL);
+        s->liar = s->nnode; /* the node just added, + 1 */
+    } else if (kind == 0) {
         s->nfakes = 30;
         s->fake_stage = 2;
         push(s, (struct event){.t = T0 + 4000, .kind = EV_ACTION, .a = ACT_KILL_STAGE, .b = 2});
@@ -1796,7 +1847,13 @@ hostile_run(int kind, int verbose)
         else if (unproven < s->nfakes)
             fail(s, "the nodes saw %d unproven records, not the %d fakes", unproven, s->nfakes);
     }
-    for (int i = 0; !s->failed && kind > 0 && i < s->nnode; i++) {
+    if (!s->failed && kind == 5) {
+        const struct sw_lead *L = &s->node[0].t.lead;
+        if (L->busy_waits != 1)
+            fail(s, "the leader waited %llu times for the replica that says busy (once is "
+                 "right: then it doubts it)", (unsigned long long)L->busy_waits);
+    }
+    for (int i = 0; !s->failed && kind > 0 && kind < 5 && i < s->nnode; i++) {
         struct simnode *n = &s->node[i];
         if (!n->hostile && strstr(n->t.rec_from, s->node[s->bad].ep))
             fail(s, "node %d copied stage %d from the stranger", n->id, n->t.stage);
@@ -1969,7 +2026,7 @@ main(int argc, char **argv)
     sw_log_set_prefix(log_prefix);
     signal(SIGABRT, on_abort);
     signal(SIGSEGV, on_abort);
-    if (hostile >= 0 && hostile < 5) /* one hostile scenario, verbose */
+    if (hostile >= 0 && hostile < 6) /* one hostile scenario, verbose */
         return hostile_run(hostile, 1) < 0;
     tap_plan(with_pinned ? 3 : 1);
     for (uint64_t seed = first; seed < first + count && failed < 10; seed++, runs++)
@@ -2001,11 +2058,11 @@ main(int argc, char **argv)
             }
         tap_ok(bad == 0, "the %zu seeds that found bugs pass", SW_ARRAY_SIZE(pinned));
         bad = 0;
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < 6; k++)
             bad += hostile_run(k, verbose) < 0;
         tap_ok(bad == 0, "hostile records and a stranger's node (fake records with dead "
                "endpoints; zero weights 2 steps ahead; step + 1000; the lowest key, from the "
-               "start and mid-run): %d of 5 failed "
+               "start and mid-run), a replica that says busy: %d of 6 failed "
                "(replay one with --hostile K)", bad);
     }
     return tap_done();
