@@ -1308,11 +1308,8 @@ static bool
 distrust_wait(struct sw_trainer *t)
 {
     struct sw_recover *rc = &t->rc;
-    const uint8_t *lpk = sw_lead_expected(t);
-    const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
 
-    if (!t->distrusted_stage[t->stage] ||
-        (l && l->need == t->stage + 1 && sw_live_trusted(&t->live, l->pk))) {
+    if (!t->distrusted_stage[t->stage] || trainer_lead_need(t, true) == t->stage) {
         rc->distrust_wait_ms = 0;
         return false;
     }

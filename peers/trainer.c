@@ -148,6 +148,17 @@ trainer_dir_find(const struct sw_trainer *t, const uint8_t *pk)
     return NULL;
 }
 
+int
+trainer_lead_need(struct sw_trainer *t, bool trusted)
+{
+    const uint8_t *lpk = sw_lead_expected(t);
+    const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
+
+    if (!l || l->need <= 0 || l->need > t->S || (trusted && !sw_live_trusted(&t->live, l->pk)))
+        return -1;
+    return l->need - 1;
+}
+
 bool
 trainer_gone(struct sw_trainer *t, const uint8_t *pk)
 {
@@ -523,13 +534,11 @@ choose(struct sw_trainer *t, int nwait)
     {
         /* the leader waits for a stage that answers none of its PREPAREs:
          * that one, whatever the records there claim (lead.h, need) */
-        const uint8_t *lpk = sw_lead_expected(t);
-        const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
-        if (l && l->need > 0 && l->need <= t->S && sw_live_trusted(&t->live, l->pk) &&
-            cnt[t->stage] > 0) {
+        int need = trainer_lead_need(t, true);
+        if (need >= 0 && cnt[t->stage] > 0) {
             sw_log(SW_LOG_INFO, "stage auto: the leader waits for stage %d (no node there "
-                   "answered ready)", l->need - 1);
-            t->stage = l->need - 1;
+                   "answered ready)", need);
+            t->stage = need;
         }
     }
     stages_seen(seen, sizeof(seen), t->S, cnt, cap); /* what the choice saw */
@@ -1143,10 +1152,9 @@ unstack(struct sw_trainer *t)
         /* no stage without a record, but the leader waits for one whose
          * nodes answer no PREPARE (records a stranger keeps alive: lead.h,
          * need): that one is as good as empty */
-        const uint8_t *lpk = sw_lead_expected(t);
-        const struct sw_peer_rec *l = lpk ? trainer_dir_find(t, lpk) : NULL;
-        if (l && l->need > 0 && l->need <= t->S && l->need - 1 != t->stage) {
-            to = l->need - 1;
+        int need = trainer_lead_need(t, false);
+        if (need >= 0 && need != t->stage) {
+            to = need;
             rank = jrank;
             waited = true;
         }

@@ -416,6 +416,10 @@ void trainer_reject(struct sw_trainer *t, const struct sw_transport_msg *m, msgp
 bool trainer_refuse_banned(struct sw_trainer *t, const struct sw_transport_msg *m);
 bool trainer_refuse_unknown(struct sw_trainer *t, const struct sw_transport_msg *m);
 const struct sw_peer_rec *trainer_dir_find(const struct sw_trainer *t, const uint8_t *pk);
+/* The stage the record of the leader this node's table names says its step
+ * waits for (lead.h, need), or -1; with trusted, only from a record whose
+ * node proved its endpoint (sw_live_trusted). */
+int trainer_lead_need(struct sw_trainer *t, bool trusted);
 bool trainer_gone(struct sw_trainer *t, const uint8_t *pk);
 /* The parameter hash after an update or a state change. */
 void trainer_hash(struct sw_trainer *t);

@@ -99,7 +99,9 @@ static struct {
     struct sw_dhtnode *dht;
     struct sw_status_scan scan;
     bool have_scan, zero, low;
-    int answer, ready_stage; /* mode ready: 1 copy, 2 busy, 3 ok, 4 nohash (0: not this mode) */
+    /* mode ready: what it answers PREPAREs with, as a node of ready_stage */
+    enum { ANSWER_NONE, ANSWER_COPY, ANSWER_BUSY, ANSWER_OK, ANSWER_NOHASH } answer;
+    int ready_stage;
     char ep[SW_PROTO_EP_MAX], boot[SW_PROTO_EP_MAX], peer[SW_PROTO_EP_MAX];
     uint64_t run_step, seq;
     uint64_t got_fwd, got_bwd, got_grad, got_go, got_prepare, got_state_get, got_other;
@@ -165,22 +167,22 @@ on_prepare(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     msgpack_unpacked_destroy(&u);
     memset(hash, 0x5a, sizeof(hash));
     sw_body_init(&b);
-    msgpack_pack_map(&b.pk, A.answer == 4 ? 3 : 4);
+    msgpack_pack_map(&b.pk, A.answer == ANSWER_NOHASH ? 3 : 4);
     sw_proto_pack_key(&b.pk, "step");
     msgpack_pack_uint64(&b.pk, step);
     sw_proto_pack_key(&b.pk, "stage");
     msgpack_pack_uint32(&b.pk, (uint32_t)A.ready_stage);
     sw_proto_pack_key(&b.pk, "ok");
-    if (A.answer == 4) {
+    if (A.answer == ANSWER_NOHASH) {
         msgpack_pack_true(&b.pk);
-    } else if (A.answer == 3) {
+    } else if (A.answer == ANSWER_OK) {
         msgpack_pack_true(&b.pk);
         sw_proto_pack_key(&b.pk, "hash");
         sw_proto_pack_bin(&b.pk, hash, 32);
     } else {
         msgpack_pack_false(&b.pk);
-        sw_proto_pack_key(&b.pk, A.answer == 1 ? "copy" : "busy");
-        if (A.answer == 1)
+        sw_proto_pack_key(&b.pk, A.answer == ANSWER_COPY ? "copy" : "busy");
+        if (A.answer == ANSWER_COPY)
             msgpack_pack_uint64(&b.pk, 3000);
         else
             msgpack_pack_true(&b.pk);
@@ -745,8 +747,9 @@ main(int argc, char **argv)
         }
     } else if (!strcmp(mode, "ready") && argc >= 7) {
         A.ready_stage = atoi(argv[5]);
-        A.answer = !strcmp(argv[6], "copy") ? 1 : !strcmp(argv[6], "busy") ? 2 :
-                   !strcmp(argv[6], "ok") ? 3 : !strcmp(argv[6], "nohash") ? 4 : 0;
+        A.answer = !strcmp(argv[6], "copy") ? ANSWER_COPY : !strcmp(argv[6], "busy") ? ANSWER_BUSY :
+                   !strcmp(argv[6], "ok") ? ANSWER_OK :
+                   !strcmp(argv[6], "nohash") ? ANSWER_NOHASH : ANSWER_NONE;
         if (!A.answer) {
             fprintf(stderr, "test_peers_attack: ready STAGE copy|busy|ok|nohash\n");
             return 2;
