@@ -370,43 +370,111 @@ sock_unqueue(struct sock *s, uint64_t rid)
     }
 }
 
+/* Hand m's parts to ZeroMQ from m->sent on: 1 when it went out whole (or
+ * was dropped: a peer gone), 0 when ZeroMQ took no more (HWM). */
+static int
+send_parts(struct sock *s, struct out_msg *m)
+{
+    while (m->sent < m->nparts) {
+        int flags = ZMQ_DONTWAIT | (m->sent + 1 < m->nparts ? ZMQ_SNDMORE : 0);
+
+        if (zmq_msg_send(&m->parts[m->sent], s->z, flags) < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return 0; /* HWM: wait for POLLOUT */
+            /* EHOSTUNREACH (peer gone) or worse: drop the message */
+            SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "cannot send to '%s': %s",
+                               s->router ? "router peer" : s->endpoint, zmq_strerror(errno));
+            return 1;
+        }
+        m->sent++;
+    }
+    return 1;
+}
+
+/* m (after prev in s's queue) is done with: out of the queue. */
+static void
+sock_unlink(struct sock *s, struct out_msg *prev, struct out_msg *m)
+{
+    if (prev)
+        prev->next = m->next;
+    else
+        s->qhead = m->next;
+    if (s->qtail == m)
+        s->qtail = prev;
+    s->qlen--;
+    s->t->relay_queued -= m->relay_bytes;
+    out_free(m);
+}
+
+/* A ROUTER's queue holds messages to many peers: one whose peer's pipe is
+ * full (HWM) holds back the later ones to that peer only (see Back-pressure
+ * in transport.h).  A message whose first parts ZeroMQ took goes on before
+ * any other: nothing may come between its parts. */
+static int
+router_flush(struct sock *s)
+{
+    const void *held[SW_TRANSPORT_HELD_PEERS];
+    size_t held_len[SW_TRANSPORT_HELD_PEERS];
+    struct out_msg *prev = NULL, *m, *next;
+    int nheld = 0, sent = 0;
+
+    for (prev = NULL, m = s->qhead; m; prev = m, m = m->next) {
+        if (m->sent == 0)
+            continue;
+        if (!send_parts(s, m))
+            return 0;
+        sock_unlink(s, prev, m);
+        sent++;
+        break;
+    }
+    for (prev = NULL, m = s->qhead; m; m = next) {
+        const void *id = zmq_msg_data(&m->parts[0]);
+        size_t len = zmq_msg_size(&m->parts[0]);
+        bool skip = false;
+
+        next = m->next;
+        for (int i = 0; i < nheld && !skip; i++)
+            skip = held_len[i] == len && !memcmp(held[i], id, len);
+        if (skip) {
+            prev = m;
+            continue;
+        }
+        if (!send_parts(s, m)) {
+            if (m->sent > 0 || nheld == SW_TRANSPORT_HELD_PEERS)
+                return sent;
+            held[nheld] = id;
+            held_len[nheld++] = len;
+            prev = m;
+            continue;
+        }
+        sock_unlink(s, prev, m);
+        sent++;
+    }
+    return sent;
+}
+
 /* Hand queued messages to ZeroMQ; returns how many went out completely. */
 static int
 sock_flush(struct sock *s)
 {
     int sent = 0;
 
+    if (s->router)
+        return router_flush(s);
     while (s->qhead) {
         struct out_msg *m = s->qhead;
         size_t bytes = 0;
+        uint64_t now;
 
-        for (int i = m->sent; !s->router && i < m->nparts; i++) /* a DEALER's drain time */
+        for (int i = m->sent; i < m->nparts; i++) /* a DEALER's drain time */
             bytes += zmq_msg_size(&m->parts[i]);
-        while (m->sent < m->nparts) {
-            int flags = ZMQ_DONTWAIT | (m->sent + 1 < m->nparts ? ZMQ_SNDMORE : 0);
-
-            if (zmq_msg_send(&m->parts[m->sent], s->z, flags) < 0) {
-                if (errno == EAGAIN || errno == EINTR)
-                    return sent; /* HWM: wait for POLLOUT */
-                /* EHOSTUNREACH (peer gone) or worse: drop the message */
-                SW_LOG_RATELIMITED(SW_LOG_INFO, 1000, "cannot send to '%s': %s",
-                                   s->router ? "router peer" : s->endpoint, zmq_strerror(errno));
-                break;
-            }
-            m->sent++;
-        }
-        if (!s->router && m->sent == m->nparts) {
-            uint64_t now = uv_now(s->t->loop);
-
+        if (!send_parts(s, m))
+            return sent;
+        now = uv_now(s->t->loop);
+        if (m->sent == m->nparts)
             s->drain_until = SW_MAX(s->drain_until, now) +
                              (uint64_t)bytes * 1000 / SW_TRANSPORT_DRAIN_BPS;
-        }
-        s->qhead = m->next;
-        if (!s->qhead)
-            s->qtail = NULL;
-        s->qlen--;
-        s->t->relay_queued -= m->relay_bytes;
-        out_free(m);
+        sock_unlink(s, NULL, m);
         sent++;
     }
     return sent;

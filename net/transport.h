@@ -55,8 +55,16 @@
  * POLLOUT; when that queue holds opts.max_queue messages the send functions
  * return -SW_EAGAIN and the caller must wait (nothing blocks, so no
  * deadlock).  ROUTER_MANDATORY is on: a reply to a vanished peer is dropped,
- * never blocks.  ZMQ_MAXMSGSIZE is max(max_payload, SW_WIRE_MAX_ENVELOPE):
- * ZeroMQ cuts a connection that sends a bigger frame.
+ * never blocks.  A ROUTER's HWM is per peer, and its queue goes out in
+ * order per peer only: a message to a peer whose pipe is full holds back
+ * the later ones to that peer, not those to others (up to
+ * SW_TRANSPORT_HELD_PEERS held peers in one pass).  It used to hold back
+ * the whole queue: a node serving its 255 MB state to a copier over a
+ * 20 Mbit/s link queued its READYs and PONGs to every other peer behind
+ * 4 MiB pieces, the leader's PREPAREs timed out, and the run stalled with
+ * "cannot reply 521: Resource temporarily unavailable" (bench/copy_bench.sh).
+ * ZMQ_MAXMSGSIZE is max(max_payload, SW_WIRE_MAX_ENVELOPE): ZeroMQ cuts a
+ * connection that sends a bigger frame.
  *
  * Admission.  sw_transport_set_admit installs a hook called for every
  * message that passed sw_wire_open (requests, one-way messages and
@@ -378,6 +386,7 @@ struct sw_wire *sw_transport_wire(struct sw_transport *t);
  * before what was handed to ZeroMQ on it could have gone at this rate
  * (Requests, above). */
 #define SW_TRANSPORT_DRAIN_BPS (1u << 20)
+#define SW_TRANSPORT_HELD_PEERS 16 /* see Back-pressure above */
 
 /* Requests waiting for a response. */
 size_t sw_transport_pending(const struct sw_transport *t);

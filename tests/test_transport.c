@@ -443,6 +443,90 @@ test_oneway_timeout(int hwm)
     sw_identity_release(&idb);
 }
 
+#define T_BIG 1027 /* test-only: answered with a 4 MiB payload */
+static const uint8_t *big_answer;
+static int big_answered;
+
+static void
+on_big(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    struct sw_payload pl = {.data = big_answer, .len = 4u << 20};
+
+    big_answered += sw_transport_reply(t, &m->route, SW_MSG_ACK, NULL, 0, &pl) == 0;
+}
+
+/*
+ * A ROUTER's queue holds replies to many peers; one peer that reads nothing
+ * (its pipe at HWM) holds back its own replies only.  Peer A, a raw DEALER
+ * that reads ahead one message, asks for 24 answers of 4 MiB and never
+ * reads them; then peer B pings: its PONG went out behind A's answers, and
+ * timed out (a source serving its state to a copier over a slow link:
+ * issue 13).
+ */
+static void
+test_router_held(void)
+{
+    struct sw_identity ids, ida, idb;
+    struct sw_transport *s = NULL, *b = NULL;
+    struct sw_transport_opts os = {.hwm = 2, .max_queue = 64};
+    struct sw_wire_opts wo = {.max_senders = 1};
+    struct sw_wire wa;
+    uv_loop_t loop;
+    char ep[256];
+    struct waiter wb;
+    uint8_t *x = sw_malloc_big(4u << 20), env[1024], sig[64];
+    void *ctx = zmq_ctx_new(), *z = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+    int closed = 0, asked = 0, one = 1, linger = 0, err;
+    size_t len;
+    double t0;
+
+    uv_loop_init(&loop);
+    if (!x || !z || sw_identity_generate(&ids) < 0 || sw_identity_generate(&ida) < 0 ||
+        sw_identity_generate(&idb) < 0 || sw_transport_new(&s, &loop, &ids, run, &os) < 0 ||
+        sw_transport_new(&b, &loop, &idb, run, NULL) < 0 ||
+        sw_transport_bind(s, "tcp://127.0.0.1:*", ep, sizeof(ep)) < 0 ||
+        sw_transport_on(s, T_BIG, on_big, NULL) < 0 ||
+        sw_transport_on(s, SW_MSG_PING, on_ping, NULL) < 0 ||
+        sw_wire_init(&wa, &ida, run, &wo) < 0 ||
+        zmq_setsockopt(z, ZMQ_RCVHWM, &one, sizeof(one)) != 0 ||
+        zmq_setsockopt(z, ZMQ_LINGER, &linger, sizeof(linger)) != 0 || zmq_connect(z, ep) != 0) {
+        tap_ok(0, "set up two transports and a raw DEALER");
+        return;
+    }
+    memset(x, 1, 4u << 20);
+    big_answer = x;
+    big_answered = 0;
+    for (int i = 0; i < 24; i++)
+        if (sw_wire_seal(&wa, T_BIG, (uint64_t)i + 1, NULL, 0, NULL, 0, env, sizeof(env), &len,
+                         sig) == 0 &&
+            zmq_send(z, env, len, ZMQ_SNDMORE) == (int)len && zmq_send(z, sig, 64, 0) == 64)
+            asked++;
+    t0 = sw_now_s();
+    while (big_answered < asked && sw_now_s() - t0 < 20) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_sleep(1);
+    }
+    memset(&wb, 0, sizeof(wb));
+    err = sw_transport_request(b, ep, SW_MSG_PING, NULL, 0, NULL, 3000, 0, wait_cb, &wb);
+    while (err == 0 && !wb.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    tap_ok(asked == 24 && big_answered == 24 && err == 0 && wb.status == 0 &&
+               wb.type == SW_MSG_PONG,
+           "a peer that reads nothing holds back its own answers only: another's PONG came "
+           "(status %d, %d answers of 4 MiB queued)", wb.status, big_answered);
+    zmq_close(z);
+    zmq_ctx_term(ctx);
+    sw_transport_close(s, closed_cb, &closed);
+    sw_transport_close(b, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    sw_wire_release(&wa);
+    sw_free_big(x);
+    sw_identity_release(&ids);
+    sw_identity_release(&ida);
+    sw_identity_release(&idb);
+}
+
 /*
  * A dead peer (nothing listens): ZeroMQ holds hwm tries, the transport's
  * queue the rest until it is full.  When they have all timed out, the tries
@@ -1367,6 +1451,7 @@ main(void)
     test_in_process();
     test_admit();
     test_oneway_timeout(2);
+    test_router_held();
     test_dead_queue();
     test_ratelimit();
     test_stress();
