@@ -206,8 +206,15 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
     double lrm = 0, norm = 0, normc = 0;
     bool all = true;
 
-    if (!f->active || i >= f->nsrc || TAG_GEN(tag) != s->gen)
-        return SW_FETCH_BUSY; /* stale: a restarted, failed or abandoned fetch */
+    if (!f->active || i >= f->nsrc || TAG_GEN(tag) != s->gen) {
+        /* stale: a restarted, failed or abandoned fetch; still, a piece
+         * its source sent earlier is one the link carried before the ones
+         * asked now (above, "Slow links") */
+        if (f->active && i < f->nsrc && status == 0 && m && s->inflight > 0 && s->got == 0 &&
+            !memcmp(m->hdr.sender, s->pk, 32))
+            s->last_ms = SW_MAX(s->last_ms, now);
+        return SW_FETCH_BUSY;
+    }
     s->inflight--;
     if (status < 0)
         return fail(f, i, status);

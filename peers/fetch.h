@@ -37,7 +37,13 @@
  * then, from the last piece in, the larger of timeout_ms and SW_FETCH_GAPS
  * times the gap between its pieces (a moving average): the deadline follows
  * the link's measured rate, and a dead source is given up within timeout_ms
- * or a few pieces' time.  An answer whose body does not parse (bad
+ * or a few pieces' time.  A restart leaves the pieces asked before on
+ * their way, ahead of the new ones: over a 20 Mbit/s link a window of 8
+ * pieces takes 14 s, and every copy that a step of its source restarted
+ * stalled before the first piece asked again came in.  So until a
+ * source's first piece of its current generation is in, a stale piece
+ * from that source's key (of an earlier generation or start) moves its
+ * deadline on too.  An answer whose body does not parse (bad
  * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
  * sends one, and the caller bans its sender (m->hdr.sender).
  *

@@ -30,6 +30,9 @@ struct req {
     uint64_t stage, which, off, n, snap;
 };
 
+/* the key every answer is from (m.hdr.sender) */
+static uint8_t sender[32];
+
 struct fake {
     struct req r[MAXREQ];
     int n;
@@ -163,6 +166,7 @@ deliver(struct sw_fetch *f, uint64_t now, struct req *q, const struct ans *a)
     }
     SW_ASSERT(!b.overflow);
     memset(&m, 0, sizeof(m));
+    memcpy(m.hdr.sender, sender, 32);
     m.hdr.type = SW_MSG_STATE;
     m.hdr.body = body;
     m.hdr.body_len = b.len;
@@ -719,11 +723,50 @@ stalls(void)
     sw_fetch_abandon(&f);
 }
 
+/* A restart leaves the pieces asked before on the link, ahead of the new
+ * ones: until the first piece of the new generation is in, a stale piece
+ * from the source's key moves its deadline on (fetch.h, Slow links); one
+ * from another key does not. */
+static void
+stale_alive(bool same_key)
+{
+    static struct fake fk;
+    static const uint8_t ka[32] = {0xa1}, kb[32] = {0xb2};
+    struct sw_fetch f;
+    struct node nd;
+    float buf[16];
+    uint64_t wake;
+    int rc;
+
+    node_fill(&nd, EP_A, 16, 3, 1.0f);
+    fill_sentinel(buf, 16);
+    fetcher(&f, &fk, 3, 1000, 0);
+    sw_fetch_src_set(&f, 0, EP_A, ka, 1, 0, 1, 16, -1, buf);
+    sw_fetch_start(&f, 1, T0);
+    memcpy(sender, ka, 32);
+    rc = answer(&f, T0 + 500, &fk.r[0], &nd);
+    nd.step = 4; /* the source took a step: the next answer restarts the fetch */
+    rc = answer(&f, T0 + 600, &fk.r[1], &nd);
+    /* r[2], asked before the restart, comes in last of its generation */
+    memcpy(sender, same_key ? ka : kb, 32);
+    rc = answer(&f, T0 + 1500, &fk.r[2], &nd);
+    memset(sender, 0, 32);
+    wake = sw_fetch_tick(&f, T0 + 2000, &rc);
+    if (same_key)
+        tap_ok(rc == SW_FETCH_BUSY && f.active && wake == T0 + 1500 + 1000,
+               "restarted, a stale piece from the source's key in: its deadline runs from it "
+               "(wake %llu)", (unsigned long long)(wake - T0));
+    else
+        tap_ok(rc == SW_FETCH_FAILED && f.err == -SW_ETIMEDOUT,
+               "restarted, a stale piece from another key in: the deadline stays (stalled)");
+    sw_fetch_abandon(&f);
+}
+
 int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 5);
+    tap_plan(11 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 5 + 2);
     one_source();
     restart_on_step();
     snapshots();
@@ -735,5 +778,7 @@ main(void)
     two_sources();
     lifecycle();
     stalls();
+    stale_alive(true);
+    stale_alive(false);
     return tap_done();
 }
