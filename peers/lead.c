@@ -306,6 +306,7 @@ round_new(struct sw_trainer *t)
     t->lead.nslot = t->lead.nwait = 0;
     t->lead.copy_end = 0;
     t->lead.busy_end = 0;
+    t->lead.keep_ms = t->now;
 }
 
 /* A replan: each microbatch stays on the node of old that had it, when that
@@ -470,12 +471,27 @@ one_state(struct sw_trainer *t)
     }
 }
 
+/* How long a round waits for a copier of stage st from its PREPARE: the
+ * stage's copy wait (lead.h, Copies). */
+static uint64_t
+copy_wait_ms(const struct sw_trainer *t, int st)
+{
+    double ms = 0;
+
+    if (t->ops && t->ops->stage_numel && st >= 0 && st < t->S)
+        ms = 3.0 * sizeof(float) * (double)t->ops->stage_numel(t->model, st) * 1000.0 /
+             SW_LEAD_COPY_MIN_RATE;
+    return (uint64_t)SW_MIN(SW_MAX(ms, (double)SW_LEAD_COPY_WAIT_MS),
+                            (double)SW_LEAD_COPY_WAIT_MAX_MS);
+}
+
 /* The round goes: a copier it waited for that is not ready stops copy
  * waits for a while (lead.h, Copies). */
 static void
 copy_verdict(struct sw_trainer *t)
 {
     struct sw_lead *L = &t->lead;
+    uint64_t doubt;
     char who[13];
 
     if (!L->copy_end)
@@ -484,10 +500,12 @@ copy_verdict(struct sw_trainer *t)
     for (int i = 0; i < L->nslot; i++)
         if (!memcmp(L->slot[i].pk, L->copy_pk, 32) && L->slot[i].ok)
             return;
-    L->copy_doubt_ms = t->now;
+    doubt = SW_MAX((uint64_t)SW_LEAD_COPY_DOUBT_MS,
+                   SW_LEAD_COPY_DOUBT_TIMES * copy_wait_ms(t, L->copy_stage));
+    L->copy_doubt_end = t->now + doubt;
     sw_log(SW_LOG_WARN, "step %llu: node %s was not ready after its copy: no round waits for a "
-           "copy for %d s", (unsigned long long)L->step, sw_proto_who(who, L->copy_pk),
-           SW_LEAD_COPY_DOUBT_MS / 1000);
+           "copy for %llu s", (unsigned long long)L->step, sw_proto_who(who, L->copy_pk),
+           (unsigned long long)(doubt / 1000));
 }
 
 /* The round goes: a replica it waited for that still said "busy" is not
@@ -566,12 +584,18 @@ copy_wait(struct sw_trainer *t, struct sw_lead_slot *p, uint64_t left_ms)
 {
     struct sw_lead *L = &t->lead;
     uint64_t until = t->now + SW_MAX(left_ms, (uint64_t)SW_LEAD_REASK_MS) + prepare_timeout(t);
+    uint64_t wait = copy_wait_ms(t, p->stage);
     char who[13];
 
-    if ((L->copy_doubt_ms && t->now - L->copy_doubt_ms < SW_LEAD_COPY_DOUBT_MS) ||
-        (L->copy_end && memcmp(L->copy_pk, p->pk, 32)) ||
-        left_ms > SW_LEAD_COPY_WAIT_MS || until > L->phase_ms + SW_LEAD_COPY_WAIT_MS)
+    if (L->copy_end && !memcmp(L->copy_pk, p->pk, 32) && t->now < L->phase_ms + wait) {
+        /* waited for already: its estimate, from a few pieces, may rise
+         * for a while; the round waits on to the copy wait's end */
+        until = SW_MIN(until, L->phase_ms + wait);
+    } else if ((L->copy_doubt_end && t->now < L->copy_doubt_end) ||
+               (L->copy_end && memcmp(L->copy_pk, p->pk, 32)) || left_ms > wait ||
+               until > L->phase_ms + wait) {
         return false;
+    }
     if (!L->copy_end) {
         L->copy_waits++;
         sw_log(SW_LOG_INFO, "step %llu: waiting for node %s of stage %d, which copies its "
@@ -579,6 +603,7 @@ copy_wait(struct sw_trainer *t, struct sw_lead_slot *p, uint64_t left_ms)
                sw_proto_who(who, p->pk), p->stage, (double)left_ms / 1000.0);
     }
     memcpy(L->copy_pk, p->pk, 32);
+    L->copy_stage = p->stage;
     L->copy_end = SW_MAX(L->copy_end, until);
     p->reask_ms = t->now + SW_LEAD_REASK_MS;
     return true;
@@ -1088,6 +1113,25 @@ missing_stage(struct sw_trainer *t)
     return missing;
 }
 
+/* A round that may outlast half SW_LEAD_PASS_MS (it waits for a copier or
+ * a busy replica) sends its PREPARE again to the nodes that answered, every
+ * SW_LEAD_KEEP_MS, so that none passes this node over meanwhile (lead.h,
+ * Long rounds). */
+static void
+keep_answered(struct sw_trainer *t, uint64_t end)
+{
+    struct sw_lead *L = &t->lead;
+
+    if (end < L->phase_ms + SW_LEAD_PASS_MS / 2 || t->now < L->keep_ms + SW_LEAD_KEEP_MS ||
+        end <= t->now)
+        return;
+    L->keep_ms = t->now;
+    for (int i = 0; i < L->nslot; i++)
+        if (L->slot[i].answered && memcmp(L->slot[i].pk, t->pk, 32) &&
+            !trainer_gone(t, L->slot[i].pk))
+            (void)ask(t, i, end - t->now); /* its answer is dropped (answered) */
+}
+
 /* PREPARING: a node found dead or gone meanwhile is not waited for; one
  * that answered "not my leader" is asked again when its time comes (lead.h,
  * "Whom a round waits for"), within the round's timeout. */
@@ -1097,6 +1141,7 @@ prepare_watch(struct sw_trainer *t)
     struct sw_lead *L = &t->lead;
     uint64_t end = round_end(t);
 
+    keep_answered(t, end);
     for (int i = 0; i < L->nslot && L->nwait > 0 && L->phase == SW_LEAD_PREPARING; i++) {
         struct sw_lead_slot *p = &L->slot[i];
         if (p->answered)

@@ -126,13 +126,34 @@
  * answers a PREPARE at once with READY "copy" (ok false, the time its
  * copy has left at its rate so far), and the round waits for it, asking
  * again every SW_LEAD_REASK_MS, until it is ready, as long as that ends
- * within SW_LEAD_COPY_WAIT_MS of the PREPARE: the run pauses once, its
- * source stays at the step meanwhile, and the copy finishes.  One copier
- * a round.  A copy that says more is left than the wait allows is not
- * waited for.  A copier waited for that was not ready when the round went
- * (a stranger's claim, a copy that failed) stops these waits for
- * SW_LEAD_COPY_DOUBT_MS: a node that lies about copying costs the run one
- * wait every SW_LEAD_COPY_DOUBT_MS at most.
+ * within the stage's copy wait of the PREPARE: the run pauses once, its
+ * source stays at the step, and the copy finishes.  The copy wait is
+ * SW_LEAD_COPY_WAIT_MS, or longer for a big stage: its state (parameters
+ * and both AdamW moments) at SW_LEAD_COPY_MIN_RATE, so that a copy of a
+ * stage of hundreds of MB over a home link finishes too (255 MB at
+ * 20 Mbit/s: about 110 s; the wait was 60 s for any stage, and such a copy
+ * was never waited for and never finished), SW_LEAD_COPY_WAIT_MAX_MS at
+ * most.  That rate is 6 Mbit/s: a 10 Mbit/s link carries about 8.5 of TCP
+ * payload (docs/wan.md), and the copier's estimate of the time it has
+ * left, from its first pieces, runs high.  One copier a round.  A copy
+ * that says more is left than the wait allows is not waited for; once
+ * waited for, its later answers keep the round waiting to the wait's end,
+ * whatever they say is left (an estimate that rose past the wait ended
+ * a wait of 340 s after 1 s).  A copier waited for that was not ready when
+ * the round went (a stranger's claim, a copy that failed) stops these
+ * waits for SW_LEAD_COPY_DOUBT_TIMES times its stage's copy wait,
+ * SW_LEAD_COPY_DOUBT_MS at least: a node that lies about copying costs the
+ * run a tenth of its time at most.
+ *
+ * Long rounds.  A node that answered ready and hears nothing from the
+ * leader for SW_LEAD_PASS_MS passes it over (see "Candidates" above): in a
+ * round that waits longer for a copier or a busy replica, the other nodes
+ * took the next stage-0 key for the leader (t0421 without what follows:
+ * 30 s into a wait of 74 s the other stage-0 replica led the run on, each
+ * of the two dropped the other's PREPAREs, and the copy took 269 s).  So
+ * in a round that may last longer than half SW_LEAD_PASS_MS,
+ * the leader sends its PREPARE again every SW_LEAD_KEEP_MS to the nodes
+ * that answered; their second READY is dropped (their first counts).
  *
  * Exchanges.  A replica sums its twins' partial gradients of a step after
  * the leader finished it: a big stage's partials over a slow link (27 MB
@@ -185,11 +206,18 @@
  * timeout (the larger of the dead time and 5 s). */
 #define SW_LEAD_REASK_MS 500
 /* A round waits for a node copying its stage's state (READY with "copy":
- * the time its copy has left) up to this long from its PREPARE, asking it
- * again every SW_LEAD_REASK_MS; a copier it waited for that was not ready
- * when the round went means no round waits for a copy for
- * SW_LEAD_COPY_DOUBT_MS (see "Copies", above) */
+ * the time its copy has left) up to the stage's copy wait from its
+ * PREPARE: the longer of SW_LEAD_COPY_WAIT_MS and its state at
+ * SW_LEAD_COPY_MIN_RATE bytes/s (6 Mbit/s), SW_LEAD_COPY_WAIT_MAX_MS at
+ * most, asking it again every SW_LEAD_REASK_MS; a copier it waited for that
+ * was not ready when the round went means no round waits for a copy for
+ * SW_LEAD_COPY_DOUBT_TIMES times that wait, SW_LEAD_COPY_DOUBT_MS at least
+ * (see "Copies", above) */
 #define SW_LEAD_COPY_WAIT_MS 60000
+#define SW_LEAD_COPY_MIN_RATE 0.75e6
+#define SW_LEAD_COPY_WAIT_MAX_MS (30 * 60000)
+#define SW_LEAD_COPY_DOUBT_TIMES 10
+#define SW_LEAD_KEEP_MS 10000    /* see "Long rounds" above */
 #define SW_LEAD_BUSY_WAIT_MS SW_LEAD_STALL_MS /* see "Exchanges" above */
 #define SW_LEAD_COPY_DOUBT_MS 600000
 /* An idle node that hears nothing from the leader its table names for this
@@ -274,7 +302,9 @@ struct sw_lead {
     uint64_t doubt_ms;       /* when a key never heard before let a round down (0: never) */
     uint64_t copy_end;       /* the round waits for a copier until then (0: none) */
     uint8_t copy_pk[32];     /*   which */
-    uint64_t copy_doubt_ms;  /* when a copier waited for was not ready (0: never) */
+    int copy_stage;          /*   its stage */
+    uint64_t copy_doubt_end; /* no round waits for a copy until then (0: none) */
+    uint64_t keep_ms;        /* when the round last sent its PREPARE again ("Long rounds") */
     uint64_t copy_waits;     /* rounds that waited for a copier */
     uint64_t busy_end;       /* the round waits for replicas summing the step before until then */
     uint64_t busy_waits;     /* rounds that waited for them */
