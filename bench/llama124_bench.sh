@@ -24,10 +24,8 @@
 #   the loss at the kill and 3 steps later.
 #   and how many steps each node took (a replica that joins copies its
 #   stage's 255 MB state from the other, STATE pieces of the source's
-#   current step: over a link slower than that in a step it never
-#   finishes while the run trains, see docs/wan.md).
-# NODE_OPTS: more swarmd join options for every node (e.g. --dead-ms 60000:
-# the leader's round then waits that long for a copying replica's READY).
+#   current step, while the leader's round waits for it: copy_bench.sh).
+# NODE_OPTS: more swarmd join options for every node (e.g. --dead-ms 60000).
 # Exits 1 when the run did not train STEPS steps within LIMIT_S (default
 # 1800) or the rebuild or the 3 steps after it did not happen.  KEEP=1 keeps
 # the logs.  Needs root, ip(8) and /dev/net/tun.  Not part of make check
