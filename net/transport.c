@@ -344,6 +344,21 @@ sock_enqueue(struct sock *s, struct out_msg *m)
     s->qlen++;
 }
 
+/* m (after prev in s's queue) is done with: out of the queue. */
+static void
+sock_unlink(struct sock *s, struct out_msg *prev, struct out_msg *m)
+{
+    if (prev)
+        prev->next = m->next;
+    else
+        s->qhead = m->next;
+    if (s->qtail == m)
+        s->qtail = prev;
+    s->qlen--;
+    s->t->relay_queued -= m->relay_bytes;
+    out_free(m);
+}
+
 /*
  * Take a request's try out of the queue when ZeroMQ has none of it yet: a
  * try that timed out is worth nothing to the peer, and a dead peer's queue
@@ -358,14 +373,7 @@ sock_unqueue(struct sock *s, uint64_t rid)
     for (struct out_msg *m = s->qhead; m; prev = m, m = m->next) {
         if (!m->request || m->rid != rid || m->sent > 0)
             continue;
-        if (prev)
-            prev->next = m->next;
-        else
-            s->qhead = m->next;
-        if (s->qtail == m)
-            s->qtail = prev;
-        s->qlen--;
-        out_free(m);
+        sock_unlink(s, prev, m);
         return;
     }
 }
@@ -389,21 +397,6 @@ send_parts(struct sock *s, struct out_msg *m)
         m->sent++;
     }
     return 1;
-}
-
-/* m (after prev in s's queue) is done with: out of the queue. */
-static void
-sock_unlink(struct sock *s, struct out_msg *prev, struct out_msg *m)
-{
-    if (prev)
-        prev->next = m->next;
-    else
-        s->qhead = m->next;
-    if (s->qtail == m)
-        s->qtail = prev;
-    s->qlen--;
-    s->t->relay_queued -= m->relay_bytes;
-    out_free(m);
 }
 
 /* A ROUTER's queue holds messages to many peers: one whose peer's pipe is
