@@ -670,6 +670,19 @@ lifecycle(void)
            "a request that cannot be sent: failed at start (err %d)", f.err);
 }
 
+/* One live source of 16 floats (node nd at step 3, key pk) started at T0,
+ * window pieces at a time, timeout_ms 1000. */
+static void
+live_source(struct sw_fetch *f, struct fake *fk, struct node *nd, float *buf, int window,
+            const uint8_t *pk)
+{
+    node_fill(nd, EP_A, 16, 3, 1.0f);
+    fill_sentinel(buf, 16);
+    fetcher(f, fk, window, 1000, 0);
+    sw_fetch_src_set(f, 0, EP_A, pk, 1, 0, 1, 16, -1, buf);
+    sw_fetch_start(f, 1, T0);
+}
+
 /* Slow links: no timeout per request, a stall deadline per source that
  * follows the gaps between its pieces. */
 static void
@@ -682,11 +695,7 @@ stalls(void)
     uint64_t wake, first;
     int rc;
 
-    node_fill(&nd, EP_A, 16, 3, 1.0f);
-    fill_sentinel(buf, 16);
-    fetcher(&f, &fk, 2, 1000, 0);
-    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 16, -1, buf);
-    sw_fetch_start(&f, 1, T0);
+    live_source(&f, &fk, &nd, buf, 2, NULL);
     first = T0 + 1000; /* 16 bytes at SW_FETCH_MIN_RATE: under a millisecond */
     wake = sw_fetch_tick(&f, first - 1, &rc);
     tap_ok(rc == SW_FETCH_BUSY && wake == first && f.active,
@@ -738,11 +747,7 @@ stale_alive(bool same_key)
     uint64_t wake;
     int rc;
 
-    node_fill(&nd, EP_A, 16, 3, 1.0f);
-    fill_sentinel(buf, 16);
-    fetcher(&f, &fk, 3, 1000, 0);
-    sw_fetch_src_set(&f, 0, EP_A, ka, 1, 0, 1, 16, -1, buf);
-    sw_fetch_start(&f, 1, T0);
+    live_source(&f, &fk, &nd, buf, 3, ka);
     memcpy(sender, ka, 32);
     rc = answer(&f, T0 + 500, &fk.r[0], &nd);
     nd.step = 4; /* the source took a step: the next answer restarts the fetch */
