@@ -502,10 +502,17 @@ copy_verdict(struct sw_trainer *t)
             return;
     doubt = SW_MAX((uint64_t)SW_LEAD_COPY_DOUBT_MS,
                    SW_LEAD_COPY_DOUBT_TIMES * copy_wait_ms(t, L->copy_stage));
+    if (L->copy_doubt_end && t->now < L->copy_doubt_end &&
+        memcmp(L->copy_doubt_pk, L->copy_pk, 32)) {
+        L->copy_doubt_all = true; /* a second copier in vain: no copy is waited for */
+    } else {
+        L->copy_doubt_all = false;
+        memcpy(L->copy_doubt_pk, L->copy_pk, 32);
+    }
     L->copy_doubt_end = t->now + doubt;
     sw_log(SW_LOG_WARN, "step %llu: node %s was not ready after its copy: no round waits for a "
-           "copy for %llu s", (unsigned long long)L->step, sw_proto_who(who, L->copy_pk),
-           (unsigned long long)(doubt / 1000));
+           "copy %s for %llu s", (unsigned long long)L->step, sw_proto_who(who, L->copy_pk),
+           L->copy_doubt_all ? "of any node" : "of it", (unsigned long long)(doubt / 1000));
 }
 
 /* The round goes: a replica it waited for that still said "busy" is not
@@ -591,7 +598,8 @@ copy_wait(struct sw_trainer *t, struct sw_lead_slot *p, uint64_t left_ms)
         /* waited for already: its estimate, from a few pieces, may rise
          * for a while; the round waits on to the copy wait's end */
         until = SW_MIN(until, L->phase_ms + wait);
-    } else if ((L->copy_doubt_end && t->now < L->copy_doubt_end) ||
+    } else if ((L->copy_doubt_end && t->now < L->copy_doubt_end &&
+                (L->copy_doubt_all || !memcmp(L->copy_doubt_pk, p->pk, 32))) ||
                (L->copy_end && memcmp(L->copy_pk, p->pk, 32)) || left_ms > wait ||
                until > L->phase_ms + wait) {
         return false;
@@ -1130,6 +1138,24 @@ keep_answered(struct sw_trainer *t, uint64_t end)
         if (L->slot[i].answered && memcmp(L->slot[i].pk, t->pk, 32) &&
             !trainer_gone(t, L->slot[i].pk))
             (void)ask(t, i, end - t->now); /* its answer is dropped (answered) */
+    /* a node in the run that the PREPARE did not reach (its copy ended
+     * meanwhile): asked now, so that the step has it */
+    for (int d = 0; d < t->ndir; d++) {
+        const struct sw_peer_rec *r = &t->dir[d];
+        bool have = false;
+
+        if (!sw_rec_in_run(r->state))
+            continue;
+        for (int i = 0; i < L->nslot && !have; i++)
+            have = !memcmp(L->slot[i].pk, r->pk, 32);
+        if (have || !slot_add(t, r->pk, r->ep, r->stage, r->cap, false))
+            continue;
+        L->nwait++;
+        if (ask(t, L->nslot - 1, end - t->now) < 0) {
+            L->slot[L->nslot - 1].answered = true;
+            L->nwait--;
+        }
+    }
 }
 
 /* PREPARING: a node found dead or gone meanwhile is not waited for; one

@@ -9,7 +9,7 @@
 # leader's round waited for a copier only when its copy ended within 60 s
 # of the PREPARE: this one takes about 80 s, so on the code before it was
 # never waited for, every step restarted it, and it never finished.  Now
-# the wait grows with the stage's state (6 Mbit/s at least).  While the
+# the wait grows with the stage's state (4 Mbit/s at least).  While the
 # round waits, the nodes that answered hear the leader's PREPARE again
 # every 10 s: a node that hears nothing from the leader for 30 s passes it
 # over, and the other stage-0 replica would then lead the same step.
@@ -23,7 +23,7 @@
 wan_need
 echo "1..5"
 
-watchdog 600
+watchdog 720
 
 l=delay=25,rate=10,queue=100
 wan_start b:1:$l s0:10:$l s0b:13:$l s1:11:$l s1b:12:$l
@@ -37,6 +37,12 @@ sign_manifest "$TMP/run.conf"
 wan_boot b "$TMP/run.conf"
 wan_node "$TMP/n0.log" s0 0
 wan_node "$TMP/n0b.log" s0b 0
+# stage 1 last, once both stage-0 nodes have set up theirs: the run starts
+# when every stage has a node, and a stage-0 node not ready by then copies
+# its stage's state (a second copier, beside the one this test is about)
+for n in n0 n0b; do
+    wait_for 120 grep -q "stage 0 initialised" "$TMP/$n.log"
+done
 wan_node "$TMP/n1.log" s1 1
 wait_steps 180 "$TMP/n1.log" 2; rc=$?
 msgs "$TMP/n1.log" | grep "^info: stage 1 of 2" | sed 's/^/# /'
