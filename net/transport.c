@@ -408,7 +408,7 @@ router_flush(struct sock *s)
 {
     const void *held[SW_TRANSPORT_HELD_PEERS];
     size_t held_len[SW_TRANSPORT_HELD_PEERS];
-    struct out_msg *prev = NULL, *m, *next;
+    struct out_msg *prev, *m, *next;
     int nheld = 0, sent = 0;
 
     for (prev = NULL, m = s->qhead; m; prev = m, m = m->next) {

@@ -1078,6 +1078,23 @@ ask(struct sw_trainer *t, int i, uint64_t timeout_ms)
                            READY_TAG(L->round, i));
 }
 
+/* Record r's node into the round, asked (a PREPARE that cannot be sent
+ * counts as an answer, not ready). */
+static void
+ask_record(struct sw_trainer *t, const struct sw_peer_rec *r, uint64_t timeout_ms)
+{
+    struct sw_lead *L = &t->lead;
+    struct sw_lead_slot *p = slot_add(t, r->pk, r->ep, r->stage, r->cap, false);
+
+    if (!p)
+        return;
+    L->nwait++;
+    if (ask(t, L->nslot - 1, timeout_ms) < 0) {
+        p->answered = true;
+        L->nwait--;
+    }
+}
+
 /* PREPARE(step) to every node of the table. */
 static void
 prepare(struct sw_trainer *t)
@@ -1090,14 +1107,7 @@ prepare(struct sw_trainer *t)
     set_phase(t, SW_LEAD_PREPARING);
     for (int i = 0; i < t->ndir; i++)
         if (sw_rec_in_run(t->dir[i].state))
-            slot_add(t, t->dir[i].pk, t->dir[i].ep, t->dir[i].stage, t->dir[i].cap, false);
-    L->nwait = L->nslot;
-    for (int i = 0; i < L->nslot; i++) {
-        if (ask(t, i, prepare_timeout(t)) < 0) {
-            L->slot[i].answered = true;
-            L->nwait--;
-        }
-    }
+            ask_record(t, &t->dir[i], prepare_timeout(t));
     if (L->nwait == 0)
         go(t);
 }
@@ -1148,13 +1158,8 @@ keep_answered(struct sw_trainer *t, uint64_t end)
             continue;
         for (int i = 0; i < L->nslot && !have; i++)
             have = !memcmp(L->slot[i].pk, r->pk, 32);
-        if (have || !slot_add(t, r->pk, r->ep, r->stage, r->cap, false))
-            continue;
-        L->nwait++;
-        if (ask(t, L->nslot - 1, end - t->now) < 0) {
-            L->slot[L->nslot - 1].answered = true;
-            L->nwait--;
-        }
+        if (!have)
+            ask_record(t, r, end - t->now);
     }
 }
 
