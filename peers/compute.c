@@ -104,6 +104,60 @@ timed(struct sw_compute *c, int err, double t0)
     return err;
 }
 
+static int
+d2h(struct sw_compute *c, float *host, const float *dev, size_t n)
+{
+    int err = c->k->copy_d2h(host, dev, n * sizeof(float));
+
+    return err < 0 ? err : c->k->sync();
+}
+
+static int
+h2d(struct sw_compute *c, float *dev, const float *host, size_t n)
+{
+    int err = c->k->copy_h2d(dev, host, n * sizeof(float));
+
+    return err < 0 ? err : c->k->sync();
+}
+
+/* The parameters' hash (the op's, and the update's). */
+static int
+hash_params(struct sw_compute *c, uint8_t out[32])
+{
+    size_t n = c->st.lay.numel;
+    int err;
+
+    if ((err = d2h(c, c->host, c->st.params, n)) < 0)
+        return err;
+    crypto_generichash(out, 32, (const uint8_t *)c->host, n * sizeof(float), NULL, 0);
+    return 0;
+}
+
+/* The update op's work (trainer.h), on whichever thread runs it. */
+static int
+update_run(struct sw_compute *c, const struct sw_compute_job *j)
+{
+    struct sw_update *out = j->out;
+    size_t n = c->st.lay.numel;
+    int err;
+
+    if (j->ngrads > 0) { /* summed in the trainer's order, as swarmsim does */
+        memset(c->host, 0, n * sizeof(float));
+        for (int r = 0; r < j->ngrads; r++)
+            for (size_t i = 0; i < n; i++)
+                c->host[i] += j->grads[r][i];
+        if ((err = h2d(c, c->st.grads, c->host, n)) < 0)
+            return err;
+    }
+    out->lr = sw_lr_at(&c->man->optim, (int)j->step);
+    if ((err = sw_optim_update(&c->opt, &c->st, out->lr)) < 0)
+        return err;
+    out->norm = c->opt.last_norm;
+    if ((err = hash_params(c, out->hash)) < 0)
+        return err;
+    return sw_stage_zero_grad(&c->st);
+}
+
 /* ---- compute apart: one job at a time on the struct's thread ---- */
 
 /* The job of c->job, on whichever thread runs it. */
@@ -125,6 +179,10 @@ job_run(struct sw_compute *c)
         break;
     case SW_JOB_INIT: /* not compute time: the step's figures leave it out */
         c->job.err = sw_stage_init_params(&c->st, c->job.seed);
+        break;
+    case SW_JOB_UPDATE: /* nor this */
+        c->job.err = c->job.out->err = update_run(c, &c->job);
+        c->job.out->took_ms = (sw_now_s() - t0) * 1000.0;
         break;
     }
 }
@@ -292,22 +350,6 @@ op_zero_grad(void *m)
 }
 
 static int
-d2h(struct sw_compute *c, float *host, const float *dev, size_t n)
-{
-    int err = c->k->copy_d2h(host, dev, n * sizeof(float));
-
-    return err < 0 ? err : c->k->sync();
-}
-
-static int
-h2d(struct sw_compute *c, float *dev, const float *host, size_t n)
-{
-    int err = c->k->copy_h2d(dev, host, n * sizeof(float));
-
-    return err < 0 ? err : c->k->sync();
-}
-
-static int
 op_grads_get(void *m, float *host)
 {
     struct sw_compute *c = m;
@@ -318,41 +360,25 @@ op_grads_get(void *m, float *host)
 }
 
 static int
-op_grads_set(void *m, const float *host)
+op_update(void *m, uint64_t step, const float *const *grads, int ngrads,
+          struct sw_update *out)
 {
     struct sw_compute *c = m;
 
     job_wait(c);
-
-    return h2d(c, c->st.grads, host, c->st.lay.numel);
-}
-
-static int
-op_update(void *m, uint64_t step, float *lr, double *norm)
-{
-    struct sw_compute *c = m;
-    int err;
-
-    job_wait(c);
-    *lr = sw_lr_at(&c->man->optim, (int)step);
-    if ((err = sw_optim_update(&c->opt, &c->st, *lr)) < 0)
-        return err;
-    *norm = c->opt.last_norm;
-    return 0;
+    memset(out, 0, sizeof(*out));
+    c->job = (struct sw_compute_job){.kind = SW_JOB_UPDATE, .step = step, .grads = grads,
+                                     .ngrads = ngrads, .out = out};
+    return job_start(c, NULL);
 }
 
 static int
 op_hash(void *m, uint8_t out[32])
 {
     struct sw_compute *c = m;
-    size_t n = c->st.lay.numel;
-    int err;
 
     job_wait(c);
-    if ((err = d2h(c, c->host, c->st.params, n)) < 0)
-        return err;
-    crypto_generichash(out, 32, (const uint8_t *)c->host, n * sizeof(float), NULL, 0);
-    return 0;
+    return hash_params(c, out);
 }
 
 static float *
@@ -396,6 +422,7 @@ op_scalars(void *m, struct sw_stage_scalars *sc)
 {
     struct sw_compute *c = m;
 
+    job_wait(c);
     sc->t = c->opt.t;
     sc->lr_mult = c->opt.lr_mult;
     sc->last_norm = isfinite(c->opt.last_norm) ? c->opt.last_norm : 0.0f;
@@ -603,7 +630,6 @@ const struct sw_stage_ops sw_compute_ops = {
     .backward = op_backward,
     .zero_grad = op_zero_grad,
     .grads_get = op_grads_get,
-    .grads_set = op_grads_set,
     .update = op_update,
     .hash = op_hash,
     .read = op_read,

@@ -9,9 +9,9 @@
  * the fetched neighbours, a device copy of them on a GPU).  Compute time is
  * measured here with the wall clock (the trainer core has none).
  *
- * Compute apart: after sw_compute_apart, forward, backward and the seed's
- * initialisation run on the struct's own thread and return
- * SW_COMPUTE_PENDING (trainer.h) at once;
+ * Compute apart: after sw_compute_apart, forward, backward, the update
+ * (with the new parameters' hash) and the seed's initialisation run on the
+ * struct's own thread and return SW_COMPUTE_PENDING (trainer.h) at once;
  * done(arg) is called on that thread when one is done (uv_async_send is
  * what swarmd's loop gives it), and the loop then takes the result with
  * sw_compute_take and hands it to sw_trainer_computed.  Every other op
@@ -61,8 +61,12 @@ struct sw_compute {
     enum { SW_JOB_IDLE, SW_JOB_RUNNING, SW_JOB_DONE } jstate;
     bool quit;
     struct sw_compute_job {
-        enum { SW_JOB_FORWARD, SW_JOB_BACKWARD, SW_JOB_INIT } kind;
+        enum { SW_JOB_FORWARD, SW_JOB_BACKWARD, SW_JOB_INIT, SW_JOB_UPDATE } kind;
         uint64_t seed;       /* SW_JOB_INIT */
+        uint64_t step;       /* SW_JOB_UPDATE: the step, the gradients to sum, the result */
+        const float *const *grads;
+        int ngrads;
+        struct sw_update *out;
         int u;
         unsigned parts;
         const int32_t *tokens, *targets;

@@ -285,8 +285,9 @@ json_num(char *buf, size_t len, double v, int digits)
  *        step=280 stage=1 norm=0.293 tok/s=9333 elapsed=83.2s  (not the last stage)
  * json:  {"event":"step","step":280,"stage":3,"loss":2.071029...,"lr":...,"norm":...,
  *         "tok_s":9333,"elapsed_s":83.2,"hash":"67c2b1ec6339e099","step_ms":110,
- *         "compute_ms":84,"held_ms":3}  ("loss": last stage; compute_ms -1 on a node's
- *         first step; held_ms: the longest the loop was held since the step before)
+ *         "update_ms":6,"compute_ms":84,"held_ms":3}  ("loss": last stage; compute_ms
+ *         -1 on a node's first step; held_ms: the longest the loop was held since
+ *         the step before)
  * The parameter hash is in the json line and, in text, at debug level. */
 static void
 env_stepped(void *arg, const struct sw_step_report *r)
@@ -302,9 +303,9 @@ env_stepped(void *arg, const struct sw_step_report *r)
             snprintf(loss, sizeof(loss), "\"loss\":%s,", json_num(num, sizeof(num), r->loss, 17));
         snprintf(f, sizeof(f), "\"step\":%llu,\"stage\":%d,%s\"lr\":%s,\"norm\":%s,"
                  "\"tok_s\":%.0f,\"elapsed_s\":%.3f,\"hash\":\"%s\",\"step_ms\":%.0f,"
-                 "\"compute_ms\":%.0f,\"held_ms\":%u", step, r->stage, loss,
+                 "\"update_ms\":%.0f,\"compute_ms\":%.0f,\"held_ms\":%u", step, r->stage, loss,
                  json_num(lr, sizeof(lr), r->lr, 9), json_num(norm, sizeof(norm), r->norm, 17),
-                 r->tok_s, el, r->hash, r->step_ms, r->compute_ms, j->held_ms);
+                 r->tok_s, el, r->hash, r->step_ms, r->update_ms, r->compute_ms, j->held_ms);
         sw_log_out("step", f, "step=%llu", step);
     } else if (last) {
         sw_log_out("step", NULL, "step=%llu loss=%.4f lr=%.2e norm=%.3f tok/s=%.0f elapsed=%.1fs",

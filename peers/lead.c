@@ -1296,6 +1296,7 @@ sw_lead_tick(struct sw_trainer *t)
     joining_alone(t);
     wake = SW_MIN(wake, pass_over(t));
     if (L->phase == SW_LEAD_RUNNING && !t->st.job.on /* computing apart is progress */ &&
+        t->st.phase != SW_STEP_UPDATING &&
         now - SW_MAX(L->phase_ms, t->st.progress_ms) > (stall_ms = stall_limit(t))) {
         double lim = (double)stall_ms / 1000.0;
         running = false;

@@ -73,11 +73,10 @@ sw_step_init(struct sw_trainer *t)
     s->early_pk = sw_calloc(V, 32);
     s->early_dxpk = sw_calloc(V, 32);
     s->hop_asm = sw_calloc(2 * V, sizeof(*s->hop_asm));
-    s->gsum = sw_malloc_big(t->numel * sizeof(float));
     if (!s->fwd_done || !s->bwd_done || !s->have_dx || !s->losses || !s->mb_node || !s->dx ||
         !s->routes || !s->xbuf || !s->msgbuf || !s->wirebuf || !s->in_all || !s->tg_all || !s->xout ||
         !s->dxout || !s->xout_ok || !s->dxout_ok || !s->xin || !s->xin_ok || !s->early_ok || !s->early_dx ||
-        !s->early_pk || !s->early_dxpk || !s->hop_asm || !s->gsum)
+        !s->early_pk || !s->early_dxpk || !s->hop_asm)
         return -SW_ENOMEM;
     s->myidx = -1;
     return 0;
@@ -118,7 +117,6 @@ sw_step_release(struct sw_trainer *t)
     }
     sw_free(s->hop_asm);
     sw_free_big(s->early);
-    sw_free_big(s->gsum);
     sw_free_big(s->own);
     sw_free_big(s->gwire);
     sw_free_big(s->gerr);
@@ -136,6 +134,7 @@ sw_step_reset(struct sw_trainer *t)
     struct sw_step *s = &t->st;
     size_t V = visits(t);
 
+    sw_step_settle(t); /* an update cannot be undone: the step ends first */
     if (s->job.on) { /* its result is of the step forgotten */
         if (t->ops->cancel)
             t->ops->cancel(t->model);
@@ -149,6 +148,7 @@ sw_step_reset(struct sw_trainer *t)
     memset(s->early_dx, 0, V * sizeof(bool));
     s->phase = SW_STEP_IDLE;
     s->n_bwd = 0;
+    s->gsend_on = false;
     /* keep partial gradients of replicas that are already at the next step */
     for (int i = 0; i < s->npart;) {
         if (s->part[i].step <= t->step) {
@@ -519,23 +519,50 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
 
 /* ---- the update ---- */
 
-static int
-update(struct sw_trainer *t, double loss_sum)
+static void update_done(struct sw_trainer *t);
+
+/* The step's update with the sum of the ngrads gradients (0: the stage's
+ * own), loss_sum the loss sum of its microbatches (last stage): done now,
+ * or UPDATING while it runs apart (update_done when it is done). */
+static void
+update(struct sw_trainer *t, double loss_sum, const float *const *grads, int ngrads)
+{
+    struct sw_step *s = &t->st;
+    int err;
+
+    s->upd_loss = loss_sum;
+    if ((err = t->ops->update(t->model, t->step, grads, ngrads, &s->upd)) < 0) {
+        sw_log(SW_LOG_ERROR, "step %llu: update failed: %s", (unsigned long long)t->step,
+               sw_strerror(err));
+        trainer_fail(t, err, "update");
+        return;
+    }
+    if (err == SW_COMPUTE_PENDING) {
+        s->phase = SW_STEP_UPDATING;
+        return;
+    }
+    update_done(t);
+}
+
+/* The update is done (s->upd): the step's end. */
+static void
+update_done(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     struct sw_step_report r;
-    double dt, norm = 0, cs;
-    float lr = 0;
-    int err, mine = 0;
+    double dt, cs;
+    int mine = 0;
 
+    s->phase = SW_STEP_EXCHANGE; /* no longer UPDATING (a reset below settles nothing) */
+    if (s->upd.err < 0) {
+        sw_log(SW_LOG_ERROR, "step %llu: update failed: %s", (unsigned long long)t->step,
+               sw_strerror(s->upd.err));
+        trainer_fail(t, s->upd.err, "update");
+        return;
+    }
     for (int m = 0; m < t->M; m++)
         mine += s->mb_node[m] == s->myidx;
-    if ((err = t->ops->update(t->model, t->step, &lr, &norm)) < 0) {
-        sw_log(SW_LOG_ERROR, "step %llu: update failed: %s", (unsigned long long)t->step,
-               sw_strerror(err));
-        return err;
-    }
-    t->last_norm = norm;
+    t->last_norm = s->upd.norm;
     dt = (double)(t->now - (s->t_update_ms > 0 ? s->t_update_ms : s->t_go_ms)) / 1000.0;
     if (s->t_update_ms > 0)
         s->period_ms = t->now - s->t_update_ms;
@@ -544,25 +571,25 @@ update(struct sw_trainer *t, double loss_sum)
     cs = t->ops->compute_s(t->model);
     t->cap = cs > 0 ? s->tok_compute / cs : 0;
     t->tokens_total += (uint64_t)mine * t->N;
-    trainer_hash(t);
+    memcpy(t->phash, s->upd.hash, 32);
+    sw_identity_hex(t->hash, t->phash, 8);
     if (t->stage == t->S - 1)
-        t->last_loss = loss_sum / t->M;
+        t->last_loss = s->upd_loss / t->M;
     memset(&r, 0, sizeof(r));
     r.step = t->step;
     r.stage = t->stage;
     r.loss = t->stage == t->S - 1 ? t->last_loss : -1;
-    r.lr = lr;
-    r.norm = norm;
+    r.lr = s->upd.lr;
+    r.norm = s->upd.norm;
     snprintf(r.hash, sizeof(r.hash), "%s", t->hash);
     r.tok_s = (double)t->M * t->N / (dt > 0 ? dt : 1);
     r.step_ms = dt * 1000.0;
+    r.update_ms = s->upd.took_ms;
     r.compute_ms = s->compute_at_update > 0 && cs >= s->compute_at_update
                        ? (cs - s->compute_at_update) * 1000.0 : -1;
     s->compute_at_update = cs;
     r.nrep = s->nrep;
     r.myidx = s->myidx;
-    if ((err = t->ops->zero_grad(t->model)) < 0)
-        return err;
     t->step++;
     if (t->step > t->run_step)
         t->run_step = t->step;
@@ -581,7 +608,15 @@ update(struct sw_trainer *t, double loss_sum)
     sw_step_answer_prepare(t);
     if (t->env->stepped)
         t->env->stepped(t->env->arg, &r); /* its output and local save after the READY */
-    return 0;
+}
+
+void
+sw_step_settle(struct sw_trainer *t)
+{
+    if (t->st.phase != SW_STEP_UPDATING)
+        return;
+    t->ops->cancel(t->model); /* waits for it; its result is in t->st.upd all the same */
+    update_done(t);
 }
 
 /* Sum of the losses of this node's microbatches (last stage). */
@@ -610,14 +645,15 @@ partial_of(struct sw_trainer *t, int r)
     return NULL;
 }
 
-/* Sums the partials in plan order into gsum; the loss sum into *loss. */
+/* The partials in plan order into gin (the update sums them); the loss
+ * sum into *loss. */
 static void
 sum_partials(struct sw_trainer *t, double *loss)
 {
     struct sw_step *s = &t->st;
     char who[13], a[17], b[17], f[96];
 
-    memset(s->gsum, 0, t->numel * sizeof(float));
+    s->ngin = 0;
     *loss = 0;
     for (int r = 0; r < s->nrep; r++) {
         const float *g = NULL;
@@ -647,8 +683,7 @@ sum_partials(struct sw_trainer *t, double *loss)
                    sw_proto_who(who, s->plan.pk[t->stage * SW_PLAN_MAX + r]), t->stage);
             continue;
         }
-        for (size_t j = 0; j < t->numel; j++)
-            s->gsum[j] += g[j];
+        s->gin[s->ngin++] = g;
         *loss += l;
     }
 }
@@ -671,13 +706,11 @@ finish_exchange(struct sw_trainer *t)
     struct sw_step *s = &t->st;
     double loss;
     bool after;
-    int err;
 
-    if (s->phase != SW_STEP_EXCHANGE)
+    if (s->phase != SW_STEP_EXCHANGE || s->gsend_on) /* the update after the last piece out */
         return;
     if (s->nrep == 1) {
-        if ((err = update(t, own_loss(t))) < 0)
-            trainer_fail(t, err, "update");
+        update(t, own_loss(t), NULL, 0);
         return;
     }
     /* every other replica's partial for this step; once the leader has
@@ -694,8 +727,7 @@ finish_exchange(struct sw_trainer *t)
         s->gerr_next = e;
         s->gerr_pending = false;
     }
-    if ((err = t->ops->grads_set(t->model, s->gsum)) < 0 || (err = update(t, loss)) < 0)
-        trainer_fail(t, err, "update");
+    update(t, loss, s->gin, s->ngin);
 }
 
 /* Bytes of a GRAD piece of n floats; the piece from float off in gwire. */
@@ -782,17 +814,32 @@ send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
 /* This node's partial gradient to the stage's other planned nodes, in pieces
  * of SW_STEP_PIECE floats (a payload is at most SW_WIRE_MAX_PAYLOAD bytes,
  * a stage any size). */
+static void send_more(struct sw_trainer *t);
+
 static void
 send_partial(struct sw_trainer *t)
 {
-    struct sw_step *s = &t->st;
+    t->st.gsend_k = 0;
+    t->st.gsend_on = true;
+    send_more(t);
+}
 
-    for (int r = 0; r < s->nrep; r++) {
-        if (r == s->myidx)
-            continue;
-        for (size_t off = 0; off < t->numel; off += SW_STEP_PIECE)
-            send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], off);
+/* The next SW_STEP_GRAD_TURN pieces of send_partial's: to each other
+ * replica in plan order, all its pieces in order. */
+static void
+send_more(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t np = (t->numel + SW_STEP_PIECE - 1) / SW_STEP_PIECE, total = np * (size_t)(s->nrep - 1);
+
+    for (int i = 0; i < SW_STEP_GRAD_TURN && s->gsend_k < total; i++) {
+        size_t k = s->gsend_k++;
+        int r = (int)(k / np);
+
+        r += r >= s->myidx; /* the replicas but this node */
+        send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], k % np * SW_STEP_PIECE);
     }
+    s->gsend_on = s->gsend_k < total;
 }
 
 /* No partial piece for that long, or for two pieces' time at the slowest
@@ -805,23 +852,29 @@ piece_wait(const struct sw_trainer *t)
                       SW_TRANSPORT_DRAIN_BPS);
 }
 
-void
+bool
 sw_step_tick(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     uint64_t wait;
 
+    if (s->gsend_on && s->phase == SW_STEP_EXCHANGE) {
+        send_more(t);
+        if (!s->gsend_on)
+            finish_exchange(t);
+        return s->gsend_on;
+    }
     if (s->phase != SW_STEP_EXCHANGE || s->nrep <= 1 ||
         !(s->prep.pending || (s->prep.busy && s->prep.step == t->step + 1)))
-        return;
+        return false;
     finish_exchange(t);
     wait = piece_wait(t);
     if (s->phase != SW_STEP_EXCHANGE || t->now - SW_MAX(s->progress_ms, s->resend_ms) < wait)
-        return;
+        return false;
     if (s->resends >= SW_STEP_RESENDS) {
         sw_step_drop(t, "the replicas' partial gradients did not come, though this node's "
                         "partial was sent again");
-        return;
+        return false;
     }
     s->resends++;
     s->resend_ms = t->now;
@@ -829,6 +882,7 @@ sw_step_tick(struct sw_trainer *t)
                        "the run went on: sending this node's again",
                        (unsigned long long)t->step, (unsigned long long)(wait / 1000));
     send_partial(t);
+    return s->gsend_on;
 }
 
 /* All of this node's microbatches are through: its partial to its replicas. */
@@ -1052,6 +1106,10 @@ sw_step_computed(struct sw_trainer *t, int err, float loss)
 {
     struct sw_step *s = &t->st;
 
+    if (s->phase == SW_STEP_UPDATING) {
+        update_done(t); /* its status is s->upd.err */
+        return;
+    }
     if (!s->job.on) /* cancelled: not reported (trainer.h) */
         return;
     s->job.on = false;
@@ -1686,6 +1744,10 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
         msgpack_unpacked_destroy(&u);
         return;
     }
+    /* the step's GO again (its first started it): nothing to do, the update
+     * runs on; a replan or a later step's finds it done */
+    if (s->phase == SW_STEP_UPDATING && !(step == t->step && ver <= s->plan.ver))
+        sw_step_settle(t);
     /* the leader's attestation of each stage's hash at the step (recover.h):
      * only the leader's (a stranger's GO must not vouch for a copy) */
     for (int st = 0; att && st < t->S; st++) {
@@ -1888,11 +1950,15 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
         answer_not_leader(t, m, step);
         return;
     }
+    if (s->phase == SW_STEP_UPDATING && step != t->step + 1)
+        sw_step_settle(t); /* a restart or a step further on: after the update */
     memcpy(s->prep.pk, m->hdr.sender, 32);
     s->prep.route = m->route;
     s->prep.step = step;
     s->prep.pending = true;
     s->prep.busy = false;
+    if (s->phase == SW_STEP_UPDATING)
+        return; /* the next step's: READY when the update is done (update_done) */
     if (s->phase == SW_STEP_EXCHANGE && s->nrep > 1 && step == t->step + 1) {
         /* the leader finished the step; this node did its microbatches and
          * waits only for a replica's partial gradient (on its way, or its

@@ -37,7 +37,16 @@
  * FWD taken meanwhile waits in xin, a BWD in dx, and what is ready next
  * starts when it is done (pump: stage 0's own forwards, then the FWDs
  * taken, then the backwards in order); a reset of the step cancels it.
- * With ops that compute in the call, the same order runs at once.
+ * With ops that compute in the call, the same order runs at once.  The
+ * update runs apart too (UPDATING, from the moment the last partial is in
+ * to the step's end: the step, its report, the READY to a PREPARE of the
+ * next step that came meanwhile), and the loop goes on answering pings and
+ * publishing the record (the step and hash before it) while it computes.
+ * It cannot be undone: whatever would act on the step first waits for it
+ * and finishes the step (sw_step_settle: a FWD, BWD, GRAD or STATE_GET
+ * of a node of the step, a GO but the step's own again, a PREPARE of
+ * another step than the next, a reset), so it finds the step as if the
+ * update had run in the loop.
  *
  * Microbatches of any size: a FWD or BWD above SW_STEP_HOP_PIECE bytes goes
  * in pieces, put together per visit from one sender (struct sw_hop_asm)
@@ -81,12 +90,23 @@
 
 struct sw_trainer;
 
+/* What the stage ops' update did (trainer.h, struct sw_stage_ops): written
+ * by the op, on whichever thread runs it. */
+struct sw_update {
+    float lr;                /* the step's learning rate */
+    double norm;             /* the pre-clip gradient norm */
+    uint8_t hash[32];        /* the new parameters' hash (the hash op's) */
+    double took_ms;          /* how long it ran (wall clock; 0 where none is read) */
+    int err;                 /* 0 or a negative SW_E* code */
+};
+
 enum sw_step_phase {
     SW_STEP_IDLE = 0,
     SW_STEP_FRESH,
     SW_STEP_EARLY,
     SW_STEP_RUNNING,
     SW_STEP_EXCHANGE,
+    SW_STEP_UPDATING,        /* the update runs apart (Compute apart) */
 };
 
 /* A partial gradient (GRAD) and a CheckFree+ replica (REPLICA) go in pieces
@@ -166,7 +186,10 @@ struct sw_step {
     uint8_t (*early_pk)[32], (*early_dxpk)[32];
     struct sw_hop_asm *hop_asm; /* [2*V]: FWDs of visit v at v, BWDs at V+v */
     /* replicas: partial gradients (own one in own) */
-    float *gsum;             /* host [numel] */
+    const float *gin[SW_PROTO_MAX_REPLICAS]; /* the partials the update sums, in plan order */
+    int ngin;
+    size_t gsend_k;          /* this node's partial: the next piece to send (SW_STEP_GRAD_TURN) */
+    bool gsend_on;           /*   some are left */
     float *own;              /* host [numel] (decoded from gwire under a GRAD codec) */
     /* [wire] gradients = int8: this node's partial as sent (gwire: piece
      * after piece, each encoded on its own), and the error feedback: what
@@ -178,6 +201,8 @@ struct sw_step {
     struct sw_partial part[SW_PROTO_MAX_REPLICAS];
     int npart;
     struct sw_step_prep prep;
+    struct sw_update upd;    /* UPDATING: what the update running apart did */
+    double upd_loss;         /*   the loss sum of the step it applies */
     uint64_t nak_ms;         /* READYs "not my leader" answered (see sw_step_on_prepare) */
     int nak_n;               /*   in the second from nak_ms */
     /* timing */
@@ -208,8 +233,11 @@ void sw_step_on_fwd(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_bwd(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m);
 void sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m);
-/* The forward or backward running apart is done (sw_trainer_computed). */
+/* The forward, backward or update running apart is done (sw_trainer_computed). */
 void sw_step_computed(struct sw_trainer *t, int err, float loss);
+/* An update running apart: waited for and finished now (what comes in that
+ * changes the step: see Compute apart). */
+void sw_step_settle(struct sw_trainer *t);
 /* Drops the step in progress and goes on at step with this node's state
  * (the run went past a step it cannot finish; why for the log). */
 void sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why);
@@ -227,10 +255,18 @@ void sw_step_answer_prepare(struct sw_trainer *t);
  * sends its own again too; the pieces a replica has are dropped as
  * duplicates), and after SW_STEP_RESENDS of those it drops the step: a
  * replica that finished it is past, and the next PREPARE has this node
- * copy its stage's state. */
-void sw_step_tick(struct sw_trainer *t);
+ * copy its stage's state.  It also sends the next pieces of this node's
+ * partial (see SW_STEP_GRAD_TURN): true while some are left (the caller
+ * ticks again at once). */
+bool sw_step_tick(struct sw_trainer *t);
 #define SW_STEP_RESEND_MS 5000
 #define SW_STEP_RESENDS 3
+/* This node's partial goes SW_STEP_GRAD_TURN piece (8 MiB in float32) a
+ * turn of the loop, the next ones at the next tick: hashing and copying a
+ * partial of hundreds of MiB at once held the loop for a second, pings and
+ * record refreshes unanswered.  The update waits until the last piece is
+ * out (the pieces carry the step's hash). */
+#define SW_STEP_GRAD_TURN 1
 /* The kind of CheckFree+ replica this node's stage keeps (owner false) or
  * owns (owner true), -1 none. */
 int sw_step_rep_kind(const struct sw_trainer *t, bool owner);

@@ -688,12 +688,30 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
         t->dir_ok = true;
 }
 
+/* pk is a node of the step's plan, or the leader whose PREPARE it took. */
+static bool
+of_step(struct sw_trainer *t, const uint8_t *pk)
+{
+    return !memcmp(pk, t->st.prep.pk, 32) || sw_plan_has(&t->st.plan, pk);
+}
+
 void
 sw_trainer_input(struct sw_trainer *t, uint64_t now, const struct sw_transport_msg *m)
 {
     t->now = now;
     if (t->phase == SW_PHASE_CLOSED || !t->ops)
         return;
+    /* what acts on the step finds the update running apart done (step.h,
+     * Compute apart): a FWD, BWD or GRAD of a node of the step, or a
+     * STATE_GET (its answer is of a step and a hash); a PREPARE or GO waits
+     * for it only when it changes the step (sw_step_on_prepare, _on_go), a
+     * CheckFree+ replica is only put away, and a stranger's message never
+     * ends it */
+    if (t->st.phase == SW_STEP_UPDATING &&
+        (m->hdr.type == SW_MSG_STATE_GET ||
+         (m->hdr.type != SW_MSG_PREPARE && m->hdr.type != SW_MSG_GO &&
+          m->hdr.type != SW_MSG_REPLICA && of_step(t, m->hdr.sender))))
+        sw_step_settle(t);
     switch (m->hdr.type) {
     case SW_MSG_PREPARE:
         sw_step_on_prepare(t, m);
@@ -1225,7 +1243,8 @@ sw_trainer_tick(struct sw_trainer *t, uint64_t now)
     rebalance(t);
     if (t->phase == SW_PHASE_CHOOSE)
         return now; /* moved: the caller sets the new stage up */
-    sw_step_tick(t);
+    if (sw_step_tick(t))
+        wake = now; /* pieces of the partial left to send */
     if (now - t->pub_ms >= pub_every || rec_state(t) != t->pub_state)
         trainer_announce(t);
     wake = SW_MIN(wake, t->pub_ms + pub_every);

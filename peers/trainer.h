@@ -16,10 +16,11 @@
  * scan, probe) and computes through struct sw_stage_ops (the stage's math:
  * peers/compute.h in swarmd, a stub model in the simulator).  It never
  * reads a clock, never blocks on the network and never calls back into the
- * caller from inside a callback of the caller's.  A forward or backward
- * (and the seed's initialisation) may run on the stage's own thread (SW_COMPUTE_PENDING): the loop then goes
- * on answering pings, publishing the record and taking messages while a
- * block computes, and the caller hands the result back
+ * caller from inside a callback of the caller's.  A forward or backward,
+ * the update (with the new parameters' hash) and the seed's
+ * initialisation may run on the stage's own thread (SW_COMPUTE_PENDING):
+ * the loop then goes on answering pings, publishing the record and taking
+ * messages while a block computes, and the caller hands the result back
  * (sw_trainer_computed).
  *
  * Lifecycle: one phase (enum sw_phase), changed only by trainer_set_phase
@@ -146,14 +147,19 @@ struct sw_rebuild {
  * Every call returns 0 or a negative SW_E* code; activations are host
  * buffers of N * C floats, targets and tokens N ints.
  */
-/* forward, backward and init may run on another thread (peers/compute.c):
- * they then return SW_COMPUTE_PENDING at once, the caller hands the result
- * to sw_trainer_computed on its loop when it is there, and until then the
- * trainer reads and writes none of the call's buffers and starts no other
- * forward or backward (nor anything else on the stage, after an init).  Every other op waits for a compute in flight
- * first; cancel (NULL when nothing ever runs apart) waits for it and
- * drops its result, which then never reaches sw_trainer_computed. */
+/* forward, backward, update and init may run on another thread
+ * (peers/compute.c): they then return SW_COMPUTE_PENDING at once, the
+ * caller hands the result to sw_trainer_computed on its loop when it is
+ * there, and until then the trainer reads and writes none of the call's
+ * buffers and starts no other forward or backward (nor anything else on
+ * the stage, after an update or an init).  Every other op waits for a
+ * compute in flight first; cancel (NULL when nothing ever runs apart)
+ * waits for it and drops its result, which then never reaches
+ * sw_trainer_computed (an update's is in its struct sw_update all the
+ * same: it ran to its end). */
 #define SW_COMPUTE_PENDING 1
+
+/* struct sw_update (what the update did): step.h */
 
 struct sw_stage_ops {
     /* forward of visit u (x_in NULL on the first hop; tokens on stage 0) */
@@ -163,9 +169,13 @@ struct sw_stage_ops {
     int (*backward)(void *m, int u, const float *dx_in, float *dx_out, float scale);
     int (*zero_grad)(void *m);
     int (*grads_get)(void *m, float *host);
-    int (*grads_set)(void *m, const float *host);
-    /* AdamW for step (its learning rate into *lr), the pre-clip norm into *norm */
-    int (*update)(void *m, uint64_t step, float *lr, double *norm);
+    /* the step's update: the gradients set to the sum of the ngrads host
+     * buffers grads[0..ngrads) [numel] first, added in that order to zero
+     * (ngrads 0: the stage's own), AdamW for step, the new parameters'
+     * hash, the gradients zeroed; what it did into *out (out->err its
+     * status too) */
+    int (*update)(void *m, uint64_t step, const float *const *grads, int ngrads,
+                  struct sw_update *out);
     int (*hash)(void *m, uint8_t out[32]);
     /* floats [off, off + n) of slab which (0 params, 1 AdamW m, 2 v) */
     int (*read)(void *m, int which, size_t off, size_t n, float *host);
@@ -197,6 +207,7 @@ struct sw_step_report {
     char hash[17];
     double tok_s;            /* tokens/s of the whole step (M * N over its time) */
     double step_ms;          /* its time: from the last update (or the GO) to this one */
+    double update_ms;        /* the update's own time (its thread's wall clock) */
     double compute_ms;       /* this node's forwards and backwards in that time;
                                 -1: not known */
     int nrep, myidx;         /* this node's place among the stage's nodes */

@@ -73,13 +73,25 @@ sw_stub_release(struct sw_stub *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* The trainer touched the state while its initialisation computed apart. */
+/* The trainer touched the state while the update computed apart (swarmd's
+ * op would wait for it, holding the loop: step.h, Compute apart). */
+static void
+not_updating(struct sw_stub *s, const char *op)
+{
+    if (s->pending_update)
+        violation(s, "%s while the update computed apart", op);
+}
+
+/* ... or while its initialisation did. */
 static void
 settled(struct sw_stub *s, const char *op)
 {
+    not_updating(s, op);
     if (s->pending_init)
         violation(s, "%s while the seed's initialisation computed apart", op);
 }
+
+static void update_now(struct sw_stub *s);
 
 static void
 busy(struct sw_stub *s)
@@ -113,6 +125,8 @@ op_cancel(void *m)
         s->pending = false;
         s->pending_init = false;
         s->gen++;
+        if (s->pending_update)
+            update_now(s);
     }
 }
 
@@ -173,6 +187,7 @@ op_zero_grad(void *m)
 {
     struct sw_stub *s = m;
 
+    not_updating(s, "zero_grad");
     memset(s->g, 0, s->P * sizeof(float));
     return 0;
 }
@@ -184,15 +199,6 @@ op_grads_get(void *m, float *host)
 
     settled(s, "grads_get");
     memcpy(host, s->g, s->P * sizeof(float));
-    return 0;
-}
-
-static int
-op_grads_set(void *m, const float *host)
-{
-    struct sw_stub *s = m;
-
-    memcpy(s->g, host, s->P * sizeof(float));
     return 0;
 }
 
@@ -229,27 +235,56 @@ check_update(struct sw_stub *s, uint64_t step)
         s->partial++;
 }
 
-static int
-op_update(void *m, uint64_t step, float *lr, double *norm)
+static void
+update_now(struct sw_stub *s)
 {
-    struct sw_stub *s = m;
+    struct sw_update *out = s->upd_out;
     double n2 = 0;
 
-    settled(s, "update");
-    check_update(s, step);
+    s->pending_update = false;
+    if (s->upd_ngrads > 0) { /* the trainer's buffers, read only now */
+        memset(s->g, 0, s->P * sizeof(float));
+        for (int r = 0; r < s->upd_ngrads; r++)
+            for (size_t i = 0; i < s->P; i++)
+                s->g[i] += s->upd_grads[r][i];
+    }
+    check_update(s, s->upd_step);
     for (size_t i = 2; i < s->P; i++)
         n2 += (double)s->g[i] * s->g[i];
-    *norm = sqrt(n2);
-    *lr = 1e-3f * s->sc.lr_mult;
+    out->norm = sqrt(n2);
+    out->lr = 1e-3f * s->sc.lr_mult;
     s->w[0][1] += 1;
     for (size_t i = SW_STUB_BASE; i < s->P; i++) {
         s->w[1][i] = 0.9f * s->w[1][i] + s->g[i];
         s->w[2][i] = 0.99f * s->w[2][i] + s->g[i] * s->g[i];
-        s->w[0][i] -= *lr * s->w[1][i];
+        s->w[0][i] -= out->lr * s->w[1][i];
     }
     s->sc.t++;
-    s->sc.last_norm = s->sc.last_norm_clipped = (float)*norm;
-    return 0;
+    s->sc.last_norm = s->sc.last_norm_clipped = (float)out->norm;
+    crypto_generichash(out->hash, 32, (const uint8_t *)s->w[0], s->P * sizeof(float), NULL, 0);
+    memset(s->g, 0, s->P * sizeof(float));
+    out->err = 0;
+}
+
+/* Apart: nothing changes until sw_stub_computed (or a cancel), and the
+ * gradients are read only then (the trainer must leave grads alone). */
+static int
+op_update(void *m, uint64_t step, const float *const *grads, int ngrads,
+          struct sw_update *out)
+{
+    struct sw_stub *s = m;
+
+    settled(s, "update");
+    s->upd_step = step;
+    s->upd_grads = grads;
+    s->upd_ngrads = ngrads;
+    s->upd_out = out;
+    s->pending_update = true;
+    if (!s->apart) {
+        update_now(s);
+        return 0;
+    }
+    return done(s, 0);
 }
 
 static int
@@ -291,6 +326,7 @@ op_write(void *m, const float *host, const struct sw_stage_scalars *sc)
 static void
 op_scalars(void *m, struct sw_stage_scalars *sc)
 {
+    not_updating(m, "scalars");
     *sc = ((struct sw_stub *)m)->sc;
 }
 
@@ -330,6 +366,8 @@ void
 sw_stub_computed(struct sw_stub *s)
 {
     s->pending = false;
+    if (s->pending_update)
+        update_now(s);
     if (s->pending_init) {
         s->pending_init = false;
         init_now(s, s->pending_seed);
@@ -382,6 +420,7 @@ op_rep_read(void *m, int kind, float *host)
 {
     struct sw_stub *s = m;
 
+    not_updating(s, "rep_read");
     for (size_t i = 0; i < op_rep_numel(m, kind); i++)
         host[i] = s->w[0][SW_STUB_BASE + i % (s->P - SW_STUB_BASE)];
     return 0;
@@ -436,7 +475,6 @@ const struct sw_stage_ops sw_stub_ops = {
     .backward = op_backward,
     .zero_grad = op_zero_grad,
     .grads_get = op_grads_get,
-    .grads_set = op_grads_set,
     .update = op_update,
     .hash = op_hash,
     .read = op_read,

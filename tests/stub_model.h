@@ -19,7 +19,7 @@
  * every forward and backward adds cost_ms to *clock_ms, which the
  * simulator turns into the node being busy.  With apart set (swarmd's
  * compute thread, peers/compute.h) they, and the seed's initialisation,
- * compute at once (an init's state is written at sw_stub_computed) but return
+ * compute at once (an init's state and an update are written at sw_stub_computed) but return
  * SW_COMPUTE_PENDING and leave the loop free: the simulator hands the
  * result (pending_loss) to sw_trainer_computed cost_ms later, if gen is
  * still the job's (cancel counts it up).
@@ -58,6 +58,12 @@ struct sw_stub {
     float pending_loss;
     bool pending_init;          /* the job pending is the seed's initialisation */
     uint64_t pending_seed;
+    bool pending_update;        /* the job pending is the update (applied when computed, or
+                                 * at a cancel: the real one runs to its end) */
+    uint64_t upd_step;
+    const float *const *upd_grads;
+    int upd_ngrads;
+    struct sw_update *upd_out;
 };
 
 extern const struct sw_stage_ops sw_stub_ops;
@@ -65,7 +71,7 @@ extern const struct sw_stage_ops sw_stub_ops;
 int sw_stub_init(struct sw_stub *s, const struct sw_manifest *man, int stage, double cost_ms,
                  uint64_t *clock_ms, uint64_t *lineages) SW_WARN_UNUSED;
 void sw_stub_release(struct sw_stub *s);
-/* The job pending apart is done (an init's state is written only now). */
+/* The job pending apart is done (an init's state, an update are written only now). */
 void sw_stub_computed(struct sw_stub *s);
 /* Parameters of stage s of S (the stub's own sizes). */
 size_t sw_stub_numel(int S, int s);

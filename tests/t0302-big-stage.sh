@@ -9,9 +9,15 @@
 # replica that joins a step or two late copies its stage's 312 MiB state
 # (parameters and AdamW moments) in STATE pieces.  The losses must follow
 # swarmsim's for the same model, step for step, to 1e-5 relative, and the
-# replicas must stay bit-identical.
+# replicas must stay bit-identical.  The update (the two partials summed,
+# AdamW, the new parameters' hash: hundreds of ms at this size) runs on
+# the stage's compute thread, and a partial leaves a piece a turn of the
+# loop: the longest the loop was held in a step (held_ms) stays under the
+# update's own time (update_ms), at the median over every node's steps
+# after its first, side by side in the same run.  With the update in the
+# loop, held_ms was at least update_ms in every step.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
-echo "1..5"
+echo "1..6"
 STEPS=12
 M_SEQ_LEN=16
 big_model 1024 3072
@@ -36,3 +42,15 @@ ok $? "the replicas stayed bit-identical (no parameter mismatch)"
 # gradient, sent in pieces (the same gradient norm on both)
 together_2x2
 ok $? "both replicas of each stage took steps together (the partial gradients went in pieces)"
+for f in "$TMP"/n*.log; do
+    PYTHONPATH=$TMP "$PY" -c 'import sys, swlog
+for o in swlog.events(sys.argv[1], "step")[1:]:
+    print(o["held_ms"], o["update_ms"])' "$f"
+done >"$TMP/held"
+"$PY" -c 'import sys, statistics as st
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1])]
+held, upd = st.median(r[0] for r in rows), st.median(r[1] for r in rows)
+print("# %d steps: held_ms median %.0f (max %.0f), update_ms median %.0f" %
+      (len(rows), held, max(r[0] for r in rows), upd))
+sys.exit(0 if len(rows) >= 8 and held < upd else 1)' "$TMP/held"
+ok $? "the update ran apart: the loop was held less than the update took (medians)"
