@@ -446,6 +446,9 @@ serves_stage(struct sw_trainer *t, const uint8_t *pk, int s)
     return sw_plan_find(&t->st.plan, s, pk) >= 0;
 }
 
+static void other_stage(struct sw_trainer *t, const struct sw_transport_msg *m,
+                        msgpack_unpacked *u, const char *what);
+
 /* A partner keeps the newest replica its boundary stage pushed, once all
  * its pieces are in (the one before stays whole meanwhile). */
 void
@@ -464,9 +467,16 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
     numel = t->ops->rep_numel(t->model, want);
     pieces = pieces_of(numel);
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
-        sw_proto_get_u64(&u.data, "kind", &kind) < 0 || kind != (uint64_t)want ||
-        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
-        !piece_fits(numel, off, n)) {
+        sw_proto_get_u64(&u.data, "kind", &kind) < 0 || kind > 1 ||
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed checkfree+ replica");
+        return;
+    }
+    if (kind != (uint64_t)want) {
+        other_stage(t, m, &u, "a checkfree+ replica");
+        return;
+    }
+    if (!piece_fits(numel, off, n)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed checkfree+ replica");
         return;
     }
@@ -1128,6 +1138,27 @@ sw_step_computed(struct sw_trainer *t, int err, float loss)
 
 /* Reads a FWD or BWD's step, mb, hop: the visit it is for into *v, or -1
  * when malformed (rejected). */
+/*
+ * A well-formed tensor message for another stage than this node's: the
+ * sender's plan or resend predates this node's move to another stage (a
+ * rebalance, an unstack), or its partner's role changed.  Dropped and
+ * counted, without the ban a malformed one earns: an honest replica that
+ * sent its partial again to a node that had moved was banned, its stage
+ * taken for lost, and the run stopped (sim seed 107 with lost partials).
+ */
+static void
+other_stage(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+            const char *what)
+{
+    char who[13];
+
+    msgpack_unpacked_destroy(u);
+    t->drop_unknown++;
+    SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "dropped %s from %s for another stage than this "
+                       "node's %d (sent before it moved?)", what,
+                       sw_proto_who(who, m->hdr.sender), t->stage);
+}
+
 static int
 read_hop(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u, bool fwd,
          uint64_t *step, int *mb, int *hop)
@@ -1137,10 +1168,13 @@ read_hop(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacke
     if (sw_proto_get_u64(&u->data, "step", &st) < 0 || sw_proto_get_u64(&u->data, "mb", &b) < 0 ||
         sw_proto_get_u64(&u->data, "hop", &h) < 0 || b >= (uint64_t)t->M ||
         (fwd ? h == 0 || h >= (uint64_t)nhops(t, st, (int)b)
-             : h + 1 >= (uint64_t)nhops(t, st, (int)b)) ||
-        hop_stage(t, st, (int)b, (int)h, NULL) != t->stage) {
+             : h + 1 >= (uint64_t)nhops(t, st, (int)b))) {
         trainer_reject(t, m, u, SW_WIRE_DROP_MALFORMED,
                        fwd ? "malformed forward" : "malformed backward");
+        return -1;
+    }
+    if (hop_stage(t, st, (int)b, (int)h, NULL) != t->stage) {
+        other_stage(t, m, u, fwd ? "a forward" : "a backward");
         return -1;
     }
     *step = st;
@@ -1457,8 +1491,15 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         sw_proto_get_u64(&u.data, "count", &count) < 0 ||
         sw_proto_get_f64(&u.data, "loss", &loss) < 0 ||
         sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 ||
-        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
-        stage != (uint64_t)t->stage || !piece_fits(t->numel, off, n)) {
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
+        return;
+    }
+    if (stage != (uint64_t)t->stage) {
+        other_stage(t, m, &u, "a partial gradient");
+        return;
+    }
+    if (!piece_fits(t->numel, off, n)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }

@@ -7,8 +7,9 @@
 #   1. well-formed partial gradients of stage 1 for the run's next 16 steps,
 #      every 100 ms, to both replicas (they used to take every slot of a
 #      replica, whose real partials were then dropped: the stage stalled for
-#      good), then malformed ones as well (an offset inside a piece, a short
-#      piece, one past the end, another stage, NaN values, a NaN loss);
+#      good), then one of another stage (dropped, no ban) and malformed ones
+#      (an offset inside a piece, a short piece, one past the end, NaN
+#      values, a NaN loss);
 #   2. REPLICA pieces of stage 0's embedding claiming to come from a stage-0
 #      node: 1000 steps ahead (they used to hold back every real push) and
 #      at the run's step holding 1e30s (they used to mix into the replica).

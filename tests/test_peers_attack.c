@@ -48,9 +48,10 @@
  *       of the stage that no plan names yet), then every 100 ms: well-formed,
  *       finite pieces (off 0) of STAGE for the run's steps + 1 ... + 16
  *       (once they took every slot of a replica, whose real partials were
- *       then dropped: the stage stalled for good), and malformed ones (an
- *       off inside a piece, a short n, an off past the end, another stage,
- *       NaN values, a NaN loss), which get the helper banned
+ *       then dropped: the stage stalled for good), one of another stage
+ *       (dropped, no ban: an honest replica's may reach a node that moved),
+ *       and malformed ones (an off inside a piece, a short n, an off past
+ *       the end, NaN values, a NaN loss), which get the helper banned
  *   replica STAGE EP...  the same for CheckFree+ replicas (REPLICA, kind 0
  *       when STAGE is 1, else 1): pieces 1000 steps ahead, and pieces of
  *       the current step holding 1e30s (a stranger's pieces must neither
@@ -511,7 +512,7 @@ pieces_round(const char *ep, bool rep, int stage, size_t numel, const float *x, 
         send_piece(ep, false, stage, A.run_step, 1, n - 1, x, n - 1, 1.0); /* off inside */
     send_piece(ep, false, stage, A.run_step, 0, n / 2, x, n / 2, 1.0);     /* short */
     send_piece(ep, false, stage, A.run_step, numel, n, x, n, 1.0);         /* past the end */
-    send_piece(ep, false, stage + 1, A.run_step, 0, n, x, n, 1.0);         /* another stage */
+    send_piece(ep, false, stage + 1, A.run_step, 0, n, x, n, 1.0); /* another stage: no ban */
     send_piece(ep, false, stage, A.run_step, 0, n, bad, n, 1.0);           /* NaN values */
     send_piece(ep, false, stage, A.run_step, 0, n, x, n, NAN);             /* NaN loss */
 }
