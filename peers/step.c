@@ -755,13 +755,15 @@ grad_piece_wire(const struct sw_trainer *t, size_t off)
 
 /*
  * [wire] gradients = int8: this node's partial plus the error feedback,
- * encoded piece by piece into gwire; own becomes what the replicas decode
- * (every replica sums the same decoded partials, so they stay bit for bit
- * the same), and gerr_next what the encoding left out.  Made again from
- * gerr if the step is planned again before its update.
+ * encoded piece by piece into gwire, each just before it is first sent
+ * (grad_encode_piece: a turn of the loop each, as the pieces leave); own
+ * becomes what the replicas decode (every replica sums the same decoded
+ * partials, so they stay bit for bit the same), and gerr_next what the
+ * encoding left out.  Made again from gerr if the step is planned again
+ * before its update.  grad_encode_begin starts a partial.
  */
 static int
-grad_encode(struct sw_trainer *t)
+grad_encode_begin(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     size_t n = t->numel;
@@ -775,18 +777,29 @@ grad_encode(struct sw_trainer *t)
             return -SW_ENOMEM;
         memset(s->gerr, 0, n * sizeof(float));
     }
-    for (size_t j = 0; j < n; j++)
-        s->gerr_next[j] = s->own[j] + s->gerr[j];
-    for (size_t off = 0; off < n; off += SW_STEP_PIECE) {
-        size_t k = SW_MIN(SW_STEP_PIECE, n - off);
-        uint8_t *w = grad_piece_wire(t, off);
-        sw_codec_encode(t->gcodec, s->gerr_next + off, k, w);
-        sw_codec_decode(t->gcodec, w, k, s->own + off);
-    }
-    for (size_t j = 0; j < n; j++)
-        s->gerr_next[j] -= s->own[j];
-    s->gerr_pending = true;
+    s->genc = 0;
     return 0;
+}
+
+/* Piece p of the partial (pieces in order, each once; the last one done
+ * makes gerr_next the next step's error feedback). */
+static void
+grad_encode_piece(struct sw_trainer *t, size_t p)
+{
+    struct sw_step *s = &t->st;
+    size_t off = p * SW_STEP_PIECE, k = SW_MIN(SW_STEP_PIECE, t->numel - off);
+    uint8_t *w = grad_piece_wire(t, off);
+
+    if (p != s->genc)
+        return;
+    for (size_t j = off; j < off + k; j++)
+        s->gerr_next[j] = s->own[j] + s->gerr[j];
+    sw_codec_encode(t->gcodec, s->gerr_next + off, k, w);
+    sw_codec_decode(t->gcodec, w, k, s->own + off);
+    for (size_t j = off; j < off + k; j++)
+        s->gerr_next[j] -= s->own[j];
+    if (++s->genc == pieces_of(t->numel))
+        s->gerr_pending = true;
 }
 
 /* One piece of this node's partial gradient, from float off, to ep. */
@@ -847,6 +860,8 @@ send_more(struct sw_trainer *t)
         int r = (int)(k / np);
 
         r += r >= s->myidx; /* the replicas but this node */
+        if (t->gcodec != SW_CODEC_FP32)
+            grad_encode_piece(t, k % np); /* on its first way out */
         send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], k % np * SW_STEP_PIECE);
     }
     s->gsend_on = s->gsend_k < total;
@@ -909,7 +924,7 @@ own_done(struct sw_trainer *t)
             return;
         }
         if ((err = t->ops->grads_get(t->model, s->own)) < 0 ||
-            (t->gcodec != SW_CODEC_FP32 && (err = grad_encode(t)) < 0)) {
+            (t->gcodec != SW_CODEC_FP32 && (err = grad_encode_begin(t)) < 0)) {
             trainer_fail(t, err, "partial gradient");
             return;
         }

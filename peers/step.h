@@ -196,6 +196,7 @@ struct sw_step {
      * the encoding left out of the partials up to the last update (gerr),
      * and of this step's (gerr_next, which the update makes gerr) */
     uint8_t *gwire;
+    size_t genc;             /*   its pieces encoded so far (the next one to encode) */
     float *gerr, *gerr_next;
     bool gerr_pending;
     struct sw_partial part[SW_PROTO_MAX_REPLICAS];
