@@ -446,8 +446,26 @@ serves_stage(struct sw_trainer *t, const uint8_t *pk, int s)
     return sw_plan_find(&t->st.plan, s, pk) >= 0;
 }
 
-static void other_stage(struct sw_trainer *t, const struct sw_transport_msg *m,
-                        msgpack_unpacked *u, const char *what);
+/*
+ * A well-formed tensor message for another stage than this node's: the
+ * sender's plan or resend predates this node's move to another stage (a
+ * rebalance, an unstack), or its partner's role changed.  Dropped and
+ * counted, without the ban a malformed one earns: an honest replica that
+ * sent its partial again to a node that had moved was banned, its stage
+ * taken for lost, and the run stopped (sim seed 107 with lost partials).
+ */
+static void
+other_stage(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
+            const char *what)
+{
+    char who[13];
+
+    msgpack_unpacked_destroy(u);
+    t->drop_unknown++;
+    SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "dropped %s from %s for another stage than this "
+                       "node's %d (sent before it moved?)", what,
+                       sw_proto_who(who, m->hdr.sender), t->stage);
+}
 
 /* A partner keeps the newest replica its boundary stage pushed, once all
  * its pieces are in (the one before stays whole meanwhile). */
@@ -541,16 +559,12 @@ update(struct sw_trainer *t, double loss_sum, const float *const *grads, int ngr
     int err;
 
     s->upd_loss = loss_sum;
-    if ((err = t->ops->update(t->model, t->step, grads, ngrads, &s->upd)) < 0) {
-        sw_log(SW_LOG_ERROR, "step %llu: update failed: %s", (unsigned long long)t->step,
-               sw_strerror(err));
-        trainer_fail(t, err, "update");
-        return;
-    }
-    if (err == SW_COMPUTE_PENDING) {
+    if ((err = t->ops->update(t->model, t->step, grads, ngrads, &s->upd)) == SW_COMPUTE_PENDING) {
         s->phase = SW_STEP_UPDATING;
         return;
     }
+    if (err < 0)
+        s->upd.err = err;
     update_done(t);
 }
 
@@ -658,7 +672,7 @@ partial_of(struct sw_trainer *t, int r)
 /* The partials in plan order into gin (the update sums them); the loss
  * sum into *loss. */
 static void
-sum_partials(struct sw_trainer *t, double *loss)
+gather_partials(struct sw_trainer *t, double *loss)
 {
     struct sw_step *s = &t->st;
     char who[13], a[17], b[17], f[96];
@@ -730,7 +744,7 @@ finish_exchange(struct sw_trainer *t)
     for (int r = 0; r < s->nrep; r++)
         if (r != s->myidx && !partial_of(t, r) && !(after && replica_gone(t, r)))
             return;
-    sum_partials(t, &loss);
+    gather_partials(t, &loss);
     if (s->gerr_pending) { /* this step's error feedback counts from now on */
         float *e = s->gerr;
         s->gerr = s->gerr_next;
@@ -834,26 +848,13 @@ send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
         trainer_send(t, ep, SW_MSG_GRAD, s->own + off, n * sizeof(float));
 }
 
-/* This node's partial gradient to the stage's other planned nodes, in pieces
- * of SW_STEP_PIECE floats (a payload is at most SW_WIRE_MAX_PAYLOAD bytes,
- * a stage any size). */
-static void send_more(struct sw_trainer *t);
-
-static void
-send_partial(struct sw_trainer *t)
-{
-    t->st.gsend_k = 0;
-    t->st.gsend_on = true;
-    send_more(t);
-}
-
 /* The next SW_STEP_GRAD_TURN pieces of send_partial's: to each other
  * replica in plan order, all its pieces in order. */
 static void
 send_more(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
-    size_t np = (t->numel + SW_STEP_PIECE - 1) / SW_STEP_PIECE, total = np * (size_t)(s->nrep - 1);
+    size_t np = pieces_of(t->numel), total = np * (size_t)(s->nrep - 1);
 
     for (int i = 0; i < SW_STEP_GRAD_TURN && s->gsend_k < total; i++) {
         size_t k = s->gsend_k++;
@@ -865,6 +866,18 @@ send_more(struct sw_trainer *t)
         send_grad_piece(t, s->plan.ep[t->stage * SW_PLAN_MAX + r], k % np * SW_STEP_PIECE);
     }
     s->gsend_on = s->gsend_k < total;
+}
+
+/* This node's partial gradient to the stage's other planned nodes, in pieces
+ * of SW_STEP_PIECE floats (a payload is at most SW_WIRE_MAX_PAYLOAD bytes,
+ * a stage any size), SW_STEP_GRAD_TURN of them now and the rest from
+ * sw_step_tick. */
+static void
+send_partial(struct sw_trainer *t)
+{
+    t->st.gsend_k = 0;
+    t->st.gsend_on = true;
+    send_more(t);
 }
 
 /* No partial piece for that long, or for two pieces' time at the slowest
@@ -1153,27 +1166,6 @@ sw_step_computed(struct sw_trainer *t, int err, float loss)
 
 /* Reads a FWD or BWD's step, mb, hop: the visit it is for into *v, or -1
  * when malformed (rejected). */
-/*
- * A well-formed tensor message for another stage than this node's: the
- * sender's plan or resend predates this node's move to another stage (a
- * rebalance, an unstack), or its partner's role changed.  Dropped and
- * counted, without the ban a malformed one earns: an honest replica that
- * sent its partial again to a node that had moved was banned, its stage
- * taken for lost, and the run stopped (sim seed 107 with lost partials).
- */
-static void
-other_stage(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u,
-            const char *what)
-{
-    char who[13];
-
-    msgpack_unpacked_destroy(u);
-    t->drop_unknown++;
-    SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "dropped %s from %s for another stage than this "
-                       "node's %d (sent before it moved?)", what,
-                       sw_proto_who(who, m->hdr.sender), t->stage);
-}
-
 static int
 read_hop(struct sw_trainer *t, const struct sw_transport_msg *m, msgpack_unpacked *u, bool fwd,
          uint64_t *step, int *mb, int *hop)
