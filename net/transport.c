@@ -1869,6 +1869,18 @@ out_unref:
     return err;
 }
 
+/* How many messages a ROUTER's queue holds for route's peer. */
+static size_t
+router_queued(const struct sock *s, const struct sw_transport_route *route)
+{
+    size_t n = 0;
+
+    for (struct out_msg *m = s->qhead; m; m = m->next)
+        n += zmq_msg_size(&m->parts[0]) == route->len &&
+             !memcmp(zmq_msg_data(&m->parts[0]), route->id, route->len);
+    return n;
+}
+
 static int
 send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route *route,
         uint8_t mark, const uint8_t *key, uint32_t type, uint64_t rid, const void *body,
@@ -1882,6 +1894,15 @@ send_on(struct sw_transport *t, struct sock *s, const struct sw_transport_route 
     if (err < 0)
         return err;
     if (s->qlen >= t->o.max_queue) {
+        err = -SW_EAGAIN;
+        goto out;
+    }
+    if (s->router && route && s->qlen >= SW_TRANSPORT_PEER_SHARE(t->o.max_queue) &&
+        sw_wire_seq_class(&t->wire, type) == SW_WIRE_SEQ_OTHER &&
+        router_queued(s, route) >= SW_TRANSPORT_PEER_SHARE(t->o.max_queue)) {
+        t->rst.slow++; /* see Back-pressure in transport.h */
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 10000, "a slow peer holds a quarter of the queue: "
+                           "refusing its message of type %u", type);
         err = -SW_EAGAIN;
         goto out;
     }

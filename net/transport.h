@@ -63,6 +63,14 @@
  * 20 Mbit/s link queued its READYs and PONGs to every other peer behind
  * 4 MiB pieces, the leader's PREPAREs timed out, and the run stalled with
  * "cannot reply 521: Resource temporarily unavailable" (bench/copy_bench.sh).
+ * The queue is shared, so a ROUTER holds at most SW_TRANSPORT_PEER_SHARE of
+ * it (a quarter) in messages of the other sequence class (net/wire.h: DHT
+ * answers, status) to one peer: more are refused with -SW_EAGAIN (counted,
+ * sw_transport_route_stats' slow).  A copier's DHT asks its source several
+ * times a second; their answers wait behind the state's pieces on its slow
+ * link, long after the DHT gave up on them, and once they filled the queue
+ * every reply was refused, the copy's own pieces too: the copy stalled and
+ * started over, and the round stopped waiting for it (t0421 in CI).
  * ZMQ_MAXMSGSIZE is max(max_payload, SW_WIRE_MAX_ENVELOPE): ZeroMQ cuts a
  * connection that sends a bigger frame.
  *
@@ -217,6 +225,7 @@ struct sw_transport_route_stats {
     uint64_t moved;        /* a key's messages came over another connection */
     uint64_t evicted;      /* keys forgotten to make room */
     uint64_t noroute;      /* sends and requests to a key with no known connection */
+    uint64_t slow;         /* refused: the ROUTER held its peer's share (Back-pressure) */
 };
 
 /* The relay's counters (see "Relays"). */
@@ -387,6 +396,7 @@ struct sw_wire *sw_transport_wire(struct sw_transport *t);
  * (Requests, above). */
 #define SW_TRANSPORT_DRAIN_BPS (1u << 20)
 #define SW_TRANSPORT_HELD_PEERS 16 /* see Back-pressure above */
+#define SW_TRANSPORT_PEER_SHARE(q) ((q) / 4) /* the same: one peer's other-class messages */
 
 /* Requests waiting for a response. */
 size_t sw_transport_pending(const struct sw_transport *t);

@@ -87,14 +87,29 @@ fail(struct sw_fetch *f, int src, int err)
     return SW_FETCH_FAILED;
 }
 
-/* Keeps window pieces of source i in flight. */
+/* How many pieces source s keeps in flight (fetch.h, Slow links): 2 until
+ * the gap between its pieces is known, then about SW_FETCH_AHEAD_MS of them
+ * and one more; never more than the window. */
+static int
+src_window(const struct sw_fetch *f, const struct sw_fetch_src *s)
+{
+    double w;
+
+    if (f->window <= 2)
+        return f->window;
+    w = s->gap_ms > 0 ? floor(SW_FETCH_AHEAD_MS / s->gap_ms) + 1 : 2;
+    return (int)SW_MIN(SW_MAX(w, 2.0), (double)f->window);
+}
+
+/* Keeps src_window pieces of source i in flight. */
 static int
 pump(struct sw_fetch *f, int i)
 {
     struct sw_fetch_src *s = &f->src[i];
     size_t pps = pieces_per_slab(f, s), npieces = pps * (size_t)s->nwhich;
+    int window = src_window(f, s);
 
-    while (f->active && s->inflight < f->window && s->next < npieces && !s->retry_ms) {
+    while (f->active && s->inflight < window && s->next < npieces && !s->retry_ms) {
         size_t piece = s->next, off = (piece % pps) * f->chunk;
         int which = s->which0 + (int)(piece / pps);
         uint64_t tag = (uint64_t)s->gen << (PIECE_BITS + 1) | (uint64_t)i << PIECE_BITS | piece;

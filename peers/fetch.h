@@ -7,8 +7,8 @@
  *
  * A fetch has one or two sources; each source is a run of slabs
  * (which0 .. which0 + nwhich - 1, numel floats each) of one node's stage.
- * Pieces of at most `chunk` floats are asked for `window` at a time per
- * source through ops->request (timeout and retries given), and taken in any
+ * Pieces of at most `chunk` floats are asked for up to `window` at a time
+ * per source (fewer on a slow link, below) through ops->request (timeout and retries given), and taken in any
  * order into the source's buffer.  Every piece of a source must be of one
  * step: a piece of another step restarts that source (a live fetch), or
  * fails the fetch (a snapshot, snap >= 0, must be of step snap).
@@ -43,7 +43,15 @@
  * stalled before the first piece asked again came in.  So until a
  * source's first piece of its current generation is in, a stale piece
  * from that source's key (of an earlier generation or start) moves its
- * deadline on too.  An answer whose body does not parse (bad
+ * deadline on too.  A piece in flight holds back whatever else its source
+ * sends down the same connection (its DHT answers, its status): the window
+ * of 8 was 27 s of pieces at 10 Mbit/s, every DHT answer came long after its
+ * lookup gave up, and they filled the source's send queue (t0421 failed in
+ * CI; net/transport.h, Back-pressure).  So a source keeps 2 pieces in
+ * flight until the gap between its pieces is measured, then about
+ * SW_FETCH_AHEAD_MS of them and one more, at least 2 (which keeps its link
+ * busy), at most the window: 2 at 10 Mbit/s, 3 at 20, all 8 from about
+ * 60 Mbit/s.  An answer whose body does not parse (bad
  * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
  * sends one, and the caller bans its sender (m->hdr.sender).
  *
@@ -61,6 +69,7 @@
 #define SW_FETCH_REQ_MS (600 * 1000) /* a piece's request in the transport */
 #define SW_FETCH_MIN_RATE 1000000.0   /* bytes/s the first piece's deadline allows */
 #define SW_FETCH_GAPS 4               /* a later piece's deadline: gaps between pieces */
+#define SW_FETCH_AHEAD_MS 4000.0      /* a source's pieces in flight: this long of them, + 1 */
 #define SW_FETCH_TAG_BITS 56
 
 struct sw_fetch_src {

@@ -256,6 +256,36 @@ fetcher(struct sw_fetch *f, struct fake *fk, int window, uint64_t timeout_ms, in
 #define EP_A "tcp://10.0.0.1:7400"
 #define EP_B "tcp://10.0.0.2:7400"
 
+/* Window 8, one source of 4 slabs of 16 floats (16 pieces), its pieces
+ * answered oldest first, gap_ms apart: once the gap is known the source
+ * keeps about SW_FETCH_AHEAD_MS of pieces in flight, and one more (fetch.h,
+ * Slow links): 4 MiB pieces at 10 Mbit/s are 3355 ms apart, 2 in flight. */
+static void
+slow_link(uint64_t gap_ms, int want, const char *link)
+{
+    static struct fake fk;
+    struct sw_fetch f;
+    struct node nd;
+    float buf[64];
+    int rc, most = 0, first;
+    uint64_t now = T0;
+
+    node_fill(&nd, EP_A, 16, 5, 1.0f);
+    fetcher(&f, &fk, 8, 60000, 0);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 0, 0, 4, 16, -1, buf);
+    rc = sw_fetch_start(&f, 1, now);
+    first = unanswered(&fk);
+    for (int i = 0; rc == SW_FETCH_BUSY && i < fk.n; i++) {
+        now += gap_ms;
+        rc = answer(&f, now, &fk.r[i], &nd);
+        if (i >= 1)
+            most = SW_MAX(most, unanswered(&fk));
+    }
+    tap_ok(first == 2 && most == want && rc == SW_FETCH_DONE && fk.n == 16,
+           "%s, pieces %llu ms apart: %d in flight (want %d; at first %d), done: %d", link,
+           (unsigned long long)gap_ms, most, want, first, (int)(rc == SW_FETCH_DONE));
+}
+
 /* One source, 3 slabs of 10 floats in pieces of 4: every piece once,
  * answered in a shuffled order. */
 static void
@@ -277,8 +307,9 @@ one_source(void)
     sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 0, 3, 10, -1, buf);
     rc = sw_fetch_start(&f, 1, T0);
     initial = fk.n;
-    tap_ok(rc == SW_FETCH_BUSY && initial == 4,
-           "start: busy, window (4) pieces asked at once (asked %d)", initial);
+    tap_ok(rc == SW_FETCH_BUSY && initial == 2,
+           "start: busy, 2 pieces asked at once until the gap between pieces is known "
+           "(asked %d)", initial);
     while (unanswered(&fk) > 0) {
         int k = (int)(sw_splitmix64(&rng) % (uint64_t)unanswered(&fk)), i;
         for (i = 0; i < fk.n; i++)
@@ -771,8 +802,11 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 5 + 2);
+    tap_plan(11 + 3 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 5 + 2);
     one_source();
+    slow_link(3355, 2, "10 Mbit/s");
+    slow_link(1678, 3, "20 Mbit/s");
+    slow_link(100, 8, "335 Mbit/s");
     restart_on_step();
     snapshots();
     for (int how = 0; how < NSPOIL; how++) {
