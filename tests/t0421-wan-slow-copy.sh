@@ -52,7 +52,7 @@ wait_for 300 has_event "$TMP/n1b.log" recovery stage=1 method=copy; rc2=$?
 msgs "$TMP/n1b.log" | grep "copying stage\|copied stage" | sed 's/^/# n1b: /' | head -n 6
 events "$TMP/n1b.log" recovery bytes ms step | head -n 1 |
     awk '{ printf "# copy: %.1f MB in %.1f s at step %d\n", $1 / 1e6, $2 / 1000, $3 }'
-[ $rc -eq 0 ] && [ $rc2 -eq 0 ] || { diag_file "$TMP/n1b.log"; diag_file "$TMP/n0.log"; }
+[ $rc -eq 0 ] && [ $rc2 -eq 0 ] || for n in n1b n1 n0 n0b; do echo "# $n:"; diag_msgs "$TMP/$n.log" 12; done
 [ $rc -eq 0 ] && [ $rc2 -eq 0 ]
 ok $? "the late replica copied the 81 MB state over its 10 Mbit/s link"
 
@@ -66,7 +66,7 @@ ok $? "the leader's round waited for the copier"
 twin() { [ "$(both_steps "$TMP/n1.log" "$TMP/n1b.log")" -ge 2 ]; }
 [ $rc2 -eq 0 ] && wait_for 180 twin; rc3=$?
 echo "# steps with its twin: $(both_steps "$TMP/n1.log" "$TMP/n1b.log"); its first: $(first_step "$TMP/n1b.log"); the run at $(last_step "$TMP/n1.log")"
-[ $rc3 -eq 0 ] || diag_file "$TMP/n1b.log"
+[ $rc3 -eq 0 ] || diag_msgs "$TMP/n1b.log"
 ok $rc3 "the replica took 2 steps with its twin after its copy"
 
 n=0
