@@ -54,6 +54,7 @@ sw_fetch_src_set(struct sw_fetch *f, int i, const char *ep, const uint8_t *pk, i
     s->numel = numel;
     s->snap = snap;
     s->buf = buf;
+    s->gone = false;
 }
 
 /* Pieces of one slab of s. */
@@ -63,11 +64,25 @@ pieces_per_slab(const struct sw_fetch *f, const struct sw_fetch_src *s)
     return (s->numel + f->chunk - 1) / f->chunk;
 }
 
+static size_t
+src_pieces(const struct sw_fetch *f, const struct sw_fetch_src *s)
+{
+    return pieces_per_slab(f, s) * (size_t)s->nwhich;
+}
+
+static bool
+piece_had(const struct sw_fetch_src *s, size_t piece)
+{
+    return piece < SW_FETCH_RESUME_PIECES && (s->have[piece / 64] >> (piece % 64) & 1);
+}
+
 static void
 src_restart(struct sw_fetch_src *s, uint64_t now)
 {
     s->gen++;
-    s->next = s->got = 0;
+    s->next = s->got = s->got_gen = 0;
+    s->resumes = 0;
+    memset(s->have, 0, sizeof(s->have));
     s->inflight = 0;
     s->retry_ms = 0;
     s->last_ms = now;
@@ -106,7 +121,7 @@ static int
 pump(struct sw_fetch *f, int i)
 {
     struct sw_fetch_src *s = &f->src[i];
-    size_t pps = pieces_per_slab(f, s), npieces = pps * (size_t)s->nwhich;
+    size_t pps = pieces_per_slab(f, s), npieces = src_pieces(f, s);
     int window = src_window(f, s);
 
     while (f->active && s->inflight < window && s->next < npieces && !s->retry_ms) {
@@ -114,6 +129,10 @@ pump(struct sw_fetch *f, int i)
         int which = s->which0 + (int)(piece / pps);
         uint64_t tag = (uint64_t)s->gen << (PIECE_BITS + 1) | (uint64_t)i << PIECE_BITS | piece;
 
+        if (piece_had(s, piece)) { /* received before a resume */
+            s->next++;
+            continue;
+        }
         sw_body_init(&f->body);
         msgpack_pack_map(&f->body.pk, s->snap >= 0 ? 5 : 4);
         sw_proto_pack_key(&f->body.pk, "stage");
@@ -225,7 +244,7 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
         /* stale: a restarted, failed or abandoned fetch; still, a piece
          * its source sent earlier is one the link carried before the ones
          * asked now (above, "Slow links") */
-        if (f->active && i < f->nsrc && status == 0 && m && s->inflight > 0 && s->got == 0 &&
+        if (f->active && i < f->nsrc && status == 0 && m && s->inflight > 0 && s->got_gen == 0 &&
             !memcmp(m->hdr.sender, s->pk, 32))
             s->last_ms = SW_MAX(s->last_ms, now);
         return SW_FETCH_BUSY;
@@ -265,6 +284,9 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
     s->norm = norm;
     s->normc = normc;
     memcpy(s->buf + (piece / pps) * s->numel + off, m->payload, m->payload_len);
+    if (piece < SW_FETCH_RESUME_PIECES)
+        s->have[piece / 64] |= 1ull << (piece % 64);
+    s->got_gen += cnt;
     f->bytes += m->payload_len;
     if (s->got > 0) /* the gap to the first piece is the link's latency, not its rate */
         s->gap_ms = s->gap_ms > 0 ? 0.75 * s->gap_ms + 0.25 * (double)(now - s->last_ms)
@@ -294,6 +316,26 @@ stall_at(const struct sw_fetch *f, const struct sw_fetch_src *s)
     return s->last_ms + (uint64_t)ms;
 }
 
+/* Source i stalled: true when it resumes (fetch.h, Slow links), its
+ * pieces in flight stale and the ones not received to be asked again. */
+static bool
+resume(struct sw_fetch *f, int i, uint64_t now)
+{
+    struct sw_fetch_src *s = &f->src[i];
+
+    if (s->gone || !s->have_step || s->resumes >= SW_FETCH_RESUMES ||
+        src_pieces(f, s) > SW_FETCH_RESUME_PIECES)
+        return false;
+    s->resumes++;
+    f->resumed++;
+    s->gen++;
+    s->next = 0;
+    s->inflight = 0;
+    s->got_gen = 0;
+    s->last_ms = now;
+    return true;
+}
+
 uint64_t
 sw_fetch_tick(struct sw_fetch *f, uint64_t now, int *rc)
 {
@@ -312,7 +354,11 @@ sw_fetch_tick(struct sw_fetch *f, uint64_t now, int *rc)
         }
         if (s->inflight > 0 && !s->done) {
             uint64_t at = stall_at(f, s);
-            if (now >= at) {
+            if (now >= at && resume(f, i, now)) {
+                if ((*rc = pump(f, i)) == SW_FETCH_FAILED)
+                    return UINT64_MAX;
+                at = stall_at(f, s);
+            } else if (now >= at) {
                 *rc = fail(f, i, -SW_ETIMEDOUT);
                 return UINT64_MAX;
             }

@@ -51,7 +51,19 @@
  * flight until the gap between its pieces is measured, then about
  * SW_FETCH_AHEAD_MS of them and one more, at least 2 (which keeps its link
  * busy), at most the window: 2 at 10 Mbit/s, 3 at 20, all 8 from about
- * 60 Mbit/s.  An answer whose body does not parse (bad
+ * 60 Mbit/s.
+ *
+ * A stall is not always a dead source: one answer lost (refused by a full
+ * send queue on the way, t0421) stalled a copy of 81 MB at 10 Mbit/s, and
+ * it started over from nothing.  So a source that stalls once it sent a
+ * piece resumes: its pieces in flight become stale (a new generation) and
+ * only the pieces it has not sent are asked again, its deadline running
+ * from the stall (a stale piece from its key moves it on, as after a
+ * restart).  A source resumes SW_FETCH_RESUMES times (once) at most from a
+ * (re)start, then the fetch fails as before, and never when the caller
+ * marked it gone (a node it declared dead: a copier picks another source
+ * at once); a source of more than SW_FETCH_RESUME_PIECES
+ * pieces (16 GiB) never resumes.  An answer whose body does not parse (bad
  * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
  * sends one, and the caller bans its sender (m->hdr.sender).
  *
@@ -70,6 +82,8 @@
 #define SW_FETCH_MIN_RATE 1000000.0   /* bytes/s the first piece's deadline allows */
 #define SW_FETCH_GAPS 4               /* a later piece's deadline: gaps between pieces */
 #define SW_FETCH_AHEAD_MS 4000.0      /* a source's pieces in flight: this long of them, + 1 */
+#define SW_FETCH_RESUMES 1            /* stalls a source resumes from before the fetch fails */
+#define SW_FETCH_RESUME_PIECES 4096   /* a source of more pieces never resumes (its bitmap) */
 #define SW_FETCH_TAG_BITS 56
 
 struct sw_fetch_src {
@@ -81,11 +95,15 @@ struct sw_fetch_src {
     size_t numel;         /* floats per slab; 0: nothing to fetch */
     int64_t snap;         /* >= 1: the state after that step (a keeper's); < 0: live */
     float *buf;           /* [nwhich * numel], the caller's */
+    bool gone;            /* the caller's: the node is gone, a stall never resumes */
     /* progress */
     uint32_t gen;
     size_t next;          /* the next float (of nwhich * numel) to ask for */
     size_t got;           /* floats received */
     int inflight;
+    int resumes;          /* stalls resumed from since its (re)start */
+    size_t got_gen;       /* floats received in its current generation */
+    uint64_t have[SW_FETCH_RESUME_PIECES / 64]; /* the pieces received (a resume skips them) */
     bool done, have_step;
     uint64_t retry_ms;    /* -EAGAIN: the piece at next is asked again then (0: not waiting) */
     uint64_t last_ms;     /* the last piece in (or the start) */
@@ -108,6 +126,7 @@ struct sw_fetch {
     size_t chunk;
     bool active;
     uint64_t bytes;       /* payload bytes received since the start */
+    uint64_t resumed;     /* stalls resumed from, every source and start (for logs) */
     uint64_t t0_ms;       /* the start */
     int failed_src;       /* after SW_FETCH_FAILED: which source, -1 the fetch itself */
     int err;              /* and why (a negative code) */
@@ -137,7 +156,8 @@ uint64_t sw_fetch_left_ms(const struct sw_fetch *f, uint64_t now);
 int sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
                       const struct sw_transport_msg *m);
 /* Pieces waiting for -EAGAIN's retry, and the stall deadlines (a stalled
- * source fails the fetch with -SW_ETIMEDOUT); *rc: SW_FETCH_FAILED when it
+ * source resumes, above, or fails the fetch with -SW_ETIMEDOUT); *rc:
+ * SW_FETCH_FAILED when it
  * failed the fetch now (handled as a failed answer), else SW_FETCH_BUSY;
  * returns the next wake-up (UINT64_MAX: none). */
 uint64_t sw_fetch_tick(struct sw_fetch *f, uint64_t now, int *rc);

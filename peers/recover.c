@@ -1446,6 +1446,23 @@ sync_tick(struct sw_trainer *t)
     }
 }
 
+/* The fetch's tick, a source's resume logged (fetch.h, Slow links). */
+static uint64_t
+fetch_tick(struct sw_trainer *t, int *rc)
+{
+    uint64_t resumed = t->fetch.resumed, wake;
+
+    for (int i = 0; i < t->fetch.nsrc; i++)
+        t->fetch.src[i].gone = trainer_gone(t, t->fetch.src[i].pk);
+    wake = sw_fetch_tick(&t->fetch, t->now, rc);
+    if (t->fetch.resumed != resumed)
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "%s: a source stalled; asking it again for the "
+                           "pieces it has not sent (%llu resumes so far)",
+                           t->phase == SW_PHASE_COPY ? "state copy" : "rebuild",
+                           (unsigned long long)t->fetch.resumed);
+    return wake;
+}
+
 uint64_t
 sw_recover_tick(struct sw_trainer *t)
 {
@@ -1466,11 +1483,11 @@ sw_recover_tick(struct sw_trainer *t)
             copy_verify(t);
             break;
         }
-        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now, &rc));
+        wake = SW_MIN(wake, fetch_tick(t, &rc));
         fetch_ended(t, rc, NULL);
         break;
     case SW_PHASE_REBUILD:
-        wake = SW_MIN(wake, sw_fetch_tick(&t->fetch, t->now, &rc));
+        wake = SW_MIN(wake, fetch_tick(t, &rc));
         fetch_ended(t, rc, NULL);
         break;
     }

@@ -723,7 +723,7 @@ stalls(void)
     struct sw_fetch f;
     struct node nd;
     float buf[16];
-    uint64_t wake, first;
+    uint64_t wake, first, stall;
     int rc;
 
     live_source(&f, &fk, &nd, buf, 2, NULL);
@@ -739,10 +739,39 @@ stalls(void)
     tap_ok(rc == SW_FETCH_BUSY && f.active && wake == T0 + 6900 + SW_FETCH_GAPS * 3000,
            "pieces 3 s apart: not stalled after timeout_ms; the deadline is %d gaps on",
            SW_FETCH_GAPS);
-    wake = sw_fetch_tick(&f, T0 + 6900 + SW_FETCH_GAPS * 3000, &rc);
+    stall = T0 + 6900 + SW_FETCH_GAPS * 3000;
+    wake = sw_fetch_tick(&f, stall, &rc);
+    tap_ok(rc == SW_FETCH_BUSY && f.active && f.resumed == 1 && fk.n == 5 &&
+               fk.r[4].which == 0 && fk.r[4].off == 12 && wake == stall + SW_FETCH_GAPS * 3000,
+           "no piece for %d gaps: resumed, the one piece not received asked again (asked %d, "
+           "the last at %llu), the deadline from the stall", SW_FETCH_GAPS, fk.n,
+           (unsigned long long)fk.r[fk.n - 1].off);
+    rc = answer(&f, stall + 100, &fk.r[3], &nd); /* the lost piece after all: stale now */
+    rc = answer(&f, stall + 200, &fk.r[4], &nd);
+    tap_ok(rc == SW_FETCH_DONE && !f.active && f.bytes == 16 * sizeof(float) &&
+               !memcmp(buf, nd.data[0], 16 * sizeof(float)),
+           "the resumed piece in: done, each float once, the source's floats exactly");
+    /* the same stall, then nothing more: resumed SW_FETCH_RESUMES times, then failed */
+    live_source(&f, &fk, &nd, buf, 2, NULL);
+    answer(&f, T0 + 900, &fk.r[0], &nd);
+    answer(&f, T0 + 3900, &fk.r[1], &nd);
+    answer(&f, T0 + 6900, &fk.r[2], &nd);
+    for (int k = 0; k <= SW_FETCH_RESUMES; k++)
+        wake = sw_fetch_tick(&f, stall + (uint64_t)k * SW_FETCH_GAPS * 3000, &rc);
     tap_ok(rc == SW_FETCH_FAILED && !f.active && f.err == -SW_ETIMEDOUT && f.failed_src == 0 &&
-               wake == UINT64_MAX,
-           "no piece for %d gaps: failed with -SW_ETIMEDOUT by the tick", SW_FETCH_GAPS);
+               wake == UINT64_MAX && f.resumed == SW_FETCH_RESUMES &&
+               fk.n == 4 + SW_FETCH_RESUMES,
+           "a source silent after %d resume(s): failed with -SW_ETIMEDOUT by the tick "
+           "(asked %d)", SW_FETCH_RESUMES, fk.n);
+    /* the same stall of a source the caller knows is gone: failed at once */
+    live_source(&f, &fk, &nd, buf, 2, NULL);
+    answer(&f, T0 + 900, &fk.r[0], &nd);
+    answer(&f, T0 + 3900, &fk.r[1], &nd);
+    answer(&f, T0 + 6900, &fk.r[2], &nd);
+    f.src[0].gone = true;
+    wake = sw_fetch_tick(&f, stall, &rc);
+    tap_ok(rc == SW_FETCH_FAILED && f.err == -SW_ETIMEDOUT && f.resumed == 0 && fk.n == 4,
+           "the same stall of a source marked gone: failed, no resume (asked %d)", fk.n);
 
     /* a source that never answers: given up at timeout_ms */
     fetcher(&f, &fk, 2, 1000, 0);
@@ -802,7 +831,7 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 3 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 5 + 2);
+    tap_plan(11 + 3 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 8 + 2);
     one_source();
     slow_link(3355, 2, "10 Mbit/s");
     slow_link(1678, 3, "20 Mbit/s");

@@ -1,0 +1,66 @@
+#!/bin/sh
+# t0422: a copy resumes after its source stalled (issue 13; peers/fetch.h,
+# Slow links).  2 stages of the wide model of t0418 (81 MB of state with
+# the AdamW moments), each process on a host of its own, each access link
+# 25 ms one way and 10 Mbit/s; stage 1's replica n1b joins late and copies
+# from n1.  While the copy runs, n1 is stopped (SIGSTOP) for 20 s: no piece
+# comes, and the copy stalls (4 gaps of 3.4 s without a piece).  Before,
+# the copy then failed ("state copy from ... failed") and started over
+# from nothing, 74 s of transfer at this rate; now the copier asks n1
+# again for the pieces it has not sent, and once n1 goes on the copy ends
+# without starting over.  Every node runs with --dead-ms 30000: a 20 s
+# stop is no death here (a source declared dead is not resumed).
+#   - n1b logged a resume of its copy and no failed copy;
+#   - it copied the 81 MB state (a recovery event) in one copy;
+#   - it takes 2 steps with its twin after its copy.
+. "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
+. "${TEST_SRCDIR:-$(dirname "$0")}/wan-lib.sh"
+wan_need
+echo "1..4"
+
+watchdog 600
+
+l=delay=25,rate=10,queue=100
+wan_start b:1:$l s0:10:$l s1:11:$l s1b:12:$l
+ok $? "4 hosts, each link $l"
+M_SEQ_LEN=16
+big_model 512 1536
+write_manifest "$TMP/run.conf" 100000 2 "[wire]
+activations = int8
+gradients = int8"
+sign_manifest "$TMP/run.conf"
+wan_boot b "$TMP/run.conf"
+wan_node "$TMP/n0.log" s0 0 --dead-ms 30000
+wait_for 120 grep -q "stage 0 initialised" "$TMP/n0.log"
+wan_node "$TMP/n1.log" s1 1 --dead-ms 30000
+N1=$NODE_PID
+wait_steps 180 "$TMP/n1.log" 2; rc=$?
+wan_node "$TMP/n1b.log" s1b 1 --dead-ms 30000
+echo "# the replica of stage 1 started at step $(last_step "$TMP/n1.log")"
+# about 10 MB of the copy in, n1 stops for 20 s
+wait_for 120 grep -q "copying stage 1" "$TMP/n1b.log" && sleep 8
+kill -STOP "$N1"
+sleep 20
+kill -CONT "$N1"
+echo "# n1 stopped for 20 s"
+wait_for 300 has_event "$TMP/n1b.log" recovery stage=1 method=copy; rc2=$?
+msgs "$TMP/n1b.log" | grep "copying stage\|copied stage\|state copy" | sed 's/^/# n1b: /' | head -n 6
+events "$TMP/n1b.log" recovery bytes ms step | head -n 1 |
+    awk '{ printf "# copy: %.1f MB in %.1f s at step %d\n", $1 / 1e6, $2 / 1000, $3 }'
+[ $rc -eq 0 ] && [ $rc2 -eq 0 ] || for n in n1b n1 n0; do echo "# $n:"; diag_msgs "$TMP/$n.log" 12; done
+
+resumed=$(msgs "$TMP/n1b.log" | grep -c "state copy: a source stalled; asking it again")
+failed=$(msgs "$TMP/n1b.log" | grep -c "state copy from .* failed")
+[ $rc2 -eq 0 ] && [ "$resumed" -ge 1 ] && [ "$failed" -eq 0 ]
+ok $? "the copier resumed its copy ($resumed time(s)) and no copy failed ($failed)"
+
+copies=$(msgs "$TMP/n1b.log" | grep -c "copying stage 1")
+bytes=$(events "$TMP/n1b.log" recovery bytes | head -n 1)
+[ $rc2 -eq 0 ] && [ "$copies" -eq 1 ] && [ "${bytes:-0}" -gt 80000000 ]
+ok $? "one copy ($copies) of the 81 MB state ($bytes bytes)"
+
+twin() { [ "$(both_steps "$TMP/n1.log" "$TMP/n1b.log")" -ge 2 ]; }
+[ $rc2 -eq 0 ] && wait_for 180 twin; rc3=$?
+echo "# steps with its twin: $(both_steps "$TMP/n1.log" "$TMP/n1b.log"); the run at $(last_step "$TMP/n1.log")"
+[ $rc3 -eq 0 ] || diag_msgs "$TMP/n1b.log"
+ok $rc3 "the replica took 2 steps with its twin after its copy"
