@@ -48,9 +48,16 @@ fail_step=$(last_step "$TMP/n3.log")
 echo "# stages 1 and 2 killed after step $fail_step"
 start_node "$TMP/new1.log" 1 --from-checkpoint keeper
 start_node "$TMP/new2.log" 2 --from-checkpoint keeper
-wait_for 60 has_event "$TMP/new1.log" recovery stage=1 method=checkpoint; r1=$?
-wait_for 30 has_event "$TMP/new2.log" recovery stage=2 method=checkpoint; r2=$?
-{ msgs "$TMP/new1.log" recovery; msgs "$TMP/new2.log" | grep -e "keeper" | head -n 3; } |
+# from_ckpt LOG STAGE: the newcomer took the keeper's checkpoint, as a
+# recovery (the run went past it), or restored at its step when the kill
+# came after the checkpoint's own step (nothing lost: no recovery event;
+# it happened in CI, the kill after step 60 and a checkpoint of step 60)
+from_ckpt() {
+    has_event "$1" recovery stage="$2" method=checkpoint || has_event "$1" restored stage="$2"
+}
+wait_for 60 from_ckpt "$TMP/new1.log" 1; r1=$?
+wait_for 30 from_ckpt "$TMP/new2.log" 2; r2=$?
+{ msgs "$TMP/new1.log" | grep "recovery\|restored"; msgs "$TMP/new2.log" | grep -e "keeper" | head -n 3; } |
     sed 's/^/# /'
 [ $r1 -eq 0 ] && [ $r2 -eq 0 ]
 ok $? "two newcomers rebuilt stages 1 and 2 from a keeper's checkpoint"
