@@ -20,16 +20,9 @@ echo "1..4"
 
 watchdog 600
 
-l=delay=25,rate=10,queue=100
-wan_start b:1:$l s0:10:$l s1:11:$l s1b:12:$l
-ok $? "4 hosts, each link $l"
-M_SEQ_LEN=16
-big_model 512 1536
-write_manifest "$TMP/run.conf" 100000 2 "[wire]
+wan_wide_run delay=25,rate=10,queue=100 "[wire]
 activations = int8
 gradients = int8"
-sign_manifest "$TMP/run.conf"
-wan_boot b "$TMP/run.conf"
 wan_node "$TMP/n0.log" s0 0 --dead-ms 30000
 wait_for 120 grep -q "stage 0 initialised" "$TMP/n0.log"
 wan_node "$TMP/n1.log" s1 1 --dead-ms 30000
