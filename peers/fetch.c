@@ -76,16 +76,25 @@ piece_had(const struct sw_fetch_src *s, size_t piece)
     return piece < SW_FETCH_RESUME_PIECES && (s->have[piece / 64] >> (piece % 64) & 1);
 }
 
+/* A new generation of s, asked from its first piece not received, its
+ * deadline from now: what a restart and a resume share. */
+static void
+src_reask(struct sw_fetch_src *s, uint64_t now)
+{
+    s->gen++;
+    s->next = s->got_gen = 0;
+    s->inflight = 0;
+    s->last_ms = now;
+}
+
 static void
 src_restart(struct sw_fetch_src *s, uint64_t now)
 {
-    s->gen++;
-    s->next = s->got = s->got_gen = 0;
+    src_reask(s, now);
+    s->got = 0;
     s->resumes = 0;
     memset(s->have, 0, sizeof(s->have));
-    s->inflight = 0;
     s->retry_ms = 0;
-    s->last_ms = now;
     s->gap_ms = 0;
     s->done = sw_fetch_total(s) == 0;
     s->have_step = false;
@@ -328,11 +337,7 @@ resume(struct sw_fetch *f, int i, uint64_t now)
         return false;
     s->resumes++;
     f->resumed++;
-    s->gen++;
-    s->next = 0;
-    s->inflight = 0;
-    s->got_gen = 0;
-    s->last_ms = now;
+    src_reask(s, now);
     return true;
 }
 
