@@ -56,6 +56,7 @@ struct sock {
     void *z;
     uv_poll_t poll;
     bool router, closing, draining, again, more_input;
+    bool bulk;                     /* DEALER: bulk-class requests only (transport.h, Bulk) */
     char endpoint[SW_TRANSPORT_MAX_ENDPOINT];
     struct out_msg *qhead, *qtail;
     size_t qlen;
@@ -1063,8 +1064,9 @@ dispatch(struct sock *s, zmq_msg_t *parts, int n)
     if (incoming && !limit_ok(t, &m.hdr))
         return;
     /* a verified, admitted message of its own: its key's connection (not
-     * for a replay, which sw_wire_open dropped) */
-    if (s->router)
+     * for a replay, which sw_wire_open dropped; not a bulk-class request's,
+     * which came on its sender's bulk connection: transport.h, Bulk) */
+    if (s->router && sw_wire_seq_class(&t->wire, m.hdr.type) != SW_WIRE_SEQ_BULK)
         keyroute_bind(t, m.hdr.sender, m.route.id, m.route.len);
     if (pl) {
         m.payload = zmq_msg_data(pl);
@@ -1392,8 +1394,10 @@ endpoint_ok(const char *ep)
            (!strncmp(ep, "tcp://", 6) || !strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9));
 }
 
+/* Our DEALER to endpoint, opened on first use: its bulk one when bulk
+ * (transport.h, Bulk). */
 static int
-dealer_get(struct sw_transport *t, const char *endpoint, struct sock **out)
+dealer_get(struct sw_transport *t, const char *endpoint, bool bulk, struct sock **out)
 {
     struct sock *s;
     int err;
@@ -1401,7 +1405,7 @@ dealer_get(struct sw_transport *t, const char *endpoint, struct sock **out)
     if (!endpoint_ok(endpoint))
         return -SW_EINVAL;
     for (s = t->dealers; s; s = s->next) {
-        if (!s->closing && strcmp(s->endpoint, endpoint) == 0) {
+        if (!s->closing && s->bulk == bulk && strcmp(s->endpoint, endpoint) == 0) {
             *out = s;
             return 0;
         }
@@ -1411,6 +1415,7 @@ dealer_get(struct sw_transport *t, const char *endpoint, struct sock **out)
     if ((err = sock_new(t, ZMQ_DEALER, &s)) < 0)
         return err;
     snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint);
+    s->bulk = bulk;
     sock_ipv6_for(s, endpoint);
     if (zmq_connect(s->z, endpoint) != 0) {
         err = -errno;
@@ -1553,7 +1558,7 @@ tick_cb(uv_timer_t *h)
             struct sock *d = r->dealer;
 
             r->retries_left--;
-            if (r->via_key || !d->closing || dealer_get(t, d->endpoint, &d) == 0) {
+            if (r->via_key || !d->closing || dealer_get(t, d->endpoint, d->bulk, &d) == 0) {
                 r->dealer = d;
                 req_link(t, r);
                 if (req_send(t, r) == 0)
@@ -1565,7 +1570,8 @@ tick_cb(uv_timer_t *h)
          * never a relay's (its key, not the relay, did not answer) */
         if (!r->via_key && !r->relay && r->dealer->pending == 0 && !r->dealer->closing &&
             r->dealer->qlen == 0 && now >= r->dealer->drain_until) {
-            sw_log(SW_LOG_INFO, "no answer from '%s': closing the connection", r->dealer->endpoint);
+            sw_log(SW_LOG_INFO, "no answer from '%s': closing the connection%s",
+                   r->dealer->endpoint, r->dealer->bulk ? " for bulk requests" : "");
             dealer_remove(t, r->dealer);
         }
         r->cb(t, t->closing ? -SW_ECANCELED : -SW_ETIMEDOUT, NULL, r->arg);
@@ -1828,7 +1834,10 @@ sw_transport_request(struct sw_transport *t, const char *endpoint, uint32_t type
             goto out_unref;
         }
         d = t->router;
-    } else if ((err = dealer_get(t, kind == EP_RELAY ? relay_ep : endpoint, &d)) < 0) {
+    } else if ((err = dealer_get(t, kind == EP_RELAY ? relay_ep : endpoint,
+                                 kind == EP_DEALER &&
+                                     sw_wire_seq_class(&t->wire, type) == SW_WIRE_SEQ_BULK,
+                                 &d)) < 0) {
         goto out_unref;
     }
     if (d->qlen >= t->o.max_queue) {
@@ -1932,7 +1941,7 @@ sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, c
     else if (kind == EP_KEY)
         err = keyroute_get(t, key, &route);
     else
-        err = dealer_get(t, kind == EP_RELAY ? relay_ep : endpoint, &d);
+        err = dealer_get(t, kind == EP_RELAY ? relay_ep : endpoint, false, &d);
     if (err < 0) {
         int e2;
 
@@ -1947,12 +1956,12 @@ sw_transport_send(struct sw_transport *t, const char *endpoint, uint32_t type, c
     return send_on(t, d, NULL, 0, NULL, type, 0, body, body_len, payload);
 }
 
-/* Our open DEALER to endpoint, or NULL. */
+/* Our open DEALER to endpoint (not its bulk one), or NULL. */
 static struct sock *
 dealer_find(struct sw_transport *t, const char *endpoint)
 {
     for (struct sock *s = t->dealers; s; s = s->next)
-        if (!s->closing && strcmp(s->endpoint, endpoint) == 0)
+        if (!s->closing && !s->bulk && strcmp(s->endpoint, endpoint) == 0)
             return s;
     return NULL;
 }

@@ -3,7 +3,8 @@
  *
  * Sockets.  One ROUTER per node, bound with sw_transport_bind, receives
  * requests and one-way messages; one DEALER per remote endpoint, created on
- * first use, sends them and receives the responses.  Endpoints are
+ * first use, sends them and receives the responses (and a second one for
+ * bulk-class requests, below).  Endpoints are
  * tcp://host:port (tcp://[v6addr]:port for IPv6: ZMQ_IPV6 is set on the
  * sockets of such endpoints only), ipc://path or inproc://name (inproc needs the peers to
  * share a ZeroMQ context: pass opts.zmq_ctx).  Every frame goes through
@@ -74,6 +75,19 @@
  * ZMQ_MAXMSGSIZE is max(max_payload, SW_WIRE_MAX_ENVELOPE): ZeroMQ cuts a
  * connection that sends a bigger frame.
  *
+ * Bulk.  A request of the bulk sequence class (net/wire.h; peers/ puts
+ * STATE_GET and CKPT_GET there) to an endpoint goes on a second DEALER to
+ * it, its bulk DEALER, so that its answers, megabytes each, travel on a
+ * connection of their own.  On one connection a copier's DHT answers from
+ * its source waited behind the state's pieces, about 7 s at 10 Mbit/s,
+ * long after the DHT gave up on them (docs/wan.md); on two, TCP shares the
+ * link between them and an answer waits behind the link's queue only.
+ * Requests to a key or through a relay keep the one connection.  The ROUTER
+ * binds no key route (Routes by key, below) from a bulk-class message: a
+ * node's other messages name its connection, and the bulk DEALER is never
+ * the one a reverse message or its answer takes (sw_transport_reply finds
+ * the DEALER a reverse request came on by its endpoint: never the bulk one).
+
  * Admission.  sw_transport_set_admit installs a hook called for every
  * message that passed sw_wire_open (requests, one-way messages and
  * responses alike), before the payload hash, rate limits, response matching

@@ -68,7 +68,8 @@
  * classes: SW_WIRE_SEQ_PIPELINE, the types given to
  * sw_wire_set_pipeline_types (peers/ sets PREPARE, READY, GO, FWD, BWD, GRAD,
  * REPLICA), SW_WIRE_SEQ_BULK, the types given to sw_wire_set_bulk_types
- * (peers/ sets the bulk answers STATE and CKPT), and SW_WIRE_SEQ_OTHER,
+ * (peers/ sets STATE_GET and CKPT_GET and their bulk answers STATE and
+ * CKPT; net/transport.h, Bulk), and SW_WIRE_SEQ_OTHER,
  * every other type.  The class follows from
  * the (signed) type on both sides.  A sender keeps one counter per class and
  * the receiver one window per (sender key, class), so no amount of other

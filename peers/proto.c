@@ -196,8 +196,12 @@ sw_proto_pipeline_class(struct sw_wire *w)
      * (PONGs, DHT answers) overtook it by more than the other class's 64
      * and made it stale (no rebuild down 20 Mbit/s finished: t0403); and
      * in the pipeline class, a stranger's flood of state requests advanced
-     * the pipeline counter (attack_bench's fresh-key flood: 0.76) */
-    static const uint32_t bulk[] = {SW_MSG_STATE, SW_MSG_CKPT};
+     * the pipeline counter (attack_bench's fresh-key flood: 0.76).  Their
+     * requests too: the transport sends bulk-class requests on a
+     * connection of their own, so that their answers do not hold back the
+     * others (net/transport.h, Bulk) */
+    static const uint32_t bulk[] = {SW_MSG_STATE_GET, SW_MSG_STATE, SW_MSG_CKPT_GET,
+                                    SW_MSG_CKPT};
     int err;
 
     if ((err = sw_wire_set_pipeline_types(w, types, SW_ARRAY_SIZE(types))) < 0)

@@ -354,6 +354,73 @@ test_in_process(void)
     sw_identity_release(&idb);
 }
 
+/* ---- bulk requests (transport.h, Bulk) ---- */
+
+#define T_ROUTE 1031 /* test-only: other class, the server keeps the connection it came on */
+#define T_BULK 1032  /* test-only: bulk class, the same */
+
+static struct sw_transport_route last_route[2]; /* [0]: T_ROUTE's, [1]: T_BULK's */
+
+static void
+on_route(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
+{
+    int k = m->hdr.type == T_BULK;
+
+    last_route[k] = m->route;
+    if (sw_transport_reply(t, &m->route, SW_MSG_ACK, NULL, 0, NULL) < 0)
+        tap_diag("reply failed");
+}
+
+/* A request of the bulk class goes on a connection of its own, and binds
+ * no key route: the client's key stays on its other connection. */
+static void
+test_bulk(void)
+{
+    static const uint32_t bulk[] = {T_BULK};
+    struct sw_identity ida, idb;
+    struct sw_transport *a = NULL, *b = NULL;
+    struct sw_transport_route_stats rs;
+    uv_loop_t loop;
+    char ep[256];
+    struct waiter w;
+    int err = 0, closed = 0;
+
+    uv_loop_init(&loop);
+    if (sw_identity_generate(&ida) < 0 || sw_identity_generate(&idb) < 0 ||
+        sw_transport_new(&a, &loop, &ida, run, NULL) < 0 ||
+        sw_transport_new(&b, &loop, &idb, run, NULL) < 0 ||
+        sw_wire_set_bulk_types(sw_transport_wire(a), bulk, 1) < 0 ||
+        sw_wire_set_bulk_types(sw_transport_wire(b), bulk, 1) < 0 ||
+        sw_transport_bind(a, "tcp://127.0.0.1:*", ep, sizeof(ep)) < 0 ||
+        sw_transport_on(a, T_ROUTE, on_route, NULL) < 0 ||
+        sw_transport_on(a, T_BULK, on_route, NULL) < 0) {
+        tap_ok(0, "set up two transports");
+        return;
+    }
+    err |= sync_request(&loop, b, ep, T_ROUTE, NULL, 0, NULL, 2000, 0, &w);
+    tap_ok(err == 0 && sw_transport_peers(b) == 1, "a request of the other class: one connection");
+    err |= sync_request(&loop, b, ep, T_BULK, NULL, 0, NULL, 2000, 0, &w);
+    tap_ok(err == 0 && sw_transport_peers(b) == 2 && last_route[1].len > 0 &&
+               (last_route[0].len != last_route[1].len ||
+                memcmp(last_route[0].id, last_route[1].id, last_route[0].len) != 0),
+           "a bulk-class request to the same endpoint: a second connection (%zu), another "
+           "routing id at the server", sw_transport_peers(b));
+    err |= sync_request(&loop, b, ep, T_ROUTE, NULL, 0, NULL, 2000, 0, &w);
+    err |= sync_request(&loop, b, ep, T_BULK, NULL, 0, NULL, 2000, 0, &w);
+    sw_transport_route_stats(a, &rs);
+    tap_ok(err == 0 && sw_transport_peers(b) == 2 && rs.keys == 1 && rs.bound == 1 &&
+               rs.moved == 0,
+           "two more, one of each: still two connections; the client's key bound once, never "
+           "moved to the bulk one (bound %llu, moved %llu)", (unsigned long long)rs.bound,
+           (unsigned long long)rs.moved);
+    sw_transport_close(a, closed_cb, &closed);
+    sw_transport_close(b, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tap_ok(closed == 2 && uv_loop_close(&loop) == 0, "both transports closed, loop empty");
+    sw_identity_release(&ida);
+    sw_identity_release(&idb);
+}
+
 /* ---- admission hook ---- */
 
 #define T_ONEWAY 1027
@@ -1462,6 +1529,7 @@ main(void)
         return 1;
     test_three_processes(); /* first: forks before any ZeroMQ context exists */
     test_in_process();
+    test_bulk();
     test_admit();
     test_oneway_timeout(2);
     test_router_held(true);
