@@ -94,8 +94,7 @@ src_restart(struct sw_fetch_src *s, uint64_t now)
     s->got = 0;
     s->resumes = 0;
     memset(s->have, 0, sizeof(s->have));
-    s->retry_ms = 0;
-    s->gap_ms = 0;
+    s->retry_ms = 0; /* the gap stays: the link is the same */
     s->done = sw_fetch_total(s) == 0;
     s->have_step = false;
 }
@@ -181,6 +180,7 @@ sw_fetch_start(struct sw_fetch *f, int nsrc, uint64_t now)
     for (int i = 0; i < nsrc; i++) {
         SW_ASSERT(pieces_per_slab(f, &f->src[i]) < (1u << PIECE_BITS) / 4);
         src_restart(&f->src[i], now);
+        f->src[i].gap_ms = 0; /* a new fetch: its link not measured yet */
     }
     for (int i = 0; i < nsrc; i++) {
         if (pump(f, i) == SW_FETCH_FAILED)
@@ -238,25 +238,94 @@ read_answer(const struct sw_transport_msg *m, struct sw_fetch_src *s, size_t off
     return rc;
 }
 
+/* Piece `piece` of source i, of its node's step `step`, into the caller's
+ * buffer: counted, and the fetch's state after it.  late: a piece of an
+ * earlier generation of the source (asked before a resume). */
+static int
+take_piece(struct sw_fetch *f, int i, size_t piece, const struct sw_transport_msg *m,
+           uint64_t now, bool late)
+{
+    struct sw_fetch_src *s = &f->src[i];
+    size_t pps = pieces_per_slab(f, s), off = (piece % pps) * f->chunk;
+    size_t cnt = m->payload_len / sizeof(float);
+    bool all = true;
+
+    memcpy(s->buf + (piece / pps) * s->numel + off, m->payload, m->payload_len);
+    if (piece < SW_FETCH_RESUME_PIECES)
+        s->have[piece / 64] |= 1ull << (piece % 64);
+    if (!late)
+        s->got_gen += cnt;
+    s->resumes = 0; /* it sends again: its next stall may resume too */
+    f->bytes += m->payload_len;
+    /* the gap to the first piece of a generation (from the start, a
+     * restart or a resume) is the link's latency, not its rate */
+    if (!late && s->got_gen > cnt)
+        s->gap_ms = s->gap_ms > 0 ? 0.75 * s->gap_ms + 0.25 * (double)(now - s->last_ms)
+                                  : (double)(now - s->last_ms);
+    s->last_ms = now;
+    if ((s->got += cnt) < sw_fetch_total(s))
+        return pump(f, i);
+    s->done = true;
+    for (int j = 0; j < f->nsrc; j++)
+        all &= f->src[j].done;
+    if (!all)
+        return SW_FETCH_BUSY;
+    f->active = false;
+    return SW_FETCH_DONE;
+}
+
+/* An answer of an earlier generation of source i (tag's): a piece its node
+ * sent before a resume, of the step its pieces are of, that has not come
+ * yet, is kept (fetch.h, Slow links); *taken then. */
+static int
+late_answer(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
+            const struct sw_transport_msg *m, bool *taken)
+{
+    int i = TAG_SRC(tag);
+    struct sw_fetch_src *s = &f->src[i];
+    size_t piece = TAG_PIECE(tag), pps, off, cnt;
+    uint64_t step = 0;
+    double lrm = 0, norm = 0, normc = 0;
+
+    *taken = false;
+    if (status < 0 || !m || TAG_GEN(tag) >= s->gen || memcmp(m->hdr.sender, s->pk, 32) ||
+        !s->have_step || s->done || src_pieces(f, s) > SW_FETCH_RESUME_PIECES ||
+        piece >= src_pieces(f, s) || piece_had(s, piece))
+        return SW_FETCH_BUSY;
+    pps = pieces_per_slab(f, s);
+    off = (piece % pps) * f->chunk;
+    cnt = SW_MIN(f->chunk, s->numel - off);
+    if (read_answer(m, s, off, cnt, &step, &(uint64_t){0}, &lrm, &norm, &normc) < 0 ||
+        step != s->step || !sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len))
+        return SW_FETCH_BUSY;
+    *taken = true;
+    f->late++;
+    return take_piece(f, i, piece, m, now, true);
+}
+
 int
 sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
                   const struct sw_transport_msg *m)
 {
-    int i = TAG_SRC(tag), err;
+    int i = TAG_SRC(tag), err, rc;
     struct sw_fetch_src *s = &f->src[i];
     size_t piece = TAG_PIECE(tag), pps, off, cnt;
     uint64_t step = 0, t = 0;
     double lrm = 0, norm = 0, normc = 0;
-    bool all = true;
+    bool taken;
 
     if (!f->active || i >= f->nsrc || TAG_GEN(tag) != s->gen) {
-        /* stale: a restarted, failed or abandoned fetch; still, a piece
-         * its source sent earlier is one the link carried before the ones
-         * asked now (above, "Slow links") */
-        if (f->active && i < f->nsrc && status == 0 && m && s->inflight > 0 && s->got_gen == 0 &&
+        /* stale: a restarted, failed or abandoned fetch, or a resumed
+         * source's earlier ask, whose piece is kept if it is still wanted */
+        if (!f->active || i >= f->nsrc)
+            return SW_FETCH_BUSY;
+        rc = late_answer(f, now, tag, status, m, &taken);
+        /* a piece its source sent earlier is one the link carried before
+         * the ones asked now (above, "Slow links") */
+        if (!taken && status == 0 && m && s->inflight > 0 && s->got_gen == 0 &&
             !memcmp(m->hdr.sender, s->pk, 32))
             s->last_ms = SW_MAX(s->last_ms, now);
-        return SW_FETCH_BUSY;
+        return rc;
     }
     s->inflight--;
     if (status < 0)
@@ -282,9 +351,9 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
         (s->have_step && step != s->step)) {
         if (s->snap >= 0)
             return fail(f, i, -SW_EMSG);
-        /* the node took a step meanwhile: every piece must be of one step */
+        /* the node took a step meanwhile: every piece must be of one
+         * step, and this one is the first of the new step's */
         src_restart(s, now);
-        return pump(f, i);
     }
     s->step = step;
     s->have_step = true;
@@ -292,24 +361,12 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
     s->lr_mult = lrm;
     s->norm = norm;
     s->normc = normc;
-    memcpy(s->buf + (piece / pps) * s->numel + off, m->payload, m->payload_len);
-    if (piece < SW_FETCH_RESUME_PIECES)
-        s->have[piece / 64] |= 1ull << (piece % 64);
-    s->got_gen += cnt;
-    f->bytes += m->payload_len;
-    if (s->got > 0) /* the gap to the first piece is the link's latency, not its rate */
-        s->gap_ms = s->gap_ms > 0 ? 0.75 * s->gap_ms + 0.25 * (double)(now - s->last_ms)
-                                  : (double)(now - s->last_ms);
-    s->last_ms = now;
-    if ((s->got += cnt) < sw_fetch_total(s))
+    if (piece_had(s, piece)) { /* it came late, from an earlier ask: counted then */
+        s->got_gen += cnt;
+        s->last_ms = now;
         return pump(f, i);
-    s->done = true;
-    for (int j = 0; j < f->nsrc; j++)
-        all &= f->src[j].done;
-    if (!all)
-        return SW_FETCH_BUSY;
-    f->active = false;
-    return SW_FETCH_DONE;
+    }
+    return take_piece(f, i, piece, m, now, false);
 }
 
 /* When source s stalls if no piece comes (above, "Slow links"). */

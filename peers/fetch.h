@@ -10,14 +10,17 @@
  * Pieces of at most `chunk` floats are asked for up to `window` at a time
  * per source (fewer on a slow link, below) through ops->request (timeout and retries given), and taken in any
  * order into the source's buffer.  Every piece of a source must be of one
- * step: a piece of another step restarts that source (a live fetch), or
- * fails the fetch (a snapshot, snap >= 0, must be of step snap).
+ * step: a piece of another step restarts that source (a live fetch), the
+ * piece kept as the first of its step's, or fails the fetch (a snapshot,
+ * snap >= 0, must be of step snap).
  *
- * Generations.  Every (re)start of a source bumps its generation, which
- * each request's tag carries (with the source and the piece); an answer
- * whose generation is not its source's current one is stale and dropped.
- * So a fetch that was restarted, failed or abandoned ignores late answers,
- * and no callback ever points into memory that was reused.
+ * Generations.  Every (re)start or resume of a source bumps its
+ * generation, which each request's tag carries (with the source and the
+ * piece); an answer whose generation is not its source's current one is
+ * stale and dropped, but for a piece of its source's step that has not
+ * come yet ("Slow links", below).  So a fetch that was restarted, failed or
+ * abandoned ignores late answers, and no callback ever points into memory
+ * that was reused.
  *
  * An answer with err -EAGAIN (a node not at the snapshot's step yet: it
  * takes the snapshot when it gets there) starts that source again after
@@ -35,8 +38,9 @@
  * pieces are in, the deadline is timeout_ms plus the transfer of one piece
  * of every source at SW_FETCH_MIN_RATE, from the start or the first piece;
  * then, from the last piece in, the larger of timeout_ms and SW_FETCH_GAPS
- * times the gap between its pieces (a moving average): the deadline follows
- * the link's measured rate, and a dead source is given up within timeout_ms
+ * times the gap between its pieces (a moving average, kept when the source
+ * restarts: its link is the same): the deadline follows the link's
+ * measured rate, and a dead source is given up within timeout_ms
  * or a few pieces' time.  A restart leaves the pieces asked before on
  * their way, ahead of the new ones: over a 20 Mbit/s link a window of 8
  * pieces takes 14 s, and every copy that a step of its source restarted
@@ -59,10 +63,21 @@
  * piece resumes: its pieces in flight become stale (a new generation) and
  * only the pieces it has not sent are asked again, its deadline running
  * from the stall (a stale piece from its key moves it on, as after a
- * restart).  A source resumes SW_FETCH_RESUMES times (once) at most from a
- * (re)start, then the fetch fails as before, and never when the caller
- * marked it gone (a node it declared dead: a copier picks another source
- * at once); a source of more than SW_FETCH_RESUME_PIECES
+ * restart).  A stale piece that comes after all (it was on its way, or
+ * queued at a source that was stopped) is kept when it is of the step of
+ * its source's other pieces and has not come yet, after a resume or a
+ * restart; the same piece asked again then counts for nothing (at
+ * 10 Mbit/s two pieces in flight are 8 s of the link: thrown away, a
+ * source that went on for 10 s and stalled again had sent no piece asked
+ * since its resume, and the copy failed).  A source resumes from every stall that follows a piece since
+ * its (re)start or last resume, SW_FETCH_RESUMES times (once) in a row at
+ * most: a stall with no piece since its last resume fails the fetch as
+ * before (t0422 stops a source twice mid-copy: two resumes, one copy).
+ * Each resume waits out a stall deadline and the next needs a new piece,
+ * so a source that drips its pieces delays a copy no more than it could
+ * without resumes.  Never when the caller marked it gone (a node it
+ * declared dead: a copier picks another source at once); a source of more
+ * than SW_FETCH_RESUME_PIECES
  * pieces (16 GiB) never resumes.  An answer whose body does not parse (bad
  * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
  * sends one, and the caller bans its sender (m->hdr.sender).
@@ -82,7 +97,7 @@
 #define SW_FETCH_MIN_RATE 1000000.0   /* bytes/s the first piece's deadline allows */
 #define SW_FETCH_GAPS 4               /* a later piece's deadline: gaps between pieces */
 #define SW_FETCH_AHEAD_MS 4000.0      /* a source's pieces in flight: this long of them, + 1 */
-#define SW_FETCH_RESUMES 1            /* stalls a source resumes from before the fetch fails */
+#define SW_FETCH_RESUMES 1          /* resumes in a row (no piece between) before it fails */
 #define SW_FETCH_RESUME_PIECES 4096   /* a source of more pieces never resumes (its bitmap) */
 #define SW_FETCH_TAG_BITS 56
 
@@ -101,7 +116,7 @@ struct sw_fetch_src {
     size_t next;          /* the next float (of nwhich * numel) to ask for */
     size_t got;           /* floats received */
     int inflight;
-    int resumes;          /* stalls resumed from since its (re)start */
+    int resumes;          /* stalls resumed from since its last piece */
     size_t got_gen;       /* floats received in its current generation */
     uint64_t have[SW_FETCH_RESUME_PIECES / 64]; /* the pieces received (a resume skips them) */
     bool done, have_step;
@@ -127,6 +142,7 @@ struct sw_fetch {
     bool active;
     uint64_t bytes;       /* payload bytes received since the start */
     uint64_t resumed;     /* stalls resumed from, every source and start (for logs) */
+    uint64_t late;        /* pieces kept that came after their source resumed */
     uint64_t t0_ms;       /* the start */
     int failed_src;       /* after SW_FETCH_FAILED: which source, -1 the fetch itself */
     int err;              /* and why (a negative code) */

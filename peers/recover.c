@@ -792,8 +792,12 @@ fetch_ended(struct sw_trainer *t, int rc, const struct sw_transport_msg *m)
         }
         s = &t->fetch.src[0];
         if (t->fetch.err == -SW_ETIMEDOUT || t->fetch.err == -SW_EAGAIN)
-            sw_log(SW_LOG_WARN, "state copy from '%s' failed: %s", s->ep,
-                   sw_strerror(t->fetch.err));
+            sw_log(SW_LOG_WARN, "state copy from '%s' failed: %s (%.1f of %.1f MB in; "
+                   "%llu resumes and %llu late pieces kept so far%s)", s->ep,
+                   sw_strerror(t->fetch.err), (double)s->got * sizeof(float) / 1e6,
+                   (double)sw_fetch_total(s) * sizeof(float) / 1e6,
+                   (unsigned long long)t->fetch.resumed, (unsigned long long)t->fetch.late,
+                   s->gone ? "; its node is gone" : "");
         else
             SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "state copy from '%s' refused or malformed; "
                                "trying again", s->ep);

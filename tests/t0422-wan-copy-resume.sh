@@ -8,9 +8,11 @@
 # the copy then failed ("state copy from ... failed") and started over
 # from nothing, 74 s of transfer at this rate; now the copier asks n1
 # again for the pieces it has not sent, and once n1 goes on the copy ends
-# without starting over.  Every node runs with --dead-ms 30000: a 20 s
-# stop is no death here (a source declared dead is not resumed).
-#   - n1b logged a resume of its copy and no failed copy;
+# without starting over.  n1 stops a second time 10 s after it went on: a
+# source resumes from every stall after a piece (it resumed once only, and
+# the copy failed).  Every node runs with --dead-ms 30000: a 20 s stop is
+# no death here (a source declared dead is not resumed).
+#   - n1b logged two resumes of its copy and no failed copy;
 #   - it copied the 81 MB state (a recovery event) in one copy;
 #   - it takes 2 steps with its twin after its copy.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
@@ -30,12 +32,17 @@ N1=$NODE_PID
 wait_steps 180 "$TMP/n1.log" 2; rc=$?
 wan_node "$TMP/n1b.log" s1b 1 --dead-ms 30000
 echo "# the replica of stage 1 started at step $(last_step "$TMP/n1.log")"
-# about 10 MB of the copy in, n1 stops for 20 s
+# about 10 MB of the copy in, n1 stops for 20 s; 10 s after it goes on
+# (about 10 MB more), it stops for 20 s again
 wait_for 120 grep -q "copying stage 1" "$TMP/n1b.log" && sleep 8
 kill -STOP "$N1"
 sleep 20
 kill -CONT "$N1"
-echo "# n1 stopped for 20 s"
+sleep 10
+kill -STOP "$N1"
+sleep 20
+kill -CONT "$N1"
+echo "# n1 stopped twice for 20 s"
 wait_for 300 has_event "$TMP/n1b.log" recovery stage=1 method=copy; rc2=$?
 msgs "$TMP/n1b.log" | grep "copying stage\|copied stage\|state copy" | sed 's/^/# n1b: /' | head -n 6
 events "$TMP/n1b.log" recovery bytes ms step | head -n 1 |
@@ -44,7 +51,7 @@ events "$TMP/n1b.log" recovery bytes ms step | head -n 1 |
 
 resumed=$(msgs "$TMP/n1b.log" | grep -c "state copy: a source stalled; asking it again")
 failed=$(msgs "$TMP/n1b.log" | grep -c "state copy from .* failed")
-[ $rc2 -eq 0 ] && [ "$resumed" -ge 1 ] && [ "$failed" -eq 0 ]
+[ $rc2 -eq 0 ] && [ "$resumed" -ge 2 ] && [ "$failed" -eq 0 ]
 ok $? "the copier resumed its copy ($resumed time(s)) and no copy failed ($failed)"
 
 copies=$(msgs "$TMP/n1b.log" | grep -c "copying stage 1")

@@ -381,25 +381,27 @@ restart_on_step(void)
     tap_ok(rc == SW_FETCH_BUSY && fk.n == 3 && fk.r[2].off == 8 && buf[0] == n5.data[0][0],
            "piece 0 of step 5 taken, the next piece asked");
     rc = answer(&f, T0 + 20, &fk.r[1], &n6);
-    tap_ok(rc == SW_FETCH_BUSY && fk.n == 5 && fk.r[3].off == 0 && fk.r[4].off == 4 &&
-               fk.r[3].tag != fk.r[0].tag && fk.r[4].tag != fk.r[1].tag,
-           "piece 4 of step 6: the source restarts, pieces 0 and 4 asked again under a new "
-           "generation (asked %d)",
-           fk.n);
+    tap_ok(rc == SW_FETCH_BUSY && fk.n == 5 && fk.r[3].off == 0 && fk.r[4].off == 8 &&
+               fk.r[3].tag != fk.r[0].tag && fk.r[4].tag != fk.r[2].tag &&
+               buf[4] == n6.data[0][4] && f.src[0].got == 4,
+           "piece 4 of step 6: the source restarts with it, pieces 0 and 8 asked again under a "
+           "new generation (asked %d)", fk.n);
     rc = answer(&f, T0 + 30, &fk.r[2], &n6);
-    tap_ok(rc == SW_FETCH_BUSY && fk.n == 5 && buf[8] == SENTINEL && buf[9] == SENTINEL,
-           "the answer to a request of the old generation is ignored");
+    tap_ok(rc == SW_FETCH_BUSY && fk.n == 5 && buf[8] == n6.data[0][8] && f.late == 1 &&
+               f.src[0].got == 6,
+           "the answer to the old generation's request for piece 8, of step 6: kept");
     rc = serve(&f, &fk, T0 + 40, &n6, 1, &ndone, &nfailed);
     for (int i = 0; i < fk.n; i++) {
         asked0 += fk.r[i].off == 0;
         asked4 += fk.r[i].off == 4;
         asked8 += fk.r[i].off == 8;
     }
-    tap_ok(rc == SW_FETCH_DONE && ndone == 1 && nfailed == 0 &&
-               !memcmp(buf, n6.data[0], sizeof(buf)) && f.src[0].step == 6,
+    tap_ok(!f.active && ndone == 1 && nfailed == 0 &&
+               !memcmp(buf, n6.data[0], sizeof(buf)) && f.src[0].step == 6 &&
+               f.bytes == (4 + 4 + 2 + 4) * sizeof(float),
            "then done, the buffer all of step 6");
-    tap_ok(asked0 == 2 && asked4 == 2 && asked8 == 2,
-           "each piece asked once per generation (%d, %d, %d)", asked0, asked4, asked8);
+    tap_ok(asked0 == 2 && asked4 == 1 && asked8 == 2,
+           "piece 0 asked again, piece 4 once (%d, %d, %d)", asked0, asked4, asked8);
 }
 
 /* Snapshots: -EAGAIN asks again after retry_ms; another step fails. */
@@ -746,11 +748,50 @@ stalls(void)
            "no piece for %d gaps: resumed, the one piece not received asked again (asked %d, "
            "the last at %llu), the deadline from the stall", SW_FETCH_GAPS, fk.n,
            (unsigned long long)fk.r[fk.n - 1].off);
-    rc = answer(&f, stall + 100, &fk.r[3], &nd); /* the lost piece after all: stale now */
-    rc = answer(&f, stall + 200, &fk.r[4], &nd);
-    tap_ok(rc == SW_FETCH_DONE && !f.active && f.bytes == 16 * sizeof(float) &&
+    rc = answer(&f, stall + 100, &fk.r[3], &nd); /* the lost piece after all: late, kept */
+    tap_ok(rc == SW_FETCH_DONE && !f.active && f.late == 1 && f.bytes == 16 * sizeof(float) &&
                !memcmp(buf, nd.data[0], 16 * sizeof(float)),
-           "the resumed piece in: done, each float once, the source's floats exactly");
+           "the piece asked before the resume comes after it: kept, done, each float once, "
+           "the source's floats exactly");
+    rc = answer(&f, stall + 200, &fk.r[4], &nd);
+    tap_ok(rc == SW_FETCH_BUSY && !f.active && f.bytes == 16 * sizeof(float),
+           "the same piece asked again: nothing more");
+    /* two stalls, a piece between them: resumed from each, and the first
+     * piece after a resume (its latency, not the link's rate) leaves the
+     * gap at 3000 ms */
+    live_source(&f, &fk, &nd, buf, 2, NULL);
+    answer(&f, T0 + 900, &fk.r[0], &nd);
+    answer(&f, T0 + 3900, &fk.r[1], &nd);
+    stall = T0 + 3900 + SW_FETCH_GAPS * 3000;
+    sw_fetch_tick(&f, stall, &rc); /* resumed: off 8 and 12 asked again (r[4], r[5]) */
+    rc = answer(&f, stall + 100, &fk.r[4], &nd);
+    wake = sw_fetch_tick(&f, stall + 100, &rc);
+    tap_ok(rc == SW_FETCH_BUSY && f.resumed == 1 && fk.n == 6 && fk.r[4].off == 8 &&
+               f.src[0].gap_ms == 3000.0 && wake == stall + 100 + SW_FETCH_GAPS * 3000,
+           "resumed, a piece in 100 ms later: the gap stays 3000 ms (%.0f), the next deadline "
+           "%d gaps on", f.src[0].gap_ms, SW_FETCH_GAPS);
+    wake = sw_fetch_tick(&f, stall + 100 + SW_FETCH_GAPS * 3000, &rc);
+    tap_ok(rc == SW_FETCH_BUSY && f.active && f.resumed == 2 && fk.n == 7 &&
+               fk.r[6].off == 12,
+           "a second stall after a piece: resumed again, the last piece asked again (at %llu)",
+           (unsigned long long)fk.r[fk.n - 1].off);
+    rc = answer(&f, stall + 200 + SW_FETCH_GAPS * 3000, &fk.r[6], &nd);
+    tap_ok(rc == SW_FETCH_DONE && f.bytes == 16 * sizeof(float) &&
+               !memcmp(buf, nd.data[0], 16 * sizeof(float)),
+           "then done: each float once, the source's floats exactly");
+    /* a piece asked before a resume, from its node a step later: not kept */
+    live_source(&f, &fk, &nd, buf, 2, NULL);
+    answer(&f, T0 + 900, &fk.r[0], &nd);
+    answer(&f, T0 + 3900, &fk.r[1], &nd);
+    stall = T0 + 3900 + SW_FETCH_GAPS * 3000;
+    sw_fetch_tick(&f, stall, &rc);
+    nd.step++;
+    rc = answer(&f, stall + 100, &fk.r[2], &nd);
+    tap_ok(rc == SW_FETCH_BUSY && f.active && f.late == 0 && f.bytes == 8 * sizeof(float) &&
+               f.src[0].step == 3,
+           "a piece asked before the resume, of a later step of its node: not kept");
+    sw_fetch_abandon(&f);
+    stall = T0 + 6900 + SW_FETCH_GAPS * 3000;
     /* the same stall, then nothing more: resumed SW_FETCH_RESUMES times, then failed */
     live_source(&f, &fk, &nd, buf, 2, NULL);
     answer(&f, T0 + 900, &fk.r[0], &nd);
@@ -792,7 +833,7 @@ stalls(void)
     sw_fetch_abandon(&f);
 }
 
-/* A restart leaves the pieces asked before on the link, ahead of the new
+/* A resume leaves the pieces asked before on the link, ahead of the new
  * ones: until the first piece of the new generation is in, a stale piece
  * from the source's key moves its deadline on (fetch.h, Slow links); one
  * from another key does not. */
@@ -810,20 +851,24 @@ stale_alive(bool same_key)
     live_source(&f, &fk, &nd, buf, 3, ka);
     memcpy(sender, ka, 32);
     rc = answer(&f, T0 + 500, &fk.r[0], &nd);
-    nd.step = 4; /* the source took a step: the next answer restarts the fetch */
     rc = answer(&f, T0 + 600, &fk.r[1], &nd);
-    /* r[2], asked before the restart, comes in last of its generation */
+    /* the gap is 100 ms: stalled at 600 + timeout_ms, resumed (r[3] asked) */
+    wake = sw_fetch_tick(&f, T0 + 1600, &rc);
+    /* r[2], asked before the resume, comes in after it, of a later step
+     * (not kept: the fetch's pieces are of step 3) */
+    nd.step = 4;
     memcpy(sender, same_key ? ka : kb, 32);
-    rc = answer(&f, T0 + 1500, &fk.r[2], &nd);
+    rc = answer(&f, T0 + 2500, &fk.r[2], &nd);
     memset(sender, 0, 32);
-    wake = sw_fetch_tick(&f, T0 + 2000, &rc);
+    wake = sw_fetch_tick(&f, T0 + 2700, &rc);
     if (same_key)
-        tap_ok(rc == SW_FETCH_BUSY && f.active && wake == T0 + 1500 + 1000,
-               "restarted, a stale piece from the source's key in: its deadline runs from it "
+        tap_ok(rc == SW_FETCH_BUSY && f.active && f.resumed == 1 && f.late == 0 &&
+                   wake == T0 + 2500 + 1000,
+               "resumed, a stale piece from the source's key in: its deadline runs from it "
                "(wake %llu)", (unsigned long long)(wake - T0));
     else
-        tap_ok(rc == SW_FETCH_FAILED && f.err == -SW_ETIMEDOUT,
-               "restarted, a stale piece from another key in: the deadline stays (stalled)");
+        tap_ok(rc == SW_FETCH_FAILED && f.err == -SW_ETIMEDOUT && f.resumed == 1,
+               "resumed, a stale piece from another key in: the deadline stays (stalled)");
     sw_fetch_abandon(&f);
 }
 
@@ -831,7 +876,7 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 3 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 8 + 2);
+    tap_plan(11 + 3 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 13 + 2);
     one_source();
     slow_link(3355, 2, "10 Mbit/s");
     slow_link(1678, 3, "20 Mbit/s");
