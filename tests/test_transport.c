@@ -264,6 +264,21 @@ closed_cb(void *arg)
     (*(int *)arg)++;
 }
 
+/* Closes a and b on loop, runs it empty, releases their identities. */
+static void
+close_two(uv_loop_t *loop, struct sw_transport *a, struct sw_transport *b,
+          struct sw_identity *ida, struct sw_identity *idb)
+{
+    int closed = 0;
+
+    sw_transport_close(a, closed_cb, &closed);
+    sw_transport_close(b, closed_cb, &closed);
+    uv_run(loop, UV_RUN_DEFAULT);
+    tap_ok(closed == 2 && uv_loop_close(loop) == 0, "both transports closed, loop empty");
+    sw_identity_release(ida);
+    sw_identity_release(idb);
+}
+
 static void
 test_in_process(void)
 {
@@ -273,7 +288,7 @@ test_in_process(void)
     uv_loop_t loop;
     char ep[256];
     struct waiter w;
-    int err, closed = 0;
+    int err;
     size_t n = 8u << 20;
     float *x;
 
@@ -346,12 +361,7 @@ test_in_process(void)
         tap_ok(err == 0, "a new request reconnects (%s)", sw_strerror(err));
     }
 
-    sw_transport_close(a, closed_cb, &closed);
-    sw_transport_close(b, closed_cb, &closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    tap_ok(closed == 2 && uv_loop_close(&loop) == 0, "both transports closed, loop empty");
-    sw_identity_release(&ida);
-    sw_identity_release(&idb);
+    close_two(&loop, a, b, &ida, &idb);
 }
 
 /* ---- bulk requests (transport.h, Bulk) ---- */
@@ -383,7 +393,7 @@ test_bulk(void)
     uv_loop_t loop;
     char ep[256];
     struct waiter w;
-    int err = 0, closed = 0;
+    int err = 0;
 
     uv_loop_init(&loop);
     if (sw_identity_generate(&ida) < 0 || sw_identity_generate(&idb) < 0 ||
@@ -413,12 +423,7 @@ test_bulk(void)
            "two more, one of each: still two connections; the client's key bound once, never "
            "moved to the bulk one (bound %llu, moved %llu)", (unsigned long long)rs.bound,
            (unsigned long long)rs.moved);
-    sw_transport_close(a, closed_cb, &closed);
-    sw_transport_close(b, closed_cb, &closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    tap_ok(closed == 2 && uv_loop_close(&loop) == 0, "both transports closed, loop empty");
-    sw_identity_release(&ida);
-    sw_identity_release(&idb);
+    close_two(&loop, a, b, &ida, &idb);
 }
 
 /* ---- admission hook ---- */
