@@ -62,7 +62,7 @@ static const struct sw_cfg_entry admission_tab[] = {
     SW_CFG_STR(M, "mode", admission, "owner", "owner: a node takes part only with a certificate signed by the run owner or a delegate (swarmctl admit); open: any key may (public runs, swarm-protocol(7) THREAT MODEL)"),
 };
 static const struct sw_cfg_entry wire_tab[] = {
-    SW_CFG_STR(M, "activations", wire_act, "fp32", "how activations and their gradients cross a stage boundary (FWD, BWD): fp32, bf16 or int8 (blockwise, a scale per 64 values)"),
+    SW_CFG_STR(M, "activations", wire_act, "fp32", "how activations and their gradients cross a stage boundary (FWD, BWD): fp32, bf16, int8 or int4 (blockwise, a scale per 64 values)"),
     SW_CFG_STR(M, "gradients", wire_grad, "fp32", "how replicas of a stage exchange their partial gradients (GRAD): fp32, or int8 (blockwise, with error feedback)"),
 };
 static const struct sw_cfg_entry data_tab[] = {
@@ -177,10 +177,12 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
         return -SW_ECONFIG;
     }
     if (sw_codec_parse(m->wire_act, &m->act_codec) < 0) {
-        snprintf(why, whylen, "wire.activations: want fp32, bf16 or int8, got '%s'", m->wire_act);
+        snprintf(why, whylen, "wire.activations: want fp32, bf16, int8 or int4, got '%s'",
+                 m->wire_act);
         return -SW_ECONFIG;
     }
-    if (sw_codec_parse(m->wire_grad, &m->grad_codec) < 0 || m->grad_codec == SW_CODEC_BF16) {
+    if (sw_codec_parse(m->wire_grad, &m->grad_codec) < 0 ||
+        (m->grad_codec != SW_CODEC_FP32 && m->grad_codec != SW_CODEC_INT8)) {
         snprintf(why, whylen, "wire.gradients: want fp32 or int8, got '%s'", m->wire_grad);
         return -SW_ECONFIG;
     }

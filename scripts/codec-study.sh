@@ -10,7 +10,7 @@
 # A run whose summary.txt says "status done" is not run again.
 # Knobs (environment), defaults = what docs/codec-study.md reports:
 #   STEPS=300 BATCH=4 SEQ=128 STAGES=8 PRESET=small MICRO=1  model and run
-#   SEEDS="1 2 3" CODECS="fp32 bf16 int8" LR=0.003
+#   SEEDS="1 2 3" CODECS="fp32 bf16 int8 int4" LR=0.003
 #   JOBS=2 EVAL_EVERY=25 VAL_BATCHES=8 OUT=runs/codec-study
 #   DATA=...   default: Debian's fortunes (English text)
 set -eu
@@ -18,7 +18,7 @@ build=${1:-build}
 swarmsim=$build/swarmsim
 [ -x "$swarmsim" ] || { echo "codec-study: no $swarmsim (build first: make swarmsim)" >&2; exit 1; }
 STEPS=${STEPS:-300} BATCH=${BATCH:-4} SEQ=${SEQ:-128} STAGES=${STAGES:-8} PRESET=${PRESET:-small}
-MICRO=${MICRO:-1} SEEDS=${SEEDS:-"1 2 3"} CODECS=${CODECS:-"fp32 bf16 int8"} LR=${LR:-0.003}
+MICRO=${MICRO:-1} SEEDS=${SEEDS:-"1 2 3"} CODECS=${CODECS:-"fp32 bf16 int8 int4"} LR=${LR:-0.003}
 JOBS=${JOBS:-2} EVAL_EVERY=${EVAL_EVERY:-25} VAL_BATCHES=${VAL_BATCHES:-8}
 OUT=${OUT:-runs/codec-study}
 if [ -z "${DATA:-}" ]; then
@@ -75,7 +75,8 @@ def tail_train(d, n=50):
     return statistics.mean(float(r["loss"]) for r in rows[-n:])
 
 def nbytes(codec, n):
-    return {"fp32": 4 * n, "bf16": 2 * n, "int8": 4 * ((n + 63) // 64) + n}[codec]
+    return {"fp32": 4 * n, "bf16": 2 * n, "int8": 4 * ((n + 63) // 64) + n,
+            "int4": 4 * ((n + 63) // 64) + (n + 1) // 2}[codec]
 
 val, tr = {}, {}
 for c in codecs:

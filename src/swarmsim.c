@@ -103,7 +103,7 @@ static const struct sw_cfg_entry train_tab[] = {
     SW_CFG_STR(T, "recovery", recovery, "none", "none, checkfree, checkfree+, copy, uniform, random, checkpoint:N or redundant"),
     SW_CFG_FLOAT(T, "lr-bump", lr_bump, 1.1, 0, 100, "learning-rate multiplier of a rebuilt stage"),
     SW_CFG_STR(T, "cf-weights", cf_weights, "preclip", "CheckFree neighbour weights: preclip or clipped gradient norms"),
-    SW_CFG_STR(T, "act-codec", act_codec, "fp32", "activations and their gradients at stage boundaries: fp32, bf16 or int8 (the swarm's [wire] activations)"),
+    SW_CFG_STR(T, "act-codec", act_codec, "fp32", "activations and their gradients at stage boundaries: fp32, bf16, int8 or int4 (the swarm's [wire] activations)"),
     SW_CFG_FLOAT(T, "rebuild-seconds", rebuild_s, 0.01, 0, 1e9, "simulated time of one stage rebuild (fixed, so runs replay exactly)"),
     SW_CFG_FLOAT(T, "redundant-factor", redundant_factor, 0, 0, 100, "step-time factor of redundant computation (0: measure)"),
     SW_CFG_FLOAT(T, "ckpt-save-seconds", ckpt_save_s, -1, -1, 1e9, "simulated stall of a checkpoint save (-1: measure)"),
@@ -726,7 +726,7 @@ cmd_train(int argc, char **argv)
     if (parse_recovery(o.recovery, &rec) < 0)
         return 2;
     if (sw_codec_parse(o.act_codec, &codec) < 0) {
-        fprintf(stderr, "%s: --act-codec: want fp32, bf16 or int8, got '%s'\n", prog, o.act_codec);
+        fprintf(stderr, "%s: --act-codec: want fp32, bf16, int8 or int4, got '%s'\n", prog, o.act_codec);
         return 2;
     }
     sw_checkfree_config_default(&rec.cc);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # t0304: the activation codecs of the signed manifest ([wire] activations,
-# swarm.conf(5); issue 13, item 3).  For bf16 and int8, 4 stages in 4
+# swarm.conf(5); issue 13, item 3).  For bf16, int8 and int4, 4 stages in 4
 # processes on loopback train 24 steps with their FWD and BWD payloads in
 # that codec, and follow swarmsim train --act-codec with the same codec to
 # <= 1e-5 relative per step (swarmsim encodes and decodes at its stage
@@ -8,7 +8,7 @@
 # swapped routes send a microbatch through 6 hops.  Each codec's losses
 # differ from fp32's (the codec is really applied, on both sides).
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
-echo "1..6"
+echo "1..8"
 STEPS=24
 
 # sim DIR CODEC [RECOVERY]: swarmsim train on the tests' manifest
@@ -47,4 +47,5 @@ $extra"
 
 run bf16 bf16
 run int8 int8
+run int4 int4
 run int8plus int8 checkfree+

@@ -4,6 +4,9 @@
 #include "codec.h"
 #include "tap.h"
 
+#include <float.h>
+#include <math.h>
+
 #include <stdint.h>
 #include <string.h>
 
@@ -36,25 +39,48 @@ fill(float *x, size_t n, uint64_t seed)
     }
 }
 
+/* Encodes and decodes x[n] (a blockwise codec c) through b into y: the
+ * largest error of a value, in steps (scales) of its block. */
+static double
+worst_steps(enum sw_codec c, const float *x, size_t n, uint8_t *b, float *y)
+{
+    double worst = 0;
+
+    sw_codec_encode(c, x, n, b);
+    sw_codec_decode(c, b, n, y);
+    for (size_t i = 0; i < n; i++) {
+        float scale;
+        memcpy(&scale, b + 4 * (i / SW_CODEC_BLOCK), 4);
+        double e = fabs((double)x[i] - y[i]) / scale;
+        if (e > worst)
+            worst = e;
+    }
+    return worst;
+}
+
 int
 main(void)
 {
     enum sw_codec c;
-    enum sw_codec all[] = {SW_CODEC_FP32, SW_CODEC_BF16, SW_CODEC_INT8};
+    enum sw_codec all[] = {SW_CODEC_FP32, SW_CODEC_BF16, SW_CODEC_INT8, SW_CODEC_INT4};
+    enum { NALL = 4 };
     int ok;
 
-    tap_plan(12);
+    tap_plan(17);
 
     ok = 1;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < NALL; i++)
         ok &= sw_codec_parse(sw_codec_name(all[i]), &c) == 0 && c == all[i];
-    tap_ok(ok && sw_codec_parse("int4", &c) < 0 && sw_codec_parse("", &c) < 0,
-           "fp32, bf16 and int8 parse back from their names; int4 and '' do not");
+    tap_ok(ok && sw_codec_parse("int2", &c) < 0 && sw_codec_parse("", &c) < 0,
+           "fp32, bf16, int8 and int4 parse back from their names; int2 and '' do not");
 
     tap_ok(sw_codec_bytes(SW_CODEC_FP32, 100) == 400 && sw_codec_bytes(SW_CODEC_BF16, 100) == 200 &&
                sw_codec_bytes(SW_CODEC_INT8, 100) == 2 * 4 + 100 &&
-               sw_codec_bytes(SW_CODEC_INT8, 64) == 4 + 64,
-           "sizes: 100 values are 400, 200 and 108 bytes; 64 int8 values one scale");
+               sw_codec_bytes(SW_CODEC_INT8, 64) == 4 + 64 &&
+               sw_codec_bytes(SW_CODEC_INT4, 100) == 2 * 4 + 50 &&
+               sw_codec_bytes(SW_CODEC_INT4, 65) == 2 * 4 + 33,
+           "sizes: 100 values are 400, 200, 108 and 58 bytes; 64 int8 values one scale; 65 int4 "
+           "values 41 bytes");
 
     /* bf16: the upper half of the float, to nearest, ties to even */
     tap_ok(bf16_of(1.0f) == 0x3f80 && bf16_of(-2.5f) == 0xc020 &&
@@ -80,6 +106,24 @@ main(void)
                "int8 decodes to q times the scale");
     }
 
+    /* int4: {1, -0.5, 0.25, 0, -1}: scale 1/7, q = 7, -3 (-3.4999998: the float scale is a
+     * hair above 1/7), 2 (1.75), 0, -7,
+     * two to a byte, the low nibble first; the fifth value's byte has a high nibble 0 */
+    {
+        float x[5] = {1.0f, -0.5f, 0.25f, 0.0f, -1.0f}, y[5];
+        uint8_t b[4 + 3];
+        float scale = 1.0f / 7.0f;
+        uint32_t sb;
+        sw_codec_encode(SW_CODEC_INT4, x, 5, b);
+        memcpy(&sb, b, 4);
+        tap_ok(sb == bits(scale) && b[4] == 0xd7 && b[5] == 0x02 && b[6] == 0x09,
+               "int4 known answer: scale 1/7, then bytes d7 02 09 (7, -3; 2, 0; -7, pad 0)");
+        sw_codec_decode(SW_CODEC_INT4, b, 5, y);
+        tap_ok(y[0] == 7 * scale && y[1] == -3 * scale && y[2] == 2 * scale && y[3] == 0 &&
+                   y[4] == -7 * scale,
+               "int4 decodes to q times the scale");
+    }
+
     /* an all-zero block: scale 0, zeros back */
     {
         float z[70] = {0}, y[70];
@@ -100,19 +144,14 @@ main(void)
         enum { N = 1000 };
         static float x[N], y[N], r[N];
         static uint8_t b[4 * N];
-        double worst8 = 0, worst16 = 0;
+        double worst8, worst4, worst16 = 0;
         fill(x, N, 42);
-        sw_codec_encode(SW_CODEC_INT8, x, N, b);
-        sw_codec_decode(SW_CODEC_INT8, b, N, y);
-        for (size_t i = 0; i < N; i++) {
-            float scale;
-            memcpy(&scale, b + 4 * (i / SW_CODEC_BLOCK), 4);
-            double e = fabs((double)x[i] - y[i]) / scale;
-            if (e > worst8)
-                worst8 = e;
-        }
+        worst8 = worst_steps(SW_CODEC_INT8, x, N, b, y);
         tap_ok(worst8 <= 0.5 + 1e-5, "int8: every value within half a step of its block (worst %.4f steps)",
                worst8);
+        worst4 = worst_steps(SW_CODEC_INT4, x, N, b, y);
+        tap_ok(worst4 <= 0.5 + 1e-5,
+               "int4: every value within half a step of its block (worst %.4f steps)", worst4);
         sw_codec_encode(SW_CODEC_BF16, x, N, b);
         sw_codec_decode(SW_CODEC_BF16, b, N, y);
         for (size_t i = 0; i < N; i++)
@@ -124,7 +163,7 @@ main(void)
         tap_ok(worst16 <= 1.0 / 256, "bf16: relative error at most 2^-8 (worst %.3g)", worst16);
 
         ok = 1;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < NALL; k++) {
             sw_codec_encode(all[k], x, N, b);
             sw_codec_decode(all[k], b, N, y);
             memcpy(r, x, sizeof(x));
@@ -134,14 +173,14 @@ main(void)
         tap_ok(ok, "roundtrip in place equals decode(encode()) bit for bit, each codec");
 
         ok = 1;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < NALL; k++) {
             sw_codec_encode(all[k], x, N, b);
             ok &= sw_codec_check(all[k], b, N);
         }
         tap_ok(ok, "what the encoders write passes the check, each codec");
 
         ok = 1;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < NALL; k++) {
             x[500] = NAN;
             sw_codec_encode(all[k], x, N, b);
             ok &= !sw_codec_check(all[k], b, N);
@@ -172,6 +211,47 @@ main(void)
         memcpy(b, &h, 2);
         ok &= !sw_codec_check(SW_CODEC_BF16, b, 1);
         tap_ok(ok, "the check refuses infinite and overflowing int8 scales, bf16 infinities and NaNs");
+    }
+
+    /* the largest scale the check allows decodes finite at every step count;
+     * one just above it (the old bound, 3e36, for int8) is refused */
+    {
+        uint8_t b[4 + 64];
+        float y[64], f;
+        ok = 1;
+        for (int k = 2; k < NALL; k++) {
+            float steps = all[k] == SW_CODEC_INT8 ? 128.0f : 8.0f;
+            memset(b, 0, sizeof(b));
+            memset(b + 4, all[k] == SW_CODEC_INT8 ? 0x81 : 0x99, 32); /* -127, or -7 twice */
+            f = FLT_MAX / steps;
+            memcpy(b, &f, 4);
+            ok &= sw_codec_check(all[k], b, 64);
+            sw_codec_decode(all[k], b, 64, y);
+            ok &= isfinite(y[0]) && y[0] < -1e37f;
+            f = nextafterf(FLT_MAX / steps, INFINITY);
+            memcpy(b, &f, 4);
+            ok &= !sw_codec_check(all[k], b, 64);
+        }
+        f = 3.0e36f;
+        memcpy(b, &f, 4);
+        ok &= !sw_codec_check(SW_CODEC_INT8, b, 64);
+        tap_ok(ok, "scales up to FLT_MAX over 128 (int8) or 8 (int4) steps pass and decode finite; "
+               "the next float up, and int8's old bound 3e36, are refused");
+    }
+
+    /* int4 payloads no encoder writes: a nibble -8, a non-zero pad */
+    {
+        uint8_t b[4 + 3];
+        float f = 1.0f;
+        memset(b, 0, sizeof(b));
+        memcpy(b, &f, 4);
+        ok = sw_codec_check(SW_CODEC_INT4, b, 5);
+        b[5] = 0x80; /* value 3: -8 */
+        ok &= !sw_codec_check(SW_CODEC_INT4, b, 5);
+        b[5] = 0;
+        b[6] = 0x10; /* the pad after value 4 */
+        ok &= !sw_codec_check(SW_CODEC_INT4, b, 5) && sw_codec_check(SW_CODEC_INT4, b, 6);
+        tap_ok(ok, "int4: a nibble -8 or a non-zero pad nibble fails the check");
     }
     return tap_done();
 }

@@ -47,7 +47,7 @@ main(void)
     char why[512], text[512];
     int err;
 
-    tap_plan(25);
+    tap_plan(26);
     err = sw_manifest_parse(&m, "good.conf", good, strlen(good), why, sizeof(why));
     tap_ok(err == 0, "a good manifest parses (%s)", err ? why : "ok");
     tap_ok(m.stages == 2 && m.steps == 30 && m.seed == 7 && m.batch == 2 && m.micro == 3 &&
@@ -74,17 +74,27 @@ main(void)
     tap_ok(refused("[model]\npreset = tiny\n[run]\nstages = 9\n", "run.stages"),
            "more stages than blocks");
     tap_ok(refused("[recovery]\nmode = pray\n", "recovery.mode"), "unknown recovery mode");
-    tap_ok(m.act_codec == SW_CODEC_FP32 && refused("[wire]\nactivations = int4\n",
-                                                   "wire.activations: want fp32, bf16 or int8"),
+    tap_ok(m.act_codec == SW_CODEC_FP32 &&
+               refused("[wire]\nactivations = int2\n",
+                       "wire.activations: want fp32, bf16, int8 or int4"),
            "no [wire] section: fp32 activations; an unknown codec is refused");
-    tap_ok(refused("[wire]\ngradients = bf16\n", "wire.gradients: want fp32 or int8"),
-           "gradients in bf16 are refused (fp32 or int8)");
+    tap_ok(refused("[wire]\ngradients = bf16\n", "wire.gradients: want fp32 or int8") &&
+               refused("[wire]\ngradients = int4\n", "wire.gradients: want fp32 or int8"),
+           "gradients in bf16 or int4 are refused (fp32 or int8)");
     {
         static const char w[] = "[model]\npreset = tiny\n[wire]\nactivations = int8\n";
         struct sw_manifest mw;
         err = sw_manifest_parse(&mw, "w.conf", w, strlen(w), why, sizeof(why));
         tap_ok(err == 0 && mw.act_codec == SW_CODEC_INT8 && mw.grad_codec == SW_CODEC_FP32,
                "[wire] activations = int8 is read; gradients stay fp32 by default");
+        if (err == 0)
+            sw_manifest_release(&mw);
+    }
+    {
+        static const char w[] = "[model]\npreset = tiny\n[wire]\nactivations = int4\n";
+        struct sw_manifest mw;
+        err = sw_manifest_parse(&mw, "w.conf", w, strlen(w), why, sizeof(why));
+        tap_ok(err == 0 && mw.act_codec == SW_CODEC_INT4, "[wire] activations = int4 is read");
         if (err == 0)
             sw_manifest_release(&mw);
     }
