@@ -66,7 +66,7 @@ main(void)
     enum { NALL = 4 };
     int ok;
 
-    tap_plan(17);
+    tap_plan(18);
 
     ok = 1;
     for (int i = 0; i < NALL; i++)
@@ -252,6 +252,31 @@ main(void)
         b[6] = 0x10; /* the pad after value 4 */
         ok &= !sw_codec_check(SW_CODEC_INT4, b, 5) && sw_codec_check(SW_CODEC_INT4, b, 6);
         tap_ok(ok, "int4: a nibble -8 or a non-zero pad nibble fails the check");
+    }
+
+    /* random payloads (a fixed seed): whatever passes the check decodes to
+     * finite values; the scales' bit patterns are uniform, so every
+     * exponent comes up, the largest ones too */
+    {
+        static uint8_t b[4 + 64];
+        float y[64];
+        uint64_t seed = 7, passed = 0, bad = 0;
+        for (int trial = 0; trial < 200000; trial++) {
+            enum sw_codec k = trial & 1 ? SW_CODEC_INT4 : SW_CODEC_INT8;
+            for (size_t i = 0; i < sizeof(b); i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                b[i] = (uint8_t)(seed >> 56);
+            }
+            if (!sw_codec_check(k, b, 64))
+                continue;
+            passed++;
+            sw_codec_decode(k, b, 64, y);
+            for (int i = 0; i < 64; i++)
+                bad += !isfinite(y[i]);
+        }
+        tap_ok(bad == 0 && passed > 1000,
+               "200000 random int8 and int4 payloads: the %llu that pass the check decode finite",
+               (unsigned long long)passed);
     }
     return tap_done();
 }
