@@ -69,15 +69,15 @@
  * restart; the same piece asked again then counts for nothing (at
  * 10 Mbit/s two pieces in flight are 8 s of the link: thrown away, a
  * source that went on for 10 s and stalled again had sent no piece asked
- * since its resume, and the copy failed).  A source resumes from every stall that follows a piece since
- * its (re)start or last resume, SW_FETCH_RESUMES times (once) in a row at
- * most: a stall with no piece since its last resume fails the fetch as
- * before (t0422 stops a source twice mid-copy: two resumes, one copy).
- * Each resume waits out a stall deadline and the next needs a new piece,
- * so a source that drips its pieces delays a copy no more than it could
- * without resumes.  Never when the caller marked it gone (a node it
- * declared dead: a copier picks another source at once); a source of more
- * than SW_FETCH_RESUME_PIECES
+ * since its resume, and the copy failed).  A source resumes from every
+ * stall that follows a piece since its (re)start or last resume,
+ * SW_FETCH_RESUMES times (once) in a row at most: a stall with no piece
+ * since its last resume fails the fetch as before (t0422 stops a source
+ * twice mid-copy: two resumes, one copy).  Each resume waits out a stall
+ * deadline and the next needs a new piece, so a source that drips its
+ * pieces delays a copy no more than it could without resumes.  Never when
+ * the caller marked it gone (a node it declared dead: a copier picks
+ * another source at once); a source of more than SW_FETCH_RESUME_PIECES
  * pieces (16 GiB) never resumes.  An answer whose body does not parse (bad
  * msgpack, a key no node sends) fails it with -SW_EPROTO: no honest node
  * sends one, and the caller bans its sender (m->hdr.sender).

@@ -726,7 +726,8 @@ cmd_train(int argc, char **argv)
     if (parse_recovery(o.recovery, &rec) < 0)
         return 2;
     if (sw_codec_parse(o.act_codec, &codec) < 0) {
-        fprintf(stderr, "%s: --act-codec: want fp32, bf16, int8 or int4, got '%s'\n", prog, o.act_codec);
+        fprintf(stderr, "%s: --act-codec: want fp32, bf16, int8 or int4, got '%s'\n", prog,
+                o.act_codec);
         return 2;
     }
     sw_checkfree_config_default(&rec.cc);
