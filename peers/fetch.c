@@ -76,6 +76,17 @@ piece_had(const struct sw_fetch_src *s, size_t piece)
     return piece < SW_FETCH_RESUME_PIECES && (s->have[piece / 64] >> (piece % 64) & 1);
 }
 
+/* Piece `piece` of source s: its first float in its slab (returned) and
+ * its count of floats (*cnt). */
+static size_t
+piece_span(const struct sw_fetch *f, const struct sw_fetch_src *s, size_t piece, size_t *cnt)
+{
+    size_t off = (piece % pieces_per_slab(f, s)) * f->chunk;
+
+    *cnt = SW_MIN(f->chunk, s->numel - off);
+    return off;
+}
+
 /* A new generation of s, asked from its first piece not received, its
  * deadline from now: what a restart and a resume share. */
 static void
@@ -246,11 +257,11 @@ take_piece(struct sw_fetch *f, int i, size_t piece, const struct sw_transport_ms
            uint64_t now, bool late)
 {
     struct sw_fetch_src *s = &f->src[i];
-    size_t pps = pieces_per_slab(f, s), off = (piece % pps) * f->chunk;
-    size_t cnt = m->payload_len / sizeof(float);
+    size_t cnt, off = piece_span(f, s, piece, &cnt);
     bool all = true;
 
-    memcpy(s->buf + (piece / pps) * s->numel + off, m->payload, m->payload_len);
+    memcpy(s->buf + (piece / pieces_per_slab(f, s)) * s->numel + off, m->payload,
+           m->payload_len);
     if (piece < SW_FETCH_RESUME_PIECES)
         s->have[piece / 64] |= 1ull << (piece % 64);
     if (!late)
@@ -283,7 +294,7 @@ late_answer(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
 {
     int i = TAG_SRC(tag);
     struct sw_fetch_src *s = &f->src[i];
-    size_t piece = TAG_PIECE(tag), pps, off, cnt;
+    size_t piece = TAG_PIECE(tag), off, cnt;
     uint64_t step = 0;
     double lrm = 0, norm = 0, normc = 0;
 
@@ -292,9 +303,7 @@ late_answer(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
         !s->have_step || s->done || src_pieces(f, s) > SW_FETCH_RESUME_PIECES ||
         piece >= src_pieces(f, s) || piece_had(s, piece))
         return SW_FETCH_BUSY;
-    pps = pieces_per_slab(f, s);
-    off = (piece % pps) * f->chunk;
-    cnt = SW_MIN(f->chunk, s->numel - off);
+    off = piece_span(f, s, piece, &cnt);
     if (read_answer(m, s, off, cnt, &step, &(uint64_t){0}, &lrm, &norm, &normc) < 0 ||
         step != s->step || !sw_wire_all_finite(SW_WIRE_F32, m->payload, m->payload_len))
         return SW_FETCH_BUSY;
@@ -309,7 +318,7 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
 {
     int i = TAG_SRC(tag), err, rc;
     struct sw_fetch_src *s = &f->src[i];
-    size_t piece = TAG_PIECE(tag), pps, off, cnt;
+    size_t piece = TAG_PIECE(tag), off, cnt;
     uint64_t step = 0, t = 0;
     double lrm = 0, norm = 0, normc = 0;
     bool taken;
@@ -330,9 +339,7 @@ sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,
     s->inflight--;
     if (status < 0)
         return fail(f, i, status);
-    pps = pieces_per_slab(f, s);
-    off = (piece % pps) * f->chunk;
-    cnt = SW_MIN(f->chunk, s->numel - off);
+    off = piece_span(f, s, piece, &cnt);
     err = read_answer(m, s, off, cnt, &step, &t, &lrm, &norm, &normc);
     if (err == -SW_EAGAIN && s->snap >= 0) {
         /* armed: the node snapshots when it gets there; ask again soon */
