@@ -801,6 +801,7 @@ fetch_ended(struct sw_trainer *t, int rc, const struct sw_transport_msg *m)
         else
             SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "state copy from '%s' refused or malformed; "
                                "trying again", s->ep);
+        t->rc.copy_fail_ms = t->now;
         if (memcmp(t->rc.fail_pk, s->pk, 32) || t->fetch.err != -SW_ETIMEDOUT) {
             memcpy(t->rc.fail_pk, s->pk, 32);
             t->rc.fails = 0;
@@ -1092,7 +1093,7 @@ static void
 rebuild_tick(struct sw_trainer *t)
 {
     const struct sw_peer_rec *nb[2], *src;
-    bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing;
+    bool *empty = sw_calloc((size_t)t->S, sizeof(bool)), syncing, lost;
     char why[512], ev[64];
 
     if (!empty)
@@ -1112,9 +1113,21 @@ rebuild_tick(struct sw_trainer *t)
             if (t->dir[i].state != SW_REC_SYNCING && memcmp(t->dir[i].pk, t->pk, 32))
                 empty[t->dir[i].stage] = false;
     }
-    if (lost_for_good(t, empty, why, sizeof(why)) && holds_own_state(t)) {
+    lost = lost_for_good(t, empty, why, sizeof(why));
+    if (lost && holds_own_state(t)) {
         sw_recover_own_state(t, why);
-    } else if (lost_for_good(t, empty, why, sizeof(why))) {
+    } else if (lost && t->rc.copy_fail_ms &&
+               t->now - t->rc.copy_fail_ms < (uint64_t)t->o.dead_ms) {
+        /* a copy of this stage failed a moment ago: its source was there,
+         * and as for a node in the run (sw_recover_check_lost) its loss
+         * has to last a dead time.  A source stopped for longer than its
+         * record's ttl (SIGSTOP, a laptop's lid) is out of the table until
+         * it goes on, and its stage looks empty meanwhile (t0423: the
+         * newcomer copying it left the run with exit 5) */
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "stage %d looks lost at step %llu: %s; waiting "
+                           "%d ms from the failed copy for it to come back", t->stage,
+                           (unsigned long long)t->run_step, why, t->o.dead_ms);
+    } else if (lost) {
         snprintf(ev, sizeof(ev), "\"stage\":%d,\"step\":%llu", t->stage,
                  (unsigned long long)t->run_step);
         sw_log_event(SW_LOG_ERROR, "cannot_recover", ev, "cannot recover stage %d at step %llu: "

@@ -67,6 +67,10 @@
  * whose stage has no other source waits, for two such periods at most,
  * instead of rebuilding it beside that node: distrust_wait); one that
  * others contradict (another hash at the same step) is banned.  Refusals are counted (copies_refused).
+ * A stage that looks lost for good (lost_for_good) within the dead time
+ * after a failed copy of it is waited for rather than given up (exit 5):
+ * the source was there, its record may have lapsed while it was stopped
+ * (rebuild_tick; t0423).
  *
  * STATE_GET {stage, which, off, n, hstep}: with hstep s (n 0), the answer
  * is {err, stage, step s, hash} (16 hex digits, this node's parameter hash
@@ -116,6 +120,7 @@ struct sw_recover {
     uint64_t ck_asked_ms;    /* --from-checkpoint: when the keeper was first looked up */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
     uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
+    uint64_t copy_fail_ms;   /* when a copy of this stage last failed (0: never) */
     uint64_t distrust_wait_ms; /* sync: waiting for a distrusted node of the stage since (0: not) */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */

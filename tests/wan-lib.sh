@@ -270,14 +270,14 @@ activations = int8"
 # access link LINK (one way, wanemu's), and a 2-stage run of 100000 steps
 # of big_model 512 1536 (2 blocks, 27 MB of parameters a stage; 16-token
 # sequences; $TMP/run.conf, signed) with its bootstrap on host b (t0418,
-# t0419)
+# t0419); WAN_D and WAN_FFN set other widths (t0423)
 wan_wide_run() {
     local l=$1
     shift
     wan_start b:1:$l s0:10:$l s1:11:$l s1b:12:$l
     ok $? "4 hosts, each link $l"
     M_SEQ_LEN=16
-    big_model 512 1536
+    big_model "${WAN_D:-512}" "${WAN_FFN:-1536}"
     write_manifest "$TMP/run.conf" 100000 2 "$@"
     sign_manifest "$TMP/run.conf"
     wan_boot b "$TMP/run.conf"
