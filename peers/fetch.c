@@ -442,7 +442,7 @@ sw_fetch_left_ms(const struct sw_fetch *f, uint64_t now)
 {
     double total = 0, got = 0;
 
-    if (!f->active || !f->bytes || now <= f->t0_ms)
+    if (!f->active)
         return 0;
     for (int i = 0; i < f->nsrc; i++) {
         total += (double)f->src[i].nwhich * (double)f->src[i].numel;
@@ -450,6 +450,11 @@ sw_fetch_left_ms(const struct sw_fetch *f, uint64_t now)
     }
     if (got >= total)
         return 0;
+    if (!f->bytes || now <= f->t0_ms)
+        /* no rate measured yet (the first piece is on its way): the
+         * floats left at the rate the first piece's deadline allows (the
+         * copier's first READY said "0.0 s left") */
+        return (uint64_t)((total - got) * sizeof(float) * 1000.0 / SW_FETCH_MIN_RATE) + 1;
     /* the floats left at the bytes per ms measured since the start */
     return (uint64_t)((total - got) * sizeof(float) * (double)(now - f->t0_ms) /
                       (double)f->bytes) + 1;

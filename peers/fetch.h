@@ -166,7 +166,8 @@ void sw_fetch_src_set(struct sw_fetch *f, int i, const char *ep, const uint8_t *
 int sw_fetch_start(struct sw_fetch *f, int nsrc, uint64_t now);
 /* Forget it: every answer in flight becomes stale. */
 void sw_fetch_abandon(struct sw_fetch *f);
-/* An active fetch's time left at its rate so far (ms; 0: nothing measured yet). */
+/* An active fetch's time left (ms): at its rate so far, at SW_FETCH_MIN_RATE
+ * before a byte came; 0 when none is active or all is in. */
 uint64_t sw_fetch_left_ms(const struct sw_fetch *f, uint64_t now);
 /* An answer (status 0 with m, or the request's error) to the request tag. */
 int sw_fetch_response(struct sw_fetch *f, uint64_t now, uint64_t tag, int status,

@@ -374,12 +374,19 @@ restart_on_step(void)
     fill_sentinel(buf, 10);
     fetcher(&f, &fk, 2, 1000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
+    tap_ok(sw_fetch_left_ms(&f, T0) == 0, "no fetch: no time left");
     rc = sw_fetch_start(&f, 1, T0);
     tap_ok(rc == SW_FETCH_BUSY && fk.n == 2 && fk.r[0].off == 0 && fk.r[1].off == 4,
            "window 2: pieces at 0 and 4 asked");
+    tap_ok(sw_fetch_left_ms(&f, T0 + 5) == (uint64_t)(40 * 1000 / SW_FETCH_MIN_RATE) + 1,
+           "before a piece: the 40 bytes left at SW_FETCH_MIN_RATE (%llu ms)",
+           (unsigned long long)sw_fetch_left_ms(&f, T0 + 5));
     rc = answer(&f, T0 + 10, &fk.r[0], &n5);
     tap_ok(rc == SW_FETCH_BUSY && fk.n == 3 && fk.r[2].off == 8 && buf[0] == n5.data[0][0],
            "piece 0 of step 5 taken, the next piece asked");
+    tap_ok(sw_fetch_left_ms(&f, T0 + 10) == 6 * sizeof(float) * 10 / (4 * sizeof(float)) + 1,
+           "then the 6 floats left at the rate so far, 4 floats in 10 ms (%llu ms)",
+           (unsigned long long)sw_fetch_left_ms(&f, T0 + 10));
     rc = answer(&f, T0 + 20, &fk.r[1], &n6);
     tap_ok(rc == SW_FETCH_BUSY && fk.n == 5 && fk.r[3].off == 0 && fk.r[4].off == 8 &&
                fk.r[3].tag != fk.r[0].tag && fk.r[4].tag != fk.r[2].tag &&
@@ -876,7 +883,7 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 3 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 13 + 2);
+    tap_plan(11 + 3 + 9 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 13 + 2);
     one_source();
     slow_link(3355, 2, "10 Mbit/s");
     slow_link(1678, 3, "20 Mbit/s");
