@@ -62,7 +62,8 @@ TESTS += tests/test_status
 sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh tests/t0302-big-stage.sh \
 	tests/t0303-big-checkfree-plus.sh tests/t0304-codecs.sh tests/t0305-big-microbatch.sh \
 	tests/t0306-compute-apart.sh \
-	tests/t0310-replicas.sh tests/t0311-grad-int8.sh tests/t0320-stage-auto.sh \
+	tests/t0310-replicas.sh tests/t0311-grad-int8.sh tests/t0312-grad-int4.sh \
+	tests/t0320-stage-auto.sh \
 	tests/t0330-bad-manifest.sh tests/t0340-status-json.sh tests/t0350-kill-checkfree.sh \
 	tests/t0355-kill-checkfree-plus.sh tests/t0360-kill-replica.sh tests/t0370-kill-adjacent.sh \
 	tests/t0380-rogue.sh tests/t0381-admission.sh tests/t0382-attack-prepare-records.sh \

@@ -63,7 +63,7 @@ static const struct sw_cfg_entry admission_tab[] = {
 };
 static const struct sw_cfg_entry wire_tab[] = {
     SW_CFG_STR(M, "activations", wire_act, "fp32", "how activations and their gradients cross a stage boundary (FWD, BWD): fp32, bf16, int8 or int4 (blockwise, a scale per 64 values)"),
-    SW_CFG_STR(M, "gradients", wire_grad, "fp32", "how replicas of a stage exchange their partial gradients (GRAD): fp32, or int8 (blockwise, with error feedback)"),
+    SW_CFG_STR(M, "gradients", wire_grad, "fp32", "how replicas of a stage exchange their partial gradients (GRAD): fp32, or int8 or int4 (blockwise, with error feedback)"),
 };
 static const struct sw_cfg_entry data_tab[] = {
     SW_CFG_STR(M, "path", data, "", "training data: a file, a folder or a comma-separated list (stage-0 nodes; swarmd join --data overrides)"),
@@ -182,8 +182,8 @@ derive(struct sw_manifest *m, char *why, size_t whylen)
         return -SW_ECONFIG;
     }
     if (sw_codec_parse(m->wire_grad, &m->grad_codec) < 0 ||
-        (m->grad_codec != SW_CODEC_FP32 && m->grad_codec != SW_CODEC_INT8)) {
-        snprintf(why, whylen, "wire.gradients: want fp32 or int8, got '%s'", m->wire_grad);
+        m->grad_codec == SW_CODEC_BF16) {
+        snprintf(why, whylen, "wire.gradients: want fp32, int8 or int4, got '%s'", m->wire_grad);
         return -SW_ECONFIG;
     }
     N = (size_t)m->batch * m->T;

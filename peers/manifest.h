@@ -77,7 +77,7 @@ struct sw_manifest {
     enum sw_recovery_mode recovery_mode;
     bool admission_open;         /* [admission] mode = open */
     enum sw_codec act_codec;     /* [wire] activations */
-    enum sw_codec grad_codec;    /* [wire] gradients: fp32 or int8 */
+    enum sw_codec grad_codec;    /* [wire] gradients: fp32, int8 or int4 */
     uint8_t run_id[32];          /* BLAKE2b-256 of bytes */
     char *bytes;                 /* the manifest as read (NUL-terminated copy) */
     size_t len;

@@ -78,9 +78,9 @@ main(void)
                refused("[wire]\nactivations = int2\n",
                        "wire.activations: want fp32, bf16, int8 or int4"),
            "no [wire] section: fp32 activations; an unknown codec is refused");
-    tap_ok(refused("[wire]\ngradients = bf16\n", "wire.gradients: want fp32 or int8") &&
-               refused("[wire]\ngradients = int4\n", "wire.gradients: want fp32 or int8"),
-           "gradients in bf16 or int4 are refused (fp32 or int8)");
+    tap_ok(refused("[wire]\ngradients = bf16\n", "wire.gradients: want fp32, int8 or int4") &&
+               refused("[wire]\ngradients = int2\n", "wire.gradients: want fp32, int8 or int4"),
+           "gradients in bf16 or an unknown codec are refused (fp32, int8 or int4)");
     {
         static const char w[] = "[model]\npreset = tiny\n[wire]\nactivations = int8\n";
         struct sw_manifest mw;
@@ -91,10 +91,12 @@ main(void)
             sw_manifest_release(&mw);
     }
     {
-        static const char w[] = "[model]\npreset = tiny\n[wire]\nactivations = int4\n";
+        static const char w[] = "[model]\npreset = tiny\n[wire]\nactivations = int4\n"
+                                "gradients = int4\n";
         struct sw_manifest mw;
         err = sw_manifest_parse(&mw, "w.conf", w, strlen(w), why, sizeof(why));
-        tap_ok(err == 0 && mw.act_codec == SW_CODEC_INT4, "[wire] activations = int4 is read");
+        tap_ok(err == 0 && mw.act_codec == SW_CODEC_INT4 && mw.grad_codec == SW_CODEC_INT4,
+               "[wire] activations = int4 and gradients = int4 are read");
         if (err == 0)
             sw_manifest_release(&mw);
     }
