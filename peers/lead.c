@@ -591,7 +591,11 @@ copy_wait(struct sw_trainer *t, struct sw_lead_slot *p, uint64_t left_ms)
 {
     struct sw_lead *L = &t->lead;
     uint64_t until = t->now + SW_MAX(left_ms, (uint64_t)SW_LEAD_REASK_MS) + prepare_timeout(t);
-    uint64_t wait = copy_wait_ms(t, p->stage);
+    /* the copy wait, and the PREPARE timeout the copier has to answer in
+     * after its copy: that timeout is --dead-ms, and a wait that held it
+     * too waited for no copy at all with --dead-ms 60000 and a stage of
+     * under 30 MB (t0423: the copy restarted at every step, for good) */
+    uint64_t wait = copy_wait_ms(t, p->stage) + prepare_timeout(t);
     char who[13];
 
     if (L->copy_end && !memcmp(L->copy_pk, p->pk, 32) && t->now < L->phase_ms + wait) {

@@ -126,8 +126,11 @@
  * answers a PREPARE at once with READY "copy" (ok false, the time its
  * copy has left at its rate so far), and the round waits for it, asking
  * again every SW_LEAD_REASK_MS, until it is ready, as long as that ends
- * within the stage's copy wait of the PREPARE: the run pauses once, its
- * source stays at the step, and the copy finishes.  The copy wait is
+ * within the stage's copy wait and the PREPARE timeout (the copier's time
+ * to answer after its copy) of the PREPARE: the run pauses once, its
+ * source stays at the step, and the copy finishes (the timeout, which is
+ * --dead-ms, was counted inside the copy wait: with --dead-ms 60000 no
+ * copy of a stage under 30 MB was waited for, t0423).  The copy wait is
  * SW_LEAD_COPY_WAIT_MS, or longer for a big stage: its state (parameters
  * and both AdamW moments) at SW_LEAD_COPY_MIN_RATE, so that a copy of a
  * stage of hundreds of MB over a home link finishes too (255 MB at
@@ -215,8 +218,8 @@
  * timeout (the larger of the dead time and 5 s). */
 #define SW_LEAD_REASK_MS 500
 /* A round waits for a node copying its stage's state (READY with "copy":
- * the time its copy has left) up to the stage's copy wait from its
- * PREPARE: the longer of SW_LEAD_COPY_WAIT_MS and its state at
+ * the time its copy has left) up to the stage's copy wait and the PREPARE
+ * timeout from its PREPARE; the copy wait is the longer of SW_LEAD_COPY_WAIT_MS and its state at
  * SW_LEAD_COPY_MIN_RATE bytes/s (4 Mbit/s), SW_LEAD_COPY_WAIT_MAX_MS at
  * most, asking it again every SW_LEAD_REASK_MS; a copier it waited for that
  * was not ready when the round went is not waited for again for

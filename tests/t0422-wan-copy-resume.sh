@@ -22,16 +22,8 @@ echo "1..4"
 
 watchdog 600
 
-wan_wide_run delay=25,rate=10,queue=100 "[wire]
-activations = int8
-gradients = int8"
-wan_node "$TMP/n0.log" s0 0 --dead-ms 30000
-wait_for 120 grep -q "stage 0 initialised" "$TMP/n0.log"
-wan_node "$TMP/n1.log" s1 1 --dead-ms 30000
-N1=$NODE_PID
-wait_steps 180 "$TMP/n1.log" 2; rc=$?
-wan_node "$TMP/n1b.log" s1b 1 --dead-ms 30000
-echo "# the replica of stage 1 started at step $(last_step "$TMP/n1.log")"
+wan_wide_copier 30000
+rc=$WIDE_RC
 # about 10 MB of the copy in, n1 stops for 20 s; 10 s after it goes on
 # (about 10 MB more), it stops for 20 s again
 wait_for 120 grep -q "copying stage 1" "$TMP/n1b.log" && sleep 8
@@ -59,8 +51,4 @@ bytes=$(events "$TMP/n1b.log" recovery bytes | head -n 1)
 [ $rc2 -eq 0 ] && [ "$copies" -eq 1 ] && [ "${bytes:-0}" -gt 80000000 ]
 ok $? "one copy ($copies) of the 81 MB state ($bytes bytes)"
 
-twin() { [ "$(both_steps "$TMP/n1.log" "$TMP/n1b.log")" -ge 2 ]; }
-[ $rc2 -eq 0 ] && wait_for 180 twin; rc3=$?
-echo "# steps with its twin: $(both_steps "$TMP/n1.log" "$TMP/n1b.log"); the run at $(last_step "$TMP/n1.log")"
-[ $rc3 -eq 0 ] || diag_msgs "$TMP/n1b.log"
-ok $rc3 "the replica took 2 steps with its twin after its copy"
+wan_twin_ok $rc2

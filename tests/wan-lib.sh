@@ -282,6 +282,40 @@ wan_wide_run() {
     sign_manifest "$TMP/run.conf"
     wan_boot b "$TMP/run.conf"
 }
+# wan_wide_copier DEAD_MS: wan_wide_run over 25 ms + 10 Mbit/s links, int8
+# activations and gradients; n0 (stage 0) and n1 (stage 1) with --dead-ms
+# DEAD_MS, and once n1 has taken 2 steps (WIDE_RC: that wait's status) its
+# replica n1b, which copies the stage from n1; N1 and N1B are their pids
+# (t0422, t0423)
+wan_wide_copier() {
+    wan_wide_run delay=25,rate=10,queue=100 "[wire]
+activations = int8
+gradients = int8"
+    wan_node "$TMP/n0.log" s0 0 --dead-ms "$1"
+    wait_for 120 grep -q "stage 0 initialised" "$TMP/n0.log"
+    wan_node "$TMP/n1.log" s1 1 --dead-ms "$1"
+    N1=$NODE_PID
+    wait_steps 180 "$TMP/n1.log" 2
+    WIDE_RC=$?
+    wan_node "$TMP/n1b.log" s1b 1 --dead-ms "$1"
+    N1B=$NODE_PID
+    echo "# the replica of stage 1 started at step $(last_step "$TMP/n1.log")"
+}
+
+# wan_twin_ok COPY_RC: once its copy is in (COPY_RC 0), n1b takes 2 steps
+# with n1 within 180 s; says so (ok) with the steps counted (t0421-t0423)
+wan_twin_ok() {
+    local rc=1
+    if [ "$1" -eq 0 ]; then
+        wait_for 180 eval '[ "$(both_steps "$TMP/n1.log" "$TMP/n1b.log")" -ge 2 ]'
+        rc=$?
+    fi
+    echo "# steps with its twin: $(both_steps "$TMP/n1.log" "$TMP/n1b.log"); its first:" \
+        "$(first_step "$TMP/n1b.log"); the run at $(last_step "$TMP/n1.log")"
+    [ $rc -eq 0 ] || diag_msgs "$TMP/n1b.log"
+    ok $rc "the replica took 2 steps with its twin after its copy"
+}
+
 # wan_tiny_sim STEPS: swarmsim train of wan_tiny_run's run, its first STEPS
 # steps, into $TMP/sim (--max-iters: swarmsim then says, and exits 1, that
 # the run was not finished; match_sim reads what it wrote)
