@@ -17,22 +17,15 @@ STEPS=${STEPS:-300}
 CODECS=${CODECS:-fp32 int8 int4}
 SEEDS=${SEEDS:-1337 1338 1339}
 . "$(dirname "$0")/bench-lib.sh"
-# stop_run: the run's processes (its nodes exited when it finished)
-stop_run() {
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    PIDS=""
-}
 echo "# grad_codec_bench.sh $BUILD STEPS=$STEPS CODECS='$CODECS' SEEDS='$SEEDS'"
 printf '%-6s %-6s %10s %10s\n' codec seed "loss@last50" together
 for c in $CODECS; do
     for seed in $SEEDS; do
         d=$TMP/$c-$seed
         mkdir -p "$d"
-        write_manifest "$d/run.conf" "$STEPS" 2 "[wire]
+        M_SEED=$seed write_manifest "$d/run.conf" "$STEPS" 2 "[wire]
 activations = int8
 gradients = $c"
-        sed -i "s/^seed = .*/seed = $seed/" "$d/run.conf"
         sign_manifest "$d/run.conf"
         start_boot "$d/run.conf"
         start_big_2x2

@@ -100,9 +100,7 @@ cooldown = 6"
     sleep "$WINDOW"
     after=$(tps "$TMP/${tag}3.log" "$t0" "$(awk -v a="$t0" -v b="$WINDOW" 'BEGIN { print a + b }')")
     moves=$(cat "$TMP/$tag"x*.log | grep -c '"event":"moved"')
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    PIDS=""
+    stop_run
     release_cgroups
     echo "$before $after $moves ${victims:- none}"
 }

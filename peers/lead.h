@@ -219,7 +219,8 @@
 #define SW_LEAD_REASK_MS 500
 /* A round waits for a node copying its stage's state (READY with "copy":
  * the time its copy has left) up to the stage's copy wait and the PREPARE
- * timeout from its PREPARE; the copy wait is the longer of SW_LEAD_COPY_WAIT_MS and its state at
+ * timeout from its PREPARE; the copy wait is the longer of
+ * SW_LEAD_COPY_WAIT_MS and its state at
  * SW_LEAD_COPY_MIN_RATE bytes/s (4 Mbit/s), SW_LEAD_COPY_WAIT_MAX_MS at
  * most, asking it again every SW_LEAD_REASK_MS; a copier it waited for that
  * was not ready when the round went is not waited for again for

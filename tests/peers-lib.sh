@@ -132,6 +132,14 @@ msgs() {
         sed -n 's/^{.*"level":"\([a-z]*\)",.*"msg":"\(.*\)"}$/\1: \2/p'
 }
 
+# stop_run: SIGTERM to every process start_bg started, then wait for them;
+# the next run starts with none (the benches that run several in turn)
+stop_run() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    PIDS=""
+}
+
 start_bg() { # start_bg LOG CMD...: run in the background, remember the pid
     local log=$1; shift
     "$@" >"$log" 2>&1 &
@@ -140,8 +148,9 @@ start_bg() { # start_bg LOG CMD...: run in the background, remember the pid
 }
 
 # write_manifest FILE STEPS STAGES [extra ini lines]: the tests' run (preset
-# tiny, 4 microbatches of 4 x 32 tokens; M_PRESET, M_BATCH, M_SEQ_LEN change
-# the model preset, the sequences and the tokens of a microbatch; M_MODEL,
+# tiny, 4 microbatches of 4 x 32 tokens, seed 1337; M_PRESET, M_BATCH,
+# M_SEQ_LEN, M_SEED change the model preset, the sequences, the tokens of a
+# microbatch and the run seed; M_MODEL,
 # lines under [model], overrides the preset's shape (d_model = 1024...);
 # M_ADMISSION=open or owner writes an [admission] section, unset: none, that
 # is mode owner)
@@ -151,7 +160,7 @@ write_manifest() {
 name = t03
 stages = $3
 steps = $2
-seed = 1337
+seed = ${M_SEED:-1337}
 
 [model]
 preset = ${M_PRESET:-tiny}
