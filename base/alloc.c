@@ -67,7 +67,7 @@ sw_strdup(const char *s)
 }
 
 void *
-sw_malloc_big(size_t size)
+sw_malloc_big_untouched(size_t size)
 {
     void *p = NULL;
     size_t align = size >= SW_ALLOC_HUGE ? SW_ALLOC_HUGE : 64;
@@ -89,7 +89,16 @@ sw_malloc_big(size_t size)
     if (align == SW_ALLOC_HUGE)
         (void)madvise(p, size, MADV_HUGEPAGE);
 #endif
-    memset(p, 0, size); /* pre-fault: touch every page now, not in the hot loop */
+    return p;
+}
+
+void *
+sw_malloc_big(size_t size)
+{
+    void *p = sw_malloc_big_untouched(size);
+
+    if (p) /* pre-fault: touch every page now, not in the hot loop */
+        memset(p, 0, size == 0 ? 64 : (size + 63) & ~(size_t)63);
     return p;
 }
 

@@ -30,6 +30,10 @@ char *sw_strdup(const char *s) __attribute__((malloc, warn_unused_result));
 
 /* 64-byte aligned, zero-filled (so every page is touched); free with sw_free_big. */
 void *sw_malloc_big(size_t size) __attribute__((malloc, warn_unused_result));
+/* The same, aligned and advised but neither filled nor touched: its pages
+ * fault (and hold whoever touches them) when the caller first writes them;
+ * a caller that needs zeroes writes them itself (peers/step.h, Warm-up). */
+void *sw_malloc_big_untouched(size_t size) __attribute__((malloc, warn_unused_result));
 void sw_free_big(void *p);
 
 #endif

@@ -155,6 +155,8 @@ update_run(struct sw_compute *c, const struct sw_compute_job *j)
     out->norm = c->opt.last_norm;
     if ((err = hash_params(c, out->hash)) < 0)
         return err;
+    memcpy(c->hash, out->hash, 32);
+    c->hash_ok = true;
     return sw_stage_zero_grad(&c->st);
 }
 
@@ -178,7 +180,9 @@ job_run(struct sw_compute *c)
                                                 c->job.scale), t0);
         break;
     case SW_JOB_INIT: /* not compute time: the step's figures leave it out */
-        c->job.err = sw_stage_init_params(&c->st, c->job.seed);
+        if ((c->job.err = sw_stage_init_params(&c->st, c->job.seed)) >= 0 &&
+            (c->job.err = hash_params(c, c->hash)) >= 0)
+            c->hash_ok = true;
         break;
     case SW_JOB_UPDATE: /* nor this */
         c->job.err = c->job.out->err = update_run(c, &c->job);
@@ -366,6 +370,7 @@ op_update(void *m, uint64_t step, const float *const *grads, int ngrads,
     struct sw_compute *c = m;
 
     job_wait(c);
+    c->hash_ok = false;
     memset(out, 0, sizeof(*out));
     c->job = (struct sw_compute_job){.kind = SW_JOB_UPDATE, .step = step, .grads = grads,
                                      .ngrads = ngrads, .out = out};
@@ -376,9 +381,16 @@ static int
 op_hash(void *m, uint8_t out[32])
 {
     struct sw_compute *c = m;
+    int err;
 
     job_wait(c);
-    return hash_params(c, out);
+    if (!c->hash_ok) {
+        if ((err = hash_params(c, c->hash)) < 0)
+            return err;
+        c->hash_ok = true;
+    }
+    memcpy(out, c->hash, 32);
+    return 0;
 }
 
 static float *
@@ -407,6 +419,7 @@ op_write(void *m, const float *host, const struct sw_stage_scalars *sc)
     int err;
 
     job_wait(c);
+    c->hash_ok = false;
     for (int w = 0; w < 3; w++)
         if ((err = h2d(c, slab(c, w), host + (size_t)w * n, n)) < 0)
             return err;
@@ -436,6 +449,7 @@ op_init(void *m, uint64_t seed)
     struct sw_compute *c = m;
 
     job_wait(c);
+    c->hash_ok = false;
     c->job = (struct sw_compute_job){.kind = SW_JOB_INIT, .seed = seed};
     return job_start(c, NULL);
 }
@@ -518,6 +532,7 @@ op_rebuild(void *m, struct sw_rebuild *rb)
     int err = 0;
 
     job_wait(c);
+    c->hash_ok = false;
     sw_checkfree_config_default(&cc);
     for (int i = 0; i < (rb->plus ? 1 : 2) && err >= 0; i++)
         have[i] = (err = view(c, &v[i], rb->src_stage[i], rb->src[i], &dev[i])) >= 0;

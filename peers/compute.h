@@ -10,7 +10,7 @@
  * measured here with the wall clock (the trainer core has none).
  *
  * Compute apart: after sw_compute_apart, forward, backward, the update
- * (with the new parameters' hash) and the seed's initialisation run on the
+ * and the seed's initialisation (each with the new parameters' hash) run on the
  * struct's own thread and return SW_COMPUTE_PENDING (trainer.h) at once;
  * done(arg) is called on that thread when one is done (uv_async_send is
  * what swarmd's loop gives it), and the loop then takes the result with
@@ -49,6 +49,12 @@ struct sw_compute {
     struct sw_data_cursor mark;
     double compute_s;
     float *host;             /* scratch [numel] (hashes) */
+    /* the parameters' hash as the last init, update or hash op found them
+     * (the first two on the thread that ran them), until anything else
+     * writes them: the hash op answers with it instead of hashing again in
+     * the caller's loop (a copy's install asked twice) */
+    uint8_t hash[32];
+    bool hash_ok;
     int32_t *tok, *tg;       /* scratch [B * T] (data replay) */
     struct sw_stage_layout owner[2]; /* stage 0 and S-1: where the replicas come from */
     bool have_owner[2];

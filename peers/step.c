@@ -761,6 +761,81 @@ grad_piece_bytes(const struct sw_trainer *t, size_t n)
     return sw_codec_bytes(t->gcodec, n);
 }
 
+/* ---- warm-up (step.h) ---- */
+
+/* A big buffer of size bytes, zeroed a slice a turn (warm_tick) until
+ * warm_done; NULL when out of memory. */
+static void *
+warm_alloc(struct sw_step *s, size_t size)
+{
+    void *p;
+
+    if (s->nwarm == SW_STEP_WARM_MAX)
+        return sw_malloc_big(size);
+    if (!(p = sw_malloc_big_untouched(size)))
+        return NULL;
+    s->warm[s->nwarm++] = (struct sw_step_warm){.p = p, .size = size, .off = 0};
+    return p;
+}
+
+/* Buffer p (of warm_alloc's, or any other) is about to be used: its part
+ * not yet zeroed is zeroed now. */
+static void
+warm_done(struct sw_step *s, const void *p)
+{
+    for (int i = 0; p && i < s->nwarm; i++) {
+        struct sw_step_warm *w = &s->warm[i];
+
+        if (w->p != p)
+            continue;
+        memset((char *)w->p + w->off, 0, w->size - w->off);
+        s->warm[i] = s->warm[--s->nwarm];
+        return;
+    }
+}
+
+/* The next slice of the buffers being zeroed; true while some are left. */
+static bool
+warm_tick(struct sw_step *s)
+{
+    struct sw_step_warm *w;
+    size_t k;
+
+    if (s->nwarm == 0)
+        return false;
+    w = &s->warm[s->nwarm - 1];
+    k = SW_MIN(SW_STEP_WARM_SLICE, w->size - w->off);
+    memset((char *)w->p + w->off, 0, k);
+    if ((w->off += k) == w->size)
+        s->nwarm--;
+    return s->nwarm > 0;
+}
+
+/* A plan gives the stage replicas: the exchange buffers it will need that
+ * are not there yet (one partial buffer for each other replica), to be
+ * zeroed while the step computes.  One that cannot be had is allocated
+ * again where it is used, which fails the step there. */
+static void
+warm_exchange(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    size_t fb = t->numel * sizeof(float);
+
+    if (!s->own)
+        s->own = warm_alloc(s, fb);
+    for (int i = 0; i < s->nrep - 1 && i < SW_PROTO_MAX_REPLICAS; i++)
+        if (!s->part[i].buf)
+            s->part[i].buf = warm_alloc(s, fb);
+    if (t->gcodec == SW_CODEC_FP32)
+        return;
+    if (!s->gwire)
+        s->gwire = warm_alloc(s, sw_codec_bytes(t->gcodec, SW_STEP_PIECE) * pieces_of(t->numel));
+    if (!s->gerr)
+        s->gerr = warm_alloc(s, fb);
+    if (!s->gerr_next)
+        s->gerr_next = warm_alloc(s, fb);
+}
+
 static uint8_t *
 grad_piece_wire(const struct sw_trainer *t, size_t off)
 {
@@ -782,15 +857,15 @@ grad_encode_begin(struct sw_trainer *t)
     struct sw_step *s = &t->st;
     size_t n = t->numel;
 
-    if (!s->gwire) {
-        s->gwire = sw_malloc_big(sw_codec_bytes(t->gcodec, SW_STEP_PIECE) *
-                                 pieces_of(n));
-        s->gerr = sw_malloc_big(n * sizeof(float));
-        s->gerr_next = sw_malloc_big(n * sizeof(float));
-        if (!s->gwire || !s->gerr || !s->gerr_next)
-            return -SW_ENOMEM;
-        memset(s->gerr, 0, n * sizeof(float));
-    }
+    /* all zeroes at first (sw_malloc_big, warm_done): no error fed back yet */
+    if ((!s->gwire &&
+         !(s->gwire = sw_malloc_big(sw_codec_bytes(t->gcodec, SW_STEP_PIECE) * pieces_of(n)))) ||
+        (!s->gerr && !(s->gerr = sw_malloc_big(n * sizeof(float)))) ||
+        (!s->gerr_next && !(s->gerr_next = sw_malloc_big(n * sizeof(float)))))
+        return -SW_ENOMEM;
+    warm_done(s, s->gwire);
+    warm_done(s, s->gerr);
+    warm_done(s, s->gerr_next);
     s->genc = 0;
     return 0;
 }
@@ -890,8 +965,9 @@ piece_wait(const struct sw_trainer *t)
                       SW_TRANSPORT_DRAIN_BPS);
 }
 
-bool
-sw_step_tick(struct sw_trainer *t)
+/* sw_step_tick's exchange part. */
+static bool
+exchange_tick(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     uint64_t wait;
@@ -923,6 +999,14 @@ sw_step_tick(struct sw_trainer *t)
     return s->gsend_on;
 }
 
+bool
+sw_step_tick(struct sw_trainer *t)
+{
+    bool warming = warm_tick(&t->st);
+
+    return exchange_tick(t) || warming;
+}
+
 /* All of this node's microbatches are through: its partial to its replicas. */
 static void
 own_done(struct sw_trainer *t)
@@ -936,6 +1020,7 @@ own_done(struct sw_trainer *t)
             trainer_fail(t, -SW_ENOMEM, "partial gradient");
             return;
         }
+        warm_done(s, s->own);
         if ((err = t->ops->grads_get(t->model, s->own)) < 0 ||
             (t->gcodec != SW_CODEC_FP32 && (err = grad_encode_begin(t)) < 0)) {
             trainer_fail(t, err, "partial gradient");
@@ -1546,6 +1631,7 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     if (!p || (!p->buf && !(p->buf = sw_malloc_big(t->numel * sizeof(float)))) ||
         (!p->got && !(p->got = sw_malloc(pieces))))
         goto out;
+    warm_done(s, p->buf);
     if (fresh || p == &s->part[s->npart] || p->ver != ver) {
         /* a new partial: of a step not seen from this sender, or summed
          * under another plan version (a replan): its pieces start over */
@@ -1581,6 +1667,8 @@ plan_take(struct sw_trainer *t)
 
     s->nrep = s->plan.cnt[j];
     s->myidx = sw_plan_find(&s->plan, j, t->pk);
+    if (s->nrep > 1)
+        warm_exchange(t);
     s->n_own = s->n_bwd = 0;
     for (int mb = 0; mb < t->M; mb++) {
         s->mb_node[mb] = s->plan.assign[j * t->M + mb];

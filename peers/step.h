@@ -135,6 +135,24 @@ struct sw_partial {
     uint64_t step, ver;      /* the step and plan version it belongs to */
 };
 
+/*
+ * Warm-up.  A replica's exchange buffers (its own partial, one per other
+ * replica, the int8/int4 wire copy and error feedback) are allocated
+ * untouched when a plan first gives the stage replicas, and zeroed from
+ * then on SW_STEP_WARM_SLICE bytes a turn of the loop (sw_step_tick), while
+ * the step's forwards and backwards compute; a buffer about to be used is
+ * zeroed to its end first.  Zeroing them all at the first exchange (their
+ * pages' first faults) held the loop 0.4-0.55 s at t0302's 110 MB stages
+ * and 3.6-4.6 s at llama124_bench's (docs/wan.md): pings went unanswered
+ * and peers declared the node dead.
+ */
+#define SW_STEP_WARM_SLICE ((size_t)4 << 20)
+#define SW_STEP_WARM_MAX (SW_PROTO_MAX_REPLICAS + 4)
+struct sw_step_warm {
+    void *p;
+    size_t size, off;        /* [0, off) is zeroed */
+};
+
 /* A FWD or BWD of one visit coming in pieces (SW_STEP_HOP_PIECE), from one
  * sender: complete once every piece is in. */
 struct sw_hop_asm {
@@ -201,6 +219,8 @@ struct sw_step {
     bool gerr_pending;
     struct sw_partial part[SW_PROTO_MAX_REPLICAS];
     int npart;
+    struct sw_step_warm warm[SW_STEP_WARM_MAX]; /* being zeroed (Warm-up) */
+    int nwarm;
     struct sw_step_prep prep;
     struct sw_update upd;    /* UPDATING: what the update running apart did */
     double upd_loss;         /*   the loss sum of the step it applies */
@@ -257,8 +277,9 @@ void sw_step_answer_prepare(struct sw_trainer *t);
  * duplicates), and after SW_STEP_RESENDS of those it drops the step: a
  * replica that finished it is past, and the next PREPARE has this node
  * copy its stage's state.  It also sends the next pieces of this node's
- * partial (see SW_STEP_GRAD_TURN): true while some are left (the caller
- * ticks again at once). */
+ * partial (see SW_STEP_GRAD_TURN) and zeroes a slice of the exchange
+ * buffers (Warm-up): true while some are left (the caller ticks again at
+ * once). */
 bool sw_step_tick(struct sw_trainer *t);
 #define SW_STEP_RESEND_MS 5000
 #define SW_STEP_RESENDS 3
