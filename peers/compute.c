@@ -260,6 +260,32 @@ job_wait_in(struct sw_compute *c, const char *op)
                            "loop was held)", op, waited * 1e3);
 }
 
+/*
+ * A read of the parameters, AdamW moments or scalars (a copy's STATE
+ * pieces, a rebuild's, a checkpoint's): a forward or backward in flight
+ * reads them too and writes none, so in host memory (the CPU backend) the
+ * read goes on beside it; an update, an init or a device's stream is
+ * waited for.  A copy's source waited up to a block's compute per piece
+ * served, its loop held: 831 and 919 ms in the two steps of
+ * llama124_bench's late replica's copy (2026-12-07).  No job starts
+ * meanwhile: only the caller's thread starts them.
+ */
+#define read_wait(c) read_wait_in(c, __func__)
+static void
+read_wait_in(struct sw_compute *c, const char *op)
+{
+    bool beside = false;
+
+    if (c->apart && strcmp(c->k->name, "cpu") == 0) {
+        pthread_mutex_lock(&c->mu);
+        beside = c->jstate == SW_JOB_RUNNING &&
+                 (c->job.kind == SW_JOB_FORWARD || c->job.kind == SW_JOB_BACKWARD);
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (!beside)
+        job_wait_in(c, op);
+}
+
 static void
 job_stop(struct sw_compute *c)
 {
@@ -404,7 +430,7 @@ op_read(void *m, int which, size_t off, size_t n, float *host)
 {
     struct sw_compute *c = m;
 
-    job_wait(c);
+    read_wait(c);
 
     if (which < 0 || which > 2 || off > c->st.lay.numel || n > c->st.lay.numel - off)
         return -SW_EINVAL;
@@ -435,7 +461,7 @@ op_scalars(void *m, struct sw_stage_scalars *sc)
 {
     struct sw_compute *c = m;
 
-    job_wait(c);
+    read_wait(c);
     sc->t = c->opt.t;
     sc->lr_mult = c->opt.lr_mult;
     sc->last_norm = isfinite(c->opt.last_norm) ? c->opt.last_norm : 0.0f;

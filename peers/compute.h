@@ -16,7 +16,9 @@
  * what swarmd's loop gives it), and the loop then takes the result with
  * sw_compute_take and hands it to sw_trainer_computed.  Every other op
  * waits for the one in flight first, so the stage's buffers and the
- * backend (a CUDA stream, cuBLAS) are used by one thread at a time.  The
+ * backend (a CUDA stream, cuBLAS) are used by one thread at a time; only a
+ * read of the state on the CPU backend goes on beside a forward or
+ * backward, which write neither the parameters nor the moments.  The
  * thread sets the backend's thread count again (OpenMP's is per thread),
  * so results are bit-identical to computing in the call.
  *
