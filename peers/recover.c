@@ -802,6 +802,7 @@ fetch_ended(struct sw_trainer *t, int rc, const struct sw_transport_msg *m)
             SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "state copy from '%s' refused or malformed; "
                                "trying again", s->ep);
         t->rc.copy_fail_ms = t->now;
+        t->rc.copy_fail_stage = t->stage;
         if (memcmp(t->rc.fail_pk, s->pk, 32) || t->fetch.err != -SW_ETIMEDOUT) {
             memcpy(t->rc.fail_pk, s->pk, 32);
             t->rc.fails = 0;
@@ -1116,7 +1117,7 @@ rebuild_tick(struct sw_trainer *t)
     lost = lost_for_good(t, empty, why, sizeof(why));
     if (lost && holds_own_state(t)) {
         sw_recover_own_state(t, why);
-    } else if (lost && t->rc.copy_fail_ms &&
+    } else if (lost && t->rc.copy_fail_ms && t->rc.copy_fail_stage == t->stage &&
                t->now - t->rc.copy_fail_ms < (uint64_t)t->o.dead_ms) {
         /* a copy of this stage failed a moment ago: its source was there,
          * and as for a node in the run (sw_recover_check_lost) its loss

@@ -120,7 +120,8 @@ struct sw_recover {
     uint64_t ck_asked_ms;    /* --from-checkpoint: when the keeper was first looked up */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
     uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
-    uint64_t copy_fail_ms;   /* when a copy of this stage last failed (0: never) */
+    uint64_t copy_fail_ms;   /* when a copy last failed (0: never), */
+    int copy_fail_stage;     /*   of which stage (a node that moved waits no more) */
     uint64_t distrust_wait_ms; /* sync: waiting for a distrusted node of the stage since (0: not) */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */
