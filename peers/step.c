@@ -778,6 +778,14 @@ warm_alloc(struct sw_step *s, size_t size)
     return p;
 }
 
+/* Entry i is zeroed: out of the list, the others in their order. */
+static void
+warm_drop(struct sw_step *s, int i)
+{
+    memmove(&s->warm[i], &s->warm[i + 1], (size_t)(s->nwarm - i - 1) * sizeof(s->warm[0]));
+    s->nwarm--;
+}
+
 /* Buffer p (of warm_alloc's, or any other) is about to be used: its part
  * not yet zeroed is zeroed now. */
 static void
@@ -789,12 +797,14 @@ warm_done(struct sw_step *s, const void *p)
         if (w->p != p)
             continue;
         memset((char *)w->p + w->off, 0, w->size - w->off);
-        s->warm[i] = s->warm[--s->nwarm];
+        warm_drop(s, i);
         return;
     }
 }
 
-/* The next slice of the buffers being zeroed; true while some are left. */
+/* The next slice of the buffers being zeroed, in the order they were
+ * allocated (this node's own partial, needed first, first); true while
+ * some are left. */
 static bool
 warm_tick(struct sw_step *s)
 {
@@ -803,11 +813,11 @@ warm_tick(struct sw_step *s)
 
     if (s->nwarm == 0)
         return false;
-    w = &s->warm[s->nwarm - 1];
+    w = &s->warm[0];
     k = SW_MIN(SW_STEP_WARM_SLICE, w->size - w->off);
     memset((char *)w->p + w->off, 0, k);
     if ((w->off += k) == w->size)
-        s->nwarm--;
+        warm_drop(s, 0);
     return s->nwarm > 0;
 }
 
