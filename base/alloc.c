@@ -66,6 +66,13 @@ sw_strdup(const char *s)
     return d;
 }
 
+/* What sw_malloc_big allocates for size: whole 64-byte lines, one at least. */
+static size_t
+big_len(size_t size)
+{
+    return size == 0 ? 64 : (size + 63) & ~(size_t)63;
+}
+
 void *
 sw_malloc_big_untouched(size_t size)
 {
@@ -73,9 +80,7 @@ sw_malloc_big_untouched(size_t size)
     size_t align = size >= SW_ALLOC_HUGE ? SW_ALLOC_HUGE : 64;
     int rc;
 
-    size = (size + 63) & ~(size_t)63;
-    if (size == 0)
-        size = 64;
+    size = big_len(size);
     rc = posix_memalign(&p, align, size);
     if (rc != 0) {
         errno = rc;
@@ -98,7 +103,7 @@ sw_malloc_big(size_t size)
     void *p = sw_malloc_big_untouched(size);
 
     if (p) /* pre-fault: touch every page now, not in the hot loop */
-        memset(p, 0, size == 0 ? 64 : (size + 63) & ~(size_t)63);
+        memset(p, 0, big_len(size));
     return p;
 }
 
