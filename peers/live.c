@@ -55,6 +55,13 @@ sw_live_get(struct sw_live *lv, const uint8_t *pk)
     return p;
 }
 
+/* p's death (or return) goes to the debug log only (live.h, Deaths in the log). */
+static bool
+quiet(const struct sw_live *lv, const struct sw_live_peer *p)
+{
+    return p->dead_log_ms && lv->now_ms - p->dead_log_ms < SW_LIVE_DEAD_LOG_MS;
+}
+
 void
 sw_live_declare_dead(struct sw_live *lv, struct sw_live_peer *p, const char *why)
 {
@@ -64,10 +71,17 @@ sw_live_declare_dead(struct sw_live *lv, struct sw_live_peer *p, const char *why
         return;
     p->dead = true;
     lv->deaths++;
-    snprintf(f, sizeof(f), "\"node\":\"%s\",\"stage\":%d,\"why\":%s", sw_proto_who(who, p->pk),
-             p->stage, sw_json_str(q, sizeof(q), why));
-    sw_log_event(SW_LOG_WARN, "declared_dead", f, "node %s of stage %d declared dead: %s", who,
-                 p->stage, why);
+    sw_proto_who(who, p->pk);
+    if (quiet(lv, p)) { /* see Deaths in the log */
+        lv->deaths_quiet++;
+        sw_log(SW_LOG_DEBUG, "node %s of stage %d declared dead again: %s", who, p->stage, why);
+    } else {
+        p->dead_log_ms = SW_MAX(lv->now_ms, 1);
+        snprintf(f, sizeof(f), "\"node\":\"%s\",\"stage\":%d,\"why\":%s", who, p->stage,
+                 sw_json_str(q, sizeof(q), why));
+        sw_log_event(SW_LOG_WARN, "declared_dead", f, "node %s of stage %d declared dead: %s",
+                     who, p->stage, why);
+    }
     if (lv->ops->dead)
         lv->ops->dead(lv->arg, p->pk, p->stage, why);
 }
@@ -148,8 +162,8 @@ judge(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *r, uint64_t pr
         if (p->dead) {
             p->dead = false;
             p->ping_fails = 0;
-            sw_log(SW_LOG_INFO, "node %s of stage %d is alive again", sw_proto_who(who, p->pk),
-                   r->stage);
+            sw_log(quiet(lv, p) ? SW_LOG_DEBUG : SW_LOG_INFO, "node %s of stage %d is alive "
+                   "again", sw_proto_who(who, p->pk), r->stage);
         }
     }
     p->stage = r->stage;
@@ -180,6 +194,8 @@ sw_live_scan(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, i
 {
     char who[13];
     int k = 0;
+
+    lv->now_ms = now;
 
     for (int i = 0; i < ngone; i++) {
         struct sw_live_peer *p = sw_live_find(lv, gone[i]);
@@ -235,6 +251,7 @@ sw_live_pong(struct sw_live *lv, uint64_t now, uint64_t tag, int status, const u
     struct sw_live_peer *p;
     char why[64];
 
+    lv->now_ms = now;
     if (idx >= SW_LIVE_MAX)
         return;
     p = &lv->peer[idx];

@@ -43,6 +43,14 @@
  * and left nodes are "gone": the leader plans without them and no state is
  * copied from them.
  *
+ * Deaths in the log.  Each death is an event ("declared_dead"), and a
+ * new version of a dead node's record brings it back ("alive again").  A
+ * key can do both every record refresh (a record whose port refuses each
+ * probe), at every node; so a key declared dead again within
+ * SW_LIVE_DEAD_LOG_MS of its last logged death is logged at debug level
+ * only, counted in deaths_quiet, and so is its return.  ops->dead is
+ * called every time.
+ *
  * Bans.  A peer that sent what no honest node sends (a malformed body, a
  * tensor of the wrong shape or non-finite) is ignored for ban_ms; the table
  * of bans is bounded (the oldest ban makes room).
@@ -84,6 +92,7 @@
 #include "proto.h"
 #include "status.h"
 
+#define SW_LIVE_DEAD_LOG_MS 60000 /* a key's deaths logged as events: one a minute */
 #define SW_LIVE_MAX (2 * SW_PROTO_MAX_NODES) /* nodes followed */
 #define SW_LIVE_DEAD_MS 3000    /* default dead_ms (swarmd --dead-ms) */
 #define SW_LIVE_PUBLISH_MS 3000 /* records are refreshed this often at most... */
@@ -125,6 +134,7 @@ struct sw_live_peer {
     uint32_t blk_ms;           /* its record's "blk" (see Busy nodes) */
     uint64_t conn_ms;          /* a probe of its port connected then (0: never) */
     uint64_t prove_next_ms;    /* no new try before */
+    uint64_t dead_log_ms;      /* its last death logged as an event (0: none) */
 };
 
 struct sw_live_ops {
@@ -145,6 +155,8 @@ struct sw_live {
         uint64_t until_ms;
     } ban[SW_LIVE_MAX_BANS];
     uint64_t deaths, bans_total;
+    uint64_t deaths_quiet;         /* deaths logged at debug level (see Deaths in the log) */
+    uint64_t now_ms;               /* the last time a call gave (a death's time) */
     uint64_t proofs, proof_fails;  /* proofs made, tries that failed */
     int prove_at;                  /* where the next round of tries starts (no record starves) */
     struct sw_live_attest att[SW_LIVE_ATTEST];

@@ -189,6 +189,16 @@ dead_by_age(void)
     n1 = scan1(&lv, T0 + 5500 + 3001, &r);
     tap_ok(n1 == 0 && fk.ndead == 2, "and it dies again when that version stays (deaths %d)",
            fk.ndead);
+    tap_ok(lv.deaths_quiet == 1 && lv.deaths == 2,
+           "that death, within SW_LIVE_DEAD_LOG_MS of the one logged, is logged at debug level "
+           "only (quiet %llu of %llu)", (unsigned long long)lv.deaths_quiet,
+           (unsigned long long)lv.deaths);
+    rec(&r, 1, 2, 3, T0 + 3001 + SW_LIVE_DEAD_LOG_MS);
+    scan1(&lv, T0 + 3001 + SW_LIVE_DEAD_LOG_MS, &r);
+    n1 = scan1(&lv, T0 + 3001 + SW_LIVE_DEAD_LOG_MS + 3001, &r);
+    tap_ok(n1 == 0 && fk.ndead == 3 && lv.deaths_quiet == 1,
+           "a death SW_LIVE_DEAD_LOG_MS after the last one logged is logged again (deaths %d, "
+           "quiet %llu)", fk.ndead, (unsigned long long)lv.deaths_quiet);
 }
 
 /* A refused probe: dead at once. */
@@ -766,7 +776,7 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(68 + 15 + 9);
+    tap_plan(70 + 15 + 9);
     dead_by_age();
     probe_refused();
     first_sight();
