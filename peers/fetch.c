@@ -43,6 +43,11 @@ sw_fetch_src_set(struct sw_fetch *f, int i, const char *ep, const uint8_t *pk, i
 {
     struct sw_fetch_src *s = &f->src[i];
 
+    /* the pieces in buf are of this set-up only (fetch.h, Kept pieces) */
+    if (s->buf != buf || s->stage != stage || s->which0 != which0 || s->nwhich != nwhich ||
+        s->numel != numel || s->snap != snap)
+        s->have_step = false;
+    s->keep = false;
     snprintf(s->ep, sizeof(s->ep), "%s", ep);
     if (pk)
         memcpy(s->pk, pk, 32);
@@ -102,7 +107,7 @@ static void
 src_restart(struct sw_fetch_src *s, uint64_t now)
 {
     src_reask(s, now);
-    s->got = 0;
+    s->got = s->kept = 0;
     s->resumes = 0;
     memset(s->have, 0, sizeof(s->have));
     s->retry_ms = 0; /* the gap stays: the link is the same */
@@ -189,9 +194,21 @@ sw_fetch_start(struct sw_fetch *f, int nsrc, uint64_t now)
     f->failed_src = -1;
     f->err = 0;
     for (int i = 0; i < nsrc; i++) {
-        SW_ASSERT(pieces_per_slab(f, &f->src[i]) < (1u << PIECE_BITS) / 4);
-        src_restart(&f->src[i], now);
-        f->src[i].gap_ms = 0; /* a new fetch: its link not measured yet */
+        struct sw_fetch_src *s = &f->src[i];
+        SW_ASSERT(pieces_per_slab(f, s) < (1u << PIECE_BITS) / 4);
+        if (s->keep && s->have_step && s->got > 0 && s->got < sw_fetch_total(s) &&
+            src_pieces(f, s) <= SW_FETCH_RESUME_PIECES) {
+            /* an earlier fetch's pieces stand (fetch.h, Kept pieces) */
+            src_reask(s, now);
+            s->kept = s->got;
+            s->resumes = 0;
+            s->retry_ms = 0;
+            s->done = false;
+        } else {
+            src_restart(s, now);
+        }
+        s->keep = false;
+        s->gap_ms = 0; /* a new fetch: its link not measured yet */
     }
     for (int i = 0; i < nsrc; i++) {
         if (pump(f, i) == SW_FETCH_FAILED)

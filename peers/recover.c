@@ -62,7 +62,7 @@ trained_from_here(struct sw_trainer *t, bool copied)
         trainer_fail(t, err, "data");
         return false;
     }
-    t->rc.wait_ms = 0;
+    t->rc.wait_ms = t->rc.lost_wait_ms = 0;
     trainer_hash(t);
     sw_step_reset(t);
     trainer_set_phase(t, t->step >= (uint64_t)t->man->steps ? SW_PHASE_DONE
@@ -113,20 +113,31 @@ static void hist_note(struct sw_trainer *t);
 static void
 copy_start(struct sw_trainer *t, const struct sw_peer_rec *src)
 {
+    struct sw_recover *rc = &t->rc;
+    struct sw_fetch_src *s = &t->fetch.src[0];
     float *buf = buf_at_least(t, 0, 3 * t->numel);
+    char kept[96] = "";
 
     if (!buf) {
         trainer_fail(t, -SW_ENOMEM, "state copy");
         return;
     }
-    t->rc.t0_ms = t->now;
-    t->rc.verify = false;
-    t->rc.rec_step = src->step;
-    sw_log(SW_LOG_INFO, "copying stage %d from %s (step %llu)", t->stage, src->ep,
-           (unsigned long long)src->step);
+    rc->t0_ms = t->now;
+    rc->verify = false;
+    rc->rec_step = src->step;
     trainer_set_phase(t, SW_PHASE_COPY);
     sw_fetch_config(&t->fetch, STATE_WINDOW, 5000, 1);
     sw_fetch_src_set(&t->fetch, 0, src->ep, src->pk, t->stage, 0, 3, t->numel, -1, buf);
+    /* what the last copy of the stage left (recover.h, Kept pieces) */
+    s->keep = rc->carry && rc->carry_stage == t->stage && s->have_step;
+    rc->mixed = s->keep && (rc->mixed || memcmp(rc->carry_pk, src->pk, 32) != 0);
+    if (s->keep) {
+        snprintf(kept, sizeof(kept), "; keeping %.1f MB of step %llu from the last copy",
+                 (double)s->got * sizeof(float) / 1e6, (unsigned long long)s->step);
+    }
+    rc->carry = false;
+    sw_log(SW_LOG_INFO, "copying stage %d from %s (step %llu%s)", t->stage, src->ep,
+           (unsigned long long)src->step, kept);
     if (sw_fetch_start(&t->fetch, 1, t->now) == SW_FETCH_FAILED)
         sw_recover_resync(t);
 }
@@ -208,7 +219,7 @@ copy_accept(struct sw_trainer *t, const char *why)
 {
     const struct sw_fetch_src *src = &t->fetch.src[0];
     uint64_t bytes = 3 * t->numel * sizeof(float);
-    char ev[1024];
+    char ev[1024], kept[64] = "";
 
     t->rc.verify = false;
     t->step = src->step;
@@ -216,8 +227,11 @@ copy_accept(struct sw_trainer *t, const char *why)
     if (!trained_from_here(t, true))
         return;
     hist_note(t);
-    sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s; %s)", t->stage, src->ep,
-           (unsigned long long)t->step, t->hash, why);
+    if (src->kept)
+        snprintf(kept, sizeof(kept), "; %.1f MB of it kept from the last copy",
+                 (double)src->kept * sizeof(float) / 1e6);
+    sw_log(SW_LOG_INFO, "copied stage %d from %s at step %llu (hash %s; %s%s)", t->stage,
+           src->ep, (unsigned long long)t->step, t->hash, why, kept);
     if (t->step > 0 && !t->trained) {
         /* a newcomer's recovery of the first kind: the exact state of a live replica */
         recovered(t, "copy", src->ep, bytes);
@@ -256,16 +270,21 @@ copy_refuse(struct sw_trainer *t, const char *why)
     char who[13], f[512], q[256];
     int err;
 
+    bool mixed = rc->mixed && src->kept > 0;
+
     rc->verify = false;
     rc->copies_refused++;
-    distrust(t, src->pk);
+    /* pieces of two nodes: which one's do not match is not known (Kept pieces) */
+    if (!mixed)
+        distrust(t, src->pk);
     snprintf(f, sizeof(f), "\"stage\":%d,\"from\":\"%s\",\"step\":%llu,\"hash\":\"%s\",\"why\":%s",
              t->stage, sw_proto_who(who, src->pk), (unsigned long long)src->step,
              rc->verify_hash, sw_json_str(q, sizeof(q), why));
     sw_log_event(SW_LOG_WARN, "copy_refused", f, "refused the copy of stage %d from %s (node %s, "
-                 "step %llu, hash %s): %s; %s", t->stage, src->ep, who,
+                 "step %llu, hash %s): %s; %s%s", t->stage, src->ep, who,
                  (unsigned long long)src->step, rc->verify_hash, why,
-                 rc->have_own ? "keeping this node's own state" : "trying another source");
+                 rc->have_own ? "keeping this node's own state" : "trying another source",
+                 mixed ? " (its pieces came from two nodes: neither is distrusted)" : "");
     if (rc->have_own) {
         struct sw_stage_scalars sc;
         t->ops->scalars(t->model, &sc);
@@ -791,9 +810,18 @@ fetch_ended(struct sw_trainer *t, int rc, const struct sw_transport_msg *m)
             return;
         }
         s = &t->fetch.src[0];
+        /* what came in stays for the next copy, unless the source lied
+         * (recover.h, Kept pieces) */
+        t->rc.carry = s->have_step && s->got > 0 && t->fetch.err != -SW_EPROTO &&
+                      t->fetch.err != -SW_ENONFINITE;
+        t->rc.carry_stage = t->stage;
+        if (!s->kept) { /* none of the pieces in is from a copy before this one */
+            memcpy(t->rc.carry_pk, s->pk, 32);
+            t->rc.mixed = false;
+        }
         if (t->fetch.err == -SW_ETIMEDOUT || t->fetch.err == -SW_EAGAIN)
-            sw_log(SW_LOG_WARN, "state copy from '%s' failed: %s (%.1f of %.1f MB in; "
-                   "%llu resumes and %llu late pieces kept so far%s)", s->ep,
+            sw_log(SW_LOG_WARN, "state copy from '%s' failed: %s (%.1f of %.1f MB in, kept "
+                   "for the next copy; %llu resumes and %llu late pieces kept so far%s)", s->ep,
                    sw_strerror(t->fetch.err), (double)s->got * sizeof(float) / 1e6,
                    (double)sw_fetch_total(s) * sizeof(float) / 1e6,
                    (unsigned long long)t->fetch.resumed, (unsigned long long)t->fetch.late,
@@ -1115,6 +1143,8 @@ rebuild_tick(struct sw_trainer *t)
                 empty[t->dir[i].stage] = false;
     }
     lost = lost_for_good(t, empty, why, sizeof(why));
+    if (lost && t->distrusted_stage[t->stage] && !t->rc.lost_wait_ms)
+        t->rc.lost_wait_ms = t->now; /* until it trains: not again after each copy */
     if (lost && holds_own_state(t)) {
         sw_recover_own_state(t, why);
     } else if (lost && t->rc.copy_fail_ms && t->rc.copy_fail_stage == t->stage &&
@@ -1128,6 +1158,17 @@ rebuild_tick(struct sw_trainer *t)
         SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "stage %d looks lost at step %llu: %s; waiting "
                            "%d ms from the failed copy for it to come back", t->stage,
                            (unsigned long long)t->run_step, why, t->o.dead_ms);
+    } else if (lost && t->distrusted_stage[t->stage] &&
+               t->now - t->rc.lost_wait_ms < SW_RECOVER_LOST_WAIT_MS) {
+        /* its node is there, distrusted after failed copies (a source
+         * stopped twice as long as a copy's stall): as for the nodes in the
+         * run (sw_recover_check_lost), a stage with a live node is not lost;
+         * nothing can rebuild it, and it is copied once the distrust ends
+         * (for a while: a stranger's record that never serves a copy must
+         * not hold a newcomer for a run that is gone) */
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "stage %d looks lost at step %llu: %s; but a "
+                           "node of it whose copies failed lately is still there: waiting to "
+                           "copy it again", t->stage, (unsigned long long)t->run_step, why);
     } else if (lost) {
         snprintf(ev, sizeof(ev), "\"stage\":%d,\"step\":%llu", t->stage,
                  (unsigned long long)t->run_step);
@@ -1218,6 +1259,7 @@ restore_tick(struct sw_trainer *t)
         }
         r->host = host;
         t->rc.t0_ms = t->now;
+        t->rc.carry = false; /* host is buf[0]: a failed copy's pieces go */
     }
     if ((rc = t->env->restore(t->env->arg, t->stage, t->run_step, r)) == SW_RESTORE_BUSY)
         return;

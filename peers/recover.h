@@ -70,7 +70,22 @@
  * A stage that looks lost for good (lost_for_good) within the dead time
  * after a failed copy of it is waited for rather than given up (exit 5):
  * the source was there, its record may have lapsed while it was stopped
- * (rebuild_tick; t0423).
+ * (rebuild_tick; t0423).  So is one whose only live node is distrusted
+ * after its copies failed: a stage with a live node is not lost for the
+ * nodes in the run either (sw_recover_check_lost), and it is copied again
+ * once the distrust ends (SW_RECOVER_LOST_WAIT_MS at most).
+ *
+ * Kept pieces.  A failed copy (its source stalled, went away or answered
+ * an error) leaves what came in, of one step (fetch.h, Kept pieces); the
+ * next copy of the stage keeps it, from any node: only the pieces it lacks
+ * are asked, unless its source is at another step by then (it restarts).
+ * Not after a malformed or non-finite answer (the source lies), nor once
+ * a rebuild or restore took the buffer, nor for another stage.  A copy
+ * whose pieces came from two nodes and is refused blames neither (the
+ * distrust above): it is not known which one served the pieces that do not
+ * match; the next copy then starts from nothing, from one node.  In t0423
+ * a copy that failed after its source stopped left 6.3 of its 21 MB, and
+ * the copy after it asked only the rest.
  *
  * STATE_GET {stage, which, off, n, hstep}: with hstep s (n 0), the answer
  * is {err, stage, step s, hash} (16 hex digits, this node's parameter hash
@@ -107,6 +122,8 @@ struct sw_restore;
 #define SW_RECOVER_LONE 2
 #define SW_RECOVER_DISTRUST 8          /* sources refused, kept */
 #define SW_RECOVER_DISTRUST_MS 30000   /* how long one is not copied from */
+/* a lost stage with a distrusted live node: waited for this long at most */
+#define SW_RECOVER_LOST_WAIT_MS (4 * SW_RECOVER_DISTRUST_MS)
 
 struct sw_recover {
     uint64_t retry_ms;       /* SYNC: the next try */
@@ -123,6 +140,7 @@ struct sw_recover {
     uint64_t copy_fail_ms;   /* when a copy last failed (0: never), */
     int copy_fail_stage;     /*   of which stage (a node that moved waits no more) */
     uint64_t distrust_wait_ms; /* sync: waiting for a distrusted node of the stage since (0: not) */
+    uint64_t lost_wait_ms;   /* rebuild_tick: a lost stage's distrusted node waited for since */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */
     /* verified state: a copy done, waiting for an attestation of its hash */
@@ -140,6 +158,12 @@ struct sw_recover {
      * serves no state must not hold a newcomer for good) */
     uint8_t fail_pk[32];
     int fails;
+    /* a failed copy's pieces, left in buf[0] for the next copy of the
+     * stage (Kept pieces): first came from carry_pk, mixed when another
+     * node's are among them too */
+    bool carry, mixed;
+    int carry_stage;
+    uint8_t carry_pk[32];
     uint64_t ask_ms;         /* verify: when the other replicas were last asked */
     uint8_t unk[4][32];      /* verify: the ones that answered they cannot tell */
     int nunk;

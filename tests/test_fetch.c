@@ -411,6 +411,107 @@ restart_on_step(void)
            "piece 0 asked again, piece 4 once (%d, %d, %d)", asked0, asked4, asked8);
 }
 
+/* True when requests [from, fk->n) asked the pieces at 0, 4 and 8 of a
+ * slab of 10 floats a, b and c times. */
+static bool
+asked_only(const struct fake *fk, int from, int a, int b, int c)
+{
+    int n[3] = {0, 0, 0};
+
+    for (int i = from; i < fk->n; i++)
+        if (fk->r[i].off % 4 == 0 && fk->r[i].off < 12)
+            n[fk->r[i].off / 4]++;
+    return n[0] == a && n[1] == b && n[2] == c && fk->n - from == a + b + c;
+}
+
+/* The requests not answered yet are lost (a failed fetch's). */
+static void
+lose_unanswered(struct fake *fk)
+{
+    for (int i = 0; i < fk->n; i++)
+        fk->r[i].answered = true;
+}
+
+/* Kept pieces (fetch.h): a failed fetch's pieces stand for the next fetch
+ * of the same set-up that keeps them, from any node at their step; not
+ * after a step change, nor for another set-up. */
+static void
+kept_pieces(void)
+{
+    static struct fake fk;
+    struct sw_fetch f;
+    struct node a5, b5, b6;
+    float buf[10], other[10];
+    int rc, ndone = 0, nfailed = 0, from;
+
+    node_fill(&a5, EP_A, 10, 5, 1.0f);
+    node_fill(&b5, EP_B, 10, 5, 1.0f); /* a replica: the same state at step 5 */
+    node_fill(&b6, EP_B, 10, 6, 50.0f);
+    fill_sentinel(buf, 10);
+    fetcher(&f, &fk, 2, 1000, 0);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
+    sw_fetch_start(&f, 1, T0);
+    answer(&f, T0 + 10, &fk.r[0], &a5);
+    fk.r[1].answered = true;
+    rc = sw_fetch_response(&f, T0 + 20, fk.r[1].tag, -SW_ETIMEDOUT, NULL);
+    tap_ok(rc == SW_FETCH_FAILED && f.src[0].got == 4 && f.src[0].have_step,
+           "a fetch fails with piece 0 of step 5 in");
+    lose_unanswered(&fk);
+
+    sw_fetch_src_set(&f, 0, EP_B, NULL, 1, 0, 1, 10, -1, buf);
+    f.src[0].keep = true;
+    from = fk.n;
+    rc = sw_fetch_start(&f, 1, T0 + 30);
+    tap_ok(rc == SW_FETCH_BUSY && asked_only(&fk, from, 0, 1, 1) &&
+               f.src[0].kept == 4 && f.src[0].got == 4,
+           "the next fetch, another node, keep set: only pieces 4 and 8 asked, 4 floats kept");
+    rc = serve(&f, &fk, T0 + 40, &b5, 1, &ndone, &nfailed);
+    tap_ok(ndone == 1 && nfailed == 0 && !memcmp(buf, a5.data[0], sizeof(buf)) &&
+               f.bytes == 6 * sizeof(float) && f.src[0].kept == 4,
+           "done with the kept piece and 6 floats fetched: the whole state of step 5");
+
+    /* a failed fetch again, then a source that stepped on meanwhile */
+    fill_sentinel(buf, 10);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
+    from = fk.n;
+    sw_fetch_start(&f, 1, T0 + 100);
+    tap_ok(asked_only(&fk, from, 1, 1, 0) && f.src[0].kept == 0,
+           "a fetch after a whole one keeps nothing, keep or not");
+    answer(&f, T0 + 110, &fk.r[from], &a5);
+    fk.r[from + 1].answered = true;
+    sw_fetch_response(&f, T0 + 120, fk.r[from + 1].tag, -SW_ETIMEDOUT, NULL);
+    lose_unanswered(&fk);
+    sw_fetch_src_set(&f, 0, EP_B, NULL, 1, 0, 1, 10, -1, buf);
+    f.src[0].keep = true;
+    from = fk.n;
+    sw_fetch_start(&f, 1, T0 + 130);
+    rc = answer(&f, T0 + 140, &fk.r[from], &b6);
+    tap_ok(rc == SW_FETCH_BUSY && f.src[0].kept == 0 && f.src[0].got == 4 &&
+               f.src[0].step == 6 && asked_only(&fk, from, 1, 1, 2),
+           "a piece of step 6: the kept piece of step 5 goes, pieces 0 and 8 asked again");
+    ndone = nfailed = 0;
+    serve(&f, &fk, T0 + 150, &b6, 1, &ndone, &nfailed);
+    tap_ok(ndone == 1 && nfailed == 0 && !memcmp(buf, b6.data[0], sizeof(buf)),
+           "then done, the buffer all of step 6");
+
+    /* a failed fetch, then another set-up of the source before keep */
+    fill_sentinel(buf, 10);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
+    from = fk.n;
+    sw_fetch_start(&f, 1, T0 + 200);
+    answer(&f, T0 + 210, &fk.r[from], &a5);
+    fk.r[from + 1].answered = true;
+    sw_fetch_response(&f, T0 + 220, fk.r[from + 1].tag, -SW_ETIMEDOUT, NULL);
+    lose_unanswered(&fk);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 0, 1, 10, -1, other);
+    sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
+    f.src[0].keep = true;
+    from = fk.n;
+    sw_fetch_start(&f, 1, T0 + 230);
+    tap_ok(asked_only(&fk, from, 1, 1, 0) && f.src[0].kept == 0,
+           "keep after another set-up in between (another stage, buffer): nothing kept");
+}
+
 /* Snapshots: -EAGAIN asks again after retry_ms; another step fails. */
 static void
 snapshots(void)
@@ -883,12 +984,13 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 3 + 9 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 13 + 2);
+    tap_plan(11 + 3 + 9 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 13 + 2);
     one_source();
     slow_link(3355, 2, "10 Mbit/s");
     slow_link(1678, 3, "20 Mbit/s");
     slow_link(100, 8, "335 Mbit/s");
     restart_on_step();
+    kept_pieces();
     snapshots();
     for (int how = 0; how < NSPOIL; how++) {
         failure((enum spoil)how, 1, 0);

@@ -282,13 +282,14 @@ wan_wide_run() {
     sign_manifest "$TMP/run.conf"
     wan_boot b "$TMP/run.conf"
 }
-# wan_wide_copier DEAD_MS: wan_wide_run over 25 ms + 10 Mbit/s links, int8
+# wan_wide_copier DEAD_MS: wan_wide_run over 25 ms + 10 Mbit/s links
+# (WAN_RATE Mbit/s when set), int8
 # activations and gradients; n0 (stage 0) and n1 (stage 1) with --dead-ms
 # DEAD_MS, and once n1 has taken 2 steps (WIDE_RC: that wait's status) its
 # replica n1b, which copies the stage from n1; N1 and N1B are their pids
-# (t0422, t0423)
+# (t0422-t0424)
 wan_wide_copier() {
-    wan_wide_run delay=25,rate=10,queue=100 "[wire]
+    wan_wide_run "delay=25,rate=${WAN_RATE:-10},queue=100" "[wire]
 activations = int8
 gradients = int8"
     wan_node "$TMP/n0.log" s0 0 --dead-ms "$1"
