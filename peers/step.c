@@ -406,7 +406,9 @@ replica_push(struct sw_trainer *t)
         return;
     partner = kind == 0 ? 1 : t->S - 2;
     numel = t->ops->rep_numel(t->model, kind);
-    if (!t->rep_buf && !(t->rep_buf = sw_malloc_big(numel * sizeof(float)))) {
+    /* written whole before it is read (rep_read), as rep_in below (its
+     * pieces, swapped in once all are in): not zeroed first in the loop */
+    if (!t->rep_buf && !(t->rep_buf = sw_malloc_big_untouched(numel * sizeof(float)))) {
         SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "no memory for the checkfree+ replica");
         return;
     }
@@ -522,7 +524,7 @@ sw_step_on_replica(struct sw_trainer *t, const struct sw_transport_msg *m)
     }
     if ((t->rep_have && step <= t->rep_step) || (t->rep_in_on && step < t->rep_in_step))
         return; /* older than the one kept, or than the one coming in */
-    if ((!t->rep_in && !(t->rep_in = sw_malloc_big(numel * sizeof(float)))) ||
+    if ((!t->rep_in && !(t->rep_in = sw_malloc_big_untouched(numel * sizeof(float)))) ||
         (!t->rep_got && !(t->rep_got = sw_malloc(pieces))))
         return;
     if (!t->rep_in_on || step != t->rep_in_step) {
