@@ -199,7 +199,7 @@
 
 #define SW_LEAD_STALL_MS 30000
 /* A running step stalls after SW_LEAD_STALL_PERIODS times the leader's
- * last step period without progress, SW_LEAD_STALL_MIN_MS at least and
+ * step period (the shortest of its last few: step.h, SW_STEP_PERIODS) without progress, SW_LEAD_STALL_MIN_MS at least and
  * SW_LEAD_STALL_MS at most; before its second update, the period the
  * records tell (lead.c, records_period); SW_LEAD_STALL_MS while neither
  * is known.  A forward or backward of the leader's computing apart (step.h)

@@ -590,8 +590,12 @@ update_done(struct sw_trainer *t)
         mine += s->mb_node[m] == s->myidx;
     t->last_norm = s->upd.norm;
     dt = (double)(t->now - (s->t_update_ms > 0 ? s->t_update_ms : s->t_go_ms)) / 1000.0;
-    if (s->t_update_ms > 0)
-        s->period_ms = t->now - s->t_update_ms;
+    if (s->t_update_ms > 0) {
+        s->periods[s->nperiods++ % SW_STEP_PERIODS] = t->now - s->t_update_ms;
+        s->period_ms = UINT64_MAX;
+        for (unsigned i = 0; i < SW_MIN(s->nperiods, (unsigned)SW_STEP_PERIODS); i++)
+            s->period_ms = SW_MIN(s->period_ms, s->periods[i]);
+    }
     s->t_update_ms = t->now;
     t->tps = dt > 0 ? (double)mine * t->N / dt : 0;
     cs = t->ops->compute_s(t->model);

@@ -147,6 +147,11 @@ struct sw_partial {
  * and peers declared the node dead.
  */
 #define SW_STEP_WARM_SLICE ((size_t)4 << 20)
+/* The step period the stall limit scales (lead.h) is the shortest of the
+ * last this many: a stalled step's period (the stall, the restart) made the
+ * next limit 4 times as long, and the one after that longer again (sim
+ * --harsh seed 18: limits of 5, then 25 s, and no step for 45 s) */
+#define SW_STEP_PERIODS 4
 #define SW_STEP_WARM_MAX (SW_PROTO_MAX_REPLICAS + 4)
 struct sw_step_warm {
     void *p;
@@ -228,7 +233,10 @@ struct sw_step {
     int nak_n;               /*   in the second from nak_ms */
     /* timing */
     uint64_t t_go_ms, t_update_ms;
-    uint64_t period_ms;      /* between this node's last two updates (0: not known yet) */
+    uint64_t period_ms;      /* the shortest of the last SW_STEP_PERIODS periods between
+                                this node's updates (0: not known yet) */
+    uint64_t periods[SW_STEP_PERIODS];
+    unsigned nperiods;
     uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */
     uint64_t resend_ms;      /* EXCHANGE: this node's partial last sent again (sw_step_tick) */
     int resends;             /*   how often, this step */
