@@ -269,7 +269,6 @@ copy_refuse(struct sw_trainer *t, const char *why)
     const struct sw_fetch_src *src = &t->fetch.src[0];
     char who[13], f[512], q[256];
     int err;
-
     bool mixed = rc->mixed && src->kept > 0;
 
     rc->verify = false;

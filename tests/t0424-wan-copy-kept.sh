@@ -34,7 +34,9 @@ msgs "$TMP/n1b.log" | grep "copying stage\|copied stage\|state copy" | sed 's/^/
     cut -c 1-200 | head -n 8
 events "$TMP/n1b.log" recovery bytes ms step | head -n 1 |
     awk '{ printf "# copy: %.1f MB in %.1f s at step %d\n", $1 / 1e6, $2 / 1000, $3 }'
-[ $rc -eq 0 ] && [ $rc2 -eq 0 ] || for n in n1b n1 n0; do echo "# $n:"; diag_msgs "$TMP/$n.log" 12; done
+if [ "$rc" -ne 0 ] || [ "$rc2" -ne 0 ]; then
+    for n in n1b n1 n0; do echo "# $n:"; diag_msgs "$TMP/$n.log" 12; done
+fi
 
 [ $rc1 -eq 0 ]
 ok $? "n1b's copy failed while n1 was stopped"
