@@ -984,7 +984,7 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(11 + 3 + 9 + 6 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 13 + 2);
+    tap_plan(11 + 3 + 9 + 7 + 10 + 2 * 3 * NSPOIL + 6 + 6 + 13 + 2);
     one_source();
     slow_link(3355, 2, "10 Mbit/s");
     slow_link(1678, 3, "20 Mbit/s");
