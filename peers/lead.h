@@ -199,11 +199,12 @@
 
 #define SW_LEAD_STALL_MS 30000
 /* A running step stalls after SW_LEAD_STALL_PERIODS times the leader's
- * step period (the shortest of its last few: step.h, SW_STEP_PERIODS) without progress, SW_LEAD_STALL_MIN_MS at least and
- * SW_LEAD_STALL_MS at most; before its second update, the period the
- * records tell (lead.c, records_period); SW_LEAD_STALL_MS while neither
- * is known.  A forward or backward of the leader's computing apart (step.h)
- * is progress: the loop that checks is free while it runs. */
+ * step period (the shortest of its last few: step.h, SW_STEP_PERIODS)
+ * without progress, SW_LEAD_STALL_MIN_MS at least and SW_LEAD_STALL_MS at
+ * most; before its second update, the period the records tell (lead.c,
+ * records_period); SW_LEAD_STALL_MS while neither is known.  A forward or
+ * backward of the leader's computing apart (step.h) is progress: the loop
+ * that checks is free while it runs. */
 #define SW_LEAD_STALL_PERIODS 4
 #define SW_LEAD_STALL_MIN_MS 5000
 #define SW_LEAD_PING_MS 500      /* the leader pings the nodes of a running step */

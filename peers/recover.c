@@ -128,8 +128,9 @@ copy_start(struct sw_trainer *t, const struct sw_peer_rec *src)
     trainer_set_phase(t, SW_PHASE_COPY);
     sw_fetch_config(&t->fetch, STATE_WINDOW, 5000, 1);
     sw_fetch_src_set(&t->fetch, 0, src->ep, src->pk, t->stage, 0, 3, t->numel, -1, buf);
-    /* what the last copy of the stage left (recover.h, Kept pieces) */
-    s->keep = rc->carry && rc->carry_stage == t->stage && s->have_step;
+    /* what the last copy of the stage left (recover.h, Kept pieces); the
+     * fetch forgets it when that copy was of another stage (its set-up) */
+    s->keep = rc->carry && s->have_step;
     rc->mixed = s->keep && (rc->mixed || memcmp(rc->carry_pk, src->pk, 32) != 0);
     if (s->keep) {
         snprintf(kept, sizeof(kept), "; keeping %.1f MB of step %llu from the last copy",
@@ -813,7 +814,6 @@ fetch_ended(struct sw_trainer *t, int rc, const struct sw_transport_msg *m)
          * (recover.h, Kept pieces) */
         t->rc.carry = s->have_step && s->got > 0 && t->fetch.err != -SW_EPROTO &&
                       t->fetch.err != -SW_ENONFINITE;
-        t->rc.carry_stage = t->stage;
         if (!s->kept) { /* none of the pieces in is from a copy before this one */
             memcpy(t->rc.carry_pk, s->pk, 32);
             t->rc.mixed = false;

@@ -83,9 +83,9 @@
  * a rebuild or restore took the buffer, nor for another stage.  A copy
  * whose pieces came from two nodes and is refused blames neither (the
  * distrust above): it is not known which one served the pieces that do not
- * match; the next copy then starts from nothing, from one node.  In t0423
- * a copy that failed after its source stopped left 6.3 of its 21 MB, and
- * the copy after it asked only the rest.
+ * match; the next copy then starts from nothing, from one node.  In t0424
+ * a copy that failed while its source was stopped left 8.4 of its 83.4 MB,
+ * and the copy after it asked only the rest.
  *
  * STATE_GET {stage, which, off, n, hstep}: with hstep s (n 0), the answer
  * is {err, stage, step s, hash} (16 hex digits, this node's parameter hash
@@ -162,7 +162,6 @@ struct sw_recover {
      * stage (Kept pieces): first came from carry_pk, mixed when another
      * node's are among them too */
     bool carry, mixed;
-    int carry_stage;
     uint8_t carry_pk[32];
     uint64_t ask_ms;         /* verify: when the other replicas were last asked */
     uint8_t unk[4][32];      /* verify: the ones that answered they cannot tell */
