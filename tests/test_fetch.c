@@ -424,12 +424,21 @@ asked_only(const struct fake *fk, int from, int a, int b, int c)
     return n[0] == a && n[1] == b && n[2] == c && fk->n - from == a + b + c;
 }
 
-/* The requests not answered yet are lost (a failed fetch's). */
-static void
-lose_unanswered(struct fake *fk)
+/* Of the two requests a fetch started at fk->r[from] made, nd answers the
+ * first and the second times out: the fetch fails with one piece in; every
+ * request not answered is lost.  Returns the timeout's result. */
+static int
+fail_after_one(struct sw_fetch *f, struct fake *fk, int from, uint64_t now,
+               const struct node *nd)
 {
+    int rc;
+
+    answer(f, now, &fk->r[from], nd);
+    fk->r[from + 1].answered = true;
+    rc = sw_fetch_response(f, now + 10, fk->r[from + 1].tag, -SW_ETIMEDOUT, NULL);
     for (int i = 0; i < fk->n; i++)
         fk->r[i].answered = true;
+    return rc;
 }
 
 /* Kept pieces (fetch.h): a failed fetch's pieces stand for the next fetch
@@ -451,12 +460,9 @@ kept_pieces(void)
     fetcher(&f, &fk, 2, 1000, 0);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
     sw_fetch_start(&f, 1, T0);
-    answer(&f, T0 + 10, &fk.r[0], &a5);
-    fk.r[1].answered = true;
-    rc = sw_fetch_response(&f, T0 + 20, fk.r[1].tag, -SW_ETIMEDOUT, NULL);
+    rc = fail_after_one(&f, &fk, 0, T0 + 10, &a5);
     tap_ok(rc == SW_FETCH_FAILED && f.src[0].got == 4 && f.src[0].have_step,
            "a fetch fails with piece 0 of step 5 in");
-    lose_unanswered(&fk);
 
     sw_fetch_src_set(&f, 0, EP_B, NULL, 1, 0, 1, 10, -1, buf);
     f.src[0].keep = true;
@@ -477,10 +483,7 @@ kept_pieces(void)
     sw_fetch_start(&f, 1, T0 + 100);
     tap_ok(asked_only(&fk, from, 1, 1, 0) && f.src[0].kept == 0,
            "a fetch after a whole one keeps nothing, keep or not");
-    answer(&f, T0 + 110, &fk.r[from], &a5);
-    fk.r[from + 1].answered = true;
-    sw_fetch_response(&f, T0 + 120, fk.r[from + 1].tag, -SW_ETIMEDOUT, NULL);
-    lose_unanswered(&fk);
+    fail_after_one(&f, &fk, from, T0 + 110, &a5);
     sw_fetch_src_set(&f, 0, EP_B, NULL, 1, 0, 1, 10, -1, buf);
     f.src[0].keep = true;
     from = fk.n;
@@ -499,10 +502,7 @@ kept_pieces(void)
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
     from = fk.n;
     sw_fetch_start(&f, 1, T0 + 200);
-    answer(&f, T0 + 210, &fk.r[from], &a5);
-    fk.r[from + 1].answered = true;
-    sw_fetch_response(&f, T0 + 220, fk.r[from + 1].tag, -SW_ETIMEDOUT, NULL);
-    lose_unanswered(&fk);
+    fail_after_one(&f, &fk, from, T0 + 210, &a5);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 2, 0, 1, 10, -1, other);
     sw_fetch_src_set(&f, 0, EP_A, NULL, 1, 0, 1, 10, -1, buf);
     f.src[0].keep = true;
