@@ -1339,8 +1339,10 @@ sw_lead_tick(struct sw_trainer *t)
     }
     if (running && t->step > L->step) {
         /* the step led is over (this node may be in the next one already,
-         * led by another stage-0 node) */
+         * led by another stage-0 node); the next one is prepared at once,
+         * not SW_LEAD_START_MS later (lead.h) */
         set_phase(t, SW_LEAD_IDLE);
+        L->phase_ms = now - SW_MIN(now, (uint64_t)SW_LEAD_START_MS);
         running = false;
     }
     if (running && L->took_over && sw_lead_is_leader(t) && (rival = takeover_rival(t))) {

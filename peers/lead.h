@@ -213,7 +213,10 @@
  * that a stage with a direct node deals the relayed one fewer microbatches
  * (Petals counts a relayed server at 0.2 too). */
 #define SW_LEAD_RELAY_WEIGHT 0.2
-#define SW_LEAD_START_MS 50      /* between two steps */
+/* Between a round that planned nothing (or a takeover's wait) and the
+ * next; a step that finished is followed by the next one's PREPARE at once
+ * (the 50 ms were a ninth of the demo's step on loopback). */
+#define SW_LEAD_START_MS 50
 /* A node that answered a PREPARE "not my leader" (it has not read this
  * node's record yet) is asked again this much later, until the round's
  * timeout (the larger of the dead time and 5 s). */

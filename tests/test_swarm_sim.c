@@ -1025,6 +1025,26 @@ refill(struct sim *s, uint64_t within, uint64_t rounds)
 
 static bool all_closed(struct sim *s);
 
+/* A node finished the run's last step. */
+static bool
+run_finished(struct sim *s)
+{
+    for (int i = 0; i < s->nnode; i++)
+        if (s->node[i].t.trained && s->node[i].t.step == (uint64_t)s->sc.steps)
+            return true;
+    return false;
+}
+
+/* The run finished or stopped: refills stop.  Newcomers come to keep a run
+ * going; after its end they find its records lapsed and seed a run of their
+ * own, which never ends (a faster step moved seed 1874's disturbances past
+ * the run's end). */
+static bool
+run_over(struct sim *s)
+{
+    return s->st.stopped_lost || run_finished(s);
+}
+
 /*
  * The stranger (a key in no record, no plan): PREPARE of a step 1000 past
  * the run's, and a GO of a live node's own step naming only itself, to a
@@ -1139,7 +1159,7 @@ action(struct sim *s, struct event *e)
         s->last_disturb = s->now;
         return;
     case ACT_REFILL:
-        if (!s->st.stopped_lost)
+        if (!run_over(s))
             refill(s, 6000, e->b);
         return;
     case ACT_HOSTILE:
@@ -1166,7 +1186,8 @@ action(struct sim *s, struct event *e)
     if (n && s->verbose)
         fprintf(stderr, "%8llu action %d stage %d\n", (unsigned long long)(s->now - T0),
                 (int)e->a, st);
-    refill(s, 6000, 4);
+    if (!run_over(s))
+        refill(s, 6000, 4);
 }
 
 static int
@@ -1300,11 +1321,8 @@ ended(struct sim *s)
 {
     if (!all_closed(s))
         return false;
-    if (s->st.stopped_lost)
+    if (run_over(s))
         return true;
-    for (int i = 0; i < s->nnode; i++)
-        if (s->node[i].t.trained && s->node[i].t.step == (uint64_t)s->sc.steps)
-            return true;
     for (size_t i = 0; i < s->nheap; i++)
         if (s->heap[i].kind == EV_ACTION)
             return false;
