@@ -75,6 +75,12 @@
  * nodes in the run either (sw_recover_check_lost), and it is copied again
  * once the distrust ends (SW_RECOVER_LOST_WAIT_MS at most).
  *
+ * Two reads.  Steps 4 to 6 follow from a stage with no node to copy in
+ * two reads of the records (scans) since SYNC began, not one: a newcomer's
+ * first read that missed a live node's record (an answer lost) rebuilt the
+ * stage beside that node (recover.c, read_again).  The second read is
+ * asked at once; it costs a rebuild one scan.
+ *
  * Kept pieces.  A failed copy (its source stalled, went away or answered
  * an error) leaves what came in, of one step (fetch.h, Kept pieces); the
  * next copy of the stage keeps it, from any node: only the pieces it lacks
@@ -137,6 +143,8 @@ struct sw_recover {
     uint64_t ck_asked_ms;    /* --from-checkpoint: when the keeper was first looked up */
     uint64_t lost_since_ms;  /* check_lost: when the run first looked lost, 0 if not */
     uint64_t wait_ms;        /* rebuild_tick: waiting for neighbours since (0: not) */
+    uint64_t empty_scan;     /* sync: the scan (t->nscan) that showed the stage with
+                                nothing to copy (0: none; see "Two reads") */
     uint64_t copy_fail_ms;   /* when a copy last failed (0: never), */
     int copy_fail_stage;     /*   of which stage (a node that moved waits no more) */
     uint64_t distrust_wait_ms; /* sync: waiting for a distrusted node of the stage since (0: not) */

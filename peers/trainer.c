@@ -238,6 +238,8 @@ trainer_set_phase(struct sw_trainer *t, int phase)
     sw_log(SW_LOG_DEBUG, "phase %s -> %s", sw_phase_name(t->phase), sw_phase_name(phase));
     t->phase = phase;
     t->phase_ms = t->now;
+    if (phase == SW_PHASE_SYNC)
+        t->rc.empty_scan = 0; /* reads of the records from here on (recover.c, read_again) */
 }
 
 void
@@ -602,6 +604,7 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
                            sw_strerror(status));
         return;
     }
+    t->nscan++;
     n = sw_live_scan(&t->live, now, recs, SW_MIN(n, SW_PROTO_MAX_NODES), gone, ngone,
                      SW_TRAINER_SCAN_MS, alive);
     /* only records whose node proved it serves their endpoint count (live.h,

@@ -297,6 +297,7 @@ struct sw_trainer {
     int nproving;            /* of them, being tried for the first time */
     uint64_t run_mono;       /* the run's step as corroborated records told (trainer.c) */
     uint64_t scan1_ms;       /* the first scan's end (0: none yet) */
+    uint64_t nscan;          /* scans read (sw_trainer_scanned) */
 
     /* the step, the leader, recovery */
     struct sw_step st;
