@@ -10,6 +10,7 @@
 #include "trainer.h"
 
 #define READY_TAG(round, slot) SW_TAG(SW_TAG_READY, (uint64_t)(round) << 16 | (uint64_t)(slot))
+#define EARLY_TAG(gen, i) SW_TAG(SW_TAG_EARLY, (uint64_t)(gen) << 16 | (uint64_t)(i))
 
 int
 sw_lead_init(struct sw_trainer *t)
@@ -1082,16 +1083,147 @@ ask(struct sw_trainer *t, int i, uint64_t timeout_ms)
                            READY_TAG(L->round, i));
 }
 
+/* ---- early PREPAREs (lead.h) ---- */
+
+/* pk's ready answer to this step's early PREPARE (NULL: none). */
+static const struct sw_lead_early *
+early_ready(struct sw_trainer *t, const uint8_t *pk)
+{
+    const struct sw_lead *L = &t->lead;
+
+    if (L->early_step != L->step || trainer_gone(t, pk))
+        return NULL;
+    for (int i = 0; i < L->nearly; i++)
+        if (L->early[i].answered && !memcmp(L->early[i].pk, pk, 32))
+            return &L->early[i];
+    return NULL;
+}
+
+/* Slot p answered ready by its early READY e. */
+static void
+early_use(struct sw_trainer *t, struct sw_lead_slot *p, const struct sw_lead_early *e)
+{
+    p->answered = p->ok = p->have_hash = true;
+    p->stage = e->stage;
+    memcpy(p->hash, e->hash, 32);
+    t->lead.early_used++;
+}
+
+/* Every input of this node's part of the step it leads is in: PREPARE of
+ * the next step, early, to the other nodes of the step's plan. */
+static void
+early_prepare(struct sw_trainer *t)
+{
+    struct sw_lead *L = &t->lead;
+    const struct sw_plan *pl = &L->plan;
+    struct sw_body *b = &t->body;
+
+    if (L->phase != SW_LEAD_RUNNING || t->step != L->step || pl->step != L->step ||
+        L->early_step == L->step + 1 || L->step + 1 >= (uint64_t)t->man->steps ||
+        !sw_step_inputs_in(t))
+        return;
+    L->early_step = L->step + 1;
+    L->early_gen++;
+    L->nearly = 0;
+    L->early_round = false;
+    for (int st = 0; st < pl->S; st++)
+        for (int k = 0; k < pl->cnt[st]; k++) {
+            const uint8_t *pk = pl->pk[st * SW_PLAN_MAX + k];
+            struct sw_lead_early *e = &L->early[L->nearly];
+            bool dup = false;
+
+            for (int i = 0; i < L->nearly && !dup; i++)
+                dup = !memcmp(L->early[i].pk, pk, 32);
+            if (dup || !memcmp(pk, t->pk, 32) || trainer_gone(t, pk) ||
+                L->nearly >= SW_PROTO_MAX_NODES)
+                continue;
+            memset(e, 0, sizeof(*e));
+            memcpy(e->pk, pk, 32);
+            sw_body_init(b);
+            msgpack_pack_map(&b->pk, 2);
+            sw_proto_pack_key(&b->pk, "step");
+            msgpack_pack_uint64(&b->pk, L->early_step);
+            sw_proto_pack_key(&b->pk, "early");
+            msgpack_pack_true(&b->pk);
+            if (trainer_request(t, pl->ep[st * SW_PLAN_MAX + k], SW_MSG_PREPARE,
+                                prepare_timeout(t), 0, EARLY_TAG(L->early_gen, L->nearly)) == 0) {
+                L->nearly++;
+                L->early_sent++;
+            }
+        }
+}
+
+void
+sw_lead_early(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "stage", "ok", "hash", "lead", "copy", "busy",
+                                       NULL};
+    struct sw_lead *L = &t->lead;
+    uint32_t gen = (uint32_t)((tag >> 16) & 0xffffffffu);
+    int i = (int)(tag & 0xffff);
+    struct sw_lead_early *e;
+    msgpack_unpacked u;
+    const uint8_t *h;
+    size_t hl = 32;
+    uint64_t step, stage;
+    bool ok = false;
+    char hx[17];
+
+    /* an earlier generation's, or none came: the round's PREPARE asks */
+    if (gen != L->early_gen || i >= L->nearly || status != 0 || !m)
+        return;
+    e = &L->early[i];
+    if (e->answered || memcmp(m->hdr.sender, e->pk, 32))
+        return;
+    known_answered(t, e->pk);
+    if (!trainer_open(t, m, &u, keys))
+        return;
+    /* only a plain ready answer stands for the round's (any other, the
+     * round asks again) */
+    if (!sw_proto_get(&u.data, "copy") && !sw_proto_get(&u.data, "busy") &&
+        !sw_proto_get(&u.data, "lead") && sw_proto_get_u64(&u.data, "step", &step) == 0 &&
+        step == L->early_step && sw_proto_get_u64(&u.data, "stage", &stage) == 0 &&
+        stage < (uint64_t)t->S && sw_proto_get_bool(&u.data, "ok", &ok) == 0 && ok &&
+        sw_proto_get_bin(&u.data, "hash", &h, &hl) == 0) {
+        e->answered = true;
+        e->stage = (int)stage;
+        memcpy(e->hash, h, 32);
+        sw_identity_hex(hx, e->hash, 8);
+        sw_live_attest(&t->live, e->pk, e->stage, step, hx);
+    }
+    msgpack_unpacked_destroy(&u);
+    if (!e->answered || L->phase != SW_LEAD_PREPARING || L->step != L->early_step)
+        return;
+    /* the round runs: the node's slot, if its READY has not come */
+    for (int j = 0; j < L->nslot; j++) {
+        struct sw_lead_slot *p = &L->slot[j];
+        if (memcmp(p->pk, e->pk, 32) || p->answered)
+            continue;
+        early_use(t, p, e);
+        if (--L->nwait == 0)
+            go(t);
+        else
+            go_without_unwaited(t);
+        return;
+    }
+}
+
 /* Record r's node into the round, asked (a PREPARE that cannot be sent
- * counts as an answer, not ready). */
+ * counts as an answer, not ready); not when its early READY is in. */
 static void
 ask_record(struct sw_trainer *t, const struct sw_peer_rec *r, uint64_t timeout_ms)
 {
     struct sw_lead *L = &t->lead;
     struct sw_lead_slot *p = slot_add(t, r->pk, r->ep, r->stage, r->cap, false);
+    const struct sw_lead_early *e;
 
     if (!p)
         return;
+    if ((e = early_ready(t, r->pk))) {
+        known_answered(t, r->pk);
+        early_use(t, p, e);
+        return;
+    }
     L->nwait++;
     if (ask(t, L->nslot - 1, timeout_ms) < 0) {
         p->answered = true;
@@ -1108,6 +1240,14 @@ prepare(struct sw_trainer *t)
     L->led = true;
     L->took_over = false;
     round_new(t);
+    if (L->early_step != L->step || L->early_round) {
+        /* another step's, or this step's round ran already (a restart):
+         * forgotten */
+        L->early_step = 0;
+        L->early_gen++;
+        L->nearly = 0;
+    }
+    L->early_round = L->early_step != 0; /* the one round that takes them */
     set_phase(t, SW_LEAD_PREPARING);
     for (int i = 0; i < t->ndir; i++)
         if (sw_rec_in_run(t->dir[i].state))
@@ -1360,6 +1500,7 @@ sw_lead_tick(struct sw_trainer *t)
     }
     if (running && sw_lead_is_leader(t)) {
         watch(t);
+        early_prepare(t);
         return SW_MIN(wake, now + SW_LEAD_PING_MS);
     }
     if (running && sw_lead_expected(t)) {

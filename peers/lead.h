@@ -184,6 +184,26 @@
  * SW_LEAD_COPY_DOUBT_MS (a planned node that takes its microbatches and
  * never sends costs a stall limit each time it is planned, step.h).
  *
+ * Early PREPAREs.  The round is one round trip on the step's path: the
+ * leader's PREPARE goes out when its update of the step before is done,
+ * and the GO waits for the READYs (at 25 ms one way, 102 ms from the
+ * leader's update to its next GO, 52 ms without the 50 ms pause that once
+ * preceded each round: bench/barrier_bench.sh).  Yet every other node of
+ * the step is done before the leader: stage 0 does the last backwards of
+ * every microbatch (the swapped route's too).  So once every input of the
+ * leader's own part of step s is in (sw_step_inputs_in: its last
+ * backwards and its update are left), it sends PREPARE(s + 1) with "early"
+ * to the other nodes of its plan.  A node still in step s takes it as the
+ * next step's and answers READY when its update is done, never dropping
+ * or restarting its step for it; a node already done answers at once; any
+ * other node leaves it unanswered.  The answers (tagged SW_TAG_EARLY, by
+ * generation and index) wait in L->early; the round of s + 1 takes a
+ * ready one (ok, with its hash) for the node's READY and sends that node
+ * no PREPARE, and one that comes while the round runs answers its slot.
+ * Any other answer, none, or a node that is gone meanwhile: the round's
+ * own PREPARE as before.  A round of another step (a restart) forgets
+ * them.
+ *
  * Lifecycle (struct sw_lead.phase): IDLE, TAKEOVER (wait to plan the lost
  * leader's step again), RESTART (prepare the stalled step again),
  * PREPARING, RUNNING, PAUSED (running, a stage empty).
@@ -264,6 +284,14 @@ struct sw_lead_cand {
     uint64_t passed_ms;      /* passed over then (0: not) */
 };
 
+/* An early PREPARE's node and its READY (see "Early PREPAREs"). */
+struct sw_lead_early {
+    uint8_t pk[32];
+    bool answered;           /* ready: ok, at the step, with its hash */
+    int stage;
+    uint8_t hash[32];
+};
+
 /* One node asked in a round. */
 struct sw_lead_slot {
     uint8_t pk[32];
@@ -329,6 +357,13 @@ struct sw_lead {
     uint64_t busy_waits;     /* rounds that waited for them */
     uint64_t not_waited;     /* nodes a round was planned without, not waited for */
     uint64_t no_hash;        /* READYs ok without a hash, taken as not ok */
+    /* early PREPAREs (see "Early PREPAREs") of step early_step (0: none) */
+    uint64_t early_step;
+    bool early_round;        /* a round of early_step took them (a restart does not) */
+    uint32_t early_gen;
+    int nearly;
+    struct sw_lead_early early[SW_PROTO_MAX_NODES];
+    uint64_t early_sent, early_used; /* early PREPAREs sent; their READYs a round took */
 };
 
 int sw_lead_init(struct sw_trainer *t) SW_WARN_UNUSED;
@@ -350,6 +385,8 @@ void sw_lead_heard(struct sw_trainer *t, const uint8_t *pk);
 bool sw_lead_is_leader(struct sw_trainer *t);
 /* A READY (or the request's failure) for tag. */
 void sw_lead_ready(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m);
+/* An early PREPARE's READY (or the request's failure) for tag. */
+void sw_lead_early(struct sw_trainer *t, uint64_t tag, int status, const struct sw_transport_msg *m);
 /* Another node's plan of step came in (or another node leads): this node's
  * lead of that step, if any, is over. */
 void sw_lead_yield(struct sw_trainer *t, uint64_t step);

@@ -337,10 +337,15 @@ sw_step_answer_prepare(struct sw_trainer *t)
     if (!s->prep.pending || trainer_syncing(t) || sw_step_busy(s))
         return;
     ok = trainer_in_run(t) && t->step == s->prep.step;
-    if (t->move_to >= 0 && ok) { /* leaving for another stage (trainer.h): out of the plan */
+    /* leaving for another stage (trainer.h): out of the plan; but not once
+     * it answered ready for this step (an early PREPARE's READY, lead.h, or
+     * the round's first): the leader may have planned it on that answer */
+    if (t->move_to >= 0 && ok && s->ready_step != s->prep.step + 1) {
         ok = false;
         t->move_refused = true;
     }
+    if (ok)
+        s->ready_step = s->prep.step + 1;
     s->prep.pending = false;
     pk = ready_begin(t, s->prep.step, ok);
     sw_proto_pack_key(pk, "hash"); /* the leader plans one state per stage (lead.h) */
@@ -746,7 +751,8 @@ finish_exchange(struct sw_trainer *t)
     /* every other replica's partial for this step; once the leader has
      * finished the step (its PREPARE of the next is waiting here) nothing
      * will plan it again, and a replica gone meanwhile is done without */
-    after = (s->prep.pending || s->prep.busy) && s->prep.step == t->step + 1;
+    after = ((s->prep.pending && !s->prep.early) || s->prep.busy) &&
+            s->prep.step == t->step + 1;
     for (int r = 0; r < s->nrep; r++)
         if (r != s->myidx && !partial_of(t, r) && !(after && replica_gone(t, r)))
             return;
@@ -995,7 +1001,8 @@ exchange_tick(struct sw_trainer *t)
         return s->gsend_on;
     }
     if (s->phase != SW_STEP_EXCHANGE || s->nrep <= 1 ||
-        !(s->prep.pending || (s->prep.busy && s->prep.step == t->step + 1)))
+        !((s->prep.pending && !s->prep.early) ||
+          (s->prep.busy && s->prep.step == t->step + 1)))
         return false;
     finish_exchange(t);
     wait = piece_wait(t);
@@ -1110,6 +1117,28 @@ try_backward(struct sw_trainer *t)
     if (s->n_bwd == s->n_own)
         own_done(t);
     return false;
+}
+
+bool
+sw_step_inputs_in(const struct sw_trainer *t)
+{
+    const struct sw_step *s = &t->st;
+
+    if (s->phase != SW_STEP_RUNNING)
+        return s->phase > SW_STEP_RUNNING;
+    for (int m = 0; m < t->M; m++) {
+        if (s->mb_node[m] != s->myidx)
+            continue;
+        for (int k = 0; k < nvisits(t, t->step, m); k++) {
+            int u = m + k * t->M, h = visit_hop(t, t->step, m, k);
+            if (s->bwd_done[u])
+                continue;
+            if (!s->fwd_done[u] ||
+                (h != nhops(t, t->step, m) - 1 && (!s->have_dx[u] || s->early_dx[u])))
+                return false;
+        }
+    }
+    return true;
 }
 
 static void forward_done(struct sw_trainer *t, int u, const int32_t *tg, float loss);
@@ -2083,15 +2112,17 @@ answer_busy(struct sw_trainer *t)
 void
 sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", NULL};
+    static const char *const keys[] = {"step", "early", NULL};
     struct sw_step *s = &t->st;
     msgpack_unpacked u;
     uint64_t step;
+    bool early = false;
 
     if (m->route.rid == 0 || !t->ops || trainer_refuse_banned(t, m) ||
         !trainer_open(t, m, &u, keys))
         return;
-    if (sw_proto_get_u64(&u.data, "step", &step) < 0) {
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        (sw_proto_get(&u.data, "early") && sw_proto_get_bool(&u.data, "early", &early) < 0)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed prepare");
         return;
     }
@@ -2102,6 +2133,24 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
         answer_not_leader(t, m, step);
         return;
     }
+    if (early) {
+        /* the next step's, sent while the leader finishes its part of this
+         * one (lead.h, Early PREPAREs): READY once this node's part is done
+         * (update_done), and nothing else; a node that is not at the step
+         * before it, or not in the run, waits for the round's own PREPARE */
+        if (step == t->step + 1 && sw_step_busy(s) && trainer_in_run(t) &&
+            !(s->prep.pending && !s->prep.early)) {
+            memcpy(s->prep.pk, m->hdr.sender, 32);
+            s->prep.route = m->route;
+            s->prep.step = step;
+            s->prep.pending = s->prep.early = true;
+            s->prep.busy = false;
+            return;
+        }
+        if (step != t->step || sw_step_busy(s) || !trainer_in_run(t) ||
+            (s->prep.pending && !s->prep.early))
+            return;
+    }
     if (s->phase == SW_STEP_UPDATING && step != t->step + 1)
         sw_step_settle(t); /* a restart or a step further on: after the update */
     memcpy(s->prep.pk, m->hdr.sender, 32);
@@ -2109,6 +2158,7 @@ sw_step_on_prepare(struct sw_trainer *t, const struct sw_transport_msg *m)
     s->prep.step = step;
     s->prep.pending = true;
     s->prep.busy = false;
+    s->prep.early = early;
     if (s->phase == SW_STEP_UPDATING)
         return; /* the next step's: READY when the update is done (update_done) */
     if (s->phase == SW_STEP_EXCHANGE && s->nrep > 1 && step == t->step + 1) {

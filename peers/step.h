@@ -172,6 +172,7 @@ struct sw_hop_asm {
 struct sw_step_prep {
     bool pending;
     bool busy;               /* answered "busy" (lead.h, Exchanges): the leader is past the step */
+    bool early;              /* an early PREPARE (lead.h): the leader is still in the step */
     uint8_t pk[32];          /* who sent it (the leader) */
     struct sw_transport_route route;
     uint64_t step;
@@ -227,6 +228,7 @@ struct sw_step {
     struct sw_step_warm warm[SW_STEP_WARM_MAX]; /* being zeroed (Warm-up) */
     int nwarm;
     struct sw_step_prep prep;
+    uint64_t ready_step;     /* the last step this node answered READY ok for, + 1 (0: none) */
     struct sw_update upd;    /* UPDATING: what the update running apart did */
     double upd_loss;         /*   the loss sum of the step it applies */
     uint64_t nak_ms;         /* READYs "not my leader" answered (see sw_step_on_prepare) */
@@ -274,6 +276,9 @@ void sw_step_skip(struct sw_trainer *t, uint64_t step, const char *why);
  * its data stream to the step's start) and stays at the step, idle: the
  * next GO of it starts it afresh (lead.h: a takeover yielded to another). */
 void sw_step_drop(struct sw_trainer *t, const char *why);
+/* Are all the inputs of this node's part of the step in (every backward
+ * it owns has its gradient, or is done)?  Only its own computing is left. */
+bool sw_step_inputs_in(const struct sw_trainer *t);
 /* The deferred READY, when the node can answer it now. */
 void sw_step_answer_prepare(struct sw_trainer *t);
 /* EXCHANGE with the leader's next PREPARE waiting: a replica gone

@@ -760,6 +760,9 @@ sw_trainer_response(struct sw_trainer *t, uint64_t now, uint64_t tag, int status
     case SW_TAG_READY:
         sw_lead_ready(t, v, status, m);
         break;
+    case SW_TAG_EARLY:
+        sw_lead_early(t, v, status, m);
+        break;
     case SW_TAG_FETCH:
         sw_recover_fetched(t, v, status, m);
         break;

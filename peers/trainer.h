@@ -120,7 +120,13 @@ enum sw_phase {
 const char *sw_phase_name(int phase);
 
 /* Tags of the core's requests: the top 8 bits route the answer. */
-enum sw_tag_kind { SW_TAG_PING = 1, SW_TAG_READY = 2, SW_TAG_FETCH = 3, SW_TAG_ATTEST = 4 };
+enum sw_tag_kind {
+    SW_TAG_PING = 1,
+    SW_TAG_READY = 2,
+    SW_TAG_FETCH = 3,
+    SW_TAG_ATTEST = 4,
+    SW_TAG_EARLY = 5, /* an early PREPARE's READY (lead.h, Early PREPAREs) */
+};
 #define SW_TAG(kind, v) ((uint64_t)(kind) << 56 | ((v) & ((1ull << 56) - 1)))
 
 /* The scalars of a stage's optimiser state (src/optim.h). */

@@ -161,7 +161,7 @@ struct stats {
     uint64_t hostile;        /* a stranger's PREPAREs and GOs delivered */
     uint64_t max_gap_ms;     /* the longest time without an update (but for a stopped run) */
     uint64_t max_gap_seed;
-    uint64_t stale_ready, moves, balance_runs;
+    uint64_t stale_ready, moves, balance_runs, early_sent, early_used;
 };
 
 struct sim {
@@ -1399,6 +1399,8 @@ sim_release(struct sim *s)
 {
     for (int i = 0; i < s->nnode; i++) {
         s->st.stale_ready += s->node[i].t.lead.stale_ready;
+        s->st.early_sent += s->node[i].t.lead.early_sent;
+        s->st.early_used += s->node[i].t.lead.early_used;
         s->st.moves += s->node[i].t.moves;
     }
     s->st.balance_runs += s->sc.balance;
@@ -1542,6 +1544,8 @@ out:
     sim_release(s);
     if (out_stats) {
         out_stats->stale_ready += s->st.stale_ready;
+        out_stats->early_sent += s->st.early_sent;
+        out_stats->early_used += s->st.early_used;
         out_stats->moves += s->st.moves;
         out_stats->balance_runs += s->st.balance_runs;
     }
@@ -2061,7 +2065,7 @@ main(int argc, char **argv)
     signal(SIGSEGV, on_abort);
     if (hostile >= 0 && hostile < 6) /* one hostile scenario, verbose */
         return hostile_run(hostile, 1) < 0;
-    tap_plan(with_pinned ? 3 : 1);
+    tap_plan(with_pinned ? 4 : 1);
     for (uint64_t seed = first; seed < first + count && failed < 10; seed++, runs++)
         failed += run(seed, verbose, &stats) < 0;
     tap_diag("%d scenarios from seed %llu: %llu events, %.0f s simulated, %llu updates, "
@@ -2069,7 +2073,8 @@ main(int argc, char **argv)
              "checkfree+; %llu runs stopped (lost for good); %llu updates without a gone "
              "replica's share; %llu late READYs of an earlier round dropped; %llu moves "
              "in %llu rebalancing scenarios; %llu PREPAREs and GOs of a stranger dropped; "
-             "longest time without an update after a disturbance %.1f s (seed %llu)",
+             "longest time without an update after a disturbance %.1f s (seed %llu); "
+             "early PREPAREs: %llu sent, %llu of their READYs taken by a round",
              runs, (unsigned long long)first, (unsigned long long)stats.events,
              stats.sim_ms / 1000.0, (unsigned long long)stats.updates,
              (unsigned long long)stats.kills, (unsigned long long)stats.newcomers,
@@ -2078,7 +2083,8 @@ main(int argc, char **argv)
              (unsigned long long)stats.partials, (unsigned long long)stats.stale_ready,
              (unsigned long long)stats.moves, (unsigned long long)stats.balance_runs,
              (unsigned long long)stats.hostile, stats.max_gap_ms / 1000.0,
-             (unsigned long long)stats.max_gap_seed);
+             (unsigned long long)stats.max_gap_seed, (unsigned long long)stats.early_sent,
+             (unsigned long long)stats.early_used);
     tap_ok(failed == 0, "%d seeded scenarios kept the invariants (%d failed; replay one with "
            "--seed N --verbose)", runs, failed);
     if (with_pinned) {
@@ -2105,6 +2111,13 @@ main(int argc, char **argv)
                "endpoints; zero weights 2 steps ahead; step + 1000; the lowest key, from the "
                "start and mid-run), a replica that says busy: %d of 6 failed "
                "(replay one with --hostile K)", bad);
+        /* the barrier off the step's path (lead.h, Early PREPAREs): most
+         * rounds take the READYs of the PREPAREs sent before they began;
+         * churn, loss and harsh links leave some to the round's own */
+        tap_ok(stats.early_sent > 0 && stats.early_used * 10 >= stats.early_sent * (harsh ? 5 : 8),
+               "the rounds took %llu of the %llu READYs to early PREPAREs (%d%% at least)",
+               (unsigned long long)stats.early_used, (unsigned long long)stats.early_sent,
+               harsh ? 50 : 80);
     }
     return tap_done();
 }
