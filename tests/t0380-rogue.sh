@@ -9,7 +9,9 @@
 # NaN in an int8 FWD is a NaN scale).
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..8"
-STEPS=80
+# long enough that the rogue's 2.5 s of sending end before the run does
+# (80 steps did not, once the leader no longer paused 50 ms a step)
+STEPS=300
 
 # rogue CODEC: the whole test for a run whose activations travel in CODEC
 rogue() {
