@@ -454,12 +454,15 @@ copy_verify(struct sw_trainer *t)
      * step.c) is fresher, and a source within reach of it is waited for
      * (the records catch up, and alone above holds then) */
     /* A source whose record, when the copy began, claimed a step that
-     * other nodes had reached is no lone claim: its state far ahead of
-     * the records is a fast run's (a tiny model steps 25 times a second
-     * and records are read twice a second: t0399 refused every copy at
-     * once, and the newcomer never trained), and is waited for too */
+     * other nodes had reached, or within SW_RECOVER_LONE of it (not a lone
+     * claim: claim_alone), is no liar: its state far ahead of the records
+     * is a fast run's (a tiny model steps 25 times a second and records
+     * are read twice a second: t0399 refused every copy at once, and the
+     * newcomer never trained; t0345 in a CI run, its source's record one
+     * step past the other's and its state 17, refused at once, then
+     * distrusted, and the newcomer never trained), and is waited for too */
     reach = SW_MAX(max_step, lead_step(t));
-    if ((src->step <= reach + SW_RECOVER_AHEAD || rc->rec_step <= reach) &&
+    if ((src->step <= reach + SW_RECOVER_AHEAD || rc->rec_step <= reach + SW_RECOVER_LONE) &&
         t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
         copy_ask(t);
         return;
