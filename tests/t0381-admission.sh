@@ -11,7 +11,9 @@
 # trains on to its last step.
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..7"
-STEPS=400
+# the run outlives the revocation (at about step 200) by more than n0's
+# 10 s between reads of the list, at 40 steps a second too
+STEPS=1000
 write_manifest "$TMP/run.conf" $STEPS 2
 sign_manifest "$TMP/run.conf"
 write_manifest "$TMP/other.conf" 50 2 # another run of the same owner
