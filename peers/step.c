@@ -1076,6 +1076,15 @@ backward_done(struct sw_trainer *t, int u)
     }
 }
 
+/* Visit u's backward has its input: its forward is done and, but on the
+ * route's last hop, the gradient from the hop after it is in (and was
+ * taken with the step's plan). */
+static bool
+bwd_input_in(const struct sw_step *s, int u, bool last)
+{
+    return s->fwd_done[u] && (last || (s->have_dx[u] && !s->early_dx[u]));
+}
+
 /* The next backward in order, when its input is there; true when one
  * runs apart (s->job) or failed. */
 static bool
@@ -1097,7 +1106,7 @@ try_backward(struct sw_trainer *t)
 
             if (s->bwd_done[u])
                 continue;
-            if (!s->fwd_done[u] || (!last && (!s->have_dx[u] || s->early_dx[u])))
+            if (!bwd_input_in(s, u, last))
                 return false; /* hold later ones: gradients accumulate in order */
             err = t->ops->backward(t->model, u, last ? NULL : s->dx + (size_t)u * NC, s->xbuf,
                                    1.0f / t->M);
@@ -1130,11 +1139,9 @@ sw_step_inputs_in(const struct sw_trainer *t)
         if (s->mb_node[m] != s->myidx)
             continue;
         for (int k = 0; k < nvisits(t, t->step, m); k++) {
-            int u = m + k * t->M, h = visit_hop(t, t->step, m, k);
-            if (s->bwd_done[u])
-                continue;
-            if (!s->fwd_done[u] ||
-                (h != nhops(t, t->step, m) - 1 && (!s->have_dx[u] || s->early_dx[u])))
+            int u = m + k * t->M;
+            if (!s->bwd_done[u] &&
+                !bwd_input_in(s, u, visit_hop(t, t->step, m, k) == nhops(t, t->step, m) - 1))
                 return false;
         }
     }
