@@ -384,7 +384,7 @@ sw_live_prove(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, 
             p->prove_fails = 0;
             p->prove_next_ms = 0;
         }
-        if (p->prove_fails == 0)
+        if (p->prove_fails < SW_LIVE_PROVE_TRIES)
             first++;
         if (p->ping_busy || busy >= SW_LIVE_PROVE_MAX || now < p->prove_next_ms ||
             !lv->ops->ping)

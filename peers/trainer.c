@@ -487,7 +487,7 @@ confirm(struct sw_trainer *t)
             sw_live_probe(&t->live, t->now, l, r->ep);
         sw_live_ping(&t->live, t->now, r->pk, r->ep, r->stage, 0);
     }
-    /* the unproven records being tried for the first time (live.h, Proof):
+    /* the unproven records not yet failed SW_LIVE_PROVE_TRIES tries (live.h, Proof):
      * the table holds only proven ones */
     return nwait + t->nproving;
 }
@@ -685,7 +685,7 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
     }
     if (!t->scan1_ms)
         t->scan1_ms = now;
-    /* ready once every record was tried once (a newcomer that saw no
+    /* ready once every record was proven or failed its tries (a newcomer that saw no
      * proven node yet must not take the run for one not started) */
     if (!t->nproving || now - t->scan1_ms > (uint64_t)t->o.dead_ms + SW_TRAINER_SCAN_MS)
         t->dir_ok = true;

@@ -36,7 +36,8 @@
  * is planned, counted for stage choice and rebalancing, copied or rebuilt
  * from, or taken as a leader only once its node answered a PING at its
  * endpoint with its key.  The table is ready (dir_ok) once every record
- * was tried once, or after dead_ms and a scan.
+ * was proven or failed SW_LIVE_PROVE_TRIES tries, or after dead_ms and a
+ * scan.
  *   SYNC      the stage is set up; looking for where its state comes from
  *             (recover.h: a replica, the neighbours, a checkpoint, the seed)
  *   COPY      copying a live replica's state
@@ -300,7 +301,7 @@ struct sw_trainer {
     bool *distrusted_stage;  /* [S] the last scan left out a training node of it as distrusted */
     struct sw_live live;
     int nunproven;           /* records of the last scan left out: unproven (live.h, Proof) */
-    int nproving;            /* of them, being tried for the first time */
+    int nproving;            /* of them, with fewer than SW_LIVE_PROVE_TRIES failed tries */
     uint64_t run_mono;       /* the run's step as corroborated records told (trainer.c) */
     uint64_t scan1_ms;       /* the first scan's end (0: none yet) */
     uint64_t nscan;          /* scans read (sw_trainer_scanned) */

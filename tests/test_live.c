@@ -605,9 +605,9 @@ proofs(void)
     tap_ok(fk.ndead == 0 && fk.nprobe == 0 && lv.proof_fails == SW_LIVE_PROVE_MAX,
            "failed proofs: no death, no probe (deaths %d, probes %d)", fk.ndead, fk.nprobe);
     first = sw_live_prove(&lv, T0 + 1000, out, n);
-    tap_ok(fk.nping == 2 * SW_LIVE_PROVE_MAX && first == 61 - SW_LIVE_PROVE_MAX,
-           "the next round tries the next ones, not the failed ones (pings %d, first tries %d)",
-           fk.nping, first);
+    tap_ok(fk.nping == 2 * SW_LIVE_PROVE_MAX && first == 61,
+           "the next round tries the next ones, not the failed ones, and all are still waited "
+           "for after one failed try (pings %d, waited for %d)", fk.nping, first);
     /* fail everything in flight until the real node is asked */
     for (int round = 0; round < 20; round++) {
         struct sw_live_peer *p = sw_live_find(&lv, real);
@@ -655,6 +655,10 @@ proofs(void)
                "a fake is tried again after a back-off that doubles (fails %d, next try at "
                "+%llu ms)", p ? p->prove_fails : 0,
                (unsigned long long)(p ? p->prove_next_ms - T0 : 0));
+        first = sw_live_prove(&lv, T0 + 3501, &out[0], 1);
+        tap_ok(first == 0 && SW_LIVE_PROVE_TRIES == 2,
+               "a record that failed %d tries is no longer waited for (%d)", SW_LIVE_PROVE_TRIES,
+               first);
     }
     /* the fakes' records expire: only the proven node stays in the table */
     fail_all(&lv, T0 + 3600);
@@ -776,7 +780,7 @@ int
 main(void)
 {
     sw_log_level = SW_LOG_NONE;
-    tap_plan(70 + 15 + 9);
+    tap_plan(70 + 16 + 9);
     dead_by_age();
     probe_refused();
     first_sight();

@@ -2005,6 +2005,14 @@ static const struct pin pinned[] = {
           "stage-0 node had led the run past restarted it on a stall (PREPARE of a step left)"},
 };
 
+/* ... found with --harsh, and run so */
+static const struct pin pinned_harsh[] = {
+    {355, "loss: a newcomer's one PING to a live stage-2 node was lost, so it left that node's "
+          "record out, took stage 2 for empty and stopped the run (exit 5)"},
+    {180, "loss: a newcomer left a live node's record out after one lost PING and rebuilt "
+          "stage 1 beside it"},
+};
+
 /* ... found with --grad-loss, and run so */
 static const struct pin pinned_grad_loss[] = {
     {107, "partials lost: a replica sent its own again to a node that had moved to another "
@@ -2090,20 +2098,27 @@ main(int argc, char **argv)
     if (with_pinned) {
         int bad = 0;
         size_t np = SW_ARRAY_SIZE(pinned), ng = SW_ARRAY_SIZE(pinned_grad_loss);
+        size_t nh = SW_ARRAY_SIZE(pinned_harsh);
         bool gl = all_grad_loss;
+        int hs = harsh;
 
-        for (size_t i = 0; i < np + ng; i++) {
-            const struct pin *p = i < np ? &pinned[i] : &pinned_grad_loss[i - np];
+        for (size_t i = 0; i < np + ng + nh; i++) {
+            const struct pin *p = i < np        ? &pinned[i]
+                                  : i < np + ng ? &pinned_grad_loss[i - np]
+                                                : &pinned_harsh[i - np - ng];
 
-            all_grad_loss = gl || i >= np;
+            all_grad_loss = gl || (i >= np && i < np + ng);
+            harsh = hs || i >= np + ng;
             if (run(p->seed, verbose, NULL) < 0) {
                 bad++;
                 tap_diag("pinned seed %llu%s (it once found: %s) fails again",
-                         (unsigned long long)p->seed, i >= np ? " --grad-loss" : "", p->found);
+                         (unsigned long long)p->seed,
+                         i >= np + ng ? " --harsh" : i >= np ? " --grad-loss" : "", p->found);
             }
         }
         all_grad_loss = gl;
-        tap_ok(bad == 0, "the %zu seeds that found bugs pass", np + ng);
+        harsh = hs;
+        tap_ok(bad == 0, "the %zu seeds that found bugs pass", np + ng + nh);
         bad = 0;
         for (int k = 0; k < 6; k++)
             bad += hostile_run(k, verbose) < 0;
