@@ -360,6 +360,15 @@ sw_live_proven(struct sw_live *lv, const uint8_t *pk, const char *ep)
     return p && p->proven && !strcmp(p->pep, ep);
 }
 
+bool
+sw_live_proving(struct sw_live *lv, const uint8_t *pk, const char *ep, uint64_t now)
+{
+    struct sw_live_peer *p = sw_live_find(lv, pk);
+
+    return p && !sw_live_proven(lv, pk, ep) && !sw_live_gone(lv, pk, now) &&
+           p->prove_fails < SW_LIVE_PROVE_TRIES;
+}
+
 int
 sw_live_prove(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *recs, int n)
 {

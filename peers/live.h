@@ -214,6 +214,9 @@ bool sw_live_trusted(struct sw_live *lv, const uint8_t *pk);
 
 /* pk proved it serves ep (this node itself always has). */
 bool sw_live_proven(struct sw_live *lv, const uint8_t *pk, const char *ep);
+/* pk's record is unproven, and its node neither gone nor failed
+ * SW_LIVE_PROVE_TRIES proofs yet: it may still prove it (see Proof). */
+bool sw_live_proving(struct sw_live *lv, const uint8_t *pk, const char *ep, uint64_t now);
 /*
  * Tries to prove the unproven records of recs[n] (not gone, not this
  * node's), within the bounds of Proof; returns how many are unproven and

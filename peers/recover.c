@@ -1119,6 +1119,35 @@ ckpt_at_run(struct sw_trainer *t)
     return nck >= 0 && (uint64_t)nck >= t->run_step;
 }
 
+/* Records being proven (recover.h): true while a stage that empty[] marks
+ * (the own stage when empty is NULL) has a record that may still prove
+ * itself, and the wait, begun then, is not over. */
+static bool
+proving_wait(struct sw_trainer *t, const bool *empty)
+{
+    struct sw_recover *rc = &t->rc;
+    int s = -1;
+
+    for (int i = 0; i < t->S && s < 0; i++)
+        if ((empty ? empty[i] : i == t->stage) && t->proving_stage[i])
+            s = i;
+    if (s < 0)
+        return false;
+    /* a wait is one while it is asked about: one that nothing asked about
+     * for a few scans is over, and the next one starts anew */
+    if (!rc->proving_ms || t->now - rc->proving_seen_ms > 3 * (uint64_t)SW_TRAINER_SCAN_MS)
+        rc->proving_ms = t->now;
+    rc->proving_seen_ms = t->now;
+    if (t->now - rc->proving_ms >= SW_RECOVER_PROVING_MS(t->o.dead_ms))
+        return false;
+    SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "stage %d looks empty, but a record of it is still "
+                       "being proven (its node has not answered a ping at its endpoint yet): "
+                       "waiting for the proof", s);
+    if (rc->retry_ms < t->now + SW_TRAINER_SCAN_MS / 5)
+        rc->retry_ms = t->now + SW_TRAINER_SCAN_MS / 5;
+    return true;
+}
+
 /* No live node of this stage to copy and the run has started: rebuild it
  * from the neighbours when they are there, or stop with the reason. */
 static void
@@ -1146,6 +1175,10 @@ rebuild_tick(struct sw_trainer *t)
                 empty[t->dir[i].stage] = false;
     }
     lost = lost_for_good(t, empty, why, sizeof(why));
+    if (lost && proving_wait(t, empty)) {
+        sw_free(empty);
+        return;
+    }
     if (lost && t->distrusted_stage[t->stage] && !t->rc.lost_wait_ms)
         t->rc.lost_wait_ms = t->now; /* until it trains: not again after each copy */
     if (lost && holds_own_state(t)) {
@@ -1512,7 +1545,7 @@ sync_tick(struct sw_trainer *t)
          * whose nodes died meanwhile (trainer.h), or one that left a copy of
          * another stage for this one (unstacked), with no live node of its
          * stage to copy: what is left of the stage is rebuilt */
-        if (distrust_wait(t) || read_again(t))
+        if (distrust_wait(t) || proving_wait(t, NULL) || read_again(t))
             return;
         rebuild_tick(t);
     } else if (t->hash[0] && !other_of_stage(t)) {
@@ -1625,7 +1658,7 @@ sw_recover_check_lost(struct sw_trainer *t)
         t->rc.lost_since_ms = t->now;
         sw_log(SW_LOG_WARN, "the run looks lost at step %llu: %s; stopping in %d ms unless "
                "the stage comes back", (unsigned long long)t->step, why, t->o.dead_ms);
-    } else if (t->now - t->rc.lost_since_ms >= (uint64_t)t->o.dead_ms) {
+    } else if (t->now - t->rc.lost_since_ms >= (uint64_t)t->o.dead_ms && !proving_wait(t, empty)) {
         sw_log(SW_LOG_ERROR, "the run cannot go on at step %llu: %s; stopping",
                (unsigned long long)t->step, why);
         trainer_lost(t);

@@ -81,6 +81,17 @@
  * stage beside that node (recover.c, read_again).  The second read is
  * asked at once; it costs a rebuild one scan.
  *
+ * Records being proven.  A record counts only once its node answered a
+ * proof's PING (live.h, Proof).  One such PING lost, and a live node's
+ * stage looked empty: the nodes in the run stopped it as lost (exit 5)
+ * though a newcomer had just initialised the stage, its proof's second try
+ * in flight (sim --harsh 980).  So a stage is not taken for empty, to be
+ * rebuilt beside that node or given up as lost, while the last scan holds
+ * a training record of it that may still prove itself (fewer than
+ * SW_LIVE_PROVE_TRIES failed tries: trainer.h, proving_stage); this wait
+ * lasts SW_RECOVER_PROVING_MS(dead_ms) at most, so that a stranger's flood
+ * of records with dead endpoints cannot hold a lost run for ever.
+ *
  * Kept pieces.  A failed copy (its source stalled, went away or answered
  * an error) leaves what came in, of one step (fetch.h, Kept pieces); the
  * next copy of the stage keeps it, from any node: only the pieces it lacks
@@ -130,6 +141,9 @@ struct sw_restore;
 #define SW_RECOVER_DISTRUST_MS 30000   /* how long one is not copied from */
 /* a lost stage with a distrusted live node: waited for this long at most */
 #define SW_RECOVER_LOST_WAIT_MS (4 * SW_RECOVER_DISTRUST_MS)
+/* a stage whose record is being proven: waited for this long at most (two
+ * tries and their back-off fit: live.h, Proof) */
+#define SW_RECOVER_PROVING_MS(dead_ms) (2 * (uint64_t)(dead_ms) + SW_TRAINER_SCAN_MS)
 
 struct sw_recover {
     uint64_t retry_ms;       /* SYNC: the next try */
@@ -149,6 +163,9 @@ struct sw_recover {
     int copy_fail_stage;     /*   of which stage (a node that moved waits no more) */
     uint64_t distrust_wait_ms; /* sync: waiting for a distrusted node of the stage since (0: not) */
     uint64_t lost_wait_ms;   /* rebuild_tick: a lost stage's distrusted node waited for since */
+    uint64_t proving_ms;     /* a stage's record being proven waited for since (0: not; see
+                                Records being proven), */
+    uint64_t proving_seen_ms; /*  last asked about then */
     bool lost_ck_logged;
     struct sw_restore *restore; /* RESTORE in progress */
     /* verified state: a copy done, waiting for an attestation of its hash */

@@ -400,7 +400,8 @@ sw_trainer_init(struct sw_trainer *t, const uint8_t pk[32], const char *ep,
                  &live_ops, t);
     sw_fetch_init(&t->fetch, &fetch_ops, t);
     if (!(t->seen_stage = sw_calloc((size_t)t->S, sizeof(bool))) ||
-        !(t->distrusted_stage = sw_calloc((size_t)t->S, sizeof(bool))))
+        !(t->distrusted_stage = sw_calloc((size_t)t->S, sizeof(bool))) ||
+        !(t->proving_stage = sw_calloc((size_t)t->S, sizeof(bool))))
         return -SW_ENOMEM;
     if ((err = sw_lead_init(t)) < 0 || (err = sw_plan_init(&t->st.plan, t->S, t->M)) < 0)
         return err;
@@ -434,6 +435,8 @@ sw_trainer_release(struct sw_trainer *t)
     t->seen_stage = NULL;
     sw_free(t->distrusted_stage);
     t->distrusted_stage = NULL;
+    sw_free(t->proving_stage);
+    t->proving_stage = NULL;
 }
 
 bool
@@ -612,10 +615,13 @@ sw_trainer_scanned(struct sw_trainer *t, uint64_t now, int status, const struct 
     t->nproving = sw_live_prove(&t->live, now, alive, n);
     t->ndir = t->nunproven = 0;
     memset(t->distrusted_stage, 0, (size_t)t->S * sizeof(bool));
+    memset(t->proving_stage, 0, (size_t)t->S * sizeof(bool));
     for (int i = 0; i < n; i++) {
         const struct sw_peer_rec *r = &alive[i];
         if (!sw_live_proven(&t->live, r->pk, r->ep)) {
             t->nunproven++;
+            if (sw_rec_training(r->state) && sw_live_proving(&t->live, r->pk, r->ep, now))
+                t->proving_stage[r->stage] = true;
             continue;
         }
         if (memcmp(r->pk, t->pk, 32) && sw_recover_distrusted(t, r->pk)) {

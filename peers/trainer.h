@@ -299,6 +299,8 @@ struct sw_trainer {
     bool put_done;
     bool *seen_stage;        /* [S] a live node in the run (syncing too) was there once */
     bool *distrusted_stage;  /* [S] the last scan left out a training node of it as distrusted */
+    bool *proving_stage;     /* [S] ... an unproven record of it that may still prove itself
+                                (sw_live_proving; recover.h, Records being proven) */
     struct sw_live live;
     int nunproven;           /* records of the last scan left out: unproven (live.h, Proof) */
     int nproving;            /* of them, with fewer than SW_LIVE_PROVE_TRIES failed tries */

@@ -2011,6 +2011,8 @@ static const struct pin pinned_harsh[] = {
           "record out, took stage 2 for empty and stopped the run (exit 5)"},
     {180, "loss: a newcomer left a live node's record out after one lost PING and rebuilt "
           "stage 1 beside it"},
+    {980, "loss: the nodes in the run stopped it as lost (exit 5) while a newcomer's record of "
+          "the lost stage was on its second proof, the first PING lost"},
 };
 
 /* ... found with --grad-loss, and run so */
