@@ -837,10 +837,13 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
         "# TYPE swarm_lead_busy_waits_total counter\nswarm_lead_busy_waits_total %llu\n"
         "# HELP swarm_lead_ready_no_hash_total READYs ok without a state hash, taken as not ok "
         "(lead.c).\n# TYPE swarm_lead_ready_no_hash_total counter\n"
-        "swarm_lead_ready_no_hash_total %llu\n",
+        "swarm_lead_ready_no_hash_total %llu\n"
+        "# HELP swarm_lead_resends_total Steps whose GO this node, as the leader, sent again "
+        "with resend after half a stall limit without progress (lead.h, Resends).\n"
+        "# TYPE swarm_lead_resends_total counter\nswarm_lead_resends_total %llu\n",
         (unsigned long long)t->lead.not_waited, (unsigned long long)t->lead.passed_over,
         (unsigned long long)t->lead.copy_waits, (unsigned long long)t->lead.busy_waits,
-        (unsigned long long)t->lead.no_hash);
+        (unsigned long long)t->lead.no_hash, (unsigned long long)t->lead.resends);
     OUT("# HELP swarm_node_unproven_records Stage records of the last scan not counted: their "
         "node has not proved it serves their endpoint.\n"
         "# TYPE swarm_node_unproven_records gauge\nswarm_node_unproven_records %d\n"

@@ -363,7 +363,7 @@ set_need(struct sw_trainer *t, int need)
  * they are left out (told); false when a stage has none.  ver > 0: a replan
  * of the plan of the step in L->plan. */
 static bool
-send_plan(struct sw_trainer *t, uint64_t ver)
+send_plan(struct sw_trainer *t, uint64_t ver, bool resend)
 {
     struct sw_lead *L = &t->lead;
     struct sw_body *b = &t->body;
@@ -389,7 +389,11 @@ send_plan(struct sw_trainer *t, uint64_t ver)
         if (!L->slot[i].ok && !L->slot[i].told)
             continue;
         sw_body_init(b);
-        msgpack_pack_map(&b->pk, 4);
+        msgpack_pack_map(&b->pk, resend ? 5 : 4);
+        if (resend) {
+            sw_proto_pack_key(&b->pk, "resend");
+            msgpack_pack_true(&b->pk);
+        }
         sw_proto_pack_key(&b->pk, "step");
         msgpack_pack_uint64(&b->pk, L->step);
         sw_proto_pack_key(&b->pk, "ver");
@@ -548,7 +552,7 @@ go(struct sw_trainer *t)
         return;
     }
     one_state(t);
-    if (!send_plan(t, 0)) {
+    if (!send_plan(t, 0, false)) {
         int need = unready_stage(t);
         SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: stage %d has no ready node, waiting",
                            (unsigned long long)t->lead.step, need);
@@ -793,7 +797,21 @@ fill_stages(struct sw_trainer *t, bool *changed)
     return empty;
 }
 
-/* While a step runs (see lead.h): pings, replans, pauses. */
+static uint64_t stall_limit(const struct sw_trainer *t);
+
+/* The running step has made no progress for half its stall limit, nor since
+ * its last resend (lead.h, Resends). */
+static bool
+resend_due(const struct sw_trainer *t)
+{
+    const struct sw_lead *L = &t->lead;
+    uint64_t since = SW_MAX(SW_MAX(L->phase_ms, t->st.progress_ms), L->resend_ms);
+
+    return L->phase == SW_LEAD_RUNNING && !t->st.job.on && t->st.phase != SW_STEP_UPDATING &&
+           t->now - since > stall_limit(t) / 2;
+}
+
+/* While a step runs (see lead.h): pings, replans, pauses, resends. */
 static void
 watch(struct sw_trainer *t)
 {
@@ -817,7 +835,7 @@ watch(struct sw_trainer *t)
             L->phase = SW_LEAD_PAUSED; /* phase_ms: the stall clock stops meanwhile */
         return;
     }
-    if (changed && send_plan(t, L->ver + 1)) {
+    if (changed && send_plan(t, L->ver + 1, false)) {
         /* a replan does not restart the stall clock, only progress does:
          * in churn a death every few seconds replanned the step again and
          * again, and a step that no replan could finish (a replica past it
@@ -826,10 +844,18 @@ watch(struct sw_trainer *t)
             set_phase(t, SW_LEAD_RUNNING);
         else
             L->phase = SW_LEAD_RUNNING;
+    } else if (!changed && resend_due(t) && send_plan(t, L->ver, true)) {
+        /* the step's GO again, with resend: every node sends again what
+         * it sent in the step (nor does this restart the stall clock) */
+        L->resend_ms = t->now;
+        L->resends++;
+        SW_LOG_RATELIMITED(SW_LOG_INFO, 5000, "step %llu: no progress for %.1f s: asking every "
+                           "node of it to send again what it sent", (unsigned long long)L->step,
+                           (double)(t->now - SW_MAX(L->phase_ms, t->st.progress_ms)) / 1000.0);
     } else if (!changed && t->now - L->go_ms >= 1000 && t->now - L->phase_ms < 10000) {
         /* the same GO again, for a node that dropped it (one that had not
          * read this leader's record yet): a node that has it ignores it */
-        (void)send_plan(t, L->ver);
+        (void)send_plan(t, L->ver, false);
         if (L->phase == SW_LEAD_PAUSED)
             set_phase(t, SW_LEAD_RUNNING);
     } else if (L->phase == SW_LEAD_PAUSED) {
@@ -941,7 +967,7 @@ takeover(struct sw_trainer *t)
     L->led = true;
     if (known && (L->plan.step != L->step || t->st.plan.ver > L->plan.ver))
         sw_plan_copy(&L->plan, &t->st.plan); /* the step's plan as this node knows it */
-    if (!send_plan(t, ver)) {
+    if (!send_plan(t, ver, false)) {
         SW_LOG_RATELIMITED(SW_LOG_INFO, 2000, "step %llu: taking over the lost leader's step: "
                            "a stage has no node at the step yet, waiting",
                            (unsigned long long)L->step);

@@ -65,6 +65,19 @@
  * pause for an empty stage aside): every death of a churn replanned the
  * step, and a step no replan could finish stalled for minutes.
  *
+ * Resends.  A message of the step lost on the way (a connection closed
+ * with it queued, a node that came back under its key) cost a whole stall
+ * limit and a restart, up to 30 s while the step's period is not known (sim
+ * --harsh, 1% of messages lost: runs without a step for 45 s).  So halfway
+ * to the stall limit without progress (resend_due), the leader sends the
+ * step's GO again, same version and plan, with "resend": every node of the
+ * step sends again the FWDs and BWDs it sent (step.h, Resends; a receiver
+ * that has one drops the copy), and a node that missed the GO starts the
+ * step.  Once per half limit without progress.  A lost FWD or BWD then
+ * costs half a stall limit and the step's messages again; the restart
+ * stays for what a resend cannot mend.  Not a replan (a higher version):
+ * that would void the replicas' partial gradients summed so far.
+ *
  * Candidates.  A record is a claim: in an open run (admit.h) any key that
  * serves its endpoint can publish a training stage-0 record with a lower
  * key than the real nodes', and never lead.  So a stage-0 node is a
@@ -333,6 +346,8 @@ struct sw_lead {
     uint8_t wait_pk[32];
     uint64_t wait_ms;
     uint64_t passed_over;    /* leaders passed over (they did not lead) */
+    uint64_t resend_ms;      /* a step last planned again for a resend then (see "Resends") */
+    uint64_t resends;        /* how often */
     bool took_over;          /* the step led is a takeover (see "Two takeovers") */
     /* keys that answered a READY of this node, the last answer's time, and
      * whether a PREPARE to them timed out since (see "Whom a round waits

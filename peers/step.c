@@ -1805,6 +1805,27 @@ replay(struct sw_trainer *t, const struct sw_plan *p, uint64_t step, uint8_t *ol
     }
 }
 
+/* The leader's GO again with resend (step.h, Resends): every FWD and BWD
+ * this node sent in step, again, to the nodes its plan names. */
+static void
+resend_sent(struct sw_trainer *t, uint64_t step)
+{
+    struct sw_step *s = &t->st;
+
+    s->resent++;
+    for (int m = 0; m < t->M; m++) {
+        if (memcmp(s->plan.pk[sw_plan_at(&s->plan, t->stage, m)], t->pk, 32))
+            continue;
+        for (int k = 0; k < nvisits(t, step, m); k++) {
+            int u = m + k * t->M, h = visit_hop(t, step, m, k);
+            if (h + 1 < nhops(t, step, m) && s->xout_ok[u])
+                send_fwd(t, u, step);
+            if (h > 0 && s->dxout_ok[u])
+                send_bwd(t, u, step);
+        }
+    }
+}
+
 /*
  * A replan of step (ver > the installed one): see step.h, "Replans".
  * replay_only: this node finished the step already and only resends.
@@ -1907,12 +1928,13 @@ from_leader(struct sw_trainer *t, const struct sw_transport_msg *m, uint64_t ste
 void
 sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
-    static const char *const keys[] = {"step", "ver", "plan", "att", NULL};
+    static const char *const keys[] = {"step", "ver", "plan", "att", "resend", NULL};
     struct sw_step *s = &t->st;
     struct sw_plan *p = &s->scratch;
     msgpack_unpacked u;
     const msgpack_object *po, *att;
     uint64_t step, ver;
+    bool resend = false;
 
     /* a node stopping finishes its step: replans of it still count */
     if (!t->ops || trainer_refuse_banned(t, m) ||
@@ -1924,7 +1946,8 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
     att = sw_proto_get(&u.data, "att");
     if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
         sw_proto_get_u64(&u.data, "ver", &ver) < 0 || !po || sw_plan_parse(p, po) < 0 ||
-        (att && (att->type != MSGPACK_OBJECT_ARRAY || att->via.array.size != (uint32_t)t->S))) {
+        (att && (att->type != MSGPACK_OBJECT_ARRAY || att->via.array.size != (uint32_t)t->S)) ||
+        (sw_proto_get(&u.data, "resend") && sw_proto_get_bool(&u.data, "resend", &resend) < 0)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed plan");
         return;
     }
@@ -1961,6 +1984,12 @@ sw_step_on_go(struct sw_trainer *t, const struct sw_transport_msg *m)
     if (step + 1 == t->step && !sw_step_busy(s) && s->store_step == step &&
         s->plan.step == step && ver > s->plan.ver) {
         replan(t, p, step, true);
+        return;
+    }
+    if (resend && ver == s->plan.ver && s->plan.step == step && s->store_step == step &&
+        ((step == t->step && s->phase >= SW_STEP_RUNNING) ||
+         (step + 1 == t->step && !sw_step_busy(s)))) {
+        resend_sent(t, step);
         return;
     }
     if (step + 1 == t->step && s->phase == SW_STEP_FRESH) {

@@ -32,6 +32,13 @@
  * without its plan keeps one node per stage, and sends the others the GO
  * too) drops the step; the next PREPARE sends it copying state again.
  *
+ * Resends.  A GO of the installed plan's version with "resend" (the leader
+ * saw no progress for half its stall limit: lead.h, Resends) sends again
+ * every FWD and BWD this node sent in the step, from the same store, to
+ * the nodes the plan names, without installing anything: while in the
+ * step, or after it until the next one starts.  A node without the GO
+ * takes it as the step's GO.
+ *
  * Compute apart.  When the stage ops run a forward or backward on their
  * own thread (trainer.h, SW_COMPUTE_PENDING), one runs at a time (job): a
  * FWD taken meanwhile waits in xin, a BWD in dx, and what is ready next
@@ -241,6 +248,7 @@ struct sw_step {
     unsigned nperiods;
     uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */
     uint64_t resend_ms;      /* EXCHANGE: this node's partial last sent again (sw_step_tick) */
+    uint64_t resent;         /* GOs with resend taken (see Resends) */
     int resends;             /*   how often, this step */
     double tok_compute, t_compute0;
     double compute_at_update; /* the backend's compute_s at the last update */

@@ -161,7 +161,7 @@ struct stats {
     uint64_t hostile;        /* a stranger's PREPAREs and GOs delivered */
     uint64_t max_gap_ms;     /* the longest time without an update (but for a stopped run) */
     uint64_t max_gap_seed;
-    uint64_t stale_ready, moves, balance_runs, early_sent, early_used;
+    uint64_t stale_ready, moves, balance_runs, early_sent, early_used, resends, resent;
 };
 
 struct sim {
@@ -1401,6 +1401,8 @@ sim_release(struct sim *s)
         s->st.stale_ready += s->node[i].t.lead.stale_ready;
         s->st.early_sent += s->node[i].t.lead.early_sent;
         s->st.early_used += s->node[i].t.lead.early_used;
+        s->st.resends += s->node[i].t.lead.resends;
+        s->st.resent += s->node[i].t.st.resent;
         s->st.moves += s->node[i].t.moves;
     }
     s->st.balance_runs += s->sc.balance;
@@ -1546,6 +1548,8 @@ out:
         out_stats->stale_ready += s->st.stale_ready;
         out_stats->early_sent += s->st.early_sent;
         out_stats->early_used += s->st.early_used;
+        out_stats->resends += s->st.resends;
+        out_stats->resent += s->st.resent;
         out_stats->moves += s->st.moves;
         out_stats->balance_runs += s->st.balance_runs;
     }
@@ -2013,6 +2017,10 @@ static const struct pin pinned_harsh[] = {
           "stage 1 beside it"},
     {980, "loss: the nodes in the run stopped it as lost (exit 5) while a newcomer's record of "
           "the lost stage was on its second proof, the first PING lost"},
+    {18, "loss, 50 ms links: a lost FWD or BWD stalled a step until its restart (30 s while the "
+         "period was unknown); the run went 45 s without a step"},
+    {960, "loss: a lost BWD stalled a step 21 s until it was skipped, and the next one stalled "
+          "too; no step for 45 s"},
 };
 
 /* ... found with --grad-loss, and run so */
@@ -2084,7 +2092,8 @@ main(int argc, char **argv)
              "replica's share; %llu late READYs of an earlier round dropped; %llu moves "
              "in %llu rebalancing scenarios; %llu PREPAREs and GOs of a stranger dropped; "
              "longest time without an update after a disturbance %.1f s (seed %llu); "
-             "early PREPAREs: %llu sent, %llu of their READYs taken by a round",
+             "early PREPAREs: %llu sent, %llu of their READYs taken by a round; GOs with "
+             "resend: %llu, taken %llu times",
              runs, (unsigned long long)first, (unsigned long long)stats.events,
              stats.sim_ms / 1000.0, (unsigned long long)stats.updates,
              (unsigned long long)stats.kills, (unsigned long long)stats.newcomers,
@@ -2094,7 +2103,8 @@ main(int argc, char **argv)
              (unsigned long long)stats.moves, (unsigned long long)stats.balance_runs,
              (unsigned long long)stats.hostile, stats.max_gap_ms / 1000.0,
              (unsigned long long)stats.max_gap_seed, (unsigned long long)stats.early_sent,
-             (unsigned long long)stats.early_used);
+             (unsigned long long)stats.early_used, (unsigned long long)stats.resends,
+             (unsigned long long)stats.resent);
     tap_ok(failed == 0, "%d seeded scenarios kept the invariants (%d failed; replay one with "
            "--seed N --verbose)", runs, failed);
     if (with_pinned) {
