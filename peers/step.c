@@ -1772,6 +1772,22 @@ early_take(struct sw_trainer *t)
     }
 }
 
+/* Every FWD and BWD of microbatch m this node sent in step, again from its
+ * store, to the nodes its plan names. */
+static void
+send_stored(struct sw_trainer *t, uint64_t step, int m)
+{
+    struct sw_step *s = &t->st;
+
+    for (int k = 0; k < nvisits(t, step, m); k++) {
+        int u = m + k * t->M, h = visit_hop(t, step, m, k);
+        if (h + 1 < nhops(t, step, m) && s->xout_ok[u])
+            send_fwd(t, u, step);
+        if (h > 0 && s->dxout_ok[u])
+            send_bwd(t, u, step);
+    }
+}
+
 /*
  * Installs p and resends, from the store, every FWD and BWD this node sent
  * in the step for a microbatch it serves in both plans: to the neighbours
@@ -1793,15 +1809,8 @@ replay(struct sw_trainer *t, const struct sw_plan *p, uint64_t step, uint8_t *ol
         if (!oldme[m] && !newme)
             continue;
         route_from_plan(t, m);
-        if (!oldme[m] || !newme)
-            continue;
-        for (int k = 0; k < nvisits(t, step, m); k++) {
-            int u = m + k * t->M, h = visit_hop(t, step, m, k);
-            if (h + 1 < nhops(t, step, m) && s->xout_ok[u])
-                send_fwd(t, u, step);
-            if (h > 0 && s->dxout_ok[u])
-                send_bwd(t, u, step);
-        }
+        if (oldme[m] && newme)
+            send_stored(t, step, m);
     }
 }
 
@@ -1813,17 +1822,9 @@ resend_sent(struct sw_trainer *t, uint64_t step)
     struct sw_step *s = &t->st;
 
     s->resent++;
-    for (int m = 0; m < t->M; m++) {
-        if (memcmp(s->plan.pk[sw_plan_at(&s->plan, t->stage, m)], t->pk, 32))
-            continue;
-        for (int k = 0; k < nvisits(t, step, m); k++) {
-            int u = m + k * t->M, h = visit_hop(t, step, m, k);
-            if (h + 1 < nhops(t, step, m) && s->xout_ok[u])
-                send_fwd(t, u, step);
-            if (h > 0 && s->dxout_ok[u])
-                send_bwd(t, u, step);
-        }
-    }
+    for (int m = 0; m < t->M; m++)
+        if (!memcmp(s->plan.pk[sw_plan_at(&s->plan, t->stage, m)], t->pk, 32))
+            send_stored(t, step, m);
 }
 
 /*
