@@ -931,6 +931,12 @@ lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t l
     size_t off = 0;
     int nlost = 0;
 
+    /* before the run's first update nothing is lost: a newcomer initialises
+     * any stage from the run seed (sync_tick, seed_init).  The nodes in a
+     * run whose stage 0 was killed at step 0 stopped it with exit 5, while
+     * a newcomer was seeding that stage (sim --harsh 112, 980) */
+    if (t->run_step == 0 && t->step == 0)
+        return false;
     for (int s = 0; s < t->S; s++)
         if (empty[s] && off < sizeof(list)) {
             int k = snprintf(list + off, sizeof(list) - off, "%s%d", nlost ? ", " : "", s);

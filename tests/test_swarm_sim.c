@@ -1345,12 +1345,15 @@ holds(struct sim *s, int st, bool replica)
 
 /* Could the run have gone on?  (Two adjacent stages lost their state, or a
  * boundary stage without CheckFree+, or under CheckFree+ without a replica
- * at its partner.) */
+ * at its partner; never before the run's first update: the run seed
+ * initialises any stage then.) */
 static bool
 lost_for_good(struct sim *s)
 {
     int S = s->sc.S;
 
+    if (s->st.updates == 0)
+        return false;
     for (int st = 0; st < S; st++) {
         if (holds(s, st, false))
             continue;
@@ -2017,6 +2020,8 @@ static const struct pin pinned_harsh[] = {
           "stage 1 beside it"},
     {980, "loss: the nodes in the run stopped it as lost (exit 5) while a newcomer's record of "
           "the lost stage was on its second proof, the first PING lost"},
+    {112, "stage 0 killed at step 0: the nodes in the run stopped it as lost (exit 5) while a "
+          "newcomer initialised the stage from the run seed; the run then waited for good"},
     {18, "loss, 50 ms links: a lost FWD or BWD stalled a step until its restart (30 s while the "
          "period was unknown); the run went 45 s without a step"},
     {960, "loss: a lost BWD stalled a step 21 s until it was skipped, and the next one stalled "
