@@ -53,7 +53,9 @@
  * and at the end: the run finished with every survivor at the last step and
  * exit 0, or it stopped with SW_EXIT_LOST where the lost stages really
  * could not be rebuilt (two adjacent stages, or a boundary stage without
- * CheckFree+).
+ * CheckFree+; never before the run's first update); newcomers that then
+ * found its records lapsed and wait alone at step 0 in a run of their own
+ * (waits_anew) end the scenario too.
  */
 #include "sw.h"
 
@@ -1316,9 +1318,27 @@ all_closed(struct sim *s)
 
 /* The end: every live node closed, and the run finished or stopped, or no
  * newcomer to come (a run whose nodes were all killed gets its newcomers). */
+/* The run stopped for good (exit 5: never before its first update, so it
+ * was past step 0), and node n waits at step 0, untrained, in a run of its
+ * own: a newcomer that found the stopped run's records lapsed and seeded
+ * one, as a newcomer to an empty DHT does.  Nothing of the old run is left
+ * in it to check. */
+static bool
+waits_anew(const struct sim *s, const struct simnode *n)
+{
+    return s->st.stopped_lost && !n->t.trained && n->t.step == 0;
+}
+
 static bool
 ended(struct sim *s)
 {
+    bool anew = s->st.stopped_lost > 0;
+
+    for (int i = 0; i < s->nnode && anew; i++)
+        if (s->node[i].alive && !s->node[i].closed && !waits_anew(s, &s->node[i]))
+            anew = false;
+    if (anew)
+        return true;
     if (!all_closed(s))
         return false;
     if (run_over(s))
@@ -1384,6 +1404,8 @@ finish(struct sim *s)
         if (!n->alive)
             continue;
         live = true; /* (a run whose every node was killed ends with nothing to check) */
+        if (!n->closed && waits_anew(s, n))
+            continue;
         if (!n->closed) {
             fail(s, "node %d (stage %d, phase %s, step %llu) still running at the end", n->id,
                  n->t.stage, sw_phase_name(n->t.phase), (unsigned long long)n->t.step);
