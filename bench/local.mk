@@ -21,9 +21,12 @@ bench_stage_bench_LDADD = $(sw_core_ldadd)
 # 2 replicas per codec of the replicas' partial gradients (STEPS, CODECS,
 # SEEDS); barrier_bench.sh: the leader's time from one step's update to the
 # next step's GO, on loopback and over LINK (STEPS, CODEC; the link needs
-# root and tests/wanemu, else loopback only).
+# root and tests/wanemu, else loopback only); bytes_bench.sh: the bytes on
+# the wire a step of 4 stages x 2 replicas per pair of activation and
+# gradient codecs (STEPS, REPS, PAIRS; root and tests/wanemu, else it skips).
 sw_bench_runs = bench/churn_bench.sh bench/attack_bench.sh bench/wan_bench.sh bench/nat_bench.sh \
-	bench/llama124_bench.sh bench/copy_bench.sh bench/grad_codec_bench.sh bench/barrier_bench.sh
+	bench/llama124_bench.sh bench/copy_bench.sh bench/grad_codec_bench.sh bench/barrier_bench.sh \
+	bench/bytes_bench.sh
 EXTRA_DIST += $(sw_bench_runs) bench/bench-lib.sh
 bench: swarmd swarmctl swarmsim tests/test_peers_attack$(EXEEXT) tests/wanemu$(EXEEXT)
 	@rc=0; for b in $(sw_bench_runs); do \
