@@ -165,6 +165,33 @@ pk_listed(const uint8_t (*list)[32], int n, const uint8_t *pk)
 static uint64_t lead_step(const struct sw_trainer *t);
 
 /*
+ * Record lag: the steps a run takes between two publications
+ * of a record, as the records' throughputs tell (the fastest stage's
+ * tokens a second over the step's tokens), at most 4 SW_RECOVER_AHEAD
+ * (throughputs are claims too).  Honest records of a fast run differ by
+ * about that many steps: a tiny model steps every 50 ms, a record goes out
+ * every second.
+ */
+static uint64_t
+record_lag(const struct sw_trainer *t)
+{
+    double best = 0, steps;
+
+    for (int s = 0; s < t->S; s++) {
+        double sum = 0;
+        for (int i = 0; i < t->ndir; i++)
+            if (t->dir[i].stage == s && sw_rec_has_state(t->dir[i].state) &&
+                isfinite(t->dir[i].tps) && t->dir[i].tps > 0)
+                sum += t->dir[i].tps;
+        best = SW_MAX(best, sum);
+    }
+    if (best <= 0 || !t->M || !t->N)
+        return 0;
+    steps = (double)sw_live_pub_every(t->o.dead_ms) * best / (1000.0 * (double)t->M * (double)t->N);
+    return (uint64_t)SW_MIN(steps, 4.0 * SW_RECOVER_AHEAD);
+}
+
+/*
  * A record whose step is more than SW_RECOVER_LONE past every other
  * record's, this node's own and the leader's: a claim of its own, not a
  * stage-mate that can vouch for a copy, veto one or hold one back.  In an
@@ -424,7 +451,7 @@ copy_verify(struct sw_trainer *t)
 {
     struct sw_recover *rc = &t->rc;
     const struct sw_fetch_src *src = &t->fetch.src[0];
-    uint64_t max_step, max_other, reach;
+    uint64_t max_step, max_other, reach, lag;
     int others = copy_others(t, src->pk, false, &max_step, &max_other), agree, disagree;
     char why[160];
 
@@ -460,9 +487,17 @@ copy_verify(struct sw_trainer *t)
      * are read twice a second: t0399 refused every copy at once, and the
      * newcomer never trained; t0345 in a CI run, its source's record one
      * step past the other's and its state 17, refused at once, then
-     * distrusted, and the newcomer never trained), and is waited for too */
+     * distrusted, and the newcomer never trained), and is waited for too.
+     * Both bounds grow by twice the record lag (record_lag): a record
+     * refreshed every second lags a tiny model's run by tens of steps, and
+     * honest records differ by as many (t0345 in CI again: the source's
+     * record 8 steps past the other's, its state 18 past it, refused at
+     * once; distrusted, the source was out of the table for 30 s, and the
+     * newcomer, behind the run, resumed its own state at every PREPARE) */
     reach = SW_MAX(max_step, lead_step(t));
-    if ((src->step <= reach + SW_RECOVER_AHEAD || rc->rec_step <= reach + SW_RECOVER_LONE) &&
+    lag = record_lag(t);
+    if ((src->step <= reach + SW_RECOVER_AHEAD + 2 * lag ||
+         rc->rec_step <= reach + SW_RECOVER_LONE + 2 * lag) &&
         t->now - rc->verify_ms < SW_RECOVER_ATTEST_MS(t->o.dead_ms)) {
         copy_ask(t);
         return;
