@@ -27,8 +27,7 @@ echo "# bytes_bench.sh $BUILD STEPS=$STEPS FROM=$FROM REPS=$REPS PAIRS='$PAIRS'"
 # tx_total: every host's tx_bytes in the emulator's counters, now
 tx_total() {
     wan_stats || { echo -; return; }
-    awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "=");
-        if (kv[1] == "tx_bytes") b += kv[2] } } END { printf "%.0f", b }' "$TMP/wan.stats"
+    wan_sum tx_bytes
 }
 
 FIRST=""

@@ -69,10 +69,8 @@ run_setting() {
         [ -z "$LO32" ] && [ -z "$link" ] && [ "$codec" = fp32 ] && LO32=$tps
         mb=- drops=-
         if [ -n "$link" ]; then
-            mb=$(awk -v n="$n" '{ for (i = 2; i <= NF; i++) { split($i, kv, "=");
-                if (kv[1] == "tx_bytes") b += kv[2] } } END { printf "%.2f", b / n / 1e6 }' "$TMP/wan.stats")
-            drops=$(awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "=");
-                if (kv[1] == "drop_queue") q += kv[2] } } END { print q + 0 }' "$TMP/wan.stats")
+            mb=$(awk -v b="$(wan_sum tx_bytes)" -v n="$n" 'BEGIN { printf "%.2f", b / n / 1e6 }')
+            drops=$(wan_sum drop_queue)
         fi
         eval "lo=\${LO_$codec:-}"
         printf '%-16s %-5s %8s %8s %6s %6s %8s %6s\n' "$name" "$codec" "$sps" "$tps" \

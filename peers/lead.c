@@ -980,31 +980,13 @@ takeover(struct sw_trainer *t)
            (unsigned long long)ver);
 }
 
-/*
- * The run's step period as the records tell it, in ms (0: unknown): the
- * nodes of a stage together run the step's M microbatches of N tokens, so
- * a stage's period is M * N over the sum of its nodes' tokens/s; the
- * fastest stage's is taken (a record that lingers after its node died only
- * adds to it, and the limit below has a floor).
- */
+/* The run's step period as the records tell it, in ms (0: unknown). */
 static uint64_t
 records_period(const struct sw_trainer *t)
 {
-    double best = 0;
+    double tps = sw_trainer_records_tps(t);
 
-    for (int i = 0; i < t->ndir; i++) {
-        double sum = 0;
-        if (!sw_rec_has_state(t->dir[i].state))
-            continue;
-        for (int j = 0; j < t->ndir; j++) {
-            const struct sw_peer_rec *r = &t->dir[j];
-            if (r->stage == t->dir[i].stage && sw_rec_has_state(r->state) && isfinite(r->tps) &&
-                r->tps > 0)
-                sum += r->tps;
-        }
-        best = SW_MAX(best, sum);
-    }
-    return best > 0 ? (uint64_t)((double)t->M * (double)t->N * 1000.0 / best) : 0;
+    return tps > 0 ? (uint64_t)((double)t->M * (double)t->N * 1000.0 / tps) : 0;
 }
 
 /*

@@ -166,8 +166,8 @@ static uint64_t lead_step(const struct sw_trainer *t);
 
 /*
  * Record lag: the steps a run takes between two publications
- * of a record, as the records' throughputs tell (the fastest stage's
- * tokens a second over the step's tokens), at most 4 SW_RECOVER_AHEAD
+ * of a record, as the records' throughputs tell (sw_trainer_records_tps
+ * over the step's tokens), at most 4 SW_RECOVER_AHEAD
  * (throughputs are claims too).  Honest records of a fast run differ by
  * about that many steps: a tiny model steps every 50 ms, a record goes out
  * every second.
@@ -175,19 +175,11 @@ static uint64_t lead_step(const struct sw_trainer *t);
 static uint64_t
 record_lag(const struct sw_trainer *t)
 {
-    double best = 0, steps;
+    double tps = sw_trainer_records_tps(t), steps;
 
-    for (int s = 0; s < t->S; s++) {
-        double sum = 0;
-        for (int i = 0; i < t->ndir; i++)
-            if (t->dir[i].stage == s && sw_rec_has_state(t->dir[i].state) &&
-                isfinite(t->dir[i].tps) && t->dir[i].tps > 0)
-                sum += t->dir[i].tps;
-        best = SW_MAX(best, sum);
-    }
-    if (best <= 0 || !t->M || !t->N)
+    if (tps <= 0 || !t->M || !t->N)
         return 0;
-    steps = (double)sw_live_pub_every(t->o.dead_ms) * best / (1000.0 * (double)t->M * (double)t->N);
+    steps = (double)sw_live_pub_every(t->o.dead_ms) * tps / (1000.0 * (double)t->M * (double)t->N);
     return (uint64_t)SW_MIN(steps, 4.0 * SW_RECOVER_AHEAD);
 }
 

@@ -288,6 +288,23 @@ sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r)
     sw_status_rec_set_recovery(r, t->rec_method, t->rec_from, t->rec_bytes, t->rec_s);
 }
 
+double
+sw_trainer_records_tps(const struct sw_trainer *t)
+{
+    double best = 0;
+
+    for (int s = 0; s < t->S; s++) {
+        double sum = 0;
+        for (int i = 0; i < t->ndir; i++) {
+            const struct sw_peer_rec *r = &t->dir[i];
+            if (r->stage == s && sw_rec_has_state(r->state) && isfinite(r->tps) && r->tps > 0)
+                sum += r->tps;
+        }
+        best = SW_MAX(best, sum);
+    }
+    return best;
+}
+
 static void
 publish(struct sw_trainer *t, uint32_t ttl_s)
 {

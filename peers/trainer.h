@@ -395,6 +395,15 @@ uint64_t sw_trainer_tick(struct sw_trainer *t, uint64_t now);
 void sw_trainer_stop(struct sw_trainer *t, uint64_t now);
 /* The record this node publishes. */
 void sw_trainer_self_rec(const struct sw_trainer *t, struct sw_peer_rec *r);
+/*
+ * The run's pace as the records tell it: the fastest stage's tokens a
+ * second, summed over its records that hold a state (0: none tells).  The
+ * nodes of a stage share a step's M x N tokens, so a step takes M N / this;
+ * the fastest stage is taken because a record that lingers after its node
+ * died only adds to its stage, and throughputs are claims (callers bound
+ * what they derive from it).
+ */
+double sw_trainer_records_tps(const struct sw_trainer *t);
 /* This node is reached at ep from now on (an outbound-only node's "key:"
  * endpoint, reach.h); its record goes out again at once. */
 void sw_trainer_set_ep(struct sw_trainer *t, const char *ep);

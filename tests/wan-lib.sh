@@ -193,6 +193,12 @@ wan_stat() {
         if (kv[1] == f) print kv[2] } }' "$TMP/wan.stats"
 }
 
+# wan_sum FIELD: one counter summed over every host of the last wan_stats
+wan_sum() {
+    awk -v f="$1" '{ for (i = 2; i <= NF; i++) { split($i, kv, "=");
+        if (kv[1] == f) n += kv[2] } } END { printf "%.0f\n", n }' "$TMP/wan.stats"
+}
+
 # The swarm on the network: processes as start_boot, start_node and
 # start_keeper start them, each on a host of its own, binding its host's
 # address.
