@@ -1448,7 +1448,7 @@ distrust_wait(struct sw_trainer *t)
         return false;
     SW_LOG_RATELIMITED(SW_LOG_INFO, 10000, "stage %d: its only nodes are sources whose copy "
                        "this node refused lately: waiting to try them again, not rebuilding "
-                       "the stage beside them", t->stage);
+                       "the stage beside them nor resuming an older state", t->stage);
     rc->retry_ms = t->now + SW_TRAINER_SCAN_MS;
     return true;
 }
@@ -1534,7 +1534,15 @@ sync_tick(struct sw_trainer *t)
     }
     if (!src && t->hash[0] && t->run_mono <= t->step && t->moved_from < 0) {
         /* nothing to copy and not behind the steps the run corroborates:
-         * this node's own state is the stage's (recover.h) */
+         * this node's own state is the stage's (recover.h); unless the
+         * leader's PREPARE is past it and the stage's other nodes are
+         * sources it refused lately: resumed, its older state answers the
+         * next PREPARE with "behind the run" and it comes back here, once
+         * a step (t0345 in CI: about 1000 resumes, each a record
+         * publication, in the 30 s of the distrust); it waits as a
+         * rebuild does, then copies again */
+        if (run > t->step && distrust_wait(t))
+            return;
         sw_log(SW_LOG_INFO, "no other node of stage %d to copy at a step the run reached: "
                "resuming with this node's own state (step %llu, hash %s)", t->stage,
                (unsigned long long)t->step, t->hash);
