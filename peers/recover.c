@@ -1580,6 +1580,8 @@ sync_tick(struct sw_trainer *t)
         trainer_set_phase(t, SW_PHASE_RESTORE);
         restore_tick(t);
     } else if (t->run_step == 0 && !t->recoveries) {
+        if (read_again(t))
+            return;
         seed_init(t);
     } else if (t->run_step > t->step || t->moved_from >= 0 || (t->run_step > 0 && !t->hash[0])) {
         /* a newcomer, a node the run left behind, one that moved to a stage

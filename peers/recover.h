@@ -75,11 +75,13 @@
  * nodes in the run either (sw_recover_check_lost), and it is copied again
  * once the distrust ends (SW_RECOVER_LOST_WAIT_MS at most).
  *
- * Two reads.  Steps 4 to 6 follow from a stage with no node to copy in
+ * Two reads.  Steps 3 to 6 follow from a stage with no node to copy in
  * two reads of the records (scans) since SYNC began, not one: a newcomer's
  * first read that missed a live node's record (an answer lost) rebuilt the
- * stage beside that node (recover.c, read_again).  The second read is
- * asked at once; it costs a rebuild one scan.
+ * stage beside that node (recover.c, read_again), and one whose first read
+ * found no record of a run that had started seeded a run of its own (t0370
+ * in CI).  The second read is asked at once; it costs a rebuild, and the
+ * seeding of a new run, a fifth of a scan.
  *
  * Records being proven.  A record counts only once its node answered a
  * proof's PING (live.h, Proof).  One such PING lost, and a live node's

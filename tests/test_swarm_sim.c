@@ -1818,7 +1818,9 @@ hostile_run(int kind, int verbose)
     c->plus = c->reorder = c->balance = false;
     c->S = 4;
     c->M = 2;
-    c->steps = 60;
+    /* 0: long enough that the kill at 4 s comes mid-run (60 steps of 28 ms
+     * end before it when the nodes prove each other before the fakes come) */
+    c->steps = kind == 0 ? 300 : 60;
     for (int st = 0; st < 8; st++)
         c->reps[st] = 1;
     c->delay_ms = 1;
