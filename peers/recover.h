@@ -65,8 +65,10 @@
  * whose copy was refused is not copied from, nor counted in the table,
  * for SW_RECOVER_DISTRUST_MS (its stage is not empty meanwhile: a node
  * whose stage has no other source waits, for two such periods at most,
- * instead of rebuilding it beside that node: distrust_wait); one that
- * others contradict (another hash at the same step) is banned.  Refusals are counted (copies_refused).
+ * instead of rebuilding it beside that node, or resuming its own state
+ * when the leader's PREPARE is past it: distrust_wait); one that others
+ * contradict (another hash at the same step) is banned.  Refusals are
+ * counted (copies_refused).
  * A stage that looks lost for good (lost_for_good) within the dead time
  * after a failed copy of it is waited for rather than given up (exit 5):
  * the source was there, its record may have lapsed while it was stopped
