@@ -820,9 +820,10 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
         "# TYPE swarm_node_dropped_total counter\n"
         "swarm_node_dropped_total{reason=\"banned\"} %llu\n"
         "swarm_node_dropped_total{reason=\"unknown_sender\"} %llu\n"
-        "swarm_node_dropped_total{reason=\"shape\"} %llu\n",
+        "swarm_node_dropped_total{reason=\"shape\"} %llu\n"
+        "swarm_node_dropped_total{reason=\"resend_gap\"} %llu\n",
         (unsigned long long)t->drop_banned, (unsigned long long)t->drop_unknown,
-        (unsigned long long)t->drop_shape);
+        (unsigned long long)t->drop_shape, (unsigned long long)t->st.resends_dropped);
     OUT("# HELP swarm_lead_silent_skipped_total Nodes a step was planned without, as the leader: "
         "their last prepare had gone unanswered (lead.h, Silent nodes).\n"
         "# TYPE swarm_lead_silent_skipped_total counter\nswarm_lead_silent_skipped_total %llu\n"

@@ -359,6 +359,19 @@ set_need(struct sw_trainer *t, int need)
         trainer_announce(t);
 }
 
+/* Was slot i's node sent this GO already, in an earlier slot?  A node can
+ * hold two slots of a round (one it left for the other: a move), and the GO
+ * is the same for all: a resend's twice sent everything again (sim seed
+ * 3733). */
+static bool
+go_sent_before(const struct sw_lead *L, int i)
+{
+    for (int j = 0; j < i; j++)
+        if ((L->slot[j].ok || L->slot[j].told) && !memcmp(L->slot[j].pk, L->slot[i].pk, 32))
+            return true;
+    return false;
+}
+
 /* GO(step, ver, plan, att) to the nodes planned (slots ok), and to those told
  * they are left out (told); false when a stage has none.  ver > 0: a replan
  * of the plan of the step in L->plan. */
@@ -386,7 +399,7 @@ send_plan(struct sw_trainer *t, uint64_t ver, bool resend)
     L->plan.ver = ver;
     sw_lead_seen_plan(t, &L->plan);
     for (int i = 0; i < L->nslot; i++) {
-        if (!L->slot[i].ok && !L->slot[i].told)
+        if ((!L->slot[i].ok && !L->slot[i].told) || go_sent_before(L, i))
             continue;
         sw_body_init(b);
         msgpack_pack_map(&b->pk, resend ? 5 : 4);

@@ -1814,6 +1814,9 @@ replay(struct sw_trainer *t, const struct sw_plan *p, uint64_t step, uint8_t *ol
     }
 }
 
+_Static_assert(2 * SW_STEP_RESEND_GAP_MS <= SW_LEAD_STALL_MIN_MS,
+               "an honest leader's resends come no closer than half its least stall limit");
+
 /* The leader's GO again with resend (step.h, Resends): every FWD and BWD
  * this node sent in step, again, to the nodes its plan names. */
 static void
@@ -1821,7 +1824,15 @@ resend_sent(struct sw_trainer *t, uint64_t step)
 {
     struct sw_step *s = &t->st;
 
+    if (s->resent_ms && t->now - s->resent_ms < SW_STEP_RESEND_GAP_MS) {
+        s->resends_dropped++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "step %llu: a GO with resend within %d ms of "
+                           "the last one taken: dropped (%llu so far)", (unsigned long long)step,
+                           SW_STEP_RESEND_GAP_MS, (unsigned long long)s->resends_dropped);
+        return;
+    }
     s->resent++;
+    s->resent_ms = t->now;
     for (int m = 0; m < t->M; m++)
         if (!memcmp(s->plan.pk[sw_plan_at(&s->plan, t->stage, m)], t->pk, 32))
             send_stored(t, step, m);

@@ -37,7 +37,11 @@
  * every FWD and BWD this node sent in the step, from the same store, to
  * the nodes the plan names, without installing anything: while in the
  * step, or after it until the next one starts.  A node without the GO
- * takes it as the step's GO.
+ * takes it as the step's GO.  One such GO is taken per
+ * SW_STEP_RESEND_GAP_MS, half the leader's least stall limit (no honest
+ * leader sends them closer): each sends this node's whole part of the step
+ * again, M activations or gradients of up to hundreds of MiB, so one
+ * closer is dropped and counted (resends_dropped), not an amplifier.
  *
  * Compute apart.  When the stage ops run a forward or backward on their
  * own thread (trainer.h, SW_COMPUTE_PENDING), one runs at a time (job): a
@@ -249,6 +253,8 @@ struct sw_step {
     uint64_t progress_ms;    /* the last forward, backward or partial gradient of the step */
     uint64_t resend_ms;      /* EXCHANGE: this node's partial last sent again (sw_step_tick) */
     uint64_t resent;         /* GOs with resend taken (see Resends) */
+    uint64_t resent_ms;      /*   the last one */
+    uint64_t resends_dropped; /*  within SW_STEP_RESEND_GAP_MS of it */
     int resends;             /*   how often, this step */
     double tok_compute, t_compute0;
     double compute_at_update; /* the backend's compute_s at the last update */
@@ -303,6 +309,8 @@ void sw_step_answer_prepare(struct sw_trainer *t);
  * once). */
 bool sw_step_tick(struct sw_trainer *t);
 #define SW_STEP_RESEND_MS 5000
+/* GOs with resend: one taken per this (SW_LEAD_STALL_MIN_MS / 2; Resends) */
+#define SW_STEP_RESEND_GAP_MS 2500
 #define SW_STEP_RESENDS 3
 /* This node's partial goes SW_STEP_GRAD_TURN piece (8 MiB in float32) a
  * turn of the loop, the next ones at the next tick: hashing and copying a
