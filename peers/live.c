@@ -160,8 +160,12 @@ judge(struct sw_live *lv, uint64_t now, const struct sw_peer_rec *r, uint64_t pr
         p->seq_ms = p->alive_ms = now;
         p->left = false;
         if (p->dead) {
+            /* back: a proof that failed while it was cut off is tried anew
+             * (sim --harsh 476: a newcomer never counted a node that came
+             * back, and gave its stage up as lost) */
             p->dead = false;
-            p->ping_fails = 0;
+            p->ping_fails = p->prove_fails = 0;
+            p->prove_next_ms = 0;
             sw_log(quiet(lv, p) ? SW_LOG_DEBUG : SW_LOG_INFO, "node %s of stage %d is alive "
                    "again", sw_proto_who(who, p->pk), r->stage);
         }

@@ -62,7 +62,7 @@ trained_from_here(struct sw_trainer *t, bool copied)
         trainer_fail(t, err, "data");
         return false;
     }
-    t->rc.wait_ms = t->rc.lost_wait_ms = 0;
+    t->rc.wait_ms = t->rc.lost_wait_ms = t->rc.lost_seen_ms = 0;
     trainer_hash(t);
     sw_step_reset(t);
     trainer_set_phase(t, t->step >= (uint64_t)t->man->steps ? SW_PHASE_DONE
@@ -944,10 +944,50 @@ stage_mate(const struct sw_trainer *t)
 }
 
 /*
- * True when the empty stages (empty[S]) cannot be rebuilt by any node that
- * joins: a boundary stage (plain CheckFree has no replica of the embedding
- * or the head), or two adjacent stages (CheckFree needs both neighbours);
- * why says which and what would recover them.
+ * The empty stages (empty[S]) that joining nodes can rebuild, one after
+ * another; ok[S] is true for those and for the live ones.  A boundary stage
+ * under CheckFree+ is rebuilt from its live partner (which keeps its
+ * replica); under CheckFree+ that partner (1, S-2) from its boundary stage
+ * alone (by_plus); any other stage from its two neighbours, live or rebuilt
+ * before it.  So under CheckFree+ stages 1 and 2 of five, lost together,
+ * come back: 1 from 0, then 2 from 1 and 3 (counted as adjacent and lost
+ * for good, a newcomer for stage 1 stopped a run that two newcomers
+ * rebuilt: sim seed 4433).
+ */
+static void
+rebuildable(const struct sw_trainer *t, const bool *empty, bool *ok)
+{
+    int S = t->S;
+    bool grew = true;
+
+    for (int s = 0; s < S; s++)
+        ok[s] = !empty[s];
+    while (grew) {
+        grew = false;
+        for (int s = 0; s < S; s++) {
+            bool can;
+            if (ok[s])
+                continue;
+            if (s == 0 || s == S - 1)
+                can = t->plus && S > 1 && !empty[s == 0 ? 1 : S - 2];
+            else if (t->plus && s == S - 2)
+                can = ok[S - 1];
+            else if (t->plus && s == 1)
+                can = ok[0];
+            else
+                can = ok[s - 1] && ok[s + 1];
+            if (can)
+                ok[s] = grew = true;
+        }
+    }
+}
+
+/*
+ * True when the empty stages (empty[S]) cannot be rebuilt by any nodes
+ * that join (rebuildable): a boundary stage (plain CheckFree has no replica
+ * of the embedding or the head), or two adjacent stages that no order of
+ * rebuilds brings back (CheckFree needs both neighbours); why says which
+ * and what would recover them.
  */
 static bool
 lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t len)
@@ -957,6 +997,7 @@ lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t l
     char list[256] = "";
     size_t off = 0;
     int nlost = 0;
+    bool *ok, lost = false;
 
     /* before the run's first update nothing is lost: a newcomer initialises
      * any stage from the run seed (sync_tick, seed_init).  The nodes in a
@@ -964,30 +1005,26 @@ lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t l
      * a newcomer was seeding that stage (sim --harsh 112, 980) */
     if (t->run_step == 0 && t->step == 0)
         return false;
+    if (!(ok = sw_calloc((size_t)t->S, sizeof(bool))))
+        return false; /* asked again at the next tick */
+    rebuildable(t, empty, ok);
     for (int s = 0; s < t->S; s++)
         if (empty[s] && off < sizeof(list)) {
             int k = snprintf(list + off, sizeof(list) - off, "%s%d", nlost ? ", " : "", s);
             off += k > 0 ? (size_t)k : 0;
             nlost++;
         }
-    for (int s = 0; s < t->S; s++) {
+    for (int s = 0; s < t->S && !lost; s++) {
         if (!empty[s])
             continue;
-        if (s + 1 < t->S && empty[s + 1]) {
-            snprintf(why, len, "lost stage%s %s: stages %d and %d are adjacent and CheckFree "
-                     "rebuilds a stage from its two live neighbours; %s would recover them",
-                     nlost > 1 ? "s" : "", list, s, s + 1, ck);
-            return true;
-        }
         if ((s == 0 || s == t->S - 1) && !t->plus) {
             snprintf(why, len, "lost stage%s %s: stage %d owns the %s, which no neighbour holds; "
                      "CheckFree+ (its partner keeps a replica: a run signed with "
                      "recovery.mode = checkfree+) or %s would recover it", nlost > 1 ? "s" : "",
                      list, s, s == 0 ? "embedding" : "final norm and LM head", ck);
-            return true;
-        }
-        if ((s == 0 || s == t->S - 1) && trainer_in_run(t) && !t->rep_have &&
-            t->stage == (s == 0 ? 1 : t->S - 2) && !stage_mate(t)) {
+            lost = true;
+        } else if ((s == 0 || s == t->S - 1) && trainer_in_run(t) && !t->rep_have &&
+                   t->stage == (s == 0 ? 1 : t->S - 2) && !stage_mate(t)) {
             /* this node is the partner that should hold the replica, and holds none (it
              * was copied or rebuilt after the boundary stage's last push), nor
              * does another node of its stage train (which may hold one) */
@@ -995,10 +1032,18 @@ lost_for_good(const struct sw_trainer *t, const bool *empty, char *why, size_t l
                      "stage %d, holds no replica of it (no push came since this node got its "
                      "state); %s would recover it", s, s == 0 ? "embedding" : "final norm and LM "
                      "head", t->stage, ck);
-            return true;
+            lost = true;
+        } else if (!ok[s] && s + 1 < t->S && empty[s + 1]) {
+            snprintf(why, len, "lost stage%s %s: stages %d and %d are adjacent and CheckFree "
+                     "rebuilds a stage from its two live neighbours%s; %s would recover them",
+                     nlost > 1 ? "s" : "", list, s, s + 1,
+                     t->plus ? " (CheckFree+ a boundary stage and its partner from each "
+                               "other)" : "", ck);
+            lost = true;
         }
     }
-    return false;
+    sw_free(ok);
+    return lost;
 }
 
 /* The step in progress: the lowest step a live node of another stage that
@@ -1070,7 +1115,10 @@ no_replica(const struct sw_trainer *t, const uint8_t *pk)
  * that train (nb[0] before, nb[1] after; the furthest on, and at one step a
  * node that took part in a step over one joining: a copy holds no CheckFree+
  * replica until the next push); *syncing when a neighbour is still getting
- * its state. */
+ * its state.  This node's own stage is served only by a node with a state:
+ * another newcomer syncing it is in the same straits (counted, three
+ * newcomers of a stage lost for good waited on each other for ever, and
+ * the run with them: sim seed 3940). */
 static void
 neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, bool *syncing)
 {
@@ -1082,7 +1130,8 @@ neighbours(struct sw_trainer *t, bool *empty, const struct sw_peer_rec **nb, boo
         const struct sw_peer_rec *r = &t->dir[i];
         if (!memcmp(r->pk, t->pk, 32))
             continue;
-        empty[r->stage] = false;
+        if (r->stage != t->stage || sw_rec_has_state(r->state))
+            empty[r->stage] = false;
         for (int k = 0; k < 2; k++)
             if (r->stage == t->stage + (k ? 1 : -1)) {
                 if (sw_rec_training(r->state) && !no_replica(t, r->pk) &&
@@ -1208,6 +1257,10 @@ rebuild_tick(struct sw_trainer *t)
                 empty[t->dir[i].stage] = false;
     }
     lost = lost_for_good(t, empty, why, sizeof(why));
+    if (!lost)
+        t->rc.lost_seen_ms = 0;
+    else if (!t->rc.lost_seen_ms)
+        t->rc.lost_seen_ms = t->now;
     if (lost && proving_wait(t, empty)) {
         sw_free(empty);
         return;
@@ -1238,6 +1291,10 @@ rebuild_tick(struct sw_trainer *t)
         SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "stage %d looks lost at step %llu: %s; but a "
                            "node of it whose copies failed lately is still there: waiting to "
                            "copy it again", t->stage, (unsigned long long)t->run_step, why);
+    } else if (lost && t->now - t->rc.lost_seen_ms < (uint64_t)t->o.dead_ms) {
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 10000, "stage %d looks lost at step %llu: %s; giving "
+                           "up in %d ms unless the stages come back", t->stage,
+                           (unsigned long long)t->run_step, why, t->o.dead_ms);
     } else if (lost) {
         snprintf(ev, sizeof(ev), "\"stage\":%d,\"step\":%llu", t->stage,
                  (unsigned long long)t->run_step);

@@ -21,7 +21,10 @@
  *      (no sources, or a source whose state came from the checkpoint a
  *      moment ago: an adjacent stage lost with this one): the checkpoint's
  *      tensors at the step in progress (DESIGN.md's order);
- *   6. two adjacent stages lost, or a boundary stage without CheckFree+:
+ *   6. two adjacent stages lost that no order of rebuilds brings back
+ *      (recover.c, rebuildable: under CheckFree+ stage 1 comes back from
+ *      stage 0 alone, and S-2 from S-1), or a boundary stage without
+ *      CheckFree+:
  *      a node that still holds an older state of the stage resumes with it
  *      at the step in progress (sw_recover_own_state); with none the run
  *      stops (SW_EXIT_LOST) with a message naming the lost stages and what
@@ -69,6 +72,11 @@
  * when the leader's PREPARE is past it: distrust_wait); one that others
  * contradict (another hash at the same step) is banned.  Refusals are
  * counted (copies_refused).
+ * A stage that looks lost for good (lost_for_good) is given up (exit 5)
+ * once it has looked so for a dead time, as by the nodes in the run
+ * (sw_recover_check_lost): a node of a lost neighbour cut off for a moment
+ * (its record lapsed, its pings unanswered) comes back meanwhile (sim
+ * --harsh 476: a newcomer gave the run up 200 ms after it came).
  * A stage that looks lost for good (lost_for_good) within the dead time
  * after a failed copy of it is waited for rather than given up (exit 5):
  * the source was there, its record may have lapsed while it was stopped
@@ -167,6 +175,7 @@ struct sw_recover {
     int copy_fail_stage;     /*   of which stage (a node that moved waits no more) */
     uint64_t distrust_wait_ms; /* sync: waiting for a distrusted node of the stage since (0: not) */
     uint64_t lost_wait_ms;   /* rebuild_tick: a lost stage's distrusted node waited for since */
+    uint64_t lost_seen_ms;   /* rebuild_tick: the stage looked lost for good since (0: not) */
     uint64_t proving_ms;     /* a stage's record being proven waited for since (0: not; see
                                 Records being proven), */
     uint64_t proving_seen_ms; /*  last asked about then */

@@ -73,6 +73,7 @@
 #include "trainer.h"
 
 #define MAXN 48                  /* nodes of one scenario, newcomers included */
+#define MAXS 8                   /* stages of one scenario, at most (reps[]) */
 #define T0 1000000ull            /* the clock's start (ms) */
 #define SIM_STALL_MS 45000       /* no update this long after a disturbance: a stall (the
                                     leader restarts or skips a step after 30 s) */
@@ -141,7 +142,7 @@ struct simnode {
 
 struct scenario {
     uint64_t seed;
-    int S, M, steps, reps[8];
+    int S, M, steps, reps[MAXS];
     bool plus, reorder;
     double delay_ms, jitter, rate, loss, cost_ms; /* rate: bytes per ms */
     int dead_ms;
@@ -1350,39 +1351,53 @@ ended(struct sim *s)
 }
 
 /* A live node of stage st that holds its state (and under CheckFree+, as
- * the partner of a lost boundary stage, its replica). */
+ * the partner of a lost boundary stage, its replica); not one that moved
+ * there and has yet to get it (its state is of the stage it left). */
 static bool
 holds(struct sim *s, int st, bool replica)
 {
     for (int i = 0; i < s->nnode; i++) {
         struct simnode *n = &s->node[i];
         if (n->alive && !n->closed && n->t.stage == st && n->t.trained &&
-            (!replica || n->t.rep_have))
+            n->t.moved_from < 0 && (!replica || n->t.rep_have))
             return true;
     }
     return false;
 }
 
-/* Could the run have gone on?  (Two adjacent stages lost their state, or a
- * boundary stage without CheckFree+, or under CheckFree+ without a replica
- * at its partner; never before the run's first update: the run seed
- * initialises any stage then.) */
+/* Could the run have gone on?  Not when its lost stages cannot come back
+ * in any order of rebuilds: a stage comes back from its two neighbours
+ * holding theirs (or back themselves); under CheckFree+ a boundary stage
+ * from its partner holding the replica, and the partner (1 or S-2) from its
+ * boundary stage alone.  Never before the run's first update: the run seed
+ * initialises any stage then. */
 static bool
 lost_for_good(struct sim *s)
 {
     int S = s->sc.S;
+    bool back[MAXS], more = true;
 
     if (s->st.updates == 0)
         return false;
-    for (int st = 0; st < S; st++) {
-        if (holds(s, st, false))
-            continue;
-        if (st + 1 < S && !holds(s, st + 1, false))
-            return true;
-        if ((st == 0 || st == S - 1) &&
-            (!s->sc.plus || !holds(s, st == 0 ? 1 : S - 2, true)))
-            return true;
+    for (int st = 0; st < S; st++)
+        back[st] = holds(s, st, false);
+    while (more) {
+        more = false;
+        for (int st = 0; st < S; st++) {
+            if (back[st])
+                continue;
+            if (st == 0 || st == S - 1)
+                back[st] = s->sc.plus && holds(s, st == 0 ? 1 : S - 2, true);
+            else if (s->sc.plus && (st == 1 || st == S - 2))
+                back[st] = back[st == S - 2 ? S - 1 : 0];
+            else
+                back[st] = back[st - 1] && back[st + 1];
+            more |= back[st];
+        }
     }
+    for (int st = 0; st < S; st++)
+        if (!back[st])
+            return true;
     return false;
 }
 
