@@ -2049,6 +2049,11 @@ static const struct pin pinned[] = {
            "counted stage 2 as lost, and waited for good when stage 1 died too"},
     {704, "a killed node's unsent messages lost: a stage-0 node that inherited a step another "
           "stage-0 node had led the run past restarted it on a stall (PREPARE of a step left)"},
+    {4433, "churn, checkfree+: stages 1 and 2 of five lost, taken for lost for good, though "
+           "stage 1 comes back from stage 0 alone and then stage 2; (with the newcomer waiting a "
+           "dead time) the run waited for good"},
+    {4421, "rebalance, hostile: a node that moved to stage 0 was counted as holding its state, "
+           "so a lost stage 0 looked rebuildable"},
 };
 
 /* ... found with --harsh, and run so */
@@ -2065,6 +2070,9 @@ static const struct pin pinned_harsh[] = {
          "period was unknown); the run went 45 s without a step"},
     {960, "loss: a lost BWD stalled a step 21 s until it was skipped, and the next one stalled "
           "too; no step for 45 s"},
+    {476, "cut: a newcomer gave the run up (exit 5) 200 ms after it came, while a node of the "
+          "lost pair was only cut off; its proofs had failed meanwhile, and it never counted "
+          "the node when it came back"},
 };
 
 /* ... found with --grad-loss, and run so */
