@@ -1230,6 +1230,21 @@ proving_wait(struct sw_trainer *t, const bool *empty)
     return true;
 }
 
+/* proving_wait for a record of any stage */
+static bool
+proving_any(struct sw_trainer *t)
+{
+    bool *all = sw_calloc((size_t)t->S, sizeof(bool)), wait;
+
+    if (!all)
+        return true; /* asked again at the next tick */
+    for (int s = 0; s < t->S; s++)
+        all[s] = true;
+    wait = proving_wait(t, all);
+    sw_free(all);
+    return wait;
+}
+
 /* No live node of this stage to copy and the run has started: rebuild it
  * from the neighbours when they are there, or stop with the reason. */
 static void
@@ -1597,8 +1612,10 @@ sync_tick(struct sw_trainer *t)
          * next PREPARE with "behind the run" and it comes back here, once
          * a step (t0345 in CI: about 1000 resumes, each a record
          * publication, in the 30 s of the distrust); it waits as a
-         * rebuild does, then copies again */
-        if (run > t->step && distrust_wait(t))
+         * rebuild does, then copies again; and so while a record of the
+         * stage may still prove itself (a source not counted yet: sim
+         * --harsh 3414 resumed every 60 ms, one PREPARE after another) */
+        if (run > t->step && (distrust_wait(t) || proving_wait(t, NULL)))
             return;
         sw_log(SW_LOG_INFO, "no other node of stage %d to copy at a step the run reached: "
                "resuming with this node's own state (step %llu, hash %s)", t->stage,
@@ -1637,7 +1654,10 @@ sync_tick(struct sw_trainer *t)
         trainer_set_phase(t, SW_PHASE_RESTORE);
         restore_tick(t);
     } else if (t->run_step == 0 && !t->recoveries) {
-        if (read_again(t))
+        /* two reads, and no training record of any stage that may still
+         * prove itself: it may be of a run under way (sim --harsh 3958: one
+         * lost PING to the leader, and a newcomer seeded a run beside it) */
+        if (proving_any(t) || read_again(t))
             return;
         seed_init(t);
     } else if (t->run_step > t->step || t->moved_from >= 0 || (t->run_step > 0 && !t->hash[0])) {

@@ -91,7 +91,10 @@
  * stage beside that node (recover.c, read_again), and one whose first read
  * found no record of a run that had started seeded a run of its own (t0370
  * in CI).  The second read is asked at once; it costs a rebuild, and the
- * seeding of a new run, a fifth of a scan.
+ * seeding of a new run, a fifth of a scan.  Seeding waits as well while a
+ * training record of any stage may still prove itself (below): one lost
+ * PING to a live leader, and a newcomer seeded a run beside it (sim --harsh
+ * 3958).
  *
  * Records being proven.  A record counts only once its node answered a
  * proof's PING (live.h, Proof).  One such PING lost, and a live node's
@@ -100,7 +103,9 @@
  * in flight (sim --harsh 980).  So a stage is not taken for empty, to be
  * rebuilt beside that node or given up as lost, while the last scan holds
  * a training record of it that may still prove itself (fewer than
- * SW_LIVE_PROVE_TRIES failed tries: trainer.h, proving_stage); this wait
+ * SW_LIVE_PROVE_TRIES failed tries: trainer.h, proving_stage), nor does a
+ * node behind the leader's PREPARE resume its own older state then (each
+ * PREPARE sent it back, every 60 ms: sim --harsh 3414); this wait
  * lasts SW_RECOVER_PROVING_MS(dead_ms) at most, so that a stranger's flood
  * of records with dead endpoints cannot hold a lost run for ever.
  *

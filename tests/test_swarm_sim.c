@@ -759,9 +759,13 @@ check_node(struct sim *s, struct simnode *n)
 
 /* ---- running events ---- */
 
+static bool run_over(struct sim *s);
+
 /* The run's step never goes back: no PREPARE or GO for a step two behind
  * what a live node has completed (one behind is a stage rebuilt from a
- * source that had finished the step, which steps back into it). */
+ * source that had finished the step, which steps back into it).  Once the
+ * run is over (run_over), a newcomer that finds none of its records proven
+ * seeds a run of its own (waits_anew), whose steps are not the old run's. */
 static void
 check_barrier(struct sim *s, const struct msg *m)
 {
@@ -770,6 +774,8 @@ check_barrier(struct sim *s, const struct msg *m)
     msgpack_unpacked u;
     uint64_t step;
 
+    if (run_over(s))
+        return;
     if (!sw_proto_open(m->body, m->blen, &u, m->type == SW_MSG_GO ? gkeys : pkeys))
         return;
     if (sw_proto_get_u64(&u.data, "step", &step) == 0)
@@ -1319,21 +1325,21 @@ all_closed(struct sim *s)
 
 /* The end: every live node closed, and the run finished or stopped, or no
  * newcomer to come (a run whose nodes were all killed gets its newcomers). */
-/* The run stopped for good (exit 5: never before its first update, so it
- * was past step 0), and node n waits at step 0, untrained, in a run of its
- * own: a newcomer that found the stopped run's records lapsed and seeded
- * one, as a newcomer to an empty DHT does.  Nothing of the old run is left
- * in it to check. */
+/* The run is over (stopped for good, exit 5: never before its first
+ * update, so it was past step 0; or finished), and node n is at step 0 in
+ * a run of its own: a newcomer that found the old run's records lapsed and
+ * seeded one (or waits to), as a newcomer to an empty DHT does.  Nothing of
+ * the old run is left in it to check. */
 static bool
-waits_anew(const struct sim *s, const struct simnode *n)
+waits_anew(struct sim *s, const struct simnode *n)
 {
-    return s->st.stopped_lost && !n->t.trained && n->t.step == 0;
+    return run_over(s) && n->t.step == 0;
 }
 
 static bool
 ended(struct sim *s)
 {
-    bool anew = s->st.stopped_lost > 0;
+    bool anew = run_over(s);
 
     for (int i = 0; i < s->nnode && anew; i++)
         if (s->node[i].alive && !s->node[i].closed && !waits_anew(s, &s->node[i]))
@@ -1352,14 +1358,18 @@ ended(struct sim *s)
 
 /* A live node of stage st that holds its state (and under CheckFree+, as
  * the partner of a lost boundary stage, its replica); not one that moved
- * there and has yet to get it (its state is of the stage it left). */
+ * there and has yet to get it: it trained, but another stage, and gave
+ * that state up (its hash); nor a newcomer that, once the run had updated,
+ * initialised the stage from the run seed: it found no record of the run
+ * (all lapsed after its loss) and seeded a run of its own. */
 static bool
 holds(struct sim *s, int st, bool replica)
 {
     for (int i = 0; i < s->nnode; i++) {
         struct simnode *n = &s->node[i];
-        if (n->alive && !n->closed && n->t.stage == st && n->t.trained &&
-            n->t.moved_from < 0 && (!replica || n->t.rep_have))
+        if (n->alive && !n->closed && n->t.stage == st && n->t.trained && n->t.hash[0] &&
+            n->t.moved_from < 0 && (n->t.step > 0 || s->st.updates == 0) &&
+            (!replica || n->t.rep_have))
             return true;
     }
     return false;
@@ -1545,6 +1555,8 @@ run(uint64_t seed, int verbose, struct stats *out_stats)
         }
         was_lost = s->st.stopped_lost > 0;
         run_event(s, &e);
+        if (!was_lost && s->st.stopped_lost && !lost_for_good(s) && getenv("DBGH"))
+            for (int i = 0; i < s->nnode; i++) fprintf(stderr, "DBG n%d alive %d closed %d stage %d trained %d hash %s moved %d phase %s\n", i, s->node[i].alive, s->node[i].closed, s->node[i].t.stage, s->node[i].t.trained, s->node[i].t.hash, s->node[i].t.moved_from, sw_phase_name(s->node[i].t.phase));
         if (!was_lost && s->st.stopped_lost && !lost_for_good(s))
             fail(s, "a node stopped the run (exit %d) though no lost stage was beyond "
                  "rebuilding", SW_EXIT_LOST);
