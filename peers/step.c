@@ -1881,6 +1881,7 @@ go_start(struct sw_trainer *t, const struct sw_plan *p, uint64_t step)
     memset(s->xout_ok, 0, visits(t) * sizeof(bool));
     memset(s->dxout_ok, 0, visits(t) * sizeof(bool));
     s->store_step = step;
+    s->go_step = step + 1;
     plan_take(t);
     if (s->myidx < 0) {
         sw_log(SW_LOG_INFO, "step %llu goes on without this node", (unsigned long long)step);

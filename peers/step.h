@@ -240,6 +240,7 @@ struct sw_step {
     int nwarm;
     struct sw_step_prep prep;
     uint64_t ready_step;     /* the last step this node answered READY ok for, + 1 (0: none) */
+    uint64_t go_step;        /* the last step whose GO it installed, + 1 (0: none) */
     struct sw_update upd;    /* UPDATING: what the update running apart did */
     double upd_loss;         /*   the loss sum of the step it applies */
     uint64_t nak_ms;         /* READYs "not my leader" answered (see sw_step_on_prepare) */

@@ -2082,6 +2082,8 @@ static const struct pin pinned_harsh[] = {
          "period was unknown); the run went 45 s without a step"},
     {960, "loss: a lost BWD stalled a step 21 s until it was skipped, and the next one stalled "
           "too; no step for 45 s"},
+    {1619, "stage auto: a node moved to an empty stage after it answered READY for stage 1, "
+           "the GO named it there, and step 0 stalled 30 s to its restart and again"},
     {476, "cut: a newcomer gave the run up (exit 5) 200 ms after it came, while a node of the "
           "lost pair was only cut off; its proofs had failed meanwhile, and it never counted "
           "the node when it came back"},
