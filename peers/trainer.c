@@ -1165,13 +1165,8 @@ unstack(struct sw_trainer *t)
     int others = 0, to = -1, rank = 0, jrank = 0;
     bool waited = false; /* to: where the leader waits (else a stage without a record) */
 
-    /* nor once it answered READY for the step and its GO has not come: the
-     * plan would name it on the stage it left, whose FWDs it drops, and the
-     * step stalls to its restart (sim --harsh 1619: 30 s at step 0) */
     if (t->o.stage >= 0 || !t->ops || (joining && t->phase != SW_PHASE_JOINING) ||
-        sw_step_busy(&t->st) || t->st.prep.pending ||
-        (t->st.ready_step == t->step + 1 && t->st.go_step != t->step + 1) ||
-        !(trainer_syncing(t) || trainer_in_run(t)) || t->phase == SW_PHASE_RESTORE ||
+        sw_step_busy(&t->st) || t->st.prep.pending || !(trainer_syncing(t) || trainer_in_run(t)) || t->phase == SW_PHASE_RESTORE ||
         t->move_to >= 0 || !t->dir_ok ||
         t->now - t->scan_ok_ms > 2000 || !trainer_dir_find(t, t->pk) ||
         !(have = sw_calloc((size_t)t->S, sizeof(bool)))) {
@@ -1210,7 +1205,13 @@ unstack(struct sw_trainer *t)
             waited = true;
         }
     }
-    if (others == 0 || to < 0) {
+    /* nor, to a stage without a record, once it answered READY for the
+     * step and its GO has not come: the plan would name it on the stage it
+     * left, whose FWDs it drops, and the step stalls to its restart (sim
+     * --harsh 1619: 30 s at step 0).  The stage the leader waits for is
+     * taken all the same: no GO comes until a node serves it (t0383) */
+    if (others == 0 || to < 0 ||
+        (!waited && t->st.ready_step == t->step + 1 && t->st.go_step != t->step + 1)) {
         t->unstack_ms = 0;
         return;
     }
