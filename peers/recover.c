@@ -719,6 +719,13 @@ rebuild_apply(struct sw_trainer *t, struct sw_rebuild *rb, const char *what)
         return false;
     }
     t->step = t->fetch.src[0].step;
+    /* the source was still in the step the run has left (summing its
+     * replicas' partials when the round went): the stage it rebuilds joins
+     * the run's step, which FRESH lets it step back from if that step is
+     * planned again (grad-loss 1117: it stayed a step behind, the leader
+     * waited for the stage and it for the leader) */
+    if (t->run_step == t->step + 1)
+        t->step = t->run_step;
     if (t->step > t->run_step)
         t->run_step = t->step;
     return true;

@@ -1623,6 +1623,7 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     const uint8_t *h;
     size_t hl = 32;
     struct sw_partial *p = NULL;
+    uint32_t before;
     bool planned, fresh = false;
     char who[13];
 
@@ -1696,10 +1697,14 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
     p->loss = loss;
     p->step = step;
     p->ver = ver;
+    before = p->ngot;
     p->ngot = piece_in(p->got, p->ngot, off);
     if (p == &s->part[s->npart])
         s->npart++;
-    s->progress_ms = t->now;
+    /* a piece again (a resend) is no progress: the leader's stall limit
+     * must still restart a step whose missing partial never comes */
+    if (p->ngot != before)
+        s->progress_ms = t->now;
     msgpack_unpacked_destroy(&u);
     if (step == t->step && p->ngot == pieces)
         finish_exchange(t);
@@ -1818,7 +1823,8 @@ _Static_assert(2 * SW_STEP_RESEND_GAP_MS <= SW_LEAD_STALL_MIN_MS,
                "an honest leader's resends come no closer than half its least stall limit");
 
 /* The leader's GO again with resend (step.h, Resends): every FWD and BWD
- * this node sent in step, again, to the nodes its plan names. */
+ * this node sent in step, again, to the nodes its plan names, and its
+ * partial gradient to its replicas while it waits for theirs. */
 static void
 resend_sent(struct sw_trainer *t, uint64_t step)
 {
@@ -1836,6 +1842,12 @@ resend_sent(struct sw_trainer *t, uint64_t step)
     for (int m = 0; m < t->M; m++)
         if (!memcmp(s->plan.pk[sw_plan_at(&s->plan, t->stage, m)], t->pk, 32))
             send_stored(t, step, m);
+    /* a replica waiting for this node's partial (lost with a closed
+     * connection) holds the step as much as a lost FWD or BWD would */
+    if (step == t->step && s->phase == SW_STEP_EXCHANGE && s->nrep > 1 && !s->gsend_on) {
+        s->resend_ms = t->now;
+        send_partial(t);
+    }
 }
 
 /*

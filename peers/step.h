@@ -36,7 +36,9 @@
  * saw no progress for half its stall limit: lead.h, Resends) sends again
  * every FWD and BWD this node sent in the step, from the same store, to
  * the nodes the plan names, without installing anything: while in the
- * step, or after it until the next one starts.  A node without the GO
+ * step, or after it until the next one starts; and its partial gradient
+ * while it waits for its replicas' (a piece a receiver holds already is no
+ * progress, so a partial that never comes still ends in a restart).  A node without the GO
  * takes it as the step's GO.  One such GO is taken per
  * SW_STEP_RESEND_GAP_MS, half the leader's least stall limit (no honest
  * leader sends them closer): each sends this node's whole part of the step
@@ -83,8 +85,9 @@
  * The step's lifecycle is one enum (struct sw_step.phase):
  *   IDLE      no step in progress
  *   FRESH     idle, with a state just rebuilt by CheckFree(+) from a source
- *             that had finished the step in progress: a GO of the step
- *             before is taken (the stage steps back into it)
+ *             that had finished the step in progress, or from one a step
+ *             behind the run (the rebuilt stage takes the run's step): a GO
+ *             of the step before is taken (the stage steps back into it)
  *   EARLY     FWDs of the step arrived from a known node before its GO
  *   RUNNING   GO installed: forwards and backwards
  *   EXCHANGE  this node's microbatches are done; waiting for the replicas'

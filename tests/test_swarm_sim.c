@@ -2087,12 +2087,19 @@ static const struct pin pinned_harsh[] = {
     {476, "cut: a newcomer gave the run up (exit 5) 200 ms after it came, while a node of the "
           "lost pair was only cut off; its proofs had failed meanwhile, and it never counted "
           "the node when it came back"},
+    {4555, "partials lost: both replicas of stage 1 waited for the other's; the leader's GO "
+           "with resend sent FWDs and BWDs again but no partial, and step 0 waited 30 s for "
+           "its restart"},
 };
 
 /* ... found with --grad-loss, and run so */
 static const struct pin pinned_grad_loss[] = {
     {107, "partials lost: a replica sent its own again to a node that had moved to another "
           "stage, which banned it as malformed, took its stage for lost and stopped the run"},
+    {1092, "partials lost: the replicas waited for each other's partial; a resend sent no "
+           "partial again"},
+    {1117, "a stage rebuilt from a source still summing partials of the step the run had left "
+           "took the source's step: the leader waited for the stage and it for the leader"},
 };
 
 static void
