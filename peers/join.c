@@ -558,8 +558,9 @@ parse_stage(struct sw_node *n, int *stage)
 static int
 join_start(struct sw_node *n)
 {
-    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_GO,      SW_MSG_FWD,      SW_MSG_BWD,
-                                     SW_MSG_GRAD,    SW_MSG_REPLICA, SW_MSG_STATE_GET};
+    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_GO,      SW_MSG_FWD,
+                                     SW_MSG_BWD,     SW_MSG_GRAD,    SW_MSG_GRAD_ASK,
+                                     SW_MSG_REPLICA, SW_MSG_STATE_GET};
     struct join *j = sw_calloc(1, sizeof(*j));
     struct sw_trainer_opts to;
     uint64_t rng;
@@ -821,9 +822,19 @@ join_metrics(struct sw_node *n, char *buf, size_t len, size_t *off)
         "swarm_node_dropped_total{reason=\"banned\"} %llu\n"
         "swarm_node_dropped_total{reason=\"unknown_sender\"} %llu\n"
         "swarm_node_dropped_total{reason=\"shape\"} %llu\n"
-        "swarm_node_dropped_total{reason=\"resend_gap\"} %llu\n",
+        "swarm_node_dropped_total{reason=\"resend_gap\"} %llu\n"
+        "swarm_node_dropped_total{reason=\"relay\"} %llu\n",
         (unsigned long long)t->drop_banned, (unsigned long long)t->drop_unknown,
-        (unsigned long long)t->drop_shape, (unsigned long long)t->st.resends_dropped);
+        (unsigned long long)t->drop_shape, (unsigned long long)t->st.resends_dropped,
+        (unsigned long long)t->st.relay_drops);
+    OUT("# HELP swarm_node_relays_total Gone replicas' partial gradients relayed, by way "
+        "(asked: asks this node sent; sent, taken: whole partials).\n"
+        "# TYPE swarm_node_relays_total counter\n"
+        "swarm_node_relays_total{way=\"asked\"} %llu\n"
+        "swarm_node_relays_total{way=\"sent\"} %llu\n"
+        "swarm_node_relays_total{way=\"taken\"} %llu\n",
+        (unsigned long long)t->st.relays_asked, (unsigned long long)t->st.relays_sent,
+        (unsigned long long)t->st.relays_taken);
     OUT("# HELP swarm_lead_silent_skipped_total Nodes a step was planned without, as the leader: "
         "their last prepare had gone unanswered (lead.h, Silent nodes).\n"
         "# TYPE swarm_lead_silent_skipped_total counter\nswarm_lead_silent_skipped_total %llu\n"

@@ -189,8 +189,9 @@ sw_proto_who(char out[13], const uint8_t *pk)
 int
 sw_proto_pipeline_class(struct sw_wire *w)
 {
-    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_READY, SW_MSG_GO,     SW_MSG_FWD,
-                                     SW_MSG_BWD,     SW_MSG_GRAD,  SW_MSG_REPLICA};
+    static const uint32_t types[] = {SW_MSG_PREPARE, SW_MSG_READY,    SW_MSG_GO,
+                                     SW_MSG_FWD,     SW_MSG_BWD,      SW_MSG_GRAD,
+                                     SW_MSG_GRAD_ASK, SW_MSG_REPLICA};
     /* the bulk answers in a class of their own: over a slow link a 4 MiB
      * piece takes seconds, and the sender's other traffic to this node
      * (PONGs, DHT answers) overtook it by more than the other class's 64

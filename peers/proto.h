@@ -35,8 +35,10 @@ enum sw_peer_msg {
                                   att: [bin32|nil per stage]} */
     SW_MSG_FWD = 524,          /* one-way {step, mb, hop, route: [ep...]}; payload x f32 + targets i32 */
     SW_MSG_BWD = 526,          /* one-way {step, mb, hop}; payload dx f32 */
-    SW_MSG_GRAD = 528,         /* one-way {step, ver, stage, count, loss, hash}; payload f32 */
+    SW_MSG_GRAD = 528,         /* one-way {step, ver, stage, count, loss, hash, off, n, of?};
+                                  payload coded (f32 with of) */
     SW_MSG_REPLICA = 530,      /* one-way {step, kind}; payload f32: CheckFree+ embedding/head */
+    SW_MSG_GRAD_ASK = 532,     /* one-way {step, stage, of: bin32}: relay of's partial (GRAD) */
     /* checkpoints over the network (ckptnet.h) */
     SW_MSG_CKPT_INFO_GET = 540, /* request {step, stage} */
     SW_MSG_CKPT_INFO = 541,    /* {err, step, S, t, lr_mult, norm, normc, have: bin, mem: bool} */

@@ -711,6 +711,8 @@ static bool
 rebuild_apply(struct sw_trainer *t, struct sw_rebuild *rb, const char *what)
 {
     int err = t->ops->rebuild(t->model, rb);
+    const struct sw_peer_rec *lr;
+    const uint8_t *lead;
 
     if (err >= 0)
         err = t->ops->zero_grad(t->model);
@@ -719,13 +721,15 @@ rebuild_apply(struct sw_trainer *t, struct sw_rebuild *rb, const char *what)
         return false;
     }
     t->step = t->fetch.src[0].step;
-    /* the source was still in the step the run has left (summing its
+    /* the source was still in the step the leader has left (summing its
      * replicas' partials when the round went): the stage it rebuilds joins
-     * the run's step, which FRESH lets it step back from if that step is
+     * the leader's step, which FRESH lets it step back from if that step is
      * planned again (grad-loss 1117: it stayed a step behind, the leader
-     * waited for the stage and it for the leader) */
-    if (t->run_step == t->step + 1)
-        t->step = t->run_step;
+     * waited for the stage and it for the leader).  Not stage 0, whose
+     * rebuild takes over the lost leader's step in progress (harsh 9205) */
+    lead = t->stage != 0 ? sw_lead_expected(t) : NULL;
+    if (lead && (lr = trainer_dir_find(t, lead)) && lr->step == t->step + 1)
+        t->step = lr->step;
     if (t->step > t->run_step)
         t->run_step = t->step;
     return true;

@@ -16,7 +16,10 @@
  *      node of the stage is training: CheckFree from both
  *      neighbours' parameters weighted by their last gradient norms, or
  *      under CheckFree+ a boundary stage from its partner's blocks and the
- *      replica it keeps (REBUILD), resuming the step in progress;
+ *      replica it keeps (REBUILD), resuming the step in progress: its
+ *      source's, or the leader's when that is one past it (a source still
+ *      summing its replicas' partials when the round went; not for stage
+ *      0, which takes the lost leader's step over);
  *   5. --from-checkpoint, and CheckFree(+) cannot rebuild the stage now
  *      (no sources, or a source whose state came from the checkpoint a
  *      moment ago: an adjacent stage lost with this one): the checkpoint's

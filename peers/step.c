@@ -149,9 +149,12 @@ sw_step_reset(struct sw_trainer *t)
     s->phase = SW_STEP_IDLE;
     s->n_bwd = 0;
     s->gsend_on = false;
-    /* keep partial gradients of replicas that are already at the next step */
+    /* keep partial gradients of replicas that are already at the next step,
+     * and the step before's, to relay (Relays); not this step's: a restart
+     * plans it again under version 0, and a partial of the first try would
+     * pass for one of the next (sim --harsh 1619: two states) */
     for (int i = 0; i < s->npart;) {
-        if (s->part[i].step <= t->step) {
+        if (s->part[i].step == t->step || s->part[i].step + 1 < t->step) {
             struct sw_partial tmp = s->part[i];
             s->part[i] = s->part[s->npart - 1];
             s->part[s->npart - 1] = tmp; /* its buffer is kept for reuse */
@@ -734,13 +737,65 @@ replica_gone(struct sw_trainer *t, int r)
     return trainer_gone(t, t->st.plan.pk[k]) || (rec && strcmp(rec->ep, t->st.plan.ep[k]));
 }
 
+static uint64_t piece_wait(const struct sw_trainer *t);
+
+/* GRAD_ASK to replica q of the plan for gone replica r's partial (Relays). */
+static void
+ask_relay(struct sw_trainer *t, int q, int r)
+{
+    struct sw_step *s = &t->st;
+    struct sw_body *b = &t->body;
+
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, 3);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, t->step);
+    sw_proto_pack_key(&b->pk, "stage");
+    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
+    sw_proto_pack_key(&b->pk, "of");
+    sw_proto_pack_bin(&b->pk, s->plan.pk[t->stage * SW_PLAN_MAX + r], 32);
+    if (trainer_send(t, s->plan.ep[t->stage * SW_PLAN_MAX + q], SW_MSG_GRAD_ASK, NULL, 0) == 0)
+        s->relays_asked++;
+}
+
+/*
+ * Relays (step.h): the live replicas whose partials are in are asked once
+ * for the gone ones' partials, then waited for as for a partial; false when
+ * there is nothing (more) to wait for and the update goes on without them.
+ */
+static bool
+relay_wait(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    bool asked = false;
+
+    if (s->relay_step != t->step + 1) {
+        s->relay_step = t->step + 1;
+        for (int r = 0; r < s->nrep; r++) {
+            if (r == s->myidx || partial_of(t, r) || !replica_gone(t, r))
+                continue;
+            for (int q = 0; q < s->nrep; q++)
+                if (q != s->myidx && q != r && partial_of(t, q) && !replica_gone(t, q)) {
+                    ask_relay(t, q, r);
+                    asked = true;
+                }
+        }
+        s->relay_ms = asked ? t->now : 0;
+        if (asked)
+            sw_log(SW_LOG_INFO, "step %llu: a replica of stage %d left before its partial "
+                   "gradient came: asking the others for it", (unsigned long long)t->step,
+                   t->stage);
+    }
+    return s->relay_ms && t->now - SW_MAX(s->relay_ms, s->progress_ms) < piece_wait(t);
+}
+
 /* The update, once this node's microbatches and every replica's partial are in. */
 static void
 finish_exchange(struct sw_trainer *t)
 {
     struct sw_step *s = &t->st;
     double loss;
-    bool after;
+    bool after, gone = false;
 
     if (s->phase != SW_STEP_EXCHANGE || s->gsend_on) /* the update after the last piece out */
         return;
@@ -753,9 +808,15 @@ finish_exchange(struct sw_trainer *t)
      * will plan it again, and a replica gone meanwhile is done without */
     after = ((s->prep.pending && !s->prep.early) || s->prep.busy) &&
             s->prep.step == t->step + 1;
-    for (int r = 0; r < s->nrep; r++)
-        if (r != s->myidx && !partial_of(t, r) && !(after && replica_gone(t, r)))
+    for (int r = 0; r < s->nrep; r++) {
+        if (r == s->myidx || partial_of(t, r))
+            continue;
+        if (!(after && replica_gone(t, r)))
             return;
+        gone = true;
+    }
+    if (gone && relay_wait(t))
+        return;
     gather_partials(t, &loss);
     if (s->gerr_pending) { /* this step's error feedback counts from now on */
         float *e = s->gerr;
@@ -913,32 +974,46 @@ grad_encode_piece(struct sw_trainer *t, size_t p)
         s->gerr_pending = true;
 }
 
+/* A GRAD piece's fields into t->body: of a partial of 'of' (relayed,
+ * Relays), else of this node's. */
+static void
+pack_grad(struct sw_trainer *t, uint64_t step, uint64_t ver, uint32_t count, double loss,
+          const uint8_t *hash, size_t off, size_t n, const uint8_t *of)
+{
+    struct sw_body *b = &t->body;
+
+    sw_body_init(b);
+    msgpack_pack_map(&b->pk, of ? 9 : 8);
+    sw_proto_pack_key(&b->pk, "step");
+    msgpack_pack_uint64(&b->pk, step);
+    sw_proto_pack_key(&b->pk, "ver");
+    msgpack_pack_uint64(&b->pk, ver);
+    sw_proto_pack_key(&b->pk, "stage");
+    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
+    sw_proto_pack_key(&b->pk, "count");
+    msgpack_pack_uint32(&b->pk, count);
+    sw_proto_pack_key(&b->pk, "loss");
+    msgpack_pack_double(&b->pk, loss);
+    sw_proto_pack_key(&b->pk, "hash");
+    sw_proto_pack_bin(&b->pk, hash, 32);
+    sw_proto_pack_key(&b->pk, "off");
+    msgpack_pack_uint64(&b->pk, off);
+    sw_proto_pack_key(&b->pk, "n");
+    msgpack_pack_uint64(&b->pk, n);
+    if (of) {
+        sw_proto_pack_key(&b->pk, "of");
+        sw_proto_pack_bin(&b->pk, of, 32);
+    }
+}
+
 /* One piece of this node's partial gradient, from float off, to ep. */
 static void
 send_grad_piece(struct sw_trainer *t, const char *ep, size_t off)
 {
     struct sw_step *s = &t->st;
-    struct sw_body *b = &t->body;
     size_t n = SW_MIN(SW_STEP_PIECE, t->numel - off);
 
-    sw_body_init(b);
-    msgpack_pack_map(&b->pk, 8);
-    sw_proto_pack_key(&b->pk, "step");
-    msgpack_pack_uint64(&b->pk, t->step);
-    sw_proto_pack_key(&b->pk, "ver");
-    msgpack_pack_uint64(&b->pk, s->plan.ver);
-    sw_proto_pack_key(&b->pk, "stage");
-    msgpack_pack_uint32(&b->pk, (uint32_t)t->stage);
-    sw_proto_pack_key(&b->pk, "count");
-    msgpack_pack_uint32(&b->pk, (uint32_t)s->n_own);
-    sw_proto_pack_key(&b->pk, "loss");
-    msgpack_pack_double(&b->pk, own_loss(t));
-    sw_proto_pack_key(&b->pk, "hash");
-    sw_proto_pack_bin(&b->pk, t->phash, 32);
-    sw_proto_pack_key(&b->pk, "off");
-    msgpack_pack_uint64(&b->pk, off);
-    sw_proto_pack_key(&b->pk, "n");
-    msgpack_pack_uint64(&b->pk, n);
+    pack_grad(t, t->step, s->plan.ver, (uint32_t)s->n_own, own_loss(t), t->phash, off, n, NULL);
     if (t->gcodec != SW_CODEC_FP32)
         trainer_send(t, ep, SW_MSG_GRAD, grad_piece_wire(t, off), grad_piece_bytes(t, n));
     else
@@ -977,6 +1052,45 @@ send_partial(struct sw_trainer *t)
     send_more(t);
 }
 
+/* The complete partial of pk in step, held (the step's or the step before's), or NULL. */
+static struct sw_partial *
+held_partial(struct sw_trainer *t, const uint8_t *pk, uint64_t step)
+{
+    struct sw_step *s = &t->st;
+
+    for (int i = 0; i < s->npart; i++)
+        if (!memcmp(s->part[i].pk, pk, 32) && s->part[i].step == step &&
+            s->part[i].ngot == pieces_of(t->numel))
+            return &s->part[i];
+    return NULL;
+}
+
+/* One piece of the first relay waiting (Relays), float32 from off;
+ * true while pieces are left. */
+static bool
+relay_more(struct sw_trainer *t)
+{
+    struct sw_step *s = &t->st;
+    struct sw_relay *r = &s->relay[0];
+    struct sw_partial *p = NULL;
+    size_t off, n;
+
+    while (s->nrelay > 0 &&
+           (!(p = held_partial(t, r->of, r->step)) || r->k >= pieces_of(t->numel))) {
+        s->nrelay--;
+        memmove(&s->relay[0], &s->relay[1], (size_t)s->nrelay * sizeof(*r));
+    }
+    if (s->nrelay == 0 || !p)
+        return false;
+    off = r->k++ * SW_STEP_PIECE;
+    n = SW_MIN(SW_STEP_PIECE, t->numel - off);
+    pack_grad(t, p->step, p->ver, 0, p->loss, p->hash, off, n, p->pk);
+    (void)trainer_send(t, r->ep, SW_MSG_GRAD, p->buf + off, n * sizeof(float));
+    if (r->k == pieces_of(t->numel))
+        s->relays_sent++;
+    return true;
+}
+
 /* No partial piece for that long, or for two pieces' time at the slowest
  * rate (a float32 piece of 8 MiB takes 8 s at 8 Mbit/s): nothing is coming. */
 static uint64_t
@@ -1006,7 +1120,9 @@ exchange_tick(struct sw_trainer *t)
         return false;
     finish_exchange(t);
     wait = piece_wait(t);
-    if (s->phase != SW_STEP_EXCHANGE || t->now - SW_MAX(s->progress_ms, s->resend_ms) < wait)
+    /* an ask for a relay (Relays) is waited for as a resend is */
+    if (s->phase != SW_STEP_EXCHANGE ||
+        t->now - SW_MAX(SW_MAX(s->progress_ms, s->resend_ms), s->relay_ms) < wait)
         return false;
     if (s->resends >= SW_STEP_RESENDS) {
         sw_step_drop(t, "the replicas' partial gradients did not come, though this node's "
@@ -1026,8 +1142,9 @@ bool
 sw_step_tick(struct sw_trainer *t)
 {
     bool warming = warm_tick(&t->st);
+    bool relaying = relay_more(t);
 
-    return exchange_tick(t) || warming;
+    return exchange_tick(t) || warming || relaying;
 }
 
 /* All of this node's microbatches are through: its partial to its replicas. */
@@ -1614,15 +1731,16 @@ void
 sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
 {
     static const char *const keys[] = {"step", "ver", "stage", "count", "loss", "hash", "off",
-                                       "n", NULL};
+                                       "n", "of", NULL};
     struct sw_step *s = &t->st;
     size_t pieces = pieces_of(t->numel);
     msgpack_unpacked u;
     uint64_t step, stage, count, ver, off, n;
     double loss;
-    const uint8_t *h;
-    size_t hl = 32;
+    const uint8_t *h, *of = NULL, *whose = m->hdr.sender;
+    size_t hl = 32, ofl = 32;
     struct sw_partial *p = NULL;
+    enum sw_codec codec = t->gcodec;
     uint32_t before;
     bool planned, fresh = false;
     char who[13];
@@ -1636,7 +1754,9 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         sw_proto_get_u64(&u.data, "count", &count) < 0 ||
         sw_proto_get_f64(&u.data, "loss", &loss) < 0 ||
         sw_proto_get_bin(&u.data, "hash", &h, &hl) < 0 ||
-        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0) {
+        sw_proto_get_u64(&u.data, "off", &off) < 0 || sw_proto_get_u64(&u.data, "n", &n) < 0 ||
+        (sw_proto_get(&u.data, "of") &&
+         (sw_proto_get_bin(&u.data, "of", &of, &ofl) < 0 || ofl != 32))) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }
@@ -1644,11 +1764,15 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
         other_stage(t, m, &u, "a partial gradient");
         return;
     }
+    if (of) { /* a gone replica's, relayed (Relays): float32 */
+        codec = SW_CODEC_FP32;
+        whose = of;
+    }
     if (!piece_fits(t->numel, off, n)) {
         trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed partial gradient");
         return;
     }
-    if (!check_coded(t, m, &u, t->gcodec, n, grad_piece_bytes(t, n), "partial gradient",
+    if (!check_coded(t, m, &u, codec, n, sw_codec_bytes(codec, n), "partial gradient",
                      "non-finite partial gradient"))
         return;
     if (!isfinite(loss)) {
@@ -1670,12 +1794,27 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
                                               : "not a node of this stage");
         goto out;
     }
+    /* a relay only from a replica of the plan, of another one, in a step this node asked in */
+    if (of && (!planned || s->relay_step != step + 1 || !memcmp(of, m->hdr.sender, 32) ||
+               !memcmp(of, t->pk, 32) || sw_plan_find(&s->plan, t->stage, of) < 0)) {
+        s->relay_drops++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped a relayed partial gradient of step %llu "
+                           "from %s: not asked for", (unsigned long long)step,
+                           sw_proto_who(who, m->hdr.sender));
+        goto out;
+    }
     for (int i = 0; i < s->npart && !p; i++)
-        if (!memcmp(s->part[i].pk, m->hdr.sender, 32) && s->part[i].step == step)
+        if (!memcmp(s->part[i].pk, whose, 32) && s->part[i].step == step)
             p = &s->part[i];
     if (!p && s->npart < SW_PROTO_MAX_REPLICAS)
         p = &s->part[s->npart];
-    /* full: a planned replica takes the slot of a sender the plan does not name */
+    /* full: a planned replica takes the slot of a step before this one's,
+     * or of a sender the plan does not name */
+    for (int i = 0; !p && planned && i < s->npart; i++)
+        if (s->part[i].step < t->step) {
+            p = &s->part[i];
+            fresh = true;
+        }
     for (int i = 0; !p && planned && i < s->npart; i++)
         if (sw_plan_find(&s->plan, t->stage, s->part[i].pk) < 0) {
             p = &s->part[i];
@@ -1690,9 +1829,10 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
          * under another plan version (a replan): its pieces start over */
         memset(p->got, 0, pieces);
         p->ngot = 0;
+        p->relayed = 0;
     }
-    sw_codec_decode(t->gcodec, m->payload, n, p->buf + off);
-    memcpy(p->pk, m->hdr.sender, 32);
+    sw_codec_decode(codec, m->payload, n, p->buf + off);
+    memcpy(p->pk, whose, 32);
     memcpy(p->hash, h, 32);
     p->loss = loss;
     p->step = step;
@@ -1705,10 +1845,68 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
      * must still restart a step whose missing partial never comes */
     if (p->ngot != before)
         s->progress_ms = t->now;
+    if (of && p->ngot == pieces && before != pieces)
+        s->relays_taken++;
     msgpack_unpacked_destroy(&u);
     if (step == t->step && p->ngot == pieces)
         finish_exchange(t);
     return;
+out:
+    msgpack_unpacked_destroy(&u);
+}
+
+/* GRAD_ASK (Relays): a replica of the plan asks for a gone replica's
+ * partial of a step; answered once per asking replica and partial, when
+ * this node holds all of it. */
+void
+sw_step_on_grad_ask(struct sw_trainer *t, const struct sw_transport_msg *m)
+{
+    static const char *const keys[] = {"step", "stage", "of", NULL};
+    struct sw_step *s = &t->st;
+    msgpack_unpacked u;
+    uint64_t step, stage;
+    const uint8_t *of;
+    size_t ofl = 32;
+    struct sw_partial *p;
+    struct sw_relay *r;
+    int q;
+    char who[13];
+
+    if (!t->ops || trainer_syncing(t) || trainer_refuse_banned(t, m) ||
+        !trainer_open(t, m, &u, keys))
+        return;
+    if (sw_proto_get_u64(&u.data, "step", &step) < 0 ||
+        sw_proto_get_u64(&u.data, "stage", &stage) < 0 ||
+        sw_proto_get_bin(&u.data, "of", &of, &ofl) < 0 || ofl != 32) {
+        trainer_reject(t, m, &u, SW_WIRE_DROP_MALFORMED, "malformed ask for a relay");
+        return;
+    }
+    if (stage != (uint64_t)t->stage) {
+        other_stage(t, m, &u, "an ask for a relay");
+        return;
+    }
+    if (trainer_refuse_unknown(t, m))
+        goto out;
+    q = sw_plan_find(&s->plan, t->stage, m->hdr.sender);
+    p = held_partial(t, of, step);
+    if (q < 0 || !memcmp(m->hdr.sender, of, 32) || (p && (p->relayed >> q) & 1) ||
+        s->nrelay == SW_PROTO_MAX_REPLICAS) {
+        s->relay_drops++;
+        SW_LOG_RATELIMITED(SW_LOG_WARN, 2000, "dropped an ask for a relay of step %llu from %s: "
+                           "%s", (unsigned long long)step, sw_proto_who(who, m->hdr.sender),
+                           q < 0 ? "not a replica of this node's plan" : "asked already");
+        goto out;
+    }
+    if (!p) /* this node lacks it too: the asker waits, then goes without it, as this one does */
+        goto out;
+    p->relayed |= 1u << q;
+    r = &s->relay[s->nrelay++];
+    snprintf(r->ep, sizeof(r->ep), "%s", s->plan.ep[t->stage * SW_PLAN_MAX + q]);
+    memcpy(r->of, of, 32);
+    r->step = step;
+    r->k = 0;
+    sw_log(SW_LOG_INFO, "step %llu: relaying the partial gradient of %s, which left, to %s",
+           (unsigned long long)step, sw_proto_who(who, of), r->ep);
 out:
     msgpack_unpacked_destroy(&u);
 }

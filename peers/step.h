@@ -45,6 +45,20 @@
  * again, M activations or gradients of up to hundreds of MiB, so one
  * closer is dropped and counted (resends_dropped), not an amplifier.
  *
+ * Relays.  A replica that dies while its partial is on its way may leave
+ * it with some of its stage-mates and not others: those that have it
+ * update with it, the others would update without its share, and the
+ * replicas would hold two states.  So before a node updates without a
+ * gone replica's share it sends GRAD_ASK {step, stage, of} to each live
+ * replica whose partial it has, and waits as for a partial (piece_wait);
+ * one that holds the gone replica's whole partial of the step (kept from
+ * the step before too, so that one that updated already still has it)
+ * sends it on, as GRAD pieces in float32 with 'of' naming whose it is,
+ * once per asking replica and step, a piece a turn.  A node takes a
+ * relayed piece only from a replica of its plan, of a replica of its plan,
+ * in a step it asked in.  When none comes, every replica that lacked it
+ * updates without it, as before.
+ *
  * Compute apart.  When the stage ops run a forward or backward on their
  * own thread (trainer.h, SW_COMPUTE_PENDING), one runs at a time (job): a
  * FWD taken meanwhile waits in xin, a BWD in dx, and what is ready next
@@ -86,7 +100,7 @@
  *   IDLE      no step in progress
  *   FRESH     idle, with a state just rebuilt by CheckFree(+) from a source
  *             that had finished the step in progress, or from one a step
- *             behind the run (the rebuilt stage takes the run's step): a GO
+ *             behind the leader (the rebuilt stage takes the leader's): a GO
  *             of the step before is taken (the stage steps back into it)
  *   EARLY     FWDs of the step arrived from a known node before its GO
  *   RUNNING   GO installed: forwards and backwards
@@ -147,6 +161,15 @@ struct sw_partial {
     uint8_t hash[32];        /* the sender's parameter hash before the step */
     double loss;             /* sum of its microbatches' losses (last stage) */
     uint64_t step, ver;      /* the step and plan version it belongs to */
+    uint32_t relayed;        /* plan indices of the replicas it was relayed to (Relays) */
+};
+
+/* A gone replica's partial on its way to a replica that asked (Relays). */
+struct sw_relay {
+    char ep[SW_PROTO_EP_MAX];
+    uint8_t of[32];
+    uint64_t step;
+    size_t k;                /* the next piece */
 };
 
 /*
@@ -239,6 +262,12 @@ struct sw_step {
     bool gerr_pending;
     struct sw_partial part[SW_PROTO_MAX_REPLICAS];
     int npart;
+    /* Relays: this node's ask for gone replicas' partials, and those it sends */
+    uint64_t relay_step;     /* the step it asked in, + 1 (0: none) */
+    uint64_t relay_ms;       /*   when */
+    struct sw_relay relay[SW_PROTO_MAX_REPLICAS];
+    int nrelay;
+    uint64_t relays_asked, relays_sent, relays_taken, relay_drops;
     struct sw_step_warm warm[SW_STEP_WARM_MAX]; /* being zeroed (Warm-up) */
     int nwarm;
     struct sw_step_prep prep;
@@ -312,6 +341,8 @@ void sw_step_answer_prepare(struct sw_trainer *t);
  * buffers (Warm-up): true while some are left (the caller ticks again at
  * once). */
 bool sw_step_tick(struct sw_trainer *t);
+/* GRAD_ASK: a replica's ask for a gone replica's partial (Relays). */
+void sw_step_on_grad_ask(struct sw_trainer *t, const struct sw_transport_msg *m);
 #define SW_STEP_RESEND_MS 5000
 /* GOs with resend: one taken per this (SW_LEAD_STALL_MIN_MS / 2; Resends) */
 #define SW_STEP_RESEND_GAP_MS 2500

@@ -754,6 +754,9 @@ sw_trainer_input(struct sw_trainer *t, uint64_t now, const struct sw_transport_m
     case SW_MSG_GRAD:
         sw_step_on_grad(t, m);
         break;
+    case SW_MSG_GRAD_ASK:
+        sw_step_on_grad_ask(t, m);
+        break;
     case SW_MSG_REPLICA:
         sw_step_on_replica(t, m);
         break;

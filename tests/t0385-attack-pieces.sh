@@ -9,7 +9,8 @@
 #      replica, whose real partials were then dropped: the stage stalled for
 #      good), then one of another stage (dropped, no ban) and malformed ones
 #      (an offset inside a piece, a short piece, one past the end, NaN
-#      values, a NaN loss);
+#      values, a NaN loss), with 20 asks a round for a relay of a partial
+#      (GRAD_ASK) and a relayed piece nobody asked for;
 #   2. REPLICA pieces of stage 0's embedding claiming to come from a stage-0
 #      node: 1000 steps ahead (they used to hold back every real push) and
 #      at the run's step holding 1e30s (they used to mix into the replica).
@@ -55,9 +56,10 @@ pieces grad grad
 ok $RC "1. a stranger's partial gradients, well-formed and malformed: the run trains on"
 together
 ok $? "1. stage 1's replicas took every step together, with no parameter mismatch"
-echo "# replicas' log lines: far-ahead partials dropped $(drops 'more than one step ahead'), malformed $(drops 'malformed partial gradient'), non-finite $(drops 'non-finite partial gradient'), banned $(drops 'banned peer')"
-[ "$(drops 'more than one step ahead')" -gt 0 ] && [ "$(drops 'banned peer')" -gt 0 ]
-ok $? "1. the replicas dropped the far-ahead partials, and banned the stranger for the malformed ones"
+echo "# replicas' log lines: far-ahead partials dropped $(drops 'more than one step ahead'), malformed $(drops 'malformed partial gradient'), non-finite $(drops 'non-finite partial gradient'), banned $(drops 'banned peer'), asks for a relay dropped $(drops 'dropped an ask for a relay'), relayed pieces dropped $(drops 'dropped a relayed partial')"
+[ "$(drops 'more than one step ahead')" -gt 0 ] && [ "$(drops 'banned peer')" -gt 0 ] &&
+    [ "$(drops 'dropped an ask for a relay')" -gt 0 ]
+ok $? "1. the replicas dropped the far-ahead partials and the asks for a relay, and banned the stranger for the malformed ones"
 
 pieces replica replica
 ok $RC "2. a stranger's checkfree+ replica pieces: the run trains on"

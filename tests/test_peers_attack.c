@@ -51,7 +51,10 @@
  *       then dropped: the stage stalled for good), one of another stage
  *       (dropped, no ban: an honest replica's may reach a node that moved),
  *       and malformed ones (an off inside a piece, a short n, an off past
- *       the end, NaN values, a NaN loss), which get the helper banned
+ *       the end, NaN values, a NaN loss), which get the helper banned; and
+ *       20 asks for a relay of its own key's partial of the step before
+ *       (GRAD_ASK) and a piece relayed 'of' its own key, which nobody asked
+ *       for (both dropped: no plan names it)
  *   replica STAGE EP...  the same for CheckFree+ replicas (REPLICA, kind 0
  *       when STAGE is 1, else 1): pieces 1000 steps ahead, and pieces of
  *       the current step holding 1e30s (a stranger's pieces must neither
@@ -396,19 +399,19 @@ trainer_like_send(const char *ep, uint32_t type, const struct sw_body *b, const 
 
     if (b->b.overflow)
         return -SW_ETOOBIG;
-    return sw_transport_send(A.tr, ep, type, b->b.data, b->b.len, &p);
+    return sw_transport_send(A.tr, ep, type, b->b.data, b->b.len, len ? &p : NULL);
 }
 
 /* One GRAD (rep false) or REPLICA piece of stage to ep: step, off, n, the
- * payload (fp32 x[n], in the run's gradient codec for a GRAD); what = the
- * malformation (0 none) */
+ * payload (fp32 x[n], in the run's gradient codec for a GRAD, float32 for a
+ * GRAD relayed 'of' a replica: of non-NULL) */
 static void
-send_piece(const char *ep, bool rep, int stage, uint64_t step, uint64_t off, uint64_t n,
-           const float *x, size_t nx, double loss)
+send_piece_of(const char *ep, bool rep, int stage, uint64_t step, uint64_t off, uint64_t n,
+              const float *x, size_t nx, double loss, const uint8_t *of)
 {
     static struct sw_body b;
     static uint8_t wire[16u << 20];
-    enum sw_codec c = rep ? SW_CODEC_FP32 : A.man.grad_codec;
+    enum sw_codec c = rep || of ? SW_CODEC_FP32 : A.man.grad_codec;
     uint8_t hash[32] = {0};
     size_t bytes;
 
@@ -420,7 +423,11 @@ send_piece(const char *ep, bool rep, int stage, uint64_t step, uint64_t off, uin
         sw_proto_pack_key(&b.pk, "kind");
         msgpack_pack_uint32(&b.pk, stage == 1 ? 0 : 1);
     } else {
-        msgpack_pack_map(&b.pk, 8);
+        msgpack_pack_map(&b.pk, of ? 9 : 8);
+        if (of) {
+            sw_proto_pack_key(&b.pk, "of");
+            sw_proto_pack_bin(&b.pk, of, 32);
+        }
         sw_proto_pack_key(&b.pk, "step");
         msgpack_pack_uint64(&b.pk, step);
         sw_proto_pack_key(&b.pk, "ver");
@@ -443,6 +450,31 @@ send_piece(const char *ep, bool rep, int stage, uint64_t step, uint64_t off, uin
         return;
     sw_codec_encode(c, x, nx, wire);
     if (trainer_like_send(ep, rep ? SW_MSG_REPLICA : SW_MSG_GRAD, &b, wire, bytes) == 0)
+        A.sent++;
+}
+
+static void
+send_piece(const char *ep, bool rep, int stage, uint64_t step, uint64_t off, uint64_t n,
+           const float *x, size_t nx, double loss)
+{
+    send_piece_of(ep, rep, stage, step, off, n, x, nx, loss, NULL);
+}
+
+/* A GRAD_ASK of stage's step for the partial of 'of' to ep. */
+static void
+send_ask(const char *ep, int stage, uint64_t step, const uint8_t *of)
+{
+    static struct sw_body b;
+
+    sw_body_init(&b);
+    msgpack_pack_map(&b.pk, 3);
+    sw_proto_pack_key(&b.pk, "step");
+    msgpack_pack_uint64(&b.pk, step);
+    sw_proto_pack_key(&b.pk, "stage");
+    msgpack_pack_uint64(&b.pk, (uint64_t)stage);
+    sw_proto_pack_key(&b.pk, "of");
+    sw_proto_pack_bin(&b.pk, of, 32);
+    if (trainer_like_send(ep, SW_MSG_GRAD_ASK, &b, NULL, 0) == 0)
         A.sent++;
 }
 
@@ -506,6 +538,11 @@ pieces_round(const char *ep, bool rep, int stage, size_t numel, const float *x, 
     }
     for (uint64_t k = 1; k <= 16; k++)
         send_piece(ep, false, stage, A.run_step + k, 0, n, x, n, 1.0);
+    /* asks for a relay of a partial (of its own key: a node of the stage,
+     * not of the plan) and a relayed piece nobody asked for */
+    for (int i = 0; i < 20; i++)
+        send_ask(ep, stage, A.run_step - (A.run_step > 0), A.id.pk);
+    send_piece_of(ep, false, stage, A.run_step, 0, n, x, n, 1.0, A.id.pk);
     if (!malformed)
         return;
     if (numel > 1)
