@@ -669,18 +669,34 @@ own_loss(const struct sw_trainer *t)
     return l;
 }
 
-/* The partial of replica r of this step, or NULL. */
+/* The slot of pk's partial of step, complete or not (one per sender and step), or NULL. */
 static struct sw_partial *
-partial_of(struct sw_trainer *t, int r)
+partial_find(struct sw_trainer *t, const uint8_t *pk, uint64_t step)
 {
     struct sw_step *s = &t->st;
 
     for (int i = 0; i < s->npart; i++)
-        if (s->part[i].ngot == pieces_of(t->numel) && s->part[i].step == t->step &&
-            s->part[i].ver == s->plan.ver &&
-            !memcmp(s->part[i].pk, s->plan.pk[t->stage * SW_PLAN_MAX + r], 32))
+        if (!memcmp(s->part[i].pk, pk, 32) && s->part[i].step == step)
             return &s->part[i];
     return NULL;
+}
+
+/* The complete partial of pk in step, held (the step's or the step before's), or NULL. */
+static struct sw_partial *
+held_partial(struct sw_trainer *t, const uint8_t *pk, uint64_t step)
+{
+    struct sw_partial *p = partial_find(t, pk, step);
+
+    return p && p->ngot == pieces_of(t->numel) ? p : NULL;
+}
+
+/* The partial of replica r of this step, under the installed plan's version, or NULL. */
+static struct sw_partial *
+partial_of(struct sw_trainer *t, int r)
+{
+    struct sw_partial *p = held_partial(t, t->st.plan.pk[t->stage * SW_PLAN_MAX + r], t->step);
+
+    return p && p->ver == t->st.plan.ver ? p : NULL;
 }
 
 /* The partials in plan order into gin (the update sums them); the loss
@@ -1050,19 +1066,6 @@ send_partial(struct sw_trainer *t)
     t->st.gsend_k = 0;
     t->st.gsend_on = true;
     send_more(t);
-}
-
-/* The complete partial of pk in step, held (the step's or the step before's), or NULL. */
-static struct sw_partial *
-held_partial(struct sw_trainer *t, const uint8_t *pk, uint64_t step)
-{
-    struct sw_step *s = &t->st;
-
-    for (int i = 0; i < s->npart; i++)
-        if (!memcmp(s->part[i].pk, pk, 32) && s->part[i].step == step &&
-            s->part[i].ngot == pieces_of(t->numel))
-            return &s->part[i];
-    return NULL;
 }
 
 /* One piece of the first relay waiting (Relays), float32 from off;
@@ -1803,9 +1806,7 @@ sw_step_on_grad(struct sw_trainer *t, const struct sw_transport_msg *m)
                            sw_proto_who(who, m->hdr.sender));
         goto out;
     }
-    for (int i = 0; i < s->npart && !p; i++)
-        if (!memcmp(s->part[i].pk, whose, 32) && s->part[i].step == step)
-            p = &s->part[i];
+    p = partial_find(t, whose, step);
     if (!p && s->npart < SW_PROTO_MAX_REPLICAS)
         p = &s->part[s->npart];
     /* full: a planned replica takes the slot of a step before this one's,
