@@ -97,6 +97,14 @@ sw_ckptnet_assign(const struct sw_stage_layout *lay, int k, int *owner)
 /* ---- saver and server ---- */
 
 static void on_info_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg);
+
+static void
+held_close(struct sw_ckptnet_held *h)
+{
+    if (h->on)
+        sw_ckpt_close(&h->ck);
+    h->on = false;
+}
 static void on_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg);
 
 int
@@ -134,6 +142,8 @@ sw_ckptnet_release(struct sw_ckptnet *c)
 {
     if (c->have_ck)
         sw_ckpt_close(&c->ck);
+    for (int i = 0; i < 2; i++)
+        held_close(&c->held[i]);
     if (c->have_wck)
         sw_ckpt_close(&c->wck);
     if (c->have_lay)
@@ -141,6 +151,8 @@ sw_ckptnet_release(struct sw_ckptnet *c)
     sw_free(c->subt);
     sw_free(c->own);
     sw_free(c->ck_own);
+    for (int i = 0; i < 2; i++)
+        sw_free(c->held[i].own);
     sw_free_big(c->buf);
     sw_free(c->cbuf);
     memset(c, 0, sizeof(*c));
@@ -179,14 +191,21 @@ sw_ckptnet_save_begin(struct sw_ckptnet *c, const struct sw_stage_layout *lay, i
         c->subt = NULL;
         c->own = c->ck_own = NULL;
         c->buf = NULL;
+        for (int i = 0; i < 2; i++) {
+            held_close(&c->held[i]);
+            sw_free(c->held[i].own);
+            c->held[i].own = NULL;
+        }
         if ((*err = sw_stage_layout_init(&c->lay, &c->cfg, c->S, stage)) < 0)
             return NULL;
         c->have_lay = true;
         c->subt = sw_calloc(SW_MAX(nt, 1), sizeof(*c->subt));
         c->own = sw_calloc(SW_MAX(nt, 1), sizeof(bool));
         c->ck_own = sw_calloc(SW_MAX(nt, 1), sizeof(bool));
+        c->held[0].own = sw_calloc(SW_MAX(nt, 1), sizeof(bool));
+        c->held[1].own = sw_calloc(SW_MAX(nt, 1), sizeof(bool));
         c->buf = sw_malloc_big(3 * lay->numel * sizeof(float));
-        if (!c->subt || !c->own || !c->ck_own || !c->buf) {
+        if (!c->subt || !c->own || !c->ck_own || !c->held[0].own || !c->held[1].own || !c->buf) {
             *err = -SW_ENOMEM;
             return NULL;
         }
@@ -243,6 +262,87 @@ out:
     sw_free(v);
 }
 
+/* When a request last named step (CKPT_INFO_GET, CKPT_GET); 0: not lately. */
+static uint64_t
+asked_at(const struct sw_ckptnet *c, uint64_t step)
+{
+    for (int i = 0; i < SW_CKPTNET_ASKED; i++)
+        if (c->asked[i].step == step)
+            return c->asked[i].ms;
+    return 0;
+}
+
+static bool
+asked_lately(const struct sw_ckptnet *c, uint64_t step, uint64_t now)
+{
+    uint64_t at = asked_at(c, step);
+    return at && now - at < SW_CKPTNET_PIN_MS;
+}
+
+/* A request named step: remember when (the oldest entry gives way). */
+static void
+note_asked(struct sw_ckptnet *c, uint64_t step)
+{
+    int j = 0;
+
+    for (int i = 0; i < SW_CKPTNET_ASKED; i++) {
+        if (c->asked[i].step == step) {
+            j = i;
+            break;
+        }
+        if (c->asked[i].ms < c->asked[j].ms)
+            j = i;
+    }
+    c->asked[j].step = step;
+    c->asked[j].ms = sw_now_ms();
+}
+
+/*
+ * A new step is committed.  The newest before it stays open as held[0] (a
+ * pull that began on it reads on); the one held[0] held moves to held[1]
+ * when a request named it within SW_CKPTNET_PIN_MS (and later than the step
+ * held[1] holds), so a pull slower than the saves (a big stage over a slow
+ * link) is not cut off; held[1] is closed once nobody asked for it that
+ * long.  At most two steps more than the newest stay open.
+ */
+static void
+keep_held(struct sw_ckptnet *c)
+{
+    struct sw_ckptnet_held *prev = &c->held[0], *pin = &c->held[1];
+    uint64_t now = sw_now_ms();
+
+    if (!c->have_ck)
+        return;
+    if (prev->on && asked_lately(c, prev->step, now) &&
+        (!pin->on || asked_at(c, prev->step) >= asked_at(c, pin->step))) {
+        bool *own = pin->own;
+        held_close(pin);
+        *pin = *prev;
+        prev->own = own;
+        prev->on = false;
+    } else {
+        held_close(prev);
+    }
+    if (pin->on && !asked_lately(c, pin->step, now))
+        held_close(pin);
+    prev->ck = c->ck;
+    prev->on = true;
+    prev->step = c->ck_step;
+    prev->st = c->ck_st;
+    memcpy(prev->own, c->ck_own, (size_t)c->lay.ntensors * sizeof(bool));
+    memset(&c->ck, 0, sizeof(c->ck));
+    c->have_ck = false;
+}
+
+static struct sw_ckptnet_held *
+held_find(struct sw_ckptnet *c, uint64_t step)
+{
+    for (int i = 0; i < 2; i++)
+        if (c->held[i].on && c->held[i].step == step)
+            return &c->held[i];
+    return NULL;
+}
+
 static void
 save_done(uv_work_t *w, int status)
 {
@@ -265,8 +365,7 @@ save_done(uv_work_t *w, int status)
         c->have_wck = false;
         return;
     }
-    if (c->have_ck)
-        sw_ckpt_close(&c->ck);
+    keep_held(c);
     c->have_ck = c->have_wck;
     if (c->have_wck)
         c->ck = c->wck;
@@ -383,6 +482,7 @@ on_info_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
     uint8_t have[1024];
     size_t nbits = 0;
     struct sw_ckpt_stage_state st = {0};
+    struct sw_ckptnet_held *h = NULL;
     int err = 0, saved_S = c->S;
 
     if (m->route.rid == 0)
@@ -431,17 +531,24 @@ on_info_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         err = now_step < step || c->writing ? -SW_EAGAIN : -SW_ENOENT;
     } else if (stage != (uint64_t)c->stage) {
         err = -SW_EINVAL;
-    } else if (c->ck_step == step || c->buf_step == step) {
+    } else if (c->ck_step == step || c->buf_step == step || (h = held_find(c, step))) {
+        const bool *own = c->ck_step == step ? c->ck_own : h ? h->own : NULL;
         nbits = (size_t)c->lay.ntensors;
-        if (c->ck_step == step)
+        if (own)
             for (int i = 0; i < c->lay.ntensors; i++)
-                if (c->ck_own[i])
+                if (own[i])
                     have[i / 8] |= (uint8_t)(1u << (i % 8));
         mem = c->buf_step == step;
-        st = c->buf_step == step ? c->buf_st : c->ck_st;
+        st = mem ? c->buf_st : h ? h->st : c->ck_st;
     } else {
         err = now_step < step ? -SW_EAGAIN : -SW_ENOENT;
     }
+    /* a step served, or the next save: kept open a while after newer
+     * commits (a stranger naming far steps cannot push the keeper's out) */
+    if (!c->keeper && (err == 0 || (err == -SW_EAGAIN && step <= now_step + (uint64_t)c->every)))
+        note_asked(c, step);
+    if (!c->keeper && err == -SW_ENOENT)
+        step = c->have_ck ? c->ck_step : 0; /* the newest it holds: aim there */
     if (nbits > 8 * sizeof(have))
         err = -SW_ETOOBIG, nbits = 0;
     sw_body_init(&b);
@@ -479,6 +586,8 @@ static int
 cache_fill(struct sw_ckptnet *c, uint64_t step, const char *name)
 {
     const struct sw_ckpt_tensor *ct = NULL;
+    const struct sw_ckpt *ck = &c->ck;
+    struct sw_ckptnet_held *h;
     char base[SW_NAME_MAX + 8];
     int which, err;
 
@@ -491,6 +600,8 @@ cache_fill(struct sw_ckptnet *c, uint64_t step, const char *name)
     }
     if (c->have_ck && c->ck_step == step)
         ct = sw_ckpt_find(&c->ck, name);
+    else if (!c->keeper && (h = held_find(c, step)) && (ct = sw_ckpt_find(&h->ck, name)))
+        ck = &h->ck;
     if (ct) {
         if (ct->length > c->ccap) {
             uint8_t *nb = sw_malloc((size_t)ct->length);
@@ -500,7 +611,7 @@ cache_fill(struct sw_ckptnet *c, uint64_t step, const char *name)
             c->cbuf = nb;
             c->ccap = (size_t)ct->length;
         }
-        if ((err = sw_ckpt_read_raw(&c->ck, ct, c->cbuf)) < 0)
+        if ((err = sw_ckpt_read_raw(ck, ct, c->cbuf)) < 0)
             return err;
         c->clen = (size_t)ct->length;
         memcpy(c->chash, ct->hash, 32);
@@ -561,6 +672,8 @@ on_get(struct sw_transport *t, const struct sw_transport_msg *m, void *arg)
         err = -SW_ENOTSUP;
     else
         err = cache_fill(c, step, name);
+    if (!c->keeper && !err)
+        note_asked(c, step);
     if (!err && (off > c->clen || cnt > c->clen - off))
         err = -SW_EINVAL;
     sw_body_init(&b);
@@ -776,6 +889,8 @@ on_info(struct sw_transport *t, int status, const struct sw_transport_msg *m, vo
         p->status = -SW_ECONFIG;
     } else if (err != 0) {
         s->state = SW_CKPTNET_SRC_NONE;
+        if (err == -SW_ENOENT && step > p->newest)
+            p->newest = step; /* a node's answer: the newest step it holds */
     } else if (hl != ((size_t)p->lay->ntensors + 7) / 8 || step == 0 ||
                (p->want && step != p->want) || (p->step && step != p->step) || S == 0 ||
                S > 1024 || !isfinite(lrm)) {

@@ -32,8 +32,18 @@
  * layout order, as a bitmap) the server holds committed at `step`, whether
  * it holds the whole stage at that step in memory, and the stage's scalars.
  * A node answers -EAGAIN while it has not reached the step or is still
- * writing it, -ENOENT once it went past it without a save, -ENOTSUP when
- * local saves are off.  A keeper answers from DIR's checkpoint of `step`
+ * writing it, -ENOENT once it went past it without a save or no longer
+ * holds it (the answer's step is then its newest committed step, 0 none:
+ * a keeper aims there rather than at a step the node records still tell),
+ * -ENOTSUP when local saves are off.  A node serves its newest committed
+ * step, the one committed before it (held open after the next commit: a
+ * pull that began on it reads on, from the open descriptors even once
+ * pruning removed its files), and one older step still named by a request
+ * within SW_CKPTNET_PIN_MS (a pull of a big stage over a slow link spans
+ * many saves; t0425: 2.6 MB at 2 Mbit/s while the run saves every 250 ms
+ * never committed before).  Each request that a node answers, and each
+ * that asks for its next save, notes the step; at most two steps more than
+ * the newest stay open.  A keeper answers from DIR's checkpoint of `step`
  * (0: its newest), resharded by global name, -ENOENT when it has none, and
  * -ECONFIG when it holds another model.  CKPT_GET {step, name, off, n}
  * answers bytes [off, off + n) (n <= SW_CKPTNET_PIECE) of a tensor (global
@@ -89,12 +99,23 @@
 #define SW_CKPTNET_RPC_MS 5000         /* a piece: one try */
 #define SW_CKPTNET_INFO_MS 2000        /* a CKPT_INFO_GET: one try */
 #define SW_CKPTNET_INFO_WAIT_MS 500    /* a round waits this long for the silent ones */
+#define SW_CKPTNET_PIN_MS 30000        /* node: a step asked this lately stays served */
+#define SW_CKPTNET_ASKED 8             /* node: steps it remembers being asked for */
 #define SW_CKPTNET_MAX_SRC (SW_PROTO_MAX_REPLICAS + 1)
 
 /* Owner node (0..k-1) of every tensor of lay (owner[lay->ntensors]). */
 void sw_ckptnet_assign(const struct sw_stage_layout *lay, int k, int *owner);
 
 /* ---- the saver and server ---- */
+
+/* Node: a committed local step kept open after newer ones (ckptnet.c). */
+struct sw_ckptnet_held {
+    struct sw_ckpt ck;
+    bool on;
+    uint64_t step;
+    bool *own;                    /* [lay.ntensors]: the tensors it wrote */
+    struct sw_ckpt_stage_state st;
+};
 
 struct sw_ckptnet {
     uv_loop_t *loop;
@@ -128,6 +149,11 @@ struct sw_ckptnet {
     bool have_ck, ck_stale;
     uint64_t ck_step;
     struct sw_ckpt_stage_state ck_st;
+    /* node: [0] the step committed before the newest, [1] an older one a
+     * pull still asks for, kept open after newer commits (their files may
+     * be pruned: the open descriptors still read them) */
+    struct sw_ckptnet_held held[2];
+    struct { uint64_t step, ms; } asked[SW_CKPTNET_ASKED]; /* node: steps asked lately */
     /* one tensor kept for its next pieces */
     char cname[SW_NAME_MAX + 8];
     uint64_t cstep;
@@ -190,6 +216,7 @@ struct sw_ckptnet_pull {
     float *buf;                   /* borrowed: host [3, lay->numel] */
     int stage;                    /* the requester's stage (its layout) */
     uint64_t want, step;          /* asked (0: newest), and the step being pulled */
+    uint64_t newest;              /* the newest step a source that went past want holds */
     int phase, status;            /* status: of FAILED */
     uint64_t gen, retry_ms, t0_ms, round_ms, serial;
     struct sw_ckptnet_req *reqs;  /* requests in flight (ckptnet.c) */

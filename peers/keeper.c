@@ -13,7 +13,10 @@
  * that say leaving, late ones whose port refuses a connect: live.h), a
  * request to a node that drops out of that list is abandoned at once and
  * its tensors are asked from another replica (ckptnet.h, "Pulling"), and
- * every request is a single short try.  A stage whose nodes save
+ * every request is a single short try.  A step that a stage's nodes went
+ * past is missed; their answers tell their newest step, and the keeper
+ * aims there next rather than a step past the run's step as the records
+ * tell it (published every few seconds: tens of steps behind a fast run).  A stage whose nodes save
  * nothing locally falls back to a snapshot over STATE_GET with snap: s
  * (fetch.h; recover.h says how a node answers it).  The keeper answers
  * CKPT_INFO_GET / CKPT_GET from its own committed checkpoints too.
@@ -298,6 +301,11 @@ keeper_pull(struct keeper *k, struct kstage *ks)
          * the scans still tell an older step of the run */
         if (err == -SW_ENOENT && k->run_step < k->target)
             k->run_step = k->target;
+        /* a node told the newest step it holds: aim at it, not at a step
+         * its records (published every few seconds) still tell */
+        if (err == -SW_ENOENT && ks->pull.newest > k->target &&
+            ks->pull.newest <= (uint64_t)k->n->man.steps && k->run_step < ks->pull.newest - 1)
+            k->run_step = ks->pull.newest - 1;
         k->target = 0;
     }
 }

@@ -82,7 +82,7 @@ sw_peers_tests = tests/t0300-swarm-vs-sim.sh tests/t0301-swarm-vs-sim-plus.sh te
 	tests/t0419-wan-slow-exchange.sh \
 	tests/t0420-attack-ready.sh tests/t0421-wan-slow-copy.sh \
 	tests/t0422-wan-copy-resume.sh tests/t0423-wan-copy-source-stopped.sh \
-	tests/t0424-wan-copy-kept.sh
+	tests/t0424-wan-copy-kept.sh tests/t0425-wan-keeper-slow-link.sh
 TESTS += tests/test_manifest tests/test_plan tests/test_ckptnet $(sw_peers_tests)
 
 # the wide-area test network of the t04NN tests and bench/wan_bench.sh
