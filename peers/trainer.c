@@ -346,7 +346,12 @@ trainer_scan_soon(struct sw_trainer *t, uint64_t every)
 /*
  * Announces the departure: a "leaving" record with a short ttl replaces this
  * node's record on the nodes that store it; the tick closes once the put is
- * done or after SW_TRAINER_LEAVE_WAIT_MS.
+ * done or after SW_TRAINER_LEAVE_WAIT_MS.  A node that stops because the
+ * run is lost leaves its record for SW_TRAINER_LOST_TTL_S: a newcomer that
+ * comes after every node stopped (and the dead ones' records expired) still
+ * learns the run's step and finds the stages lost, rather than taking an
+ * empty table for a new run and training from the seed (t0370 in CI: the
+ * survivors took 10 s to stop).
  */
 static void
 leave(struct sw_trainer *t)
@@ -356,7 +361,8 @@ leave(struct sw_trainer *t)
     trainer_set_phase(t, SW_PHASE_LEAVING);
     t->put_done = !published;
     if (published) {
-        publish(t, SW_TRAINER_LEAVE_TTL_S);
+        publish(t, t->exit_code == SW_EXIT_LOST ? SW_TRAINER_LOST_TTL_S
+                                                : SW_TRAINER_LEAVE_TTL_S);
         sw_log(SW_LOG_INFO, "left the run at step %llu", (unsigned long long)t->step);
     }
 }

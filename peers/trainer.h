@@ -96,6 +96,7 @@
 
 #define SW_TRAINER_RECORD_TTL_S 10     /* stage record ttl */
 #define SW_TRAINER_LEAVE_TTL_S 2       /* the "leaving" record */
+#define SW_TRAINER_LOST_TTL_S 3600     /* ... of a node that stops because the run is lost */
 #define SW_TRAINER_LEAVE_WAIT_MS 1500  /* at most, for that put to finish */
 #define SW_TRAINER_SCAN_MS 500         /* a node reads the stage keys */
 #define SW_TRAINER_FIRST_SCAN_MS 20000 /* the first read, at most */
