@@ -1007,15 +1007,21 @@ records_period(const struct sw_trainer *t)
  * step periods (a replan that cannot be finished showed as a 30 s stall in
  * a run stepping ten times a second: churn bench SEED=2, a stage-0 replica
  * killed mid-step), between SW_LEAD_STALL_MIN_MS and SW_LEAD_STALL_MS.  A
- * node that has not updated twice yet (a newcomer that rebuilt stage 0 and
- * leads at once) takes the period its records tell; the longest limit
+ * node that has not updated twice on its stage takes the period it measured
+ * on the stage it served before, when it moved (sim --harsh 4894: a node
+ * moved to stage 0 by the rebalancer led with the records' period, which
+ * the run's stalls had stretched past the longest limit, and the resends
+ * came 15 s apart); else (a newcomer that rebuilt stage 0 and leads at
+ * once) the period its records tell; the longest limit
  * while none is known either (the first steps of a run whose steps are
  * long: a step over slow links must not look stalled).
  */
 static uint64_t
 stall_limit(const struct sw_trainer *t)
 {
-    uint64_t p = t->st.period_ms ? t->st.period_ms : records_period(t);
+    uint64_t p = t->st.period_ms   ? t->st.period_ms
+                 : t->period_kept_ms ? t->period_kept_ms
+                                     : records_period(t);
 
     if (!p)
         return SW_LEAD_STALL_MS;
@@ -1427,7 +1433,11 @@ pass_over(struct sw_trainer *t)
     const uint8_t *want = sw_lead_expected(t);
     char who[13];
 
-    if (!want || want == t->pk || !trainer_in_run(t) || sw_step_busy(&t->st) ||
+    /* a node with FWDs of its step but no GO (EARLY) waits all the same:
+     * the real leader that it drops planned it, and its stage-0 nodes sent
+     * it their FWDs (sim --harsh 4894: a copier that saw no plan naming
+     * the new leader sat in EARLY for good, and the run waited for it) */
+    if (!want || want == t->pk || !trainer_in_run(t) || t->st.phase >= SW_STEP_RUNNING ||
         t->step >= (uint64_t)t->man->steps || missing_stage(t) >= 0) {
         L->waiting = false;
         return UINT64_MAX;

@@ -88,7 +88,8 @@
  * node that took that step's GO at once).  When no live training stage-0
  * node was seen (the run starts, or the nodes seen are gone), every live
  * training stage-0 record is a candidate.  And an idle node of the run
- * (not in a step, every stage served, the run not over) that has had no
+ * (in no step whose GO it took: FWDs that came before a GO do not count,
+ * every stage served, the run not over) that has had no
  * PREPARE or GO from the leader its table names for SW_LEAD_PASS_MS passes
  * that key over for SW_LEAD_PASSED_MS (or until a plan names it): the next
  * key leads, for it.  The nodes that saw the same plans name the same
@@ -234,8 +235,9 @@
 /* A running step stalls after SW_LEAD_STALL_PERIODS times the leader's
  * step period (the shortest of its last few: step.h, SW_STEP_PERIODS)
  * without progress, SW_LEAD_STALL_MIN_MS at least and SW_LEAD_STALL_MS at
- * most; before its second update, the period the records tell (lead.c,
- * records_period); SW_LEAD_STALL_MS while neither is known.  A forward or
+ * most; before its second update on its stage, the period it measured on
+ * the stage it served before a move, else the period the records tell
+ * (lead.c, records_period); SW_LEAD_STALL_MS while none is known.  A forward or
  * backward of the leader's computing apart (step.h) is progress: the loop
  * that checks is free while it runs. */
 #define SW_LEAD_STALL_PERIODS 4

@@ -438,6 +438,8 @@ static void
 stage_release(struct sw_trainer *t)
 {
     sw_fetch_abandon(&t->fetch);
+    if (t->st.period_ms)
+        t->period_kept_ms = t->st.period_ms; /* the run's pace is the same on another stage */
     sw_step_release(t);
     sw_recover_release(t);
     sw_free_big(t->snap_buf);

@@ -334,6 +334,8 @@ struct sw_trainer {
     int moved_from;          /* moved from this stage, not yet in the run on the new one (-1):
                                 with nobody left to copy, it rebuilds the new one */
     uint64_t stage_ms;       /* when this stage was set up (the cool-down) */
+    uint64_t period_kept_ms; /* the step period measured on the stage served before a
+                              * move (the step state starts afresh): the run's pace */
     uint64_t imb_ms;         /* since when a move of this node would help (0: not) */
     uint64_t moves;
     double balance;          /* the swarm's, as last computed here (-1: unknown) */

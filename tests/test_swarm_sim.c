@@ -2101,6 +2101,9 @@ static const struct pin pinned_harsh[] = {
     {4942, "the same, on the last stage, under loss and a cut"},
     {9205, "stage 0 rebuilt from a stage-1 node still in the lost leader's step took the step "
            "past it, and waited 30 s for a stage at that step before it prepared it"},
+    {4894, "a copier that saw no plan naming the node the rebalancer moved to stage 0 (which "
+           "led) dropped its GOs, sat in EARLY with its FWDs and never passed the old leader "
+           "over; that leader's resends came 15 s apart (its period lost with the move)"},
 };
 
 /* ... found with --grad-loss, and run so */
