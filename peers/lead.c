@@ -553,6 +553,31 @@ busy_verdict(struct sw_trainer *t)
     }
 }
 
+/*
+ * Every live node of stage st that the table has is past step, and the
+ * plan this node last made or took names one of them: the stage updated
+ * in a try of the step that the others could not finish (a node upstream
+ * died after the stage's backward), and answers each PREPARE of it "not
+ * ready" for ever (sim --harsh 5614: 45 s without a step, the stage's node
+ * one step ahead).  The plan's word keeps a stranger's record that claims
+ * a later step from skipping steps of a stage that is only empty.
+ */
+static bool
+stage_past(struct sw_trainer *t, int st, uint64_t step)
+{
+    bool planned = false;
+
+    for (int i = 0; i < t->ndir; i++) {
+        const struct sw_peer_rec *r = &t->dir[i];
+        if (r->stage != st || !sw_rec_has_state(r->state) || trainer_gone(t, r->pk))
+            continue;
+        if (r->step <= step)
+            return false;
+        planned |= sw_plan_find(&t->st.plan, st, r->pk) >= 0;
+    }
+    return planned;
+}
+
 static void
 go(struct sw_trainer *t)
 {
@@ -567,6 +592,15 @@ go(struct sw_trainer *t)
     one_state(t);
     if (!send_plan(t, 0, false)) {
         int need = unready_stage(t);
+        if (need >= 0 && t->step == t->lead.step && stage_past(t, need, t->lead.step)) {
+            sw_log(SW_LOG_WARN, "step %llu: the nodes of stage %d are past it (they finished a "
+                   "try of it that the others could not): skipping it",
+                   (unsigned long long)t->lead.step, need);
+            set_phase(t, SW_LEAD_IDLE);
+            sw_step_skip(t, t->step + 1, "a stage's nodes finished it in a try the others could "
+                         "not finish");
+            return;
+        }
         SW_LOG_RATELIMITED(SW_LOG_WARN, 5000, "step %llu: stage %d has no ready node, waiting",
                            (unsigned long long)t->lead.step, need);
         set_phase(t, SW_LEAD_IDLE);

@@ -39,6 +39,9 @@
  * starting afresh (step.h), then a new plan; unless nodes of other stages
  * are past the step (what they owed it died with a node): then it cannot be
  * finished, and the leader skips it (sw_step_skip) and prepares the next.
+ * So does a round of PREPAREs that finds a stage with no node ready at the
+ * step, every live node of it past the step, and one of them in the last
+ * plan: it updated in a try of the step whose restart it cannot join.
  * A stage-0 node behind nodes of other stages only (it copied the lost
  * leader's state mid-step) plans its step as a TAKEOVER replan, so that
  * the nodes past it replay; two steps behind, it resumes with its state at

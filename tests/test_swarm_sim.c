@@ -2104,6 +2104,9 @@ static const struct pin pinned_harsh[] = {
     {4894, "a copier that saw no plan naming the node the rebalancer moved to stage 0 (which "
            "led) dropped its GOs, sat in EARLY with its FWDs and never passed the old leader "
            "over; that leader's resends came 15 s apart (its period lost with the move)"},
+    {5614, "stage 3's only node updated in a try of step 5 that was restarted after a stage-0 "
+           "replica died; it answered every PREPARE of step 5 not ready, and the leader waited "
+           "for good"},
 };
 
 /* ... found with --grad-loss, and run so */
