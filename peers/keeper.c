@@ -16,9 +16,9 @@
  * every request is a single short try.  A step that a stage's nodes went
  * past is missed; their answers tell their newest step, and the keeper
  * aims there next rather than a step past the run's step as the records
- * tell it (published every few seconds: tens of steps behind a fast run).  A stage whose nodes save
- * nothing locally falls back to a snapshot over STATE_GET with snap: s
- * (fetch.h; recover.h says how a node answers it).  The keeper answers
+ * tell it (published every few seconds: tens of steps behind a fast run).
+ * A stage whose nodes save nothing locally falls back to a snapshot over
+ * STATE_GET with snap: s (fetch.h; recover.h says how a node answers it).  The keeper answers
  * CKPT_INFO_GET / CKPT_GET from its own committed checkpoints too.
  */
 #include "sw.h"
